@@ -1,0 +1,170 @@
+// The OCI lifecycle commands: spec, create, start, run, state, list, kill, delete.
+import { Runtime } from "../runtime/container.ts";
+import { CapsuleError } from "../runtime/errors.ts";
+import { parseSignal } from "../runtime/signals.ts";
+import { defaultSpec } from "../runtime/spec.ts";
+import type { CommandDef, Parsed } from "./parse.ts";
+import { printJson, table } from "./output.ts";
+import type { Globals } from "./main.ts";
+
+/** The runtime with the cgroup driver detected on first use. */
+export function runtimeFor(g: Globals): Runtime {
+  return new Runtime({
+    root: g.root,
+    cgroups: () => {
+      // Loaded lazily: list/state of a container without cgroups never reads mountinfo.
+      return cgroupDriver();
+    },
+  });
+}
+
+let driver: import("../runtime/cgroups/mod.ts").CgroupDriver | undefined;
+let cgroupsModule: typeof import("../runtime/cgroups/mod.ts") | undefined;
+function cgroupDriver() {
+  if (!driver && cgroupsModule) driver = cgroupsModule.detectCgroups();
+  return driver;
+}
+/** Loads the cgroups module (once) before a command that needs it. */
+export async function loadCgroups(): Promise<void> {
+  try { cgroupsModule ??= await import("../runtime/cgroups/mod.ts"); } catch { /* TEMP until cgroups land */ }
+}
+
+const bundleFlag = { name: "bundle", short: "b", type: "string", arg: "DIR", help: "bundle directory (default: current directory)" } as const;
+const pidFileFlag = { name: "pid-file", type: "string", arg: "FILE", help: "write the container's init pid to FILE" } as const;
+const noPivotFlag = { name: "no-pivot", type: "boolean", help: "use MS_MOVE + chroot instead of pivot_root (for ramdisks)" } as const;
+const consoleFlag = { name: "console-socket", type: "string", arg: "PATH", help: "unix socket that receives the pty master (needs process.terminal)" } as const;
+const ignored = (name: string) => ({ name, type: "boolean" as const, help: "accepted for runc compatibility", hidden: true });
+
+export function lifecycleCommands(globals: () => Globals): CommandDef[] {
+  const rt = () => runtimeFor(globals());
+  return [
+    {
+      name: "spec",
+      summary: "write a starter config.json in the bundle directory",
+      flags: [bundleFlag, { name: "rootless", type: "boolean", help: "accepted for runc compatibility", hidden: true }],
+      run: ({ flags }) => {
+        const dir = (flags.bundle as string | undefined) ?? ".";
+        const path = `${dir}/config.json`;
+        try {
+          Deno.writeTextFileSync(path, JSON.stringify(defaultSpec(), null, 2) + "\n", { createNew: true });
+        } catch (e) {
+          if (e instanceof Deno.errors.AlreadyExists) {
+            throw new CapsuleError(`File "${path}" already exists; remove it first to write a new one`);
+          }
+          if (e instanceof Deno.errors.NotFound) throw new CapsuleError(`Bundle directory "${dir}" does not exist`);
+          throw e;
+        }
+      },
+    },
+    {
+      name: "create",
+      summary: "create a container (its program waits for start)",
+      usage: "<container-id>",
+      args: [1, 1],
+      flags: [bundleFlag, pidFileFlag, consoleFlag, noPivotFlag, ignored("no-new-keyring"), { name: "preserve-fds", type: "string", help: "accepted for runc compatibility (must be 0)", hidden: true }],
+      run: async ({ flags, args }) => {
+        if (flags["console-socket"]) throw new CapsuleError("--console-socket is not supported yet");
+        await loadCgroups();
+        await rt().create(args[0], {
+          bundle: flags.bundle as string | undefined,
+          pidFile: flags["pid-file"] as string | undefined,
+          noPivot: flags["no-pivot"] === true,
+        });
+      },
+    },
+    {
+      name: "start",
+      summary: "start a created container",
+      usage: "<container-id>",
+      args: [1, 1],
+      run: async ({ args }) => {
+        await rt().start(args[0]);
+      },
+    },
+    {
+      name: "run",
+      summary: "create and start a container; in the foreground, wait and delete it",
+      usage: "<container-id>",
+      args: [1, 1],
+      flags: [
+        bundleFlag,
+        { name: "detach", short: "d", type: "boolean", help: "return once started; output goes to the container's log" },
+        pidFileFlag,
+        consoleFlag,
+        noPivotFlag,
+        ignored("no-new-keyring"),
+        ignored("keep"),
+      ],
+      run: async ({ flags, args }) => {
+        if (flags["console-socket"]) throw new CapsuleError("--console-socket is not supported yet");
+        await loadCgroups();
+        return await rt().run(args[0], {
+          bundle: flags.bundle as string | undefined,
+          pidFile: flags["pid-file"] as string | undefined,
+          detach: flags.detach === true,
+          noPivot: flags["no-pivot"] === true,
+        });
+      },
+    },
+    {
+      name: "state",
+      summary: "print the state of a container (OCI state JSON)",
+      usage: "<container-id>",
+      args: [1, 1],
+      flags: [{ name: "detail", short: "d", type: "boolean", help: "add cgroup paths, log file and extension data" }],
+      run: async ({ flags, args }) => {
+        await loadCgroups();
+        printJson(rt().state(args[0], flags.detail === true));
+      },
+    },
+    {
+      name: "list",
+      aliases: ["ls"],
+      summary: "list containers",
+      flags: [
+        { name: "format", short: "f", type: "string", arg: "FORMAT", help: "table or json" },
+        { name: "quiet", short: "q", type: "boolean", help: "print only the ids" },
+      ],
+      run: async ({ flags }) => {
+        await loadCgroups();
+        const all = rt().list();
+        const format = (flags.format as string | undefined) ?? "table";
+        if (flags.quiet) {
+          for (const s of all) console.log(s.id);
+        } else if (format === "json") {
+          printJson(all);
+        } else if (format === "table") {
+          console.log(table(
+            ["ID", "PID", "STATUS", "IP", "BUNDLE", "CREATED"],
+            all.map((s) => [s.id, String(s.pid), s.status, String(s.ip ?? ""), s.bundle, s.created]),
+          ));
+        } else {
+          throw new CapsuleError(`Invalid format "${format}": use table or json`);
+        }
+      },
+    },
+    {
+      name: "kill",
+      summary: "send a signal to a container's init (default SIGTERM)",
+      usage: "<container-id> [signal]",
+      args: [1, 2],
+      flags: [{ name: "all", short: "a", type: "boolean", help: "signal every process of the container" }],
+      run: async ({ flags, args }: Parsed) => {
+        await loadCgroups();
+        rt().kill(args[0], parseSignal(args[1] ?? "TERM"), flags.all === true);
+      },
+    },
+    {
+      name: "delete",
+      aliases: ["rm"],
+      summary: "delete a stopped container and everything it holds",
+      usage: "<container-id>",
+      args: [1, 1],
+      flags: [{ name: "force", short: "f", type: "boolean", help: "kill a created or running container first" }],
+      run: async ({ flags, args }) => {
+        await loadCgroups();
+        await rt().delete(args[0], { force: flags.force === true });
+      },
+    },
+  ];
+}

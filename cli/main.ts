@@ -1,0 +1,133 @@
+// The command tree. Commands are thin: parse, call the library (mod.ts), print.
+import { CapsuleError, UsageError } from "../runtime/errors.ts";
+import { SysError } from "../ffi/libc.ts";
+import { type CommandDef, type FlagDef, helpText, type Parsed, parseFlags } from "./parse.ts";
+import { Logger } from "./output.ts";
+import { VERSION } from "../runtime/version.ts";
+import { OCI_VERSION } from "../runtime/spec.ts";
+import { DEFAULT_ROOT } from "../runtime/state.ts";
+import { lifecycleCommands } from "./lifecycle.ts";
+
+export const GLOBAL_FLAGS: FlagDef[] = [
+  { name: "root", type: "string", arg: "DIR", help: `where container state lives (default ${DEFAULT_ROOT})` },
+  { name: "log", type: "string", arg: "FILE", help: "also write errors (and --debug lines) to FILE" },
+  { name: "log-format", type: "string", arg: "FORMAT", help: "format of --log: text or json" },
+  { name: "debug", type: "boolean", help: "log what capsule does, with timings" },
+  { name: "version", short: "v", type: "boolean", help: "print the version" },
+  { name: "help", short: "h", type: "boolean", help: "show help" },
+  { name: "systemd-cgroup", type: "boolean", help: "accepted for runc compatibility; capsule drives cgroupfs", hidden: true },
+  { name: "rootless", type: "string", help: "accepted for runc compatibility", hidden: true },
+  { name: "criu", type: "string", help: "accepted for runc compatibility", hidden: true },
+];
+
+/** Global options as the commands see them. */
+export interface Globals {
+  root: string;
+  logger: Logger;
+}
+
+export type CommandFactory = (g: () => Globals) => CommandDef[];
+
+function tree(globals: () => Globals): CommandDef {
+  return {
+    name: "capsule",
+    summary: "run OCI containers on Linux (a runc-compatible runtime, on Deno)",
+    subcommands: [...lifecycleCommands(globals)],
+  };
+}
+
+function versionText(): string {
+  return `capsule version ${VERSION}\nspec: ${OCI_VERSION}\ndeno: ${Deno.version.deno}`;
+}
+
+/** Runs the CLI; returns the exit status (never throws for user errors). */
+export async function main(argv: string[]): Promise<number> {
+  let logger = new Logger();
+  let g: Globals | undefined;
+  try {
+    // Global options come before the command name.
+    let i = 0;
+    const globalArgv: string[] = [];
+    while (i < argv.length && argv[i].startsWith("-") && argv[i] !== "--") {
+      const def = GLOBAL_FLAGS.find((f) =>
+        argv[i] === `--${f.name}` || argv[i] === `-${f.name}` || argv[i].startsWith(`--${f.name}=`) ||
+        (f.short && argv[i] === `-${f.short}`)
+      );
+      globalArgv.push(argv[i]);
+      if (def && def.type !== "boolean" && !argv[i].includes("=")) globalArgv.push(argv[++i] ?? "");
+      i++;
+    }
+    const { flags } = parseFlags(globalArgv, GLOBAL_FLAGS);
+    const fmt = (flags["log-format"] as string | undefined) ?? "text";
+    if (fmt !== "text" && fmt !== "json") {
+      throw new UsageError(`capsule: --log-format takes text or json, not "${fmt}"`);
+    }
+    logger = new Logger(flags.log as string | undefined, fmt, flags.debug === true);
+    g = { root: (flags.root as string | undefined) ?? DEFAULT_ROOT, logger };
+    const globals = () => g!;
+    const root = tree(globals);
+    if (flags.version) {
+      console.log(versionText());
+      return 0;
+    }
+    let cmd = root;
+    const path = ["capsule"];
+    let rest = argv.slice(i);
+    while (cmd.subcommands) {
+      const name = rest[0];
+      if (name === undefined || name === "help" || name === "--help" || name === "-h" || flags.help) {
+        const topic = name === "help" ? cmd.subcommands.find((c) => c.name === rest[1]) : undefined;
+        console.log(helpText(topic ?? cmd, topic ? [...path, topic.name] : path, GLOBAL_FLAGS));
+        return name === undefined && !flags.help ? 2 : 0;
+      }
+      const next = cmd.subcommands.find((c) => c.name === name || c.aliases?.includes(name));
+      if (!next) {
+        throw new UsageError(`${path.join(" ")}: unknown command "${name}" (see "${path.join(" ")} --help")`);
+      }
+      cmd = next;
+      path.push(next.name);
+      rest = rest.slice(1);
+    }
+    if (rest.includes("--help") || rest.includes("-h") && !cmd.flags?.some((f) => f.short === "h")) {
+      const stop = cmd.stopAfter;
+      const before = stop === undefined ? rest : rest.slice(0, rest.findIndex((a) => !a.startsWith("-")) + 1 || rest.length);
+      if (stop === undefined || before.includes("--help") || before.includes("-h")) {
+        console.log(helpText(cmd, path, GLOBAL_FLAGS));
+        return 0;
+      }
+    }
+    const where = path.join(" ");
+    const parsed = parseFlags(rest, [...(cmd.flags ?? []), { name: "help", type: "boolean", help: "" }], cmd.stopAfter, where);
+    const [min, max] = cmd.args ?? [0, 0];
+    if (parsed.args.length < min) {
+      throw new UsageError(`${where}: expects ${cmd.usage ?? `${min} argument(s)`}; see "${where} --help"`);
+    }
+    if (parsed.args.length > max) {
+      throw new UsageError(`${where}: unexpected argument "${parsed.args[max]}"; see "${where} --help"`);
+    }
+    const ctx: Parsed = { flags: parsed.flags, args: parsed.args, command: cmd, path };
+    const code = await cmd.run!(ctx);
+    return typeof code === "number" ? code : 0;
+  } catch (e) {
+    if (e instanceof UsageError) {
+      console.error(`capsule: ${e.message.replace(/^capsule:\s*/, "")}`);
+      logger.error(e.message);
+      return 2;
+    }
+    if (e instanceof CapsuleError || e instanceof SysError) {
+      console.error(`capsule: ${e.message}`);
+      logger.error(e.message);
+      return 1;
+    }
+    if (e instanceof Deno.errors.PermissionDenied) {
+      const msg = `${(e as Error).message} (capsule must run as root)`;
+      console.error(`capsule: ${msg}`);
+      logger.error(msg);
+      return 1;
+    }
+    // Anything else is a bug: keep the stack.
+    console.error(`capsule: internal error: ${(e as Error)?.stack ?? e}`);
+    logger.error(String((e as Error)?.message ?? e));
+    return 1;
+  }
+}

@@ -1,0 +1,121 @@
+// A small command-line parser, written for capsule's needs instead of a framework: it costs
+// nothing at start-up (every import on the container start path costs milliseconds), and it
+// parses the way runc's callers expect: `--flag value`, `--flag=value`, `-f value`, booleans,
+// repeatable flags, `--` ends the options, and commands like `exec` or `image run` stop at the
+// first argument after which everything belongs to the container's program.
+import { UsageError } from "../runtime/errors.ts";
+
+export interface FlagDef {
+  name: string;
+  short?: string;
+  /** boolean, string, or list (repeatable string). */
+  type: "boolean" | "string" | "list";
+  help: string;
+  /** Placeholder shown in help, e.g. DIR. */
+  arg?: string;
+  hidden?: boolean;
+}
+
+export interface CommandDef {
+  name: string;
+  aliases?: string[];
+  summary: string;
+  /** e.g. "<container-id> [signal]" */
+  usage?: string;
+  flags?: FlagDef[];
+  /** Positional arguments: at least / at most. */
+  args?: [min: number, max: number];
+  /** After this many positionals, everything else is positional (the program and its flags). */
+  stopAfter?: number;
+  subcommands?: CommandDef[];
+  run?: (ctx: Parsed) => Promise<number | void> | number | void;
+}
+
+export interface Parsed {
+  flags: Record<string, string | boolean | string[] | undefined>;
+  args: string[];
+  command: CommandDef;
+  path: string[];
+}
+
+function findFlag(defs: FlagDef[], token: string): FlagDef | undefined {
+  if (token.startsWith("--")) return defs.find((f) => f.name === token.slice(2));
+  // Go's flag package (runc) also accepts -name for long names.
+  const name = token.slice(1);
+  return defs.find((f) => f.short === name) ?? defs.find((f) => f.name === name && name.length > 1);
+}
+
+/** Parses argv against one command's flags. Unknown flags are a UsageError. */
+export function parseFlags(
+  argv: string[],
+  defs: FlagDef[],
+  stopAfter?: number,
+  where = "capsule",
+): { flags: Parsed["flags"]; args: string[] } {
+  const flags: Parsed["flags"] = {};
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const tok = argv[i];
+    if (stopAfter !== undefined && args.length >= stopAfter) {
+      args.push(...argv.slice(i));
+      break;
+    }
+    if (tok === "--") {
+      args.push(...argv.slice(i + 1));
+      break;
+    }
+    if (tok.length < 2 || !tok.startsWith("-") || /^-\d+$/.test(tok)) {
+      args.push(tok);
+      continue;
+    }
+    const eq = tok.indexOf("=");
+    const key = eq > 0 ? tok.slice(0, eq) : tok;
+    const def = findFlag(defs, key);
+    if (!def) throw new UsageError(`${where}: unknown flag ${key}`);
+    if (def.type === "boolean") {
+      if (eq > 0) {
+        const v = tok.slice(eq + 1);
+        if (v !== "true" && v !== "false") {
+          throw new UsageError(`${where}: flag ${key} takes true or false, not "${v}"`);
+        }
+        flags[def.name] = v === "true";
+      } else flags[def.name] = true;
+      continue;
+    }
+    let value: string;
+    if (eq > 0) value = tok.slice(eq + 1);
+    else {
+      if (i + 1 >= argv.length) throw new UsageError(`${where}: flag ${key} needs a value`);
+      value = argv[++i];
+    }
+    if (def.type === "list") {
+      const cur = (flags[def.name] as string[] | undefined) ?? [];
+      cur.push(value);
+      flags[def.name] = cur;
+    } else flags[def.name] = value;
+  }
+  return { flags, args };
+}
+
+export function helpText(cmd: CommandDef, path: string[], globals: FlagDef[]): string {
+  const lines: string[] = [];
+  const full = path.join(" ");
+  lines.push(`${full}${cmd.summary ? ` - ${cmd.summary}` : ""}`, "");
+  if (cmd.subcommands?.length) {
+    lines.push(`Usage: ${full} [global options] <command> [options] [arguments]`, "", "Commands:");
+    const w = Math.max(...cmd.subcommands.map((c) => c.name.length));
+    for (const c of cmd.subcommands) lines.push(`  ${c.name.padEnd(w)}  ${c.summary}`);
+    lines.push("", `Run "${full} <command> --help" for a command's options.`);
+  } else {
+    lines.push(`Usage: ${full}${cmd.flags?.length ? " [options]" : ""}${cmd.usage ? ` ${cmd.usage}` : ""}`);
+  }
+  const show = [...(cmd.flags ?? []), ...(path.length === 1 ? globals : [])].filter((f) => !f.hidden);
+  if (show.length) {
+    lines.push("", path.length === 1 ? "Global options:" : "Options:");
+    const label = (f: FlagDef) =>
+      `${f.short ? `-${f.short}, ` : "    "}--${f.name}${f.type === "boolean" ? "" : ` ${f.arg ?? "VALUE"}`}`;
+    const w = Math.max(...show.map((f) => label(f).length));
+    for (const f of show) lines.push(`  ${label(f).padEnd(w)}  ${f.help}${f.type === "list" ? " (repeatable)" : ""}`);
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,476 @@
+// The one place in capsule that calls Deno.dlopen. Every call here is a blocking FFI call on
+// the calling (main) thread: namespace work must never hop to another thread (DESIGN.md).
+// Errors come back as SysError, with the errno name, the syscall and the path it was about.
+// This module imports nothing of the project.
+
+const SYMBOLS = {
+  __errno_location: { parameters: [], result: "pointer" },
+  syscall: { parameters: ["i64", "i64", "i64", "i64", "i64", "i64", "i64"], result: "i64" },
+  unshare: { parameters: ["i32"], result: "i32" },
+  setns: { parameters: ["i32", "i32"], result: "i32" },
+  mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
+  umount2: { parameters: ["buffer", "i32"], result: "i32" },
+  chdir: { parameters: ["buffer"], result: "i32" },
+  fchdir: { parameters: ["i32"], result: "i32" },
+  chroot: { parameters: ["buffer"], result: "i32" },
+  sethostname: { parameters: ["buffer", "usize"], result: "i32" },
+  setdomainname: { parameters: ["buffer", "usize"], result: "i32" },
+  mknod: { parameters: ["buffer", "u32", "u64"], result: "i32" },
+  mkfifo: { parameters: ["buffer", "u32"], result: "i32" },
+  umask: { parameters: ["u32"], result: "u32" },
+  open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
+  close: { parameters: ["i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  write: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  readNonblocking: {
+    name: "read",
+    parameters: ["i32", "buffer", "usize"],
+    result: "isize",
+    nonblocking: true,
+  },
+  execve: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
+  socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  kill: { parameters: ["i32", "i32"], result: "i32" },
+  getpid: { parameters: [], result: "i32" },
+  prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
+  fcntl: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  dup2: { parameters: ["i32", "i32"], result: "i32" },
+  setsid: { parameters: [], result: "i32" },
+  ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
+  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  waitpidNonblocking: {
+    name: "waitpid",
+    parameters: ["i32", "buffer", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
+  posix_openpt: { parameters: ["i32"], result: "i32" },
+  grantpt: { parameters: ["i32"], result: "i32" },
+  unlockpt: { parameters: ["i32"], result: "i32" },
+  ptsname_r: { parameters: ["i32", "buffer", "usize"], result: "i32" },
+  sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
+  socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
+  connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
+  tcsetattr: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  tcgetattr: { parameters: ["i32", "buffer"], result: "i32" },
+  isatty: { parameters: ["i32"], result: "i32" },
+} as const satisfies Deno.ForeignLibraryInterface;
+
+type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+let lib: Lib | undefined;
+
+/** The libc symbols, opened on first use (dlopen costs nothing on paths that never call it). */
+export function libc(): Lib {
+  if (!lib) lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  return lib;
+}
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM",
+  2: "ENOENT",
+  3: "ESRCH",
+  4: "EINTR",
+  5: "EIO",
+  7: "E2BIG",
+  8: "ENOEXEC",
+  9: "EBADF",
+  10: "ECHILD",
+  11: "EAGAIN",
+  12: "ENOMEM",
+  13: "EACCES",
+  14: "EFAULT",
+  16: "EBUSY",
+  17: "EEXIST",
+  18: "EXDEV",
+  19: "ENODEV",
+  20: "ENOTDIR",
+  21: "EISDIR",
+  22: "EINVAL",
+  23: "ENFILE",
+  24: "EMFILE",
+  25: "ENOTTY",
+  26: "ETXTBSY",
+  27: "EFBIG",
+  28: "ENOSPC",
+  30: "EROFS",
+  32: "EPIPE",
+  34: "ERANGE",
+  36: "ENAMETOOLONG",
+  38: "ENOSYS",
+  39: "ENOTEMPTY",
+  40: "ELOOP",
+  95: "EOPNOTSUPP",
+  98: "EADDRINUSE",
+  104: "ECONNRESET",
+  111: "ECONNREFUSED",
+};
+
+const ERRNO_TEXT: Record<string, string> = {
+  EPERM: "operation not permitted",
+  ENOENT: "no such file or directory",
+  ESRCH: "no such process",
+  EACCES: "permission denied",
+  EBUSY: "device or resource busy",
+  EEXIST: "file exists",
+  ENOTDIR: "not a directory",
+  EISDIR: "is a directory",
+  EINVAL: "invalid argument",
+  ENOSPC: "no space left on device",
+  EROFS: "read-only file system",
+  ELOOP: "too many levels of symbolic links",
+  ENOEXEC: "exec format error",
+  ENOMEM: "cannot allocate memory",
+  ENOSYS: "function not implemented",
+  EAGAIN: "resource temporarily unavailable",
+  EBADF: "bad file descriptor",
+  ENOTEMPTY: "directory not empty",
+  EXDEV: "invalid cross-device link",
+  ENODEV: "no such device",
+};
+
+export function errnoName(errno: number): string {
+  return ERRNO_NAMES[errno] ?? `errno ${errno}`;
+}
+
+/** A failed system call: `code` is the errno name (ENOENT...), `errno` its number. */
+export class SysError extends Error {
+  override name = "SysError";
+  constructor(
+    readonly syscall: string,
+    readonly errno: number,
+    readonly path?: string,
+  ) {
+    const code = errnoName(errno);
+    super(`${syscall}${path ? ` ${path}` : ""}: ${ERRNO_TEXT[code] ?? code} (${code})`);
+  }
+  get code(): string {
+    return errnoName(this.errno);
+  }
+}
+
+/** errno of the last failed call on this thread; read it right after the call returned -1. */
+export function errno(): number {
+  const p = libc().__errno_location();
+  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+}
+
+function check(ret: number | bigint, syscall: string, path?: string): number {
+  const n = Number(ret);
+  if (n === -1) throw new SysError(syscall, errno(), path);
+  return n;
+}
+
+const enc = new TextEncoder();
+/** A NUL-terminated C string. */
+export function cstr(s: string): Uint8Array<ArrayBuffer> {
+  return enc.encode(s + "\0") as Uint8Array<ArrayBuffer>;
+}
+
+/** A NULL-terminated array of C strings; keep the returned `keep` alive across the call. */
+function cstrArray(items: string[]): { array: BigUint64Array<ArrayBuffer>; keep: Uint8Array[] } {
+  const keep = items.map(cstr);
+  const array = new BigUint64Array(items.length + 1);
+  keep.forEach((b, i) => array[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b))));
+  return { array, keep };
+}
+
+// Syscall numbers (x86_64 and aarch64 differ; capsule targets both).
+const ARM = Deno.build.arch === "aarch64";
+export const SYS = {
+  pivot_root: ARM ? 41 : 155,
+  setresuid: ARM ? 147 : 117,
+  setresgid: ARM ? 149 : 119,
+  setgroups: ARM ? 159 : 116,
+  rt_sigaction: ARM ? 134 : 13,
+  rt_sigprocmask: ARM ? 135 : 14,
+  close_range: 436,
+  capget: ARM ? 90 : 125,
+  capset: ARM ? 91 : 126,
+  prlimit64: ARM ? 261 : 302,
+  pidfd_open: 434,
+  seccomp: ARM ? 277 : 317,
+} as const;
+
+function sys(nr: number, ...args: (number | bigint)[]): number {
+  const a = [0, 1, 2, 3, 4, 5].map((i) => BigInt(args[i] ?? 0));
+  return Number(libc().syscall(BigInt(nr), a[0], a[1], a[2], a[3], a[4], a[5]));
+}
+
+function sysCheck(name: string, nr: number, ...args: (number | bigint)[]): number {
+  return check(sys(nr, ...args), name);
+}
+
+function ptr(buf: Uint8Array | BigUint64Array | Int32Array | null): bigint {
+  return buf ? BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array))) : 0n;
+}
+
+// ---- the wrappers -----------------------------------------------------------------------
+
+export function unshare(flags: number): void {
+  check(libc().unshare(flags), "unshare");
+}
+
+export function setns(fd: number, nstype: number): void {
+  check(libc().setns(fd, nstype), "setns");
+}
+
+export function mount(
+  source: string | null,
+  target: string,
+  fstype: string | null,
+  flags: bigint | number,
+  data: string | null,
+): void {
+  const src = source === null ? null : cstr(source);
+  const fs = fstype === null ? null : cstr(fstype);
+  const d = data === null || data === "" ? null : cstr(data);
+  check(libc().mount(src, cstr(target), fs, BigInt(flags), d), "mount", target);
+}
+
+export function umount2(target: string, flags: number): void {
+  check(libc().umount2(cstr(target), flags), "umount2", target);
+}
+
+export function chdir(path: string): void {
+  check(libc().chdir(cstr(path)), "chdir", path);
+}
+
+export function fchdir(fd: number): void {
+  check(libc().fchdir(fd), "fchdir");
+}
+
+export function chroot(path: string): void {
+  check(libc().chroot(cstr(path)), "chroot", path);
+}
+
+export function pivotRoot(newRoot: string, putOld: string): void {
+  const a = cstr(newRoot), b = cstr(putOld);
+  check(sys(SYS.pivot_root, ptr(a), ptr(b)), "pivot_root", newRoot);
+}
+
+export function sethostname(name: string): void {
+  const b = enc.encode(name);
+  check(libc().sethostname(b, BigInt(b.length)), "sethostname");
+}
+
+export function setdomainname(name: string): void {
+  const b = enc.encode(name);
+  check(libc().setdomainname(b, BigInt(b.length)), "setdomainname");
+}
+
+export function makedev(major: number, minor: number): bigint {
+  const ma = BigInt(major), mi = BigInt(minor);
+  return ((ma & 0xfffff000n) << 32n) | ((ma & 0xfffn) << 8n) | ((mi & 0xffffff00n) << 12n) |
+    (mi & 0xffn);
+}
+
+export function mknod(path: string, mode: number, dev: bigint): void {
+  check(libc().mknod(cstr(path), mode, dev), "mknod", path);
+}
+
+export function mkfifo(path: string, mode: number): void {
+  check(libc().mkfifo(cstr(path), mode), "mkfifo", path);
+}
+
+export function umask(mask: number): number {
+  return libc().umask(mask);
+}
+
+export const O = {
+  RDONLY: 0,
+  WRONLY: 1,
+  RDWR: 2,
+  CREAT: 0o100,
+  EXCL: 0o200,
+  NOCTTY: 0o400,
+  TRUNC: 0o1000,
+  APPEND: 0o2000,
+  NONBLOCK: 0o4000,
+  DIRECTORY: 0o200000,
+  NOFOLLOW: 0o400000,
+  CLOEXEC: 0o2000000,
+  PATH: 0o10000000,
+} as const;
+
+export function open(path: string, flags: number, mode = 0): number {
+  return check(libc().open(cstr(path), flags, mode), "open", path);
+}
+
+export function close(fd: number): void {
+  libc().close(fd);
+}
+
+/** read(2); returns the number of bytes (0 at EOF). Retries EINTR. */
+export function read(fd: number, buf: Uint8Array<ArrayBuffer>): number {
+  for (;;) {
+    const n = Number(libc().read(fd, buf, BigInt(buf.length)));
+    if (n >= 0) return n;
+    const e = errno();
+    if (e !== 4) throw new SysError("read", e);
+  }
+}
+
+/** read(2) on a pool thread: for the host side only, never inside a container's namespaces. */
+export async function readAsync(fd: number, buf: Uint8Array<ArrayBuffer>): Promise<number> {
+  for (;;) {
+    const n = Number(await libc().readNonblocking(fd, buf, BigInt(buf.length)));
+    if (n >= 0) return n;
+    // errno of a pool thread is not ours to read; EINTR is the only retryable case.
+    return -1;
+  }
+}
+
+export function writeAll(fd: number, data: Uint8Array<ArrayBuffer>): void {
+  let off = 0;
+  while (off < data.length) {
+    const chunk = data.subarray(off);
+    const n = Number(libc().write(fd, chunk, BigInt(chunk.length)));
+    if (n < 0) {
+      const e = errno();
+      if (e === 4) continue;
+      throw new SysError("write", e);
+    }
+    off += n;
+  }
+}
+
+export function execve(path: string, argv: string[], env: string[]): never {
+  const a = cstrArray(argv), e = cstrArray(env);
+  const ret = libc().execve(cstr(path), new Uint8Array(a.array.buffer), new Uint8Array(e.array.buffer));
+  void a.keep, e.keep;
+  check(ret, "exec", path);
+  throw new SysError("exec", errno(), path);
+}
+
+export const AF_UNIX = 1;
+export const SOCK_STREAM = 1;
+export const SOCK_CLOEXEC = 0o2000000;
+
+/** socketpair(AF_UNIX, SOCK_STREAM); both ends without CLOEXEC unless asked. */
+export function socketpair(cloexec = false): [number, number] {
+  const sv = new Int32Array(2);
+  check(
+    libc().socketpair(AF_UNIX, SOCK_STREAM | (cloexec ? SOCK_CLOEXEC : 0), 0, new Uint8Array(sv.buffer)),
+    "socketpair",
+  );
+  return [sv[0], sv[1]];
+}
+
+export const F_GETFD = 1, F_SETFD = 2, FD_CLOEXEC = 1;
+export function setCloexec(fd: number, on: boolean): void {
+  const flags = check(libc().fcntl(fd, F_GETFD, 0), "fcntl");
+  check(libc().fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC), "fcntl");
+}
+
+export function dup2(from: number, to: number): void {
+  check(libc().dup2(from, to), "dup2");
+}
+
+export function kill(pid: number, sig: number): void {
+  check(libc().kill(pid, sig), "kill");
+}
+
+/** kill(pid, 0): does the process exist (and may we signal it)? */
+export function processExists(pid: number): boolean {
+  if (libc().kill(pid, 0) === 0) return true;
+  return errno() === 1; // EPERM: exists, not ours
+}
+
+export function getpid(): number {
+  return libc().getpid();
+}
+
+export function setsid(): void {
+  check(libc().setsid(), "setsid");
+}
+
+export function ioctl(fd: number, req: number, arg: number | bigint): void {
+  check(libc().ioctl(fd, BigInt(req), BigInt(arg)), "ioctl");
+}
+
+export function prctl(option: number, a2 = 0n, a3 = 0n, a4 = 0n, a5 = 0n): number {
+  return check(libc().prctl(option, a2, a3, a4, a5), "prctl");
+}
+
+export function setresuid(uid: number): void {
+  sysCheck("setresuid", SYS.setresuid, uid, uid, uid);
+}
+
+export function setresgid(gid: number): void {
+  sysCheck("setresgid", SYS.setresgid, gid, gid, gid);
+}
+
+export function setgroups(gids: number[]): void {
+  const arr = new Uint32Array(gids.length || 1);
+  gids.forEach((g, i) => arr[i] = g);
+  sysCheck("setgroups", SYS.setgroups, gids.length, ptr(new Uint8Array(arr.buffer)));
+}
+
+/** Marks every fd from `from` up close-on-exec, so nothing of the caller reaches execve's image. */
+export function closeRangeCloexec(from: number): void {
+  const CLOSE_RANGE_CLOEXEC = 1 << 2;
+  if (sys(SYS.close_range, from, 0xffffffff, CLOSE_RANGE_CLOEXEC) === 0) return;
+  // Kernels before 5.11: walk /proc/self/fd.
+  for (const e of Deno.readDirSync("/proc/self/fd")) {
+    const fd = Number(e.name);
+    if (fd >= from) libc().fcntl(fd, F_SETFD, FD_CLOEXEC);
+  }
+}
+
+/**
+ * Every signal back to SIG_DFL and an empty mask: Deno ignores SIGPIPE and its children
+ * inherit 32/33 ignored, which glibc's sigaction refuses to touch; the raw syscall does.
+ */
+export function resetSignals(): void {
+  // struct kernel_sigaction { handler; flags; restorer; mask } = 32 bytes on x86_64.
+  const act = new BigUint64Array(4); // SIG_DFL = 0, flags 0, mask empty
+  const p = ptr(new Uint8Array(act.buffer));
+  for (let sig = 1; sig <= 64; sig++) {
+    if (sig === 9 || sig === 19) continue; // SIGKILL, SIGSTOP cannot be changed
+    sys(SYS.rt_sigaction, sig, p, 0, 8);
+  }
+  const empty = new BigUint64Array(1);
+  sys(SYS.rt_sigprocmask, 2 /* SIG_SETMASK */, ptr(new Uint8Array(empty.buffer)), 0, 8);
+}
+
+export interface Rlimit {
+  resource: number;
+  soft: bigint;
+  hard: bigint;
+}
+
+export function setrlimit(resource: number, soft: bigint, hard: bigint): void {
+  const lim = new BigUint64Array([soft, hard]);
+  sysCheck("prlimit64", SYS.prlimit64, 0, resource, ptr(new Uint8Array(lim.buffer)), 0);
+}
+
+/** capset(2) for the calling thread: effective, permitted, inheritable as 64-bit masks. */
+export function capset(effective: bigint, permitted: bigint, inheritable: bigint): void {
+  const header = new Uint32Array([0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0]);
+  const lo = (v: bigint) => Number(v & 0xffffffffn), hi = (v: bigint) => Number(v >> 32n);
+  const data = new Uint32Array([
+    lo(effective),
+    lo(permitted),
+    lo(inheritable),
+    hi(effective),
+    hi(permitted),
+    hi(inheritable),
+  ]);
+  sysCheck("capset", SYS.capset, ptr(new Uint8Array(header.buffer)), ptr(new Uint8Array(data.buffer)));
+}
+
+/** waitpid(2) on the calling thread; returns [pid, raw status]. */
+export function waitpid(pid: number, flags = 0): [number, number] {
+  const st = new Int32Array(1);
+  for (;;) {
+    const r = libc().waitpid(pid, new Uint8Array(st.buffer), flags);
+    if (r >= 0) return [r, st[0]];
+    const e = errno();
+    if (e !== 4) throw new SysError("waitpid", e);
+  }
+}
+
+export function isatty(fd: number): boolean {
+  return libc().isatty(fd) === 1;
+}

@@ -1,0 +1,43 @@
+// The parent <-> init channel: a socketpair whose child end the init inherits (runc's init
+// pipe). Frames are a 4-byte big-endian length and a JSON body. Blocking FFI calls only, so
+// the init can use it from inside its namespaces.
+import { close, read, writeAll } from "../ffi/libc.ts";
+
+export const INIT_PIPE_ENV = "_CAPSULE_INITPIPE";
+
+export type InitMessage =
+  | { type: "ready"; pid: number }
+  | { type: "error"; message: string };
+
+export function sendFrame(fd: number, value: unknown): void {
+  const body = new TextEncoder().encode(JSON.stringify(value));
+  const frame = new Uint8Array(4 + body.length);
+  new DataView(frame.buffer).setUint32(0, body.length);
+  frame.set(body, 4);
+  writeAll(fd, frame);
+}
+
+function readExactly(fd: number, n: number): Uint8Array | undefined {
+  const out = new Uint8Array(n);
+  let off = 0;
+  while (off < n) {
+    const chunk = new Uint8Array(n - off);
+    const got = read(fd, chunk);
+    if (got === 0) return undefined;
+    out.set(chunk.subarray(0, got), off);
+    off += got;
+  }
+  return out;
+}
+
+/** Reads one frame; undefined when the other end closed first. */
+export function receiveFrame<T>(fd: number): T | undefined {
+  const head = readExactly(fd, 4);
+  if (!head) return undefined;
+  const len = new DataView(head.buffer).getUint32(0);
+  const body = readExactly(fd, len);
+  if (!body) return undefined;
+  return JSON.parse(new TextDecoder().decode(body)) as T;
+}
+
+export { close as closeFd };

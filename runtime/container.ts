@@ -1,0 +1,589 @@
+// The container lifecycle, runc-style: create (init waits on exec.fifo), start, kill, delete,
+// state, list, and run (create + start + wait + delete). The parent side only: the init's
+// side is init.ts. Layers above the runtime (network, images) attach through Extensions.
+import * as libc from "../ffi/libc.ts";
+import { closeFd, INIT_PIPE_ENV, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
+import { CLONE } from "./consts.ts";
+import { CapsuleError, NotFoundError, StateTransitionError } from "./errors.ts";
+import { runHooks } from "./hooks.ts";
+import { validateId } from "./ids.ts";
+import { buildInitPlan, type MountOp } from "./plan.ts";
+import { signalName } from "./signals.ts";
+import { OCI_VERSION, type Spec } from "./spec.ts";
+import {
+  type ContainerRecord,
+  DEFAULT_ROOT,
+  EXEC_FIFO,
+  initAlive,
+  LOG_FILE,
+  procStat,
+  type Status,
+  StateStore,
+  writeFileAtomic,
+} from "./state.ts";
+import type { CgroupDriver, CgroupPaths } from "./cgroups/mod.ts";
+
+/** What create knows about a container, handed to extensions. */
+export interface CreateContext {
+  id: string;
+  pid: number;
+  bundle: string;
+  spec: Spec;
+  record: ContainerRecord;
+  /** The container's state directory (for files an extension keeps). */
+  dir: string;
+  /** Options an extension registered itself for (e.g. network: { name, ports }). */
+  options: Record<string, unknown>;
+}
+
+/**
+ * A layer above the runtime (network, image) that attaches to the lifecycle, as CNI attaches
+ * beside runc. `prepare` runs before the init's plan is made (it may add mounts, e.g.
+ * /etc/hosts); `created` once the container's namespaces exist; `deleted` on delete and on a
+ * create that failed after `created` began. `deleted` must be idempotent.
+ */
+export interface Extension {
+  name: string;
+  prepare?(ctx: Omit<CreateContext, "pid" | "record">): Promise<{ mounts?: MountOp[] }> | { mounts?: MountOp[] } | void;
+  created?(ctx: CreateContext): Promise<unknown> | unknown;
+  deleted?(record: ContainerRecord, data: unknown): Promise<void> | void;
+}
+
+export interface CreateOptions {
+  /** Bundle directory (default: the current directory). */
+  bundle?: string;
+  pidFile?: string;
+  /** Detached: stdio to <root>/<id>/container.log, new session. */
+  detach?: boolean;
+  noPivot?: boolean;
+  /** Options for extensions, by extension name. */
+  ext?: Record<string, unknown>;
+  /** stdio of the container (create: inherit, as runc). */
+  stdio?: "inherit" | "null";
+}
+
+export interface OciState {
+  ociVersion: string;
+  id: string;
+  status: Status;
+  pid: number;
+  bundle: string;
+  rootfs: string;
+  created: string;
+  owner: string;
+  annotations: Record<string, string>;
+  [k: string]: unknown;
+}
+
+export interface RuntimeOptions {
+  root?: string;
+  extensions?: Extension[];
+  /** The cgroup driver; resolved lazily (detection reads mountinfo). */
+  cgroups?: () => CgroupDriver | undefined;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function realDir(path: string, what: string): string {
+  try {
+    const real = Deno.realPathSync(path);
+    if (!Deno.statSync(real).isDirectory) throw new Error("not a directory");
+    return real;
+  } catch {
+    throw new CapsuleError(`${what} "${path}" is not a directory`);
+  }
+}
+
+/** How this program starts its own init: `deno run ... init_main.ts`, or `capsule init`. */
+function initCommand(): { cmd: string; args: string[] } {
+  const exe = Deno.execPath();
+  if (!/(^|\/)deno$/.test(exe)) return { cmd: exe, args: ["init"] };
+  for (const rel of ["./init_main.ts", "./init_main.js", "./runtime/init_main.js"]) {
+    const url = new URL(rel, import.meta.url);
+    if (exists(url.pathname)) {
+      return {
+        cmd: exe,
+        args: ["run", "-A", "--no-config", "--no-lock", "--quiet", url.pathname],
+      };
+    }
+  }
+  throw new Error("capsule's init module is missing next to " + import.meta.url);
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Runtime {
+  readonly store: StateStore;
+  readonly extensions: Extension[];
+  #cgroups?: () => CgroupDriver | undefined;
+  #driver?: CgroupDriver | null;
+
+  constructor(opts: RuntimeOptions = {}) {
+    this.store = new StateStore(opts.root ?? DEFAULT_ROOT);
+    this.extensions = opts.extensions ?? [];
+    this.#cgroups = opts.cgroups;
+  }
+
+  get cgroups(): CgroupDriver | undefined {
+    if (this.#driver === undefined) this.#driver = this.#cgroups?.() ?? null;
+    return this.#driver ?? undefined;
+  }
+
+  /** Creates a container; returns its record. The init waits for `start`. */
+  async create(id: string, opts: CreateOptions = {}): Promise<ContainerRecord> {
+    const { record, child } = await this.#create(id, opts);
+    child.unref();
+    return record;
+  }
+
+  async #create(
+    id: string,
+    opts: CreateOptions,
+  ): Promise<{ record: ContainerRecord; child: Deno.ChildProcess }> {
+    validateId(id);
+    const bundle = realDir(opts.bundle ?? Deno.cwd(), "Bundle");
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(`${bundle}/config.json`);
+    } catch {
+      throw new CapsuleError(`Cannot create container "${id}": bundle "${bundle}" has no config.json`);
+    }
+    let raw: Spec;
+    try {
+      raw = JSON.parse(text);
+    } catch (e) {
+      throw new CapsuleError(`Invalid ${bundle}/config.json: not valid JSON: ${(e as Error).message}`);
+    }
+    const dir = this.store.claim(id);
+    const undo: (() => void | Promise<void>)[] = [() => this.store.remove(id)];
+    let child: Deno.ChildProcess | undefined;
+    let fd = -1;
+    try {
+      const execFifo = `${dir}/${EXEC_FIFO}`;
+      libc.mkfifo(execFifo, 0o622);
+      const [parentEnd, childEnd] = libc.socketpair();
+      fd = parentEnd;
+      libc.setCloexec(parentEnd, true);
+      const pidNs = Array.isArray(raw?.linux?.namespaces)
+        ? raw.linux.namespaces.find((n) => n?.type === "pid")
+        : undefined;
+      // Start the init first: its ~50 ms of Deno start-up overlaps the validation below.
+      try {
+        child = spawnInit(childEnd, pidNs, opts.detach ? "null" : (opts.stdio ?? "inherit"));
+      } finally {
+        closeFd(childEnd);
+      }
+      const initChild = child;
+      undo.push(async () => {
+        try {
+          initChild.kill("SIGKILL");
+        } catch { /* gone */ }
+        await initChild.status;
+      });
+      const pid = child.pid;
+      const record: ContainerRecord = {
+        ociVersion: OCI_VERSION,
+        id,
+        pid,
+        pidStartTime: procStat(pid)?.startTime ?? "",
+        bundle,
+        rootfs: "",
+        created: new Date().toISOString(),
+        annotations: {},
+        creating: true,
+      };
+      this.store.write(record);
+
+      const { validateConfig } = await import("./config.ts");
+      const spec = validateConfig(raw, `${bundle}/config.json`);
+      if (!(spec.linux?.namespaces ?? []).some((n) => n.type === "mount")) {
+        throw new CapsuleError(
+          `Invalid ${bundle}/config.json: linux.namespaces: capsule needs a "mount" namespace`,
+        );
+      }
+      const rootfs = spec.root!.path.startsWith("/") ? spec.root!.path : `${bundle}/${spec.root!.path}`;
+      if (!exists(rootfs) || !Deno.statSync(rootfs).isDirectory) {
+        throw new CapsuleError(
+          `Cannot create container "${id}": rootfs "${rootfs}" (root.path in config.json) does not exist`,
+        );
+      }
+      record.rootfs = rootfs;
+      record.annotations = spec.annotations ?? {};
+      record.hooks = { poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop };
+      if (opts.detach) record.logFile = `${dir}/${LOG_FILE}`;
+
+      const base = { id, bundle, spec, dir, options: opts.ext ?? {} };
+      const extraMounts: MountOp[] = [];
+      for (const x of this.extensions) {
+        const r = await x.prepare?.(base);
+        if (r?.mounts) extraMounts.push(...r.mounts);
+      }
+      const plan = buildInitPlan(spec, {
+        id,
+        bundle,
+        execFifo,
+        logFile: record.logFile,
+        detach: opts.detach,
+        noPivot: opts.noPivot,
+        extraMounts,
+      });
+
+      const cg = this.cgroups;
+      if (cg) {
+        const paths = cg.paths(spec.linux?.cgroupsPath, id);
+        record.cgroupPaths = paths;
+        this.store.write(record);
+        undo.push(() => cg.destroy(paths));
+        cg.create(paths, spec.linux?.resources as never);
+        cg.addProcess(paths, pid);
+      }
+
+      sendFrame(fd, plan);
+      const msg = receiveFrame<InitMessage>(fd);
+      if (!msg || msg.type !== "ready") {
+        const why = msg?.type === "error" ? msg.message : await exitReason(initChild);
+        throw new CapsuleError(`Cannot create container "${id}": ${why}`);
+      }
+
+      record.ext = {};
+      for (const x of this.extensions) {
+        if (!x.created) continue;
+        undo.push(() => x.deleted?.(record, record.ext?.[x.name]));
+        const data = await x.created({ ...base, pid, record });
+        if (data !== undefined) record.ext[x.name] = data;
+      }
+      const ociState = this.#ociState(record, "created");
+      await runHooks("prestart", spec.hooks?.prestart, ociState);
+      await runHooks("createRuntime", spec.hooks?.createRuntime, ociState);
+
+      delete record.creating;
+      this.store.write(record);
+      if (opts.pidFile) writeFileAtomic(opts.pidFile, `${pid}`);
+      return { record, child };
+    } catch (e) {
+      for (const u of undo.reverse()) {
+        try {
+          await u();
+        } catch { /* best effort: report the first error */ }
+      }
+      throw e;
+    } finally {
+      if (fd >= 0) closeFd(fd);
+    }
+  }
+
+  /** Releases a created container: its init execs the program. Returns at once. */
+  async start(id: string): Promise<void> {
+    const rec = this.store.load(id);
+    const status = this.status(rec);
+    if (status !== "created") throw new StateTransitionError(id, "start", status, ["created"]);
+    const fifo = `${this.store.dir(id)}/${EXEC_FIFO}`;
+    const fd = libc.open(fifo, libc.O.RDONLY | libc.O.NONBLOCK | libc.O.CLOEXEC);
+    try {
+      const buf = new Uint8Array(1);
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        let n = 0;
+        try {
+          n = libc.read(fd, buf);
+        } catch (e) {
+          if ((e as libc.SysError).code !== "EAGAIN") throw e;
+        }
+        if (n === 1) break;
+        if (!initAlive(rec)) {
+          throw new CapsuleError(`Cannot start container "${id}": its init process has exited`);
+        }
+        if (Date.now() > deadline) {
+          throw new CapsuleError(`Cannot start container "${id}": its init did not answer in 10 s`);
+        }
+        await sleep(1);
+      }
+    } finally {
+      libc.close(fd);
+    }
+    Deno.removeSync(fifo);
+    await runHooks("poststart", rec.hooks?.poststart, this.#ociState(rec, "running"));
+  }
+
+  /**
+   * create + start in the foreground: stdio attached, signals to capsule passed on, the
+   * program's exit status returned (128+N for signal N), the container deleted afterwards.
+   * Detached (`detach`): returns once started, with exit status 0.
+   */
+  async run(id: string, opts: CreateOptions = {}): Promise<number> {
+    const { record, child } = await this.#create(id, opts);
+    if (opts.detach) {
+      child.unref();
+      await this.start(id);
+      return 0;
+    }
+    const forward = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH"] as const;
+    const handlers = forward.map((sig) => {
+      const h = () => {
+        try {
+          child.kill(sig);
+        } catch { /* already gone */ }
+      };
+      try {
+        Deno.addSignalListener(sig, h);
+      } catch { /* not supported */ }
+      return [sig, h] as const;
+    });
+    try {
+      try {
+        await this.start(id);
+      } catch (e) {
+        await this.delete(id, { force: true });
+        throw e;
+      }
+      const status = await child.status;
+      await this.delete(id, { force: true });
+      if (status.signal) return 128 + (typeof status.signal === "number" ? status.signal : sigNum(status.signal));
+      return status.code;
+    } finally {
+      for (const [sig, h] of handlers) {
+        try {
+          Deno.removeSignalListener(sig, h);
+        } catch { /* ignore */ }
+      }
+      void record;
+    }
+  }
+
+  status(rec: ContainerRecord): Status {
+    const cg = this.cgroups;
+    return this.store.status(
+      rec,
+      cg && rec.cgroupPaths ? (r) => cg.isFrozen(r.cgroupPaths!) : undefined,
+    );
+  }
+
+  #ociState(rec: ContainerRecord, status: Status): OciState {
+    return {
+      ociVersion: rec.ociVersion,
+      id: rec.id,
+      status,
+      pid: status === "stopped" ? 0 : rec.pid,
+      bundle: rec.bundle,
+      rootfs: rec.rootfs,
+      created: rec.created,
+      owner: "",
+      annotations: rec.annotations,
+    };
+  }
+
+  /** The OCI state of a container, plus capsule's fields from extensions (ip...). */
+  state(id: string, detail = false): OciState {
+    const rec = this.store.load(id);
+    const status = this.status(rec);
+    const out = this.#ociState(rec, status);
+    for (const [k, v] of Object.entries(rec.ext ?? {})) {
+      if (v && typeof v === "object" && "summary" in v) Object.assign(out, (v as { summary: object }).summary);
+    }
+    if (detail) {
+      out.detail = {
+        pidStartTime: rec.pidStartTime,
+        cgroupPaths: rec.cgroupPaths ?? {},
+        logFile: rec.logFile,
+        ext: rec.ext ?? {},
+        config: `${rec.bundle}/config.json`,
+      };
+    }
+    return out;
+  }
+
+  /** Every container under the root; a directory a crash left half-made is listed as stopped. */
+  list(): OciState[] {
+    const out: OciState[] = [];
+    for (const id of this.store.ids()) {
+      try {
+        const rec = this.store.read(id);
+        if (rec) out.push(this.state(id));
+        else {
+          out.push({
+            ociVersion: OCI_VERSION,
+            id,
+            status: "stopped",
+            pid: 0,
+            bundle: "",
+            rootfs: "",
+            created: "",
+            owner: "",
+            annotations: {},
+          });
+        }
+      } catch { /* damaged: skip, delete -f can remove it */ }
+    }
+    return out;
+  }
+
+  /** The host pids of every process of the container (cgroup, else its PID namespace). */
+  pids(rec: ContainerRecord): number[] {
+    const cg = this.cgroups;
+    if (cg && rec.cgroupPaths && Object.keys(rec.cgroupPaths).length) {
+      try {
+        return cg.pids(rec.cgroupPaths);
+      } catch { /* fall back to the namespace */ }
+    }
+    if (!initAlive(rec)) return [];
+    let ns: string;
+    try {
+      ns = Deno.readLinkSync(`/proc/${rec.pid}/ns/pid`);
+    } catch {
+      return [];
+    }
+    if (ns === Deno.readLinkSync("/proc/self/ns/pid")) return [rec.pid];
+    const out: number[] = [];
+    for (const e of Deno.readDirSync("/proc")) {
+      if (!/^\d+$/.test(e.name)) continue;
+      try {
+        if (Deno.readLinkSync(`/proc/${e.name}/ns/pid`) === ns) out.push(Number(e.name));
+      } catch { /* exited meanwhile */ }
+    }
+    return out;
+  }
+
+  /** Sends a signal to the init (or, with `all`, to every process of the container). */
+  kill(id: string, signal: number, all = false): void {
+    const rec = this.store.load(id);
+    const status = this.status(rec);
+    if (status === "stopped") {
+      throw new StateTransitionError(id, "kill", status, ["created", "running", "paused"]);
+    }
+    const targets = all ? this.pids(rec) : [rec.pid];
+    for (const pid of targets) {
+      try {
+        libc.kill(pid, signal);
+      } catch (e) {
+        if ((e as libc.SysError).code !== "ESRCH") {
+          throw new CapsuleError(`Cannot send ${signalName(signal)} to container "${id}": ${(e as Error).message}`);
+        }
+      }
+    }
+    // A frozen container gets the signal when it thaws; SIGKILL must not wait for that.
+    if (signal === 9 && status === "paused" && rec.cgroupPaths) this.cgroups?.thaw(rec.cgroupPaths);
+  }
+
+  /** Removes a stopped container and all it held; `force` kills a live one first. */
+  async delete(id: string, opts: { force?: boolean } = {}): Promise<void> {
+    validateId(id);
+    const rec = this.store.read(id);
+    if (!rec) {
+      // A directory a crash left without a state: only -f removes it (nothing else to undo).
+      if (!opts.force) {
+        throw new CapsuleError(
+          `Container "${id}" was never fully created; remove it with "capsule delete -f ${id}"`,
+        );
+      }
+      this.store.remove(id);
+      return;
+    }
+    const status = this.status(rec);
+    if (status !== "stopped") {
+      if (!opts.force) throw new StateTransitionError(id, "delete", status, ["stopped"]);
+      await this.#killAndWait(rec);
+    }
+    const errors: string[] = [];
+    for (const x of [...this.extensions].reverse()) {
+      try {
+        await x.deleted?.(rec, rec.ext?.[x.name]);
+      } catch (e) {
+        errors.push(`${x.name}: ${(e as Error).message}`);
+      }
+    }
+    if (rec.cgroupPaths && this.cgroups) {
+      try {
+        this.cgroups.destroy(rec.cgroupPaths);
+      } catch (e) {
+        errors.push(`cgroups: ${(e as Error).message}`);
+      }
+    }
+    try {
+      await runHooks("poststop", rec.hooks?.poststop, this.#ociState(rec, "stopped"));
+    } catch (e) {
+      errors.push((e as Error).message); // runc: poststop failures are logged, delete goes on
+    }
+    this.store.remove(id);
+    if (errors.length) {
+      throw new CapsuleError(`Container "${id}" deleted, but cleanup reported: ${errors.join("; ")}`);
+    }
+  }
+
+  async #killAndWait(rec: ContainerRecord): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    const cg = this.cgroups;
+    if (cg && rec.cgroupPaths && this.status(rec) === "paused") cg.thaw(rec.cgroupPaths);
+    for (;;) {
+      const pids = new Set([...this.pids(rec), ...(initAlive(rec) ? [rec.pid] : [])]);
+      if (pids.size === 0) return;
+      for (const p of pids) {
+        try {
+          libc.kill(p, 9);
+        } catch { /* gone */ }
+      }
+      if (Date.now() > deadline) {
+        throw new CapsuleError(`Container "${rec.id}" did not die within 10 s of SIGKILL`);
+      }
+      await sleep(5);
+    }
+  }
+}
+
+function sigNum(name: string): number {
+  const map: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGSEGV: 11, SIGABRT: 6, SIGPIPE: 13, SIGUSR1: 10, SIGUSR2: 12, SIGALRM: 14, SIGBUS: 7 };
+  return map[name] ?? 0;
+}
+
+async function exitReason(child: Deno.ChildProcess): Promise<string> {
+  const st = await child.status;
+  return st.signal
+    ? `its init was killed by ${st.signal}`
+    : `its init exited with status ${st.code} before it was ready`;
+}
+
+/**
+ * Starts the init in the container's PID namespace. unshare(CLONE_NEWPID) affects only the
+ * children of this (main) thread, so the window is this one spawn, restored in `finally`.
+ */
+function spawnInit(
+  childFd: number,
+  pidNs: { path?: string } | undefined,
+  stdio: "inherit" | "null",
+): Deno.ChildProcess {
+  const { cmd, args } = initCommand();
+  const command = new Deno.Command(cmd, {
+    args,
+    env: { ...Deno.env.toObject(), [INIT_PIPE_ENV]: String(childFd), DENO_NO_UPDATE_CHECK: "1" },
+    clearEnv: true,
+    stdin: stdio,
+    stdout: stdio,
+    stderr: stdio,
+  });
+  if (!pidNs) return command.spawn();
+  const saved = libc.open("/proc/self/ns/pid", libc.O.RDONLY | libc.O.CLOEXEC);
+  try {
+    if (pidNs.path) {
+      const target = libc.open(pidNs.path, libc.O.RDONLY | libc.O.CLOEXEC);
+      try {
+        libc.setns(target, CLONE.NEWPID);
+      } finally {
+        libc.close(target);
+      }
+    } else {
+      libc.unshare(CLONE.NEWPID);
+    }
+    return command.spawn();
+  } finally {
+    libc.setns(saved, CLONE.NEWPID);
+    libc.close(saved);
+  }
+}
+
+export { NotFoundError };

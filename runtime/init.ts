@@ -1,0 +1,210 @@
+// The container's init: a small Deno process that the parent starts in the new PID namespace.
+// Everything runs synchronously on the main thread (async Deno ops run on pool threads that
+// keep the host's root, DESIGN.md). It sets up namespaces and the rootfs, reports "ready",
+// waits on exec.fifo for `start`, then execve's the user's program: no Deno stays behind.
+// Imports: ffi, the plan types and rootfs logic only. No CLI, no zod.
+import * as libc from "../ffi/libc.ts";
+import { CAPABILITIES, CLONE, NAMESPACES } from "./consts.ts";
+import { INIT_PIPE_ENV, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
+import type { DeviceOp, InitPlan, ProcessPlan } from "./plan.ts";
+import { type FileKind, type RootfsOps, setupRootfs } from "./rootfs.ts";
+
+const S_IF: Record<DeviceOp["type"], number> = { c: 0o020000, u: 0o020000, b: 0o060000, p: 0o010000 };
+
+function kindOf(info: Deno.FileInfo): FileKind {
+  if (info.isSymlink) return "symlink";
+  if (info.isDirectory) return "dir";
+  if (info.isFile) return "file";
+  return "other";
+}
+
+function statKind(path: string, follow: boolean): FileKind | undefined {
+  try {
+    return kindOf(follow ? Deno.statSync(path) : Deno.lstatSync(path));
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+/** The real RootfsOps: blocking FFI and Deno's *Sync APIs, on this thread only. */
+export const realRootfsOps: RootfsOps = {
+  mount: (s, t, f, flags, d) => libc.mount(s, t, f, flags, d),
+  umount2: (t, f) => libc.umount2(t, f),
+  pivotRoot: (n, o) => libc.pivotRoot(n, o),
+  chdir: (p) => libc.chdir(p),
+  chroot: (p) => libc.chroot(p),
+  mknod: (p, type, mode, major, minor) => libc.mknod(p, S_IF[type] | mode, libc.makedev(major, minor)),
+  chown: (p, u, g) => Deno.chownSync(p, u, g),
+  symlink: (t, p) => Deno.symlinkSync(t, p),
+  lkind: (p) => statKind(p, false),
+  kind: (p) => statKind(p, true),
+  readlink: (p) => Deno.readLinkSync(p),
+  mkdir: (p, mode) => Deno.mkdirSync(p, { mode }),
+  createFile: (p) => Deno.openSync(p, { write: true, create: true }).close(),
+  remove: (p) => Deno.removeSync(p),
+  umask: (m) => libc.umask(m),
+};
+
+function joinNamespaces(plan: InitPlan): void {
+  // Open every namespace to join before entering any: a path may be relative to the host.
+  const joins = plan.namespaces.filter((n) => n.path).map((n) => {
+    const flag = NAMESPACES[n.type as keyof typeof NAMESPACES].flag;
+    return { flag, fd: libc.open(n.path!, libc.O.RDONLY | libc.O.CLOEXEC), path: n.path! };
+  });
+  if (joins.some((j) => j.flag === CLONE.NEWNS)) libc.unshare(CLONE.FS);
+  for (const j of joins) {
+    try {
+      libc.setns(j.fd, j.flag);
+    } catch (e) {
+      throw new Error(`cannot join namespace ${j.path}: ${(e as Error).message}`);
+    }
+    libc.close(j.fd);
+  }
+  let flags = 0;
+  for (const n of plan.namespaces) {
+    if (!n.path) flags |= NAMESPACES[n.type as keyof typeof NAMESPACES].flag;
+  }
+  if (flags) libc.unshare(flags);
+}
+
+function isExecutable(path: string): boolean {
+  try {
+    const st = Deno.statSync(path);
+    return st.isFile && ((st.mode ?? 0) & 0o111) !== 0;
+  } catch {
+    return false;
+  }
+}
+
+/** Finds argv[0] as execvp would, in the container's PATH; the message is runc's. */
+export function lookPath(name: string, env: string[]): string {
+  if (name.includes("/")) {
+    if (isExecutable(name)) return name;
+    const why = statKind(name, true) === undefined ? "no such file or directory" : "permission denied";
+    throw new Error(`exec: "${name}": ${why}`);
+  }
+  const pathVar = env.findLast((e) => e.startsWith("PATH="))?.slice(5) ??
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (const dir of pathVar.split(":")) {
+    const candidate = `${dir || "."}/${name}`;
+    if (isExecutable(candidate)) return candidate;
+  }
+  throw new Error(`exec: "${name}": executable file not found in $PATH`);
+}
+
+function mask(caps: number[]): bigint {
+  return caps.reduce((m, c) => m | (1n << BigInt(c)), 0n);
+}
+
+function lastCap(): number {
+  try {
+    return Number(Deno.readTextFileSync("/proc/sys/kernel/cap_last_cap").trim());
+  } catch {
+    return CAPABILITIES.length - 1;
+  }
+}
+
+const PR_SET_KEEPCAPS = 8, PR_CAPBSET_DROP = 24, PR_SET_NO_NEW_PRIVS = 38;
+const PR_CAP_AMBIENT = 47, PR_CAP_AMBIENT_RAISE = 2;
+
+/** User, groups and capabilities, in the order that keeps the capabilities asked for. */
+function finalizeProcess(p: ProcessPlan): void {
+  const caps = p.caps;
+  if (caps) {
+    const keep = new Set(caps.bounding);
+    const last = lastCap();
+    for (let c = 0; c <= last; c++) {
+      if (!keep.has(c)) libc.prctl(PR_CAPBSET_DROP, BigInt(c));
+    }
+    libc.prctl(PR_SET_KEEPCAPS, 1n);
+  }
+  libc.setgroups(p.additionalGids);
+  libc.setresgid(p.gid);
+  libc.setresuid(p.uid);
+  if (caps) {
+    libc.capset(mask(caps.effective), mask(caps.permitted), mask(caps.inheritable));
+    for (const c of caps.ambient) {
+      try {
+        libc.prctl(PR_CAP_AMBIENT, BigInt(PR_CAP_AMBIENT_RAISE), BigInt(c));
+      } catch { /* not in permitted+inheritable: the kernel refuses, as with runc */ }
+    }
+  }
+  if (p.noNewPrivileges) libc.prctl(PR_SET_NO_NEW_PRIVS, 1n);
+}
+
+function redirectStdio(logFile: string): void {
+  const nul = libc.open("/dev/null", libc.O.RDWR);
+  const log = libc.open(logFile, libc.O.WRONLY | libc.O.CREAT | libc.O.APPEND, 0o640);
+  libc.dup2(nul, 0);
+  libc.dup2(log, 1);
+  libc.dup2(log, 2);
+  libc.close(nul);
+  libc.close(log);
+}
+
+/** Everything up to "ready": namespaces, rootfs, hostname, sysctl, limits. Returns argv[0]'s path. */
+export function prepare(plan: InitPlan): string {
+  if (plan.logFile) redirectStdio(plan.logFile);
+  if (plan.setsid) libc.setsid();
+  if (plan.process.oomScoreAdj !== undefined) {
+    Deno.writeTextFileSync("/proc/self/oom_score_adj", String(plan.process.oomScoreAdj));
+  }
+  joinNamespaces(plan);
+  setupRootfs(realRootfsOps, plan);
+  if (plan.hostname !== undefined) libc.sethostname(plan.hostname);
+  if (plan.domainname !== undefined) libc.setdomainname(plan.domainname);
+  for (const [key, value] of Object.entries(plan.sysctl)) {
+    Deno.writeTextFileSync(`/proc/sys/${key.replaceAll(".", "/")}`, value);
+  }
+  for (const r of plan.process.rlimits) libc.setrlimit(r.resource, BigInt(r.soft), BigInt(r.hard));
+  libc.chdir(plan.process.cwd);
+  return lookPath(plan.process.args[0], plan.process.env);
+}
+
+/** Blocks until `capsule start` opens exec.fifo for reading, then tells it we are going. */
+function waitForStart(fifoFd: number): void {
+  const w = libc.open(`/proc/self/fd/${fifoFd}`, libc.O.WRONLY | libc.O.CLOEXEC);
+  libc.writeAll(w, new Uint8Array([0x30]));
+  libc.close(w);
+  libc.close(fifoFd);
+}
+
+/** The init's entry: never returns (execve, or exit with the error reported). */
+export function runInit(): never {
+  const fd = Number(Deno.env.get(INIT_PIPE_ENV));
+  if (!Number.isInteger(fd) || fd < 3) {
+    console.error("capsule init: not started by capsule (no init pipe)");
+    Deno.exit(2);
+  }
+  let ready = false;
+  try {
+    const plan = receiveFrame<InitPlan>(fd);
+    if (!plan) Deno.exit(1); // the parent gave up before sending anything
+    // O_PATH before pivot_root: the fifo lives in the state directory, outside the rootfs.
+    const fifoFd = libc.open(plan.execFifo, libc.O.PATH | libc.O.CLOEXEC);
+    const path = prepare(plan);
+    sendFrame(fd, { type: "ready", pid: libc.getpid() } satisfies InitMessage);
+    ready = true;
+    libc.close(fd);
+    waitForStart(fifoFd);
+    finalizeProcess(plan.process);
+    libc.umask(plan.process.umask);
+    libc.resetSignals();
+    libc.closeRangeCloexec(3);
+    libc.execve(path, plan.process.args, plan.process.env);
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    if (!ready) {
+      try {
+        sendFrame(fd, { type: "error", message } satisfies InitMessage);
+      } catch { /* parent gone */ }
+    } else {
+      const text = new TextEncoder().encode(`capsule: ${message}\n`);
+      try {
+        libc.writeAll(2, text);
+      } catch { /* no stderr */ }
+    }
+    Deno.exit(ready ? 127 : 1);
+  }
+}

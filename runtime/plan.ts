@@ -1,0 +1,279 @@
+// What the parent hands the init: everything already decided, numbers instead of names, so
+// the init (which runs inside the new namespaces) only carries it out. Types and pure
+// functions only; no I/O, no imports of the CLI or of zod.
+import { CAPABILITIES, MS, RLIMITS } from "./consts.ts";
+import { CapsuleError } from "./errors.ts";
+import type { Spec } from "./spec.ts";
+
+export interface MountOp {
+  /** Path inside the container (resolved under the rootfs by the init, never following links out). */
+  destination: string;
+  /** Host path for bind mounts; the filesystem's source name otherwise. */
+  source: string;
+  type: string;
+  flags: number;
+  /** Propagation changes applied after the mount (MS_PRIVATE, MS_SLAVE|MS_REC...). */
+  propagation: number[];
+  data: string;
+  bind: boolean;
+}
+
+export interface DeviceOp {
+  path: string;
+  type: "c" | "b" | "u" | "p";
+  major: number;
+  minor: number;
+  mode: number;
+  uid: number;
+  gid: number;
+}
+
+export interface Caps {
+  bounding: number[];
+  effective: number[];
+  permitted: number[];
+  inheritable: number[];
+  ambient: number[];
+}
+
+export interface ProcessPlan {
+  args: string[];
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  umask: number;
+  rlimits: { resource: number; soft: string; hard: string }[];
+  noNewPrivileges: boolean;
+  oomScoreAdj?: number;
+  caps?: Caps;
+}
+
+export interface InitPlan {
+  id: string;
+  /** Absolute host path of the rootfs. */
+  rootfs: string;
+  readonly: boolean;
+  /** Flags applied to "/" before anything is mounted (default MS_REC|MS_SLAVE, like runc). */
+  rootPropagation: number;
+  /** Extra propagation for "/" after pivot_root, from linux.rootfsPropagation. */
+  finalPropagation?: number;
+  noPivot: boolean;
+  /** Namespaces other than pid (the parent puts the init in its pid namespace). */
+  namespaces: { type: string; path?: string }[];
+  mounts: MountOp[];
+  /** Create the default devices and /dev links (no bind mount over /dev). */
+  setupDev: boolean;
+  devices: DeviceOp[];
+  maskedPaths: string[];
+  readonlyPaths: string[];
+  hostname?: string;
+  domainname?: string;
+  sysctl: Record<string, string>;
+  process: ProcessPlan;
+  /** The create/start hand-off FIFO (runc's exec.fifo). */
+  execFifo: string;
+  /** Detached run: stdout and stderr go to this file, stdin is /dev/null. */
+  logFile?: string;
+  /** Start a new session (detached containers do not keep the caller's terminal). */
+  setsid: boolean;
+}
+
+const FLAG_OPTIONS: Record<string, [set: boolean, flag: number]> = {
+  ro: [true, MS.RDONLY],
+  rw: [false, MS.RDONLY],
+  nosuid: [true, MS.NOSUID],
+  suid: [false, MS.NOSUID],
+  nodev: [true, MS.NODEV],
+  dev: [false, MS.NODEV],
+  noexec: [true, MS.NOEXEC],
+  exec: [false, MS.NOEXEC],
+  sync: [true, MS.SYNCHRONOUS],
+  async: [false, MS.SYNCHRONOUS],
+  dirsync: [true, MS.DIRSYNC],
+  remount: [true, MS.REMOUNT],
+  mand: [true, MS.MANDLOCK],
+  nomand: [false, MS.MANDLOCK],
+  atime: [false, MS.NOATIME],
+  noatime: [true, MS.NOATIME],
+  diratime: [false, MS.NODIRATIME],
+  nodiratime: [true, MS.NODIRATIME],
+  bind: [true, MS.BIND],
+  rbind: [true, MS.BIND | MS.REC],
+  relatime: [true, MS.RELATIME],
+  norelatime: [false, MS.RELATIME],
+  strictatime: [true, MS.STRICTATIME],
+  nostrictatime: [false, MS.STRICTATIME],
+  lazytime: [true, MS.LAZYTIME],
+  nolazytime: [false, MS.LAZYTIME],
+  symfollow: [false, MS.NOSYMFOLLOW],
+  nosymfollow: [true, MS.NOSYMFOLLOW],
+};
+
+export const PROPAGATION: Record<string, number> = {
+  private: MS.PRIVATE,
+  rprivate: MS.PRIVATE | MS.REC,
+  shared: MS.SHARED,
+  rshared: MS.SHARED | MS.REC,
+  slave: MS.SLAVE,
+  rslave: MS.SLAVE | MS.REC,
+  unbindable: MS.UNBINDABLE,
+  runbindable: MS.UNBINDABLE | MS.REC,
+};
+
+/** Options runc accepts that change nothing in the mount(2) call itself. */
+const IGNORED_OPTIONS = new Set(["defaults", "tmpcopyup", "idmap", "ridmap", "rro", "rrw"]);
+
+/** Splits mount options into mount(2) flags, propagation changes and the data string. */
+export function parseMountOptions(options: readonly string[] = []): {
+  flags: number;
+  propagation: number[];
+  data: string;
+} {
+  let flags = 0;
+  const propagation: number[] = [];
+  const data: string[] = [];
+  for (const opt of options) {
+    const f = FLAG_OPTIONS[opt];
+    if (f) flags = f[0] ? flags | f[1] : flags & ~f[1];
+    else if (opt in PROPAGATION) propagation.push(PROPAGATION[opt]);
+    else if (!IGNORED_OPTIONS.has(opt)) data.push(opt);
+  }
+  return { flags, propagation, data: data.join(",") };
+}
+
+const DEFAULT_DEVICES: [string, number, number][] = [
+  ["/dev/null", 1, 3],
+  ["/dev/zero", 1, 5],
+  ["/dev/full", 1, 7],
+  ["/dev/random", 1, 8],
+  ["/dev/urandom", 1, 9],
+  ["/dev/tty", 5, 0],
+];
+
+function capNumbers(names: string[] | undefined, field: string): number[] {
+  return (names ?? []).map((n) => {
+    const i = CAPABILITIES.indexOf(n.toUpperCase());
+    if (i < 0) {
+      throw new CapsuleError(
+        `Invalid config.json: process.capabilities.${field}: unknown capability "${n}"`,
+      );
+    }
+    return i;
+  });
+}
+
+function joinPath(dir: string, p: string): string {
+  if (p.startsWith("/")) return p;
+  return `${dir.replace(/\/+$/, "")}/${p}`;
+}
+
+export interface PlanOptions {
+  id: string;
+  bundle: string;
+  execFifo: string;
+  logFile?: string;
+  detach?: boolean;
+  noPivot?: boolean;
+  /** Extra mounts from the layers above the runtime (e.g. /etc/hosts from a network). */
+  extraMounts?: MountOp[];
+}
+
+/** Turns a validated spec into the init's plan. Pure: unit-tested without root. */
+export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
+  const proc = spec.process!;
+  const linux = spec.linux ?? {};
+  const mounts: MountOp[] = (spec.mounts ?? []).map((m, i) => {
+    const { flags, propagation, data } = parseMountOptions(m.options);
+    const bind = m.type === "bind" || (flags & MS.BIND) !== 0;
+    if (!m.destination.startsWith("/")) {
+      throw new CapsuleError(
+        `Invalid config.json: mounts.${i}.destination: "${m.destination}" must be an absolute path`,
+      );
+    }
+    if (bind && !m.source) {
+      throw new CapsuleError(`Invalid config.json: mounts.${i}.source: a bind mount needs a source`);
+    }
+    return {
+      destination: m.destination,
+      source: bind ? joinPath(o.bundle, m.source!) : (m.source ?? m.type ?? "none"),
+      type: bind ? "bind" : (m.type ?? "none"),
+      flags: bind ? flags | MS.BIND : flags,
+      propagation,
+      data,
+      bind,
+    };
+  });
+  mounts.push(...(o.extraMounts ?? []));
+  const setupDev = !mounts.some((m) => m.bind && m.destination.replace(/\/+$/, "") === "/dev");
+  const devices: DeviceOp[] = [];
+  if (setupDev) {
+    for (const [path, major, minor] of DEFAULT_DEVICES) {
+      devices.push({ path, type: "c", major, minor, mode: 0o666, uid: 0, gid: 0 });
+    }
+  }
+  for (const d of linux.devices ?? []) {
+    const op: DeviceOp = {
+      path: d.path,
+      type: d.type,
+      major: d.major ?? 0,
+      minor: d.minor ?? 0,
+      mode: d.fileMode ?? 0o666,
+      uid: d.uid ?? 0,
+      gid: d.gid ?? 0,
+    };
+    const at = devices.findIndex((x) => x.path === d.path);
+    if (at >= 0) devices[at] = op;
+    else devices.push(op);
+  }
+  const caps = proc.capabilities
+    ? {
+      bounding: capNumbers(proc.capabilities.bounding, "bounding"),
+      effective: capNumbers(proc.capabilities.effective, "effective"),
+      permitted: capNumbers(proc.capabilities.permitted, "permitted"),
+      inheritable: capNumbers(proc.capabilities.inheritable, "inheritable"),
+      ambient: capNumbers(proc.capabilities.ambient, "ambient"),
+    }
+    : undefined;
+  const env = proc.env ?? [];
+  return {
+    id: o.id,
+    rootfs: joinPath(o.bundle, spec.root!.path),
+    readonly: spec.root!.readonly ?? false,
+    rootPropagation: MS.REC | MS.SLAVE,
+    finalPropagation: linux.rootfsPropagation ? PROPAGATION[linux.rootfsPropagation] : undefined,
+    noPivot: o.noPivot ?? false,
+    namespaces: (linux.namespaces ?? []).filter((n) => n.type !== "pid"),
+    mounts,
+    setupDev,
+    devices,
+    maskedPaths: linux.maskedPaths ?? [],
+    readonlyPaths: linux.readonlyPaths ?? [],
+    hostname: spec.hostname,
+    domainname: spec.domainname,
+    sysctl: linux.sysctl ?? {},
+    process: {
+      args: proc.args,
+      env,
+      cwd: proc.cwd,
+      uid: proc.user.uid,
+      gid: proc.user.gid,
+      additionalGids: proc.user.additionalGids ?? [],
+      umask: proc.user.umask ?? 0o022,
+      rlimits: (proc.rlimits ?? []).map((r) => {
+        const resource = RLIMITS[r.type];
+        if (resource === undefined) {
+          throw new CapsuleError(`Invalid config.json: process.rlimits: unknown limit "${r.type}"`);
+        }
+        return { resource, soft: String(r.soft), hard: String(r.hard) };
+      }),
+      noNewPrivileges: proc.noNewPrivileges ?? false,
+      oomScoreAdj: proc.oomScoreAdj,
+      caps,
+    },
+    execFifo: o.execFifo,
+    logFile: o.logFile,
+    setsid: o.detach ?? false,
+  };
+}

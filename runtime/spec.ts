@@ -1,0 +1,177 @@
+// The OCI runtime spec types capsule reads (1.0-1.2), and the starter config.json that
+// `capsule spec` writes. Validation lives in config.ts (it loads zod; this file must not).
+
+export interface Mount {
+  destination: string;
+  type?: string;
+  source?: string;
+  options?: string[];
+}
+
+export interface Namespace {
+  type: "pid" | "network" | "mount" | "ipc" | "uts" | "user" | "cgroup" | "time";
+  path?: string;
+}
+
+export interface Hook {
+  path: string;
+  args?: string[];
+  env?: string[];
+  timeout?: number;
+}
+
+export interface Process {
+  terminal?: boolean;
+  consoleSize?: { height: number; width: number };
+  user: { uid: number; gid: number; umask?: number; additionalGids?: number[] };
+  args: string[];
+  env?: string[];
+  cwd: string;
+  capabilities?: {
+    bounding?: string[];
+    effective?: string[];
+    inheritable?: string[];
+    permitted?: string[];
+    ambient?: string[];
+  };
+  rlimits?: { type: string; hard: number; soft: number }[];
+  noNewPrivileges?: boolean;
+  oomScoreAdj?: number;
+  apparmorProfile?: string;
+  selinuxLabel?: string;
+}
+
+export interface Device {
+  type: "c" | "b" | "u" | "p";
+  path: string;
+  major?: number;
+  minor?: number;
+  fileMode?: number;
+  uid?: number;
+  gid?: number;
+}
+
+export interface Spec {
+  ociVersion: string;
+  process?: Process;
+  root?: { path: string; readonly?: boolean };
+  hostname?: string;
+  domainname?: string;
+  mounts?: Mount[];
+  hooks?: {
+    prestart?: Hook[];
+    createRuntime?: Hook[];
+    createContainer?: Hook[];
+    startContainer?: Hook[];
+    poststart?: Hook[];
+    poststop?: Hook[];
+  };
+  annotations?: Record<string, string>;
+  linux?: {
+    namespaces?: Namespace[];
+    uidMappings?: { containerID: number; hostID: number; size: number }[];
+    gidMappings?: { containerID: number; hostID: number; size: number }[];
+    devices?: Device[];
+    cgroupsPath?: string;
+    resources?: Record<string, unknown>;
+    rootfsPropagation?: string;
+    maskedPaths?: string[];
+    readonlyPaths?: string[];
+    sysctl?: Record<string, string>;
+    seccomp?: unknown;
+    mountLabel?: string;
+  };
+}
+
+export const OCI_VERSION = "1.2.0";
+export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** The capabilities runc's starter spec keeps (docker's default set is wider). */
+const DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
+
+/** A starter config.json, the same shape as `runc spec` writes. */
+export function defaultSpec(): Spec {
+  return {
+    ociVersion: OCI_VERSION,
+    process: {
+      terminal: false,
+      user: { uid: 0, gid: 0 },
+      args: ["sh"],
+      env: [`PATH=${DEFAULT_PATH}`, "TERM=xterm"],
+      cwd: "/",
+      capabilities: {
+        bounding: [...DEFAULT_CAPS],
+        effective: [...DEFAULT_CAPS],
+        permitted: [...DEFAULT_CAPS],
+        ambient: [...DEFAULT_CAPS],
+      },
+      rlimits: [{ type: "RLIMIT_NOFILE", hard: 1024, soft: 1024 }],
+      noNewPrivileges: true,
+    },
+    root: { path: "rootfs", readonly: true },
+    hostname: "capsule",
+    mounts: [
+      { destination: "/proc", type: "proc", source: "proc" },
+      {
+        destination: "/dev",
+        type: "tmpfs",
+        source: "tmpfs",
+        options: ["nosuid", "strictatime", "mode=755", "size=65536k"],
+      },
+      {
+        destination: "/dev/pts",
+        type: "devpts",
+        source: "devpts",
+        options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+      },
+      {
+        destination: "/dev/shm",
+        type: "tmpfs",
+        source: "shm",
+        options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+      },
+      {
+        destination: "/dev/mqueue",
+        type: "mqueue",
+        source: "mqueue",
+        options: ["nosuid", "noexec", "nodev"],
+      },
+      {
+        destination: "/sys",
+        type: "sysfs",
+        source: "sysfs",
+        options: ["nosuid", "noexec", "nodev", "ro"],
+      },
+    ],
+    linux: {
+      resources: { devices: [{ allow: false, access: "rwm" }] },
+      namespaces: [
+        { type: "pid" },
+        { type: "network" },
+        { type: "ipc" },
+        { type: "uts" },
+        { type: "mount" },
+        { type: "cgroup" },
+      ],
+      maskedPaths: [
+        "/proc/acpi",
+        "/proc/asound",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/sys/firmware",
+        "/proc/scsi",
+      ],
+      readonlyPaths: [
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+      ],
+    },
+  };
+}

@@ -1,0 +1,181 @@
+// Where containers live on disk: <root>/<id>/state.json (written atomically), exec.fifo,
+// container.log. Status is never stored: it is derived from the kernel (is the init alive,
+// with the same start time?) and from the fifo (still there = not started).
+import { CapsuleError, NotFoundError } from "./errors.ts";
+import { validateId } from "./ids.ts";
+
+export type Status = "creating" | "created" | "running" | "paused" | "stopped";
+
+/** What capsule keeps about a container. The OCI state is a view of it (see ociState). */
+export interface ContainerRecord {
+  ociVersion: string;
+  id: string;
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat when the init started: a recycled pid never matches. */
+  pidStartTime: string;
+  bundle: string;
+  rootfs: string;
+  created: string;
+  annotations: Record<string, string>;
+  /** True until create finished; a crash leaves it set, and the container counts as stopped. */
+  creating?: boolean;
+  /** cgroup directories of the container, by controller (or "" for v2). */
+  cgroupPaths?: Record<string, string>;
+  /** The OCI hooks to run at start and delete. */
+  hooks?: { poststart?: HookRecord[]; poststop?: HookRecord[] };
+  /** Detached run: the log file of stdout/stderr. */
+  logFile?: string;
+  /** Data that layers above the runtime keep with the container (network endpoint, image). */
+  ext?: Record<string, unknown>;
+}
+
+export interface HookRecord {
+  path: string;
+  args?: string[];
+  env?: string[];
+  timeout?: number;
+}
+
+export const DEFAULT_ROOT = "/var/run/capsule";
+
+export const STATE_FILE = "state.json";
+export const EXEC_FIFO = "exec.fifo";
+export const LOG_FILE = "container.log";
+
+/** Start time of a process (clock ticks since boot) and its state letter; undefined if gone. */
+export function procStat(pid: number): { startTime: string; state: string } | undefined {
+  if (!(pid > 0)) return undefined;
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  } catch {
+    return undefined;
+  }
+  // The command name may hold spaces and parentheses: fields start after the last ')'.
+  const rest = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  return { state: rest[0], startTime: rest[19] };
+}
+
+/** Is the container's init still the process we started (and not a zombie)? */
+export function initAlive(rec: Pick<ContainerRecord, "pid" | "pidStartTime">): boolean {
+  const st = procStat(rec.pid);
+  return !!st && st.startTime === rec.pidStartTime && st.state !== "Z" && st.state !== "X";
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Writes a file by temp file + rename: a reader sees the old or the new content, never half. */
+export function writeFileAtomic(path: string, data: string, mode = 0o644): void {
+  const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
+  try {
+    Deno.writeTextFileSync(tmp, data, { mode });
+    Deno.renameSync(tmp, path);
+  } catch (e) {
+    try {
+      Deno.removeSync(tmp);
+    } catch { /* nothing to remove */ }
+    throw e;
+  }
+}
+
+/** Reads `freezer.state`-style extra status; set by the cgroup layer (paused). */
+export type PausedProbe = (rec: ContainerRecord) => boolean;
+
+export class StateStore {
+  constructor(readonly root: string = DEFAULT_ROOT) {}
+
+  dir(id: string): string {
+    return `${this.root}/${validateId(id)}`;
+  }
+
+  /** Makes the container's directory; exactly one of two racing creates of an id wins. */
+  claim(id: string): string {
+    const dir = this.dir(id);
+    Deno.mkdirSync(this.root, { recursive: true, mode: 0o711 });
+    try {
+      Deno.mkdirSync(dir, { mode: 0o711 });
+    } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) {
+        throw new CapsuleError(
+          `Cannot create container "${id}": a container with that id already exists ` +
+            `(delete it first, or choose another id)`,
+        );
+      }
+      throw e;
+    }
+    return dir;
+  }
+
+  write(rec: ContainerRecord): void {
+    writeFileAtomic(`${this.dir(rec.id)}/${STATE_FILE}`, JSON.stringify(rec, null, 2) + "\n");
+  }
+
+  /** The record, or undefined for a directory a crash left without one. Throws if no dir. */
+  read(id: string): ContainerRecord | undefined {
+    const dir = this.dir(id);
+    let text: string;
+    try {
+      text = Deno.readTextFileSync(`${dir}/${STATE_FILE}`);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      if (exists(dir)) return undefined;
+      throw new NotFoundError(id);
+    }
+    try {
+      const rec = JSON.parse(text) as ContainerRecord;
+      if (rec.id !== id || typeof rec.pid !== "number") throw new Error("fields missing");
+      return rec;
+    } catch (e) {
+      throw new CapsuleError(
+        `State of container "${id}" (${dir}/${STATE_FILE}) is damaged: ${(e as Error).message}; ` +
+          `remove it with "capsule delete -f ${id}"`,
+      );
+    }
+  }
+
+  /** Like read, but a missing container is an error. */
+  load(id: string): ContainerRecord {
+    const rec = this.read(id);
+    if (!rec) {
+      throw new CapsuleError(
+        `Container "${id}" was never fully created (a create was interrupted); ` +
+          `remove it with "capsule delete -f ${id}"`,
+      );
+    }
+    return rec;
+  }
+
+  ids(): string[] {
+    const out: string[] = [];
+    try {
+      for (const e of Deno.readDirSync(this.root)) {
+        if (e.isDirectory && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(e.name)) out.push(e.name);
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    return out.sort();
+  }
+
+  status(rec: ContainerRecord, paused?: PausedProbe): Status {
+    if (!initAlive(rec)) return "stopped";
+    if (rec.creating) return "creating";
+    if (paused?.(rec)) return "paused";
+    return exists(`${this.dir(rec.id)}/${EXEC_FIFO}`) ? "created" : "running";
+  }
+
+  remove(id: string): void {
+    try {
+      Deno.removeSync(this.dir(id), { recursive: true });
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+  }
+}
