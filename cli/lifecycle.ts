@@ -26,7 +26,7 @@ function cgroupDriver() {
 }
 /** Loads the cgroups module (once) before a command that needs it. */
 export async function loadCgroups(): Promise<void> {
-  try { cgroupsModule ??= await import("../runtime/cgroups/mod.ts"); } catch { /* TEMP until cgroups land */ }
+  cgroupsModule ??= await import("../runtime/cgroups/mod.ts");
 }
 
 const bundleFlag = { name: "bundle", short: "b", type: "string", arg: "DIR", help: "bundle directory (default: current directory)" } as const;

@@ -28,7 +28,7 @@ export async function runHooks(
     const writer = child.stdin.getWriter();
     await writer.write(new TextEncoder().encode(JSON.stringify(state))).catch(() => {});
     await writer.close().catch(() => {});
-    let timer: number | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     if (h.timeout) timer = setTimeout(() => child.kill("SIGKILL"), h.timeout * 1000);
     const [status, err] = await Promise.all([child.status, new Response(child.stderr).text()]);
     if (timer !== undefined) clearTimeout(timer);

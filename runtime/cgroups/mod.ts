@@ -1,0 +1,121 @@
+// cgroups of containers: detection of the hierarchy from /proc/self/mountinfo, one driver
+// interface with a v1 and a v2 implementation chosen at run time, and helpers for the CLI.
+// Synchronous Deno file APIs only, no npm and no node: imports (this is on the start path).
+//
+// Use: const cg = detectCgroups(); const paths = cg.paths(spec.linux?.cgroupsPath, id);
+// save `paths` in the container state; cg.create(paths, spec.linux?.resources);
+// cg.addProcess(paths, pid); ... on delete: cg.destroy(savedPaths).
+
+import { CapsuleError } from "../errors.ts";
+import type { CgroupDriver, CgroupStats, MemoryEntry } from "./types.ts";
+import { type CgroupMount, parseMountinfo, parseProcCgroup, readFile } from "./util.ts";
+import { CgroupV1Driver } from "./v1.ts";
+import { CgroupV2Driver } from "./v2.ts";
+
+export type {
+  CgroupDriver,
+  CgroupPaths,
+  CgroupStats,
+  LinuxDeviceCgroup,
+  LinuxResources,
+  MemoryEntry,
+} from "./types.ts";
+export { CgroupV1Driver } from "./v1.ts";
+export { CgroupV2Driver } from "./v2.ts";
+export { FakeCgroupDriver } from "./fake.ts";
+export { DEFAULT_DEVICE_RULES } from "./util.ts";
+
+export interface DetectOptions {
+  /** mountinfo text; default: /proc/self/mountinfo. */
+  mountinfo?: string;
+  /** /proc/self/cgroup text; default: read it. */
+  procSelfCgroup?: string;
+  /** Prefix for every mount point (tests point it at a fake tree). */
+  fsRoot?: string;
+}
+
+/**
+ * The cgroup driver of this host: v1 when any v1 controller is mounted (hybrid setups count
+ * as v1), else v2 on the unified hierarchy. Throws a CapsuleError when neither is mounted.
+ */
+export function detectCgroups(opts: DetectOptions = {}): CgroupDriver {
+  const fsRoot = (opts.fsRoot ?? "").replace(/\/+$/, "");
+  const mountinfo = opts.mountinfo ?? readFile("/proc/self/mountinfo") ?? "";
+  const own = parseProcCgroup(opts.procSelfCgroup ?? readFile("/proc/self/cgroup") ?? "");
+  const mounts = parseMountinfo(mountinfo, fsRoot);
+  const v1 = new Map<string, CgroupMount>();
+  for (const m of mounts) {
+    if (m.fsType !== "cgroup") continue;
+    for (const c of m.controllers) if (!v1.has(c)) v1.set(c, m);
+  }
+  const fake = fsRoot !== "";
+  if ([...v1.keys()].some((c) => !c.startsWith("name="))) return new CgroupV1Driver(v1, own, fake);
+  const unified = mounts.find((m) => m.fsType === "cgroup2");
+  if (unified) return new CgroupV2Driver(unified, own, fake);
+  throw new CapsuleError(
+    "No cgroup hierarchy is mounted: /proc/self/mountinfo has no cgroup or cgroup2 mount",
+  );
+}
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  m: 1024 ** 2,
+  g: 1024 ** 3,
+  t: 1024 ** 4,
+  p: 1024 ** 5,
+};
+
+/**
+ * Bytes from a CLI memory value: "1048576", "512m", "1g", "1.5GiB", "64kb"; binary units
+ * (as docker/runc's RAMInBytes). "-1" is unlimited. Anything else is a CapsuleError.
+ */
+export function parseMemory(value: string): number {
+  const v = String(value).trim();
+  if (v === "-1") return -1;
+  const m = v.match(/^(\d+(?:\.\d+)?) ?([kmgtp]?)(i?b)?$/i);
+  const bad = () =>
+    new CapsuleError(
+      `Invalid memory value "${value}": expected bytes with an optional unit (b, k, m, g, t, p), ` +
+        `e.g. 512m`,
+    );
+  if (!m || (m[3] && m[3].toLowerCase() === "ib" && !m[2])) throw bad();
+  const n = Math.floor(Number(m[1]) * UNITS[m[2].toLowerCase()]);
+  if (!Number.isSafeInteger(n)) throw bad();
+  return n;
+}
+
+/** A CgroupStats in the JSON shape of runc's `events --stats` "data" (types.Stats). */
+export function toRuncStats(s: CgroupStats): Record<string, unknown> {
+  const entry = (e: MemoryEntry | undefined) =>
+    e ? { limit: e.limit, usage: e.usage, max: e.max, failcnt: e.failcnt } : {};
+  return {
+    cpu: {
+      usage: {
+        total: s.cpu.usage.total,
+        ...(s.cpu.usage.percpu ? { percpu: s.cpu.usage.percpu } : {}),
+        kernel: s.cpu.usage.kernel,
+        user: s.cpu.usage.user,
+      },
+      throttling: {
+        periods: s.cpu.throttling.periods,
+        throttled_periods: s.cpu.throttling.throttledPeriods,
+        throttled_time: s.cpu.throttling.throttledTime,
+      },
+    },
+    memory: {
+      cache: s.memory.cache,
+      usage: entry(s.memory.usage),
+      swap: entry(s.memory.swap),
+      kernel: entry(s.memory.kernel),
+      kernelTCP: {},
+      raw: s.memory.stats,
+    },
+    pids: { current: s.pids.current, limit: s.pids.limit },
+    blkio: {},
+    hugetlb: {},
+    intel_rdt: {},
+    network_interfaces: null,
+  };
+}

@@ -1,0 +1,98 @@
+// Types of the cgroup layer: the OCI linux.resources subset capsule applies, the driver
+// interface (one implementation per cgroup version, chosen at run time) and the stats shape.
+
+/** One OCI device cgroup rule (linux.resources.devices[]). */
+export interface LinuxDeviceCgroup {
+  allow: boolean;
+  /** "a" (all), "c" or "b"; default "a". */
+  type?: string;
+  /** Undefined or -1 means any ("*"). */
+  major?: number | null;
+  minor?: number | null;
+  /** Any of "r", "w", "m"; default "rwm". */
+  access?: string;
+}
+
+/** OCI linux.resources (the parts capsule applies). Numbers as in config.json. */
+export interface LinuxResources {
+  memory?: {
+    limit?: number;
+    reservation?: number;
+    /** memory + swap (cgroup v1 semantics, as in OCI); -1 unlimited. */
+    swap?: number;
+    /** Deprecated; ignored (as runc >= 1.2 does). */
+    kernel?: number;
+    kernelTCP?: number;
+    swappiness?: number;
+    disableOOMKiller?: boolean;
+  };
+  cpu?: {
+    shares?: number;
+    quota?: number;
+    period?: number;
+    realtimeRuntime?: number;
+    realtimePeriod?: number;
+    cpus?: string;
+    mems?: string;
+  };
+  pids?: { limit?: number };
+  blockIO?: { weight?: number };
+  devices?: LinuxDeviceCgroup[];
+  /** cgroup v2 only: file name -> value, written as given. */
+  unified?: Record<string, string>;
+}
+
+/** Controller name -> absolute directory (v1), or {"": dir} for v2. Store it in the state. */
+export type CgroupPaths = Record<string, string>;
+
+/** One memory counter. Unlimited limits are 2^64-1 on v2 ("max") and the kernel's value on v1. */
+export interface MemoryEntry {
+  usage: number;
+  limit: number;
+  max: number;
+  failcnt: number;
+}
+
+/** Statistics, shaped after runc's `events --stats` (see toRuncStats for its JSON). */
+export interface CgroupStats {
+  cpu: {
+    /** Nanoseconds. */
+    usage: { total: number; percpu?: number[]; kernel: number; user: number };
+    /** throttledTime in nanoseconds. */
+    throttling: { periods: number; throttledPeriods: number; throttledTime: number };
+  };
+  memory: {
+    cache: number;
+    usage: MemoryEntry;
+    /** v1: memsw (memory + swap) counters; v2: memory.swap.* plus memory.* as runc reports. */
+    swap: MemoryEntry;
+    kernel?: MemoryEntry;
+    /** memory.stat as numbers. */
+    stats: Record<string, number>;
+  };
+  /** limit 0 means unlimited (as runc reports it). */
+  pids: { current: number; limit: number };
+  oomKillCount: number;
+}
+
+export interface CgroupDriver {
+  readonly version: 1 | 2;
+  /** false on cgroup v2: device rules need an eBPF program there, which capsule does not load. */
+  readonly devicesEnforced: boolean;
+  /** Resolve an OCI cgroupsPath (or undefined -> "capsule/<id>") to directories. Pure. */
+  paths(cgroupsPath: string | undefined, id: string): CgroupPaths;
+  /** mkdir and apply resources; on failure remove what it created, then throw. */
+  create(paths: CgroupPaths, resources?: LinuxResources): void;
+  /** Write pid to cgroup.procs of every directory. */
+  addProcess(paths: CgroupPaths, pid: number): void;
+  /** Apply resources to an existing cgroup; a refused value restores the old values written. */
+  apply(paths: CgroupPaths, resources: LinuxResources): void;
+  /** Pids in the cgroup and its descendants, sorted. [] when the cgroup is gone. */
+  pids(paths: CgroupPaths): number[];
+  freeze(paths: CgroupPaths): void;
+  thaw(paths: CgroupPaths): void;
+  isFrozen(paths: CgroupPaths): boolean;
+  stats(paths: CgroupPaths): CgroupStats;
+  /** Remove the directories, children first; missing ones are fine. */
+  destroy(paths: CgroupPaths): void;
+}

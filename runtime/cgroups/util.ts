@@ -1,0 +1,527 @@
+// Shared helpers of the cgroup drivers: mountinfo and /proc/self/cgroup parsing, path
+// cleaning, synchronous file access with user-facing errors, the write plan executor
+// (rollback on refusal), recursive removal and validation of linux.resources.
+
+import { CapsuleError } from "../errors.ts";
+import type { LinuxDeviceCgroup, LinuxResources } from "./types.ts";
+
+/** One cgroup mount from /proc/self/mountinfo. */
+export interface CgroupMount {
+  /** Where it is mounted (with fsRoot prepended when testing). */
+  mountPoint: string;
+  /** The cgroup path of the hierarchy that is mounted there ("/" normally). */
+  root: string;
+  /** "cgroup" (v1) or "cgroup2". */
+  fsType: string;
+  /** v1: controllers (and "name=..."); v2: []. */
+  controllers: string[];
+}
+
+const V1_CONTROLLERS = new Set([
+  "cpu",
+  "cpuacct",
+  "cpuset",
+  "memory",
+  "devices",
+  "freezer",
+  "net_cls",
+  "blkio",
+  "perf_event",
+  "net_prio",
+  "hugetlb",
+  "pids",
+  "rdma",
+  "misc",
+]);
+
+function unescapeMountField(s: string): string {
+  return s.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** Parse mountinfo text (proc(5)) into its cgroup mounts, in file order. */
+export function parseMountinfo(text: string, fsRoot = ""): CgroupMount[] {
+  const out: CgroupMount[] = [];
+  for (const line of text.split("\n")) {
+    if (!line.trim()) continue;
+    const fields = line.split(" ");
+    const sep = fields.indexOf("-", 6);
+    if (sep < 0 || fields.length < sep + 3) continue;
+    const fsType = fields[sep + 1];
+    if (fsType !== "cgroup" && fsType !== "cgroup2") continue;
+    const superOpts = (fields[sep + 3] ?? "").split(",");
+    const controllers = fsType === "cgroup"
+      ? superOpts.filter((o) => V1_CONTROLLERS.has(o) || o.startsWith("name="))
+      : [];
+    out.push({
+      mountPoint: fsRoot + unescapeMountField(fields[4]),
+      root: unescapeMountField(fields[3]),
+      fsType,
+      controllers,
+    });
+  }
+  return out;
+}
+
+/** Parse /proc/self/cgroup: controller -> path; the v2 entry is under "". */
+export function parseProcCgroup(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    const m = line.match(/^(\d+):([^:]*):(.*)$/);
+    if (!m) continue;
+    if (m[1] === "0" && m[2] === "") out.set("", m[3]);
+    else for (const c of m[2].split(",")) out.set(c, m[3]);
+  }
+  return out;
+}
+
+/** Clean a path as an absolute one: "." and ".." resolved, never above "/". Returns "/a/b". */
+export function cleanAbs(p: string): string {
+  const parts: string[] = [];
+  for (const seg of p.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") parts.pop();
+    else parts.push(seg);
+  }
+  return "/" + parts.join("/");
+}
+
+/** Join a mount point and a cgroup path ("/" -> the mount point itself). */
+export function joinPath(base: string, p: string): string {
+  const c = cleanAbs(p);
+  return c === "/" ? base : base.replace(/\/+$/, "") + c;
+}
+
+/** The cgroup path of this process inside a mount, made relative to the mount's root. */
+export function ownPathInMount(own: string | undefined, mountRoot: string): string {
+  const p = cleanAbs(own ?? "/");
+  const root = cleanAbs(mountRoot);
+  if (root === "/") return p;
+  if (p === root) return "/";
+  if (p.startsWith(root + "/")) return p.slice(root.length);
+  return p;
+}
+
+/**
+ * The inner cgroup path for an OCI cgroupsPath, as runc reads it: absolute from the hierarchy
+ * root; relative below this process's own cgroup; systemd form "slice:prefix:name" as the
+ * cgroupfs path "/<expanded slice>/<prefix>-<name>.scope"; undefined -> "capsule/<id>".
+ */
+export function innerPath(
+  cgroupsPath: string | undefined,
+  id: string,
+): { path: string; relative: boolean } {
+  const cp = cgroupsPath ?? "";
+  if (cp === "") return { path: cleanAbs(`capsule/${id}`), relative: true };
+  const sd = cp.split(":");
+  if (sd.length === 3 && !cp.startsWith("/")) {
+    const [slice, prefix, name] = sd;
+    if (!name) throw new CapsuleError(`Invalid cgroupsPath "${cp}": the systemd name is empty`);
+    const scope = name.endsWith(".slice") ? name : `${prefix ? prefix + "-" : ""}${name}.scope`;
+    return {
+      path: cleanAbs(`${expandSlice(slice || "system.slice", cp)}/${scope}`),
+      relative: false,
+    };
+  }
+  return { path: cleanAbs(cp), relative: !cp.startsWith("/") };
+}
+
+/** systemd's slice expansion: "a-b.slice" -> "/a.slice/a-b.slice"; "-.slice" -> "/". */
+export function expandSlice(slice: string, whole: string): string {
+  if (!slice.endsWith(".slice") || slice.includes("/")) {
+    throw new CapsuleError(`Invalid cgroupsPath "${whole}": "${slice}" is not a slice name`);
+  }
+  if (slice === "-.slice") return "/";
+  const base = slice.slice(0, -".slice".length);
+  if (base.startsWith("-") || base.endsWith("-") || base.includes("--")) {
+    throw new CapsuleError(`Invalid cgroupsPath "${whole}": "${slice}" is not a valid slice`);
+  }
+  let path = "";
+  let prefix = "";
+  for (const part of base.split("-")) {
+    prefix = prefix ? `${prefix}-${part}` : part;
+    path += `/${prefix}.slice`;
+  }
+  return path;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+
+/** The reason of a failed system call, as a user reads it: "device or resource busy". */
+export function osReason(e: unknown): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  const m = msg.match(/^(.*?) \(os error \d+\)/);
+  const r = m ? m[1] : msg;
+  return r.charAt(0).toLowerCase() + r.slice(1);
+}
+
+export function errCode(e: unknown): string | undefined {
+  const code = (e as { code?: unknown })?.code;
+  if (typeof code === "string") return code;
+  const m = e instanceof Error ? e.message.match(/\(os error (\d+)\)/) : null;
+  if (!m) return undefined;
+  return ({ 2: "ENOENT", 16: "EBUSY", 22: "EINVAL", 39: "ENOTEMPTY" } as Record<string, string>)[
+    m[1]
+  ];
+}
+
+export function isNotFound(e: unknown): boolean {
+  return e instanceof Deno.errors.NotFound || errCode(e) === "ENOENT";
+}
+
+export function readFile(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (e) {
+    if (isNotFound(e)) return undefined;
+    throw e;
+  }
+}
+
+export function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** One write(2) of value into an existing file (cgroup files are never created). */
+export function writeFile(path: string, value: string): void {
+  Deno.writeTextFileSync(path, value, { create: false });
+}
+
+/** Sleep without an event loop turn (the cgroup code is synchronous). */
+export function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** Parse "key value" lines (memory.stat, cpu.stat, cgroup.events...). */
+export function parseKeyValues(text: string | undefined): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const line of (text ?? "").split("\n")) {
+    const [k, v] = line.trim().split(/\s+/);
+    if (k && v !== undefined && /^-?\d+$/.test(v)) out[k] = Number(v);
+  }
+  return out;
+}
+
+/** A number from a one-value file; "max" -> maxValue; missing -> 0. */
+export function readNumber(path: string, maxValue = 0): number {
+  const t = readFile(path)?.trim();
+  if (!t) return 0;
+  if (t === "max") return maxValue;
+  const n = Number(t);
+  return Number.isFinite(n) ? n : 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Write plans
+
+/** One value to write into one cgroup file. */
+export interface WriteOp {
+  file: string;
+  value: string;
+  /** What is set, for the error message: "memory limit". */
+  what: string;
+  /** On failure, try again once after the rest (runc's cfs period retry). */
+  retryLater?: boolean;
+  /** Turn what the file read before the write into the value that restores it. */
+  restore?: ((old: string) => string | undefined) | false;
+  /** Extra words for the error message when the file is missing. */
+  missingHint?: string;
+}
+
+/**
+ * Write the ops in order. When one is refused, write back the old values of the ones already
+ * written (newest first, best effort) and throw a CapsuleError naming the value and the file.
+ */
+export function executePlan(ops: WriteOp[]): void {
+  const done: { op: WriteOp; old: string }[] = [];
+  const run = (op: WriteOp): unknown => {
+    let old: string | undefined;
+    if (op.restore !== false) {
+      try {
+        old = readFile(op.file);
+      } catch {
+        old = undefined;
+      }
+    }
+    try {
+      writeFile(op.file, op.value);
+    } catch (e) {
+      return e;
+    }
+    if (old !== undefined && op.restore !== false) {
+      const back = op.restore ? op.restore(old) : old.trim();
+      if (back !== undefined) done.push({ op: { ...op, value: back }, old });
+    }
+    return undefined;
+  };
+  const later: WriteOp[] = [];
+  const fail = (op: WriteOp, e: unknown): never => {
+    for (const d of done.reverse()) {
+      try {
+        writeFile(d.op.file, d.op.value);
+      } catch { /* best effort */ }
+    }
+    let reason = osReason(e);
+    if (isNotFound(e) && op.missingHint) reason += ` (${op.missingHint})`;
+    throw new CapsuleError(`Cannot set ${op.what} ${op.value} in ${op.file}: ${reason}`, {
+      cause: e,
+    });
+  };
+  for (const op of ops) {
+    const e = run(op);
+    if (e === undefined) continue;
+    if (op.retryLater) later.push(op);
+    else fail(op, e);
+  }
+  for (const op of later) {
+    const e = run(op);
+    if (e !== undefined) fail(op, e);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Directories
+
+/** mkdir each missing level from `base` (exclusive) down to `dir`; returns the ones made. */
+export function mkdirLevels(base: string, dir: string): string[] {
+  const made: string[] = [];
+  const rel = dir.slice(base.length).split("/").filter(Boolean);
+  let cur = base;
+  for (const seg of rel) {
+    cur = `${cur}/${seg}`;
+    try {
+      Deno.mkdirSync(cur);
+      made.push(cur);
+    } catch (e) {
+      if (e instanceof Deno.errors.AlreadyExists) continue;
+      removeDirs(made.reverse(), false);
+      throw new CapsuleError(`Cannot create cgroup ${cur}: ${osReason(e)}`, { cause: e });
+    }
+  }
+  return made;
+}
+
+/**
+ * rmdir each directory (deepest first as given), children first, retrying EBUSY until about
+ * retryMs from now (one deadline for all). `fake` also deletes regular files (a test tree is
+ * not a cgroupfs).
+ */
+export function removeDirs(dirs: string[], fake: boolean, retryMs = 1000): void {
+  const deadline = Date.now() + retryMs;
+  for (const d of dirs) removeTree(d, fake, deadline);
+}
+
+function removeTree(dir: string, fake: boolean, deadline: number): void {
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch (e) {
+    if (isNotFound(e)) return;
+    throw new CapsuleError(`Cannot remove cgroup ${dir}: ${osReason(e)}`, { cause: e });
+  }
+  for (const ent of entries) {
+    if (ent.isDirectory) removeTree(`${dir}/${ent.name}`, fake, deadline);
+    else if (fake) Deno.removeSync(`${dir}/${ent.name}`);
+  }
+  for (let wait = 5;; wait = Math.min(wait * 2, 100)) {
+    try {
+      Deno.removeSync(dir);
+      return;
+    } catch (e) {
+      if (isNotFound(e)) return;
+      const busy = e instanceof Deno.errors.Busy || errCode(e) === "EBUSY";
+      if (!busy || Date.now() >= deadline) {
+        const procs = (readFile(`${dir}/cgroup.procs`) ?? "").split("\n").filter(Boolean);
+        const who = busy && procs.length ? ` (processes still in it: ${procs.join(" ")})` : "";
+        throw new CapsuleError(`Cannot remove cgroup ${dir}: ${osReason(e)}${who}`, { cause: e });
+      }
+      sleepSync(Math.min(wait, Math.max(1, deadline - Date.now())));
+    }
+  }
+}
+
+/** Pids listed in cgroup.procs of dir and every descendant. */
+export function collectPids(dir: string, into: Set<number>): void {
+  const procs = readFile(`${dir}/cgroup.procs`);
+  if (procs === undefined) return;
+  for (const l of procs.split("\n")) if (l.trim()) into.add(Number(l));
+  let entries: Deno.DirEntry[];
+  try {
+    entries = [...Deno.readDirSync(dir)];
+  } catch {
+    return;
+  }
+  for (const ent of entries) if (ent.isDirectory) collectPids(`${dir}/${ent.name}`, into);
+}
+
+/** True when path lies strictly below one of the mount points. */
+export function isBelowMount(path: string, mountPoints: string[]): boolean {
+  if (cleanAbs(path) !== path.replace(/\/+$/, "")) return false;
+  return mountPoints.some((m) => path.startsWith(m.replace(/\/+$/, "") + "/"));
+}
+
+/** The distinct directories of a CgroupPaths, in first-seen order. */
+export function distinctDirs(paths: Record<string, string>): string[] {
+  return [...new Set(Object.values(paths))];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation (before anything is written) and conversions
+
+function field(path: string, v: unknown, check: (n: number) => string | undefined): void {
+  if (v === undefined || v === null) return;
+  if (typeof v !== "number" || !Number.isSafeInteger(v)) {
+    throw new CapsuleError(`Invalid ${path} ${JSON.stringify(v)}: expected an integer`);
+  }
+  const why = check(v);
+  if (why) throw new CapsuleError(`Invalid ${path} ${v}: ${why}`);
+}
+
+const LIST_RE = /^\s*(\d+(-\d+)?)(\s*,\s*\d+(-\d+)?)*\s*$/;
+
+/** Throw a CapsuleError naming the first bad value of linux.resources. */
+export function validateResources(r: LinuxResources, version: 1 | 2): void {
+  const p = "linux.resources";
+  if (typeof r !== "object" || r === null) {
+    throw new CapsuleError(`Invalid ${p}: expected an object`);
+  }
+  const m = r.memory ?? {};
+  const limitOrMinus1 = (n: number) => n < -1 ? "must be -1 (unlimited) or a byte count" : "";
+  field(`${p}.memory.limit`, m.limit, limitOrMinus1);
+  field(`${p}.memory.reservation`, m.reservation, limitOrMinus1);
+  field(`${p}.memory.swap`, m.swap, limitOrMinus1);
+  field(`${p}.memory.swappiness`, m.swappiness, (n) => n > 100 ? "must be 0 to 100" : "");
+  if (m.swap && m.swap > 0) {
+    if (version === 2 && !(m.limit && m.limit > 0)) {
+      throw new CapsuleError(
+        `Invalid ${p}.memory.swap ${m.swap}: a swap limit needs a memory limit on cgroup v2`,
+      );
+    }
+    if (m.limit && m.limit > 0 && m.swap < m.limit) {
+      throw new CapsuleError(
+        `Invalid ${p}.memory.swap ${m.swap}: memory+swap must be >= memory.limit ${m.limit}`,
+      );
+    }
+  }
+  if (m.disableOOMKiller !== undefined && typeof m.disableOOMKiller !== "boolean") {
+    throw new CapsuleError(`Invalid ${p}.memory.disableOOMKiller: expected true or false`);
+  }
+  const c = r.cpu ?? {};
+  field(
+    `${p}.cpu.shares`,
+    c.shares,
+    (n) => n !== 0 && (n < 2 || n > 262144) ? "must be 2 to 262144" : "",
+  );
+  field(
+    `${p}.cpu.quota`,
+    c.quota,
+    (n) => n !== 0 && n !== -1 && n < 1000 ? "must be -1 (unlimited) or >= 1000 µs" : "",
+  );
+  field(
+    `${p}.cpu.period`,
+    c.period,
+    (n) => n !== 0 && (n < 1000 || n > 1000000) ? "must be 1000 to 1000000 µs" : "",
+  );
+  field(`${p}.cpu.realtimeRuntime`, c.realtimeRuntime, (n) => n < -1 ? "must be >= -1" : "");
+  field(`${p}.cpu.realtimePeriod`, c.realtimePeriod, (n) => n < 0 ? "must be >= 0" : "");
+  if (version === 2 && (c.realtimeRuntime || c.realtimePeriod)) {
+    throw new CapsuleError(
+      `Invalid ${p}.cpu.realtimeRuntime/realtimePeriod: not supported on cgroup v2`,
+    );
+  }
+  for (const k of ["cpus", "mems"] as const) {
+    const v = c[k];
+    if (v === undefined || v === null || v === "") continue;
+    if (typeof v !== "string" || !LIST_RE.test(v)) {
+      throw new CapsuleError(
+        `Invalid ${p}.cpu.${k} ${JSON.stringify(v)}: expected a list like "0-2,4"`,
+      );
+    }
+  }
+  field(`${p}.pids.limit`, r.pids?.limit, () => "");
+  field(
+    `${p}.blockIO.weight`,
+    r.blockIO?.weight,
+    (n) => n !== 0 && (n < 10 || n > 1000) ? "must be 10 to 1000" : "",
+  );
+  if (r.devices !== undefined && r.devices !== null) {
+    if (!Array.isArray(r.devices)) throw new CapsuleError(`Invalid ${p}.devices: expected a list`);
+    r.devices.forEach((d, i) => deviceRule(d, `${p}.devices[${i}]`));
+  }
+  if (r.unified !== undefined && r.unified !== null) {
+    if (version === 1 && Object.keys(r.unified).length) {
+      throw new CapsuleError(`Invalid ${p}.unified: needs cgroup v2, this host uses cgroup v1`);
+    }
+    for (const [k, v] of Object.entries(r.unified)) {
+      if (!/^[a-z0-9_]+\.[a-z0-9_.]+$/.test(k) || k.startsWith("cgroup.")) {
+        throw new CapsuleError(
+          `Invalid ${p}.unified key ${JSON.stringify(k)}: not a settable file`,
+        );
+      }
+      if (typeof v !== "string") {
+        throw new CapsuleError(`Invalid ${p}.unified.${k} ${JSON.stringify(v)}: expected a string`);
+      }
+    }
+  }
+}
+
+/** "c 1:3 rwm" for a device rule (cgroup-v1/devices.rst format). */
+export function deviceRule(d: LinuxDeviceCgroup, where = "device rule"): string {
+  if (typeof d !== "object" || d === null || typeof d.allow !== "boolean") {
+    throw new CapsuleError(`Invalid ${where}: expected {allow: boolean, ...}`);
+  }
+  const type = d.type ?? "a";
+  if (!["a", "b", "c"].includes(type)) {
+    throw new CapsuleError(`Invalid ${where}.type ${JSON.stringify(type)}: expected a, b or c`);
+  }
+  const num = (v: number | null | undefined, k: string) => {
+    if (v === undefined || v === null || v === -1) return "*";
+    if (!Number.isSafeInteger(v) || v < 0) {
+      throw new CapsuleError(`Invalid ${where}.${k} ${JSON.stringify(v)}: expected a number`);
+    }
+    return String(v);
+  };
+  const access = d.access ?? "rwm";
+  if (!/^[rwm]{1,3}$/.test(access)) {
+    throw new CapsuleError(`Invalid ${where}.access ${JSON.stringify(access)}: expected r, w, m`);
+  }
+  if (type === "a") return `a *:* ${access}`;
+  return `${type} ${num(d.major, "major")}:${num(d.minor, "minor")} ${access}`;
+}
+
+/**
+ * Devices every container may use, appended after the spec's rules as runc does
+ * (null, zero, full, tty, random, urandom, console, ptmx, pts, tun, and mknod of any).
+ * Allow rules for linux.devices entries must come from the caller.
+ */
+export const DEFAULT_DEVICE_RULES: readonly LinuxDeviceCgroup[] = [
+  { allow: true, type: "c", major: -1, minor: -1, access: "m" },
+  { allow: true, type: "b", major: -1, minor: -1, access: "m" },
+  { allow: true, type: "c", major: 1, minor: 3, access: "rwm" },
+  { allow: true, type: "c", major: 1, minor: 5, access: "rwm" },
+  { allow: true, type: "c", major: 1, minor: 7, access: "rwm" },
+  { allow: true, type: "c", major: 5, minor: 0, access: "rwm" },
+  { allow: true, type: "c", major: 1, minor: 8, access: "rwm" },
+  { allow: true, type: "c", major: 1, minor: 9, access: "rwm" },
+  { allow: true, type: "c", major: 5, minor: 1, access: "rwm" },
+  { allow: true, type: "c", major: 5, minor: 2, access: "rwm" },
+  { allow: true, type: "c", major: 136, minor: -1, access: "rwm" },
+  { allow: true, type: "c", major: 10, minor: 200, access: "rwm" },
+];
+
+/** runc's cgroup v2 conversion of cpu shares [2-262144] to cpu.weight [1-10000]. */
+export function sharesToWeight(shares: number): number {
+  if (shares === 0) return 0;
+  return 1 + Math.floor(((shares - 2) * 9999) / 262142);
+}
+
+/** runc's conversion of blkio weight [10-1000] to io.weight [1-10000]. */
+export function blkioToIoWeight(weight: number): number {
+  if (weight === 0) return 0;
+  return 1 + Math.floor(((weight - 10) * 9999) / 990);
+}

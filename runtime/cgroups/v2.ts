@@ -1,0 +1,288 @@
+// cgroup v2: one unified hierarchy. File formats from Documentation/admin-guide/cgroup-v2.rst;
+// conversions from OCI (v1-shaped) values as runc and crun do them.
+//
+// Devices: cgroup v2 has no devices.allow/deny files; the kernel enforces device access only
+// through an eBPF program (BPF_PROG_TYPE_CGROUP_DEVICE) attached to the cgroup. capsule does
+// not load one, so linux.resources.devices is NOT enforced on v2 (devicesEnforced is false):
+// the container's /dev holds only the nodes capsule creates, but a process with CAP_MKNOD
+// could create and open others. Also not applied on v2: memory.swappiness,
+// memory.disableOOMKiller (no v2 equivalent), memory.kernel* (deprecated).
+
+import { CapsuleError } from "../errors.ts";
+import type { CgroupDriver, CgroupPaths, CgroupStats, LinuxResources } from "./types.ts";
+import {
+  blkioToIoWeight,
+  type CgroupMount,
+  collectPids,
+  executePlan,
+  exists,
+  innerPath,
+  isBelowMount,
+  joinPath,
+  osReason,
+  ownPathInMount,
+  parseKeyValues,
+  readFile,
+  readNumber,
+  removeDirs,
+  sharesToWeight,
+  sleepSync,
+  validateResources,
+  writeFile,
+  type WriteOp,
+} from "./util.ts";
+
+/** memory.max "max" as runc reports it (2^64-1). */
+export const UNLIMITED = 18446744073709551615;
+const FREEZE_TIMEOUT_MS = 2000;
+
+/** runc's ConvertMemorySwapToCgroupV2Value: OCI memory+swap -> memory.swap.max. */
+export function swapToV2(swap: number, limit: number): number {
+  if (limit === -1 && swap === 0) return -1;
+  if (swap === -1 || swap === 0) return swap;
+  if (limit === 0 || limit === -1) {
+    throw new CapsuleError(
+      `Invalid linux.resources.memory.swap ${swap}: a swap limit needs a memory limit`,
+    );
+  }
+  if (swap < limit) {
+    throw new CapsuleError(
+      `Invalid linux.resources.memory.swap ${swap}: memory+swap must be >= memory.limit ${limit}`,
+    );
+  }
+  return swap - limit;
+}
+
+const maxOr = (n: number) => (n === -1 ? "max" : String(n));
+
+/** The writes for linux.resources on cgroup v2 (dir: the container's cgroup). */
+export function planV2(dir: string, r: LinuxResources): WriteOp[] {
+  const ops: WriteOp[] = [];
+  const op = (ctrl: string, file: string, value: string | number, what: string, x = {}) =>
+    ops.push({
+      file: `${dir}/${file}`,
+      value: String(value),
+      what,
+      missingHint: `is the ${ctrl} controller enabled in the parent's cgroup.subtree_control?`,
+      ...x,
+    });
+
+  const c = r.cpu ?? {};
+  if (c.shares) {
+    op("cpu", "cpu.weight", sharesToWeight(c.shares), `cpu weight (shares ${c.shares})`);
+  }
+  if (c.quota || c.period) {
+    // cpu.max is "$MAX $PERIOD"; keep what is not given.
+    const [curMax, curPeriod] = (readFile(`${dir}/cpu.max`) ?? "max 100000").trim().split(/\s+/);
+    const max = c.quota ? (c.quota > 0 ? String(c.quota) : "max") : (curMax ?? "max");
+    const period = c.period || Number(curPeriod) || 100000;
+    op("cpu", "cpu.max", `${max} ${period}`, "cpu quota and period");
+  }
+  if (c.cpus) op("cpuset", "cpuset.cpus", c.cpus, "cpuset cpus");
+  if (c.mems) op("cpuset", "cpuset.mems", c.mems, "cpuset mems");
+
+  const m = r.memory ?? {};
+  const limit = m.limit ?? 0;
+  const swap = swapToV2(m.swap ?? 0, limit);
+  if (swap !== 0) {
+    const v = maxOr(swap);
+    // No swap accounting: setting "max" (or 0) is a no-op, anything else an error (as runc).
+    if (exists(`${dir}/memory.swap.max`) || v !== "max") {
+      op("memory", "memory.swap.max", v, `memory swap limit (memory+swap ${m.swap ?? 0})`);
+    }
+  }
+  if (limit) op("memory", "memory.max", maxOr(limit), "memory limit");
+  if (m.reservation) op("memory", "memory.low", maxOr(m.reservation), "memory reservation");
+
+  if (r.pids?.limit !== undefined && r.pids.limit !== null) {
+    op("pids", "pids.max", r.pids.limit > 0 ? r.pids.limit : "max", "pids limit");
+  }
+  const w = r.blockIO?.weight;
+  if (w) {
+    if (exists(`${dir}/io.bfq.weight`)) op("io", "io.bfq.weight", w, "io weight (bfq)");
+    else op("io", "io.weight", blkioToIoWeight(w), `io weight (blkio weight ${w})`);
+  }
+  for (const [k, v] of Object.entries(r.unified ?? {})) {
+    op(k.split(".")[0], k, v, `unified ${k}`);
+  }
+  return ops;
+}
+
+export class CgroupV2Driver implements CgroupDriver {
+  readonly version = 2 as const;
+  readonly devicesEnforced = false;
+  readonly #mount: CgroupMount;
+  readonly #own: string;
+  readonly #fake: boolean;
+
+  constructor(mount: CgroupMount, own: Map<string, string>, fake = false) {
+    this.#mount = mount;
+    this.#own = own.get("") ?? "/";
+    this.#fake = fake;
+  }
+
+  paths(cgroupsPath: string | undefined, id: string): CgroupPaths {
+    const inner = innerPath(cgroupsPath, id);
+    const base = inner.relative ? ownPathInMount(this.#own, this.#mount.root) : "/";
+    return { "": joinPath(this.#mount.mountPoint, `${base}/${inner.path}`) };
+  }
+
+  #dir(paths: CgroupPaths): string {
+    const d = paths[""];
+    if (!d) throw new CapsuleError(`Invalid cgroup paths for cgroup v2: ${JSON.stringify(paths)}`);
+    if (!isBelowMount(d, [this.#mount.mountPoint])) {
+      throw new CapsuleError(`Refusing to use ${d}: it is not below the cgroup2 mount`);
+    }
+    return d;
+  }
+
+  /** Enable every available controller for the children of dir (as runc does). */
+  #enableControllers(dir: string): void {
+    const avail = (readFile(`${dir}/cgroup.controllers`) ?? "").split(/\s+/).filter(Boolean);
+    const on = new Set((readFile(`${dir}/cgroup.subtree_control`) ?? "").split(/\s+/));
+    for (const c of avail) {
+      if (on.has(c)) continue;
+      try {
+        writeFile(`${dir}/cgroup.subtree_control`, `+${c}`);
+      } catch {
+        // EBUSY when dir has processes of its own (no internal processes rule): then the
+        // resource write for that controller fails later with a message naming the file.
+      }
+    }
+  }
+
+  create(paths: CgroupPaths, resources?: LinuxResources): void {
+    const r = resources ?? {};
+    validateResources(r, 2);
+    const dir = this.#dir(paths);
+    const created: string[] = [];
+    try {
+      let cur = this.#mount.mountPoint.replace(/\/+$/, "");
+      for (const seg of dir.slice(cur.length).split("/").filter(Boolean)) {
+        this.#enableControllers(cur);
+        cur = `${cur}/${seg}`;
+        try {
+          Deno.mkdirSync(cur);
+          created.push(cur);
+        } catch (e) {
+          if (!(e instanceof Deno.errors.AlreadyExists)) {
+            throw new CapsuleError(`Cannot create cgroup ${cur}: ${osReason(e)}`, { cause: e });
+          }
+        }
+      }
+      executePlan(planV2(dir, r));
+    } catch (e) {
+      try {
+        removeDirs(created.reverse(), this.#fake, 200);
+      } catch { /* keep the first error */ }
+      throw e;
+    }
+  }
+
+  addProcess(paths: CgroupPaths, pid: number): void {
+    const file = `${this.#dir(paths)}/cgroup.procs`;
+    try {
+      writeFile(file, String(pid));
+    } catch (e) {
+      throw new CapsuleError(`Cannot add process ${pid} to ${file}: ${osReason(e)}`, { cause: e });
+    }
+  }
+
+  apply(paths: CgroupPaths, resources: LinuxResources): void {
+    validateResources(resources, 2);
+    executePlan(planV2(this.#dir(paths), resources));
+  }
+
+  pids(paths: CgroupPaths): number[] {
+    const set = new Set<number>();
+    collectPids(this.#dir(paths), set);
+    return [...set].sort((a, b) => a - b);
+  }
+
+  #setFreeze(dir: string, v: "0" | "1"): void {
+    try {
+      writeFile(`${dir}/cgroup.freeze`, v);
+    } catch (e) {
+      throw new CapsuleError(
+        `Cannot set freezer state ${v} in ${dir}/cgroup.freeze: ${osReason(e)}`,
+        { cause: e },
+      );
+    }
+  }
+
+  freeze(paths: CgroupPaths): void {
+    const dir = this.#dir(paths);
+    this.#setFreeze(dir, "1");
+    const deadline = Date.now() + FREEZE_TIMEOUT_MS;
+    for (let i = 1;; i++) {
+      if (parseKeyValues(readFile(`${dir}/cgroup.events`)).frozen === 1) return;
+      if (Date.now() >= deadline) {
+        this.#setFreeze(dir, "0");
+        throw new CapsuleError(
+          `Cannot freeze ${dir}: cgroup.events not "frozen 1" after ${FREEZE_TIMEOUT_MS} ms (thawed again)`,
+        );
+      }
+      sleepSync(Math.min(i, 10));
+    }
+  }
+
+  thaw(paths: CgroupPaths): void {
+    this.#setFreeze(this.#dir(paths), "0");
+  }
+
+  isFrozen(paths: CgroupPaths): boolean {
+    return readFile(`${this.#dir(paths)}/cgroup.freeze`)?.trim() === "1";
+  }
+
+  stats(paths: CgroupPaths): CgroupStats {
+    const dir = this.#dir(paths);
+    const cs = parseKeyValues(readFile(`${dir}/cpu.stat`));
+    const stats = parseKeyValues(readFile(`${dir}/memory.stat`));
+    const ev = parseKeyValues(readFile(`${dir}/memory.events`));
+    const sev = parseKeyValues(readFile(`${dir}/memory.swap.events`));
+    const usage = readNumber(`${dir}/memory.current`);
+    const limit = readNumber(`${dir}/memory.max`, UNLIMITED);
+    const swapUsage = readNumber(`${dir}/memory.swap.current`);
+    const swapMax = readNumber(`${dir}/memory.swap.max`, UNLIMITED);
+    return {
+      cpu: {
+        usage: {
+          total: (cs.usage_usec ?? 0) * 1000,
+          kernel: (cs.system_usec ?? 0) * 1000,
+          user: (cs.user_usec ?? 0) * 1000,
+        },
+        throttling: {
+          periods: cs.nr_periods ?? 0,
+          throttledPeriods: cs.nr_throttled ?? 0,
+          throttledTime: (cs.throttled_usec ?? 0) * 1000,
+        },
+      },
+      memory: {
+        cache: stats.file ?? 0,
+        usage: {
+          usage,
+          limit,
+          max: readNumber(`${dir}/memory.peak`),
+          failcnt: ev.max ?? 0,
+        },
+        // As runc: the v1-shaped "swap" entry is memory + swap.
+        swap: {
+          usage: usage + swapUsage,
+          limit: limit === UNLIMITED || swapMax === UNLIMITED ? UNLIMITED : limit + swapMax,
+          max: readNumber(`${dir}/memory.swap.peak`),
+          failcnt: sev.fail ?? 0,
+        },
+        stats,
+      },
+      pids: {
+        current: readNumber(`${dir}/pids.current`),
+        limit: readNumber(`${dir}/pids.max`, 0),
+      },
+      oomKillCount: ev.oom_kill ?? 0,
+    };
+  }
+
+  destroy(paths: CgroupPaths): void {
+    removeDirs([this.#dir(paths)], this.#fake);
+  }
+}

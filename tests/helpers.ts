@@ -1,0 +1,205 @@
+// Helpers of the integration tests: run the real CLI as root against a busybox bundle.
+import { defaultSpec, type Spec } from "../runtime/spec.ts";
+
+export const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** How to run capsule: $CAPSULE (e.g. the built dist/capsule) or from source. */
+function capsuleCommand(): string[] {
+  const bin = Deno.env.get("CAPSULE");
+  if (bin) return bin.split(" ");
+  return [Deno.execPath(), "run", "-A", "--quiet", `${REPO}/main.ts`];
+}
+
+export interface Result {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `capsule --root <root> ...args` and collects its output. */
+export async function capsule(
+  root: string,
+  args: string[],
+  opts: { cwd?: string; stdin?: string; env?: Record<string, string>; stdio?: "pipe" | "file" } = {},
+): Promise<Result> {
+  const [cmd, ...pre] = capsuleCommand();
+  if ((opts.stdio ?? (args.includes("create") ? "file" : "pipe")) === "file") {
+    // For create: the container keeps create's stdout/stderr open, so they go to files.
+    const out = await Deno.makeTempFile(), err = await Deno.makeTempFile();
+    const q = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`;
+    const line = [cmd, ...pre, "--root", root, ...args].map(q).join(" ") + ` >${out} 2>${err}`;
+    const st = await new Deno.Command("sh", { args: ["-c", line], cwd: opts.cwd, stdin: "null" }).output();
+    const res = { code: st.code, stdout: Deno.readTextFileSync(out), stderr: Deno.readTextFileSync(err) };
+    await removeAll(out, err);
+    return res;
+  }
+  const child = new Deno.Command(cmd, {
+    args: [...pre, "--root", root, ...args],
+    cwd: opts.cwd,
+    env: opts.env,
+    stdin: opts.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (opts.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(opts.stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+}
+
+/** Spawns capsule without waiting (for signal tests). */
+export function spawnCapsule(root: string, args: string[], cwd?: string): Deno.ChildProcess {
+  const [cmd, ...pre] = capsuleCommand();
+  return new Deno.Command(cmd, {
+    args: [...pre, "--root", root, ...args],
+    cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+}
+
+let rootfsPromise: Promise<string> | undefined;
+
+/**
+ * A busybox rootfs built from the host's busybox-static, shared read-only by the tests of one
+ * process (bundles point root.path at it; tests that write get their own copy).
+ */
+export function busyboxRootfs(): Promise<string> {
+  rootfsPromise ??= (async () => {
+    const dir = await Deno.makeTempDir({ prefix: "capsule-rootfs-" });
+    await buildBusyboxRootfs(dir);
+    addEventListener("unload", () => {
+      try {
+        Deno.removeSync(dir, { recursive: true });
+      } catch { /* best effort */ }
+    });
+    return dir;
+  })();
+  return rootfsPromise;
+}
+
+export async function buildBusyboxRootfs(dir: string): Promise<void> {
+  const busybox = ["/bin/busybox", "/usr/bin/busybox"].find((p) => {
+    try {
+      return Deno.statSync(p).isFile;
+    } catch {
+      return false;
+    }
+  });
+  if (!busybox) throw new Error("busybox-static is not installed (apt-get install busybox-static)");
+  await Deno.chmod(dir, 0o755);
+  for (const d of ["bin", "proc", "sys", "dev", "etc", "tmp", "root", "home", "var", "run"]) {
+    await Deno.mkdir(`${dir}/${d}`, { recursive: true });
+  }
+  await Deno.chmod(`${dir}/tmp`, 0o1777);
+  await Deno.copyFile(busybox, `${dir}/bin/busybox`);
+  await Deno.chmod(`${dir}/bin/busybox`, 0o755);
+  const list = await new Deno.Command(busybox, { args: ["--list"] }).output();
+  for (const applet of new TextDecoder().decode(list.stdout).split("\n")) {
+    if (!applet || applet === "busybox") continue;
+    await Deno.symlink("busybox", `${dir}/bin/${applet}`);
+  }
+  await Deno.writeTextFile(`${dir}/etc/passwd`, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
+  await Deno.writeTextFile(`${dir}/etc/group`, "root:x:0:\nnogroup:x:65534:\n");
+}
+
+/** A bundle whose config runs `args` (sh -c by default) in the shared busybox rootfs. */
+export async function makeBundle(
+  args: string[] | string,
+  mutate?: (spec: Spec) => void,
+  opts: { ownRootfs?: boolean } = {},
+): Promise<string> {
+  const bundle = await Deno.makeTempDir({ prefix: "capsule-bundle-" });
+  const spec = defaultSpec();
+  spec.process!.args = typeof args === "string" ? ["sh", "-c", args] : args;
+  if (opts.ownRootfs) {
+    await Deno.mkdir(`${bundle}/rootfs`);
+    await buildBusyboxRootfs(`${bundle}/rootfs`);
+    spec.root = { path: "rootfs", readonly: false };
+  } else {
+    spec.root = { path: await busyboxRootfs(), readonly: true };
+  }
+  mutate?.(spec);
+  await Deno.writeTextFile(`${bundle}/config.json`, JSON.stringify(spec, null, 2));
+  return bundle;
+}
+
+/** A fresh --root for one test; `done` checks that nothing of capsule was left in it. */
+export async function stateRoot(): Promise<string> {
+  return await Deno.makeTempDir({ prefix: "capsule-state-" });
+}
+
+export async function removeAll(...paths: string[]): Promise<void> {
+  for (const p of paths) await Deno.remove(p, { recursive: true }).catch(() => {});
+}
+
+export function isRoot(): boolean {
+  return Deno.uid() === 0;
+}
+
+/** Integration tests need root and busybox; elsewhere they are reported as ignored. */
+export const needsRoot = !isRoot();
+
+export function assert(cond: unknown, msg = "assertion failed"): asserts cond {
+  if (!cond) throw new Error(msg);
+}
+
+export function assertEquals<T>(actual: T, expected: T, msg = ""): void {
+  const a = JSON.stringify(actual), e = JSON.stringify(expected);
+  if (a !== e) throw new Error(`${msg ? msg + ": " : ""}expected ${e}, got ${a}`);
+}
+
+export function assertMatch(actual: string, re: RegExp, msg = ""): void {
+  if (!re.test(actual)) throw new Error(`${msg ? msg + ": " : ""}${JSON.stringify(actual)} does not match ${re}`);
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `fn` is true (or throws after `ms`). */
+export async function waitFor(fn: () => boolean | Promise<boolean>, ms = 5000, what = "condition"): Promise<void> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (await fn()) return;
+    await sleep(20);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+export function pidAlive(pid: number): boolean {
+  try {
+    const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+    const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+    return state !== "Z";
+  } catch {
+    return false;
+  }
+}
+
+/** Test wrapper: root-only, with a fresh state root that must be empty at the end. */
+export function rootTest(name: string, fn: (root: string) => Promise<void>): void {
+  Deno.test({
+    name,
+    ignore: needsRoot,
+    sanitizeResources: false,
+    sanitizeOps: false,
+    fn: async () => {
+      const root = await stateRoot();
+      try {
+        await fn(root);
+        const left = [...Deno.readDirSync(root)].map((e) => e.name);
+        if (left.length) {
+          // Leave the host clean even when a test forgot to delete.
+          for (const id of left) await capsule(root, ["delete", "-f", id]);
+          throw new Error(`test left containers behind: ${left.join(", ")}`);
+        }
+      } finally {
+        await removeAll(root);
+      }
+    },
+  });
+}

@@ -1,0 +1,117 @@
+// `capsule create` and `capsule start`: the exec.fifo hand-off, pid file, stdio, bad input.
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  capsule,
+  makeBundle,
+  pidAlive,
+  removeAll,
+  rootTest,
+  waitFor,
+} from "../helpers.ts";
+
+const state = async (root: string, id: string) => JSON.parse((await capsule(root, ["state", id])).stdout);
+
+rootTest("create waits before the program; start releases it; stdio is create's", async (root) => {
+  const b = await makeBundle("echo started-$(hostname); sleep 30");
+  try {
+    // The container inherits create's stdio (as with runc): no pipe we would wait on.
+    const r0 = await capsule(root, ["create", "-b", b, "--pid-file", `${b}/pid`, "cr1"], { stdio: "file" });
+    assertEquals(r0.code, 0, r0.stderr);
+    let s = await state(root, "cr1");
+    assertEquals(s.status, "created");
+    assertEquals(s.id, "cr1");
+    assertEquals(s.ociVersion, "1.2.0");
+    assertEquals(s.bundle, b);
+    assert(s.pid > 0 && pidAlive(s.pid));
+    assertEquals(Deno.readTextFileSync(`${b}/pid`), String(s.pid));
+    assertMatch(s.created, /^\d{4}-\d\d-\d\dT/);
+    // Before start, nothing of the program ran: the init is still waiting (not yet exec'd).
+    assert(!Deno.readTextFileSync(`/proc/${s.pid}/cmdline`).includes("sleep"));
+    const r = await capsule(root, ["start", "cr1"]);
+    assertEquals(r.code, 0, r.stderr);
+    await waitFor(() => Deno.readTextFileSync(`/proc/${s.pid}/cmdline`).includes("sleep"), 5000, "exec");
+    s = await state(root, "cr1");
+    assertEquals(s.status, "running");
+    // start of a running container is an illegal move, named as such.
+    const again = await capsule(root, ["start", "cr1"]);
+    assertEquals(again.code, 1);
+    assertMatch(again.stderr, /Cannot start container "cr1": it is running, not created/);
+    assertEquals((await capsule(root, ["delete", "-f", "cr1"])).code, 0);
+    assert(!pidAlive(s.pid), "init survived delete -f");
+  } finally {
+    await removeAll(b);
+  }
+});
+
+rootTest("create: the container's output goes where create's stdout went", async (root) => {
+  const b = await makeBundle("echo hello-from-inside");
+  const log = await Deno.makeTempFile();
+  try {
+    const main = new URL("../../main.ts", import.meta.url).pathname;
+    const sh = `"${Deno.execPath()}" run -A --quiet ${main} --root ${root} create -b ${b} out1 >${log} 2>&1`;
+    assertEquals((await new Deno.Command("sh", { args: ["-c", sh] }).output()).code, 0);
+    assertEquals((await capsule(root, ["start", "out1"])).code, 0);
+    await waitFor(async () => (await state(root, "out1")).status === "stopped", 5000, "stop");
+    assertEquals(Deno.readTextFileSync(log), "hello-from-inside\n");
+    // A stopped container cannot be started again.
+    const r = await capsule(root, ["start", "out1"]);
+    assertEquals(r.code, 1);
+    assertMatch(r.stderr, /it is stopped, not created/);
+    assertEquals((await capsule(root, ["delete", "out1"])).code, 0);
+  } finally {
+    await removeAll(b, log);
+  }
+});
+
+rootTest("create: a duplicate id is refused; of two racing creates exactly one wins", async (root) => {
+  const b = await makeBundle("sleep 30");
+  try {
+    const results = await Promise.all([0, 1, 2].map(() => capsule(root, ["create", "-b", b, "dup"])));
+    assertEquals(results.filter((r) => r.code === 0).length, 1, JSON.stringify(results));
+    for (const r of results.filter((r) => r.code !== 0)) {
+      assertEquals(r.code, 1);
+      assertMatch(r.stderr, /a container with that id already exists/);
+    }
+    assertEquals((await state(root, "dup")).status, "created");
+    assertEquals((await capsule(root, ["delete", "-f", "dup"])).code, 0);
+  } finally {
+    await removeAll(b);
+  }
+});
+
+rootTest("create: bad input is refused clearly and leaves nothing", async (root) => {
+  const good = await makeBundle("true");
+  const badJson = await Deno.makeTempDir();
+  const wrongType = await makeBundle("true", (s) => {
+    (s.process as unknown as { args: string }).args = "sh -c true";
+  });
+  const noRootfs = await makeBundle("true", (s) => {
+    s.root = { path: "does-not-exist" };
+  });
+  const noConfig = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${badJson}/config.json`, "{ not json");
+    const cases: [string[], number, RegExp][] = [
+      [["create", "-b", badJson, "x1"], 1, /config\.json: not valid JSON/],
+      [["create", "-b", wrongType, "x2"], 1, /Invalid .*config\.json: process\.args: /],
+      [["create", "-b", noRootfs, "x3"], 1, /rootfs ".*does-not-exist".* does not exist/],
+      [["create", "-b", noConfig, "x4"], 1, /has no config\.json/],
+      [["create", "-b", good, "a/b"], 1, /Invalid container id "a\/b"/],
+      [["create", "-b", good, ".."], 1, /Invalid container id "\.\."/],
+      [["create", "-b", good], 2, /expects <container-id>/],
+      [["create", "--bogus", "-b", good, "x5"], 2, /unknown flag --bogus/],
+      [["start", "nope"], 1, /container "nope" does not exist/],
+    ];
+    for (const [args, code, re] of cases) {
+      const r = await capsule(root, args);
+      assertEquals(r.code, code, `${args.join(" ")}: ${r.stderr}`);
+      assertMatch(r.stderr, re, args.join(" "));
+      assert(!r.stderr.includes("    at "), `stack trace for ${args.join(" ")}: ${r.stderr}`);
+    }
+    assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+  } finally {
+    await removeAll(good, badJson, wrongType, noRootfs, noConfig);
+  }
+});

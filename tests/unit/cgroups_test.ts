@@ -1,0 +1,696 @@
+// Unit tests of runtime/cgroups. Fake hierarchies are temp directories laid out like cgroupfs
+// (fsRoot option); expected file contents follow the kernel's documented formats
+// (Documentation/admin-guide/cgroup-v2.rst, cgroup-v1/*.rst). One test uses the real v1
+// hierarchy and runs only as root on a v1 host.
+
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertStringIncludes,
+  assertThrows,
+} from "./fixtures/cgroups/assert.ts";
+import { CapsuleError } from "../../runtime/errors.ts";
+import {
+  type CgroupPaths,
+  detectCgroups,
+  FakeCgroupDriver,
+  parseMemory,
+  toRuncStats,
+} from "../../runtime/cgroups/mod.ts";
+import { planV1, type V1Current } from "../../runtime/cgroups/v1.ts";
+import { swapToV2 } from "../../runtime/cgroups/v2.ts";
+import { blkioToIoWeight, sharesToWeight } from "../../runtime/cgroups/util.ts";
+
+// ---------------------------------------------------------------------------------------------
+// Fixtures
+
+const V1_MOUNTINFO = `22 28 0:20 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+34 31 0:31 / /sys/fs/cgroup/cpuset rw,relatime - cgroup cgroup rw,cpuset
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+36 31 0:33 / /sys/fs/cgroup/devices rw,relatime - cgroup cgroup rw,devices
+37 31 0:34 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+38 31 0:35 / /sys/fs/cgroup/blkio rw,relatime - cgroup cgroup rw,blkio
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+`;
+const V1_SELF = `9:name=systemd:/
+8:pids:/
+7:blkio:/
+6:freezer:/
+5:devices:/
+4:memory:/process_api/abc
+3:cpuset:/
+2:cpuacct:/
+1:cpu:/
+0::/
+`;
+// A hybrid systemd host: v1 controllers (cpu,cpuacct co-mounted) plus the unified hierarchy.
+const HYBRID_MOUNTINFO =
+  `25 21 0:22 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:4 - tmpfs tmpfs ro,mode=755
+26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:5 - cgroup2 cgroup2 rw,nsdelegate
+27 25 0:24 / /sys/fs/cgroup/systemd rw,nosuid,nodev,noexec,relatime shared:6 - cgroup cgroup rw,xattr,name=systemd
+30 25 0:27 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime shared:10 - cgroup cgroup rw,cpu,cpuacct
+31 25 0:28 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:11 - cgroup cgroup rw,memory
+32 25 0:29 / /sys/fs/cgroup/pids rw,nosuid,nodev,noexec,relatime shared:12 - cgroup cgroup rw,pids
+`;
+const HYBRID_SELF = `4:pids:/user.slice/user-0.slice/session-1.scope
+3:memory:/user.slice/user-0.slice/session-1.scope
+2:cpu,cpuacct:/user.slice
+1:name=systemd:/user.slice/user-0.slice/session-1.scope
+0::/user.slice/user-0.slice/session-1.scope
+`;
+const V2_MOUNTINFO =
+  `24 30 0:22 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot
+`;
+const V2_SELF = "0::/user.slice/user-0.slice/session-3.scope\n";
+
+function tmp(): string {
+  return Deno.makeTempDirSync({ prefix: "capsule-cgroups-test-" });
+}
+
+/** Write files (path relative to root -> content), making directories as needed. */
+function layout(root: string, files: Record<string, string>): void {
+  for (const [rel, content] of Object.entries(files)) {
+    const p = `${root}/${rel}`;
+    Deno.mkdirSync(p.slice(0, p.lastIndexOf("/")), { recursive: true });
+    Deno.writeTextFileSync(p, content);
+  }
+}
+
+const read = (p: string) => Deno.readTextFileSync(p).trim();
+const existsSync = (p: string) => {
+  try {
+    Deno.statSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** A cgroup2 mount at <root>/sys/fs/cgroup with an (already made) capsule/x below it. */
+function v2Tree(root: string, omit: string[] = []): string {
+  const cg = "sys/fs/cgroup";
+  const x = `${cg}/capsule/x`;
+  const files: Record<string, string> = {
+    [`${cg}/cgroup.controllers`]: "cpuset cpu io memory hugetlb pids\n",
+    [`${cg}/cgroup.subtree_control`]: "\n",
+    [`${cg}/cgroup.procs`]: "1\n",
+    [`${cg}/capsule/cgroup.controllers`]: "cpuset cpu io memory pids\n",
+    [`${cg}/capsule/cgroup.subtree_control`]: "\n",
+    [`${cg}/capsule/cgroup.procs`]: "",
+    [`${x}/cgroup.procs`]: "",
+    [`${x}/cgroup.freeze`]: "0\n",
+    [`${x}/cgroup.events`]: "populated 0\nfrozen 0\n",
+    [`${x}/cpu.weight`]: "100\n",
+    [`${x}/cpu.max`]: "max 100000\n",
+    [`${x}/cpuset.cpus`]: "\n",
+    [`${x}/cpuset.mems`]: "\n",
+    [`${x}/memory.max`]: "max\n",
+    [`${x}/memory.low`]: "0\n",
+    [`${x}/memory.swap.max`]: "max\n",
+    [`${x}/pids.max`]: "max\n",
+    [`${x}/io.weight`]: "default 100\n",
+    [`${x}/memory.high`]: "max\n",
+  };
+  for (const o of omit) delete files[`${x}/${o}`];
+  layout(root, files);
+  return `${root}/${x}`;
+}
+
+const V1_CTRLS = ["cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids"];
+
+/** v1 mounts at <root>/sys/fs/cgroup/<controller>, each with capsule/x made. */
+function v1Tree(root: string, omit: string[] = []): void {
+  const cg = "sys/fs/cgroup";
+  const files: Record<string, string> = {
+    [`${cg}/cpuset/cpuset.cpus`]: "0-1\n",
+    [`${cg}/cpuset/cpuset.mems`]: "0\n",
+    [`${cg}/cpuset/capsule/cpuset.cpus`]: "\n",
+    [`${cg}/cpuset/capsule/cpuset.mems`]: "\n",
+    [`${cg}/cpuset/capsule/x/cpuset.cpus`]: "\n",
+    [`${cg}/cpuset/capsule/x/cpuset.mems`]: "\n",
+    [`${cg}/cpu/capsule/x/cpu.shares`]: "1024\n",
+    [`${cg}/cpu/capsule/x/cpu.cfs_quota_us`]: "-1\n",
+    [`${cg}/cpu/capsule/x/cpu.cfs_period_us`]: "100000\n",
+    [`${cg}/memory/capsule/x/memory.limit_in_bytes`]: "9223372036854771712\n",
+    [`${cg}/memory/capsule/x/memory.memsw.limit_in_bytes`]: "9223372036854771712\n",
+    [`${cg}/memory/capsule/x/memory.soft_limit_in_bytes`]: "9223372036854771712\n",
+    [`${cg}/memory/capsule/x/memory.swappiness`]: "60\n",
+    [`${cg}/memory/capsule/x/memory.oom_control`]: "oom_kill_disable 0\nunder_oom 0\noom_kill 0\n",
+    [`${cg}/pids/capsule/x/pids.max`]: "max\n",
+    [`${cg}/blkio/capsule/x/blkio.weight`]: "500\n",
+    [`${cg}/devices/capsule/x/devices.allow`]: "",
+    [`${cg}/devices/capsule/x/devices.deny`]: "",
+    [`${cg}/freezer/capsule/x/freezer.state`]: "THAWED\n",
+  };
+  for (const c of [...V1_CTRLS, "systemd"]) files[`${cg}/${c}/capsule/x/cgroup.procs`] = "";
+  files[`${cg}/systemd/cgroup.procs`] = "1\n";
+  for (const o of omit) for (const k of Object.keys(files)) if (k.endsWith(o)) delete files[k];
+  layout(root, files);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Detection and paths
+
+Deno.test("detect: v1 host, paths absolute / relative / default / systemd", () => {
+  const d = detectCgroups({ mountinfo: V1_MOUNTINFO, procSelfCgroup: V1_SELF });
+  assertEquals(d.version, 1);
+  assertEquals(d.devicesEnforced, true);
+  const p = d.paths(undefined, "x");
+  assertEquals(p.cpu, "/sys/fs/cgroup/cpu/capsule/x");
+  // relative paths are below the caller's own cgroup (as runc reads them)
+  assertEquals(p.memory, "/sys/fs/cgroup/memory/process_api/abc/capsule/x");
+  assertEquals(p["name=systemd"], "/sys/fs/cgroup/systemd/capsule/x");
+  assertEquals(Object.keys(p).sort(), [...V1_CTRLS, "name=systemd"].sort());
+  const abs = d.paths("/machine/x", "x");
+  assertEquals(abs.memory, "/sys/fs/cgroup/memory/machine/x");
+  assertEquals(d.paths("rel/y", "x").memory, "/sys/fs/cgroup/memory/process_api/abc/rel/y");
+  assertEquals(
+    d.paths("machine-pod.slice:libpod:abc", "x").pids,
+    "/sys/fs/cgroup/pids/machine.slice/machine-pod.slice/libpod-abc.scope",
+  );
+  assertEquals(
+    d.paths(":capsule:abc", "x").pids,
+    "/sys/fs/cgroup/pids/system.slice/capsule-abc.scope",
+  );
+  // ".." never leaves the hierarchy
+  assertEquals(d.paths("/../../etc", "x").pids, "/sys/fs/cgroup/pids/etc");
+});
+
+Deno.test("detect: hybrid counts as v1; co-mounted controllers share a directory", () => {
+  const d = detectCgroups({ mountinfo: HYBRID_MOUNTINFO, procSelfCgroup: HYBRID_SELF });
+  assertEquals(d.version, 1);
+  const p = d.paths("/c1", "c1");
+  assertEquals(p.cpu, "/sys/fs/cgroup/cpu,cpuacct/c1");
+  assertEquals(p.cpuacct, "/sys/fs/cgroup/cpu,cpuacct/c1");
+  assertEquals(p.memory, "/sys/fs/cgroup/memory/c1");
+  assertEquals(p[""], undefined);
+  assertEquals(
+    d.paths("c1", "c1").cpu,
+    "/sys/fs/cgroup/cpu,cpuacct/user.slice/c1",
+  );
+});
+
+Deno.test("detect: v2 only, and hybrid without v1 controllers", () => {
+  const d = detectCgroups({ mountinfo: V2_MOUNTINFO, procSelfCgroup: V2_SELF });
+  assertEquals(d.version, 2);
+  assertEquals(d.devicesEnforced, false);
+  assertEquals(d.paths("/machine/x", "x"), { "": "/sys/fs/cgroup/machine/x" });
+  assertEquals(d.paths(undefined, "x"), {
+    "": "/sys/fs/cgroup/user.slice/user-0.slice/session-3.scope/capsule/x",
+  });
+  const onlyNamed = HYBRID_MOUNTINFO.split("\n").filter((l) => !/rw,(cpu|memory|pids)/.test(l))
+    .join("\n");
+  assertEquals(detectCgroups({ mountinfo: onlyNamed, procSelfCgroup: "0::/\n" }).version, 2);
+});
+
+Deno.test("detect: mount root below / (nested) and no hierarchy at all", () => {
+  const mi = "50 40 0:30 /kubepods/pod1 /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+  const d = detectCgroups({ mountinfo: mi, procSelfCgroup: "0::/kubepods/pod1/ctr\n" });
+  assertEquals(d.paths("sub", "x"), { "": "/sys/fs/cgroup/ctr/sub" });
+  const e = assertThrows(
+    () => detectCgroups({ mountinfo: "1 0 0:1 / / rw - ext4 /dev/sda rw\n", procSelfCgroup: "" }),
+    CapsuleError,
+  );
+  assertStringIncludes(e.message, "mountinfo");
+});
+
+// ---------------------------------------------------------------------------------------------
+// Conversions and validation
+
+Deno.test("conversions: cpu.weight from shares, io.weight from blkio weight, swap", () => {
+  assertEquals(sharesToWeight(1024), 39);
+  assertEquals(sharesToWeight(2), 1);
+  assertEquals(sharesToWeight(262144), 10000);
+  assertEquals(blkioToIoWeight(10), 1);
+  assertEquals(blkioToIoWeight(500), 4950);
+  assertEquals(blkioToIoWeight(1000), 10000);
+  assertEquals(swapToV2(512, 256), 256);
+  assertEquals(swapToV2(-1, 256), -1);
+  assertEquals(swapToV2(0, -1), -1);
+  assertEquals(swapToV2(0, 256), 0);
+  assertThrows(() => swapToV2(100, 256), CapsuleError, "memory+swap");
+});
+
+Deno.test("parseMemory", () => {
+  assertEquals(parseMemory("1048576"), 1048576);
+  assertEquals(parseMemory("512m"), 512 * 1024 * 1024);
+  assertEquals(parseMemory("1g"), 1024 ** 3);
+  assertEquals(parseMemory("1G"), 1024 ** 3);
+  assertEquals(parseMemory("64kb"), 65536);
+  assertEquals(parseMemory("1.5GiB"), 1.5 * 1024 ** 3);
+  assertEquals(parseMemory("100b"), 100);
+  assertEquals(parseMemory("-1"), -1);
+  for (const bad of ["", "abc", "12x", "-5", "1..5m", "m", "1ib"]) {
+    const e = assertThrows(() => parseMemory(bad), CapsuleError);
+    assertStringIncludes(e.message, `"${bad}"`);
+  }
+});
+
+Deno.test("validation: bad values are named before anything is written", () => {
+  const root = tmp();
+  try {
+    v2Tree(root);
+    const d = detectCgroups({ mountinfo: V2_MOUNTINFO, procSelfCgroup: "0::/\n", fsRoot: root });
+    const p = d.paths("/capsule/x", "x");
+    const cases: [unknown, string][] = [
+      [{ cpu: { shares: 1 } }, "linux.resources.cpu.shares 1"],
+      [{ cpu: { shares: "1024" } }, 'linux.resources.cpu.shares "1024"'],
+      [{ cpu: { period: 10 } }, "linux.resources.cpu.period 10"],
+      [{ cpu: { cpus: "zero" } }, "linux.resources.cpu.cpus"],
+      [{ cpu: { shares: 512, realtimeRuntime: 1000 } }, "not supported on cgroup v2"],
+      [{ memory: { limit: 200, swap: 100 } }, "linux.resources.memory.swap 100"],
+      [{ memory: { swap: 100 } }, "needs a memory limit"],
+      [{ blockIO: { weight: 5 } }, "linux.resources.blockIO.weight 5"],
+      [{ unified: { "../x": "1" } }, "linux.resources.unified key"],
+      [{ devices: [{ allow: true, type: "x" }] }, "devices[0].type"],
+    ];
+    for (const [r, msg] of cases) {
+      const e = assertThrows(() => d.apply(p, r as never), CapsuleError);
+      assertStringIncludes(e.message, msg);
+    }
+    assertEquals(read(`${p[""]}/cpu.weight`), "100");
+    const v1 = detectCgroups({ mountinfo: V1_MOUNTINFO, procSelfCgroup: V1_SELF });
+    assertThrows(
+      () => v1.create(v1.paths("/x", "x"), { unified: { "memory.high": "1" } }),
+      CapsuleError,
+      "needs cgroup v2",
+    );
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// cgroup v2 on a fake tree
+
+Deno.test("v2: create writes the kernel's files", () => {
+  const root = tmp();
+  try {
+    const x = v2Tree(root);
+    const d = detectCgroups({ mountinfo: V2_MOUNTINFO, procSelfCgroup: V2_SELF, fsRoot: root });
+    const p = d.paths("/capsule/x", "x");
+    assertEquals(p, { "": x });
+    d.create(p, {
+      cpu: { shares: 1024, quota: 50000, period: 100000, cpus: "0-1", mems: "0" },
+      memory: { limit: 256 * 1024 * 1024, swap: 512 * 1024 * 1024, reservation: 128 * 1024 * 1024 },
+      pids: { limit: 20 },
+      blockIO: { weight: 500 },
+      devices: [{ allow: false, access: "rwm" }],
+      unified: { "memory.high": "300000000" },
+    });
+    assertEquals(read(`${x}/cpu.weight`), "39");
+    assertEquals(read(`${x}/cpu.max`), "50000 100000");
+    assertEquals(read(`${x}/cpuset.cpus`), "0-1");
+    assertEquals(read(`${x}/cpuset.mems`), "0");
+    assertEquals(read(`${x}/memory.max`), "268435456");
+    assertEquals(read(`${x}/memory.swap.max`), "268435456");
+    assertEquals(read(`${x}/memory.low`), "134217728");
+    assertEquals(read(`${x}/memory.high`), "300000000");
+    assertEquals(read(`${x}/pids.max`), "20");
+    assertEquals(read(`${x}/io.weight`), "4950");
+    // controllers were enabled for the children of the ancestors ("+<name>" writes)
+    assertMatch(read(`${root}/sys/fs/cgroup/cgroup.subtree_control`), /^\+\w+$/);
+    assertMatch(read(`${root}/sys/fs/cgroup/capsule/cgroup.subtree_control`), /^\+\w+$/);
+
+    d.apply(p, { cpu: { shares: 2, quota: -1 }, memory: { limit: -1 }, pids: { limit: 0 } });
+    assertEquals(read(`${x}/cpu.weight`), "1");
+    assertEquals(read(`${x}/cpu.max`), "max 100000");
+    assertEquals(read(`${x}/memory.max`), "max");
+    assertEquals(read(`${x}/memory.swap.max`), "max");
+    assertEquals(read(`${x}/pids.max`), "max");
+    d.apply(p, { cpu: { period: 200000 } });
+    assertEquals(read(`${x}/cpu.max`), "max 200000");
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("v2: a refused value names value and file, restores what was written", () => {
+  const root = tmp();
+  try {
+    const x = v2Tree(root, ["pids.max"]);
+    const d = detectCgroups({ mountinfo: V2_MOUNTINFO, procSelfCgroup: "0::/\n", fsRoot: root });
+    const p = d.paths("capsule/x", "x");
+    const e = assertThrows(
+      () => d.apply(p, { cpu: { shares: 512 }, memory: { limit: 1000 }, pids: { limit: 20 } }),
+      CapsuleError,
+    );
+    assertStringIncludes(e.message, `Cannot set pids limit 20 in ${x}/pids.max: `);
+    assertStringIncludes(e.message, "pids controller");
+    assertEquals(read(`${x}/cpu.weight`), "100");
+    assertEquals(read(`${x}/memory.max`), "max");
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("v2: create undoes the directories it made when a write fails", () => {
+  const root = tmp();
+  try {
+    v2Tree(root);
+    const d = detectCgroups({ mountinfo: V2_MOUNTINFO, procSelfCgroup: "0::/\n", fsRoot: root });
+    const p = d.paths("/capsule/new/y", "y");
+    // a new directory of a fake tree has no files: the first write fails like a missing controller
+    const e = assertThrows(() => d.create(p, { pids: { limit: 5 } }), CapsuleError);
+    assertStringIncludes(e.message, `pids limit 5 in ${root}/sys/fs/cgroup/capsule/new/y/pids.max`);
+    assert(!existsSync(`${root}/sys/fs/cgroup/capsule/new`));
+    assert(existsSync(`${root}/sys/fs/cgroup/capsule/x`));
+    // without resources nothing is written: the directories stay
+    d.create(p);
+    assert(existsSync(p[""]));
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("v2: pids (recursive), freeze/thaw, stats, destroy", () => {
+  const root = tmp();
+  try {
+    const x = v2Tree(root);
+    layout(root, {
+      "sys/fs/cgroup/capsule/x/cgroup.procs": "10\n12\n",
+      "sys/fs/cgroup/capsule/x/sub/cgroup.procs": "11\n",
+      "sys/fs/cgroup/capsule/x/cpu.stat":
+        "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 10\nnr_throttled 2\nthrottled_usec 300\n",
+      "sys/fs/cgroup/capsule/x/memory.current": "4096000\n",
+      "sys/fs/cgroup/capsule/x/memory.swap.current": "0\n",
+      "sys/fs/cgroup/capsule/x/memory.events": "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n",
+      "sys/fs/cgroup/capsule/x/memory.stat": "anon 1000\nfile 2000\nkernel_stack 16384\n",
+      "sys/fs/cgroup/capsule/x/pids.current": "3\n",
+    });
+    Deno.writeTextFileSync(`${x}/memory.max`, "33554432\n");
+    const d = detectCgroups({ mountinfo: V2_MOUNTINFO, procSelfCgroup: "0::/\n", fsRoot: root });
+    const p = d.paths("/capsule/x", "x");
+    assertEquals(d.pids(p), [10, 11, 12]);
+
+    // the fake kernel reports frozen at once
+    Deno.writeTextFileSync(`${x}/cgroup.events`, "populated 1\nfrozen 1\n");
+    d.freeze(p);
+    assertEquals(read(`${x}/cgroup.freeze`), "1");
+    assertEquals(d.isFrozen(p), true);
+    d.thaw(p);
+    assertEquals(read(`${x}/cgroup.freeze`), "0");
+    assertEquals(d.isFrozen(p), false);
+
+    const s = d.stats(p);
+    assertEquals(s.cpu.usage, { total: 1500000, kernel: 500000, user: 1000000 });
+    assertEquals(s.cpu.throttling, { periods: 10, throttledPeriods: 2, throttledTime: 300000 });
+    assertEquals(s.memory.usage.usage, 4096000);
+    assertEquals(s.memory.usage.limit, 33554432);
+    assertEquals(s.memory.usage.failcnt, 3);
+    assertEquals(s.memory.cache, 2000);
+    assertEquals(s.memory.stats.kernel_stack, 16384);
+    assertEquals(s.pids, { current: 3, limit: 0 });
+    assertEquals(s.oomKillCount, 1);
+    const j = toRuncStats(s) as { cpu: { throttling: Record<string, number> } };
+    assertEquals(j.cpu.throttling.throttled_periods, 2);
+
+    assertThrows(() => d.destroy({ "": root }), CapsuleError, "Refusing");
+    assertThrows(() => d.destroy({ "": `${root}/sys/fs/cgroup` }), CapsuleError, "Refusing");
+    d.destroy(p);
+    assert(!existsSync(x));
+    assert(existsSync(`${root}/sys/fs/cgroup/capsule`));
+    d.destroy(p); // idempotent
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+// ---------------------------------------------------------------------------------------------
+// cgroup v1 on a fake tree
+
+const v1Fake = (root: string) =>
+  detectCgroups({ mountinfo: V1_MOUNTINFO, procSelfCgroup: "1:cpu:/\n", fsRoot: root });
+
+Deno.test("v1: create writes every controller's files, cpuset copied from the parent", () => {
+  const root = tmp();
+  try {
+    v1Tree(root);
+    const d = v1Fake(root);
+    const p = d.paths(undefined, "x");
+    assertEquals(p.memory, `${root}/sys/fs/cgroup/memory/capsule/x`);
+    d.create(p, {
+      cpu: { shares: 512, quota: 50000, period: 100000 },
+      memory: { limit: 32 * 1024 * 1024, swap: 64 * 1024 * 1024, reservation: 16 * 1024 * 1024 },
+      pids: { limit: 20 },
+      blockIO: { weight: 300 },
+      devices: [{ allow: false, access: "rwm" }],
+    });
+    assertEquals(read(`${p.cpu}/cpu.shares`), "512");
+    assertEquals(read(`${p.cpu}/cpu.cfs_quota_us`), "50000");
+    assertEquals(read(`${p.cpu}/cpu.cfs_period_us`), "100000");
+    assertEquals(read(`${p.memory}/memory.limit_in_bytes`), "33554432");
+    assertEquals(read(`${p.memory}/memory.memsw.limit_in_bytes`), "67108864");
+    assertEquals(read(`${p.memory}/memory.soft_limit_in_bytes`), "16777216");
+    assertEquals(read(`${p.pids}/pids.max`), "20");
+    assertEquals(read(`${p.blkio}/blkio.weight`), "300");
+    assertEquals(read(`${p.devices}/devices.deny`), "a *:* rwm");
+    assertEquals(read(`${p.devices}/devices.allow`), "c 10:200 rwm"); // last default rule
+    // cpuset.cpus / mems of every new level are the parent's
+    assertEquals(read(`${root}/sys/fs/cgroup/cpuset/capsule/cpuset.cpus`), "0-1");
+    assertEquals(read(`${p.cpuset}/cpuset.cpus`), "0-1");
+    assertEquals(read(`${p.cpuset}/cpuset.mems`), "0");
+
+    d.apply(p, { cpu: { cpus: "1" }, memory: { disableOOMKiller: true }, pids: { limit: -1 } });
+    assertEquals(read(`${p.cpuset}/cpuset.cpus`), "1");
+    assertEquals(read(`${p.memory}/memory.oom_control`), "1");
+    assertEquals(read(`${p.pids}/pids.max`), "max");
+
+    d.addProcess(p, 4242);
+    assertEquals(read(`${p.freezer}/cgroup.procs`), "4242");
+    assertEquals(d.pids(p), [4242]);
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("v1: refused value restores earlier writes; missing controller is named", () => {
+  const root = tmp();
+  try {
+    v1Tree(root, ["pids.max"]);
+    const d = v1Fake(root);
+    const p = d.paths("/capsule/x", "x");
+    const e = assertThrows(
+      () =>
+        d.apply(p, {
+          cpu: { shares: 256 },
+          memory: { limit: 1000000, disableOOMKiller: true },
+          pids: { limit: 20 },
+        }),
+      CapsuleError,
+    );
+    assertStringIncludes(e.message, `Cannot set pids limit 20 in ${p.pids}/pids.max: `);
+    assertEquals(read(`${p.cpu}/cpu.shares`), "1024");
+    assertEquals(read(`${p.memory}/memory.limit_in_bytes`), "9223372036854771712");
+    assertEquals(read(`${p.memory}/memory.oom_control`), "0");
+
+    const noPids = detectCgroups({
+      mountinfo: V1_MOUNTINFO.split("\n").filter((l) => !l.includes("rw,pids")).join("\n"),
+      procSelfCgroup: "",
+      fsRoot: root,
+    });
+    assertThrows(
+      () => noPids.apply(noPids.paths("/capsule/x", "x"), { pids: { limit: 3 } }),
+      CapsuleError,
+      "pids cgroup controller is not mounted",
+    );
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("v1: memory and memsw order follows the kernel's limit <= memsw rule", () => {
+  const paths: CgroupPaths = { memory: "/m", blkio: "/b" };
+  const order = (r: Parameters<typeof planV1>[1], cur: V1Current) =>
+    planV1(paths, r, cur).map((o) => `${o.file.slice(3)}=${o.value}`);
+  const cur = (memoryLimit: number): V1Current => ({ memoryLimit, hasMemsw: true });
+  // raising: memsw first, else the new limit would exceed the old memsw
+  assertEquals(order({ memory: { limit: 300, swap: 400 } }, cur(100)), [
+    "memory.memsw.limit_in_bytes=400",
+    "memory.limit_in_bytes=300",
+  ]);
+  // lowering: the limit first, else the new memsw would be below the old limit
+  assertEquals(order({ memory: { limit: 100, swap: 200 } }, cur(300)), [
+    "memory.limit_in_bytes=100",
+    "memory.memsw.limit_in_bytes=200",
+  ]);
+  assertEquals(order({ memory: { limit: 100, swap: -1 } }, cur(300)), [
+    "memory.memsw.limit_in_bytes=-1",
+    "memory.limit_in_bytes=100",
+  ]);
+  // unlimited memory with swap unset: both unlimited, memsw first (raising)
+  assertEquals(order({ memory: { limit: -1 } }, cur(300)), [
+    "memory.memsw.limit_in_bytes=-1",
+    "memory.limit_in_bytes=-1",
+  ]);
+  // no swap accounting: memsw is skipped; no blkio weight file: weight is skipped
+  assertEquals(
+    order({ memory: { limit: 100, swap: 200 }, blockIO: { weight: 100 } }, {
+      memoryLimit: 300,
+      hasMemsw: false,
+    }),
+    ["memory.limit_in_bytes=100"],
+  );
+  const dev = planV1({ devices: "/d" }, {
+    devices: [{ allow: false, access: "rwm" }, { allow: true, type: "c", major: 1, minor: 3 }],
+  }, cur(0)).map((o) => `${o.file} ${o.value}`);
+  assertEquals(dev.slice(0, 4), [
+    "/d/devices.deny a *:* rwm",
+    "/d/devices.allow c 1:3 rwm",
+    "/d/devices.allow c *:* m",
+    "/d/devices.allow b *:* m",
+  ]);
+});
+
+Deno.test("v1: stats from the kernel's v1 files, freeze, destroy", () => {
+  const root = tmp();
+  try {
+    v1Tree(root);
+    const cg = `${root}/sys/fs/cgroup`;
+    layout(root, {
+      "sys/fs/cgroup/cpuacct/capsule/x/cpuacct.usage": "123456789\n",
+      "sys/fs/cgroup/cpuacct/capsule/x/cpuacct.usage_percpu": "100000000 23456789 \n",
+      "sys/fs/cgroup/cpuacct/capsule/x/cpuacct.stat": "user 10\nsystem 5\n",
+      "sys/fs/cgroup/cpu/capsule/x/cpu.stat": "nr_periods 4\nnr_throttled 1\nthrottled_time 5000\n",
+      "sys/fs/cgroup/memory/capsule/x/memory.usage_in_bytes": "1048576\n",
+      "sys/fs/cgroup/memory/capsule/x/memory.max_usage_in_bytes": "2097152\n",
+      "sys/fs/cgroup/memory/capsule/x/memory.failcnt": "7\n",
+      "sys/fs/cgroup/memory/capsule/x/memory.stat": "cache 4096\nrss 8192\ntotal_cache 4096\n",
+      "sys/fs/cgroup/memory/capsule/x/memory.oom_control":
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+      "sys/fs/cgroup/pids/capsule/x/pids.current": "2\n",
+      "sys/fs/cgroup/pids/capsule/x/child/cgroup.procs": "77\n",
+    });
+    const d = v1Fake(root);
+    const p = d.paths("/capsule/x", "x");
+    const s = d.stats(p);
+    assertEquals(s.cpu.usage, {
+      total: 123456789,
+      percpu: [100000000, 23456789],
+      kernel: 50000000,
+      user: 100000000,
+    });
+    assertEquals(s.cpu.throttling, { periods: 4, throttledPeriods: 1, throttledTime: 5000 });
+    assertEquals(s.memory.usage.usage, 1048576);
+    assertEquals(s.memory.usage.max, 2097152);
+    assertEquals(s.memory.usage.failcnt, 7);
+    assertEquals(s.memory.cache, 4096);
+    assertEquals(s.oomKillCount, 2);
+    assertEquals(s.pids, { current: 2, limit: 0 });
+    assertEquals(d.pids(p), [77]);
+
+    // freezer.state of a fake tree stays what was written: FROZEN at once
+    d.freeze(p);
+    assertEquals(read(`${p.freezer}/freezer.state`), "FROZEN");
+    assert(d.isFrozen(p));
+    d.thaw(p);
+    assertEquals(read(`${p.freezer}/freezer.state`), "THAWED");
+    assert(!d.isFrozen(p));
+
+    assertThrows(() => d.destroy({ memory: "/etc/x" }), CapsuleError, "Refusing");
+    d.destroy(p);
+    for (const c of V1_CTRLS) assert(!existsSync(`${cg}/${c}/capsule/x`), c);
+    d.destroy(p);
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("FakeCgroupDriver records calls", () => {
+  const f = new FakeCgroupDriver(2);
+  const p = f.paths(undefined, "a");
+  assertEquals(p, { "": "/fake/capsule/a" });
+  f.create(p, { pids: { limit: 5 } });
+  f.addProcess(p, 9);
+  assertEquals(f.pids(p), [9]);
+  f.freeze(p);
+  assert(f.isFrozen(p));
+  assertEquals(f.stats(p).pids, { current: 1, limit: 5 });
+  f.failNext = "destroy";
+  assertThrows(() => f.destroy(p), CapsuleError);
+  f.destroy(p);
+  assertEquals(f.groups.size, 0);
+  assertEquals(f.calls[0], "create /fake/capsule/a");
+});
+
+// ---------------------------------------------------------------------------------------------
+// The real v1 hierarchy (root only)
+
+const realV1 = (() => {
+  try {
+    return Deno.uid() === 0 && Deno.statSync("/sys/fs/cgroup/memory").isDirectory &&
+      detectCgroups().version === 1;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "real v1: create, limits, process, freeze, stats, rollback, destroy",
+  ignore: !realV1,
+  async fn() {
+    const d = detectCgroups();
+    const top = `capsule-test-${crypto.randomUUID().slice(0, 8)}`;
+    const topPaths = d.paths(top, "x");
+    const p = d.paths(`${top}/c1`, "c1");
+    let child: Deno.ChildProcess | undefined;
+    try {
+      d.create(p, {
+        memory: { limit: 32 * 1024 * 1024 },
+        pids: { limit: 20 },
+        cpu: { shares: 512 },
+      });
+      assertEquals(read(`${p.memory}/memory.limit_in_bytes`), String(32 * 1024 * 1024));
+      assertEquals(read(`${p.pids}/pids.max`), "20");
+      assertEquals(read(`${p.cpu}/cpu.shares`), "512");
+      assertEquals(read(`${p.cpuset}/cpuset.cpus`), read("/sys/fs/cgroup/cpuset/cpuset.cpus"));
+
+      child = new Deno.Command("sleep", { args: ["100"], stdin: "null", stdout: "null" }).spawn();
+      d.addProcess(p, child.pid);
+      assertEquals(d.pids(p), [child.pid]);
+      assertEquals(d.pids(topPaths), [child.pid]);
+
+      d.freeze(p);
+      assert(d.isFrozen(p));
+      d.thaw(p);
+      assert(!d.isFrozen(p));
+
+      const s = d.stats(p);
+      assertEquals(s.pids, { current: 1, limit: 20 });
+      assertEquals(s.memory.usage.limit, 32 * 1024 * 1024);
+
+      // a value the kernel refuses (rt runtime above the parent's 0): named, old values back
+      const e = assertThrows(
+        () => d.apply(p, { cpu: { shares: 256, realtimePeriod: 1000000, realtimeRuntime: 10000 } }),
+        CapsuleError,
+      );
+      assertStringIncludes(e.message, `10000 in ${p.cpu}/cpu.rt_runtime_us: invalid argument`);
+      assertEquals(read(`${p.cpu}/cpu.shares`), "512");
+
+      child.kill("SIGKILL");
+      await child.status;
+      child = undefined;
+      d.destroy(topPaths);
+      for (const dir of new Set(Object.values(topPaths))) assert(!existsSync(dir), dir);
+      d.destroy(topPaths);
+    } finally {
+      if (child) {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+        await child.status;
+      }
+      try {
+        d.thaw(p);
+      } catch { /* not there */ }
+      try {
+        d.destroy(topPaths);
+      } catch { /* reported by the asserts */ }
+    }
+  },
+});

@@ -1,0 +1,182 @@
+// Unit tests of runtime/config.ts: config.json parsing and validation (OCI runtime spec).
+import { parseConfig, validateConfig } from "../../runtime/config.ts";
+import { defaultSpec } from "../../runtime/spec.ts";
+import { CapsuleError } from "../../runtime/errors.ts";
+import { assertEquals, assertStringIncludes, assertThrows } from "./fake_rootfs_ops.ts";
+
+// deno-lint-ignore no-explicit-any
+type Json = any;
+
+function good(): Json {
+  return JSON.parse(JSON.stringify(defaultSpec()));
+}
+
+/** validateConfig must fail with a CapsuleError whose message includes every part. */
+function rejects(obj: unknown, ...parts: string[]): string {
+  const e = assertThrows(() => validateConfig(obj), CapsuleError);
+  for (const p of parts) assertStringIncludes(e.message, p);
+  return e.message;
+}
+
+Deno.test("parseConfig: the default spec passes and round-trips", () => {
+  const spec = parseConfig(JSON.stringify(defaultSpec()));
+  assertEquals(spec.process!.args, ["sh"]);
+  assertEquals(spec.root, { path: "rootfs", readonly: true });
+  assertEquals(spec.mounts!.length, defaultSpec().mounts!.length);
+  assertEquals(spec.linux!.namespaces, defaultSpec().linux!.namespaces);
+});
+
+Deno.test("parseConfig: malformed JSON -> CapsuleError saying 'not valid JSON', naming the file", () => {
+  for (const text of ["{", "", "{'a': 1}", '{"ociVersion": "1.2.0",}', "nul"]) {
+    const e = assertThrows(() => parseConfig(text), CapsuleError, "not valid JSON");
+    assertStringIncludes(e.message, "config.json");
+  }
+  assertThrows(() => parseConfig("{", "/b/config.json"), CapsuleError, "/b/config.json");
+});
+
+Deno.test("validateConfig: process.args as a string is rejected, naming process.args", () => {
+  const c = good();
+  c.process.args = "sh -c true";
+  const msg = rejects(c, "process.args");
+  assertStringIncludes(msg, "config.json");
+});
+
+Deno.test("validateConfig: process.args empty is rejected (nothing to run)", () => {
+  const c = good();
+  c.process.args = [];
+  rejects(c, "process.args");
+});
+
+Deno.test("validateConfig: a missing process.cwd is rejected", () => {
+  const c = good();
+  delete c.process.cwd;
+  rejects(c, "process.cwd");
+});
+
+Deno.test("validateConfig: a relative process.cwd is rejected (the spec: MUST be absolute)", () => {
+  for (const cwd of ["work", "./", "", "../x"]) {
+    const c = good();
+    c.process.cwd = cwd;
+    rejects(c, "process.cwd");
+  }
+});
+
+Deno.test("validateConfig: unknown fields are tolerated at every level (the spec says so)", () => {
+  const c = good();
+  c.vendorExtension = { x: 1 };
+  c.process.futureField = true;
+  c.linux.intelRdt = { closID: "x" };
+  c.mounts[0].uidMappings = [];
+  const spec = validateConfig(c) as Json;
+  assertEquals(spec.process.args, ["sh"]);
+});
+
+Deno.test("validateConfig: a namespace type listed twice is rejected", () => {
+  const c = good();
+  c.linux.namespaces.push({ type: "network", path: "/proc/1/ns/net" });
+  rejects(c, "linux.namespaces", "network");
+});
+
+Deno.test("validateConfig: an unknown namespace type is rejected", () => {
+  const c = good();
+  c.linux.namespaces.push({ type: "bogus" });
+  rejects(c, "linux.namespaces");
+});
+
+Deno.test("validateConfig: a relative namespace path is rejected", () => {
+  const c = good();
+  c.linux.namespaces = [{ type: "network", path: "proc/1/ns/net" }];
+  rejects(c, "linux.namespaces");
+});
+
+Deno.test("validateConfig: ociVersion is required and must be 1.x", () => {
+  const c = good();
+  delete c.ociVersion;
+  rejects(c, "ociVersion");
+  const d = good();
+  d.ociVersion = "2.0.0";
+  rejects(d, "ociVersion");
+  const e = good();
+  e.ociVersion = "1.0.2-dev";
+  assertEquals(validateConfig(e).ociVersion, "1.0.2-dev");
+});
+
+Deno.test("validateConfig: missing root or process is rejected", () => {
+  const c = good();
+  delete c.root;
+  rejects(c, "root");
+  const d = good();
+  delete d.process;
+  rejects(d, "process");
+  const e = good();
+  e.root = { path: "" };
+  rejects(e, "root.path");
+});
+
+Deno.test("validateConfig: a top level that is not an object is rejected", () => {
+  for (const v of [null, [], 42, "config", true]) rejects(v);
+});
+
+Deno.test("validateConfig: process.user ids must be non-negative integers", () => {
+  for (const uid of [-1, 1.5, "0", 2 ** 32]) {
+    const c = good();
+    c.process.user.uid = uid;
+    rejects(c, "process.user.uid");
+  }
+  const c = good();
+  delete c.process.user;
+  rejects(c, "process.user");
+});
+
+Deno.test("validateConfig: env entries must be KEY=VALUE", () => {
+  const c = good();
+  c.process.env = ["PATH=/bin", "NOVALUE"];
+  rejects(c, "process.env.1");
+  const d = good();
+  d.process.env = ["EMPTY="];
+  assertEquals(validateConfig(d).process!.env, ["EMPTY="]);
+});
+
+Deno.test("validateConfig: mounts need a destination; options must be strings", () => {
+  const c = good();
+  c.mounts.push({ type: "tmpfs", source: "tmpfs" });
+  rejects(c, "mounts.6.destination");
+  const d = good();
+  d.mounts[0].options = "ro,nosuid";
+  rejects(d, "mounts.0.options");
+});
+
+Deno.test("validateConfig: hook paths must be absolute", () => {
+  const c = good();
+  c.hooks = { prestart: [{ path: "bin/hook" }] };
+  rejects(c, "hooks.prestart.0.path");
+  const d = good();
+  d.hooks = { poststop: [{ path: "/bin/true", args: ["true"], timeout: 5 }] };
+  assertEquals(validateConfig(d).hooks!.poststop![0].path, "/bin/true");
+});
+
+Deno.test("validateConfig: masked/readonly paths must be absolute; rootfsPropagation known", () => {
+  const c = good();
+  c.linux.maskedPaths = ["proc/kcore"];
+  rejects(c, "linux.maskedPaths.0");
+  const d = good();
+  d.linux.rootfsPropagation = "sideways";
+  rejects(d, "linux.rootfsPropagation");
+});
+
+Deno.test("validateConfig: rlimits need an RLIMIT_* type and numeric soft/hard", () => {
+  const c = good();
+  c.process.rlimits = [{ type: "NOFILE", soft: 1, hard: 1 }];
+  rejects(c, "process.rlimits.0.type");
+  const d = good();
+  d.process.rlimits = [{ type: "RLIMIT_NOFILE", soft: "1024", hard: 1024 }];
+  rejects(d, "process.rlimits.0.soft");
+});
+
+Deno.test("validateConfig: the error names the file given", () => {
+  const c = good();
+  c.process.args = "sh";
+  const e = assertThrows(() => validateConfig(c, "/b/config.json"), CapsuleError);
+  assertStringIncludes(e.message, "/b/config.json");
+  assertStringIncludes(e.message, "process.args");
+});
