@@ -29,11 +29,36 @@ export async function loadCgroups(): Promise<void> {
   cgroupsModule ??= await import("../runtime/cgroups/mod.ts");
 }
 
-const bundleFlag = { name: "bundle", short: "b", type: "string", arg: "DIR", help: "bundle directory (default: current directory)" } as const;
-const pidFileFlag = { name: "pid-file", type: "string", arg: "FILE", help: "write the container's init pid to FILE" } as const;
-const noPivotFlag = { name: "no-pivot", type: "boolean", help: "use MS_MOVE + chroot instead of pivot_root (for ramdisks)" } as const;
-const consoleFlag = { name: "console-socket", type: "string", arg: "PATH", help: "unix socket that receives the pty master (needs process.terminal)" } as const;
-const ignored = (name: string) => ({ name, type: "boolean" as const, help: "accepted for runc compatibility", hidden: true });
+const bundleFlag = {
+  name: "bundle",
+  short: "b",
+  type: "string",
+  arg: "DIR",
+  help: "bundle directory (default: current directory)",
+} as const;
+const pidFileFlag = {
+  name: "pid-file",
+  type: "string",
+  arg: "FILE",
+  help: "write the container's init pid to FILE",
+} as const;
+const noPivotFlag = {
+  name: "no-pivot",
+  type: "boolean",
+  help: "use MS_MOVE + chroot instead of pivot_root (for ramdisks)",
+} as const;
+const consoleFlag = {
+  name: "console-socket",
+  type: "string",
+  arg: "PATH",
+  help: "unix socket that receives the pty master (needs process.terminal)",
+} as const;
+const ignored = (name: string) => ({
+  name,
+  type: "boolean" as const,
+  help: "accepted for runc compatibility",
+  hidden: true,
+});
 
 export function lifecycleCommands(globals: () => Globals): CommandDef[] {
   const rt = () => runtimeFor(globals());
@@ -41,17 +66,28 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
     {
       name: "spec",
       summary: "write a starter config.json in the bundle directory",
-      flags: [bundleFlag, { name: "rootless", type: "boolean", help: "accepted for runc compatibility", hidden: true }],
+      flags: [bundleFlag, {
+        name: "rootless",
+        type: "boolean",
+        help: "accepted for runc compatibility",
+        hidden: true,
+      }],
       run: ({ flags }) => {
         const dir = (flags.bundle as string | undefined) ?? ".";
         const path = `${dir}/config.json`;
         try {
-          Deno.writeTextFileSync(path, JSON.stringify(defaultSpec(), null, 2) + "\n", { createNew: true });
+          Deno.writeTextFileSync(path, JSON.stringify(defaultSpec(), null, 2) + "\n", {
+            createNew: true,
+          });
         } catch (e) {
           if (e instanceof Deno.errors.AlreadyExists) {
-            throw new CapsuleError(`File "${path}" already exists; remove it first to write a new one`);
+            throw new CapsuleError(
+              `File "${path}" already exists; remove it first to write a new one`,
+            );
           }
-          if (e instanceof Deno.errors.NotFound) throw new CapsuleError(`Bundle directory "${dir}" does not exist`);
+          if (e instanceof Deno.errors.NotFound) {
+            throw new CapsuleError(`Bundle directory "${dir}" does not exist`);
+          }
           throw e;
         }
       },
@@ -61,9 +97,16 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       summary: "create a container (its program waits for start)",
       usage: "<container-id>",
       args: [1, 1],
-      flags: [bundleFlag, pidFileFlag, consoleFlag, noPivotFlag, ignored("no-new-keyring"), { name: "preserve-fds", type: "string", help: "accepted for runc compatibility (must be 0)", hidden: true }],
+      flags: [bundleFlag, pidFileFlag, consoleFlag, noPivotFlag, ignored("no-new-keyring"), {
+        name: "preserve-fds",
+        type: "string",
+        help: "accepted for runc compatibility (must be 0)",
+        hidden: true,
+      }],
       run: async ({ flags, args }) => {
-        if (flags["console-socket"]) throw new CapsuleError("--console-socket is not supported yet");
+        if (flags["console-socket"]) {
+          throw new CapsuleError("--console-socket is not supported yet");
+        }
         await loadCgroups();
         await rt().create(args[0], {
           bundle: flags.bundle as string | undefined,
@@ -88,7 +131,12 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       args: [1, 1],
       flags: [
         bundleFlag,
-        { name: "detach", short: "d", type: "boolean", help: "return once started; output goes to the container's log" },
+        {
+          name: "detach",
+          short: "d",
+          type: "boolean",
+          help: "return once started; output goes to the container's log",
+        },
         pidFileFlag,
         consoleFlag,
         noPivotFlag,
@@ -96,7 +144,9 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         ignored("keep"),
       ],
       run: async ({ flags, args }) => {
-        if (flags["console-socket"]) throw new CapsuleError("--console-socket is not supported yet");
+        if (flags["console-socket"]) {
+          throw new CapsuleError("--console-socket is not supported yet");
+        }
         await loadCgroups();
         return await rt().run(args[0], {
           bundle: flags.bundle as string | undefined,
@@ -111,7 +161,12 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       summary: "print the state of a container (OCI state JSON)",
       usage: "<container-id>",
       args: [1, 1],
-      flags: [{ name: "detail", short: "d", type: "boolean", help: "add cgroup paths, log file and extension data" }],
+      flags: [{
+        name: "detail",
+        short: "d",
+        type: "boolean",
+        help: "add cgroup paths, log file and extension data",
+      }],
       run: async ({ flags, args }) => {
         await loadCgroups();
         printJson(rt().state(args[0], flags.detail === true));
@@ -136,7 +191,9 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         } else if (format === "table") {
           console.log(table(
             ["ID", "PID", "STATUS", "IP", "BUNDLE", "CREATED"],
-            all.map((s) => [s.id, String(s.pid), s.status, String(s.ip ?? ""), s.bundle, s.created]),
+            all.map((
+              s,
+            ) => [s.id, String(s.pid), s.status, String(s.ip ?? ""), s.bundle, s.created]),
           ));
         } else {
           throw new CapsuleError(`Invalid format "${format}": use table or json`);
@@ -148,7 +205,12 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       summary: "send a signal to a container's init (default SIGTERM)",
       usage: "<container-id> [signal]",
       args: [1, 2],
-      flags: [{ name: "all", short: "a", type: "boolean", help: "signal every process of the container" }],
+      flags: [{
+        name: "all",
+        short: "a",
+        type: "boolean",
+        help: "signal every process of the container",
+      }],
       run: async ({ flags, args }: Parsed) => {
         await loadCgroups();
         rt().kill(args[0], parseSignal(args[1] ?? "TERM"), flags.all === true);
@@ -160,7 +222,12 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       summary: "delete a stopped container and everything it holds",
       usage: "<container-id>",
       args: [1, 1],
-      flags: [{ name: "force", short: "f", type: "boolean", help: "kill a created or running container first" }],
+      flags: [{
+        name: "force",
+        short: "f",
+        type: "boolean",
+        help: "kill a created or running container first",
+      }],
       run: async ({ flags, args }) => {
         await loadCgroups();
         await rt().delete(args[0], { force: flags.force === true });

@@ -9,13 +9,28 @@ import { DEFAULT_ROOT } from "../runtime/state.ts";
 import { lifecycleCommands } from "./lifecycle.ts";
 
 export const GLOBAL_FLAGS: FlagDef[] = [
-  { name: "root", type: "string", arg: "DIR", help: `where container state lives (default ${DEFAULT_ROOT})` },
-  { name: "log", type: "string", arg: "FILE", help: "also write errors (and --debug lines) to FILE" },
+  {
+    name: "root",
+    type: "string",
+    arg: "DIR",
+    help: `where container state lives (default ${DEFAULT_ROOT})`,
+  },
+  {
+    name: "log",
+    type: "string",
+    arg: "FILE",
+    help: "also write errors (and --debug lines) to FILE",
+  },
   { name: "log-format", type: "string", arg: "FORMAT", help: "format of --log: text or json" },
   { name: "debug", type: "boolean", help: "log what capsule does, with timings" },
   { name: "version", short: "v", type: "boolean", help: "print the version" },
   { name: "help", short: "h", type: "boolean", help: "show help" },
-  { name: "systemd-cgroup", type: "boolean", help: "accepted for runc compatibility; capsule drives cgroupfs", hidden: true },
+  {
+    name: "systemd-cgroup",
+    type: "boolean",
+    help: "accepted for runc compatibility; capsule drives cgroupfs",
+    hidden: true,
+  },
   { name: "rootless", type: "string", help: "accepted for runc compatibility", hidden: true },
   { name: "criu", type: "string", help: "accepted for runc compatibility", hidden: true },
 ];
@@ -50,7 +65,8 @@ export async function main(argv: string[]): Promise<number> {
     const globalArgv: string[] = [];
     while (i < argv.length && argv[i].startsWith("-") && argv[i] !== "--") {
       const def = GLOBAL_FLAGS.find((f) =>
-        argv[i] === `--${f.name}` || argv[i] === `-${f.name}` || argv[i].startsWith(`--${f.name}=`) ||
+        argv[i] === `--${f.name}` || argv[i] === `-${f.name}` ||
+        argv[i].startsWith(`--${f.name}=`) ||
         (f.short && argv[i] === `-${f.short}`)
       );
       globalArgv.push(argv[i]);
@@ -75,35 +91,52 @@ export async function main(argv: string[]): Promise<number> {
     let rest = argv.slice(i);
     while (cmd.subcommands) {
       const name = rest[0];
-      if (name === undefined || name === "help" || name === "--help" || name === "-h" || flags.help) {
+      if (
+        name === undefined || name === "help" || name === "--help" || name === "-h" || flags.help
+      ) {
         const topic = name === "help" ? cmd.subcommands.find((c) => c.name === rest[1]) : undefined;
         console.log(helpText(topic ?? cmd, topic ? [...path, topic.name] : path, GLOBAL_FLAGS));
         return name === undefined && !flags.help ? 2 : 0;
       }
       const next = cmd.subcommands.find((c) => c.name === name || c.aliases?.includes(name));
       if (!next) {
-        throw new UsageError(`${path.join(" ")}: unknown command "${name}" (see "${path.join(" ")} --help")`);
+        throw new UsageError(
+          `${path.join(" ")}: unknown command "${name}" (see "${path.join(" ")} --help")`,
+        );
       }
       cmd = next;
       path.push(next.name);
       rest = rest.slice(1);
     }
-    if (rest.includes("--help") || rest.includes("-h") && !cmd.flags?.some((f) => f.short === "h")) {
+    if (
+      rest.includes("--help") || rest.includes("-h") && !cmd.flags?.some((f) => f.short === "h")
+    ) {
       const stop = cmd.stopAfter;
-      const before = stop === undefined ? rest : rest.slice(0, rest.findIndex((a) => !a.startsWith("-")) + 1 || rest.length);
+      const before = stop === undefined
+        ? rest
+        : rest.slice(0, rest.findIndex((a) => !a.startsWith("-")) + 1 || rest.length);
       if (stop === undefined || before.includes("--help") || before.includes("-h")) {
         console.log(helpText(cmd, path, GLOBAL_FLAGS));
         return 0;
       }
     }
     const where = path.join(" ");
-    const parsed = parseFlags(rest, [...(cmd.flags ?? []), { name: "help", type: "boolean", help: "" }], cmd.stopAfter, where);
+    const parsed = parseFlags(
+      rest,
+      [...(cmd.flags ?? []), { name: "help", type: "boolean", help: "" }],
+      cmd.stopAfter,
+      where,
+    );
     const [min, max] = cmd.args ?? [0, 0];
     if (parsed.args.length < min) {
-      throw new UsageError(`${where}: expects ${cmd.usage ?? `${min} argument(s)`}; see "${where} --help"`);
+      throw new UsageError(
+        `${where}: expects ${cmd.usage ?? `${min} argument(s)`}; see "${where} --help"`,
+      );
     }
     if (parsed.args.length > max) {
-      throw new UsageError(`${where}: unexpected argument "${parsed.args[max]}"; see "${where} --help"`);
+      throw new UsageError(
+        `${where}: unexpected argument "${parsed.args[max]}"; see "${where} --help"`,
+      );
     }
     const ctx: Parsed = { flags: parsed.flags, args: parsed.args, command: cmd, path };
     const code = await cmd.run!(ctx);

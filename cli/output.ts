@@ -8,7 +8,9 @@ export function printJson(value: unknown): void {
 export function table(headers: string[], rows: string[][]): string {
   const all = [headers, ...rows];
   const widths = headers.map((_, i) => Math.max(...all.map((r) => (r[i] ?? "").length)));
-  return all.map((r) => r.map((c, i) => i === r.length - 1 ? c : (c ?? "").padEnd(widths[i] + 3)).join("").trimEnd())
+  return all.map((r) =>
+    r.map((c, i) => i === r.length - 1 ? c : (c ?? "").padEnd(widths[i] + 3)).join("").trimEnd()
+  )
     .join("\n");
 }
 

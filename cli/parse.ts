@@ -107,15 +107,23 @@ export function helpText(cmd: CommandDef, path: string[], globals: FlagDef[]): s
     for (const c of cmd.subcommands) lines.push(`  ${c.name.padEnd(w)}  ${c.summary}`);
     lines.push("", `Run "${full} <command> --help" for a command's options.`);
   } else {
-    lines.push(`Usage: ${full}${cmd.flags?.length ? " [options]" : ""}${cmd.usage ? ` ${cmd.usage}` : ""}`);
+    lines.push(
+      `Usage: ${full}${cmd.flags?.length ? " [options]" : ""}${cmd.usage ? ` ${cmd.usage}` : ""}`,
+    );
   }
-  const show = [...(cmd.flags ?? []), ...(path.length === 1 ? globals : [])].filter((f) => !f.hidden);
+  const show = [...(cmd.flags ?? []), ...(path.length === 1 ? globals : [])].filter((f) =>
+    !f.hidden
+  );
   if (show.length) {
     lines.push("", path.length === 1 ? "Global options:" : "Options:");
     const label = (f: FlagDef) =>
-      `${f.short ? `-${f.short}, ` : "    "}--${f.name}${f.type === "boolean" ? "" : ` ${f.arg ?? "VALUE"}`}`;
+      `${f.short ? `-${f.short}, ` : "    "}--${f.name}${
+        f.type === "boolean" ? "" : ` ${f.arg ?? "VALUE"}`
+      }`;
     const w = Math.max(...show.map((f) => label(f).length));
-    for (const f of show) lines.push(`  ${label(f).padEnd(w)}  ${f.help}${f.type === "list" ? " (repeatable)" : ""}`);
+    for (const f of show) {
+      lines.push(`  ${label(f).padEnd(w)}  ${f.help}${f.type === "list" ? " (repeatable)" : ""}`);
+    }
   }
   return lines.join("\n");
 }

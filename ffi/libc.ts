@@ -337,7 +337,11 @@ export function writeAll(fd: number, data: Uint8Array<ArrayBuffer>): void {
 
 export function execve(path: string, argv: string[], env: string[]): never {
   const a = cstrArray(argv), e = cstrArray(env);
-  const ret = libc().execve(cstr(path), new Uint8Array(a.array.buffer), new Uint8Array(e.array.buffer));
+  const ret = libc().execve(
+    cstr(path),
+    new Uint8Array(a.array.buffer),
+    new Uint8Array(e.array.buffer),
+  );
   void a.keep, e.keep;
   check(ret, "exec", path);
   throw new SysError("exec", errno(), path);
@@ -351,7 +355,12 @@ export const SOCK_CLOEXEC = 0o2000000;
 export function socketpair(cloexec = false): [number, number] {
   const sv = new Int32Array(2);
   check(
-    libc().socketpair(AF_UNIX, SOCK_STREAM | (cloexec ? SOCK_CLOEXEC : 0), 0, new Uint8Array(sv.buffer)),
+    libc().socketpair(
+      AF_UNIX,
+      SOCK_STREAM | (cloexec ? SOCK_CLOEXEC : 0),
+      0,
+      new Uint8Array(sv.buffer),
+    ),
     "socketpair",
   );
   return [sv[0], sv[1]];
@@ -431,7 +440,7 @@ export function resetSignals(): void {
     sys(SYS.rt_sigaction, sig, p, 0, 8);
   }
   const empty = new BigUint64Array(1);
-  sys(SYS.rt_sigprocmask, 2 /* SIG_SETMASK */, ptr(new Uint8Array(empty.buffer)), 0, 8);
+  sys(SYS.rt_sigprocmask, 2, /* SIG_SETMASK */ ptr(new Uint8Array(empty.buffer)), 0, 8);
 }
 
 export interface Rlimit {
@@ -447,7 +456,7 @@ export function setrlimit(resource: number, soft: bigint, hard: bigint): void {
 
 /** capset(2) for the calling thread: effective, permitted, inheritable as 64-bit masks. */
 export function capset(effective: bigint, permitted: bigint, inheritable: bigint): void {
-  const header = new Uint32Array([0x20080522 /* _LINUX_CAPABILITY_VERSION_3 */, 0]);
+  const header = new Uint32Array([0x20080522, /* _LINUX_CAPABILITY_VERSION_3 */ 0]);
   const lo = (v: bigint) => Number(v & 0xffffffffn), hi = (v: bigint) => Number(v >> 32n);
   const data = new Uint32Array([
     lo(effective),
@@ -457,7 +466,12 @@ export function capset(effective: bigint, permitted: bigint, inheritable: bigint
     hi(permitted),
     hi(inheritable),
   ]);
-  sysCheck("capset", SYS.capset, ptr(new Uint8Array(header.buffer)), ptr(new Uint8Array(data.buffer)));
+  sysCheck(
+    "capset",
+    SYS.capset,
+    ptr(new Uint8Array(header.buffer)),
+    ptr(new Uint8Array(data.buffer)),
+  );
 }
 
 /** waitpid(2) on the calling thread; returns [pid, raw status]. */

@@ -79,7 +79,16 @@ const schema = z.looseObject({
     })).optional(),
     cgroupsPath: z.string().optional(),
     resources: z.looseObject({}).optional(),
-    rootfsPropagation: z.enum(["private", "rprivate", "slave", "rslave", "shared", "rshared", "unbindable", "runbindable"]).optional(),
+    rootfsPropagation: z.enum([
+      "private",
+      "rprivate",
+      "slave",
+      "rslave",
+      "shared",
+      "rshared",
+      "unbindable",
+      "runbindable",
+    ]).optional(),
     maskedPaths: z.array(absPath).optional(),
     readonlyPaths: z.array(absPath).optional(),
     sysctl: z.record(z.string(), z.string()).optional(),
@@ -115,7 +124,11 @@ export function validateConfig(raw: unknown, file = "config.json"): Spec {
     }
     seen.add(ns.type);
   }
-  if (!spec.process) throw new CapsuleError(`Invalid ${file}: process: is required to run a container`);
-  if (!spec.root) throw new CapsuleError(`Invalid ${file}: root: is required (root.path names the rootfs)`);
+  if (!spec.process) {
+    throw new CapsuleError(`Invalid ${file}: process: is required to run a container`);
+  }
+  if (!spec.root) {
+    throw new CapsuleError(`Invalid ${file}: root: is required (root.path names the rootfs)`);
+  }
   return spec;
 }

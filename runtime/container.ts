@@ -17,11 +17,11 @@ import {
   initAlive,
   LOG_FILE,
   procStat,
-  type Status,
   StateStore,
+  type Status,
   writeFileAtomic,
 } from "./state.ts";
-import type { CgroupDriver, CgroupPaths } from "./cgroups/mod.ts";
+import type { CgroupDriver } from "./cgroups/mod.ts";
 
 /** What create knows about a container, handed to extensions. */
 export interface CreateContext {
@@ -44,7 +44,9 @@ export interface CreateContext {
  */
 export interface Extension {
   name: string;
-  prepare?(ctx: Omit<CreateContext, "pid" | "record">): Promise<{ mounts?: MountOp[] }> | { mounts?: MountOp[] } | void;
+  prepare?(
+    ctx: Omit<CreateContext, "pid" | "record">,
+  ): Promise<{ mounts?: MountOp[] }> | { mounts?: MountOp[] } | void;
   created?(ctx: CreateContext): Promise<unknown> | unknown;
   deleted?(record: ContainerRecord, data: unknown): Promise<void> | void;
 }
@@ -153,13 +155,17 @@ export class Runtime {
     try {
       text = Deno.readTextFileSync(`${bundle}/config.json`);
     } catch {
-      throw new CapsuleError(`Cannot create container "${id}": bundle "${bundle}" has no config.json`);
+      throw new CapsuleError(
+        `Cannot create container "${id}": bundle "${bundle}" has no config.json`,
+      );
     }
     let raw: Spec;
     try {
       raw = JSON.parse(text);
     } catch (e) {
-      throw new CapsuleError(`Invalid ${bundle}/config.json: not valid JSON: ${(e as Error).message}`);
+      throw new CapsuleError(
+        `Invalid ${bundle}/config.json: not valid JSON: ${(e as Error).message}`,
+      );
     }
     const dir = this.store.claim(id);
     const undo: (() => void | Promise<void>)[] = [() => this.store.remove(id)];
@@ -208,7 +214,9 @@ export class Runtime {
           `Invalid ${bundle}/config.json: linux.namespaces: capsule needs a "mount" namespace`,
         );
       }
-      const rootfs = spec.root!.path.startsWith("/") ? spec.root!.path : `${bundle}/${spec.root!.path}`;
+      const rootfs = spec.root!.path.startsWith("/")
+        ? spec.root!.path
+        : `${bundle}/${spec.root!.path}`;
       if (!exists(rootfs) || !Deno.statSync(rootfs).isDirectory) {
         throw new CapsuleError(
           `Cannot create container "${id}": rootfs "${rootfs}" (root.path in config.json) does not exist`,
@@ -241,7 +249,13 @@ export class Runtime {
         record.cgroupPaths = paths;
         this.store.write(record);
         undo.push(() => cg.destroy(paths));
-        cg.create(paths, spec.linux?.resources as never);
+        record.cgroupParentShared = spec.linux?.cgroupsPath === undefined;
+        try {
+          cg.create(paths, spec.linux?.resources as never);
+        } catch {
+          // A delete may have removed the shared "capsule" parent in between: once more.
+          cg.create(paths, spec.linux?.resources as never);
+        }
         cg.addProcess(paths, pid);
       }
 
@@ -324,7 +338,15 @@ export class Runtime {
       await this.start(id);
       return 0;
     }
-    const forward = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH"] as const;
+    const forward = [
+      "SIGINT",
+      "SIGTERM",
+      "SIGHUP",
+      "SIGQUIT",
+      "SIGUSR1",
+      "SIGUSR2",
+      "SIGWINCH",
+    ] as const;
     const handlers = forward.map((sig) => {
       const h = () => {
         try {
@@ -345,7 +367,9 @@ export class Runtime {
       }
       const status = await child.status;
       await this.delete(id, { force: true });
-      if (status.signal) return 128 + (typeof status.signal === "number" ? status.signal : sigNum(status.signal));
+      if (status.signal) {
+        return 128 + (typeof status.signal === "number" ? status.signal : sigNum(status.signal));
+      }
       return status.code;
     } finally {
       for (const [sig, h] of handlers) {
@@ -384,8 +408,10 @@ export class Runtime {
     const rec = this.store.load(id);
     const status = this.status(rec);
     const out = this.#ociState(rec, status);
-    for (const [k, v] of Object.entries(rec.ext ?? {})) {
-      if (v && typeof v === "object" && "summary" in v) Object.assign(out, (v as { summary: object }).summary);
+    for (const v of Object.values(rec.ext ?? {})) {
+      if (v && typeof v === "object" && "summary" in v) {
+        Object.assign(out, (v as { summary: object }).summary);
+      }
     }
     if (detail) {
       out.detail = {
@@ -463,7 +489,9 @@ export class Runtime {
         libc.kill(pid, signal);
       } catch (e) {
         if ((e as libc.SysError).code !== "ESRCH") {
-          throw new CapsuleError(`Cannot send ${signalName(signal)} to container "${id}": ${(e as Error).message}`);
+          throw new CapsuleError(
+            `Cannot send ${signalName(signal)} to container "${id}": ${(e as Error).message}`,
+          );
         }
       }
     }
@@ -501,6 +529,14 @@ export class Runtime {
     if (rec.cgroupPaths && this.cgroups) {
       try {
         this.cgroups.destroy(rec.cgroupPaths);
+        // The default parent ("capsule") goes with its last container, like docker's.
+        if (rec.cgroupParentShared) {
+          for (const dir of new Set(Object.values(rec.cgroupPaths))) {
+            try {
+              Deno.removeSync(dir.slice(0, dir.lastIndexOf("/")));
+            } catch { /* other containers still use it */ }
+          }
+        }
       } catch (e) {
         errors.push(`cgroups: ${(e as Error).message}`);
       }
@@ -512,7 +548,9 @@ export class Runtime {
     }
     this.store.remove(id);
     if (errors.length) {
-      throw new CapsuleError(`Container "${id}" deleted, but cleanup reported: ${errors.join("; ")}`);
+      throw new CapsuleError(
+        `Container "${id}" deleted, but cleanup reported: ${errors.join("; ")}`,
+      );
     }
   }
 
@@ -537,7 +575,20 @@ export class Runtime {
 }
 
 function sigNum(name: string): number {
-  const map: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGTERM: 15, SIGSEGV: 11, SIGABRT: 6, SIGPIPE: 13, SIGUSR1: 10, SIGUSR2: 12, SIGALRM: 14, SIGBUS: 7 };
+  const map: Record<string, number> = {
+    SIGHUP: 1,
+    SIGINT: 2,
+    SIGQUIT: 3,
+    SIGKILL: 9,
+    SIGTERM: 15,
+    SIGSEGV: 11,
+    SIGABRT: 6,
+    SIGPIPE: 13,
+    SIGUSR1: 10,
+    SIGUSR2: 12,
+    SIGALRM: 14,
+    SIGBUS: 7,
+  };
   return map[name] ?? 0;
 }
 

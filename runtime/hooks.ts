@@ -34,7 +34,9 @@ export async function runHooks(
     if (timer !== undefined) clearTimeout(timer);
     if (!status.success) {
       const why = status.signal ? `killed by ${status.signal}` : `exit status ${status.code}`;
-      throw new CapsuleError(`${kind} hook ${h.path} failed (${why})${err.trim() ? `: ${err.trim()}` : ""}`);
+      throw new CapsuleError(
+        `${kind} hook ${h.path} failed (${why})${err.trim() ? `: ${err.trim()}` : ""}`,
+      );
     }
   }
 }

@@ -9,7 +9,12 @@ import { INIT_PIPE_ENV, type InitMessage, receiveFrame, sendFrame } from "./chan
 import type { DeviceOp, InitPlan, ProcessPlan } from "./plan.ts";
 import { type FileKind, type RootfsOps, setupRootfs } from "./rootfs.ts";
 
-const S_IF: Record<DeviceOp["type"], number> = { c: 0o020000, u: 0o020000, b: 0o060000, p: 0o010000 };
+const S_IF: Record<DeviceOp["type"], number> = {
+  c: 0o020000,
+  u: 0o020000,
+  b: 0o060000,
+  p: 0o010000,
+};
 
 function kindOf(info: Deno.FileInfo): FileKind {
   if (info.isSymlink) return "symlink";
@@ -34,7 +39,8 @@ export const realRootfsOps: RootfsOps = {
   pivotRoot: (n, o) => libc.pivotRoot(n, o),
   chdir: (p) => libc.chdir(p),
   chroot: (p) => libc.chroot(p),
-  mknod: (p, type, mode, major, minor) => libc.mknod(p, S_IF[type] | mode, libc.makedev(major, minor)),
+  mknod: (p, type, mode, major, minor) =>
+    libc.mknod(p, S_IF[type] | mode, libc.makedev(major, minor)),
   chown: (p, u, g) => Deno.chownSync(p, u, g),
   symlink: (t, p) => Deno.symlinkSync(t, p),
   lkind: (p) => statKind(p, false),
@@ -44,6 +50,17 @@ export const realRootfsOps: RootfsOps = {
   createFile: (p) => Deno.openSync(p, { write: true, create: true }).close(),
   remove: (p) => Deno.removeSync(p),
   umask: (m) => libc.umask(m),
+  submounts: (path) => {
+    const out: string[] = [];
+    for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {
+      const mp = line.split(" ")[4]?.replace(
+        /\\(\d{3})/g,
+        (_, o) => String.fromCharCode(parseInt(o, 8)),
+      );
+      if (mp && mp.startsWith(path + "/")) out.push(mp);
+    }
+    return out;
+  },
 };
 
 function joinNamespaces(plan: InitPlan): void {
@@ -81,7 +98,9 @@ function isExecutable(path: string): boolean {
 export function lookPath(name: string, env: string[]): string {
   if (name.includes("/")) {
     if (isExecutable(name)) return name;
-    const why = statKind(name, true) === undefined ? "no such file or directory" : "permission denied";
+    const why = statKind(name, true) === undefined
+      ? "no such file or directory"
+      : "permission denied";
     throw new Error(`exec: "${name}": ${why}`);
   }
   const pathVar = env.findLast((e) => e.startsWith("PATH="))?.slice(5) ??

@@ -16,6 +16,8 @@ export interface MountOp {
   propagation: number[];
   data: string;
   bind: boolean;
+  /** MS_RDONLY/NOSUID/NODEV/NOEXEC to apply to every submount of a recursive bind too. */
+  recursiveFlags?: number;
 }
 
 export interface DeviceOp {
@@ -123,24 +125,45 @@ export const PROPAGATION: Record<string, number> = {
 };
 
 /** Options runc accepts that change nothing in the mount(2) call itself. */
-const IGNORED_OPTIONS = new Set(["defaults", "tmpcopyup", "idmap", "ridmap", "rro", "rrw"]);
+const IGNORED_OPTIONS = new Set(["defaults", "tmpcopyup", "idmap", "ridmap"]);
+
+/**
+ * Recursive attributes (rro, rnosuid...): applied to the mount and, for a recursive bind, to
+ * every submount below it by the init (the same as mount_setattr(AT_RECURSIVE) gives runc).
+ */
+const RECURSIVE_OPTIONS: Record<string, [set: boolean, flag: number]> = {
+  rro: [true, MS.RDONLY],
+  rrw: [false, MS.RDONLY],
+  rnosuid: [true, MS.NOSUID],
+  rsuid: [false, MS.NOSUID],
+  rnodev: [true, MS.NODEV],
+  rdev: [false, MS.NODEV],
+  rnoexec: [true, MS.NOEXEC],
+  rexec: [false, MS.NOEXEC],
+};
 
 /** Splits mount options into mount(2) flags, propagation changes and the data string. */
 export function parseMountOptions(options: readonly string[] = []): {
   flags: number;
   propagation: number[];
   data: string;
+  recursiveFlags: number;
 } {
-  let flags = 0;
+  let flags = 0, recursiveFlags = 0;
   const propagation: number[] = [];
   const data: string[] = [];
   for (const opt of options) {
-    const f = FLAG_OPTIONS[opt];
-    if (f) flags = f[0] ? flags | f[1] : flags & ~f[1];
-    else if (opt in PROPAGATION) propagation.push(PROPAGATION[opt]);
+    if (Object.hasOwn(FLAG_OPTIONS, opt)) {
+      const [set, f] = FLAG_OPTIONS[opt];
+      flags = set ? flags | f : flags & ~f;
+    } else if (Object.hasOwn(RECURSIVE_OPTIONS, opt)) {
+      const [set, f] = RECURSIVE_OPTIONS[opt];
+      flags = set ? flags | f : flags & ~f;
+      recursiveFlags = set ? recursiveFlags | f : recursiveFlags & ~f;
+    } else if (Object.hasOwn(PROPAGATION, opt)) propagation.push(PROPAGATION[opt]);
     else if (!IGNORED_OPTIONS.has(opt)) data.push(opt);
   }
-  return { flags, propagation, data: data.join(",") };
+  return { flags, propagation, data: data.join(","), recursiveFlags };
 }
 
 const DEFAULT_DEVICES: [string, number, number][] = [
@@ -185,18 +208,17 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
   const proc = spec.process!;
   const linux = spec.linux ?? {};
   const mounts: MountOp[] = (spec.mounts ?? []).map((m, i) => {
-    const { flags, propagation, data } = parseMountOptions(m.options);
+    const { flags, propagation, data, recursiveFlags } = parseMountOptions(m.options);
     const bind = m.type === "bind" || (flags & MS.BIND) !== 0;
-    if (!m.destination.startsWith("/")) {
+    // Runtime spec 1.1: a relative destination is read relative to "/".
+    if (bind && !m.source) {
       throw new CapsuleError(
-        `Invalid config.json: mounts.${i}.destination: "${m.destination}" must be an absolute path`,
+        `Invalid config.json: mounts.${i}.source: a bind mount needs a source`,
       );
     }
-    if (bind && !m.source) {
-      throw new CapsuleError(`Invalid config.json: mounts.${i}.source: a bind mount needs a source`);
-    }
     return {
-      destination: m.destination,
+      destination: m.destination.startsWith("/") ? m.destination : `/${m.destination}`,
+      recursiveFlags: recursiveFlags || undefined,
       source: bind ? joinPath(o.bundle, m.source!) : (m.source ?? m.type ?? "none"),
       type: bind ? "bind" : (m.type ?? "none"),
       flags: bind ? flags | MS.BIND : flags,

@@ -8,7 +8,13 @@ export type FileKind = "file" | "dir" | "symlink" | "other";
 
 /** The system calls rootfs setup makes; the real one is in init.ts, a fake in the tests. */
 export interface RootfsOps {
-  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
+  mount(
+    source: string | null,
+    target: string,
+    fstype: string | null,
+    flags: number,
+    data: string | null,
+  ): void;
   umount2(target: string, flags: number): void;
   pivotRoot(newRoot: string, putOld: string): void;
   chdir(path: string): void;
@@ -25,6 +31,8 @@ export interface RootfsOps {
   createFile(path: string): void;
   remove(path: string): void;
   umask(mask: number): number;
+  /** Mount points strictly below `path` (from /proc/self/mountinfo), for recursive options. */
+  submounts?(path: string): string[];
 }
 
 /** An errno-carrying error, as SysError is; rootfs code matches on `code` only. */
@@ -39,7 +47,11 @@ const MAX_SYMLINKS = 255;
  * symlinks as if `root` were "/": an absolute link or a `..` never leaves `root`. The part
  * that does not exist yet is appended lexically (the caller creates it, inside `root`).
  */
-export function secureJoin(ops: Pick<RootfsOps, "lkind" | "readlink">, root: string, unsafe: string): string {
+export function secureJoin(
+  ops: Pick<RootfsOps, "lkind" | "readlink">,
+  root: string,
+  unsafe: string,
+): string {
   const base = root.replace(/\/+$/, "");
   const resolved: string[] = [];
   const queue = unsafe.split("/");
@@ -65,7 +77,9 @@ export function secureJoin(ops: Pick<RootfsOps, "lkind" | "readlink">, root: str
     }
     if (kind === "symlink") {
       if (++links > MAX_SYMLINKS) {
-        throw Object.assign(new Error(`${unsafe}: too many levels of symbolic links`), { code: "ELOOP" });
+        throw Object.assign(new Error(`${unsafe}: too many levels of symbolic links`), {
+          code: "ELOOP",
+        });
       }
       const target = ops.readlink(candidate);
       if (target.startsWith("/")) resolved.length = 0;
@@ -108,7 +122,9 @@ export function mountOne(ops: RootfsOps, root: string, m: MountOp): void {
   if (m.bind) {
     const srcKind = ops.kind(m.source);
     if (srcKind === undefined) {
-      throw Object.assign(new Error(`bind mount source ${m.source} does not exist`), { code: "ENOENT" });
+      throw Object.assign(new Error(`bind mount source ${m.source} does not exist`), {
+        code: "ENOENT",
+      });
     }
     if (srcKind === "dir") {
       mkdirAll(ops, root, target);
@@ -120,6 +136,12 @@ export function mountOne(ops: RootfsOps, root: string, m: MountOp): void {
     // Flags such as ro/nosuid only take effect on a bind through a remount.
     if (m.flags & REMOUNTABLE) {
       ops.mount(null, target, null, (m.flags & REMOUNTABLE) | MS.BIND | MS.REMOUNT, null);
+    }
+    // rro, rnosuid...: every submount a recursive bind brought along gets the flags too.
+    if (m.recursiveFlags && (m.flags & MS.REC)) {
+      for (const sub of ops.submounts?.(target) ?? []) {
+        ops.mount(null, sub, null, m.recursiveFlags | MS.BIND | MS.REMOUNT, null);
+      }
     }
   } else {
     mkdirAll(ops, root, target);
@@ -187,7 +209,13 @@ export function maskPath(ops: RootfsOps, path: string): void {
 export function readonlyPath(ops: RootfsOps, path: string): void {
   if (ops.lkind(path) === undefined) return;
   ops.mount(path, path, "bind", MS.BIND | MS.REC, null);
-  ops.mount(null, path, null, MS.BIND | MS.REMOUNT | MS.RDONLY | MS.REC | MS.NOSUID | MS.NODEV | MS.NOEXEC, null);
+  ops.mount(
+    null,
+    path,
+    null,
+    MS.BIND | MS.REMOUNT | MS.RDONLY | MS.REC | MS.NOSUID | MS.NODEV | MS.NOEXEC,
+    null,
+  );
 }
 
 /**

@@ -21,6 +21,8 @@ export interface ContainerRecord {
   creating?: boolean;
   /** cgroup directories of the container, by controller (or "" for v2). */
   cgroupPaths?: Record<string, string>;
+  /** The cgroups sit in capsule's default parent, removed with the last container. */
+  cgroupParentShared?: boolean;
   /** The OCI hooks to run at start and delete. */
   hooks?: { poststart?: HookRecord[]; poststop?: HookRecord[] };
   /** Detached run: the log file of stdout/stderr. */

@@ -20,7 +20,8 @@ export interface Result {
 export async function capsule(
   root: string,
   args: string[],
-  opts: { cwd?: string; stdin?: string; env?: Record<string, string>; stdio?: "pipe" | "file" } = {},
+  opts: { cwd?: string; stdin?: string; env?: Record<string, string>; stdio?: "pipe" | "file" } =
+    {},
 ): Promise<Result> {
   const [cmd, ...pre] = capsuleCommand();
   if ((opts.stdio ?? (args.includes("create") ? "file" : "pipe")) === "file") {
@@ -28,8 +29,13 @@ export async function capsule(
     const out = await Deno.makeTempFile(), err = await Deno.makeTempFile();
     const q = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`;
     const line = [cmd, ...pre, "--root", root, ...args].map(q).join(" ") + ` >${out} 2>${err}`;
-    const st = await new Deno.Command("sh", { args: ["-c", line], cwd: opts.cwd, stdin: "null" }).output();
-    const res = { code: st.code, stdout: Deno.readTextFileSync(out), stderr: Deno.readTextFileSync(err) };
+    const st = await new Deno.Command("sh", { args: ["-c", line], cwd: opts.cwd, stdin: "null" })
+      .output();
+    const res = {
+      code: st.code,
+      stdout: Deno.readTextFileSync(out),
+      stderr: Deno.readTextFileSync(err),
+    };
     await removeAll(out, err);
     return res;
   }
@@ -104,7 +110,10 @@ export async function buildBusyboxRootfs(dir: string): Promise<void> {
     if (!applet || applet === "busybox") continue;
     await Deno.symlink("busybox", `${dir}/bin/${applet}`);
   }
-  await Deno.writeTextFile(`${dir}/etc/passwd`, "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n");
+  await Deno.writeTextFile(
+    `${dir}/etc/passwd`,
+    "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+  );
   await Deno.writeTextFile(`${dir}/etc/group`, "root:x:0:\nnogroup:x:65534:\n");
 }
 
@@ -155,13 +164,19 @@ export function assertEquals<T>(actual: T, expected: T, msg = ""): void {
 }
 
 export function assertMatch(actual: string, re: RegExp, msg = ""): void {
-  if (!re.test(actual)) throw new Error(`${msg ? msg + ": " : ""}${JSON.stringify(actual)} does not match ${re}`);
+  if (!re.test(actual)) {
+    throw new Error(`${msg ? msg + ": " : ""}${JSON.stringify(actual)} does not match ${re}`);
+  }
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until `fn` is true (or throws after `ms`). */
-export async function waitFor(fn: () => boolean | Promise<boolean>, ms = 5000, what = "condition"): Promise<void> {
+export async function waitFor(
+  fn: () => boolean | Promise<boolean>,
+  ms = 5000,
+  what = "condition",
+): Promise<void> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
     if (await fn()) return;

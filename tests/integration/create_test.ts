@@ -11,13 +11,16 @@ import {
   waitFor,
 } from "../helpers.ts";
 
-const state = async (root: string, id: string) => JSON.parse((await capsule(root, ["state", id])).stdout);
+const state = async (root: string, id: string) =>
+  JSON.parse((await capsule(root, ["state", id])).stdout);
 
 rootTest("create waits before the program; start releases it; stdio is create's", async (root) => {
   const b = await makeBundle("echo started-$(hostname); sleep 30");
   try {
     // The container inherits create's stdio (as with runc): no pipe we would wait on.
-    const r0 = await capsule(root, ["create", "-b", b, "--pid-file", `${b}/pid`, "cr1"], { stdio: "file" });
+    const r0 = await capsule(root, ["create", "-b", b, "--pid-file", `${b}/pid`, "cr1"], {
+      stdio: "file",
+    });
     assertEquals(r0.code, 0, r0.stderr);
     let s = await state(root, "cr1");
     assertEquals(s.status, "created");
@@ -31,7 +34,11 @@ rootTest("create waits before the program; start releases it; stdio is create's"
     assert(!Deno.readTextFileSync(`/proc/${s.pid}/cmdline`).includes("sleep"));
     const r = await capsule(root, ["start", "cr1"]);
     assertEquals(r.code, 0, r.stderr);
-    await waitFor(() => Deno.readTextFileSync(`/proc/${s.pid}/cmdline`).includes("sleep"), 5000, "exec");
+    await waitFor(
+      () => Deno.readTextFileSync(`/proc/${s.pid}/cmdline`).includes("sleep"),
+      5000,
+      "exec",
+    );
     s = await state(root, "cr1");
     assertEquals(s.status, "running");
     // start of a running container is an illegal move, named as such.
@@ -50,7 +57,8 @@ rootTest("create: the container's output goes where create's stdout went", async
   const log = await Deno.makeTempFile();
   try {
     const main = new URL("../../main.ts", import.meta.url).pathname;
-    const sh = `"${Deno.execPath()}" run -A --quiet ${main} --root ${root} create -b ${b} out1 >${log} 2>&1`;
+    const sh =
+      `"${Deno.execPath()}" run -A --quiet ${main} --root ${root} create -b ${b} out1 >${log} 2>&1`;
     assertEquals((await new Deno.Command("sh", { args: ["-c", sh] }).output()).code, 0);
     assertEquals((await capsule(root, ["start", "out1"])).code, 0);
     await waitFor(async () => (await state(root, "out1")).status === "stopped", 5000, "stop");
@@ -65,21 +73,26 @@ rootTest("create: the container's output goes where create's stdout went", async
   }
 });
 
-rootTest("create: a duplicate id is refused; of two racing creates exactly one wins", async (root) => {
-  const b = await makeBundle("sleep 30");
-  try {
-    const results = await Promise.all([0, 1, 2].map(() => capsule(root, ["create", "-b", b, "dup"])));
-    assertEquals(results.filter((r) => r.code === 0).length, 1, JSON.stringify(results));
-    for (const r of results.filter((r) => r.code !== 0)) {
-      assertEquals(r.code, 1);
-      assertMatch(r.stderr, /a container with that id already exists/);
+rootTest(
+  "create: a duplicate id is refused; of two racing creates exactly one wins",
+  async (root) => {
+    const b = await makeBundle("sleep 30");
+    try {
+      const results = await Promise.all(
+        [0, 1, 2].map(() => capsule(root, ["create", "-b", b, "dup"])),
+      );
+      assertEquals(results.filter((r) => r.code === 0).length, 1, JSON.stringify(results));
+      for (const r of results.filter((r) => r.code !== 0)) {
+        assertEquals(r.code, 1);
+        assertMatch(r.stderr, /a container with that id already exists/);
+      }
+      assertEquals((await state(root, "dup")).status, "created");
+      assertEquals((await capsule(root, ["delete", "-f", "dup"])).code, 0);
+    } finally {
+      await removeAll(b);
     }
-    assertEquals((await state(root, "dup")).status, "created");
-    assertEquals((await capsule(root, ["delete", "-f", "dup"])).code, 0);
-  } finally {
-    await removeAll(b);
-  }
-});
+  },
+);
 
 rootTest("create: bad input is refused clearly and leaves nothing", async (root) => {
   const good = await makeBundle("true");

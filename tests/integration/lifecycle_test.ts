@@ -11,7 +11,8 @@ import {
   waitFor,
 } from "../helpers.ts";
 
-const state = async (root: string, id: string) => JSON.parse((await capsule(root, ["state", id])).stdout);
+const state = async (root: string, id: string) =>
+  JSON.parse((await capsule(root, ["state", id])).stdout);
 
 rootTest("list: table, json and -q", async (root) => {
   const b = await makeBundle("sleep 30");
@@ -24,33 +25,50 @@ rootTest("list: table, json and -q", async (root) => {
     assertMatch(lines[1], /^l1\s+\d+\s+running\s+/);
     assertMatch(lines[2], /^l2\s+\d+\s+created\s+/);
     const j = JSON.parse((await capsule(root, ["list", "--format", "json"])).stdout);
-    assertEquals(j.map((s: { id: string; status: string }) => [s.id, s.status]), [["l1", "running"], ["l2", "created"]]);
+    assertEquals(j.map((s: { id: string; status: string }) => [s.id, s.status]), [
+      ["l1", "running"],
+      ["l2", "created"],
+    ]);
     assertEquals((await capsule(root, ["list", "-q"])).stdout, "l1\nl2\n");
     // A directory a crash left half-made does not break list.
     Deno.mkdirSync(`${root}/half`);
     const withHalf = await capsule(root, ["list", "--format", "json"]);
     assertEquals(withHalf.code, 0);
-    assert(JSON.parse(withHalf.stdout).some((s: { id: string; status: string }) => s.id === "half" && s.status === "stopped"));
+    assert(
+      JSON.parse(withHalf.stdout).some((s: { id: string; status: string }) =>
+        s.id === "half" && s.status === "stopped"
+      ),
+    );
     assertEquals((await capsule(root, ["delete", "half"])).code, 1);
-    for (const id of ["half", "l1", "l2"]) assertEquals((await capsule(root, ["delete", "-f", id])).code, 0, id);
+    for (const id of ["half", "l1", "l2"]) {
+      assertEquals((await capsule(root, ["delete", "-f", id])).code, 0, id);
+    }
   } finally {
     await removeAll(b);
   }
 });
 
 rootTest("kill: by name, with or without SIG, by number; --all; errors", async (root) => {
-  const b = await makeBundle("trap 'echo term >> /tmp/sig' TERM; trap 'echo usr1 >> /tmp/sig' USR1; sleep 1000 & while :; do sleep 0.05; done", undefined, { ownRootfs: true });
+  const b = await makeBundle(
+    "trap 'echo term >> /tmp/sig' TERM; trap 'echo usr1 >> /tmp/sig' USR1; sleep 1000 & while :; do sleep 0.05; done",
+    undefined,
+    { ownRootfs: true },
+  );
   try {
     assertEquals((await capsule(root, ["run", "-d", "-b", b, "k1"])).code, 0);
     const sigFile = `${b}/rootfs/tmp/sig`;
     assertEquals((await capsule(root, ["kill", "k1"])).code, 0);
-    await waitFor(() => {
-      try {
-        return Deno.readTextFileSync(sigFile).includes("term");
-      } catch {
-        return false;
-      }
-    }, 5000, "TERM");
+    await waitFor(
+      () => {
+        try {
+          return Deno.readTextFileSync(sigFile).includes("term");
+        } catch {
+          return false;
+        }
+      },
+      5000,
+      "TERM",
+    );
     // One at a time: two pending USR1 would merge into one.
     assertEquals((await capsule(root, ["kill", "k1", "SIGUSR1"])).code, 0);
     await waitFor(() => Deno.readTextFileSync(sigFile).split("usr1").length === 2, 5000, "USR1");
@@ -77,25 +95,28 @@ rootTest("kill: by name, with or without SIG, by number; --all; errors", async (
   }
 });
 
-rootTest("delete: refuses a running container without -f; -f kills created and running", async (root) => {
-  const b = await makeBundle("sleep 1000");
-  try {
-    assertEquals((await capsule(root, ["run", "-d", "-b", b, "d1"])).code, 0);
-    assertEquals((await capsule(root, ["create", "-b", b, "d2"])).code, 0);
-    const p1 = (await state(root, "d1")).pid, p2 = (await state(root, "d2")).pid;
-    const r = await capsule(root, ["delete", "d1"]);
-    assertEquals(r.code, 1);
-    assertMatch(r.stderr, /Cannot delete container "d1": it is running, not stopped/);
-    assert(pidAlive(p1));
-    assertEquals((await capsule(root, ["delete", "--force", "d1"])).code, 0);
-    assertEquals((await capsule(root, ["delete", "-f", "d2"])).code, 0);
-    assert(!pidAlive(p1) && !pidAlive(p2));
-    assertEquals((await capsule(root, ["state", "d1"])).code, 1);
-    assertEquals((await capsule(root, ["delete", "d1"])).code, 1);
-  } finally {
-    await removeAll(b);
-  }
-});
+rootTest(
+  "delete: refuses a running container without -f; -f kills created and running",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "d1"])).code, 0);
+      assertEquals((await capsule(root, ["create", "-b", b, "d2"])).code, 0);
+      const p1 = (await state(root, "d1")).pid, p2 = (await state(root, "d2")).pid;
+      const r = await capsule(root, ["delete", "d1"]);
+      assertEquals(r.code, 1);
+      assertMatch(r.stderr, /Cannot delete container "d1": it is running, not stopped/);
+      assert(pidAlive(p1));
+      assertEquals((await capsule(root, ["delete", "--force", "d1"])).code, 0);
+      assertEquals((await capsule(root, ["delete", "-f", "d2"])).code, 0);
+      assert(!pidAlive(p1) && !pidAlive(p2));
+      assertEquals((await capsule(root, ["state", "d1"])).code, 1);
+      assertEquals((await capsule(root, ["delete", "d1"])).code, 1);
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
 
 rootTest("state of a container whose program ended is stopped with pid 0", async (root) => {
   const b = await makeBundle("true");
@@ -133,7 +154,9 @@ rootTest("--version, --help and misuse", async (root) => {
   assertMatch(v.stdout, /^capsule version \d+\.\d+\.\d+\nspec: 1\.2\.0/);
   const h = await capsule(root, ["--help"]);
   assertEquals(h.code, 0);
-  for (const c of ["create", "start", "run", "state", "list", "kill", "delete", "spec"]) assertMatch(h.stdout, new RegExp(`\\n  ${c} `));
+  for (const c of ["create", "start", "run", "state", "list", "kill", "delete", "spec"]) {
+    assertMatch(h.stdout, new RegExp(`\\n  ${c} `));
+  }
   const kh = await capsule(root, ["kill", "--help"]);
   assertMatch(kh.stdout, /Usage: capsule kill \[options\] <container-id> \[signal\]/);
   const u = await capsule(root, ["frobnicate"]);

@@ -14,9 +14,12 @@ import {
 } from "../helpers.ts";
 
 rootTest("run: hostname, PID 1 is the program, only fds 0 1 2", async (root) => {
-  const b = await makeBundle("hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc/1/fd | tr '\\n' ' '", (s) => {
-    s.hostname = "box1";
-  });
+  const b = await makeBundle(
+    "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /proc/1/fd | tr '\\n' ' '",
+    (s) => {
+      s.hostname = "box1";
+    },
+  );
   try {
     const r = await capsule(root, ["run", "-b", b, "c1"]);
     assertEquals(r.code, 0, r.stderr);
@@ -37,10 +40,36 @@ rootTest("run: mounts, devices and /dev links are there", async (root) => {
     const r = await capsule(root, ["run", "-b", b, "c2"]);
     assertEquals(r.code, 0, r.stderr + r.stdout);
     const [mounts, devs, ptmx, fd, zero] = r.stdout.trim().split("\n");
-    for (const m of ["/ ", "/proc proc", "/dev tmpfs", "/dev/pts devpts", "/dev/shm tmpfs", "/dev/mqueue mqueue", "/sys sysfs"]) {
+    for (
+      const m of [
+        "/ ",
+        "/proc proc",
+        "/dev tmpfs",
+        "/dev/pts devpts",
+        "/dev/shm tmpfs",
+        "/dev/mqueue mqueue",
+        "/sys sysfs",
+      ]
+    ) {
       assert(mounts.includes(m), `mount "${m}" missing in ${mounts}`);
     }
-    for (const d of ["null", "zero", "full", "random", "urandom", "tty", "ptmx", "pts", "shm", "fd", "stdin", "stdout", "stderr"]) {
+    for (
+      const d of [
+        "null",
+        "zero",
+        "full",
+        "random",
+        "urandom",
+        "tty",
+        "ptmx",
+        "pts",
+        "shm",
+        "fd",
+        "stdin",
+        "stdout",
+        "stderr",
+      ]
+    ) {
       assert(devs.split(" ").includes(d), `/dev/${d} missing in ${devs}`);
     }
     assertEquals(ptmx, "pts/ptmx");
@@ -99,31 +128,58 @@ rootTest("run: a read-only root refuses writes; a writable one accepts them", as
   }
 });
 
-rootTest("run: a mount whose target is a symlink out of the rootfs lands inside it", async (root) => {
-  const outside = await Deno.makeTempDir({ prefix: "capsule-outside-" });
-  const b = await makeBundle(`ls -d /escape/sub && grep -c ' ${outside}/sub tmpfs' /proc/mounts`, (s) => {
-    s.mounts!.push({ destination: "/escape/sub", type: "tmpfs", source: "tmpfs", options: ["size=1m"] });
-  }, { ownRootfs: true });
-  try {
-    // An absolute link pointing at a host directory: in the container it means <rootfs>/<that path>.
-    await Deno.symlink(outside, `${b}/rootfs/escape`);
-    const r = await capsule(root, ["run", "-b", b, "esc"]);
-    assertEquals(r.code, 0, r.stderr + r.stdout);
-    assertEquals(r.stdout.trim().split("\n")[1], "1", "the tmpfs is not mounted");
-    assertEquals([...Deno.readDirSync(outside)].length, 0, "something was created outside the rootfs");
-    assert(Deno.statSync(`${b}/rootfs${outside}/sub`).isDirectory, "target not created inside the rootfs");
-  } finally {
-    await removeAll(b, outside);
-  }
-});
+rootTest(
+  "run: a mount whose target is a symlink out of the rootfs lands inside it",
+  async (root) => {
+    const outside = await Deno.makeTempDir({ prefix: "capsule-outside-" });
+    const b = await makeBundle(
+      `ls -d /escape/sub && grep -c ' ${outside}/sub tmpfs' /proc/mounts`,
+      (s) => {
+        s.mounts!.push({
+          destination: "/escape/sub",
+          type: "tmpfs",
+          source: "tmpfs",
+          options: ["size=1m"],
+        });
+      },
+      { ownRootfs: true },
+    );
+    try {
+      // An absolute link pointing at a host directory: in the container it means <rootfs>/<that path>.
+      await Deno.symlink(outside, `${b}/rootfs/escape`);
+      const r = await capsule(root, ["run", "-b", b, "esc"]);
+      assertEquals(r.code, 0, r.stderr + r.stdout);
+      assertEquals(r.stdout.trim().split("\n")[1], "1", "the tmpfs is not mounted");
+      assertEquals(
+        [...Deno.readDirSync(outside)].length,
+        0,
+        "something was created outside the rootfs",
+      );
+      assert(
+        Deno.statSync(`${b}/rootfs${outside}/sub`).isDirectory,
+        "target not created inside the rootfs",
+      );
+    } finally {
+      await removeAll(b, outside);
+    }
+  },
+);
 
 rootTest("run: bind mounts (ro and rw) from the bundle", async (root) => {
   const data = await Deno.makeTempDir({ prefix: "capsule-data-" });
   await Deno.writeTextFile(`${data}/in.txt`, "hello");
-  const b = await makeBundle("cat /data/in.txt; echo; touch /data/x 2>/dev/null && echo writable || echo readonly; echo w > /rw/out.txt", (s) => {
-    s.mounts!.push({ destination: "/data", type: "bind", source: data, options: ["rbind", "ro"] });
-    s.mounts!.push({ destination: "/rw", type: "bind", source: data, options: ["bind"] });
-  });
+  const b = await makeBundle(
+    "cat /data/in.txt; echo; touch /data/x 2>/dev/null && echo writable || echo readonly; echo w > /rw/out.txt",
+    (s) => {
+      s.mounts!.push({
+        destination: "/data",
+        type: "bind",
+        source: data,
+        options: ["rbind", "ro"],
+      });
+      s.mounts!.push({ destination: "/rw", type: "bind", source: data, options: ["bind"] });
+    },
+  );
   try {
     const r = await capsule(root, ["run", "-b", b, "bind1"]);
     assertEquals(r.code, 0, r.stderr);
@@ -147,7 +203,9 @@ rootTest("run: a missing program is named, and nothing is left", async (root) =>
 });
 
 rootTest("run: SIGTERM sent to capsule reaches the program", async (root) => {
-  const b = await makeBundle("trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done");
+  const b = await makeBundle(
+    "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.05; done",
+  );
   try {
     const child = spawnCapsule(root, ["run", "-b", b, "sig1"]);
     const reader = child.stdout.getReader();
@@ -178,14 +236,21 @@ rootTest("run -d: returns at once, output goes to container.log", async (root) =
     assert(Date.now() - t0 < 10_000);
     const st = JSON.parse((await capsule(root, ["state", "det1"])).stdout);
     assertEquals(st.status, "running");
-    await waitFor(() => {
-      try {
-        return Deno.readTextFileSync(`${root}/det1/container.log`).includes("err");
-      } catch {
-        return false;
-      }
-    }, 5000, "log");
-    assertEquals(Deno.readTextFileSync(`${root}/det1/container.log`).split("\n").sort().join(" ").trim(), "err out");
+    await waitFor(
+      () => {
+        try {
+          return Deno.readTextFileSync(`${root}/det1/container.log`).includes("err");
+        } catch {
+          return false;
+        }
+      },
+      5000,
+      "log",
+    );
+    assertEquals(
+      Deno.readTextFileSync(`${root}/det1/container.log`).split("\n").sort().join(" ").trim(),
+      "err out",
+    );
     assertEquals((await capsule(root, ["delete", "-f", "det1"])).code, 0);
   } finally {
     await removeAll(b);

@@ -33,8 +33,8 @@ function spec(edit: (s: Spec) => void = () => {}): Spec {
 // parseMountOptions
 
 Deno.test("parseMountOptions: no options -> no flags, no propagation, empty data", () => {
-  assertEquals(parseMountOptions([]), { flags: 0, propagation: [], data: "" });
-  assertEquals(parseMountOptions(), { flags: 0, propagation: [], data: "" });
+  assertEquals(parseMountOptions([]), { flags: 0, propagation: [], data: "", recursiveFlags: 0 });
+  assertEquals(parseMountOptions(), { flags: 0, propagation: [], data: "", recursiveFlags: 0 });
 });
 
 Deno.test("parseMountOptions: nosuid,noexec,nodev,ro -> MS_NOSUID|MS_NOEXEC|MS_NODEV|MS_RDONLY", () => {
@@ -90,34 +90,29 @@ Deno.test("parseMountOptions: 'defaults' and tmpcopyup change nothing", () => {
     flags: 0,
     propagation: [],
     data: "",
+    recursiveFlags: 0,
   });
 });
 
 Deno.test({
-  // BUG: runtime/plan.ts parseMountOptions looks options up with FLAG_OPTIONS[opt] on a plain
-  // object literal, so an option named like an Object.prototype member ("toString",
-  // "constructor", "__proto__") finds the inherited function, is taken for a flag and is
-  // silently dropped (flags & ~undefined) instead of being passed in the data string; and
-  // "__proto__" pushes `undefined` into propagation (a later mount(2) with flags undefined).
   name: "parseMountOptions: unknown options named like Object.prototype members go to data",
-  ignore: true,
   fn() {
     const r = parseMountOptions(["toString", "constructor", "__proto__"]);
-    assertEquals(r, { flags: 0, propagation: [], data: "toString,constructor,__proto__" });
+    assertEquals(r, {
+      flags: 0,
+      propagation: [],
+      data: "toString,constructor,__proto__",
+      recursiveFlags: 0,
+    });
   },
 });
 
 Deno.test({
-  // BUG: runtime/plan.ts IGNORED_OPTIONS contains "rro" (and "rrw"), so parseMountOptions(["rbind",
-  // "rro"]) returns flags MS_BIND|MS_REC only: a mount asked to be recursively read-only
-  // (runtime-spec 1.1 recursive attribute, mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE) in runc)
-  // ends up writable, silently. Likewise "rnosuid"/"rnodev"/"rnoexec" fall into the data string,
-  // which mountOne never passes for a bind mount, so they are dropped too.
   name: "parseMountOptions: 'rro' makes the mount read-only (at least its top)",
-  ignore: true,
   fn() {
     const r = parseMountOptions(["rbind", "rro"]);
     assert((r.flags & MS_RDONLY) !== 0, `flags ${r.flags} lack MS_RDONLY`);
+    assertEquals(r.recursiveFlags, MS_RDONLY);
   },
 });
 
@@ -229,12 +224,7 @@ Deno.test("buildInitPlan: type 'bind' without a bind option still gets MS_BIND",
 });
 
 Deno.test({
-  // BUG: runtime/plan.ts buildInitPlan throws "must be an absolute path" for a relative
-  // mounts[].destination. Since runtime-spec 1.1 (opencontainers/runtime-spec#1225, adopted by
-  // runc in #4013) a relative destination is deprecated but allowed, and MUST be interpreted
-  // as relative to "/"; capsule advertises ociVersion 1.2.0.
   name: "buildInitPlan: a relative mount destination is taken relative to '/' (spec 1.1+)",
-  ignore: true,
   fn() {
     const p = buildInitPlan(
       spec((s) => (s.mounts = [{ destination: "data", type: "tmpfs", source: "tmpfs" }])),

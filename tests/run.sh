@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: unit tests (no root needed) and integration tests (root: they
+# run the real CLI against a busybox bundle). Ends with one line "tests: N passed, M failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DENO=${DENO:-$(command -v deno || echo tools/node_modules/.bin/deno)}
+export NO_COLOR=1 DENO_NO_UPDATE_CHECK=1
+targets=(tests/unit)
+if [ "$(id -u)" = 0 ]; then
+  targets+=(tests/integration)
+else
+  echo "not root: integration tests are skipped (run as root for the whole suite)" >&2
+fi
+log=$(mktemp)
+"$DENO" test -A --no-check=remote "${targets[@]}" "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+summary=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -1)
+passed=$(sed -E 's/.*\| ([0-9]+) passed.*/\1/' <<<"$summary")
+failed=$(sed -E 's/.*\| ([0-9]+) failed.*/\1/' <<<"$summary")
+rm -f "$log"
+echo "tests: ${passed:-0} passed, ${failed:-0} failed"
+exit "$status"
