@@ -103,20 +103,19 @@ function realDir(path: string, what: string): string {
   }
 }
 
-/** How this program starts its own init: `deno run ... init_main.ts`, or `capsule init`. */
+/**
+ * How this program starts its own init: from source, `deno run runtime/init_main.ts`; from
+ * the bundle, `deno run dist/main.js init` (main.js sits beside the chunk holding this code);
+ * as a compiled binary, `capsule init`.
+ */
 function initCommand(): { cmd: string; args: string[] } {
   const exe = Deno.execPath();
   if (!/(^|\/)deno$/.test(exe)) return { cmd: exe, args: ["init"] };
-  for (const rel of ["./init_main.ts", "./init_main.js", "./runtime/init_main.js"]) {
-    const url = new URL(rel, import.meta.url);
-    if (exists(url.pathname)) {
-      return {
-        cmd: exe,
-        args: ["run", "-A", "--no-config", "--no-lock", "--quiet", url.pathname],
-      };
-    }
+  const flags = ["run", "-A", "--no-config", "--no-lock", "--quiet"];
+  if (import.meta.url.endsWith(".ts")) {
+    return { cmd: exe, args: [...flags, new URL("./init_main.ts", import.meta.url).pathname] };
   }
-  throw new Error("capsule's init module is missing next to " + import.meta.url);
+  return { cmd: exe, args: [...flags, new URL("./main.js", import.meta.url).pathname, "init"] };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
