@@ -7,6 +7,7 @@ import { VERSION } from "../runtime/version.ts";
 import { OCI_VERSION } from "../runtime/spec.ts";
 import { DEFAULT_ROOT } from "../runtime/state.ts";
 import { lifecycleCommands } from "./lifecycle.ts";
+import { resourceCommands } from "./resources.ts";
 
 export const GLOBAL_FLAGS: FlagDef[] = [
   {
@@ -47,7 +48,7 @@ function tree(globals: () => Globals): CommandDef {
   return {
     name: "capsule",
     summary: "run OCI containers on Linux (a runc-compatible runtime, on Deno)",
-    subcommands: [...lifecycleCommands(globals)],
+    subcommands: [...lifecycleCommands(globals), ...resourceCommands(globals)],
   };
 }
 

@@ -21,7 +21,7 @@ import {
   type Status,
   writeFileAtomic,
 } from "./state.ts";
-import type { CgroupDriver } from "./cgroups/mod.ts";
+import type { CgroupDriver, CgroupStats, LinuxResources } from "./cgroups/mod.ts";
 
 /** What create knows about a container, handed to extensions. */
 export interface CreateContext {
@@ -249,11 +249,12 @@ export class Runtime {
         this.store.write(record);
         undo.push(() => cg.destroy(paths));
         record.cgroupParentShared = spec.linux?.cgroupsPath === undefined;
+        const resources = containerResources(spec);
         try {
-          cg.create(paths, spec.linux?.resources as never);
+          cg.create(paths, resources);
         } catch {
           // A delete may have removed the shared "capsule" parent in between: once more.
-          cg.create(paths, spec.linux?.resources as never);
+          cg.create(paths, resources);
         }
         cg.addProcess(paths, pid);
       }
@@ -378,6 +379,47 @@ export class Runtime {
       }
       void record;
     }
+  }
+
+  #cgroupOf(
+    id: string,
+    action: string,
+  ): { rec: ContainerRecord; cg: CgroupDriver; status: Status } {
+    const rec = this.store.load(id);
+    const status = this.status(rec);
+    const cg = this.cgroups;
+    if (!cg || !rec.cgroupPaths || !Object.keys(rec.cgroupPaths).length) {
+      throw new CapsuleError(`Cannot ${action} container "${id}": it has no cgroup`);
+    }
+    return { rec, cg, status };
+  }
+
+  /** Applies new limits to a live container (`capsule update`). */
+  update(id: string, resources: LinuxResources): void {
+    const { rec, cg, status } = this.#cgroupOf(id, "update");
+    if (status === "stopped") {
+      throw new StateTransitionError(id, "update", status, ["created", "running", "paused"]);
+    }
+    cg.apply(rec.cgroupPaths!, resources);
+  }
+
+  /** Freezes every process of a running container. */
+  pause(id: string): void {
+    const { rec, cg, status } = this.#cgroupOf(id, "pause");
+    if (status !== "running") throw new StateTransitionError(id, "pause", status, ["running"]);
+    cg.freeze(rec.cgroupPaths!);
+  }
+
+  resume(id: string): void {
+    const { rec, cg, status } = this.#cgroupOf(id, "resume");
+    if (status !== "paused") throw new StateTransitionError(id, "resume", status, ["paused"]);
+    cg.thaw(rec.cgroupPaths!);
+  }
+
+  /** Memory, cpu, pids and OOM counts of the container's cgroup. */
+  stats(id: string): CgroupStats {
+    const { rec, cg } = this.#cgroupOf(id, "read the stats of");
+    return cg.stats(rec.cgroupPaths!);
   }
 
   status(rec: ContainerRecord): Status {
@@ -571,6 +613,26 @@ export class Runtime {
       await sleep(5);
     }
   }
+}
+
+/** linux.resources, with allow rules for the devices of linux.devices (as runc adds them). */
+function containerResources(spec: Spec): LinuxResources | undefined {
+  const r = spec.linux?.resources as LinuxResources | undefined;
+  const devices = spec.linux?.devices ?? [];
+  if (!devices.length) return r;
+  return {
+    ...r,
+    devices: [
+      ...(r?.devices ?? []),
+      ...devices.filter((d) => d.type !== "p").map((d) => ({
+        allow: true,
+        type: d.type === "u" ? "c" : d.type,
+        major: d.major,
+        minor: d.minor,
+        access: "rwm",
+      })),
+    ],
+  };
 }
 
 function sigNum(name: string): number {

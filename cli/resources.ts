@@ -1,0 +1,167 @@
+// Resource commands: update, pause, resume, events.
+import { CapsuleError } from "../runtime/errors.ts";
+import type { LinuxResources } from "../runtime/cgroups/mod.ts";
+import type { CommandDef } from "./parse.ts";
+import { loadCgroups, runtimeFor } from "./lifecycle.ts";
+import type { Globals } from "./main.ts";
+
+function int(flag: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^-?\d+$/.test(v.trim())) {
+    throw new CapsuleError(`Invalid --${flag} "${v}": expected a whole number`);
+  }
+  return Number(v);
+}
+
+/** Builds LinuxResources from update's flags (or a --resources file, as podman sends it). */
+export async function resourcesFromFlags(
+  flags: Record<string, unknown>,
+): Promise<LinuxResources> {
+  const { parseMemory } = await import("../runtime/cgroups/mod.ts");
+  let r: LinuxResources = {};
+  const file = flags.resources as string | undefined;
+  if (file) {
+    let text: string;
+    try {
+      text = file === "-"
+        ? await new Response(Deno.stdin.readable).text()
+        : Deno.readTextFileSync(file);
+    } catch (e) {
+      throw new CapsuleError(`Cannot read resources file "${file}": ${(e as Error).message}`);
+    }
+    try {
+      r = JSON.parse(text);
+      if (typeof r !== "object" || r === null || Array.isArray(r)) {
+        throw new Error("not a JSON object");
+      }
+    } catch (e) {
+      throw new CapsuleError(`Invalid resources file "${file}": ${(e as Error).message}`);
+    }
+  }
+  const s = (k: string) => flags[k] as string | undefined;
+  const mem = (k: string) => (s(k) === undefined ? undefined : parseMemory(s(k)!));
+  const memory = {
+    ...r.memory,
+    ...defined({
+      limit: mem("memory"),
+      swap: mem("memory-swap"),
+      reservation: mem("memory-reservation"),
+    }),
+  };
+  const cpu = {
+    ...r.cpu,
+    ...defined({
+      shares: int("cpu-shares", s("cpu-shares")),
+      quota: int("cpu-quota", s("cpu-quota")),
+      period: int("cpu-period", s("cpu-period")),
+      cpus: s("cpuset-cpus"),
+      mems: s("cpuset-mems"),
+    }),
+  };
+  const pidsLimit = int("pids-limit", s("pids-limit"));
+  const out: LinuxResources = { ...r };
+  if (Object.keys(memory).length) out.memory = memory;
+  if (Object.keys(cpu).length) out.cpu = cpu;
+  if (pidsLimit !== undefined) out.pids = { limit: pidsLimit };
+  if (!Object.keys(out).length) {
+    throw new CapsuleError(
+      "Nothing to update: give a limit such as --memory 256m or --resources FILE",
+    );
+  }
+  return out;
+}
+
+function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+const str = (name: string, help: string, arg = "VALUE") => ({
+  name,
+  type: "string" as const,
+  help,
+  arg,
+});
+
+export function resourceCommands(globals: () => Globals): CommandDef[] {
+  const rt = async () => {
+    await loadCgroups();
+    return runtimeFor(globals());
+  };
+  return [
+    {
+      name: "update",
+      summary: "change the resource limits of a running container",
+      usage: "<container-id>",
+      args: [1, 1],
+      flags: [
+        str("resources", "OCI linux.resources JSON file (- for stdin)", "FILE"),
+        str("memory", "memory limit, e.g. 512m", "BYTES"),
+        str("memory-swap", "memory + swap limit (-1 unlimited)", "BYTES"),
+        str("memory-reservation", "soft memory limit", "BYTES"),
+        str("cpu-shares", "relative cpu weight (v2: converted to cpu.weight)", "N"),
+        str("cpu-quota", "cpu time per period, in microseconds (-1 unlimited)", "US"),
+        str("cpu-period", "cpu period in microseconds", "US"),
+        str("cpuset-cpus", "cpus to run on, e.g. 0-1", "LIST"),
+        str("cpuset-mems", "memory nodes, e.g. 0", "LIST"),
+        str("pids-limit", "maximum number of processes (-1 unlimited)", "N"),
+      ],
+      run: async ({ flags, args }) => {
+        const resources = await resourcesFromFlags(flags);
+        (await rt()).update(args[0], resources);
+      },
+    },
+    {
+      name: "pause",
+      summary: "freeze every process of a container",
+      usage: "<container-id>",
+      args: [1, 1],
+      run: async ({ args }) => (await rt()).pause(args[0]),
+    },
+    {
+      name: "resume",
+      summary: "thaw a paused container",
+      usage: "<container-id>",
+      args: [1, 1],
+      run: async ({ args }) => (await rt()).resume(args[0]),
+    },
+    {
+      name: "events",
+      summary: "print a container's resource usage (--stats), or stream stats and OOM events",
+      usage: "<container-id>",
+      args: [1, 1],
+      flags: [
+        { name: "stats", type: "boolean", help: "print the stats once and exit" },
+        str("interval", "seconds between stats (default 5)", "SECONDS"),
+      ],
+      run: async ({ flags, args }) => {
+        const r = await rt();
+        const { toRuncStats } = await import("../runtime/cgroups/mod.ts");
+        const id = args[0];
+        const emit = (type: string, data?: unknown) =>
+          console.log(JSON.stringify({ type, id, ...(data ? { data } : {}) }));
+        if (flags.stats) {
+          emit("stats", toRuncStats(r.stats(id)));
+          return;
+        }
+        const interval = Number(flags.interval ?? 5);
+        if (!(interval > 0)) {
+          throw new CapsuleError(`Invalid --interval "${flags.interval}": expected seconds > 0`);
+        }
+        let ooms = r.stats(id).oomKillCount;
+        let next = 0;
+        for (;;) {
+          const rec = r.store.read(id);
+          if (!rec || r.status(rec) === "stopped") return;
+          const st = r.stats(id);
+          if (st.oomKillCount > ooms) emit("oom");
+          ooms = st.oomKillCount;
+          if (Date.now() >= next) {
+            emit("stats", toRuncStats(st));
+            next = Date.now() + interval * 1000;
+          }
+          await new Promise((res) => setTimeout(res, 200));
+        }
+      },
+    },
+  ];
+}

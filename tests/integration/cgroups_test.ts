@@ -1,0 +1,186 @@
+// Resource limits on this host's cgroups (v1 here; the v2 run is cgroup_v2_vm_test.ts):
+// OOM kill, pids limit, cpu files, update, pause/resume, events --stats, cleanup.
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  capsule,
+  makeBundle,
+  removeAll,
+  rootTest,
+  sleep,
+  waitFor,
+} from "../helpers.ts";
+
+const MiB = 1024 * 1024;
+const state = async (root: string, id: string, detail = false) =>
+  JSON.parse((await capsule(root, ["state", ...(detail ? ["-d"] : []), id])).stdout);
+
+function cgFile(paths: Record<string, string>, controller: string, file: string): string {
+  const dir = paths[controller] ?? paths[""];
+  return Deno.readTextFileSync(`${dir}/${file}`).trim();
+}
+
+rootTest(
+  "memory limit: 64 MiB in a 32 MiB container is OOM-killed (137); 128 MiB is fine",
+  async (root) => {
+    const alloc = ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"];
+    const small = await makeBundle(
+      alloc,
+      (s) => (s.linux!.resources = { memory: { limit: 32 * MiB } }),
+    );
+    const big = await makeBundle(
+      alloc,
+      (s) => (s.linux!.resources = { memory: { limit: 128 * MiB } }),
+    );
+    try {
+      const r1 = await capsule(root, ["run", "-b", small, "oom1"]);
+      assertEquals(r1.code, 137, r1.stderr);
+      const r2 = await capsule(root, ["run", "-b", big, "oom2"]);
+      assertEquals(r2.code, 0, r2.stderr);
+    } finally {
+      await removeAll(small, big);
+    }
+  },
+);
+
+rootTest("pids limit 20 stops a fork loop at 20", async (root) => {
+  // ash gives up on the first failed fork: the loop runs in an inner shell, and PID 1 then
+  // reports without forking (echo is built in, exec replaces the shell).
+  const b = await makeBundle(
+    "sh -c 'for i in $(seq 1 40); do sleep 30 & done'; echo forked; exec sleep 30",
+    (s) => {
+      s.linux!.resources = { pids: { limit: 20 } };
+    },
+  );
+  try {
+    assertEquals((await capsule(root, ["run", "-d", "-b", b, "pids1"])).code, 0);
+    const paths = (await state(root, "pids1", true)).detail.cgroupPaths;
+    await waitFor(
+      () => Deno.readTextFileSync(`${root}/pids1/container.log`).includes("forked"),
+      10_000,
+      "loop",
+    );
+    assertEquals(cgFile(paths, "pids", "pids.max"), "20");
+    const current = Number(cgFile(paths, "pids", "pids.current"));
+    assert(current >= 18 && current <= 20, `pids.current ${current}`);
+    assertMatch(Deno.readTextFileSync(`${root}/pids1/container.log`), /fork/i);
+    const st = JSON.parse((await capsule(root, ["events", "--stats", "pids1"])).stdout);
+    assertEquals(st.type, "stats");
+    assertEquals(st.data.pids.current, current);
+    assertEquals(st.data.pids.limit, 20);
+    assertEquals((await capsule(root, ["delete", "-f", "pids1"])).code, 0);
+  } finally {
+    await removeAll(b);
+  }
+});
+
+rootTest("cpu shares and quota land in the cgroup; update changes them live", async (root) => {
+  const b = await makeBundle("sleep 60", (s) => {
+    s.linux!.resources = {
+      cpu: { shares: 512, quota: 50000, period: 100000 },
+      memory: { limit: 64 * MiB },
+    };
+  });
+  try {
+    assertEquals((await capsule(root, ["run", "-d", "-b", b, "cpu1"])).code, 0);
+    const paths = (await state(root, "cpu1", true)).detail.cgroupPaths;
+    if (paths.cpu) {
+      assertEquals(cgFile(paths, "cpu", "cpu.shares"), "512");
+      assertEquals(cgFile(paths, "cpu", "cpu.cfs_quota_us"), "50000");
+      assertEquals(cgFile(paths, "cpu", "cpu.cfs_period_us"), "100000");
+      assertEquals(cgFile(paths, "memory", "memory.limit_in_bytes"), String(64 * MiB));
+    } else {
+      assertEquals(cgFile(paths, "", "cpu.max"), "50000 100000");
+    }
+    const u = await capsule(root, [
+      "update",
+      "--cpu-shares",
+      "256",
+      "--cpu-quota",
+      "20000",
+      "--memory",
+      "96m",
+      "--pids-limit",
+      "50",
+      "cpu1",
+    ]);
+    assertEquals(u.code, 0, u.stderr);
+    if (paths.cpu) {
+      assertEquals(cgFile(paths, "cpu", "cpu.shares"), "256");
+      assertEquals(cgFile(paths, "cpu", "cpu.cfs_quota_us"), "20000");
+      assertEquals(cgFile(paths, "memory", "memory.limit_in_bytes"), String(96 * MiB));
+      assertEquals(cgFile(paths, "pids", "pids.max"), "50");
+    }
+    // --resources FILE, as podman sends it.
+    const file = await Deno.makeTempFile();
+    await Deno.writeTextFile(file, JSON.stringify({ memory: { limit: 80 * MiB } }));
+    assertEquals((await capsule(root, ["update", "--resources", file, "cpu1"])).code, 0);
+    if (paths.memory) {
+      assertEquals(cgFile(paths, "memory", "memory.limit_in_bytes"), String(80 * MiB));
+    }
+    // Bad input names the value; the old limit stays.
+    const bad = await capsule(root, ["update", "--memory", "lots", "cpu1"]);
+    assertEquals(bad.code, 1);
+    assertMatch(bad.stderr, /Invalid memory value "lots"/);
+    await Deno.writeTextFile(file, "{ nope");
+    const badFile = await capsule(root, ["update", "--resources", file, "cpu1"]);
+    assertEquals(badFile.code, 1);
+    assertMatch(badFile.stderr, /Invalid resources file/);
+    if (paths.memory) {
+      assertEquals(cgFile(paths, "memory", "memory.limit_in_bytes"), String(80 * MiB));
+    }
+    await removeAll(file);
+    assertEquals((await capsule(root, ["delete", "-f", "cpu1"])).code, 0);
+    for (const dir of new Set(Object.values(paths) as string[])) {
+      let gone = false;
+      try {
+        Deno.statSync(dir);
+      } catch {
+        gone = true;
+      }
+      assert(gone, `cgroup ${dir} left after delete`);
+    }
+  } finally {
+    await removeAll(b);
+  }
+});
+
+rootTest("pause freezes the container (no progress), resume thaws it", async (root) => {
+  const b = await makeBundle(
+    "i=0; while :; do i=$((i+1)); echo $i > /tmp/count; sleep 0.02; done",
+    undefined,
+    { ownRootfs: true },
+  );
+  try {
+    assertEquals((await capsule(root, ["run", "-d", "-b", b, "p1"])).code, 0);
+    const count = () => Number(Deno.readTextFileSync(`${b}/rootfs/tmp/count`).trim() || 0);
+    await waitFor(
+      () => {
+        try {
+          return count() > 2;
+        } catch {
+          return false;
+        }
+      },
+      5000,
+      "counter",
+    );
+    assertEquals((await capsule(root, ["pause", "p1"])).code, 0);
+    assertEquals((await state(root, "p1")).status, "paused");
+    const frozen = count();
+    await sleep(300);
+    assertEquals(count(), frozen, "the counter moved while paused");
+    const again = await capsule(root, ["pause", "p1"]);
+    assertEquals(again.code, 1);
+    assertMatch(again.stderr, /Cannot pause container "p1": it is paused, not running/);
+    assertEquals((await capsule(root, ["resume", "p1"])).code, 0);
+    assertEquals((await state(root, "p1")).status, "running");
+    await waitFor(() => count() > frozen + 2, 5000, "progress after resume");
+    // A paused container can still be force-deleted.
+    assertEquals((await capsule(root, ["pause", "p1"])).code, 0);
+    assertEquals((await capsule(root, ["delete", "-f", "p1"])).code, 0);
+  } finally {
+    await removeAll(b);
+  }
+});
