@@ -1,33 +1,11 @@
 // The OCI lifecycle commands: spec, create, start, run, state, list, kill, delete.
-import { Runtime } from "../runtime/container.ts";
 import { CapsuleError } from "../runtime/errors.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { defaultSpec } from "../runtime/spec.ts";
-import type { CommandDef, Parsed } from "./parse.ts";
+import type { CommandDef, FlagDef, Parsed } from "./parse.ts";
 import { printJson, table } from "./output.ts";
 import type { Globals } from "./main.ts";
-
-/** The runtime with the cgroup driver detected on first use. */
-export function runtimeFor(g: Globals): Runtime {
-  return new Runtime({
-    root: g.root,
-    cgroups: () => {
-      // Loaded lazily: list/state of a container without cgroups never reads mountinfo.
-      return cgroupDriver();
-    },
-  });
-}
-
-let driver: import("../runtime/cgroups/mod.ts").CgroupDriver | undefined;
-let cgroupsModule: typeof import("../runtime/cgroups/mod.ts") | undefined;
-function cgroupDriver() {
-  if (!driver && cgroupsModule) driver = cgroupsModule.detectCgroups();
-  return driver;
-}
-/** Loads the cgroups module (once) before a command that needs it. */
-export async function loadCgroups(): Promise<void> {
-  cgroupsModule ??= await import("../runtime/cgroups/mod.ts");
-}
+import { openRuntime } from "./runtime.ts";
 
 const bundleFlag = {
   name: "bundle",
@@ -53,6 +31,40 @@ const consoleFlag = {
   arg: "PATH",
   help: "unix socket that receives the pty master (needs process.terminal)",
 } as const;
+export const networkFlags: FlagDef[] = [
+  {
+    name: "network",
+    short: "n",
+    type: "string",
+    arg: "NAME",
+    help: "attach to a bridge network (capsule network create)",
+  },
+  {
+    name: "publish",
+    short: "p",
+    type: "list",
+    arg: "HOST:CTR[/PROTO]",
+    help: "publish a container port on the host",
+  },
+  {
+    name: "link",
+    type: "list",
+    arg: "ID:ALIAS",
+    help: "make ALIAS resolve to that container inside this one",
+  },
+];
+
+/** The network extension's options from --network/-p/--link, or undefined when none given. */
+export function networkOptions(
+  flags: Parsed["flags"],
+): { name?: string; ports: string[]; links: string[] } | undefined {
+  const name = flags.network as string | undefined;
+  const ports = (flags.publish as string[] | undefined) ?? [];
+  const links = (flags.link as string[] | undefined) ?? [];
+  if (name === undefined && !ports.length && !links.length) return undefined;
+  return { name, ports, links };
+}
+
 const ignored = (name: string) => ({
   name,
   type: "boolean" as const,
@@ -61,7 +73,7 @@ const ignored = (name: string) => ({
 });
 
 export function lifecycleCommands(globals: () => Globals): CommandDef[] {
-  const rt = () => runtimeFor(globals());
+  const rt = (id?: string, network = false) => openRuntime(globals(), { id, network });
   return [
     {
       name: "spec",
@@ -97,18 +109,27 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       summary: "create a container (its program waits for start)",
       usage: "<container-id>",
       args: [1, 1],
-      flags: [bundleFlag, pidFileFlag, consoleFlag, noPivotFlag, ignored("no-new-keyring"), {
-        name: "preserve-fds",
-        type: "string",
-        help: "accepted for runc compatibility (must be 0)",
-        hidden: true,
-      }],
+      flags: [
+        bundleFlag,
+        pidFileFlag,
+        consoleFlag,
+        noPivotFlag,
+        ...networkFlags,
+        ignored("no-new-keyring"),
+        {
+          name: "preserve-fds",
+          type: "string",
+          help: "accepted for runc compatibility (must be 0)",
+          hidden: true,
+        },
+      ],
       run: async ({ flags, args }) => {
         if (flags["console-socket"]) {
           throw new CapsuleError("--console-socket is not supported yet");
         }
-        await loadCgroups();
-        await rt().create(args[0], {
+        const ext = networkOptions(flags);
+        await (await rt(args[0], !!ext)).create(args[0], {
+          ext: ext ? { network: ext } : undefined,
           bundle: flags.bundle as string | undefined,
           pidFile: flags["pid-file"] as string | undefined,
           noPivot: flags["no-pivot"] === true,
@@ -121,7 +142,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       usage: "<container-id>",
       args: [1, 1],
       run: async ({ args }) => {
-        await rt().start(args[0]);
+        await (await rt(args[0])).start(args[0]);
       },
     },
     {
@@ -131,6 +152,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       args: [1, 1],
       flags: [
         bundleFlag,
+        ...networkFlags,
         {
           name: "detach",
           short: "d",
@@ -147,8 +169,9 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         if (flags["console-socket"]) {
           throw new CapsuleError("--console-socket is not supported yet");
         }
-        await loadCgroups();
-        return await rt().run(args[0], {
+        const ext = networkOptions(flags);
+        return await (await rt(args[0], !!ext)).run(args[0], {
+          ext: ext ? { network: ext } : undefined,
           bundle: flags.bundle as string | undefined,
           pidFile: flags["pid-file"] as string | undefined,
           detach: flags.detach === true,
@@ -168,8 +191,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         help: "add cgroup paths, log file and extension data",
       }],
       run: async ({ flags, args }) => {
-        await loadCgroups();
-        printJson(rt().state(args[0], flags.detail === true));
+        printJson((await rt(args[0])).state(args[0], flags.detail === true));
       },
     },
     {
@@ -181,8 +203,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         { name: "quiet", short: "q", type: "boolean", help: "print only the ids" },
       ],
       run: async ({ flags }) => {
-        await loadCgroups();
-        const all = rt().list();
+        const all = (await rt()).list();
         const format = (flags.format as string | undefined) ?? "table";
         if (flags.quiet) {
           for (const s of all) console.log(s.id);
@@ -212,8 +233,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         help: "signal every process of the container",
       }],
       run: async ({ flags, args }: Parsed) => {
-        await loadCgroups();
-        rt().kill(args[0], parseSignal(args[1] ?? "TERM"), flags.all === true);
+        (await rt(args[0])).kill(args[0], parseSignal(args[1] ?? "TERM"), flags.all === true);
       },
     },
     {
@@ -229,8 +249,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         help: "kill a created or running container first",
       }],
       run: async ({ flags, args }) => {
-        await loadCgroups();
-        await rt().delete(args[0], { force: flags.force === true });
+        await (await rt(args[0])).delete(args[0], { force: flags.force === true });
       },
     },
   ];

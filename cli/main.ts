@@ -7,6 +7,8 @@ import { VERSION } from "../runtime/version.ts";
 import { OCI_VERSION } from "../runtime/spec.ts";
 import { DEFAULT_ROOT } from "../runtime/state.ts";
 import { lifecycleCommands } from "./lifecycle.ts";
+
+export const DEFAULT_STORE = "/var/lib/capsule";
 import { resourceCommands } from "./resources.ts";
 
 export const GLOBAL_FLAGS: FlagDef[] = [
@@ -39,6 +41,8 @@ export const GLOBAL_FLAGS: FlagDef[] = [
 /** Global options as the commands see them. */
 export interface Globals {
   root: string;
+  /** Persistent data: images, volumes (the root holds run-time state only). */
+  store: string;
   logger: Logger;
 }
 
@@ -80,7 +84,11 @@ export async function main(argv: string[]): Promise<number> {
       throw new UsageError(`capsule: --log-format takes text or json, not "${fmt}"`);
     }
     logger = new Logger(flags.log as string | undefined, fmt, flags.debug === true);
-    g = { root: (flags.root as string | undefined) ?? DEFAULT_ROOT, logger };
+    g = {
+      root: (flags.root as string | undefined) ?? DEFAULT_ROOT,
+      store: (flags.store as string | undefined) ?? DEFAULT_STORE,
+      logger,
+    };
     const globals = () => g!;
     const root = tree(globals);
     if (flags.version) {

@@ -2,7 +2,7 @@
 import { CapsuleError } from "../runtime/errors.ts";
 import type { LinuxResources } from "../runtime/cgroups/mod.ts";
 import type { CommandDef } from "./parse.ts";
-import { loadCgroups, runtimeFor } from "./lifecycle.ts";
+import { openRuntime } from "./runtime.ts";
 import type { Globals } from "./main.ts";
 
 function int(flag: string, v: string | undefined): number | undefined {
@@ -83,10 +83,7 @@ const str = (name: string, help: string, arg = "VALUE") => ({
 });
 
 export function resourceCommands(globals: () => Globals): CommandDef[] {
-  const rt = async () => {
-    await loadCgroups();
-    return runtimeFor(globals());
-  };
+  const rt = (id?: string) => openRuntime(globals(), { id });
   return [
     {
       name: "update",
@@ -107,7 +104,7 @@ export function resourceCommands(globals: () => Globals): CommandDef[] {
       ],
       run: async ({ flags, args }) => {
         const resources = await resourcesFromFlags(flags);
-        (await rt()).update(args[0], resources);
+        (await rt(args[0])).update(args[0], resources);
       },
     },
     {
@@ -115,14 +112,14 @@ export function resourceCommands(globals: () => Globals): CommandDef[] {
       summary: "freeze every process of a container",
       usage: "<container-id>",
       args: [1, 1],
-      run: async ({ args }) => (await rt()).pause(args[0]),
+      run: async ({ args }) => (await rt(args[0])).pause(args[0]),
     },
     {
       name: "resume",
       summary: "thaw a paused container",
       usage: "<container-id>",
       args: [1, 1],
-      run: async ({ args }) => (await rt()).resume(args[0]),
+      run: async ({ args }) => (await rt(args[0])).resume(args[0]),
     },
     {
       name: "events",
@@ -134,7 +131,7 @@ export function resourceCommands(globals: () => Globals): CommandDef[] {
         str("interval", "seconds between stats (default 5)", "SECONDS"),
       ],
       run: async ({ flags, args }) => {
-        const r = await rt();
+        const r = await rt(args[0]);
         const { toRuncStats } = await import("../runtime/cgroups/mod.ts");
         const id = args[0];
         const emit = (type: string, data?: unknown) =>

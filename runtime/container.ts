@@ -36,17 +36,27 @@ export interface CreateContext {
   options: Record<string, unknown>;
 }
 
+/** What an extension's `prepare` gives back. */
+export interface Prepared {
+  /** Extra mounts for the container (e.g. /etc/hosts), as the init's plan takes them. */
+  mounts?: MountOp[];
+  /** Kept at once in the container's state (`ext[name]`): a crash after this is undone by delete. */
+  data?: unknown;
+  /** Overrides of the root filesystem (an image's overlay): absolute host path. */
+  rootfs?: string;
+}
+
 /**
  * A layer above the runtime (network, image) that attaches to the lifecycle, as CNI attaches
- * beside runc. `prepare` runs before the init's plan is made (it may add mounts, e.g.
- * /etc/hosts); `created` once the container's namespaces exist; `deleted` on delete and on a
- * create that failed after `created` began. `deleted` must be idempotent.
+ * beside runc. `prepare` runs before the init's plan is made (it may allocate an address, add
+ * mounts such as /etc/hosts, mount an overlay root); `created` once the container's
+ * namespaces exist (the init waits, nothing of the program ran), and may return new data;
+ * `deleted` on delete, and on any create that failed after `prepare` began. `deleted` must be
+ * idempotent and cope with data from a `prepare` that stopped halfway.
  */
 export interface Extension {
   name: string;
-  prepare?(
-    ctx: Omit<CreateContext, "pid" | "record">,
-  ): Promise<{ mounts?: MountOp[] }> | { mounts?: MountOp[] } | void;
+  prepare?(ctx: Omit<CreateContext, "pid" | "record">): Promise<Prepared | void> | Prepared | void;
   created?(ctx: CreateContext): Promise<unknown> | unknown;
   deleted?(record: ContainerRecord, data: unknown): Promise<void> | void;
 }
@@ -213,6 +223,23 @@ export class Runtime {
           `Invalid ${bundle}/config.json: linux.namespaces: capsule needs a "mount" namespace`,
         );
       }
+      record.annotations = spec.annotations ?? {};
+      record.hooks = { poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop };
+      if (opts.detach) record.logFile = `${dir}/${LOG_FILE}`;
+
+      const base = { id, bundle, spec, dir, options: opts.ext ?? {} };
+      const extraMounts: MountOp[] = [];
+      record.ext = {};
+      for (const x of this.extensions) {
+        undo.push(() => x.deleted?.(record, record.ext?.[x.name]));
+        const r = await x.prepare?.(base);
+        if (r?.mounts) extraMounts.push(...r.mounts);
+        if (r?.rootfs) spec.root!.path = record.rootfs = r.rootfs;
+        if (r?.data !== undefined) {
+          record.ext[x.name] = r.data;
+          this.store.write(record);
+        }
+      }
       const rootfs = spec.root!.path.startsWith("/")
         ? spec.root!.path
         : `${bundle}/${spec.root!.path}`;
@@ -222,16 +249,6 @@ export class Runtime {
         );
       }
       record.rootfs = rootfs;
-      record.annotations = spec.annotations ?? {};
-      record.hooks = { poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop };
-      if (opts.detach) record.logFile = `${dir}/${LOG_FILE}`;
-
-      const base = { id, bundle, spec, dir, options: opts.ext ?? {} };
-      const extraMounts: MountOp[] = [];
-      for (const x of this.extensions) {
-        const r = await x.prepare?.(base);
-        if (r?.mounts) extraMounts.push(...r.mounts);
-      }
       const plan = buildInitPlan(spec, {
         id,
         bundle,
@@ -266,12 +283,12 @@ export class Runtime {
         throw new CapsuleError(`Cannot create container "${id}": ${why}`);
       }
 
-      record.ext = {};
       for (const x of this.extensions) {
-        if (!x.created) continue;
-        undo.push(() => x.deleted?.(record, record.ext?.[x.name]));
-        const data = await x.created({ ...base, pid, record });
-        if (data !== undefined) record.ext[x.name] = data;
+        const data = await x.created?.({ ...base, pid, record });
+        if (data !== undefined) {
+          record.ext[x.name] = data;
+          this.store.write(record);
+        }
       }
       const ociState = this.#ociState(record, "created");
       await runHooks("prestart", spec.hooks?.prestart, ociState);
