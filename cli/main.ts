@@ -10,6 +10,7 @@ import { lifecycleCommands } from "./lifecycle.ts";
 
 export const DEFAULT_STORE = "/var/lib/capsule";
 import { resourceCommands } from "./resources.ts";
+import { processCommands } from "./process.ts";
 
 export const GLOBAL_FLAGS: FlagDef[] = [
   {
@@ -52,7 +53,11 @@ function tree(globals: () => Globals): CommandDef {
   return {
     name: "capsule",
     summary: "run OCI containers on Linux (a runc-compatible runtime, on Deno)",
-    subcommands: [...lifecycleCommands(globals), ...resourceCommands(globals)],
+    subcommands: [
+      ...lifecycleCommands(globals),
+      ...processCommands(globals),
+      ...resourceCommands(globals),
+    ],
   };
 }
 

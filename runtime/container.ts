@@ -7,9 +7,9 @@ import { CLONE } from "./consts.ts";
 import { CapsuleError, NotFoundError, StateTransitionError } from "./errors.ts";
 import { runHooks } from "./hooks.ts";
 import { validateId } from "./ids.ts";
-import { buildInitPlan, type MountOp } from "./plan.ts";
+import { buildInitPlan, buildProcessPlan, type ExecPlan, type MountOp } from "./plan.ts";
 import { signalName } from "./signals.ts";
-import { OCI_VERSION, type Spec } from "./spec.ts";
+import { OCI_VERSION, type Process, type Spec } from "./spec.ts";
 import {
   type ContainerRecord,
   DEFAULT_ROOT,
@@ -72,6 +72,20 @@ export interface CreateOptions {
   ext?: Record<string, unknown>;
   /** stdio of the container (create: inherit, as runc). */
   stdio?: "inherit" | "null";
+}
+
+export interface ExecOptions {
+  /** The program and its arguments (unless `process` gives them). */
+  args?: string[];
+  /** KEY=VALUE, merged over the container's environment. */
+  env?: string[];
+  cwd?: string;
+  user?: { uid: number; gid: number; additionalGids?: number[] };
+  /** A whole OCI process (exec --process FILE, as podman and containerd send it). */
+  process?: Process;
+  /** Output to the exec's own log; returns at once with the exec id. */
+  detach?: boolean;
+  pidFile?: string;
 }
 
 export interface OciState {
@@ -437,6 +451,152 @@ export class Runtime {
   stats(id: string): CgroupStats {
     const { rec, cg } = this.#cgroupOf(id, "read the stats of");
     return cg.stats(rec.cgroupPaths!);
+  }
+
+  /**
+   * Runs one more program in a created or running container: same namespaces and cgroup, the
+   * container's environment with `env` over it. Foreground: returns the exit status.
+   * Detached: returns the exec id at once (its output: `execLogFile(id, execId)`).
+   */
+  async exec(
+    id: string,
+    opts: ExecOptions,
+  ): Promise<{ code?: number; execId?: string; pid: number }> {
+    const rec = this.store.load(id);
+    const status = this.status(rec);
+    if (status !== "created" && status !== "running") {
+      throw new StateTransitionError(id, "exec in", status, ["created", "running"]);
+    }
+    let base: Process | undefined;
+    try {
+      base = (JSON.parse(Deno.readTextFileSync(`${rec.bundle}/config.json`)) as Spec).process;
+    } catch { /* the bundle went away: exec with what was given */ }
+    let proc: Process;
+    if (opts.process) {
+      proc = opts.process;
+    } else {
+      if (!opts.args?.length) {
+        throw new CapsuleError(`Cannot exec in container "${id}": no command given`);
+      }
+      const env = new Map<string, string>();
+      for (const e of [...(base?.env ?? []), ...(opts.env ?? [])]) {
+        const i = e.indexOf("=");
+        if (i <= 0) throw new CapsuleError(`Invalid environment variable "${e}": use KEY=VALUE`);
+        env.set(e.slice(0, i), e.slice(i + 1));
+      }
+      proc = {
+        ...base,
+        terminal: false,
+        args: opts.args,
+        env: [...env].map(([k, v]) => `${k}=${v}`),
+        cwd: opts.cwd ?? base?.cwd ?? "/",
+        user: opts.user ?? base?.user ?? { uid: 0, gid: 0 },
+      };
+    }
+    if (!proc.cwd?.startsWith("/")) {
+      throw new CapsuleError(`Invalid working directory "${proc.cwd}": it must be absolute`);
+    }
+    const namespaces: string[] = [];
+    const same = (ns: string) => {
+      try {
+        return Deno.readLinkSync(`/proc/${rec.pid}/ns/${ns}`) ===
+          Deno.readLinkSync(`/proc/self/ns/${ns}`);
+      } catch {
+        return true;
+      }
+    };
+    for (const ns of ["ipc", "uts", "net", "cgroup", "mnt"]) if (!same(ns)) namespaces.push(ns);
+    const execId = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
+    const plan: ExecPlan = {
+      kind: "exec",
+      pid: rec.pid,
+      namespaces,
+      process: buildProcessPlan(proc),
+      logFile: opts.detach ? this.execLogFile(id, execId) : undefined,
+      setsid: opts.detach ?? false,
+    };
+    const [parentEnd, childEnd] = libc.socketpair();
+    libc.setCloexec(parentEnd, true);
+    let child: Deno.ChildProcess;
+    try {
+      child = spawnInit(
+        childEnd,
+        same("pid") ? undefined : { path: `/proc/${rec.pid}/ns/pid` },
+        opts.detach ? "null" : "inherit",
+      );
+    } catch (e) {
+      closeFd(parentEnd);
+      throw e;
+    } finally {
+      closeFd(childEnd);
+    }
+    try {
+      if (rec.cgroupPaths && Object.keys(rec.cgroupPaths).length) {
+        this.cgroups?.addProcess(rec.cgroupPaths, child.pid);
+      }
+      sendFrame(parentEnd, plan);
+      const msg = receiveFrame<InitMessage>(parentEnd);
+      if (!msg || msg.type !== "ready") {
+        const why = msg?.type === "error" ? msg.message : await exitReason(child);
+        throw new CapsuleError(`Cannot exec in container "${id}": ${why}`);
+      }
+    } catch (e) {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await child.status;
+      throw e;
+    } finally {
+      closeFd(parentEnd);
+    }
+    if (opts.pidFile) writeFileAtomic(opts.pidFile, `${child.pid}`);
+    if (opts.detach) {
+      child.unref();
+      return { execId, pid: child.pid };
+    }
+    const forward = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
+    const handlers = forward.map((sig) => {
+      const h = () => {
+        try {
+          child.kill(sig);
+        } catch { /* gone */ }
+      };
+      Deno.addSignalListener(sig, h);
+      return [sig, h] as const;
+    });
+    try {
+      const st = await child.status;
+      const code = st.signal
+        ? 128 + (typeof st.signal === "number" ? st.signal : sigNum(st.signal))
+        : st.code;
+      return { code, pid: child.pid };
+    } finally {
+      for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
+    }
+  }
+
+  /** Where a detached exec's output goes. */
+  execLogFile(id: string, execId: string): string {
+    if (!/^[0-9a-f]{12}$/.test(execId)) throw new CapsuleError(`Invalid exec id "${execId}"`);
+    return `${this.store.dir(id)}/exec-${execId}.log`;
+  }
+
+  /** The processes of a container: host pid, pid inside, uid, command line. */
+  processes(id: string): { pid: number; cpid: number; uid: number; command: string }[] {
+    const rec = this.store.load(id);
+    const out = [];
+    for (const pid of this.pids(rec).sort((a, b) => a - b)) {
+      try {
+        const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+        const nspid = /^NSpid:\s*(.*)$/m.exec(status)?.[1].trim().split(/\s+/) ?? [String(pid)];
+        const uid = Number(/^Uid:\s*(\d+)/m.exec(status)?.[1] ?? -1);
+        let command = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").filter(Boolean)
+          .join(" ");
+        if (!command) command = `[${/^Name:\s*(.*)$/m.exec(status)?.[1] ?? "?"}]`;
+        out.push({ pid, cpid: Number(nspid.at(-1)), uid, command });
+      } catch { /* exited meanwhile */ }
+    }
+    return out;
   }
 
   status(rec: ContainerRecord): Status {

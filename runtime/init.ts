@@ -6,7 +6,7 @@
 import * as libc from "../ffi/libc.ts";
 import { CAPABILITIES, CLONE, NAMESPACES } from "./consts.ts";
 import { INIT_PIPE_ENV, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
-import type { DeviceOp, InitPlan, ProcessPlan } from "./plan.ts";
+import type { DeviceOp, ExecPlan, InitPlan, ProcessPlan } from "./plan.ts";
 import { type FileKind, type RootfsOps, setupRootfs } from "./rootfs.ts";
 
 const S_IF: Record<DeviceOp["type"], number> = {
@@ -181,12 +181,54 @@ export function prepare(plan: InitPlan): string {
   return lookPath(plan.process.args[0], plan.process.env);
 }
 
+const NS_FLAGS: Record<string, number> = {
+  ipc: CLONE.NEWIPC,
+  uts: CLONE.NEWUTS,
+  net: CLONE.NEWNET,
+  cgroup: CLONE.NEWCGROUP,
+  mnt: CLONE.NEWNS,
+};
+
+/** exec: the parent already put us in the container's PID namespace and cgroup. */
+export function prepareExec(plan: ExecPlan): string {
+  if (plan.logFile) redirectStdio(plan.logFile);
+  if (plan.setsid) libc.setsid();
+  // Open them all first: after joining the mount namespace, /proc is the container's.
+  const fds = plan.namespaces.map((ns) => ({
+    ns,
+    fd: libc.open(`/proc/${plan.pid}/ns/${ns}`, libc.O.RDONLY | libc.O.CLOEXEC),
+  }));
+  libc.unshare(CLONE.FS); // setns into a mount namespace needs an unshared fs_struct
+  for (const { ns, fd } of fds) {
+    libc.setns(fd, NS_FLAGS[ns]);
+    libc.close(fd);
+  }
+  for (const r of plan.process.rlimits) libc.setrlimit(r.resource, BigInt(r.soft), BigInt(r.hard));
+  try {
+    libc.chdir(plan.process.cwd);
+  } catch (e) {
+    throw new Error(
+      `cannot change to the working directory ${plan.process.cwd}: ${(e as Error).message}`,
+    );
+  }
+  return lookPath(plan.process.args[0], plan.process.env);
+}
+
 /** Blocks until `capsule start` opens exec.fifo for reading, then tells it we are going. */
 function waitForStart(fifoFd: number): void {
   const w = libc.open(`/proc/self/fd/${fifoFd}`, libc.O.WRONLY | libc.O.CLOEXEC);
   libc.writeAll(w, new Uint8Array([0x30]));
   libc.close(w);
   libc.close(fifoFd);
+}
+
+/** The last steps, the same for the init and exec: user, caps, umask, signals, fds, execve. */
+function execProcess(path: string, p: ProcessPlan): never {
+  finalizeProcess(p);
+  libc.umask(p.umask);
+  libc.resetSignals();
+  libc.closeRangeCloexec(3);
+  libc.execve(path, p.args, p.env);
 }
 
 /** The init's entry: never returns (execve, or exit with the error reported). */
@@ -198,8 +240,15 @@ export function runInit(): never {
   }
   let ready = false;
   try {
-    const plan = receiveFrame<InitPlan>(fd);
+    const plan = receiveFrame<InitPlan | ExecPlan>(fd);
     if (!plan) Deno.exit(1); // the parent gave up before sending anything
+    if (plan.kind === "exec") {
+      const path = prepareExec(plan);
+      sendFrame(fd, { type: "ready", pid: libc.getpid() } satisfies InitMessage);
+      ready = true;
+      libc.close(fd);
+      execProcess(path, plan.process);
+    }
     // O_PATH before pivot_root: the fifo lives in the state directory, outside the rootfs.
     const fifoFd = libc.open(plan.execFifo, libc.O.PATH | libc.O.CLOEXEC);
     const path = prepare(plan);
@@ -207,11 +256,7 @@ export function runInit(): never {
     ready = true;
     libc.close(fd);
     waitForStart(fifoFd);
-    finalizeProcess(plan.process);
-    libc.umask(plan.process.umask);
-    libc.resetSignals();
-    libc.closeRangeCloexec(3);
-    libc.execve(path, plan.process.args, plan.process.env);
+    execProcess(path, plan.process);
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     if (!ready) {

@@ -3,7 +3,7 @@
 // functions only; no I/O, no imports of the CLI or of zod.
 import { CAPABILITIES, MS, RLIMITS } from "./consts.ts";
 import { CapsuleError } from "./errors.ts";
-import type { Spec } from "./spec.ts";
+import type { Process, Spec } from "./spec.ts";
 
 export interface MountOp {
   /** Path inside the container (resolved under the rootfs by the init, never following links out). */
@@ -52,7 +52,20 @@ export interface ProcessPlan {
   caps?: Caps;
 }
 
+/** `capsule exec`: join a running container's namespaces and run one more program. */
+export interface ExecPlan {
+  kind: "exec";
+  /** The container's init (host pid): its /proc/PID/ns/* are joined. */
+  pid: number;
+  /** Namespace files to join (ipc, uts, net, cgroup, mnt), mnt last. */
+  namespaces: string[];
+  process: ProcessPlan;
+  logFile?: string;
+  setsid: boolean;
+}
+
 export interface InitPlan {
+  kind?: "create";
   id: string;
   /** Absolute host path of the rootfs. */
   rootfs: string;
@@ -192,6 +205,38 @@ function joinPath(dir: string, p: string): string {
   return `${dir.replace(/\/+$/, "")}/${p}`;
 }
 
+/** An OCI process (config.json's, or exec's --process file) as the init carries it out. */
+export function buildProcessPlan(proc: Process): ProcessPlan {
+  const caps = proc.capabilities
+    ? {
+      bounding: capNumbers(proc.capabilities.bounding, "bounding"),
+      effective: capNumbers(proc.capabilities.effective, "effective"),
+      permitted: capNumbers(proc.capabilities.permitted, "permitted"),
+      inheritable: capNumbers(proc.capabilities.inheritable, "inheritable"),
+      ambient: capNumbers(proc.capabilities.ambient, "ambient"),
+    }
+    : undefined;
+  return {
+    args: proc.args,
+    env: proc.env ?? [],
+    cwd: proc.cwd,
+    uid: proc.user.uid,
+    gid: proc.user.gid,
+    additionalGids: proc.user.additionalGids ?? [],
+    umask: proc.user.umask ?? 0o022,
+    rlimits: (proc.rlimits ?? []).map((r) => {
+      const resource = RLIMITS[r.type];
+      if (resource === undefined) {
+        throw new CapsuleError(`Invalid config.json: process.rlimits: unknown limit "${r.type}"`);
+      }
+      return { resource, soft: String(r.soft), hard: String(r.hard) };
+    }),
+    noNewPrivileges: proc.noNewPrivileges ?? false,
+    oomScoreAdj: proc.oomScoreAdj,
+    caps,
+  };
+}
+
 export interface PlanOptions {
   id: string;
   bundle: string;
@@ -249,16 +294,6 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
     if (at >= 0) devices[at] = op;
     else devices.push(op);
   }
-  const caps = proc.capabilities
-    ? {
-      bounding: capNumbers(proc.capabilities.bounding, "bounding"),
-      effective: capNumbers(proc.capabilities.effective, "effective"),
-      permitted: capNumbers(proc.capabilities.permitted, "permitted"),
-      inheritable: capNumbers(proc.capabilities.inheritable, "inheritable"),
-      ambient: capNumbers(proc.capabilities.ambient, "ambient"),
-    }
-    : undefined;
-  const env = proc.env ?? [];
   return {
     id: o.id,
     rootfs: joinPath(o.bundle, spec.root!.path),
@@ -275,25 +310,7 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
     hostname: spec.hostname,
     domainname: spec.domainname,
     sysctl: linux.sysctl ?? {},
-    process: {
-      args: proc.args,
-      env,
-      cwd: proc.cwd,
-      uid: proc.user.uid,
-      gid: proc.user.gid,
-      additionalGids: proc.user.additionalGids ?? [],
-      umask: proc.user.umask ?? 0o022,
-      rlimits: (proc.rlimits ?? []).map((r) => {
-        const resource = RLIMITS[r.type];
-        if (resource === undefined) {
-          throw new CapsuleError(`Invalid config.json: process.rlimits: unknown limit "${r.type}"`);
-        }
-        return { resource, soft: String(r.soft), hard: String(r.hard) };
-      }),
-      noNewPrivileges: proc.noNewPrivileges ?? false,
-      oomScoreAdj: proc.oomScoreAdj,
-      caps,
-    },
+    process: buildProcessPlan(proc),
     execFifo: o.execFifo,
     logFile: o.logFile,
     setsid: o.detach ?? false,

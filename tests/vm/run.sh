@@ -57,7 +57,7 @@ timeout -k 5 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m "${CAPSULE_VM_
   -smp "${CAPSULE_VM_CPUS:-2}" -nographic -nic none -no-reboot -monitor none -serial stdio \
   -kernel "$CACHE/vmlinuz" -initrd "$CACHE/initrd.cpio" -append "$append" "${virtfs[@]}" \
   </dev/null 2>&1 | tr -d '\r' | tee "$run/console.log" |
-  awk '/^CAPSULE_VM_EXIT=/ { on = 0; next } on { print; fflush() } /^CAPSULE_VM_BEGIN$/ { on = 1 }'
+  awk '/^CAPSULE_VM_EXIT=/ { on = 0; next } on && /^$/ { blank++; next } on { for (; blank > 0; blank--) print ""; print; fflush() } /CAPSULE_VM_BEGIN$/ { on = 1 }'
 qemu_status=${PIPESTATUS[0]}
 marker=$(grep -a '^CAPSULE_VM_EXIT=[0-9]*$' "$run/console.log" | tail -1)
 if [ -n "$marker" ]; then

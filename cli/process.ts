@@ -1,0 +1,218 @@
+// Processes in a container: exec, ps, log.
+import { CapsuleError } from "../runtime/errors.ts";
+import type { Process } from "../runtime/spec.ts";
+import type { CommandDef } from "./parse.ts";
+import { printJson, table } from "./output.ts";
+import { openRuntime } from "./runtime.ts";
+import type { Globals } from "./main.ts";
+
+function parseUser(v: string): { uid: number; gid: number } {
+  const m = /^(\d+)(?::(\d+))?$/.exec(v.trim());
+  if (!m) throw new CapsuleError(`Invalid user "${v}": use UID or UID:GID (numbers)`);
+  return { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) };
+}
+
+async function readProcessFile(path: string): Promise<Process> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await Deno.readTextFile(path));
+  } catch (e) {
+    throw new CapsuleError(`Invalid process file "${path}": ${(e as Error).message}`);
+  }
+  // The same rules as config.json's process: validate it as one.
+  const { validateConfig } = await import("../runtime/config.ts");
+  const spec = validateConfig(
+    { ociVersion: "1.0.0", process: raw, root: { path: "/" } },
+    `process file ${path}`,
+  );
+  return spec.process!;
+}
+
+/** Reads a log from `offset`; returns the new offset. */
+function dump(file: string, offset: number): number {
+  let f: Deno.FsFile;
+  try {
+    f = Deno.openSync(file);
+  } catch {
+    return offset;
+  }
+  try {
+    f.seekSync(offset, Deno.SeekMode.Start);
+    const buf = new Uint8Array(65536);
+    for (;;) {
+      const n = f.readSync(buf);
+      if (!n) break;
+      Deno.stdout.writeSync(buf.subarray(0, n));
+      offset += n;
+    }
+  } finally {
+    f.close();
+  }
+  return offset;
+}
+
+function tailOffset(file: string, lines: number): number {
+  const data = Deno.readFileSync(file);
+  let count = 0;
+  for (let i = data.length - 1; i >= 0; i--) {
+    if (data[i] === 10 && i !== data.length - 1 && ++count >= lines) return i + 1;
+  }
+  return 0;
+}
+
+export function processCommands(globals: () => Globals): CommandDef[] {
+  const rt = (id: string) => openRuntime(globals(), { id });
+  return [
+    {
+      name: "exec",
+      summary: "run a program in a created or running container",
+      usage: "<container-id> <command> [args...]",
+      args: [1, Infinity],
+      stopAfter: 1,
+      flags: [
+        {
+          name: "detach",
+          short: "d",
+          type: "boolean",
+          help: "return at once; print the exec id (output goes to its log)",
+        },
+        {
+          name: "tty",
+          short: "t",
+          type: "boolean",
+          help: "allocate a pseudo-terminal (not supported yet)",
+        },
+        {
+          name: "env",
+          short: "e",
+          type: "list",
+          arg: "KEY=VALUE",
+          help: "set an environment variable",
+        },
+        { name: "cwd", type: "string", arg: "DIR", help: "working directory inside the container" },
+        { name: "user", short: "u", type: "string", arg: "UID[:GID]", help: "run as this user" },
+        {
+          name: "pid-file",
+          type: "string",
+          arg: "FILE",
+          help: "write the process's host pid to FILE",
+        },
+        {
+          name: "process",
+          short: "p",
+          type: "string",
+          arg: "FILE",
+          help: "an OCI process JSON (args, env, cwd, user...)",
+        },
+        {
+          name: "console-socket",
+          type: "string",
+          arg: "PATH",
+          help: "send the pty master to this unix socket",
+        },
+        {
+          name: "preserve-fds",
+          type: "string",
+          help: "accepted for runc compatibility",
+          hidden: true,
+        },
+        { name: "no-new-privs", type: "boolean", help: "set no_new_privileges", hidden: true },
+      ],
+      run: async ({ flags, args }) => {
+        const [id, ...cmd] = args;
+        if (flags.tty || flags["console-socket"]) {
+          throw new CapsuleError("exec --tty/--console-socket is not supported yet");
+        }
+        const process = flags.process ? await readProcessFile(flags.process as string) : undefined;
+        if (!process && !cmd.length) {
+          throw new CapsuleError(`exec: give the command to run in "${id}"`);
+        }
+        if (process && flags["no-new-privs"]) process.noNewPrivileges = true;
+        // Engines (podman's conmon, containerd) pass --pid-file and collect the output
+        // themselves: then -d keeps stdio, as runc does.
+        const engine = flags["pid-file"] !== undefined;
+        const r = await (await rt(id)).exec(id, {
+          args: cmd,
+          env: flags.env as string[] | undefined,
+          cwd: flags.cwd as string | undefined,
+          user: flags.user ? parseUser(flags.user as string) : undefined,
+          process,
+          detach: flags.detach === true && !engine,
+          pidFile: flags["pid-file"] as string | undefined,
+        });
+        if (r.execId) console.log(r.execId);
+        return r.code ?? 0;
+      },
+    },
+    {
+      name: "ps",
+      summary: "list the processes of a container",
+      usage: "<container-id>",
+      args: [1, 1],
+      flags: [{ name: "format", short: "f", type: "string", arg: "FORMAT", help: "table or json" }],
+      run: async ({ flags, args }) => {
+        const procs = (await rt(args[0])).processes(args[0]);
+        const format = (flags.format as string | undefined) ?? "table";
+        if (format === "json") printJson(procs);
+        else if (format === "table") {
+          console.log(
+            table(
+              ["PID", "CPID", "UID", "COMMAND"],
+              procs.map((p) => [String(p.pid), String(p.cpid), String(p.uid), p.command]),
+            ),
+          );
+        } else throw new CapsuleError(`Invalid format "${format}": use table or json`);
+      },
+    },
+    {
+      name: "log",
+      aliases: ["logs"],
+      summary: "print the output of a detached container (or of a detached exec)",
+      usage: "<container-id>",
+      args: [1, 1],
+      flags: [
+        { name: "exec", type: "string", arg: "EXEC_ID", help: "the output of this detached exec" },
+        {
+          name: "follow",
+          short: "f",
+          type: "boolean",
+          help: "keep printing until the container stops",
+        },
+        { name: "tail", type: "string", arg: "N", help: "only the last N lines" },
+      ],
+      run: async ({ flags, args }) => {
+        const id = args[0];
+        const runtime = await rt(id);
+        const rec = runtime.store.load(id);
+        const file = flags.exec ? runtime.execLogFile(id, flags.exec as string) : rec.logFile;
+        if (!file) {
+          throw new CapsuleError(
+            `Container "${id}" has no log: only detached containers (run -d) write one; ` +
+              `a created container's output goes where create's stdout went`,
+          );
+        }
+        try {
+          Deno.statSync(file);
+        } catch {
+          if (flags.exec) throw new CapsuleError(`Container "${id}" has no exec "${flags.exec}"`);
+        }
+        let offset = 0;
+        if (flags.tail !== undefined) {
+          const n = Number(flags.tail);
+          if (!Number.isInteger(n) || n < 0) {
+            throw new CapsuleError(`Invalid --tail "${flags.tail}": use a whole number`);
+          }
+          offset = n === 0 ? Deno.statSync(file).size : tailOffset(file, n);
+        }
+        offset = dump(file, offset);
+        if (!flags.follow) return;
+        for (;;) {
+          const alive = runtime.status(rec) !== "stopped";
+          offset = dump(file, offset);
+          if (!alive) return;
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      },
+    },
+  ];
+}

@@ -1,0 +1,148 @@
+// exec, ps, log and kill --all against a running busybox container.
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  capsule,
+  makeBundle,
+  removeAll,
+  rootTest,
+  waitFor,
+} from "../helpers.ts";
+
+const state = async (root: string, id: string) =>
+  JSON.parse((await capsule(root, ["state", id])).stdout);
+
+rootTest("exec: same hostname and PID namespace; ps lists both; exit status", async (root) => {
+  const b = await makeBundle("sleep 1000", (s) => (s.hostname = "exec-host"));
+  try {
+    assertEquals((await capsule(root, ["run", "-d", "-b", b, "x1"])).code, 0);
+    const r = await capsule(root, [
+      "exec",
+      "x1",
+      "sh",
+      "-c",
+      "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$",
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    const [host, init, mypid] = r.stdout.trim().split("\n");
+    assertEquals(host, "exec-host");
+    assertEquals(init.trim(), "sleep 1000");
+    assert(
+      Number(mypid) > 1 && Number(mypid) < 100,
+      `pid ${mypid} is not from the container's namespace`,
+    );
+    assertEquals((await capsule(root, ["exec", "x1", "sh", "-c", "exit 42"])).code, 42);
+    // Flags after the command belong to the command.
+    const ls = await capsule(root, ["exec", "x1", "ls", "-d", "/bin"]);
+    assertEquals(ls.stdout.trim(), "/bin");
+    // ps while an exec runs: both processes, pids inside and outside.
+    const sleeper = await capsule(root, ["exec", "-d", "x1", "sleep", "77"]);
+    assertEquals(sleeper.code, 0, sleeper.stderr);
+    await waitFor(
+      async () => (await capsule(root, ["ps", "x1"])).stdout.includes("sleep 77"),
+      5000,
+      "ps",
+    );
+    const table = (await capsule(root, ["ps", "x1"])).stdout.trim().split("\n");
+    assertMatch(table[0], /^PID\s+CPID\s+UID\s+COMMAND$/);
+    assertMatch(table[1], /^\d+\s+1\s+0\s+sleep 1000$/);
+    const ps = JSON.parse((await capsule(root, ["ps", "--format", "json", "x1"])).stdout);
+    assertEquals(ps.length, 2);
+    assertEquals(ps[0].cpid, 1);
+    assertEquals(ps[0].pid, (await state(root, "x1")).pid);
+    assertEquals(ps[1].command, "sleep 77");
+    // kill --all reaches the exec'd process too.
+    assertEquals((await capsule(root, ["kill", "--all", "x1", "KILL"])).code, 0);
+    await waitFor(async () => (await state(root, "x1")).status === "stopped", 5000, "stopped");
+    const dead = await capsule(root, ["exec", "x1", "true"]);
+    assertEquals(dead.code, 1);
+    assertMatch(
+      dead.stderr,
+      /Cannot exec in container "x1": it is stopped, not created or running/,
+    );
+    assertEquals((await capsule(root, ["delete", "x1"])).code, 0);
+  } finally {
+    await removeAll(b);
+  }
+});
+
+rootTest("exec: env merged over the container's, cwd, user; --process file", async (root) => {
+  const b = await makeBundle("sleep 1000", (s) => s.process!.env!.push("A=from-config", "B=kept"));
+  const pfile = await Deno.makeTempFile();
+  try {
+    assertEquals((await capsule(root, ["run", "-d", "-b", b, "x2"])).code, 0);
+    const r = await capsule(root, [
+      "exec",
+      "-e",
+      "A=from-exec",
+      "--cwd",
+      "/tmp",
+      "-u",
+      "1000:1000",
+      "x2",
+      "sh",
+      "-c",
+      "echo $A $B; pwd; id -u; id -g",
+    ]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(r.stdout.trim().split("\n"), ["from-exec kept", "/tmp", "1000", "1000"]);
+    await Deno.writeTextFile(
+      pfile,
+      JSON.stringify({
+        args: ["sh", "-c", "echo $P; pwd"],
+        env: ["P=process-file", "PATH=/bin"],
+        cwd: "/etc",
+        user: { uid: 0, gid: 0 },
+      }),
+    );
+    const p = await capsule(root, ["exec", "--process", pfile, "x2"]);
+    assertEquals(p.stdout.trim().split("\n"), ["process-file", "/etc"], p.stderr);
+    await Deno.writeTextFile(pfile, JSON.stringify({ args: "not-an-array", cwd: "/" }));
+    const bad = await capsule(root, ["exec", "--process", pfile, "x2"]);
+    assertEquals(bad.code, 1);
+    assertMatch(bad.stderr, /Invalid process file .*: process\.(args|user)/);
+    const missing = await capsule(root, ["exec", "x2", "no-such-cmd"]);
+    assertEquals(missing.code, 1);
+    assertMatch(missing.stderr, /exec: "no-such-cmd": executable file not found in \$PATH/);
+    const unknown = await capsule(root, ["exec", "nope", "true"]);
+    assertEquals(unknown.code, 1);
+    assertMatch(unknown.stderr, /container "nope" does not exist/);
+    assertEquals((await capsule(root, ["delete", "-f", "x2"])).code, 0);
+  } finally {
+    await removeAll(b, pfile);
+  }
+});
+
+rootTest(
+  "log: a detached container's output, --tail, -f ends when it stops; exec -d log",
+  async (root) => {
+    const b = await makeBundle("for i in 1 2 3 4 5; do echo line$i; done; sleep 1; echo last");
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "lg"])).code, 0);
+      const ex = await capsule(root, [
+        "exec",
+        "-d",
+        "lg",
+        "sh",
+        "-c",
+        "echo from-exec; echo err-exec >&2",
+      ]);
+      const execId = ex.stdout.trim();
+      assertMatch(execId, /^[0-9a-f]{12}$/);
+      const t0 = Date.now();
+      const f = await capsule(root, ["log", "-f", "lg"]);
+      assertEquals(f.code, 0, f.stderr);
+      assertEquals(f.stdout, "line1\nline2\nline3\nline4\nline5\nlast\n");
+      assert(Date.now() - t0 < 10_000);
+      assertEquals((await capsule(root, ["log", "--tail", "2", "lg"])).stdout, "line5\nlast\n");
+      const el = await capsule(root, ["log", "--exec", execId, "lg"]);
+      assertEquals(el.stdout.split("\n").sort().join(" ").trim(), "err-exec from-exec");
+      const bad = await capsule(root, ["log", "--exec", "000000000000", "lg"]);
+      assertEquals(bad.code, 1);
+      assertEquals((await capsule(root, ["delete", "lg"])).code, 0);
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
