@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# A first container: builds a busybox rootfs from the host's busybox-static, writes a bundle
+# with `capsule spec`, and runs a shell in it that shows its hostname, PID 1 and mounts.
+# Run as root on Debian/Ubuntu: sudo bash demo.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+bash tests/setup.sh >/dev/null
+repo=$PWD
+deno=$repo/tools/node_modules/.bin/deno
+capsule() { "$deno" run -A --quiet "$repo/main.ts" "$@"; }
+bundle=$(mktemp -d /tmp/capsule-demo.XXXXXX)
+trap 'rm -rf "$bundle"' EXIT
+mkdir -p "$bundle/rootfs/"{bin,proc,sys,dev,etc,tmp}
+cp "$(command -v busybox)" "$bundle/rootfs/bin/busybox"
+for applet in $(busybox --list); do
+  [ "$applet" = busybox ] || ln -s busybox "$bundle/rootfs/bin/$applet"
+done
+(cd "$bundle" && capsule spec)
+# The program: a shell command that shows where it runs.
+"$deno" eval --quiet '
+  const f = Deno.args[0];
+  const spec = JSON.parse(Deno.readTextFileSync(f));
+  spec.hostname = "demo";
+  spec.process.args = ["sh", "-c", "echo hostname: $(hostname); echo PID 1: $(cat /proc/1/cmdline | tr \"\\0\" \" \"); echo mounts:; cat /proc/mounts"];
+  Deno.writeTextFileSync(f, JSON.stringify(spec, null, 2));
+' "$bundle/config.json"
+echo "+ capsule run -b $bundle demo"
+capsule --root "$bundle/state" run -b "$bundle" demo
