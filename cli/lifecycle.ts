@@ -112,6 +112,12 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       flags: [
         bundleFlag,
         pidFileFlag,
+        {
+          name: "tty",
+          short: "t",
+          type: "boolean",
+          help: "give the program a terminal (relayed in the foreground)",
+        },
         consoleFlag,
         noPivotFlag,
         ...networkFlags,
@@ -124,12 +130,11 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         },
       ],
       run: async ({ flags, args }) => {
-        if (flags["console-socket"]) {
-          throw new CapsuleError("--console-socket is not supported yet");
-        }
         const ext = networkOptions(flags);
         await (await rt(args[0], !!ext)).create(args[0], {
           ext: ext ? { network: ext } : undefined,
+          consoleSocket: flags["console-socket"] as string | undefined,
+          tty: flags.tty === true ? true : undefined,
           bundle: flags.bundle as string | undefined,
           pidFile: flags["pid-file"] as string | undefined,
           noPivot: flags["no-pivot"] === true,
@@ -160,18 +165,23 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           help: "return once started; output goes to the container's log",
         },
         pidFileFlag,
+        {
+          name: "tty",
+          short: "t",
+          type: "boolean",
+          help: "give the program a terminal (relayed in the foreground)",
+        },
         consoleFlag,
         noPivotFlag,
         ignored("no-new-keyring"),
         ignored("keep"),
       ],
       run: async ({ flags, args }) => {
-        if (flags["console-socket"]) {
-          throw new CapsuleError("--console-socket is not supported yet");
-        }
         const ext = networkOptions(flags);
         return await (await rt(args[0], !!ext)).run(args[0], {
           ext: ext ? { network: ext } : undefined,
+          consoleSocket: flags["console-socket"] as string | undefined,
+          tty: flags.tty === true ? true : undefined,
           bundle: flags.bundle as string | undefined,
           pidFile: flags["pid-file"] as string | undefined,
           detach: flags.detach === true,

@@ -80,7 +80,7 @@ export function processCommands(globals: () => Globals): CommandDef[] {
           name: "tty",
           short: "t",
           type: "boolean",
-          help: "allocate a pseudo-terminal (not supported yet)",
+          help: "allocate a pseudo-terminal",
         },
         {
           name: "env",
@@ -120,9 +120,6 @@ export function processCommands(globals: () => Globals): CommandDef[] {
       ],
       run: async ({ flags, args }) => {
         const [id, ...cmd] = args;
-        if (flags.tty || flags["console-socket"]) {
-          throw new CapsuleError("exec --tty/--console-socket is not supported yet");
-        }
         const process = flags.process ? await readProcessFile(flags.process as string) : undefined;
         if (!process && !cmd.length) {
           throw new CapsuleError(`exec: give the command to run in "${id}"`);
@@ -139,6 +136,8 @@ export function processCommands(globals: () => Globals): CommandDef[] {
           process,
           detach: flags.detach === true && !engine,
           pidFile: flags["pid-file"] as string | undefined,
+          tty: flags.tty === true ? true : undefined,
+          consoleSocket: flags["console-socket"] as string | undefined,
         });
         if (r.execId) console.log(r.execId);
         return r.code ?? 0;

@@ -488,3 +488,118 @@ export function waitpid(pid: number, flags = 0): [number, number] {
 export function isatty(fd: number): boolean {
   return libc().isatty(fd) === 1;
 }
+
+// ---- terminals and fd passing ------------------------------------------------------------
+
+export const TIOCSCTTY = 0x540e, TIOCGWINSZ = 0x5413, TIOCSWINSZ = 0x5414;
+
+/** Opens a new pty master from the /dev/ptmx this thread sees; returns [master, slave path]. */
+export function openPty(): [number, string] {
+  const master = open("/dev/ptmx", O.RDWR | O.NOCTTY | O.CLOEXEC);
+  try {
+    check(libc().unlockpt(master), "unlockpt");
+    const buf = new Uint8Array(128);
+    const r = libc().ptsname_r(master, buf, BigInt(buf.length));
+    if (r !== 0) throw new SysError("ptsname_r", r);
+    const name = new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
+    return [master, name];
+  } catch (e) {
+    close(master);
+    throw e;
+  }
+}
+
+export function setWinsize(fd: number, rows: number, cols: number): void {
+  const ws = new Uint16Array([rows, cols, 0, 0]);
+  check(libc().ioctl(fd, BigInt(TIOCSWINSZ), ptr(new Uint8Array(ws.buffer))), "ioctl(TIOCSWINSZ)");
+}
+
+/** Makes `fd` (a pty slave) the controlling terminal of this (session leader) process. */
+export function setControllingTerminal(fd: number): void {
+  check(libc().ioctl(fd, BigInt(TIOCSCTTY), 0n), "ioctl(TIOCSCTTY)");
+}
+
+const SOL_SOCKET = 1, SCM_RIGHTS = 1;
+
+/** sendmsg(2) of `data` with one fd attached (SCM_RIGHTS). */
+export function sendFd(sock: number, fd: number, data: Uint8Array<ArrayBuffer>): void {
+  const payload = data.length ? data : new Uint8Array([0]);
+  const iov = new BigUint64Array([ptr(payload), BigInt(payload.length)]);
+  // struct cmsghdr { size_t len; int level; int type; int fd; } padded to 24 bytes.
+  const control = new ArrayBuffer(24);
+  const cv = new DataView(control);
+  cv.setBigUint64(0, 20n, true);
+  cv.setInt32(8, SOL_SOCKET, true);
+  cv.setInt32(12, SCM_RIGHTS, true);
+  cv.setInt32(16, fd, true);
+  const controlBytes = new Uint8Array(control);
+  // struct msghdr (56 bytes): name, namelen, iov, iovlen, control, controllen, flags
+  const msg = new BigUint64Array([
+    0n,
+    0n,
+    ptr(new Uint8Array(iov.buffer)),
+    1n,
+    ptr(controlBytes),
+    24n,
+    0n,
+  ]);
+  for (;;) {
+    const n = Number(libc().sendmsg(sock, new Uint8Array(msg.buffer), 0));
+    if (n >= 0) return;
+    const e = errno();
+    if (e !== 4) throw new SysError("sendmsg", e);
+  }
+}
+
+/** recvmsg(2) of one fd sent with sendFd; returns the received fd (CLOEXEC). */
+export function recvFd(sock: number): number {
+  const payload = new Uint8Array(256);
+  const iov = new BigUint64Array([ptr(payload), BigInt(payload.length)]);
+  const control = new Uint8Array(24);
+  const msg = new BigUint64Array([
+    0n,
+    0n,
+    ptr(new Uint8Array(iov.buffer)),
+    1n,
+    ptr(control),
+    24n,
+    0n,
+  ]);
+  const MSG_CMSG_CLOEXEC = 0x40000000;
+  for (;;) {
+    const n = Number(libc().recvmsg(sock, new Uint8Array(msg.buffer), MSG_CMSG_CLOEXEC));
+    if (n > 0) break;
+    if (n === 0) throw new SysError("recvmsg", 104 /* ECONNRESET: the other end closed */);
+    const e = errno();
+    if (e !== 4) throw new SysError("recvmsg", e);
+  }
+  const cv = new DataView(control.buffer);
+  if (cv.getInt32(8, true) !== SOL_SOCKET || cv.getInt32(12, true) !== SCM_RIGHTS) {
+    throw new Error("recvmsg: no file descriptor was passed");
+  }
+  return cv.getInt32(16, true);
+}
+
+/** Connects a unix stream socket to `path` (the console socket of runc's callers). */
+export function connectUnix(path: string): number {
+  const fd = check(libc().socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket");
+  const addr = new Uint8Array(110);
+  new DataView(addr.buffer).setUint16(0, AF_UNIX, true);
+  const p = enc.encode(path);
+  if (p.length > 107) {
+    close(fd);
+    throw new SysError("connect", 36, path);
+  }
+  addr.set(p, 2);
+  const r = libc().connect(fd, addr, 2 + p.length + 1);
+  if (r === -1) {
+    const e = errno();
+    close(fd);
+    throw new SysError("connect", e, path);
+  }
+  return fd;
+}
+
+export function write(fd: number, data: Uint8Array<ArrayBuffer>): number {
+  return Number(libc().write(fd, data, BigInt(data.length)));
+}

@@ -9,6 +9,7 @@ import { runHooks } from "./hooks.ts";
 import { validateId } from "./ids.ts";
 import { buildInitPlan, buildProcessPlan, type ExecPlan, type MountOp } from "./plan.ts";
 import { signalName } from "./signals.ts";
+import { relay, sendToConsoleSocket } from "./terminal.ts";
 import { OCI_VERSION, type Process, type Spec } from "./spec.ts";
 import {
   type ContainerRecord,
@@ -72,6 +73,10 @@ export interface CreateOptions {
   ext?: Record<string, unknown>;
   /** stdio of the container (create: inherit, as runc). */
   stdio?: "inherit" | "null";
+  /** Give the program a pseudo-terminal (overrides process.terminal of config.json). */
+  tty?: boolean;
+  /** Unix socket that receives the pty master (runc's --console-socket). */
+  consoleSocket?: string;
 }
 
 export interface ExecOptions {
@@ -86,6 +91,8 @@ export interface ExecOptions {
   /** Output to the exec's own log; returns at once with the exec id. */
   detach?: boolean;
   pidFile?: string;
+  tty?: boolean;
+  consoleSocket?: string;
 }
 
 export interface OciState {
@@ -163,7 +170,7 @@ export class Runtime {
 
   /** Creates a container; returns its record. The init waits for `start`. */
   async create(id: string, opts: CreateOptions = {}): Promise<ContainerRecord> {
-    const { record, child } = await this.#create(id, opts);
+    const { record, child } = await this.#create(id, opts, false);
     child.unref();
     return record;
   }
@@ -171,7 +178,8 @@ export class Runtime {
   async #create(
     id: string,
     opts: CreateOptions,
-  ): Promise<{ record: ContainerRecord; child: Deno.ChildProcess }> {
+    foreground: boolean,
+  ): Promise<{ record: ContainerRecord; child: Deno.ChildProcess; master?: number }> {
     validateId(id);
     const bundle = realDir(opts.bundle ?? Deno.cwd(), "Bundle");
     let text: string;
@@ -232,6 +240,14 @@ export class Runtime {
 
       const { validateConfig } = await import("./config.ts");
       const spec = validateConfig(raw, `${bundle}/config.json`);
+      if (opts.tty !== undefined) spec.process!.terminal = opts.tty;
+      const terminal = spec.process!.terminal === true;
+      if (terminal && !opts.consoleSocket && !foreground) {
+        throw new CapsuleError(
+          `Cannot create container "${id}": process.terminal is true, so give --console-socket ` +
+            `(or run it in the foreground with "capsule run")`,
+        );
+      }
       if (!(spec.linux?.namespaces ?? []).some((n) => n.type === "mount")) {
         throw new CapsuleError(
           `Invalid ${bundle}/config.json: linux.namespaces: capsule needs a "mount" namespace`,
@@ -239,7 +255,7 @@ export class Runtime {
       }
       record.annotations = spec.annotations ?? {};
       record.hooks = { poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop };
-      if (opts.detach) record.logFile = `${dir}/${LOG_FILE}`;
+      if (opts.detach && !terminal) record.logFile = `${dir}/${LOG_FILE}`;
 
       const base = { id, bundle, spec, dir, options: opts.ext ?? {} };
       const extraMounts: MountOp[] = [];
@@ -296,6 +312,17 @@ export class Runtime {
         const why = msg?.type === "error" ? msg.message : await exitReason(initChild);
         throw new CapsuleError(`Cannot create container "${id}": ${why}`);
       }
+      let master: number | undefined;
+      if (terminal) {
+        master = libc.recvFd(fd);
+        if (opts.consoleSocket) {
+          sendToConsoleSocket(opts.consoleSocket, master);
+          master = undefined;
+        } else {
+          const m = master;
+          undo.push(() => libc.close(m));
+        }
+      }
 
       for (const x of this.extensions) {
         const data = await x.created?.({ ...base, pid, record });
@@ -311,7 +338,7 @@ export class Runtime {
       delete record.creating;
       this.store.write(record);
       if (opts.pidFile) writeFileAtomic(opts.pidFile, `${pid}`);
-      return { record, child };
+      return { record, child, master };
     } catch (e) {
       for (const u of undo.reverse()) {
         try {
@@ -363,7 +390,7 @@ export class Runtime {
    * Detached (`detach`): returns once started, with exit status 0.
    */
   async run(id: string, opts: CreateOptions = {}): Promise<number> {
-    const { record, child } = await this.#create(id, opts);
+    const { record, child, master } = await this.#create(id, opts, !opts.detach);
     if (opts.detach) {
       child.unref();
       await this.start(id);
@@ -396,7 +423,7 @@ export class Runtime {
         await this.delete(id, { force: true });
         throw e;
       }
-      const status = await child.status;
+      const status = master === undefined ? await child.status : await relayed(master, child);
       await this.delete(id, { force: true });
       if (status.signal) {
         return 128 + (typeof status.signal === "number" ? status.signal : sigNum(status.signal));
@@ -493,6 +520,12 @@ export class Runtime {
         user: opts.user ?? base?.user ?? { uid: 0, gid: 0 },
       };
     }
+    if (opts.tty !== undefined) proc = { ...proc, terminal: opts.tty };
+    if (proc.terminal && opts.detach && !opts.consoleSocket) {
+      throw new CapsuleError(
+        `Cannot exec in container "${id}": a detached terminal needs --console-socket`,
+      );
+    }
     if (!proc.cwd?.startsWith("/")) {
       throw new CapsuleError(`Invalid working directory "${proc.cwd}": it must be absolute`);
     }
@@ -512,12 +545,13 @@ export class Runtime {
       pid: rec.pid,
       namespaces,
       process: buildProcessPlan(proc),
-      logFile: opts.detach ? this.execLogFile(id, execId) : undefined,
+      logFile: opts.detach && !proc.terminal ? this.execLogFile(id, execId) : undefined,
       setsid: opts.detach ?? false,
     };
     const [parentEnd, childEnd] = libc.socketpair();
     libc.setCloexec(parentEnd, true);
     let child: Deno.ChildProcess;
+    let master: number | undefined;
     try {
       child = spawnInit(
         childEnd,
@@ -540,7 +574,15 @@ export class Runtime {
         const why = msg?.type === "error" ? msg.message : await exitReason(child);
         throw new CapsuleError(`Cannot exec in container "${id}": ${why}`);
       }
+      if (proc.terminal) {
+        master = libc.recvFd(parentEnd);
+        if (opts.consoleSocket) {
+          sendToConsoleSocket(opts.consoleSocket, master);
+          master = undefined;
+        }
+      }
     } catch (e) {
+      if (master !== undefined) libc.close(master);
       try {
         child.kill("SIGKILL");
       } catch { /* gone */ }
@@ -565,7 +607,7 @@ export class Runtime {
       return [sig, h] as const;
     });
     try {
-      const st = await child.status;
+      const st = master === undefined ? await child.status : await relayed(master, child);
       const code = st.signal
         ? 128 + (typeof st.signal === "number" ? st.signal : sigNum(st.signal))
         : st.code;
@@ -828,6 +870,12 @@ function sigNum(name: string): number {
     SIGBUS: 7,
   };
   return map[name] ?? 0;
+}
+
+async function relayed(master: number, child: Deno.ChildProcess): Promise<Deno.CommandStatus> {
+  const status = child.status;
+  await relay(master, status);
+  return await status;
 }
 
 async function exitReason(child: Deno.ChildProcess): Promise<string> {

@@ -222,8 +222,46 @@ function waitForStart(fifoFd: number): void {
   libc.close(fifoFd);
 }
 
+/**
+ * With process.terminal: a pty from the container's own devpts (so `tty` names a device the
+ * container can see); the master goes to the parent over the init socket, the slave stays.
+ */
+function makeTerminal(p: ProcessPlan): { master: number; slave: number; name: string } | undefined {
+  if (!p.terminal) return undefined;
+  const [master, name] = libc.openPty();
+  try {
+    const slave = libc.open(name, libc.O.RDWR | libc.O.NOCTTY | libc.O.CLOEXEC);
+    if (p.consoleSize) libc.setWinsize(master, p.consoleSize.height, p.consoleSize.width);
+    return { master, slave, name };
+  } catch (e) {
+    libc.close(master);
+    throw e;
+  }
+}
+
+/** "ready" to the parent, then the pty master (when there is one) as a second message. */
+function reportReady(sock: number, tty: ReturnType<typeof makeTerminal>): void {
+  sendFrame(sock, { type: "ready", pid: libc.getpid() } satisfies InitMessage);
+  if (!tty) return;
+  libc.sendFd(sock, tty.master, new TextEncoder().encode(tty.name) as Uint8Array<ArrayBuffer>);
+  libc.close(tty.master);
+}
+
+/** The slave becomes stdio and the controlling terminal of a new session. */
+function attachTerminal(slave: number, alreadyLeader: boolean): void {
+  if (!alreadyLeader) libc.setsid();
+  libc.setControllingTerminal(slave);
+  for (const fd of [0, 1, 2]) libc.dup2(slave, fd);
+  if (slave > 2) libc.close(slave);
+}
+
 /** The last steps, the same for the init and exec: user, caps, umask, signals, fds, execve. */
-function execProcess(path: string, p: ProcessPlan): never {
+function execProcess(
+  path: string,
+  p: ProcessPlan,
+  tty?: { slave: number; leader: boolean },
+): never {
+  if (tty) attachTerminal(tty.slave, tty.leader);
   finalizeProcess(p);
   libc.umask(p.umask);
   libc.resetSignals();
@@ -244,19 +282,21 @@ export function runInit(): never {
     if (!plan) Deno.exit(1); // the parent gave up before sending anything
     if (plan.kind === "exec") {
       const path = prepareExec(plan);
-      sendFrame(fd, { type: "ready", pid: libc.getpid() } satisfies InitMessage);
+      const tty = makeTerminal(plan.process);
+      reportReady(fd, tty);
       ready = true;
       libc.close(fd);
-      execProcess(path, plan.process);
+      execProcess(path, plan.process, tty && { slave: tty.slave, leader: plan.setsid });
     }
     // O_PATH before pivot_root: the fifo lives in the state directory, outside the rootfs.
     const fifoFd = libc.open(plan.execFifo, libc.O.PATH | libc.O.CLOEXEC);
     const path = prepare(plan);
-    sendFrame(fd, { type: "ready", pid: libc.getpid() } satisfies InitMessage);
+    const tty = makeTerminal(plan.process);
+    reportReady(fd, tty);
     ready = true;
     libc.close(fd);
     waitForStart(fifoFd);
-    execProcess(path, plan.process);
+    execProcess(path, plan.process, tty && { slave: tty.slave, leader: plan.setsid });
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     if (!ready) {

@@ -39,6 +39,9 @@ export interface Caps {
 }
 
 export interface ProcessPlan {
+  /** A pseudo-terminal made inside the container; the master goes back to the parent. */
+  terminal: boolean;
+  consoleSize?: { height: number; width: number };
   args: string[];
   env: string[];
   cwd: string;
@@ -217,6 +220,8 @@ export function buildProcessPlan(proc: Process): ProcessPlan {
     }
     : undefined;
   return {
+    terminal: proc.terminal ?? false,
+    consoleSize: proc.consoleSize,
     args: proc.args,
     env: proc.env ?? [],
     cwd: proc.cwd,

@@ -275,6 +275,7 @@ export function basePlan(rootfs: string, over: Partial<InitPlan> = {}): InitPlan
     readonlyPaths: [],
     sysctl: {},
     process: {
+      terminal: false,
       args: ["sh"],
       env: [],
       cwd: "/",

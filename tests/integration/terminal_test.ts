@@ -1,0 +1,98 @@
+// Terminals: run -t relayed through the caller's terminal (driven with script(1)), and
+// --console-socket handing the pty master to a receiver, as podman's conmon does.
+import {
+  assertEquals,
+  assertMatch,
+  capsule,
+  makeBundle,
+  removeAll,
+  REPO,
+  rootTest,
+} from "../helpers.ts";
+
+const capsuleCmd = `${Deno.execPath()} run -A --quiet ${REPO}/main.ts`;
+
+rootTest(
+  "run -t: an interactive shell with a tty, its window size, and its exit status",
+  async (root) => {
+    const b = await makeBundle(["sh"]);
+    try {
+      const line =
+        `stty rows 33 cols 77; ${capsuleCmd} --root ${root} run -t -b ${b} tty1; echo "rc=$?"`;
+      const child = new Deno.Command("script", {
+        args: ["-qec", line, "/dev/null"],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const w = child.stdin.getWriter();
+      await w.write(new TextEncoder().encode("tty; echo pid=$$; stty size; exit 4\n"));
+      const out = new TextDecoder().decode(
+        (await Promise.all([child.output(), w.close()]))[0].stdout,
+      );
+      const text = out.replaceAll("\r", "");
+      assertMatch(text, /\/dev\/pts\/0\n/);
+      assertMatch(text, /pid=1\n/);
+      assertMatch(text, /33 77\n/);
+      assertMatch(text, /rc=4/);
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "--console-socket: create sends the pty master; the receiver drives the shell",
+  async (root) => {
+    const b = await makeBundle(["sh"], (s) => (s.process!.terminal = true));
+    const dir = await Deno.makeTempDir();
+    try {
+      const sock = `${dir}/console.sock`, ready = `${dir}/ready`;
+      const receiver = new Deno.Command("python3", {
+        args: [`${REPO}/tests/fixtures/console_receiver.py`, sock, ready],
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      for (let i = 0; i < 100; i++) {
+        try {
+          Deno.statSync(ready);
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 50));
+        }
+      }
+      const c = await capsule(root, ["create", "--console-socket", sock, "-b", b, "con1"]);
+      assertEquals(c.code, 0, c.stderr);
+      assertEquals((await capsule(root, ["start", "con1"])).code, 0);
+      const out = await receiver.output();
+      const text = new TextDecoder().decode(out.stdout).replaceAll("\r", "");
+      assertMatch(text, /console-5\n/);
+      assertMatch(text, /\/dev\/pts\/0\n/);
+      assertEquals((await capsule(root, ["delete", "-f", "con1"])).code, 0);
+      // Without a console socket, a terminal container cannot be created.
+      const no = await capsule(root, ["create", "-b", b, "con2"]);
+      assertEquals(no.code, 1);
+      assertMatch(no.stderr, /process\.terminal is true, so give --console-socket/);
+    } finally {
+      await removeAll(b, dir);
+    }
+  },
+);
+
+rootTest("exec -t: a terminal for an exec'd shell", async (root) => {
+  const b = await makeBundle("sleep 1000");
+  try {
+    assertEquals((await capsule(root, ["run", "-d", "-b", b, "et1"])).code, 0);
+    const line = `${capsuleCmd} --root ${root} exec -t et1 sh -c 'tty; exit 6'; echo "rc=$?"`;
+    const out = await new Deno.Command("script", {
+      args: ["-qec", line, "/dev/null"],
+      stdin: "null",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout).replaceAll("\r", "");
+    assertMatch(text, /\/dev\/pts\/\d+\n/);
+    assertMatch(text, /rc=6/);
+    assertEquals((await capsule(root, ["delete", "-f", "et1"])).code, 0);
+  } finally {
+    await removeAll(b);
+  }
+});
