@@ -134,12 +134,13 @@ export function processCommands(globals: () => Globals): CommandDef[] {
           cwd: flags.cwd as string | undefined,
           user: flags.user ? parseUser(flags.user as string) : undefined,
           process,
-          detach: flags.detach === true && !engine,
+          detach: flags.detach === true,
+          keepStdio: engine,
           pidFile: flags["pid-file"] as string | undefined,
           tty: flags.tty === true ? true : undefined,
           consoleSocket: flags["console-socket"] as string | undefined,
         });
-        if (r.execId) console.log(r.execId);
+        if (r.execId && !engine) console.log(r.execId);
         return r.code ?? 0;
       },
     },

@@ -90,6 +90,11 @@ export interface ExecOptions {
   process?: Process;
   /** Output to the exec's own log; returns at once with the exec id. */
   detach?: boolean;
+  /**
+   * With `detach`: keep the caller's stdio instead of the exec log (runc's `exec -d`, which
+   * engines use: conmon hands the process its own pipes and reaps it as a subreaper).
+   */
+  keepStdio?: boolean;
   pidFile?: string;
   tty?: boolean;
   consoleSocket?: string;
@@ -279,7 +284,10 @@ export class Runtime {
         );
       }
       record.rootfs = rootfs;
+      const cg = this.cgroups;
+      const cgroupPaths = cg?.paths(spec.linux?.cgroupsPath, id);
       const plan = buildInitPlan(spec, {
+        cgroups: cgroupPaths,
         id,
         bundle,
         execFifo,
@@ -289,9 +297,8 @@ export class Runtime {
         extraMounts,
       });
 
-      const cg = this.cgroups;
-      if (cg) {
-        const paths = cg.paths(spec.linux?.cgroupsPath, id);
+      if (cg && cgroupPaths) {
+        const paths = cgroupPaths;
         record.cgroupPaths = paths;
         this.store.write(record);
         undo.push(() => cg.destroy(paths));
@@ -545,8 +552,10 @@ export class Runtime {
       pid: rec.pid,
       namespaces,
       process: buildProcessPlan(proc),
-      logFile: opts.detach && !proc.terminal ? this.execLogFile(id, execId) : undefined,
-      setsid: opts.detach ?? false,
+      logFile: opts.detach && !opts.keepStdio && !proc.terminal
+        ? this.execLogFile(id, execId)
+        : undefined,
+      setsid: (opts.detach && !opts.keepStdio) ?? false,
     };
     const [parentEnd, childEnd] = libc.socketpair();
     libc.setCloexec(parentEnd, true);
@@ -556,7 +565,7 @@ export class Runtime {
       child = spawnInit(
         childEnd,
         same("pid") ? undefined : { path: `/proc/${rec.pid}/ns/pid` },
-        opts.detach ? "null" : "inherit",
+        opts.detach && !opts.keepStdio ? "null" : "inherit",
       );
     } catch (e) {
       closeFd(parentEnd);

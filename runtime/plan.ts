@@ -251,14 +251,71 @@ export interface PlanOptions {
   noPivot?: boolean;
   /** Extra mounts from the layers above the runtime (e.g. /etc/hosts from a network). */
   extraMounts?: MountOp[];
+  /**
+   * The container's own cgroup directories, for a "cgroup" mount in config.json: by
+   * controller on v1 (key "" on v2). The container sees only its own cgroup, read-only as asked.
+   */
+  cgroups?: Record<string, string>;
+}
+
+/**
+ * A "cgroup" mount: on v2, the container's cgroup directory bound at the target; on v1, a
+ * tmpfs with one bind per hierarchy (/sys/fs/cgroup/memory ...), as runc lays it out.
+ */
+export function cgroupMounts(
+  destination: string,
+  flags: number,
+  cgroups: Record<string, string> | undefined,
+): MountOp[] {
+  const dest = destination.startsWith("/") ? destination : `/${destination}`;
+  const keep = flags & (MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC);
+  const bind = (source: string, at: string): MountOp => ({
+    destination: at,
+    source,
+    type: "bind",
+    flags: MS.BIND | MS.REC | keep,
+    propagation: [],
+    data: "",
+    bind: true,
+  });
+  if (!cgroups || !Object.keys(cgroups).length) return [];
+  if ("" in cgroups) return [bind(cgroups[""], dest)];
+  const out: MountOp[] = [{
+    destination: dest,
+    source: "tmpfs",
+    type: "tmpfs",
+    flags: (flags & ~MS.RDONLY) | MS.NOSUID | MS.NODEV | MS.NOEXEC,
+    propagation: [],
+    data: "mode=755",
+    bind: false,
+  }];
+  for (const [controller, dir] of Object.entries(cgroups)) {
+    out.push(bind(dir, `${dest}/${controller.replace(/^name=/, "")}`));
+  }
+  // The tmpfs itself read-only last, once the binds are in (runc does the same).
+  if (flags & MS.RDONLY) {
+    out.push({
+      destination: dest,
+      source: "",
+      type: "bind",
+      flags: MS.BIND | MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC,
+      propagation: [],
+      data: "",
+      bind: false,
+    });
+  }
+  return out;
 }
 
 /** Turns a validated spec into the init's plan. Pure: unit-tested without root. */
 export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
   const proc = spec.process!;
   const linux = spec.linux ?? {};
-  const mounts: MountOp[] = (spec.mounts ?? []).map((m, i) => {
+  const mounts: MountOp[] = (spec.mounts ?? []).flatMap((m, i) => {
     const { flags, propagation, data, recursiveFlags } = parseMountOptions(m.options);
+    if (m.type === "cgroup" || m.type === "cgroup2") {
+      return cgroupMounts(m.destination, flags, o.cgroups);
+    }
     const bind = m.type === "bind" || (flags & MS.BIND) !== 0;
     // Runtime spec 1.1: a relative destination is read relative to "/".
     if (bind && !m.source) {
@@ -266,7 +323,7 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
         `Invalid config.json: mounts.${i}.source: a bind mount needs a source`,
       );
     }
-    return {
+    return [{
       destination: m.destination.startsWith("/") ? m.destination : `/${m.destination}`,
       recursiveFlags: recursiveFlags || undefined,
       source: bind ? joinPath(o.bundle, m.source!) : (m.source ?? m.type ?? "none"),
@@ -275,7 +332,7 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
       propagation,
       data,
       bind,
-    };
+    }];
   });
   mounts.push(...(o.extraMounts ?? []));
   const setupDev = !mounts.some((m) => m.bind && m.destination.replace(/\/+$/, "") === "/dev");

@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # Installs what capsule's tests need on a fresh Debian/Ubuntu machine (run as root):
-# busybox-static (the test rootfs), iptables and iproute2 (networking), and Deno, pinned in
-# tools/package.json and installed from the npm registry into tools/node_modules.
+# busybox-static (the test rootfs), iptables and iproute2 (networking), podman (a real client
+# of the runtime), qemu-system-x86 (a cgroup v2 kernel for the v2 tests, tests/vm/), python3
+# (the console-socket receiver), and Deno, pinned in tools/package.json and installed from the
+# npm registry into tools/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in busybox-static iptables iproute2 util-linux; do
+for pkg in busybox-static iptables iproute2 util-linux podman qemu-system-x86 python3 jq; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
-if [ ${#need[@]} -gt 0 ]; then
+# apt-get download (the VM's kernel) needs package lists even when nothing is missing.
+if [ ${#need[@]} -gt 0 ] || ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then
   apt-get update -qq
+fi
+if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 if [ ! -x tools/node_modules/.bin/deno ]; then
   (cd tools && npm ci --no-audit --no-fund --loglevel=error)
 fi
 tools/node_modules/.bin/deno --version | head -1
+# The cgroup v2 kernel and initramfs for tests/vm (cached under tests/vm/.cache).
+PATH="$PWD/tools/node_modules/.bin:$PATH" bash tests/vm/build.sh >/dev/null

@@ -164,7 +164,9 @@ vmTest("pids.max 20 stops a fork loop", async () => {
     // The shell and 19 sleeps make 20; the 20th `&` must fail (ash gives up on "can't fork").
     child = await spawnIn(
       paths,
-      "i=0; while [ $i -lt 40 ]; do sleep 60 & i=$((i+1)); done; echo all forked >&2",
+      // The sleeps must not hold the stderr pipe open.
+      "i=0; while [ $i -lt 40 ]; do sleep 60 </dev/null >/dev/null 2>&1 & i=$((i+1)); done; " +
+        "echo all forked >&2",
     );
     let peak = 0;
     const status = child.status;
