@@ -42,5 +42,6 @@ export async function openRuntime(g: Globals, needs: RuntimeNeeds = {}): Promise
     root: g.root,
     extensions,
     cgroups: () => (driver ??= detectCgroups()),
+    debug: g.logger.debugOn ? (m) => g.logger.debug(m) : undefined,
   });
 }

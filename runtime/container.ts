@@ -118,6 +118,8 @@ export interface RuntimeOptions {
   extensions?: Extension[];
   /** The cgroup driver; resolved lazily (detection reads mountinfo). */
   cgroups?: () => CgroupDriver | undefined;
+  /** Debug lines (capsule --debug): what create does, with milliseconds since it began. */
+  debug?: (msg: string) => void;
 }
 
 function exists(path: string): boolean {
@@ -162,10 +164,25 @@ export class Runtime {
   #cgroups?: () => CgroupDriver | undefined;
   #driver?: CgroupDriver | null;
 
+  #debug?: (msg: string) => void;
+
   constructor(opts: RuntimeOptions = {}) {
     this.store = new StateStore(opts.root ?? DEFAULT_ROOT);
     this.extensions = opts.extensions ?? [];
     this.#cgroups = opts.cgroups;
+    this.#debug = opts.debug;
+  }
+
+  /** A stopwatch for --debug: `step("name")` logs the milliseconds since the last step. */
+  #stopwatch(what: string): (step: string) => void {
+    if (!this.#debug) return () => {};
+    const t0 = performance.now();
+    let last = t0;
+    return (step) => {
+      const now = performance.now();
+      this.#debug!(`${what}: ${step} +${(now - last).toFixed(1)} ms (${(now - t0).toFixed(1)} ms)`);
+      last = now;
+    };
   }
 
   get cgroups(): CgroupDriver | undefined {
@@ -203,7 +220,9 @@ export class Runtime {
         `Invalid ${bundle}/config.json: not valid JSON: ${(e as Error).message}`,
       );
     }
+    const step = this.#stopwatch(`create ${id}`);
     const dir = this.store.claim(id);
+    step("state directory claimed");
     const undo: (() => void | Promise<void>)[] = [() => this.store.remove(id)];
     let child: Deno.ChildProcess | undefined;
     let fd = -1;
@@ -222,6 +241,7 @@ export class Runtime {
       } finally {
         closeFd(childEnd);
       }
+      step(`init spawned (pid ${child.pid})`);
       const initChild = child;
       undo.push(async () => {
         try {
@@ -243,8 +263,33 @@ export class Runtime {
       };
       this.store.write(record);
 
+      // The cgroup before validation: the init joins it itself while zod loads here (the
+      // first write to cgroup.procs waits for an RCU grace period, ~15 ms on v1).
+      const cg = this.cgroups;
+      const rawCgroupsPath = typeof raw?.linux?.cgroupsPath === "string"
+        ? raw.linux.cgroupsPath
+        : undefined;
+      const cgroupPaths = cg?.paths(rawCgroupsPath, id);
+      if (cg && cgroupPaths) {
+        const paths = cgroupPaths;
+        record.cgroupPaths = paths;
+        record.cgroupParentShared = rawCgroupsPath === undefined;
+        this.store.write(record);
+        undo.push(() => cg.destroy(paths));
+        try {
+          cg.create(paths);
+        } catch {
+          // A delete may have removed the shared "capsule" parent in between: once more.
+          cg.create(paths);
+        }
+        const files = [...new Set(Object.values(paths))].map((d) => `${d}/cgroup.procs`);
+        sendFrame(fd, { kind: "join-cgroups", files });
+      }
+      step("cgroups made");
+
       const { validateConfig } = await import("./config.ts");
       const spec = validateConfig(raw, `${bundle}/config.json`);
+      step("config.json validated");
       if (opts.tty !== undefined) spec.process!.terminal = opts.tty;
       const terminal = spec.process!.terminal === true;
       if (terminal && !opts.consoleSocket && !foreground) {
@@ -284,8 +329,6 @@ export class Runtime {
         );
       }
       record.rootfs = rootfs;
-      const cg = this.cgroups;
-      const cgroupPaths = cg?.paths(spec.linux?.cgroupsPath, id);
       const plan = buildInitPlan(spec, {
         cgroups: cgroupPaths,
         id,
@@ -297,24 +340,15 @@ export class Runtime {
         extraMounts,
       });
 
-      if (cg && cgroupPaths) {
-        const paths = cgroupPaths;
-        record.cgroupPaths = paths;
-        this.store.write(record);
-        undo.push(() => cg.destroy(paths));
-        record.cgroupParentShared = spec.linux?.cgroupsPath === undefined;
-        const resources = containerResources(spec);
-        try {
-          cg.create(paths, resources);
-        } catch {
-          // A delete may have removed the shared "capsule" parent in between: once more.
-          cg.create(paths, resources);
-        }
-        cg.addProcess(paths, pid);
-      }
+      const resources = containerResources(spec);
+      if (cg && cgroupPaths && resources) cg.apply(cgroupPaths, resources);
 
-      sendFrame(fd, plan);
+      step("limits applied, plan ready");
+      try {
+        sendFrame(fd, plan);
+      } catch { /* the init failed already: its message is waiting below */ }
       const msg = receiveFrame<InitMessage>(fd);
+      step("init ready (namespaces, mounts, pivot_root)");
       if (!msg || msg.type !== "ready") {
         const why = msg?.type === "error" ? msg.message : await exitReason(initChild);
         throw new CapsuleError(`Cannot create container "${id}": ${why}`);
@@ -342,6 +376,7 @@ export class Runtime {
       await runHooks("prestart", spec.hooks?.prestart, ociState);
       await runHooks("createRuntime", spec.hooks?.createRuntime, ociState);
 
+      step("extensions and hooks done");
       delete record.creating;
       this.store.write(record);
       if (opts.pidFile) writeFileAtomic(opts.pidFile, `${pid}`);
