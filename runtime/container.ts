@@ -223,7 +223,9 @@ export class Runtime {
     const step = this.#stopwatch(`create ${id}`);
     const dir = this.store.claim(id);
     step("state directory claimed");
-    const undo: (() => void | Promise<void>)[] = [() => this.store.remove(id)];
+    // Undone in reverse on failure, after the init is dead (a cgroup with a process in it
+    // cannot be removed); the state directory goes last.
+    const undo: (() => void | Promise<void>)[] = [];
     let child: Deno.ChildProcess | undefined;
     let fd = -1;
     try {
@@ -242,13 +244,6 @@ export class Runtime {
         closeFd(childEnd);
       }
       step(`init spawned (pid ${child.pid})`);
-      const initChild = child;
-      undo.push(async () => {
-        try {
-          initChild.kill("SIGKILL");
-        } catch { /* gone */ }
-        await initChild.status;
-      });
       const pid = child.pid;
       const record: ContainerRecord = {
         ociVersion: OCI_VERSION,
@@ -350,7 +345,7 @@ export class Runtime {
       const msg = receiveFrame<InitMessage>(fd);
       step("init ready (namespaces, mounts, pivot_root)");
       if (!msg || msg.type !== "ready") {
-        const why = msg?.type === "error" ? msg.message : await exitReason(initChild);
+        const why = msg?.type === "error" ? msg.message : await exitReason(child);
         throw new CapsuleError(`Cannot create container "${id}": ${why}`);
       }
       let master: number | undefined;
@@ -382,11 +377,18 @@ export class Runtime {
       if (opts.pidFile) writeFileAtomic(opts.pidFile, `${pid}`);
       return { record, child, master };
     } catch (e) {
+      if (child) {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+        await child.status;
+      }
       for (const u of undo.reverse()) {
         try {
           await u();
         } catch { /* best effort: report the first error */ }
       }
+      this.store.remove(id);
       throw e;
     } finally {
       if (fd >= 0) closeFd(fd);

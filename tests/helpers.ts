@@ -169,6 +169,27 @@ export function assertMatch(actual: string, re: RegExp, msg = ""): void {
   }
 }
 
+/** Cgroup directories named `name` anywhere below /sys/fs/cgroup (leak checks). */
+export function cgroupDirsNamed(name: string): string[] {
+  const out: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    if (depth > 6) return;
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(dir)];
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory) continue;
+      if (e.name === name) out.push(`${dir}/${e.name}`);
+      walk(`${dir}/${e.name}`, depth + 1);
+    }
+  };
+  walk("/sys/fs/cgroup", 0);
+  return out;
+}
+
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls until `fn` is true (or throws after `ms`). */

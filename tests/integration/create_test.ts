@@ -4,6 +4,7 @@ import {
   assertEquals,
   assertMatch,
   capsule,
+  cgroupDirsNamed,
   makeBundle,
   pidAlive,
   removeAll,
@@ -124,6 +125,8 @@ rootTest("create: bad input is refused clearly and leaves nothing", async (root)
       assert(!r.stderr.includes("    at "), `stack trace for ${args.join(" ")}: ${r.stderr}`);
     }
     assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+    // A create that failed after its cgroup was made removed it again.
+    for (const id of ["x1", "x2", "x3", "x4", "x5"]) assertEquals(cgroupDirsNamed(id), [], id);
   } finally {
     await removeAll(good, badJson, wrongType, noRootfs, noConfig);
   }
