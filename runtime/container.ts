@@ -720,9 +720,16 @@ export class Runtime {
       }
     }
     if (detail) {
+      let stats: CgroupStats | undefined;
+      if (status !== "stopped" && rec.cgroupPaths && this.cgroups) {
+        try {
+          stats = this.cgroups.stats(rec.cgroupPaths);
+        } catch { /* the cgroup went away meanwhile */ }
+      }
       out.detail = {
         pidStartTime: rec.pidStartTime,
         cgroupPaths: rec.cgroupPaths ?? {},
+        stats,
         logFile: rec.logFile,
         ext: rec.ext ?? {},
         config: `${rec.bundle}/config.json`,

@@ -123,6 +123,12 @@ rootTest("cpu shares and quota land in the cgroup; update changes them live", as
     const bad = await capsule(root, ["update", "--memory", "lots", "cpu1"]);
     assertEquals(bad.code, 1);
     assertMatch(bad.stderr, /Invalid memory value "lots"/);
+    // A cpuset outside the host's cpus: the kernel refuses, the message names value and file.
+    const cpus = await capsule(root, ["update", "--cpuset-cpus", "64-65", "cpu1"]);
+    assertEquals(cpus.code, 1);
+    assertMatch(cpus.stderr, /64-65.*cpuset\.cpus/);
+    const detail = (await state(root, "cpu1", true)).detail;
+    assert(detail.stats.memory.usage.usage > 0, "state -d has no memory usage");
     await Deno.writeTextFile(file, "{ nope");
     const badFile = await capsule(root, ["update", "--resources", file, "cpu1"]);
     assertEquals(badFile.code, 1);
