@@ -8,7 +8,7 @@ import { CapsuleError, NotFoundError, StateTransitionError } from "./errors.ts";
 import { runHooks } from "./hooks.ts";
 import { validateId } from "./ids.ts";
 import { buildInitPlan, buildProcessPlan, type ExecPlan, type MountOp } from "./plan.ts";
-import { signalName } from "./signals.ts";
+import { signalName, SIGNALS } from "./signals.ts";
 import { relay, sendToConsoleSocket } from "./terminal.ts";
 import { OCI_VERSION, type Process, type Spec } from "./spec.ts";
 import {
@@ -434,32 +434,13 @@ export class Runtime {
    * Detached (`detach`): returns once started, with exit status 0.
    */
   async run(id: string, opts: CreateOptions = {}): Promise<number> {
-    const { record, child, master } = await this.#create(id, opts, !opts.detach);
+    const { child, master } = await this.#create(id, opts, !opts.detach);
     if (opts.detach) {
       child.unref();
       await this.start(id);
       return 0;
     }
-    const forward = [
-      "SIGINT",
-      "SIGTERM",
-      "SIGHUP",
-      "SIGQUIT",
-      "SIGUSR1",
-      "SIGUSR2",
-      "SIGWINCH",
-    ] as const;
-    const handlers = forward.map((sig) => {
-      const h = () => {
-        try {
-          child.kill(sig);
-        } catch { /* already gone */ }
-      };
-      try {
-        Deno.addSignalListener(sig, h);
-      } catch { /* not supported */ }
-      return [sig, h] as const;
-    });
+    const stopForwarding = forwardSignals(child);
     try {
       try {
         await this.start(id);
@@ -469,17 +450,9 @@ export class Runtime {
       }
       const status = master === undefined ? await child.status : await relayed(master, child);
       await this.delete(id, { force: true });
-      if (status.signal) {
-        return 128 + (typeof status.signal === "number" ? status.signal : sigNum(status.signal));
-      }
-      return status.code;
+      return exitCode(status);
     } finally {
-      for (const [sig, h] of handlers) {
-        try {
-          Deno.removeSignalListener(sig, h);
-        } catch { /* ignore */ }
-      }
-      void record;
+      stopForwarding();
     }
   }
 
@@ -642,24 +615,12 @@ export class Runtime {
       child.unref();
       return { execId, pid: child.pid };
     }
-    const forward = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
-    const handlers = forward.map((sig) => {
-      const h = () => {
-        try {
-          child.kill(sig);
-        } catch { /* gone */ }
-      };
-      Deno.addSignalListener(sig, h);
-      return [sig, h] as const;
-    });
+    const stopForwarding = forwardSignals(child);
     try {
       const st = master === undefined ? await child.status : await relayed(master, child);
-      const code = st.signal
-        ? 128 + (typeof st.signal === "number" ? st.signal : sigNum(st.signal))
-        : st.code;
-      return { code, pid: child.pid };
+      return { code: exitCode(st), pid: child.pid };
     } finally {
-      for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
+      stopForwarding();
     }
   }
 
@@ -907,22 +868,28 @@ function containerResources(spec: Spec): LinuxResources | undefined {
   };
 }
 
-function sigNum(name: string): number {
-  const map: Record<string, number> = {
-    SIGHUP: 1,
-    SIGINT: 2,
-    SIGQUIT: 3,
-    SIGKILL: 9,
-    SIGTERM: 15,
-    SIGSEGV: 11,
-    SIGABRT: 6,
-    SIGPIPE: 13,
-    SIGUSR1: 10,
-    SIGUSR2: 12,
-    SIGALRM: 14,
-    SIGBUS: 7,
+/** Signals sent to capsule in the foreground are passed on to the program; returns the undo. */
+function forwardSignals(child: Deno.ChildProcess): () => void {
+  const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
+  const handlers = signals.map((sig) => {
+    const h = () => {
+      try {
+        child.kill(sig);
+      } catch { /* already gone */ }
+    };
+    Deno.addSignalListener(sig, h);
+    return [sig, h] as const;
+  });
+  return () => {
+    for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
   };
-  return map[name] ?? 0;
+}
+
+/** The shell's convention: the exit status, or 128+N when killed by signal N. */
+function exitCode(st: Deno.CommandStatus): number {
+  if (!st.signal) return st.code;
+  return 128 +
+    (typeof st.signal === "number" ? st.signal : SIGNALS[st.signal.replace(/^SIG/, "")] ?? 0);
 }
 
 async function relayed(master: number, child: Deno.ChildProcess): Promise<Deno.CommandStatus> {
