@@ -7,10 +7,11 @@ import { VERSION } from "../runtime/version.ts";
 import { OCI_VERSION } from "../runtime/spec.ts";
 import { DEFAULT_ROOT } from "../runtime/state.ts";
 import { lifecycleCommands } from "./lifecycle.ts";
-
-export const DEFAULT_STORE = "/var/lib/capsule";
 import { resourceCommands } from "./resources.ts";
 import { processCommands } from "./process.ts";
+import { imageCommands } from "./image.ts";
+
+export const DEFAULT_STORE = "/var/lib/capsule";
 
 export const GLOBAL_FLAGS: FlagDef[] = [
   {
@@ -18,6 +19,12 @@ export const GLOBAL_FLAGS: FlagDef[] = [
     type: "string",
     arg: "DIR",
     help: `where container state lives (default ${DEFAULT_ROOT})`,
+  },
+  {
+    name: "store",
+    type: "string",
+    arg: "DIR",
+    help: `where images and volumes live (default ${DEFAULT_STORE})`,
   },
   {
     name: "log",
@@ -57,6 +64,7 @@ function tree(globals: () => Globals): CommandDef {
       ...lifecycleCommands(globals),
       ...processCommands(globals),
       ...resourceCommands(globals),
+      ...imageCommands(globals),
     ],
   };
 }

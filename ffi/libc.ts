@@ -190,6 +190,9 @@ export const SYS = {
   prlimit64: ARM ? 261 : 302,
   pidfd_open: 434,
   seccomp: ARM ? 277 : 317,
+  fchownat: ARM ? 54 : 260,
+  utimensat: ARM ? 88 : 280,
+  lsetxattr: ARM ? 6 : 189,
 } as const;
 
 function sys(nr: number, ...args: (number | bigint)[]): number {
@@ -602,4 +605,37 @@ export function connectUnix(path: string): number {
 
 export function write(fd: number, data: Uint8Array<ArrayBuffer>): number {
   return Number(libc().write(fd, data, BigInt(data.length)));
+}
+
+// ---- calls on a path itself, never following a final symlink (image extraction) ---------
+// They return 0 or the errno: the caller decides what it may skip (e.g. xattrs on tmpfs).
+
+const AT_FDCWD = -100n, AT_SYMLINK_NOFOLLOW = 0x100n;
+
+function sysErrno(nr: number, ...args: (number | bigint)[]): number {
+  return sys(nr, ...args) === -1 ? errno() : 0;
+}
+
+export function lchown(path: string, uid: number, gid: number): number {
+  return sysErrno(SYS.fchownat, AT_FDCWD, ptr(cstr(path)), uid, gid, AT_SYMLINK_NOFOLLOW);
+}
+
+/** atime and mtime (seconds, fractional) of the path itself. */
+export function lutimes(path: string, mtime: number): number {
+  const sec = BigInt(Math.floor(mtime));
+  const nsec = BigInt(Math.round((mtime - Math.floor(mtime)) * 1e9));
+  const ts = new BigInt64Array([sec, nsec, sec, nsec]);
+  return sysErrno(
+    SYS.utimensat,
+    AT_FDCWD,
+    ptr(cstr(path)),
+    ptr(new Uint8Array(ts.buffer)),
+    AT_SYMLINK_NOFOLLOW,
+  );
+}
+
+export function lsetxattr(path: string, name: string, value: Uint8Array): number {
+  const v = new Uint8Array(value.length || 1);
+  v.set(value);
+  return sysErrno(SYS.lsetxattr, ptr(cstr(path)), ptr(cstr(name)), ptr(v), value.length, 0);
 }

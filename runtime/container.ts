@@ -37,6 +37,15 @@ export interface CreateContext {
   options: Record<string, unknown>;
 }
 
+/** What `prepare` gets: the create context, and a way to keep data before making anything. */
+export interface PrepareContext extends Omit<CreateContext, "pid" | "record"> {
+  /**
+   * Stores `data` in the container's state now (as `ext[name]`), so that a crash before
+   * `prepare` returns is still undone by `delete -f`: call it before mounting or allocating.
+   */
+  save(data: unknown): void;
+}
+
 /** What an extension's `prepare` gives back. */
 export interface Prepared {
   /** Extra mounts for the container (e.g. /etc/hosts), as the init's plan takes them. */
@@ -57,7 +66,7 @@ export interface Prepared {
  */
 export interface Extension {
   name: string;
-  prepare?(ctx: Omit<CreateContext, "pid" | "record">): Promise<Prepared | void> | Prepared | void;
+  prepare?(ctx: PrepareContext): Promise<Prepared | void> | Prepared | void;
   created?(ctx: CreateContext): Promise<unknown> | unknown;
   deleted?(record: ContainerRecord, data: unknown): Promise<void> | void;
 }
@@ -307,7 +316,11 @@ export class Runtime {
       record.ext = {};
       for (const x of this.extensions) {
         undo.push(() => x.deleted?.(record, record.ext?.[x.name]));
-        const r = await x.prepare?.(base);
+        const save = (data: unknown) => {
+          record.ext![x.name] = data;
+          this.store.write(record);
+        };
+        const r = await x.prepare?.({ ...base, save });
         if (r?.mounts) extraMounts.push(...r.mounts);
         if (r?.rootfs) spec.root!.path = record.rootfs = r.rootfs;
         if (r?.data !== undefined) {

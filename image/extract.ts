@@ -1,0 +1,238 @@
+// Safe extraction of a tar stream into a directory: a flat rootfs, or one image layer on top
+// of the ones before it (whiteouts). Nothing lands outside the directory: entries with ".."
+// are refused, parents are resolved component by component with lstat, and a symlink met on
+// the way is followed only inside the directory (an absolute target from its root, as in a
+// chroot); one that climbs out refuses the archive. The last component is never followed: an
+// existing entry is removed first, files are created with O_EXCL.
+import { entryPath, type TarEntry, type TarHeader } from "./tar.ts";
+import { lchown, lsetxattr, lutimes, makeNode } from "./sys.ts";
+
+/** The archive tries to write outside the image directory. */
+export class EscapeError extends Error {
+  override name = "EscapeError";
+}
+
+export interface ApplyOptions {
+  /** An image layer: `.wh.NAME` removes NAME, `.wh..wh..opq` empties the directory. */
+  layer?: boolean;
+  /** Set owners (root only); default: when running as root. */
+  owners?: boolean;
+  /** Checked between entries: set `aborted` to stop (Ctrl-C). */
+  signal?: { aborted: boolean };
+}
+
+export interface ApplyStats {
+  entries: number;
+  /** Entries skipped: unknown types, devices without privilege. */
+  skipped: number;
+  /** Extended attributes the file system refused. */
+  xattrsSkipped: number;
+}
+
+const MAX_LINKS = 40;
+
+function lstat(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.lstatSync(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+}
+
+function removeAny(path: string, info: Deno.FileInfo): void {
+  Deno.removeSync(path, { recursive: info.isDirectory });
+}
+
+/** Applies the entries of one tar stream to `root` (an existing directory). */
+export async function applyTar(
+  entries: AsyncIterable<TarEntry>,
+  root: string,
+  opts: ApplyOptions = {},
+): Promise<ApplyStats> {
+  const owners = opts.owners ?? Deno.uid() === 0;
+  const stats: ApplyStats = { entries: 0, skipped: 0, xattrsSkipped: 0 };
+  /** Directory paths as named in the archive -> resolved path under root ("" is root). */
+  const dirCache = new Map<string, string>();
+  /** What this layer wrote (opaque whiteouts keep these). */
+  const written = new Set<string>();
+  /** Directory metadata, applied last (adding entries changes a directory's mtime). */
+  const dirMeta = new Map<string, TarHeader>();
+  const full = (rel: string) => rel ? `${root}/${rel}` : root;
+
+  /** Resolves directory components under root, creating missing ones (mode 755). */
+  const resolveDir = (comps: string[], entry: string, create = true): string => {
+    const key = comps.join("/");
+    const hit = dirCache.get(key);
+    if (hit !== undefined) return hit;
+    const stack: string[] = [];
+    const queue = [...comps];
+    let links = 0;
+    while (queue.length) {
+      const c = queue.shift()!;
+      if (c === "" || c === ".") continue;
+      if (c === "..") {
+        if (!stack.length) {
+          throw new EscapeError(
+            `entry "${entry}" would be written through a symbolic link that points outside the image`,
+          );
+        }
+        stack.pop();
+        continue;
+      }
+      const path = full([...stack, c].join("/"));
+      const info = lstat(path);
+      if (!info) {
+        if (!create) throw new EscapeError(`entry "${entry}": "${key}" does not exist`);
+        Deno.mkdirSync(path, { mode: 0o755 });
+        Deno.chmodSync(path, 0o755);
+      } else if (info.isSymlink) {
+        if (++links > MAX_LINKS) {
+          throw new EscapeError(`entry "${entry}": too many levels of symbolic links`);
+        }
+        const target = Deno.readLinkSync(path);
+        if (target.startsWith("/")) stack.length = 0;
+        queue.unshift(...target.split("/"));
+        continue;
+      } else if (!info.isDirectory) {
+        if (!create) throw new EscapeError(`entry "${entry}": "${key}" is not a directory`);
+        removeAny(path, info);
+        Deno.mkdirSync(path, { mode: 0o755 });
+        Deno.chmodSync(path, 0o755);
+      }
+      stack.push(c);
+    }
+    const resolved = stack.join("/");
+    dirCache.set(key, resolved);
+    return resolved;
+  };
+
+  /** Removes what is at rel (it may have been a cached directory or a link on a path). */
+  const removeAt = (rel: string): boolean => {
+    const info = lstat(full(rel));
+    if (!info) return false;
+    removeAny(full(rel), info);
+    if (info.isDirectory || info.isSymlink) dirCache.clear();
+    return true;
+  };
+
+  const setMeta = (path: string, h: TarHeader, symlink = false) => {
+    if (owners) lchown(path, h.uid, h.gid);
+    if (!symlink) Deno.chmodSync(path, h.mode);
+    lutimes(path, h.mtime);
+  };
+
+  for await (const entry of entries) {
+    if (opts.signal?.aborted) throw new DOMException("import interrupted", "AbortError");
+    stats.entries++;
+    const h = entry.header;
+    const parts = entryPath(h.name);
+    if (parts === null) {
+      throw new EscapeError(`entry "${h.name}" has ".." in its path and would land outside`);
+    }
+    if (parts.length === 0) {
+      if (h.type === "dir") dirMeta.set("", h);
+      continue;
+    }
+    const base = parts[parts.length - 1];
+    const parent = resolveDir(parts.slice(0, -1), h.name);
+    const join = (name: string) => parent ? `${parent}/${name}` : name;
+    if (opts.layer && base.startsWith(".wh.")) {
+      if (base === ".wh..wh..opq") {
+        for (const child of [...Deno.readDirSync(full(parent))]) {
+          const rel = join(child.name);
+          if (!written.has(rel)) removeAt(rel);
+        }
+      } else if (!base.startsWith(".wh..wh.")) {
+        removeAt(join(base.slice(4)));
+      }
+      continue;
+    }
+    const rel = join(base);
+    const path = full(rel);
+    if (opts.layer) written.add(rel);
+    const existing = lstat(path);
+    switch (h.type) {
+      case "dir": {
+        if (!existing?.isDirectory) {
+          if (existing) removeAt(rel);
+          Deno.mkdirSync(path, { mode: 0o700 });
+        }
+        if (owners) lchown(path, h.uid, h.gid);
+        dirMeta.set(rel, h);
+        break;
+      }
+      case "file": {
+        if (existing) removeAt(rel);
+        const f = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+        try {
+          await entry.pipe((piece) => {
+            let off = 0;
+            while (off < piece.length) off += f.writeSync(piece.subarray(off));
+          });
+        } finally {
+          f.close();
+        }
+        setMeta(path, h);
+        break;
+      }
+      case "link": {
+        const target = entryPath(h.linkname);
+        if (target === null || target.length === 0) {
+          throw new EscapeError(
+            `hard link "${h.name}" points outside the image ("${h.linkname}")`,
+          );
+        }
+        const tparent = resolveDir(target.slice(0, -1), h.name, false);
+        const trel = tparent ? `${tparent}/${target[target.length - 1]}` : target[0];
+        if (trel === rel) break;
+        const tinfo = lstat(full(trel));
+        if (!tinfo || tinfo.isDirectory) {
+          throw new EscapeError(
+            `hard link "${h.name}" names "${h.linkname}", which is not a file in the archive`,
+          );
+        }
+        if (existing) removeAt(rel);
+        Deno.linkSync(full(trel), path);
+        break;
+      }
+      case "symlink": {
+        if (existing) removeAt(rel);
+        Deno.symlinkSync(h.linkname, path);
+        setMeta(path, h, true);
+        break;
+      }
+      case "char":
+      case "block":
+      case "fifo": {
+        if (existing) removeAt(rel);
+        try {
+          makeNode(path, h.type, h.mode, h.devmajor, h.devminor);
+        } catch (e) {
+          if ((e as { code?: string }).code === "EPERM") {
+            stats.skipped++;
+            break;
+          }
+          throw e;
+        }
+        setMeta(path, h);
+        break;
+      }
+      default:
+        stats.skipped++;
+        continue;
+    }
+    for (const [name, value] of Object.entries(h.xattrs)) {
+      if (lsetxattr(path, name, value) !== 0) stats.xattrsSkipped++;
+    }
+  }
+  for (const [rel, h] of dirMeta) {
+    const path = full(rel);
+    const info = lstat(path);
+    if (!info?.isDirectory) continue;
+    if (owners) lchown(path, h.uid, h.gid);
+    Deno.chmodSync(path, h.mode);
+    lutimes(path, h.mtime);
+  }
+  return stats;
+}

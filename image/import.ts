@@ -1,0 +1,687 @@
+// `capsule image create NAME FILE`: imports a flat rootfs tarball (docker/podman export), a
+// docker-archive (docker save, podman save --format docker-archive) or an OCI image layout
+// (directory or oci-archive), gzip- or zstd-compressed or not. It extracts into a temporary
+// directory under the store and renames it into place at the end: an interrupted or failed
+// import leaves no half image. Only this command loads the tar code.
+import { CapsuleError } from "../runtime/errors.ts";
+import { ChunkReader, entryPath, readTar, type TarEntry, TarError } from "./tar.ts";
+import { applyTar, EscapeError } from "./extract.ts";
+import {
+  exists,
+  type ImageConfig,
+  type ImageRecord,
+  paths,
+  readImage,
+  validateName,
+} from "./store.ts";
+
+type Hash = { update(b: Uint8Array): Hash; digest(enc: "hex"): string };
+let createHash: ((alg: string) => Hash) | undefined;
+async function sha256(): Promise<Hash> {
+  createHash ??= (await import("node:crypto")).createHash as unknown as (alg: string) => Hash;
+  return createHash("sha256");
+}
+async function sha256Hex(data: Uint8Array): Promise<string> {
+  return (await sha256()).update(data).digest("hex");
+}
+
+/** Bytes read and the rate, on one line of a terminal (stdout only when it is one). */
+export class Progress {
+  done = 0;
+  #start = Date.now();
+  #last = 0;
+  #enc = new TextEncoder();
+  constructor(readonly total: number, readonly on: boolean) {}
+  add(n: number): void {
+    this.done += n;
+    if (!this.on) return;
+    const now = Date.now();
+    if (now - this.#last < 100) return;
+    this.#last = now;
+    this.#draw(now);
+  }
+  #draw(now: number): void {
+    const mb = (n: number) => (n / 1e6).toFixed(1);
+    const secs = Math.max((now - this.#start) / 1000, 0.001);
+    const frac = this.total ? Math.min(this.done / this.total, 1) : 0;
+    const width = 30;
+    const bar = "#".repeat(Math.round(frac * width)).padEnd(width, " ");
+    const line = `\r[${bar}] ${mb(this.done)}/${mb(this.total)} MB  ${mb(this.done / secs)} MB/s  `;
+    Deno.stdout.writeSync(this.#enc.encode(line));
+  }
+  end(): void {
+    if (!this.on) return;
+    this.#draw(Date.now());
+    Deno.stdout.writeSync(this.#enc.encode("\n"));
+  }
+}
+
+export interface Interrupt {
+  aborted: boolean;
+}
+
+function interrupted(): Error {
+  return new DOMException("import interrupted", "AbortError");
+}
+
+/**
+ * The bytes of a file region as chunks; `skip(n)` moves on without reading (for the tar
+ * index of an uncompressed archive).
+ */
+class FileSource implements AsyncIterable<Uint8Array> {
+  #pos: number;
+  #end: number;
+  constructor(
+    readonly path: string,
+    offset = 0,
+    size = Infinity,
+    readonly opts: { chunk?: number; progress?: Progress; hash?: Hash; signal?: Interrupt } = {},
+  ) {
+    this.#pos = offset;
+    this.#end = offset + size;
+  }
+  skip(n: number): void {
+    this.#pos += n;
+  }
+  async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+    const f = await Deno.open(this.path);
+    try {
+      const size = this.opts.chunk ?? 1 << 20;
+      for (;;) {
+        if (this.opts.signal?.aborted) throw interrupted();
+        const want = Math.min(size, this.#end - this.#pos);
+        if (want <= 0) return;
+        await f.seek(this.#pos, Deno.SeekMode.Start);
+        const buf = new Uint8Array(want);
+        const n = await f.read(buf);
+        if (n === null || n === 0) return;
+        this.#pos += n;
+        const chunk = buf.subarray(0, n);
+        this.opts.hash?.update(chunk);
+        this.opts.progress?.add(n);
+        yield chunk;
+      }
+    } finally {
+      f.close();
+    }
+  }
+}
+
+type Compression = "none" | "gzip" | "zstd" | "bzip2" | "xz";
+
+function sniff(head: Uint8Array): Compression {
+  if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return "zstd";
+  if (head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68) return "bzip2";
+  if (head[0] === 0xfd && head[1] === 0x37 && head[2] === 0x7a && head[3] === 0x58) return "xz";
+  return "none";
+}
+
+/** Peeks at the first chunk of a stream to choose how to decompress it. */
+async function decompressed(
+  source: AsyncIterable<Uint8Array>,
+  what: string,
+): Promise<AsyncIterable<Uint8Array>> {
+  const it = source[Symbol.asyncIterator]();
+  const first = await it.next();
+  const head = first.done ? new Uint8Array(0) : first.value;
+  const whole: AsyncIterable<Uint8Array> = {
+    async *[Symbol.asyncIterator]() {
+      if (!first.done) yield first.value;
+      for (;;) {
+        const r = await it.next();
+        if (r.done) return;
+        yield r.value;
+      }
+    },
+  };
+  const kind = sniff(head);
+  switch (kind) {
+    case "none":
+      return whole;
+    case "gzip":
+      return ReadableStream.from(whole).pipeThrough(
+        new DecompressionStream("gzip") as unknown as ReadableWritablePair<Uint8Array, Uint8Array>,
+      );
+    case "zstd":
+      return zstdStream(whole, what);
+    default:
+      throw new CapsuleError(
+        `Cannot import ${what}: it is ${kind}-compressed; decompress it first ` +
+          `(capsule reads tar, tar.gz and tar.zst)`,
+      );
+  }
+}
+
+/** zstd through the `zstd` program (Web streams have no zstd). */
+function zstdStream(source: AsyncIterable<Uint8Array>, what: string): ReadableStream<Uint8Array> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("zstd", {
+      args: ["-dcq"],
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "null",
+    }).spawn();
+  } catch {
+    throw new CapsuleError(
+      `Cannot import ${what}: it is zstd-compressed and the zstd program is not installed ` +
+        `(apt-get install zstd), or decompress it first`,
+    );
+  }
+  const feed = (async () => {
+    const w = child.stdin.getWriter();
+    try {
+      for await (const c of source) await w.write(c);
+      await w.close();
+    } catch {
+      try {
+        await w.abort();
+      } catch { /* closed */ }
+    }
+  })();
+  return child.stdout.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      async flush() {
+        await feed;
+        const st = await child.status;
+        if (!st.success) {
+          throw new TarError(`zstd failed (status ${st.code}): corrupt or truncated`);
+        }
+      },
+    }),
+  );
+}
+
+/** Entries after a probe: the ones already taken, then the rest of the generator. */
+async function* chain(head: TarEntry[], rest: AsyncGenerator<TarEntry>): AsyncGenerator<TarEntry> {
+  yield* head;
+  yield* rest;
+}
+
+/** First files of image archives: docker save (old and new layouts), podman save, OCI. */
+const ARCHIVE_NAME =
+  /^(manifest\.json|index\.json|oci-layout|repositories|blobs\/.*|[0-9a-f]{64}([./].*)?|[^/]+\/(layer\.tar|json|VERSION))$/;
+
+// ---- archives: a tar index or a directory, read by path ----------------------------------
+
+interface ArchiveSource {
+  has(path: string): boolean;
+  read(path: string): Promise<Uint8Array>;
+  chunks(path: string, extra?: { hash?: Hash }): AsyncIterable<Uint8Array>;
+  size(path: string): number;
+}
+
+interface IndexEntry {
+  offset: number;
+  size: number;
+  type: string;
+  linkname: string;
+}
+
+/** An uncompressed tar read by seeking: headers are scanned, data is read where needed. */
+async function tarIndex(
+  file: string,
+  progress: Progress,
+  signal: Interrupt,
+): Promise<ArchiveSource> {
+  const index = new Map<string, IndexEntry>();
+  const reader = new ChunkReader(new FileSource(file, 0, Infinity, { chunk: 64 << 10 }));
+  for await (const e of readTar(reader)) {
+    const parts = entryPath(e.header.name);
+    if (!parts?.length) continue;
+    index.set(parts.join("/"), {
+      offset: e.offset,
+      size: e.header.size,
+      type: e.header.type,
+      linkname: e.header.linkname,
+    });
+  }
+  const resolve = (path: string, depth = 0): IndexEntry => {
+    const parts = entryPath(path);
+    const key = parts?.join("/") ?? "";
+    const e = index.get(key);
+    if (!e || !parts) throw new CapsuleError(`Cannot import ${file}: it has no "${path}"`);
+    if ((e.type === "symlink" || e.type === "link") && depth < 8) {
+      // docker save links identical layers to one copy ("../<id>/layer.tar").
+      const base = e.type === "symlink" ? parts.slice(0, -1).join("/") + "/" : "";
+      const target = e.linkname.startsWith("/") ? e.linkname : base + e.linkname;
+      const norm: string[] = [];
+      for (const p of target.split("/")) {
+        if (p === "..") norm.pop();
+        else if (p && p !== ".") norm.push(p);
+      }
+      return resolve(norm.join("/"), depth + 1);
+    }
+    if (e.type !== "file") throw new CapsuleError(`Cannot import ${file}: "${path}" is not a file`);
+    return e;
+  };
+  return {
+    has: (p) => {
+      try {
+        resolve(p);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    size: (p) => resolve(p).size,
+    read: async (p) => {
+      const e = resolve(p);
+      const out = new Uint8Array(e.size);
+      let at = 0;
+      for await (const c of new FileSource(file, e.offset, e.size)) {
+        out.set(c, at);
+        at += c.length;
+      }
+      if (at !== e.size) throw new TarError(`"${p}" ends early`, true);
+      return out;
+    },
+    chunks: (p, extra) => {
+      const e = resolve(p);
+      return new FileSource(file, e.offset, e.size, { progress, hash: extra?.hash, signal });
+    },
+  };
+}
+
+function dirSource(dir: string, progress: Progress, signal: Interrupt): ArchiveSource {
+  const at = (p: string) => {
+    const parts = entryPath(p);
+    if (!parts?.length) throw new CapsuleError(`Cannot import ${dir}: invalid path "${p}"`);
+    return `${dir}/${parts.join("/")}`;
+  };
+  return {
+    has: (p) => exists(at(p)),
+    size: (p) => Deno.statSync(at(p)).size,
+    read: (p) => Deno.readFile(at(p)),
+    chunks: (p, extra) =>
+      new FileSource(at(p), 0, Infinity, { progress, hash: extra?.hash, signal }),
+  };
+}
+
+async function readJson<T>(src: ArchiveSource, path: string, what: string): Promise<T> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await src.read(path);
+  } catch (e) {
+    if (e instanceof CapsuleError) throw e;
+    throw new CapsuleError(`Cannot import ${what}: cannot read "${path}": ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new CapsuleError(
+      `Cannot import ${what}: "${path}" is not valid JSON: ${(e as Error).message}`,
+    );
+  }
+}
+
+interface Layer {
+  path: string;
+  /** Verified while reading when set (OCI blobs are named by their digest). */
+  digest?: string;
+}
+
+interface Plan {
+  format: ImageRecord["format"];
+  id: string;
+  digest: string;
+  config: ImageConfig;
+  layers: Layer[];
+  layerIds: string[];
+}
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+function pickConfig(raw: Record<string, unknown> | undefined): ImageConfig {
+  const c = (raw?.config ?? {}) as Record<string, unknown>;
+  const out: ImageConfig = {};
+  for (const k of ["Env", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "Labels"]) {
+    if (c[k] !== undefined && c[k] !== null) (out as Record<string, unknown>)[k] = c[k];
+  }
+  return out;
+}
+
+async function dockerPlan(src: ArchiveSource, what: string): Promise<Plan> {
+  const manifest = await readJson<{ Config: string; Layers: string[] }[]>(
+    src,
+    "manifest.json",
+    what,
+  );
+  if (!Array.isArray(manifest) || manifest.length === 0) {
+    throw new CapsuleError(`Cannot import ${what}: manifest.json names no image`);
+  }
+  if (manifest.length > 1) {
+    throw new CapsuleError(
+      `Cannot import ${what}: it holds ${manifest.length} images; save one image per archive`,
+    );
+  }
+  const m = manifest[0];
+  if (typeof m.Config !== "string" || !Array.isArray(m.Layers)) {
+    throw new CapsuleError(`Cannot import ${what}: manifest.json has no Config or Layers`);
+  }
+  const configBytes = await src.read(m.Config);
+  const config = JSON.parse(new TextDecoder().decode(configBytes));
+  const manifestBytes = await src.read("manifest.json");
+  return {
+    format: "docker-archive",
+    id: `sha256:${await sha256Hex(configBytes)}`,
+    digest: `sha256:${await sha256Hex(manifestBytes)}`,
+    config: pickConfig(config),
+    layers: m.Layers.map((path) => ({ path })),
+    layerIds: (config?.rootfs?.diff_ids as string[] | undefined) ?? [],
+  };
+}
+
+const INDEX_TYPES = [
+  "application/vnd.oci.image.index.v1+json",
+  "application/vnd.docker.distribution.manifest.list.v2+json",
+];
+
+interface Descriptor {
+  mediaType?: string;
+  digest: string;
+  platform?: { os?: string; architecture?: string };
+}
+
+async function ociPlan(src: ArchiveSource, what: string): Promise<Plan> {
+  const blob = (d: string) => {
+    if (!DIGEST.test(d)) throw new CapsuleError(`Cannot import ${what}: invalid digest "${d}"`);
+    return `blobs/sha256/${d.slice(7)}`;
+  };
+  const verified = async (d: string) => {
+    const bytes = await src.read(blob(d));
+    if (`sha256:${await sha256Hex(bytes)}` !== d) {
+      throw new CapsuleError(`Cannot import ${what}: blob ${d} does not match its digest`);
+    }
+    return bytes;
+  };
+  const arch = Deno.build.arch === "aarch64" ? "arm64" : "amd64";
+  const choose = (list: Descriptor[], where: string): Descriptor => {
+    if (!Array.isArray(list) || !list.length) {
+      throw new CapsuleError(`Cannot import ${what}: ${where} lists no manifest`);
+    }
+    return list.find((d) => d.platform?.os === "linux" && d.platform?.architecture === arch) ??
+      list[0];
+  };
+  let desc = choose(
+    (await readJson<{ manifests: Descriptor[] }>(src, "index.json", what)).manifests,
+    "index.json",
+  );
+  let manifestBytes = await verified(desc.digest);
+  let manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+  for (
+    let i = 0;
+    i < 4 && (INDEX_TYPES.includes(manifest.mediaType ?? desc.mediaType) || manifest.manifests);
+    i++
+  ) {
+    desc = choose(manifest.manifests, desc.digest);
+    manifestBytes = await verified(desc.digest);
+    manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+  }
+  if (!manifest.config?.digest || !Array.isArray(manifest.layers)) {
+    throw new CapsuleError(
+      `Cannot import ${what}: manifest ${desc.digest} has no config or layers`,
+    );
+  }
+  const configBytes = await verified(manifest.config.digest);
+  const config = JSON.parse(new TextDecoder().decode(configBytes));
+  return {
+    format: "oci",
+    id: manifest.config.digest,
+    digest: desc.digest,
+    config: pickConfig(config),
+    layers: (manifest.layers as Descriptor[]).map((l) => ({
+      path: blob(l.digest),
+      digest: l.digest,
+    })),
+    layerIds: (config?.rootfs?.diff_ids as string[] | undefined) ??
+      (manifest.layers as Descriptor[]).map((l) => l.digest),
+  };
+}
+
+async function archivePlan(src: ArchiveSource, what: string): Promise<Plan> {
+  if (src.has("index.json") && src.has("oci-layout")) return await ociPlan(src, what);
+  if (src.has("manifest.json")) return await dockerPlan(src, what);
+  if (src.has("index.json")) return await ociPlan(src, what);
+  throw new CapsuleError(
+    `Cannot import ${what}: it is neither a root file system tarball nor an image archive ` +
+      `(no manifest.json or index.json)`,
+  );
+}
+
+async function applyLayers(
+  src: ArchiveSource,
+  plan: Plan,
+  rootfs: string,
+  signal: Interrupt,
+  what: string,
+): Promise<void> {
+  for (const [i, layer] of plan.layers.entries()) {
+    const hash = layer.digest ? await sha256() : undefined;
+    const name = `layer ${i + 1}/${plan.layers.length} ("${layer.path}")`;
+    const stream = await decompressed(src.chunks(layer.path, { hash }), `${what}, ${name}`);
+    const reader = new ChunkReader(stream);
+    try {
+      await applyTar(readTar(reader), rootfs, { layer: true, signal });
+      await reader.drain();
+    } catch (e) {
+      if (e instanceof TarError) {
+        throw new CapsuleError(`Cannot import ${what}: ${name}: ${e.message}`);
+      }
+      throw e;
+    }
+    if (hash && `sha256:${hash.digest("hex")}` !== layer.digest) {
+      throw new CapsuleError(`Cannot import ${what}: ${name} does not match its digest`);
+    }
+  }
+}
+
+// ---- the import ---------------------------------------------------------------------------
+
+/** Sum of regular file sizes under dir (hard links once): what `image list` shows. */
+export function treeSize(dir: string): number {
+  let total = 0;
+  const seen = new Set<string>();
+  const walk = (d: string) => {
+    for (const e of Deno.readDirSync(d)) {
+      const p = `${d}/${e.name}`;
+      if (e.isDirectory) walk(p);
+      else if (e.isFile) {
+        const st = Deno.lstatSync(p);
+        if (st.nlink !== null && st.nlink > 1) {
+          const key = `${st.dev}:${st.ino}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+        }
+        total += st.size;
+      }
+    }
+  };
+  walk(dir);
+  return total;
+}
+
+/** Removes temporary import directories whose importer is gone (killed with SIGKILL). */
+function sweepStale(images: string): void {
+  try {
+    for (const e of Deno.readDirSync(images)) {
+      const m = e.name.match(/^\.tmp-(\d+)-/);
+      if (!m) continue;
+      if (exists(`/proc/${m[1]}`)) continue;
+      try {
+        Deno.removeSync(`${images}/${e.name}`, { recursive: true });
+      } catch { /* another sweep */ }
+    }
+  } catch { /* no images yet */ }
+}
+
+export interface ImportOptions {
+  store: string;
+  name: string;
+  file: string;
+  /** Draw a progress bar on stdout (default: when stdout is a terminal). */
+  progress?: boolean;
+}
+
+/** Imports an image; returns its record. Nothing stays behind on failure or Ctrl-C. */
+export async function importImage(o: ImportOptions): Promise<ImageRecord> {
+  validateName(o.name);
+  const finalDir = paths.image(o.store, o.name);
+  if (exists(finalDir)) {
+    throw new CapsuleError(
+      `Image name "${o.name}" is taken; delete that image first ("capsule image delete ${o.name}") ` +
+        `or choose another name`,
+    );
+  }
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(o.file);
+  } catch {
+    throw new CapsuleError(`Cannot import "${o.file}": no such file`);
+  }
+  const file = Deno.realPathSync(o.file);
+  const what = `"${o.file}"`;
+  const images = paths.images(o.store);
+  Deno.mkdirSync(images, { recursive: true, mode: 0o700 });
+  sweepStale(images);
+  const tmp = `${images}/.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  Deno.mkdirSync(tmp, { mode: 0o700 });
+  const rootfs = `${tmp}/rootfs`;
+  Deno.mkdirSync(rootfs, { mode: 0o755 });
+  const signal: Interrupt = { aborted: false };
+  const onSignal = () => signal.aborted = true;
+  const sigs = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+  for (const s of sigs) Deno.addSignalListener(s, onSignal);
+  const progress = new Progress(
+    info.isFile ? info.size : 0,
+    (o.progress ?? Deno.stdout.isTerminal()) && info.isFile,
+  );
+  try {
+    let plan: Plan;
+    if (info.isDirectory) {
+      const src = dirSource(file, progress, signal);
+      plan = await archivePlan(src, what);
+      await applyLayers(src, plan, rootfs, signal, what);
+    } else {
+      plan = await importFile(file, what, rootfs, tmp, progress, signal);
+    }
+    progress.end();
+    const record: ImageRecord = {
+      name: o.name,
+      id: plan.id,
+      created: new Date().toISOString(),
+      size: treeSize(rootfs),
+      digest: plan.digest,
+      format: plan.format,
+      source: file,
+      config: plan.config,
+      layers: plan.layerIds,
+    };
+    try {
+      Deno.removeSync(`${tmp}/archive.tar`);
+    } catch { /* none */ }
+    Deno.writeTextFileSync(`${tmp}/image.json`, JSON.stringify(record, null, 2) + "\n");
+    if (signal.aborted) throw interrupted();
+    try {
+      Deno.renameSync(tmp, finalDir);
+    } catch (e) {
+      if (exists(finalDir)) {
+        throw new CapsuleError(
+          `Image name "${o.name}" was taken while importing; nothing was kept`,
+        );
+      }
+      throw e;
+    }
+    return readImage(o.store, o.name);
+  } catch (e) {
+    if (progress.on) Deno.stdout.writeSync(new TextEncoder().encode("\n"));
+    if (e instanceof DOMException && e.name === "AbortError") {
+      throw new CapsuleError(`Import of ${what} interrupted; nothing was kept`);
+    }
+    if (e instanceof EscapeError) {
+      throw new CapsuleError(`Refusing to import ${what}: ${e.message}; nothing was kept`);
+    }
+    if (e instanceof TarError) {
+      throw new CapsuleError(
+        `Cannot import ${what}: ${e.message}${
+          e.truncated
+            ? ""
+            : "; capsule reads a rootfs tarball (docker export), a docker-archive or an OCI archive"
+        }`,
+      );
+    }
+    if (e instanceof TypeError && /gzip|deflate|decompress|corrupt/i.test(e.message)) {
+      throw new CapsuleError(
+        `Cannot import ${what}: the gzip data is corrupt or truncated (${e.message})`,
+      );
+    }
+    throw e;
+  } finally {
+    for (const s of sigs) Deno.removeSignalListener(s, onSignal);
+    try {
+      Deno.removeSync(tmp, { recursive: true });
+    } catch { /* renamed into place */ }
+  }
+}
+
+/** A tar file: flat rootfs (streamed straight into rootfs) or an image archive. */
+async function importFile(
+  file: string,
+  what: string,
+  rootfs: string,
+  tmp: string,
+  progress: Progress,
+  signal: Interrupt,
+): Promise<Plan> {
+  const hash = await sha256();
+  const raw = new FileSource(file, 0, Infinity, { progress, hash, signal });
+  const head = new Uint8Array(4);
+  {
+    const f = Deno.openSync(file);
+    f.readSync(head);
+    f.close();
+  }
+  const compressed = sniff(head) !== "none";
+  const reader = new ChunkReader(await decompressed(raw, what));
+  const entries = readTar(reader);
+  // The first entry that is not a directory tells a rootfs from an archive (directories
+  // carry no data: they can wait in `taken` while the stream goes on).
+  const taken: TarEntry[] = [];
+  let archive = false;
+  for (;;) {
+    const r = await entries.next();
+    if (r.done) break;
+    taken.push(r.value);
+    if (r.value.header.type === "dir") continue;
+    const parts = entryPath(r.value.header.name);
+    archive = parts !== null && ARCHIVE_NAME.test(parts.join("/"));
+    break;
+  }
+  if (!archive) {
+    await applyTar(chain(taken, entries), rootfs, { signal });
+    await reader.drain();
+    const digest = `sha256:${hash.digest("hex")}`;
+    return { format: "rootfs", id: digest, digest, config: {}, layers: [], layerIds: [digest] };
+  }
+  await reader.cancel();
+  let tarFile = file;
+  if (compressed) {
+    // A compressed archive is read by seeking: decompress it once into the temp directory.
+    tarFile = `${tmp}/archive.tar`;
+    const out = Deno.openSync(tarFile, { write: true, createNew: true, mode: 0o600 });
+    try {
+      const again = new FileSource(file, 0, Infinity, { signal });
+      for await (const c of await decompressed(again, what)) {
+        let off = 0;
+        while (off < c.length) off += out.writeSync(c.subarray(off));
+      }
+    } finally {
+      out.close();
+    }
+  }
+  const src = await tarIndex(tarFile, progress, signal);
+  const plan = await archivePlan(src, what);
+  await applyLayers(src, plan, rootfs, signal, what);
+  return plan;
+}

@@ -1,0 +1,347 @@
+// `image run`, `image destroyc`, `image delete` and volumes: the library side of the image
+// commands (the CLI parses and prints). Runs on the container start path: no tar code.
+import type { Runtime } from "../runtime/container.ts";
+import { CapsuleError } from "../runtime/errors.ts";
+import { validateId } from "../runtime/ids.ts";
+import type { Mount } from "../runtime/spec.ts";
+import { writeFileAtomic } from "../runtime/state.ts";
+import type { ImageRunOptions } from "./mod.ts";
+import { buildSpec, parseVolumes, type RunFlags, type Volume, volumeMount } from "./runspec.ts";
+import {
+  type ContainerInfo,
+  destroyContainerFiles,
+  exists,
+  listContainerInfos,
+  liveUsers,
+  paths,
+  readContainerInfo,
+  readImage,
+  unmountAll,
+  validateName,
+} from "./store.ts";
+
+export interface Needs {
+  id?: string;
+  network?: boolean;
+  image?: boolean;
+  root?: string;
+}
+export type OpenRuntime = (needs: Needs) => Promise<Runtime>;
+
+export interface RunRequest extends RunFlags {
+  store: string;
+  root: string;
+  volumes: string[];
+  detach?: boolean;
+  rm?: boolean;
+  /** The network extension's options (--network, -p, --link), if any. */
+  network?: unknown;
+}
+
+function readText(path: string): string | undefined {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A short random id, like docker's (12 hex digits). */
+export function randomId(): string {
+  return crypto.randomUUID().replaceAll("-", "").slice(0, 12);
+}
+
+/** Host directories of the volumes; named and anonymous ones are made here. */
+function volumeSources(
+  store: string,
+  id: string,
+  vols: Volume[],
+  lower: string,
+): { mounts: Mount[]; info: ContainerInfo["volumes"] } {
+  const mounts: Mount[] = [];
+  const info: ContainerInfo["volumes"] = [];
+  vols.forEach((v, n) => {
+    let source: string;
+    let fresh = false;
+    if (v.kind === "bind") {
+      source = v.source;
+    } else if (v.kind === "named") {
+      source = paths.volume(store, v.name);
+      fresh = !exists(source);
+      Deno.mkdirSync(source, { recursive: true, mode: 0o755 });
+    } else {
+      source = `${paths.anon(store, id)}/${n}`;
+      fresh = true;
+      Deno.mkdirSync(source, { recursive: true, mode: 0o755 });
+    }
+    // A new volume starts with what the image has at that path (as docker's copy-up).
+    if (fresh) copyUp(`${lower}${v.destination}`, lower, source);
+    mounts.push(volumeMount(v, source));
+    info.push({
+      kind: v.kind,
+      source,
+      destination: v.destination,
+      ...(v.kind === "named" ? { name: v.name } : {}),
+    });
+  });
+  return { mounts, info };
+}
+
+/** Copies an image directory into a new volume, when it is a real directory of the image. */
+function copyUp(from: string, lower: string, to: string): void {
+  // Only a plain directory path inside the image (no symlink on the way can lead out).
+  let p = lower;
+  for (const c of from.slice(lower.length).split("/").filter(Boolean)) {
+    p += `/${c}`;
+    try {
+      if (!Deno.lstatSync(p).isDirectory) return;
+    } catch {
+      return;
+    }
+  }
+  if ([...Deno.readDirSync(from)].length === 0) return;
+  const st = new Deno.Command("cp", { args: ["-a", `${from}/.`, `${to}/`], stderr: "piped" })
+    .outputSync();
+  if (!st.success) {
+    throw new CapsuleError(
+      `Cannot copy ${from} into its new volume: ${new TextDecoder().decode(st.stderr).trim()}`,
+    );
+  }
+}
+
+/**
+ * Runs a container from an image: writes its bundle under <store>/containers/<id>, then
+ * create + start through the runtime (the image extension mounts the overlay root). Returns
+ * the exit status (foreground) or 0 once started (detached).
+ */
+export async function runImage(req: RunRequest, open: OpenRuntime): Promise<number> {
+  const image = readImage(req.store, validateName(req.image));
+  validateId(req.id);
+  const vols = parseVolumes(req.volumes);
+  for (const v of vols) {
+    if (v.kind !== "bind") continue;
+    let real: string;
+    try {
+      real = Deno.realPathSync(v.source);
+    } catch {
+      throw new CapsuleError(
+        `Volume host path "${v.source}" does not exist; create it first (mkdir -p ${v.source})`,
+      );
+    }
+    v.source = real;
+  }
+  const containers = paths.containers(req.store);
+  const dir = paths.container(req.store, req.id);
+  if (exists(dir)) {
+    throw new CapsuleError(
+      `Container "${req.id}" already exists in ${req.store} (its writable layer is kept until ` +
+        `"capsule image destroyc ${req.id}"); remove it or choose another --id`,
+    );
+  }
+  if (exists(`${req.root}/${req.id}`)) {
+    throw new CapsuleError(
+      `Cannot create container "${req.id}": a container with that id already exists ` +
+        `(delete it first, or choose another id)`,
+    );
+  }
+  const lower = `${paths.image(req.store, image.name)}/rootfs`;
+  // The spec is built before anything is made: a bad flag leaves nothing behind.
+  const probe = buildSpec({
+    config: image.config,
+    flags: req,
+    rootfs: `${dir}/merged`,
+    mounts: [],
+    hostEnv: (k) => Deno.env.get(k),
+    passwd: readText(`${lower}/etc/passwd`),
+    group: readText(`${lower}/etc/group`),
+  });
+  Deno.mkdirSync(containers, { recursive: true, mode: 0o700 });
+  try {
+    Deno.mkdirSync(dir, { mode: 0o700 });
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists) {
+      throw new CapsuleError(
+        `Container "${req.id}" already exists in ${req.store}; choose another --id`,
+      );
+    }
+    throw e;
+  }
+  let started = false;
+  try {
+    const { mounts, info } = volumeSources(req.store, req.id, vols, lower);
+    const spec = { ...probe, mounts: [...probe.mounts!, ...mounts] };
+    const record: ContainerInfo = {
+      id: req.id,
+      image: image.name,
+      imageId: image.id,
+      created: new Date().toISOString(),
+      root: req.root,
+      rm: req.rm === true,
+      volumes: info,
+    };
+    writeFileAtomic(`${dir}/container.json`, JSON.stringify(record, null, 2) + "\n");
+    writeFileAtomic(`${dir}/config.json`, JSON.stringify(spec, null, 2) + "\n");
+    const rt = await open({ image: true, network: req.network !== undefined });
+    const ext: Record<string, unknown> = {
+      image: { image: image.name, rm: req.rm === true } satisfies ImageRunOptions,
+    };
+    if (req.network !== undefined) ext.network = req.network;
+    if (req.detach) {
+      const code = await rt.run(req.id, { bundle: dir, detach: true, ext });
+      started = true;
+      console.log(req.id);
+      return code;
+    }
+    started = true;
+    return await rt.run(req.id, { bundle: dir, ext });
+  } catch (e) {
+    // A container that never ran leaves nothing (its writable layer holds nothing of the user).
+    const ran = started && /deleted, but cleanup reported/.test(String((e as Error)?.message));
+    if (!ran && !exists(`${req.root}/${req.id}/state.json`)) {
+      try {
+        destroyContainerFiles(req.store, req.id);
+      } catch { /* report the first error */ }
+    }
+    throw e;
+  }
+}
+
+/**
+ * `image destroyc ID`: deletes the container (killing it first with `force`) and its
+ * image-side data: writable layer, anonymous volumes. Named volumes and host dirs stay.
+ */
+export async function destroyContainer(
+  store: string,
+  root: string,
+  id: string,
+  force: boolean,
+  open: OpenRuntime,
+): Promise<void> {
+  validateId(id);
+  const info = readContainerInfo(store, id);
+  const dir = paths.container(store, id);
+  const stateRoot = info?.root ?? root;
+  const hasState = exists(`${stateRoot}/${id}`);
+  if (!info && !exists(dir) && !hasState) {
+    throw new CapsuleError(
+      `No container "${id}" from an image in ${store}; see "capsule list" and "capsule image list"`,
+    );
+  }
+  if (hasState) {
+    const rt = await open({ id, image: true, root: stateRoot });
+    const rec = rt.store.read(id);
+    if (rec) {
+      const status = rt.status(rec);
+      if (status !== "stopped" && !force) {
+        throw new CapsuleError(
+          `Container "${id}" is ${status}; stop it first ("capsule kill ${id}") or use -f`,
+        );
+      }
+    }
+    await rt.delete(id, { force: true });
+  }
+  destroyContainerFiles(store, id);
+}
+
+/** `image delete NAME`: refused while containers use the image. */
+export function deleteImage(store: string, root: string, name: string, force: boolean): void {
+  const dir = paths.image(store, validateName(name));
+  if (!exists(dir)) {
+    if (force) return;
+    readImage(store, name); // the error naming what to do
+  }
+  const live = liveUsers(root, name);
+  if (live.length) {
+    throw new CapsuleError(
+      `Image "${name}" is used by container${live.length > 1 ? "s" : ""} ${
+        live.map((c) => `"${c}"`).join(", ")
+      }; delete ${live.length > 1 ? "them" : "it"} first ("capsule image destroyc -f ${live[0]}")`,
+    );
+  }
+  const kept = listContainerInfos(store).filter((c) => c.image === name);
+  if (kept.length && !force) {
+    throw new CapsuleError(
+      `Image "${name}" is under the kept writable layer of container${kept.length > 1 ? "s" : ""} ${
+        kept.map((c) => `"${c.id}"`).join(", ")
+      }; remove ${kept.length > 1 ? "them" : "it"} with "capsule image destroyc ${kept[0].id}", ` +
+        `or use -f to remove ${kept.length > 1 ? "those layers" : "that layer"} with the image`,
+    );
+  }
+  for (const c of kept) {
+    if (exists(`${c.root}/${c.id}`)) {
+      throw new CapsuleError(
+        `Image "${name}" is used by container "${c.id}" (state in ${c.root}); delete it first`,
+      );
+    }
+    destroyContainerFiles(store, c.id);
+  }
+  // Rename first: a half-removed image is never listed or run.
+  const trash = `${paths.images(store)}/.tmp-${Deno.pid}-rm-${name}`;
+  Deno.renameSync(dir, trash);
+  Deno.removeSync(trash, { recursive: true });
+}
+
+// ---- named volumes ---------------------------------------------------------------------------
+
+export interface VolumeInfo {
+  name: string;
+  path: string;
+  usedBy: string[];
+}
+
+export function listVolumes(store: string): VolumeInfo[] {
+  const users = new Map<string, string[]>();
+  for (const c of listContainerInfos(store)) {
+    for (const v of c.volumes) {
+      if (v.kind === "named" && v.name) users.set(v.name, [...(users.get(v.name) ?? []), c.id]);
+    }
+  }
+  const out: VolumeInfo[] = [];
+  try {
+    for (const e of Deno.readDirSync(paths.volumes(store))) {
+      if (!e.isDirectory || e.name === "_anon") continue;
+      out.push({
+        name: e.name,
+        path: `${paths.volumes(store)}/${e.name}`,
+        usedBy: users.get(e.name) ?? [],
+      });
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export function createVolume(store: string, name: string): string {
+  const path = paths.volume(store, validateName(name, "volume name"));
+  Deno.mkdirSync(paths.volumes(store), { recursive: true, mode: 0o711 });
+  try {
+    Deno.mkdirSync(path, { mode: 0o755 });
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists) {
+      throw new CapsuleError(`Volume "${name}" already exists`);
+    }
+    throw e;
+  }
+  return path;
+}
+
+/** Removes a named volume (its data: the user asked for it by name), refused while in use. */
+export function removeVolume(store: string, name: string): void {
+  const path = paths.volume(store, validateName(name, "volume name"));
+  if (!exists(path)) {
+    throw new CapsuleError(`Volume "${name}" does not exist; see "capsule volume list"`);
+  }
+  const v = listVolumes(store).find((x) => x.name === name);
+  if (v?.usedBy.length) {
+    throw new CapsuleError(
+      `Volume "${name}" is used by container${v.usedBy.length > 1 ? "s" : ""} ${
+        v.usedBy.map((c) => `"${c}"`).join(", ")
+      }; remove ${v.usedBy.length > 1 ? "them" : "it"} first ("capsule image destroyc ${
+        v.usedBy[0]
+      }")`,
+    );
+  }
+  unmountAll(path);
+  Deno.removeSync(path, { recursive: true });
+}

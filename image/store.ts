@@ -1,0 +1,227 @@
+// The image store on disk, and what the run path needs of it (no tar code here):
+//   <store>/images/<name>/{rootfs/, image.json}       an imported image, never written after
+//   <store>/images/.tmp-<pid>-<rand>/                  an import in progress
+//   <store>/containers/<id>/{config.json, container.json, upper/, work/, merged/}
+//   <store>/volumes/<name>/                            a named volume (outlives containers)
+//   <store>/volumes/_anon/<id>/<n>/                    anonymous volumes of one container
+import { MNT_DETACH } from "../runtime/consts.ts";
+import { CapsuleError } from "../runtime/errors.ts";
+import * as libc from "../ffi/libc.ts";
+
+/** Image and volume names: what container ids allow (no "/", no ".." can reach a path). */
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export function validateName(name: string, what = "image name"): string {
+  if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
+    throw new CapsuleError(
+      `Invalid ${what} ${JSON.stringify(name)}: use 1-128 letters, digits, '_', '.' or '-', ` +
+        `starting with a letter or digit`,
+    );
+  }
+  return name;
+}
+
+/** What capsule keeps of an image's config (docker/OCI `config` field names). */
+export interface ImageConfig {
+  Env?: string[];
+  Entrypoint?: string[] | null;
+  Cmd?: string[] | null;
+  WorkingDir?: string;
+  User?: string;
+  ExposedPorts?: Record<string, unknown>;
+  Labels?: Record<string, string> | null;
+}
+
+export interface ImageRecord {
+  name: string;
+  /** sha256 of the image config (archives) or of the tarball (flat rootfs). */
+  id: string;
+  created: string;
+  /** Bytes of regular files in rootfs (hard links counted once). */
+  size: number;
+  /** sha256 of the manifest (archives) or of the tarball. */
+  digest: string;
+  format: "rootfs" | "docker-archive" | "oci";
+  source: string;
+  config: ImageConfig;
+  /** Layer digests, bottom first (diff ids or blob digests). */
+  layers: string[];
+}
+
+/** container.json: what `image run` made for a container (read by destroyc, delete, rm). */
+export interface ContainerInfo {
+  id: string;
+  image: string;
+  imageId: string;
+  created: string;
+  /** The state root the container was created under. */
+  root: string;
+  rm: boolean;
+  volumes: {
+    kind: "bind" | "named" | "anon";
+    source: string;
+    destination: string;
+    name?: string;
+  }[];
+}
+
+export const paths = {
+  images: (store: string) => `${store}/images`,
+  image: (store: string, name: string) => `${store}/images/${validateName(name)}`,
+  containers: (store: string) => `${store}/containers`,
+  container: (store: string, id: string) =>
+    `${store}/containers/${validateName(id, "container id")}`,
+  volumes: (store: string) => `${store}/volumes`,
+  volume: (store: string, name: string) => `${store}/volumes/${validateName(name, "volume name")}`,
+  anon: (store: string, id: string) => `${store}/volumes/_anon/${validateName(id, "container id")}`,
+};
+
+export function exists(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The image's record; a CapsuleError naming what to do when there is none. */
+export function readImage(store: string, name: string): ImageRecord {
+  const dir = paths.image(store, name);
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(`${dir}/image.json`);
+  } catch {
+    throw new CapsuleError(
+      `Image "${name}" does not exist in ${store}; see "capsule image list", or import it ` +
+        `with "capsule image create ${name} FILE.tar"`,
+    );
+  }
+  try {
+    const rec = JSON.parse(text) as ImageRecord;
+    if (rec.name !== name || typeof rec.id !== "string") throw new Error("fields missing");
+    rec.config ??= {};
+    return rec;
+  } catch (e) {
+    throw new CapsuleError(
+      `Image "${name}" is damaged (${dir}/image.json: ${(e as Error).message}); ` +
+        `delete it with "capsule image delete -f ${name}" and import it again`,
+    );
+  }
+}
+
+export function listImages(store: string): ImageRecord[] {
+  const out: ImageRecord[] = [];
+  try {
+    for (const e of Deno.readDirSync(paths.images(store))) {
+      if (!e.isDirectory || !NAME_PATTERN.test(e.name)) continue;
+      try {
+        out.push(readImage(store, e.name));
+      } catch { /* damaged: get/delete name it */ }
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export function readContainerInfo(store: string, id: string): ContainerInfo | undefined {
+  try {
+    return JSON.parse(Deno.readTextFileSync(`${paths.container(store, id)}/container.json`));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every container made by `image run` that still has its directory (writable layer). */
+export function listContainerInfos(store: string): ContainerInfo[] {
+  const out: ContainerInfo[] = [];
+  try {
+    for (const e of Deno.readDirSync(paths.containers(store))) {
+      if (!NAME_PATTERN.test(e.name)) continue;
+      const info = readContainerInfo(store, e.name);
+      if (info) out.push(info);
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out.sort((a, b) => a.id.localeCompare(b.id));
+}
+
+/** Containers in a state root whose state names this image (`ext.image.image`). */
+export function liveUsers(root: string, image: string): string[] {
+  const out: string[] = [];
+  try {
+    for (const e of Deno.readDirSync(root)) {
+      try {
+        const rec = JSON.parse(Deno.readTextFileSync(`${root}/${e.name}/state.json`));
+        if (rec?.ext?.image?.image === image) out.push(e.name);
+      } catch { /* not a container, or no state */ }
+    }
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out.sort();
+}
+
+function unescapeMount(s: string): string {
+  return s.replace(/\\(\d{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8)));
+}
+
+/** Is `path` a mount point in this mount namespace? (mountinfo field 5) */
+export function isMounted(path: string): boolean {
+  for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {
+    const mp = line.split(" ")[4];
+    if (mp && unescapeMount(mp) === path) return true;
+  }
+  return false;
+}
+
+/** Unmounts every mount stacked on `path` (lazily: a process may still hold it). */
+export function unmountAll(path: string): void {
+  for (let i = 0; i < 16 && isMounted(path); i++) {
+    try {
+      libc.umount2(path, MNT_DETACH);
+    } catch (e) {
+      const code = (e as libc.SysError).code;
+      if (code === "EINVAL" || code === "ENOENT") return;
+      throw new CapsuleError(`Cannot unmount ${path}: ${(e as Error).message}`);
+    }
+  }
+}
+
+function removeTree(path: string): void {
+  try {
+    Deno.removeSync(path, { recursive: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+}
+
+/**
+ * Removes a container's image-side data: unmounts its root, removes its directory (config,
+ * writable layer) and its anonymous volumes. Named volumes and host directories are never
+ * touched: the only mount here is the overlay, and it is gone before anything is removed.
+ */
+export function destroyContainerFiles(store: string, id: string): void {
+  const dir = paths.container(store, id);
+  unmountAll(`${dir}/merged`);
+  if (isMounted(`${dir}/merged`)) {
+    throw new CapsuleError(`Cannot remove ${dir}: ${dir}/merged is still mounted`);
+  }
+  removeTree(dir);
+  removeTree(paths.anon(store, id));
+}
+
+export function humanSize(n: number): string {
+  const units = ["B", "kB", "MB", "GB", "TB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  return i === 0
+    ? `${n} B`
+    : `${v < 10 ? v.toFixed(2) : v < 100 ? v.toFixed(1) : v.toFixed(0)} ${units[i]}`;
+}

@@ -1,0 +1,257 @@
+// Unit tests of image/import.ts (no root needed): the three formats built in the test (flat
+// rootfs, docker-archive, OCI layout and oci-archive, gzip or not), the image record, and
+// failures that must leave nothing in the store.
+import { importImage } from "../../image/import.ts";
+import { buildTar, type WriteEntry } from "../../image/tar.ts";
+import { CapsuleError } from "../../runtime/errors.ts";
+import { assert, assertEquals, assertRejects, withTempDir } from "./fake_rootfs_ops.ts";
+
+const enc = new TextEncoder();
+
+async function gzip(bytes: Uint8Array): Promise<Uint8Array> {
+  const s = new Blob([bytes as BlobPart]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(s).arrayBuffer());
+}
+
+async function sha(bytes: Uint8Array): Promise<string> {
+  const d = await crypto.subtle.digest("SHA-256", bytes as BufferSource);
+  return [...new Uint8Array(d)].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+const LAYER1: WriteEntry[] = [
+  { name: "./", type: "dir" },
+  { name: "bin/sh", data: "#!sh", mode: 0o755 },
+  { name: "etc/old", data: "old" },
+  { name: "var/cache/a", data: "a" },
+];
+const LAYER2: WriteEntry[] = [
+  { name: "etc/.wh.old" },
+  { name: "var/cache/.wh..wh..opq" },
+  { name: "var/cache/b", data: "b" },
+  { name: "etc/new", data: "new" },
+];
+const CONFIG = {
+  architecture: "amd64",
+  os: "linux",
+  config: {
+    Env: ["PATH=/bin", "FOO=img"],
+    Cmd: ["sh", "-c", "echo"],
+    WorkingDir: "/var",
+    Labels: { app: "demo" },
+    ExposedPorts: { "80/tcp": {} },
+    Healthcheck: { Test: ["NONE"] },
+  },
+  rootfs: { type: "layers", diff_ids: ["sha256:aa", "sha256:bb"] },
+};
+
+function listTree(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, rel: string) => {
+    for (const e of Deno.readDirSync(d)) {
+      const r = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory) walk(`${d}/${e.name}`, r);
+      else out.push(r);
+    }
+  };
+  walk(dir, "");
+  return out.sort();
+}
+
+const EXPECTED = ["bin/sh", "etc/new", "var/cache/b"];
+
+Deno.test("import: a flat rootfs tarball, gzip-compressed", async () => {
+  await withTempDir(async (tmp) => {
+    const file = `${tmp}/rootfs.tar.gz`;
+    const tar = buildTar(LAYER1);
+    const gz = await gzip(tar);
+    Deno.writeFileSync(file, gz);
+    const rec = await importImage({ store: `${tmp}/store`, name: "flat", file, progress: false });
+    assertEquals(rec.format, "rootfs");
+    assertEquals(rec.id, `sha256:${await sha(gz)}`);
+    assertEquals(rec.size, 4 + 3 + 1);
+    assertEquals(listTree(`${tmp}/store/images/flat/rootfs`), ["bin/sh", "etc/old", "var/cache/a"]);
+    // Whiteout-looking names in a flat export are not interpreted.
+    assertEquals(listTree(`${tmp}/store/images`), [
+      "flat/image.json",
+      "flat/rootfs/bin/sh",
+      "flat/rootfs/etc/old",
+      "flat/rootfs/var/cache/a",
+    ]);
+  });
+});
+
+Deno.test("import: a docker-archive with two layers and whiteouts", async () => {
+  await withTempDir(async (tmp) => {
+    const config = enc.encode(JSON.stringify(CONFIG));
+    const cfgName = `${await sha(config)}.json`;
+    const l1 = buildTar(LAYER1), l2 = await gzip(buildTar(LAYER2));
+    const archive = buildTar([
+      { name: "aaaa/", type: "dir" },
+      { name: "aaaa/layer.tar", data: l1 },
+      { name: "bbbb/layer.tar", data: l2 },
+      // docker save links a repeated layer to one copy
+      { name: "cccc/layer.tar", type: "symlink", linkname: "../bbbb/layer.tar" },
+      { name: cfgName, data: config },
+      {
+        name: "manifest.json",
+        data: JSON.stringify([{
+          Config: cfgName,
+          RepoTags: ["demo:latest"],
+          Layers: ["aaaa/layer.tar", "bbbb/layer.tar", "cccc/layer.tar"],
+        }]),
+      },
+    ]);
+    const file = `${tmp}/img.tar`;
+    Deno.writeFileSync(file, archive);
+    const rec = await importImage({ store: `${tmp}/store`, name: "dock", file, progress: false });
+    assertEquals(rec.format, "docker-archive");
+    assertEquals(rec.id, `sha256:${await sha(config)}`);
+    assertEquals(rec.layers, ["sha256:aa", "sha256:bb"]);
+    assertEquals(rec.config, {
+      Env: ["PATH=/bin", "FOO=img"],
+      Cmd: ["sh", "-c", "echo"],
+      WorkingDir: "/var",
+      ExposedPorts: { "80/tcp": {} },
+      Labels: { app: "demo" },
+    });
+    assertEquals(listTree(`${tmp}/store/images/dock/rootfs`), EXPECTED);
+    // The same archive gzip-compressed as a whole.
+    Deno.writeFileSync(`${tmp}/img.tar.gz`, await gzip(archive));
+    const rec2 = await importImage({
+      store: `${tmp}/store`,
+      name: "dock2",
+      file: `${tmp}/img.tar.gz`,
+      progress: false,
+    });
+    assertEquals(rec2.id, rec.id);
+    assertEquals(listTree(`${tmp}/store/images/dock2/rootfs`), EXPECTED);
+  });
+});
+
+async function ociLayout(): Promise<
+  { files: WriteEntry[]; manifestDigest: string; configDigest: string }
+> {
+  const blobs: WriteEntry[] = [];
+  const blob = async (data: Uint8Array) => {
+    const d = await sha(data);
+    blobs.push({ name: `blobs/sha256/${d}`, data });
+    return { digest: `sha256:${d}`, size: data.length };
+  };
+  const config = await blob(enc.encode(JSON.stringify(CONFIG)));
+  const l1 = await blob(await gzip(buildTar(LAYER1)));
+  const l2 = await blob(buildTar(LAYER2));
+  const manifest = enc.encode(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: { mediaType: "application/vnd.oci.image.config.v1+json", ...config },
+    layers: [
+      { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", ...l1 },
+      { mediaType: "application/vnd.oci.image.layer.v1.tar", ...l2 },
+    ],
+  }));
+  const m = await blob(manifest);
+  const files: WriteEntry[] = [
+    { name: "oci-layout", data: '{"imageLayoutVersion":"1.0.0"}' },
+    {
+      name: "index.json",
+      data: JSON.stringify({
+        schemaVersion: 2,
+        manifests: [{ mediaType: "application/vnd.oci.image.manifest.v1+json", ...m }],
+      }),
+    },
+    { name: "blobs/", type: "dir" },
+    ...blobs,
+  ];
+  return { files, manifestDigest: m.digest, configDigest: config.digest };
+}
+
+Deno.test("import: an oci-archive and an OCI layout directory", async () => {
+  await withTempDir(async (tmp) => {
+    const { files, manifestDigest, configDigest } = await ociLayout();
+    Deno.writeFileSync(`${tmp}/oci.tar`, buildTar(files));
+    const rec = await importImage({
+      store: `${tmp}/store`,
+      name: "oci",
+      file: `${tmp}/oci.tar`,
+      progress: false,
+    });
+    assertEquals([rec.format, rec.id, rec.digest], ["oci", configDigest, manifestDigest]);
+    assertEquals(rec.config.Cmd, ["sh", "-c", "echo"]);
+    assertEquals(listTree(`${tmp}/store/images/oci/rootfs`), EXPECTED);
+    // The same as a directory (skopeo copy ... oci:DIR).
+    const dir = `${tmp}/layout`;
+    for (const f of files) {
+      if (f.type === "dir") continue;
+      const p = `${dir}/${f.name}`;
+      Deno.mkdirSync(p.slice(0, p.lastIndexOf("/")), { recursive: true });
+      Deno.writeFileSync(p, typeof f.data === "string" ? enc.encode(f.data) : f.data!);
+    }
+    const rec2 = await importImage({ store: `${tmp}/store`, name: "ocidir", file: dir });
+    assertEquals(rec2.id, configDigest);
+    assertEquals(listTree(`${tmp}/store/images/ocidir/rootfs`), EXPECTED);
+  });
+});
+
+Deno.test("import: a blob that does not match its digest is refused", async () => {
+  await withTempDir(async (tmp) => {
+    const { files } = await ociLayout();
+    const layer = files.find((f) =>
+      f.name.startsWith("blobs/") && f.data instanceof Uint8Array &&
+      f.data[0] !== 0x7b && f.data[0] !== 0x1f
+    )!; // the uncompressed layer
+    const bytes = (layer.data as Uint8Array).slice();
+    bytes[1536] ^= 1; // the data of var/cache/b: still a valid tar
+    layer.data = bytes;
+    Deno.writeFileSync(`${tmp}/oci.tar`, buildTar(files));
+    await assertRejects(
+      () => importImage({ store: `${tmp}/store`, name: "bad", file: `${tmp}/oci.tar` }),
+      CapsuleError,
+      "does not match its digest",
+    );
+    assertEquals([...Deno.readDirSync(`${tmp}/store/images`)].length, 0);
+  });
+});
+
+Deno.test("import: failures name the file and leave nothing behind", async () => {
+  await withTempDir(async (tmp) => {
+    const store = `${tmp}/store`;
+    const imp = (name: string, file: string) => importImage({ store, name, file, progress: false });
+    await assertRejects(() => imp("a", `${tmp}/missing.tar`), CapsuleError, "no such file");
+    Deno.writeTextFileSync(`${tmp}/text.tar`, "hello, I am not a tarball\n".repeat(50));
+    await assertRejects(() => imp("a", `${tmp}/text.tar`), CapsuleError, "not a tar archive");
+    const tar = buildTar([{ name: "big", data: "x".repeat(100_000) }]);
+    Deno.writeFileSync(`${tmp}/cut.tar`, tar.slice(0, 50_000));
+    await assertRejects(() => imp("a", `${tmp}/cut.tar`), CapsuleError, "ends early");
+    Deno.writeFileSync(`${tmp}/cut.tar.gz`, (await gzip(tar)).slice(0, 60));
+    await assertRejects(() => imp("a", `${tmp}/cut.tar.gz`), CapsuleError, `cut.tar.gz`);
+    Deno.writeFileSync(
+      `${tmp}/evil.tar`,
+      buildTar([{ name: "ok", data: "1" }, {
+        name: "../../evil",
+        data: "x",
+      }]),
+    );
+    await assertRejects(() => imp("a", `${tmp}/evil.tar`), CapsuleError, "Refusing to import");
+    Deno.writeFileSync(`${tmp}/noimg.tar`, buildTar([{ name: "index.json", data: "{}" }]));
+    await assertRejects(() => imp("a", `${tmp}/noimg.tar`), CapsuleError, "lists no manifest");
+    await assertRejects(() => imp("../x", `${tmp}/evil.tar`), CapsuleError, "Invalid image name");
+    assertEquals([...Deno.readDirSync(`${store}/images`)].map((e) => e.name), []);
+    Deno.writeFileSync(`${tmp}/ok.tar`, buildTar(LAYER1));
+    await imp("taken", `${tmp}/ok.tar`);
+    const before = Deno.readTextFileSync(`${store}/images/taken/image.json`);
+    await assertRejects(() => imp("taken", `${tmp}/ok.tar`), CapsuleError, "is taken");
+    assertEquals(Deno.readTextFileSync(`${store}/images/taken/image.json`), before);
+    assertEquals([...Deno.readDirSync(`${store}/images`)].map((e) => e.name), ["taken"]);
+    assert(!outside(tmp, "evil"));
+  });
+});
+
+function outside(tmp: string, name: string): boolean {
+  for (const d of [tmp, `${tmp}/..`]) {
+    try {
+      Deno.lstatSync(`${d}/${name}`);
+      return true;
+    } catch { /* absent */ }
+  }
+  return false;
+}

@@ -1,0 +1,155 @@
+// Unit tests of image/tar.ts: the streaming tar reader on crafted bytes (ustar, pax, GNU long
+// names, base-256 numbers), chunk boundaries, truncated and non-tar input.
+import {
+  buildTar,
+  ChunkReader,
+  entryPath,
+  parseNumber,
+  readTar,
+  TarError,
+  type TarHeader,
+  type WriteEntry,
+} from "../../image/tar.ts";
+import { assert, assertEquals, assertRejects } from "./fake_rootfs_ops.ts";
+
+const dec = new TextDecoder();
+
+async function* chunked(bytes: Uint8Array, size: number): AsyncGenerator<Uint8Array> {
+  for (let i = 0; i < bytes.length; i += size) yield bytes.slice(i, i + size);
+}
+
+async function entries(
+  bytes: Uint8Array,
+  chunk = 1 << 20,
+): Promise<{ h: TarHeader; data: string }[]> {
+  const out: { h: TarHeader; data: string }[] = [];
+  for await (const e of readTar(new ChunkReader(chunked(bytes, chunk)))) {
+    out.push({ h: e.header, data: dec.decode(await e.bytes()) });
+  }
+  return out;
+}
+
+const SAMPLE: WriteEntry[] = [
+  { name: "./", type: "dir", mode: 0o755 },
+  { name: "./etc/", type: "dir", mode: 0o700, mtime: 1_600_000_000 },
+  { name: "./etc/hostname", data: "box\n", mode: 0o640, uid: 1000, gid: 100 },
+  { name: "./bin/sh", type: "symlink", linkname: "busybox" },
+  { name: "./bin/busybox", data: "x".repeat(1500), mode: 0o4755 },
+  { name: "./bin/ash", type: "link", linkname: "./bin/busybox" },
+];
+
+Deno.test("readTar: ustar entries, types, modes, owners, data", async () => {
+  const got = await entries(buildTar(SAMPLE));
+  assertEquals(got.map((e) => [e.h.name, e.h.type]), [
+    ["./", "dir"],
+    ["./etc/", "dir"],
+    ["./etc/hostname", "file"],
+    ["./bin/sh", "symlink"],
+    ["./bin/busybox", "file"],
+    ["./bin/ash", "link"],
+  ]);
+  const host = got[2];
+  assertEquals([host.data, host.h.mode, host.h.uid, host.h.gid, host.h.size], [
+    "box\n",
+    0o640,
+    1000,
+    100,
+    4,
+  ]);
+  assertEquals(got[1].h.mtime, 1_600_000_000);
+  assertEquals(got[3].h.linkname, "busybox");
+  assertEquals(got[4].data.length, 1500);
+  assertEquals(got[4].h.mode, 0o4755);
+  assertEquals(got[5].h.linkname, "./bin/busybox");
+});
+
+Deno.test("readTar: the same entries whatever the chunk boundaries", async () => {
+  const bytes = buildTar(SAMPLE);
+  const whole = await entries(bytes);
+  for (const size of [1, 7, 511, 513, 4096]) {
+    assertEquals(await entries(bytes, size), whole, `chunks of ${size}`);
+  }
+});
+
+Deno.test("readTar: unread data is skipped", async () => {
+  const names: string[] = [];
+  for await (const e of readTar(new ChunkReader(chunked(buildTar(SAMPLE), 100)))) {
+    names.push(e.header.name);
+  }
+  assertEquals(names.length, SAMPLE.length);
+});
+
+Deno.test("readTar: pax headers override path, linkpath, size, mtime, owner; xattrs", async () => {
+  const long = "usr/share/" + "d".repeat(120) + "/file.txt";
+  const got = await entries(buildTar([
+    {
+      name: "short",
+      data: "hello",
+      pax: {
+        path: long,
+        mtime: "1700000000.5",
+        uid: "70000",
+        "SCHILY.xattr.user.test": "v1",
+        "SCHILY.xattr.security.capability": "caps",
+      },
+    },
+    { name: "l", type: "symlink", linkname: "x", pax: { linkpath: "/" + "t".repeat(150) } },
+    { name: "after", data: "plain" },
+  ]));
+  assertEquals(got[0].h.name, long);
+  assertEquals(got[0].data, "hello");
+  assertEquals(got[0].h.mtime, 1700000000.5);
+  assertEquals(got[0].h.uid, 70000);
+  assertEquals(dec.decode(got[0].h.xattrs["user.test"]), "v1");
+  assertEquals(dec.decode(got[0].h.xattrs["security.capability"]), "caps");
+  assertEquals(got[1].h.linkname, "/" + "t".repeat(150));
+  // A pax header applies to the next entry only.
+  assertEquals([got[2].h.name, got[2].data, Object.keys(got[2].h.xattrs).length], [
+    "after",
+    "plain",
+    0,
+  ]);
+});
+
+Deno.test("readTar: GNU long names (././@LongLink)", async () => {
+  const long = "a/".repeat(80) + "leaf";
+  const got = await entries(buildTar([{ name: long, data: "z", gnuLongName: true }, {
+    name: "next",
+    data: "n",
+  }]));
+  assertEquals(got.map((e) => [e.h.name, e.data]), [[long, "z"], ["next", "n"]]);
+});
+
+Deno.test("readTar: GNU base-256 numbers", () => {
+  const b = new Uint8Array(12);
+  b[0] = 0x80;
+  b[8] = 0x01; // 2^24
+  assertEquals(parseNumber(b), 1 << 24);
+  assertEquals(parseNumber(new TextEncoder().encode("0000644\0")), 0o644);
+});
+
+Deno.test("readTar: not a tar, empty, truncated, no end marker", async () => {
+  await assertRejects(
+    () => entries(new TextEncoder().encode("this is not a tar file".repeat(40))),
+    TarError,
+    "not a tar archive",
+  );
+  await assertRejects(() => entries(new Uint8Array(0)), TarError, "empty");
+  const bytes = buildTar([{ name: "big", data: "q".repeat(5000) }, { name: "b", data: "x" }]);
+  const err = await assertRejects(() => entries(bytes.slice(0, 2048)), TarError, "ends early");
+  assert((err as TarError).truncated);
+  const noEnd = buildTar([{ name: "a", data: "x" }], { end: false });
+  await assertRejects(() => entries(noEnd), TarError, "end marker");
+  const corrupt = buildTar([{ name: "a", data: "x" }, { name: "b", data: "y" }]);
+  corrupt[1024 + 10] ^= 0xff; // second header
+  await assertRejects(() => entries(corrupt), TarError, "corrupt tar header");
+});
+
+Deno.test("entryPath: normalizes, drops a leading /, refuses ..", () => {
+  assertEquals(entryPath("./a//b/"), ["a", "b"]);
+  assertEquals(entryPath("/etc/passwd"), ["etc", "passwd"]);
+  assertEquals(entryPath("./"), []);
+  assertEquals(entryPath("../x"), null);
+  assertEquals(entryPath("a/../../b"), null);
+  assertEquals(entryPath("a/..b"), ["a", "..b"]);
+});
