@@ -10,6 +10,7 @@ import { lifecycleCommands } from "./lifecycle.ts";
 import { resourceCommands } from "./resources.ts";
 import { processCommands } from "./process.ts";
 import { imageCommands } from "./image.ts";
+import { networkCommands } from "./network.ts";
 
 export const DEFAULT_STORE = "/var/lib/capsule";
 
@@ -64,6 +65,7 @@ function tree(globals: () => Globals): CommandDef {
       ...lifecycleCommands(globals),
       ...processCommands(globals),
       ...resourceCommands(globals),
+      ...networkCommands(globals),
       ...imageCommands(globals),
     ],
   };

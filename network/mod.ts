@@ -1,5 +1,560 @@
-// STUB, replaced by the networking work (issue 5).
-import type { Extension } from "../runtime/container.ts";
-export function networkExtension(_opts: { root: string }): Extension {
-  return { name: "network" };
+// Bridge networks for containers, beside the runtime as CNI's bridge + host-local + portmap
+// plugins are beside runc: `Networks` is the library (create/delete/list/show/prune), and
+// `networkExtension` attaches a container at create (address in `prepare`, veth, routes and
+// port rules in `created`) and detaches it at delete. Every ip/iptables call goes through a
+// `Runner` (runner.ts), so the logic is unit-tested with a fake.
+import type { CreateContext, Extension } from "../runtime/container.ts";
+import { MS } from "../runtime/consts.ts";
+import { CapsuleError } from "../runtime/errors.ts";
+import { ID_PATTERN, validateId } from "../runtime/ids.ts";
+import type { MountOp } from "../runtime/plan.ts";
+import type { ContainerRecord } from "../runtime/state.ts";
+import { hostsFile, resolvConf } from "./hosts.ts";
+import {
+  allocate,
+  formatIp,
+  formatSubnet,
+  gatewayOf,
+  listAllocations,
+  overlaps,
+  parseIp,
+  parseSubnet,
+  release,
+  type Subnet,
+} from "./ipam.ts";
+import {
+  containerSetup,
+  containerTeardown,
+  containerTeardownFrom,
+  hash8,
+  networkSetup,
+  networkTeardown,
+  parsePort,
+  parseSave,
+  type PortMapping,
+} from "./rules.ts";
+import { type Runner, SystemRunner } from "./runner.ts";
+import { DEFAULT_NETWORK, type NetworkRecord, NetworkStore, validateNetworkName } from "./store.ts";
+
+export { DEFAULT_NETWORK, type NetworkRecord, validateNetworkName } from "./store.ts";
+export { type Runner, SystemRunner } from "./runner.ts";
+
+/** Subnets tried, in order, for the default network: the first no route or network overlaps. */
+export const DEFAULT_SUBNETS = [
+  "172.30.0.0/16",
+  "172.31.0.0/16",
+  ...Array.from({ length: 12 }, (_, i) => `10.${88 + i}.0.0/16`),
+  ...Array.from({ length: 16 }, (_, i) => `192.168.${200 + i}.0/24`),
+];
+
+/** What the network layer keeps with a container (`ext.network` of its state). */
+export interface Endpoint {
+  /** Merged into `capsule state` (and the IP column of `capsule list`). */
+  summary: { ip: string; network: string };
+  network: string;
+  ip: string;
+  prefix: number;
+  gateway: string;
+  bridge: string;
+  /** Host end of the veth pair; the container's end is eth0. */
+  veth: string;
+  ports: PortMapping[];
+  /** Milliseconds spent by prepare and created (the network part of create). */
+  timing?: { prepare: number; created: number };
+}
+
+export interface NetworkOptionsInput {
+  name?: string;
+  ports?: string[];
+  links?: string[];
+}
+
+export interface NetworkInfo extends NetworkRecord {
+  containers: { id: string; ip: string }[];
+}
+
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+const ALIAS = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62})$/;
+
+function exists(p: string): boolean {
+  try {
+    Deno.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class Networks {
+  readonly store: NetworkStore;
+  readonly runner: Runner;
+
+  constructor(readonly root: string, runner: Runner = new SystemRunner()) {
+    this.store = new NetworkStore(root);
+    this.runner = runner;
+  }
+
+  /** A container that no longer exists (its state dir is gone) holds nothing. */
+  #stale = (_ip: string, owner: string): boolean =>
+    ID_PATTERN.test(owner) && !exists(`${this.root}/${owner}`);
+
+  async #run(argv: string[], stdin: string | undefined, what: string): Promise<string> {
+    const r = await this.runner.run(argv, stdin);
+    if (r.code !== 0) {
+      throw new CapsuleError(
+        `${what}: ${argv[0]} failed: ${r.stderr.trim() || `status ${r.code}`}`,
+      );
+    }
+    return r.stdout;
+  }
+
+  async #save(): Promise<ReturnType<typeof parseSave>> {
+    return parseSave(await this.#run(["iptables-save"], undefined, "Cannot read the firewall"));
+  }
+
+  #restore(text: string, what: string): Promise<string> {
+    return this.#run(["iptables-restore", "-w", "5", "--noflush"], text, what);
+  }
+
+  /** Subnets of host routes (not capsule's own bridges, not the default route). */
+  #hostRoutes(): { subnet: Subnet; dev: string }[] {
+    const ours = new Set(this.store.list().map((n) => n.bridge));
+    return this.runner.routes().filter((r) => r.prefix > 0 && !ours.has(r.dev)).map((r) => ({
+      subnet: { base: parseIp(r.dest)!, prefix: r.prefix },
+      dev: r.dev,
+    }));
+  }
+
+  #overlap(s: Subnet): string | undefined {
+    for (const n of this.store.list()) {
+      if (overlaps(s, parseSubnet(n.subnet))) return `network "${n.name}" (${n.subnet})`;
+    }
+    for (const r of this.#hostRoutes()) {
+      if (overlaps(s, r.subnet)) return `the host route ${formatSubnet(r.subnet)} on ${r.dev}`;
+    }
+    return undefined;
+  }
+
+  #bridgeName(name: string): string {
+    const links = this.runner.links();
+    const taken = new Set([...this.store.list().map((n) => n.bridge), ...links]);
+    if (IFNAME.test(name) && name !== "." && name !== ".." && !taken.has(name)) return name;
+    for (let i = 0;; i++) {
+      const b = `capbr${hash8(i ? `${name}#${i}` : name)}`;
+      if (!taken.has(b)) return b;
+    }
+  }
+
+  /** Creates a bridge network: its record, the bridge with the gateway address, NAT rules. */
+  create(
+    name: string,
+    opts: { subnet: string; gateway?: string; driver?: string },
+  ): Promise<NetworkRecord> {
+    validateNetworkName(name);
+    if ((opts.driver ?? "bridge") !== "bridge") {
+      throw new CapsuleError(`Invalid driver "${opts.driver}": only "bridge" is supported`);
+    }
+    const subnet = parseSubnet(opts.subnet);
+    const gateway = gatewayOf(subnet, opts.gateway);
+    return this.store.withLock(() => this.#createLocked(name, subnet, gateway));
+  }
+
+  async #createLocked(name: string, subnet: Subnet, gateway: number): Promise<NetworkRecord> {
+    if (this.store.read(name)) {
+      throw new CapsuleError(
+        `Network "${name}" already exists (see "capsule network show ${name}")`,
+      );
+    }
+    const clash = this.#overlap(subnet);
+    if (clash) {
+      throw new CapsuleError(
+        `Cannot create network "${name}": subnet ${formatSubnet(subnet)} overlaps ${clash}; ` +
+          `choose another subnet`,
+      );
+    }
+    const rec: NetworkRecord = {
+      name,
+      driver: "bridge",
+      subnet: formatSubnet(subnet),
+      gateway: formatIp(gateway),
+      bridge: this.#bridgeName(name),
+      created: new Date().toISOString(),
+    };
+    this.store.write(rec);
+    try {
+      await this.#setup(rec);
+    } catch (e) {
+      await this.#teardown(rec).catch(() => {});
+      this.store.remove(name);
+      throw e;
+    }
+    return rec;
+  }
+
+  /** Bridge (if missing), forwarding, route_localnet and the network's rules. Idempotent. */
+  async #setup(n: NetworkRecord): Promise<void> {
+    const prefix = n.subnet.split("/")[1];
+    if (!this.runner.links().has(n.bridge)) {
+      await this.#run(
+        ["ip", "-batch", "-"],
+        `link add name ${n.bridge} type bridge\naddr replace ${n.gateway}/${prefix} dev ${n.bridge}\n` +
+          `link set dev ${n.bridge} up\n`,
+        `Cannot make the bridge "${n.bridge}" of network "${n.name}"`,
+      );
+    }
+    try {
+      this.runner.sysctl("net/ipv4/ip_forward", "1");
+      this.runner.sysctl(`net/ipv4/conf/${n.bridge}/route_localnet`, "1");
+    } catch (e) {
+      throw new CapsuleError(
+        `Cannot enable forwarding for network "${n.name}": ${(e as Error).message}`,
+      );
+    }
+    await this.#restore(
+      networkSetup(n, await this.#save()),
+      `Cannot add the firewall rules of network "${n.name}"`,
+    );
+  }
+
+  async #teardown(n: NetworkRecord): Promise<void> {
+    if (this.runner.links().has(n.bridge)) {
+      await this.#run(
+        ["ip", "link", "del", "dev", n.bridge],
+        undefined,
+        `Cannot remove bridge ${n.bridge}`,
+      );
+    }
+    const others = this.store.list().filter((o) => o.name !== n.name);
+    const text = networkTeardown(n.name, await this.#save(), others.length === 0);
+    if (text) await this.#restore(text, `Cannot remove the firewall rules of network "${n.name}"`);
+  }
+
+  /** The containers holding an address on the network (leftovers of crashes are freed). */
+  attached(name: string): { id: string; ip: string }[] {
+    const dir = this.store.ipsDir(name);
+    const out: { id: string; ip: string }[] = [];
+    for (const a of listAllocations(dir)) {
+      if (this.#stale(a.ip, a.owner)) release(dir, a.ip, a.owner);
+      else out.push({ id: a.owner, ip: a.ip });
+    }
+    return out;
+  }
+
+  /** Deletes a network; refused while containers are attached. */
+  delete(name: string): Promise<void> {
+    validateNetworkName(name);
+    return this.store.withLock(async () => {
+      const n = this.store.load(name);
+      // Record away first: a container allocating now sees it gone after its allocation.
+      const file = this.store.file(name), aside = `${file}.deleting`;
+      Deno.renameSync(file, aside);
+      try {
+        const users = this.attached(name);
+        if (users.length) {
+          throw new CapsuleError(
+            `Cannot delete network "${name}": containers ${
+              users.map((u) => `"${u.id}"`).join(", ")
+            } are attached; delete them first`,
+          );
+        }
+      } catch (e) {
+        Deno.renameSync(aside, file);
+        throw e;
+      }
+      try {
+        await this.#teardown(n);
+      } catch (e) {
+        Deno.renameSync(aside, file);
+        throw e;
+      }
+      Deno.removeSync(aside);
+      this.store.remove(name);
+    });
+  }
+
+  list(): (NetworkRecord & { containers: number })[] {
+    return this.store.list().map((n) => ({ ...n, containers: this.attached(n.name).length }));
+  }
+
+  show(name: string): NetworkInfo {
+    validateNetworkName(name);
+    return { ...this.store.load(name), containers: this.attached(name) };
+  }
+
+  /** Deletes every network without containers; returns their names. */
+  async prune(): Promise<string[]> {
+    const out: string[] = [];
+    for (const n of this.store.list()) {
+      if (this.attached(n.name).length) continue;
+      try {
+        await this.delete(n.name);
+        out.push(n.name);
+      } catch (e) {
+        if (!(e instanceof CapsuleError) || !/are attached/.test(e.message)) throw e;
+      }
+    }
+    return out;
+  }
+
+  /** The network a container joins: by name, or the default one (made on first use). */
+  async resolve(name?: string): Promise<NetworkRecord> {
+    const want = name === undefined || name === "default" ? DEFAULT_NETWORK : name;
+    validateNetworkName(want);
+    const n = this.store.read(want);
+    if (n) return n;
+    if (want !== DEFAULT_NETWORK) this.store.load(want); // throws: unknown network
+    return await this.store.withLock(async () => {
+      const again = this.store.read(want);
+      if (again) return again;
+      const free = DEFAULT_SUBNETS.map(parseSubnet).find((s) => !this.#overlap(s));
+      if (!free) {
+        throw new CapsuleError(
+          `Cannot create the default network: every candidate subnet overlaps a route or ` +
+            `network; create one with "capsule network create NAME --subnet CIDR" and use --network`,
+        );
+      }
+      return await this.#createLocked(want, free, gatewayOf(free));
+    });
+  }
+
+  /** Makes sure the network's bridge exists (gone after a reboot: made again, with its rules). */
+  async ensureUp(n: NetworkRecord): Promise<void> {
+    if (this.runner.links().has(n.bridge)) return;
+    await this.store.withLock(async () => {
+      if (!this.runner.links().has(n.bridge)) await this.#setup(n);
+    });
+  }
+
+  // ---- containers ----
+
+  /** Address, published ports, /etc/hosts and resolv.conf of a container about to be created. */
+  async attach(
+    ctx: Omit<CreateContext, "pid" | "record"> & { save?(data: unknown): void },
+    o: NetworkOptionsInput,
+  ): Promise<{ data: Endpoint; mounts: MountOp[] } | undefined> {
+    const t0 = performance.now();
+    const ns = (ctx.spec.linux?.namespaces ?? []).find((n) => n.type === "network");
+    const label = o.name ?? DEFAULT_NETWORK;
+    if (!ns) {
+      throw new CapsuleError(
+        `Cannot attach container "${ctx.id}" to network "${label}": its config.json has no ` +
+          `network namespace (it shares the host's network); add {"type": "network"} to ` +
+          `linux.namespaces, or drop --network/-p/--link`,
+      );
+    }
+    if (ns.path) return undefined; // joins a namespace someone else configured (podman)
+    const ports = (o.ports ?? []).map(parsePort);
+    const seen = new Set<string>();
+    for (const p of ports) {
+      const k = `${p.proto}-${p.hostPort}`;
+      if (seen.has(k)) {
+        throw new CapsuleError(
+          `Invalid port mapping: host port ${p.hostPort}/${p.proto} is given twice`,
+        );
+      }
+      seen.add(k);
+    }
+    const links = (o.links ?? []).map((l) => this.#link(l));
+    const n = await this.resolve(o.name);
+    const subnet = parseSubnet(n.subnet);
+    const ipsDir = this.store.ipsDir(n.name);
+    const ip = allocate(
+      { dir: ipsDir, subnet, gateway: parseIp(n.gateway)! },
+      ctx.id,
+      this.#stale,
+    );
+    const veth = `cap${hash8(ctx.id)}`;
+    const endpoint = (ps: PortMapping[]): Endpoint => ({
+      summary: { ip, network: n.name },
+      network: n.name,
+      ip,
+      prefix: subnet.prefix,
+      gateway: n.gateway,
+      bridge: n.bridge,
+      veth,
+      ports: ps,
+    });
+    const reserved: string[] = [];
+    try {
+      // In the state at once: a crash from here on is undone by delete -f.
+      ctx.save?.(endpoint([]));
+      if (!this.store.read(n.name)) {
+        throw new CapsuleError(
+          `Network "${n.name}" was deleted while container "${ctx.id}" joined it`,
+        );
+      }
+      Deno.mkdirSync(this.store.portsDir, { recursive: true });
+      for (const p of ports) reserved.push(this.#reservePort(ctx.id, p));
+      if (ports.length) ctx.save?.(endpoint(ports));
+      const hostname = ctx.spec.hostname;
+      Deno.writeTextFileSync(
+        `${ctx.dir}/hosts`,
+        hostsFile({ ip, names: [hostname ?? "", ctx.id], links }),
+      );
+      let hostResolv: string | undefined;
+      try {
+        hostResolv = Deno.readTextFileSync("/etc/resolv.conf");
+      } catch { /* none */ }
+      Deno.writeTextFileSync(`${ctx.dir}/resolv.conf`, resolvConf(hostResolv));
+    } catch (e) {
+      for (const f of reserved) release(this.store.portsDir, f, ctx.id);
+      release(ipsDir, ip, ctx.id);
+      throw e;
+    }
+    const ro = (name: string): MountOp => ({
+      destination: `/etc/${name}`,
+      source: `${ctx.dir}/${name}`,
+      type: "bind",
+      flags: MS.BIND | MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC,
+      propagation: [],
+      data: "",
+      bind: true,
+    });
+    const data: Endpoint = {
+      ...endpoint(ports),
+      timing: { prepare: Math.round(performance.now() - t0), created: 0 },
+    };
+    return { data, mounts: [ro("hosts"), ro("resolv.conf")] };
+  }
+
+  #link(spec: string): { alias: string; id: string; ip: string } {
+    const i = spec.indexOf(":");
+    const id = i < 0 ? spec : spec.slice(0, i);
+    const alias = i < 0 ? spec : spec.slice(i + 1);
+    validateId(id, `container id in --link "${spec}"`);
+    if (!ALIAS.test(alias)) {
+      throw new CapsuleError(
+        `Invalid --link "${spec}": alias "${alias}" must be a host name (letters, digits, '_', ` +
+          `'.', '-')`,
+      );
+    }
+    let ep: Endpoint | undefined;
+    try {
+      const rec = JSON.parse(Deno.readTextFileSync(`${this.root}/${id}/state.json`));
+      ep = rec?.ext?.network;
+    } catch {
+      throw new CapsuleError(`Invalid --link "${spec}": container "${id}" does not exist`);
+    }
+    if (!ep?.ip) {
+      throw new CapsuleError(`Invalid --link "${spec}": container "${id}" is on no network`);
+    }
+    return { alias, id, ip: ep.ip };
+  }
+
+  /** Claims a host port for `id` (one file per port, O_EXCL); returns the file's name. */
+  #reservePort(id: string, p: PortMapping): string {
+    const name = `${p.proto}-${p.hostPort}`;
+    const path = `${this.store.portsDir}/${name}`;
+    for (let attempt = 0;; attempt++) {
+      try {
+        Deno.writeTextFileSync(path, id, { createNew: true });
+        return name;
+      } catch (e) {
+        if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+      }
+      let owner = "";
+      try {
+        owner = Deno.readTextFileSync(path).trim();
+      } catch { /* freed meanwhile */ }
+      if (attempt < 3 && (owner === "" || this.#stale("", owner))) {
+        if (owner) release(this.store.portsDir, name, owner);
+        continue;
+      }
+      throw new CapsuleError(
+        `Cannot publish port ${p.hostPort}/${p.proto} for container "${id}": container ` +
+          `"${owner}" already publishes it; choose another host port`,
+      );
+    }
+  }
+
+  /** Veth into the container's namespace, eth0 with its address, lo, default route, DNAT. */
+  async plug(pid: number, id: string, d: Endpoint): Promise<Endpoint> {
+    const t0 = performance.now();
+    const n = this.store.load(d.network);
+    await this.ensureUp(n);
+    const what = `Cannot connect container "${id}" to network "${d.network}"`;
+    await this.#run(
+      ["ip", "-batch", "-"],
+      // Names after "name"/"dev": iproute2 takes a bare "m" for an abbreviated keyword.
+      // Hairpin: with br_netfilter, a container's packets to its own published port are
+      // DNATed at the bridge and must go back out of the port they came in by.
+      `link add name ${d.veth} master ${d.bridge} up type veth peer name eth0 netns ${pid}\n` +
+        `link set dev ${d.veth} type bridge_slave hairpin on\n`,
+      what,
+    );
+    await this.#run(
+      ["nsenter", `--net=/proc/${pid}/ns/net`, "ip", "-batch", "-"],
+      `link set lo up\naddr add ${d.ip}/${d.prefix} dev eth0\nlink set eth0 up\n` +
+        `route add default via ${d.gateway} dev eth0\n`,
+      what,
+    );
+    if (d.ports.length) {
+      const rules = containerSetup(id, d.ip, d.ports);
+      const r = await this.runner.run(["iptables-restore", "-w", "5", "--noflush"], rules);
+      if (r.code !== 0) {
+        // The shared chains are gone (someone flushed the firewall): put them back, once.
+        await this.#setup(n);
+        await this.#restore(rules, `Cannot publish the ports of container "${id}"`);
+      }
+    }
+    return {
+      ...d,
+      timing: { prepare: d.timing?.prepare ?? 0, created: Math.round(performance.now() - t0) },
+    };
+  }
+
+  /** Undoes attach and plug, whatever part of them happened; safe to repeat. */
+  async unplug(id: string, d: Endpoint): Promise<void> {
+    const errors: string[] = [];
+    if (d.veth && IFNAME.test(d.veth) && this.runner.links().has(d.veth)) {
+      const r = await this.runner.run(["ip", "link", "del", "dev", d.veth]);
+      if (r.code !== 0 && this.runner.links().has(d.veth)) errors.push(r.stderr.trim());
+    }
+    if (d.ports?.length) {
+      const r = await this.runner.run(
+        ["iptables-restore", "-w", "5", "--noflush"],
+        containerTeardown(id),
+      );
+      if (r.code !== 0) {
+        // Part of it is missing (a create that stopped halfway): remove what is there.
+        try {
+          const text = containerTeardownFrom(id, await this.#save());
+          if (text) await this.#restore(text, "Cannot remove the port rules");
+        } catch (e) {
+          errors.push((e as Error).message);
+        }
+      }
+      for (const p of d.ports) release(this.store.portsDir, `${p.proto}-${p.hostPort}`, id);
+    }
+    if (d.network && d.ip) {
+      try {
+        release(this.store.ipsDir(d.network), d.ip, id);
+      } catch { /* invalid name in damaged data: nothing of ours */ }
+    }
+    if (errors.length) throw new CapsuleError(errors.join("; "));
+  }
+}
+
+/** The runtime extension: `capsule create/run --network/-p/--link`. */
+export function networkExtension(opts: { root: string; runner?: Runner }): Extension {
+  let nets: Networks | undefined;
+  const get = () => (nets ??= new Networks(opts.root, opts.runner));
+  return {
+    name: "network",
+    async prepare(ctx) {
+      const o = ctx.options.network as NetworkOptionsInput | undefined;
+      if (!o) return;
+      return await get().attach(ctx, o);
+    },
+    async created(ctx: CreateContext) {
+      const d = ctx.record.ext?.network as Endpoint | undefined;
+      if (!d?.ip) return undefined;
+      return await get().plug(ctx.pid, ctx.id, d);
+    },
+    async deleted(record: ContainerRecord, data: unknown) {
+      const d = data as Endpoint | undefined;
+      if (!d || typeof d !== "object") return;
+      await get().unplug(record.id, d);
+    },
+  };
 }

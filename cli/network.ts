@@ -1,0 +1,102 @@
+// `capsule network create|delete|list|show|prune`: parse, call network/mod.ts, print.
+import type { CommandDef } from "./parse.ts";
+import { printJson, table } from "./output.ts";
+import type { Globals } from "./main.ts";
+import { CapsuleError } from "../runtime/errors.ts";
+
+export function networkCommands(globals: () => Globals): CommandDef[] {
+  const nets = async () => {
+    const { Networks } = await import("../network/mod.ts");
+    return new Networks(globals().root);
+  };
+  return [{
+    name: "network",
+    summary: "manage bridge networks for containers",
+    subcommands: [
+      {
+        name: "create",
+        summary: "create a bridge network (the subnet's first address is the gateway)",
+        usage: "<name>",
+        args: [1, 1],
+        flags: [
+          { name: "driver", short: "d", type: "string", arg: "DRIVER", help: "bridge (default)" },
+          {
+            name: "subnet",
+            type: "string",
+            arg: "CIDR",
+            help: "IPv4 subnet, /16 to /30, e.g. 10.89.0.0/24 (required)",
+          },
+          {
+            name: "gateway",
+            type: "string",
+            arg: "IP",
+            help: "gateway address (default: the first of the subnet)",
+          },
+        ],
+        run: async ({ flags, args }) => {
+          const subnet = flags.subnet as string | undefined;
+          if (!subnet) {
+            throw new CapsuleError(
+              `Cannot create network "${args[0]}": give its subnet, e.g. --subnet 10.89.0.0/24`,
+            );
+          }
+          const n = await (await nets()).create(args[0], {
+            subnet,
+            gateway: flags.gateway as string | undefined,
+            driver: flags.driver as string | undefined,
+          });
+          console.log(n.name);
+        },
+      },
+      {
+        name: "delete",
+        aliases: ["rm"],
+        summary: "delete networks (refused while containers are attached)",
+        usage: "<name>...",
+        args: [1, 100],
+        run: async ({ args }) => {
+          const n = await nets();
+          for (const name of args) await n.delete(name);
+        },
+      },
+      {
+        name: "list",
+        aliases: ["ls"],
+        summary: "list networks",
+        flags: [
+          { name: "format", short: "f", type: "string", arg: "FORMAT", help: "table or json" },
+          { name: "quiet", short: "q", type: "boolean", help: "print only the names" },
+        ],
+        run: async ({ flags }) => {
+          const all = (await nets()).list();
+          const format = (flags.format as string | undefined) ?? "table";
+          if (flags.quiet) { for (const n of all) console.log(n.name); }
+          else if (format === "json") printJson(all);
+          else if (format === "table") {
+            console.log(table(
+              ["NAME", "GATEWAY", "SUBNET", "DRIVER", "CONTAINERS"],
+              all.map((n) => [n.name, n.gateway, n.subnet, n.driver, String(n.containers)]),
+            ));
+          } else throw new CapsuleError(`Invalid format "${format}": use table or json`);
+        },
+      },
+      {
+        name: "show",
+        aliases: ["inspect"],
+        summary: "show a network and its containers (JSON)",
+        usage: "<name>",
+        args: [1, 1],
+        run: async ({ args }) => {
+          printJson((await nets()).show(args[0]));
+        },
+      },
+      {
+        name: "prune",
+        summary: "delete every network that has no containers",
+        run: async () => {
+          for (const name of await (await nets()).prune()) console.log(name);
+        },
+      },
+    ],
+  }];
+}

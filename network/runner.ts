@@ -1,0 +1,142 @@
+// Every command the network layer runs (ip, nsenter + ip, iptables-save/-restore) and every
+// sysctl it writes goes through one small interface, so that a fake can record them and the
+// unit tests check the batches without root (youki's Syscall/netlink Client idea).
+
+export interface RunResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Runner {
+  /** Runs argv[0] with the rest as arguments, `stdin` piped in; never throws for a status. */
+  run(argv: string[], stdin?: string): Promise<RunResult>;
+  /** Writes a /proc/sys file, path relative to it: "net/ipv4/ip_forward" (names may hold dots). */
+  sysctl(path: string, value: string): void;
+  /** Names of the interfaces of this network namespace (/proc/net/dev). */
+  links(): Set<string>;
+  /** IPv4 routes of this network namespace: destination/prefix and device. */
+  routes(): { dest: string; prefix: number; dev: string }[];
+}
+
+const dec = new TextDecoder();
+
+/** Reads /proc/net/route: little-endian hex addresses, one route a line. */
+export function parseProcRoutes(text: string): { dest: string; prefix: number; dev: string }[] {
+  const out: { dest: string; prefix: number; dev: string }[] = [];
+  for (const line of text.split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 8) continue;
+    const le = (h: string) => {
+      const n = parseInt(h, 16) >>> 0;
+      return [n & 255, (n >>> 8) & 255, (n >>> 16) & 255, n >>> 24];
+    };
+    const mask = le(f[7]);
+    const prefix = mask.reduce((a, b) => a + (b.toString(2).match(/1/g)?.length ?? 0), 0);
+    out.push({ dest: le(f[1]).join("."), prefix, dev: f[0] });
+  }
+  return out;
+}
+
+/** Interface names from /proc/net/dev ("  eth0: 123 ..."). */
+export function parseProcNetDev(text: string): Set<string> {
+  const out = new Set<string>();
+  for (const line of text.split("\n").slice(2)) {
+    const i = line.indexOf(":");
+    if (i > 0) out.add(line.slice(0, i).trim());
+  }
+  return out;
+}
+
+/** The real thing: processes and /proc. /proc/net follows the caller's network namespace. */
+export class SystemRunner implements Runner {
+  async run(argv: string[], stdin?: string): Promise<RunResult> {
+    let child: Deno.ChildProcess;
+    try {
+      child = new Deno.Command(argv[0], {
+        args: argv.slice(1),
+        stdin: stdin === undefined ? "null" : "piped",
+        stdout: "piped",
+        stderr: "piped",
+        env: { PATH: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" },
+        clearEnv: true,
+      }).spawn();
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) {
+        return { code: 127, stdout: "", stderr: `${argv[0]}: executable file not found in $PATH` };
+      }
+      throw e;
+    }
+    if (stdin !== undefined) {
+      const w = child.stdin.getWriter();
+      await w.write(new TextEncoder().encode(stdin));
+      await w.close();
+    }
+    const out = await child.output();
+    return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+  }
+
+  sysctl(path: string, value: string): void {
+    Deno.writeTextFileSync(`/proc/sys/${path}`, value);
+  }
+
+  links(): Set<string> {
+    return parseProcNetDev(Deno.readTextFileSync("/proc/net/dev"));
+  }
+
+  routes(): { dest: string; prefix: number; dev: string }[] {
+    try {
+      return parseProcRoutes(Deno.readTextFileSync("/proc/net/route"));
+    } catch {
+      return [];
+    }
+  }
+}
+
+export interface RecordedCall {
+  argv: string[];
+  stdin?: string;
+}
+
+/**
+ * A runner that records what it is asked and answers from `respond` (default: success, empty
+ * output). `ip link add/del` lines in batches keep its interface set up to date.
+ */
+export class FakeRunner implements Runner {
+  calls: RecordedCall[] = [];
+  sysctls: [string, string][] = [];
+  ifaces = new Set<string>(["lo", "eth0"]);
+  hostRoutes: { dest: string; prefix: number; dev: string }[] = [];
+  respond?: (argv: string[], stdin?: string) => RunResult | undefined;
+
+  run(argv: string[], stdin?: string): Promise<RunResult> {
+    this.calls.push({ argv, stdin });
+    const r = this.respond?.(argv, stdin);
+    if (r) return Promise.resolve(r);
+    if (argv.includes("-batch") && !argv.includes("nsenter") && argv[0] !== "nsenter") {
+      for (const line of (stdin ?? "").split("\n")) {
+        const f = line.trim().split(/\s+/);
+        if (f[0] === "link" && f[1] === "add") this.ifaces.add(f[2] === "name" ? f[3] : f[2]);
+        if (f[0] === "link" && (f[1] === "del" || f[1] === "delete")) this.ifaces.delete(f[2]);
+      }
+    }
+    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+  }
+
+  sysctl(path: string, value: string): void {
+    this.sysctls.push([path, value]);
+  }
+
+  links(): Set<string> {
+    return new Set(this.ifaces);
+  }
+
+  routes(): { dest: string; prefix: number; dev: string }[] {
+    return this.hostRoutes;
+  }
+
+  /** The calls whose program is `prog` (after nsenter's options, for nsenter). */
+  of(prog: string): RecordedCall[] {
+    return this.calls.filter((c) => c.argv[0] === prog);
+  }
+}

@@ -1,0 +1,361 @@
+// Bridge networks, as root, entirely inside network namespaces the tests make: a "host"
+// namespace where capsule runs (its bridges, iptables rules and sysctls never touch the real
+// host's) and an "outside" namespace joined to it by a veth pair, which stands for another
+// machine (reaching published ports) and for the internet (seeing NATed traffic). Traffic only
+// goes to addresses inside these namespaces.
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  makeBundle,
+  removeAll,
+  REPO,
+  type Result,
+  rootTest,
+  waitFor,
+} from "../helpers.ts";
+import type { Spec } from "../../runtime/spec.ts";
+
+const HOST_OUT = "198.51.100.1"; // the test host's address towards "outside"
+const OUTSIDE = "198.51.100.2";
+const dec = new TextDecoder();
+
+function capsuleArgv(): string[] {
+  const bin = Deno.env.get("CAPSULE");
+  if (bin) return bin.split(" ");
+  return [Deno.execPath(), "run", "-A", "--quiet", `${REPO}/main.ts`];
+}
+
+async function sh(argv: string[], stdin?: string): Promise<Result> {
+  const child = new Deno.Command(argv[0], {
+    args: argv.slice(1),
+    stdin: stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(stdin));
+    await w.close();
+  }
+  const o = await child.output();
+  return { code: o.code, stdout: dec.decode(o.stdout), stderr: dec.decode(o.stderr) };
+}
+
+async function must(argv: string[]): Promise<string> {
+  const r = await sh(argv);
+  if (r.code !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
+  return r.stdout;
+}
+
+/** A namespace "host" with lo up and an "outside" namespace wired to it. */
+class Lab {
+  readonly ns: string;
+  readonly out: string;
+  readonly procs: Deno.ChildProcess[] = [];
+  constructor(readonly root: string) {
+    const tag = crypto.randomUUID().slice(0, 6);
+    this.ns = `capt-${tag}`;
+    this.out = `capo-${tag}`;
+  }
+
+  async up(): Promise<void> {
+    await must(["ip", "netns", "add", this.ns]);
+    await must(["ip", "netns", "add", this.out]);
+    await sh(
+      ["ip", "-n", this.ns, "-batch", "-"],
+      [
+        "link set lo up",
+        `link add o0 type veth peer name o1 netns ${this.out}`,
+        `addr add ${HOST_OUT}/24 dev o0`,
+        "link set o0 up",
+      ].join("\n") + "\n",
+    );
+    await sh(
+      ["ip", "-n", this.out, "-batch", "-"],
+      [
+        "link set lo up",
+        `addr add ${OUTSIDE}/24 dev o1`,
+        "link set o1 up",
+      ].join("\n") + "\n",
+    );
+  }
+
+  /**
+   * capsule in the host namespace (nsenter keeps the mounts, /sys/fs/cgroup included). Output
+   * goes through files: a created container keeps create's stdout and stderr open.
+   */
+  async cap(args: string[]): Promise<Result> {
+    const argv = ["nsenter", `--net=/run/netns/${this.ns}`, ...capsuleArgv(), "--root", this.root];
+    const out = await Deno.makeTempFile(), err = await Deno.makeTempFile();
+    const q = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`;
+    const st = await new Deno.Command("sh", {
+      args: ["-c", [...argv, ...args].map(q).join(" ") + ` >${out} 2>${err}`],
+      stdin: "null",
+    }).output();
+    const res = {
+      code: st.code,
+      stdout: Deno.readTextFileSync(out),
+      stderr: Deno.readTextFileSync(err),
+    };
+    await removeAll(out, err);
+    return res;
+  }
+
+  spawnCap(args: string[]): Deno.ChildProcess {
+    const argv = [
+      "nsenter",
+      `--net=/run/netns/${this.ns}`,
+      ...capsuleArgv(),
+      "--root",
+      this.root,
+      ...args,
+    ];
+    return new Deno.Command(argv[0], {
+      args: argv.slice(1),
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+  }
+
+  /** A command in the host namespace (or `where`). */
+  in(argv: string[], where = this.ns): Promise<Result> {
+    return sh(["ip", "netns", "exec", where, ...argv]);
+  }
+
+  async down(): Promise<void> {
+    for (const id of [...Deno.readDirSync(this.root)].map((e) => e.name)) {
+      if (!id.startsWith("_")) await this.cap(["delete", "-f", id]);
+    }
+    await this.cap(["network", "prune"]);
+    for (const p of this.procs) {
+      try {
+        p.kill("SIGKILL");
+        await p.status;
+      } catch { /* gone */ }
+    }
+    await sh(["ip", "netns", "del", this.ns]);
+    await sh(["ip", "netns", "del", this.out]);
+    await removeAll(`${this.root}/_networks`);
+  }
+}
+
+async function lab(root: string, fn: (l: Lab) => Promise<void>): Promise<void> {
+  const l = new Lab(root);
+  try {
+    await l.up();
+    await fn(l);
+  } finally {
+    await l.down();
+  }
+}
+
+const netRaw = (s: Spec) => {
+  const c = s.process!.capabilities!;
+  for (const k of ["bounding", "effective", "permitted"] as const) {
+    c[k] = [...(c[k] ?? []), "CAP_NET_RAW"];
+  }
+};
+
+/** What iptables and the links of the namespace hold of capsule's containers. */
+async function leftovers(l: Lab): Promise<string[]> {
+  const save = (await l.in(["iptables-save"])).stdout;
+  const links = (await l.in(["ip", "-o", "link"])).stdout;
+  return [
+    ...save.split("\n").filter((x) => x.includes("CAPSULE-C-")),
+    ...links.split("\n").filter((x) => /^\d+: cap[0-9a-f]{8}/.test(x)),
+  ];
+}
+
+rootTest(
+  "network: ping/TCP between containers, host, published ports, hairpin, NAT out",
+  async (root) => {
+    const server = await makeBundle("nc -ll -p 80 -e echo hi", netRaw);
+    const client = await makeBundle("sleep 1000", netRaw);
+    const www = await Deno.makeTempDir({ prefix: "capsule-www-" });
+    try {
+      await lab(root, async (l) => {
+        let r = await l.cap(["network", "create", "tnet", "--subnet", "10.123.0.0/24"]);
+        assertEquals(r.code, 0, r.stderr);
+        r = await l.cap(["network", "create", "tnet2", "--subnet", "10.123.0.128/25"]);
+        assertEquals(r.code, 1);
+        assertMatch(r.stderr, /overlaps network "tnet" \(10\.123\.0\.0\/24\)/);
+        r = await l.cap(["network", "create", "bad/name", "--subnet", "10.124.0.0/24"]);
+        assertMatch(r.stderr, /Invalid network name "bad\/name"/);
+
+        r = await l.cap(["run", "-d", "-b", server, "--network", "tnet", "-p", "8080:80", "srv"]);
+        assertEquals(r.code, 0, r.stderr);
+        r = await l.cap(["state", "srv"]);
+        assertEquals(JSON.parse(r.stdout).ip, "10.123.0.2");
+        r = await l.cap(["run", "-d", "-b", client, "--network", "tnet", "-p", "8080:81", "dup"]);
+        assertMatch(r.stderr, /port 8080\/tcp .*container "srv" already publishes it/);
+        r = await l.cap(["run", "-d", "-b", client, "--network", "nonet", "x"]);
+        assertMatch(r.stderr, /Network "nonet" does not exist/);
+        assertEquals([...Deno.readDirSync(root)].map((e) => e.name).sort(), ["_networks", "srv"]);
+
+        // The host namespace reaches the container, and the published port on 127.0.0.1.
+        await waitFor(
+          async () => (await l.in(["busybox", "nc", "10.123.0.2", "80"])).stdout === "hi\n",
+          5000,
+          "server up",
+        );
+        r = await l.in(["busybox", "nc", "127.0.0.1", "8080"]);
+        assertEquals(r.stdout, "hi\n", `127.0.0.1:8080 ${r.stderr}`);
+        r = await l.in(["busybox", "nc", HOST_OUT, "8080"]);
+        assertEquals(r.stdout, "hi\n", `host address:8080 ${r.stderr}`);
+        // Another machine reaches the published port at the host's address.
+        r = await l.in(["busybox", "nc", "-w", "3", HOST_OUT, "8080"], l.out);
+        assertEquals(r.stdout, "hi\n", `from outside ${r.stderr}`);
+
+        // Container to container: by link alias, ping and TCP; and through the published port
+        // at the host's address (hairpin), including a container reaching its own.
+        const probe = await makeBundle(
+          "cat /etc/hosts | grep web; ping -c1 -W2 web >/dev/null && echo ping-ok; nc web 80; " +
+            `nc ${HOST_OUT} 8080; nc -ll -p 80 -e echo self & sleep 0.3; nc ${HOST_OUT} 8081; ` +
+            `wget -qO- http://${OUTSIDE}:9000/cgi-bin/ip`,
+          netRaw,
+        );
+        // The outside world: an HTTP server that answers with the client's address.
+        await Deno.mkdir(`${www}/cgi-bin`);
+        await Deno.writeTextFile(
+          `${www}/cgi-bin/ip`,
+          '#!/bin/sh\necho "Content-Type: text/plain"\necho\necho "from $REMOTE_ADDR"\n',
+          { mode: 0o755 },
+        );
+        l.procs.push(
+          new Deno.Command("ip", {
+            args: ["netns", "exec", l.out, "busybox", "httpd", "-f", "-p", "9000", "-h", www],
+            stdout: "null",
+            stderr: "null",
+          }).spawn(),
+        );
+        try {
+          r = await l.cap([
+            "run",
+            "-b",
+            probe,
+            "--network",
+            "tnet",
+            "--link",
+            "srv:web",
+            "-p",
+            "8081:80",
+            "probe",
+          ]);
+          assertEquals(r.code, 0, r.stderr + r.stdout);
+          const lines = r.stdout.trim().split("\n");
+          assertEquals(lines[0], "10.123.0.2\tweb srv");
+          // httpd in "outside" listens on IPv6 too: the client shows as a v4-mapped address.
+          assertEquals(lines.slice(1, 5), ["ping-ok", "hi", "hi", "self"]);
+          assertMatch(
+            lines[5],
+            new RegExp(`^from (\\[::ffff:)?${HOST_OUT.replaceAll(".", "\\.")}\\]?$`),
+          );
+        } finally {
+          await removeAll(probe);
+        }
+
+        r = await l.cap(["network", "show", "tnet"]);
+        assertEquals(JSON.parse(r.stdout).containers, [{ id: "srv", ip: "10.123.0.2" }]);
+        r = await l.cap(["network", "list"]);
+        assertMatch(
+          r.stdout,
+          /^NAME\s+GATEWAY\s+SUBNET\s+DRIVER\s+CONTAINERS\ntnet\s+10\.123\.0\.1\s+10\.123\.0\.0\/24\s+bridge\s+1\n$/,
+        );
+        r = await l.cap(["network", "delete", "tnet"]);
+        assertMatch(r.stderr, /Cannot delete network "tnet": containers "srv" are attached/);
+        r = await l.cap(["delete", "-f", "srv"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals(await leftovers(l), []);
+        r = await l.cap(["network", "delete", "tnet"]);
+        assertEquals(r.code, 0, r.stderr);
+        const save = (await l.in(["iptables-save"])).stdout;
+        assert(!save.includes("CAPSULE"), save);
+        assert(!(await l.in(["ip", "link"])).stdout.includes("tnet"));
+      });
+    } finally {
+      await removeAll(server, client, www);
+    }
+  },
+);
+
+rootTest(
+  "network: parallel creates get distinct addresses; delete leaves nothing",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    const N = Number(Deno.env.get("CAPSULE_NET_PARALLEL") ?? 50);
+    try {
+      await lab(root, async (l) => {
+        const t0 = performance.now();
+        const rs = await Promise.all(
+          Array.from(
+            { length: N },
+            (_, i) => l.cap(["create", "-b", b, "-p", `${10000 + i}:80`, `p${i}`]),
+          ),
+        );
+        const ms = Math.round(performance.now() - t0);
+        for (const r of rs) {
+          assertEquals(r.code, 0, r.stderr);
+        }
+        const states = await Promise.all(
+          Array.from({ length: N }, (_, i) => l.cap(["state", "--detail", `p${i}`])),
+        );
+        const ips = states.map((s) => JSON.parse(s.stdout).ip);
+        assertEquals(new Set(ips).size, N, ips.join(" "));
+        const t = states.map((s) => JSON.parse(s.stdout).detail.ext.network.timing);
+        const avg = (k: "prepare" | "created") => Math.round(t.reduce((a, x) => a + x[k], 0) / N);
+        console.log(
+          `  ${N} parallel creates on the default network: ${ms} ms; network part per create ` +
+            `(avg) prepare ${avg("prepare")} ms, created ${avg("created")} ms`,
+        );
+        assertEquals(
+          (await l.in(["iptables-save", "-t", "nat"])).stdout.split("\n").filter((x) =>
+            x.startsWith("-A CAPSULE-PORTS")
+          ).length,
+          N,
+        );
+        const ds = await Promise.all(
+          Array.from({ length: N }, (_, i) => l.cap(["delete", "-f", `p${i}`])),
+        );
+        for (const r of ds) assertEquals(r.code, 0, r.stderr);
+        assertEquals(await leftovers(l), []);
+        const r = await l.cap(["network", "show", "capsule_bridge0"]);
+        assertEquals(JSON.parse(r.stdout).containers, []);
+      });
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest("network: kill -9 of capsule mid-create, then delete -f leaves nothing", async (root) => {
+  // A createRuntime hook that sleeps holds create after the network part is done.
+  const b = await makeBundle("sleep 1000", (s) => {
+    s.hooks = { createRuntime: [{ path: "/bin/sleep", args: ["sleep", "3"] }] };
+  });
+  try {
+    await lab(root, async (l) => {
+      const child = l.spawnCap(["create", "-b", b, "-p", "8080:80", "k1"]);
+      await waitFor(
+        async () => {
+          const left = await leftovers(l);
+          return left.some((x) => x.includes("DNAT")) && left.some((x) => x.includes(": cap"));
+        },
+        10_000,
+        "veth and DNAT rule",
+      );
+      child.kill("SIGKILL");
+      await child.status;
+      const r = await l.cap(["delete", "-f", "k1"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(await leftovers(l), []);
+      assertEquals(
+        JSON.parse((await l.cap(["network", "show", "capsule_bridge0"])).stdout).containers,
+        [],
+      );
+    });
+  } finally {
+    await removeAll(b);
+  }
+});

@@ -1,0 +1,299 @@
+// Unit tests of network/mod.ts with a fake runner: which ip batches, iptables-restore texts and
+// sysctls a network and a container produce, errors for bad input, and cleanup of partial
+// state. No root needed.
+import { DEFAULT_NETWORK, networkExtension, Networks } from "../../network/mod.ts";
+import { FakeRunner } from "../../network/runner.ts";
+import { containerChain, networkChain } from "../../network/rules.ts";
+import { MS } from "../../runtime/consts.ts";
+import type { CreateContext } from "../../runtime/container.ts";
+import { CapsuleError } from "../../runtime/errors.ts";
+import { defaultSpec, type Spec } from "../../runtime/spec.ts";
+import type { ContainerRecord } from "../../runtime/state.ts";
+import {
+  assert,
+  assertEquals,
+  assertRejects,
+  assertStringIncludes,
+  withTempDir,
+} from "./fake_rootfs_ops.ts";
+
+function ctxFor(root: string, id: string, network: unknown, mutate?: (s: Spec) => void) {
+  const spec = defaultSpec();
+  spec.hostname = "box";
+  mutate?.(spec);
+  const dir = `${root}/${id}`;
+  Deno.mkdirSync(dir, { recursive: true });
+  const saved: unknown[] = [];
+  return {
+    id,
+    bundle: "/b",
+    spec,
+    dir,
+    options: { network },
+    saved,
+    save: (d: unknown) => saved.push(d),
+  };
+}
+
+function recordOf(id: string, pid: number, ext: Record<string, unknown>): ContainerRecord {
+  return {
+    ociVersion: "1.2.0",
+    id,
+    pid,
+    pidStartTime: "1",
+    bundle: "/b",
+    rootfs: "/r",
+    created: "",
+    annotations: {},
+    ext,
+  };
+}
+
+/** prepare + created as the runtime calls them; returns the stored data. */
+async function createOne(
+  root: string,
+  fake: FakeRunner,
+  id: string,
+  network: unknown,
+  pid = 4242,
+): Promise<Record<string, unknown>> {
+  const x = networkExtension({ root, runner: fake });
+  const ctx = ctxFor(root, id, network);
+  const p = await x.prepare!(ctx);
+  assert(p && p.data, "prepare returned data");
+  const record = recordOf(id, pid, { network: p.data });
+  Deno.writeTextFileSync(`${ctx.dir}/state.json`, JSON.stringify(record));
+  const data = await x.created!({ ...ctx, pid, record } as CreateContext);
+  record.ext!.network = data;
+  Deno.writeTextFileSync(`${ctx.dir}/state.json`, JSON.stringify(record));
+  return data as Record<string, unknown>;
+}
+
+Deno.test("network mod: create makes the bridge, sysctls and rules; list/show/delete", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    const nets = new Networks(root, fake);
+    const n = await nets.create("web", { subnet: "10.5.0.0/24" });
+    assertEquals([n.name, n.gateway, n.subnet, n.bridge], [
+      "web",
+      "10.5.0.1",
+      "10.5.0.0/24",
+      "web",
+    ]);
+    const ip = fake.calls.find((c) => c.argv[0] === "ip")!;
+    assertEquals(ip.argv, ["ip", "-batch", "-"]);
+    assertEquals(
+      ip.stdin,
+      "link add name web type bridge\naddr replace 10.5.0.1/24 dev web\nlink set dev web up\n",
+    );
+    assertEquals(fake.sysctls, [
+      ["net/ipv4/ip_forward", "1"],
+      ["net/ipv4/conf/web/route_localnet", "1"],
+    ]);
+    const restore = fake.of("iptables-restore");
+    assertEquals(restore.length, 1);
+    assertEquals(restore[0].argv, ["iptables-restore", "-w", "5", "--noflush"]);
+    assertStringIncludes(restore[0].stdin!, "-A CAPSULE-FORWARD -j " + networkChain("web"));
+    assertEquals(nets.list().map((x) => [x.name, x.containers]), [["web", 0]]);
+    assertEquals(nets.show("web").containers, []);
+
+    fake.calls = [];
+    await nets.delete("web");
+    assertEquals(fake.of("ip")[0].argv, ["ip", "link", "del", "dev", "web"]);
+    assertEquals(fake.of("iptables-save").length, 1);
+    assertEquals(nets.list(), []);
+    await assertRejects(() => nets.delete("web"), CapsuleError, 'Network "web" does not exist');
+  });
+});
+
+Deno.test("network mod: bad input is refused before anything is made", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    fake.hostRoutes = [
+      { dest: "0.0.0.0", prefix: 0, dev: "eth0" },
+      { dest: "192.168.1.0", prefix: 24, dev: "eth0" },
+    ];
+    const nets = new Networks(root, fake);
+    await assertRejects(
+      () => nets.create("../x", { subnet: "10.5.0.0/24" }),
+      CapsuleError,
+      'Invalid network name "../x"',
+    );
+    await assertRejects(
+      () => nets.create("lan", { subnet: "192.168.0.0/16" }),
+      CapsuleError,
+      "overlaps the host route 192.168.1.0/24 on eth0",
+    );
+    await nets.create("a", { subnet: "10.5.0.0/24" });
+    await assertRejects(
+      () => nets.create("b", { subnet: "10.5.0.128/25" }),
+      CapsuleError,
+      'overlaps network "a" (10.5.0.0/24)',
+    );
+    await assertRejects(
+      () => nets.create("a", { subnet: "10.6.0.0/24" }),
+      CapsuleError,
+      'Network "a" already exists',
+    );
+    await assertRejects(
+      () => nets.create("c", { subnet: "10.7.0.0/24", driver: "macvlan" }),
+      CapsuleError,
+      'Invalid driver "macvlan"',
+    );
+    await assertRejects(
+      () => nets.create("c", { subnet: "10.7.0.0/24", gateway: "10.8.0.1" }),
+      CapsuleError,
+      'Invalid gateway "10.8.0.1"',
+    );
+    assertEquals(nets.list().map((n) => n.name), ["a"]);
+    const x = networkExtension({ root, runner: fake });
+    await assertRejects(
+      async () => await x.prepare!(ctxFor(root, "c1", { name: "nope", ports: [], links: [] })),
+      CapsuleError,
+      'Network "nope" does not exist',
+    );
+    await assertRejects(
+      async () => await x.prepare!(ctxFor(root, "c1", { name: "a", ports: ["99999:80"] })),
+      CapsuleError,
+      'port "99999"',
+    );
+    await assertRejects(
+      async () =>
+        await x.prepare!(
+          ctxFor(root, "c1", { name: "a", ports: [] }, (s) => {
+            s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== "network");
+          }),
+        ),
+      CapsuleError,
+      "has no network namespace",
+    );
+    await assertRejects(
+      async () => await x.prepare!(ctxFor(root, "c1", { name: "a", links: ["ghost:db"] })),
+      CapsuleError,
+      'container "ghost" does not exist',
+    );
+    assertEquals(nets.show("a").containers, []);
+  });
+});
+
+Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DNAT", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    await new Networks(root, fake).create("web", { subnet: "10.5.0.0/24" });
+    fake.calls = [];
+    const x = networkExtension({ root, runner: fake });
+    const ctx = ctxFor(root, "c1", { name: "web", ports: ["8080:80"], links: [] });
+    const p = (await x.prepare!(ctx))!;
+    const d = p.data as Record<string, unknown>;
+    assertEquals(d.summary, { ip: "10.5.0.2", network: "web" });
+    assertEquals(p.mounts!.map((m) => [m.destination, m.source, m.bind]), [
+      ["/etc/hosts", `${root}/c1/hosts`, true],
+      ["/etc/resolv.conf", `${root}/c1/resolv.conf`, true],
+    ]);
+    assert(p.mounts![0].flags & MS.RDONLY);
+    assertStringIncludes(Deno.readTextFileSync(`${root}/c1/hosts`), "10.5.0.2\tbox c1\n");
+    assertEquals(fake.calls, [], "prepare runs no command");
+    // Saved before anything else was made: the address, then the ports.
+    assertEquals(ctx.saved.map((x) => (x as { ports: unknown[] }).ports.length), [0, 1]);
+
+    const record = recordOf("c1", 777, { network: d });
+    const data = await x.created!({ ...ctx, pid: 777, record } as CreateContext);
+    const veth = d.veth as string;
+    assert(veth.length <= 15 && veth.startsWith("cap"));
+    assertEquals(fake.calls.map((c) => c.argv[0]), ["ip", "nsenter", "iptables-restore"]);
+    assertEquals(
+      fake.calls[0].stdin,
+      `link add name ${veth} master web up type veth peer name eth0 netns 777\n` +
+        `link set dev ${veth} type bridge_slave hairpin on\n`,
+    );
+    assertEquals(fake.calls[1].argv, ["nsenter", "--net=/proc/777/ns/net", "ip", "-batch", "-"]);
+    assertEquals(
+      fake.calls[1].stdin,
+      "link set lo up\naddr add 10.5.0.2/24 dev eth0\nlink set eth0 up\n" +
+        "route add default via 10.5.0.1 dev eth0\n",
+    );
+    assertStringIncludes(
+      fake.calls[2].stdin!,
+      "--dport 8080 -j DNAT --to-destination 10.5.0.2:80",
+    );
+    assert((data as { timing: unknown }).timing);
+
+    // Another container may not publish the same host port; nothing of it is kept.
+    await assertRejects(
+      async () => await x.prepare!(ctxFor(root, "c2", { name: "web", ports: ["8080:81"] })),
+      CapsuleError,
+      'container "c1" already publishes it',
+    );
+    assertEquals(new Networks(root, fake).show("web").containers, [{ id: "c1", ip: "10.5.0.2" }]);
+    await assertRejects(
+      () => new Networks(root, fake).delete("web"),
+      CapsuleError,
+      'containers "c1" are attached',
+    );
+
+    fake.calls = [];
+    await x.deleted!(record, data);
+    assertEquals(fake.calls.map((c) => c.argv.join(" ")), [
+      `ip link del dev ${veth}`,
+      "iptables-restore -w 5 --noflush",
+    ]);
+    assertStringIncludes(fake.calls[1].stdin!, `-X ${containerChain("c1")}`);
+    assertEquals(new Networks(root, fake).show("web").containers, []);
+    // Idempotent: a second delete finds nothing to remove and does not fail.
+    fake.respond = (argv) =>
+      argv[0] === "iptables-restore" ? { code: 1, stdout: "", stderr: "no chain" } : undefined;
+    await x.deleted!(record, data);
+    await new Networks(root, fake).delete("web");
+  });
+});
+
+Deno.test("network mod: default network avoids host routes; --link adds the alias", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    fake.hostRoutes = [{ dest: "172.30.0.0", prefix: 16, dev: "eth0" }];
+    const a = await createOne(root, fake, "c1", { ports: [], links: [] });
+    const n = new Networks(root, fake).show(DEFAULT_NETWORK);
+    assertEquals([n.subnet, n.gateway, n.bridge], ["172.31.0.0/16", "172.31.0.1", DEFAULT_NETWORK]);
+    assertEquals(a.ip, "172.31.0.2");
+    await createOne(root, fake, "c2", { name: "default", links: ["c1:db"] });
+    assertStringIncludes(Deno.readTextFileSync(`${root}/c2/hosts`), "172.31.0.2\tdb c1\n");
+  });
+});
+
+Deno.test("network mod: a joined namespace (path) is left alone", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    const x = networkExtension({ root, runner: fake });
+    const r = await x.prepare!(ctxFor(root, "p1", { ports: ["80:80"] }, (s) => {
+      s.linux!.namespaces = [
+        ...s.linux!.namespaces!.filter((n) => n.type !== "network"),
+        { type: "network", path: "/run/netns/x" },
+      ];
+    }));
+    assertEquals(r, undefined);
+    assertEquals(fake.calls, []);
+    assertEquals(new Networks(root, fake).list(), []);
+  });
+});
+
+Deno.test("network mod: a vanished bridge is made again at the next create", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    await new Networks(root, fake).create("web", { subnet: "10.5.0.0/24" });
+    fake.ifaces.delete("web"); // a reboot
+    fake.calls = [];
+    await createOne(root, fake, "c1", { name: "web" });
+    assertEquals(fake.calls[0].stdin!.split("\n")[0], "link add name web type bridge");
+    assertEquals(fake.of("iptables-restore").length, 1, "network rules again; no ports");
+  });
+});
+
+Deno.test("network mod: deleted copes with data of a prepare that stopped halfway", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    const x = networkExtension({ root, runner: fake });
+    await x.deleted!(recordOf("z", 1, {}), undefined);
+    await x.deleted!(recordOf("z", 1, {}), { network: "web", ip: "10.5.0.9", ports: [] });
+    assertEquals(fake.calls, []);
+  });
+});

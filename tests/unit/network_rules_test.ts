@@ -1,0 +1,247 @@
+// Unit tests of network/rules.ts and network/hosts.ts: iptables-restore text, port parsing,
+// /etc/hosts and resolv.conf content.
+import {
+  containerChain,
+  containerSetup,
+  containerTeardown,
+  containerTeardownFrom,
+  hash8,
+  networkChain,
+  networkSetup,
+  networkTeardown,
+  parsePort,
+  parseSave,
+} from "../../network/rules.ts";
+import { hostsFile, resolvConf } from "../../network/hosts.ts";
+import { parseProcNetDev, parseProcRoutes } from "../../network/runner.ts";
+import { CapsuleError } from "../../runtime/errors.ts";
+import { assert, assertEquals, assertStringIncludes, assertThrows } from "./fake_rootfs_ops.ts";
+
+Deno.test("network rules: parsePort forms and errors", () => {
+  assertEquals(parsePort("8080:80"), {
+    hostIp: undefined,
+    hostPort: 8080,
+    containerPort: 80,
+    proto: "tcp",
+  });
+  assertEquals(parsePort("127.0.0.1:53:5353/udp"), {
+    hostIp: "127.0.0.1",
+    hostPort: 53,
+    containerPort: 5353,
+    proto: "udp",
+  });
+  assertThrows(() => parsePort("70000:80"), CapsuleError, `port "70000" is not a number from 1`);
+  assertThrows(() => parsePort("0:80"), CapsuleError, "1 to 65535");
+  assertThrows(() => parsePort("80"), CapsuleError, "HOSTPORT:CONTAINERPORT");
+  assertThrows(() => parsePort("80:80/sctp"), CapsuleError, "tcp or udp");
+  assertThrows(() => parsePort("x.y:80:80"), CapsuleError, "not an IPv4 address");
+});
+
+Deno.test("network rules: names fit the kernel's limits (15 for links, 28 for chains)", () => {
+  assertEquals(hash8("web").length, 8);
+  assert(hash8("a") !== hash8("b"));
+  assert(containerChain("x".repeat(128)).length <= 28);
+  assert(networkChain("n".repeat(64)).length <= 28);
+});
+
+const SAVE_EMPTY = `*nat
+:PREROUTING ACCEPT [0:0]
+:INPUT ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+COMMIT
+*filter
+:INPUT ACCEPT [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A FORWARD -j DOCKER-USER
+COMMIT
+`;
+
+Deno.test("network rules: first network adds shared chains, jumps, NAT and FORWARD rules", () => {
+  const n = { name: "web", bridge: "web", subnet: "10.5.0.0/24" };
+  const text = networkSetup(n, parseSave(SAVE_EMPTY));
+  const c = networkChain("web");
+  assertEquals(
+    text,
+    [
+      "*nat",
+      ":CAPSULE-PORTS - [0:0]",
+      ":CAPSULE-POSTROUTING - [0:0]",
+      `:${c} - [0:0]`,
+      `-A ${c} -s 10.5.0.0/24 ! -o web -j MASQUERADE`,
+      `-A ${c} -s 127.0.0.0/8 -o web -j MASQUERADE`,
+      `-A ${c} -s 10.5.0.0/24 -o web -m conntrack --ctstate DNAT -j MASQUERADE`,
+      "-A PREROUTING -m addrtype --dst-type LOCAL -j CAPSULE-PORTS",
+      "-A OUTPUT -m addrtype --dst-type LOCAL -j CAPSULE-PORTS",
+      "-A POSTROUTING -j CAPSULE-POSTROUTING",
+      `-A CAPSULE-POSTROUTING -j ${c}`,
+      "COMMIT",
+      "*filter",
+      ":CAPSULE-FORWARD - [0:0]",
+      `:${c} - [0:0]`,
+      `-A ${c} -i web -j ACCEPT`,
+      `-A ${c} -o web -j ACCEPT`,
+      "-I FORWARD 1 -j CAPSULE-FORWARD",
+      `-A CAPSULE-FORWARD -j ${c}`,
+      "COMMIT",
+      "",
+    ].join("\n"),
+  );
+});
+
+Deno.test("network rules: setup again adds no second jump and never redeclares shared chains", () => {
+  const n = { name: "web", bridge: "web", subnet: "10.5.0.0/24" };
+  const c = networkChain("web");
+  const saved = `*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:CAPSULE-PORTS - [0:0]
+:CAPSULE-POSTROUTING - [0:0]
+:${c} - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j CAPSULE-PORTS
+-A OUTPUT -m addrtype --dst-type LOCAL -j CAPSULE-PORTS
+-A POSTROUTING -j CAPSULE-POSTROUTING
+-A CAPSULE-POSTROUTING -j ${c}
+COMMIT
+*filter
+:FORWARD DROP [0:0]
+:CAPSULE-FORWARD - [0:0]
+:${c} - [0:0]
+-A FORWARD -j CAPSULE-FORWARD
+-A CAPSULE-FORWARD -j ${c}
+COMMIT
+`;
+  const again = networkSetup(n, parseSave(saved));
+  assert(!again.includes(":CAPSULE-PORTS"), again);
+  assert(!again.includes(":CAPSULE-FORWARD"), again);
+  assert(!again.includes("-A PREROUTING"), again);
+  assert(!again.includes("-I FORWARD"), again);
+  assert(!again.includes(`-A CAPSULE-POSTROUTING -j`), again);
+  // The network's own chains are declared (flushed) and filled again.
+  assertStringIncludes(again, `:${networkChain("web")} - [0:0]`);
+  assertStringIncludes(again, "-j MASQUERADE");
+});
+
+Deno.test("network rules: container DNAT chain and its removal", () => {
+  const c = containerChain("c1");
+  const text = containerSetup("c1", "10.5.0.2", [
+    { hostPort: 8080, containerPort: 80, proto: "tcp" },
+    { hostIp: "192.0.2.1", hostPort: 53, containerPort: 53, proto: "udp" },
+  ]);
+  assertEquals(text.split("\n"), [
+    "*nat",
+    `:${c} - [0:0]`,
+    `-A ${c} -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.5.0.2:80`,
+    `-A ${c} -d 192.0.2.1/32 -p udp -m udp --dport 53 -j DNAT --to-destination 10.5.0.2:53`,
+    "-A CAPSULE-PORTS -j " + c,
+    "COMMIT",
+    "",
+  ]);
+  assertEquals(containerTeardown("c1").split("\n"), [
+    "*nat",
+    `:${c} - [0:0]`,
+    `-D CAPSULE-PORTS -j ${c}`,
+    `-X ${c}`,
+    "COMMIT",
+    "",
+  ]);
+  // Partial state: the chain without its jump (a crash in between), or a duplicated jump.
+  const only = parseSave(`*nat\n:PREROUTING ACCEPT [0:0]\n:${c} - [0:0]\nCOMMIT\n`);
+  assertEquals(containerTeardownFrom("c1", only), `*nat\n:${c} - [0:0]\n-X ${c}\nCOMMIT\n`);
+  const twice = parseSave(
+    `*nat\n:CAPSULE-PORTS - [0:0]\n:${c} - [0:0]\n-A CAPSULE-PORTS -j ${c}\n-A CAPSULE-PORTS -j ${c}\nCOMMIT\n`,
+  );
+  assertEquals(
+    containerTeardownFrom("c1", twice),
+    `*nat\n-D CAPSULE-PORTS -j ${c}\n-D CAPSULE-PORTS -j ${c}\n:${c} - [0:0]\n-X ${c}\nCOMMIT\n`,
+  );
+  assertEquals(containerTeardownFrom("c1", parseSave(SAVE_EMPTY)), undefined);
+});
+
+Deno.test("network rules: teardown of the last network removes the shared chains", () => {
+  const n = networkChain("web"), c = containerChain("leftover");
+  const saved = `*nat
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:POSTROUTING ACCEPT [0:0]
+:CAPSULE-PORTS - [0:0]
+:CAPSULE-POSTROUTING - [0:0]
+:${n} - [0:0]
+:${c} - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -j CAPSULE-PORTS
+-A OUTPUT -m addrtype --dst-type LOCAL -j CAPSULE-PORTS
+-A POSTROUTING -j CAPSULE-POSTROUTING
+-A CAPSULE-PORTS -j ${c}
+-A CAPSULE-POSTROUTING -j ${n}
+-A ${n} -s 10.5.0.0/24 ! -o web -j MASQUERADE
+COMMIT
+*filter
+:FORWARD ACCEPT [0:0]
+:CAPSULE-FORWARD - [0:0]
+:${n} - [0:0]
+-A FORWARD -j CAPSULE-FORWARD
+-A CAPSULE-FORWARD -j ${n}
+-A ${n} -i web -j ACCEPT
+COMMIT
+`;
+  const notLast = networkTeardown("web", parseSave(saved), false)!;
+  assertStringIncludes(notLast, `-D CAPSULE-POSTROUTING -j ${n}\n:${n} - [0:0]\n-X ${n}`);
+  assert(!notLast.includes("-X CAPSULE-PORTS"));
+  const last = networkTeardown("web", parseSave(saved), true)!;
+  for (
+    const l of [
+      "-D PREROUTING -m addrtype --dst-type LOCAL -j CAPSULE-PORTS",
+      "-D OUTPUT -m addrtype --dst-type LOCAL -j CAPSULE-PORTS",
+      "-X CAPSULE-PORTS",
+      `-D CAPSULE-PORTS -j ${c}`,
+      `-X ${c}`,
+      "-D POSTROUTING -j CAPSULE-POSTROUTING",
+      "-X CAPSULE-POSTROUTING",
+      "-D FORWARD -j CAPSULE-FORWARD",
+      "-X CAPSULE-FORWARD",
+    ]
+  ) assertStringIncludes(last, l);
+  assertEquals(networkTeardown("web", parseSave(SAVE_EMPTY), true), undefined);
+});
+
+Deno.test("network hosts: localhost, own names, link aliases", () => {
+  assertEquals(
+    hostsFile({
+      ip: "10.5.0.3",
+      names: ["box", "c3", "c3"],
+      links: [{ alias: "db", id: "c1", ip: "10.5.0.2" }, { alias: "c2", id: "c2", ip: "10.5.0.4" }],
+    }),
+    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n10.5.0.3\tbox c3\n" +
+      "10.5.0.2\tdb c1\n10.5.0.4\tc2\n",
+  );
+  assertEquals(
+    hostsFile({ ip: "10.5.0.3", names: ["", "c3"], links: [] }).split("\n")[2],
+    "10.5.0.3\tc3",
+  );
+});
+
+Deno.test("network hosts: resolv.conf drops loopback nameservers, keeps the rest", () => {
+  const host = "# by dhcp\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nnameserver ::1\n" +
+    "search example.org\noptions edns0\n";
+  assertEquals(
+    resolvConf(host),
+    "# by dhcp\nnameserver 192.0.2.53\nsearch example.org\noptions edns0\n",
+  );
+  assertEquals(resolvConf("nameserver 127.0.0.1\n"), "");
+  assertEquals(resolvConf(undefined), "");
+});
+
+Deno.test("network runner: /proc/net/route and /proc/net/dev parsing", () => {
+  const route =
+    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n" +
+    "eth0\t00000000\t0100A8C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n" +
+    "eth0\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n";
+  assertEquals(parseProcRoutes(route), [
+    { dest: "0.0.0.0", prefix: 0, dev: "eth0" },
+    { dest: "192.168.0.0", prefix: 24, dev: "eth0" },
+  ]);
+  const dev = "Inter-|   Receive\n face |bytes\n    lo: 1 2 3\n  eth0: 4 5 6\ncapbr1a2b: 0\n";
+  assertEquals([...parseProcNetDev(dev)], ["lo", "eth0", "capbr1a2b"]);
+});
