@@ -2,7 +2,7 @@
 // parse, call image/, print. The modules load lazily: `image run` never loads the tar code.
 import { CapsuleError } from "../runtime/errors.ts";
 import type { CommandDef, FlagDef } from "./parse.ts";
-import { printJson, table } from "./output.ts";
+import { printJson, printListing } from "./output.ts";
 import type { Globals } from "./main.ts";
 import { networkFlags, networkOptions } from "./lifecycle.ts";
 import { openRuntime } from "./runtime.ts";
@@ -110,20 +110,12 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           run: async ({ flags }) => {
             const { listImages, humanSize } = await import("../image/store.ts");
             const all = listImages(globals().store);
-            const format = (flags.format as string | undefined) ?? "table";
-            if (flags.quiet) { for (const i of all) console.log(i.name); }
-            else if (format === "json") printJson(all);
-            else if (format === "table") {
-              console.log(table(
-                ["NAME", "ID", "SIZE", "CREATED"],
-                all.map((i) => [
-                  i.name,
-                  i.id.replace(/^sha256:/, "").slice(0, 12),
-                  humanSize(i.size),
-                  ago(i.created),
-                ]),
-              ));
-            } else throw new CapsuleError(`Invalid format "${format}": use table or json`);
+            printListing(flags, all, ["NAME", "ID", "SIZE", "CREATED"], (i) => [
+              i.name,
+              i.id.replace(/^sha256:/, "").slice(0, 12),
+              humanSize(i.size),
+              ago(i.created),
+            ]);
           },
         },
         {
@@ -228,14 +220,11 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           run: async ({ flags }) => {
             const { listVolumes } = await import("../image/run.ts");
             const all = listVolumes(globals().store);
-            const format = (flags.format as string | undefined) ?? "table";
-            if (format === "json") printJson(all);
-            else if (format === "table") {
-              console.log(table(
-                ["NAME", "PATH", "USED BY"],
-                all.map((v) => [v.name, v.path, v.usedBy.join(",")]),
-              ));
-            } else throw new CapsuleError(`Invalid format "${format}": use table or json`);
+            printListing(flags, all, ["NAME", "PATH", "USED BY"], (v) => [
+              v.name,
+              v.path,
+              v.usedBy.join(","),
+            ]);
           },
         },
         {

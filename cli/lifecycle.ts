@@ -3,7 +3,7 @@ import { CapsuleError } from "../runtime/errors.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { defaultSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Parsed } from "./parse.ts";
-import { printJson, table } from "./output.ts";
+import { printJson, printListing } from "./output.ts";
 import type { Globals } from "./main.ts";
 import { openRuntime } from "./runtime.ts";
 
@@ -214,21 +214,14 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       ],
       run: async ({ flags }) => {
         const all = (await rt()).list();
-        const format = (flags.format as string | undefined) ?? "table";
-        if (flags.quiet) {
-          for (const s of all) console.log(s.id);
-        } else if (format === "json") {
-          printJson(all);
-        } else if (format === "table") {
-          console.log(table(
-            ["ID", "PID", "STATUS", "IP", "BUNDLE", "CREATED"],
-            all.map((
-              s,
-            ) => [s.id, String(s.pid), s.status, String(s.ip ?? ""), s.bundle, s.created]),
-          ));
-        } else {
-          throw new CapsuleError(`Invalid format "${format}": use table or json`);
-        }
+        printListing(flags, all, ["ID", "PID", "STATUS", "IP", "BUNDLE", "CREATED"], (s) => [
+          s.id,
+          String(s.pid),
+          s.status,
+          String(s.ip ?? ""),
+          s.bundle,
+          s.created,
+        ]);
       },
     },
     {

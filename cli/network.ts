@@ -1,6 +1,6 @@
 // `capsule network create|delete|list|show|prune`: parse, call network/mod.ts, print.
 import type { CommandDef } from "./parse.ts";
-import { printJson, table } from "./output.ts";
+import { printJson, printListing } from "./output.ts";
 import type { Globals } from "./main.ts";
 import { CapsuleError } from "../runtime/errors.ts";
 
@@ -69,15 +69,13 @@ export function networkCommands(globals: () => Globals): CommandDef[] {
         ],
         run: async ({ flags }) => {
           const all = (await nets()).list();
-          const format = (flags.format as string | undefined) ?? "table";
-          if (flags.quiet) { for (const n of all) console.log(n.name); }
-          else if (format === "json") printJson(all);
-          else if (format === "table") {
-            console.log(table(
-              ["NAME", "GATEWAY", "SUBNET", "DRIVER", "CONTAINERS"],
-              all.map((n) => [n.name, n.gateway, n.subnet, n.driver, String(n.containers)]),
-            ));
-          } else throw new CapsuleError(`Invalid format "${format}": use table or json`);
+          printListing(flags, all, ["NAME", "GATEWAY", "SUBNET", "DRIVER", "CONTAINERS"], (n) => [
+            n.name,
+            n.gateway,
+            n.subnet,
+            n.driver,
+            String(n.containers),
+          ]);
         },
       },
       {

@@ -1,4 +1,5 @@
 // Printing and logging for the CLI: tables, JSON, and runc's --log/--log-format contract.
+import { CapsuleError } from "../runtime/errors.ts";
 
 export function printJson(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));
@@ -42,3 +43,31 @@ export class Logger {
     if (!this.file) console.error(`capsule: debug: ${msg}`);
   }
 }
+
+/**
+ * A listing as every list command prints it: a table (default), `--format json`, or with
+ * `-q` only the first column. An unknown format is an error naming it.
+ */
+export function printListing<T>(
+  flags: Record<string, unknown>,
+  items: T[],
+  headers: string[],
+  row: (item: T) => string[],
+): void {
+  const format = (flags.format as string | undefined) ?? "table";
+  if (flags.quiet) {
+    for (const item of items) console.log(row(item)[0]);
+  } else if (format === "json") {
+    printJson(items);
+  } else if (format === "table") {
+    console.log(table(headers, items.map(row)));
+  } else {
+    throw new CapsuleError(`Invalid format "${format}": use table or json`);
+  }
+}
+
+/** The --format and -q flags of list commands. */
+export const formatFlags = [
+  { name: "format", short: "f", type: "string", arg: "FORMAT", help: "table or json" },
+  { name: "quiet", short: "q", type: "boolean", help: "print only the first column" },
+] as const;

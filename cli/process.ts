@@ -2,7 +2,7 @@
 import { CapsuleError } from "../runtime/errors.ts";
 import type { Process } from "../runtime/spec.ts";
 import type { CommandDef } from "./parse.ts";
-import { printJson, table } from "./output.ts";
+import { printListing } from "./output.ts";
 import { openRuntime } from "./runtime.ts";
 import type { Globals } from "./main.ts";
 
@@ -152,16 +152,12 @@ export function processCommands(globals: () => Globals): CommandDef[] {
       flags: [{ name: "format", short: "f", type: "string", arg: "FORMAT", help: "table or json" }],
       run: async ({ flags, args }) => {
         const procs = (await rt(args[0])).processes(args[0]);
-        const format = (flags.format as string | undefined) ?? "table";
-        if (format === "json") printJson(procs);
-        else if (format === "table") {
-          console.log(
-            table(
-              ["PID", "CPID", "UID", "COMMAND"],
-              procs.map((p) => [String(p.pid), String(p.cpid), String(p.uid), p.command]),
-            ),
-          );
-        } else throw new CapsuleError(`Invalid format "${format}": use table or json`);
+        printListing(flags, procs, ["PID", "CPID", "UID", "COMMAND"], (p) => [
+          String(p.pid),
+          String(p.cpid),
+          String(p.uid),
+          p.command,
+        ]);
       },
     },
     {
