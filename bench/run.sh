@@ -36,13 +36,14 @@ for r in capsule runc crun; do
   cmds_run+=("$b --root $s run -b $work/bundle bench-$r")
   cmds_csd+=("sh -c '$b --root $s create -b $work/bundle csd-$r >/dev/null 2>&1 && $b --root $s start csd-$r && $b --root $s delete -f csd-$r'")
 done
-hyperfine -N -w 3 -r "$RUNS" --export-json "$work/run.json" -n capsule -n runc -n crun "${cmds_run[@]}" >/dev/null
-hyperfine -w 3 -r "$RUNS" -S none --export-json "$work/csd.json" -n capsule -n runc -n crun "${cmds_csd[@]}" >/dev/null
+hyperfine -N -i -w 3 -r "$RUNS" --export-json "$work/run.json" -n capsule -n runc -n crun "${cmds_run[@]}" >/dev/null
+hyperfine -i -w 3 -r "$RUNS" -S none --export-json "$work/csd.json" -n capsule -n runc -n crun "${cmds_csd[@]}" >/dev/null
 report() {
   jq -r --arg what "$1" '
     (.results | map({(.command): (.median * 1000)}) | add) as $m
     | "\($what)\n  capsule \($m.capsule | floor) ms   runc \($m.runc | floor) ms   crun \($m.crun | floor) ms   capsule/runc \(($m.capsule / $m.runc * 100 | floor) / 100)   capsule/crun \(($m.capsule / $m.crun * 100 | floor) / 100)"' "$2"
 }
 echo "medians of $RUNS runs, $(nproc) cores, $(uname -r), $(runc --version | head -1), $(crun --version | head -1)"
+for f in run csd; do jq -r '.results[] | select(any(.exit_codes[]; . != 0)) | "FAILED RUNS: \(.command): \([.exit_codes[] | select(. != 0)] | length) of \(.exit_codes | length)"' "$work/$f.json"; done
 report "run true:" "$work/run.json"
 report "create + start + delete -f:" "$work/csd.json"
