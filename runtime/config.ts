@@ -1,85 +1,91 @@
 // Validation of config.json against the parts of the OCI runtime spec (1.0-1.2) that capsule
 // uses. Unknown fields are tolerated, as the spec asks. This is the only module of the
 // runtime that loads zod: it is imported lazily, off the paths that never read a config.
-import { z } from "zod";
+import * as z from "zod/mini";
+
+// zod/mini (tree-shaken, ~half the start-up cost of full zod) with English messages.
+z.config(z.locales.en());
 import { CapsuleError } from "./errors.ts";
 import type { Spec } from "./spec.ts";
 
-const u32 = z.number().int().min(0).max(0xffffffff);
-const absPath = z.string().refine((s) => s.startsWith("/"), "must be an absolute path");
+const u32 = z.int().check(z.minimum(0), z.maximum(0xffffffff));
+const absPath = z.string().check(z.startsWith("/", "must be an absolute path"));
 const strings = z.array(z.string());
 
 const hook = z.looseObject({
   path: absPath,
-  args: strings.optional(),
-  env: strings.optional(),
-  timeout: z.number().int().positive().optional(),
+  args: z.optional(strings),
+  env: z.optional(strings),
+  timeout: z.optional(z.int().check(z.positive())),
 });
 
 const NS_TYPES = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"] as const;
 
 const schema = z.looseObject({
-  ociVersion: z.string().regex(/^1\.\d+\.\d+/, "must be a 1.x version such as 1.2.0"),
-  process: z.looseObject({
-    terminal: z.boolean().optional(),
-    consoleSize: z.looseObject({ height: u32, width: u32 }).optional(),
+  ociVersion: z.string().check(z.regex(/^1\.\d+\.\d+/, "must be a 1.x version such as 1.2.0")),
+  process: z.optional(z.looseObject({
+    terminal: z.optional(z.boolean()),
+    consoleSize: z.optional(z.looseObject({ height: u32, width: u32 })),
     user: z.looseObject({
       uid: u32,
       gid: u32,
-      umask: u32.optional(),
-      additionalGids: z.array(u32).optional(),
+      umask: z.optional(u32),
+      additionalGids: z.optional(z.array(u32)),
     }),
-    args: z.array(z.string()).min(1, "must name the program to run"),
-    env: z.array(z.string().regex(/^[^=]+=/, "must be KEY=VALUE")).optional(),
+    args: z.array(z.string()).check(z.minLength(1, "must name the program to run")),
+    env: z.optional(z.array(z.string().check(z.regex(/^[^=]+=/, "must be KEY=VALUE")))),
     cwd: absPath,
-    capabilities: z.looseObject({
-      bounding: strings.optional(),
-      effective: strings.optional(),
-      inheritable: strings.optional(),
-      permitted: strings.optional(),
-      ambient: strings.optional(),
-    }).optional(),
-    rlimits: z.array(z.looseObject({
-      type: z.string().regex(/^RLIMIT_[A-Z]+$/, "must be an RLIMIT_* name"),
-      hard: z.number().int().min(0),
-      soft: z.number().int().min(0),
-    })).optional(),
-    noNewPrivileges: z.boolean().optional(),
-    oomScoreAdj: z.number().int().min(-1000).max(1000).optional(),
-  }).optional(),
-  root: z.looseObject({ path: z.string().min(1), readonly: z.boolean().optional() }).optional(),
-  hostname: z.string().max(64).optional(),
-  domainname: z.string().max(64).optional(),
-  mounts: z.array(z.looseObject({
-    destination: z.string().min(1),
-    type: z.string().optional(),
-    source: z.string().optional(),
-    options: strings.optional(),
-  })).optional(),
-  hooks: z.looseObject({
-    prestart: z.array(hook).optional(),
-    createRuntime: z.array(hook).optional(),
-    createContainer: z.array(hook).optional(),
-    startContainer: z.array(hook).optional(),
-    poststart: z.array(hook).optional(),
-    poststop: z.array(hook).optional(),
-  }).optional(),
-  annotations: z.record(z.string(), z.string()).optional(),
-  linux: z.looseObject({
-    namespaces: z.array(z.looseObject({ type: z.enum(NS_TYPES), path: absPath.optional() }))
-      .optional(),
-    devices: z.array(z.looseObject({
+    capabilities: z.optional(z.looseObject({
+      bounding: z.optional(strings),
+      effective: z.optional(strings),
+      inheritable: z.optional(strings),
+      permitted: z.optional(strings),
+      ambient: z.optional(strings),
+    })),
+    rlimits: z.optional(z.array(z.looseObject({
+      type: z.string().check(z.regex(/^RLIMIT_[A-Z]+$/, "must be an RLIMIT_* name")),
+      hard: z.int().check(z.minimum(0)),
+      soft: z.int().check(z.minimum(0)),
+    }))),
+    noNewPrivileges: z.optional(z.boolean()),
+    oomScoreAdj: z.optional(z.int().check(z.minimum(-1000), z.maximum(1000))),
+  })),
+  root: z.optional(
+    z.looseObject({ path: z.string().check(z.minLength(1)), readonly: z.optional(z.boolean()) }),
+  ),
+  hostname: z.optional(z.string().check(z.maxLength(64))),
+  domainname: z.optional(z.string().check(z.maxLength(64))),
+  mounts: z.optional(z.array(z.looseObject({
+    destination: z.string().check(z.minLength(1)),
+    type: z.optional(z.string()),
+    source: z.optional(z.string()),
+    options: z.optional(strings),
+  }))),
+  hooks: z.optional(z.looseObject({
+    prestart: z.optional(z.array(hook)),
+    createRuntime: z.optional(z.array(hook)),
+    createContainer: z.optional(z.array(hook)),
+    startContainer: z.optional(z.array(hook)),
+    poststart: z.optional(z.array(hook)),
+    poststop: z.optional(z.array(hook)),
+  })),
+  annotations: z.optional(z.record(z.string(), z.string())),
+  linux: z.optional(z.looseObject({
+    namespaces: z.optional(
+      z.array(z.looseObject({ type: z.enum(NS_TYPES), path: z.optional(absPath) })),
+    ),
+    devices: z.optional(z.array(z.looseObject({
       type: z.enum(["c", "b", "u", "p"]),
       path: absPath,
-      major: z.number().int().optional(),
-      minor: z.number().int().optional(),
-      fileMode: u32.optional(),
-      uid: u32.optional(),
-      gid: u32.optional(),
-    })).optional(),
-    cgroupsPath: z.string().optional(),
-    resources: z.looseObject({}).optional(),
-    rootfsPropagation: z.enum([
+      major: z.optional(z.int()),
+      minor: z.optional(z.int()),
+      fileMode: z.optional(u32),
+      uid: z.optional(u32),
+      gid: z.optional(u32),
+    }))),
+    cgroupsPath: z.optional(z.string()),
+    resources: z.optional(z.looseObject({})),
+    rootfsPropagation: z.optional(z.enum([
       "private",
       "rprivate",
       "slave",
@@ -88,11 +94,11 @@ const schema = z.looseObject({
       "rshared",
       "unbindable",
       "runbindable",
-    ]).optional(),
-    maskedPaths: z.array(absPath).optional(),
-    readonlyPaths: z.array(absPath).optional(),
-    sysctl: z.record(z.string(), z.string()).optional(),
-  }).optional(),
+    ])),
+    maskedPaths: z.optional(z.array(absPath)),
+    readonlyPaths: z.optional(z.array(absPath)),
+    sysctl: z.optional(z.record(z.string(), z.string())),
+  })),
 });
 
 /**

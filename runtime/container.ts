@@ -267,9 +267,9 @@ export class Runtime {
       };
       this.store.write(record);
 
-      // The cgroup before validation: the init joins it itself while zod loads here (the
-      // first write to cgroup.procs waits for an RCU grace period, ~15 ms on v1).
+      // The cgroup before validation, so that joining it overlaps the work below.
       const cg = this.cgroups;
+      let joined: Promise<unknown> = Promise.resolve();
       const rawCgroupsPath = typeof raw?.linux?.cgroupsPath === "string"
         ? raw.linux.cgroupsPath
         : undefined;
@@ -286,8 +286,18 @@ export class Runtime {
           // A delete may have removed the shared "capsule" parent in between: once more.
           cg.create(paths);
         }
-        const files = [...new Set(Object.values(paths))].map((d) => `${d}/cgroup.procs`);
-        sendFrame(fd, { kind: "join-cgroups", files });
+        // On pool threads, while zod loads here and the init's Deno starts: the first write
+        // to cgroup.procs waits for an RCU grace period (~15 ms on v1).
+        joined = Promise.all(
+          [...new Set(Object.values(paths))].map((d) =>
+            Deno.writeTextFile(`${d}/cgroup.procs`, String(pid)).catch((e) => {
+              throw new CapsuleError(
+                `Cannot add process ${pid} to ${d}/cgroup.procs: ${(e as Error).message}`,
+              );
+            })
+          ),
+        );
+        joined.catch(() => {}); // awaited below; a failure must not go unhandled meanwhile
       }
       step("cgroups made");
 
@@ -348,6 +358,7 @@ export class Runtime {
         extraMounts,
       });
 
+      await joined;
       const resources = containerResources(spec);
       if (cg && cgroupPaths && resources) cg.apply(cgroupPaths, resources);
 

@@ -6,7 +6,7 @@
 import * as libc from "../ffi/libc.ts";
 import { CAPABILITIES, CLONE, NAMESPACES } from "./consts.ts";
 import { INIT_PIPE_ENV, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
-import type { DeviceOp, ExecPlan, InitPlan, JoinCgroups, ProcessPlan } from "./plan.ts";
+import type { DeviceOp, ExecPlan, InitPlan, ProcessPlan } from "./plan.ts";
 import { type FileKind, type RootfsOps, setupRootfs } from "./rootfs.ts";
 
 const S_IF: Record<DeviceOp["type"], number> = {
@@ -278,18 +278,7 @@ export function runInit(): never {
   }
   let ready = false;
   try {
-    let plan = receiveFrame<InitPlan | ExecPlan | JoinCgroups>(fd);
-    if (plan?.kind === "join-cgroups") {
-      // "0" is the writer itself, whatever its pid in this namespace.
-      for (const f of plan.files) {
-        try {
-          Deno.writeTextFileSync(f, "0");
-        } catch (e) {
-          throw new Error(`cannot join cgroup ${f}: ${(e as Error).message}`);
-        }
-      }
-      plan = receiveFrame<InitPlan | ExecPlan>(fd);
-    }
+    const plan = receiveFrame<InitPlan | ExecPlan>(fd);
     if (!plan) Deno.exit(1); // the parent gave up before sending the plan
     if (plan.kind === "exec") {
       const path = prepareExec(plan);

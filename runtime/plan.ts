@@ -55,12 +55,6 @@ export interface ProcessPlan {
   caps?: Caps;
 }
 
-/** Sent first, before the plan: the init writes itself into these cgroup.procs files. */
-export interface JoinCgroups {
-  kind: "join-cgroups";
-  files: string[];
-}
-
 /** `capsule exec`: join a running container's namespaces and run one more program. */
 export interface ExecPlan {
   kind: "exec";
