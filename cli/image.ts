@@ -2,18 +2,10 @@
 // parse, call image/, print. The modules load lazily: `image run` never loads the tar code.
 import { CapsuleError } from "../runtime/errors.ts";
 import type { CommandDef, FlagDef } from "./parse.ts";
-import { printJson, printListing } from "./output.ts";
+import { formatFlag, listFlags, printJson, printListing } from "./output.ts";
 import type { Globals } from "./main.ts";
 import { networkFlags, networkOptions } from "./lifecycle.ts";
 import { openRuntime } from "./runtime.ts";
-
-const formatFlag: FlagDef = {
-  name: "format",
-  short: "f",
-  type: "string",
-  arg: "FORMAT",
-  help: "table or json",
-};
 
 function ago(iso: string): string {
   const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
@@ -106,7 +98,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           name: "list",
           aliases: ["ls"],
           summary: "list images",
-          flags: [formatFlag, { name: "quiet", short: "q", type: "boolean", help: "names only" }],
+          flags: listFlags,
           run: async ({ flags }) => {
             const { listImages, humanSize } = await import("../image/store.ts");
             const all = listImages(globals().store);

@@ -3,7 +3,7 @@ import { CapsuleError } from "../runtime/errors.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { defaultSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Parsed } from "./parse.ts";
-import { printJson, printListing } from "./output.ts";
+import { listFlags, printJson, printListing } from "./output.ts";
 import type { Globals } from "./main.ts";
 import { openRuntime } from "./runtime.ts";
 
@@ -208,10 +208,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       name: "list",
       aliases: ["ls"],
       summary: "list containers",
-      flags: [
-        { name: "format", short: "f", type: "string", arg: "FORMAT", help: "table or json" },
-        { name: "quiet", short: "q", type: "boolean", help: "print only the ids" },
-      ],
+      flags: listFlags,
       run: async ({ flags }) => {
         const all = (await rt()).list();
         printListing(flags, all, ["ID", "PID", "STATUS", "IP", "BUNDLE", "CREATED"], (s) => [

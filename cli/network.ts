@@ -1,6 +1,6 @@
 // `capsule network create|delete|list|show|prune`: parse, call network/mod.ts, print.
 import type { CommandDef } from "./parse.ts";
-import { printJson, printListing } from "./output.ts";
+import { listFlags, printJson, printListing } from "./output.ts";
 import type { Globals } from "./main.ts";
 import { CapsuleError } from "../runtime/errors.ts";
 
@@ -63,10 +63,7 @@ export function networkCommands(globals: () => Globals): CommandDef[] {
         name: "list",
         aliases: ["ls"],
         summary: "list networks",
-        flags: [
-          { name: "format", short: "f", type: "string", arg: "FORMAT", help: "table or json" },
-          { name: "quiet", short: "q", type: "boolean", help: "print only the names" },
-        ],
+        flags: listFlags,
         run: async ({ flags }) => {
           const all = (await nets()).list();
           printListing(flags, all, ["NAME", "GATEWAY", "SUBNET", "DRIVER", "CONTAINERS"], (n) => [

@@ -1,5 +1,6 @@
 // Printing and logging for the CLI: tables, JSON, and runc's --log/--log-format contract.
 import { CapsuleError } from "../runtime/errors.ts";
+import type { FlagDef } from "./parse.ts";
 
 export function printJson(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));
@@ -67,7 +68,14 @@ export function printListing<T>(
 }
 
 /** The --format and -q flags of list commands. */
-export const formatFlags = [
-  { name: "format", short: "f", type: "string", arg: "FORMAT", help: "table or json" },
+export const formatFlag: FlagDef = {
+  name: "format",
+  short: "f",
+  type: "string",
+  arg: "FORMAT",
+  help: "table or json",
+};
+export const listFlags: FlagDef[] = [
+  formatFlag,
   { name: "quiet", short: "q", type: "boolean", help: "print only the first column" },
-] as const;
+];

@@ -2,7 +2,7 @@
 import { CapsuleError } from "../runtime/errors.ts";
 import type { Process } from "../runtime/spec.ts";
 import type { CommandDef } from "./parse.ts";
-import { printListing } from "./output.ts";
+import { formatFlag, printListing } from "./output.ts";
 import { openRuntime } from "./runtime.ts";
 import type { Globals } from "./main.ts";
 
@@ -149,7 +149,7 @@ export function processCommands(globals: () => Globals): CommandDef[] {
       summary: "list the processes of a container",
       usage: "<container-id>",
       args: [1, 1],
-      flags: [{ name: "format", short: "f", type: "string", arg: "FORMAT", help: "table or json" }],
+      flags: [formatFlag],
       run: async ({ flags, args }) => {
         const procs = (await rt(args[0])).processes(args[0]);
         printListing(flags, procs, ["PID", "CPID", "UID", "COMMAND"], (p) => [
