@@ -144,7 +144,11 @@ export async function applyTar(
           if (!written.has(rel)) removeAt(rel);
         }
       } else if (!base.startsWith(".wh..wh.")) {
-        removeAt(join(base.slice(4)));
+        const target = base.slice(4);
+        if (target === "" || target === "." || target === "..") {
+          throw new EscapeError(`whiteout "${h.name}" names no file of its directory`);
+        }
+        removeAt(join(target));
       }
       continue;
     }
@@ -227,9 +231,19 @@ export async function applyTar(
     }
   }
   for (const [rel, h] of dirMeta) {
+    // A later entry may have replaced a parent with a symlink: every component must still be
+    // a real directory, or chmod/chown would land on whatever the link points at.
+    let cur = "", real = true;
+    for (const part of rel ? rel.split("/") : []) {
+      cur = cur ? `${cur}/${part}` : part;
+      if (!lstat(full(cur))?.isDirectory) {
+        real = false;
+        break;
+      }
+    }
     const path = full(rel);
     const info = lstat(path);
-    if (!info?.isDirectory) continue;
+    if (!real || !info?.isDirectory) continue;
     if (owners) lchown(path, h.uid, h.gid);
     Deno.chmodSync(path, h.mode);
     lutimes(path, h.mtime);

@@ -276,6 +276,14 @@ export class Runtime {
       const cgroupPaths = cg?.paths(rawCgroupsPath, id);
       if (cg && cgroupPaths) {
         const paths = cgroupPaths;
+        // A cgroup that holds processes already is someone else's: delete -f would kill them.
+        const busy = cg.pids(paths);
+        if (busy.length) {
+          throw new CapsuleError(
+            `Cannot create container "${id}": its cgroup ${Object.values(paths)[0]} already has ` +
+              `processes (${busy.slice(0, 5).join(", ")}); choose another linux.cgroupsPath`,
+          );
+        }
         record.cgroupPaths = paths;
         record.cgroupParentShared = rawCgroupsPath === undefined;
         this.store.write(record);
@@ -359,8 +367,7 @@ export class Runtime {
       });
 
       await joined;
-      const resources = containerResources(spec);
-      if (cg && cgroupPaths && resources) cg.apply(cgroupPaths, resources);
+      if (cg && cgroupPaths) cg.apply(cgroupPaths, containerResources(spec));
 
       step("limits applied, plan ready");
       try {
@@ -800,7 +807,17 @@ export class Runtime {
   /** Removes a stopped container and all it held; `force` kills a live one first. */
   async delete(id: string, opts: { force?: boolean } = {}): Promise<void> {
     validateId(id);
-    const rec = this.store.read(id);
+    let rec: ContainerRecord | undefined;
+    try {
+      rec = this.store.read(id);
+    } catch (e) {
+      // runc's contract, which engines rely on: delete --force of a gone container succeeds.
+      if (opts.force && e instanceof NotFoundError) return;
+      // A damaged state.json: -f removes the directory (its cgroups cannot be known).
+      if (!opts.force || e instanceof NotFoundError) throw e;
+      this.store.remove(id);
+      return;
+    }
     if (!rec) {
       // A directory a crash left without a state: only -f removes it (nothing else to undo).
       if (!opts.force) {
@@ -873,13 +890,15 @@ export class Runtime {
 }
 
 /** linux.resources, with allow rules for the devices of linux.devices (as runc adds them). */
-function containerResources(spec: Spec): LinuxResources | undefined {
+function containerResources(spec: Spec): LinuxResources {
   const r = spec.linux?.resources as LinuxResources | undefined;
   const devices = spec.linux?.devices ?? [];
-  if (!devices.length) return r;
   return {
     ...r,
     devices: [
+      // Deny every device first, as runc does, whatever the config says; the driver then adds
+      // the defaults (null, zero, tty, pts...) and the config's own rules come after.
+      { allow: false, access: "rwm" },
       ...(r?.devices ?? []),
       ...devices.filter((d) => d.type !== "p").map((d) => ({
         allow: true,

@@ -5,6 +5,7 @@ import {
   assertEquals,
   assertMatch,
   capsule,
+  cgroupDirsNamed,
   makeBundle,
   removeAll,
   rootTest,
@@ -151,6 +152,36 @@ rootTest("cpu shares and quota land in the cgroup; update changes them live", as
     await removeAll(b);
   }
 });
+
+rootTest(
+  "a cgroupsPath that holds host processes is refused; they are never killed",
+  async (root) => {
+    const name = `capsule-busy-${crypto.randomUUID().slice(0, 8)}`;
+    const pidsRoot = "/sys/fs/cgroup/pids";
+    let hasV1Pids = false;
+    try {
+      hasV1Pids = Deno.statSync(`${pidsRoot}/cgroup.procs`).isFile;
+    } catch { /* not a v1 host */ }
+    if (!hasV1Pids) return;
+    const host = new Deno.Command("sleep", { args: ["60"] }).spawn();
+    const b = await makeBundle("true", (s) => (s.linux!.cgroupsPath = `/${name}`));
+    try {
+      Deno.mkdirSync(`${pidsRoot}/${name}`);
+      Deno.writeTextFileSync(`${pidsRoot}/${name}/cgroup.procs`, String(host.pid));
+      const r = await capsule(root, ["run", "-b", b, "busy1"]);
+      assertEquals(r.code, 1);
+      assertMatch(r.stderr, new RegExp(`cgroup .*${name} already has processes \\(${host.pid}`));
+      assert(Deno.readTextFileSync(`/proc/${host.pid}/stat`).length > 0, "the host process died");
+      assert(Deno.statSync(`${pidsRoot}/${name}`).isDirectory, "the host's cgroup was removed");
+    } finally {
+      host.kill("SIGKILL");
+      await host.status;
+      await sleep(50);
+      for (const d of cgroupDirsNamed(name).sort().reverse()) await Deno.remove(d).catch(() => {});
+      await removeAll(b);
+    }
+  },
+);
 
 rootTest("pause freezes the container (no progress), resume thaws it", async (root) => {
   const b = await makeBundle(

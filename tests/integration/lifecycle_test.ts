@@ -112,6 +112,15 @@ rootTest(
       assert(!pidAlive(p1) && !pidAlive(p2));
       assertEquals((await capsule(root, ["state", "d1"])).code, 1);
       assertEquals((await capsule(root, ["delete", "d1"])).code, 1);
+      // runc's contract that engines rely on: delete --force of a gone container succeeds.
+      assertEquals((await capsule(root, ["delete", "--force", "d1"])).code, 0);
+      // A damaged state.json is removed by -f (and only by -f).
+      Deno.mkdirSync(`${root}/dmg`);
+      Deno.writeTextFileSync(`${root}/dmg/state.json`, "{bad");
+      const dmg = await capsule(root, ["delete", "dmg"]);
+      assertEquals(dmg.code, 1);
+      assertMatch(dmg.stderr, /is damaged/);
+      assertEquals((await capsule(root, ["delete", "-f", "dmg"])).code, 0);
     } finally {
       await removeAll(b);
     }

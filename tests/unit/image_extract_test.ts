@@ -192,3 +192,32 @@ function exists(p: string): boolean {
     return false;
   }
 }
+
+Deno.test("applyTar: a directory's mode is not applied through a symlink planted later", async () => {
+  await withTempDir(async (tmp) => {
+    const root = `${tmp}/rootfs`, victim = `${tmp}/victim`;
+    Deno.mkdirSync(root);
+    Deno.mkdirSync(`${victim}/x`, { recursive: true });
+    Deno.chmodSync(`${victim}/x`, 0o755);
+    // d/ and d/x/ first (their metadata is applied at the end), then d replaced by a link out.
+    await apply(root, [
+      { name: "d/", type: "dir", mode: 0o755 },
+      { name: "d/x/", type: "dir", mode: 0o4777 },
+      { name: "d", type: "symlink", linkname: victim },
+    ]).catch(() => {});
+    assertEquals(Deno.statSync(`${victim}/x`).mode! & 0o7777, 0o755);
+  });
+});
+
+Deno.test("applyTar: a whiteout of '..' or '.' is refused", async () => {
+  await withTempDir(async (tmp) => {
+    const root = `${tmp}/rootfs`;
+    Deno.mkdirSync(`${root}/a`, { recursive: true });
+    Deno.writeTextFileSync(`${tmp}/keep`, "x");
+    for (const name of ["a/.wh...", "a/.wh.."]) {
+      await assertRejects(() => apply(root, [{ name, data: "" }], true), EscapeError);
+    }
+    assertEquals(Deno.readTextFileSync(`${tmp}/keep`), "x");
+    assert(Deno.statSync(`${root}/a`).isDirectory);
+  });
+});
