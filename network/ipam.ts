@@ -124,9 +124,18 @@ export function allocate(pool: Pool, owner: string, stale?: StaleCheck): string 
 /** Frees `ip` if `owner` still holds it; true if it was freed. */
 export function release(dir: string, ip: string, owner: string): boolean {
   if (parseIp(ip) === undefined) return false;
+  return releaseFile(dir, ip, owner);
+}
+
+/**
+ * Frees the reservation file `name` (an address, or a published port such as "tcp-8080") if
+ * `owner` still holds it; true if it was freed.
+ */
+export function releaseFile(dir: string, name: string, owner: string): boolean {
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) return false;
   try {
-    if (Deno.readTextFileSync(`${dir}/${ip}`).trim() !== owner) return false;
-    Deno.removeSync(`${dir}/${ip}`);
+    if (Deno.readTextFileSync(`${dir}/${name}`).trim() !== owner) return false;
+    Deno.removeSync(`${dir}/${name}`);
     return true;
   } catch {
     return false;

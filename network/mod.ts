@@ -20,6 +20,7 @@ import {
   parseIp,
   parseSubnet,
   release,
+  releaseFile,
   type Subnet,
 } from "./ipam.ts";
 import {
@@ -32,6 +33,7 @@ import {
   parsePort,
   parseSave,
   type PortMapping,
+  vethName,
 } from "./rules.ts";
 import { type Runner, SystemRunner } from "./runner.ts";
 import { DEFAULT_NETWORK, type NetworkRecord, NetworkStore, validateNetworkName } from "./store.ts";
@@ -363,7 +365,7 @@ export class Networks {
       ctx.id,
       this.#stale,
     );
-    const veth = `cap${hash8(ctx.id)}`;
+    const veth = vethName(ctx.id);
     const endpoint = (ps: PortMapping[]): Endpoint => ({
       summary: { ip, network: n.name },
       network: n.name,
@@ -397,7 +399,7 @@ export class Networks {
       } catch { /* none */ }
       Deno.writeTextFileSync(`${ctx.dir}/resolv.conf`, resolvConf(hostResolv));
     } catch (e) {
-      for (const f of reserved) release(this.store.portsDir, f, ctx.id);
+      for (const f of reserved) releaseFile(this.store.portsDir, f, ctx.id);
       release(ipsDir, ip, ctx.id);
       throw e;
     }
@@ -457,7 +459,7 @@ export class Networks {
         owner = Deno.readTextFileSync(path).trim();
       } catch { /* freed meanwhile */ }
       if (attempt < 3 && (owner === "" || this.#stale("", owner))) {
-        if (owner) release(this.store.portsDir, name, owner);
+        if (owner) releaseFile(this.store.portsDir, name, owner);
         continue;
       }
       throw new CapsuleError(
@@ -524,7 +526,7 @@ export class Networks {
           errors.push((e as Error).message);
         }
       }
-      for (const p of d.ports) release(this.store.portsDir, `${p.proto}-${p.hostPort}`, id);
+      for (const p of d.ports) releaseFile(this.store.portsDir, `${p.proto}-${p.hostPort}`, id);
     }
     if (d.network && d.ip) {
       try {

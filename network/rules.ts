@@ -30,8 +30,21 @@ export function hash8(s: string): string {
   return h.toString(16).padStart(8, "0");
 }
 
+/** 64-bit FNV-1a as 16 hex digits: per-container names that two ids never share in practice. */
+export function hash16(s: string): string {
+  let h = 0xcbf29ce484222325n;
+  for (const b of new TextEncoder().encode(s)) {
+    h ^= BigInt(b);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return h.toString(16).padStart(16, "0");
+}
+
 export const networkChain = (name: string) => `CAPSULE-N-${hash8(name)}`;
-export const containerChain = (id: string) => `CAPSULE-C-${hash8(id)}`;
+/** 26 characters, under iptables' 28. */
+export const containerChain = (id: string) => `CAPSULE-C-${hash16(id)}`;
+/** The host end of a container's veth: 15 characters, the kernel's limit. */
+export const vethName = (id: string) => `cap${hash16(id).slice(0, 12)}`;
 
 function port(text: string, spec: string): number {
   const n = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
@@ -139,6 +152,11 @@ export function networkSetup(n: NetworkRuleInput, current: Record<string, TableD
   l.push(`-A ${chain} -o ${n.bridge} -j ACCEPT`);
   if (!jumpsTo(filter, FORWARD_CHAIN, "FORWARD").length) l.push(`-I FORWARD 1 -j ${FORWARD_CHAIN}`);
   if (!jumpsTo(filter, chain, FORWARD_CHAIN).length) l.push(`-A ${FORWARD_CHAIN} -j ${chain}`);
+  // route_localnet lets 127.0.0.1 reach published ports; it must not let a container reach
+  // what the host binds to 127.0.0.1 (raw frames to 127.x: CVE-2020-8558's pattern).
+  l.push("COMMIT", "*raw", `:${chain} - [0:0]`);
+  l.push(`-A ${chain} -i ${n.bridge} -d 127.0.0.0/8 -j DROP`);
+  if (!jumpsTo(current.raw, chain, "PREROUTING").length) l.push(`-A PREROUTING -j ${chain}`);
   l.push("COMMIT", "");
   return l.join("\n");
 }
@@ -163,21 +181,23 @@ export function networkTeardown(
   const chain = networkChain(name);
   const nat = dropChain(current.nat, chain);
   const filter = dropChain(current.filter, chain);
+  const raw = dropChain(current.raw, chain);
   if (last) {
     for (const c of [PORTS_CHAIN, POSTROUTING_CHAIN]) {
       // Container chains left under the shared one (a crash) go with it.
       for (const r of current.nat?.rules ?? []) {
-        const m = / -j (CAPSULE-C-[0-9a-f]{8})$/.exec(r.line);
+        const m = / -j (CAPSULE-C-[0-9a-f]{16})$/.exec(r.line);
         if (r.chain === c && m) nat.push(...dropChain(current.nat, m[1]));
       }
       nat.push(...dropChain(current.nat, c));
     }
     filter.push(...dropChain(current.filter, FORWARD_CHAIN));
   }
-  if (!nat.length && !filter.length) return undefined;
+  if (!nat.length && !filter.length && !raw.length) return undefined;
   const out: string[] = [];
   if (nat.length) out.push("*nat", ...dedupe(nat), "COMMIT");
   if (filter.length) out.push("*filter", ...dedupe(filter), "COMMIT");
+  if (raw.length) out.push("*raw", ...dedupe(raw), "COMMIT");
   return out.join("\n") + "\n";
 }
 

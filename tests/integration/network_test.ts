@@ -164,7 +164,7 @@ async function leftovers(l: Lab): Promise<string[]> {
   const links = (await l.in(["ip", "-o", "link"])).stdout;
   return [
     ...save.split("\n").filter((x) => x.includes("CAPSULE-C-")),
-    ...links.split("\n").filter((x) => /^\d+: cap[0-9a-f]{8}/.test(x)),
+    ...links.split("\n").filter((x) => /^\d+: cap[0-9a-f]{12}/.test(x)),
   ];
 }
 
@@ -322,6 +322,13 @@ rootTest(
         assertEquals(await leftovers(l), []);
         const r = await l.cap(["network", "show", "capsule_bridge0"]);
         assertEquals(JSON.parse(r.stdout).containers, []);
+        // The deleted containers' ports are free again.
+        const again = await l.cap(["create", "-b", b, "-p", "10000:80", "again"]);
+        assertEquals(again.code, 0, again.stderr);
+        assertEquals((await l.cap(["delete", "-f", "again"])).code, 0);
+        // The bridge drops what a container sends to the host's loopback addresses.
+        const raw = (await l.in(["iptables-save", "-t", "raw"])).stdout;
+        assertMatch(raw, /-A CAPSULE-N-[0-9a-f]{8} -d 127\.0\.0\.0\/8 -i \S+ -j DROP/);
       });
     } finally {
       await removeAll(b);

@@ -85,6 +85,11 @@ Deno.test("network rules: first network adds shared chains, jumps, NAT and FORWA
       "-I FORWARD 1 -j CAPSULE-FORWARD",
       `-A CAPSULE-FORWARD -j ${c}`,
       "COMMIT",
+      "*raw",
+      `:${c} - [0:0]`,
+      `-A ${c} -i web -d 127.0.0.0/8 -j DROP`,
+      `-A PREROUTING -j ${c}`,
+      "COMMIT",
       "",
     ].join("\n"),
   );
@@ -112,11 +117,16 @@ COMMIT
 -A FORWARD -j CAPSULE-FORWARD
 -A CAPSULE-FORWARD -j ${c}
 COMMIT
+*raw
+:PREROUTING ACCEPT [0:0]
+:${c} - [0:0]
+-A PREROUTING -j ${c}
+COMMIT
 `;
   const again = networkSetup(n, parseSave(saved));
   assert(!again.includes(":CAPSULE-PORTS"), again);
   assert(!again.includes(":CAPSULE-FORWARD"), again);
-  assert(!again.includes("-A PREROUTING"), again);
+  assert(!again.includes("-A PREROUTING"), again); // nat's and raw's jumps are there already
   assert(!again.includes("-I FORWARD"), again);
   assert(!again.includes(`-A CAPSULE-POSTROUTING -j`), again);
   // The network's own chains are declared (flushed) and filled again.
