@@ -50,6 +50,16 @@ export const realRootfsOps: RootfsOps = {
   createFile: (p) => Deno.openSync(p, { write: true, create: true }).close(),
   remove: (p) => Deno.removeSync(p),
   umask: (m) => libc.umask(m),
+  pin: (path, root) => {
+    const fd = libc.open(path, libc.O.PATH | libc.O.NOFOLLOW | libc.O.CLOEXEC);
+    const real = Deno.readLinkSync(`/proc/self/fd/${fd}`);
+    const realRoot = Deno.realPathSync(root);
+    if (real !== realRoot && !real.startsWith(realRoot + "/")) {
+      libc.close(fd);
+      throw new Error(`mount target ${path} resolves to ${real}, outside the rootfs`);
+    }
+    return { path: `/proc/self/fd/${fd}`, release: () => libc.close(fd) };
+  },
   submounts: (path) => {
     const out: string[] = [];
     for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {

@@ -33,6 +33,11 @@ export interface RootfsOps {
   umask(mask: number): number;
   /** Mount points strictly below `path` (from /proc/self/mountinfo), for recursive options. */
   submounts?(path: string): string[];
+  /**
+   * Opens `path` (O_PATH, no final symlink followed) and checks it still lies inside `root`;
+   * mount(2) is then given the fd's /proc/self/fd path. A fake may leave it out.
+   */
+  pin?(path: string, root: string): { path: string; release(): void };
 }
 
 /** An errno-carrying error, as SysError is; rootfs code matches on `code` only. */
@@ -119,6 +124,16 @@ const REMOUNTABLE = ~(MS.BIND | MS.REC | MS.REMOUNT) & 0xffffffff;
 /** Mounts one entry of config.json under `root`. */
 export function mountOne(ops: RootfsOps, root: string, m: MountOp): void {
   const target = secureJoin(ops, root, m.destination);
+  // Each mount(2) goes to the target through a pinned fd checked to lie inside the rootfs, so
+  // a path swapped for a symlink after secureJoin is never followed (runc CVE-2021-30465).
+  const at = (fn: (path: string) => void) => {
+    const pinned = ops.pin?.(target, root);
+    try {
+      fn(pinned?.path ?? target);
+    } finally {
+      pinned?.release();
+    }
+  };
   if (m.bind) {
     const srcKind = ops.kind(m.source);
     if (srcKind === undefined) {
@@ -132,10 +147,10 @@ export function mountOne(ops: RootfsOps, root: string, m: MountOp): void {
       mkdirAll(ops, root, parentDir(target));
       if (ops.lkind(target) === undefined) ops.createFile(target);
     }
-    ops.mount(m.source, target, "bind", m.flags & (MS.BIND | MS.REC), null);
+    at((t) => ops.mount(m.source, t, "bind", m.flags & (MS.BIND | MS.REC), null));
     // Flags such as ro/nosuid only take effect on a bind through a remount.
     if (m.flags & REMOUNTABLE) {
-      ops.mount(null, target, null, (m.flags & REMOUNTABLE) | MS.BIND | MS.REMOUNT, null);
+      at((t) => ops.mount(null, t, null, (m.flags & REMOUNTABLE) | MS.BIND | MS.REMOUNT, null));
     }
     // rro, rnosuid...: every submount a recursive bind brought along gets the flags too.
     if (m.recursiveFlags && (m.flags & MS.REC)) {
@@ -146,15 +161,15 @@ export function mountOne(ops: RootfsOps, root: string, m: MountOp): void {
   } else {
     mkdirAll(ops, root, target);
     try {
-      ops.mount(m.source, target, m.type, m.flags, m.data || null);
+      at((t) => ops.mount(m.source, t, m.type, m.flags, m.data || null));
     } catch (e) {
       // sysfs cannot be mounted from a network namespace we do not own: bind the host's.
       if (m.type !== "sysfs" || !hasCode(e, "EPERM")) throw e;
-      ops.mount("/sys", target, "bind", MS.BIND | MS.REC, null);
-      ops.mount(null, target, null, (m.flags & REMOUNTABLE) | MS.BIND | MS.REMOUNT, null);
+      at((t) => ops.mount("/sys", t, "bind", MS.BIND | MS.REC, null));
+      at((t) => ops.mount(null, t, null, (m.flags & REMOUNTABLE) | MS.BIND | MS.REMOUNT, null));
     }
   }
-  for (const p of m.propagation) ops.mount(null, target, null, p, null);
+  for (const p of m.propagation) at((t) => ops.mount(null, t, null, p, null));
 }
 
 /** Default device nodes, falling back to bind mounts of the host's where mknod is refused. */
