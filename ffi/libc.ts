@@ -639,3 +639,12 @@ export function lsetxattr(path: string, name: string, value: Uint8Array): number
   v.set(value);
   return sysErrno(SYS.lsetxattr, ptr(cstr(path)), ptr(cstr(name)), ptr(v), value.length, 0);
 }
+
+/** seccomp(SECCOMP_SET_MODE_FILTER) with a classic BPF program (8-byte sock_filter entries). */
+export function seccompSetFilter(program: Uint8Array<ArrayBuffer>, flags: number): void {
+  const fprog = new ArrayBuffer(16);
+  const dv = new DataView(fprog);
+  dv.setUint16(0, program.length / 8, true);
+  dv.setBigUint64(8, ptr(program), true);
+  sysCheck("seccomp", SYS.seccomp, 1, flags, ptr(new Uint8Array(fprog)));
+}

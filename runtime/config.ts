@@ -98,6 +98,23 @@ const schema = z.looseObject({
     maskedPaths: z.optional(z.array(absPath)),
     readonlyPaths: z.optional(z.array(absPath)),
     sysctl: z.optional(z.record(z.string(), z.string())),
+    seccomp: z.optional(z.looseObject({
+      defaultAction: z.string(),
+      defaultErrnoRet: z.optional(u32),
+      architectures: z.optional(strings),
+      flags: z.optional(strings),
+      syscalls: z.optional(z.array(z.looseObject({
+        names: strings,
+        action: z.string(),
+        errnoRet: z.optional(u32),
+        args: z.optional(z.array(z.looseObject({
+          index: z.int().check(z.minimum(0), z.maximum(5)),
+          value: z.number(),
+          valueTwo: z.optional(z.number()),
+          op: z.string(),
+        }))),
+      }))),
+    })),
   })),
 });
 

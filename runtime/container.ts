@@ -10,6 +10,7 @@ import { validateId } from "./ids.ts";
 import { buildInitPlan, buildProcessPlan, type ExecPlan, type MountOp } from "./plan.ts";
 import { signalName, SIGNALS } from "./signals.ts";
 import { relay, sendToConsoleSocket } from "./terminal.ts";
+import { compileSeccomp, type SeccompProfile } from "./seccomp.ts";
 import { OCI_VERSION, type Process, type Spec } from "./spec.ts";
 import {
   type ContainerRecord,
@@ -542,9 +543,11 @@ export class Runtime {
     if (status !== "created" && status !== "running") {
       throw new StateTransitionError(id, "exec in", status, ["created", "running"]);
     }
-    let base: Process | undefined;
+    let base: Process | undefined, seccomp: unknown;
     try {
-      base = (JSON.parse(Deno.readTextFileSync(`${rec.bundle}/config.json`)) as Spec).process;
+      const config = JSON.parse(Deno.readTextFileSync(`${rec.bundle}/config.json`)) as Spec;
+      base = config.process;
+      seccomp = config.linux?.seccomp;
     } catch { /* the bundle went away: exec with what was given */ }
     let proc: Process;
     if (opts.process) {
@@ -592,7 +595,11 @@ export class Runtime {
       kind: "exec",
       pid: rec.pid,
       namespaces,
-      process: buildProcessPlan(proc),
+      // The container's seccomp profile holds for what is exec'd into it too.
+      process: {
+        ...buildProcessPlan(proc),
+        seccomp: seccomp ? compileSeccomp(seccomp as SeccompProfile) : undefined,
+      },
       logFile: opts.detach && !opts.keepStdio && !proc.terminal
         ? this.execLogFile(id, execId)
         : undefined,

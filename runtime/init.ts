@@ -272,10 +272,15 @@ function execProcess(
   tty?: { slave: number; leader: boolean },
 ): never {
   if (tty) attachTerminal(tty.slave, tty.leader);
+  // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: load it before dropping privileges
+  // (the profile must then allow what follows, as with runc); with it, as late as possible.
+  const filter = p.seccomp && Uint8Array.from(atob(p.seccomp.program), (c) => c.charCodeAt(0));
+  if (filter && !p.noNewPrivileges) libc.seccompSetFilter(filter, p.seccomp!.flags);
   finalizeProcess(p);
   libc.umask(p.umask);
   libc.resetSignals();
   libc.closeRangeCloexec(3);
+  if (filter && p.noNewPrivileges) libc.seccompSetFilter(filter, p.seccomp!.flags);
   libc.execve(path, p.args, p.env);
 }
 

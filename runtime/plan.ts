@@ -4,6 +4,7 @@
 import { CAPABILITIES, MS, RLIMITS } from "./consts.ts";
 import { CapsuleError } from "./errors.ts";
 import type { Process, Spec } from "./spec.ts";
+import { compileSeccomp, type SeccompFilter, type SeccompProfile } from "./seccomp.ts";
 
 export interface MountOp {
   /** Path inside the container (resolved under the rootfs by the init, never following links out). */
@@ -53,6 +54,8 @@ export interface ProcessPlan {
   noNewPrivileges: boolean;
   oomScoreAdj?: number;
   caps?: Caps;
+  /** A compiled linux.seccomp profile, loaded last before execve. */
+  seccomp?: SeccompFilter;
 }
 
 /** `capsule exec`: join a running container's namespaces and run one more program. */
@@ -372,7 +375,10 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
     hostname: spec.hostname,
     domainname: spec.domainname,
     sysctl: linux.sysctl ?? {},
-    process: buildProcessPlan(proc),
+    process: {
+      ...buildProcessPlan(proc),
+      seccomp: linux.seccomp ? compileSeccomp(linux.seccomp as SeccompProfile) : undefined,
+    },
     execFifo: o.execFifo,
     logFile: o.logFile,
     setsid: o.detach ?? false,

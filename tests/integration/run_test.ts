@@ -270,3 +270,39 @@ rootTest("run: --no-pivot works too", async (root) => {
 
 void busyboxRootfs;
 void sleep;
+
+rootTest("run: linux.seccomp is enforced (and holds for exec'd processes too)", async (root) => {
+  const b = await makeBundle(
+    "grep '^Seccomp:' /proc/self/status; mkdir /tmp/x 2>&1; echo mkdir=$?; touch /tmp/f && echo touch=0; sleep 30",
+    (s) => {
+      s.linux!.seccomp = {
+        defaultAction: "SCMP_ACT_ALLOW",
+        syscalls: [{ names: ["mkdir", "mkdirat"], action: "SCMP_ACT_ERRNO" }],
+      };
+    },
+    { ownRootfs: true },
+  );
+  try {
+    assertEquals((await capsule(root, ["run", "-d", "-b", b, "sc1"])).code, 0);
+    await waitFor(
+      () => {
+        try {
+          return Deno.readTextFileSync(`${root}/sc1/container.log`).includes("touch=0");
+        } catch {
+          return false;
+        }
+      },
+      5000,
+      "output",
+    );
+    const out = Deno.readTextFileSync(`${root}/sc1/container.log`);
+    assertMatch(out, /Seccomp:\s+2/);
+    assertMatch(out, /Operation not permitted\nmkdir=1/);
+    const ex = await capsule(root, ["exec", "sc1", "mkdir", "/tmp/y"]);
+    assertEquals(ex.code, 1);
+    assertMatch(ex.stderr, /Operation not permitted/);
+    assertEquals((await capsule(root, ["delete", "-f", "sc1"])).code, 0);
+  } finally {
+    await removeAll(b);
+  }
+});
