@@ -7,7 +7,7 @@ DENO=${DENO:-$(command -v deno || echo tools/node_modules/.bin/deno)}
 export NO_COLOR=1 DENO_NO_UPDATE_CHECK=1
 targets=(tests/unit)
 if [ "$(id -u)" = 0 ]; then
-  targets+=(tests/integration)
+  targets+=(tests/integration tests/e2e)
 else
   echo "not root: integration tests are skipped (run as root for the whole suite)" >&2
 fi
