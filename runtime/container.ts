@@ -2,14 +2,14 @@
 // state, list, and run (create + start + wait + delete). The parent side only: the init's
 // side is init.ts. Layers above the runtime (network, images) attach through Extensions.
 import * as libc from "../ffi/libc.ts";
-import { closeFd, INIT_PIPE_ENV, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
-import { CLONE } from "./consts.ts";
+import { closeFd, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
 import { CapsuleError, NotFoundError, StateTransitionError } from "./errors.ts";
 import { runHooks } from "./hooks.ts";
 import { validateId } from "./ids.ts";
 import { buildInitPlan, buildProcessPlan, type ExecPlan, type MountOp } from "./plan.ts";
-import { signalName, SIGNALS } from "./signals.ts";
-import { relay, sendToConsoleSocket } from "./terminal.ts";
+import { signalName } from "./signals.ts";
+import { sendToConsoleSocket } from "./terminal.ts";
+import { exitCode, exitReason, forwardSignals, relayed, spawnInit } from "./spawn.ts";
 import { compileSeccomp, type SeccompProfile } from "./seccomp.ts";
 import { OCI_VERSION, type Process, type Spec } from "./spec.ts";
 import {
@@ -149,21 +149,6 @@ function realDir(path: string, what: string): string {
   } catch {
     throw new CapsuleError(`${what} "${path}" is not a directory`);
   }
-}
-
-/**
- * How this program starts its own init: from source, `deno run runtime/init_main.ts`; from
- * the bundle, `deno run dist/main.js init` (main.js sits beside the chunk holding this code);
- * as a compiled binary, `capsule init`.
- */
-function initCommand(): { cmd: string; args: string[] } {
-  const exe = Deno.execPath();
-  if (!/(^|\/)deno$/.test(exe)) return { cmd: exe, args: ["init"] };
-  const flags = ["run", "-A", "--no-config", "--no-lock", "--quiet"];
-  if (import.meta.url.endsWith(".ts")) {
-    return { cmd: exe, args: [...flags, new URL("./init_main.ts", import.meta.url).pathname] };
-  }
-  return { cmd: exe, args: [...flags, new URL("./main.js", import.meta.url).pathname, "init"] };
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -916,81 +901,6 @@ function containerResources(spec: Spec): LinuxResources {
       })),
     ],
   };
-}
-
-/** Signals sent to capsule in the foreground are passed on to the program; returns the undo. */
-function forwardSignals(child: Deno.ChildProcess): () => void {
-  const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
-  const handlers = signals.map((sig) => {
-    const h = () => {
-      try {
-        child.kill(sig);
-      } catch { /* already gone */ }
-    };
-    Deno.addSignalListener(sig, h);
-    return [sig, h] as const;
-  });
-  return () => {
-    for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
-  };
-}
-
-/** The shell's convention: the exit status, or 128+N when killed by signal N. */
-function exitCode(st: Deno.CommandStatus): number {
-  if (!st.signal) return st.code;
-  return 128 +
-    (typeof st.signal === "number" ? st.signal : SIGNALS[st.signal.replace(/^SIG/, "")] ?? 0);
-}
-
-async function relayed(master: number, child: Deno.ChildProcess): Promise<Deno.CommandStatus> {
-  const status = child.status;
-  await relay(master, status);
-  return await status;
-}
-
-async function exitReason(child: Deno.ChildProcess): Promise<string> {
-  const st = await child.status;
-  return st.signal
-    ? `its init was killed by ${st.signal}`
-    : `its init exited with status ${st.code} before it was ready`;
-}
-
-/**
- * Starts the init in the container's PID namespace. unshare(CLONE_NEWPID) affects only the
- * children of this (main) thread, so the window is this one spawn, restored in `finally`.
- */
-function spawnInit(
-  childFd: number,
-  pidNs: { path?: string } | undefined,
-  stdio: "inherit" | "null",
-): Deno.ChildProcess {
-  const { cmd, args } = initCommand();
-  const command = new Deno.Command(cmd, {
-    args,
-    env: { ...Deno.env.toObject(), [INIT_PIPE_ENV]: String(childFd), DENO_NO_UPDATE_CHECK: "1" },
-    clearEnv: true,
-    stdin: stdio,
-    stdout: stdio,
-    stderr: stdio,
-  });
-  if (!pidNs) return command.spawn();
-  const saved = libc.open("/proc/self/ns/pid", libc.O.RDONLY | libc.O.CLOEXEC);
-  try {
-    if (pidNs.path) {
-      const target = libc.open(pidNs.path, libc.O.RDONLY | libc.O.CLOEXEC);
-      try {
-        libc.setns(target, CLONE.NEWPID);
-      } finally {
-        libc.close(target);
-      }
-    } else {
-      libc.unshare(CLONE.NEWPID);
-    }
-    return command.spawn();
-  } finally {
-    libc.setns(saved, CLONE.NEWPID);
-    libc.close(saved);
-  }
 }
 
 export { NotFoundError };
