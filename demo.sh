@@ -4,7 +4,11 @@
 # Run as root on Debian/Ubuntu: sudo bash demo.sh
 set -euo pipefail
 cd "$(dirname "$0")"
-bash tests/setup.sh >/dev/null
+# Only what the demo needs: busybox-static, and Deno (pinned in tools/package.json) from npm.
+if ! command -v busybox >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq busybox-static >/dev/null
+fi
+[ -x tools/node_modules/.bin/deno ] || (cd tools && npm ci --no-audit --no-fund --loglevel=error)
 repo=$PWD
 deno=$repo/tools/node_modules/.bin/deno
 capsule() { "$deno" run -A --quiet "$repo/main.ts" "$@"; }
