@@ -193,6 +193,7 @@ export const SYS = {
   fchownat: ARM ? 54 : 260,
   utimensat: ARM ? 88 : 280,
   lsetxattr: ARM ? 6 : 189,
+  bpf: ARM ? 280 : 321,
 } as const;
 
 function sys(nr: number, ...args: (number | bigint)[]): number {
@@ -647,4 +648,44 @@ export function seccompSetFilter(program: Uint8Array<ArrayBuffer>, flags: number
   dv.setUint16(0, program.length / 8, true);
   dv.setBigUint64(8, ptr(program), true);
   sysCheck("seccomp", SYS.seccomp, 1, flags, ptr(new Uint8Array(fprog)));
+}
+
+// ---- eBPF for cgroup v2 device rules ------------------------------------------------------
+
+const BPF_PROG_LOAD = 5, BPF_PROG_ATTACH = 8;
+const BPF_PROG_TYPE_CGROUP_DEVICE = 15, BPF_CGROUP_DEVICE = 6;
+export const BPF_F_ALLOW_MULTI = 2;
+
+/** Loads a BPF_PROG_TYPE_CGROUP_DEVICE program; returns its fd (CLOEXEC). */
+export function bpfLoadDeviceProgram(insns: Uint8Array<ArrayBuffer>): number {
+  const license = cstr("Apache-2.0");
+  const log = new Uint8Array(4096);
+  const attr = new ArrayBuffer(128);
+  const dv = new DataView(attr);
+  dv.setUint32(0, BPF_PROG_TYPE_CGROUP_DEVICE, true);
+  dv.setUint32(4, insns.length / 8, true);
+  dv.setBigUint64(8, ptr(insns), true);
+  dv.setBigUint64(16, ptr(license), true);
+  dv.setUint32(24, 1, true); // log_level
+  dv.setUint32(28, log.length, true);
+  dv.setBigUint64(32, ptr(log), true);
+  dv.setUint32(68, BPF_CGROUP_DEVICE, true); // expected_attach_type
+  const fd = sys(SYS.bpf, BPF_PROG_LOAD, ptr(new Uint8Array(attr)), 128);
+  if (fd === -1) {
+    const e = errno();
+    const why = new TextDecoder().decode(log.subarray(0, log.indexOf(0))).trim();
+    throw new SysError(`bpf(BPF_PROG_LOAD)${why ? ` [${why.split("\n").at(-1)}]` : ""}`, e);
+  }
+  return fd;
+}
+
+/** Attaches a device program to the cgroup directory open as `cgroupFd`. */
+export function bpfAttachDeviceProgram(cgroupFd: number, progFd: number, flags: number): void {
+  const attr = new ArrayBuffer(128);
+  const dv = new DataView(attr);
+  dv.setUint32(0, cgroupFd, true);
+  dv.setUint32(4, progFd, true);
+  dv.setUint32(8, BPF_CGROUP_DEVICE, true);
+  dv.setUint32(12, flags, true);
+  sysCheck("bpf(BPF_PROG_ATTACH)", SYS.bpf, BPF_PROG_ATTACH, ptr(new Uint8Array(attr)), 128);
 }

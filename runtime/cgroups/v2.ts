@@ -1,19 +1,28 @@
 // cgroup v2: one unified hierarchy. File formats from Documentation/admin-guide/cgroup-v2.rst;
 // conversions from OCI (v1-shaped) values as runc and crun do them.
 //
-// Devices: cgroup v2 has no devices.allow/deny files; the kernel enforces device access only
-// through an eBPF program (BPF_PROG_TYPE_CGROUP_DEVICE) attached to the cgroup. capsule does
-// not load one, so linux.resources.devices is NOT enforced on v2 (devicesEnforced is false):
-// the container's /dev holds only the nodes capsule creates, but a process with CAP_MKNOD
-// could create and open others. Also not applied on v2: memory.swappiness,
+// Devices: cgroup v2 has no devices.allow/deny files; the kernel enforces device access through
+// an eBPF program (BPF_PROG_TYPE_CGROUP_DEVICE) attached to the cgroup: capsule compiles the
+// rules (devices_bpf.ts) and attaches one with BPF_F_ALLOW_MULTI. An update with new device
+// rules attaches another: every attached program must allow an access, so an update can narrow
+// the rules but not widen them. Also not applied on v2: memory.swappiness,
 // memory.disableOOMKiller (no v2 equivalent), memory.kernel* (deprecated).
 
 import { CapsuleError } from "../errors.ts";
-import type { CgroupDriver, CgroupPaths, CgroupStats, LinuxResources } from "./types.ts";
+import * as libc from "../../ffi/libc.ts";
+import { deviceFilterInsns, packInsns } from "./devices_bpf.ts";
+import type {
+  CgroupDriver,
+  CgroupPaths,
+  CgroupStats,
+  LinuxDeviceCgroup,
+  LinuxResources,
+} from "./types.ts";
 import {
   blkioToIoWeight,
   type CgroupMount,
   collectPids,
+  DEFAULT_DEVICE_RULES,
   executePlan,
   exists,
   innerPath,
@@ -110,7 +119,7 @@ export function planV2(dir: string, r: LinuxResources): WriteOp[] {
 
 export class CgroupV2Driver implements CgroupDriver {
   readonly version = 2 as const;
-  readonly devicesEnforced = false;
+  readonly devicesEnforced = true;
   readonly #mount: CgroupMount;
   readonly #own: string;
   readonly #fake: boolean;
@@ -171,6 +180,7 @@ export class CgroupV2Driver implements CgroupDriver {
         }
       }
       executePlan(planV2(dir, r));
+      this.#applyDevices(dir, r.devices);
     } catch (e) {
       try {
         removeDirs(created.reverse(), this.#fake, 200);
@@ -190,7 +200,26 @@ export class CgroupV2Driver implements CgroupDriver {
 
   apply(paths: CgroupPaths, resources: LinuxResources): void {
     validateResources(resources, 2);
-    executePlan(planV2(this.#dir(paths), resources));
+    const dir = this.#dir(paths);
+    executePlan(planV2(dir, resources));
+    this.#applyDevices(dir, resources.devices);
+  }
+
+  /** The device rules (then runc's defaults) as an eBPF program attached to the cgroup. */
+  #applyDevices(dir: string, devices: LinuxDeviceCgroup[] | undefined): void {
+    if (!devices || this.#fake) return;
+    const insns = packInsns(deviceFilterInsns([...devices, ...DEFAULT_DEVICE_RULES]));
+    let prog = -1, cg = -1;
+    try {
+      prog = libc.bpfLoadDeviceProgram(insns);
+      cg = libc.open(dir, libc.O.RDONLY | libc.O.DIRECTORY | libc.O.CLOEXEC);
+      libc.bpfAttachDeviceProgram(cg, prog, libc.BPF_F_ALLOW_MULTI);
+    } catch (e) {
+      throw new CapsuleError(`Cannot apply device rules to ${dir} (eBPF): ${(e as Error).message}`);
+    } finally {
+      if (prog >= 0) libc.close(prog);
+      if (cg >= 0) libc.close(cg);
+    }
   }
 
   pids(paths: CgroupPaths): number[] {

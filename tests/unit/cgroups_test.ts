@@ -198,7 +198,7 @@ Deno.test("detect: hybrid counts as v1; co-mounted controllers share a directory
 Deno.test("detect: v2 only, and hybrid without v1 controllers", () => {
   const d = detectCgroups({ mountinfo: V2_MOUNTINFO, procSelfCgroup: V2_SELF });
   assertEquals(d.version, 2);
-  assertEquals(d.devicesEnforced, false);
+  assertEquals(d.devicesEnforced, true); // through an eBPF program
   assertEquals(d.paths("/machine/x", "x"), { "": "/sys/fs/cgroup/machine/x" });
   assertEquals(d.paths(undefined, "x"), {
     "": "/sys/fs/cgroup/user.slice/user-0.slice/session-3.scope/capsule/x",

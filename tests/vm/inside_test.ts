@@ -111,7 +111,7 @@ function vmTest(name: string, fn: () => Promise<void> | void): void {
 vmTest("detectCgroups() finds the unified hierarchy", () => {
   const d = cg();
   assertEquals(d.version, 2);
-  assertEquals(d.devicesEnforced, false);
+  assertEquals(d.devicesEnforced, true);
   assertEquals(d.paths("/a/b", "x"), { "": "/sys/fs/cgroup/a/b" });
   const ctrls = Deno.readTextFileSync("/sys/fs/cgroup/cgroup.controllers").trim().split(/\s+/);
   for (const c of ["cpu", "memory", "pids"]) assert(ctrls.includes(c), `no ${c} in ${ctrls}`);
@@ -321,6 +321,32 @@ vmTest("destroy removes the cgroup (and child cgroups), no directory left", asyn
   assert(err instanceof CapsuleError, `expected a CapsuleError, got ${err}`);
   assert(!exists(dirOf(bad)), `${dirOf(bad)} left behind after a failed create`);
 });
+
+vmTest(
+  "device rules (eBPF): deny-all plus defaults refuses /dev/kmsg, allows /dev/null",
+  async () => {
+    const paths = newPaths("devices");
+    let child: Deno.ChildProcess | undefined;
+    try {
+      cg().create(paths, { devices: [{ allow: false, access: "rwm" }] });
+      child = await spawnIn(
+        paths,
+        "echo x >/dev/null && echo null-ok; echo capsule >/dev/kmsg && echo kmsg-ok || echo kmsg-denied",
+        "piped",
+      );
+      const out = new TextDecoder().decode((await child.output()).stdout);
+      assertEquals(out.trim().split("\n"), ["null-ok", "kmsg-denied"]);
+      // Outside the cgroup the same write works: it is the program that refused it.
+      const host = await new Deno.Command("sh", {
+        args: ["-c", "echo capsule >/dev/kmsg && echo ok"],
+      })
+        .output();
+      assertEquals(new TextDecoder().decode(host.stdout).trim(), "ok");
+    } finally {
+      await cleanup(paths, ...(child ? [child] : []));
+    }
+  },
+);
 
 vmTest("no test cgroup is left behind", () => {
   const parent = `/sys/fs/cgroup/${PARENT}`;
