@@ -311,6 +311,13 @@ export class Runtime {
           `Invalid ${bundle}/config.json: linux.namespaces: capsule needs a "mount" namespace`,
         );
       }
+      if ((spec.linux?.namespaces ?? []).some((n) => n.type === "user")) {
+        // A user namespace needs a single-threaded process to enter it; the init is Deno.
+        throw new CapsuleError(
+          `Cannot create container "${id}": user namespaces (linux.namespaces "user") are not ` +
+            `supported yet; remove that entry (and linux.uidMappings/gidMappings)`,
+        );
+      }
       record.annotations = spec.annotations ?? {};
       record.hooks = { poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop };
       if (opts.detach && !terminal) record.logFile = `${dir}/${LOG_FILE}`;

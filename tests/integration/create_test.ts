@@ -105,6 +105,7 @@ rootTest("create: bad input is refused clearly and leaves nothing", async (root)
     s.root = { path: "does-not-exist" };
   });
   const noConfig = await Deno.makeTempDir();
+  const userNs = await makeBundle("true", (s) => s.linux!.namespaces!.push({ type: "user" }));
   try {
     await Deno.writeTextFile(`${badJson}/config.json`, "{ not json");
     const cases: [string[], number, RegExp][] = [
@@ -117,6 +118,7 @@ rootTest("create: bad input is refused clearly and leaves nothing", async (root)
       [["create", "-b", good], 2, /expects <container-id>/],
       [["create", "--bogus", "-b", good, "x5"], 2, /unknown flag --bogus/],
       [["start", "nope"], 1, /container "nope" does not exist/],
+      [["create", "-b", userNs, "x6"], 1, /user namespaces .* are not supported yet/],
     ];
     for (const [args, code, re] of cases) {
       const r = await capsule(root, args);
@@ -126,8 +128,10 @@ rootTest("create: bad input is refused clearly and leaves nothing", async (root)
     }
     assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
     // A create that failed after its cgroup was made removed it again.
-    for (const id of ["x1", "x2", "x3", "x4", "x5"]) assertEquals(cgroupDirsNamed(id), [], id);
+    for (const id of ["x1", "x2", "x3", "x4", "x5", "x6"]) {
+      assertEquals(cgroupDirsNamed(id), [], id);
+    }
   } finally {
-    await removeAll(good, badJson, wrongType, noRootfs, noConfig);
+    await removeAll(good, badJson, wrongType, noRootfs, noConfig, userNs);
   }
 });
