@@ -90,7 +90,10 @@ export async function main(argv: string[]): Promise<number> {
         (f.short && argv[i] === `-${f.short}`)
       );
       globalArgv.push(argv[i]);
-      if (def && def.type !== "boolean" && !argv[i].includes("=")) globalArgv.push(argv[++i] ?? "");
+      if (def && def.type !== "boolean" && !argv[i].includes("=")) {
+        if (i + 1 >= argv.length) throw new UsageError(`capsule: flag ${argv[i]} needs a value`);
+        globalArgv.push(argv[++i]);
+      }
       i++;
     }
     const { flags } = parseFlags(globalArgv, GLOBAL_FLAGS);
@@ -167,7 +170,8 @@ export async function main(argv: string[]): Promise<number> {
     return typeof code === "number" ? code : 0;
   } catch (e) {
     if (e instanceof UsageError) {
-      console.error(`capsule: ${e.message.replace(/^capsule:\s*/, "")}`);
+      // "capsule create: ..." already names the program; others get the prefix.
+      console.error(/^capsule\b/.test(e.message) ? e.message : `capsule: ${e.message}`);
       logger.error(e.message);
       return 2;
     }

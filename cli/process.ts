@@ -1,5 +1,5 @@
 // Processes in a container: exec, ps, log.
-import { CapsuleError } from "../runtime/errors.ts";
+import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import type { Process } from "../runtime/spec.ts";
 import type { CommandDef } from "./parse.ts";
 import { formatFlag, printListing } from "./output.ts";
@@ -122,7 +122,9 @@ export function processCommands(globals: () => Globals): CommandDef[] {
         const [id, ...cmd] = args;
         const process = flags.process ? await readProcessFile(flags.process as string) : undefined;
         if (!process && !cmd.length) {
-          throw new CapsuleError(`exec: give the command to run in "${id}"`);
+          throw new UsageError(
+            `capsule exec: give the command to run in "${id}" (or --process FILE)`,
+          );
         }
         if (process && flags["no-new-privs"]) process.noNewPrivileges = true;
         // Engines (podman's conmon, containerd) pass --pid-file and collect the output

@@ -1,5 +1,5 @@
 // Resource commands: update, pause, resume, events.
-import { CapsuleError } from "../runtime/errors.ts";
+import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import type { LinuxResources } from "../runtime/cgroups/mod.ts";
 import type { CommandDef } from "./parse.ts";
 import { openRuntime } from "./runtime.ts";
@@ -64,8 +64,8 @@ export async function resourcesFromFlags(
   if (Object.keys(cpu).length) out.cpu = cpu;
   if (pidsLimit !== undefined) out.pids = { limit: pidsLimit };
   if (!Object.keys(out).length) {
-    throw new CapsuleError(
-      "Nothing to update: give a limit such as --memory 256m or --resources FILE",
+    throw new UsageError(
+      "capsule update: nothing to update: give a limit such as --memory 256m or --resources FILE",
     );
   }
   return out;
