@@ -84,6 +84,8 @@ const schema = z.looseObject({
       gid: z.optional(u32),
     }))),
     cgroupsPath: z.optional(z.string()),
+    uidMappings: z.optional(z.array(z.looseObject({ containerID: u32, hostID: u32, size: u32 }))),
+    gidMappings: z.optional(z.array(z.looseObject({ containerID: u32, hostID: u32, size: u32 }))),
     resources: z.optional(z.looseObject({})),
     rootfsPropagation: z.optional(z.enum([
       "private",

@@ -9,7 +9,15 @@ import { validateId } from "./ids.ts";
 import { buildInitPlan, buildProcessPlan, type ExecPlan, type MountOp } from "./plan.ts";
 import { signalName } from "./signals.ts";
 import { sendToConsoleSocket } from "./terminal.ts";
-import { exitCode, exitReason, forwardSignals, relayed, spawnInit } from "./spawn.ts";
+import {
+  exitCode,
+  exitReason,
+  forkedChild,
+  forwardSignals,
+  relayed,
+  spawnInit,
+  utilLinux,
+} from "./spawn.ts";
 import { compileSeccomp, type SeccompProfile } from "./seccomp.ts";
 import { OCI_VERSION, type Process, type Spec } from "./spec.ts";
 import {
@@ -226,20 +234,73 @@ export class Runtime {
     try {
       const execFifo = `${dir}/${EXEC_FIFO}`;
       libc.mkfifo(execFifo, 0o622);
+      Deno.chmodSync(execFifo, 0o622); // mkfifo obeys the umask; a user-namespaced init writes it
       const [parentEnd, childEnd] = libc.socketpair();
       fd = parentEnd;
       libc.setCloexec(parentEnd, true);
-      const pidNs = Array.isArray(raw?.linux?.namespaces)
-        ? raw.linux.namespaces.find((n) => n?.type === "pid")
+      const inherited = [childEnd];
+      const namespaces = Array.isArray(raw?.linux?.namespaces) ? raw.linux.namespaces : [];
+      const userNs = namespaces.some((n) => n?.type === "user" && !n.path);
+      const pidNs = userNs ? undefined : namespaces.find((n) => n?.type === "pid");
+      let wrapper: string[] = [];
+      let gate: number | undefined;
+      if (userNs) {
+        // A user namespace is entered only by a single-threaded process, and the init must be
+        // its root when it execs (or it loses its capabilities): setpriv becomes the host uid
+        // that container root maps to, unshare(1) makes the user namespace and the PID
+        // namespace it owns (so /proc can be mounted inside) and forks PID 1, which waits on
+        // the gate until the maps are written here, then execs the init.
+        const owner = mappedRoot(raw);
+        const tools = [utilLinux("setpriv"), utilLinux("unshare")];
+        const [ours, theirs] = libc.socketpair();
+        libc.setCloexec(ours, true);
+        gate = ours;
+        undo.push(() => closeFd(ours));
+        inherited.push(theirs);
+        const newPid = namespaces.some((n) => n?.type === "pid" && !n.path);
+        wrapper = [
+          tools[0],
+          `--reuid=${owner.uid}`,
+          `--regid=${owner.gid}`,
+          "--clear-groups",
+          "--",
+          tools[1],
+          "--user",
+          ...(newPid ? ["--pid"] : []),
+          "--fork",
+          "--kill-child",
+          "--",
+          "/bin/bash", // dash cannot read from an fd above 9
+          "-c",
+          `read -r _ <&${theirs}; exec "$0" "$@"`,
+        ];
+      }
+      // What the init inherits (no CLOEXEC), so that it never reaches the state directory by
+      // path: the fifo (O_PATH) and, detached, the log. Closed here once the init runs.
+      const fifoFd = libc.open(execFifo, libc.O.PATH);
+      inherited.push(fifoFd);
+      const logFd = opts.detach
+        ? libc.open(`${dir}/${LOG_FILE}`, libc.O.WRONLY | libc.O.CREAT | libc.O.APPEND, 0o640)
         : undefined;
-      // Start the init first: its ~50 ms of Deno start-up overlaps the validation below.
+      if (logFd !== undefined) inherited.push(logFd);
+      // Start the init first: its Deno start-up overlaps the validation below.
       try {
-        child = spawnInit(childEnd, pidNs, opts.detach ? "null" : (opts.stdio ?? "inherit"));
+        child = spawnInit(
+          childEnd,
+          pidNs,
+          opts.detach ? "null" : (opts.stdio ?? "inherit"),
+          wrapper,
+        );
       } finally {
-        closeFd(childEnd);
+        for (const f of inherited) closeFd(f);
       }
       step(`init spawned (pid ${child.pid})`);
-      const pid = child.pid;
+      let pid = child.pid;
+      if (gate !== undefined) {
+        pid = await forkedChild(child.pid);
+        writeIdMappings(id, pid, raw);
+        libc.writeAll(gate, new TextEncoder().encode("go\n"));
+      }
       const record: ContainerRecord = {
         ociVersion: OCI_VERSION,
         id,
@@ -311,11 +372,10 @@ export class Runtime {
           `Invalid ${bundle}/config.json: linux.namespaces: capsule needs a "mount" namespace`,
         );
       }
-      if ((spec.linux?.namespaces ?? []).some((n) => n.type === "user")) {
-        // A user namespace needs a single-threaded process to enter it; the init is Deno.
+      if (!userNs && (spec.linux?.namespaces ?? []).some((n) => n.type === "user")) {
         throw new CapsuleError(
-          `Cannot create container "${id}": user namespaces (linux.namespaces "user") are not ` +
-            `supported yet; remove that entry (and linux.uidMappings/gidMappings)`,
+          `Cannot create container "${id}": joining a user namespace by path is not supported; ` +
+            `let capsule make one (linux.namespaces {"type": "user"} with uid/gid mappings)`,
         );
       }
       record.annotations = spec.annotations ?? {};
@@ -352,8 +412,8 @@ export class Runtime {
         cgroups: cgroupPaths,
         id,
         bundle,
-        execFifo,
-        logFile: record.logFile,
+        execFifoFd: fifoFd,
+        logFd: record.logFile ? logFd : undefined,
         detach: opts.detach,
         noPivot: opts.noPivot,
         extraMounts,
@@ -592,26 +652,39 @@ export class Runtime {
         ...buildProcessPlan(proc),
         seccomp: seccomp ? compileSeccomp(seccomp as SeccompProfile) : undefined,
       },
-      logFile: opts.detach && !opts.keepStdio && !proc.terminal
-        ? this.execLogFile(id, execId)
-        : undefined,
+      logFd: undefined,
       setsid: (opts.detach && !opts.keepStdio) ?? false,
     };
     const [parentEnd, childEnd] = libc.socketpair();
     libc.setCloexec(parentEnd, true);
     let child: Deno.ChildProcess;
     let master: number | undefined;
+    // Detached: the exec's own log, opened here and inherited (the exec-init may be a user
+    // namespace's root that cannot reach the state directory by path).
+    if (opts.detach && !opts.keepStdio && !proc.terminal) {
+      plan.logFd = libc.open(
+        this.execLogFile(id, execId),
+        libc.O.WRONLY | libc.O.CREAT | libc.O.APPEND,
+        0o640,
+      );
+    }
     try {
+      // A container with its own user namespace: nsenter(1), single-threaded, enters it first.
+      const wrapper = same("user")
+        ? []
+        : [utilLinux("nsenter"), `--user=/proc/${rec.pid}/ns/user`, "--"]; // as its root
       child = spawnInit(
         childEnd,
         same("pid") ? undefined : { path: `/proc/${rec.pid}/ns/pid` },
         opts.detach && !opts.keepStdio ? "null" : "inherit",
+        wrapper,
       );
     } catch (e) {
       closeFd(parentEnd);
       throw e;
     } finally {
       closeFd(childEnd);
+      if (plan.logFd !== undefined) closeFd(plan.logFd);
     }
     try {
       if (rec.cgroupPaths && Object.keys(rec.cgroupPaths).length) {
@@ -884,6 +957,58 @@ export class Runtime {
         throw new CapsuleError(`Container "${rec.id}" did not die within 10 s of SIGKILL`);
       }
       await sleep(5);
+    }
+  }
+}
+
+type IdMap = { containerID: number; hostID: number; size: number };
+
+function idMappings(raw: Spec): { uid: IdMap[]; gid: IdMap[] } {
+  const ok = (m: unknown): m is IdMap[] =>
+    Array.isArray(m) && m.length > 0 &&
+    m.every((x) =>
+      [x?.containerID, x?.hostID, x?.size].every((v) => Number.isInteger(v) && v >= 0)
+    );
+  const uid = raw.linux?.uidMappings, gid = raw.linux?.gidMappings;
+  if (!ok(uid) || !ok(gid)) {
+    throw new CapsuleError(
+      `Invalid config.json: linux.uidMappings and linux.gidMappings are needed with a user ` +
+        `namespace (e.g. [{"containerID": 0, "hostID": 100000, "size": 65536}])`,
+    );
+  }
+  return { uid, gid };
+}
+
+/** The host uid and gid that the container's root maps to. */
+function mappedRoot(raw: Spec): { uid: number; gid: number } {
+  const { uid, gid } = idMappings(raw);
+  const host = (m: IdMap[], what: string) => {
+    const r = m.find((x) => x.containerID === 0);
+    if (!r) {
+      throw new CapsuleError(
+        `Invalid config.json: linux.${what}Mappings must map the container's ${what} 0`,
+      );
+    }
+    return r.hostID;
+  };
+  return { uid: host(uid, "uid"), gid: host(gid, "gid") };
+}
+
+/**
+ * The user namespace's uid_map and gid_map, written from here (host root) before the init
+ * execs: any number of mappings, as the OCI spec gives them.
+ */
+function writeIdMappings(id: string, pid: number, raw: Spec): void {
+  const { uid, gid } = idMappings(raw);
+  const text = (m: IdMap[]) => m.map((x) => `${x.containerID} ${x.hostID} ${x.size}`).join("\n");
+  for (const [file, maps] of [["uid_map", uid], ["gid_map", gid]] as const) {
+    try {
+      Deno.writeTextFileSync(`/proc/${pid}/${file}`, text(maps) + "\n");
+    } catch (e) {
+      throw new CapsuleError(
+        `Cannot create container "${id}": the kernel refused ${file} "${text(maps)}": ` +
+          `${(e as Error).message}`,
+      );
     }
   }
 }

@@ -162,9 +162,9 @@ function finalizeProcess(p: ProcessPlan): void {
   if (p.noNewPrivileges) libc.prctl(PR_SET_NO_NEW_PRIVS, 1n);
 }
 
-function redirectStdio(logFile: string): void {
+/** stdin from /dev/null, stdout and stderr to the log fd the parent opened for us. */
+function redirectStdio(log: number): void {
   const nul = libc.open("/dev/null", libc.O.RDWR);
-  const log = libc.open(logFile, libc.O.WRONLY | libc.O.CREAT | libc.O.APPEND, 0o640);
   libc.dup2(nul, 0);
   libc.dup2(log, 1);
   libc.dup2(log, 2);
@@ -174,7 +174,7 @@ function redirectStdio(logFile: string): void {
 
 /** Everything up to "ready": namespaces, rootfs, hostname, sysctl, limits. Returns argv[0]'s path. */
 export function prepare(plan: InitPlan): string {
-  if (plan.logFile) redirectStdio(plan.logFile);
+  if (plan.logFd !== undefined) redirectStdio(plan.logFd);
   if (plan.setsid) libc.setsid();
   if (plan.process.oomScoreAdj !== undefined) {
     Deno.writeTextFileSync("/proc/self/oom_score_adj", String(plan.process.oomScoreAdj));
@@ -201,7 +201,7 @@ const NS_FLAGS: Record<string, number> = {
 
 /** exec: the parent already put us in the container's PID namespace and cgroup. */
 export function prepareExec(plan: ExecPlan): string {
-  if (plan.logFile) redirectStdio(plan.logFile);
+  if (plan.logFd !== undefined) redirectStdio(plan.logFd);
   if (plan.setsid) libc.setsid();
   // Open them all first: after joining the mount namespace, /proc is the container's.
   const fds = plan.namespaces.map((ns) => ({
@@ -303,8 +303,9 @@ export function runInit(): never {
       libc.close(fd);
       execProcess(path, plan.process, tty && { slave: tty.slave, leader: plan.setsid });
     }
-    // O_PATH before pivot_root: the fifo lives in the state directory, outside the rootfs.
-    const fifoFd = libc.open(plan.execFifo, libc.O.PATH | libc.O.CLOEXEC);
+    // The fifo (O_PATH, from the parent) stays reachable after pivot_root through its fd.
+    const fifoFd = plan.execFifoFd;
+    libc.setCloexec(fifoFd, true);
     const path = prepare(plan);
     const tty = makeTerminal(plan.process);
     reportReady(fd, tty);

@@ -66,7 +66,8 @@ export interface ExecPlan {
   /** Namespace files to join (ipc, uts, net, cgroup, mnt), mnt last. */
   namespaces: string[];
   process: ProcessPlan;
-  logFile?: string;
+  /** Detached: an fd the parent opened on the exec's log (inherited), for stdout/stderr. */
+  logFd?: number;
   setsid: boolean;
 }
 
@@ -81,7 +82,7 @@ export interface InitPlan {
   /** Extra propagation for "/" after pivot_root, from linux.rootfsPropagation. */
   finalPropagation?: number;
   noPivot: boolean;
-  /** Namespaces other than pid (the parent puts the init in its pid namespace). */
+  /** Namespaces other than pid and user (the init is already in those). */
   namespaces: { type: string; path?: string }[];
   mounts: MountOp[];
   /** Create the default devices and /dev links (no bind mount over /dev). */
@@ -93,10 +94,14 @@ export interface InitPlan {
   domainname?: string;
   sysctl: Record<string, string>;
   process: ProcessPlan;
-  /** The create/start hand-off FIFO (runc's exec.fifo). */
-  execFifo: string;
-  /** Detached run: stdout and stderr go to this file, stdin is /dev/null. */
-  logFile?: string;
+  /**
+   * The create/start hand-off FIFO (runc's exec.fifo), opened O_PATH by the parent and
+   * inherited: the init never needs to reach the state directory by path (a user-namespaced
+   * init could not).
+   */
+  execFifoFd: number;
+  /** Detached run: an inherited fd on the log for stdout and stderr; stdin is /dev/null. */
+  logFd?: number;
   /** Start a new session (detached containers do not keep the caller's terminal). */
   setsid: boolean;
 }
@@ -248,8 +253,8 @@ export function buildProcessPlan(proc: Process): ProcessPlan {
 export interface PlanOptions {
   id: string;
   bundle: string;
-  execFifo: string;
-  logFile?: string;
+  execFifoFd: number;
+  logFd?: number;
   detach?: boolean;
   noPivot?: boolean;
   /** Extra mounts from the layers above the runtime (e.g. /etc/hosts from a network). */
@@ -366,7 +371,8 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
     rootPropagation: MS.REC | MS.SLAVE,
     finalPropagation: linux.rootfsPropagation ? PROPAGATION[linux.rootfsPropagation] : undefined,
     noPivot: o.noPivot ?? false,
-    namespaces: (linux.namespaces ?? []).filter((n) => n.type !== "pid"),
+    // The pid and user namespaces are made before the init runs (by the parent, or unshare(1)).
+    namespaces: (linux.namespaces ?? []).filter((n) => n.type !== "pid" && n.type !== "user"),
     mounts,
     setupDev,
     devices,
@@ -379,8 +385,8 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
       ...buildProcessPlan(proc),
       seccomp: linux.seccomp ? compileSeccomp(linux.seccomp as SeccompProfile) : undefined,
     },
-    execFifo: o.execFifo,
-    logFile: o.logFile,
+    execFifoFd: o.execFifoFd,
+    logFd: o.logFd,
     setsid: o.detach ?? false,
   };
 }

@@ -6,6 +6,7 @@ import { INIT_PIPE_ENV } from "./channel.ts";
 import { CLONE } from "./consts.ts";
 import { SIGNALS } from "./signals.ts";
 import { relay } from "./terminal.ts";
+import { CapsuleError } from "./errors.ts";
 
 /**
  * How this program starts its own init: from source, `deno run runtime/init_main.ts`; from
@@ -70,8 +71,12 @@ export function spawnInit(
   childFd: number,
   pidNs: { path?: string } | undefined,
   stdio: "inherit" | "null",
+  wrapper: string[] = [],
 ): Deno.ChildProcess {
-  const { cmd, args } = initCommand();
+  const init = initCommand();
+  // A user namespace can only be entered by a single-threaded process: util-linux's unshare or
+  // nsenter does it, then execs the init (with the init pipe, which they leave open).
+  const [cmd, ...args] = [...wrapper, init.cmd, ...init.args];
   const command = new Deno.Command(cmd, {
     args,
     env: { ...Deno.env.toObject(), [INIT_PIPE_ENV]: String(childFd), DENO_NO_UPDATE_CHECK: "1" },
@@ -97,5 +102,32 @@ export function spawnInit(
   } finally {
     libc.setns(saved, CLONE.NEWPID);
     libc.close(saved);
+  }
+}
+
+/** util-linux's unshare/nsenter, found by path (engines call capsule with an empty PATH). */
+export function utilLinux(name: "unshare" | "nsenter" | "setpriv"): string {
+  for (const dir of ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]) {
+    try {
+      if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
+    } catch { /* not there */ }
+  }
+  throw new CapsuleError(`${name} (util-linux) is needed for user namespaces and was not found`);
+}
+
+/**
+ * The init under `unshare --fork` is that process's child: its host pid, once it exists.
+ */
+export async function forkedChild(parent: number, timeoutMs = 5000): Promise<number> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const kids = Deno.readTextFileSync(`/proc/${parent}/task/${parent}/children`).trim();
+      if (kids) return Number(kids.split(/\s+/)[0]);
+    } catch { /* the helper is gone: reported below */ }
+    if (Date.now() > end) {
+      throw new CapsuleError(`the user namespace helper (pid ${parent}) did not start the init`);
+    }
+    await new Promise((r) => setTimeout(r, 1));
   }
 }

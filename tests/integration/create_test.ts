@@ -118,7 +118,7 @@ rootTest("create: bad input is refused clearly and leaves nothing", async (root)
       [["create", "-b", good], 2, /expects <container-id>/],
       [["create", "--bogus", "-b", good, "x5"], 2, /unknown flag --bogus/],
       [["start", "nope"], 1, /container "nope" does not exist/],
-      [["create", "-b", userNs, "x6"], 1, /user namespaces .* are not supported yet/],
+      [["create", "-b", userNs, "x6"], 1, /linux\.uidMappings and linux\.gidMappings are needed/],
     ];
     for (const [args, code, re] of cases) {
       const r = await capsule(root, args);

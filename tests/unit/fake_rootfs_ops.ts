@@ -286,7 +286,7 @@ export function basePlan(rootfs: string, over: Partial<InitPlan> = {}): InitPlan
       rlimits: [],
       noNewPrivileges: false,
     },
-    execFifo: "/nonexistent/exec.fifo",
+    execFifoFd: 99,
     setsid: false,
     ...over,
   };

@@ -21,7 +21,7 @@ const MS_SHARED = 1 << 20;
 const MS_RELATIME = 1 << 21;
 const MS_STRICTATIME = 1 << 24;
 
-const OPTS = { id: "c1", bundle: "/bundles/c1", execFifo: "/run/c1/exec.fifo" };
+const OPTS = { id: "c1", bundle: "/bundles/c1", execFifoFd: 7 };
 
 function spec(edit: (s: Spec) => void = () => {}): Spec {
   const s = defaultSpec();
@@ -124,7 +124,7 @@ Deno.test("buildInitPlan: default spec: rootfs relative to the bundle, readonly,
   assertEquals(p.id, "c1");
   assertEquals(p.rootfs, "/bundles/c1/rootfs");
   assertEquals(p.readonly, true);
-  assertEquals(p.execFifo, "/run/c1/exec.fifo");
+  assertEquals(p.execFifoFd, 7);
   assertEquals(p.noPivot, false);
   assertEquals(p.setsid, false);
   assertEquals(p.hostname, "capsule");
@@ -424,10 +424,10 @@ Deno.test("buildInitPlan: an extra bind mount over /dev also turns default devic
   assertEquals(p.setupDev, false);
 });
 
-Deno.test("buildInitPlan: detach -> setsid and logFile; noPivot passed through", () => {
-  const p = buildInitPlan(spec(), { ...OPTS, detach: true, logFile: "/run/c1/log", noPivot: true });
+Deno.test("buildInitPlan: detach -> setsid and logFd; noPivot passed through", () => {
+  const p = buildInitPlan(spec(), { ...OPTS, detach: true, logFd: 8, noPivot: true });
   assertEquals(p.setsid, true);
-  assertEquals(p.logFile, "/run/c1/log");
+  assertEquals(p.logFd, 8);
   assertEquals(p.noPivot, true);
 });
 

@@ -620,7 +620,7 @@ Deno.test(
     mkdirp(`${root}/proc/sys`);
     touch(`${root}/proc/sysrq-trigger`);
     mkdirp(`${root}/sys/firmware`);
-    const plan = buildInitPlan(defaultSpec(), { id: "t", bundle: dir, execFifo: `${dir}/fifo` });
+    const plan = buildInitPlan(defaultSpec(), { id: "t", bundle: dir, execFifoFd: 9 });
     assertEquals(plan.rootfs, root);
     const ops = new FakeRootfsOps();
     setupRootfs(ops, plan);
