@@ -1,7 +1,7 @@
 // The OCI lifecycle commands: spec, create, start, run, state, list, kill, delete.
 import { CapsuleError } from "../runtime/errors.ts";
 import { parseSignal } from "../runtime/signals.ts";
-import { defaultSpec } from "../runtime/spec.ts";
+import { defaultSpec, rootlessSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Parsed } from "./parse.ts";
 import { listFlags, printJson, printListing } from "./output.ts";
 import type { Globals } from "./main.ts";
@@ -81,14 +81,14 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       flags: [bundleFlag, {
         name: "rootless",
         type: "boolean",
-        help: "accepted for runc compatibility",
-        hidden: true,
+        help: "for an unprivileged user: a user namespace that maps you to root",
       }],
       run: ({ flags }) => {
         const dir = (flags.bundle as string | undefined) ?? ".";
         const path = `${dir}/config.json`;
         try {
-          Deno.writeTextFileSync(path, JSON.stringify(defaultSpec(), null, 2) + "\n", {
+          const spec = flags.rootless ? rootlessSpec(Deno.uid()!, Deno.gid()!) : defaultSpec();
+          Deno.writeTextFileSync(path, JSON.stringify(spec, null, 2) + "\n", {
             createNew: true,
           });
         } catch (e) {

@@ -75,6 +75,13 @@ function versionText(): string {
   return `capsule version ${VERSION}\nspec: ${OCI_VERSION}\ndeno: ${Deno.version.deno}`;
 }
 
+/** /var/run/capsule for root; an unprivileged user's own runtime directory otherwise. */
+function defaultRoot(): string {
+  if (Deno.uid() === 0) return DEFAULT_ROOT;
+  const xdg = Deno.env.get("XDG_RUNTIME_DIR");
+  return xdg ? `${xdg}/capsule` : `/tmp/capsule-${Deno.uid()}`;
+}
+
 /** Runs the CLI; returns the exit status (never throws for user errors). */
 export async function main(argv: string[]): Promise<number> {
   let logger = new Logger();
@@ -103,7 +110,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     logger = new Logger(flags.log as string | undefined, fmt, flags.debug === true);
     g = {
-      root: (flags.root as string | undefined) ?? DEFAULT_ROOT,
+      root: (flags.root as string | undefined) ?? defaultRoot(),
       store: (flags.store as string | undefined) ?? DEFAULT_STORE,
       logger,
     };

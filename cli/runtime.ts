@@ -41,7 +41,8 @@ export async function openRuntime(g: Globals, needs: RuntimeNeeds = {}): Promise
   return new Runtime({
     root: g.root,
     extensions,
-    cgroups: () => (driver ??= detectCgroups()),
+    // An unprivileged user has no cgroups of its own to manage (no delegation): none.
+    cgroups: () => Deno.uid() === 0 ? (driver ??= detectCgroups()) : undefined,
     debug: g.logger.debugOn ? (m) => g.logger.debug(m) : undefined,
   });
 }

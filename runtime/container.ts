@@ -251,7 +251,15 @@ export class Runtime {
         // namespace it owns (so /proc can be mounted inside) and forks PID 1, which waits on
         // the gate until the maps are written here, then execs the init.
         const owner = mappedRoot(raw);
-        const tools = [utilLinux("setpriv"), utilLinux("unshare")];
+        const rootless = Deno.uid() !== 0;
+        if (rootless && owner.uid !== Deno.uid()) {
+          throw new CapsuleError(
+            `Cannot create container "${id}": run as uid ${Deno.uid()}, capsule can only map ` +
+              `the container's root to your own uid (linux.uidMappings maps it to ${owner.uid}); ` +
+              `see "capsule spec --rootless"`,
+          );
+        }
+        const tools = [rootless ? "" : utilLinux("setpriv"), utilLinux("unshare")];
         const [ours, theirs] = libc.socketpair();
         libc.setCloexec(ours, true);
         gate = ours;
@@ -259,11 +267,9 @@ export class Runtime {
         inherited.push(theirs);
         const newPid = namespaces.some((n) => n?.type === "pid" && !n.path);
         wrapper = [
-          tools[0],
-          `--reuid=${owner.uid}`,
-          `--regid=${owner.gid}`,
-          "--clear-groups",
-          "--",
+          ...(rootless
+            ? []
+            : [tools[0], `--reuid=${owner.uid}`, `--regid=${owner.gid}`, "--clear-groups", "--"]),
           tools[1],
           "--user",
           ...(newPid ? ["--pid"] : []),
@@ -659,6 +665,8 @@ export class Runtime {
     libc.setCloexec(parentEnd, true);
     let child: Deno.ChildProcess;
     let master: number | undefined;
+    const userNsEntered = !same("user");
+    let execPid = 0;
     // Detached: the exec's own log, opened here and inherited (the exec-init may be a user
     // namespace's root that cannot reach the state directory by path).
     if (opts.detach && !opts.keepStdio && !proc.terminal) {
@@ -669,13 +677,22 @@ export class Runtime {
       );
     }
     try {
-      // A container with its own user namespace: nsenter(1), single-threaded, enters it first.
-      const wrapper = same("user")
-        ? []
-        : [utilLinux("nsenter"), `--user=/proc/${rec.pid}/ns/user`, "--"]; // as its root
+      // A container with its own user namespace: nsenter(1), single-threaded, enters it (as
+      // its root) and then its PID namespace, which needs no capability of ours on the host
+      // (an unprivileged user has none), and forks the exec-init there.
+      const wrapper = userNsEntered
+        ? [
+          utilLinux("nsenter"),
+          `--user=/proc/${rec.pid}/ns/user`,
+          // An unprivileged user is itself the namespace's root (and setgroups is denied).
+          ...(Deno.uid() === 0 ? [] : ["--preserve-credentials"]),
+          ...(same("pid") ? [] : [`--pid=/proc/${rec.pid}/ns/pid`]),
+          "--",
+        ]
+        : [];
       child = spawnInit(
         childEnd,
-        same("pid") ? undefined : { path: `/proc/${rec.pid}/ns/pid` },
+        same("pid") || userNsEntered ? undefined : { path: `/proc/${rec.pid}/ns/pid` },
         opts.detach && !opts.keepStdio ? "null" : "inherit",
         wrapper,
       );
@@ -687,8 +704,10 @@ export class Runtime {
       if (plan.logFd !== undefined) closeFd(plan.logFd);
     }
     try {
+      // Under nsenter --pid, the exec's process is nsenter's child.
+      execPid = userNsEntered && !same("pid") ? await forkedChild(child.pid) : child.pid;
       if (rec.cgroupPaths && Object.keys(rec.cgroupPaths).length) {
-        this.cgroups?.addProcess(rec.cgroupPaths, child.pid);
+        this.cgroups?.addProcess(rec.cgroupPaths, execPid);
       }
       sendFrame(parentEnd, plan);
       const msg = receiveFrame<InitMessage>(parentEnd);
@@ -713,15 +732,15 @@ export class Runtime {
     } finally {
       closeFd(parentEnd);
     }
-    if (opts.pidFile) writeFileAtomic(opts.pidFile, `${child.pid}`);
+    if (opts.pidFile) writeFileAtomic(opts.pidFile, `${execPid}`);
     if (opts.detach) {
       child.unref();
-      return { execId, pid: child.pid };
+      return { execId, pid: execPid };
     }
     const stopForwarding = forwardSignals(child);
     try {
       const st = master === undefined ? await child.status : await relayed(master, child);
-      return { code: exitCode(st), pid: child.pid };
+      return { code: exitCode(st), pid: execPid };
     } finally {
       stopForwarding();
     }
@@ -1001,6 +1020,8 @@ function mappedRoot(raw: Spec): { uid: number; gid: number } {
 function writeIdMappings(id: string, pid: number, raw: Spec): void {
   const { uid, gid } = idMappings(raw);
   const text = (m: IdMap[]) => m.map((x) => `${x.containerID} ${x.hostID} ${x.size}`).join("\n");
+  // An unprivileged user may map only itself, and only once setgroups is denied.
+  if (Deno.uid() !== 0) Deno.writeTextFileSync(`/proc/${pid}/setgroups`, "deny");
   for (const [file, maps] of [["uid_map", uid], ["gid_map", gid]] as const) {
     try {
       Deno.writeTextFileSync(`/proc/${pid}/${file}`, text(maps) + "\n");

@@ -137,6 +137,14 @@ function lastCap(): number {
 const PR_SET_KEEPCAPS = 8, PR_CAPBSET_DROP = 24, PR_SET_NO_NEW_PRIVS = 38;
 const PR_CAP_AMBIENT = 47, PR_CAP_AMBIENT_RAISE = 2;
 
+function setgroupsDenied(): boolean {
+  try {
+    return Deno.readTextFileSync("/proc/self/setgroups").trim() === "deny";
+  } catch {
+    return false;
+  }
+}
+
 /** User, groups and capabilities, in the order that keeps the capabilities asked for. */
 function finalizeProcess(p: ProcessPlan): void {
   const caps = p.caps;
@@ -148,7 +156,8 @@ function finalizeProcess(p: ProcessPlan): void {
     }
     libc.prctl(PR_SET_KEEPCAPS, 1n);
   }
-  libc.setgroups(p.additionalGids);
+  // Where setgroups is denied (a user namespace made by an unprivileged user) it cannot run.
+  if (!setgroupsDenied()) libc.setgroups(p.additionalGids);
   libc.setresgid(p.gid);
   libc.setresuid(p.uid);
   if (caps) {

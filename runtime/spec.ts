@@ -89,6 +89,19 @@ export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 /** The capabilities runc's starter spec keeps (docker's default set is wider). */
 const DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 
+/**
+ * The starter config for a container run by an unprivileged user (`capsule spec --rootless`,
+ * as runc's): a user namespace mapping the user to root, no gid=5 on devpts (not mapped).
+ */
+export function rootlessSpec(uid: number, gid: number): Spec {
+  const spec = defaultSpec();
+  spec.linux!.namespaces = [...spec.linux!.namespaces!, { type: "user" }];
+  spec.linux!.uidMappings = [{ containerID: 0, hostID: uid, size: 1 }];
+  spec.linux!.gidMappings = [{ containerID: 0, hostID: gid, size: 1 }];
+  delete spec.linux!.resources; // no cgroups without delegation
+  return spec;
+}
+
 /** A starter config.json, the same shape as `runc spec` writes. */
 export function defaultSpec(): Spec {
   return {
