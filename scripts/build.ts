@@ -3,31 +3,43 @@
 // launcher that runs the bundle with the Deno that built it (engines such as podman call the
 // runtime with almost no environment, so the path is absolute).
 const repo = new URL("..", import.meta.url).pathname;
-const dist = `${repo}dist`;
-await Deno.remove(dist, { recursive: true }).catch(() => {});
-const out = await new Deno.Command(Deno.execPath(), {
-  args: [
-    "bundle",
-    "--quiet",
-    "--platform",
-    "deno",
-    "--code-splitting",
-    "--minify",
-    "--outdir",
-    dist,
-    `${repo}main.ts`,
-  ],
-  cwd: repo,
-}).output();
-if (!out.success) {
-  console.error(new TextDecoder().decode(out.stderr));
-  Deno.exit(1);
-}
-const launcher = `#!/bin/sh
+
+/**
+ * Bundles main.ts into `dist` with a `capsule` launcher that runs it on `deno` (an absolute
+ * path). Throws with deno bundle's message when it fails.
+ */
+export async function build(dist: string, deno = Deno.execPath()): Promise<string> {
+  await Deno.remove(dist, { recursive: true }).catch(() => {});
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "bundle",
+      "--quiet",
+      "--platform",
+      "deno",
+      "--code-splitting",
+      "--minify",
+      "--outdir",
+      dist,
+      `${repo}main.ts`,
+    ],
+    cwd: repo,
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  const launcher = `#!/bin/sh
 # capsule launcher (made by deno task build): the bundled capsule on the Deno that built it.
 exec ${
-  JSON.stringify(Deno.execPath())
-} run -A --no-config --no-lock --quiet "$(dirname "$(readlink -f "$0")")/main.js" "$@"
+    JSON.stringify(deno)
+  } run -A --no-config --no-lock --quiet "$(dirname "$(readlink -f "$0")")/main.js" "$@"
 `;
-Deno.writeTextFileSync(`${dist}/capsule`, launcher, { mode: 0o755 });
-console.log(`built ${dist}/capsule`);
+  Deno.writeTextFileSync(`${dist}/capsule`, launcher, { mode: 0o755 });
+  return `${dist}/capsule`;
+}
+
+if (import.meta.main) {
+  try {
+    console.log(`built ${await build(`${repo}dist`)}`);
+  } catch (e) {
+    console.error((e as Error).message);
+    Deno.exit(1);
+  }
+}

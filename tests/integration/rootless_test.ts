@@ -1,14 +1,8 @@
 // Rootless: capsule run by an unprivileged user (nobody), with `spec --rootless` (a user
 // namespace mapping that user to root) and no cgroups. The bundle is built into a directory
 // that user can read, with a copy of Deno, so the test does not depend on where the checkout is.
-import {
-  assertEquals,
-  assertMatch,
-  buildBusyboxRootfs,
-  isRoot,
-  removeAll,
-  REPO,
-} from "../helpers.ts";
+import { assertEquals, assertMatch, buildBusyboxRootfs, isRoot, removeAll } from "../helpers.ts";
+import { build } from "../../scripts/build.ts";
 
 const NOBODY = 65534;
 
@@ -20,28 +14,9 @@ Deno.test({
   fn: async () => {
     const dir = await Deno.makeTempDir({ prefix: "capsule-rootless-" });
     try {
-      const dist = `${dir}/dist`;
-      const bundle = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "bundle",
-          "--quiet",
-          "--platform",
-          "deno",
-          "--code-splitting",
-          "--minify",
-          "--outdir",
-          dist,
-          `${REPO}/main.ts`,
-        ],
-        cwd: REPO,
-      }).output();
-      assertEquals(bundle.code, 0, new TextDecoder().decode(bundle.stderr));
+      // The bundle and a copy of Deno, in a directory the unprivileged user can read.
       Deno.copyFileSync(Deno.execPath(), `${dir}/deno`);
-      Deno.writeTextFileSync(
-        `${dir}/capsule`,
-        `#!/bin/sh\nexec ${dir}/deno run -A --no-config --no-lock --quiet ${dist}/main.js "$@"\n`,
-        { mode: 0o755 },
-      );
+      const launcher = await build(`${dir}/dist`, `${dir}/deno`);
       Deno.mkdirSync(`${dir}/b/rootfs`, { recursive: true });
       await buildBusyboxRootfs(`${dir}/b/rootfs`);
       for (const d of ["b", "home", "state"]) Deno.mkdirSync(`${dir}/${d}`, { recursive: true });
@@ -56,7 +31,7 @@ Deno.test({
             `--reuid=${NOBODY}`,
             `--regid=${NOBODY}`,
             "--clear-groups",
-            `${dir}/capsule`,
+            launcher,
             "--root",
             `${dir}/state`,
             ...args,
