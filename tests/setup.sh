@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what capsule's tests need on a fresh Debian/Ubuntu machine (run as root):
-# busybox-static (the test rootfs), iptables and iproute2 (networking), podman (a real client
+# busybox-static (the test rootfs), iptables and iproute2 (networking), podman and containerd (real clients
 # of the runtime), qemu-system-x86 (a cgroup v2 kernel for the v2 tests, tests/vm/), python3
 # (the console-socket receiver), debootstrap (a Debian rootfs with redis for tests/e2e), and
 # Deno, pinned in tools/package.json and installed from the npm registry into tools/node_modules.
@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in busybox-static iptables iproute2 util-linux podman qemu-system-x86 python3 jq debootstrap; do
+for pkg in busybox-static iptables iproute2 util-linux podman containerd qemu-system-x86 python3 jq debootstrap; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # apt-get download (the VM's kernel) needs package lists even when nothing is missing.
