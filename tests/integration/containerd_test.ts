@@ -21,6 +21,10 @@ const have = (p: string) => {
   }
 };
 
+// ctr's default cgroupsPath is /<namespace>/<id>: a namespace of the test's own, whose parent
+// cgroup is removed at the end.
+const NS = "capsule-ctr-test";
+
 Deno.test({
   name: "containerd drives capsule: run (exit status), detached task, exec, pause, kill, rm",
   ignore: !isRoot() || !have("/usr/bin/containerd") || !have("/usr/bin/ctr") ||
@@ -41,7 +45,7 @@ Deno.test({
       const dec = new TextDecoder();
       return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
     };
-    const ctr = (...args: string[]) => run("ctr", ["-n", "capsule", ...args]);
+    const ctr = (...args: string[]) => run("ctr", ["-n", NS, ...args]);
     Deno.writeTextFileSync(
       `${dir}/config.toml`,
       `version = 2\nroot = "${dir}/root"\nstate = "${dir}/state"\n[grpc]\n  address = "${sock}"\n`,
@@ -157,6 +161,9 @@ Deno.test({
         .map((l) => l.split(" ")[4]).filter((m) => m?.startsWith(dir)).reverse();
       for (const m of mounts) await run("umount", ["-l", m]);
       await removeAll(dir);
+      for (const c of Deno.readDirSync("/sys/fs/cgroup")) {
+        await Deno.remove(`/sys/fs/cgroup/${c.name}/${NS}`).catch(() => {});
+      }
     }
   },
 });
