@@ -4,7 +4,7 @@ import { CapsuleError } from "../runtime/errors.ts";
 import type { CommandDef, FlagDef } from "./parse.ts";
 import { formatFlag, listFlags, printJson, printListing } from "./output.ts";
 import type { Globals } from "./main.ts";
-import { networkFlags, networkOptions } from "./lifecycle.ts";
+import { forceFlag, networkFlags, networkOptions } from "./lifecycle.ts";
 import { openRuntime } from "./runtime.ts";
 
 function ago(iso: string): string {
@@ -186,12 +186,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           summary: "delete a container from an image with its writable layer and anonymous volumes",
           usage: "<container-id>",
           args: [1, 1],
-          flags: [{
-            name: "force",
-            short: "f",
-            type: "boolean",
-            help: "kill a created or running container first",
-          }],
+          flags: [forceFlag],
           run: async ({ flags, args }) => {
             const { destroyContainer } = await import("../image/run.ts");
             const g = globals();

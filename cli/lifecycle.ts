@@ -31,6 +31,14 @@ const consoleFlag = {
   arg: "PATH",
   help: "unix socket that receives the pty master (needs process.terminal)",
 } as const;
+/** -f of delete and image destroyc. */
+export const forceFlag: FlagDef = {
+  name: "force",
+  short: "f",
+  type: "boolean",
+  help: "kill a created or running container first",
+};
+
 export const networkFlags: FlagDef[] = [
   {
     name: "network",
@@ -242,12 +250,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       summary: "delete a stopped container and everything it holds",
       usage: "<container-id>",
       args: [1, 1],
-      flags: [{
-        name: "force",
-        short: "f",
-        type: "boolean",
-        help: "kill a created or running container first",
-      }],
+      flags: [forceFlag],
       run: async ({ flags, args }) => {
         await (await rt(args[0])).delete(args[0], { force: flags.force === true });
       },

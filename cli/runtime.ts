@@ -4,6 +4,7 @@
 import { type Extension, Runtime } from "../runtime/container.ts";
 import type { CgroupDriver } from "../runtime/cgroups/mod.ts";
 import type { Globals } from "./main.ts";
+import { ID_PATTERN } from "../runtime/ids.ts";
 
 export interface RuntimeNeeds {
   /** The command works on this container: load what its state says it uses. */
@@ -26,9 +27,7 @@ function extKeys(root: string, id: string): string[] {
 export async function openRuntime(g: Globals, needs: RuntimeNeeds = {}): Promise<Runtime> {
   const { detectCgroups } = await import("../runtime/cgroups/mod.ts");
   let driver: CgroupDriver | undefined;
-  const keys = needs.id && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(needs.id)
-    ? extKeys(g.root, needs.id)
-    : [];
+  const keys = needs.id && ID_PATTERN.test(needs.id) ? extKeys(g.root, needs.id) : [];
   const extensions: Extension[] = [];
   if (needs.image || keys.includes("image")) {
     const { imageExtension } = await import("../image/mod.ts");

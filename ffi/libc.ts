@@ -11,7 +11,6 @@ const SYMBOLS = {
   mount: { parameters: ["buffer", "buffer", "buffer", "u64", "buffer"], result: "i32" },
   umount2: { parameters: ["buffer", "i32"], result: "i32" },
   chdir: { parameters: ["buffer"], result: "i32" },
-  fchdir: { parameters: ["i32"], result: "i32" },
   chroot: { parameters: ["buffer"], result: "i32" },
   sethostname: { parameters: ["buffer", "usize"], result: "i32" },
   setdomainname: { parameters: ["buffer", "usize"], result: "i32" },
@@ -37,24 +36,12 @@ const SYMBOLS = {
   dup2: { parameters: ["i32", "i32"], result: "i32" },
   setsid: { parameters: [], result: "i32" },
   ioctl: { parameters: ["i32", "u64", "u64"], result: "i32" },
-  waitpid: { parameters: ["i32", "buffer", "i32"], result: "i32" },
-  waitpidNonblocking: {
-    name: "waitpid",
-    parameters: ["i32", "buffer", "i32"],
-    result: "i32",
-    nonblocking: true,
-  },
-  posix_openpt: { parameters: ["i32"], result: "i32" },
-  grantpt: { parameters: ["i32"], result: "i32" },
   unlockpt: { parameters: ["i32"], result: "i32" },
   ptsname_r: { parameters: ["i32", "buffer", "usize"], result: "i32" },
   sendmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   recvmsg: { parameters: ["i32", "buffer", "i32"], result: "isize" },
   socket: { parameters: ["i32", "i32", "i32"], result: "i32" },
   connect: { parameters: ["i32", "buffer", "u32"], result: "i32" },
-  tcsetattr: { parameters: ["i32", "i32", "buffer"], result: "i32" },
-  tcgetattr: { parameters: ["i32", "buffer"], result: "i32" },
-  isatty: { parameters: ["i32"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -129,7 +116,7 @@ const ERRNO_TEXT: Record<string, string> = {
   ENODEV: "no such device",
 };
 
-export function errnoName(errno: number): string {
+function errnoName(errno: number): string {
   return ERRNO_NAMES[errno] ?? `errno ${errno}`;
 }
 
@@ -163,7 +150,7 @@ function check(ret: number | bigint, syscall: string, path?: string): number {
 
 const enc = new TextEncoder();
 /** A NUL-terminated C string. */
-export function cstr(s: string): Uint8Array<ArrayBuffer> {
+function cstr(s: string): Uint8Array<ArrayBuffer> {
   return enc.encode(s + "\0") as Uint8Array<ArrayBuffer>;
 }
 
@@ -240,10 +227,6 @@ export function chdir(path: string): void {
   check(libc().chdir(cstr(path)), "chdir", path);
 }
 
-export function fchdir(fd: number): void {
-  check(libc().fchdir(fd), "fchdir");
-}
-
 export function chroot(path: string): void {
   check(libc().chroot(cstr(path)), "chroot", path);
 }
@@ -317,12 +300,8 @@ export function read(fd: number, buf: Uint8Array<ArrayBuffer>): number {
 
 /** read(2) on a pool thread: for the host side only, never inside a container's namespaces. */
 export async function readAsync(fd: number, buf: Uint8Array<ArrayBuffer>): Promise<number> {
-  for (;;) {
-    const n = Number(await libc().readNonblocking(fd, buf, BigInt(buf.length)));
-    if (n >= 0) return n;
-    // errno of a pool thread is not ours to read; EINTR is the only retryable case.
-    return -1;
-  }
+  // -1 on any error: the errno of a pool thread is not ours to read.
+  return Math.max(-1, Number(await libc().readNonblocking(fd, buf, BigInt(buf.length))));
 }
 
 export function writeAll(fd: number, data: Uint8Array<ArrayBuffer>): void {
@@ -351,9 +330,7 @@ export function execve(path: string, argv: string[], env: string[]): never {
   throw new SysError("exec", errno(), path);
 }
 
-export const AF_UNIX = 1;
-export const SOCK_STREAM = 1;
-export const SOCK_CLOEXEC = 0o2000000;
+const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000;
 
 /** socketpair(AF_UNIX, SOCK_STREAM); both ends without CLOEXEC unless asked. */
 export function socketpair(cloexec = false): [number, number] {
@@ -370,7 +347,7 @@ export function socketpair(cloexec = false): [number, number] {
   return [sv[0], sv[1]];
 }
 
-export const F_GETFD = 1, F_SETFD = 2, FD_CLOEXEC = 1;
+const F_GETFD = 1, F_SETFD = 2, FD_CLOEXEC = 1;
 export function setCloexec(fd: number, on: boolean): void {
   const flags = check(libc().fcntl(fd, F_GETFD, 0), "fcntl");
   check(libc().fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC), "fcntl");
@@ -382,12 +359,6 @@ export function dup2(from: number, to: number): void {
 
 export function kill(pid: number, sig: number): void {
   check(libc().kill(pid, sig), "kill");
-}
-
-/** kill(pid, 0): does the process exist (and may we signal it)? */
-export function processExists(pid: number): boolean {
-  if (libc().kill(pid, 0) === 0) return true;
-  return errno() === 1; // EPERM: exists, not ours
 }
 
 export function getpid(): number {
@@ -478,24 +449,9 @@ export function capset(effective: bigint, permitted: bigint, inheritable: bigint
   );
 }
 
-/** waitpid(2) on the calling thread; returns [pid, raw status]. */
-export function waitpid(pid: number, flags = 0): [number, number] {
-  const st = new Int32Array(1);
-  for (;;) {
-    const r = libc().waitpid(pid, new Uint8Array(st.buffer), flags);
-    if (r >= 0) return [r, st[0]];
-    const e = errno();
-    if (e !== 4) throw new SysError("waitpid", e);
-  }
-}
-
-export function isatty(fd: number): boolean {
-  return libc().isatty(fd) === 1;
-}
-
 // ---- terminals and fd passing ------------------------------------------------------------
 
-export const TIOCSCTTY = 0x540e, TIOCGWINSZ = 0x5413, TIOCSWINSZ = 0x5414;
+const TIOCSCTTY = 0x540e, TIOCSWINSZ = 0x5414;
 
 /** Opens a new pty master from the /dev/ptmx this thread sees; returns [master, slave path]. */
 export function openPty(): [number, string] {

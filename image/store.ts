@@ -76,14 +76,7 @@ export const paths = {
   anon: (store: string, id: string) => `${store}/volumes/_anon/${validateName(id, "container id")}`,
 };
 
-export function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
+export { exists } from "../runtime/state.ts";
 
 /** The image's record; a CapsuleError naming what to do when there is none. */
 export function readImage(store: string, name: string): ImageRecord {

@@ -8,7 +8,7 @@ import { MS } from "../runtime/consts.ts";
 import { CapsuleError } from "../runtime/errors.ts";
 import { ID_PATTERN, validateId } from "../runtime/ids.ts";
 import type { MountOp } from "../runtime/plan.ts";
-import type { ContainerRecord } from "../runtime/state.ts";
+import { type ContainerRecord, exists } from "../runtime/state.ts";
 import { hostsFile, resolvConf } from "./hosts.ts";
 import {
   allocate,
@@ -77,15 +77,6 @@ export interface NetworkInfo extends NetworkRecord {
 
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const ALIAS = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62})$/;
-
-function exists(p: string): boolean {
-  try {
-    Deno.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 export class Networks {
   readonly store: NetworkStore;

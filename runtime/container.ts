@@ -24,6 +24,7 @@ import {
   type ContainerRecord,
   DEFAULT_ROOT,
   EXEC_FIFO,
+  exists,
   initAlive,
   LOG_FILE,
   procStat,
@@ -140,15 +141,6 @@ export interface RuntimeOptions {
   debug?: (msg: string) => void;
 }
 
-function exists(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 function realDir(path: string, what: string): string {
   try {
     const real = Deno.realPathSync(path);
@@ -263,7 +255,9 @@ export class Runtime {
         const [ours, theirs] = libc.socketpair();
         libc.setCloexec(ours, true);
         gate = ours;
-        undo.push(() => closeFd(ours));
+        undo.push(() => {
+          if (gate !== undefined) closeFd(gate); // it never got to the maps
+        });
         inherited.push(theirs);
         const newPid = namespaces.some((n) => n?.type === "pid" && !n.path);
         wrapper = [
@@ -303,9 +297,14 @@ export class Runtime {
       step(`init spawned (pid ${child.pid})`);
       let pid = child.pid;
       if (gate !== undefined) {
-        pid = await forkedChild(child.pid);
-        writeIdMappings(id, pid, raw);
-        libc.writeAll(gate, new TextEncoder().encode("go\n"));
+        try {
+          pid = await forkedChild(child.pid);
+          writeIdMappings(id, pid, raw);
+          libc.writeAll(gate, new TextEncoder().encode("go\n"));
+        } finally {
+          closeFd(gate); // on failure the helper reads EOF, and is killed with the init
+          gate = undefined;
+        }
       }
       const record: ContainerRecord = {
         ociVersion: OCI_VERSION,

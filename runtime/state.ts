@@ -2,7 +2,7 @@
 // container.log. Status is never stored: it is derived from the kernel (is the init alive,
 // with the same start time?) and from the fifo (still there = not started).
 import { CapsuleError, NotFoundError } from "./errors.ts";
-import { validateId } from "./ids.ts";
+import { ID_PATTERN, validateId } from "./ids.ts";
 
 export type Status = "creating" | "created" | "running" | "paused" | "stopped";
 
@@ -64,7 +64,8 @@ export function initAlive(rec: Pick<ContainerRecord, "pid" | "pidStartTime">): b
   return !!st && st.startTime === rec.pidStartTime && st.state !== "Z" && st.state !== "X";
 }
 
-function exists(path: string): boolean {
+/** Is there an entry at `path` (a dangling symlink counts)? */
+export function exists(path: string): boolean {
   try {
     Deno.lstatSync(path);
     return true;
@@ -158,7 +159,7 @@ export class StateStore {
     const out: string[] = [];
     try {
       for (const e of Deno.readDirSync(this.root)) {
-        if (e.isDirectory && /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/.test(e.name)) out.push(e.name);
+        if (e.isDirectory && ID_PATTERN.test(e.name)) out.push(e.name);
       }
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;

@@ -57,6 +57,11 @@ export async function capsule(
   return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
 }
 
+/** `capsule state [-d] ID`, parsed. */
+export async function state(root: string, id: string, detail = false) {
+  return JSON.parse((await capsule(root, ["state", ...(detail ? ["-d"] : []), id])).stdout);
+}
+
 /** Spawns capsule without waiting (for signal tests). */
 export function spawnCapsule(root: string, args: string[], cwd?: string): Deno.ChildProcess {
   const [cmd, ...pre] = capsuleCommand();

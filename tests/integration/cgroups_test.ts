@@ -10,13 +10,11 @@ import {
   removeAll,
   rootTest,
   sleep,
+  state,
   waitFor,
 } from "../helpers.ts";
 
 const MiB = 1024 * 1024;
-const state = async (root: string, id: string, detail = false) =>
-  JSON.parse((await capsule(root, ["state", ...(detail ? ["-d"] : []), id])).stdout);
-
 function cgFile(paths: Record<string, string>, controller: string, file: string): string {
   const dir = paths[controller] ?? paths[""];
   return Deno.readTextFileSync(`${dir}/${file}`).trim();

@@ -9,11 +9,9 @@ import {
   pidAlive,
   removeAll,
   rootTest,
+  state,
   waitFor,
 } from "../helpers.ts";
-
-const state = async (root: string, id: string) =>
-  JSON.parse((await capsule(root, ["state", id])).stdout);
 
 rootTest("create waits before the program; start releases it; stdio is create's", async (root) => {
   const b = await makeBundle("echo started-$(hostname); sleep 30");

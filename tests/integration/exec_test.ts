@@ -7,11 +7,9 @@ import {
   makeBundle,
   removeAll,
   rootTest,
+  state,
   waitFor,
 } from "../helpers.ts";
-
-const state = async (root: string, id: string) =>
-  JSON.parse((await capsule(root, ["state", id])).stdout);
 
 rootTest("exec: same hostname and PID namespace; ps lists both; exit status", async (root) => {
   const b = await makeBundle("sleep 1000", (s) => (s.hostname = "exec-host"));

@@ -8,11 +8,9 @@ import {
   pidAlive,
   removeAll,
   rootTest,
+  state,
   waitFor,
 } from "../helpers.ts";
-
-const state = async (root: string, id: string) =>
-  JSON.parse((await capsule(root, ["state", id])).stdout);
 
 rootTest("list: table, json and -q", async (root) => {
   const b = await makeBundle("sleep 30");
