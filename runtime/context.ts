@@ -1,0 +1,55 @@
+// What every lifecycle operation shares: where the state lives, the cgroup driver (found
+// lazily), the layers attached above the runtime, and --debug timings. Each operation
+// (create.ts, start.ts, kill.ts, ...) is a function of this context and a container id.
+import type { CgroupDriver } from "./cgroups/mod.ts";
+import type { Extension } from "./extension.ts";
+import { DEFAULT_ROOT, StateStore } from "./state.ts";
+
+/** How to build a runtime: all optional (root /var/run/capsule, no extensions, no cgroups). */
+export interface RuntimeOptions {
+  /** State directory: one subdirectory per container (`capsule --root`). */
+  root?: string;
+  /** Layers attached to the lifecycle (network, image), in the order their `prepare` runs. */
+  extensions?: Extension[];
+  /** The cgroup driver; resolved lazily (detection reads mountinfo). */
+  cgroups?: () => CgroupDriver | undefined;
+  /** Debug lines (capsule --debug): what create does, with milliseconds since it began. */
+  debug?: (msg: string) => void;
+}
+
+/** The shared context of the lifecycle operations. */
+export interface RuntimeContext {
+  readonly store: StateStore;
+  readonly extensions: Extension[];
+  /** The cgroup driver, detected on first use; undefined when capsule manages no cgroups. */
+  readonly cgroups: CgroupDriver | undefined;
+  /** A stopwatch for --debug: `step("name")` logs the milliseconds since the last step. */
+  stopwatch(what: string): (step: string) => void;
+}
+
+/** Builds the context from the runtime's options. */
+export function createContext(opts: RuntimeOptions = {}): RuntimeContext {
+  let driver: CgroupDriver | null | undefined;
+  const debug = opts.debug;
+  return {
+    store: new StateStore(opts.root ?? DEFAULT_ROOT),
+    extensions: opts.extensions ?? [],
+    get cgroups() {
+      if (driver === undefined) driver = opts.cgroups?.() ?? null;
+      return driver ?? undefined;
+    },
+    stopwatch(what) {
+      if (!debug) return () => {};
+      const t0 = performance.now();
+      let last = t0;
+      return (step) => {
+        const now = performance.now();
+        debug(`${what}: ${step} +${(now - last).toFixed(1)} ms (${(now - t0).toFixed(1)} ms)`);
+        last = now;
+      };
+    },
+  };
+}
+
+/** Resolves after `ms` milliseconds. */
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

@@ -1,0 +1,240 @@
+// create (runtime spec "create"): the container is set up and its init waits on exec.fifo
+// until start. The work is the list of named steps in STEPS, run in order; when one fails, the
+// init is killed and every step that began is undone in reverse (so a failed create leaves
+// nothing behind: no state directory, cgroup, address or mount). The init's side is init.ts.
+import { closeFd } from "./channel.ts";
+import type { RuntimeContext } from "./context.ts";
+import { applyLimits, destroyCgroups, makeCgroups } from "./create_cgroups.ts";
+import {
+  awaitInit,
+  buildPlan,
+  closeGate,
+  closeMaster,
+  makeFifoAndChannel,
+  mapUserNamespace,
+  prepareUserNamespace,
+  spawnTheInit,
+} from "./create_init.ts";
+import { type CreateOptions, Creating } from "./create_state.ts";
+import { CapsuleError } from "./errors.ts";
+import { runHooks } from "./hooks.ts";
+import { validateId } from "./ids.ts";
+import { ociState } from "./query.ts";
+import { OCI_VERSION, type Spec } from "./spec.ts";
+import { type ContainerRecord, LOG_FILE, procStat, writeFileAtomic } from "./state.ts";
+
+export type { CreateOptions };
+
+/** A created container: its record, the init's process, the pty master when run keeps it. */
+export interface Created {
+  record: ContainerRecord;
+  child: Deno.ChildProcess;
+  master?: number;
+}
+
+/** One step of create: `undo` runs when a later step (or this one, halfway) fails. */
+interface Step {
+  /** What is done once it ran: the --debug line. */
+  name: string;
+  /** More for the --debug line, e.g. a pid. */
+  detail?(c: Creating): string;
+  run(c: Creating): void | Promise<void>;
+  undo?(c: Creating): void | Promise<void>;
+}
+
+const STEPS: Step[] = [
+  { name: "state directory claimed", run: claimStateDir, undo: removeStateDir },
+  { name: "exec fifo and channel made", run: makeFifoAndChannel },
+  { name: "user namespace prepared", run: prepareUserNamespace, undo: closeGate },
+  // The init is killed before any undo runs (see createContainer).
+  { name: "init spawned", run: spawnTheInit, detail: (c) => ` (pid ${c.child!.pid})` },
+  { name: "id maps written", run: mapUserNamespace },
+  { name: "state written", run: writeRecord },
+  { name: "cgroups made", run: makeCgroups, undo: destroyCgroups },
+  { name: "config.json validated", run: validateSpec },
+  { name: "extensions prepared", run: prepareExtensions, undo: deleteExtensions },
+  { name: "plan built", run: buildPlan },
+  { name: "limits applied", run: applyLimits },
+  { name: "init ready (namespaces, mounts, pivot_root)", run: awaitInit, undo: closeMaster },
+  { name: "extensions attached", run: extensionsCreated },
+  { name: "prestart and createRuntime hooks run", run: createHooks },
+  { name: "created", run: markCreated },
+];
+
+/**
+ * Creates a container; the init waits for `start`. With `foreground` (capsule run), a
+ * terminal may be kept here instead of going to a console socket. Throws CapsuleError naming
+ * the container and the reason (bad id, bundle or config.json, busy cgroup, the init's error);
+ * nothing of the container is left then.
+ */
+export async function createContainer(
+  ctx: RuntimeContext,
+  id: string,
+  opts: CreateOptions,
+  foreground: boolean,
+): Promise<Created> {
+  const { bundle, raw } = readBundle(id, opts);
+  const c = new Creating(ctx, id, opts, foreground, bundle, raw);
+  const begun: Step[] = [];
+  try {
+    for (const s of STEPS) {
+      begun.push(s);
+      await s.run(c);
+      c.step(s.name + (s.detail?.(c) ?? ""));
+    }
+    return { record: c.record, child: c.child!, master: c.master };
+  } catch (e) {
+    // The init dies before anything is undone: a cgroup with a process in it cannot be
+    // removed, and an extension must not undo what a live init still uses.
+    if (c.child) {
+      try {
+        c.child.kill("SIGKILL");
+      } catch { /* gone */ }
+      await c.child.status;
+    }
+    for (const s of begun.reverse()) {
+      try {
+        await s.undo?.(c);
+      } catch { /* best effort: report the first error */ }
+    }
+    throw e;
+  } finally {
+    if (c.fd >= 0) closeFd(c.fd);
+  }
+}
+
+function realDir(path: string, what: string): string {
+  try {
+    const real = Deno.realPathSync(path);
+    if (!Deno.statSync(real).isDirectory) throw new Error("not a directory");
+    return real;
+  } catch {
+    throw new CapsuleError(`${what} "${path}" is not a directory`);
+  }
+}
+
+/** The bundle's real path and its config.json, parsed but not yet validated. */
+function readBundle(id: string, opts: CreateOptions): { bundle: string; raw: Spec } {
+  validateId(id);
+  const bundle = realDir(opts.bundle ?? Deno.cwd(), "Bundle");
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(`${bundle}/config.json`);
+  } catch {
+    throw new CapsuleError(
+      `Cannot create container "${id}": bundle "${bundle}" has no config.json`,
+    );
+  }
+  try {
+    return { bundle, raw: JSON.parse(text) };
+  } catch (e) {
+    throw new CapsuleError(
+      `Invalid ${bundle}/config.json: not valid JSON: ${(e as Error).message}`,
+    );
+  }
+}
+
+function claimStateDir(c: Creating): void {
+  c.dir = c.ctx.store.claim(c.id);
+}
+
+function removeStateDir(c: Creating): void {
+  if (c.dir) c.ctx.store.remove(c.id); // never one that another create claimed
+}
+
+/** The record, marked `creating`: from here on, a crash is undone by delete -f. */
+function writeRecord(c: Creating): void {
+  c.record = {
+    ociVersion: OCI_VERSION,
+    id: c.id,
+    pid: c.pid,
+    pidStartTime: procStat(c.pid)?.startTime ?? "",
+    bundle: c.bundle,
+    rootfs: "",
+    created: new Date().toISOString(),
+    annotations: {},
+    creating: true,
+  };
+  c.save();
+}
+
+/** config.json against the schema (zod, loaded only now), and what capsule itself needs. */
+async function validateSpec(c: Creating): Promise<void> {
+  const { validateConfig } = await import("./config.ts");
+  const spec = c.spec = validateConfig(c.raw, `${c.bundle}/config.json`);
+  if (c.opts.tty !== undefined) spec.process!.terminal = c.opts.tty;
+  c.terminal = spec.process!.terminal === true;
+  if (c.terminal && !c.opts.consoleSocket && !c.foreground) {
+    throw new CapsuleError(
+      `Cannot create container "${c.id}": process.terminal is true, so give --console-socket ` +
+        `(or run it in the foreground with "capsule run")`,
+    );
+  }
+  if (!(spec.linux?.namespaces ?? []).some((n) => n.type === "mount")) {
+    throw new CapsuleError(
+      `Invalid ${c.bundle}/config.json: linux.namespaces: capsule needs a "mount" namespace`,
+    );
+  }
+  if (!c.userNs && (spec.linux?.namespaces ?? []).some((n) => n.type === "user")) {
+    throw new CapsuleError(
+      `Cannot create container "${c.id}": joining a user namespace by path is not supported; ` +
+        `let capsule make one (linux.namespaces {"type": "user"} with uid/gid mappings)`,
+    );
+  }
+  c.record.annotations = spec.annotations ?? {};
+  c.record.hooks = { poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop };
+  if (c.opts.detach && !c.terminal) c.record.logFile = `${c.dir}/${LOG_FILE}`;
+}
+
+/** Each extension's `prepare`, in order: mounts to add, a root to use, data to keep. */
+async function prepareExtensions(c: Creating): Promise<void> {
+  const record = c.record;
+  record.ext = {};
+  for (const x of c.ctx.extensions) {
+    c.prepared.push(x);
+    const save = (data: unknown) => {
+      record.ext![x.name] = data;
+      c.save();
+    };
+    const r = await x.prepare?.({ ...c.base, save });
+    if (r?.mounts) c.extraMounts.push(...r.mounts);
+    if (r?.rootfs) c.spec.root!.path = record.rootfs = r.rootfs;
+    if (r?.data !== undefined) {
+      record.ext[x.name] = r.data;
+      c.save();
+    }
+  }
+}
+
+/** Each extension that began `prepare` is told, in reverse, with what it kept. */
+async function deleteExtensions(c: Creating): Promise<void> {
+  for (const x of [...c.prepared].reverse()) {
+    try {
+      await x.deleted?.(c.record, c.record.ext?.[x.name]);
+    } catch { /* best effort, as every undo */ }
+  }
+}
+
+/** Each extension's `created`, now that the namespaces exist (e.g. the veth goes in). */
+async function extensionsCreated(c: Creating): Promise<void> {
+  for (const x of c.ctx.extensions) {
+    const data = await x.created?.({ ...c.base, pid: c.pid, record: c.record });
+    if (data !== undefined) {
+      c.record.ext![x.name] = data;
+      c.save();
+    }
+  }
+}
+
+/** OCI hooks prestart and createRuntime (runtime spec "Lifecycle" 5-6). */
+async function createHooks(c: Creating): Promise<void> {
+  const state = ociState(c.record, "created");
+  await runHooks("prestart", c.spec.hooks?.prestart, state);
+  await runHooks("createRuntime", c.spec.hooks?.createRuntime, state);
+}
+
+function markCreated(c: Creating): void {
+  delete c.record.creating;
+  c.save();
+  if (c.opts.pidFile) writeFileAtomic(c.opts.pidFile, `${c.pid}`);
+}

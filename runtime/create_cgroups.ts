@@ -1,0 +1,79 @@
+// The steps of create that make the container's cgroup, put the init in it and apply
+// linux.resources (runtime spec config-linux "Control groups"). See create.ts for the order.
+import type { LinuxResources } from "./cgroups/mod.ts";
+import type { Creating } from "./create_state.ts";
+import { CapsuleError } from "./errors.ts";
+import type { Spec } from "./spec.ts";
+
+/**
+ * The container's cgroup, made before validation so that joining it overlaps the work after
+ * (on pool threads: the first write to cgroup.procs waits for an RCU grace period, ~15 ms on
+ * v1). A cgroup that holds processes already is someone else's: delete -f would kill them.
+ */
+export function makeCgroups(c: Creating): void {
+  const cg = c.cg = c.ctx.cgroups;
+  const rawCgroupsPath = typeof c.raw?.linux?.cgroupsPath === "string"
+    ? c.raw.linux.cgroupsPath
+    : undefined;
+  const paths = cg?.paths(rawCgroupsPath, c.id);
+  if (!cg || !paths) return;
+  const busy = cg.pids(paths);
+  if (busy.length) {
+    throw new CapsuleError(
+      `Cannot create container "${c.id}": its cgroup ${Object.values(paths)[0]} already has ` +
+        `processes (${busy.slice(0, 5).join(", ")}); choose another linux.cgroupsPath`,
+    );
+  }
+  c.record.cgroupPaths = paths;
+  c.record.cgroupParentShared = rawCgroupsPath === undefined;
+  c.save();
+  c.cgroupPaths = paths;
+  try {
+    cg.create(paths);
+  } catch {
+    // A delete may have removed the shared "capsule" parent in between: once more.
+    cg.create(paths);
+  }
+  c.joined = Promise.all(
+    [...new Set(Object.values(paths))].map((d) =>
+      Deno.writeTextFile(`${d}/cgroup.procs`, String(c.pid)).catch((e) => {
+        throw new CapsuleError(
+          `Cannot add process ${c.pid} to ${d}/cgroup.procs: ${(e as Error).message}`,
+        );
+      })
+    ),
+  );
+  c.joined.catch(() => {}); // awaited in applyLimits; a failure must not go unhandled meanwhile
+}
+
+export function destroyCgroups(c: Creating): void {
+  if (c.cg && c.cgroupPaths) c.cg.destroy(c.cgroupPaths);
+}
+
+/** linux.resources on the cgroup, once the init is in it. */
+export async function applyLimits(c: Creating): Promise<void> {
+  await c.joined;
+  if (c.cg && c.cgroupPaths) c.cg.apply(c.cgroupPaths, containerResources(c.spec));
+}
+
+/** linux.resources, with allow rules for the devices of linux.devices (as runc adds them). */
+function containerResources(spec: Spec): LinuxResources {
+  const r = spec.linux?.resources as LinuxResources | undefined;
+  const devices = spec.linux?.devices ?? [];
+  return {
+    ...r,
+    devices: [
+      // Deny every device first, as runc does, whatever the config says; the driver then adds
+      // the defaults (null, zero, tty, pts...) and the config's own rules come after.
+      { allow: false, access: "rwm" },
+      ...(r?.devices ?? []),
+      ...devices.filter((d) => d.type !== "p").map((d) => ({
+        allow: true,
+        type: d.type === "u" ? "c" : d.type,
+        major: d.major,
+        minor: d.minor,
+        access: "rwm",
+      })),
+    ],
+  };
+}

@@ -1,0 +1,146 @@
+// The steps of create that deal with the init process: the channel and exec.fifo, the user
+// namespace's gate and maps, spawning it, its plan, and waiting until it is ready. See
+// create.ts for the order; the init's side is init.ts.
+import * as libc from "../ffi/libc.ts";
+import { closeFd, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
+import type { Creating } from "./create_state.ts";
+import { CapsuleError } from "./errors.ts";
+import { buildInitPlan } from "./plan.ts";
+import { exitReason, forkedChild, spawnInit, utilLinux } from "./spawn.ts";
+import type { Spec } from "./spec.ts";
+import { EXEC_FIFO, exists, LOG_FILE } from "./state.ts";
+import { sendToConsoleSocket } from "./terminal.ts";
+import { mappedRoot, userNsWrapper, writeIdMappings } from "./userns.ts";
+
+/** exec.fifo (the init blocks writing to it until start) and the channel to the init. */
+export function makeFifoAndChannel(c: Creating): void {
+  const execFifo = `${c.dir}/${EXEC_FIFO}`;
+  libc.mkfifo(execFifo, 0o622);
+  Deno.chmodSync(execFifo, 0o622); // mkfifo obeys the umask; a user-namespaced init writes it
+  const [parentEnd, childEnd] = libc.socketpair();
+  c.fd = parentEnd;
+  libc.setCloexec(parentEnd, true);
+  c.childEnd = childEnd;
+}
+
+function namespacesOf(raw: Spec) {
+  return Array.isArray(raw?.linux?.namespaces) ? raw.linux.namespaces : [];
+}
+
+/**
+ * A user namespace is entered only by a single-threaded process, and the init must be its
+ * root when it execs (or it loses its capabilities): see userNsWrapper.
+ */
+export function prepareUserNamespace(c: Creating): void {
+  const namespaces = namespacesOf(c.raw);
+  if (!namespaces.some((n) => n?.type === "user" && !n.path)) return;
+  const owner = mappedRoot(c.raw);
+  const rootless = Deno.uid() !== 0;
+  if (rootless && owner.uid !== Deno.uid()) {
+    throw new CapsuleError(
+      `Cannot create container "${c.id}": run as uid ${Deno.uid()}, capsule can only map ` +
+        `the container's root to your own uid (linux.uidMappings maps it to ${owner.uid}); ` +
+        `see "capsule spec --rootless"`,
+    );
+  }
+  const tools: [string, string] = [rootless ? "" : utilLinux("setpriv"), utilLinux("unshare")];
+  const [ours, theirs] = libc.socketpair();
+  libc.setCloexec(ours, true);
+  const newPid = namespaces.some((n) => n?.type === "pid" && !n.path);
+  c.userNs = { gate: ours, theirs, wrapper: userNsWrapper(owner, rootless, newPid, tools, theirs) };
+}
+
+export function closeGate(c: Creating): void {
+  if (c.userNs?.gate !== undefined) closeFd(c.userNs.gate); // it never got to the maps
+}
+
+/**
+ * Starts the init first: its Deno start-up overlaps the steps below. It inherits (no
+ * CLOEXEC) what it needs so that it never reaches the state directory by path: its end of
+ * the channel, the fifo (O_PATH) and, detached, the log; closed here once it runs.
+ */
+export function spawnTheInit(c: Creating): void {
+  const inherited = [c.childEnd];
+  if (c.userNs) inherited.push(c.userNs.theirs);
+  c.fifoFd = libc.open(`${c.dir}/${EXEC_FIFO}`, libc.O.PATH);
+  inherited.push(c.fifoFd);
+  c.logFd = c.opts.detach
+    ? libc.open(`${c.dir}/${LOG_FILE}`, libc.O.WRONLY | libc.O.CREAT | libc.O.APPEND, 0o640)
+    : undefined;
+  if (c.logFd !== undefined) inherited.push(c.logFd);
+  const userNs = namespacesOf(c.raw).some((n) => n?.type === "user" && !n.path);
+  const pidNs = userNs ? undefined : namespacesOf(c.raw).find((n) => n?.type === "pid");
+  try {
+    c.child = spawnInit(
+      c.childEnd,
+      pidNs,
+      c.opts.detach ? "null" : (c.opts.stdio ?? "inherit"),
+      c.userNs?.wrapper ?? [],
+    );
+  } finally {
+    for (const f of inherited) closeFd(f);
+  }
+  c.pid = c.child.pid;
+}
+
+/** Under unshare, PID 1 waits on the gate until its maps are written here. */
+export async function mapUserNamespace(c: Creating): Promise<void> {
+  const gate = c.userNs?.gate;
+  if (gate === undefined) return;
+  try {
+    c.pid = await forkedChild(c.child!.pid);
+    writeIdMappings(c.id, c.pid, c.raw);
+    libc.writeAll(gate, new TextEncoder().encode("go\n"));
+  } finally {
+    closeFd(gate); // on failure the helper reads EOF, and is killed with the init
+    c.userNs!.gate = undefined;
+  }
+}
+
+/** The init's plan (plan.ts), once the root filesystem is known to exist. */
+export function buildPlan(c: Creating): void {
+  const spec = c.spec;
+  const rootfs = spec.root!.path.startsWith("/")
+    ? spec.root!.path
+    : `${c.bundle}/${spec.root!.path}`;
+  if (!exists(rootfs) || !Deno.statSync(rootfs).isDirectory) {
+    throw new CapsuleError(
+      `Cannot create container "${c.id}": rootfs "${rootfs}" (root.path in config.json) does not exist`,
+    );
+  }
+  c.record.rootfs = rootfs;
+  c.plan = buildInitPlan(spec, {
+    cgroups: c.cgroupPaths,
+    id: c.id,
+    bundle: c.bundle,
+    execFifoFd: c.fifoFd,
+    logFd: c.record.logFile ? c.logFd : undefined,
+    detach: c.opts.detach,
+    noPivot: c.opts.noPivot,
+    extraMounts: c.extraMounts,
+  });
+}
+
+/**
+ * Sends the plan; the init sets up namespaces, mounts and pivot_root and answers "ready" (or
+ * the error that stopped it). With a terminal, the pty master comes back over the channel.
+ */
+export async function awaitInit(c: Creating): Promise<void> {
+  try {
+    sendFrame(c.fd, c.plan);
+  } catch { /* the init failed already: its message is waiting below */ }
+  const msg = receiveFrame<InitMessage>(c.fd);
+  if (!msg || msg.type !== "ready") {
+    const why = msg?.type === "error" ? msg.message : await exitReason(c.child!);
+    throw new CapsuleError(`Cannot create container "${c.id}": ${why}`);
+  }
+  if (c.terminal) {
+    const master = libc.recvFd(c.fd);
+    if (c.opts.consoleSocket) sendToConsoleSocket(c.opts.consoleSocket, master);
+    else c.master = master;
+  }
+}
+
+export function closeMaster(c: Creating): void {
+  if (c.master !== undefined) libc.close(c.master);
+}

@@ -1,0 +1,76 @@
+// The state of one create in progress (create.ts runs the steps that fill it in) and the
+// options it was given.
+import type { CgroupDriver, CgroupPaths } from "./cgroups/mod.ts";
+import type { RuntimeContext } from "./context.ts";
+import type { CreateContext, Extension } from "./extension.ts";
+import type { InitPlan, MountOp } from "./plan.ts";
+import type { Spec } from "./spec.ts";
+import type { ContainerRecord } from "./state.ts";
+
+/** How to create a container (capsule create/run's flags). */
+export interface CreateOptions {
+  /** Bundle directory (default: the current directory). */
+  bundle?: string;
+  pidFile?: string;
+  /** Detached: stdio to <root>/<id>/container.log, new session. */
+  detach?: boolean;
+  noPivot?: boolean;
+  /** Options for extensions, by extension name. */
+  ext?: Record<string, unknown>;
+  /** stdio of the container (create: inherit, as runc). */
+  stdio?: "inherit" | "null";
+  /** Give the program a pseudo-terminal (overrides process.terminal of config.json). */
+  tty?: boolean;
+  /** Unix socket that receives the pty master (runc's --console-socket). */
+  consoleSocket?: string;
+}
+
+/** What create works on, filled in by the steps in order. */
+export class Creating {
+  readonly step: (name: string) => void;
+  dir = "";
+  /** Our end of the channel to the init. */
+  fd = -1;
+  /** The init's end of the channel: it inherits it, closed here once it runs. */
+  childEnd = -1;
+  /** A user namespace of its own: unshare(1) runs the init after the maps are written. */
+  userNs: { wrapper: string[]; gate: number | undefined; theirs: number } | undefined;
+  child: Deno.ChildProcess | undefined;
+  /** The init's host pid (under unshare, its forked child). */
+  pid = 0;
+  fifoFd = -1;
+  logFd: number | undefined;
+  record!: ContainerRecord;
+  cg: CgroupDriver | undefined;
+  cgroupPaths: CgroupPaths | undefined;
+  /** Joining the cgroup (writes on pool threads, awaited before the limits). */
+  joined: Promise<unknown> = Promise.resolve();
+  spec!: Spec;
+  terminal = false;
+  extraMounts: MountOp[] = [];
+  /** Extensions whose `prepare` began (their `deleted` undoes it). */
+  prepared: Extension[] = [];
+  plan!: InitPlan;
+  master: number | undefined;
+
+  constructor(
+    readonly ctx: RuntimeContext,
+    readonly id: string,
+    readonly opts: CreateOptions,
+    readonly foreground: boolean,
+    readonly bundle: string,
+    readonly raw: Spec,
+  ) {
+    this.step = ctx.stopwatch(`create ${id}`);
+  }
+
+  /** What extensions are told about the container. */
+  get base(): Omit<CreateContext, "pid" | "record"> {
+    const { id, bundle, spec, dir } = this;
+    return { id, bundle, spec, dir, options: this.opts.ext ?? {} };
+  }
+
+  save(): void {
+    this.ctx.store.write(this.record);
+  }
+}

@@ -1,0 +1,210 @@
+// exec: one more program in a created or running container. A fresh init process ("exec"
+// plan) enters the container's namespaces (nsenter first when it has a user namespace), joins
+// its cgroup, and execs the program with the container's environment and seccomp profile.
+import * as libc from "../ffi/libc.ts";
+import { closeFd, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
+import type { RuntimeContext } from "./context.ts";
+import { CapsuleError, StateTransitionError } from "./errors.ts";
+import { buildProcessPlan, type ExecPlan } from "./plan.ts";
+import { status } from "./query.ts";
+import { compileSeccomp, type SeccompProfile } from "./seccomp.ts";
+import {
+  exitCode,
+  exitReason,
+  forkedChild,
+  forwardSignals,
+  relayed,
+  spawnInit,
+  utilLinux,
+} from "./spawn.ts";
+import type { Process, Spec } from "./spec.ts";
+import { writeFileAtomic } from "./state.ts";
+import { sendToConsoleSocket } from "./terminal.ts";
+
+/** What to run in the container, and how (capsule exec's flags). */
+export interface ExecOptions {
+  /** The program and its arguments (unless `process` gives them). */
+  args?: string[];
+  /** KEY=VALUE, merged over the container's environment. */
+  env?: string[];
+  cwd?: string;
+  user?: { uid: number; gid: number; additionalGids?: number[] };
+  /** A whole OCI process (exec --process FILE, as podman and containerd send it). */
+  process?: Process;
+  /** Output to the exec's own log; returns at once with the exec id. */
+  detach?: boolean;
+  /**
+   * With `detach`: keep the caller's stdio instead of the exec log (runc's `exec -d`, which
+   * engines use: conmon hands the process its own pipes and reaps it as a subreaper).
+   */
+  keepStdio?: boolean;
+  pidFile?: string;
+  tty?: boolean;
+  consoleSocket?: string;
+}
+
+/**
+ * Runs one more program in a created or running container: same namespaces and cgroup, the
+ * container's environment with `env` over it. Foreground: returns the exit status.
+ * Detached: returns the exec id at once (its output: `execLogFile(id, execId)`).
+ */
+export async function exec(
+  ctx: RuntimeContext,
+  id: string,
+  opts: ExecOptions,
+): Promise<{ code?: number; execId?: string; pid: number }> {
+  const rec = ctx.store.load(id);
+  const st = status(ctx, rec);
+  if (st !== "created" && st !== "running") {
+    throw new StateTransitionError(id, "exec in", st, ["created", "running"]);
+  }
+  let base: Process | undefined, seccomp: unknown;
+  try {
+    const config = JSON.parse(Deno.readTextFileSync(`${rec.bundle}/config.json`)) as Spec;
+    base = config.process;
+    seccomp = config.linux?.seccomp;
+  } catch { /* the bundle went away: exec with what was given */ }
+  let proc: Process;
+  if (opts.process) {
+    proc = opts.process;
+  } else {
+    if (!opts.args?.length) {
+      throw new CapsuleError(`Cannot exec in container "${id}": no command given`);
+    }
+    const env = new Map<string, string>();
+    for (const e of [...(base?.env ?? []), ...(opts.env ?? [])]) {
+      const i = e.indexOf("=");
+      if (i <= 0) throw new CapsuleError(`Invalid environment variable "${e}": use KEY=VALUE`);
+      env.set(e.slice(0, i), e.slice(i + 1));
+    }
+    proc = {
+      ...base,
+      terminal: false,
+      args: opts.args,
+      env: [...env].map(([k, v]) => `${k}=${v}`),
+      cwd: opts.cwd ?? base?.cwd ?? "/",
+      user: opts.user ?? base?.user ?? { uid: 0, gid: 0 },
+    };
+  }
+  if (opts.tty !== undefined) proc = { ...proc, terminal: opts.tty };
+  if (proc.terminal && opts.detach && !opts.consoleSocket) {
+    throw new CapsuleError(
+      `Cannot exec in container "${id}": a detached terminal needs --console-socket`,
+    );
+  }
+  if (!proc.cwd?.startsWith("/")) {
+    throw new CapsuleError(`Invalid working directory "${proc.cwd}": it must be absolute`);
+  }
+  const namespaces: string[] = [];
+  const same = (ns: string) => {
+    try {
+      return Deno.readLinkSync(`/proc/${rec.pid}/ns/${ns}`) ===
+        Deno.readLinkSync(`/proc/self/ns/${ns}`);
+    } catch {
+      return true;
+    }
+  };
+  for (const ns of ["ipc", "uts", "net", "cgroup", "mnt"]) if (!same(ns)) namespaces.push(ns);
+  const execId = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
+  const plan: ExecPlan = {
+    kind: "exec",
+    pid: rec.pid,
+    namespaces,
+    // The container's seccomp profile holds for what is exec'd into it too.
+    process: {
+      ...buildProcessPlan(proc),
+      seccomp: seccomp ? compileSeccomp(seccomp as SeccompProfile) : undefined,
+    },
+    logFd: undefined,
+    setsid: (opts.detach && !opts.keepStdio) ?? false,
+  };
+  const [parentEnd, childEnd] = libc.socketpair();
+  libc.setCloexec(parentEnd, true);
+  let child: Deno.ChildProcess;
+  let master: number | undefined;
+  const userNsEntered = !same("user");
+  let execPid = 0;
+  // Detached: the exec's own log, opened here and inherited (the exec-init may be a user
+  // namespace's root that cannot reach the state directory by path).
+  if (opts.detach && !opts.keepStdio && !proc.terminal) {
+    plan.logFd = libc.open(
+      execLogFile(ctx, id, execId),
+      libc.O.WRONLY | libc.O.CREAT | libc.O.APPEND,
+      0o640,
+    );
+  }
+  try {
+    // A container with its own user namespace: nsenter(1), single-threaded, enters it (as
+    // its root) and then its PID namespace, which needs no capability of ours on the host
+    // (an unprivileged user has none), and forks the exec-init there.
+    const wrapper = userNsEntered
+      ? [
+        utilLinux("nsenter"),
+        `--user=/proc/${rec.pid}/ns/user`,
+        // An unprivileged user is itself the namespace's root (and setgroups is denied).
+        ...(Deno.uid() === 0 ? [] : ["--preserve-credentials"]),
+        ...(same("pid") ? [] : [`--pid=/proc/${rec.pid}/ns/pid`]),
+        "--",
+      ]
+      : [];
+    child = spawnInit(
+      childEnd,
+      same("pid") || userNsEntered ? undefined : { path: `/proc/${rec.pid}/ns/pid` },
+      opts.detach && !opts.keepStdio ? "null" : "inherit",
+      wrapper,
+    );
+  } catch (e) {
+    closeFd(parentEnd);
+    throw e;
+  } finally {
+    closeFd(childEnd);
+    if (plan.logFd !== undefined) closeFd(plan.logFd);
+  }
+  try {
+    // Under nsenter --pid, the exec's process is nsenter's child.
+    execPid = userNsEntered && !same("pid") ? await forkedChild(child.pid) : child.pid;
+    if (rec.cgroupPaths && Object.keys(rec.cgroupPaths).length) {
+      ctx.cgroups?.addProcess(rec.cgroupPaths, execPid);
+    }
+    sendFrame(parentEnd, plan);
+    const msg = receiveFrame<InitMessage>(parentEnd);
+    if (!msg || msg.type !== "ready") {
+      const why = msg?.type === "error" ? msg.message : await exitReason(child);
+      throw new CapsuleError(`Cannot exec in container "${id}": ${why}`);
+    }
+    if (proc.terminal) {
+      master = libc.recvFd(parentEnd);
+      if (opts.consoleSocket) {
+        sendToConsoleSocket(opts.consoleSocket, master);
+        master = undefined;
+      }
+    }
+  } catch (e) {
+    if (master !== undefined) libc.close(master);
+    try {
+      child.kill("SIGKILL");
+    } catch { /* gone */ }
+    await child.status;
+    throw e;
+  } finally {
+    closeFd(parentEnd);
+  }
+  if (opts.pidFile) writeFileAtomic(opts.pidFile, `${execPid}`);
+  if (opts.detach) {
+    child.unref();
+    return { execId, pid: execPid };
+  }
+  const stopForwarding = forwardSignals(child);
+  try {
+    const st = master === undefined ? await child.status : await relayed(master, child);
+    return { code: exitCode(st), pid: execPid };
+  } finally {
+    stopForwarding();
+  }
+}
+
+/** Where a detached exec's output goes. */
+export function execLogFile(ctx: RuntimeContext, id: string, execId: string): string {
+  if (!/^[0-9a-f]{12}$/.test(execId)) throw new CapsuleError(`Invalid exec id "${execId}"`);
+  return `${ctx.store.dir(id)}/exec-${execId}.log`;
+}

@@ -1,0 +1,52 @@
+// How layers above the runtime (network, image) attach to the lifecycle, as CNI attaches
+// beside runc: create calls their `prepare` and `created`, delete their `deleted`.
+import type { MountOp } from "./plan.ts";
+import type { Spec } from "./spec.ts";
+import type { ContainerRecord } from "./state.ts";
+
+/** What create knows about a container, handed to extensions. */
+export interface CreateContext {
+  id: string;
+  pid: number;
+  bundle: string;
+  spec: Spec;
+  record: ContainerRecord;
+  /** The container's state directory (for files an extension keeps). */
+  dir: string;
+  /** Options an extension registered itself for (e.g. network: { name, ports }). */
+  options: Record<string, unknown>;
+}
+
+/** What `prepare` gets: the create context, and a way to keep data before making anything. */
+export interface PrepareContext extends Omit<CreateContext, "pid" | "record"> {
+  /**
+   * Stores `data` in the container's state now (as `ext[name]`), so that a crash before
+   * `prepare` returns is still undone by `delete -f`: call it before mounting or allocating.
+   */
+  save(data: unknown): void;
+}
+
+/** What an extension's `prepare` gives back. */
+export interface Prepared {
+  /** Extra mounts for the container (e.g. /etc/hosts), as the init's plan takes them. */
+  mounts?: MountOp[];
+  /** Kept at once in the container's state (`ext[name]`): a crash after this is undone by delete. */
+  data?: unknown;
+  /** Overrides of the root filesystem (an image's overlay): absolute host path. */
+  rootfs?: string;
+}
+
+/**
+ * A layer above the runtime (network, image) that attaches to the lifecycle, as CNI attaches
+ * beside runc. `prepare` runs before the init's plan is made (it may allocate an address, add
+ * mounts such as /etc/hosts, mount an overlay root); `created` once the container's
+ * namespaces exist (the init waits, nothing of the program ran), and may return new data;
+ * `deleted` on delete, and on any create that failed after `prepare` began. `deleted` must be
+ * idempotent and cope with data from a `prepare` that stopped halfway.
+ */
+export interface Extension {
+  name: string;
+  prepare?(ctx: PrepareContext): Promise<Prepared | void> | Prepared | void;
+  created?(ctx: CreateContext): Promise<unknown> | unknown;
+  deleted?(record: ContainerRecord, data: unknown): Promise<void> | void;
+}

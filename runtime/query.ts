@@ -1,0 +1,152 @@
+// Reading containers without changing them: status, OCI state (runtime spec "State"), list,
+// the container's processes (ps). Status is derived from the kernel each time (state.ts).
+import type { CgroupStats } from "./cgroups/mod.ts";
+import type { RuntimeContext } from "./context.ts";
+import { OCI_VERSION } from "./spec.ts";
+import { type ContainerRecord, initAlive, type Status } from "./state.ts";
+
+/** The OCI state of a container (runtime spec "State"), plus capsule's fields (ip, detail). */
+export interface OciState {
+  ociVersion: string;
+  id: string;
+  status: Status;
+  pid: number;
+  bundle: string;
+  rootfs: string;
+  created: string;
+  owner: string;
+  annotations: Record<string, string>;
+  [k: string]: unknown;
+}
+
+/** The container's status now: the init's liveness, the fifo, the cgroup's freezer. */
+export function status(ctx: RuntimeContext, rec: ContainerRecord): Status {
+  const cg = ctx.cgroups;
+  return ctx.store.status(
+    rec,
+    cg && rec.cgroupPaths ? (r) => cg.isFrozen(r.cgroupPaths!) : undefined,
+  );
+}
+
+/** The OCI state of a record in a given status (what hooks get on stdin). */
+export function ociState(rec: ContainerRecord, status: Status): OciState {
+  return {
+    ociVersion: rec.ociVersion,
+    id: rec.id,
+    status,
+    pid: status === "stopped" ? 0 : rec.pid,
+    bundle: rec.bundle,
+    rootfs: rec.rootfs,
+    created: rec.created,
+    owner: "",
+    annotations: rec.annotations,
+  };
+}
+
+/** The OCI state of a container, plus capsule's fields from extensions (ip...). */
+export function state(ctx: RuntimeContext, id: string, detail = false): OciState {
+  const rec = ctx.store.load(id);
+  const st = status(ctx, rec);
+  const out = ociState(rec, st);
+  for (const v of Object.values(rec.ext ?? {})) {
+    if (v && typeof v === "object" && "summary" in v) {
+      Object.assign(out, (v as { summary: object }).summary);
+    }
+  }
+  if (detail) {
+    let stats: CgroupStats | undefined;
+    if (st !== "stopped" && rec.cgroupPaths && ctx.cgroups) {
+      try {
+        stats = ctx.cgroups.stats(rec.cgroupPaths);
+      } catch { /* the cgroup went away meanwhile */ }
+    }
+    out.detail = {
+      pidStartTime: rec.pidStartTime,
+      cgroupPaths: rec.cgroupPaths ?? {},
+      stats,
+      logFile: rec.logFile,
+      ext: rec.ext ?? {},
+      config: `${rec.bundle}/config.json`,
+    };
+  }
+  return out;
+}
+
+/** Every container under the root; a directory a crash left half-made is listed as stopped. */
+export function list(ctx: RuntimeContext): OciState[] {
+  const out: OciState[] = [];
+  for (const id of ctx.store.ids()) {
+    try {
+      const rec = ctx.store.read(id);
+      if (rec) out.push(state(ctx, id));
+      else {
+        out.push({
+          ociVersion: OCI_VERSION,
+          id,
+          status: "stopped",
+          pid: 0,
+          bundle: "",
+          rootfs: "",
+          created: "",
+          owner: "",
+          annotations: {},
+        });
+      }
+    } catch { /* damaged: skip, delete -f can remove it */ }
+  }
+  return out;
+}
+
+/** The host pids of every process of the container (cgroup, else its PID namespace). */
+export function pids(ctx: RuntimeContext, rec: ContainerRecord): number[] {
+  const cg = ctx.cgroups;
+  if (cg && rec.cgroupPaths && Object.keys(rec.cgroupPaths).length) {
+    try {
+      return cg.pids(rec.cgroupPaths);
+    } catch { /* fall back to the namespace */ }
+  }
+  if (!initAlive(rec)) return [];
+  let ns: string;
+  try {
+    ns = Deno.readLinkSync(`/proc/${rec.pid}/ns/pid`);
+  } catch {
+    return [];
+  }
+  if (ns === Deno.readLinkSync("/proc/self/ns/pid")) return [rec.pid];
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      if (Deno.readLinkSync(`/proc/${e.name}/ns/pid`) === ns) out.push(Number(e.name));
+    } catch { /* exited meanwhile */ }
+  }
+  return out;
+}
+
+/** One process of a container, as `capsule ps` shows it. */
+export interface ProcessInfo {
+  /** Host pid. */
+  pid: number;
+  /** Pid inside the container's PID namespace. */
+  cpid: number;
+  uid: number;
+  command: string;
+}
+
+/** The processes of a container: host pid, pid inside, uid, command line. */
+export function processes(ctx: RuntimeContext, id: string): ProcessInfo[] {
+  const rec = ctx.store.load(id);
+  const out = [];
+  for (const pid of pids(ctx, rec).sort((a, b) => a - b)) {
+    try {
+      const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+      const nspid = /^NSpid:\s*(.*)$/m.exec(status)?.[1].trim().split(/\s+/) ?? [String(pid)];
+      const uid = Number(/^Uid:\s*(\d+)/m.exec(status)?.[1] ?? -1);
+      let command = Deno.readTextFileSync(`/proc/${pid}/cmdline`).split("\0").filter(Boolean)
+        .join(" ");
+      if (!command) command = `[${/^Name:\s*(.*)$/m.exec(status)?.[1] ?? "?"}]`;
+      out.push({ pid, cpid: Number(nspid.at(-1)), uid, command });
+    } catch { /* exited meanwhile */ }
+  }
+  return out;
+}

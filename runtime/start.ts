@@ -1,0 +1,41 @@
+// start (runtime spec "start"): opening exec.fifo for reading releases the init, which is
+// blocked writing to it; the init then execs the program. Poststart hooks run after.
+import * as libc from "../ffi/libc.ts";
+import { type RuntimeContext, sleep } from "./context.ts";
+import { CapsuleError, StateTransitionError } from "./errors.ts";
+import { runHooks } from "./hooks.ts";
+import { ociState, status } from "./query.ts";
+import { EXEC_FIFO, initAlive } from "./state.ts";
+
+/** Releases a created container: its init execs the program. Returns at once. */
+export async function start(ctx: RuntimeContext, id: string): Promise<void> {
+  const rec = ctx.store.load(id);
+  const st = status(ctx, rec);
+  if (st !== "created") throw new StateTransitionError(id, "start", st, ["created"]);
+  const fifo = `${ctx.store.dir(id)}/${EXEC_FIFO}`;
+  const fd = libc.open(fifo, libc.O.RDONLY | libc.O.NONBLOCK | libc.O.CLOEXEC);
+  try {
+    const buf = new Uint8Array(1);
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      let n = 0;
+      try {
+        n = libc.read(fd, buf);
+      } catch (e) {
+        if ((e as libc.SysError).code !== "EAGAIN") throw e;
+      }
+      if (n === 1) break;
+      if (!initAlive(rec)) {
+        throw new CapsuleError(`Cannot start container "${id}": its init process has exited`);
+      }
+      if (Date.now() > deadline) {
+        throw new CapsuleError(`Cannot start container "${id}": its init did not answer in 10 s`);
+      }
+      await sleep(1);
+    }
+  } finally {
+    libc.close(fd);
+  }
+  Deno.removeSync(fifo);
+  await runHooks("poststart", rec.hooks?.poststart, ociState(rec, "running"));
+}
