@@ -1,9 +1,8 @@
 // The image commands (image create/list/get/delete/run/destroyc) and named volumes. Thin:
 // parse, call image/, print. The modules load lazily: `image run` never loads the tar code.
 import { CapsuleError } from "../runtime/errors.ts";
-import type { CommandDef, FlagDef } from "./parse.ts";
+import type { CommandDef, FlagDef, Globals } from "./types.ts";
 import { formatFlag, listFlags, printJson, printListing } from "./output.ts";
-import type { Globals } from "./main.ts";
 import { forceFlag, networkFlags, networkOptions } from "./lifecycle.ts";
 import { openRuntime } from "./runtime.ts";
 

@@ -2,9 +2,8 @@
 import { CapsuleError } from "../runtime/errors.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { defaultSpec, rootlessSpec } from "../runtime/spec.ts";
-import type { CommandDef, FlagDef, Parsed } from "./parse.ts";
+import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import { listFlags, printJson, printListing } from "./output.ts";
-import type { Globals } from "./main.ts";
 import { openRuntime } from "./runtime.ts";
 
 const bundleFlag = {

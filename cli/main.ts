@@ -1,7 +1,8 @@
 // The command tree. Commands are thin: parse, call the library (mod.ts), print.
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import { SysError } from "../ffi/libc.ts";
-import { type CommandDef, type FlagDef, helpText, type Parsed, parseFlags } from "./parse.ts";
+import { helpText, parseFlags } from "./parse.ts";
+import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import { Logger } from "./output.ts";
 import { VERSION } from "../runtime/version.ts";
 import { OCI_VERSION } from "../runtime/spec.ts";
@@ -46,16 +47,6 @@ export const GLOBAL_FLAGS: FlagDef[] = [
   { name: "rootless", type: "string", help: "accepted for runc compatibility", hidden: true },
   { name: "criu", type: "string", help: "accepted for runc compatibility", hidden: true },
 ];
-
-/** Global options as the commands see them. */
-export interface Globals {
-  root: string;
-  /** Persistent data: images, volumes (the root holds run-time state only). */
-  store: string;
-  logger: Logger;
-}
-
-export type CommandFactory = (g: () => Globals) => CommandDef[];
 
 function tree(globals: () => Globals): CommandDef {
   return {

@@ -1,7 +1,6 @@
 // `capsule network create|delete|list|show|prune`: parse, call network/mod.ts, print.
-import type { CommandDef } from "./parse.ts";
+import type { CommandDef, Globals } from "./types.ts";
 import { listFlags, printJson, printListing } from "./output.ts";
-import type { Globals } from "./main.ts";
 import { CapsuleError } from "../runtime/errors.ts";
 
 export function networkCommands(globals: () => Globals): CommandDef[] {

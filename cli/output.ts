@@ -1,6 +1,6 @@
 // Printing and logging for the CLI: tables, JSON, and runc's --log/--log-format contract.
 import { CapsuleError } from "../runtime/errors.ts";
-import type { FlagDef } from "./parse.ts";
+import type { FlagDef, Log } from "./types.ts";
 
 export function printJson(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));
@@ -16,7 +16,7 @@ export function table(headers: string[], rows: string[][]): string {
     .join("\n");
 }
 
-export class Logger {
+export class Logger implements Log {
   constructor(
     readonly file?: string,
     readonly format: "text" | "json" = "text",

@@ -4,39 +4,9 @@
 // repeatable flags, `--` ends the options, and commands like `exec` or `image run` stop at the
 // first argument after which everything belongs to the container's program.
 import { UsageError } from "../runtime/errors.ts";
+import type { CommandDef, FlagDef, Parsed } from "./types.ts";
 
-export interface FlagDef {
-  name: string;
-  short?: string;
-  /** boolean, string, or list (repeatable string). */
-  type: "boolean" | "string" | "list";
-  help: string;
-  /** Placeholder shown in help, e.g. DIR. */
-  arg?: string;
-  hidden?: boolean;
-}
-
-export interface CommandDef {
-  name: string;
-  aliases?: string[];
-  summary: string;
-  /** e.g. "<container-id> [signal]" */
-  usage?: string;
-  flags?: FlagDef[];
-  /** Positional arguments: at least / at most. */
-  args?: [min: number, max: number];
-  /** After this many positionals, everything else is positional (the program and its flags). */
-  stopAfter?: number;
-  subcommands?: CommandDef[];
-  run?: (ctx: Parsed) => Promise<number | void> | number | void;
-}
-
-export interface Parsed {
-  flags: Record<string, string | boolean | string[] | undefined>;
-  args: string[];
-  command: CommandDef;
-  path: string[];
-}
+export type { CommandDef, FlagDef, Parsed } from "./types.ts";
 
 function findFlag(defs: FlagDef[], token: string): FlagDef | undefined {
   if (token.startsWith("--")) return defs.find((f) => f.name === token.slice(2));

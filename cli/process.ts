@@ -1,10 +1,9 @@
 // Processes in a container: exec, ps, log.
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import type { Process } from "../runtime/spec.ts";
-import type { CommandDef } from "./parse.ts";
+import type { CommandDef, Globals } from "./types.ts";
 import { formatFlag, printListing } from "./output.ts";
 import { openRuntime } from "./runtime.ts";
-import type { Globals } from "./main.ts";
 
 function parseUser(v: string): { uid: number; gid: number } {
   const m = /^(\d+)(?::(\d+))?$/.exec(v.trim());

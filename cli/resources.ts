@@ -1,9 +1,8 @@
 // Resource commands: update, pause, resume, events.
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import type { LinuxResources } from "../runtime/cgroups/mod.ts";
-import type { CommandDef } from "./parse.ts";
+import type { CommandDef, Globals } from "./types.ts";
 import { openRuntime } from "./runtime.ts";
-import type { Globals } from "./main.ts";
 
 function int(flag: string, v: string | undefined): number | undefined {
   if (v === undefined) return undefined;

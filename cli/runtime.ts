@@ -3,7 +3,7 @@
 // create/run/delete loads no networking or image code.
 import { type Extension, Runtime } from "../runtime/container.ts";
 import type { CgroupDriver } from "../runtime/cgroups/mod.ts";
-import type { Globals } from "./main.ts";
+import type { Globals } from "./types.ts";
 import { ID_PATTERN } from "../runtime/ids.ts";
 
 export interface RuntimeNeeds {
