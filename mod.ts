@@ -1,25 +1,57 @@
 /**
  * capsule as a library: everything the CLI does is callable from TypeScript.
  *
+ * Containers from OCI bundles (runtime spec "Operations"), through a {@link Runtime}:
+ *
  * ```ts
- * import { Runtime, detectCgroups } from "./mod.ts";
- * const rt = new Runtime({ root: "/var/run/capsule", cgroups: () => detectCgroups() });
+ * import { Capsule } from "./mod.ts";
+ * const capsule = new Capsule({ root: "/var/run/capsule" });
+ * const rt = await capsule.runtime();
  * const code = await rt.run("web", { bundle: "/srv/bundles/web" });
  * ```
+ *
+ * Images, volumes and bridge networks, as `capsule image|volume|network` do:
+ *
+ * ```ts
+ * await capsule.importImage("busybox", "/tmp/busybox.tar");
+ * await capsule.createNetwork("appnet", { subnet: "10.77.0.0/24" });
+ * const { id, code } = await capsule.runImage({
+ *   image: "busybox",
+ *   command: ["sh", "-c", "ip addr show eth0"],
+ *   network: { name: "appnet", ports: ["8080:80"] },
+ * });
+ * await capsule.destroyContainer(id);
+ * ```
+ *
+ * Errors meant for the user are {@link CapsuleError}s (a {@link NotFoundError} for an unknown
+ * container, a {@link StateTransitionError} for an illegal move of the lifecycle); anything
+ * else is a bug. Most operations need root, as the CLI does.
  * @module
  */
+export { Capsule, type ImageRunRequest, type NetworkAttachment } from "./lib/capsule.ts";
+export {
+  type CapsuleOptions,
+  DEFAULT_STORE,
+  defaultRoot,
+  openRuntime,
+  type RuntimeNeeds,
+} from "./lib/open.ts";
 export {
   type CreateContext,
   type CreateOptions,
+  type ExecOptions,
   type Extension,
   type OciState,
+  type PrepareContext,
+  type Prepared,
+  type ProcessInfo,
   Runtime,
   type RuntimeOptions,
 } from "./runtime/container.ts";
 export { CapsuleError, NotFoundError, StateTransitionError, UsageError } from "./runtime/errors.ts";
 export { ID_PATTERN, validateId } from "./runtime/ids.ts";
 export { parseSignal, signalName } from "./runtime/signals.ts";
-export { defaultSpec, OCI_VERSION, type Spec } from "./runtime/spec.ts";
+export { defaultSpec, OCI_VERSION, rootlessSpec, type Spec } from "./runtime/spec.ts";
 export { parseConfig, validateConfig } from "./runtime/config.ts";
 export { buildInitPlan, type InitPlan, type MountOp, parseMountOptions } from "./runtime/plan.ts";
 export { type ContainerRecord, DEFAULT_ROOT, StateStore, type Status } from "./runtime/state.ts";
@@ -32,4 +64,7 @@ export {
   parseMemory,
   toRuncStats,
 } from "./runtime/cgroups/mod.ts";
+export type { ImageConfig, ImageRecord } from "./image/store.ts";
+export type { VolumeInfo } from "./image/run.ts";
+export type { NetworkInfo, NetworkRecord } from "./network/mod.ts";
 export { VERSION } from "./runtime/version.ts";

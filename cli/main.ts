@@ -7,13 +7,12 @@ import { Logger } from "./output.ts";
 import { VERSION } from "../runtime/version.ts";
 import { OCI_VERSION } from "../runtime/spec.ts";
 import { DEFAULT_ROOT } from "../runtime/state.ts";
+import { DEFAULT_STORE, defaultRoot } from "../lib/open.ts";
 import { lifecycleCommands } from "./lifecycle.ts";
 import { resourceCommands } from "./resources.ts";
 import { processCommands } from "./process.ts";
 import { imageCommands } from "./image.ts";
 import { networkCommands } from "./network.ts";
-
-export const DEFAULT_STORE = "/var/lib/capsule";
 
 export const GLOBAL_FLAGS: FlagDef[] = [
   {
@@ -64,13 +63,6 @@ function tree(globals: () => Globals): CommandDef {
 
 function versionText(): string {
   return `capsule version ${VERSION}\nspec: ${OCI_VERSION}\ndeno: ${Deno.version.deno}`;
-}
-
-/** /var/run/capsule for root; an unprivileged user's own runtime directory otherwise. */
-function defaultRoot(): string {
-  if (Deno.uid() === 0) return DEFAULT_ROOT;
-  const xdg = Deno.env.get("XDG_RUNTIME_DIR");
-  return xdg ? `${xdg}/capsule` : `/tmp/capsule-${Deno.uid()}`;
 }
 
 /** Runs the CLI; returns the exit status (never throws for user errors). */
