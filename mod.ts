@@ -46,21 +46,42 @@ export {
   type Prepared,
   type ProcessInfo,
   Runtime,
+  type RuntimeContext,
   type RuntimeOptions,
 } from "./runtime/container.ts";
 export { CapsuleError, NotFoundError, StateTransitionError, UsageError } from "./runtime/errors.ts";
 export { ID_PATTERN, validateId } from "./runtime/ids.ts";
 export { parseSignal, signalName } from "./runtime/signals.ts";
-export { defaultSpec, OCI_VERSION, rootlessSpec, type Spec } from "./runtime/spec.ts";
+export {
+  defaultSpec,
+  type Device,
+  type Hook,
+  type Mount,
+  type Namespace,
+  OCI_VERSION,
+  type Process,
+  rootlessSpec,
+  type Spec,
+} from "./runtime/spec.ts";
 export { parseConfig, validateConfig } from "./runtime/config.ts";
 export { buildInitPlan, type InitPlan, type MountOp, parseMountOptions } from "./runtime/plan.ts";
-export { type ContainerRecord, DEFAULT_ROOT, StateStore, type Status } from "./runtime/state.ts";
+export {
+  type ContainerRecord,
+  DEFAULT_ROOT,
+  type HookRecord,
+  type PausedProbe,
+  StateStore,
+  type Status,
+} from "./runtime/state.ts";
 export {
   type CgroupDriver,
   type CgroupPaths,
   type CgroupStats,
   detectCgroups,
+  type DetectOptions,
+  type LinuxDeviceCgroup,
   type LinuxResources,
+  type MemoryEntry,
   parseMemory,
   toRuncStats,
 } from "./runtime/cgroups/mod.ts";

@@ -82,6 +82,7 @@ export class Capsule {
   readonly #opts: CapsuleOptions;
   #networks?: Networks;
 
+  /** Reads nothing yet: every method reaches the root and the store when called. */
   constructor(opts: CapsuleOptions = {}) {
     this.root = opts.root ?? defaultRoot();
     this.store = opts.store ?? DEFAULT_STORE;

@@ -134,6 +134,10 @@ export function parseConfig(text: string, file = "config.json"): Spec {
   return validateConfig(raw, file);
 }
 
+/**
+ * Validates a parsed config.json (runtime spec "Configuration", 1.0-1.2); returns it typed.
+ * Throws CapsuleError naming `file`, the JSON path of the first problem and the reason.
+ */
 export function validateConfig(raw: unknown, file = "config.json"): Spec {
   const r = schema.safeParse(raw);
   if (!r.success) {

@@ -19,7 +19,9 @@ export interface RuntimeOptions {
 
 /** The shared context of the lifecycle operations. */
 export interface RuntimeContext {
+  /** Where the containers' state lives. */
   readonly store: StateStore;
+  /** Layers attached to the lifecycle, in the order their `prepare` runs. */
   readonly extensions: Extension[];
   /** The cgroup driver, detected on first use; undefined when capsule manages no cgroups. */
   readonly cgroups: CgroupDriver | undefined;

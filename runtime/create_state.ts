@@ -11,9 +11,11 @@ import type { ContainerRecord } from "./state.ts";
 export interface CreateOptions {
   /** Bundle directory (default: the current directory). */
   bundle?: string;
+  /** Write the init's host pid to this file (atomically) once created. */
   pidFile?: string;
   /** Detached: stdio to <root>/<id>/container.log, new session. */
   detach?: boolean;
+  /** Switch root with MS_MOVE + chroot instead of pivot_root (a ramfs root cannot pivot). */
   noPivot?: boolean;
   /** Options for extensions, by extension name. */
   ext?: Record<string, unknown>;

@@ -27,7 +27,9 @@ export interface ExecOptions {
   args?: string[];
   /** KEY=VALUE, merged over the container's environment. */
   env?: string[];
+  /** Working directory in the container, absolute (default: process.cwd of config.json). */
   cwd?: string;
+  /** uid and gids in the container (default: process.user of config.json). */
   user?: { uid: number; gid: number; additionalGids?: number[] };
   /** A whole OCI process (exec --process FILE, as podman and containerd send it). */
   process?: Process;
@@ -38,8 +40,11 @@ export interface ExecOptions {
    * engines use: conmon hands the process its own pipes and reaps it as a subreaper).
    */
   keepStdio?: boolean;
+  /** Write the exec's host pid to this file (atomically). */
   pidFile?: string;
+  /** Give the program a pseudo-terminal. */
   tty?: boolean;
+  /** Unix socket that receives the pty master (runc's --console-socket). */
   consoleSocket?: string;
 }
 

@@ -6,10 +6,15 @@ import type { ContainerRecord } from "./state.ts";
 
 /** What create knows about a container, handed to extensions. */
 export interface CreateContext {
+  /** Container id. */
   id: string;
+  /** Host pid of the container's init (its namespaces exist, its program has not run). */
   pid: number;
+  /** Absolute bundle directory. */
   bundle: string;
+  /** The validated config.json (with the changes of earlier extensions). */
   spec: Spec;
+  /** The container's record, as kept in state.json. */
   record: ContainerRecord;
   /** The container's state directory (for files an extension keeps). */
   dir: string;
@@ -45,8 +50,12 @@ export interface Prepared {
  * idempotent and cope with data from a `prepare` that stopped halfway.
  */
 export interface Extension {
+  /** Its key in `CreateOptions.ext` and in the record's `ext`. */
   name: string;
+  /** Before the init's plan is made: may allocate, add mounts, replace the root. */
   prepare?(ctx: PrepareContext): Promise<Prepared | void> | Prepared | void;
+  /** Once the namespaces exist; what it returns replaces its data in the record. */
   created?(ctx: CreateContext): Promise<unknown> | unknown;
+  /** On delete, and when create failed after `prepare` began; must be idempotent. */
   deleted?(record: ContainerRecord, data: unknown): Promise<void> | void;
 }

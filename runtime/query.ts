@@ -7,15 +7,25 @@ import { type ContainerRecord, initAlive, type Status } from "./state.ts";
 
 /** The OCI state of a container (runtime spec "State"), plus capsule's fields (ip, detail). */
 export interface OciState {
+  /** The runtime spec version of the state's shape. */
   ociVersion: string;
+  /** Container id. */
   id: string;
+  /** creating, created, running, paused or stopped. */
   status: Status;
+  /** Host pid of the container's process; 0 once stopped. */
   pid: number;
+  /** Absolute bundle directory. */
   bundle: string;
+  /** Absolute root filesystem path. */
   rootfs: string;
+  /** When it was created, ISO 8601 UTC. */
   created: string;
+  /** Always "" (runc's field). */
   owner: string;
+  /** config.json's annotations. */
   annotations: Record<string, string>;
+  /** Extensions' summaries (`ip`, `network`, `image`) and, with detail, `detail`. */
   [k: string]: unknown;
 }
 
@@ -129,7 +139,9 @@ export interface ProcessInfo {
   pid: number;
   /** Pid inside the container's PID namespace. */
   cpid: number;
+  /** Its uid as the host sees it. */
   uid: number;
+  /** Its command line, or [name] for a kernel thread or a zombie. */
   command: string;
 }
 

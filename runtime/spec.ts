@@ -1,32 +1,53 @@
 // The OCI runtime spec types capsule reads (1.0-1.2), and the starter config.json that
 // `capsule spec` writes. Validation lives in config.ts (it loads zod; this file must not).
 
+/** A mount of config.json (runtime spec config "Mounts"). */
 export interface Mount {
+  /** Absolute path in the container (1.1: relative is read from "/"). */
   destination: string;
+  /** Filesystem type (e.g. "proc", "tmpfs"; "bind" or omitted with a bind option). */
   type?: string;
+  /** Device, host path (bind) or filesystem name. */
   source?: string;
+  /** mount(8) options: flags ("ro", "nosuid", "rbind", "rprivate"...) and data ("mode=755"). */
   options?: string[];
 }
 
+/** A namespace to make, or to join by `path` (runtime spec config-linux "Namespaces"). */
 export interface Namespace {
+  /** The namespace kind. */
   type: "pid" | "network" | "mount" | "ipc" | "uts" | "user" | "cgroup" | "time";
+  /** Join this namespace (e.g. /proc/PID/ns/net) instead of making a new one. */
   path?: string;
 }
 
+/** A hook of config.json (runtime spec config "POSIX-platform Hooks"); timeout in seconds. */
 export interface Hook {
+  /** Absolute path of the program, run on the host. */
   path: string;
+  /** argv, including argv[0]. */
   args?: string[];
+  /** KEY=VALUE: its whole environment. */
   env?: string[];
+  /** Seconds before it is killed. */
   timeout?: number;
 }
 
+/** The container's program and its context (runtime spec config "Process"). */
 export interface Process {
+  /** Give the program a pseudo-terminal. */
   terminal?: boolean;
+  /** The terminal's size in characters. */
   consoleSize?: { height: number; width: number };
+  /** uid/gid in the container, umask, and supplementary gids. */
   user: { uid: number; gid: number; umask?: number; additionalGids?: number[] };
+  /** The program and its arguments (args[0] searched in PATH of env). */
   args: string[];
+  /** KEY=VALUE environment. */
   env?: string[];
+  /** Working directory, absolute in the container. */
   cwd: string;
+  /** Capability sets, names like "CAP_KILL". */
   capabilities?: {
     bounding?: string[];
     effective?: string[];
@@ -34,30 +55,54 @@ export interface Process {
     permitted?: string[];
     ambient?: string[];
   };
+  /** setrlimit(2) limits: type like "RLIMIT_NOFILE", in the resource's units. */
   rlimits?: { type: string; hard: number; soft: number }[];
+  /** Set PR_SET_NO_NEW_PRIVS (setuid binaries gain nothing). */
   noNewPrivileges?: boolean;
+  /** /proc/self/oom_score_adj, -1000 to 1000. */
   oomScoreAdj?: number;
+  /** Accepted; capsule applies no AppArmor profile. */
   apparmorProfile?: string;
+  /** Accepted; capsule applies no SELinux label. */
   selinuxLabel?: string;
 }
 
+/** A device node to make in the container (runtime spec config-linux "Devices"). */
 export interface Device {
+  /** c (char), b (block), u (unbuffered char), p (fifo). */
   type: "c" | "b" | "u" | "p";
+  /** Absolute path in the container. */
   path: string;
+  /** Major number. */
   major?: number;
+  /** Minor number. */
   minor?: number;
+  /** Permission bits (e.g. 0o666). */
   fileMode?: number;
+  /** Owner in the container. */
   uid?: number;
+  /** Group in the container. */
   gid?: number;
 }
 
+/**
+ * config.json: the parts of the OCI runtime spec (1.0-1.2) capsule reads; `validateConfig`
+ * checks a parsed one. Unknown fields are tolerated.
+ */
 export interface Spec {
+  /** The spec version the config follows (1.0.x to 1.2.x). */
   ociVersion: string;
+  /** The container's program (runtime spec config "Process"). */
   process?: Process;
+  /** Root filesystem: path absolute or relative to the bundle; readonly remounts it ro. */
   root?: { path: string; readonly?: boolean };
+  /** The UTS namespace's host name. */
   hostname?: string;
+  /** The UTS namespace's domain name. */
   domainname?: string;
+  /** Mounts, in order, after the root (runtime spec config "Mounts"). */
   mounts?: Mount[];
+  /** Hooks by lifecycle point (runtime spec config "POSIX-platform Hooks"). */
   hooks?: {
     prestart?: Hook[];
     createRuntime?: Hook[];
@@ -66,7 +111,9 @@ export interface Spec {
     poststart?: Hook[];
     poststop?: Hook[];
   };
+  /** Arbitrary metadata, copied to the state. */
   annotations?: Record<string, string>;
+  /** Linux specifics (runtime spec config-linux): namespaces, id maps, devices, cgroups, seccomp. */
   linux?: {
     namespaces?: Namespace[];
     uidMappings?: { containerID: number; hostID: number; size: number }[];
@@ -83,7 +130,9 @@ export interface Spec {
   };
 }
 
+/** The runtime spec version capsule implements and writes. */
 export const OCI_VERSION = "1.2.0";
+/** PATH of the starter config and of images without one. */
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** The capabilities runc's starter spec keeps (docker's default set is wider). */

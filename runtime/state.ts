@@ -4,18 +4,26 @@
 import { CapsuleError, NotFoundError } from "./errors.ts";
 import { ID_PATTERN, validateId } from "./ids.ts";
 
+/** A container's status (runtime spec "State"), derived from the kernel each time. */
 export type Status = "creating" | "created" | "running" | "paused" | "stopped";
 
 /** What capsule keeps about a container. The OCI state is a view of it (see ociState). */
 export interface ContainerRecord {
+  /** The runtime spec version capsule follows. */
   ociVersion: string;
+  /** Container id. */
   id: string;
+  /** Host pid of the init (then of the container's program, which it execs). */
   pid: number;
   /** Field 22 of /proc/<pid>/stat when the init started: a recycled pid never matches. */
   pidStartTime: string;
+  /** Absolute bundle directory. */
   bundle: string;
+  /** Absolute root filesystem path. */
   rootfs: string;
+  /** When create began, ISO 8601 UTC. */
   created: string;
+  /** config.json's annotations. */
   annotations: Record<string, string>;
   /** True until create finished; a crash leaves it set, and the container counts as stopped. */
   creating?: boolean;
@@ -31,13 +39,19 @@ export interface ContainerRecord {
   ext?: Record<string, unknown>;
 }
 
+/** An OCI hook (config.json "hooks"; runtime spec "POSIX-platform Hooks"); timeout in seconds. */
 export interface HookRecord {
+  /** Absolute path of the program. */
   path: string;
+  /** argv, including argv[0]. */
   args?: string[];
+  /** KEY=VALUE: its whole environment. */
   env?: string[];
+  /** Seconds before it is killed. */
   timeout?: number;
 }
 
+/** Where container state lives by default (`capsule --root`). */
 export const DEFAULT_ROOT = "/var/run/capsule";
 
 export const STATE_FILE = "state.json";
@@ -91,9 +105,15 @@ export function writeFileAtomic(path: string, data: string, mode = 0o644): void 
 /** Reads `freezer.state`-style extra status; set by the cgroup layer (paused). */
 export type PausedProbe = (rec: ContainerRecord) => boolean;
 
+/**
+ * The containers' state under a root: `<root>/<id>/state.json`, written atomically. Every
+ * method validates the id first (CapsuleError: it never reaches a path otherwise).
+ */
 export class StateStore {
+  /** Reads or makes nothing until a method is called. */
   constructor(readonly root: string = DEFAULT_ROOT) {}
 
+  /** The container's state directory. */
   dir(id: string): string {
     return `${this.root}/${validateId(id)}`;
   }
@@ -116,6 +136,7 @@ export class StateStore {
     return dir;
   }
 
+  /** Writes the record (temp file + rename: a reader never sees half of it). */
   write(rec: ContainerRecord): void {
     writeFileAtomic(`${this.dir(rec.id)}/${STATE_FILE}`, JSON.stringify(rec, null, 2) + "\n");
   }
@@ -155,6 +176,7 @@ export class StateStore {
     return rec;
   }
 
+  /** The ids of the containers under the root, sorted. */
   ids(): string[] {
     const out: string[] = [];
     try {
@@ -167,6 +189,10 @@ export class StateStore {
     return out.sort();
   }
 
+  /**
+   * The status now: stopped unless the init lives with the same start time (a recycled pid
+   * never counts), creating until create finished, created while exec.fifo exists.
+   */
   status(rec: ContainerRecord, paused?: PausedProbe): Status {
     if (!initAlive(rec)) return "stopped";
     if (rec.creating) return "creating";
@@ -174,6 +200,7 @@ export class StateStore {
     return exists(`${this.dir(rec.id)}/${EXEC_FIFO}`) ? "created" : "running";
   }
 
+  /** Removes the container's directory; a missing one is fine. */
   remove(id: string): void {
     try {
       Deno.removeSync(this.dir(id), { recursive: true });

@@ -1,1 +1,2 @@
+/** capsule's version (semver). */
 export const VERSION = "0.1.0";

@@ -25,6 +25,7 @@ export { CgroupV2Driver } from "./v2.ts";
 export { FakeCgroupDriver } from "./fake.ts";
 export { DEFAULT_DEVICE_RULES } from "./util.ts";
 
+/** What detectCgroups reads instead of the host's files (for tests). */
 export interface DetectOptions {
   /** mountinfo text; default: /proc/self/mountinfo. */
   mountinfo?: string;

@@ -3,11 +3,13 @@
 
 /** One OCI device cgroup rule (linux.resources.devices[]). */
 export interface LinuxDeviceCgroup {
+  /** Allow (true) or deny (false) the matching devices. */
   allow: boolean;
   /** "a" (all), "c" or "b"; default "a". */
   type?: string;
   /** Undefined or -1 means any ("*"). */
   major?: number | null;
+  /** Undefined or -1 means any ("*"). */
   minor?: number | null;
   /** Any of "r", "w", "m"; default "rwm". */
   access?: string;
@@ -15,6 +17,7 @@ export interface LinuxDeviceCgroup {
 
 /** OCI linux.resources (the parts capsule applies). Numbers as in config.json. */
 export interface LinuxResources {
+  /** Memory in bytes. */
   memory?: {
     limit?: number;
     reservation?: number;
@@ -26,6 +29,7 @@ export interface LinuxResources {
     swappiness?: number;
     disableOOMKiller?: boolean;
   };
+  /** shares: relative weight (1024 = one share); quota and period in microseconds. */
   cpu?: {
     shares?: number;
     quota?: number;
@@ -35,8 +39,11 @@ export interface LinuxResources {
     cpus?: string;
     mems?: string;
   };
+  /** Most processes at once (0 or -1: no limit). */
   pids?: { limit?: number };
+  /** Relative weight of block I/O, 10-1000. */
   blockIO?: { weight?: number };
+  /** Device rules, applied in order (the last that matches wins). */
   devices?: LinuxDeviceCgroup[];
   /** cgroup v2 only: file name -> value, written as given. */
   unified?: Record<string, string>;
@@ -47,20 +54,26 @@ export type CgroupPaths = Record<string, string>;
 
 /** One memory counter. Unlimited limits are 2^64-1 on v2 ("max") and the kernel's value on v1. */
 export interface MemoryEntry {
+  /** Bytes now. */
   usage: number;
+  /** Bytes allowed. */
   limit: number;
+  /** Most bytes ever used. */
   max: number;
+  /** Times the limit was hit. */
   failcnt: number;
 }
 
 /** Statistics, shaped after runc's `events --stats` (see toRuncStats for its JSON). */
 export interface CgroupStats {
+  /** cpu time. */
   cpu: {
     /** Nanoseconds. */
     usage: { total: number; percpu?: number[]; kernel: number; user: number };
     /** throttledTime in nanoseconds. */
     throttling: { periods: number; throttledPeriods: number; throttledTime: number };
   };
+  /** Memory counters in bytes. */
   memory: {
     cache: number;
     usage: MemoryEntry;
@@ -72,10 +85,16 @@ export interface CgroupStats {
   };
   /** limit 0 means unlimited (as runc reports it). */
   pids: { current: number; limit: number };
+  /** Processes the OOM killer killed in the cgroup. */
   oomKillCount: number;
 }
 
+/**
+ * One cgroup version's implementation (v1.ts, v2.ts; fake.ts for tests). Methods throw
+ * CapsuleError naming the file and the kernel's reason when a write is refused.
+ */
 export interface CgroupDriver {
+  /** The cgroup version it drives. */
   readonly version: 1 | 2;
   /** false on cgroup v2: device rules need an eBPF program there, which capsule does not load. */
   readonly devicesEnforced: boolean;
@@ -89,9 +108,13 @@ export interface CgroupDriver {
   apply(paths: CgroupPaths, resources: LinuxResources): void;
   /** Pids in the cgroup and its descendants, sorted. [] when the cgroup is gone. */
   pids(paths: CgroupPaths): number[];
+  /** Freezes every process (v1 freezer.state, v2 cgroup.freeze); returns once frozen. */
   freeze(paths: CgroupPaths): void;
+  /** Thaws every process. */
   thaw(paths: CgroupPaths): void;
+  /** Whether the cgroup is frozen now. */
   isFrozen(paths: CgroupPaths): boolean;
+  /** The counters now. */
   stats(paths: CgroupPaths): CgroupStats;
   /** Remove the directories, children first; missing ones are fine. */
   destroy(paths: CgroupPaths): void;
