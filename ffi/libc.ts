@@ -466,9 +466,35 @@ export interface Rlimit {
   hard: bigint;
 }
 
+/** The calling process's [soft, hard] limit of `resource` (RLIM_INFINITY = 2^64-1). */
+export function getrlimit(resource: number): [bigint, bigint] {
+  const lim = new BigUint64Array(2);
+  sysCheck("prlimit64", SYS.prlimit64, 0, resource, 0, ptr(new Uint8Array(lim.buffer)));
+  return [lim[0], lim[1]];
+}
+
+/** prlimit64 on this process; the buffer is made before the call (nothing allocated after). */
 export function setrlimit(resource: number, soft: bigint, hard: bigint): void {
   const lim = new BigUint64Array([soft, hard]);
   sysCheck("prlimit64", SYS.prlimit64, 0, resource, ptr(new Uint8Array(lim.buffer)), 0);
+}
+
+/**
+ * setrlimit for each limit, built now and run by the returned function: it only makes the
+ * prlimit64 calls (no allocation), so a small RLIMIT_AS can be set right before execve.
+ */
+export function prepareRlimits(limits: Rlimit[]): () => void {
+  const calls = limits.map((l) => {
+    const buf = new BigUint64Array([l.soft, l.hard]);
+    return { buf, args: [BigInt(l.resource), ptr(new Uint8Array(buf.buffer))] as const };
+  });
+  const nr = BigInt(SYS.prlimit64);
+  const f = libc().syscall;
+  return () => {
+    for (const c of calls) {
+      invoke(() => f(nr, 0n, c.args[0], c.args[1], 0n, 0n, 0n), "prlimit64");
+    }
+  };
 }
 
 /** capset(2) for the calling thread: effective, permitted, inheritable as 64-bit masks. */
