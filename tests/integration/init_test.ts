@@ -273,7 +273,7 @@ while True:
     let created = 0, refused = 0;
     try {
       assertEquals((await capsule(root, ["run", "-d", "-b", attacker, "attacker"])).code, 0);
-      for (let i = 0; i < Number(Deno.env.get("RACE_CREATES") ?? 30); i++) {
+      for (let i = 0; i < Number(Deno.env.get("RACE_CREATES") ?? 24); i++) {
         const r = await capsule(root, ["create", "-b", victim, `victim${i}`]);
         if (r.code === 0) created++;
         else {
