@@ -344,8 +344,13 @@ export function read(fd: number, buf: Uint8Array<ArrayBuffer>): number {
 
 /** read(2) on a pool thread: for the host side only, never inside a container's namespaces. */
 export async function readAsync(fd: number, buf: Uint8Array<ArrayBuffer>): Promise<number> {
-  // -1 on any error: the errno of a pool thread is not ours to read.
-  return Math.max(-1, Number(await libc().readNonblocking(fd, buf, BigInt(buf.length))));
+  // -1 on any error: the errno of a pool thread is not ours to read. A failure is tried
+  // again a few times, so an EINTR (a signal such as SIGWINCH landing on that thread) is not
+  // taken for the end; a lasting error (EIO once the pty's slaves are closed) stays -1.
+  for (let tries = 0;; tries++) {
+    const n = Number(await libc().readNonblocking(fd, buf, BigInt(buf.length)));
+    if (n >= 0 || tries === 3) return Math.max(-1, n);
+  }
 }
 
 export function writeAll(fd: number, data: Uint8Array<ArrayBuffer>): void {
