@@ -117,6 +117,7 @@ const ERRNO_TEXT: Record<string, string> = {
 };
 
 function errnoName(errno: number): string {
+  if (errno === 0) return "errno not set";
   return ERRNO_NAMES[errno] ?? `errno ${errno}`;
 }
 
@@ -136,16 +137,55 @@ export class SysError extends Error {
   }
 }
 
-/** errno of the last failed call on this thread; read it right after the call returned -1. */
-export function errno(): number {
-  const p = libc().__errno_location();
-  return p ? new Deno.UnsafePointerView(p).getInt32() : 0;
+/**
+ * The calling (main) thread's errno as a 1-element view on libc's thread-local variable.
+ * Every wrapper here is a blocking FFI call on the main JS thread, so one view serves them
+ * all; reading it is a plain memory load, with no FFI call (and nothing of Deno's that could
+ * fail and set errno) between the failed call and the read.
+ */
+let errnoView: Int32Array | undefined;
+function errnoCell(): Int32Array {
+  if (!errnoView) {
+    const p = libc().__errno_location();
+    if (!p) throw new Error("__errno_location returned NULL");
+    errnoView = new Int32Array(Deno.UnsafePointerView.getArrayBuffer(p, 4));
+  }
+  return errnoView;
 }
 
-function check(ret: number | bigint, syscall: string, path?: string): number {
-  const n = Number(ret);
-  if (n === -1) throw new SysError(syscall, errno(), path);
-  return n;
+/** errno of the last failed call on this thread; read it right after the call returned -1. */
+export function errno(): number {
+  return errnoCell()[0];
+}
+
+const EINTR = 4;
+
+/** How a wrapper treats EINTR: "retry" the call (safe for nearly all), or "fail". */
+export type OnEintr = "retry" | "fail";
+
+/**
+ * Runs one libc/syscall call the way every wrapper does: errno is zeroed before each attempt
+ * (so a value left by an earlier call, or by Deno's own code, can never be taken for this
+ * call's), read only when the call returned -1, and an EINTR retried. A -1 with errno still
+ * 0 is reported as such (EIO-like "errno not set"), never as someone else's error.
+ * Returns the call's result; throws SysError(syscall, errno, path).
+ * `cell` is for tests (a fake errno); the real one is libc's.
+ */
+export function invoke(
+  call: () => number | bigint,
+  syscall: string,
+  path?: string,
+  onEintr: OnEintr = "retry",
+  cell: Int32Array = errnoCell(),
+): number {
+  for (;;) {
+    cell[0] = 0;
+    const n = Number(call());
+    if (n !== -1) return n;
+    const e = cell[0];
+    if (e === EINTR && onEintr === "retry") continue;
+    throw new SysError(syscall, e, path);
+  }
 }
 
 const enc = new TextEncoder();
@@ -181,6 +221,14 @@ export const SYS = {
   utimensat: ARM ? 88 : 280,
   lsetxattr: ARM ? 6 : 189,
   bpf: ARM ? 280 : 321,
+  openat2: 437,
+  mkdirat: ARM ? 34 : 258,
+  mknodat: ARM ? 33 : 259,
+  symlinkat: ARM ? 36 : 266,
+  unlinkat: ARM ? 35 : 263,
+  statx: ARM ? 291 : 332,
+  ppoll: ARM ? 73 : 271,
+  getsockopt: ARM ? 209 : 55,
 } as const;
 
 function sys(nr: number, ...args: (number | bigint)[]): number {
@@ -189,7 +237,7 @@ function sys(nr: number, ...args: (number | bigint)[]): number {
 }
 
 function sysCheck(name: string, nr: number, ...args: (number | bigint)[]): number {
-  return check(sys(nr, ...args), name);
+  return invoke(() => sys(nr, ...args), name);
 }
 
 function ptr(buf: Uint8Array | BigUint64Array | Int32Array | null): bigint {
@@ -199,11 +247,11 @@ function ptr(buf: Uint8Array | BigUint64Array | Int32Array | null): bigint {
 // ---- the wrappers -----------------------------------------------------------------------
 
 export function unshare(flags: number): void {
-  check(libc().unshare(flags), "unshare");
+  invoke(() => libc().unshare(flags), "unshare");
 }
 
 export function setns(fd: number, nstype: number): void {
-  check(libc().setns(fd, nstype), "setns");
+  invoke(() => libc().setns(fd, nstype), "setns");
 }
 
 export function mount(
@@ -216,34 +264,34 @@ export function mount(
   const src = source === null ? null : cstr(source);
   const fs = fstype === null ? null : cstr(fstype);
   const d = data === null || data === "" ? null : cstr(data);
-  check(libc().mount(src, cstr(target), fs, BigInt(flags), d), "mount", target);
+  invoke(() => libc().mount(src, cstr(target), fs, BigInt(flags), d), "mount", target);
 }
 
 export function umount2(target: string, flags: number): void {
-  check(libc().umount2(cstr(target), flags), "umount2", target);
+  invoke(() => libc().umount2(cstr(target), flags), "umount2", target);
 }
 
 export function chdir(path: string): void {
-  check(libc().chdir(cstr(path)), "chdir", path);
+  invoke(() => libc().chdir(cstr(path)), "chdir", path);
 }
 
 export function chroot(path: string): void {
-  check(libc().chroot(cstr(path)), "chroot", path);
+  invoke(() => libc().chroot(cstr(path)), "chroot", path);
 }
 
 export function pivotRoot(newRoot: string, putOld: string): void {
   const a = cstr(newRoot), b = cstr(putOld);
-  check(sys(SYS.pivot_root, ptr(a), ptr(b)), "pivot_root", newRoot);
+  invoke(() => sys(SYS.pivot_root, ptr(a), ptr(b)), "pivot_root", newRoot);
 }
 
 export function sethostname(name: string): void {
   const b = enc.encode(name);
-  check(libc().sethostname(b, BigInt(b.length)), "sethostname");
+  invoke(() => libc().sethostname(b, BigInt(b.length)), "sethostname");
 }
 
 export function setdomainname(name: string): void {
   const b = enc.encode(name);
-  check(libc().setdomainname(b, BigInt(b.length)), "setdomainname");
+  invoke(() => libc().setdomainname(b, BigInt(b.length)), "setdomainname");
 }
 
 export function makedev(major: number, minor: number): bigint {
@@ -253,11 +301,11 @@ export function makedev(major: number, minor: number): bigint {
 }
 
 export function mknod(path: string, mode: number, dev: bigint): void {
-  check(libc().mknod(cstr(path), mode, dev), "mknod", path);
+  invoke(() => libc().mknod(cstr(path), mode, dev), "mknod", path);
 }
 
 export function mkfifo(path: string, mode: number): void {
-  check(libc().mkfifo(cstr(path), mode), "mkfifo", path);
+  invoke(() => libc().mkfifo(cstr(path), mode), "mkfifo", path);
 }
 
 export function umask(mask: number): number {
@@ -281,53 +329,54 @@ export const O = {
 } as const;
 
 export function open(path: string, flags: number, mode = 0): number {
-  return check(libc().open(cstr(path), flags, mode), "open", path);
+  return invoke(() => libc().open(cstr(path), flags, mode), "open", path);
 }
 
+/** close(2); never retried (Linux frees the fd even when close reports EINTR); errors ignored. */
 export function close(fd: number): void {
   libc().close(fd);
 }
 
 /** read(2); returns the number of bytes (0 at EOF). Retries EINTR. */
 export function read(fd: number, buf: Uint8Array<ArrayBuffer>): number {
-  for (;;) {
-    const n = Number(libc().read(fd, buf, BigInt(buf.length)));
-    if (n >= 0) return n;
-    const e = errno();
-    if (e !== 4) throw new SysError("read", e);
-  }
+  return invoke(() => libc().read(fd, buf, BigInt(buf.length)), "read");
 }
 
 /** read(2) on a pool thread: for the host side only, never inside a container's namespaces. */
 export async function readAsync(fd: number, buf: Uint8Array<ArrayBuffer>): Promise<number> {
-  // -1 on any error: the errno of a pool thread is not ours to read.
-  return Math.max(-1, Number(await libc().readNonblocking(fd, buf, BigInt(buf.length))));
+  // -1 on any error: the errno of a pool thread is not ours to read. A failure is tried
+  // again a few times, so an EINTR (a signal such as SIGWINCH landing on that thread) is not
+  // taken for the end; a lasting error (EIO once the pty's slaves are closed) stays -1.
+  for (let tries = 0;; tries++) {
+    const n = Number(await libc().readNonblocking(fd, buf, BigInt(buf.length)));
+    if (n >= 0 || tries === 3) return Math.max(-1, n);
+  }
 }
 
 export function writeAll(fd: number, data: Uint8Array<ArrayBuffer>): void {
   let off = 0;
   while (off < data.length) {
     const chunk = data.subarray(off);
-    const n = Number(libc().write(fd, chunk, BigInt(chunk.length)));
-    if (n < 0) {
-      const e = errno();
-      if (e === 4) continue;
-      throw new SysError("write", e);
-    }
-    off += n;
+    off += invoke(() => libc().write(fd, chunk, BigInt(chunk.length)), "write");
   }
 }
 
 export function execve(path: string, argv: string[], env: string[]): never {
-  const a = cstrArray(argv), e = cstrArray(env);
-  const ret = libc().execve(
-    cstr(path),
-    new Uint8Array(a.array.buffer),
-    new Uint8Array(e.array.buffer),
-  );
-  void a.keep, e.keep;
-  check(ret, "exec", path);
-  throw new SysError("exec", errno(), path);
+  return prepareExecve(path, argv, env)();
+}
+
+/**
+ * Builds execve's C strings and arrays now and returns the call: after it is built, running
+ * it allocates nothing, so it can follow setrlimit (a small RLIMIT_AS must not meet Deno).
+ */
+export function prepareExecve(path: string, argv: string[], env: string[]): () => never {
+  const a = cstrArray(argv), e = cstrArray(env), p = cstr(path);
+  const av = new Uint8Array(a.array.buffer), ev = new Uint8Array(e.array.buffer);
+  return () => {
+    invoke(() => libc().execve(p, av, ev), "exec", path);
+    void a.keep, e.keep;
+    throw new SysError("exec", 0, path); // execve returns only with -1
+  };
 }
 
 const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000;
@@ -335,30 +384,28 @@ const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000;
 /** socketpair(AF_UNIX, SOCK_STREAM); both ends without CLOEXEC unless asked. */
 export function socketpair(cloexec = false): [number, number] {
   const sv = new Int32Array(2);
-  check(
+  invoke(() =>
     libc().socketpair(
       AF_UNIX,
       SOCK_STREAM | (cloexec ? SOCK_CLOEXEC : 0),
       0,
       new Uint8Array(sv.buffer),
-    ),
-    "socketpair",
-  );
+    ), "socketpair");
   return [sv[0], sv[1]];
 }
 
 const F_GETFD = 1, F_SETFD = 2, FD_CLOEXEC = 1;
 export function setCloexec(fd: number, on: boolean): void {
-  const flags = check(libc().fcntl(fd, F_GETFD, 0), "fcntl");
-  check(libc().fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC), "fcntl");
+  const flags = invoke(() => libc().fcntl(fd, F_GETFD, 0), "fcntl");
+  invoke(() => libc().fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC), "fcntl");
 }
 
 export function dup2(from: number, to: number): void {
-  check(libc().dup2(from, to), "dup2");
+  invoke(() => libc().dup2(from, to), "dup2");
 }
 
 export function kill(pid: number, sig: number): void {
-  check(libc().kill(pid, sig), "kill");
+  invoke(() => libc().kill(pid, sig), "kill");
 }
 
 export function getpid(): number {
@@ -366,15 +413,15 @@ export function getpid(): number {
 }
 
 export function setsid(): void {
-  check(libc().setsid(), "setsid");
+  invoke(() => libc().setsid(), "setsid");
 }
 
 export function ioctl(fd: number, req: number, arg: number | bigint): void {
-  check(libc().ioctl(fd, BigInt(req), BigInt(arg)), "ioctl");
+  invoke(() => libc().ioctl(fd, BigInt(req), BigInt(arg)), "ioctl");
 }
 
 export function prctl(option: number, a2 = 0n, a3 = 0n, a4 = 0n, a5 = 0n): number {
-  return check(libc().prctl(option, a2, a3, a4, a5), "prctl");
+  return invoke(() => libc().prctl(option, a2, a3, a4, a5), "prctl");
 }
 
 export function setresuid(uid: number): void {
@@ -424,9 +471,35 @@ export interface Rlimit {
   hard: bigint;
 }
 
+/** The calling process's [soft, hard] limit of `resource` (RLIM_INFINITY = 2^64-1). */
+export function getrlimit(resource: number): [bigint, bigint] {
+  const lim = new BigUint64Array(2);
+  sysCheck("prlimit64", SYS.prlimit64, 0, resource, 0, ptr(new Uint8Array(lim.buffer)));
+  return [lim[0], lim[1]];
+}
+
+/** prlimit64 on this process; the buffer is made before the call (nothing allocated after). */
 export function setrlimit(resource: number, soft: bigint, hard: bigint): void {
   const lim = new BigUint64Array([soft, hard]);
   sysCheck("prlimit64", SYS.prlimit64, 0, resource, ptr(new Uint8Array(lim.buffer)), 0);
+}
+
+/**
+ * setrlimit for each limit, built now and run by the returned function: it only makes the
+ * prlimit64 calls (no allocation), so a small RLIMIT_AS can be set right before execve.
+ */
+export function prepareRlimits(limits: Rlimit[]): () => void {
+  const calls = limits.map((l) => {
+    const buf = new BigUint64Array([l.soft, l.hard]);
+    return { buf, args: [BigInt(l.resource), ptr(new Uint8Array(buf.buffer))] as const };
+  });
+  const nr = BigInt(SYS.prlimit64);
+  const f = libc().syscall;
+  return () => {
+    for (const c of calls) {
+      invoke(() => f(nr, 0n, c.args[0], c.args[1], 0n, 0n, 0n), "prlimit64");
+    }
+  };
 }
 
 /** capset(2) for the calling thread: effective, permitted, inheritable as 64-bit masks. */
@@ -457,7 +530,7 @@ const TIOCSCTTY = 0x540e, TIOCSWINSZ = 0x5414;
 export function openPty(): [number, string] {
   const master = open("/dev/ptmx", O.RDWR | O.NOCTTY | O.CLOEXEC);
   try {
-    check(libc().unlockpt(master), "unlockpt");
+    invoke(() => libc().unlockpt(master), "unlockpt");
     const buf = new Uint8Array(128);
     const r = libc().ptsname_r(master, buf, BigInt(buf.length));
     if (r !== 0) throw new SysError("ptsname_r", r);
@@ -471,12 +544,15 @@ export function openPty(): [number, string] {
 
 export function setWinsize(fd: number, rows: number, cols: number): void {
   const ws = new Uint16Array([rows, cols, 0, 0]);
-  check(libc().ioctl(fd, BigInt(TIOCSWINSZ), ptr(new Uint8Array(ws.buffer))), "ioctl(TIOCSWINSZ)");
+  invoke(
+    () => libc().ioctl(fd, BigInt(TIOCSWINSZ), ptr(new Uint8Array(ws.buffer))),
+    "ioctl(TIOCSWINSZ)",
+  );
 }
 
 /** Makes `fd` (a pty slave) the controlling terminal of this (session leader) process. */
 export function setControllingTerminal(fd: number): void {
-  check(libc().ioctl(fd, BigInt(TIOCSCTTY), 0n), "ioctl(TIOCSCTTY)");
+  invoke(() => libc().ioctl(fd, BigInt(TIOCSCTTY), 0n), "ioctl(TIOCSCTTY)");
 }
 
 const SOL_SOCKET = 1, SCM_RIGHTS = 1;
@@ -503,12 +579,7 @@ export function sendFd(sock: number, fd: number, data: Uint8Array<ArrayBuffer>):
     24n,
     0n,
   ]);
-  for (;;) {
-    const n = Number(libc().sendmsg(sock, new Uint8Array(msg.buffer), 0));
-    if (n >= 0) return;
-    const e = errno();
-    if (e !== 4) throw new SysError("sendmsg", e);
-  }
+  invoke(() => libc().sendmsg(sock, new Uint8Array(msg.buffer), 0), "sendmsg");
 }
 
 /** recvmsg(2) of one fd sent with sendFd; returns the received fd (CLOEXEC). */
@@ -526,13 +597,11 @@ export function recvFd(sock: number): number {
     0n,
   ]);
   const MSG_CMSG_CLOEXEC = 0x40000000;
-  for (;;) {
-    const n = Number(libc().recvmsg(sock, new Uint8Array(msg.buffer), MSG_CMSG_CLOEXEC));
-    if (n > 0) break;
-    if (n === 0) throw new SysError("recvmsg", 104 /* ECONNRESET: the other end closed */);
-    const e = errno();
-    if (e !== 4) throw new SysError("recvmsg", e);
-  }
+  const n = invoke(
+    () => libc().recvmsg(sock, new Uint8Array(msg.buffer), MSG_CMSG_CLOEXEC),
+    "recvmsg",
+  );
+  if (n === 0) throw new SysError("recvmsg", 104 /* ECONNRESET: the other end closed */);
   const cv = new DataView(control.buffer);
   if (cv.getInt32(8, true) !== SOL_SOCKET || cv.getInt32(12, true) !== SCM_RIGHTS) {
     throw new Error("recvmsg: no file descriptor was passed");
@@ -542,7 +611,7 @@ export function recvFd(sock: number): number {
 
 /** Connects a unix stream socket to `path` (the console socket of runc's callers). */
 export function connectUnix(path: string): number {
-  const fd = check(libc().socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket");
+  const fd = invoke(() => libc().socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), "socket");
   const addr = new Uint8Array(110);
   new DataView(addr.buffer).setUint16(0, AF_UNIX, true);
   const p = enc.encode(path);
@@ -551,26 +620,146 @@ export function connectUnix(path: string): number {
     throw new SysError("connect", 36, path);
   }
   addr.set(p, 2);
-  const r = libc().connect(fd, addr, 2 + p.length + 1);
-  if (r === -1) {
-    const e = errno();
-    close(fd);
-    throw new SysError("connect", e, path);
+  try {
+    // An interrupted connect goes on in the kernel: not retried, its end is awaited instead.
+    invoke(() => libc().connect(fd, addr, 2 + p.length + 1), "connect", path, "fail");
+  } catch (e) {
+    if ((e as SysError).errno !== EINTR) {
+      close(fd);
+      throw e;
+    }
+    awaitConnect(fd, path);
   }
   return fd;
 }
 
+/** One write(2) (EINTR retried); returns the bytes written. */
+/** Waits for an interrupted connect(2) to finish (POLLOUT), then takes its SO_ERROR. */
+function awaitConnect(fd: number, path: string): void {
+  const POLLOUT = 4, SOL_SOCKET = 1, SO_ERROR = 4;
+  const pfd = new Int32Array([fd, POLLOUT]); // struct pollfd { int fd; short events, revents }
+  invoke(() => sys(SYS.ppoll, ptr(pfd), 1, 0, 0, 8), "poll", path);
+  const err = new Int32Array(1), len = new Uint32Array([4]);
+  invoke(
+    () => sys(SYS.getsockopt, fd, SOL_SOCKET, SO_ERROR, ptr(err), ptr(new Uint8Array(len.buffer))),
+    "getsockopt",
+    path,
+  );
+  if (err[0]) {
+    close(fd);
+    throw new SysError("connect", err[0], path);
+  }
+}
+
 export function write(fd: number, data: Uint8Array<ArrayBuffer>): number {
-  return Number(libc().write(fd, data, BigInt(data.length)));
+  return invoke(() => libc().write(fd, data, BigInt(data.length)), "write");
+}
+
+// ---- fd-relative calls (the init's rootfs setup: nothing is reached through a path) -----
+
+const AT_FDCWD = -100n, AT_SYMLINK_NOFOLLOW = 0x100n, AT_EMPTY_PATH = 0x1000n;
+/** openat's "relative to the working directory", as a number for the fd parameters. */
+export const AT_FDCWD_NUM = -100;
+
+/** openat2(2) RESOLVE_* flags. */
+export const RESOLVE = {
+  NO_XDEV: 0x01,
+  NO_MAGICLINKS: 0x02,
+  NO_SYMLINKS: 0x04,
+  BENEATH: 0x08,
+  IN_ROOT: 0x10,
+} as const;
+
+/**
+ * openat2(dirfd, path, flags, mode, resolve): `resolve` bounds how `path` is walked, e.g.
+ * RESOLVE_IN_ROOT (symlinks and ".." resolved as if dirfd were "/") or RESOLVE_NO_SYMLINKS.
+ * Returns the new fd; throws SysError (ELOOP for a refused symlink, EXDEV for an escape).
+ */
+export function openat2(
+  dirfd: number,
+  path: string,
+  flags: number,
+  resolve: number,
+  mode = 0,
+): number {
+  // struct open_how { u64 flags; u64 mode; u64 resolve; }
+  const how = new BigUint64Array([BigInt(flags), BigInt(mode), BigInt(resolve)]);
+  const p = cstr(path);
+  return invoke(
+    () => sys(SYS.openat2, dirfd, ptr(p), ptr(new Uint8Array(how.buffer)), 24),
+    "openat2",
+    path,
+  );
+}
+
+/** mkdirat(2): one directory `name` in the directory open as `dirfd` (mode & ~umask). */
+export function mkdirat(dirfd: number, name: string, mode: number): void {
+  const p = cstr(name);
+  invoke(() => sys(SYS.mkdirat, dirfd, ptr(p), mode), "mkdirat", name);
+}
+
+/** mknodat(2) of `name` in `dirfd`; `mode` carries the S_IF* type bits. */
+export function mknodat(dirfd: number, name: string, mode: number, dev: bigint): void {
+  const p = cstr(name);
+  invoke(() => sys(SYS.mknodat, dirfd, ptr(p), mode, dev), "mknodat", name);
+}
+
+/** symlinkat(2): `name` in `dirfd`, pointing at `target` (never followed here). */
+export function symlinkat(target: string, dirfd: number, name: string): void {
+  const t = cstr(target), p = cstr(name);
+  invoke(() => sys(SYS.symlinkat, ptr(t), dirfd, ptr(p)), "symlinkat", name);
+}
+
+/** unlinkat(2) of `name` in `dirfd` (AT_REMOVEDIR for an empty directory). */
+export function unlinkat(dirfd: number, name: string, dir = false): void {
+  const p = cstr(name);
+  invoke(() => sys(SYS.unlinkat, dirfd, ptr(p), dir ? 0x200 : 0), "unlinkat", name);
+}
+
+/** fchownat(2) of `name` in `dirfd` without following it ("" = the fd itself). */
+export function fchownat(dirfd: number, name: string, uid: number, gid: number): void {
+  const p = cstr(name);
+  const flags = AT_SYMLINK_NOFOLLOW | (name === "" ? AT_EMPTY_PATH : 0n);
+  invoke(() => sys(SYS.fchownat, dirfd, ptr(p), uid, gid, flags), "fchownat", name);
+}
+
+/** What statx(2) tells about an open fd: mode (type and permission bits), owner, device. */
+export interface FdStat {
+  mode: number;
+  uid: number;
+  gid: number;
+  rdevMajor: number;
+  rdevMinor: number;
+}
+
+/** statx(fd, "", AT_EMPTY_PATH): the inode the fd holds (a symlink itself for O_PATH|O_NOFOLLOW). */
+export function fstatFd(fd: number): FdStat {
+  const buf = new Uint8Array(256); // struct statx; the layout is the same on every arch
+  const p = cstr("");
+  invoke(
+    () => sys(SYS.statx, fd, ptr(p), Number(AT_EMPTY_PATH), 0x7ff, ptr(buf)),
+    "statx",
+  );
+  const dv = new DataView(buf.buffer);
+  return {
+    uid: dv.getUint32(20, true),
+    gid: dv.getUint32(24, true),
+    mode: dv.getUint16(28, true),
+    rdevMajor: dv.getUint32(128, true),
+    rdevMinor: dv.getUint32(132, true),
+  };
 }
 
 // ---- calls on a path itself, never following a final symlink (image extraction) ---------
 // They return 0 or the errno: the caller decides what it may skip (e.g. xattrs on tmpfs).
 
-const AT_FDCWD = -100n, AT_SYMLINK_NOFOLLOW = 0x100n;
-
 function sysErrno(nr: number, ...args: (number | bigint)[]): number {
-  return sys(nr, ...args) === -1 ? errno() : 0;
+  try {
+    invoke(() => sys(nr, ...args), "syscall");
+    return 0;
+  } catch (e) {
+    return (e as SysError).errno;
+  }
 }
 
 export function lchown(path: string, uid: number, gid: number): number {
@@ -626,9 +815,13 @@ export function bpfLoadDeviceProgram(insns: Uint8Array<ArrayBuffer>): number {
   dv.setUint32(28, log.length, true);
   dv.setBigUint64(32, ptr(log), true);
   dv.setUint32(68, BPF_CGROUP_DEVICE, true); // expected_attach_type
-  const fd = sys(SYS.bpf, BPF_PROG_LOAD, ptr(new Uint8Array(attr)), 128);
+  let fd = -1, e = 0;
+  try {
+    fd = invoke(() => sys(SYS.bpf, BPF_PROG_LOAD, ptr(new Uint8Array(attr)), 128), "bpf");
+  } catch (err) {
+    e = (err as SysError).errno;
+  }
   if (fd === -1) {
-    const e = errno();
     const why = new TextDecoder().decode(log.subarray(0, log.indexOf(0))).trim();
     throw new SysError(`bpf(BPF_PROG_LOAD)${why ? ` [${why.split("\n").at(-1)}]` : ""}`, e);
   }

@@ -4,7 +4,7 @@
 // waits on exec.fifo for `start`, then execve's the user's program: no Deno stays behind.
 // Imports: ffi, the plan types and rootfs logic only. No CLI, no zod.
 import * as libc from "../ffi/libc.ts";
-import { CAPABILITIES, CLONE, NAMESPACES } from "./consts.ts";
+import { CAPABILITIES, CLONE, MS, NAMESPACES, RLIMITS } from "./consts.ts";
 import { INIT_PIPE_ENV, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
 import type { DeviceOp, ExecPlan, InitPlan, ProcessPlan } from "./plan.ts";
 import { type FileKind, type RootfsOps, setupRootfs } from "./rootfs.ts";
@@ -16,21 +16,36 @@ const S_IF: Record<DeviceOp["type"], number> = {
   p: 0o010000,
 };
 
-function kindOf(info: Deno.FileInfo): FileKind {
-  if (info.isSymlink) return "symlink";
-  if (info.isDirectory) return "dir";
-  if (info.isFile) return "file";
-  return "other";
-}
-
 function statKind(path: string, follow: boolean): FileKind | undefined {
   try {
-    return kindOf(follow ? Deno.statSync(path) : Deno.lstatSync(path));
+    const info = follow ? Deno.statSync(path) : Deno.lstatSync(path);
+    if (info.isSymlink) return "symlink";
+    if (info.isDirectory) return "dir";
+    if (info.isFile) return "file";
+    return "other";
   } catch (e) {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
 }
+
+/** undefined for ENOENT, the fd otherwise. */
+function openOrUndefined(fn: () => number): number | undefined {
+  try {
+    return fn();
+  } catch (e) {
+    if ((e as libc.SysError).code === "ENOENT") return undefined;
+    throw e;
+  }
+}
+
+const S_IFMT = 0o170000;
+const KIND_OF: Record<number, FileKind> = {
+  0o040000: "dir",
+  0o100000: "file",
+  0o120000: "symlink",
+};
+const STEP = libc.RESOLVE.BENEATH | libc.RESOLVE.NO_SYMLINKS | libc.RESOLVE.NO_MAGICLINKS;
 
 /** The real RootfsOps: blocking FFI and Deno's *Sync APIs, on this thread only. */
 export const realRootfsOps: RootfsOps = {
@@ -39,27 +54,75 @@ export const realRootfsOps: RootfsOps = {
   pivotRoot: (n, o) => libc.pivotRoot(n, o),
   chdir: (p) => libc.chdir(p),
   chroot: (p) => libc.chroot(p),
-  mknod: (p, type, mode, major, minor) =>
-    libc.mknod(p, S_IF[type] | mode, libc.makedev(major, minor)),
-  chown: (p, u, g) => Deno.chownSync(p, u, g),
-  symlink: (t, p) => Deno.symlinkSync(t, p),
+  umask: (m) => libc.umask(m),
+  mknodAt: (dir, name, type, mode, major, minor) =>
+    libc.mknodat(dir, name, S_IF[type] | mode, libc.makedev(major, minor)),
+  chownAt: (dir, name, u, g) => libc.fchownat(dir, name, u, g),
+  sysctl: (path, value) => {
+    try {
+      const fd = libc.openat2(
+        libc.AT_FDCWD_NUM,
+        `/proc/sys/${path}`,
+        libc.O.WRONLY | libc.O.NOFOLLOW | libc.O.CLOEXEC,
+        libc.RESOLVE.NO_SYMLINKS | libc.RESOLVE.NO_MAGICLINKS,
+      );
+      try {
+        libc.writeAll(fd, new TextEncoder().encode(value));
+      } finally {
+        libc.close(fd);
+      }
+    } catch (e) {
+      throw new Error(
+        `cannot set sysctl ${path.replace(/[./]/g, (c) => c === "/" ? "." : "/")}=${value}: ${
+          (e as Error).message
+        }`,
+      );
+    }
+  },
   lkind: (p) => statKind(p, false),
   kind: (p) => statKind(p, true),
   readlink: (p) => Deno.readLinkSync(p),
-  mkdir: (p, mode) => Deno.mkdirSync(p, { mode }),
-  createFile: (p) => Deno.openSync(p, { write: true, create: true }).close(),
-  remove: (p) => Deno.removeSync(p),
-  umask: (m) => libc.umask(m),
-  pin: (path, root) => {
-    const fd = libc.open(path, libc.O.PATH | libc.O.NOFOLLOW | libc.O.CLOEXEC);
-    const real = Deno.readLinkSync(`/proc/self/fd/${fd}`);
-    const realRoot = Deno.realPathSync(root);
-    if (real !== realRoot && !real.startsWith(realRoot + "/")) {
-      libc.close(fd);
-      throw new Error(`mount target ${path} resolves to ${real}, outside the rootfs`);
-    }
-    return { path: `/proc/self/fd/${fd}`, release: () => libc.close(fd) };
+  openDir: (p) => libc.open(p, libc.O.PATH | libc.O.DIRECTORY | libc.O.CLOEXEC),
+  openAt: (dir, name) =>
+    openOrUndefined(() =>
+      libc.openat2(dir, name, libc.O.PATH | libc.O.NOFOLLOW | libc.O.CLOEXEC, STEP)
+    ),
+  openInRoot: (root, path) =>
+    openOrUndefined(() =>
+      libc.openat2(
+        root,
+        path,
+        libc.O.PATH | libc.O.CLOEXEC,
+        libc.RESOLVE.IN_ROOT | libc.RESOLVE.NO_MAGICLINKS,
+      )
+    ),
+  mkdirAt: (dir, name, mode) => libc.mkdirat(dir, name, mode),
+  createAt: (dir, name, mode) =>
+    libc.close(
+      libc.openat2(
+        dir,
+        name,
+        libc.O.WRONLY | libc.O.CREAT | libc.O.EXCL | libc.O.NOFOLLOW | libc.O.CLOEXEC,
+        STEP,
+        mode,
+      ),
+    ),
+  symlinkAt: (target, dir, name) => libc.symlinkat(target, dir, name),
+  unlinkAt: (dir, name, isDir) => libc.unlinkat(dir, name, isDir),
+  stat: (fd) => {
+    const st = libc.fstatFd(fd);
+    const fmt = st.mode & S_IFMT;
+    const dev = fmt === 0o020000 || fmt === 0o060000
+      ? {
+        type: fmt === 0o020000 ? "c" as const : "b" as const,
+        major: st.rdevMajor,
+        minor: st.rdevMinor,
+      }
+      : undefined;
+    return { kind: KIND_OF[fmt] ?? "other", mode: st.mode & 0o7777, dev };
   },
+  fdPath: (fd) => `/proc/self/fd/${fd}`,
+  close: (fd) => libc.close(fd),
   submounts: (path) => {
     const out: string[] = [];
     for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {
@@ -181,23 +244,163 @@ function redirectStdio(log: number): void {
   libc.close(log);
 }
 
-/** Everything up to "ready": namespaces, rootfs, hostname, sysctl, limits. Returns argv[0]'s path. */
-export function prepare(plan: InitPlan): string {
+/**
+ * The home directory of `uid` in an /etc/passwd text (name:pw:uid:gid:gecos:home:shell);
+ * "/" when the uid has no entry (runc's default).
+ */
+export function homeFor(passwd: string | undefined, uid: number): string {
+  for (const line of (passwd ?? "").split("\n")) {
+    const f = line.split(":");
+    if (f.length >= 6 && f[2] !== "" && Number(f[2]) === uid && f[5]) return f[5];
+  }
+  return "/";
+}
+
+/**
+ * `env` with HOME added when it has none (or an empty one), from the container's
+ * /etc/passwd for the process's uid, as runc does. `readPasswd` is called only then.
+ */
+export function withHome(
+  env: string[],
+  uid: number,
+  readPasswd: () => string | undefined,
+): string[] {
+  if (env.some((e) => e.startsWith("HOME=") && e.length > 5)) return env;
+  return [...env.filter((e) => !e.startsWith("HOME=")), `HOME=${homeFor(readPasswd(), uid)}`];
+}
+
+/** The container's /etc/passwd (at most 4 MiB), or undefined when it has none. */
+function readPasswd(): string | undefined {
+  try {
+    // Resolved inside the container's "/" even if /etc/passwd is a link.
+    const root = libc.open("/", libc.O.PATH | libc.O.DIRECTORY | libc.O.CLOEXEC);
+    let fd: number;
+    try {
+      fd = libc.openat2(
+        root,
+        "etc/passwd",
+        libc.O.RDONLY | libc.O.CLOEXEC,
+        libc.RESOLVE.IN_ROOT | libc.RESOLVE.NO_MAGICLINKS,
+      );
+    } finally {
+      libc.close(root);
+    }
+    try {
+      const chunks: Uint8Array[] = [];
+      let total = 0;
+      for (;;) {
+        const buf = new Uint8Array(65536);
+        const n = libc.read(fd, buf);
+        if (n === 0 || total > 4 << 20) break;
+        chunks.push(buf.subarray(0, n));
+        total += n;
+      }
+      const all = new Uint8Array(total);
+      let off = 0;
+      for (const c of chunks) {
+        all.set(c, off);
+        off += c.length;
+      }
+      return new TextDecoder().decode(all);
+    } finally {
+      libc.close(fd);
+    }
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Hard limits above the current ones are raised now, while the init still has
+ * CAP_SYS_RESOURCE (a refusal fails create with the limit named); the soft limits, which
+ * could starve Deno itself (RLIMIT_AS, NOFILE), are set right before execve.
+ */
+function raiseHardLimits(p: ProcessPlan): void {
+  for (const r of p.rlimits) {
+    const [soft, hard] = libc.getrlimit(r.resource);
+    if (BigInt(r.hard) <= hard) continue;
+    try {
+      libc.setrlimit(r.resource, soft, BigInt(r.hard));
+    } catch (e) {
+      const name = Object.entries(RLIMITS).find(([, v]) => v === r.resource)?.[0];
+      throw new Error(
+        `cannot raise the hard limit of ${name ?? r.resource} to ${r.hard}: ${
+          (e as Error).message
+        }`,
+      );
+    }
+  }
+}
+
+/** A pty made in the container's devpts, also bound over /dev/console (runc's console). */
+interface Tty {
+  master: number;
+  slave: number;
+  name: string;
+}
+
+/** Binds the pty slave (by its fd) over /dev/console, made as an empty file if missing. */
+function mountConsole(slave: number): void {
+  const root = realRootfsOps.openDir("/");
+  try {
+    const dev = realRootfsOps.openInRoot(root, "/dev");
+    if (dev === undefined) throw new Error("cannot make /dev/console: the container has no /dev");
+    try {
+      if (realRootfsOps.stat(dev).kind !== "dir") throw new Error("/dev is not a directory");
+      try {
+        realRootfsOps.createAt(dev, "console", 0o600);
+      } catch (e) {
+        if ((e as libc.SysError).code !== "EEXIST") throw e;
+      }
+      const fd = realRootfsOps.openAt(dev, "console");
+      if (
+        fd === undefined || realRootfsOps.stat(fd).kind === "symlink" ||
+        realRootfsOps.stat(fd).kind === "dir"
+      ) {
+        if (fd !== undefined) libc.close(fd);
+        throw new Error("/dev/console is a symlink or a directory: refused");
+      }
+      try {
+        libc.mount(`/proc/self/fd/${slave}`, `/proc/self/fd/${fd}`, "bind", MS.BIND, null);
+      } finally {
+        libc.close(fd);
+      }
+    } finally {
+      libc.close(dev);
+    }
+  } finally {
+    libc.close(root);
+  }
+}
+
+/**
+ * Everything up to "ready": namespaces, rootfs, sysctls, hostname, the console, HOME,
+ * hard limits. Returns argv[0]'s path and the terminal (when process.terminal).
+ */
+export function prepare(plan: InitPlan): { path: string; tty?: Tty } {
   if (plan.logFd !== undefined) redirectStdio(plan.logFd);
   if (plan.setsid) libc.setsid();
   if (plan.process.oomScoreAdj !== undefined) {
     Deno.writeTextFileSync("/proc/self/oom_score_adj", String(plan.process.oomScoreAdj));
   }
   joinNamespaces(plan);
-  setupRootfs(realRootfsOps, plan);
-  if (plan.hostname !== undefined) libc.sethostname(plan.hostname);
-  if (plan.domainname !== undefined) libc.setdomainname(plan.domainname);
-  for (const [key, value] of Object.entries(plan.sysctl)) {
-    Deno.writeTextFileSync(`/proc/sys/${key.replaceAll(".", "/")}`, value);
+  let tty: Tty | undefined;
+  setupRootfs(realRootfsOps, plan, () => {
+    if (plan.hostname !== undefined) libc.sethostname(plan.hostname);
+    if (plan.domainname !== undefined) libc.setdomainname(plan.domainname);
+    // Before the read-only paths and root: /dev/console is bound like runc's.
+    tty = makeTerminal(plan.process);
+    if (tty) mountConsole(tty.slave);
+  });
+  try {
+    plan.process.env = withHome(plan.process.env, plan.process.uid, readPasswd);
+    raiseHardLimits(plan.process);
+    libc.chdir(plan.process.cwd);
+    return { path: lookPath(plan.process.args[0], plan.process.env), tty };
+  } catch (e) {
+    if (tty) libc.close(tty.master);
+    throw e;
   }
-  for (const r of plan.process.rlimits) libc.setrlimit(r.resource, BigInt(r.soft), BigInt(r.hard));
-  libc.chdir(plan.process.cwd);
-  return lookPath(plan.process.args[0], plan.process.env);
 }
 
 const NS_FLAGS: Record<string, number> = {
@@ -222,7 +425,8 @@ export function prepareExec(plan: ExecPlan): string {
     libc.setns(fd, NS_FLAGS[ns]);
     libc.close(fd);
   }
-  for (const r of plan.process.rlimits) libc.setrlimit(r.resource, BigInt(r.soft), BigInt(r.hard));
+  plan.process.env = withHome(plan.process.env, plan.process.uid, readPasswd);
+  raiseHardLimits(plan.process);
   try {
     libc.chdir(plan.process.cwd);
   } catch (e) {
@@ -245,7 +449,7 @@ function waitForStart(fifoFd: number): void {
  * With process.terminal: a pty from the container's own devpts (so `tty` names a device the
  * container can see); the master goes to the parent over the init socket, the slave stays.
  */
-function makeTerminal(p: ProcessPlan): { master: number; slave: number; name: string } | undefined {
+function makeTerminal(p: ProcessPlan): Tty | undefined {
   if (!p.terminal) return undefined;
   const [master, name] = libc.openPty();
   try {
@@ -284,13 +488,20 @@ function execProcess(
   // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: load it before dropping privileges
   // (the profile must then allow what follows, as with runc); with it, as late as possible.
   const filter = p.seccomp && Uint8Array.from(atob(p.seccomp.program), (c) => c.charCodeAt(0));
+  // Built now: after the limits are set, only system calls run (a small RLIMIT_AS or
+  // RLIMIT_NOFILE must meet the program, not Deno).
+  const exec: () => never = libc.prepareExecve(path, p.args, p.env);
+  const setLimits = libc.prepareRlimits(
+    p.rlimits.map((r) => ({ resource: r.resource, soft: BigInt(r.soft), hard: BigInt(r.hard) })),
+  );
   if (filter && !p.noNewPrivileges) libc.seccompSetFilter(filter, p.seccomp!.flags);
   finalizeProcess(p);
   libc.umask(p.umask);
   libc.resetSignals();
   libc.closeRangeCloexec(3);
+  setLimits();
   if (filter && p.noNewPrivileges) libc.seccompSetFilter(filter, p.seccomp!.flags);
-  libc.execve(path, p.args, p.env);
+  exec();
 }
 
 /** The init's entry: never returns (execve, or exit with the error reported). */
@@ -315,8 +526,7 @@ export function runInit(): never {
     // The fifo (O_PATH, from the parent) stays reachable after pivot_root through its fd.
     const fifoFd = plan.execFifoFd;
     libc.setCloexec(fifoFd, true);
-    const path = prepare(plan);
-    const tty = makeTerminal(plan.process);
+    const { path, tty } = prepare(plan);
     reportReady(fd, tty);
     ready = true;
     libc.close(fd);

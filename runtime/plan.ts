@@ -92,6 +92,10 @@ export interface InitPlan {
   readonlyPaths: string[];
   hostname?: string;
   domainname?: string;
+  /**
+   * linux.sysctl by file below /proc/sys ("net/ipv4/ip_forward": "1"), written after
+   * pivot_root and before the read-only paths; only namespaced keys (config.ts checks).
+   */
   sysctl: Record<string, string>;
   process: ProcessPlan;
   /**
@@ -211,6 +215,30 @@ function capNumbers(names: string[] | undefined, field: string): number[] {
   });
 }
 
+/**
+ * A sysctl key in dot form: "net/ipv4/conf/eth0.100/rp_filter" (slash form, as sysctl(8)
+ * takes it) becomes "net.ipv4.conf.eth0/100.rp_filter", as runc converts it.
+ */
+export function sysctlDotted(key: string): string {
+  const first = key.search(/[./]/);
+  if (first < 0 || key[first] === ".") return key;
+  return key.replace(/[./]/g, (c) => (c === "." ? "/" : "."));
+}
+
+/** The file of a sysctl below /proc/sys ("net/ipv4/ip_forward"), or undefined for a bad key. */
+export function sysctlPath(key: string): string | undefined {
+  const parts = sysctlDotted(key).split(".").map((p) => p.replaceAll("/", "."));
+  if (parts.some((p) => p === "" || p === "." || p === "..")) return undefined;
+  return parts.join("/");
+}
+
+const U64_MAX = "18446744073709551615";
+
+/** An rlimit value of config.json as a decimal u64 (JSON numbers past 2^64 are "unlimited"). */
+function rlimitValue(n: number): string {
+  return n >= 2 ** 64 ? U64_MAX : BigInt(Math.trunc(n)).toString();
+}
+
 function joinPath(dir: string, p: string): string {
   if (p.startsWith("/")) return p;
   return `${dir.replace(/\/+$/, "")}/${p}`;
@@ -242,7 +270,14 @@ export function buildProcessPlan(proc: Process): ProcessPlan {
       if (resource === undefined) {
         throw new CapsuleError(`Invalid config.json: process.rlimits: unknown limit "${r.type}"`);
       }
-      return { resource, soft: String(r.soft), hard: String(r.hard) };
+      const soft = rlimitValue(r.soft), hard = rlimitValue(r.hard);
+      if (BigInt(soft) > BigInt(hard)) {
+        throw new CapsuleError(
+          `Invalid config.json: process.rlimits: ${r.type} soft limit ${soft} is above its ` +
+            `hard limit ${hard}: lower soft or raise hard`,
+        );
+      }
+      return { resource, soft, hard };
     }),
     noNewPrivileges: proc.noNewPrivileges ?? false,
     oomScoreAdj: proc.oomScoreAdj,
@@ -380,7 +415,17 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
     readonlyPaths: linux.readonlyPaths ?? [],
     hostname: spec.hostname,
     domainname: spec.domainname,
-    sysctl: linux.sysctl ?? {},
+    sysctl: Object.fromEntries(
+      Object.entries(linux.sysctl ?? {}).map(([key, value]) => {
+        const path = sysctlPath(key);
+        if (path === undefined) {
+          throw new CapsuleError(
+            `Invalid config.json: linux.sysctl: "${key}" is not a sysctl name`,
+          );
+        }
+        return [path, value];
+      }),
+    ),
     process: {
       ...buildProcessPlan(proc),
       seccomp: linux.seccomp ? compileSeccomp(linux.seccomp as SeccompProfile) : undefined,

@@ -1,10 +1,22 @@
 // The container's root filesystem, set up by the init inside its new mount namespace: the
-// mounts of config.json, device nodes, pivot_root, masked and read-only paths. Every system
-// call goes through RootfsOps, so the order and flags are unit-tested with a recording fake.
+// mounts of config.json, device nodes, pivot_root, sysctls, masked and read-only paths. Every
+// system call goes through RootfsOps, so the order and flags are unit-tested with a fake.
+// Nothing is created or mounted through a path that could be swapped for a symlink meanwhile
+// (a directory shared with another container): every component is created and opened fd by
+// fd from an fd on the root, never following a symlink, and mount(2) is given the target's
+// fd (/proc/self/fd/N), the fix runc made in 1.1.14.
 import { MNT_DETACH, MS } from "./consts.ts";
 import type { DeviceOp, InitPlan, MountOp } from "./plan.ts";
 
 export type FileKind = "file" | "dir" | "symlink" | "other";
+
+/** What fstat tells about an open fd; `dev` for a device node. */
+export interface FdInfo {
+  kind: FileKind;
+  /** Permission bits (07777). */
+  mode: number;
+  dev?: { type: "c" | "b"; major: number; minor: number };
+}
 
 /** The system calls rootfs setup makes; the real one is in init.ts, a fake in the tests. */
 export interface RootfsOps {
@@ -19,25 +31,51 @@ export interface RootfsOps {
   pivotRoot(newRoot: string, putOld: string): void;
   chdir(path: string): void;
   chroot(path: string): void;
-  mknod(path: string, type: DeviceOp["type"], mode: number, major: number, minor: number): void;
-  chown(path: string, uid: number, gid: number): void;
-  symlink(target: string, path: string): void;
-  /** lstat: the kind of the entry, or undefined when it does not exist. */
+  umask(mask: number): number;
+  /** mknodat(dirFd, name): a device node or fifo (`mode`: permission bits only). */
+  mknodAt(
+    dirFd: number,
+    name: string,
+    type: DeviceOp["type"],
+    mode: number,
+    major: number,
+    minor: number,
+  ): void;
+  /** fchownat(dirFd, name, AT_SYMLINK_NOFOLLOW). */
+  chownAt(dirFd: number, name: string, uid: number, gid: number): void;
+  /** Writes a sysctl: `path` is below /proc/sys ("net/ipv4/ip_forward"), never a link. */
+  sysctl(path: string, value: string): void;
+  /** lstat: the kind of the entry, or undefined when it does not exist (secureJoin). */
   lkind(path: string): FileKind | undefined;
   /** stat (follows links): for bind sources on the host. */
   kind(path: string): FileKind | undefined;
   readlink(path: string): string;
-  mkdir(path: string, mode: number): void;
-  createFile(path: string): void;
-  remove(path: string): void;
-  umask(mask: number): number;
   /** Mount points strictly below `path` (from /proc/self/mountinfo), for recursive options. */
   submounts?(path: string): string[];
+  /** An O_PATH fd on a trusted absolute directory: the rootfs on the host, "/" after pivot. */
+  openDir(path: string): number;
   /**
-   * Opens `path` (O_PATH, no final symlink followed) and checks it still lies inside `root`;
-   * mount(2) is then given the fd's /proc/self/fd path. A fake may leave it out.
+   * An O_PATH fd on the entry `name` (one component) of `dirFd` itself: a symlink is opened,
+   * not followed, and nothing outside `dirFd` is reached. undefined when it does not exist.
    */
-  pin?(path: string, root: string): { path: string; release(): void };
+  openAt(dirFd: number, name: string): number | undefined;
+  /**
+   * An O_PATH fd on `path` resolved inside `rootFd` as if it were "/" (RESOLVE_IN_ROOT, no
+   * magic links): every symlink, the last one too, is followed without leaving the root.
+   * undefined when it does not exist.
+   */
+  openInRoot(rootFd: number, path: string): number | undefined;
+  /** mkdirat(dirFd, name, mode); EEXIST is thrown as such. */
+  mkdirAt(dirFd: number, name: string, mode: number): void;
+  /** A new empty file (O_CREAT|O_EXCL|O_NOFOLLOW); EEXIST is thrown as such. */
+  createAt(dirFd: number, name: string, mode: number): void;
+  symlinkAt(target: string, dirFd: number, name: string): void;
+  /** unlinkat (AT_REMOVEDIR when `dir`). */
+  unlinkAt(dirFd: number, name: string, dir: boolean): void;
+  stat(fd: number): FdInfo;
+  /** The path mount(2) is given for what `fd` holds (/proc/self/fd/N). */
+  fdPath(fd: number): string;
+  close(fd: number): void;
 }
 
 /** An errno-carrying error, as SysError is; rootfs code matches on `code` only. */
@@ -96,21 +134,83 @@ export function secureJoin(
   return resolved.length ? `${base}/${resolved.join("/")}` : base;
 }
 
-/** mkdir -p of `path`, which secureJoin already placed under `root`. */
-export function mkdirAll(ops: RootfsOps, root: string, path: string, mode = 0o755): void {
+function fail(code: string, message: string): never {
+  throw Object.assign(new Error(message), { code });
+}
+
+/** The components of `path` (a secureJoin result) below `root`. */
+function partsBelow(root: string, path: string): string[] {
   const base = root.replace(/\/+$/, "");
-  if (!path.startsWith(base)) throw new Error(`${path} is outside ${base}`);
-  const rest = path.slice(base.length).split("/").filter(Boolean);
-  let cur = base;
-  for (const part of rest) {
-    cur = `${cur}/${part}`;
-    const k = ops.lkind(cur);
-    if (k === "dir") continue;
-    if (k === undefined) {
-      ops.mkdir(cur, mode);
-      continue;
+  if (path !== base && !path.startsWith(base + "/")) fail("EXDEV", `${path} is outside ${base}`);
+  return path.slice(base.length).split("/").filter(Boolean);
+}
+
+/** What to do with a missing last component in walk(). */
+type Make = { dir: number } | { file: number } | undefined;
+
+/**
+ * Opens `parts` below `rootFd` one component at a time, each with openat relative to the fd
+ * of its parent and never following a symlink: a component that is (or was swapped for) a
+ * symlink or a file is refused, so nothing outside the rootfs is ever reached. Missing
+ * directories are made with mkdirat on the way; the last component is made as `make` says
+ * (a directory or an empty file, with that mode). Returns an O_PATH fd (the caller closes
+ * it) and whether the last component was made here.
+ */
+function walk(
+  ops: RootfsOps,
+  rootFd: number,
+  parts: string[],
+  shown: string,
+  make: Make,
+): { fd: number; made: boolean } {
+  let cur = ops.openAt(rootFd, ".")!;
+  let made = false;
+  try {
+    for (let i = 0; i < parts.length; i++) {
+      const last = i === parts.length - 1;
+      const want: Make = last ? make : { dir: 0o755 };
+      let fd = ops.openAt(cur, parts[i]);
+      if (fd === undefined) {
+        if (!want) fail("ENOENT", `${shown}: no such file or directory`);
+        try {
+          if ("dir" in want) ops.mkdirAt(cur, parts[i], want.dir);
+          else ops.createAt(cur, parts[i], want.file);
+          made = last;
+        } catch (e) {
+          if (!hasCode(e, "EEXIST")) throw e; // made meanwhile: opened (and checked) below
+        }
+        fd = ops.openAt(cur, parts[i]);
+        if (fd === undefined) fail("ENOENT", `${shown}: ${parts[i]} vanished while being made`);
+      }
+      const kind = ops.stat(fd).kind;
+      const ok = kind === "dir" || (last && !(want && "dir" in want) && kind !== "symlink");
+      if (!ok) {
+        ops.close(fd);
+        const what = kind === "symlink"
+          ? "is a symlink (it was swapped after it was resolved: refused)"
+          : "is not a directory";
+        fail(kind === "symlink" ? "ELOOP" : "ENOTDIR", `${shown}: ${parts[i]} ${what}`);
+      }
+      ops.close(cur);
+      cur = fd;
     }
-    throw Object.assign(new Error(`mkdir ${cur}: not a directory`), { code: "ENOTDIR" });
+    return { fd: cur, made };
+  } catch (e) {
+    ops.close(cur);
+    throw e;
+  }
+}
+
+/**
+ * mkdir -p of `path` (a secureJoin result under `root`), fd by fd: nothing is created outside
+ * `root` even if a component is swapped for a symlink meanwhile (that is refused, ELOOP).
+ */
+export function mkdirAll(ops: RootfsOps, root: string, path: string, mode = 0o755): void {
+  const rootFd = ops.openDir(root);
+  try {
+    ops.close(walk(ops, rootFd, partsBelow(root, path), path, { dir: mode }).fd);
+  } finally {
+    ops.close(rootFd);
   }
 }
 
@@ -119,125 +219,252 @@ function parentDir(p: string): string {
   return i <= 0 ? "/" : p.slice(0, i);
 }
 
+function baseName(p: string): string {
+  return p.slice(p.lastIndexOf("/") + 1);
+}
+
 const REMOUNTABLE = ~(MS.BIND | MS.REC | MS.REMOUNT) & 0xffffffff;
 
-/** Mounts one entry of config.json under `root`. */
+/**
+ * Runs `fn` with the fd path of `parts` below `rootFd`, opened afresh for each call: after a
+ * mount on the target, a new open lands on the new mount (an old fd would still hold the
+ * directory below it), so each remount or propagation change reaches the right mount.
+ */
+function atTarget(
+  ops: RootfsOps,
+  rootFd: number,
+  parts: string[],
+  shown: string,
+  fn: (path: string) => void,
+  make?: Make,
+): boolean {
+  const { fd, made } = walk(ops, rootFd, parts, shown, make);
+  try {
+    fn(ops.fdPath(fd));
+  } finally {
+    ops.close(fd);
+  }
+  return made;
+}
+
+/** The mode= tmpfs takes from an existing directory (runc keeps a target's mode), as "0755". */
+function modeOf(ops: RootfsOps, rootFd: number, parts: string[]): string | undefined {
+  let fd: number;
+  try {
+    fd = walk(ops, rootFd, parts, parts.join("/"), undefined).fd;
+  } catch (e) {
+    if (hasCode(e, "ENOENT")) return undefined;
+    throw e;
+  }
+  try {
+    const info = ops.stat(fd);
+    return info.kind === "dir" ? info.mode.toString(8).padStart(4, "0") : undefined;
+  } finally {
+    ops.close(fd);
+  }
+}
+
+/**
+ * Mounts one entry of config.json under `root`. The target is resolved inside the rootfs
+ * (secureJoin), created fd by fd if missing, and every mount(2) is given its fd's path, so a
+ * path swapped for a symlink after the check is never followed (runc CVE-2021-30465, 1.1.14).
+ * A tmpfs over an existing directory keeps that directory's mode unless `mode=` is given.
+ */
 export function mountOne(ops: RootfsOps, root: string, m: MountOp): void {
   const target = secureJoin(ops, root, m.destination);
-  // Each mount(2) goes to the target through a pinned fd checked to lie inside the rootfs, so
-  // a path swapped for a symlink after secureJoin is never followed (runc CVE-2021-30465).
-  const at = (fn: (path: string) => void) => {
-    const pinned = ops.pin?.(target, root);
-    try {
-      fn(pinned?.path ?? target);
-    } finally {
-      pinned?.release();
-    }
-  };
-  if (m.bind) {
-    const srcKind = ops.kind(m.source);
-    if (srcKind === undefined) {
-      throw Object.assign(new Error(`bind mount source ${m.source} does not exist`), {
-        code: "ENOENT",
-      });
-    }
-    if (srcKind === "dir") {
-      mkdirAll(ops, root, target);
+  const parts = partsBelow(root, target);
+  const rootFd = ops.openDir(root);
+  try {
+    const at = (fn: (path: string) => void, make?: Make) =>
+      atTarget(ops, rootFd, parts, target, fn, make);
+    if (m.bind) {
+      const srcKind = ops.kind(m.source);
+      if (srcKind === undefined) {
+        fail("ENOENT", `bind mount source ${m.source} does not exist`);
+      }
+      const make: Make = srcKind === "dir" ? { dir: 0o755 } : { file: 0o644 };
+      at((t) => ops.mount(m.source, t, "bind", m.flags & (MS.BIND | MS.REC), null), make);
+      // Flags such as ro/nosuid only take effect on a bind through a remount.
+      if (m.flags & REMOUNTABLE) {
+        at((t) => ops.mount(null, t, null, (m.flags & REMOUNTABLE) | MS.BIND | MS.REMOUNT, null));
+      }
+      // rro, rnosuid...: every submount a recursive bind brought along gets the flags too.
+      if (m.recursiveFlags && (m.flags & MS.REC)) {
+        for (const sub of ops.submounts?.(target) ?? []) {
+          ops.mount(null, sub, null, m.recursiveFlags | MS.BIND | MS.REMOUNT, null);
+        }
+      }
     } else {
-      mkdirAll(ops, root, parentDir(target));
-      if (ops.lkind(target) === undefined) ops.createFile(target);
-    }
-    at((t) => ops.mount(m.source, t, "bind", m.flags & (MS.BIND | MS.REC), null));
-    // Flags such as ro/nosuid only take effect on a bind through a remount.
-    if (m.flags & REMOUNTABLE) {
-      at((t) => ops.mount(null, t, null, (m.flags & REMOUNTABLE) | MS.BIND | MS.REMOUNT, null));
-    }
-    // rro, rnosuid...: every submount a recursive bind brought along gets the flags too.
-    if (m.recursiveFlags && (m.flags & MS.REC)) {
-      for (const sub of ops.submounts?.(target) ?? []) {
-        ops.mount(null, sub, null, m.recursiveFlags | MS.BIND | MS.REMOUNT, null);
+      let data = m.data;
+      if (m.type === "tmpfs" && !/(^|,)mode=/.test(data)) {
+        const mode = modeOf(ops, rootFd, parts);
+        if (mode) data = data ? `mode=${mode},${data}` : `mode=${mode}`;
+      }
+      try {
+        at((t) => ops.mount(m.source, t, m.type, m.flags, data || null), { dir: 0o755 });
+      } catch (e) {
+        // sysfs cannot be mounted from a network namespace we do not own: bind the host's.
+        if (m.type !== "sysfs" || !hasCode(e, "EPERM")) throw e;
+        at((t) => ops.mount("/sys", t, "bind", MS.BIND | MS.REC, null));
+        at((t) => ops.mount(null, t, null, (m.flags & REMOUNTABLE) | MS.BIND | MS.REMOUNT, null));
       }
     }
-  } else {
-    mkdirAll(ops, root, target);
-    try {
-      at((t) => ops.mount(m.source, t, m.type, m.flags, m.data || null));
-    } catch (e) {
-      // sysfs cannot be mounted from a network namespace we do not own: bind the host's.
-      if (m.type !== "sysfs" || !hasCode(e, "EPERM")) throw e;
-      at((t) => ops.mount("/sys", t, "bind", MS.BIND | MS.REC, null));
-      at((t) => ops.mount(null, t, null, (m.flags & REMOUNTABLE) | MS.BIND | MS.REMOUNT, null));
-    }
+    for (const p of m.propagation) at((t) => ops.mount(null, t, null, p, null));
+  } finally {
+    ops.close(rootFd);
   }
-  for (const p of m.propagation) at((t) => ops.mount(null, t, null, p, null));
+}
+
+/** Opens the directory `path` (container path) under `root`, made if missing; the caller closes. */
+function openDirIn(ops: RootfsOps, root: string, rootFd: number, path: string): number {
+  const dir = secureJoin(ops, root, path);
+  return walk(ops, rootFd, partsBelow(root, dir), dir, { dir: 0o755 }).fd;
 }
 
 /** Default device nodes, falling back to bind mounts of the host's where mknod is refused. */
 export function createDevices(ops: RootfsOps, root: string, devices: DeviceOp[]): void {
+  const rootFd = ops.openDir(root);
   const old = ops.umask(0);
   try {
     for (const d of devices) {
       const target = secureJoin(ops, root, d.path);
-      mkdirAll(ops, root, parentDir(target));
-      if (ops.lkind(target) !== undefined) ops.remove(target);
+      const dir = parentDir(target);
+      const dirFd = walk(ops, rootFd, partsBelow(root, dir), dir, { dir: 0o755 }).fd;
+      const name = baseName(target);
       try {
-        ops.mknod(target, d.type, d.mode, d.major, d.minor);
-        ops.chown(target, d.uid, d.gid);
-      } catch (e) {
-        if (!hasCode(e, "EPERM") || d.type === "p") throw e;
-        ops.createFile(target);
-        ops.mount(d.path, target, "bind", MS.BIND, null);
+        const existing = ops.openAt(dirFd, name);
+        if (existing !== undefined) {
+          const kind = ops.stat(existing).kind;
+          ops.close(existing);
+          ops.unlinkAt(dirFd, name, kind === "dir");
+        }
+        try {
+          ops.mknodAt(dirFd, name, d.type, d.mode, d.major, d.minor);
+          ops.chownAt(dirFd, name, d.uid, d.gid);
+        } catch (e) {
+          if (!hasCode(e, "EPERM") || d.type === "p") throw e;
+          ops.createAt(dirFd, name, 0o644);
+          const fd = walk(ops, dirFd, [name], target, undefined).fd;
+          try {
+            ops.mount(d.path, ops.fdPath(fd), "bind", MS.BIND, null);
+          } finally {
+            ops.close(fd);
+          }
+        }
+      } finally {
+        ops.close(dirFd);
       }
     }
   } finally {
     ops.umask(old);
+    ops.close(rootFd);
   }
 }
 
 const DEV_LINKS: [string, string][] = [
-  ["/proc/self/fd", "/dev/fd"],
-  ["/proc/self/fd/0", "/dev/stdin"],
-  ["/proc/self/fd/1", "/dev/stdout"],
-  ["/proc/self/fd/2", "/dev/stderr"],
+  ["/proc/self/fd", "fd"],
+  ["/proc/self/fd/0", "stdin"],
+  ["/proc/self/fd/1", "stdout"],
+  ["/proc/self/fd/2", "stderr"],
 ];
 
+/** /dev/fd, stdin, stdout, stderr and ptmx links, and /dev/pts and /dev/shm, made in /dev's fd. */
 export function setupDevLinks(ops: RootfsOps, root: string): void {
-  for (const [target, link] of DEV_LINKS) {
-    const at = secureJoin(ops, root, link);
-    if (ops.lkind(at) === undefined) ops.symlink(target, at);
+  const rootFd = ops.openDir(root);
+  try {
+    const dev = openDirIn(ops, root, rootFd, "/dev");
+    try {
+      for (const [target, name] of DEV_LINKS) {
+        const fd = ops.openAt(dev, name);
+        if (fd === undefined) ops.symlinkAt(target, dev, name);
+        else ops.close(fd);
+      }
+      // /dev/ptmx points at the container's own devpts instance.
+      const ptmx = ops.openAt(dev, "ptmx");
+      if (ptmx !== undefined) {
+        const kind = ops.stat(ptmx).kind;
+        ops.close(ptmx);
+        ops.unlinkAt(dev, "ptmx", kind === "dir");
+      }
+      ops.symlinkAt("pts/ptmx", dev, "ptmx");
+    } finally {
+      ops.close(dev);
+    }
+    for (const dir of ["/dev/pts", "/dev/shm"]) ops.close(openDirIn(ops, root, rootFd, dir));
+  } finally {
+    ops.close(rootFd);
   }
-  // /dev/ptmx points at the container's own devpts instance.
-  const ptmx = secureJoin(ops, root, "/dev/ptmx");
-  if (ops.lkind(ptmx) !== undefined) ops.remove(ptmx);
-  ops.symlink("pts/ptmx", ptmx);
-  for (const dir of ["/dev/pts", "/dev/shm"]) mkdirAll(ops, root, secureJoin(ops, root, dir));
 }
 
-/** Hides a path from the container: /dev/null over a file, an empty read-only tmpfs over a dir. */
-export function maskPath(ops: RootfsOps, path: string): void {
-  const k = ops.lkind(path);
-  if (k === undefined) return;
-  if (k === "dir") ops.mount("tmpfs", path, "tmpfs", MS.RDONLY, null);
-  else ops.mount("/dev/null", path, "bind", MS.BIND, null);
-}
-
-export function readonlyPath(ops: RootfsOps, path: string): void {
-  if (ops.lkind(path) === undefined) return;
-  ops.mount(path, path, "bind", MS.BIND | MS.REC, null);
-  ops.mount(
-    null,
-    path,
-    null,
-    MS.BIND | MS.REMOUNT | MS.RDONLY | MS.REC | MS.NOSUID | MS.NODEV | MS.NOEXEC,
-    null,
-  );
+/** Runs `fn` with the fd path of `path` resolved inside `root`; false when it does not exist. */
+function withPathIn(
+  ops: RootfsOps,
+  root: string,
+  path: string,
+  fn: (fdPath: string, info: FdInfo) => void,
+): boolean {
+  const rootFd = ops.openDir(root);
+  try {
+    const fd = ops.openInRoot(rootFd, path);
+    if (fd === undefined) return false;
+    try {
+      fn(ops.fdPath(fd), ops.stat(fd));
+    } finally {
+      ops.close(fd);
+    }
+    return true;
+  } finally {
+    ops.close(rootFd);
+  }
 }
 
 /**
- * The whole rootfs sequence, in runc's order. Runs inside the new mount namespace; when it
- * returns, "/" is the container's root and the cwd is "/".
+ * Hides a path from the container: an empty read-only tmpfs over a directory, the container's
+ * /dev/null (checked to be the null device, 1:3, not a planted link) over anything else.
+ * `root` is "/" once pivot_root is done.
  */
-export function setupRootfs(ops: RootfsOps, plan: InitPlan): void {
+export function maskPath(ops: RootfsOps, path: string, root = "/"): void {
+  withPathIn(ops, root, path, (target, info) => {
+    if (info.kind === "dir") {
+      ops.mount("tmpfs", target, "tmpfs", MS.RDONLY, null);
+      return;
+    }
+    const found = withPathIn(ops, root, "/dev/null", (nul, n) => {
+      if (n.dev?.type !== "c" || n.dev.major !== 1 || n.dev.minor !== 3) {
+        fail("EPERM", `cannot mask ${path}: /dev/null is not the null device (1:3)`);
+      }
+      ops.mount(nul, target, "bind", MS.BIND, null);
+    });
+    if (!found) fail("ENOENT", `cannot mask ${path}: there is no /dev/null`);
+  });
+}
+
+/** Binds `path` onto itself, then remounts that bind read-only (each through a fresh fd). */
+export function readonlyPath(ops: RootfsOps, path: string, root = "/"): void {
+  const there = withPathIn(
+    ops,
+    root,
+    path,
+    (t) => ops.mount(t, t, "bind", MS.BIND | MS.REC, null),
+  );
+  if (!there) return;
+  withPathIn(ops, root, path, (t) =>
+    ops.mount(
+      null,
+      t,
+      null,
+      MS.BIND | MS.REMOUNT | MS.RDONLY | MS.REC | MS.NOSUID | MS.NODEV | MS.NOEXEC,
+      null,
+    ));
+}
+
+/**
+ * The whole rootfs sequence, in runc's order: mounts, devices, pivot_root, then the sysctls
+ * (while /proc/sys is still writable), `inContainer` (hostname, console: the init's), then
+ * masked and read-only paths and the read-only root. Runs inside the new mount namespace;
+ * when it returns, "/" is the container's root and the cwd is "/".
+ */
+export function setupRootfs(ops: RootfsOps, plan: InitPlan, inContainer?: () => void): void {
   const root = plan.rootfs.replace(/\/+$/, "");
   ops.mount(null, "/", null, plan.rootPropagation, null);
   // The rootfs must be a mount point for pivot_root.
@@ -261,6 +488,8 @@ export function setupRootfs(ops: RootfsOps, plan: InitPlan): void {
     ops.umount2(".", MNT_DETACH);
   }
   ops.chdir("/");
+  for (const [path, value] of Object.entries(plan.sysctl)) ops.sysctl(path, value);
+  inContainer?.();
   for (const p of plan.maskedPaths) maskPath(ops, p);
   for (const p of plan.readonlyPaths) readonlyPath(ops, p);
   if (plan.readonly) ops.mount(null, "/", null, MS.BIND | MS.REMOUNT | MS.RDONLY, null);

@@ -180,3 +180,97 @@ Deno.test("validateConfig: the error names the file given", () => {
   assertStringIncludes(e.message, "/b/config.json");
   assertStringIncludes(e.message, "process.args");
 });
+
+// ---- linux.sysctl, hostname, domainname: only what a private namespace holds (runc's rule) ----
+
+function withNs(types: string[], over: (c: Json) => void = () => {}): Json {
+  const c = good();
+  c.linux.namespaces = types.map((type) => ({ type }));
+  delete c.hostname; // the default spec names one
+  over(c);
+  return c;
+}
+
+Deno.test("validateConfig: namespaced sysctls pass with their namespace", () => {
+  const c = withNs(["pid", "mount", "network", "ipc", "uts"], (c) => {
+    c.linux.sysctl = {
+      "net.ipv4.ip_forward": "1",
+      "net/ipv4/conf/eth0.100/rp_filter": "1",
+      "kernel.shmmax": "1000000",
+      "kernel.msgmax": "8192",
+      "kernel.sem": "250 32000 32 128",
+      "fs.mqueue.msg_max": "20",
+      "kernel.domainname": "example.org",
+    };
+  });
+  validateConfig(c);
+});
+
+Deno.test("validateConfig: a host-global sysctl is refused, naming the key", () => {
+  for (const key of ["kernel.core_pattern", "vm.overcommit_memory", "kernel/core_pattern"]) {
+    const c = withNs(["pid", "mount", "network", "ipc", "uts"], (c) => {
+      c.linux.sysctl = { [key]: "x" };
+    });
+    rejects(c, "linux.sysctl", `"${key}"`, "not in a separate kernel namespace");
+  }
+  rejects(
+    withNs(["mount", "network", "ipc", "uts"], (c) => c.linux.sysctl = { "fs.file-max": "1" }),
+    '"fs.file-max"',
+    "separate kernel namespace",
+  );
+});
+
+Deno.test("validateConfig: a namespaced sysctl without its namespace names the key and namespace", () => {
+  const cases: [string, string[], string][] = [
+    ["net.ipv4.ip_forward", ["mount", "ipc", "uts"], "network"],
+    ["kernel.shmmax", ["mount", "network", "uts"], "ipc"],
+    ["kernel.msgmnb", ["mount", "network", "uts"], "ipc"],
+    ["fs.mqueue.queues_max", ["mount", "network", "uts"], "ipc"],
+    ["kernel.domainname", ["mount", "network", "ipc"], "uts"],
+  ];
+  for (const [key, types, ns] of cases) {
+    rejects(withNs(types, (c) => c.linux.sysctl = { [key]: "1" }), `"${key}"`, `"${ns}"`);
+  }
+});
+
+Deno.test("validateConfig: kernel.hostname conflicts with the hostname field; bad key paths are refused", () => {
+  const all = ["mount", "network", "ipc", "uts"];
+  rejects(withNs(all, (c) => c.linux.sysctl = { "kernel.hostname": "h" }), "hostname");
+  for (const key of ["net..ipv4", "net.ipv4.", "net/../kernel/core_pattern", ""]) {
+    rejects(withNs(all, (c) => c.linux.sysctl = { [key]: "1" }), "linux.sysctl");
+  }
+});
+
+Deno.test("validateConfig: hostname and domainname need a private UTS namespace", () => {
+  rejects(withNs(["mount"], (c) => c.hostname = "h"), "hostname", '"uts"');
+  rejects(withNs(["mount"], (c) => c.domainname = "d"), "domainname", '"uts"');
+  validateConfig(withNs(["mount", "uts"], (c) => {
+    c.hostname = "h";
+    c.domainname = "d";
+  }));
+});
+
+Deno.test("validateConfig: a namespace joined by path counts as private unless it is the host's own", () => {
+  const c = withNs(["mount"], (c) => {
+    c.linux.namespaces.push({ type: "network", path: "/proc/self/ns/net" });
+    c.linux.namespaces.push({ type: "uts", path: "/proc/self/ns/uts" });
+    c.linux.sysctl = { "net.ipv4.ip_forward": "1" };
+  });
+  // This process's own namespaces are the "host" ones.
+  rejects(c, '"net.ipv4.ip_forward"', "host's network namespace");
+  c.linux.sysctl = {};
+  c.hostname = "h";
+  rejects(c, "hostname", "host's UTS namespace");
+  // A path that is not the host's (here: a plain file stands for another namespace).
+  const other = Deno.makeTempFileSync();
+  try {
+    c.linux.namespaces = [{ type: "mount" }, { type: "network", path: other }, {
+      type: "uts",
+      path: other,
+    }];
+    c.linux.sysctl = { "net.ipv4.ip_forward": "1" };
+    validateConfig(c);
+  } finally {
+    Deno.removeSync(other);
+  }
+});

@@ -2,7 +2,8 @@
 // recording fake of RootfsOps. The fake's file operations act on a real directory (so
 // secureJoin meets real symlinks), while the privileged system calls are only recorded.
 import type { DeviceOp, InitPlan } from "../../runtime/plan.ts";
-import type { FileKind, RootfsOps } from "../../runtime/rootfs.ts";
+import type { FdInfo, FileKind, RootfsOps } from "../../runtime/rootfs.ts";
+import * as libc from "../../ffi/libc.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Assertions
@@ -130,6 +131,7 @@ export const SYSCALLS = new Set([
   "mknod",
   "chown",
   "umask",
+  "sysctl",
 ]);
 
 export interface FakeOptions {
@@ -142,13 +144,33 @@ export interface FakeOptions {
   ) => string | undefined;
   /** Errno code thrown by every mknod (e.g. "EPERM" in a user namespace). */
   mknodError?: string;
+  /**
+   * Called before each openAt (host path of the directory, the name): a test swaps a
+   * component for a symlink there, as another container sharing the directory could.
+   */
+  beforeOpenAt?: (dir: string, name: string) => void;
+}
+
+const O_PATH_NOFOLLOW = libc.O.PATH | libc.O.NOFOLLOW | libc.O.CLOEXEC;
+const STEP = libc.RESOLVE.BENEATH | libc.RESOLVE.NO_SYMLINKS | libc.RESOLVE.NO_MAGICLINKS;
+
+function orUndefined(fn: () => number): number | undefined {
+  try {
+    return fn();
+  } catch (e) {
+    if ((e as libc.SysError).code === "ENOENT") return undefined;
+    throw e;
+  }
 }
 
 /**
- * RootfsOps whose lkind/kind/readlink/mkdir/createFile/remove/symlink act on the real
- * filesystem, and whose mount/umount2/pivotRoot/chdir/chroot/mknod/chown/umask are recorded
- * only. After pivotRoot or chroot, absolute paths of file operations are taken under
- * `newRoot` (the host directory that became "/"), as they would be in the container.
+ * RootfsOps whose file operations (openAt, mkdirAt, createAt, symlinkAt, unlinkAt, stat...)
+ * are the real fd-relative system calls on a real directory (no privilege needed), so a
+ * symlink swapped in between meets the kernel's rules; mount/umount2/pivotRoot/chdir/chroot/
+ * mknod/chown/umask/sysctl are only recorded (mknod leaves an empty file standing for the
+ * node). Calls are recorded with paths: a fd-relative call as "<dir's path>/<name>", an fd
+ * given to mount(2) as its path. After pivotRoot or chroot, absolute paths are taken under
+ * `newRoot` (the host directory that became "/") and shown as the container sees them.
  */
 export class FakeRootfsOps implements RootfsOps {
   calls: Call[] = [];
@@ -157,6 +179,10 @@ export class FakeRootfsOps implements RootfsOps {
   private rootDir = "";
   /** Host directory of the last chdir (to know what "." is at pivot_root/chroot). */
   private cwd = "";
+  /** Device nodes "made" by mknodAt, by host path. */
+  private devices = new Map<string, { type: "c" | "b"; major: number; minor: number }>();
+  /** fds this fake opened and has not closed (a test checks none leak). */
+  open = new Set<number>();
 
   constructor(private readonly opts: FakeOptions = {}) {}
 
@@ -174,8 +200,28 @@ export class FakeRootfsOps implements RootfsOps {
     return this.rootDir && p.startsWith("/") ? `${this.rootDir}${p}` : p;
   }
 
+  /** A host path as the container sees it once "/" is rootDir. */
+  private shown(p: string): string {
+    if (!this.rootDir) return p;
+    if (p === this.rootDir) return "/";
+    return p.startsWith(this.rootDir + "/") ? p.slice(this.rootDir.length) : p;
+  }
+
+  private realPath(fd: number): string {
+    return Deno.readLinkSync(`/proc/self/fd/${fd}`);
+  }
+
+  private at(dirFd: number, name: string): string {
+    return this.shown(`${this.realPath(dirFd)}/${name}`);
+  }
+
   private record(op: string, ...args: unknown[]): void {
     this.calls.push({ op, args });
+  }
+
+  private track(fd: number | undefined): number | undefined {
+    if (fd !== undefined) this.open.add(fd);
+    return fd;
   }
 
   mount(
@@ -204,22 +250,32 @@ export class FakeRootfsOps implements RootfsOps {
     this.record("chroot", path);
     if (path === ".") this.rootDir = this.cwd;
   }
-  mknod(path: string, type: DeviceOp["type"], mode: number, major: number, minor: number): void {
-    this.record("mknod", path, type, mode, major, minor);
-    if (this.opts.mknodError) throw sysError(this.opts.mknodError, `mknod ${path}`);
-  }
-  chown(path: string, uid: number, gid: number): void {
-    this.record("chown", path, uid, gid);
-  }
   umask(mask: number): number {
     this.record("umask", mask);
     const old = this.mask;
     this.mask = mask;
     return old;
   }
-  symlink(target: string, path: string): void {
-    this.record("symlink", target, path);
-    Deno.symlinkSync(target, this.host(path));
+  mknodAt(
+    dirFd: number,
+    name: string,
+    type: DeviceOp["type"],
+    mode: number,
+    major: number,
+    minor: number,
+  ): void {
+    this.record("mknod", this.at(dirFd, name), type, mode, major, minor);
+    if (this.opts.mknodError) throw sysError(this.opts.mknodError, `mknod ${name}`);
+    libc.close(libc.openat2(dirFd, name, libc.O.CREAT | libc.O.EXCL | libc.O.WRONLY, STEP, mode));
+    if (type === "c" || type === "b") {
+      this.devices.set(`${this.realPath(dirFd)}/${name}`, { type, major, minor });
+    }
+  }
+  chownAt(dirFd: number, name: string, uid: number, gid: number): void {
+    this.record("chown", this.at(dirFd, name), uid, gid);
+  }
+  sysctl(path: string, value: string): void {
+    this.record("sysctl", path, value);
   }
   lkind(path: string): FileKind | undefined {
     return statKind(this.host(path), false);
@@ -231,17 +287,68 @@ export class FakeRootfsOps implements RootfsOps {
     this.record("readlink", path);
     return Deno.readLinkSync(this.host(path));
   }
-  mkdir(path: string, mode: number): void {
-    this.record("mkdir", path, mode);
-    Deno.mkdirSync(this.host(path), { mode });
+  openDir(path: string): number {
+    return this.track(libc.open(this.host(path), libc.O.PATH | libc.O.DIRECTORY | libc.O.CLOEXEC))!;
   }
-  createFile(path: string): void {
-    this.record("createFile", path);
-    Deno.openSync(this.host(path), { write: true, createNew: true }).close();
+  openAt(dirFd: number, name: string): number | undefined {
+    this.opts.beforeOpenAt?.(this.realPath(dirFd), name);
+    return this.track(orUndefined(() => libc.openat2(dirFd, name, O_PATH_NOFOLLOW, STEP)));
   }
-  remove(path: string): void {
-    this.record("remove", path);
-    Deno.removeSync(this.host(path));
+  openInRoot(rootFd: number, path: string): number | undefined {
+    return this.track(orUndefined(() =>
+      libc.openat2(
+        rootFd,
+        path,
+        libc.O.PATH | libc.O.CLOEXEC,
+        libc.RESOLVE.IN_ROOT | libc.RESOLVE.NO_MAGICLINKS,
+      )
+    ));
+  }
+  mkdirAt(dirFd: number, name: string, mode: number): void {
+    this.record("mkdir", this.at(dirFd, name), mode);
+    libc.mkdirat(dirFd, name, mode);
+  }
+  createAt(dirFd: number, name: string, mode: number): void {
+    this.record("createFile", this.at(dirFd, name));
+    libc.close(
+      libc.openat2(dirFd, name, libc.O.CREAT | libc.O.EXCL | libc.O.WRONLY, STEP, mode),
+    );
+  }
+  symlinkAt(target: string, dirFd: number, name: string): void {
+    this.record("symlink", target, this.at(dirFd, name));
+    libc.symlinkat(target, dirFd, name);
+  }
+  unlinkAt(dirFd: number, name: string, dir: boolean): void {
+    this.record("remove", this.at(dirFd, name));
+    libc.unlinkat(dirFd, name, dir);
+  }
+  stat(fd: number): FdInfo {
+    const st = libc.fstatFd(fd);
+    const fmt = st.mode & 0o170000;
+    const kind: FileKind = fmt === 0o040000
+      ? "dir"
+      : fmt === 0o100000
+      ? "file"
+      : fmt === 0o120000
+      ? "symlink"
+      : "other";
+    const made = this.devices.get(this.realPath(fd));
+    if (made) return { kind: "other", mode: st.mode & 0o7777, dev: made };
+    const dev = fmt === 0o020000 || fmt === 0o060000
+      ? {
+        type: fmt === 0o020000 ? "c" as const : "b" as const,
+        major: st.rdevMajor,
+        minor: st.rdevMinor,
+      }
+      : undefined;
+    return { kind, mode: st.mode & 0o7777, dev };
+  }
+  fdPath(fd: number): string {
+    return this.shown(this.realPath(fd));
+  }
+  close(fd: number): void {
+    this.open.delete(fd);
+    libc.close(fd);
   }
 }
 

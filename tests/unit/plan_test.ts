@@ -386,7 +386,8 @@ Deno.test("buildInitPlan: masked/readonly paths, sysctl and rootfsPropagation pa
   );
   assertEquals(p.maskedPaths, defaultSpec().linux!.maskedPaths);
   assertEquals(p.readonlyPaths, defaultSpec().linux!.readonlyPaths);
-  assertEquals(p.sysctl, { "net.ipv4.ip_forward": "1" });
+  // By file below /proc/sys.
+  assertEquals(p.sysctl, { "net/ipv4/ip_forward": "1" });
   assertEquals(p.finalPropagation, MS_PRIVATE | MS_REC);
   assertEquals(
     buildInitPlan(spec((s) => (s.linux!.rootfsPropagation = "shared")), OPTS).finalPropagation,
@@ -436,4 +437,53 @@ Deno.test("buildInitPlan: does not modify the spec it is given", () => {
   const before = JSON.stringify(s);
   buildInitPlan(s, { ...OPTS, extraMounts: [] });
   assertEquals(JSON.stringify(s), before);
+});
+
+Deno.test("buildInitPlan: sysctl keys in dot or slash form become their /proc/sys file", () => {
+  const p = buildInitPlan(
+    spec((s) => {
+      s.linux!.sysctl = {
+        "net.ipv4.conf.all.forwarding": "1",
+        "net/ipv4/conf/eth0.100/rp_filter": "2",
+        "net.ipv4.conf.eth0/100.accept_redirects": "0",
+      };
+    }),
+    OPTS,
+  );
+  assertEquals(p.sysctl, {
+    "net/ipv4/conf/all/forwarding": "1",
+    "net/ipv4/conf/eth0.100/rp_filter": "2",
+    "net/ipv4/conf/eth0.100/accept_redirects": "0",
+  });
+  assertThrows(
+    () => buildInitPlan(spec((s) => s.linux!.sysctl = { "net..x": "1" }), OPTS),
+    CapsuleError,
+    '"net..x"',
+  );
+});
+
+Deno.test("buildInitPlan: rlimits past 2^64 mean unlimited; soft above hard is refused", () => {
+  const p = buildInitPlan(
+    spec((s) => {
+      s.process!.rlimits = [
+        { type: "RLIMIT_NOFILE", soft: 1024, hard: 4096 },
+        // JSON's 18446744073709551615 (RLIM_INFINITY) reads back as 2^64.
+        { type: "RLIMIT_CORE", soft: 18446744073709551615, hard: 18446744073709551615 },
+      ];
+    }),
+    OPTS,
+  );
+  assertEquals(p.process.rlimits.map((r) => [r.soft, r.hard]), [
+    ["1024", "4096"],
+    ["18446744073709551615", "18446744073709551615"],
+  ]);
+  assertThrows(
+    () =>
+      buildInitPlan(
+        spec((s) => s.process!.rlimits = [{ type: "RLIMIT_NOFILE", soft: 10, hard: 5 }]),
+        OPTS,
+      ),
+    CapsuleError,
+    "RLIMIT_NOFILE soft limit 10 is above its hard limit 5",
+  );
 });

@@ -6,6 +6,7 @@ import {
   mountOne,
   readonlyPath,
   secureJoin,
+  setupDevLinks,
   setupRootfs,
 } from "../../runtime/rootfs.ts";
 import { buildInitPlan, type DeviceOp, type MountOp } from "../../runtime/plan.ts";
@@ -818,5 +819,156 @@ Deno.test(
       c.op === "mount" && c.args[1] === `${root}/m`
     );
     assert(lastConfigMount < firstMknod, "devices after config mounts");
+  }),
+);
+
+// ---------------------------------------------------------------------------------------------
+// Races: a component swapped for a symlink after secureJoin (another container sharing a
+// bind-mounted directory) must not make capsule create or mount anything outside the rootfs.
+
+/** A fake that, at the first openAt of `name`, swaps root/<dir>/<name> for a link to `to`. */
+function swapping(root: string, dirRel: string, name: string, to: string): FakeRootfsOps {
+  let done = false;
+  return new FakeRootfsOps({
+    beforeOpenAt: (dir, n) => {
+      if (done || n !== name || dir !== `${root}${dirRel}`) return;
+      done = true;
+      Deno.renameSync(`${dir}/${n}`, `${dir}/${n}.old`);
+      Deno.symlinkSync(to, `${dir}/${n}`);
+    },
+  });
+}
+
+Deno.test(
+  "mountOne: a directory swapped for a symlink out of the root while the target is made -> refused, nothing made outside",
+  withRoot((root, dir) => {
+    mkdirp(`${root}/shared/a`);
+    mkdirp(`${dir}/outside`);
+    mkdirp(`${dir}/src`);
+    for (
+      const m of [
+        bindMount("/shared/a/b/c", `${dir}/src`, MS_BIND),
+        { ...bindMount("/shared/a/b/c", "tmpfs", 0), type: "tmpfs", bind: false },
+      ]
+    ) {
+      const ops = swapping(root, "/shared", "a", `${dir}/outside`);
+      const e = assertThrows(() => mountOne(ops, root, m));
+      assertEquals((e as Error & { code?: string }).code, "ELOOP");
+      assertEquals([...Deno.readDirSync(`${dir}/outside`)], [], "nothing made outside");
+      assertEquals(ops.mounts(), [], "nothing mounted");
+      assertEquals(ops.open.size, 0, "no fd left open");
+      Deno.removeSync(`${root}/shared/a`);
+      Deno.renameSync(`${root}/shared/a.old`, `${root}/shared/a`);
+    }
+  }),
+);
+
+Deno.test(
+  "mountOne: a file bind target whose parent is swapped for a symlink -> no file created outside",
+  withRoot((root, dir) => {
+    mkdirp(`${root}/etc`);
+    mkdirp(`${dir}/outside`);
+    touch(`${dir}/resolv.conf`);
+    const ops = swapping(root, "", "etc", `${dir}/outside`);
+    assertThrows(() => mountOne(ops, root, bindMount("/etc/resolv.conf", `${dir}/resolv.conf`, 0)));
+    assert(!exists(`${dir}/outside/resolv.conf`), "no file created outside");
+    assertEquals(ops.mounts(), []);
+  }),
+);
+
+Deno.test(
+  "createDevices and setupDevLinks: /dev swapped for a symlink -> refused, no node or link outside",
+  withRoot((root, dir) => {
+    mkdirp(`${root}/dev`);
+    mkdirp(`${dir}/outside`);
+    const ops = swapping(root, "", "dev", `${dir}/outside`);
+    assertThrows(() => createDevices(ops, root, [NULL_DEV]));
+    assertEquals(ops.ops(new Set(["mknod", "chown", "createFile"])), []);
+    Deno.removeSync(`${root}/dev`);
+    Deno.renameSync(`${root}/dev.old`, `${root}/dev`);
+    const ops2 = swapping(root, "", "dev", `${dir}/outside`);
+    assertThrows(() => setupDevLinks(ops2, root));
+    assertEquals([...Deno.readDirSync(`${dir}/outside`)], [], "nothing made outside");
+  }),
+);
+
+Deno.test(
+  "maskPath: a file masked with a /dev/null that is not the null device is refused",
+  withRoot((root) => {
+    mkdirp(`${root}/dev`);
+    touch(`${root}/kcore`);
+    touch(`${root}/secret`);
+    Deno.symlinkSync("/secret", `${root}/dev/null`); // planted: would bind /secret over kcore
+    const ops = new FakeRootfsOps();
+    assertThrows(() => maskPath(ops, "/kcore", root), Error, "not the null device");
+    assertEquals(ops.mounts(), []);
+  }),
+);
+
+Deno.test(
+  "readonlyPath: a symlink to a host path is followed inside the root only",
+  withRoot((root, dir) => {
+    mkdirp(`${root}/real`);
+    mkdirp(`${dir}/hostdir`);
+    Deno.symlinkSync(`${dir}/hostdir`, `${root}/evil`); // absolute: read inside the root
+    const ops = new FakeRootfsOps();
+    readonlyPath(ops, "/evil", root);
+    // /evil -> <dir>/hostdir inside the root does not exist: nothing is mounted on the host dir.
+    assertEquals(ops.mounts(), []);
+  }),
+);
+
+Deno.test(
+  "setupRootfs: sysctls are written after pivot_root and before the read-only /proc/sys",
+  withRoot((root) => {
+    mkdirp(`${root}/proc/sys`);
+    const ops = new FakeRootfsOps();
+    setupRootfs(
+      ops,
+      basePlan(root, {
+        sysctl: { "net/ipv4/ip_forward": "1" },
+        readonlyPaths: ["/proc/sys"],
+      }),
+    );
+    const names = ops.ops().map((c) => `${c.op}:${c.args[1] ?? c.args[0]}`);
+    const at = (s: string) => names.indexOf(s);
+    assert(at("sysctl:1") > at("pivotRoot:."), `sysctl after pivot_root: ${names}`);
+    assert(at("sysctl:1") < at("mount:/proc/sys"), `sysctl before /proc/sys is bound ro: ${names}`);
+    assertEquals(ops.ops(new Set(["sysctl"])), [op("sysctl", "net/ipv4/ip_forward", "1")]);
+    assertEquals(ops.open.size, 0, "no fd left open");
+  }),
+);
+
+Deno.test(
+  "mountOne: tmpfs over an existing directory keeps its mode; mode= wins; a new one is made 0755",
+  withRoot((root) => {
+    mkdirp(`${root}/private`);
+    Deno.chmodSync(`${root}/private`, 0o700);
+    mkdirp(`${root}/sticky`);
+    Deno.chmodSync(`${root}/sticky`, 0o1777);
+    const tmpfs = (destination: string, data: string): MountOp => ({
+      destination,
+      source: "tmpfs",
+      type: "tmpfs",
+      flags: 0,
+      propagation: [],
+      data,
+      bind: false,
+    });
+    const ops = new FakeRootfsOps();
+    mountOne(ops, root, tmpfs("/private", ""));
+    mountOne(ops, root, tmpfs("/private", "size=1m"));
+    mountOne(ops, root, tmpfs("/sticky", "size=1m"));
+    mountOne(ops, root, tmpfs("/private", "mode=1777,size=1m"));
+    mountOne(ops, root, tmpfs("/new", ""));
+    assertEquals(ops.mounts().map((m) => m[4]), [
+      "mode=0700",
+      "mode=0700,size=1m",
+      "mode=1777,size=1m",
+      "mode=1777,size=1m",
+      null,
+    ]);
+    assertEquals(Deno.statSync(`${root}/new`).mode! & 0o7777, 0o755);
+    assertEquals(ops.open.size, 0, "no fd left open");
   }),
 );

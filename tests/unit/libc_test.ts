@@ -1,0 +1,80 @@
+// Unit tests of ffi/libc.ts's errno handling (no root): every wrapper goes through invoke(),
+// which must never report an errno that its own call did not set, and must retry EINTR.
+import * as libc from "../../ffi/libc.ts";
+import { assertEquals, assertThrows } from "./fake_rootfs_ops.ts";
+
+const ENOENT = 2, EINTR = 4, EAGAIN = 11;
+
+Deno.test("invoke: a call that succeeds is never failed by an errno left from before", () => {
+  const cell = new Int32Array([ENOENT]); // stale, from an earlier failed call
+  assertEquals(libc.invoke(() => 0, "read", undefined, "retry", cell), 0);
+  assertEquals(libc.invoke(() => 5n, "read", undefined, "retry", cell), 5);
+});
+
+Deno.test("invoke: a failure reports the errno its own call set", () => {
+  const cell = new Int32Array([ENOENT]);
+  const e = assertThrows(() =>
+    libc.invoke(
+      () => {
+        cell[0] = EAGAIN;
+        return -1;
+      },
+      "read",
+      undefined,
+      "retry",
+      cell,
+    ), libc.SysError) as libc.SysError;
+  assertEquals([e.code, e.errno], ["EAGAIN", EAGAIN]);
+});
+
+Deno.test("invoke: -1 without errno set is not taken for the stale ENOENT before it", () => {
+  const cell = new Int32Array([ENOENT]);
+  const e = assertThrows(
+    () => libc.invoke(() => -1, "read", "exec.fifo", "retry", cell),
+    libc.SysError,
+  ) as libc.SysError;
+  assertEquals(e.errno, 0);
+  assertEquals(e.message, "read exec.fifo: errno not set (errno not set)");
+});
+
+Deno.test("invoke: EINTR is retried until the call completes; 'fail' reports it", () => {
+  const cell = new Int32Array(1);
+  let calls = 0;
+  const interruptedTwice = () => {
+    if (++calls <= 2) {
+      cell[0] = EINTR;
+      return -1;
+    }
+    return 7;
+  };
+  assertEquals(libc.invoke(interruptedTwice, "read", undefined, "retry", cell), 7);
+  assertEquals(calls, 3);
+  calls = 0;
+  const e = assertThrows(
+    () => libc.invoke(interruptedTwice, "connect", "/s", "fail", cell),
+    libc.SysError,
+  ) as libc.SysError;
+  assertEquals([e.code, calls], ["EINTR", 1]);
+});
+
+Deno.test("libc: read on an empty non-blocking fifo is EAGAIN even right after an ENOENT", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "capsule-unit-" });
+  try {
+    libc.mkfifo(`${dir}/f`, 0o600);
+    const r = libc.open(`${dir}/f`, libc.O.RDONLY | libc.O.NONBLOCK | libc.O.CLOEXEC);
+    const w = libc.open(`${dir}/f`, libc.O.WRONLY | libc.O.CLOEXEC);
+    try {
+      assertThrows(() => libc.open(`${dir}/none`, libc.O.RDONLY), libc.SysError, "ENOENT");
+      const e = assertThrows(() => libc.read(r, new Uint8Array(1)), libc.SysError) as libc.SysError;
+      assertEquals(e.code, "EAGAIN");
+      // A successful call leaves nothing for the next failure to inherit.
+      libc.writeAll(w, new Uint8Array([1]));
+      assertEquals(libc.read(r, new Uint8Array(1)), 1);
+    } finally {
+      libc.close(r);
+      libc.close(w);
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
