@@ -226,6 +226,10 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           s.bundle,
           s.created,
         ]);
+        // A damaged state is listed as unknown; what is wrong, and the way out, go to stderr.
+        for (const s of all) {
+          if (s.error && flags.format !== "json") console.error(`capsule: ${s.error}`);
+        }
       },
     },
     {

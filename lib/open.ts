@@ -47,12 +47,19 @@ export interface RuntimeNeeds {
   root?: string;
 }
 
+/** The extensions a container's state names; all of them when its state.json is damaged. */
 function extKeys(root: string, id: string): string[] {
+  let text: string;
   try {
-    const rec = JSON.parse(Deno.readTextFileSync(`${root}/${id}/state.json`));
-    return Object.keys(rec.ext ?? {});
+    text = Deno.readTextFileSync(`${root}/${id}/state.json`);
   } catch {
     return [];
+  }
+  try {
+    return Object.keys(JSON.parse(text).ext ?? {});
+  } catch {
+    // delete -f finds what each extension holds for the id from the id alone.
+    return ["image", "network"];
   }
 }
 

@@ -29,10 +29,12 @@ export function update(ctx: RuntimeContext, id: string, resources: LinuxResource
   cg.apply(rec.cgroupPaths!, resources);
 }
 
-/** Freezes every process of a running container. */
+/** Freezes every process of a running (or created, as runc allows) container. */
 export function pause(ctx: RuntimeContext, id: string): void {
   const { rec, cg, status } = cgroupOf(ctx, id, "pause");
-  if (status !== "running") throw new StateTransitionError(id, "pause", status, ["running"]);
+  if (status !== "running" && status !== "created") {
+    throw new StateTransitionError(id, "pause", status, ["running", "created"]);
+  }
   cg.freeze(rec.cgroupPaths!);
 }
 

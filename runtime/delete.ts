@@ -1,7 +1,10 @@
 // delete (runtime spec "delete"): removes a stopped container and all it held, in reverse of
-// create: the extensions' resources (network, image), the cgroups, then poststop hooks and the
-// state directory. `force` kills a live container first; cleanup errors are collected, so one
-// failure never leaves the rest behind.
+// create: whatever is still in its cgroup (killed), the extensions' resources (network,
+// image), the cgroups, then poststop hooks and the state directory. `force` kills a live
+// container first; a created one is killed without it, as runc does. Cleanup errors are
+// collected, so one failure never leaves the rest behind; but the state is kept while the
+// cgroup is, so that a later delete can finish. A damaged state.json is deleted (-f) from what
+// the id alone gives: the default cgroup capsule/<id>, the extensions' releaseAllFor(id).
 import type { RuntimeContext } from "./context.ts";
 import { CapsuleError, NotFoundError, StateTransitionError } from "./errors.ts";
 import { runHooks } from "./hooks.ts";
@@ -10,7 +13,15 @@ import { killAndWait } from "./kill.ts";
 import { ociState, status } from "./query.ts";
 import type { ContainerRecord } from "./state.ts";
 
-/** Removes a stopped container and all it held; `force` kills a live one first. */
+/**
+ * Removes a container and all it held. Without `force`: a stopped or created container (a
+ * created one is killed first, as runc does), else StateTransitionError. With `force`: any
+ * status, a gone container (success, runc's contract), a damaged state (see deleteDamaged).
+ * Processes left in a stopped container's cgroup (a child in a PID namespace it shared) are
+ * killed, its cgroup frozen meanwhile. Throws a CapsuleError, keeping the state, when the
+ * cgroup could not be removed; one listing what else could not be undone, after removing the
+ * state, otherwise.
+ */
 export async function deleteContainer(
   ctx: RuntimeContext,
   id: string,
@@ -23,10 +34,8 @@ export async function deleteContainer(
   } catch (e) {
     // runc's contract, which engines rely on: delete --force of a gone container succeeds.
     if (opts.force && e instanceof NotFoundError) return;
-    // A damaged state.json: -f removes the directory (its cgroups cannot be known).
     if (!opts.force || e instanceof NotFoundError) throw e;
-    ctx.store.remove(id);
-    return;
+    return await deleteDamaged(ctx, id);
   }
   if (!rec) {
     // A directory a crash left without a state: only -f removes it (nothing else to undo).
@@ -39,10 +48,11 @@ export async function deleteContainer(
     return;
   }
   const st = status(ctx, rec);
-  if (st !== "stopped") {
-    if (!opts.force) throw new StateTransitionError(id, "delete", st, ["stopped"]);
-    await killAndWait(ctx, rec);
+  if (st !== "stopped" && st !== "created" && !opts.force) {
+    throw new StateTransitionError(id, "delete", st, ["stopped"]);
   }
+  // The init if it lives, and whatever a stopped container left in its cgroup.
+  await killAndWait(ctx, rec);
   const errors: string[] = [];
   for (const x of [...ctx.extensions].reverse()) {
     try {
@@ -51,21 +61,14 @@ export async function deleteContainer(
       errors.push(`${x.name}: ${(e as Error).message}`);
     }
   }
-  const cg = ctx.cgroups;
-  if (rec.cgroupPaths && cg) {
-    try {
-      cg.destroy(rec.cgroupPaths);
-      // The default parent ("capsule") goes with its last container, like docker's.
-      if (rec.cgroupParentShared) {
-        for (const dir of new Set(Object.values(rec.cgroupPaths))) {
-          try {
-            Deno.removeSync(dir.slice(0, dir.lastIndexOf("/")));
-          } catch { /* other containers still use it */ }
-        }
-      }
-    } catch (e) {
-      errors.push(`cgroups: ${(e as Error).message}`);
-    }
+  try {
+    removeCgroups(ctx, rec);
+  } catch (e) {
+    throw new CapsuleError(
+      `Cannot delete container "${id}": ${[(e as Error).message, ...errors].join("; ")}; ` +
+        `its state is kept: run "capsule delete -f ${id}" again once that is resolved`,
+      { cause: e },
+    );
   }
   try {
     await runHooks("poststop", rec.hooks?.poststop, ociState(rec, "stopped"));
@@ -78,4 +81,67 @@ export async function deleteContainer(
       `Container "${id}" deleted, but cleanup reported: ${errors.join("; ")}`,
     );
   }
+}
+
+/** Removes the container's cgroups (and the shared default parent when empty); throws if not. */
+function removeCgroups(ctx: RuntimeContext, rec: ContainerRecord): void {
+  const cg = ctx.cgroups;
+  if (!rec.cgroupPaths || !cg) return;
+  cg.destroy(rec.cgroupPaths);
+  // The default parent ("capsule") goes with its last container, like docker's.
+  if (rec.cgroupParentShared) {
+    for (const dir of new Set(Object.values(rec.cgroupPaths))) {
+      try {
+        Deno.removeSync(dir.slice(0, dir.lastIndexOf("/")));
+      } catch { /* other containers still use it */ }
+    }
+  }
+}
+
+/**
+ * `delete -f` of a container whose state.json cannot be read: everything the id owns, found
+ * from the id alone. Processes: those in the default cgroup capsule/<id> (SIGKILL, frozen
+ * meanwhile); the cgroup itself; each extension's releaseAllFor(id) (network: veth, chain,
+ * leases and ports keyed by the id), or its deleted() with a record of the id and no data
+ * (image: unmounts the overlay at the path the id gives). The state directory goes only when
+ * all of that succeeded; otherwise it stays (listed as unknown) and a CapsuleError says what
+ * is left. A container created with an explicit cgroupsPath cannot be found this way: its
+ * cgroup is not touched (the message says so when the default one does not exist).
+ */
+async function deleteDamaged(ctx: RuntimeContext, id: string): Promise<void> {
+  const cg = ctx.cgroups;
+  const rec: ContainerRecord = {
+    ociVersion: "",
+    id,
+    pid: 0,
+    pidStartTime: "",
+    bundle: "",
+    rootfs: "",
+    created: "",
+    annotations: {},
+    cgroupPaths: cg?.paths(undefined, id),
+    cgroupParentShared: true,
+  };
+  const errors: string[] = [];
+  try {
+    await killAndWait(ctx, rec);
+    removeCgroups(ctx, rec);
+  } catch (e) {
+    errors.push((e as Error).message);
+  }
+  for (const x of [...ctx.extensions].reverse()) {
+    try {
+      if (x.releaseAllFor) await x.releaseAllFor(id);
+      else await x.deleted?.(rec, undefined);
+    } catch (e) {
+      errors.push(`${x.name}: ${(e as Error).message}`);
+    }
+  }
+  if (errors.length) {
+    throw new CapsuleError(
+      `Cannot delete container "${id}" (its state is damaged): ${errors.join("; ")}; ` +
+        `its state is kept: run "capsule delete -f ${id}" again once that is resolved`,
+    );
+  }
+  ctx.store.remove(id);
 }

@@ -28,7 +28,23 @@ export class NotFoundError extends CapsuleError {
   }
 }
 
-/** An illegal move of the lifecycle state machine ("start a stopped container"). */
+/**
+ * runc's words for an illegal move (libcontainer/error.go: ErrNotRunning, ErrNotPaused), kept
+ * in capsule's message because engines match on them: containerd's shim treats a kill error
+ * containing "container not running" as "process already finished" (pkg/process/utils.go
+ * checkKillError), anything else as a failure. See docs/engines.md.
+ */
+function runcWords(action: string): string | undefined {
+  if (action === "resume") return "container not paused";
+  if (["kill", "pause", "update"].includes(action)) return "container not running";
+  return undefined;
+}
+
+/**
+ * An illegal move of the lifecycle state machine ("start a stopped container"): `Cannot kill
+ * container "web": it is stopped, not created or running or paused (container not running)`,
+ * with runc's words in parentheses where engines parse them.
+ */
 export class StateTransitionError extends CapsuleError {
   /** "StateTransitionError". */
   override name = "StateTransitionError";
@@ -39,8 +55,10 @@ export class StateTransitionError extends CapsuleError {
     readonly status: string,
     readonly allowed: readonly string[],
   ) {
+    const runc = runcWords(action);
     super(
-      `Cannot ${action} container "${id}": it is ${status}, not ${allowed.join(" or ")}`,
+      `Cannot ${action} container "${id}": it is ${status}, not ${allowed.join(" or ")}` +
+        (runc ? ` (${runc})` : ""),
     );
   }
 }

@@ -58,4 +58,11 @@ export interface Extension {
   created?(ctx: CreateContext): Promise<unknown> | unknown;
   /** On delete, and when create failed after `prepare` began; must be idempotent. */
   deleted?(record: ContainerRecord, data: unknown): Promise<void> | void;
+  /**
+   * `delete -f` of a container whose state.json is damaged (no record, no data): release
+   * everything this layer holds for `id`, found from the id alone (names derived from it,
+   * reservations keyed by it). Idempotent; throws a CapsuleError naming what it could not
+   * remove. Without it, `deleted` is called with a record of the id only and no data.
+   */
+  releaseAllFor?(id: string): Promise<void> | void;
 }

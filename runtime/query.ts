@@ -2,6 +2,7 @@
 // the container's processes (ps). Status is derived from the kernel each time (state.ts).
 import type { CgroupStats } from "./cgroups/mod.ts";
 import type { RuntimeContext } from "./context.ts";
+import { NotFoundError } from "./errors.ts";
 import { OCI_VERSION } from "./spec.ts";
 import { type ContainerRecord, initAlive, type Status } from "./state.ts";
 
@@ -11,8 +12,11 @@ export interface OciState {
   ociVersion: string;
   /** Container id. */
   id: string;
-  /** creating, created, running, paused or stopped. */
-  status: Status;
+  /**
+   * creating, created, running, paused or stopped; "unknown" only in `list`, for a container
+   * whose state.json is damaged (see `error`).
+   */
+  status: Status | "unknown";
   /** Host pid of the container's process; 0 once stopped. */
   pid: number;
   /** Absolute bundle directory. */
@@ -82,27 +86,42 @@ export function state(ctx: RuntimeContext, id: string, detail = false): OciState
   return out;
 }
 
-/** Every container under the root; a directory a crash left half-made is listed as stopped. */
+/**
+ * Every container under the root. A directory a crash left half-made is listed as stopped; one
+ * whose state.json is damaged as `unknown`, with `error` naming the file and what is wrong (it
+ * may still run: `delete -f` finds it from its id), never hidden.
+ */
 export function list(ctx: RuntimeContext): OciState[] {
   const out: OciState[] = [];
+  const blank = (id: string, status: OciState["status"]): OciState => ({
+    ociVersion: OCI_VERSION,
+    id,
+    status,
+    pid: 0,
+    bundle: "",
+    rootfs: "",
+    created: "",
+    owner: "",
+    annotations: {},
+  });
   for (const id of ctx.store.ids()) {
+    let rec: ContainerRecord | undefined;
     try {
-      const rec = ctx.store.read(id);
-      if (rec) out.push(state(ctx, id));
-      else {
-        out.push({
-          ociVersion: OCI_VERSION,
-          id,
-          status: "stopped",
-          pid: 0,
-          bundle: "",
-          rootfs: "",
-          created: "",
-          owner: "",
-          annotations: {},
-        });
-      }
-    } catch { /* damaged: skip, delete -f can remove it */ }
+      rec = ctx.store.read(id);
+    } catch (e) {
+      if (e instanceof NotFoundError) continue; // deleted meanwhile
+      out.push({ ...blank(id, "unknown"), error: (e as Error).message });
+      continue;
+    }
+    if (!rec) {
+      out.push(blank(id, "stopped"));
+      continue;
+    }
+    try {
+      out.push(state(ctx, id));
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) out.push({ ...blank(id, "unknown"), error: String(e) });
+    }
   }
   return out;
 }
