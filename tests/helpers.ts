@@ -271,22 +271,19 @@ async function removeCgroup(dir: string): Promise<void> {
 export async function withStateRoot(fn: (root: string) => Promise<void>): Promise<void> {
   const root = await stateRoot();
   const before = new Set(capsuleCgroups());
-  let passed = false;
+  let left: string[] = [], cgroups: string[] = [];
   try {
     await fn(root);
-    passed = true;
   } finally {
-    const left = [...Deno.readDirSync(root)].map((e) => e.name);
+    left = [...Deno.readDirSync(root)].map((e) => e.name);
     for (const id of left) await capsule(root, ["delete", "-f", id]);
-    const cgroups = capsuleCgroups().filter((d) => !before.has(d));
+    cgroups = capsuleCgroups().filter((d) => !before.has(d));
     for (const d of cgroups) await removeCgroup(d);
     await removeAll(root);
-    // Only when fn passed: a failure's own error is the one to report.
-    if (passed && left.length) throw new Error(`test left containers behind: ${left.join(", ")}`);
-    if (passed && cgroups.length) {
-      throw new Error(`test left cgroups behind: ${cgroups.join(", ")}`);
-    }
   }
+  // Reached only when fn passed: a failure's own error is the one to report.
+  if (left.length) throw new Error(`test left containers behind: ${left.join(", ")}`);
+  if (cgroups.length) throw new Error(`test left cgroups behind: ${cgroups.join(", ")}`);
 }
 
 /** Test wrapper: root-only, `fn` runs inside `withStateRoot` (cleaned up also on failure). */
