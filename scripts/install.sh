@@ -26,4 +26,9 @@ if [ ! -x tools/node_modules/.bin/deno ]; then
 fi
 deno=$PWD/tools/node_modules/.bin/deno
 "$deno" install --frozen --quiet
-"$deno" run -A --quiet scripts/build.ts >/dev/null
+# The bundle, unless it is newer than every source (deno bundle fetches its esbuild once, into
+# DENO_DIR: a later run as another user or with another DENO_DIR then needs no network).
+if [ ! -f dist/main.js ] || [ ! -x dist/capsule ] || [ -n "$(find main.ts mod.ts cli runtime image \
+  network ffi scripts/build.ts deno.json deno.lock -newer dist/main.js -print -quit)" ]; then
+  "$deno" run -A --quiet scripts/build.ts >/dev/null
+fi
