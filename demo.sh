@@ -2,16 +2,21 @@
 # A first container: builds a busybox rootfs from the host's busybox-static, writes a bundle
 # with `capsule spec`, and runs a shell in it that shows its hostname, PID 1 and mounts.
 # Run as root on Debian/Ubuntu: sudo bash demo.sh
+# The first run installs (with network): busybox-static, then scripts/install.sh (Deno from the
+# npm registry, zod from deno.lock, the bundle in dist/). Later runs need no network.
 set -euo pipefail
 cd "$(dirname "$0")"
-# Only what the demo needs: busybox-static, and Deno (pinned in tools/package.json) from npm.
+if [ "$(id -u)" != 0 ]; then
+  echo "demo.sh: run it as root (sudo bash demo.sh): containers need root" >&2
+  exit 1
+fi
 if ! command -v busybox >/dev/null; then
   apt-get update -qq && apt-get install -y -qq busybox-static >/dev/null
 fi
-[ -x tools/node_modules/.bin/deno ] || (cd tools && npm ci --no-audit --no-fund --loglevel=error)
+bash scripts/install.sh
+export DENO_NO_UPDATE_CHECK=1
 repo=$PWD
-deno=$repo/tools/node_modules/.bin/deno
-capsule() { "$deno" run -A --quiet "$repo/main.ts" "$@"; }
+capsule() { "$repo/dist/capsule" "$@"; }
 bundle=$(mktemp -d /tmp/capsule-demo.XXXXXX)
 trap 'rm -rf "$bundle"' EXIT
 mkdir -p "$bundle/rootfs/"{bin,proc,sys,dev,etc,tmp}
@@ -21,7 +26,7 @@ for applet in $(busybox --list); do
 done
 (cd "$bundle" && capsule spec)
 # The program: a shell command that shows where it runs.
-"$deno" eval --quiet '
+"$repo/tools/node_modules/.bin/deno" eval --no-config --quiet '
   const f = Deno.args[0];
   const spec = JSON.parse(Deno.readTextFileSync(f));
   spec.hostname = "demo";

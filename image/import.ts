@@ -12,6 +12,7 @@ import {
   type ImageRecord,
   paths,
   readImage,
+  storeDir,
   validateName,
 } from "./store.ts";
 
@@ -542,8 +543,7 @@ export async function importImage(o: ImportOptions): Promise<ImageRecord> {
   }
   const file = Deno.realPathSync(o.file);
   const what = `"${o.file}"`;
-  const images = paths.images(o.store);
-  Deno.mkdirSync(images, { recursive: true, mode: 0o700 });
+  const images = storeDir(o.store, "images");
   sweepStale(images);
   const tmp = `${images}/.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   Deno.mkdirSync(tmp, { mode: 0o700 });

@@ -7,7 +7,15 @@ import { MS } from "../runtime/consts.ts";
 import { CapsuleError } from "../runtime/errors.ts";
 import type { ContainerRecord } from "../runtime/state.ts";
 import * as libc from "../ffi/libc.ts";
-import { destroyContainerFiles, exists, isMounted, paths, readImage, unmountAll } from "./store.ts";
+import {
+  destroyContainerFiles,
+  exists,
+  fsTypeOf,
+  isMounted,
+  paths,
+  readImage,
+  unmountAll,
+} from "./store.ts";
 
 /** What `image run` passes as `ext.image` in CreateOptions. */
 export interface ImageRunOptions {
@@ -54,10 +62,21 @@ export function mountOverlay(lower: string, dir: string): string {
   try {
     libc.mount("overlay", merged, "overlay", MS.NODEV, data);
   } catch (e) {
+    const fs = fsTypeOf(dir);
+    if (fs === "overlay") {
+      // overlayfs refuses an upper layer on overlayfs (EINVAL): capsule inside a container.
+      throw new CapsuleError(
+        `Cannot mount the container's overlay root at ${merged}: ${(e as Error).message}; ` +
+          `the store holding ${dir} is on ${fs}, which overlayfs does not take as a writable ` +
+          `layer (is capsule running inside a container?): choose a --store on ext4, xfs or ` +
+          `tmpfs (a volume or bind mount of the host, or e.g. --store /dev/shm/capsule)`,
+      );
+    }
     throw new CapsuleError(
       `Cannot mount the container's overlay root at ${merged}: ${
         (e as Error).message
-      } (does the kernel have overlayfs, and is ${dir} on a file system overlay accepts?)`,
+      } (does the kernel have overlayfs, and is ${dir} on ext4, xfs or tmpfs? If not, ` +
+        `choose a --store there)`,
     );
   }
   return merged;

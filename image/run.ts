@@ -4,7 +4,7 @@ import type { Runtime } from "../runtime/container.ts";
 import { CapsuleError } from "../runtime/errors.ts";
 import { validateId } from "../runtime/ids.ts";
 import type { Mount } from "../runtime/spec.ts";
-import { writeFileAtomic } from "../runtime/state.ts";
+import { privateDir, writeFileAtomic } from "../runtime/state.ts";
 import type { ImageRunOptions } from "./mod.ts";
 import { buildSpec, parseVolumes, type RunFlags, type Volume, volumeMount } from "./runspec.ts";
 import {
@@ -16,6 +16,7 @@ import {
   paths,
   readContainerInfo,
   readImage,
+  storeDir,
   unmountAll,
   validateName,
 } from "./store.ts";
@@ -66,10 +67,15 @@ function volumeSources(
     if (v.kind === "bind") {
       source = v.source;
     } else if (v.kind === "named") {
+      storeDir(store, "volumes");
       source = paths.volume(store, v.name);
       fresh = !exists(source);
-      Deno.mkdirSync(source, { recursive: true, mode: 0o755 });
+      // The volume itself keeps a mode the container's users can use; the 0700 directories
+      // above it keep other host users out.
+      if (fresh) Deno.mkdirSync(source, { mode: 0o755 });
     } else {
+      privateDir(`${storeDir(store, "volumes")}/_anon`, "--store directory");
+      privateDir(paths.anon(store, id), "--store directory");
       source = `${paths.anon(store, id)}/${n}`;
       fresh = true;
       Deno.mkdirSync(source, { recursive: true, mode: 0o755 });
@@ -130,7 +136,6 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
     }
     v.source = real;
   }
-  const containers = paths.containers(req.store);
   const dir = paths.container(req.store, req.id);
   if (exists(dir)) {
     throw new CapsuleError(
@@ -155,7 +160,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
     passwd: readText(`${lower}/etc/passwd`),
     group: readText(`${lower}/etc/group`),
   });
-  Deno.mkdirSync(containers, { recursive: true, mode: 0o700 });
+  storeDir(req.store, "containers");
   try {
     Deno.mkdirSync(dir, { mode: 0o700 });
   } catch (e) {
@@ -314,7 +319,7 @@ export function listVolumes(store: string): VolumeInfo[] {
 
 export function createVolume(store: string, name: string): string {
   const path = paths.volume(store, validateName(name, "volume name"));
-  Deno.mkdirSync(paths.volumes(store), { recursive: true, mode: 0o711 });
+  storeDir(store, "volumes");
   try {
     Deno.mkdirSync(path, { mode: 0o755 });
   } catch (e) {

@@ -6,6 +6,7 @@
 //   <store>/volumes/_anon/<id>/<n>/                    anonymous volumes of one container
 import { MNT_DETACH } from "../runtime/consts.ts";
 import { CapsuleError } from "../runtime/errors.ts";
+import { privateDir } from "../runtime/state.ts";
 import * as libc from "../ffi/libc.ts";
 
 /** Image and volume names: what container ids allow (no "/", no ".." can reach a path). */
@@ -77,6 +78,21 @@ export const paths = {
 };
 
 export { exists } from "../runtime/state.ts";
+
+/**
+ * Makes (or tightens) the store and one of its top-level directories 0700 and returns the
+ * latter's path: a container writes into volumes and its writable layer (a setuid-root file
+ * among them), so no other local user may traverse the store (docker keeps /var/lib/docker
+ * 0710 root). Called by every command that creates something in the store, so a store made
+ * by an older capsule, or a directory made by hand, is fixed too. Throws CapsuleError (see
+ * privateDir) for a store that is not capsule's own.
+ */
+export function storeDir(store: string, sub: "images" | "containers" | "volumes"): string {
+  privateDir(store, "--store");
+  const dir = `${store}/${sub}`;
+  privateDir(dir, `--store directory`);
+  return dir;
+}
 
 /** The image's record; a CapsuleError naming what to do when there is none. */
 export function readImage(store: string, name: string): ImageRecord {
@@ -168,6 +184,30 @@ export function isMounted(path: string): boolean {
     if (mp && unescapeMount(mp) === path) return true;
   }
   return false;
+}
+
+/**
+ * The file system type (mountinfo's fstype, e.g. "ext4", "overlay") of the mount holding
+ * `path` (an existing path; symlinks resolved), or undefined when it cannot be told.
+ */
+export function fsTypeOf(path: string): string | undefined {
+  let real: string;
+  try {
+    real = Deno.realPathSync(path);
+  } catch {
+    return undefined;
+  }
+  let best = "", type: string | undefined;
+  for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {
+    const [pre, post] = line.split(" - ");
+    const mp = pre?.split(" ")[4];
+    if (!mp || !post) continue;
+    const m = unescapeMount(mp);
+    const under = m === "/" || real === m || real.startsWith(`${m}/`);
+    // The last of equal mount points is the one on top.
+    if (under && m.length >= best.length) [best, type] = [m, post.split(" ")[0]];
+  }
+  return type;
 }
 
 /** Unmounts every mount stacked on `path` (lazily: a process may still hold it). */

@@ -78,6 +78,48 @@ export function initAlive(rec: Pick<ContainerRecord, "pid" | "pidStartTime">): b
   return !!st && st.startTime === rec.pidStartTime && st.state !== "Z" && st.state !== "X";
 }
 
+/**
+ * Makes `path` a directory that only its owner can enter (0700), whatever made it first:
+ * created 0700 (missing parents 0755, as `mkdir -p`), or, when it exists with group or other
+ * permission bits, tightened to 0700. capsule keeps state, logs, images and volumes (whose
+ * contents containers write, setuid files included) below such directories, so no other
+ * local user reaches them. `what` names the directory in errors (e.g. "--root").
+ * Throws CapsuleError when `path` is not a directory, belongs to another user, or is a shared
+ * sticky directory such as /tmp (tightening that would break the host).
+ */
+export function privateDir(path: string, what: string): void {
+  try {
+    Deno.mkdirSync(path, { mode: 0o700 });
+    return;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      Deno.mkdirSync(path, { recursive: true, mode: 0o755 });
+      Deno.chmodSync(path, 0o700);
+      return;
+    }
+    if (!(e instanceof Deno.errors.AlreadyExists)) throw e;
+  }
+  const st = Deno.statSync(path);
+  const mode = (st.mode ?? 0) & 0o7777;
+  if (!st.isDirectory) {
+    throw new CapsuleError(`Cannot use ${what} ${path}: it is not a directory`);
+  }
+  if (st.uid !== Deno.uid()) {
+    throw new CapsuleError(
+      `Cannot use ${what} ${path}: it belongs to uid ${st.uid}, not to this user ` +
+        `(uid ${Deno.uid()}); choose a directory of your own`,
+    );
+  }
+  if ((mode & 0o077) === 0) return;
+  if (mode & 0o1000) {
+    throw new CapsuleError(
+      `Cannot use ${what} ${path}: it is a shared directory (mode ${mode.toString(8)}); ` +
+        `choose a directory of capsule's own, e.g. ${path.replace(/\/+$/, "")}/capsule`,
+    );
+  }
+  Deno.chmodSync(path, mode & 0o7700);
+}
+
 /** Is there an entry at `path` (a dangling symlink counts)? */
 export function exists(path: string): boolean {
   try {
@@ -121,9 +163,9 @@ export class StateStore {
   /** Makes the container's directory; exactly one of two racing creates of an id wins. */
   claim(id: string): string {
     const dir = this.dir(id);
-    Deno.mkdirSync(this.root, { recursive: true, mode: 0o711 });
+    privateDir(this.root, "--root");
     try {
-      Deno.mkdirSync(dir, { mode: 0o711 });
+      Deno.mkdirSync(dir, { mode: 0o700 });
     } catch (e) {
       if (e instanceof Deno.errors.AlreadyExists) {
         throw new CapsuleError(

@@ -6,9 +6,12 @@ const repo = new URL("..", import.meta.url).pathname;
 
 /**
  * Bundles main.ts into `dist` with a `capsule` launcher that runs it on `deno` (an absolute
- * path). Throws with deno bundle's message when it fails.
+ * path). Throws with deno bundle's message when it fails, leaving an existing `dist` as it was
+ * (the new bundle is made beside it and swapped in).
  */
 export async function build(dist: string, deno = Deno.execPath()): Promise<string> {
+  const final = dist;
+  dist = `${final}.new`;
   await Deno.remove(dist, { recursive: true }).catch(() => {});
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
@@ -24,7 +27,10 @@ export async function build(dist: string, deno = Deno.execPath()): Promise<strin
     ],
     cwd: repo,
   }).output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  if (!out.success) {
+    await Deno.remove(dist, { recursive: true }).catch(() => {});
+    throw new Error(new TextDecoder().decode(out.stderr));
+  }
   const launcher = `#!/bin/sh
 # capsule launcher (made by deno task build): the bundled capsule on the Deno that built it.
 exec ${
@@ -32,7 +38,9 @@ exec ${
   } run -A --no-config --no-lock --quiet "$(dirname "$(readlink -f "$0")")/main.js" "$@"
 `;
   Deno.writeTextFileSync(`${dist}/capsule`, launcher, { mode: 0o755 });
-  return `${dist}/capsule`;
+  await Deno.remove(final, { recursive: true }).catch(() => {});
+  await Deno.rename(dist, final);
+  return `${final}/capsule`;
 }
 
 if (import.meta.main) {

@@ -159,20 +159,7 @@ export function isRoot(): boolean {
 /** Integration tests need root and busybox; elsewhere they are reported as ignored. */
 export const needsRoot = !isRoot();
 
-export function assert(cond: unknown, msg = "assertion failed"): asserts cond {
-  if (!cond) throw new Error(msg);
-}
-
-export function assertEquals<T>(actual: T, expected: T, msg = ""): void {
-  const a = JSON.stringify(actual), e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg ? msg + ": " : ""}expected ${e}, got ${a}`);
-}
-
-export function assertMatch(actual: string, re: RegExp, msg = ""): void {
-  if (!re.test(actual)) {
-    throw new Error(`${msg ? msg + ": " : ""}${JSON.stringify(actual)} does not match ${re}`);
-  }
-}
+export { assert, assertEquals, assertMatch } from "./assert.ts";
 
 /** Cgroup directories named `name` anywhere below /sys/fs/cgroup (leak checks). */
 export function cgroupDirsNamed(name: string): string[] {
@@ -221,26 +208,91 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/** Test wrapper: root-only, with a fresh state root that must be empty at the end. */
+/** Cgroup directories below capsule's shared `capsule` parents (every hierarchy), deepest first. */
+export function capsuleCgroups(): string[] {
+  const out: string[] = [];
+  const walk = (dir: string, depth: number) => {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = [...Deno.readDirSync(dir)];
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory || depth > 4) continue;
+      walk(`${dir}/${e.name}`, depth + 1);
+      out.push(`${dir}/${e.name}`);
+    }
+  };
+  const tops = ["/sys/fs/cgroup/capsule"];
+  try {
+    for (const e of Deno.readDirSync("/sys/fs/cgroup")) {
+      if (e.isDirectory) tops.push(`/sys/fs/cgroup/${e.name}/capsule`);
+    }
+  } catch { /* no cgroup fs */ }
+  for (const top of tops) walk(top, 0);
+  return out;
+}
+
+/** Kills every process in a cgroup directory (thawing it first) and removes it. */
+async function removeCgroup(dir: string): Promise<void> {
+  try {
+    Deno.writeTextFileSync(`${dir}/freezer.state`, "THAWED");
+  } catch { /* not a v1 freezer */ }
+  try {
+    Deno.writeTextFileSync(`${dir}/cgroup.freeze`, "0");
+  } catch { /* not v2 */ }
+  for (let i = 0; i < 50; i++) {
+    let pids: number[] = [];
+    try {
+      pids = Deno.readTextFileSync(`${dir}/cgroup.procs`).split("\n").filter(Boolean).map(Number);
+    } catch { /* gone */ }
+    for (const pid of pids) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* exited */ }
+    }
+    try {
+      Deno.removeSync(dir);
+      return;
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return;
+      await sleep(20); // EBUSY until the killed processes are reaped
+    }
+  }
+}
+
+/**
+ * Runs `fn` with a fresh state root. Whether it passed or failed, every container left in the
+ * root is deleted (`delete -f`) and every cgroup it left below the shared `capsule` parents is
+ * emptied and removed, so one failed test cannot break the next. When `fn` passed, leaving a
+ * container or such a cgroup behind is itself an error (thrown after the clean-up).
+ */
+export async function withStateRoot(fn: (root: string) => Promise<void>): Promise<void> {
+  const root = await stateRoot();
+  const before = new Set(capsuleCgroups());
+  let left: string[] = [], cgroups: string[] = [];
+  try {
+    await fn(root);
+  } finally {
+    left = [...Deno.readDirSync(root)].map((e) => e.name);
+    for (const id of left) await capsule(root, ["delete", "-f", id]);
+    cgroups = capsuleCgroups().filter((d) => !before.has(d));
+    for (const d of cgroups) await removeCgroup(d);
+    await removeAll(root);
+  }
+  // Reached only when fn passed: a failure's own error is the one to report.
+  if (left.length) throw new Error(`test left containers behind: ${left.join(", ")}`);
+  if (cgroups.length) throw new Error(`test left cgroups behind: ${cgroups.join(", ")}`);
+}
+
+/** Test wrapper: root-only, `fn` runs inside `withStateRoot` (cleaned up also on failure). */
 export function rootTest(name: string, fn: (root: string) => Promise<void>): void {
   Deno.test({
     name,
     ignore: needsRoot,
     sanitizeResources: false,
     sanitizeOps: false,
-    fn: async () => {
-      const root = await stateRoot();
-      try {
-        await fn(root);
-        const left = [...Deno.readDirSync(root)].map((e) => e.name);
-        if (left.length) {
-          // Leave the host clean even when a test forgot to delete.
-          for (const id of left) await capsule(root, ["delete", "-f", id]);
-          throw new Error(`test left containers behind: ${left.join(", ")}`);
-        }
-      } finally {
-        await removeAll(root);
-      }
-    },
+    fn: () => withStateRoot(fn),
   });
 }

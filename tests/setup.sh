@@ -2,8 +2,11 @@
 # Installs what capsule's tests need on a fresh Debian/Ubuntu machine (run as root):
 # busybox-static (the test rootfs), iptables and iproute2 (networking), podman and containerd (real clients
 # of the runtime), qemu-system-x86 (a cgroup v2 kernel for the v2 tests, tests/vm/), python3
-# (the console-socket receiver), debootstrap (a Debian rootfs with redis for tests/e2e), and
-# Deno, pinned in tools/package.json and installed from the npm registry into tools/node_modules.
+# (the console-socket receiver), jq, debootstrap (a Debian rootfs with redis for tests/e2e), and
+# through scripts/install.sh Deno (pinned in tools/package.json, from the npm registry into
+# tools/node_modules; needs Node.js and npm), zod (deno.lock, into node_modules/) and the bundle
+# (dist/); then the cgroup v2 VM's kernel (a Debian package) and initramfs (tests/vm/.cache).
+# Works as root and through sudo. Afterwards capsule itself never touches the network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
@@ -18,9 +21,7 @@ fi
 if [ ${#need[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-if [ ! -x tools/node_modules/.bin/deno ]; then
-  (cd tools && npm ci --no-audit --no-fund --loglevel=error)
-fi
+bash scripts/install.sh
 tools/node_modules/.bin/deno --version | head -1
 # The cgroup v2 kernel and initramfs for tests/vm (cached under tests/vm/.cache).
 PATH="$PWD/tools/node_modules/.bin:$PATH" bash tests/vm/build.sh >/dev/null

@@ -1,4 +1,4 @@
-// Shared helpers of the unit tests: tiny assertions (JSR is not reachable here) and a
+// Shared helpers of the unit tests: the assertions (tests/assert.ts, on node:assert/strict) and a
 // recording fake of RootfsOps. The fake's file operations act on a real directory (so
 // secureJoin meets real symlinks), while the privileged system calls are only recorded.
 import type { DeviceOp, InitPlan } from "../../runtime/plan.ts";
@@ -6,107 +6,18 @@ import type { FdInfo, FileKind, RootfsOps } from "../../runtime/rootfs.ts";
 import * as libc from "../../ffi/libc.ts";
 
 // ---------------------------------------------------------------------------------------------
-// Assertions
+// Assertions: node:assert/strict underneath (tests/assert.ts)
 
-export class AssertionError extends Error {
-  override name = "AssertionError";
-}
-
-function show(v: unknown): string {
-  return JSON.stringify(v, (_k, x) => (x === undefined ? "<undefined>" : x));
-}
-
-/** Structural equality: same type, same keys (order ignored), same array order. */
-export function deepEqual(a: unknown, b: unknown): boolean {
-  if (Object.is(a, b)) return true;
-  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false;
-  if (Array.isArray(a) !== Array.isArray(b)) return false;
-  if (Array.isArray(a) && Array.isArray(b)) {
-    return a.length === b.length && a.every((x, i) => deepEqual(x, b[i]));
-  }
-  const ra = a as Record<string, unknown>;
-  const rb = b as Record<string, unknown>;
-  const ka = Object.keys(ra).filter((k) => ra[k] !== undefined).sort();
-  const kb = Object.keys(rb).filter((k) => rb[k] !== undefined).sort();
-  return deepEqual(ka, kb) && ka.every((k) => deepEqual(ra[k], rb[k]));
-}
-
-export function assertEquals(actual: unknown, expected: unknown, msg?: string): void {
-  if (!deepEqual(actual, expected)) {
-    throw new AssertionError(
-      `${msg ? msg + ": " : ""}values differ\n  actual:   ${show(actual)}\n  expected: ${
-        show(expected)
-      }`,
-    );
-  }
-}
-
-export function assertNotEquals(actual: unknown, expected: unknown, msg?: string): void {
-  if (deepEqual(actual, expected)) {
-    throw new AssertionError(`${msg ? msg + ": " : ""}expected anything but ${show(expected)}`);
-  }
-}
-
-export function assert(cond: unknown, msg = "assertion failed"): asserts cond {
-  if (!cond) throw new AssertionError(msg);
-}
-
-export function assertStringIncludes(actual: string, part: string, msg?: string): void {
-  if (!actual.includes(part)) {
-    throw new AssertionError(
-      `${msg ? msg + ": " : ""}expected ${show(actual)} to include ${show(part)}`,
-    );
-  }
-}
-
-// deno-lint-ignore no-explicit-any
-type ErrorClass = new (...args: any[]) => Error;
-
-/** Runs `fn`, which must throw (an instance of `cls`, with `includes` in its message). */
-export function assertThrows(fn: () => unknown, cls?: ErrorClass, includes?: string): Error {
-  let thrown: unknown;
-  let threw = false;
-  try {
-    fn();
-  } catch (e) {
-    threw = true;
-    thrown = e;
-  }
-  if (!threw) throw new AssertionError("expected the function to throw");
-  return checkError(thrown, cls, includes);
-}
-
-export async function assertRejects(
-  fn: () => Promise<unknown>,
-  cls?: ErrorClass,
-  includes?: string,
-): Promise<Error> {
-  let thrown: unknown;
-  let threw = false;
-  try {
-    await fn();
-  } catch (e) {
-    threw = true;
-    thrown = e;
-  }
-  if (!threw) throw new AssertionError("expected the promise to reject");
-  return checkError(thrown, cls, includes);
-}
-
-function checkError(thrown: unknown, cls?: ErrorClass, includes?: string): Error {
-  if (!(thrown instanceof Error)) throw new AssertionError(`thrown value is not an Error`);
-  const err: Error = thrown;
-  const isInstance = cls ? err instanceof cls : true;
-  if (!isInstance) {
-    throw new AssertionError(`expected ${cls!.name}, got ${err.name}: ${err.message}`);
-  }
-  if (includes !== undefined && !err.message.includes(includes)) {
-    throw new AssertionError(
-      `expected the message to include ${show(includes)}, got ${show(err.message)}`,
-    );
-  }
-  return err;
-}
+export {
+  assert,
+  assertEquals,
+  AssertionError,
+  assertNotEquals,
+  assertRejects,
+  assertStringIncludes,
+  assertThrows,
+  deepEqual,
+} from "../assert.ts";
 
 // ---------------------------------------------------------------------------------------------
 // The recording fake

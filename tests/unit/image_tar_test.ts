@@ -153,3 +153,22 @@ Deno.test("entryPath: normalizes, drops a leading /, refuses ..", () => {
   assertEquals(entryPath("a/../../b"), null);
   assertEquals(entryPath("a/..b"), ["a", "..b"]);
 });
+
+Deno.test("readTar: a binary pax xattr (a file capability with bytes >= 0x80) is kept byte for byte", async () => {
+  // What `setcap cap_setuid,cap_net_raw+ep` stores, and GNU tar --xattrs --format=pax writes.
+  // modern-tar 0.8.6 and tar-stream 3.2.2 hand pax values on as UTF-8 strings, turning 0x80
+  // into U+FFFD (measured): the reason capsule keeps its own reader (docs/DESIGN.md).
+  const cap = Uint8Array.from([1, 0, 0, 2, 0x80, 0x20, 0, 0, ...new Array(12).fill(0)]);
+  // buildTar writes pax values as text: write a placeholder of the same length, then put the
+  // binary value in its place (the record's length field stays right).
+  const bytes = buildTar([
+    { name: "ping", data: "x", pax: { "SCHILY.xattr.security.capability": "@".repeat(20) } },
+  ]);
+  const at = dec.decode(bytes).indexOf("@".repeat(20));
+  assert(at > 0, "placeholder written");
+  bytes.set(cap, at);
+  const got = await entries(bytes);
+  assertEquals(got.length, 1);
+  assertEquals(got[0].h.name, "ping");
+  assertEquals(got[0].h.xattrs["security.capability"], cap);
+});

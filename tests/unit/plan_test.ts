@@ -176,6 +176,7 @@ Deno.test("buildInitPlan: default spec's mounts become mount ops with parsed fla
     propagation: [],
     data: "",
     bind: false,
+    recursiveFlags: undefined, // no "r" options (the plan reaches the init as JSON)
   });
   assertEquals(p.mounts[1].flags, MS_NOSUID | MS_STRICTATIME);
   assertEquals(p.mounts[1].data, "mode=755,size=65536k");

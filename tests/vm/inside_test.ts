@@ -8,6 +8,7 @@
 // "oom_kill N", pids.events "max N", cgroup.events "frozen 0|1".
 import { type CgroupDriver, type CgroupPaths, detectCgroups } from "../../runtime/cgroups/mod.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
+import { assert, assertEquals } from "../assert.ts";
 
 const ENABLED = Deno.env.get("CAPSULE_VM") === "1" ||
   Deno.env.get("CAPSULE_CGROUP_V2_HOST") === "1";
@@ -15,13 +16,6 @@ const MiB = 1024 * 1024;
 /** Absolute cgroupsPath parent of every test cgroup (the root cgroup may have children). */
 const PARENT = "capsule-vmtest";
 
-function assert(cond: unknown, msg = "assertion failed"): asserts cond {
-  if (!cond) throw new Error(msg);
-}
-function assertEquals<T>(actual: T, expected: T, msg = ""): void {
-  const a = JSON.stringify(actual), e = JSON.stringify(expected);
-  if (a !== e) throw new Error(`${msg ? msg + ": " : ""}expected ${e}, got ${a}`);
-}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let driver: CgroupDriver | undefined;
