@@ -35,7 +35,7 @@ export async function openRuntime(g: Globals, needs: RuntimeNeeds = {}): Promise
   }
   if (needs.network || keys.includes("network")) {
     const { networkExtension } = await import("../network/mod.ts");
-    extensions.push(networkExtension({ root: g.root }));
+    extensions.push(networkExtension({ root: g.root, store: g.store }));
   }
   return new Runtime({
     root: g.root,

@@ -185,7 +185,7 @@ Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DN
     const ctx = ctxFor(root, "c1", { name: "web", ports: ["8080:80"], links: [] });
     const p = (await x.prepare!(ctx))!;
     const d = p.data as Record<string, unknown>;
-    assertEquals(d.summary, { ip: "10.5.0.2", network: "web" });
+    assertEquals(d.summary, { ip: "10.5.0.2", network: "web", ports: ["0.0.0.0:8080->80/tcp"] });
     assertEquals(p.mounts!.map((m) => [m.destination, m.source, m.bind]), [
       ["/etc/hosts", `${root}/c1/hosts`, true],
       ["/etc/resolv.conf", `${root}/c1/resolv.conf`, true],
@@ -203,7 +203,8 @@ Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DN
     assertEquals(fake.calls.map((c) => c.argv[0]), ["ip", "nsenter", "iptables-restore"]);
     assertEquals(
       fake.calls[0].stdin,
-      `link add name ${veth} master web up type veth peer name eth0 netns 777\n` +
+      `link add name ${veth} master web up type veth peer name eth0 address 02:42:0a:05:00:02 ` +
+        `netns 777\n` +
         `link set dev ${veth} type bridge_slave hairpin on\n`,
     );
     assertEquals(fake.calls[1].argv, ["nsenter", "--net=/proc/777/ns/net", "ip", "-batch", "-"]);
