@@ -635,3 +635,31 @@ rootTest(
     });
   },
 );
+
+rootTest("network: capsule under ip netns exec says why cgroups are missing", async (root) => {
+  const b = await makeBundle("true");
+  try {
+    await lab(root, async (l) => {
+      const r = await sh([
+        "ip",
+        "netns",
+        "exec",
+        l.ns,
+        ...capsuleArgv(),
+        "--root",
+        root,
+        "--store",
+        l.store,
+        "run",
+        "-b",
+        b,
+        "nx",
+      ]);
+      assertEquals(r.code, 1, r.stderr);
+      assertMatch(r.stderr, /`ip netns exec` does\); enter only the network namespace instead/);
+      assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+    });
+  } finally {
+    await removeAll(b);
+  }
+});
