@@ -438,10 +438,10 @@ export class Networks {
       if (wanted.length) {
         Deno.mkdirSync(this.store.portsDir, { recursive: true });
         const sockets = { tcp: this.runner.sockets("tcp"), udp: this.runner.sockets("udp") };
-        for (const p of wanted) {
-          ports.push(this.#reservePort(ctx.id, p, sockets[p.proto]));
-          ctx.save?.(endpoint(ports));
-        }
+        for (const p of wanted) ports.push(this.#reservePort(ctx.id, p, sockets[p.proto]));
+        // A crash before this leaves reservations holding the id: freed once the container
+        // is gone (stale), or by releaseAllFor(id).
+        ctx.save?.(endpoint(ports));
       }
       const hostname = ctx.spec.hostname;
       const own: HostsInputFile = {
