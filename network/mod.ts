@@ -809,11 +809,13 @@ export async function releaseAllFor(
 /** The runtime extension: `capsule create/run --network/-p/--link`. */
 export function networkExtension(
   opts: { root: string; store?: string; runner?: Runner },
-): Extension {
+): Extension & { releaseAllFor(id: string): Promise<void> } {
   let nets: Networks | undefined;
   const get = () => (nets ??= new Networks(opts.root, opts.runner, opts.store));
   return {
     name: "network",
+    /** For delete -f of a container whose state is damaged: see Networks.releaseAllFor. */
+    releaseAllFor: (id: string) => get().releaseAllFor(id),
     async prepare(ctx) {
       const o = ctx.options.network as NetworkOptionsInput | undefined;
       if (!o) return;

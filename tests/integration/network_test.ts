@@ -663,3 +663,45 @@ rootTest("network: capsule under ip netns exec says why cgroups are missing", as
     await removeAll(b);
   }
 });
+
+rootTest(
+  "network: releaseAllFor(id) frees a container's network side without its state",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    try {
+      await lab(root, async (l) => {
+        await l.cap(["network", "create", "rel", "--subnet", "10.128.0.0/24"]);
+        let r = await l.cap(["run", "-d", "-b", b, "--network", "rel", "-p", "8070:80", "gone"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals((await l.cap(["run", "-d", "-b", b, "--network", "rel", "stay"])).code, 0);
+        assertEquals((await l.cap(["kill", "gone", "KILL"])).code, 0);
+        Deno.writeTextFileSync(`${root}/gone/state.json`, "{damaged");
+        const code = `import { releaseAllFor } from "${REPO}/network/mod.ts";\n` +
+          `await releaseAllFor({ root: ${JSON.stringify(root)}, store: ${
+            JSON.stringify(l.store)
+          } }, "gone");`;
+        r = await sh([
+          "nsenter",
+          `--net=/run/netns/${l.ns}`,
+          Deno.execPath(),
+          "eval",
+          "--quiet",
+          code,
+        ]);
+        assertEquals(r.code, 0, r.stderr);
+        const stay = JSON.parse((await l.cap(["state", "-d", "stay"])).stdout).detail.ext.network;
+        assertEquals((await leftovers(l)).filter((x) => !x.includes(`${stay.veth}@`)), []);
+        const show = JSON.parse((await l.cap(["network", "show", "rel"])).stdout);
+        assertEquals(show.containers.map((c: { id: string }) => c.id), ["stay"]);
+        r = await l.cap(["exec", "stay", "cat", "/etc/hosts"]);
+        assert(!r.stdout.includes("gone"), r.stdout);
+        // Its port is free again.
+        r = await l.cap(["create", "-b", b, "--network", "rel", "-p", "8070:80", "next"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals((await l.cap(["delete", "-f", "gone"])).code, 0);
+      });
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
