@@ -83,6 +83,21 @@ export function conflicts(s: HostSocket, port: number, hostIp?: string): boolean
   return s.port === port && (hostIp === undefined || s.ip === "0.0.0.0" || s.ip === hostIp);
 }
 
+/**
+ * May a TCP listener of this network namespace hold `port` on `hostIp` (undefined: any
+ * address)? Binds it for an instant: false means free (a listener on that address, the wildcard
+ * or a dual-stack `::` makes the bind fail); true may also be a client's connection from that
+ * port, so a caller that refuses confirms with `hostSockets`. A non-local address is free.
+ */
+export function tcpInUse(port: number, hostIp?: string): boolean {
+  try {
+    Deno.listen({ hostname: hostIp ?? "0.0.0.0", port, transport: "tcp" }).close();
+    return false;
+  } catch (e) {
+    return e instanceof Deno.errors.AddrInUse;
+  }
+}
+
 /** The kernel's ephemeral port range (where `-p CTR` picks a host port), [low, high]. */
 export function ephemeralRange(): [number, number] {
   try {

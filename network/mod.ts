@@ -437,8 +437,12 @@ export class Networks {
       }
       if (wanted.length) {
         Deno.mkdirSync(this.store.portsDir, { recursive: true });
-        const sockets = { tcp: this.runner.sockets("tcp"), udp: this.runner.sockets("udp") };
-        for (const p of wanted) ports.push(this.#reservePort(ctx.id, p, sockets[p.proto]));
+        let udp: HostSocket[] | undefined; // read once, when a UDP port is asked for
+        const busy = (p: PortRequest, port: number) =>
+          p.proto === "tcp"
+            ? this.runner.tcpInUse(port, p.hostIp)
+            : (udp ??= this.runner.sockets("udp")).some((s) => conflicts(s, port, p.hostIp));
+        for (const p of wanted) ports.push(this.#reservePort(ctx.id, p, busy));
         // A crash before this leaves reservations holding the id: freed once the container
         // is gone (stale), or by releaseAllFor(id).
         ctx.save?.(endpoint(ports));
@@ -561,35 +565,42 @@ export class Networks {
    * process already listens on it (the DNAT would take its traffic) or another container
    * publishes it; or a free one of the request's range (the ephemeral range by default).
    */
-  #reservePort(id: string, p: PortRequest, sockets: HostSocket[]): PortMapping {
+  #reservePort(
+    id: string,
+    p: PortRequest,
+    busy: (p: PortRequest, port: number) => boolean,
+  ): PortMapping {
     const done = (hostPort: number): PortMapping => ({
       hostIp: p.hostIp,
       hostPort,
       containerPort: p.containerPort,
       proto: p.proto,
     });
-    const hostUser = (port: number) => sockets.find((s) => conflicts(s, port, p.hostIp));
     if (p.hostPort !== undefined) {
-      const name = this.#claimPort(id, p.proto, p.hostPort, true)!;
-      const s = hostUser(p.hostPort);
+      const port = p.hostPort;
+      const name = this.#claimPort(id, p.proto, port, true)!;
+      // The quick test may also see a client's connection from that port: the socket tables
+      // (slow to read, so only now) say whether a listener holds it, and whose it is.
+      const s = busy(p, port)
+        ? this.runner.sockets(p.proto).find((s) => conflicts(s, port, p.hostIp))
+        : undefined;
       if (s) {
         releaseFile(this.store.portsDir, name, id);
-        const who = this.runner.socketOwner(s.inode);
+        const who = this.runner.socketOwner(s.inode) ??
+          `not visible here; find it with "ss -${p.proto[0]}lnp sport = :${port}"`;
         throw new CapsuleError(
-          `Cannot publish port ${p.hostPort}/${p.proto} for container "${id}": a host process ` +
-            `listens on ${s.ip}:${s.port} (${
-              who ?? `not visible here; find it with "ss -${p.proto[0]}lnp sport = :${s.port}"`
-            }); stop it or choose another host port`,
+          `Cannot publish port ${port}/${p.proto} for container "${id}": a host process ` +
+            `listens on ${s.ip}:${port} (${who}); stop it or choose another host port`,
         );
       }
-      return done(p.hostPort);
+      return done(port);
     }
     const [lo, hi] = p.hostRange ?? ephemeralRange();
     const span = hi - lo + 1;
     const start = Math.floor(Math.random() * span);
     for (let i = 0; i < span; i++) {
       const port = lo + (start + i) % span;
-      if (hostUser(port)) continue;
+      if (busy(p, port)) continue;
       if (this.#claimPort(id, p.proto, port, false)) return done(port);
     }
     throw new CapsuleError(

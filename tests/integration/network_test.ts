@@ -675,6 +675,7 @@ rootTest(
         assertEquals(r.code, 0, r.stderr);
         assertEquals((await l.cap(["run", "-d", "-b", b, "--network", "rel", "stay"])).code, 0);
         assertEquals((await l.cap(["kill", "gone", "KILL"])).code, 0);
+        const state = Deno.readTextFileSync(`${root}/gone/state.json`);
         Deno.writeTextFileSync(`${root}/gone/state.json`, "{damaged");
         const code = `import { releaseAllFor } from "${REPO}/network/mod.ts";\n` +
           `await releaseAllFor({ root: ${JSON.stringify(root)}, store: ${
@@ -698,6 +699,8 @@ rootTest(
         // Its port is free again.
         r = await l.cap(["create", "-b", b, "--network", "rel", "-p", "8070:80", "next"]);
         assertEquals(r.code, 0, r.stderr);
+        // Its state back, so that delete removes its cgroups (not known without it).
+        Deno.writeTextFileSync(`${root}/gone/state.json`, state);
         assertEquals((await l.cap(["delete", "-f", "gone"])).code, 0);
       });
     } finally {

@@ -320,8 +320,12 @@ Deno.test("network mod: a host port a host process listens on is refused, naming
     // Nothing kept: no address, no port reservation.
     assertEquals(new Networks(root, fake).show(DEFAULT_NETWORK).containers, []);
     assertEquals([...Deno.readDirSync(`${root}/_networks/_ports`)], []);
-    // Another address than the listener's, another protocol, another port: allowed.
-    await createOne(root, fake, "c2", { ports: ["10.9.9.9:53:53/udp", "8080:80/udp", "8081:80"] });
+    // Another address than the listener's, another protocol, another port: allowed; so is a
+    // port that only a client's connection holds (the quick bind fails, no listener has it).
+    fake.boundTcp.add(8082);
+    await createOne(root, fake, "c2", {
+      ports: ["10.9.9.9:53:53/udp", "8080:80/udp", "8081:80", "8082:80"],
+    });
   });
 });
 
