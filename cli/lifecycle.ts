@@ -50,8 +50,8 @@ export const networkFlags: FlagDef[] = [
     name: "publish",
     short: "p",
     type: "list",
-    arg: "HOST:CTR[/PROTO]",
-    help: "publish a container port on the host",
+    arg: "[[IP:][HOST]:]CTR[/PROTO]",
+    help: "publish a container port on the host (no HOST: a free one; ranges LOW-HIGH)",
   },
   {
     name: "link",

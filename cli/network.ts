@@ -6,7 +6,7 @@ import { CapsuleError } from "../runtime/errors.ts";
 export function networkCommands(globals: () => Globals): CommandDef[] {
   const nets = async () => {
     const { Networks } = await import("../network/mod.ts");
-    return new Networks(globals().root);
+    return new Networks(globals().root, undefined, globals().store);
   };
   return [{
     name: "network",
@@ -50,7 +50,8 @@ export function networkCommands(globals: () => Globals): CommandDef[] {
       {
         name: "delete",
         aliases: ["rm"],
-        summary: "delete networks (refused while containers are attached)",
+        summary: "delete networks (refused while containers are attached); finishes a " +
+          "half-deleted one",
         usage: "<name>...",
         args: [1, 100],
         run: async ({ args }) => {
@@ -65,13 +66,12 @@ export function networkCommands(globals: () => Globals): CommandDef[] {
         flags: listFlags,
         run: async ({ flags }) => {
           const all = (await nets()).list();
-          printListing(flags, all, ["NAME", "GATEWAY", "SUBNET", "DRIVER", "CONTAINERS"], (n) => [
-            n.name,
-            n.gateway,
-            n.subnet,
-            n.driver,
-            String(n.containers),
-          ]);
+          printListing(
+            flags,
+            all,
+            ["NAME", "GATEWAY", "SUBNET", "DRIVER", "CONTAINERS", "STATUS"],
+            (n) => [n.name, n.gateway, n.subnet, n.driver, String(n.containers), n.status],
+          );
         },
       },
       {
@@ -86,7 +86,7 @@ export function networkCommands(globals: () => Globals): CommandDef[] {
       },
       {
         name: "prune",
-        summary: "delete every network that has no containers",
+        summary: "delete every network that has no containers (half-deleted ones included)",
         run: async () => {
           for (const name of await (await nets()).prune()) console.log(name);
         },

@@ -212,7 +212,7 @@ export class Capsule {
 
   async #nets(): Promise<Networks> {
     const { Networks } = await import("../network/mod.ts");
-    return this.#networks ??= new Networks(this.root);
+    return this.#networks ??= new Networks(this.root, undefined, this.store);
   }
 
   /**

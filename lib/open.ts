@@ -80,7 +80,7 @@ export async function openRuntime(o: CapsuleOptions, needs: RuntimeNeeds = {}): 
   }
   if (needs.network || keys.includes("network")) {
     const { networkExtension } = await import("../network/mod.ts");
-    extensions.push(networkExtension({ root }));
+    extensions.push(networkExtension({ root, store }));
   }
   return new Runtime({
     root,

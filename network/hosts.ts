@@ -7,8 +7,11 @@ export interface HostsInput {
   names: string[];
   /** --link aliases: alias -> address (with the linked container's id as a second name). */
   links: { alias: string; id: string; ip: string }[];
+  /** The other containers of a user network: one line each, by id. */
+  peers?: { ip: string; name: string }[];
 }
 
+/** The text of a container's /etc/hosts: localhost, itself, its links, then its peers. */
 export function hostsFile(h: HostsInput): string {
   const lines = [
     "127.0.0.1\tlocalhost",
@@ -18,6 +21,7 @@ export function hostsFile(h: HostsInput): string {
   for (const l of h.links) {
     lines.push(`${l.ip}\t${l.alias === l.id ? l.id : `${l.alias} ${l.id}`}`);
   }
+  for (const p of h.peers ?? []) lines.push(`${p.ip}\t${p.name}`);
   return lines.join("\n") + "\n";
 }
 

@@ -27,16 +27,26 @@ import {
   containerSetup,
   containerTeardown,
   containerTeardownFrom,
+  formatPort,
   hash8,
+  macOf,
   networkSetup,
   networkTeardown,
-  parsePort,
+  parsePorts,
   parseSave,
   type PortMapping,
+  type PortRequest,
   vethName,
 } from "./rules.ts";
+import { conflicts, ephemeralRange, type HostSocket } from "./hostports.ts";
 import { type Runner, SystemRunner } from "./runner.ts";
-import { DEFAULT_NETWORK, type NetworkRecord, NetworkStore, validateNetworkName } from "./store.ts";
+import {
+  DEFAULT_NETWORK,
+  NETWORK_NAME,
+  type NetworkRecord,
+  NetworkStore,
+  validateNetworkName,
+} from "./store.ts";
 
 export { DEFAULT_NETWORK, type NetworkRecord, validateNetworkName } from "./store.ts";
 export { type Runner, SystemRunner } from "./runner.ts";
@@ -51,8 +61,11 @@ export const DEFAULT_SUBNETS = [
 
 /** What the network layer keeps with a container (`ext.network` of its state). */
 export interface Endpoint {
-  /** Merged into `capsule state` (and the IP column of `capsule list`). */
-  summary: { ip: string; network: string };
+  /**
+   * Merged into `capsule state` (and the IP column of `capsule list`); `ports` as
+   * "0.0.0.0:32768->80/tcp", the host port chosen for `-p 80` included.
+   */
+  summary: { ip: string; network: string; ports?: string[] };
   network: string;
   ip: string;
   prefix: number;
@@ -75,6 +88,23 @@ export interface NetworkInfo extends NetworkRecord {
   containers: { id: string; ip: string }[];
 }
 
+/**
+ * What `network list` shows of a network: "up" (bridge present), "down" (bridge missing, as
+ * after a reboot: made again when a container joins), "deleting" (a delete was interrupted:
+ * `network delete NAME` or `network prune` finishes it).
+ */
+export type NetworkStatus = "up" | "down" | "deleting";
+
+/** What a container's own /etc/hosts is made from (kept as hosts.json in its state dir). */
+interface HostsInputFile {
+  ip: string;
+  names: string[];
+  links: { alias: string; id: string; ip: string }[];
+}
+
+/** A host name that may go into /etc/hosts (no spaces, no line breaks). */
+const HOSTNAME = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,252})$/;
+
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const ALIAS = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,62})$/;
 
@@ -82,8 +112,12 @@ export class Networks {
   readonly store: NetworkStore;
   readonly runner: Runner;
 
-  constructor(readonly root: string, runner: Runner = new SystemRunner()) {
-    this.store = new NetworkStore(root);
+  /**
+   * `root`: run-time state (--root: leases, published ports); `store`: where definitions are
+   * kept (--store: they outlive a reboot); without it they live under `root` too.
+   */
+  constructor(readonly root: string, runner: Runner = new SystemRunner(), store?: string) {
+    this.store = new NetworkStore(root, store);
     this.runner = runner;
   }
 
@@ -153,6 +187,8 @@ export class Networks {
   }
 
   async #createLocked(name: string, subnet: Subnet, gateway: number): Promise<NetworkRecord> {
+    // A network of this name whose delete was interrupted: finish that first.
+    if (!this.store.read(name) && this.store.readDeleting(name)) await this.#deleteLocked(name);
     if (this.store.read(name)) {
       throw new CapsuleError(
         `Network "${name}" already exists (see "capsule network show ${name}")`,
@@ -233,57 +269,75 @@ export class Networks {
     return out;
   }
 
-  /** Deletes a network; refused while containers are attached. */
+  /**
+   * Deletes a network; refused while containers are attached. The record is first renamed
+   * aside (`NAME.json.deleting`): a container joining meanwhile sees the network gone, and a
+   * delete killed midway leaves a record that `list` shows and `delete`/`prune` finish.
+   */
   delete(name: string): Promise<void> {
     validateNetworkName(name);
-    return this.store.withLock(async () => {
-      const n = this.store.load(name);
-      // Record away first: a container allocating now sees it gone after its allocation.
-      const file = this.store.file(name), aside = `${file}.deleting`;
-      Deno.renameSync(file, aside);
-      try {
-        const users = this.attached(name);
-        if (users.length) {
-          throw new CapsuleError(
-            `Cannot delete network "${name}": containers ${
-              users.map((u) => `"${u.id}"`).join(", ")
-            } are attached; delete them first`,
-          );
-        }
-      } catch (e) {
-        Deno.renameSync(aside, file);
-        throw e;
-      }
-      try {
-        await this.#teardown(n);
-      } catch (e) {
-        Deno.renameSync(aside, file);
-        throw e;
-      }
-      Deno.removeSync(aside);
-      this.store.remove(name);
+    return this.store.withLock(() => this.#deleteLocked(name));
+  }
+
+  async #deleteLocked(name: string): Promise<void> {
+    const file = this.store.file(name), aside = this.store.deletingFile(name);
+    let n = this.store.read(name);
+    if (n) Deno.renameSync(file, aside);
+    else n = this.store.readDeleting(name) ?? this.store.load(name); // load throws: unknown
+    const users = this.attached(name);
+    if (users.length) {
+      Deno.renameSync(aside, file);
+      throw new CapsuleError(
+        `Cannot delete network "${name}": containers ${
+          users.map((u) => `"${u.id}"`).join(", ")
+        } are attached; delete them first`,
+      );
+    }
+    try {
+      await this.#teardown(n);
+    } catch (e) {
+      throw new CapsuleError(
+        `${(e as Error).message}; network "${name}" is left half-deleted: run ` +
+          `"capsule network delete ${name}" again to finish`,
+      );
+    }
+    this.store.remove(name);
+  }
+
+  /** Every network (half-deleted ones included) with its number of containers and status. */
+  list(): (NetworkRecord & { containers: number; status: NetworkStatus })[] {
+    const links = this.runner.links();
+    return this.store.list({ deleting: true }).map((n) => {
+      const { deleting, ...rec } = n;
+      const status: NetworkStatus = deleting ? "deleting" : links.has(n.bridge) ? "up" : "down";
+      return { ...rec, containers: this.attached(n.name).length, status };
     });
   }
 
-  list(): (NetworkRecord & { containers: number })[] {
-    return this.store.list().map((n) => ({ ...n, containers: this.attached(n.name).length }));
-  }
-
-  show(name: string): NetworkInfo {
+  show(name: string): NetworkInfo & { status: NetworkStatus } {
     validateNetworkName(name);
-    return { ...this.store.load(name), containers: this.attached(name) };
+    const live = this.store.read(name);
+    const n = live ?? this.store.readDeleting(name) ?? this.store.load(name);
+    const status: NetworkStatus = !live
+      ? "deleting"
+      : this.runner.links().has(n.bridge)
+      ? "up"
+      : "down";
+    return { ...n, status, containers: this.attached(name) };
   }
 
-  /** Deletes every network without containers; returns their names. */
+  /** Deletes every network without containers, and finishes half-deleted ones; their names. */
   async prune(): Promise<string[]> {
     const out: string[] = [];
-    for (const n of this.store.list()) {
+    for (const n of this.store.list({ deleting: true })) {
       if (this.attached(n.name).length) continue;
       try {
         await this.delete(n.name);
         out.push(n.name);
       } catch (e) {
-        if (!(e instanceof CapsuleError) || !/are attached/.test(e.message)) throw e;
+        if (!(e instanceof CapsuleError) || !/are attached|does not exist/.test(e.message)) {
+          throw e;
+        }
       }
     }
     return out;
@@ -336,9 +390,10 @@ export class Networks {
       );
     }
     if (ns.path) return undefined; // joins a namespace someone else configured (podman)
-    const ports = (o.ports ?? []).map(parsePort);
+    const wanted = (o.ports ?? []).flatMap(parsePorts);
     const seen = new Set<string>();
-    for (const p of ports) {
+    for (const p of wanted) {
+      if (p.hostPort === undefined) continue;
       const k = `${p.proto}-${p.hostPort}`;
       if (seen.has(k)) {
         throw new CapsuleError(
@@ -358,7 +413,11 @@ export class Networks {
     );
     const veth = vethName(ctx.id);
     const endpoint = (ps: PortMapping[]): Endpoint => ({
-      summary: { ip, network: n.name },
+      summary: {
+        ip,
+        network: n.name,
+        ...(ps.length ? { ports: ps.map(formatPort) } : {}),
+      },
       network: n.name,
       ip,
       prefix: subnet.prefix,
@@ -367,7 +426,7 @@ export class Networks {
       veth,
       ports: ps,
     });
-    const reserved: string[] = [];
+    const ports: PortMapping[] = [];
     try {
       // In the state at once: a crash from here on is undone by delete -f.
       ctx.save?.(endpoint([]));
@@ -376,21 +435,36 @@ export class Networks {
           `Network "${n.name}" was deleted while container "${ctx.id}" joined it`,
         );
       }
-      Deno.mkdirSync(this.store.portsDir, { recursive: true });
-      for (const p of ports) reserved.push(this.#reservePort(ctx.id, p));
-      if (ports.length) ctx.save?.(endpoint(ports));
+      if (wanted.length) {
+        Deno.mkdirSync(this.store.portsDir, { recursive: true });
+        let udp: HostSocket[] | undefined; // read once, when a UDP port is asked for
+        const busy = (p: PortRequest, port: number) =>
+          p.proto === "tcp"
+            ? this.runner.tcpInUse(port, p.hostIp)
+            : (udp ??= this.runner.sockets("udp")).some((s) => conflicts(s, port, p.hostIp));
+        for (const p of wanted) ports.push(this.#reservePort(ctx.id, p, busy));
+        // A crash before this leaves reservations holding the id: freed once the container
+        // is gone (stale), or by releaseAllFor(id).
+        ctx.save?.(endpoint(ports));
+      }
       const hostname = ctx.spec.hostname;
-      Deno.writeTextFileSync(
-        `${ctx.dir}/hosts`,
-        hostsFile({ ip, names: [hostname ?? "", ctx.id], links }),
-      );
+      const own: HostsInputFile = {
+        ip,
+        names: [hostname ?? "", ctx.id].filter((x) => HOSTNAME.test(x)),
+        links,
+      };
+      Deno.writeTextFileSync(`${ctx.dir}/hosts.json`, JSON.stringify(own));
+      Deno.writeTextFileSync(`${ctx.dir}/hosts`, hostsFile(own));
+      if (n.name !== DEFAULT_NETWORK) this.#refreshHosts(n.name);
       let hostResolv: string | undefined;
       try {
         hostResolv = Deno.readTextFileSync("/etc/resolv.conf");
       } catch { /* none */ }
       Deno.writeTextFileSync(`${ctx.dir}/resolv.conf`, resolvConf(hostResolv));
     } catch (e) {
-      for (const f of reserved) releaseFile(this.store.portsDir, f, ctx.id);
+      for (const p of ports) {
+        releaseFile(this.store.portsDir, `${p.proto}-${p.hostPort}`, ctx.id);
+      }
       release(ipsDir, ip, ctx.id);
       throw e;
     }
@@ -408,6 +482,58 @@ export class Networks {
       timing: { prepare: Math.round(performance.now() - t0), created: 0 },
     };
     return { data, mounts: [ro("hosts"), ro("resolv.conf")] };
+  }
+
+  /**
+   * Rewrites the /etc/hosts of every container on a user network (docker's user-defined
+   * networks: members resolve each other by id; the default network does not, as docker's
+   * default bridge does not). Each file is its owner's names and links, then one line per other
+   * member. Files are rewritten in place (a bind mount follows the inode, not the name), under
+   * a per-network flock so that concurrent creates and deletes do not interleave.
+   */
+  #refreshHosts(network: string): void {
+    const ipsDir = this.store.ipsDir(network);
+    let lock: Deno.FsFile;
+    try {
+      lock = Deno.openSync(`${ipsDir}/../hosts.lock`, { create: true, write: true });
+    } catch {
+      return; // the network's pool is gone: nobody left to tell
+    }
+    try {
+      lock.lockSync(true);
+      const members: (HostsInputFile & { id: string })[] = [];
+      for (const a of listAllocations(ipsDir)) {
+        if (!ID_PATTERN.test(a.owner)) continue;
+        try {
+          const h = JSON.parse(Deno.readTextFileSync(`${this.root}/${a.owner}/hosts.json`));
+          // The address is the allocation's, not what the file says.
+          members.push({
+            id: a.owner,
+            ip: a.ip,
+            names: (Array.isArray(h?.names) ? h.names : []).filter((x: unknown) =>
+              typeof x === "string" && HOSTNAME.test(x)
+            ),
+            links: Array.isArray(h?.links) ? h.links : [],
+          });
+        } catch { /* being created (refreshes when its file exists) or being deleted */ }
+      }
+      for (const m of members) {
+        const peers = members.filter((o) => o.id !== m.id).map((o) => ({ ip: o.ip, name: o.id }));
+        let f: Deno.FsFile;
+        try {
+          f = Deno.openSync(`${this.root}/${m.id}/hosts`, { write: true, truncate: true });
+        } catch {
+          continue; // its state dir is going away
+        }
+        try {
+          f.writeSync(new TextEncoder().encode(hostsFile({ ...m, peers })));
+        } finally {
+          f.close();
+        }
+      }
+    } finally {
+      lock.close();
+    }
   }
 
   #link(spec: string): { alias: string; id: string; ip: string } {
@@ -434,9 +560,61 @@ export class Networks {
     return { alias, id, ip: ep.ip };
   }
 
-  /** Claims a host port for `id` (one file per port, O_EXCL); returns the file's name. */
-  #reservePort(id: string, p: PortMapping): string {
-    const name = `${p.proto}-${p.hostPort}`;
+  /**
+   * Claims a host port for `id` (one file per port, O_EXCL): the given one, refused when a host
+   * process already listens on it (the DNAT would take its traffic) or another container
+   * publishes it; or a free one of the request's range (the ephemeral range by default).
+   */
+  #reservePort(
+    id: string,
+    p: PortRequest,
+    busy: (p: PortRequest, port: number) => boolean,
+  ): PortMapping {
+    const done = (hostPort: number): PortMapping => ({
+      hostIp: p.hostIp,
+      hostPort,
+      containerPort: p.containerPort,
+      proto: p.proto,
+    });
+    if (p.hostPort !== undefined) {
+      const port = p.hostPort;
+      const name = this.#claimPort(id, p.proto, port, true)!;
+      // The quick test may also see a client's connection from that port: the socket tables
+      // (slow to read, so only now) say whether a listener holds it, and whose it is.
+      const s = busy(p, port)
+        ? this.runner.sockets(p.proto).find((s) => conflicts(s, port, p.hostIp))
+        : undefined;
+      if (s) {
+        releaseFile(this.store.portsDir, name, id);
+        const who = this.runner.socketOwner(s.inode) ??
+          `not visible here; find it with "ss -${p.proto[0]}lnp sport = :${port}"`;
+        throw new CapsuleError(
+          `Cannot publish port ${port}/${p.proto} for container "${id}": a host process ` +
+            `listens on ${s.ip}:${port} (${who}); stop it or choose another host port`,
+        );
+      }
+      return done(port);
+    }
+    const [lo, hi] = p.hostRange ?? ephemeralRange();
+    const span = hi - lo + 1;
+    const start = Math.floor(Math.random() * span);
+    for (let i = 0; i < span; i++) {
+      const port = lo + (start + i) % span;
+      if (busy(p, port)) continue;
+      if (this.#claimPort(id, p.proto, port, false)) return done(port);
+    }
+    throw new CapsuleError(
+      `Cannot publish container port ${p.containerPort}/${p.proto} of "${id}": no free host ` +
+        `port in ${lo}-${hi}; delete containers that publish ports or give a host port`,
+    );
+  }
+
+  /**
+   * Takes the reservation file of a host port; returns its name. Taken by another container:
+   * throws with `strict`, else returns undefined.
+   */
+  #claimPort(id: string, proto: string, hostPort: number, strict: boolean): string | undefined {
+    const name = `${proto}-${hostPort}`;
     const path = `${this.store.portsDir}/${name}`;
     for (let attempt = 0;; attempt++) {
       try {
@@ -453,14 +631,46 @@ export class Networks {
         if (owner) releaseFile(this.store.portsDir, name, owner);
         continue;
       }
+      if (!strict) return undefined;
       throw new CapsuleError(
-        `Cannot publish port ${p.hostPort}/${p.proto} for container "${id}": container ` +
+        `Cannot publish port ${hostPort}/${proto} for container "${id}": container ` +
           `"${owner}" already publishes it; choose another host port`,
       );
     }
   }
 
-  /** Veth into the container's namespace, eth0 with its address, lo, default route, DNAT. */
+  /**
+   * Deletes the conntrack entries of published UDP ports (by original destination port), so
+   * that a client's flow made before a publish or unpublish is not kept on its old target
+   * for the UDP timeout (120 s). TCP flows end with their connection. Needs `conntrack`
+   * (Debian package conntrack); without it, throws a CapsuleError saying so.
+   */
+  async #flushUdp(ports: PortMapping[]): Promise<void> {
+    for (const p of ports) {
+      if (p.proto !== "udp") continue;
+      const r = await this.runner.run([
+        "conntrack",
+        "-D",
+        "-p",
+        "udp",
+        "--orig-port-dst",
+        String(p.hostPort),
+      ]);
+      // Exit 1 with "0 flow entries have been deleted" is the tool's "nothing to do".
+      if (r.code === 0 || /flow entries have been deleted/.test(r.stderr)) continue;
+      throw new CapsuleError(
+        `Cannot flush the UDP flows of port ${p.hostPort}: conntrack failed: ${
+          r.stderr.trim() || `status ${r.code}`
+        }${r.code === 127 ? " (apt-get install conntrack)" : ""}`,
+      );
+    }
+  }
+
+  /**
+   * Veth into the container's namespace, eth0 with its address and a MAC derived from it
+   * (02:42 + the address, docker's scheme: a container that gets a freed address also gets its
+   * MAC, so the neighbours' ARP entries stay right), lo, default route, DNAT of its ports.
+   */
   async plug(pid: number, id: string, d: Endpoint): Promise<Endpoint> {
     const t0 = performance.now();
     const n = this.store.load(d.network);
@@ -471,7 +681,8 @@ export class Networks {
       // Names after "name"/"dev": iproute2 takes a bare "m" for an abbreviated keyword.
       // Hairpin: with br_netfilter, a container's packets to its own published port are
       // DNATed at the bridge and must go back out of the port they came in by.
-      `link add name ${d.veth} master ${d.bridge} up type veth peer name eth0 netns ${pid}\n` +
+      `link add name ${d.veth} master ${d.bridge} up type veth peer name eth0 ` +
+        `address ${macOf(d.ip)} netns ${pid}\n` +
         `link set dev ${d.veth} type bridge_slave hairpin on\n`,
       what,
     );
@@ -489,6 +700,7 @@ export class Networks {
         await this.#setup(n);
         await this.#restore(rules, `Cannot publish the ports of container "${id}"`);
       }
+      await this.#flushUdp(d.ports);
     }
     return {
       ...d,
@@ -517,23 +729,104 @@ export class Networks {
           errors.push((e as Error).message);
         }
       }
+      try {
+        await this.#flushUdp(d.ports);
+      } catch (e) {
+        errors.push((e as Error).message);
+      }
       for (const p of d.ports) releaseFile(this.store.portsDir, `${p.proto}-${p.hostPort}`, id);
     }
     if (d.network && d.ip) {
       try {
-        release(this.store.ipsDir(d.network), d.ip, id);
+        if (release(this.store.ipsDir(d.network), d.ip, id) && d.network !== DEFAULT_NETWORK) {
+          this.#refreshHosts(d.network);
+        }
       } catch { /* invalid name in damaged data: nothing of ours */ }
+    }
+    if (errors.length) throw new CapsuleError(errors.join("; "));
+  }
+
+  /**
+   * Removes everything of container `id` on the network side, found from the id alone (for a
+   * container whose state.json is damaged or gone): its veth (named from the id), its DNAT
+   * chain (named from the id), the host ports and addresses whose reservation files hold the
+   * id (UDP flows of those ports flushed, the other members' /etc/hosts rewritten). Safe to
+   * repeat; throws a CapsuleError listing what could not be removed, after trying it all.
+   */
+  async releaseAllFor(id: string): Promise<void> {
+    validateId(id);
+    const errors: string[] = [];
+    const veth = vethName(id);
+    if (this.runner.links().has(veth)) {
+      const r = await this.runner.run(["ip", "link", "del", "dev", veth]);
+      if (r.code !== 0 && this.runner.links().has(veth)) errors.push(r.stderr.trim());
+    }
+    try {
+      const text = containerTeardownFrom(id, await this.#save());
+      if (text) await this.#restore(text, `Cannot remove the port rules of "${id}"`);
+    } catch (e) {
+      errors.push((e as Error).message);
+    }
+    const owned = (dir: string, name: string) => {
+      try {
+        return Deno.readTextFileSync(`${dir}/${name}`).trim() === id;
+      } catch {
+        return false;
+      }
+    };
+    const ports: PortMapping[] = [];
+    try {
+      for (const e of Deno.readDirSync(this.store.portsDir)) {
+        const m = /^(tcp|udp)-(\d{1,5})$/.exec(e.name);
+        if (m && owned(this.store.portsDir, e.name)) {
+          ports.push({ proto: m[1] as "tcp" | "udp", hostPort: Number(m[2]), containerPort: 0 });
+        }
+      }
+    } catch { /* no ports dir */ }
+    try {
+      await this.#flushUdp(ports);
+    } catch (e) {
+      errors.push((e as Error).message);
+    }
+    for (const p of ports) releaseFile(this.store.portsDir, `${p.proto}-${p.hostPort}`, id);
+    let nets: string[] = [];
+    try {
+      nets = [...Deno.readDirSync(this.store.dir)].filter((e) =>
+        e.isDirectory && NETWORK_NAME.test(e.name)
+      ).map((e) => e.name);
+    } catch { /* no networks */ }
+    for (const net of nets) {
+      let freed = false;
+      for (const a of listAllocations(this.store.ipsDir(net))) {
+        if (a.owner === id && release(this.store.ipsDir(net), a.ip, id)) freed = true;
+      }
+      if (freed && net !== DEFAULT_NETWORK) this.#refreshHosts(net);
     }
     if (errors.length) throw new CapsuleError(errors.join("; "));
   }
 }
 
+/**
+ * Frees everything container `id` holds on the network side, from its id alone: see
+ * `Networks.releaseAllFor`. `root` is --root, `store` is --store.
+ */
+export async function releaseAllFor(
+  opts: { root: string; store?: string; runner?: Runner },
+  id: string,
+): Promise<void> {
+  await new Networks(opts.root, opts.runner, opts.store).releaseAllFor(id);
+}
+
 /** The runtime extension: `capsule create/run --network/-p/--link`. */
-export function networkExtension(opts: { root: string; runner?: Runner }): Extension {
+export function networkExtension(
+  opts: { root: string; store?: string; runner?: Runner },
+): Extension & { releaseAllFor(id: string): Promise<void> } {
   let nets: Networks | undefined;
-  const get = () => (nets ??= new Networks(opts.root, opts.runner));
+  const get = () => (nets ??= new Networks(opts.root, opts.runner, opts.store));
   return {
     name: "network",
+    /** For delete -f of a container whose state is damaged: see Networks.releaseAllFor. */
+    releaseAllFor: (id: string) => get().releaseAllFor(id),
     async prepare(ctx) {
       const o = ctx.options.network as NetworkOptionsInput | undefined;
       if (!o) return;

@@ -56,8 +56,45 @@ function port(text: string, spec: string): number {
   return n;
 }
 
-/** Parses -p [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]. */
-export function parsePort(spec: string): PortMapping {
+/** "80" or "8000-8010" as [low, high]. */
+function portRange(text: string, spec: string): [number, number] {
+  const i = text.indexOf("-");
+  if (i < 0) {
+    const p = port(text, spec);
+    return [p, p];
+  }
+  const lo = port(text.slice(0, i), spec), hi = port(text.slice(i + 1), spec);
+  if (lo > hi) {
+    throw new CapsuleError(
+      `Invalid port mapping "${spec}": range "${text}" ends below its start; write LOW-HIGH`,
+    );
+  }
+  return [lo, hi];
+}
+
+/** Most ports one -p may publish (each is a reservation file and a DNAT rule). */
+export const MAX_PORTS_PER_SPEC = 1024;
+
+/**
+ * A port the user asked to publish: the host port fixed, or to be chosen (`hostPort`
+ * undefined) from `hostRange` (undefined: the kernel's ephemeral range).
+ */
+export interface PortRequest {
+  hostIp?: string;
+  hostPort?: number;
+  hostRange?: [number, number];
+  containerPort: number;
+  proto: "tcp" | "udp";
+}
+
+/**
+ * Parses one -p: `[[HOSTIP:][HOSTPORT]:]CONTAINERPORT[/tcp|/udp]`, docker's forms. A port may
+ * be a range `LOW-HIGH`: host and container ranges of one length map one to one; a host range
+ * with one container port takes a free port of the range; no host port (`-p 80`,
+ * `-p 127.0.0.1::80`) takes a free one of the ephemeral range. Throws CapsuleError naming the
+ * spec for anything else.
+ */
+export function parsePorts(spec: string): PortRequest[] {
   let rest = spec;
   let proto: "tcp" | "udp" = "tcp";
   const slash = rest.lastIndexOf("/");
@@ -70,9 +107,10 @@ export function parsePort(spec: string): PortMapping {
     rest = rest.slice(0, slash);
   }
   const parts = rest.split(":");
-  if (parts.length < 2 || parts.length > 3) {
+  if (parts.length > 3 || parts.some((x, i) => x === "" && i !== parts.length - 2)) {
     throw new CapsuleError(
-      `Invalid port mapping "${spec}": write HOSTPORT:CONTAINERPORT, e.g. -p 8080:80`,
+      `Invalid port mapping "${spec}": write [HOSTIP:][HOSTPORT:]CONTAINERPORT, e.g. -p 8080:80, ` +
+        `-p 80, -p 127.0.0.1:8080:80, -p 8000-8001:80-81`,
     );
   }
   let hostIp: string | undefined;
@@ -82,8 +120,62 @@ export function parsePort(spec: string): PortMapping {
       throw new CapsuleError(`Invalid port mapping "${spec}": "${hostIp}" is not an IPv4 address`);
     }
   }
-  const [h, c] = parts.slice(-2);
-  return { hostIp, hostPort: port(h, spec), containerPort: port(c, spec), proto };
+  const [c0, c1] = portRange(parts[parts.length - 1], spec);
+  const host = parts.length >= 2 && parts[parts.length - 2] !== ""
+    ? portRange(parts[parts.length - 2], spec)
+    : undefined;
+  const n = c1 - c0 + 1;
+  if (n > MAX_PORTS_PER_SPEC) {
+    throw new CapsuleError(
+      `Invalid port mapping "${spec}": ${n} ports; at most ${MAX_PORTS_PER_SPEC} per -p`,
+    );
+  }
+  const out: PortRequest[] = [];
+  if (!host) {
+    for (let c = c0; c <= c1; c++) out.push({ hostIp, containerPort: c, proto });
+  } else if (host[1] - host[0] + 1 === n) {
+    for (let i = 0; i < n; i++) {
+      out.push({ hostIp, hostPort: host[0] + i, containerPort: c0 + i, proto });
+    }
+  } else if (n === 1) {
+    out.push({ hostIp, hostRange: host, containerPort: c0, proto });
+  } else {
+    throw new CapsuleError(
+      `Invalid port mapping "${spec}": the host range has ${host[1] - host[0] + 1} ports and ` +
+        `the container range ${n}; give ranges of one length, or one container port`,
+    );
+  }
+  return out;
+}
+
+/** Parses a -p that names one fixed host port (`[HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]`). */
+export function parsePort(spec: string): PortMapping {
+  const r = parsePorts(spec);
+  if (r.length !== 1 || r[0].hostPort === undefined) {
+    throw new CapsuleError(
+      `Invalid port mapping "${spec}": write HOSTPORT:CONTAINERPORT, e.g. -p 8080:80`,
+    );
+  }
+  const { hostIp, hostPort, containerPort, proto } = r[0];
+  return { hostIp, hostPort, containerPort, proto };
+}
+
+/** How `list`/`state` show a published port: "0.0.0.0:8080->80/tcp", as docker does. */
+export function formatPort(p: PortMapping): string {
+  return `${p.hostIp ?? "0.0.0.0"}:${p.hostPort}->${p.containerPort}/${p.proto}`;
+}
+
+/** Docker's MAC for an address: 02:42 and the four bytes of the IPv4 address. */
+export function macOf(ip: string): string {
+  const n = parseIp(ip);
+  if (n === undefined) throw new CapsuleError(`Invalid IPv4 address "${ip}"`);
+  return [
+    "02",
+    "42",
+    ...[n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].map((b) =>
+      b.toString(16).padStart(2, "0")
+    ),
+  ].join(":");
 }
 
 /** The iptables-save dump of one table: chains and rules ("-A CHAIN ..." lines). */

@@ -1,6 +1,7 @@
 // Every command the network layer runs (ip, nsenter + ip, iptables-save/-restore) and every
 // sysctl it writes goes through one small interface, so that a fake can record them and the
 // unit tests check the batches without root (youki's Syscall/netlink Client idea).
+import { conflicts, type HostSocket, hostSockets, socketOwner, tcpInUse } from "./hostports.ts";
 
 export interface RunResult {
   code: number;
@@ -17,6 +18,16 @@ export interface Runner {
   links(): Set<string>;
   /** IPv4 routes of this network namespace: destination/prefix and device. */
   routes(): { dest: string; prefix: number; dev: string }[];
+  /**
+   * May a host TCP listener clash with publishing `port` on `hostIp` (undefined: every
+   * address)? A quick bind (reading /proc/net/tcp costs ~6 ms); a true is confirmed with
+   * `sockets` before anything is refused.
+   */
+  tcpInUse(port: number, hostIp?: string): boolean;
+  /** Listening TCP / bound unconnected UDP sockets of this network namespace (hostports.ts). */
+  sockets(proto: "tcp" | "udp"): HostSocket[];
+  /** The process holding a socket, "name (pid N)", or undefined when none is visible. */
+  socketOwner(inode: string): string | undefined;
 }
 
 const dec = new TextDecoder();
@@ -91,6 +102,18 @@ export class SystemRunner implements Runner {
       return [];
     }
   }
+
+  tcpInUse(port: number, hostIp?: string): boolean {
+    return tcpInUse(port, hostIp);
+  }
+
+  sockets(proto: "tcp" | "udp"): HostSocket[] {
+    return hostSockets(proto);
+  }
+
+  socketOwner(inode: string): string | undefined {
+    return socketOwner(inode);
+  }
 }
 
 export interface RecordedCall {
@@ -107,6 +130,11 @@ export class FakeRunner implements Runner {
   sysctls: [string, string][] = [];
   ifaces = new Set<string>(["lo", "eth0"]);
   hostRoutes: { dest: string; prefix: number; dev: string }[] = [];
+  /** Host sockets by protocol, with the owner shown for each inode. */
+  hostSockets: { tcp: HostSocket[]; udp: HostSocket[] } = { tcp: [], udp: [] };
+  owners = new Map<string, string>();
+  /** TCP ports a quick bind finds taken without a listener (a client's connection). */
+  boundTcp = new Set<number>();
   respond?: (argv: string[], stdin?: string) => RunResult | undefined;
 
   run(argv: string[], stdin?: string): Promise<RunResult> {
@@ -133,6 +161,18 @@ export class FakeRunner implements Runner {
 
   routes(): { dest: string; prefix: number; dev: string }[] {
     return this.hostRoutes;
+  }
+
+  tcpInUse(port: number, hostIp?: string): boolean {
+    return this.boundTcp.has(port) || this.hostSockets.tcp.some((s) => conflicts(s, port, hostIp));
+  }
+
+  sockets(proto: "tcp" | "udp"): HostSocket[] {
+    return this.hostSockets[proto];
+  }
+
+  socketOwner(inode: string): string | undefined {
+    return this.owners.get(inode);
   }
 
   /** The calls whose program is `prog` (after nsenter's options, for nsenter). */

@@ -1,9 +1,13 @@
-// Networks on disk: <root>/_networks/<name>.json (written atomically), the address pool
-// <root>/_networks/<name>/ips/<ip>, published host ports <root>/_networks/_ports/<proto>-<port>
-// (each holding the container id, made with O_EXCL), and a lock for network create/delete.
-// "_networks" starts with "_", which no container id does, so `capsule list` never sees it.
+// Networks on disk. Definitions outlive a reboot, as docker's do: <store>/networks/<name>.json
+// (written atomically; name, subnet, gateway, driver, bridge, options), with the lock for
+// network create/delete beside them. A network being deleted is <name>.json.deleting until its
+// bridge and rules are gone, so a delete killed midway is still listed and finished later.
+// Run-time state lives under --root (a tmpfs, empty after a reboot): the address pool
+// <root>/_networks/<name>/ips/<ip> and published host ports <root>/_networks/_ports/<proto>-<port>
+// (each file holding the owning container's id, made with O_EXCL). "_networks" starts with "_",
+// which no container id does, so `capsule list` never sees it.
 import { CapsuleError } from "../runtime/errors.ts";
-import { writeFileAtomic } from "../runtime/state.ts";
+import { exists, writeFileAtomic } from "../runtime/state.ts";
 
 export const NETWORK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const DEFAULT_NETWORK = "capsule_bridge0";
@@ -15,6 +19,10 @@ export interface NetworkRecord {
   gateway: string;
   bridge: string;
   created: string;
+  /** Driver options (none are defined yet; kept so that a definition round-trips). */
+  options?: Record<string, string>;
+  /** Set by `list`/`show` on a network whose delete was interrupted (not stored). */
+  deleting?: boolean;
 }
 
 /** Throws unless `name` is a valid network name: checked before it reaches any path. */
@@ -29,13 +37,44 @@ export function validateNetworkName(name: string): string {
 }
 
 export class NetworkStore {
+  /** Run-time state (leases, ports): <root>/_networks. */
   readonly dir: string;
-  constructor(readonly root: string) {
+  /** Definitions and the lock: <store>/networks, or the run-time dir when no store is given. */
+  readonly defs: string;
+  constructor(readonly root: string, store?: string) {
     this.dir = `${root}/_networks`;
+    this.defs = store === undefined ? this.dir : `${store}/networks`;
+    if (this.defs !== this.dir) this.#migrate();
+  }
+
+  /** Definitions an older capsule kept under --root move to the store (once). */
+  #migrate(): void {
+    let names: string[];
+    try {
+      names = [...Deno.readDirSync(this.dir)].filter((e) => e.isFile && e.name.endsWith(".json"))
+        .map((e) => e.name);
+    } catch {
+      return;
+    }
+    for (const f of names) {
+      if (!NETWORK_NAME.test(f.slice(0, -5))) continue;
+      try {
+        Deno.mkdirSync(this.defs, { recursive: true, mode: 0o700 });
+        if (!exists(`${this.defs}/${f}`)) {
+          writeFileAtomic(`${this.defs}/${f}`, Deno.readTextFileSync(`${this.dir}/${f}`));
+        }
+        Deno.removeSync(`${this.dir}/${f}`);
+      } catch { /* a concurrent command moved it */ }
+    }
   }
 
   file(name: string): string {
-    return `${this.dir}/${validateNetworkName(name)}.json`;
+    return `${this.defs}/${validateNetworkName(name)}.json`;
+  }
+
+  /** The record of a network whose delete began (renamed aside; see `delete`). */
+  deletingFile(name: string): string {
+    return `${this.file(name)}.deleting`;
   }
 
   ipsDir(name: string): string {
@@ -47,9 +86,18 @@ export class NetworkStore {
   }
 
   read(name: string): NetworkRecord | undefined {
+    return this.#readFile(name, this.file(name));
+  }
+
+  /** The record of a half-deleted network, if `delete` was interrupted. */
+  readDeleting(name: string): NetworkRecord | undefined {
+    return this.#readFile(name, this.deletingFile(name));
+  }
+
+  #readFile(name: string, file: string): NetworkRecord | undefined {
     let text: string;
     try {
-      text = Deno.readTextFileSync(this.file(name));
+      text = Deno.readTextFileSync(file);
     } catch (e) {
       if (e instanceof Deno.errors.NotFound) return undefined;
       throw e;
@@ -58,7 +106,8 @@ export class NetworkStore {
       return JSON.parse(text) as NetworkRecord;
     } catch (e) {
       throw new CapsuleError(
-        `State of network "${name}" (${this.file(name)}) is damaged: ${(e as Error).message}`,
+        `State of network "${name}" (${file}) is damaged: ${(e as Error).message}; remove ` +
+          `the file and create the network again`,
       );
     }
   }
@@ -75,34 +124,45 @@ export class NetworkStore {
   }
 
   write(n: NetworkRecord): void {
-    Deno.mkdirSync(this.ipsDir(n.name), { recursive: true, mode: 0o700 });
-    writeFileAtomic(this.file(n.name), JSON.stringify(n, null, 2) + "\n");
+    Deno.mkdirSync(this.defs, { recursive: true, mode: 0o700 });
+    const { deleting: _, ...rec } = n;
+    writeFileAtomic(this.file(n.name), JSON.stringify(rec, null, 2) + "\n");
   }
 
-  /** Removes the record first (new containers stop joining), then the pool directory. */
+  /**
+   * Removes the pool directory, then the record (live and set-aside): what is left after a
+   * crash here is a record, which a later delete finishes.
+   */
   remove(name: string): void {
-    try {
-      Deno.removeSync(this.file(name));
-    } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
-    }
     try {
       Deno.removeSync(`${this.dir}/${validateNetworkName(name)}`, { recursive: true });
     } catch (e) {
       if (!(e instanceof Deno.errors.NotFound)) throw e;
     }
+    for (const f of [this.file(name), this.deletingFile(name)]) {
+      try {
+        Deno.removeSync(f);
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    }
   }
 
-  list(): NetworkRecord[] {
+  /** The defined networks; with `deleting`, half-deleted ones too (marked `deleting: true`). */
+  list(opts: { deleting?: boolean } = {}): NetworkRecord[] {
     const out: NetworkRecord[] = [];
     try {
-      for (const e of Deno.readDirSync(this.dir)) {
-        if (!e.isFile || !e.name.endsWith(".json")) continue;
-        const name = e.name.slice(0, -5);
+      for (const e of Deno.readDirSync(this.defs)) {
+        if (!e.isFile) continue;
+        const gone = e.name.endsWith(".json.deleting");
+        if (!e.name.endsWith(".json") && !(gone && opts.deleting)) continue;
+        const name = e.name.slice(0, gone ? -14 : -5);
         if (!NETWORK_NAME.test(name)) continue;
         try {
-          const n = this.read(name);
-          if (n) out.push(n);
+          const n = gone ? this.readDeleting(name) : this.read(name);
+          // A record both live and aside: the delete is undone (the live one counts).
+          if (gone && n && exists(this.file(name))) continue;
+          if (n) out.push(gone ? { ...n, deleting: true } : n);
         } catch { /* damaged: shown by show/delete */ }
       }
     } catch (e) {
@@ -116,11 +176,11 @@ export class NetworkStore {
    * owner's pid), taken over when its owner is dead.
    */
   async withLock<T>(fn: () => Promise<T> | T): Promise<T> {
-    Deno.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const lock = `${this.dir}/_lock`;
+    Deno.mkdirSync(this.defs, { recursive: true, mode: 0o700 });
+    const lock = `${this.defs}/_lock`;
     const deadline = Date.now() + 30_000;
     for (let delay = 1;; delay = Math.min(delay * 2, 50)) {
-      const tmp = `${this.dir}/_lock.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}`;
+      const tmp = `${this.defs}/_lock.${Deno.pid}.${crypto.randomUUID().slice(0, 8)}`;
       Deno.mkdirSync(tmp);
       Deno.writeTextFileSync(`${tmp}/pid`, `${Deno.pid} ${startTime(Deno.pid)}`);
       try {
@@ -132,7 +192,7 @@ export class NetworkStore {
       const owner = readOwner(lock);
       if (owner && !alive(owner)) {
         // Stale: move it aside (only one taker wins the rename), then check what was moved.
-        const aside = `${this.dir}/_lock.stale.${crypto.randomUUID().slice(0, 8)}`;
+        const aside = `${this.defs}/_lock.stale.${crypto.randomUUID().slice(0, 8)}`;
         try {
           Deno.renameSync(lock, aside);
           const moved = readOwner(aside);

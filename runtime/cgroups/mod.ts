@@ -33,6 +33,11 @@ export interface DetectOptions {
   procSelfCgroup?: string;
   /** Prefix for every mount point (tests point it at a fake tree). */
   fsRoot?: string;
+  /**
+   * mountinfo of PID 1's mount namespace, read only when no hierarchy is found; default:
+   * /proc/1/mountinfo, or none when `mountinfo` is given.
+   */
+  initMountinfo?: string;
 }
 
 /**
@@ -53,6 +58,18 @@ export function detectCgroups(opts: DetectOptions = {}): CgroupDriver {
   if ([...v1.keys()].some((c) => !c.startsWith("name="))) return new CgroupV1Driver(v1, own, fake);
   const unified = mounts.find((m) => m.fsType === "cgroup2");
   if (unified) return new CgroupV2Driver(unified, own, fake);
+  // The host has them, this mount namespace not: `ip netns exec` remounts /sys (DESIGN.md).
+  // (A caller that passes its own mountinfo is not asked about the real host's.)
+  const init = opts.initMountinfo ??
+    (opts.mountinfo === undefined ? readFile("/proc/1/mountinfo") ?? "" : "");
+  if (parseMountinfo(init, fsRoot).some((m) => m.fsType === "cgroup" || m.fsType === "cgroup2")) {
+    throw new CapsuleError(
+      "No cgroup hierarchy is mounted in capsule's mount namespace (/proc/self/mountinfo), " +
+        "though the host has them: something remounted /sys without /sys/fs/cgroup " +
+        "(`ip netns exec` does); enter only the network namespace instead: " +
+        "nsenter --net=/run/netns/NAME capsule ...",
+    );
+  }
   throw new CapsuleError(
     "No cgroup hierarchy is mounted: /proc/self/mountinfo has no cgroup or cgroup2 mount",
   );

@@ -53,10 +53,13 @@ class Lab {
   readonly ns: string;
   readonly out: string;
   readonly procs: Deno.ChildProcess[] = [];
-  constructor(readonly root: string) {
+  /** --store: network definitions (a lab's own, so that tests never share or keep one). */
+  readonly store: string;
+  constructor(readonly root: string, store?: string) {
     const tag = crypto.randomUUID().slice(0, 6);
     this.ns = `capt-${tag}`;
     this.out = `capo-${tag}`;
+    this.store = store ?? Deno.makeTempDirSync({ prefix: "capsule-store-" });
   }
 
   async up(): Promise<void> {
@@ -86,7 +89,15 @@ class Lab {
    * goes through files: a created container keeps create's stdout and stderr open.
    */
   async cap(args: string[]): Promise<Result> {
-    const argv = ["nsenter", `--net=/run/netns/${this.ns}`, ...capsuleArgv(), "--root", this.root];
+    const argv = [
+      "nsenter",
+      `--net=/run/netns/${this.ns}`,
+      ...capsuleArgv(),
+      "--root",
+      this.root,
+      "--store",
+      this.store,
+    ];
     const out = await Deno.makeTempFile(), err = await Deno.makeTempFile();
     const q = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`;
     const st = await new Deno.Command("sh", {
@@ -109,6 +120,8 @@ class Lab {
       ...capsuleArgv(),
       "--root",
       this.root,
+      "--store",
+      this.store,
       ...args,
     ];
     return new Deno.Command(argv[0], {
@@ -124,11 +137,11 @@ class Lab {
     return sh(["ip", "netns", "exec", where, ...argv]);
   }
 
-  async down(): Promise<void> {
+  async down(keepStore = false): Promise<void> {
     for (const id of [...Deno.readDirSync(this.root)].map((e) => e.name)) {
       if (!id.startsWith("_")) await this.cap(["delete", "-f", id]);
     }
-    await this.cap(["network", "prune"]);
+    if (!keepStore) await this.cap(["network", "prune"]);
     for (const p of this.procs) {
       try {
         p.kill("SIGKILL");
@@ -138,16 +151,22 @@ class Lab {
     await sh(["ip", "netns", "del", this.ns]);
     await sh(["ip", "netns", "del", this.out]);
     await removeAll(`${this.root}/_networks`);
+    if (!keepStore) await removeAll(this.store);
   }
 }
 
-async function lab(root: string, fn: (l: Lab) => Promise<void>): Promise<void> {
-  const l = new Lab(root);
+/** Runs `fn` in a fresh lab; with `store`, that --store, kept afterwards if `keepStore`. */
+async function lab(
+  root: string,
+  fn: (l: Lab) => Promise<void>,
+  opts: { store?: string; keepStore?: boolean } = {},
+): Promise<void> {
+  const l = new Lab(root, opts.store);
   try {
     await l.up();
     await fn(l);
   } finally {
-    await l.down();
+    await l.down(opts.keepStore);
   }
 }
 
@@ -261,7 +280,7 @@ rootTest(
         r = await l.cap(["network", "list"]);
         assertMatch(
           r.stdout,
-          /^NAME\s+GATEWAY\s+SUBNET\s+DRIVER\s+CONTAINERS\ntnet\s+10\.123\.0\.1\s+10\.123\.0\.0\/24\s+bridge\s+1\n$/,
+          /^NAME\s+GATEWAY\s+SUBNET\s+DRIVER\s+CONTAINERS\s+STATUS\ntnet\s+10\.123\.0\.1\s+10\.123\.0\.0\/24\s+bridge\s+1\s+up\n$/,
         );
         r = await l.cap(["network", "delete", "tnet"]);
         assertMatch(r.stderr, /Cannot delete network "tnet": containers "srv" are attached/);
@@ -366,3 +385,326 @@ rootTest("network: kill -9 of capsule mid-create, then delete -f leaves nothing"
     await removeAll(b);
   }
 });
+
+rootTest(
+  "network: a port a host process listens on is refused, naming the process",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    try {
+      await lab(root, async (l) => {
+        const host = new Deno.Command("ip", {
+          args: ["netns", "exec", l.ns, "busybox", "nc", "-ll", "-p", "8090", "-e", "echo", "host"],
+          stdout: "null",
+          stderr: "null",
+        }).spawn();
+        l.procs.push(host);
+        await waitFor(
+          async () => (await l.in(["busybox", "nc", "127.0.0.1", "8090"])).stdout === "host\n",
+          5000,
+          "host listener",
+        );
+        const r = await l.cap(["create", "-b", b, "-p", "8090:80", "c1"]);
+        assertEquals(r.code, 1, r.stderr);
+        assertMatch(
+          r.stderr,
+          new RegExp(
+            `Cannot publish port 8090/tcp for container "c1": a host process listens on ` +
+              `0\\.0\\.0\\.0:8090 \\(busybox \\(pid ${host.pid}\\)\\)`,
+          ),
+        );
+        assertEquals([...Deno.readDirSync(root)].map((e) => e.name), ["_networks"]);
+        // The host service still answers: nothing hijacked it.
+        assertEquals((await l.in(["busybox", "nc", "127.0.0.1", "8090"])).stdout, "host\n");
+      });
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest("network: -p CTR takes a free host port, shown by state and list", async (root) => {
+  const b = await makeBundle("nc -ll -p 80 -e echo auto");
+  try {
+    await lab(root, async (l) => {
+      const r = await l.cap(["run", "-d", "-b", b, "-p", "80", "auto"]);
+      assertEquals(r.code, 0, r.stderr);
+      const st = JSON.parse((await l.cap(["state", "auto"])).stdout);
+      assertEquals(st.ports.length, 1);
+      const m = /^0\.0\.0\.0:(\d+)->80\/tcp$/.exec(st.ports[0]);
+      assert(m, st.ports[0]);
+      const [lo, hi] = (await l.in(["cat", "/proc/sys/net/ipv4/ip_local_port_range"])).stdout
+        .trim().split(/\s+/).map(Number);
+      assert(Number(m[1]) >= lo && Number(m[1]) <= hi, `${m[1]} in ${lo}-${hi}`);
+      const list = JSON.parse((await l.cap(["list", "--format", "json"])).stdout);
+      assertEquals(list[0].ports, st.ports);
+      await waitFor(
+        async () => (await l.in(["busybox", "nc", "127.0.0.1", m[1]])).stdout === "auto\n",
+        5000,
+        "published on the chosen port",
+      );
+      assertEquals((await l.cap(["delete", "-f", "auto"])).code, 0);
+    });
+  } finally {
+    await removeAll(b);
+  }
+});
+
+rootTest(
+  "network: UDP flows go to the new publisher, not to the old one's address",
+  async (root) => {
+    // busybox has no UDP server: what reaches a container is counted by its kernel (Udp
+    // InDatagrams + NoPorts of /proc/net/snmp in its namespace).
+    const b = await makeBundle("sleep 1000");
+    // A client in "outside" sending from one source port, so that its flow is one conntrack entry.
+    const send = (l: Lab) =>
+      l.in([
+        "python3",
+        "-c",
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); " +
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('', 40000)); " +
+        `s.sendto(b'x', ('${HOST_OUT}', 5353))`,
+      ], l.out);
+    try {
+      await lab(root, async (l) => {
+        const received = async (id: string) => {
+          const snmp = (await l.cap(["exec", id, "cat", "/proc/net/snmp"])).stdout.split("\n")
+            .filter((x) => x.startsWith("Udp: "));
+          const [head, vals] = snmp.map((x) => x.split(/\s+/));
+          return Number(vals[head.indexOf("InDatagrams")]) + Number(vals[head.indexOf("NoPorts")]);
+        };
+        await l.cap(["network", "create", "unet", "--subnet", "10.124.0.0/24"]);
+        let r = await l.cap(["run", "-d", "-b", b, "--network", "unet", "-p", "5353:53/udp", "u1"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals((await send(l)).code, 0);
+        await waitFor(async () => (await received("u1")) >= 1, 3000, "first publisher receives");
+        assertEquals((await l.cap(["delete", "-f", "u1"])).code, 0);
+        // u1's address goes to a container that publishes nothing; the port to another one.
+        r = await l.cap(["run", "-d", "-b", b, "--network", "unet", "same-ip"]);
+        assertEquals(JSON.parse((await l.cap(["state", "same-ip"])).stdout).ip, "10.124.0.2");
+        r = await l.cap(["run", "-d", "-b", b, "--network", "unet", "-p", "5353:53/udp", "u2"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals((await send(l)).code, 0);
+        await waitFor(async () => (await received("u2")) >= 1, 3000, "new publisher receives");
+        assertEquals(await received("same-ip"), 0);
+      });
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest("network: a freed address comes back with the same MAC", async (root) => {
+  const b = await makeBundle("sleep 1000");
+  try {
+    await lab(root, async (l) => {
+      const mac = async (id: string) =>
+        (await l.cap(["exec", id, "cat", "/sys/class/net/eth0/address"])).stdout.trim();
+      let r = await l.cap(["run", "-d", "-b", b, "--network", "default", "m1"]);
+      assertEquals(r.code, 0, r.stderr);
+      const ip = JSON.parse((await l.cap(["state", "m1"])).stdout).ip;
+      const first = await mac("m1");
+      const hex = ip.split(".").map((x: string) => Number(x).toString(16).padStart(2, "0"));
+      assertEquals(first, `02:42:${hex.join(":")}`);
+      assertEquals((await l.cap(["delete", "-f", "m1"])).code, 0);
+      r = await l.cap(["run", "-d", "-b", b, "--network", "default", "m2"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(JSON.parse((await l.cap(["state", "m2"])).stdout).ip, ip);
+      assertEquals(await mac("m2"), first);
+    });
+  } finally {
+    await removeAll(b);
+  }
+});
+
+rootTest("network: containers on a user network resolve each other's names", async (root) => {
+  const srv = (text: string) => makeBundle(`nc -ll -p 80 -e echo ${text}`);
+  const a = await srv("from-a"), c = await srv("from-c");
+  const b = await makeBundle("sleep 1000");
+  try {
+    await lab(root, async (l) => {
+      await l.cap(["network", "create", "names", "--subnet", "10.125.0.0/24"]);
+      for (const [id, bundle] of [["web-a", a], ["b", b]]) {
+        const r = await l.cap(["run", "-d", "-b", bundle, "--network", "names", id]);
+        assertEquals(r.code, 0, r.stderr);
+      }
+      await waitFor(
+        async () => (await l.cap(["exec", "b", "nc", "web-a", "80"])).stdout === "from-a\n",
+        5000,
+        "b reaches web-a by name",
+      );
+      // A container created later is known to those already running.
+      let r = await l.cap(["run", "-d", "-b", c, "--network", "names", "late"]);
+      assertEquals(r.code, 0, r.stderr);
+      await waitFor(
+        async () => (await l.cap(["exec", "b", "nc", "late", "80"])).stdout === "from-c\n",
+        5000,
+        "b reaches late by name",
+      );
+      r = await l.cap(["exec", "web-a", "cat", "/etc/hosts"]);
+      assertMatch(r.stdout, /10\.125\.0\.3\tb\n/);
+      assertEquals((await l.cap(["delete", "-f", "b"])).code, 0);
+      r = await l.cap(["exec", "web-a", "cat", "/etc/hosts"]);
+      assert(!/\tb\n/.test(r.stdout), r.stdout);
+      assertMatch(r.stdout, /10\.125\.0\.4\tlate\n/);
+    });
+  } finally {
+    await removeAll(a, b, c);
+  }
+});
+
+rootTest("network: networks outlive a reboot (empty --root, bridge gone)", async (root) => {
+  const b = await makeBundle("nc -ll -p 80 -e echo back");
+  const store = await Deno.makeTempDir({ prefix: "capsule-store-" });
+  const root2 = await Deno.makeTempDir({ prefix: "capsule-state-" });
+  try {
+    await lab(root, async (l) => {
+      const r = await l.cap(["network", "create", "keep", "--subnet", "10.126.0.0/24"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals((await l.cap(["run", "-d", "-b", b, "--network", "keep", "k1"])).code, 0);
+    }, { store, keepStore: true }); // the namespace (bridge, rules) goes; the store stays
+    // "After the reboot": a new namespace, an empty --root, the same store.
+    await lab(root2, async (l) => {
+      let r = await l.cap(["network", "list"]);
+      assertMatch(r.stdout, /\nkeep\s+10\.126\.0\.1\s+10\.126\.0\.0\/24\s+bridge\s+0\s+down\n/);
+      r = await l.cap(["run", "-d", "-b", b, "--network", "keep", "-p", "8085:80", "k2"]);
+      assertEquals(r.code, 0, r.stderr);
+      await waitFor(
+        async () => (await l.in(["busybox", "nc", "127.0.0.1", "8085"])).stdout === "back\n",
+        5000,
+        "container on the network made again",
+      );
+      assertMatch((await l.cap(["network", "list"])).stdout, /\nkeep\s.*\s1\s+up\n/);
+      assertEquals((await l.cap(["delete", "-f", "k2"])).code, 0);
+      assertEquals((await l.cap(["network", "delete", "keep"])).code, 0);
+    }, { store });
+  } finally {
+    await removeAll(b, store, root2);
+  }
+});
+
+rootTest(
+  "network: SIGKILL of network delete at 20 points, then prune, leaves nothing",
+  async (root) => {
+    await lab(root, async (l) => {
+      const chainsAndBridges = async () => {
+        const save = (await l.in(["iptables-save"])).stdout;
+        const links = (await l.in(["ip", "-o", "link"])).stdout;
+        return [
+          ...save.split("\n").filter((x) => x.includes("CAPSULE")),
+          ...links.split("\n").filter((x) => /^\d+: kill\d*:/.test(x)),
+        ];
+      };
+      // How long an uninterrupted delete takes here.
+      await l.cap(["network", "create", "kill", "--subnet", "10.127.0.0/24"]);
+      const t0 = performance.now();
+      await l.cap(["network", "delete", "kill"]);
+      const full = performance.now() - t0;
+      const listed = async () =>
+        (await l.cap(["network", "list", "-q"])).stdout.split("\n").filter(Boolean);
+      let interrupted = 0;
+      for (let i = 1; i <= 20; i++) {
+        const r = await l.cap(["network", "create", "kill", "--subnet", "10.127.0.0/24"]);
+        if (r.code !== 0) {
+          // The previous kill left it defined (and perhaps half-deleted): finish it first.
+          assertMatch(r.stderr, /already exists/);
+          assertEquals((await l.cap(["network", "delete", "kill"])).code, 0);
+          assertEquals(
+            (await l.cap(["network", "create", "kill", "--subnet", "10.127.0.0/24"])).code,
+            0,
+          );
+        }
+        const child = l.spawnCap(["network", "delete", "kill"]);
+        await new Promise((res) => setTimeout(res, (full * i) / 20));
+        try {
+          child.kill("SIGKILL");
+        } catch { /* finished */ }
+        const st = await child.status;
+        if (st.signal) interrupted++;
+        await new Promise((res) => setTimeout(res, 100)); // its iptables-restore, if any, ends
+        // Whatever is left of the network is listed (so that delete/prune can finish it).
+        if (!(await listed()).includes("kill")) assertEquals(await chainsAndBridges(), []);
+      }
+      console.log(
+        `  ${interrupted}/20 deletes killed midway (a full delete: ${Math.round(full)} ms)`,
+      );
+      assert(interrupted >= 10, `only ${interrupted} kills landed mid-delete`);
+      const r = await l.cap(["network", "prune"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(await chainsAndBridges(), []);
+      assertEquals(await listed(), []);
+    });
+  },
+);
+
+rootTest("network: capsule under ip netns exec says why cgroups are missing", async (root) => {
+  const b = await makeBundle("true");
+  try {
+    await lab(root, async (l) => {
+      const r = await sh([
+        "ip",
+        "netns",
+        "exec",
+        l.ns,
+        ...capsuleArgv(),
+        "--root",
+        root,
+        "--store",
+        l.store,
+        "run",
+        "-b",
+        b,
+        "nx",
+      ]);
+      assertEquals(r.code, 1, r.stderr);
+      assertMatch(r.stderr, /`ip netns exec` does\); enter only the network namespace instead/);
+      assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+    });
+  } finally {
+    await removeAll(b);
+  }
+});
+
+rootTest(
+  "network: releaseAllFor(id) frees a container's network side without its state",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    try {
+      await lab(root, async (l) => {
+        await l.cap(["network", "create", "rel", "--subnet", "10.128.0.0/24"]);
+        let r = await l.cap(["run", "-d", "-b", b, "--network", "rel", "-p", "8070:80", "gone"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals((await l.cap(["run", "-d", "-b", b, "--network", "rel", "stay"])).code, 0);
+        assertEquals((await l.cap(["kill", "gone", "KILL"])).code, 0);
+        const state = Deno.readTextFileSync(`${root}/gone/state.json`);
+        Deno.writeTextFileSync(`${root}/gone/state.json`, "{damaged");
+        const code = `import { releaseAllFor } from "${REPO}/network/mod.ts";\n` +
+          `await releaseAllFor({ root: ${JSON.stringify(root)}, store: ${
+            JSON.stringify(l.store)
+          } }, "gone");`;
+        r = await sh([
+          "nsenter",
+          `--net=/run/netns/${l.ns}`,
+          Deno.execPath(),
+          "eval",
+          "--quiet",
+          code,
+        ]);
+        assertEquals(r.code, 0, r.stderr);
+        const stay = JSON.parse((await l.cap(["state", "-d", "stay"])).stdout).detail.ext.network;
+        assertEquals((await leftovers(l)).filter((x) => !x.includes(`${stay.veth}@`)), []);
+        const show = JSON.parse((await l.cap(["network", "show", "rel"])).stdout);
+        assertEquals(show.containers.map((c: { id: string }) => c.id), ["stay"]);
+        r = await l.cap(["exec", "stay", "cat", "/etc/hosts"]);
+        assert(!r.stdout.includes("gone"), r.stdout);
+        // Its port is free again.
+        r = await l.cap(["create", "-b", b, "--network", "rel", "-p", "8070:80", "next"]);
+        assertEquals(r.code, 0, r.stderr);
+        // Its state back, so that delete removes its cgroups (not known without it).
+        Deno.writeTextFileSync(`${root}/gone/state.json`, state);
+        assertEquals((await l.cap(["delete", "-f", "gone"])).code, 0);
+      });
+    } finally {
+      await removeAll(b);
+    }
+  },
+);

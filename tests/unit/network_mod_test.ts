@@ -1,7 +1,7 @@
 // Unit tests of network/mod.ts with a fake runner: which ip batches, iptables-restore texts and
 // sysctls a network and a container produce, errors for bad input, and cleanup of partial
 // state. No root needed.
-import { DEFAULT_NETWORK, networkExtension, Networks } from "../../network/mod.ts";
+import { DEFAULT_NETWORK, networkExtension, Networks, releaseAllFor } from "../../network/mod.ts";
 import { FakeRunner } from "../../network/runner.ts";
 import { containerChain, networkChain } from "../../network/rules.ts";
 import { MS } from "../../runtime/consts.ts";
@@ -185,7 +185,7 @@ Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DN
     const ctx = ctxFor(root, "c1", { name: "web", ports: ["8080:80"], links: [] });
     const p = (await x.prepare!(ctx))!;
     const d = p.data as Record<string, unknown>;
-    assertEquals(d.summary, { ip: "10.5.0.2", network: "web" });
+    assertEquals(d.summary, { ip: "10.5.0.2", network: "web", ports: ["0.0.0.0:8080->80/tcp"] });
     assertEquals(p.mounts!.map((m) => [m.destination, m.source, m.bind]), [
       ["/etc/hosts", `${root}/c1/hosts`, true],
       ["/etc/resolv.conf", `${root}/c1/resolv.conf`, true],
@@ -203,7 +203,8 @@ Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DN
     assertEquals(fake.calls.map((c) => c.argv[0]), ["ip", "nsenter", "iptables-restore"]);
     assertEquals(
       fake.calls[0].stdin,
-      `link add name ${veth} master web up type veth peer name eth0 netns 777\n` +
+      `link add name ${veth} master web up type veth peer name eth0 address 02:42:0a:05:00:02 ` +
+        `netns 777\n` +
         `link set dev ${veth} type bridge_slave hairpin on\n`,
     );
     assertEquals(fake.calls[1].argv, ["nsenter", "--net=/proc/777/ns/net", "ip", "-batch", "-"]);
@@ -295,5 +296,219 @@ Deno.test("network mod: deleted copes with data of a prepare that stopped halfwa
     await x.deleted!(recordOf("z", 1, {}), undefined);
     await x.deleted!(recordOf("z", 1, {}), { network: "web", ip: "10.5.0.9", ports: [] });
     assertEquals(fake.calls, []);
+  });
+});
+
+Deno.test("network mod: a host port a host process listens on is refused, naming it", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    fake.hostSockets.tcp = [{ ip: "0.0.0.0", port: 8080, inode: "4711" }];
+    fake.hostSockets.udp = [{ ip: "127.0.0.1", port: 53, inode: "4712" }];
+    fake.owners.set("4711", "nginx (pid 321)");
+    const x = networkExtension({ root, runner: fake });
+    await assertRejects(
+      async () => await x.prepare!(ctxFor(root, "c1", { ports: ["8080:80"] })),
+      CapsuleError,
+      'port 8080/tcp for container "c1": a host process listens on 0.0.0.0:8080 ' +
+        "(nginx (pid 321))",
+    );
+    await assertRejects(
+      async () => await x.prepare!(ctxFor(root, "c1", { ports: ["53:53/udp"] })),
+      CapsuleError,
+      'find it with "ss -ulnp sport = :53"',
+    );
+    // Nothing kept: no address, no port reservation.
+    assertEquals(new Networks(root, fake).show(DEFAULT_NETWORK).containers, []);
+    assertEquals([...Deno.readDirSync(`${root}/_networks/_ports`)], []);
+    // Another address than the listener's, another protocol, another port: allowed; so is a
+    // port that only a client's connection holds (the quick bind fails, no listener has it).
+    fake.boundTcp.add(8082);
+    await createOne(root, fake, "c2", {
+      ports: ["10.9.9.9:53:53/udp", "8080:80/udp", "8081:80", "8082:80"],
+    });
+  });
+});
+
+Deno.test("network mod: -p CTR and a host range take free host ports, shown in summary", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    const d1 = await createOne(root, fake, "c1", { ports: ["80"] });
+    const p1 = (d1.ports as { hostPort: number }[])[0].hostPort;
+    const [lo, hi] = Deno.readTextFileSync("/proc/sys/net/ipv4/ip_local_port_range").trim()
+      .split(/\s+/).map(Number);
+    assert(p1 >= lo && p1 <= hi, `${p1} in ${lo}-${hi}`);
+    assertEquals((d1.summary as { ports: string[] }).ports, [`0.0.0.0:${p1}->80/tcp`]);
+    // A range of three host ports: one taken by c2's fixed port, one by a host listener.
+    fake.hostSockets.tcp = [{ ip: "0.0.0.0", port: 9001, inode: "1" }];
+    await createOne(root, fake, "c2", { ports: ["9000:80"] });
+    const d3 = await createOne(root, fake, "c3", { ports: ["9000-9002:80"] });
+    assertEquals((d3.ports as { hostPort: number }[])[0].hostPort, 9002);
+    await assertRejects(
+      async () => await createOne(root, fake, "c4", { ports: ["9000-9002:80"] }),
+      CapsuleError,
+      "no free host port in 9000-9002",
+    );
+  });
+});
+
+Deno.test("network mod: UDP ports flush their conntrack flows at publish and unpublish", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    // conntrack's "nothing to delete" is status 1 with this message: not an error.
+    fake.respond = (argv) =>
+      argv[0] === "conntrack"
+        ? { code: 1, stdout: "", stderr: "0 flow entries have been deleted.\n" }
+        : undefined;
+    const d = await createOne(root, fake, "c1", { ports: ["5353:53/udp", "8080:80"] });
+    const flushes = () => fake.of("conntrack").map((c) => c.argv.join(" "));
+    assertEquals(flushes(), ["conntrack -D -p udp --orig-port-dst 5353"]);
+    fake.calls = [];
+    const x = networkExtension({ root, runner: fake });
+    await x.deleted!(recordOf("c1", 1, { network: d }), d);
+    assertEquals(flushes(), ["conntrack -D -p udp --orig-port-dst 5353"]);
+    // Without the tool, create fails saying what to install.
+    fake.respond = (argv) =>
+      argv[0] === "conntrack" ? { code: 127, stdout: "", stderr: "not found" } : undefined;
+    await assertRejects(
+      () => createOne(root, fake, "c2", { ports: ["5353:53/udp"] }),
+      CapsuleError,
+      "apt-get install conntrack",
+    );
+  });
+});
+
+Deno.test("network mod: members of a user network resolve each other; delete updates", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    await new Networks(root, fake).create("web", { subnet: "10.5.0.0/24" });
+    await createOne(root, fake, "a", { name: "web" });
+    const inodeA = Deno.statSync(`${root}/a/hosts`).ino;
+    const d = await createOne(root, fake, "b", { name: "web" });
+    await createOne(root, fake, "c", { name: "web", links: ["a:db"] });
+    const hosts = (id: string) => Deno.readTextFileSync(`${root}/${id}/hosts`).split("\n");
+    assertEquals(hosts("a").slice(2), ["10.5.0.2\tbox a", "10.5.0.3\tb", "10.5.0.4\tc", ""]);
+    assertEquals(hosts("c").slice(2), [
+      "10.5.0.4\tbox c",
+      "10.5.0.2\tdb a",
+      "10.5.0.2\ta",
+      "10.5.0.3\tb",
+      "",
+    ]);
+    // Rewritten in place: the bind mount in the container follows the inode.
+    assertEquals(Deno.statSync(`${root}/a/hosts`).ino, inodeA);
+    const x = networkExtension({ root, runner: fake });
+    await x.deleted!(recordOf("b", 1, { network: d }), d);
+    assertEquals(hosts("a").slice(2), ["10.5.0.2\tbox a", "10.5.0.4\tc", ""]);
+    // The default network (docker's default bridge) does not.
+    await createOne(root, fake, "d1", {});
+    await createOne(root, fake, "d2", {});
+    assertEquals(hosts("d1").length, 4);
+  });
+});
+
+Deno.test("network mod: definitions live in the store; run-time state under the root", async () => {
+  await withTempDir(async (tmp) => {
+    const fake = new FakeRunner();
+    const root = `${tmp}/run`, store = `${tmp}/lib`;
+    // One an older capsule left under --root moves to the store.
+    Deno.mkdirSync(`${root}/_networks`, { recursive: true });
+    Deno.writeTextFileSync(
+      `${root}/_networks/old.json`,
+      JSON.stringify({
+        name: "old",
+        driver: "bridge",
+        subnet: "10.6.0.0/24",
+        gateway: "10.6.0.1",
+        bridge: "old",
+        created: "",
+      }),
+    );
+    const nets = new Networks(root, fake, store);
+    await nets.create("web", { subnet: "10.5.0.0/24" });
+    assert(Deno.statSync(`${store}/networks/web.json`).isFile);
+    assert(Deno.statSync(`${store}/networks/old.json`).isFile);
+    // A reboot: --root is empty, the bridges are gone.
+    Deno.removeSync(root, { recursive: true });
+    fake.ifaces.delete("web");
+    const after = new Networks(root, fake, store);
+    assertEquals(after.list().map((n) => [n.name, n.status]), [["old", "down"], ["web", "down"]]);
+    fake.calls = [];
+    const x = networkExtension({ root, store, runner: fake });
+    const ctx = ctxFor(root, "c1", { name: "web" });
+    const p = (await x.prepare!(ctx))!;
+    const record = recordOf("c1", 5, { network: p.data });
+    await x.created!({ ...ctx, pid: 5, record } as CreateContext);
+    assertEquals(fake.calls[0].stdin!.split("\n")[0], "link add name web type bridge");
+    assertEquals(after.list().map((n) => [n.name, n.status, n.containers]), [
+      ["old", "down", 0],
+      ["web", "up", 1],
+    ]);
+  });
+});
+
+Deno.test("network mod: an interrupted delete is listed and finished by delete/prune", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    const nets = new Networks(root, fake);
+    await nets.create("web", { subnet: "10.5.0.0/24" });
+    await nets.create("api", { subnet: "10.6.0.0/24" });
+    fake.respond = (argv) =>
+      argv.join(" ").startsWith("ip link del")
+        ? { code: 2, stdout: "", stderr: "busy" }
+        : undefined;
+    await assertRejects(() => nets.delete("web"), CapsuleError, "left half-deleted");
+    await assertRejects(() => nets.delete("api"), CapsuleError, "left half-deleted");
+    assertEquals(nets.list().map((n) => [n.name, n.status]), [
+      ["api", "deleting"],
+      ["web", "deleting"],
+    ]);
+    assertEquals(nets.show("web").status, "deleting");
+    fake.respond = undefined;
+    await nets.delete("web");
+    // The chains it removes are found by name from iptables-save.
+    fake.respond = (argv) =>
+      argv[0] === "iptables-save"
+        ? {
+          code: 0,
+          stderr: "",
+          stdout: `*nat\n:${networkChain("api")} - [0:0]\nCOMMIT\n`,
+        }
+        : undefined;
+    fake.calls = [];
+    assertEquals(await nets.prune(), ["api"]);
+    assertStringIncludes(fake.of("iptables-restore")[0].stdin!, `-X ${networkChain("api")}`);
+    assertEquals(nets.list(), []);
+    assertEquals([...Deno.readDirSync(`${root}/_networks`)].map((e) => e.name), []);
+  });
+});
+
+Deno.test("network mod: releaseAllFor(id) frees what the id holds, without its state", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    await new Networks(root, fake).create("web", { subnet: "10.5.0.0/24" });
+    await createOne(root, fake, "a", { name: "web" });
+    const d = await createOne(root, fake, "b", { name: "web", ports: ["8080:80", "53/udp"] });
+    Deno.writeTextFileSync(`${root}/b/state.json`, "{damaged");
+    const chain = containerChain("b");
+    fake.respond = (argv) =>
+      argv[0] === "iptables-save"
+        ? {
+          code: 0,
+          stderr: "",
+          stdout: `*nat\n:${chain} - [0:0]\n-A CAPSULE-PORTS -j ${chain}\nCOMMIT\n`,
+        }
+        : undefined;
+    fake.calls = [];
+    await releaseAllFor({ root, runner: fake }, "b");
+    const calls = fake.calls.map((c) => c.argv[0]);
+    assertEquals(calls, ["ip", "iptables-save", "iptables-restore", "conntrack"]);
+    assertEquals(fake.calls[0].argv.join(" "), `ip link del dev ${d.veth}`);
+    assertStringIncludes(fake.calls[2].stdin!, `-D CAPSULE-PORTS -j ${chain}`);
+    assertEquals([...Deno.readDirSync(`${root}/_networks/_ports`)], []);
+    assertEquals(new Networks(root, fake).show("web").containers, [{ id: "a", ip: "10.5.0.2" }]);
+    assertEquals(Deno.readTextFileSync(`${root}/a/hosts`).split("\n").length, 4);
+    // Again: nothing left to do, no error.
+    fake.respond = undefined;
+    await releaseAllFor({ root, runner: fake }, "b");
   });
 });

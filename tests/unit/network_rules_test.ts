@@ -5,13 +5,17 @@ import {
   containerSetup,
   containerTeardown,
   containerTeardownFrom,
+  formatPort,
   hash8,
+  macOf,
   networkChain,
   networkSetup,
   networkTeardown,
   parsePort,
+  parsePorts,
   parseSave,
 } from "../../network/rules.ts";
+import { conflicts, parseProcNet } from "../../network/hostports.ts";
 import { hostsFile, resolvConf } from "../../network/hosts.ts";
 import { parseProcNetDev, parseProcRoutes } from "../../network/runner.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
@@ -33,6 +37,7 @@ Deno.test("network rules: parsePort forms and errors", () => {
   assertThrows(() => parsePort("70000:80"), CapsuleError, `port "70000" is not a number from 1`);
   assertThrows(() => parsePort("0:80"), CapsuleError, "1 to 65535");
   assertThrows(() => parsePort("80"), CapsuleError, "HOSTPORT:CONTAINERPORT");
+  assertThrows(() => parsePort("8080:80:90"), CapsuleError, "not an IPv4 address");
   assertThrows(() => parsePort("80:80/sctp"), CapsuleError, "tcp or udp");
   assertThrows(() => parsePort("x.y:80:80"), CapsuleError, "not an IPv4 address");
 });
@@ -254,4 +259,83 @@ Deno.test("network runner: /proc/net/route and /proc/net/dev parsing", () => {
   ]);
   const dev = "Inter-|   Receive\n face |bytes\n    lo: 1 2 3\n  eth0: 4 5 6\ncapbr1a2b: 0\n";
   assertEquals([...parseProcNetDev(dev)], ["lo", "eth0", "capbr1a2b"]);
+});
+
+Deno.test("network rules: parsePorts takes -p CTR, IP::CTR, ranges; refuses bad ranges", () => {
+  assertEquals(parsePorts("80"), [{ hostIp: undefined, containerPort: 80, proto: "tcp" }]);
+  assertEquals(parsePorts("127.0.0.1::53/udp"), [
+    { hostIp: "127.0.0.1", containerPort: 53, proto: "udp" },
+  ]);
+  assertEquals(parsePorts("10.0.0.1:8080:80")[0].hostIp, "10.0.0.1");
+  assertEquals(parsePorts("8000-8001:80-81").map((p) => [p.hostPort, p.containerPort]), [
+    [8000, 80],
+    [8001, 81],
+  ]);
+  assertEquals(parsePorts("8000-8010:80"), [
+    { hostIp: undefined, hostRange: [8000, 8010], containerPort: 80, proto: "tcp" },
+  ]);
+  assertEquals(parsePorts("80-82").map((p) => [p.hostPort, p.containerPort]), [
+    [undefined, 80],
+    [undefined, 81],
+    [undefined, 82],
+  ]);
+  assertThrows(() => parsePorts("8000-8002:80-81"), CapsuleError, "ranges of one length");
+  assertThrows(() => parsePorts("90-80"), CapsuleError, "ends below its start");
+  assertThrows(() => parsePorts("1-2000"), CapsuleError, "at most 1024");
+  assertThrows(() => parsePorts("::80"), CapsuleError, "[HOSTIP:][HOSTPORT:]CONTAINERPORT");
+  assertThrows(() => parsePorts("80:"), CapsuleError, "[HOSTIP:][HOSTPORT:]CONTAINERPORT");
+  assertThrows(() => parsePorts(""), CapsuleError, "[HOSTIP:][HOSTPORT:]CONTAINERPORT");
+  assertEquals(formatPort(parsePort("127.0.0.1:53:5353/udp")), "127.0.0.1:53->5353/udp");
+});
+
+Deno.test("network rules: the MAC is 02:42 and the address, the same for the same IP", () => {
+  assertEquals(macOf("10.5.0.2"), "02:42:0a:05:00:02");
+  assertEquals(macOf("172.31.255.254"), "02:42:ac:1f:ff:fe");
+  assertThrows(() => macOf("10.5.0"), CapsuleError, "Invalid IPv4 address");
+});
+
+Deno.test("network hostports: /proc/net listeners (v4, v6 any, v4-mapped), UDP servers only", () => {
+  const tcp = [
+    "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode",
+    "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 111 1",
+    "   1: 0100007F:1F91 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 112 1",
+  ].join("\n");
+  assertEquals(parseProcNet(tcp, "tcp"), [{ ip: "127.0.0.1", port: 8080, inode: "111" }]);
+  const tcp6 = [
+    "  sl  local_address                         remote_address                        st",
+    "   0: 00000000000000000000000000000000:0050 00000000000000000000000000000000:0000 0A " +
+    "00000000:00000000 00:00000000 00000000     0        0 222 1",
+    "   1: 0000000000000000FFFF00000100000A:0051 00000000000000000000000000000000:0000 0A " +
+    "00000000:00000000 00:00000000 00000000     0        0 223 1",
+    "   2: 20010DB8000000000000000000000001:0052 00000000000000000000000000000000:0000 0A " +
+    "00000000:00000000 00:00000000 00000000     0        0 224 1",
+  ].join("\n");
+  assertEquals(parseProcNet(tcp6, "tcp"), [
+    { ip: "0.0.0.0", port: 80, inode: "222" },
+    { ip: "10.0.0.1", port: 81, inode: "223" },
+  ]);
+  const udp = [
+    "  sl  local_address rem_address   st",
+    "   0: 00000000:0035 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 333 2",
+    "   1: 0100007F:A000 0100007F:0035 01 00000000:00000000 00:00000000 00000000     0        0 334 2",
+  ].join("\n");
+  assertEquals(parseProcNet(udp, "udp"), [{ ip: "0.0.0.0", port: 53, inode: "333" }]);
+  const s = { ip: "127.0.0.1", port: 8080, inode: "1" };
+  assert(conflicts(s, 8080));
+  assert(conflicts(s, 8080, "127.0.0.1"));
+  assert(!conflicts(s, 8080, "10.0.0.1"));
+  assert(conflicts({ ...s, ip: "0.0.0.0" }, 8080, "10.0.0.1"));
+  assert(!conflicts(s, 8081));
+});
+
+Deno.test("network hosts: peers follow the container's own lines and links", () => {
+  assertEquals(
+    hostsFile({
+      ip: "10.5.0.3",
+      names: ["box", "b"],
+      links: [{ alias: "db", id: "a", ip: "10.5.0.2" }],
+      peers: [{ ip: "10.5.0.2", name: "a" }],
+    }).split("\n").slice(2),
+    ["10.5.0.3\tbox b", "10.5.0.2\tdb a", "10.5.0.2\ta", ""],
+  );
 });
