@@ -106,10 +106,7 @@ for (const [kind, text] of Object.entries(DAMAGE)) {
 rootTest(
   "damaged state.json of a networked container: delete -f frees its veth, IP and port",
   async () => {
-    // The network side is released by the network extension's releaseAllFor(id) (branch net);
-    // until it is there, only the runtime side is checked.
-    const { networkExtension } = await import("../../network/mod.ts");
-    const netSide = "releaseAllFor" in networkExtension({ root: "/nonexistent" });
+    // The network side is released by the network extension's releaseAllFor(id).
     const root = await Deno.makeTempDir({ prefix: "capsule-dmgn-" });
     const store = await Deno.makeTempDir({ prefix: "capsule-dmgn-store-" });
     const ns = `capd-${crypto.randomUUID().slice(0, 6)}`;
@@ -134,10 +131,6 @@ rootTest(
       assertEquals(del.code, 0, del.stderr);
       assertEquals(cgroupDirsNamed("n1"), [], "cgroups gone");
       assertEquals([...Deno.readDirSync(root)].filter((e) => e.name === "n1"), [], "state gone");
-      if (!netSide) {
-        console.log("network extension has no releaseAllFor yet: network side not checked");
-        return;
-      }
       assert((await links()).split("\n").length < before.split("\n").length, "its veth is gone");
       // Its address and port are free: the next container gets both.
       const r2 = await c("run", "-d", "-b", bundle, "--network", "dnet", "-p", "8131:80", "n2");
