@@ -1,7 +1,7 @@
 // The OCI lifecycle commands: spec, create, start, run, state, list, kill, delete.
 import { CapsuleError } from "../runtime/errors.ts";
 import { parseSignal } from "../runtime/signals.ts";
-import { defaultSpec, rootlessSpec } from "../runtime/spec.ts";
+import { rootlessSpec, starterSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Parsed } from "./parse.ts";
 import { listFlags, printJson, printListing } from "./output.ts";
 import type { Globals } from "./main.ts";
@@ -85,7 +85,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
   return [
     {
       name: "spec",
-      summary: "write a starter config.json in the bundle directory",
+      summary: "write runc's starter config.json (an interactive sh) in the bundle directory",
       flags: [bundleFlag, {
         name: "rootless",
         type: "boolean",
@@ -95,7 +95,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         const dir = (flags.bundle as string | undefined) ?? ".";
         const path = `${dir}/config.json`;
         try {
-          const spec = flags.rootless ? rootlessSpec(Deno.uid()!, Deno.gid()!) : defaultSpec();
+          const spec = flags.rootless ? rootlessSpec(Deno.uid()!, Deno.gid()!) : starterSpec();
           Deno.writeTextFileSync(path, JSON.stringify(spec, null, 2) + "\n", {
             createNew: true,
           });

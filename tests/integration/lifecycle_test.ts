@@ -147,6 +147,14 @@ rootTest("spec writes a config.json and refuses to overwrite it", async (root) =
     const spec = JSON.parse(Deno.readTextFileSync(`${dir}/config.json`));
     assertEquals(spec.ociVersion, "1.2.0");
     assertEquals(spec.root.path, "rootfs");
+    // runc's starter: an interactive sh in a terminal, tty group on /dev/pts, cgroups ro.
+    assertEquals(spec.process.args, ["sh"]);
+    assertEquals(spec.process.terminal, true);
+    const devpts = spec.mounts.find((m: { type: string }) => m.type === "devpts");
+    assert(devpts.options.includes("gid=5"), JSON.stringify(devpts));
+    const cg = spec.mounts.find((m: { destination: string }) => m.destination === "/sys/fs/cgroup");
+    assertEquals(cg?.type, "cgroup");
+    assert(cg.options.includes("ro"), JSON.stringify(cg));
     const again = await capsule(root, ["spec"], { cwd: dir });
     assertEquals(again.code, 1);
     assertMatch(again.stderr, /already exists/);
