@@ -2,6 +2,16 @@
 import { CapsuleError } from "../runtime/errors.ts";
 import type { FlagDef } from "./parse.ts";
 
+/**
+ * A failure that exits with its own status instead of 1: `exec` fails with 255, as runc's does,
+ * so that its own failures are told apart from the program's exit statuses (1..254).
+ */
+export class ExitWith extends Error {
+  constructor(readonly code: number, readonly error: Error) {
+    super(error.message, { cause: error });
+  }
+}
+
 export function printJson(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));
 }
@@ -16,19 +26,32 @@ export function table(headers: string[], rows: string[][]): string {
     .join("\n");
 }
 
+/**
+ * runc's --log contract: lines `time="..." level=error msg="..."` (text) or
+ * `{"level","msg","time"}` (json) appended to --log FILE. --debug lines go there too, or,
+ * without --log, to stderr in the same format (as runc's do; errors keep capsule's one-line
+ * "capsule: ..." on stderr).
+ */
 export class Logger {
   constructor(
     readonly file?: string,
     readonly format: "text" | "json" = "text",
     readonly debugOn = false,
+    /** Where a line goes without --log (stderr; a test passes its own). */
+    readonly stderr: (line: string) => void = (line) => console.error(line),
   ) {}
+
+  /** One line in the chosen format, without the newline. */
+  line(level: string, msg: string): string {
+    const time = new Date().toISOString();
+    return this.format === "json"
+      ? JSON.stringify({ level, msg, time })
+      : `time="${time}" level=${level} msg=${JSON.stringify(msg)}`;
+  }
 
   #write(level: string, msg: string): void {
     if (!this.file) return;
-    const time = new Date().toISOString();
-    const line = this.format === "json"
-      ? JSON.stringify({ level, msg, time })
-      : `time="${time}" level=${level} msg=${JSON.stringify(msg)}`;
+    const line = this.line(level, msg);
     try {
       Deno.writeTextFileSync(this.file, line + "\n", { append: true, create: true });
     } catch { /* the log is best effort: the error still reaches stderr */ }
@@ -40,8 +63,8 @@ export class Logger {
 
   debug(msg: string): void {
     if (!this.debugOn) return;
-    this.#write("debug", msg);
-    if (!this.file) console.error(`capsule: debug: ${msg}`);
+    if (this.file) this.#write("debug", msg);
+    else this.stderr(this.line("debug", msg));
   }
 }
 

@@ -1,8 +1,8 @@
 // Processes in a container: exec, ps, log.
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import type { Process } from "../runtime/spec.ts";
-import type { CommandDef } from "./parse.ts";
-import { formatFlag, printListing } from "./output.ts";
+import type { CommandDef, Parsed } from "./parse.ts";
+import { ExitWith, formatFlag } from "./output.ts";
 import { openRuntime } from "./runtime.ts";
 import type { Globals } from "./main.ts";
 
@@ -60,8 +60,53 @@ function tailOffset(file: string, lines: number): number {
   return 0;
 }
 
+/**
+ * runc's `ps`: the header of ps(1)'s output and the lines whose PID column is one of `pids`
+ * (host pids). Throws a CapsuleError when the options left out the PID column.
+ */
+export function psLinesOf(output: string, pids: number[], argv: string[]): string {
+  const [header = "", ...lines] = output.split("\n").filter((l) => l.trim());
+  const col = header.trim().split(/\s+/).indexOf("PID");
+  if (col < 0) {
+    throw new CapsuleError(
+      `ps ${argv.join(" ")} prints no PID column: choose options that do (e.g. -ef)`,
+    );
+  }
+  const want = new Set(pids);
+  const keep = lines.filter((l) => want.has(Number(l.trim().split(/\s+/)[col])));
+  return [header, ...keep].join("\n");
+}
+
 export function processCommands(globals: () => Globals): CommandDef[] {
   const rt = (id: string) => openRuntime(globals(), { id });
+  /** exec's work; the command turns its failures into exit status 255. */
+  const execCommand = async ({ flags, args }: Parsed): Promise<number> => {
+    const [id, ...cmd] = args;
+    const process = flags.process ? await readProcessFile(flags.process as string) : undefined;
+    if (!process && !cmd.length) {
+      throw new UsageError(
+        `capsule exec: give the command to run in "${id}" (or --process FILE)`,
+      );
+    }
+    if (process && flags["no-new-privs"]) process.noNewPrivileges = true;
+    // Engines (podman's conmon, containerd) pass --pid-file and collect the output
+    // themselves: then -d keeps stdio, as runc does.
+    const engine = flags["pid-file"] !== undefined;
+    const r = await (await rt(id)).exec(id, {
+      args: cmd,
+      env: flags.env as string[] | undefined,
+      cwd: flags.cwd as string | undefined,
+      user: flags.user ? parseUser(flags.user as string) : undefined,
+      process,
+      detach: flags.detach === true,
+      keepStdio: engine,
+      pidFile: flags["pid-file"] as string | undefined,
+      tty: flags.tty === true ? true : undefined,
+      consoleSocket: flags["console-socket"] as string | undefined,
+    });
+    if (r.execId && !engine) console.log(r.execId);
+    return r.code ?? 0;
+  };
   return [
     {
       name: "exec",
@@ -118,48 +163,48 @@ export function processCommands(globals: () => Globals): CommandDef[] {
         },
         { name: "no-new-privs", type: "boolean", help: "set no_new_privileges", hidden: true },
       ],
-      run: async ({ flags, args }) => {
-        const [id, ...cmd] = args;
-        const process = flags.process ? await readProcessFile(flags.process as string) : undefined;
-        if (!process && !cmd.length) {
-          throw new UsageError(
-            `capsule exec: give the command to run in "${id}" (or --process FILE)`,
-          );
+      run: async (ctx) => {
+        try {
+          return await execCommand(ctx);
+        } catch (e) {
+          // runc's exec: its own failures exit 255, apart from the program's statuses.
+          if (e instanceof UsageError || !(e instanceof Error)) throw e;
+          throw new ExitWith(255, e);
         }
-        if (process && flags["no-new-privs"]) process.noNewPrivileges = true;
-        // Engines (podman's conmon, containerd) pass --pid-file and collect the output
-        // themselves: then -d keeps stdio, as runc does.
-        const engine = flags["pid-file"] !== undefined;
-        const r = await (await rt(id)).exec(id, {
-          args: cmd,
-          env: flags.env as string[] | undefined,
-          cwd: flags.cwd as string | undefined,
-          user: flags.user ? parseUser(flags.user as string) : undefined,
-          process,
-          detach: flags.detach === true,
-          keepStdio: engine,
-          pidFile: flags["pid-file"] as string | undefined,
-          tty: flags.tty === true ? true : undefined,
-          consoleSocket: flags["console-socket"] as string | undefined,
-        });
-        if (r.execId && !engine) console.log(r.execId);
-        return r.code ?? 0;
       },
     },
     {
       name: "ps",
-      summary: "list the processes of a container",
-      usage: "<container-id>",
-      args: [1, 1],
+      summary: "list a container's processes: ps(1) lines (default -ef), or --format json pids",
+      usage: "<container-id> [ps options...]",
+      args: [1, Infinity],
+      stopAfter: 1,
       flags: [formatFlag],
       run: async ({ flags, args }) => {
-        const procs = (await rt(args[0])).processes(args[0]);
-        printListing(flags, procs, ["PID", "CPID", "UID", "COMMAND"], (p) => [
-          String(p.pid),
-          String(p.cpid),
-          String(p.uid),
-          p.command,
-        ]);
+        const [id, ...psArgs] = args;
+        const format = (flags.format as string | undefined) ?? "table";
+        if (format !== "table" && format !== "json") {
+          throw new CapsuleError(`Invalid format "${format}": use table or json`);
+        }
+        const pids = (await rt(id)).processes(id).map((p) => p.pid);
+        if (format === "json") {
+          console.log(JSON.stringify(pids));
+          return;
+        }
+        let out: Deno.CommandOutput;
+        const argv = psArgs.length ? psArgs : ["-ef"];
+        try {
+          out = await new Deno.Command("ps", { args: argv, stdin: "null" }).output();
+        } catch (e) {
+          throw new CapsuleError(`Cannot run ps(1) (procps): ${(e as Error).message}`);
+        }
+        const text = new TextDecoder().decode(out.stdout);
+        if (!out.success) {
+          throw new CapsuleError(
+            `ps ${argv.join(" ")} failed: ${new TextDecoder().decode(out.stderr).trim()}`,
+          );
+        }
+        console.log(psLinesOf(text, pids, argv));
       },
     },
     {
