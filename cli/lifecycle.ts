@@ -3,9 +3,10 @@ import { CapsuleError } from "../runtime/errors.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { rootlessSpec, starterSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Parsed } from "./parse.ts";
-import { listFlags, printJson, printListing } from "./output.ts";
+import { listFlags, printJson, table } from "./output.ts";
 import type { Globals } from "./main.ts";
 import { openRuntime } from "./runtime.ts";
+import type { OciState } from "../runtime/container.ts";
 
 const bundleFlag = {
   name: "bundle",
@@ -79,6 +80,46 @@ const ignored = (name: string) => ({
   help: "accepted for runc compatibility",
   hidden: true,
 });
+
+/**
+ * `list` as runc prints it: a table `ID PID STATUS BUNDLE CREATED OWNER` (an `IP` column after
+ * them when a container has an address), `-q` the ids, `--format json` one line: an array of
+ * states with runc's keys in runc's order (ociVersion, id, pid, status, bundle, rootfs, created,
+ * annotations, owner), then capsule's own (ip).
+ */
+export function printContainers(flags: Parsed["flags"], states: OciState[]): void {
+  const format = (flags.format as string | undefined) ?? "table";
+  if (format !== "table" && format !== "json") {
+    throw new CapsuleError(`Invalid format "${format}": use table or json`);
+  }
+  if (flags.quiet) {
+    for (const s of states) console.log(s.id);
+    return;
+  }
+  if (format === "json") {
+    const runcOrder = states.map((s) => {
+      const { ociVersion, id, pid, status, bundle, rootfs, created, annotations, owner, ...own } =
+        s;
+      return { ociVersion, id, pid, status, bundle, rootfs, created, annotations, owner, ...own };
+    });
+    console.log(JSON.stringify(runcOrder));
+    return;
+  }
+  const withIp = states.some((s) => s.ip);
+  const headers = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER", ...(withIp ? ["IP"] : [])];
+  console.log(table(
+    headers,
+    states.map((s) => [
+      s.id,
+      String(s.pid),
+      s.status,
+      s.bundle,
+      s.created,
+      s.owner,
+      ...(withIp ? [String(s.ip ?? "")] : []),
+    ]),
+  ));
+}
 
 export function lifecycleCommands(globals: () => Globals): CommandDef[] {
   const rt = (id?: string, network = false) => openRuntime(globals(), { id, network });
@@ -218,15 +259,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       summary: "list containers",
       flags: listFlags,
       run: async ({ flags }) => {
-        const all = (await rt()).list();
-        printListing(flags, all, ["ID", "PID", "STATUS", "IP", "BUNDLE", "CREATED"], (s) => [
-          s.id,
-          String(s.pid),
-          s.status,
-          String(s.ip ?? ""),
-          s.bundle,
-          s.created,
-        ]);
+        printContainers(flags, (await rt()).list());
       },
     },
     {

@@ -51,17 +51,27 @@ export async function resourcesFromFlags(
   const cpu = {
     ...r.cpu,
     ...defined({
-      shares: int("cpu-shares", s("cpu-shares")),
+      // runc names it --cpu-share; capsule's --cpu-shares is the same.
+      shares: int("cpu-shares", s("cpu-shares")) ?? int("cpu-share", s("cpu-share")),
       quota: int("cpu-quota", s("cpu-quota")),
       period: int("cpu-period", s("cpu-period")),
+      realtimePeriod: int("cpu-rt-period", s("cpu-rt-period")),
+      realtimeRuntime: int("cpu-rt-runtime", s("cpu-rt-runtime")),
       cpus: s("cpuset-cpus"),
       mems: s("cpuset-mems"),
     }),
   };
   const pidsLimit = int("pids-limit", s("pids-limit"));
+  const blkioWeight = int("blkio-weight", s("blkio-weight"));
+  for (const f of ["l3-cache-schema", "mem-bw-schema"]) {
+    if (s(f) !== undefined) {
+      throw new CapsuleError(`--${f}: Intel RDT is not supported by capsule; leave it out`);
+    }
+  }
   const out: LinuxResources = { ...r };
   if (Object.keys(memory).length) out.memory = memory;
   if (Object.keys(cpu).length) out.cpu = cpu;
+  if (blkioWeight !== undefined) out.blockIO = { ...r.blockIO, weight: blkioWeight };
   if (pidsLimit !== undefined) out.pids = { limit: pidsLimit };
   if (!Object.keys(out).length) {
     throw new UsageError(
@@ -91,16 +101,28 @@ export function resourceCommands(globals: () => Globals): CommandDef[] {
       usage: "<container-id>",
       args: [1, 1],
       flags: [
-        str("resources", "OCI linux.resources JSON file (- for stdin)", "FILE"),
+        {
+          ...str("resources", "OCI linux.resources JSON file (- for stdin)", "FILE"),
+          short: "r",
+        },
+        str("blkio-weight", "block IO weight, 10-1000 (v2: converted to io.weight)", "N"),
         str("memory", "memory limit, e.g. 512m", "BYTES"),
         str("memory-swap", "memory + swap limit (-1 unlimited)", "BYTES"),
         str("memory-reservation", "soft memory limit", "BYTES"),
         str("cpu-shares", "relative cpu weight (v2: converted to cpu.weight)", "N"),
+        { ...str("cpu-share", "runc's name of --cpu-shares", "N"), hidden: true },
+        str("cpu-rt-period", "realtime period in microseconds (cgroup v1)", "US"),
+        str("cpu-rt-runtime", "realtime runtime in microseconds (cgroup v1)", "US"),
         str("cpu-quota", "cpu time per period, in microseconds (-1 unlimited)", "US"),
         str("cpu-period", "cpu period in microseconds", "US"),
         str("cpuset-cpus", "cpus to run on, e.g. 0-1", "LIST"),
         str("cpuset-mems", "memory nodes, e.g. 0", "LIST"),
         str("pids-limit", "maximum number of processes (-1 unlimited)", "N"),
+        // runc 1.1 accepts and ignores these (kernel memory accounting is gone); so does capsule.
+        { ...str("kernel-memory", "ignored (as by runc 1.1)", "BYTES"), hidden: true },
+        { ...str("kernel-memory-tcp", "ignored (as by runc 1.1)", "BYTES"), hidden: true },
+        { ...str("l3-cache-schema", "Intel RDT: not supported", "SCHEMA"), hidden: true },
+        { ...str("mem-bw-schema", "Intel RDT: not supported", "SCHEMA"), hidden: true },
       ],
       run: async ({ flags, args }) => {
         const resources = await resourcesFromFlags(flags);
