@@ -1,6 +1,6 @@
 // Processes in a container: exec, ps, log.
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
-import type { Process } from "../runtime/spec.ts";
+import type { Process, Spec } from "../runtime/spec.ts";
 import type { CommandDef, Parsed } from "./parse.ts";
 import { ExitWith, formatFlag } from "./output.ts";
 import { openRuntime } from "./runtime.ts";
@@ -12,12 +12,35 @@ function parseUser(v: string): { uid: number; gid: number } {
   return { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) };
 }
 
+function parseGid(v: string): number {
+  if (!/^\d+$/.test(v.trim()) || Number(v) > 0xffffffff) {
+    throw new CapsuleError(`Invalid --additional-gids "${v}": use a group id (a whole number)`);
+  }
+  return Number(v);
+}
+
+/** config.json's process.user of a bundle (uid/gid 0 when it has none). */
+function configUser(bundle: string): { uid: number; gid: number; additionalGids?: number[] } {
+  let cfg: Spec;
+  try {
+    cfg = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`));
+  } catch (e) {
+    throw new CapsuleError(`Cannot read ${bundle}/config.json: ${(e as Error).message}`);
+  }
+  const u = cfg.process?.user;
+  return { uid: u?.uid ?? 0, gid: u?.gid ?? 0, additionalGids: u?.additionalGids ?? [] };
+}
+
 async function readProcessFile(path: string): Promise<Process> {
   let raw: unknown;
   try {
     raw = JSON.parse(await Deno.readTextFile(path));
   } catch (e) {
     throw new CapsuleError(`Invalid process file "${path}": ${(e as Error).message}`);
+  }
+  // As runc reads it: a process without "user" runs as uid 0, gid 0 (Go's zero value).
+  if (raw && typeof raw === "object" && !Array.isArray(raw) && !("user" in raw)) {
+    raw = { ...raw, user: { uid: 0, gid: 0 } };
   }
   // The same rules as config.json's process: validate it as one.
   const { validateConfig } = await import("../runtime/config.ts");
@@ -92,11 +115,26 @@ export function processCommands(globals: () => Globals): CommandDef[] {
     // Engines (podman's conmon, containerd) pass --pid-file and collect the output
     // themselves: then -d keeps stdio, as runc does.
     const engine = flags["pid-file"] !== undefined;
-    const r = await (await rt(id)).exec(id, {
+    const runtime = await rt(id);
+    let user: { uid: number; gid: number; additionalGids?: number[] } | undefined = flags.user
+      ? parseUser(flags.user as string)
+      : undefined;
+    const gids = ((flags["additional-gids"] as string[] | undefined) ?? []).map(parseGid);
+    if (gids.length) {
+      if (process) {
+        throw new UsageError(
+          `capsule exec: --additional-gids goes with a command, not --process (put them in its user)`,
+        );
+      }
+      // Over the user the exec runs as: -u's, else config.json's.
+      user ??= configUser(runtime.store.load(id).bundle);
+      user = { ...user, additionalGids: [...(user.additionalGids ?? []), ...gids] };
+    }
+    const r = await runtime.exec(id, {
       args: cmd,
       env: flags.env as string[] | undefined,
       cwd: flags.cwd as string | undefined,
-      user: flags.user ? parseUser(flags.user as string) : undefined,
+      user,
       process,
       detach: flags.detach === true,
       keepStdio: engine,
@@ -136,6 +174,13 @@ export function processCommands(globals: () => Globals): CommandDef[] {
         },
         { name: "cwd", type: "string", arg: "DIR", help: "working directory inside the container" },
         { name: "user", short: "u", type: "string", arg: "UID[:GID]", help: "run as this user" },
+        {
+          name: "additional-gids",
+          short: "g",
+          type: "list",
+          arg: "GID",
+          help: "a supplementary group, over the user's",
+        },
         {
           name: "pid-file",
           type: "string",

@@ -104,6 +104,27 @@ rootTest("exec: env merged over the container's, cwd, user; --process file", asy
     );
     const p = await capsule(root, ["exec", "--process", pfile, "x2"]);
     assertEquals(p.stdout.trim().split("\n"), ["process-file", "/etc"], p.stderr);
+    // --additional-gids over -u's user, or over config.json's (runc's -g).
+    const g = await capsule(root, [
+      "exec",
+      "-u",
+      "1000:1000",
+      "--additional-gids",
+      "100",
+      "-g",
+      "65534",
+      "x2",
+      "id",
+      "-G",
+    ]);
+    assertEquals([g.code, g.stdout.trim()], [0, "1000 100 65534"], g.stderr);
+    const g0 = await capsule(root, ["exec", "-g", "10", "x2", "id", "-G"]);
+    assertEquals([g0.code, g0.stdout.trim()], [0, "0 10"], g0.stderr);
+    assertEquals((await capsule(root, ["exec", "-g", "x", "x2", "true"])).code, 255);
+    // A process file without "user" runs as 0:0, as runc reads it.
+    await Deno.writeTextFile(pfile, JSON.stringify({ args: ["id", "-u"], cwd: "/" }));
+    const nu = await capsule(root, ["exec", "--process", pfile, "x2"]);
+    assertEquals([nu.code, nu.stdout.trim()], [0, "0"], nu.stderr);
     await Deno.writeTextFile(pfile, JSON.stringify({ args: "not-an-array", cwd: "/" }));
     const bad = await capsule(root, ["exec", "--process", pfile, "x2"]);
     assertEquals(bad.code, 255);
