@@ -81,6 +81,39 @@ export async function resourcesFromFlags(
   return out;
 }
 
+const UNIT_SECONDS: Record<string, number> = {
+  ns: 1e-9,
+  us: 1e-6,
+  "µs": 1e-6,
+  ms: 1e-3,
+  s: 1,
+  m: 60,
+  h: 3600,
+};
+
+/**
+ * events --interval: a Go duration as runc takes it ("5s", "100ms", "1m30s", "1.5h"), or a
+ * plain number of seconds (capsule's older form). Returns seconds (> 0); a CapsuleError
+ * naming the value otherwise.
+ */
+export function parseInterval(v: string): number {
+  const text = v.trim();
+  let seconds = NaN;
+  if (/^\d+(\.\d+)?$/.test(text)) seconds = Number(text);
+  else if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(text)) {
+    seconds = 0;
+    for (const [, n, , unit] of text.matchAll(/(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) {
+      seconds += Number(n) * UNIT_SECONDS[unit];
+    }
+  }
+  if (!(seconds > 0) || !Number.isFinite(seconds)) {
+    throw new CapsuleError(
+      `Invalid --interval "${v}": give a duration such as 5s, 100ms or 1m (or seconds)`,
+    );
+  }
+  return seconds;
+}
+
 function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
@@ -150,7 +183,11 @@ export function resourceCommands(globals: () => Globals): CommandDef[] {
       args: [1, 1],
       flags: [
         { name: "stats", type: "boolean", help: "print the stats once and exit" },
-        str("interval", "seconds between stats (default 5)", "SECONDS"),
+        str(
+          "interval",
+          "time between stats, as runc takes it: 5s, 100ms, 1m30s (default 5s)",
+          "DURATION",
+        ),
       ],
       run: async ({ flags, args }) => {
         const r = await rt(args[0]);
@@ -162,10 +199,7 @@ export function resourceCommands(globals: () => Globals): CommandDef[] {
           emit("stats", toRuncStats(r.stats(id)));
           return;
         }
-        const interval = Number(flags.interval ?? 5);
-        if (!(interval > 0)) {
-          throw new CapsuleError(`Invalid --interval "${flags.interval}": expected seconds > 0`);
-        }
+        const interval = parseInterval((flags.interval as string | undefined) ?? "5s");
         let ooms = r.stats(id).oomKillCount;
         let next = 0;
         for (;;) {

@@ -1,6 +1,6 @@
 // Unit tests of capsule update's flags (cli/resources.ts): runc's names and units.
 import { assertEquals } from "../helpers.ts";
-import { resourcesFromFlags } from "../../cli/resources.ts";
+import { parseInterval, resourcesFromFlags } from "../../cli/resources.ts";
 import { parseFlags } from "../../cli/parse.ts";
 import { resourceCommands } from "../../cli/resources.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
@@ -45,4 +45,21 @@ Deno.test("update: Intel RDT schemas are refused by name", async () => {
   }
   assertEquals(err instanceof CapsuleError, true);
   assertEquals((err as Error).message.startsWith("--l3-cache-schema: Intel RDT"), true);
+});
+
+Deno.test("events --interval: Go durations as runc takes them, or seconds", () => {
+  assertEquals(parseInterval("5s"), 5);
+  assertEquals(parseInterval("100ms"), 0.1);
+  assertEquals(parseInterval("1m30s"), 90);
+  assertEquals(parseInterval("1.5h"), 5400);
+  assertEquals(parseInterval("2"), 2);
+  for (const bad of ["", "0s", "0", "-1s", "5 s", "5x", "s", "1e3", "Infinity"]) {
+    let err: unknown;
+    try {
+      parseInterval(bad);
+    } catch (e) {
+      err = e;
+    }
+    assertEquals(err instanceof CapsuleError, true, bad);
+  }
 });
