@@ -10,6 +10,7 @@
 #   RUNC=/usr/sbin/runc   run against another runtime (the baseline) instead of dist/capsule
 #   TIMEOUT=40            seconds one test may take (bats' BATS_TEST_TIMEOUT)
 #   LOG_DIR=DIR           where per-file TAP logs go (default: a new dir under /tmp)
+#   LOCK=run              take /tmp/capsule-itest.lock once for all files (default: per file)
 #
 # It installs nothing: it checks for what it needs and says what to install. It builds
 # contrib/cmd/{recvtty,sd-helper,seccompagent} in the checkout (go -mod=vendor, no network),
@@ -23,11 +24,17 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 
 usage() {
-  sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 [ $# -ge 1 ] || usage
 case "$1" in -h | --help) usage ;; esac
+# LOCK=run: hold the shared lock once for all the files given (fewer waits on a busy machine)
+# instead of once per file.
+if [ "${LOCK:-file}" = run ] && [ -z "${RUNC_SUITE_LOCKED:-}" ]; then
+  echo "waiting for /tmp/capsule-itest.lock" >&2
+  exec flock /tmp/capsule-itest.lock env RUNC_SUITE_LOCKED=1 bash "$0" "$@"
+fi
 checkout=$(cd "$1" 2>/dev/null && pwd) || {
   echo "run.sh: $1 is not a directory: give the path of a runc source checkout" >&2
   exit 2
@@ -209,7 +216,9 @@ for f in "${files[@]}"; do
   if grep -qE '^\s*wait\s*(#.*)?$' "$itest/$f"; then
     limit=(timeout -k 5 $((timeout * $(grep -c '^@test' "$itest/$f"))))
   fi
-  cmd=$(printf '%q ' cd "$itest")"&& "$(printf '%q ' flock /tmp/capsule-itest.lock "${limit[@]}" bats --tap "${bats_args[@]}" "$f")">$(printf '%q' "$log") 2>&1"
+  lock=(flock /tmp/capsule-itest.lock)
+  [ -n "${RUNC_SUITE_LOCKED:-}" ] && lock=()
+  cmd=$(printf '%q ' cd "$itest")"&& "$(printf '%q ' "${lock[@]}" "${limit[@]}" bats --tap "${bats_args[@]}" "$f")">$(printf '%q' "$log") 2>&1"
   script -q -e -c "$cmd" /dev/null </dev/null >/dev/null 2>&1
   while IFS= read -r line; do
     case "$line" in
