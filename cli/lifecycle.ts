@@ -3,7 +3,7 @@ import { CapsuleError } from "../runtime/errors.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { rootlessSpec, starterSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Parsed } from "./parse.ts";
-import { listFlags, printJson, table } from "./output.ts";
+import { listFlags, pidFileOption, printJson, table } from "./output.ts";
 import type { Globals } from "./main.ts";
 import { openRuntime } from "./runtime.ts";
 import type { OciState } from "../runtime/container.ts";
@@ -185,7 +185,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           consoleSocket: flags["console-socket"] as string | undefined,
           tty: flags.tty === true ? true : undefined,
           bundle: flags.bundle as string | undefined,
-          pidFile: flags["pid-file"] as string | undefined,
+          pidFile: pidFileOption(flags["pid-file"]),
           noPivot: flags["no-pivot"] === true,
         });
       },
@@ -232,7 +232,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           consoleSocket: flags["console-socket"] as string | undefined,
           tty: flags.tty === true ? true : undefined,
           bundle: flags.bundle as string | undefined,
-          pidFile: flags["pid-file"] as string | undefined,
+          pidFile: pidFileOption(flags["pid-file"]),
           detach: flags.detach === true,
           noPivot: flags["no-pivot"] === true,
         });

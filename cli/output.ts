@@ -12,6 +12,27 @@ export class ExitWith extends Error {
   }
 }
 
+/**
+ * --pid-file's value, checked before anything is made: its directory must exist (the file is
+ * written once the process runs, too late to fail cleanly). Returns it; CapsuleError otherwise.
+ */
+export function pidFileOption(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  const path = String(value);
+  const slash = path.lastIndexOf("/");
+  const dir = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+  let isDir = false;
+  try {
+    isDir = Deno.statSync(dir).isDirectory;
+  } catch { /* missing or unreachable */ }
+  if (!isDir || path.endsWith("/")) {
+    throw new CapsuleError(
+      `Invalid --pid-file "${path}": directory "${dir}" does not exist; create it or choose another`,
+    );
+  }
+  return path;
+}
+
 export function printJson(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));
 }

@@ -2,7 +2,7 @@
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import type { Process, Spec } from "../runtime/spec.ts";
 import type { CommandDef, Parsed } from "./parse.ts";
-import { ExitWith, formatFlag } from "./output.ts";
+import { ExitWith, formatFlag, pidFileOption } from "./output.ts";
 import { openRuntime } from "./runtime.ts";
 import type { Globals } from "./main.ts";
 
@@ -138,7 +138,7 @@ export function processCommands(globals: () => Globals): CommandDef[] {
       process,
       detach: flags.detach === true,
       keepStdio: engine,
-      pidFile: flags["pid-file"] as string | undefined,
+      pidFile: pidFileOption(flags["pid-file"]),
       tty: flags.tty === true ? true : undefined,
       consoleSocket: flags["console-socket"] as string | undefined,
     });

@@ -169,6 +169,24 @@ rootTest("spec writes a config.json and refuses to overwrite it", async (root) =
   }
 });
 
+rootTest(
+  "create/run --pid-file in a missing directory: refused before anything is made",
+  async (root) => {
+    const b = await makeBundle("sleep 30");
+    const bad = ["--pid-file", "/nonexistent/d/pid", "-b", b, "pf1"];
+    try {
+      for (const argv of [["create", ...bad], ["run", "-d", ...bad]]) {
+        const r = await capsule(root, argv);
+        assertEquals(r.code, 1, r.stderr);
+        assertMatch(r.stderr, /Invalid --pid-file "\/nonexistent\/d\/pid": directory/);
+        assertEquals((await capsule(root, ["list", "-q"])).stdout, "");
+      }
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
 rootTest("--version, --help and misuse", async (root) => {
   const v = await capsule(root, ["--version"]);
   assertMatch(v.stdout, /^capsule version \d+\.\d+\.\d+\nspec: 1\.2\.0/);

@@ -1,6 +1,7 @@
 // Unit tests of cli/output.ts: the --log/--debug line formats (runc's), tables.
 import { assertEquals, assertMatch } from "../helpers.ts";
-import { Logger, table } from "../../cli/output.ts";
+import { Logger, pidFileOption, table } from "../../cli/output.ts";
+import { CapsuleError } from "../../runtime/errors.ts";
 
 Deno.test("Logger: --debug without --log writes runc's text lines to stderr", () => {
   const lines: string[] = [];
@@ -35,4 +36,20 @@ Deno.test("Logger: with --log, debug lines go to the file only; without --debug,
 
 Deno.test("table: columns padded like Go's tabwriter", () => {
   assertEquals(table(["A", "BB"], [["xyz", "1"]]), "A     BB\nxyz   1");
+});
+
+Deno.test("pidFileOption: a --pid-file whose directory is missing is refused up front", () => {
+  assertEquals(pidFileOption(undefined), undefined);
+  assertEquals(pidFileOption("pid.txt"), "pid.txt");
+  assertEquals(pidFileOption("/tmp/capsule.pid"), "/tmp/capsule.pid");
+  for (const bad of ["/nonexistent/dir/pid", "/tmp/", "/etc/hostname/pid"]) {
+    let err: unknown;
+    try {
+      pidFileOption(bad);
+    } catch (e) {
+      err = e;
+    }
+    assertEquals(err instanceof CapsuleError, true, bad);
+    assertMatch((err as Error).message, /^Invalid --pid-file ".*": directory ".*" does not exist/);
+  }
 });
