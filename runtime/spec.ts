@@ -93,12 +93,17 @@ const DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
  * What `capsule spec` writes: runc's starter config (runc 1.1's `runc spec`), so that a runc
  * user, and scripts written for runc such as runc's own test suite, get what they expect: an
  * interactive `sh` (`process.terminal: true`: run it in the foreground, or give
- * `--console-socket` to create/run -d), the tty group (gid 5) on /dev/pts, and the container's
- * own cgroups read-only at /sys/fs/cgroup. The rest is {@link defaultSpec}.
+ * `--console-socket` to create/run -d), the tty group (gid 5) on /dev/pts, the container's
+ * own cgroups read-only at /sys/fs/cgroup, and a cgroup namespace only where the host has cgroup
+ * v2 (`cgroupV2`, detected by default). The rest is {@link defaultSpec}.
  */
-export function starterSpec(): Spec {
+export function starterSpec(cgroupV2 = isCgroupV2()): Spec {
   const spec = defaultSpec();
   spec.process!.terminal = true;
+  // runc's starter has a cgroup namespace on cgroup v2 hosts only (v1 scripts add their own).
+  if (!cgroupV2) {
+    spec.linux!.namespaces = spec.linux!.namespaces!.filter((n) => n.type !== "cgroup");
+  }
   for (const m of spec.mounts!) {
     if (m.type === "devpts") m.options = [...m.options!, "gid=5"];
   }
@@ -109,6 +114,15 @@ export function starterSpec(): Spec {
     options: ["nosuid", "noexec", "nodev", "relatime", "ro"],
   });
   return spec;
+}
+
+/** Whether the host runs the unified cgroup v2 hierarchy at /sys/fs/cgroup (runc's test). */
+function isCgroupV2(): boolean {
+  try {
+    return Deno.statSync("/sys/fs/cgroup/cgroup.controllers").isFile;
+  } catch {
+    return false;
+  }
 }
 
 /**
