@@ -212,9 +212,12 @@ for f in "${files[@]}"; do
   # A per-test timeout (a hung create must not stop the file), except where a test waits for
   # all its background jobs (bats' timeout watcher is one of them: "wait" would never return);
   # there the whole file gets a deadline instead.
-  limit=(env BATS_TEST_TIMEOUT="$timeout")
+  # And every file a deadline of its own: a helper a failed test left behind (a recvtty that
+  # its teardown never killed) holds bats' output open, and bats would wait for it for ever.
+  ntests=$(grep -c '^@test' "$itest/$f")
+  limit=(timeout -k 5 $((timeout * ntests + 30)) env BATS_TEST_TIMEOUT="$timeout")
   if grep -qE '^\s*wait\s*(#.*)?$' "$itest/$f"; then
-    limit=(timeout -k 5 $((timeout * $(grep -c '^@test' "$itest/$f"))))
+    limit=(timeout -k 5 $((timeout * ntests)))
   fi
   lock=(flock /tmp/capsule-itest.lock)
   [ -n "${RUNC_SUITE_LOCKED:-}" ] && lock=()
@@ -236,6 +239,10 @@ for f in "${files[@]}"; do
       ;;
     esac
   done <"$log"
+  if ! grep -qE '^(ok|not ok) ' "$log"; then
+    echo "fail $f: no result (the file hung or was killed; see $log)"
+    fail=$((fail + 1))
+  fi
 done
 echo "runc suite against $RUNC: $pass passed, $fail failed, $skip skipped (logs: $LOG_DIR)"
 [ "$fail" -eq 0 ]
