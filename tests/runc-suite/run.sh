@@ -214,10 +214,12 @@ for f in "${files[@]}"; do
   # there the whole file gets a deadline instead.
   # And every file a deadline of its own: a helper a failed test left behind (a recvtty that
   # its teardown never killed) holds bats' output open, and bats would wait for it for ever.
+  # --foreground: bats stays in the terminal's foreground group (else the tests that use the
+  # terminal are stopped by SIGTTOU).
   ntests=$(grep -c '^@test' "$itest/$f")
-  limit=(timeout -k 5 $((timeout * ntests + 30)) env BATS_TEST_TIMEOUT="$timeout")
+  limit=(timeout --foreground -k 5 $((timeout * ntests + 30)) env BATS_TEST_TIMEOUT="$timeout")
   if grep -qE '^\s*wait\s*(#.*)?$' "$itest/$f"; then
-    limit=(timeout -k 5 $((timeout * ntests)))
+    limit=(timeout --foreground -k 5 $((timeout * ntests)))
   fi
   lock=(flock /tmp/capsule-itest.lock)
   [ -n "${RUNC_SUITE_LOCKED:-}" ] && lock=()
