@@ -30,6 +30,7 @@ done
   const f = Deno.args[0];
   const spec = JSON.parse(Deno.readTextFileSync(f));
   spec.hostname = "demo";
+  spec.process.terminal = false; // a command, not an interactive sh
   spec.process.args = ["sh", "-c", "echo hostname: $(hostname); echo PID 1: $(cat /proc/1/cmdline | tr \"\\0\" \" \"); echo mounts:; cat /proc/mounts"];
   Deno.writeTextFileSync(f, JSON.stringify(spec, null, 2));
 ' "$bundle/config.json"

@@ -1,10 +1,11 @@
 // The OCI lifecycle commands: spec, create, start, run, state, list, kill, delete.
 import { CapsuleError } from "../runtime/errors.ts";
 import { parseSignal } from "../runtime/signals.ts";
-import { defaultSpec, rootlessSpec } from "../runtime/spec.ts";
+import { rootlessSpec, starterSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
-import { listFlags, printJson, printListing } from "./output.ts";
+import { listFlags, pidFileOption, printJson, table } from "./output.ts";
 import { openRuntime } from "./runtime.ts";
+import type { OciState } from "../runtime/container.ts";
 
 const bundleFlag = {
   name: "bundle",
@@ -79,12 +80,52 @@ const ignored = (name: string) => ({
   hidden: true,
 });
 
+/**
+ * `list` as runc prints it: a table `ID PID STATUS BUNDLE CREATED OWNER` (an `IP` column after
+ * them when a container has an address), `-q` the ids, `--format json` one line: an array of
+ * states with runc's keys in runc's order (ociVersion, id, pid, status, bundle, rootfs, created,
+ * annotations, owner), then capsule's own (ip).
+ */
+export function printContainers(flags: Parsed["flags"], states: OciState[]): void {
+  const format = (flags.format as string | undefined) ?? "table";
+  if (format !== "table" && format !== "json") {
+    throw new CapsuleError(`Invalid format "${format}": use table or json`);
+  }
+  if (flags.quiet) {
+    for (const s of states) console.log(s.id);
+    return;
+  }
+  if (format === "json") {
+    const runcOrder = states.map((s) => {
+      const { ociVersion, id, pid, status, bundle, rootfs, created, annotations, owner, ...own } =
+        s;
+      return { ociVersion, id, pid, status, bundle, rootfs, created, annotations, owner, ...own };
+    });
+    console.log(JSON.stringify(runcOrder));
+    return;
+  }
+  const withIp = states.some((s) => s.ip);
+  const headers = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER", ...(withIp ? ["IP"] : [])];
+  console.log(table(
+    headers,
+    states.map((s) => [
+      s.id,
+      String(s.pid),
+      s.status,
+      s.bundle,
+      s.created,
+      s.owner,
+      ...(withIp ? [String(s.ip ?? "")] : []),
+    ]),
+  ));
+}
+
 export function lifecycleCommands(globals: () => Globals): CommandDef[] {
   const rt = (id?: string, network = false) => openRuntime(globals(), { id, network });
   return [
     {
       name: "spec",
-      summary: "write a starter config.json in the bundle directory",
+      summary: "write runc's starter config.json (an interactive sh) in the bundle directory",
       flags: [bundleFlag, {
         name: "rootless",
         type: "boolean",
@@ -94,7 +135,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         const dir = (flags.bundle as string | undefined) ?? ".";
         const path = `${dir}/config.json`;
         try {
-          const spec = flags.rootless ? rootlessSpec(Deno.uid()!, Deno.gid()!) : defaultSpec();
+          const spec = flags.rootless ? rootlessSpec(Deno.uid()!, Deno.gid()!) : starterSpec();
           Deno.writeTextFileSync(path, JSON.stringify(spec, null, 2) + "\n", {
             createNew: true,
           });
@@ -143,7 +184,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           consoleSocket: flags["console-socket"] as string | undefined,
           tty: flags.tty === true ? true : undefined,
           bundle: flags.bundle as string | undefined,
-          pidFile: flags["pid-file"] as string | undefined,
+          pidFile: pidFileOption(flags["pid-file"]),
           noPivot: flags["no-pivot"] === true,
         });
       },
@@ -190,7 +231,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           consoleSocket: flags["console-socket"] as string | undefined,
           tty: flags.tty === true ? true : undefined,
           bundle: flags.bundle as string | undefined,
-          pidFile: flags["pid-file"] as string | undefined,
+          pidFile: pidFileOption(flags["pid-file"]),
           detach: flags.detach === true,
           noPivot: flags["no-pivot"] === true,
         });
@@ -218,14 +259,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       flags: listFlags,
       run: async ({ flags }) => {
         const all = (await rt()).list();
-        printListing(flags, all, ["ID", "PID", "STATUS", "IP", "BUNDLE", "CREATED"], (s) => [
-          s.id,
-          String(s.pid),
-          s.status,
-          String(s.ip ?? ""),
-          s.bundle,
-          s.created,
-        ]);
+        printContainers(flags, all);
         // A damaged state is listed as unknown; what is wrong, and the way out, go to stderr.
         for (const s of all) {
           if (s.error && flags.format !== "json") console.error(`capsule: ${s.error}`);

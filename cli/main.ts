@@ -3,7 +3,7 @@ import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import { SysError } from "../ffi/libc.ts";
 import { helpText, parseFlags } from "./parse.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
-import { Logger } from "./output.ts";
+import { ExitWith, Logger } from "./output.ts";
 import { VERSION } from "../runtime/version.ts";
 import { OCI_VERSION } from "../runtime/spec.ts";
 import { DEFAULT_ROOT } from "../runtime/state.ts";
@@ -158,7 +158,10 @@ export async function main(argv: string[]): Promise<number> {
     const ctx: Parsed = { flags: parsed.flags, args: parsed.args, command: cmd, path };
     const code = await cmd.run!(ctx);
     return typeof code === "number" ? code : 0;
-  } catch (e) {
+  } catch (caught) {
+    let e = caught;
+    let failCode = 1;
+    if (e instanceof ExitWith) [e, failCode] = [e.error, e.code];
     if (e instanceof UsageError) {
       // "capsule create: ..." already names the program; others get the prefix.
       console.error(/^capsule\b/.test(e.message) ? e.message : `capsule: ${e.message}`);
@@ -168,13 +171,13 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof CapsuleError || e instanceof SysError) {
       console.error(`capsule: ${e.message}`);
       logger.error(e.message);
-      return 1;
+      return failCode;
     }
     if (e instanceof Deno.errors.PermissionDenied) {
       const msg = `${(e as Error).message} (capsule must run as root)`;
       console.error(`capsule: ${msg}`);
       logger.error(msg);
-      return 1;
+      return failCode;
     }
     // Anything else is a bug: keep the stack.
     console.error(`capsule: internal error: ${(e as Error)?.stack ?? e}`);

@@ -2,6 +2,37 @@
 import { CapsuleError } from "../runtime/errors.ts";
 import type { FlagDef, Log } from "./types.ts";
 
+/**
+ * A failure that exits with its own status instead of 1: `exec` fails with 255, as runc's does,
+ * so that its own failures are told apart from the program's exit statuses (1..254).
+ */
+export class ExitWith extends Error {
+  constructor(readonly code: number, readonly error: Error) {
+    super(error.message, { cause: error });
+  }
+}
+
+/**
+ * --pid-file's value, checked before anything is made: its directory must exist (the file is
+ * written once the process runs, too late to fail cleanly). Returns it; CapsuleError otherwise.
+ */
+export function pidFileOption(value: unknown): string | undefined {
+  if (value === undefined) return undefined;
+  const path = String(value);
+  const slash = path.lastIndexOf("/");
+  const dir = slash < 0 ? "." : slash === 0 ? "/" : path.slice(0, slash);
+  let isDir = false;
+  try {
+    isDir = Deno.statSync(dir).isDirectory;
+  } catch { /* missing or unreachable */ }
+  if (!isDir || path.endsWith("/")) {
+    throw new CapsuleError(
+      `Invalid --pid-file "${path}": directory "${dir}" does not exist; create it or choose another`,
+    );
+  }
+  return path;
+}
+
 export function printJson(value: unknown): void {
   console.log(JSON.stringify(value, null, 2));
 }
@@ -16,19 +47,32 @@ export function table(headers: string[], rows: string[][]): string {
     .join("\n");
 }
 
+/**
+ * runc's --log contract: lines `time="..." level=error msg="..."` (text) or
+ * `{"level","msg","time"}` (json) appended to --log FILE. --debug lines go there too, or,
+ * without --log, to stderr in the same format (as runc's do; errors keep capsule's one-line
+ * "capsule: ..." on stderr).
+ */
 export class Logger implements Log {
   constructor(
     readonly file?: string,
     readonly format: "text" | "json" = "text",
     readonly debugOn = false,
+    /** Where a line goes without --log (stderr; a test passes its own). */
+    readonly stderr: (line: string) => void = (line) => console.error(line),
   ) {}
+
+  /** One line in the chosen format, without the newline. */
+  line(level: string, msg: string): string {
+    const time = new Date().toISOString();
+    return this.format === "json"
+      ? JSON.stringify({ level, msg, time })
+      : `time="${time}" level=${level} msg=${JSON.stringify(msg)}`;
+  }
 
   #write(level: string, msg: string): void {
     if (!this.file) return;
-    const time = new Date().toISOString();
-    const line = this.format === "json"
-      ? JSON.stringify({ level, msg, time })
-      : `time="${time}" level=${level} msg=${JSON.stringify(msg)}`;
+    const line = this.line(level, msg);
     try {
       Deno.writeTextFileSync(this.file, line + "\n", { append: true, create: true });
     } catch { /* the log is best effort: the error still reaches stderr */ }
@@ -40,8 +84,8 @@ export class Logger implements Log {
 
   debug(msg: string): void {
     if (!this.debugOn) return;
-    this.#write("debug", msg);
-    if (!this.file) console.error(`capsule: debug: ${msg}`);
+    if (this.file) this.#write("debug", msg);
+    else this.stderr(this.line("debug", msg));
   }
 }
 

@@ -1,8 +1,8 @@
 // Processes in a container: exec, ps, log.
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
-import type { Process } from "../runtime/spec.ts";
-import type { CommandDef, Globals } from "./types.ts";
-import { formatFlag, printListing } from "./output.ts";
+import type { Process, Spec } from "../runtime/spec.ts";
+import type { CommandDef, Globals, Parsed } from "./types.ts";
+import { ExitWith, formatFlag, pidFileOption } from "./output.ts";
 import { openRuntime } from "./runtime.ts";
 
 function parseUser(v: string): { uid: number; gid: number } {
@@ -11,12 +11,35 @@ function parseUser(v: string): { uid: number; gid: number } {
   return { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) };
 }
 
+function parseGid(v: string): number {
+  if (!/^\d+$/.test(v.trim()) || Number(v) > 0xffffffff) {
+    throw new CapsuleError(`Invalid --additional-gids "${v}": use a group id (a whole number)`);
+  }
+  return Number(v);
+}
+
+/** config.json's process.user of a bundle (uid/gid 0 when it has none). */
+function configUser(bundle: string): { uid: number; gid: number; additionalGids?: number[] } {
+  let cfg: Spec;
+  try {
+    cfg = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`));
+  } catch (e) {
+    throw new CapsuleError(`Cannot read ${bundle}/config.json: ${(e as Error).message}`);
+  }
+  const u = cfg.process?.user;
+  return { uid: u?.uid ?? 0, gid: u?.gid ?? 0, additionalGids: u?.additionalGids ?? [] };
+}
+
 async function readProcessFile(path: string): Promise<Process> {
   let raw: unknown;
   try {
     raw = JSON.parse(await Deno.readTextFile(path));
   } catch (e) {
     throw new CapsuleError(`Invalid process file "${path}": ${(e as Error).message}`);
+  }
+  // As runc reads it: a process without "user" runs as uid 0, gid 0 (Go's zero value).
+  if (raw && typeof raw === "object" && !Array.isArray(raw) && !("user" in raw)) {
+    raw = { ...raw, user: { uid: 0, gid: 0 } };
   }
   // The same rules as config.json's process: validate it as one.
   const { validateConfig } = await import("../runtime/config.ts");
@@ -59,8 +82,68 @@ function tailOffset(file: string, lines: number): number {
   return 0;
 }
 
+/**
+ * runc's `ps`: the header of ps(1)'s output and the lines whose PID column is one of `pids`
+ * (host pids). Throws a CapsuleError when the options left out the PID column.
+ */
+export function psLinesOf(output: string, pids: number[], argv: string[]): string {
+  const [header = "", ...lines] = output.split("\n").filter((l) => l.trim());
+  const col = header.trim().split(/\s+/).indexOf("PID");
+  if (col < 0) {
+    throw new CapsuleError(
+      `ps ${argv.join(" ")} prints no PID column: choose options that do (e.g. -ef)`,
+    );
+  }
+  const want = new Set(pids);
+  const keep = lines.filter((l) => want.has(Number(l.trim().split(/\s+/)[col])));
+  return [header, ...keep].join("\n");
+}
+
 export function processCommands(globals: () => Globals): CommandDef[] {
   const rt = (id: string) => openRuntime(globals(), { id });
+  /** exec's work; the command turns its failures into exit status 255. */
+  const execCommand = async ({ flags, args }: Parsed): Promise<number> => {
+    const [id, ...cmd] = args;
+    const process = flags.process ? await readProcessFile(flags.process as string) : undefined;
+    if (!process && !cmd.length) {
+      throw new UsageError(
+        `capsule exec: give the command to run in "${id}" (or --process FILE)`,
+      );
+    }
+    if (process && flags["no-new-privs"]) process.noNewPrivileges = true;
+    // Engines (podman's conmon, containerd) pass --pid-file and collect the output
+    // themselves: then -d keeps stdio, as runc does.
+    const engine = flags["pid-file"] !== undefined;
+    const runtime = await rt(id);
+    let user: { uid: number; gid: number; additionalGids?: number[] } | undefined = flags.user
+      ? parseUser(flags.user as string)
+      : undefined;
+    const gids = ((flags["additional-gids"] as string[] | undefined) ?? []).map(parseGid);
+    if (gids.length) {
+      if (process) {
+        throw new UsageError(
+          `capsule exec: --additional-gids goes with a command, not --process (put them in its user)`,
+        );
+      }
+      // Over the user the exec runs as: -u's, else config.json's.
+      user ??= configUser(runtime.store.load(id).bundle);
+      user = { ...user, additionalGids: [...(user.additionalGids ?? []), ...gids] };
+    }
+    const r = await runtime.exec(id, {
+      args: cmd,
+      env: flags.env as string[] | undefined,
+      cwd: flags.cwd as string | undefined,
+      user,
+      process,
+      detach: flags.detach === true,
+      keepStdio: engine,
+      pidFile: pidFileOption(flags["pid-file"]),
+      tty: flags.tty === true ? true : undefined,
+      consoleSocket: flags["console-socket"] as string | undefined,
+    });
+    if (r.execId && !engine) console.log(r.execId);
+    return r.code ?? 0;
+  };
   return [
     {
       name: "exec",
@@ -91,6 +174,13 @@ export function processCommands(globals: () => Globals): CommandDef[] {
         { name: "cwd", type: "string", arg: "DIR", help: "working directory inside the container" },
         { name: "user", short: "u", type: "string", arg: "UID[:GID]", help: "run as this user" },
         {
+          name: "additional-gids",
+          short: "g",
+          type: "list",
+          arg: "GID",
+          help: "a supplementary group, over the user's",
+        },
+        {
           name: "pid-file",
           type: "string",
           arg: "FILE",
@@ -117,48 +207,48 @@ export function processCommands(globals: () => Globals): CommandDef[] {
         },
         { name: "no-new-privs", type: "boolean", help: "set no_new_privileges", hidden: true },
       ],
-      run: async ({ flags, args }) => {
-        const [id, ...cmd] = args;
-        const process = flags.process ? await readProcessFile(flags.process as string) : undefined;
-        if (!process && !cmd.length) {
-          throw new UsageError(
-            `capsule exec: give the command to run in "${id}" (or --process FILE)`,
-          );
+      run: async (ctx) => {
+        try {
+          return await execCommand(ctx);
+        } catch (e) {
+          // runc's exec: its own failures exit 255, apart from the program's statuses.
+          if (e instanceof UsageError || !(e instanceof Error)) throw e;
+          throw new ExitWith(255, e);
         }
-        if (process && flags["no-new-privs"]) process.noNewPrivileges = true;
-        // Engines (podman's conmon, containerd) pass --pid-file and collect the output
-        // themselves: then -d keeps stdio, as runc does.
-        const engine = flags["pid-file"] !== undefined;
-        const r = await (await rt(id)).exec(id, {
-          args: cmd,
-          env: flags.env as string[] | undefined,
-          cwd: flags.cwd as string | undefined,
-          user: flags.user ? parseUser(flags.user as string) : undefined,
-          process,
-          detach: flags.detach === true,
-          keepStdio: engine,
-          pidFile: flags["pid-file"] as string | undefined,
-          tty: flags.tty === true ? true : undefined,
-          consoleSocket: flags["console-socket"] as string | undefined,
-        });
-        if (r.execId && !engine) console.log(r.execId);
-        return r.code ?? 0;
       },
     },
     {
       name: "ps",
-      summary: "list the processes of a container",
-      usage: "<container-id>",
-      args: [1, 1],
+      summary: "list a container's processes: ps(1) lines (default -ef), or --format json pids",
+      usage: "<container-id> [ps options...]",
+      args: [1, Infinity],
+      stopAfter: 1,
       flags: [formatFlag],
       run: async ({ flags, args }) => {
-        const procs = (await rt(args[0])).processes(args[0]);
-        printListing(flags, procs, ["PID", "CPID", "UID", "COMMAND"], (p) => [
-          String(p.pid),
-          String(p.cpid),
-          String(p.uid),
-          p.command,
-        ]);
+        const [id, ...psArgs] = args;
+        const format = (flags.format as string | undefined) ?? "table";
+        if (format !== "table" && format !== "json") {
+          throw new CapsuleError(`Invalid format "${format}": use table or json`);
+        }
+        const pids = (await rt(id)).processes(id).map((p) => p.pid);
+        if (format === "json") {
+          console.log(JSON.stringify(pids));
+          return;
+        }
+        let out: Deno.CommandOutput;
+        const argv = psArgs.length ? psArgs : ["-ef"];
+        try {
+          out = await new Deno.Command("ps", { args: argv, stdin: "null" }).output();
+        } catch (e) {
+          throw new CapsuleError(`Cannot run ps(1) (procps): ${(e as Error).message}`);
+        }
+        const text = new TextDecoder().decode(out.stdout);
+        if (!out.success) {
+          throw new CapsuleError(
+            `ps ${argv.join(" ")} failed: ${new TextDecoder().decode(out.stderr).trim()}`,
+          );
+        }
+        console.log(psLinesOf(text, pids, argv));
       },
     },
     {

@@ -50,17 +50,27 @@ export async function resourcesFromFlags(
   const cpu = {
     ...r.cpu,
     ...defined({
-      shares: int("cpu-shares", s("cpu-shares")),
+      // runc names it --cpu-share; capsule's --cpu-shares is the same.
+      shares: int("cpu-shares", s("cpu-shares")) ?? int("cpu-share", s("cpu-share")),
       quota: int("cpu-quota", s("cpu-quota")),
       period: int("cpu-period", s("cpu-period")),
+      realtimePeriod: int("cpu-rt-period", s("cpu-rt-period")),
+      realtimeRuntime: int("cpu-rt-runtime", s("cpu-rt-runtime")),
       cpus: s("cpuset-cpus"),
       mems: s("cpuset-mems"),
     }),
   };
   const pidsLimit = int("pids-limit", s("pids-limit"));
+  const blkioWeight = int("blkio-weight", s("blkio-weight"));
+  for (const f of ["l3-cache-schema", "mem-bw-schema"]) {
+    if (s(f) !== undefined) {
+      throw new CapsuleError(`--${f}: Intel RDT is not supported by capsule; leave it out`);
+    }
+  }
   const out: LinuxResources = { ...r };
   if (Object.keys(memory).length) out.memory = memory;
   if (Object.keys(cpu).length) out.cpu = cpu;
+  if (blkioWeight !== undefined) out.blockIO = { ...r.blockIO, weight: blkioWeight };
   if (pidsLimit !== undefined) out.pids = { limit: pidsLimit };
   if (!Object.keys(out).length) {
     throw new UsageError(
@@ -68,6 +78,39 @@ export async function resourcesFromFlags(
     );
   }
   return out;
+}
+
+const UNIT_SECONDS: Record<string, number> = {
+  ns: 1e-9,
+  us: 1e-6,
+  "µs": 1e-6,
+  ms: 1e-3,
+  s: 1,
+  m: 60,
+  h: 3600,
+};
+
+/**
+ * events --interval: a Go duration as runc takes it ("5s", "100ms", "1m30s", "1.5h"), or a
+ * plain number of seconds (capsule's older form). Returns seconds (> 0); a CapsuleError
+ * naming the value otherwise.
+ */
+export function parseInterval(v: string): number {
+  const text = v.trim();
+  let seconds = NaN;
+  if (/^\d+(\.\d+)?$/.test(text)) seconds = Number(text);
+  else if (/^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h))+$/.test(text)) {
+    seconds = 0;
+    for (const [, n, , unit] of text.matchAll(/(\d+(\.\d+)?)(ns|us|µs|ms|s|m|h)/g)) {
+      seconds += Number(n) * UNIT_SECONDS[unit];
+    }
+  }
+  if (!(seconds > 0) || !Number.isFinite(seconds)) {
+    throw new CapsuleError(
+      `Invalid --interval "${v}": give a duration such as 5s, 100ms or 1m (or seconds)`,
+    );
+  }
+  return seconds;
 }
 
 function defined<T extends Record<string, unknown>>(o: T): Partial<T> {
@@ -90,16 +133,28 @@ export function resourceCommands(globals: () => Globals): CommandDef[] {
       usage: "<container-id>",
       args: [1, 1],
       flags: [
-        str("resources", "OCI linux.resources JSON file (- for stdin)", "FILE"),
+        {
+          ...str("resources", "OCI linux.resources JSON file (- for stdin)", "FILE"),
+          short: "r",
+        },
+        str("blkio-weight", "block IO weight, 10-1000 (v2: converted to io.weight)", "N"),
         str("memory", "memory limit, e.g. 512m", "BYTES"),
         str("memory-swap", "memory + swap limit (-1 unlimited)", "BYTES"),
         str("memory-reservation", "soft memory limit", "BYTES"),
         str("cpu-shares", "relative cpu weight (v2: converted to cpu.weight)", "N"),
+        { ...str("cpu-share", "runc's name of --cpu-shares", "N"), hidden: true },
+        str("cpu-rt-period", "realtime period in microseconds (cgroup v1)", "US"),
+        str("cpu-rt-runtime", "realtime runtime in microseconds (cgroup v1)", "US"),
         str("cpu-quota", "cpu time per period, in microseconds (-1 unlimited)", "US"),
         str("cpu-period", "cpu period in microseconds", "US"),
         str("cpuset-cpus", "cpus to run on, e.g. 0-1", "LIST"),
         str("cpuset-mems", "memory nodes, e.g. 0", "LIST"),
         str("pids-limit", "maximum number of processes (-1 unlimited)", "N"),
+        // runc 1.1 accepts and ignores these (kernel memory accounting is gone); so does capsule.
+        { ...str("kernel-memory", "ignored (as by runc 1.1)", "BYTES"), hidden: true },
+        { ...str("kernel-memory-tcp", "ignored (as by runc 1.1)", "BYTES"), hidden: true },
+        { ...str("l3-cache-schema", "Intel RDT: not supported", "SCHEMA"), hidden: true },
+        { ...str("mem-bw-schema", "Intel RDT: not supported", "SCHEMA"), hidden: true },
       ],
       run: async ({ flags, args }) => {
         const resources = await resourcesFromFlags(flags);
@@ -127,7 +182,11 @@ export function resourceCommands(globals: () => Globals): CommandDef[] {
       args: [1, 1],
       flags: [
         { name: "stats", type: "boolean", help: "print the stats once and exit" },
-        str("interval", "seconds between stats (default 5)", "SECONDS"),
+        str(
+          "interval",
+          "time between stats, as runc takes it: 5s, 100ms, 1m30s (default 5s)",
+          "DURATION",
+        ),
       ],
       run: async ({ flags, args }) => {
         const r = await rt(args[0]);
@@ -139,10 +198,7 @@ export function resourceCommands(globals: () => Globals): CommandDef[] {
           emit("stats", toRuncStats(r.stats(id)));
           return;
         }
-        const interval = Number(flags.interval ?? 5);
-        if (!(interval > 0)) {
-          throw new CapsuleError(`Invalid --interval "${flags.interval}": expected seconds > 0`);
-        }
+        const interval = parseInterval((flags.interval as string | undefined) ?? "5s");
         let ooms = r.stats(id).oomKillCount;
         let next = 0;
         for (;;) {

@@ -37,12 +37,13 @@ export const SIGNALS: Readonly<Record<string, number>> = {
   SYS: 31,
 };
 
-/** "TERM", "SIGTERM", "sigterm", "15", "RTMIN+3" -> signal number; anything else is an error. */
+/** "TERM", "SIGTERM", "sigterm", "15", "RTMIN+3", "0" (no signal) -> signal number; else an error. */
 export function parseSignal(value: string): number {
   const s = value.trim();
   if (/^\d+$/.test(s)) {
     const n = Number(s);
-    if (n >= 1 && n <= 64) return n;
+    // 0 sends nothing: it checks that the process exists (kill(2)), as `runc kill ID 0` does.
+    if (n >= 0 && n <= 64) return n;
   } else {
     const name = s.toUpperCase().replace(/^SIG/, "");
     if (name in SIGNALS) return SIGNALS[name];
@@ -53,7 +54,7 @@ export function parseSignal(value: string): number {
     }
   }
   throw new CapsuleError(
-    `Invalid signal ${JSON.stringify(value)}: give a name (TERM, SIGKILL) or a number from 1 to 64`,
+    `Invalid signal ${JSON.stringify(value)}: give a name (TERM, SIGKILL) or a number from 0 to 64`,
   );
 }
 

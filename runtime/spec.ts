@@ -139,11 +139,51 @@ export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/
 const DEFAULT_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"];
 
 /**
+ * What `capsule spec` writes: runc's starter config (runc 1.1's `runc spec`), so that a runc
+ * user, and scripts written for runc such as runc's own test suite, get what they expect: an
+ * interactive `sh` (`process.terminal: true`: run it in the foreground, or give
+ * `--console-socket` to create/run -d), the tty group (gid 5) on /dev/pts, the container's
+ * own cgroups read-only at /sys/fs/cgroup, and a cgroup namespace only where the host has cgroup
+ * v2 (`cgroupV2`, detected by default). The rest is {@link defaultSpec}.
+ */
+export function starterSpec(cgroupV2 = isCgroupV2()): Spec {
+  const spec = defaultSpec();
+  spec.process!.terminal = true;
+  // runc's starter has a cgroup namespace on cgroup v2 hosts only (v1 scripts add their own).
+  if (!cgroupV2) {
+    spec.linux!.namespaces = spec.linux!.namespaces!.filter((n) => n.type !== "cgroup");
+  }
+  for (const m of spec.mounts!) {
+    if (m.type === "devpts") m.options = [...m.options!, "gid=5"];
+  }
+  spec.mounts!.push({
+    destination: "/sys/fs/cgroup",
+    type: "cgroup",
+    source: "cgroup",
+    options: ["nosuid", "noexec", "nodev", "relatime", "ro"],
+  });
+  return spec;
+}
+
+/** Whether the host runs the unified cgroup v2 hierarchy at /sys/fs/cgroup (runc's test). */
+function isCgroupV2(): boolean {
+  try {
+    return Deno.statSync("/sys/fs/cgroup/cgroup.controllers").isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
  * The starter config for a container run by an unprivileged user (`capsule spec --rootless`,
- * as runc's): a user namespace mapping the user to root, no gid=5 on devpts (not mapped).
+ * as runc's): {@link starterSpec} with a user namespace mapping the user to root, and no
+ * uid=/gid= mount options (those ids are not mapped).
  */
 export function rootlessSpec(uid: number, gid: number): Spec {
-  const spec = defaultSpec();
+  const spec = starterSpec();
+  for (const m of spec.mounts!) {
+    if (m.options) m.options = m.options.filter((o) => !/^[ug]id=/.test(o));
+  }
   spec.linux!.namespaces = [...spec.linux!.namespaces!, { type: "user" }];
   spec.linux!.uidMappings = [{ containerID: 0, hostID: uid, size: 1 }];
   spec.linux!.gidMappings = [{ containerID: 0, hostID: gid, size: 1 }];
@@ -151,7 +191,11 @@ export function rootlessSpec(uid: number, gid: number): Spec {
   return spec;
 }
 
-/** A starter config.json, the same shape as `runc spec` writes. */
+/**
+ * The base config capsule builds bundles from (image run, tests): runc's starter shape, but
+ * without a terminal (the program's stdio is the caller's) and without the tty-group and
+ * cgroup mounts that {@link starterSpec} adds.
+ */
 export function defaultSpec(): Spec {
   return {
     ociVersion: OCI_VERSION,

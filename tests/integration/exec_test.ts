@@ -42,19 +42,27 @@ rootTest("exec: same hostname and PID namespace; ps lists both; exit status", as
       5000,
       "ps",
     );
+    // runc's ps: ps(1) -ef lines of the container's processes; options after the id.
+    const initPid = (await state(root, "x1")).pid;
     const table = (await capsule(root, ["ps", "x1"])).stdout.trim().split("\n");
-    assertMatch(table[0], /^PID\s+CPID\s+UID\s+COMMAND$/);
-    assertMatch(table[1], /^\d+\s+1\s+0\s+sleep 1000$/);
+    assertMatch(table[0], /^UID\s+PID\s+PPID\s+C\s+STIME\s+TTY\s+TIME\s+CMD$/);
+    assertEquals(table.length, 3, table.join("\n"));
+    assertMatch(table[1], new RegExp(`^root\\s+${initPid}\\s.*sleep 1000$`));
+    assertMatch(table[2], /sleep 77$/);
+    const ex = (await capsule(root, ["ps", "x1", "-e", "-x"])).stdout.trim().split("\n");
+    assertMatch(ex[0], /^\s*PID\s+TTY\s+STAT\s+TIME\s+COMMAND$/);
+    assertEquals(ex.length, 3);
+    // --format json: the host pids, as engines (go-runc) read them.
     const ps = JSON.parse((await capsule(root, ["ps", "--format", "json", "x1"])).stdout);
     assertEquals(ps.length, 2);
-    assertEquals(ps[0].cpid, 1);
-    assertEquals(ps[0].pid, (await state(root, "x1")).pid);
-    assertEquals(ps[1].command, "sleep 77");
+    assertEquals(ps[0], initPid);
+    assertEquals(typeof ps[1], "number");
     // kill --all reaches the exec'd process too.
     assertEquals((await capsule(root, ["kill", "--all", "x1", "KILL"])).code, 0);
     await waitFor(async () => (await state(root, "x1")).status === "stopped", 5000, "stopped");
+    // exec's own failures exit 255 (runc's), apart from the program's statuses.
     const dead = await capsule(root, ["exec", "x1", "true"]);
-    assertEquals(dead.code, 1);
+    assertEquals(dead.code, 255);
     assertMatch(
       dead.stderr,
       /Cannot exec in container "x1": it is stopped, not created or running/,
@@ -96,15 +104,41 @@ rootTest("exec: env merged over the container's, cwd, user; --process file", asy
     );
     const p = await capsule(root, ["exec", "--process", pfile, "x2"]);
     assertEquals(p.stdout.trim().split("\n"), ["process-file", "/etc"], p.stderr);
+    // --additional-gids over -u's user, or over config.json's (runc's -g).
+    const g = await capsule(root, [
+      "exec",
+      "-u",
+      "1000:1000",
+      "--additional-gids",
+      "100",
+      "-g",
+      "65534",
+      "x2",
+      "id",
+      "-G",
+    ]);
+    assertEquals([g.code, g.stdout.trim()], [0, "1000 100 65534"], g.stderr);
+    const g0 = await capsule(root, ["exec", "-g", "10", "x2", "id", "-G"]);
+    assertEquals([g0.code, g0.stdout.trim()], [0, "0 10"], g0.stderr);
+    assertEquals((await capsule(root, ["exec", "-g", "x", "x2", "true"])).code, 255);
+    // A process file without "user" runs as 0:0, as runc reads it.
+    await Deno.writeTextFile(pfile, JSON.stringify({ args: ["id", "-u"], cwd: "/" }));
+    const nu = await capsule(root, ["exec", "--process", pfile, "x2"]);
+    assertEquals([nu.code, nu.stdout.trim()], [0, "0"], nu.stderr);
     await Deno.writeTextFile(pfile, JSON.stringify({ args: "not-an-array", cwd: "/" }));
     const bad = await capsule(root, ["exec", "--process", pfile, "x2"]);
-    assertEquals(bad.code, 1);
+    assertEquals(bad.code, 255);
     assertMatch(bad.stderr, /Invalid process file .*: process\.(args|user)/);
     const missing = await capsule(root, ["exec", "x2", "no-such-cmd"]);
-    assertEquals(missing.code, 1);
+    assertEquals(missing.code, 255);
     assertMatch(missing.stderr, /exec: "no-such-cmd": executable file not found in \$PATH/);
     const unknown = await capsule(root, ["exec", "nope", "true"]);
-    assertEquals(unknown.code, 1);
+    assertEquals(unknown.code, 255);
+    const pidDir = await capsule(root, ["exec", "--pid-file", "/nonexistent/d/p", "x2", "true"]);
+    assertEquals(pidDir.code, 255, pidDir.stderr);
+    const program = await capsule(root, ["exec", "x2", "sh", "-c", "exit 42"]);
+    assertEquals(program.code, 42);
+    assertEquals((await capsule(root, ["exec", "--frobnicate", "x2", "true"])).code, 2);
     assertMatch(unknown.stderr, /container "nope" does not exist/);
     assertEquals((await capsule(root, ["delete", "-f", "x2"])).code, 0);
   } finally {

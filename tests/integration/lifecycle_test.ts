@@ -19,10 +19,15 @@ rootTest("list: table, json and -q", async (root) => {
     assertEquals((await capsule(root, ["create", "-b", b, "l2"])).code, 0);
     const t = await capsule(root, ["list"]);
     const lines = t.stdout.trim().split("\n");
-    assertMatch(lines[0], /^ID\s+PID\s+STATUS\s+IP\s+BUNDLE\s+CREATED$/);
-    assertMatch(lines[1], /^l1\s+\d+\s+running\s+/);
+    // runc's columns (no IP column: no container here has an address).
+    assertMatch(lines[0], /^ID\s+PID\s+STATUS\s+BUNDLE\s+CREATED\s+OWNER$/);
+    assertMatch(lines[1], new RegExp(`^l1\\s+\\d+\\s+running\\s+${b}\\s+\\d{4}-`));
     assertMatch(lines[2], /^l2\s+\d+\s+created\s+/);
-    const j = JSON.parse((await capsule(root, ["list", "--format", "json"])).stdout);
+    // --format json: one line, runc's keys in runc's order (scripts match it as text).
+    const jl = (await capsule(root, ["list", "--format", "json"])).stdout;
+    assertEquals(jl.trim().split("\n").length, 1);
+    assertMatch(jl, /^\[\{"ociVersion":"[0-9.]+","id":"l1","pid":\d+,"status":"running","bundle":/);
+    const j = JSON.parse(jl);
     assertEquals(j.map((s: { id: string; status: string }) => [s.id, s.status]), [
       ["l1", "running"],
       ["l2", "created"],
@@ -147,6 +152,14 @@ rootTest("spec writes a config.json and refuses to overwrite it", async (root) =
     const spec = JSON.parse(Deno.readTextFileSync(`${dir}/config.json`));
     assertEquals(spec.ociVersion, "1.2.0");
     assertEquals(spec.root.path, "rootfs");
+    // runc's starter: an interactive sh in a terminal, tty group on /dev/pts, cgroups ro.
+    assertEquals(spec.process.args, ["sh"]);
+    assertEquals(spec.process.terminal, true);
+    const devpts = spec.mounts.find((m: { type: string }) => m.type === "devpts");
+    assert(devpts.options.includes("gid=5"), JSON.stringify(devpts));
+    const cg = spec.mounts.find((m: { destination: string }) => m.destination === "/sys/fs/cgroup");
+    assertEquals(cg?.type, "cgroup");
+    assert(cg.options.includes("ro"), JSON.stringify(cg));
     const again = await capsule(root, ["spec"], { cwd: dir });
     assertEquals(again.code, 1);
     assertMatch(again.stderr, /already exists/);
@@ -155,6 +168,24 @@ rootTest("spec writes a config.json and refuses to overwrite it", async (root) =
     await removeAll(dir);
   }
 });
+
+rootTest(
+  "create/run --pid-file in a missing directory: refused before anything is made",
+  async (root) => {
+    const b = await makeBundle("sleep 30");
+    const bad = ["--pid-file", "/nonexistent/d/pid", "-b", b, "pf1"];
+    try {
+      for (const argv of [["create", ...bad], ["run", "-d", ...bad]]) {
+        const r = await capsule(root, argv);
+        assertEquals(r.code, 1, r.stderr);
+        assertMatch(r.stderr, /Invalid --pid-file "\/nonexistent\/d\/pid": directory/);
+        assertEquals((await capsule(root, ["list", "-q"])).stdout, "");
+      }
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
 
 rootTest("--version, --help and misuse", async (root) => {
   const v = await capsule(root, ["--version"]);

@@ -48,6 +48,7 @@ Deno.test({
       assertEquals(spec.code, 0, spec.stderr);
       const cfg = JSON.parse(Deno.readTextFileSync(`${dir}/b/config.json`));
       assertEquals(cfg.linux.uidMappings, [{ containerID: 0, hostID: NOBODY, size: 1 }]);
+      cfg.process.terminal = false; // runc's starter has an interactive sh; these capture output
       cfg.process.args = ["sh", "-c", "id -u; cat /proc/self/uid_map | tr -s ' '; exit 3"];
       Deno.writeTextFileSync(`${dir}/b/config.json`, JSON.stringify(cfg));
       const run = await as(["run", "r1"]);

@@ -3,6 +3,7 @@
 import {
   assertEquals,
   assertMatch,
+  buildBusyboxRootfs,
   capsule,
   makeBundle,
   removeAll,
@@ -35,6 +36,42 @@ rootTest(
       assertMatch(text, /pid=1\n/);
       assertMatch(text, /33 77\n/);
       assertMatch(text, /rc=4/);
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "spec writes runc's starter: run in a terminal gives sh a tty of group 5 and ro cgroups",
+  async (root) => {
+    // As a runc user does it (and runc's own test suite): spec, a rootfs, run, no edits.
+    const b = await Deno.makeTempDir({ prefix: "capsule-bundle-" });
+    try {
+      await Deno.mkdir(`${b}/rootfs`);
+      await buildBusyboxRootfs(`${b}/rootfs`);
+      assertEquals((await capsule(root, ["spec", "-b", b])).code, 0);
+      const line = `${capsuleCmd} --root ${root} run -b ${b} starter1; echo "rc=$?"`;
+      const child = new Deno.Command("script", {
+        args: ["-qec", line, "/dev/null"],
+        stdin: "piped",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const w = child.stdin.getWriter();
+      await w.write(
+        new TextEncoder().encode(
+          "echo tty=$(tty) group=$(stat -c %g $(tty)); " +
+            "grep -q ' /sys/fs/cgroup [a-z0-9]* ro,' /proc/mounts && echo cgroup=ro; exit 3\n",
+        ),
+      );
+      const out = new TextDecoder().decode(
+        (await Promise.all([child.output(), w.close()]))[0].stdout,
+      );
+      const text = out.replaceAll("\r", "");
+      assertMatch(text, /tty=\/dev\/pts\/0 group=5\n/);
+      assertMatch(text, /cgroup=ro\n/);
+      assertMatch(text, /rc=3/);
     } finally {
       await removeAll(b);
     }
