@@ -56,10 +56,13 @@ export async function applyLimits(c: Creating): Promise<void> {
   if (c.cg && c.cgroupPaths) c.cg.apply(c.cgroupPaths, containerResources(c.spec));
 }
 
-/** linux.resources, with allow rules for the devices of linux.devices (as runc adds them). */
+/**
+ * linux.resources behind a deny-all rule, as runc applies them. The devices of linux.devices get
+ * no allow rule of their own (runc 1.1 adds none either): a config that denies them keeps them
+ * denied, even though the nodes exist.
+ */
 function containerResources(spec: Spec): LinuxResources {
   const r = spec.linux?.resources as LinuxResources | undefined;
-  const devices = spec.linux?.devices ?? [];
   return {
     ...r,
     devices: [
@@ -67,13 +70,6 @@ function containerResources(spec: Spec): LinuxResources {
       // the defaults (null, zero, tty, pts...) and the config's own rules come after.
       { allow: false, access: "rwm" },
       ...(r?.devices ?? []),
-      ...devices.filter((d) => d.type !== "p").map((d) => ({
-        allow: true,
-        type: d.type === "u" ? "c" : d.type,
-        major: d.major,
-        minor: d.minor,
-        access: "rwm",
-      })),
     ],
   };
 }

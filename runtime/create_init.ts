@@ -69,12 +69,15 @@ export function spawnTheInit(c: Creating): void {
     : undefined;
   if (c.logFd !== undefined) inherited.push(c.logFd);
   const userNs = namespacesOf(c.raw).some((n) => n?.type === "user" && !n.path);
+  const terminal = (c.opts.tty ?? c.raw.process?.terminal) === true;
   const pidNs = userNs ? undefined : namespacesOf(c.raw).find((n) => n?.type === "pid");
   try {
     c.child = spawnInit(
       c.childEnd,
       pidNs,
-      c.opts.detach ? "null" : (c.opts.stdio ?? "inherit"),
+      // With a terminal handed to a console socket, the program's stdio is the pty: the init
+      // must not hold create's stdio (a caller reading create's output would wait until start).
+      c.opts.detach || (terminal && !c.foreground) ? "null" : (c.opts.stdio ?? "inherit"),
       c.userNs?.wrapper ?? [],
     );
   } finally {

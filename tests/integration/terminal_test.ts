@@ -98,7 +98,15 @@ rootTest(
           await new Promise((r) => setTimeout(r, 50));
         }
       }
-      const c = await capsule(root, ["create", "--console-socket", sock, "-b", b, "con1"]);
+      // As engines call it: create's stdout and stderr are pipes, read to the end. With a
+      // terminal the init holds none of them, so create's output ends when create does.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const c = await Promise.race([
+        capsule(root, ["create", "--console-socket", sock, "-b", b, "con1"], { stdio: "pipe" }),
+        new Promise<never>((_, reject) =>
+          timer = setTimeout(() => reject(new Error("create's output stayed open")), 10_000)
+        ),
+      ]).finally(() => clearTimeout(timer));
       assertEquals(c.code, 0, c.stderr);
       assertEquals((await capsule(root, ["start", "con1"])).code, 0);
       const out = await receiver.output();
