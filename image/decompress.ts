@@ -25,7 +25,7 @@ interface NodeTransform {
   destroy(): void;
   on(ev: "data", f: (c: Uint8Array) => void): void;
   on(ev: "error", f: (e: Error) => void): void;
-  on(ev: "end", f: () => void): void;
+  on(ev: "end" | "close", f: () => void): void;
 }
 
 /** zstd frames through node:zlib, with back-pressure (one input chunk at a time). */
@@ -47,20 +47,31 @@ async function* zstd(src: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array>
     out.push(new Uint8Array(c.buffer, c.byteOffset, c.byteLength));
     notify();
   });
+  let written: (() => void) | undefined;
   d.on("error", (e) => {
     error ??= e;
+    written?.();
     notify();
   });
-  d.on("end", () => {
-    ended = true;
-    notify();
-  });
+  // "close" without "end": destroyed after an error, nothing more comes.
+  for (const ev of ["end", "close"] as const) {
+    d.on(ev, () => {
+      ended = true;
+      written?.();
+      notify();
+    });
+  }
   const fail = (e: Error): never => {
     throw new DecompressError(`the zstd data is corrupt or truncated (${e.message})`);
   };
   try {
     for await (const c of src) {
-      await new Promise<void>((res) => d.write(c, () => res()));
+      // Back-pressure: wait until zlib took this chunk (or failed: the callback may not come).
+      await new Promise<void>((res) => {
+        written = res;
+        d.write(c, () => res());
+      });
+      written = undefined;
       if (error) fail(error);
       while (out.length) yield out.shift()!;
     }
