@@ -252,7 +252,11 @@ export async function applyTar(
         continue;
     }
     for (const [name, value] of Object.entries(h.xattrs)) {
-      if (lsetxattr(path, name, value) !== 0) stats.xattrsSkipped++;
+      // overlayfs reads trusted.overlay.* (opaque, redirect, metacopy) of a lower layer as
+      // its own: an archive never sets them (whiteouts are made above, from .wh. entries).
+      if (name.startsWith("trusted.overlay.") || lsetxattr(path, name, value) !== 0) {
+        stats.xattrsSkipped++;
+      }
     }
   }
   for (const [rel, h] of dirMeta) {

@@ -21,7 +21,15 @@ import {
   shortName,
 } from "./reference.ts";
 import { type FetchedManifest, MEDIA, Registry, RegistryError } from "./registry.ts";
-import { exists, type ImageConfig, imageKey, type ImageRecord, paths, readImage } from "./store.ts";
+import {
+  collectLayers,
+  exists,
+  type ImageConfig,
+  imageKey,
+  type ImageRecord,
+  paths,
+  readImage,
+} from "./store.ts";
 import { ChunkReader, readTar, TarError } from "./tar.ts";
 
 type Hash = { update(b: Uint8Array): Hash; digest(enc: "hex"): string };
@@ -146,7 +154,6 @@ export class PullProgress {
   #rows: { id: string; text: string; done: number; total: number; start: number }[] = [];
   #drawn = 0;
   #last = 0;
-  #enc = new TextEncoder();
   constructor(readonly tty: boolean, readonly out: (s: string) => void) {}
   line(text: string): void {
     if (this.tty) {
@@ -193,9 +200,6 @@ export class PullProgress {
   }
   end(): void {
     if (this.tty) this.#draw(true);
-  }
-  write(s: string): void {
-    Deno.stderr.writeSync(this.#enc.encode(s));
   }
 }
 
@@ -612,6 +616,13 @@ export async function pullImage(o: PullOptions): Promise<ImageRecord> {
           Deno.removeSync(tmp, { recursive: true });
         } catch { /* renamed */ }
       }
+    }
+    if (previous && previous.id !== record.id) {
+      lock.close();
+      lock = undefined;
+      try {
+        collectLayers(o.store); // the old image's layers, if nothing else uses them
+      } catch { /* they wait for the next delete */ }
     }
     return readImage(o.store, name);
   } catch (e) {

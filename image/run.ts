@@ -8,6 +8,7 @@ import { writeFileAtomic } from "../runtime/state.ts";
 import type { ImageRunOptions } from "./mod.ts";
 import { buildSpec, parseVolumes, type RunFlags, type Volume, volumeMount } from "./runspec.ts";
 import {
+  collectLayers,
   type ContainerInfo,
   destroyContainerFiles,
   exists,
@@ -298,16 +299,20 @@ export async function destroyContainer(
 
 /** `image delete NAME`: refused while containers use the image. */
 export function deleteImage(store: string, root: string, name: string, force: boolean): void {
-  const key = imageKey(name);
-  const dir = `${paths.images(store)}/${key}`;
+  let key = imageKey(name);
+  let dir = `${paths.images(store)}/${key}`;
+  let shown = name;
   if (!exists(dir)) {
     if (force) return;
-    readImage(store, name); // the error naming what to do
-  }
-  let shown = name;
-  try {
+    // The error naming what to do, or the image named by its repository digest.
     shown = readImage(store, name).name;
-  } catch { /* damaged: removed all the same */ }
+    key = imageKey(shown);
+    dir = `${paths.images(store)}/${key}`;
+  } else {
+    try {
+      shown = readImage(store, name).name;
+    } catch { /* damaged: removed all the same */ }
+  }
   const live = [...new Set([...liveUsers(root, shown), ...liveUsers(root, name)])];
   if (live.length) {
     throw new CapsuleError(
@@ -345,44 +350,9 @@ export function deleteImage(store: string, root: string, name: string, force: bo
   const trash = `${paths.images(store)}/.tmp-${Deno.pid}-rm-${crypto.randomUUID().slice(0, 8)}`;
   Deno.renameSync(dir, trash);
   Deno.removeSync(trash, { recursive: true });
-  collectLayers(store);
-}
-
-/**
- * Removes the layers no image and no container of the store names any more. Skipped (the
- * layers wait for a later delete) while a pull holds the layers' lock, or when an image
- * record cannot be read (its layers cannot be told apart then). Returns how many went.
- */
-export function collectLayers(store: string): number {
-  const dir = paths.layers(store);
-  if (!exists(dir)) return 0;
-  const lock = Deno.openSync(`${dir}/.lock`, { create: true, write: true, mode: 0o600 });
   try {
-    if (!lock.tryLockSync(true)) return 0;
-    const used = new Set<string>();
-    for (const e of Deno.readDirSync(paths.images(store))) {
-      if (!e.isDirectory || e.name.startsWith(".")) continue;
-      let rec: Partial<ImageRecord>;
-      try {
-        rec = JSON.parse(Deno.readTextFileSync(`${paths.images(store)}/${e.name}/image.json`));
-      } catch {
-        return 0;
-      }
-      for (const l of rec.lowers ?? []) used.add(l);
-    }
-    for (const c of listContainerInfos(store)) for (const l of c.lowers ?? []) used.add(l);
-    let removed = 0;
-    for (const e of Deno.readDirSync(dir)) {
-      if (!/^[0-9a-f]{64}$/.test(e.name) || used.has(e.name)) continue;
-      const trash = `${dir}/.tmp-${Deno.pid}-gc-${e.name.slice(0, 12)}`;
-      Deno.renameSync(`${dir}/${e.name}`, trash);
-      Deno.removeSync(trash, { recursive: true });
-      removed++;
-    }
-    return removed;
-  } finally {
-    lock.close();
-  }
+    collectLayers(store);
+  } catch { /* unused layers wait for the next delete */ }
 }
 
 /**

@@ -40,7 +40,14 @@ export function validateName(name: string, what = "image name"): string {
 export function imageKey(name: string): string {
   try {
     const short = shortName(parseReference(name));
-    return NAME_PATTERN.test(short) ? short : encodeURIComponent(short);
+    const key = NAME_PATTERN.test(short) ? short : encodeURIComponent(short);
+    if (key.length > 255) {
+      throw new CapsuleError(
+        `Invalid image name "${name}": too long to keep (${key.length} bytes as a file name, ` +
+          `at most 255); use a shorter name or tag`,
+      );
+    }
+    return key;
   } catch (e) {
     if (!(e instanceof ReferenceError)) throw e;
     if (typeof name === "string" && NAME_PATTERN.test(name)) return name;
@@ -142,6 +149,8 @@ export function readImage(store: string, name: string): ImageRecord {
   try {
     text = Deno.readTextFileSync(`${dir}/image.json`);
   } catch {
+    const alias = byDigest(store, name);
+    if (alias) return alias;
     throw new CapsuleError(
       `Image "${name}" does not exist in ${store}; see "capsule image list", pull it with ` +
         `"capsule image pull ${name}", or import it with "capsule image create ${name} FILE.tar"`,
@@ -167,6 +176,29 @@ export function readImage(store: string, name: string): ImageRecord {
         `delete it with "capsule image delete -f ${name}" and import it again`,
     );
   }
+}
+
+/**
+ * `repo@sha256:...` when the image was pulled by tag: the record of that repository whose
+ * manifest digest it is (as docker finds an image by its repo digest).
+ */
+function byDigest(store: string, name: string): ImageRecord | undefined {
+  let want: ReturnType<typeof parseReference>;
+  try {
+    want = parseReference(name);
+  } catch {
+    return undefined;
+  }
+  if (!want.digest) return undefined;
+  const repo = shortName({ ...want, digest: undefined, tag: "latest" });
+  return listImages(store).find((r) => {
+    if (r.digest !== want.digest) return false;
+    try {
+      return shortName({ ...parseReference(r.name), digest: undefined, tag: "latest" }) === repo;
+    } catch {
+      return false;
+    }
+  });
 }
 
 export function listImages(store: string): ImageRecord[] {
@@ -209,6 +241,43 @@ export function imageLowers(store: string, rec: ImageRecord): string[] {
     }
   }
   return out;
+}
+
+/**
+ * Removes the layers no image and no container of the store names any more. Skipped (the
+ * layers wait for a later delete) while a pull holds the layers' lock, or when an image
+ * record cannot be read (its layers cannot be told apart then). Returns how many went.
+ */
+export function collectLayers(store: string): number {
+  const dir = paths.layers(store);
+  if (!exists(dir)) return 0;
+  const lock = Deno.openSync(`${dir}/.lock`, { create: true, write: true, mode: 0o600 });
+  try {
+    if (!lock.tryLockSync(true)) return 0;
+    const used = new Set<string>();
+    for (const e of Deno.readDirSync(paths.images(store))) {
+      if (!e.isDirectory || e.name.startsWith(".")) continue;
+      let rec: Partial<ImageRecord>;
+      try {
+        rec = JSON.parse(Deno.readTextFileSync(`${paths.images(store)}/${e.name}/image.json`));
+      } catch {
+        return 0;
+      }
+      for (const l of rec.lowers ?? []) used.add(l);
+    }
+    for (const c of listContainerInfos(store)) for (const l of c.lowers ?? []) used.add(l);
+    let removed = 0;
+    for (const e of Deno.readDirSync(dir)) {
+      if (!/^[0-9a-f]{64}$/.test(e.name) || used.has(e.name)) continue;
+      const trash = `${dir}/.tmp-${Deno.pid}-gc-${e.name.slice(0, 12)}`;
+      Deno.renameSync(`${dir}/${e.name}`, trash);
+      Deno.removeSync(trash, { recursive: true });
+      removed++;
+    }
+    return removed;
+  } finally {
+    lock.close();
+  }
 }
 
 /** Every container made by `image run` that still has its directory (writable layer). */

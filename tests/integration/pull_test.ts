@@ -151,6 +151,22 @@ labTest("image pull: by tag and by digest, layers with whiteouts, image run", as
     const names = (await c("image", "list")).stdout;
     assertMatch(names, /127\.0\.0\.1:5000\/test\/app\s+<none>/);
 
+    // Pulled by tag, found by its repository digest too.
+    assertEquals((await c("image", "delete", `${HOST}/test/app@${pushed}`)).code, 0);
+    const viaDigest = await c(
+      "image",
+      "run",
+      "--rm",
+      `${HOST}/test/app@${pushed}`,
+      "cat",
+      "/app/hello.txt",
+    );
+    assertEquals(viaDigest.stdout, "hello from layer two\n", viaDigest.stderr);
+    assertEquals(
+      (await net("image", "pull", "--tls-verify=false", `${HOST}/test/app@${pushed}`)).code,
+      0,
+    );
+
     // tag, then delete: layers stay while any name uses them.
     assertEquals((await c("image", "tag", `${HOST}/test/app:1`, "app:stable")).code, 0);
     const tagged = await c("image", "run", "--rm", "app:stable", "cat", "/app/hello.txt");
@@ -207,7 +223,7 @@ labTest("image pull: a second image on the same base fetches only its own layer"
 });
 
 labTest("image pull: a multi-arch index picks the platform", async (root) => {
-  await withLab(root, async ({ lab, tmp, net, c, base }) => {
+  await withLab(root, async ({ lab, tmp, store, net, c, base }) => {
     const layout = `${tmp}/oci`;
     const amd = await writeImage(layout, {
       layers: [{ base, files: { "arch": "amd64\n" } }],
@@ -242,6 +258,8 @@ labTest("image pull: a multi-arch index picks the platform", async (root) => {
     );
     assertEquals(pa.code, 0, pa.stderr);
     assertEquals(pa.stdout.trim(), arm.configDigest);
+    // The tag moved to the arm64 image: the amd64 layers, used by nothing now, are gone.
+    assertEquals(ls(`${store}/layers`), arm.layers.map((l) => l.diffId.slice(7)));
     assertEquals(
       JSON.parse((await c("image", "get", `${HOST}/multi/arch:multi`)).stdout).platform,
       "linux/arm64",
@@ -351,7 +369,7 @@ labTest("image pull: token auth, --creds, login/logout with an auth file", async
 labTest(
   "image pull: a corrupted blob is refused, bad input is named, nothing is kept",
   async (root) => {
-    await withLab(root, async ({ lab, tmp, store, base, net }) => {
+    await withLab(root, async ({ lab, tmp, store, base, net, c }) => {
       const layout = `${tmp}/oci`;
       const img = await writeImage(layout, {
         layers: [{ base, files: {} }, { files: { "x": "x\n" }, compression: "none" }],
@@ -381,6 +399,23 @@ labTest(
         assert(!d.startsWith(".tmp-"), `temporary ${d} left`);
         assertEquals(d, img.layers[0].diffId.slice(7));
       }
+
+      // overlayfs reads trusted.overlay.* of a lower layer as its own (opaque, redirect,
+      // metacopy): a layer must not set them through its tar's xattrs.
+      const sneaky = await writeImage(layout, {
+        layers: [
+          { base, files: { "shown/file": "still here\n" } },
+          { files: {}, xattrs: { "shown": { "trusted.overlay.opaque": "y" } } },
+        ],
+        config: { Cmd: ["cat", "/shown/file"] },
+      });
+      setIndex(layout, "1", sneaky.manifestDigest, sneaky.manifest.length);
+      await lab.push(layout, "1", "sneaky/app");
+      const sp = await net("image", "pull", "--tls-verify=false", `${HOST}/sneaky/app:1`);
+      assertEquals(sp.code, 0, sp.stderr);
+      const sr = await c("image", "run", "--rm", `${HOST}/sneaky/app:1`);
+      assertEquals([sr.code, sr.stdout], [0, "still here\n"], sr.stderr);
+      assertEquals((await c("image", "delete", `${HOST}/sneaky/app:1`)).code, 0);
 
       const cases: [string[], RegExp][] = [
         [

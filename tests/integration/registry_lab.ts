@@ -39,6 +39,8 @@ export interface LayerSpec {
   /** A directory tree copied in first (the busybox rootfs). */
   base?: string;
   compression?: "gzip" | "zstd" | "none";
+  /** Extended attributes to store in the tar (path -> name -> value). */
+  xattrs?: Record<string, Record<string, string>>;
 }
 
 export interface ImageSpec {
@@ -94,8 +96,21 @@ export async function writeImage(layout: string, spec: ImageSpec): Promise<Built
       Deno.mkdirSync(`${tree}/${d}`, { recursive: true });
       Deno.writeTextFileSync(`${tree}/${d}/.wh..wh..opq`, "");
     }
+    for (const [path, attrs] of Object.entries(l.xattrs ?? {})) {
+      Deno.mkdirSync(`${tree}/${path}`, { recursive: true });
+      for (const [name, value] of Object.entries(attrs)) {
+        await run("python3", [
+          "-c",
+          "import os,sys; os.setxattr(sys.argv[1], sys.argv[2], sys.argv[3].encode())",
+          `${tree}/${path}`,
+          name,
+          value,
+        ]);
+      }
+    }
     const tar = `${work}/layer.tar`;
     await run("tar", [
+      ...(l.xattrs ? ["--xattrs", "--xattrs-include=*"] : []),
       "--sort=name",
       "--mtime=@1700000000",
       "--owner=0",

@@ -377,3 +377,27 @@ Deno.test("decompress: gzip, zstd and plain tar by their magic; corrupt data nam
     /bzip2-compressed/,
   );
 });
+
+Deno.test("progress: one bar per layer redrawn in place on a terminal, lines otherwise", async () => {
+  const { PullProgress } = await import("../../image/pull.ts");
+  let tty = "";
+  const p = new PullProgress(true, (s) => tty += s);
+  p.line("Pulling x");
+  const a = p.add("aaaaaaaaaaaa", 1000), b = p.add("bbbbbbbbbbbb", 2000);
+  p.set(a, "downloading");
+  p.set(b, "already present");
+  p.bytes(a, 500);
+  p.end();
+  const last = tty.slice(tty.lastIndexOf("\x1b[2A")).replaceAll("\x1b", "ESC");
+  assertMatch(last, /^ESC\[2AESC\[JESC\[2Kaaaaaaaaaaaa: \[#{12} {12}\] 0\.0\/0\.0 MB/);
+  assertMatch(last, /ESC\[2Kbbbbbbbbbbbb: already present\n$/);
+  let plain = "";
+  const q = new PullProgress(false, (s) => plain += s);
+  q.line("Pulling x");
+  const r = q.add("cccccccccccc", 10);
+  q.set(r, "downloading");
+  q.bytes(r, 10);
+  q.set(r, "done (0.0 MB)");
+  q.end();
+  assertEquals(plain, "Pulling x\ncccccccccccc: downloading\ncccccccccccc: done (0.0 MB)\n");
+});
