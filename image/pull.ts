@@ -60,6 +60,7 @@ export function parsePlatform(s?: string): Platform {
   return { os: parts[0], architecture: parts[1], variant: parts[2] };
 }
 
+/** "os/architecture[/variant]". */
 export function platformString(p: Platform): string {
   return `${p.os}/${p.architecture}${p.variant ? `/${p.variant}` : ""}`;
 }
@@ -421,10 +422,17 @@ async function smallBlob(reg: Registry, d: Descriptor, what: string, max: number
   const res = await reg.blob(d.digest);
   const parts: Uint8Array[] = [];
   let n = 0;
-  for await (const c of res.body!) {
-    n += c.length;
-    if (n > d.size) break;
-    parts.push(c);
+  try {
+    for await (const c of res.body ?? []) {
+      n += c.length;
+      if (n > d.size) break;
+      parts.push(c);
+    }
+  } catch (e) {
+    if (e instanceof DOMException && e.name === "AbortError") throw e;
+    throw new RegistryError(
+      `Cannot pull ${what}: fetching its config failed (${(e as Error).message})`,
+    );
   }
   const bytes = new Uint8Array(n);
   let at = 0;
