@@ -142,8 +142,9 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
         },
         {
           name: "pull",
-          summary: "fetch an image from an OCI registry (docker.io by default)",
-          usage: "<image>  (redis, redis:7, registry.example:5000/team/app:1.2, name@sha256:...)",
+          summary:
+            "fetch an image from its registry: redis, redis:7, host:5000/team/app:1.2, name@sha256:...",
+          usage: "<image>",
           args: [1, 1],
           flags: [
             {

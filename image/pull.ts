@@ -466,6 +466,12 @@ export async function pullImage(o: PullOptions): Promise<ImageRecord> {
   }
   const name = shortName(ref);
   const what = fullName(ref);
+  if (Deno.uid() !== 0) {
+    throw new CapsuleError(
+      `Cannot pull ${what}: image pull needs root (layers keep overlayfs whiteouts, which are ` +
+        `device nodes and trusted.* attributes); run it with sudo`,
+    );
+  }
   const key = imageKey(name);
   const imageDir = `${paths.images(o.store)}/${key}`;
   let previous: ImageRecord | undefined;
