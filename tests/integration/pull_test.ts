@@ -193,8 +193,9 @@ labTest("image pull: a second image on the same base fetches only its own layer"
     setIndex(layout, "v1", one.manifestDigest, one.manifest.length);
     await lab.push(layout, "v1", "shared/one");
     const two = await writeImage(layout, {
-      layers: [baseLayer, { files: { "two": "2\n" } }],
-      config: { Cmd: ["cat", "/two"] },
+      layers: [baseLayer, { files: { "two": "2\n", "etc/os": null, "srv/top": "t\n" } }],
+      // A user name: looked up in /etc/passwd of the layers (the base layer's).
+      config: { Cmd: ["sh", "-c", "id -u; cat /two"], User: "nobody" },
     });
     assertEquals(two.layers[0].digest, one.layers[0].digest, "same base blob");
     setIndex(layout, "v1", two.manifestDigest, two.manifest.length);
@@ -208,15 +209,32 @@ labTest("image pull: a second image on the same base fetches only its own layer"
     assertMatch(p2.stderr, new RegExp(`${one.layers[0].digest.slice(7, 19)}: already present`));
     assertEquals(p2.stderr.match(/: done/g)?.length, 1, p2.stderr);
     assertEquals(ls(`${store}/layers`).length, 3);
-    for (const [n, want] of [["one", "1\n"], ["two", "2\n"]]) {
+    for (const [n, want] of [["one", "1\n"], ["two", "65534\n2\n"]]) {
       const r = await c("image", "run", "--rm", `${HOST}/shared/${n}:v1`);
       assertEquals([r.code, r.stdout], [0, want], r.stderr);
     }
     // Deleting one keeps the shared base for the other.
     assertEquals((await c("image", "delete", `${HOST}/shared/one:v1`)).code, 0);
     assertEquals(ls(`${store}/layers`).sort(), two.layers.map((l) => l.diffId.slice(7)).sort());
-    const r = await c("image", "run", "--rm", `${HOST}/shared/two:v1`, "cat", "/etc/os");
-    assertEquals(r.stdout, "base\n", r.stderr);
+    // A new anonymous volume starts with the image's directory as the layers merge it.
+    const r = await c(
+      "image",
+      "run",
+      "--rm",
+      "-u",
+      "0",
+      "-v",
+      "/etc",
+      "-v",
+      "/srv",
+      `${HOST}/shared/two:v1`,
+      "sh",
+      "-c",
+      "cat /srv/top; cat /etc/passwd | wc -l; ls /etc/os 2>&1 || true",
+    );
+    assertEquals(r.code, 0, r.stderr);
+    assertMatch(r.stdout, /^t\n2\n.*No such file/s);
+    assertEquals(ls(`${store}/volumes/_anon`), [], "anonymous volumes removed with --rm");
     assertEquals((await c("image", "delete", `${HOST}/shared/two:v1`)).code, 0);
     assertEquals(ls(`${store}/layers`), []);
   });
@@ -264,6 +282,28 @@ labTest("image pull: a multi-arch index picks the platform", async (root) => {
       JSON.parse((await c("image", "get", `${HOST}/multi/arch:multi`)).stdout).platform,
       "linux/arm64",
     );
+
+    // The same index as a Docker manifest list of schema 2 manifests.
+    await lab.push(layout, "multi", "multi/docker", undefined, true, "v2s2");
+    assertEquals(
+      (await lab.rawManifest("multi/docker:multi")).mediaType,
+      "application/vnd.docker.distribution.manifest.list.v2+json",
+    );
+    for (const [arch, want] of [["amd64", "amd64\n"], ["arm64", undefined]] as const) {
+      const d = await net(
+        "image",
+        "pull",
+        "--tls-verify=false",
+        "--platform",
+        `linux/${arch}`,
+        `${HOST}/multi/docker:multi`,
+      );
+      assertEquals(d.code, 0, d.stderr);
+      if (want) {
+        const dr = await c("image", "run", "--rm", `${HOST}/multi/docker:multi`);
+        assertEquals(dr.stdout, want, dr.stderr);
+      }
+    }
 
     const none = await net(
       "image",

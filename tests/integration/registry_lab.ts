@@ -314,7 +314,15 @@ export class RegistryLab {
    * skopeo copy of a layout's tag to the registry (`all`: an index with every image);
    * returns the digest of the manifest as the registry has it (skopeo may rewrite it).
    */
-  async push(layout: string, tag: string, repo: string, creds?: string, all = false) {
+  async push(
+    layout: string,
+    tag: string,
+    repo: string,
+    creds?: string,
+    all = false,
+    /** "v2s2": convert to Docker schema 2 (manifest lists for an index); digests change. */
+    format?: "v2s2",
+  ) {
     const digestFile = `${this.dir}/pushed.digest`;
     await run(this.enter[0], [
       ...this.enter.slice(1),
@@ -324,7 +332,7 @@ export class RegistryLab {
       "--quiet",
       ...(all ? ["--all"] : []),
       "--dest-tls-verify=false",
-      "--preserve-digests",
+      ...(format ? ["--format", format] : ["--preserve-digests"]),
       "--digestfile",
       digestFile,
       ...(creds ? ["--dest-creds", creds] : []),
@@ -332,6 +340,20 @@ export class RegistryLab {
       `docker://${HOST}/${repo}:${tag}`,
     ]);
     return Deno.readTextFileSync(digestFile).trim();
+  }
+
+  /** The manifest as the registry serves it (skopeo inspect --raw). */
+  async rawManifest(ref: string): Promise<Record<string, unknown>> {
+    return JSON.parse(
+      await run(this.enter[0], [
+        ...this.enter.slice(1),
+        "skopeo",
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        `docker://${HOST}/${ref}`,
+      ]),
+    );
   }
 
   /** Where the registry keeps a blob's bytes (to corrupt it). */
