@@ -1,6 +1,7 @@
-// The image commands (image create/list/get/delete/run/destroyc) and named volumes. Thin:
-// parse, call image/, print. The modules load lazily: `image run` never loads the tar code.
-import { CapsuleError } from "../runtime/errors.ts";
+// The image commands (image create/pull/list/get/delete/tag/run/destroyc/login/logout) and
+// named volumes. Thin: parse, call image/, print. The modules load lazily: `image run` never
+// loads the tar or registry code.
+import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import type { CommandDef, FlagDef, Globals } from "./types.ts";
 import { formatFlag, listFlags, printJson, printListing } from "./output.ts";
 import { forceFlag, networkFlags, networkOptions } from "./lifecycle.ts";
@@ -65,6 +66,51 @@ export const imageRunFlags: FlagDef[] = [
   { name: "tty", short: "t", type: "boolean", help: "allocate a terminal (process.terminal)" },
 ];
 
+/** Reads a secret: without echo on a terminal (after a prompt on stderr), else one line. */
+async function readSecret(prompt: string): Promise<string> {
+  const enc = new TextEncoder();
+  const tty = Deno.stdin.isTerminal();
+  if (tty) {
+    Deno.stderr.writeSync(enc.encode(prompt));
+    Deno.stdin.setRaw(true);
+  }
+  const bytes: number[] = [];
+  const buf = new Uint8Array(1);
+  try {
+    for (;;) {
+      const n = await Deno.stdin.read(buf);
+      if (n === null || n === 0) break;
+      const b = buf[0];
+      if (b === 0x0a || b === 0x0d) break;
+      if (tty && b === 0x03) throw new CapsuleError("Interrupted");
+      if (tty && (b === 0x7f || b === 0x08)) {
+        bytes.pop();
+        continue;
+      }
+      bytes.push(b);
+    }
+  } finally {
+    if (tty) {
+      Deno.stdin.setRaw(false);
+      Deno.stderr.writeSync(enc.encode("\n"));
+    }
+  }
+  return new TextDecoder().decode(new Uint8Array(bytes));
+}
+
+const authFileFlag: FlagDef = {
+  name: "authfile",
+  type: "string",
+  arg: "FILE",
+  help: "containers-auth.json with credentials (default: podman's, $REGISTRY_AUTH_FILE or " +
+    "$XDG_RUNTIME_DIR/containers/auth.json or /run/containers/UID/auth.json)",
+};
+const tlsFlag: FlagDef = {
+  name: "tls-verify",
+  type: "boolean",
+  help: "--tls-verify=false: talk plain HTTP to a registry without TLS",
+};
+
 export function imageCommands(globals: () => Globals): CommandDef[] {
   const open = (needs: { id?: string; network?: boolean; image?: boolean; root?: string }) => {
     const g = globals();
@@ -79,7 +125,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           name: "create",
           aliases: ["import"],
           summary: "import a rootfs tarball (docker export), docker-archive or OCI archive",
-          usage: "<name> <file.tar[.gz|.zst]|oci-dir>",
+          usage: "<name[:tag]> <file.tar[.gz|.zst]|oci-dir>",
           args: [2, 2],
           flags: [{ name: "quiet", short: "q", type: "boolean", help: "no progress, no id" }],
           run: async ({ flags, args }) => {
@@ -94,19 +140,142 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           },
         },
         {
+          name: "pull",
+          summary:
+            "fetch an image from its registry: redis, redis:7, host:5000/team/app:1.2, name@sha256:...",
+          usage: "<image>",
+          args: [1, 1],
+          flags: [
+            {
+              name: "platform",
+              type: "string",
+              arg: "OS/ARCH[/VARIANT]",
+              help: "the image to pick from a multi-platform index (default linux/<this machine>)",
+            },
+            tlsFlag,
+            {
+              name: "creds",
+              type: "string",
+              arg: "USER[:PASS]",
+              help: "credentials for this pull (without :PASS the password is read from stdin; " +
+                "a password here shows in ps: prefer image login)",
+            },
+            authFileFlag,
+            { name: "quiet", short: "q", type: "boolean", help: "no progress, only the id" },
+          ],
+          run: async ({ flags, args }) => {
+            const { pullImage } = await import("../image/pull.ts");
+            let credentials;
+            if (typeof flags.creds === "string") {
+              const c = flags.creds;
+              const colon = c.indexOf(":");
+              const username = colon < 0 ? c : c.slice(0, colon);
+              if (!username) throw new CapsuleError(`Invalid --creds "": expected USER[:PASS]`);
+              const password = colon < 0 ? await readSecret("Password: ") : c.slice(colon + 1);
+              credentials = { username, password };
+            }
+            const rec = await pullImage({
+              store: globals().store,
+              ref: args[0],
+              platform: flags.platform as string | undefined,
+              insecure: flags["tls-verify"] === false,
+              credentials,
+              authFile: flags.authfile as string | undefined,
+              out: flags.quiet ? () => {} : undefined,
+            });
+            console.log(rec.id);
+          },
+        },
+        {
+          name: "tag",
+          summary: "give an image another name",
+          usage: "<source> <target>",
+          args: [2, 2],
+          run: async ({ args }) => {
+            const { tagImage } = await import("../image/run.ts");
+            tagImage(globals().store, args[0], args[1]);
+          },
+        },
+        {
+          name: "login",
+          summary: "store credentials for a registry (checked against it first)",
+          usage: "<registry>",
+          args: [1, 1],
+          flags: [
+            { name: "username", short: "u", type: "string", arg: "USER", help: "user name" },
+            {
+              name: "password-stdin",
+              type: "boolean",
+              help: "read the password from stdin (the default when stdin is no terminal)",
+            },
+            authFileFlag,
+            tlsFlag,
+          ],
+          run: async ({ flags, args }) => {
+            const { registryOf, storeCredentials, defaultAuthFile } = await import(
+              "../image/auth.ts"
+            );
+            const { checkLogin } = await import("../image/registry.ts");
+            const registry = registryOf(args[0]);
+            let username = flags.username as string | undefined;
+            if (!username) {
+              if (!Deno.stdin.isTerminal() || flags["password-stdin"]) {
+                throw new UsageError(
+                  "capsule image login: give the user name with -u USER (the password is read " +
+                    "from stdin)",
+                );
+              }
+              username = (prompt("Username:") ?? "").trim();
+            }
+            if (!username || username.includes(":")) {
+              throw new CapsuleError(`Invalid user name "${username}": empty or with ":"`);
+            }
+            const password = await readSecret("Password: ");
+            if (!password) throw new CapsuleError(`No password given for ${registry}`);
+            const creds = { username, password };
+            await checkLogin(registry, creds, { insecure: flags["tls-verify"] === false });
+            const file = (flags.authfile as string | undefined) ?? defaultAuthFile();
+            storeCredentials(file, registry, creds);
+            console.log(`Login Succeeded (${registry}, credentials in ${file})`);
+          },
+        },
+        {
+          name: "logout",
+          summary: "remove the stored credentials of a registry",
+          usage: "<registry>",
+          args: [1, 1],
+          flags: [authFileFlag],
+          run: async ({ flags, args }) => {
+            const { registryOf, removeCredentials, defaultAuthFile } = await import(
+              "../image/auth.ts"
+            );
+            const registry = registryOf(args[0]);
+            const file = (flags.authfile as string | undefined) ?? defaultAuthFile();
+            if (!removeCredentials(file, registry)) {
+              throw new CapsuleError(`Not logged in to ${registry} (no entry in ${file})`);
+            }
+            console.log(`Removed login credentials for ${registry}`);
+          },
+        },
+        {
           name: "list",
           aliases: ["ls"],
           summary: "list images",
           flags: listFlags,
           run: async ({ flags }) => {
             const { listImages, humanSize } = await import("../image/store.ts");
+            const { repoAndTag } = await import("../image/reference.ts");
             const all = listImages(globals().store);
-            printListing(flags, all, ["NAME", "ID", "SIZE", "CREATED"], (i) => [
-              i.name,
-              i.id.replace(/^sha256:/, "").slice(0, 12),
-              humanSize(i.size),
-              ago(i.created),
-            ]);
+            printListing(flags, all, ["REPOSITORY", "TAG", "ID", "SIZE", "CREATED"], (i) => {
+              const { repository, tag } = repoAndTag(i.name);
+              return [
+                repository,
+                tag,
+                i.id.replace(/^sha256:/, "").slice(0, 12),
+                humanSize(i.size),
+                ago(i.created),
+              ];
+            });
           },
         },
         {

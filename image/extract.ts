@@ -15,6 +15,13 @@ export class EscapeError extends Error {
 export interface ApplyOptions {
   /** An image layer: `.wh.NAME` removes NAME, `.wh..wh..opq` empties the directory. */
   layer?: boolean;
+  /**
+   * With `layer`: keep the whiteouts in overlayfs form instead of applying them (the layer
+   * is extracted into a directory of its own, to be stacked as a lowerdir): `.wh.NAME`
+   * becomes a 0/0 character device NAME, `.wh..wh..opq` the `trusted.overlay.opaque=y`
+   * attribute of its directory. Needs root (mknod, trusted.* attributes).
+   */
+  overlayWhiteouts?: boolean;
   /** Set owners (root only); default: when running as root. */
   owners?: boolean;
   /** Checked between entries: set `aborted` to stop (Ctrl-C). */
@@ -30,6 +37,7 @@ export interface ApplyStats {
 }
 
 const MAX_LINKS = 40;
+const OPAQUE = new TextEncoder().encode("y");
 
 function lstat(path: string): Deno.FileInfo | undefined {
   try {
@@ -137,6 +145,23 @@ export async function applyTar(
     const base = parts[parts.length - 1];
     const parent = resolveDir(parts.slice(0, -1), h.name);
     const join = (name: string) => parent ? `${parent}/${name}` : name;
+    if (opts.layer && opts.overlayWhiteouts && base.startsWith(".wh.")) {
+      if (base === ".wh..wh..opq") {
+        if (lsetxattr(full(parent), "trusted.overlay.opaque", OPAQUE) !== 0) {
+          throw new Error(`cannot mark "${h.name}" opaque (trusted.overlay.opaque)`);
+        }
+      } else if (!base.startsWith(".wh..wh.")) {
+        const target = base.slice(4);
+        if (target === "" || target === "." || target === ".." || target.includes("/")) {
+          throw new EscapeError(`whiteout "${h.name}" names no file of its directory`);
+        }
+        const rel = join(target);
+        removeAt(rel);
+        written.add(rel);
+        makeNode(full(rel), "char", 0, 0, 0);
+      }
+      continue;
+    }
     if (opts.layer && base.startsWith(".wh.")) {
       if (base === ".wh..wh..opq") {
         for (const child of [...Deno.readDirSync(full(parent))]) {
@@ -227,7 +252,11 @@ export async function applyTar(
         continue;
     }
     for (const [name, value] of Object.entries(h.xattrs)) {
-      if (lsetxattr(path, name, value) !== 0) stats.xattrsSkipped++;
+      // overlayfs reads trusted.overlay.* (opaque, redirect, metacopy) of a lower layer as
+      // its own: an archive never sets them (whiteouts are made above, from .wh. entries).
+      if (name.startsWith("trusted.overlay.") || lsetxattr(path, name, value) !== 0) {
+        stats.xattrsSkipped++;
+      }
     }
   }
   for (const [rel, h] of dirMeta) {

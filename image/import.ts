@@ -9,11 +9,11 @@ import { applyTar, EscapeError } from "./extract.ts";
 import {
   exists,
   type ImageConfig,
+  imageName,
   type ImageRecord,
   paths,
   readImage,
   storeDir,
-  validateName,
 } from "./store.ts";
 
 type Hash = { update(b: Uint8Array): Hash; digest(enc: "hex"): string };
@@ -337,7 +337,8 @@ const DIGEST = /^sha256:[0-9a-f]{64}$/;
 function pickConfig(raw: Record<string, unknown> | undefined): ImageConfig {
   const c = (raw?.config ?? {}) as Record<string, unknown>;
   const out: ImageConfig = {};
-  for (const k of ["Env", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "Labels"]) {
+  const keys = ["Env", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts", "Labels"];
+  for (const k of [...keys, "StopSignal"]) {
     if (c[k] !== undefined && c[k] !== null) (out as Record<string, unknown>)[k] = c[k];
   }
   return out;
@@ -527,7 +528,7 @@ export interface ImportOptions {
 
 /** Imports an image; returns its record. Nothing stays behind on failure or Ctrl-C. */
 export async function importImage(o: ImportOptions): Promise<ImageRecord> {
-  validateName(o.name);
+  const name = imageName(o.name);
   const finalDir = paths.image(o.store, o.name);
   if (exists(finalDir)) {
     throw new CapsuleError(
@@ -568,7 +569,7 @@ export async function importImage(o: ImportOptions): Promise<ImageRecord> {
     }
     progress.end();
     const record: ImageRecord = {
-      name: o.name,
+      name,
       id: plan.id,
       created: new Date().toISOString(),
       size: treeSize(rootfs),

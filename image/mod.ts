@@ -1,5 +1,5 @@
 // The image extension: a container made by `capsule image run` gets its root from an overlay
-// mounted on the host (lowerdir = the image's rootfs, never written; upperdir/workdir = the
+// mounted on the host (lowerdir = the image's rootfs or its layers, top first, never written; upperdir/workdir = the
 // container's own layer), so starting from a large image copies nothing. This module is on
 // the container start path: it loads no tar code, no npm and no node: built-ins.
 import type { Extension } from "../runtime/container.ts";
@@ -11,6 +11,7 @@ import {
   destroyContainerFiles,
   exists,
   fsTypeOf,
+  imageLowers,
   isMounted,
   paths,
   readImage,
@@ -47,18 +48,28 @@ function overlayPath(p: string): string {
   return p;
 }
 
-/** Mounts the container's overlay root at `<dir>/merged`; returns its path. */
-export function mountOverlay(lower: string, dir: string): string {
+/**
+ * Mounts the container's overlay root at `<dir>/merged`; returns its path. `lower` is one
+ * directory or a list, top first (an image's layers).
+ */
+export function mountOverlay(lower: string | string[], dir: string): string {
+  const lowers = typeof lower === "string" ? [lower] : lower;
   const upper = `${dir}/upper`, work = `${dir}/work`, merged = `${dir}/merged`;
   for (const d of [upper, work, merged]) Deno.mkdirSync(d, { recursive: true, mode: 0o755 });
   // The writable layer's root takes the image root's mode (overlay shows upper's root).
-  const st = Deno.statSync(lower);
+  const st = Deno.statSync(lowers[0]);
   Deno.chmodSync(upper, (st.mode ?? 0o755) & 0o7777);
   if (Deno.uid() === 0) Deno.chownSync(upper, st.uid ?? 0, st.gid ?? 0);
   if (isMounted(merged)) return merged;
-  const data = `lowerdir=${overlayPath(lower)},upperdir=${overlayPath(upper)},workdir=${
-    overlayPath(work)
-  }`;
+  const data = `lowerdir=${lowers.map(overlayPath).join(":")},upperdir=${
+    overlayPath(upper)
+  },workdir=${overlayPath(work)}`;
+  if (data.length > 4000) {
+    throw new CapsuleError(
+      `Cannot mount the container's overlay root: its ${lowers.length} layers make the mount ` +
+        `options longer than a page (${data.length} bytes); choose a shorter --store path`,
+    );
+  }
   try {
     libc.mount("overlay", merged, "overlay", MS.NODEV, data);
   } catch (e) {
@@ -103,7 +114,7 @@ export function imageExtension(opts: { root: string; store: string }): Extension
         throw new CapsuleError(`Cannot create container "${ctx.id}": ${dir} does not exist`);
       }
       ctx.save(data); // before the mount: a crash after it is undone by delete -f
-      const merged = mountOverlay(`${paths.image(opts.store, image.name)}/rootfs`, dir);
+      const merged = mountOverlay(imageLowers(opts.store, image), dir);
       return { rootfs: merged, data };
     },
     deleted(record: ContainerRecord, raw: unknown) {

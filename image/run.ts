@@ -8,9 +8,14 @@ import { privateDir, writeFileAtomic } from "../runtime/state.ts";
 import type { ImageRunOptions } from "./mod.ts";
 import { buildSpec, parseVolumes, type RunFlags, type Volume, volumeMount } from "./runspec.ts";
 import {
+  collectLayers,
   type ContainerInfo,
   destroyContainerFiles,
   exists,
+  imageKey,
+  imageLowers,
+  imageName,
+  type ImageRecord,
   listContainerInfos,
   liveUsers,
   paths,
@@ -20,6 +25,8 @@ import {
   unmountAll,
   validateName,
 } from "./store.ts";
+import { MS } from "../runtime/consts.ts";
+import * as libc from "../ffi/libc.ts";
 
 export interface Needs {
   id?: string;
@@ -45,6 +52,38 @@ function readText(path: string): string | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * A file of the image as the container will see it, from its layers top first: the first
+ * layer that has it as a regular file wins; a whiteout (0/0 character device) hides it.
+ */
+function imageText(lowers: string[], rel: string): string | undefined {
+  for (const l of lowers) {
+    let st: Deno.FileInfo;
+    try {
+      st = Deno.lstatSync(`${l}/${rel}`);
+    } catch {
+      continue;
+    }
+    return st.isFile ? readText(`${l}/${rel}`) : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * The image's merged tree for reading (copy-up into new volumes): its one directory, or a
+ * read-only overlay of its layers mounted at `at` (unmount with unmountAll(at)).
+ */
+function mergedView(lowers: string[], at: string): string {
+  if (lowers.length === 1) return lowers[0];
+  Deno.mkdirSync(at, { recursive: true, mode: 0o700 });
+  try {
+    libc.mount("overlay", at, "overlay", MS.RDONLY | MS.NODEV, `lowerdir=${lowers.join(":")}`);
+  } catch (e) {
+    throw new CapsuleError(`Cannot mount the image's layers at ${at}: ${(e as Error).message}`);
+  }
+  return at;
 }
 
 /** A short random id, like docker's (12 hex digits). */
@@ -121,7 +160,7 @@ function copyUp(from: string, lower: string, to: string): void {
  * the exit status (foreground) or 0 once started (detached).
  */
 export async function runImage(req: RunRequest, open: OpenRuntime): Promise<number> {
-  const image = readImage(req.store, validateName(req.image));
+  const image = readImage(req.store, req.image);
   validateId(req.id);
   const vols = parseVolumes(req.volumes);
   for (const v of vols) {
@@ -149,7 +188,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
         `(delete it first, or choose another id)`,
     );
   }
-  const lower = `${paths.image(req.store, image.name)}/rootfs`;
+  const lowers = imageLowers(req.store, image);
   // The spec is built before anything is made: a bad flag leaves nothing behind.
   const probe = buildSpec({
     config: image.config,
@@ -157,8 +196,8 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
     rootfs: `${dir}/merged`,
     mounts: [],
     hostEnv: (k) => Deno.env.get(k),
-    passwd: readText(`${lower}/etc/passwd`),
-    group: readText(`${lower}/etc/group`),
+    passwd: imageText(lowers, "etc/passwd"),
+    group: imageText(lowers, "etc/group"),
   });
   storeDir(req.store, "containers");
   try {
@@ -173,7 +212,21 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
   }
   let started = false;
   try {
-    const { mounts, info } = volumeSources(req.store, req.id, vols, lower);
+    let volumes: ReturnType<typeof volumeSources>;
+    const view = `${dir}/image`;
+    try {
+      const copies = vols.some((v) => v.kind !== "bind");
+      const lower = copies ? mergedView(lowers, view) : lowers[0];
+      volumes = volumeSources(req.store, req.id, vols, lower);
+    } finally {
+      if (lowers.length > 1) {
+        unmountAll(view);
+        try {
+          Deno.removeSync(view);
+        } catch { /* never made */ }
+      }
+    }
+    const { mounts, info } = volumes;
     const spec = { ...probe, mounts: [...probe.mounts!, ...mounts] };
     const record: ContainerInfo = {
       id: req.id,
@@ -182,6 +235,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
       created: new Date().toISOString(),
       root: req.root,
       rm: req.rm === true,
+      ...(image.lowers ? { lowers: image.lowers } : {}),
       volumes: info,
     };
     writeFileAtomic(`${dir}/container.json`, JSON.stringify(record, null, 2) + "\n");
@@ -250,40 +304,118 @@ export async function destroyContainer(
 
 /** `image delete NAME`: refused while containers use the image. */
 export function deleteImage(store: string, root: string, name: string, force: boolean): void {
-  const dir = paths.image(store, validateName(name));
+  let key = imageKey(name);
+  let dir = `${paths.images(store)}/${key}`;
+  let shown = name;
   if (!exists(dir)) {
     if (force) return;
-    readImage(store, name); // the error naming what to do
+    // The error naming what to do, or the image named by its repository digest.
+    shown = readImage(store, name).name;
+    key = imageKey(shown);
+    dir = `${paths.images(store)}/${key}`;
+  } else {
+    try {
+      shown = readImage(store, name).name;
+    } catch { /* damaged: removed all the same */ }
   }
-  const live = liveUsers(root, name);
+  const live = [...new Set([...liveUsers(root, shown), ...liveUsers(root, name)])];
   if (live.length) {
     throw new CapsuleError(
-      `Image "${name}" is used by container${live.length > 1 ? "s" : ""} ${
+      `Image "${shown}" is used by container${live.length > 1 ? "s" : ""} ${
         live.map((c) => `"${c}"`).join(", ")
       }; delete ${live.length > 1 ? "them" : "it"} first ("capsule image destroyc -f ${live[0]}")`,
     );
   }
-  const kept = listContainerInfos(store).filter((c) => c.image === name);
+  const kept = listContainerInfos(store).filter((c) => {
+    try {
+      return imageKey(c.image) === key;
+    } catch {
+      return false;
+    }
+  });
   if (kept.length && !force) {
     throw new CapsuleError(
-      `Image "${name}" is under the kept writable layer of container${kept.length > 1 ? "s" : ""} ${
-        kept.map((c) => `"${c.id}"`).join(", ")
-      }; remove ${kept.length > 1 ? "them" : "it"} with "capsule image destroyc ${kept[0].id}", ` +
+      `Image "${shown}" is under the kept writable layer of container${
+        kept.length > 1 ? "s" : ""
+      } ${kept.map((c) => `"${c.id}"`).join(", ")}; remove ${
+        kept.length > 1 ? "them" : "it"
+      } with "capsule image destroyc ${kept[0].id}", ` +
         `or use -f to remove ${kept.length > 1 ? "those layers" : "that layer"} with the image`,
     );
   }
   for (const c of kept) {
     if (exists(`${c.root}/${c.id}`)) {
       throw new CapsuleError(
-        `Image "${name}" is used by container "${c.id}" (state in ${c.root}); delete it first`,
+        `Image "${shown}" is used by container "${c.id}" (state in ${c.root}); delete it first`,
       );
     }
     destroyContainerFiles(store, c.id);
   }
   // Rename first: a half-removed image is never listed or run.
-  const trash = `${paths.images(store)}/.tmp-${Deno.pid}-rm-${name}`;
+  const trash = `${paths.images(store)}/.tmp-${Deno.pid}-rm-${crypto.randomUUID().slice(0, 8)}`;
   Deno.renameSync(dir, trash);
   Deno.removeSync(trash, { recursive: true });
+  try {
+    collectLayers(store);
+  } catch { /* unused layers wait for the next delete */ }
+}
+
+/**
+ * `image tag SRC DST`: DST names the same image. A pulled image's record is copied (its
+ * layers are shared); an imported one's rootfs is copied as hard links (never written, so
+ * the two stay independent: either can be deleted). An existing DST that is a pulled image
+ * is re-pointed, as docker does; an imported one is refused.
+ */
+export function tagImage(store: string, src: string, dst: string): ImageRecord {
+  const rec = readImage(store, src);
+  const dstKey = imageKey(dst);
+  const images = paths.images(store);
+  const name = imageName(dst);
+  const target = `${images}/${dstKey}`;
+  if (dstKey === imageKey(rec.name)) return rec;
+  const copy: ImageRecord = { ...rec, name };
+  const text = JSON.stringify(copy, null, 2) + "\n";
+  if (exists(target)) {
+    const old = readImage(store, dst);
+    if (!old.lowers || !rec.lowers) {
+      throw new CapsuleError(
+        `Image name "${name}" is taken; delete that image first ("capsule image delete ${name}")`,
+      );
+    }
+    writeFileAtomic(`${target}/image.json`, text);
+    collectLayers(store);
+    return readImage(store, dst);
+  }
+  const tmp = `${images}/.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  Deno.mkdirSync(tmp, { mode: 0o700 });
+  try {
+    if (!rec.lowers) {
+      const from = `${paths.image(store, rec.name)}/rootfs`;
+      const cp = new Deno.Command("cp", {
+        args: ["-a", "--link", "--", from, `${tmp}/rootfs`],
+        stderr: "piped",
+      }).outputSync();
+      if (!cp.success) {
+        throw new CapsuleError(
+          `Cannot tag "${rec.name}" as "${name}": ${new TextDecoder().decode(cp.stderr).trim()}`,
+        );
+      }
+    }
+    Deno.writeTextFileSync(`${tmp}/image.json`, text);
+    try {
+      Deno.renameSync(tmp, target);
+    } catch (e) {
+      if (exists(target)) {
+        throw new CapsuleError(`Image name "${name}" was taken meanwhile; nothing was changed`);
+      }
+      throw e;
+    }
+  } finally {
+    try {
+      Deno.removeSync(tmp, { recursive: true });
+    } catch { /* renamed into place */ }
+  }
+  return readImage(store, dst);
 }
 
 // ---- named volumes ---------------------------------------------------------------------------

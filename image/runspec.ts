@@ -245,7 +245,14 @@ export function buildSpec(i: SpecInputs): Spec {
   spec.hostname = hostname;
   spec.root = { path: i.rootfs, readonly: flags.readOnly === true };
   spec.mounts = [...spec.mounts!, ...i.mounts];
-  const annotations = { ...(config.Labels ?? {}), ...parseLabels(flags.labels ?? []) };
+  const annotations: Record<string, string> = {
+    ...(config.Labels ?? {}),
+    // The OCI annotation engines read for the signal that stops the container.
+    ...(typeof config.StopSignal === "string" && config.StopSignal
+      ? { "org.opencontainers.image.stopSignal": config.StopSignal }
+      : {}),
+    ...parseLabels(flags.labels ?? []),
+  };
   if (Object.keys(annotations).length) spec.annotations = annotations;
   const resources = spec.linux!.resources as Record<string, unknown>;
   if (flags.cpuShares !== undefined) {

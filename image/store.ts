@@ -1,6 +1,13 @@
 // The image store on disk, and what the run path needs of it (no tar code here):
-//   <store>/images/<name>/{rootfs/, image.json}       an imported image, never written after
-//   <store>/images/.tmp-<pid>-<rand>/                  an import in progress
+//   <store>/images/<key>/{rootfs/, image.json}        an imported image, never written after
+//   <store>/images/<key>/image.json                    a pulled (layered) image: its layers
+//                                                      are named in image.json (`lowers`)
+//   <store>/images/.tmp-<pid>-<rand>/                  an import or pull in progress
+//   <store>/layers/<hex>/{diff/, layer.json}           one image layer, extracted with overlay
+//                                                      whiteouts, named by its diff id (the
+//                                                      sha256 of the uncompressed tar); shared
+//                                                      by every image that has it
+//   <store>/layers/.tmp-<pid>-<rand>/                  a layer being pulled
 //   <store>/containers/<id>/{config.json, container.json, upper/, work/, merged/}
 //   <store>/volumes/<name>/                            a named volume (outlives containers)
 //   <store>/volumes/_anon/<id>/<n>/                    anonymous volumes of one container
@@ -8,6 +15,7 @@ import { MNT_DETACH } from "../runtime/consts.ts";
 import { CapsuleError } from "../runtime/errors.ts";
 import { privateDir } from "../runtime/state.ts";
 import * as libc from "../ffi/libc.ts";
+import { parseReference, ReferenceError, shortName } from "./reference.ts";
 
 /** Image and volume names: what container ids allow (no "/", no ".." can reach a path). */
 export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -22,6 +30,45 @@ export function validateName(name: string, what = "image name"): string {
   return name;
 }
 
+/**
+ * The directory name an image is kept under (<store>/images/<key>): the image's short name
+ * ("redis", "redis:7", "registry.example:5000/team/app:1.2", "redis@sha256:...") where it is
+ * a plain file name, else that name percent-encoded ("redis%3A7"). "redis", "redis:latest"
+ * and "docker.io/library/redis:latest" are one key. A name of the older, wider pattern that
+ * is no image reference (upper case) is its own key, so images stored before stay reachable.
+ * Throws a CapsuleError naming the value when it is neither.
+ */
+export function imageKey(name: string): string {
+  try {
+    const short = shortName(parseReference(name));
+    const key = NAME_PATTERN.test(short) ? short : encodeURIComponent(short);
+    if (key.length > 255) {
+      throw new CapsuleError(
+        `Invalid image name "${name}": too long to keep (${key.length} bytes as a file name, ` +
+          `at most 255); use a shorter name or tag`,
+      );
+    }
+    return key;
+  } catch (e) {
+    if (!(e instanceof ReferenceError)) throw e;
+    if (typeof name === "string" && NAME_PATTERN.test(name)) return name;
+    throw new CapsuleError(
+      `Invalid image name ${JSON.stringify(name)}: ${e.why}; an image name is a reference ` +
+        `such as redis, redis:7 or registry.example:5000/team/app:1.2`,
+    );
+  }
+}
+
+/** The name an image is recorded and shown under (short form, see imageKey). */
+export function imageName(name: string): string {
+  try {
+    return shortName(parseReference(name));
+  } catch {
+    imageKey(name); // throws for a name that is neither
+    return name;
+  }
+}
+
 /** What capsule keeps of an image's config (docker/OCI `config` field names). */
 export interface ImageConfig {
   Env?: string[];
@@ -31,6 +78,7 @@ export interface ImageConfig {
   User?: string;
   ExposedPorts?: Record<string, unknown>;
   Labels?: Record<string, string> | null;
+  StopSignal?: string;
 }
 
 export interface ImageRecord {
@@ -42,11 +90,19 @@ export interface ImageRecord {
   size: number;
   /** sha256 of the manifest (archives) or of the tarball. */
   digest: string;
-  format: "rootfs" | "docker-archive" | "oci";
+  format: "rootfs" | "docker-archive" | "oci" | "registry";
+  /** The archive's path (imports) or the full reference pulled ("docker.io/library/redis:7"). */
   source: string;
   config: ImageConfig;
   /** Layer digests, bottom first (diff ids or blob digests). */
   layers: string[];
+  /**
+   * Layered images only (pulled): the <store>/layers/<hex> directories, bottom first. An
+   * image without it has its own rootfs/ directory.
+   */
+  lowers?: string[];
+  /** Pulled images: "os/architecture[/variant]" of the manifest chosen. */
+  platform?: string;
 }
 
 /** container.json: what `image run` made for a container (read by destroyc, delete, rm). */
@@ -58,6 +114,8 @@ export interface ContainerInfo {
   /** The state root the container was created under. */
   root: string;
   rm: boolean;
+  /** Layer names (hex) under the container's root when the image is layered: kept while it is. */
+  lowers?: string[];
   volumes: {
     kind: "bind" | "named" | "anon";
     source: string;
@@ -68,7 +126,12 @@ export interface ContainerInfo {
 
 export const paths = {
   images: (store: string) => `${store}/images`,
-  image: (store: string, name: string) => `${store}/images/${validateName(name)}`,
+  image: (store: string, name: string) => `${store}/images/${imageKey(name)}`,
+  layers: (store: string) => `${store}/layers`,
+  layer: (store: string, hex: string) => {
+    if (!/^[0-9a-f]{64}$/.test(hex)) throw new CapsuleError(`Invalid layer name "${hex}"`);
+    return `${store}/layers/${hex}`;
+  },
   containers: (store: string) => `${store}/containers`,
   container: (store: string, id: string) =>
     `${store}/containers/${validateName(id, "container id")}`,
@@ -77,7 +140,8 @@ export const paths = {
   anon: (store: string, id: string) => `${store}/volumes/_anon/${validateName(id, "container id")}`,
 };
 
-export { exists } from "../runtime/state.ts";
+import { exists } from "../runtime/state.ts";
+export { exists };
 
 /**
  * Makes (or tightens) the store and one of its top-level directories 0700 and returns the
@@ -101,14 +165,25 @@ export function readImage(store: string, name: string): ImageRecord {
   try {
     text = Deno.readTextFileSync(`${dir}/image.json`);
   } catch {
+    const alias = byDigest(store, name);
+    if (alias) return alias;
     throw new CapsuleError(
-      `Image "${name}" does not exist in ${store}; see "capsule image list", or import it ` +
-        `with "capsule image create ${name} FILE.tar"`,
+      `Image "${name}" does not exist in ${store}; see "capsule image list", pull it with ` +
+        `"capsule image pull ${name}", or import it with "capsule image create ${name} FILE.tar"`,
     );
   }
   try {
     const rec = JSON.parse(text) as ImageRecord;
-    if (rec.name !== name || typeof rec.id !== "string") throw new Error("fields missing");
+    if (typeof rec.name !== "string" || imageKey(rec.name) !== imageKey(name)) {
+      throw new Error("its name does not match");
+    }
+    if (typeof rec.id !== "string") throw new Error("fields missing");
+    if (
+      rec.lowers !== undefined &&
+      (!Array.isArray(rec.lowers) || !rec.lowers.every((l) => /^[0-9a-f]{64}$/.test(l)))
+    ) {
+      throw new Error("its layer list is invalid");
+    }
     rec.config ??= {};
     return rec;
   } catch (e) {
@@ -119,13 +194,37 @@ export function readImage(store: string, name: string): ImageRecord {
   }
 }
 
+/**
+ * `repo@sha256:...` when the image was pulled by tag: the record of that repository whose
+ * manifest digest it is (as docker finds an image by its repo digest).
+ */
+function byDigest(store: string, name: string): ImageRecord | undefined {
+  let want: ReturnType<typeof parseReference>;
+  try {
+    want = parseReference(name);
+  } catch {
+    return undefined;
+  }
+  if (!want.digest) return undefined;
+  const repo = shortName({ ...want, digest: undefined, tag: "latest" });
+  return listImages(store).find((r) => {
+    if (r.digest !== want.digest) return false;
+    try {
+      return shortName({ ...parseReference(r.name), digest: undefined, tag: "latest" }) === repo;
+    } catch {
+      return false;
+    }
+  });
+}
+
 export function listImages(store: string): ImageRecord[] {
   const out: ImageRecord[] = [];
   try {
     for (const e of Deno.readDirSync(paths.images(store))) {
-      if (!e.isDirectory || !NAME_PATTERN.test(e.name)) continue;
+      if (!e.isDirectory || e.name.startsWith(".")) continue;
       try {
-        out.push(readImage(store, e.name));
+        const rec = readImage(store, decodeURIComponent(e.name));
+        if (imageKey(rec.name) === e.name) out.push(rec);
       } catch { /* damaged: get/delete name it */ }
     }
   } catch (e) {
@@ -139,6 +238,61 @@ export function readContainerInfo(store: string, id: string): ContainerInfo | un
     return JSON.parse(Deno.readTextFileSync(`${paths.container(store, id)}/container.json`));
   } catch {
     return undefined;
+  }
+}
+
+/**
+ * The directories overlay stacks for an image, top first: its layers' diff/ directories
+ * (layered images) or its own rootfs/ (imported ones). Throws when a layer is missing.
+ */
+export function imageLowers(store: string, rec: ImageRecord): string[] {
+  if (!rec.lowers) return [`${paths.image(store, rec.name)}/rootfs`];
+  const out = rec.lowers.map((hex) => `${paths.layer(store, hex)}/diff`).reverse();
+  for (const d of out) {
+    if (!exists(d)) {
+      throw new CapsuleError(
+        `Image "${rec.name}" is missing its layer ${d}; pull it again ` +
+          `("capsule image pull ${rec.name}")`,
+      );
+    }
+  }
+  return out;
+}
+
+/**
+ * Removes the layers no image and no container of the store names any more. Skipped (the
+ * layers wait for a later delete) while a pull holds the layers' lock, or when an image
+ * record cannot be read (its layers cannot be told apart then). Returns how many went.
+ */
+export function collectLayers(store: string): number {
+  const dir = paths.layers(store);
+  if (!exists(dir)) return 0;
+  const lock = Deno.openSync(`${dir}/.lock`, { create: true, write: true, mode: 0o600 });
+  try {
+    if (!lock.tryLockSync(true)) return 0;
+    const used = new Set<string>();
+    for (const e of Deno.readDirSync(paths.images(store))) {
+      if (!e.isDirectory || e.name.startsWith(".")) continue;
+      let rec: Partial<ImageRecord>;
+      try {
+        rec = JSON.parse(Deno.readTextFileSync(`${paths.images(store)}/${e.name}/image.json`));
+      } catch {
+        return 0;
+      }
+      for (const l of rec.lowers ?? []) used.add(l);
+    }
+    for (const c of listContainerInfos(store)) for (const l of c.lowers ?? []) used.add(l);
+    let removed = 0;
+    for (const e of Deno.readDirSync(dir)) {
+      if (!/^[0-9a-f]{64}$/.test(e.name) || used.has(e.name)) continue;
+      const trash = `${dir}/.tmp-${Deno.pid}-gc-${e.name.slice(0, 12)}`;
+      Deno.renameSync(`${dir}/${e.name}`, trash);
+      Deno.removeSync(trash, { recursive: true });
+      removed++;
+    }
+    return removed;
+  } finally {
+    lock.close();
   }
 }
 

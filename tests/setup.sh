@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 need=()
-for pkg in busybox-static iptables iproute2 conntrack util-linux podman containerd qemu-system-x86 python3 jq debootstrap; do
+for pkg in busybox-static iptables iproute2 conntrack util-linux podman containerd qemu-system-x86 python3 jq debootstrap docker-registry skopeo zstd openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 # apt-get download (the VM's kernel) needs package lists even when nothing is missing.

@@ -252,7 +252,10 @@ Deno.test({
         const out = await lab.mustCap("image", "create", "redis", tarball);
         assertMatch(out.trim(), /^sha256:[0-9a-f]{64}$/);
         console.log(`    imported in ${Math.round(performance.now() - s)} ms`);
-        assertMatch(await lab.mustCap("image", "list"), /\nredis\s+[0-9a-f]{12}\s+\d+(\.\d+)? MB/);
+        assertMatch(
+          await lab.mustCap("image", "list"),
+          /\nredis\s+latest\s+[0-9a-f]{12}\s+\d+(\.\d+)? MB/,
+        );
       });
 
       await step("network create; redis-server detached with -p and a named volume", async () => {

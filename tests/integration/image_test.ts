@@ -73,7 +73,7 @@ rootTest("image: import a rootfs tarball, list, get, run echo hi", async (root) 
     const list = await c("image", "list");
     assertMatch(
       list.stdout,
-      /^NAME\s+ID\s+SIZE\s+CREATED\nbb\s+[0-9a-f]{12}\s+[\d.]+ MB\s+\d+ seconds? ago\n$/,
+      /^REPOSITORY\s+TAG\s+ID\s+SIZE\s+CREATED\nbb\s+latest\s+[0-9a-f]{12}\s+[\d.]+ MB\s+\d+ seconds? ago\n$/,
     );
     const json = JSON.parse((await c("image", "list", "--format", "json")).stdout);
     assertEquals(json.length, 1);

@@ -255,3 +255,33 @@ function outside(tmp: string, name: string): boolean {
   }
   return false;
 }
+
+Deno.test("import: a reference as the name (redis:7 style), found by every spelling", async () => {
+  const { listImages, readImage } = await import("../../image/store.ts");
+  const { tagImage } = await import("../../image/run.ts");
+  await withTempDir(async (tmp) => {
+    const file = `${tmp}/rootfs.tar`;
+    Deno.writeFileSync(file, buildTar(LAYER1));
+    const store = `${tmp}/store`;
+    const rec = await importImage({ store, name: "docker.io/team/app:1.2", file, progress: false });
+    assertEquals(rec.name, "team/app:1.2");
+    assertEquals(readImage(store, "team/app:1.2").id, rec.id);
+    assertEquals(listTree(`${store}/images/team%2Fapp%3A1.2/rootfs`), [
+      "bin/sh",
+      "etc/old",
+      "var/cache/a",
+    ]);
+    await assertRejects(
+      () => importImage({ store, name: "docker.io/team/app:1.2", file, progress: false }),
+      CapsuleError,
+      'Image name "docker.io/team/app:1.2" is taken',
+    );
+    // tag: a second name with its own copy (hard links), independent of the first.
+    tagImage(store, "team/app:1.2", "app");
+    assertEquals(listImages(store).map((i) => i.name), ["app", "team/app:1.2"]);
+    assertEquals(readImage(store, "docker.io/library/app:latest").id, rec.id);
+    const a = Deno.statSync(`${store}/images/app/rootfs/bin/sh`);
+    const b = Deno.statSync(`${store}/images/team%2Fapp%3A1.2/rootfs/bin/sh`);
+    assertEquals(a.ino, b.ino);
+  });
+});
