@@ -76,6 +76,7 @@ export function spawnTheInit(c: Creating): void {
       pidNs,
       c.opts.detach ? "null" : (c.opts.stdio ?? "inherit"),
       c.userNs?.wrapper ?? [],
+      (what) => c.step(what),
     );
   } finally {
     for (const f of inherited) closeFd(f);

@@ -1,0 +1,180 @@
+// What a container can reach of capsule's own processes (issue 10 items 1-2, issue 11): the
+// host's Deno is never writable through /proc/<pid>/exe of a process in the container's cgroup
+// (created init, exec helper), an exec helper shows nothing of the caller's environment and no
+// host file through /proc, and exec lands in the container's root also when the container was
+// entered by chroot (--no-pivot). Root only.
+import { CAPABILITIES } from "../../runtime/consts.ts";
+import {
+  assert,
+  assertEquals,
+  capsule,
+  makeBundle,
+  removeAll,
+  rootTest,
+  sleep,
+  state,
+} from "../helpers.ts";
+
+/** Every pid in the cgroup of `pid` (the pids controller on v1, the unified one on v2). */
+function cgroupProcs(pid: number): number[] {
+  const lines = Deno.readTextFileSync(`/proc/${pid}/cgroup`).trim().split("\n");
+  const v1 = lines.find((l) => l.split(":")[1]?.split(",").includes("pids"));
+  const dir = v1
+    ? `/sys/fs/cgroup/pids${v1.split(":")[2]}`
+    : `/sys/fs/cgroup${lines.find((l) => l.startsWith("0::"))!.slice(3)}`;
+  return Deno.readTextFileSync(`${dir}/cgroup.procs`).trim().split("\n").filter(Boolean).map(
+    Number,
+  );
+}
+
+/** Is this process one of capsule's Deno helpers (the init or an exec helper)? */
+function isCapsuleInit(pid: number): boolean {
+  try {
+    const cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+    return /init_main\.ts\0|\0init\0$/.test(cmd);
+  } catch {
+    return false;
+  }
+}
+
+const HOST_DENO = Deno.statSync(Deno.execPath());
+
+/**
+ * Why `/proc/<pid>/exe` may be opened for writing from the container (a string), or undefined
+ * when it cannot: EROFS (read-only view) and EPERM (sealed memfd) are the answers; ETXTBSY only
+ * lasts while a process runs the file, so it counts as writable when the exe is the host's Deno.
+ */
+function exeWritable(pid: number): string | undefined {
+  let f: Deno.FsFile | undefined;
+  try {
+    f = Deno.openSync(`/proc/${pid}/exe`, { write: true });
+    return `pid ${pid}: /proc/${pid}/exe opened for writing`;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === "EROFS" || code === "EPERM" || code === "ENOENT" || code === "ESRCH") return;
+    let st: Deno.FileInfo | undefined;
+    try {
+      st = Deno.statSync(`/proc/${pid}/exe`);
+    } catch { /* gone */ }
+    if (code === "ETXTBSY" && st && (st.dev !== HOST_DENO.dev || st.ino !== HOST_DENO.ino)) {
+      return; // the program (busybox), not a host binary
+    }
+    if (!st) return;
+    return `pid ${pid}: the host's Deno (${Deno.readLinkSync(`/proc/${pid}/exe`)}), ${code}`;
+  } finally {
+    f?.close();
+  }
+}
+
+rootTest(
+  "security: no process in the container's cgroup can write the host's Deno",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    try {
+      // created: the init waits on exec.fifo
+      assertEquals((await capsule(root, ["create", "-b", b, "s1"])).code, 0);
+      const pid = (await state(root, "s1")).pid;
+      const procs = cgroupProcs(pid);
+      assert(procs.includes(pid), `init ${pid} not in its cgroup (${procs})`);
+      assert(isCapsuleInit(pid), "the created container's init is not capsule's Deno");
+      const bad = procs.map(exeWritable).filter(Boolean);
+      assertEquals(bad, [], "while created");
+      // while execs run: poll the cgroup for exec helpers
+      assertEquals((await capsule(root, ["start", "s1"])).code, 0);
+      let polling = true, seen = 0;
+      const problems = new Set<string>();
+      const poller = (async () => {
+        while (polling) {
+          for (const p of cgroupProcs(pid)) {
+            if (!isCapsuleInit(p)) continue;
+            seen++;
+            const why = exeWritable(p);
+            if (why) problems.add(why);
+          }
+          await sleep(0);
+        }
+      })();
+      for (let i = 0; i < 5; i++) {
+        assertEquals((await capsule(root, ["exec", "s1", "true"])).code, 0);
+      }
+      polling = false;
+      await poller;
+      assertEquals([...problems], [], "during exec");
+      assert(seen > 0, "the poller never saw an exec helper: the test proves nothing");
+    } finally {
+      await capsule(root, ["delete", "-f", "s1"]);
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "security: exec shows the container no caller environment and no host file",
+  async (root) => {
+    // A container with every capability the host has, so that only non-dumpable (and having
+    // nothing to show) protects the exec helper: it polls /proc/*/environ and /proc/*/fd.
+    const all = [...CAPABILITIES].filter((c) => {
+      const bnd = BigInt(
+        "0x" + /CapBnd:\s*([0-9a-f]+)/.exec(
+          Deno.readTextFileSync("/proc/self/status"),
+        )![1],
+      );
+      return (bnd >> BigInt(CAPABILITIES.indexOf(c))) & 1n;
+    });
+    const poll = [
+      "while :; do",
+      "  grep -l SECRET_PROBE /proc/[0-9]*/environ 2>/dev/null >>/tmp/env.hits",
+      "  ls -l /proc/[0-9]*/fd/ 2>/dev/null | grep -E 'cache|deno|/root/' >>/tmp/fd.hits",
+      "  grep -l -E 'init_main|main.js' /proc/[0-9]*/cmdline 2>/dev/null >>/tmp/seen",
+      "done",
+    ].join("\n");
+    const b = await makeBundle(poll, (s) => {
+      s.process!.capabilities = {
+        bounding: all,
+        effective: all,
+        permitted: all,
+        inheritable: [],
+        ambient: [],
+      };
+    }, { ownRootfs: true });
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "s2"])).code, 0);
+      await sleep(200);
+      for (let i = 0; i < 5; i++) {
+        const r = await capsule(root, ["exec", "s2", "true"], {
+          env: { SECRET_PROBE: "s3cr3t-value" },
+        });
+        assertEquals(r.code, 0, r.stderr);
+      }
+      const read = async (f: string) =>
+        (await capsule(root, ["exec", "s2", "sh", "-c", `sort -u ${f} 2>/dev/null`])).stdout
+          .trim();
+      assert((await read("/tmp/seen")) !== "", "the poller never saw an exec helper");
+      assertEquals(await read("/tmp/env.hits"), "", "SECRET_PROBE seen in /proc/*/environ");
+      assertEquals(await read("/tmp/fd.hits"), "", "a host file seen in /proc/*/fd");
+    } finally {
+      await capsule(root, ["delete", "-f", "s2"]);
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "security: exec enters the container's root when it was entered by chroot",
+  async (root) => {
+    const b = await makeBundle("sleep 1000", undefined, { ownRootfs: true });
+    try {
+      await Deno.writeTextFile(`${b}/rootfs/capsule-root-marker`, "inside\n");
+      assertEquals((await capsule(root, ["create", "--no-pivot", "-b", b, "s3"])).code, 0);
+      assertEquals((await capsule(root, ["start", "s3"])).code, 0);
+      const r = await capsule(root, ["exec", "s3", "cat", "/capsule-root-marker"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout, "inside\n");
+      const cwd = await capsule(root, ["exec", "--cwd", "/bin", "s3", "pwd"]);
+      assertEquals(cwd.stdout, "/bin\n", cwd.stderr);
+    } finally {
+      await capsule(root, ["delete", "-f", "s3"]);
+      await removeAll(b);
+    }
+  },
+);
