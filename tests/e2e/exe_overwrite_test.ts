@@ -55,28 +55,47 @@ __attribute__((constructor)) static void attack(void) {
   } else {
     note("now", errno);
   }
-  int keep = open("/proc/self/exe", O_PATH);
+  int keep = open("/proc/self/exe", O_PATH); /* inherited by the waiter (no O_CLOEXEC) */
   if (fork() == 0) {
-    char p[64];
-    snprintf(p, sizeof p, "/proc/self/fd/%d", keep);
-    int last = 0;
-    for (int i = 0; i < 100; i++) {
-      usleep(50000);
-      int fd = open(p, O_WRONLY);
-      if (fd >= 0) {
-        (void)!write(fd, "PWNED", 5);
-        close(fd);
-        note("later", 0);
-        _exit(0);
-      }
-      last = errno;
-      if (last != ETXTBSY) break;
-    }
-    note("later", last);
-    _exit(0);
+    char n[16];
+    snprintf(n, sizeof n, "%d", keep);
+    execl("/x/waiter", "waiter", n, (char *)0); /* a process that does not run the binary */
+    _exit(1);
   }
   execl("/bin/sleep", "sleep", "1000", (char *)0); /* PID 1 stops running the binary */
   _exit(1);
+}
+`;
+
+/** Keeps the O_PATH fd of the binary and writes through it once no process runs it. */
+const WAITER_C = String.raw`
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+  char p[64];
+  snprintf(p, sizeof p, "/proc/self/fd/%s", argv[1]);
+  int last = 0;
+  for (int i = 0; i < 100; i++) {
+    usleep(50000);
+    int fd = open(p, O_WRONLY);
+    if (fd >= 0) {
+      ssize_t n = write(fd, "PWNED", 5);
+      last = n == 5 ? 0 : errno;
+      close(fd);
+      break;
+    }
+    last = errno;
+    if (last != ETXTBSY) break;
+  }
+  int fd = open("/x/result", O_WRONLY | O_CREAT | O_APPEND, 0644);
+  dprintf(fd, "later %s\n", last ? strerrorname_np(last) : "WROTE");
+  return 0;
 }
 `;
 
@@ -147,6 +166,9 @@ Deno.test({
         `${tmp}/evil.c`,
       ]);
       assertEquals(cc.code, 0, cc.stderr);
+      await Deno.writeTextFile(`${tmp}/waiter.c`, WAITER_C);
+      const cw = await run(["cc", "-O1", "-o", `${x}/waiter`, `${tmp}/waiter.c`]);
+      assertEquals(cw.code, 0, cw.stderr);
       await Deno.writeTextFile(`${x}/entry`, "#!/proc/self/exe\n");
       await Deno.chmod(`${x}/entry`, 0o755);
       const before = await sha256(deno);

@@ -10,6 +10,7 @@ import {
   capsule,
   makeBundle,
   removeAll,
+  REPO,
   rootTest,
   sleep,
   state,
@@ -50,17 +51,18 @@ function exeWritable(pid: number): string | undefined {
     f = Deno.openSync(`/proc/${pid}/exe`, { write: true });
     return `pid ${pid}: /proc/${pid}/exe opened for writing`;
   } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === "EROFS" || code === "EPERM" || code === "ENOENT" || code === "ESRCH") return;
+    const errno = Number(/os error (\d+)/.exec((e as Error).message)?.[1]);
+    // EROFS, EPERM: sealed; ENOENT, ESRCH: the process is gone
+    if ([30, 1, 2, 3].includes(errno)) return;
     let st: Deno.FileInfo | undefined;
     try {
       st = Deno.statSync(`/proc/${pid}/exe`);
     } catch { /* gone */ }
-    if (code === "ETXTBSY" && st && (st.dev !== HOST_DENO.dev || st.ino !== HOST_DENO.ino)) {
-      return; // the program (busybox), not a host binary
-    }
     if (!st) return;
-    return `pid ${pid}: the host's Deno (${Deno.readLinkSync(`/proc/${pid}/exe`)}), ${code}`;
+    if (errno === 26 && (st.dev !== HOST_DENO.dev || st.ino !== HOST_DENO.ino)) {
+      return; // ETXTBSY of the program (busybox), not of a host binary
+    }
+    return `pid ${pid}: ${Deno.readLinkSync(`/proc/${pid}/exe`)}: ${(e as Error).message}`;
   } finally {
     f?.close();
   }
@@ -160,12 +162,26 @@ rootTest(
 );
 
 rootTest(
-  "security: exec enters the container's root when it was entered by chroot",
+  "security: exec enters the container's root when capsule runs in a chroot",
   async (root) => {
+    // capsule in a chroot (here: a private mount namespace, / bound onto a directory and chroot
+    // there) must create with --no-pivot; the container's mount namespace then has the host's
+    // tree at its root, and the container's root is a mount below it.
     const b = await makeBundle("sleep 1000", undefined, { ownRootfs: true });
+    const jail = await Deno.makeTempDir({ prefix: "capsule-chroot-" });
+    const out = await Deno.makeTempFile();
     try {
       await Deno.writeTextFile(`${b}/rootfs/capsule-root-marker`, "inside\n");
-      assertEquals((await capsule(root, ["create", "--no-pivot", "-b", b, "s3"])).code, 0);
+      const bin = Deno.env.get("CAPSULE")?.split(" ") ??
+        [Deno.execPath(), "run", "-A", "--quiet", `${REPO}/main.ts`];
+      const q = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`;
+      const create = [...bin, "--root", root, "create", "--no-pivot", "-b", b, "s3"].map(q).join(
+        " ",
+      );
+      const line = `mount --make-rprivate / && mount --rbind / ${q(jail)} && ` +
+        `exec chroot ${q(jail)} ${create} >${q(out)} 2>&1`;
+      const made = await new Deno.Command("unshare", { args: ["-m", "sh", "-c", line] }).output();
+      assertEquals(made.code, 0, Deno.readTextFileSync(out));
       assertEquals((await capsule(root, ["start", "s3"])).code, 0);
       const r = await capsule(root, ["exec", "s3", "cat", "/capsule-root-marker"]);
       assertEquals(r.code, 0, r.stderr);
@@ -174,7 +190,8 @@ rootTest(
       assertEquals(cwd.stdout, "/bin\n", cwd.stderr);
     } finally {
       await capsule(root, ["delete", "-f", "s3"]);
-      await removeAll(b);
+      await removeAll(b, out);
+      await Deno.remove(jail).catch(() => {});
     }
   },
 );
