@@ -311,7 +311,8 @@ export function runInit(): never {
   // First: no process in the container may read this one's memory, fds, environ, root or cwd
   // through /proc (PR_SET_DUMPABLE 0 holds until execve); and the sealed binary's fd that a
   // user namespace helper passed on is not needed (README "Security").
-  libc.prctl(4, /* PR_SET_DUMPABLE */ 0n);
+  const PR_SET_DUMPABLE = 4;
+  libc.prctl(PR_SET_DUMPABLE, 0n);
   const exeFd = Number(Deno.env.get(INIT_EXE_FD_ENV) ?? "-1");
   if (Number.isInteger(exeFd) && exeFd > 2) libc.close(exeFd);
   const fd = Number(Deno.env.get(INIT_PIPE_ENV));
