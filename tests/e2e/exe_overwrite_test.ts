@@ -141,9 +141,10 @@ Deno.test({
     await Deno.mkdir(x);
     await Deno.copyFile(Deno.execPath(), deno);
     await Deno.chmod(deno, 0o755);
-    const cap = (...args: string[]) =>
+    const id = `pwn-${crypto.randomUUID().slice(0, 8)}`;
+    const capWith = (bin: string) => (...args: string[]) =>
       run([
-        deno,
+        bin,
         "run",
         "-A",
         "--quiet",
@@ -154,6 +155,9 @@ Deno.test({
         store,
         ...args,
       ]);
+    const cap = capWith(deno);
+    // Cleaned up with the real Deno: when the attack succeeds, the copy no longer runs.
+    const cleanup = capWith(Deno.execPath());
     try {
       await Deno.writeTextFile(`${tmp}/evil.c`, EVIL_C);
       const cc = await run([
@@ -180,7 +184,7 @@ Deno.test({
         "run",
         "-d",
         "--id",
-        "pwn",
+        id,
         "-v",
         `${x}:/x`,
         "-e",
@@ -202,8 +206,8 @@ Deno.test({
       assertMatch(result, /now E(ROFS|PERM)\nlater E(ROFS|PERM)/);
       assertEquals(await sha256(deno), before, "the host's Deno changed");
     } finally {
-      await cap("image", "destroyc", "-f", "pwn");
-      await cap("image", "delete", "-f", "debian");
+      await cleanup("image", "destroyc", "-f", id);
+      await cleanup("image", "delete", "-f", "debian");
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
     }
   },
