@@ -32,7 +32,7 @@ function cgroupProcs(pid: number): number[] {
 function isCapsuleInit(pid: number): boolean {
   try {
     const cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
-    return /init_main\.ts\0|\0init\0$/.test(cmd);
+    return /init_main\.[jt]s\0|\0init\0$/.test(cmd);
   } catch {
     return false;
   }
