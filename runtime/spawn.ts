@@ -121,6 +121,12 @@ export function spawnInit(
       stderr: stdio,
     });
     if (passFd) libc.setCloexec(exe.fd!, false);
+    // Between clone and execve the child is a copy of this process (posix_spawn: our memory,
+    // our fds, our environment) already in the container's PID namespace: non-dumpable, so
+    // that no process there may read it through /proc. Restored once the spawn returned.
+    const PR_GET_DUMPABLE = 3, PR_SET_DUMPABLE = 4;
+    const dumpable = libc.prctl(PR_GET_DUMPABLE);
+    libc.prctl(PR_SET_DUMPABLE, 0n);
     try {
       if (!pidNs) return command.spawn();
       const saved = libc.open("/proc/self/ns/pid", libc.O.RDONLY | libc.O.CLOEXEC);
@@ -141,6 +147,7 @@ export function spawnInit(
         libc.close(saved);
       }
     } finally {
+      libc.prctl(PR_SET_DUMPABLE, BigInt(dumpable));
       if (passFd) libc.setCloexec(exe.fd!, true);
     }
   } finally {
