@@ -838,3 +838,104 @@ export function bpfAttachDeviceProgram(cgroupFd: number, progFd: number, flags: 
   dv.setUint32(12, flags, true);
   sysCheck("bpf(BPF_PROG_ATTACH)", SYS.bpf, BPF_PROG_ATTACH, ptr(new Uint8Array(attr)), 128);
 }
+
+// ---- sealed copies of an executable, and entering a root by fd (runtime/exe_seal.ts, exec) --
+
+const SYS_SEAL = {
+  openat: ARM ? 56 : 257,
+  fchdir: ARM ? 50 : 81,
+  memfd_create: ARM ? 279 : 319,
+  sendfile: ARM ? 71 : 40,
+  faccessat: ARM ? 48 : 269,
+  fsopen: 430,
+  fsconfig: 431,
+  fsmount: 432,
+} as const;
+
+/** openat(2) relative to the directory (or mount) `dirFd`; returns the fd. */
+export function openat(dirFd: number, path: string, flags: number, mode = 0): number {
+  const p = cstr(path);
+  return invoke(() => sys(SYS_SEAL.openat, dirFd, ptr(p), flags, mode), "openat", path);
+}
+
+/** access(path, W_OK) with the real uid: could this user open `path` for writing? */
+export function accessWritable(path: string): boolean {
+  const p = cstr(path);
+  return sys(SYS_SEAL.faccessat, -100, /* AT_FDCWD */ ptr(p), 2, /* W_OK */ 0) === 0;
+}
+
+/** fchdir(2): the working directory becomes the directory open as `fd` (any namespace). */
+export function fchdir(fd: number): void {
+  invoke(() => sys(SYS_SEAL.fchdir, fd), "fchdir");
+}
+
+/**
+ * A detached, read-only, nosuid, nodev mount of a new filesystem of type `fsType` configured
+ * with string options (new mount API: fsopen, fsconfig, fsmount; Linux 5.2). Returns the mount
+ * fd (O_CLOEXEC); the mount is unreachable by path and dissolves when the fd and every file
+ * opened through it are closed. Throws SysError (EPERM without CAP_SYS_ADMIN, ENOSYS, ENODEV).
+ */
+export function fsmountReadOnly(fsType: string, options: [string, string][]): number {
+  const FSOPEN_CLOEXEC = 1, FSCONFIG_SET_STRING = 1, FSCONFIG_CMD_CREATE = 6;
+  const FSMOUNT_CLOEXEC = 1;
+  const MOUNT_ATTR_RDONLY = 1, MOUNT_ATTR_NOSUID = 2, MOUNT_ATTR_NODEV = 4;
+  const type = cstr(fsType);
+  const ctx = invoke(() => sys(SYS_SEAL.fsopen, ptr(type), FSOPEN_CLOEXEC), `fsopen ${fsType}`);
+  try {
+    for (const [key, value] of options) {
+      const k = cstr(key), v = cstr(value);
+      invoke(
+        () => sys(SYS_SEAL.fsconfig, ctx, FSCONFIG_SET_STRING, ptr(k), ptr(v), 0),
+        `fsconfig ${fsType} ${key}=${value}`,
+      );
+    }
+    invoke(
+      () => sys(SYS_SEAL.fsconfig, ctx, FSCONFIG_CMD_CREATE, 0, 0, 0),
+      `fsconfig ${fsType} create`,
+    );
+    return invoke(
+      () =>
+        sys(
+          SYS_SEAL.fsmount,
+          ctx,
+          FSMOUNT_CLOEXEC,
+          MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
+        ),
+      `fsmount ${fsType}`,
+    );
+  } finally {
+    close(ctx);
+  }
+}
+
+/**
+ * A memfd holding a copy of the file open as `srcFd` (`size` bytes), sealed against every
+ * change (F_SEAL_SEAL|SHRINK|GROW|WRITE): what runc does with its own binary. Returns the fd
+ * (O_CLOEXEC). Throws SysError.
+ */
+export function sealedMemfdCopy(name: string, srcFd: number, size: number): number {
+  const MFD_CLOEXEC = 1, MFD_ALLOW_SEALING = 2, F_ADD_SEALS = 1033;
+  const F_SEAL_SEAL = 1, F_SEAL_SHRINK = 2, F_SEAL_GROW = 4, F_SEAL_WRITE = 8;
+  const n = cstr(name);
+  const fd = invoke(
+    () => sys(SYS_SEAL.memfd_create, ptr(n), MFD_CLOEXEC | MFD_ALLOW_SEALING),
+    "memfd_create",
+  );
+  try {
+    let done = 0;
+    while (done < size) {
+      const got = sys(SYS_SEAL.sendfile, fd, srcFd, 0, size - done);
+      if (got === -1) throw new SysError("sendfile", errno());
+      if (got === 0) break;
+      done += got;
+    }
+    invoke(
+      () => libc().fcntl(fd, F_ADD_SEALS, F_SEAL_SEAL | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE),
+      "fcntl(F_ADD_SEALS)",
+    );
+    return fd;
+  } catch (e) {
+    close(fd);
+    throw e;
+  }
+}

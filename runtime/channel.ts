@@ -4,6 +4,8 @@
 import { close, read, writeAll } from "../ffi/libc.ts";
 
 export const INIT_PIPE_ENV = "_CAPSULE_INITPIPE";
+/** Under a user namespace helper, the fd of the sealed binary the init was exec'd from. */
+export const INIT_EXE_FD_ENV = "_CAPSULE_EXEFD";
 
 export type InitMessage =
   | { type: "ready"; pid: number }

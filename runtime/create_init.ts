@@ -79,6 +79,7 @@ export function spawnTheInit(c: Creating): void {
       // must not hold create's stdio (a caller reading create's output would wait until start).
       c.opts.detach || (terminal && !c.foreground) ? "null" : (c.opts.stdio ?? "inherit"),
       c.userNs?.wrapper ?? [],
+      (what) => c.step(what),
     );
   } finally {
     for (const f of inherited) closeFd(f);

@@ -58,6 +58,7 @@ export async function exec(
   id: string,
   opts: ExecOptions,
 ): Promise<{ code?: number; execId?: string; pid: number }> {
+  const step = ctx.stopwatch(`exec ${id}`);
   const rec = ctx.store.load(id);
   const st = status(ctx, rec);
   if (st !== "created" && st !== "running") {
@@ -157,7 +158,9 @@ export async function exec(
       same("pid") || userNsEntered ? undefined : { path: `/proc/${rec.pid}/ns/pid` },
       opts.detach && !opts.keepStdio ? "null" : "inherit",
       wrapper,
+      step,
     );
+    step(`init spawned (pid ${child.pid})`);
   } catch (e) {
     closeFd(parentEnd);
     throw e;
@@ -177,6 +180,7 @@ export async function exec(
       const why = msg?.type === "error" ? msg.message : await exitReason(child);
       throw new CapsuleError(`Cannot exec in container "${id}": ${why}`);
     }
+    step("init ready (namespaces joined)");
     if (proc.terminal) {
       master = libc.recvFd(parentEnd);
       if (opts.consoleSocket) {

@@ -5,7 +5,13 @@
 // Imports: ffi, the plan types and rootfs logic only. No CLI, no zod.
 import * as libc from "../ffi/libc.ts";
 import { CAPABILITIES, CLONE, MS, NAMESPACES, RLIMITS } from "./consts.ts";
-import { INIT_PIPE_ENV, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
+import {
+  INIT_EXE_FD_ENV,
+  INIT_PIPE_ENV,
+  type InitMessage,
+  receiveFrame,
+  sendFrame,
+} from "./channel.ts";
 import type { DeviceOp, ExecPlan, InitPlan, ProcessPlan } from "./plan.ts";
 import { type FileKind, type RootfsOps, setupRootfs } from "./rootfs.ts";
 
@@ -420,11 +426,18 @@ export function prepareExec(plan: ExecPlan): string {
     ns,
     fd: libc.open(`/proc/${plan.pid}/ns/${ns}`, libc.O.RDONLY | libc.O.CLOEXEC),
   }));
+  // The container's root as its init sees it: setns(mnt) alone puts us at the namespace's
+  // root, which is not the container's when it was entered by chroot (--no-pivot, or capsule
+  // itself in a chroot); entered after the namespaces, as `nsenter --root` does.
+  const root = libc.open(`/proc/${plan.pid}/root`, libc.O.PATH | libc.O.DIRECTORY | libc.O.CLOEXEC);
   libc.unshare(CLONE.FS); // setns into a mount namespace needs an unshared fs_struct
   for (const { ns, fd } of fds) {
     libc.setns(fd, NS_FLAGS[ns]);
     libc.close(fd);
   }
+  libc.fchdir(root);
+  libc.chroot(".");
+  libc.close(root);
   plan.process.env = withHome(plan.process.env, plan.process.uid, readPasswd);
   raiseHardLimits(plan.process);
   try {
@@ -506,6 +519,13 @@ function execProcess(
 
 /** The init's entry: never returns (execve, or exit with the error reported). */
 export function runInit(): never {
+  // First: no process in the container may read this one's memory, fds, environ, root or cwd
+  // through /proc (PR_SET_DUMPABLE 0 holds until execve); and the sealed binary's fd that a
+  // user namespace helper passed on is not needed (README "Security").
+  const PR_SET_DUMPABLE = 4;
+  libc.prctl(PR_SET_DUMPABLE, 0n);
+  const exeFd = Number(Deno.env.get(INIT_EXE_FD_ENV) ?? "-1");
+  if (Number.isInteger(exeFd) && exeFd > 2) libc.close(exeFd);
   const fd = Number(Deno.env.get(INIT_PIPE_ENV));
   if (!Number.isInteger(fd) || fd < 3) {
     console.error("capsule init: not started by capsule (no init pipe)");

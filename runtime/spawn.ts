@@ -2,7 +2,8 @@
 // namespace, and the foreground waiting of run/exec (signals passed on, the pty relayed, the
 // exit status as the shell reports it).
 import * as libc from "../ffi/libc.ts";
-import { INIT_PIPE_ENV } from "./channel.ts";
+import { INIT_EXE_FD_ENV, INIT_PIPE_ENV } from "./channel.ts";
+import { sealedExe } from "./exe_seal.ts";
 import { CLONE } from "./consts.ts";
 import { SIGNALS } from "./signals.ts";
 import { relay } from "./terminal.ts";
@@ -10,17 +11,43 @@ import { CapsuleError } from "./errors.ts";
 
 /**
  * How this program starts its own init: from source, `deno run runtime/init_main.ts`; from
- * the bundle, `deno run dist/main.js init` (main.js sits beside the chunk holding this code);
- * as a compiled binary, `capsule init`.
+ * the bundle, `deno run dist/runtime/init_main.js` (dist/ holds the chunk of this code);
+ * as a compiled binary, `capsule init`. `--no-code-cache`: Deno keeps no V8 code cache (a
+ * host file, open read-write, that a container could poison) in a process it can see.
  */
 function initCommand(): { cmd: string; args: string[] } {
   const exe = Deno.execPath();
   if (!/(^|\/)deno$/.test(exe)) return { cmd: exe, args: ["init"] };
-  const flags = ["run", "-A", "--no-config", "--no-lock", "--quiet"];
+  const flags = ["run", "-A", "--no-config", "--no-lock", "--quiet", "--no-code-cache"];
   if (import.meta.url.endsWith(".ts")) {
     return { cmd: exe, args: [...flags, new URL("./init_main.ts", import.meta.url).pathname] };
   }
+  // The bundle's own entry for the init (scripts/build.ts): main.js would make Deno, which
+  // runs the init without its caches, parse the whole CLI graph (+27 ms).
+  const entry = new URL("./runtime/init_main.js", import.meta.url).pathname;
+  try {
+    if (Deno.statSync(entry).isFile) return { cmd: exe, args: [...flags, entry] };
+  } catch { /* an older bundle */ }
   return { cmd: exe, args: [...flags, new URL("./main.js", import.meta.url).pathname, "init"] };
+}
+
+/**
+ * The init's whole environment: nothing of the caller's (the init sits in the container's PID
+ * namespace, where /proc/<pid>/environ shows what it was started with). DENO_DIR names a path
+ * below a regular file, which can never be a directory: Deno then opens none of its cache
+ * databases (dep/node analysis) and keeps them in memory; with no transpile cache either
+ * (DENO_EMIT_CACHE_MODE), running from source re-transpiles the init's modules (~25 ms; the
+ * bundle has nothing to transpile).
+ */
+export function initEnv(childFd: number, exeFd?: number): Record<string, string> {
+  return {
+    [INIT_PIPE_ENV]: String(childFd),
+    ...(exeFd === undefined ? {} : { [INIT_EXE_FD_ENV]: String(exeFd) }),
+    DENO_DIR: `${Deno.execPath()}/no-cache`,
+    DENO_EMIT_CACHE_MODE: "disable",
+    DENO_NO_UPDATE_CHECK: "1",
+    NO_COLOR: "1",
+  };
 }
 
 /** Signals sent to capsule in the foreground are passed on to the program; returns the undo. */
@@ -66,42 +93,66 @@ export async function exitReason(child: Deno.ChildProcess): Promise<string> {
 /**
  * Starts the init in the container's PID namespace. unshare(CLONE_NEWPID) affects only the
  * children of this (main) thread, so the window is this one spawn, restored in `finally`.
+ * The init's binary is a sealed, read-only view of this Deno (exe_seal.ts), so no process in
+ * the container can write the host's Deno through /proc/<pid>/exe; `step` gets the --debug line.
  */
 export function spawnInit(
   childFd: number,
   pidNs: { path?: string } | undefined,
   stdio: "inherit" | "null",
   wrapper: string[] = [],
+  step: (what: string) => void = () => {},
 ): Deno.ChildProcess {
   const init = initCommand();
-  // A user namespace can only be entered by a single-threaded process: util-linux's unshare or
-  // nsenter does it, then execs the init (with the init pipe, which they leave open).
-  const [cmd, ...args] = [...wrapper, init.cmd, ...init.args];
-  const command = new Deno.Command(cmd, {
-    args,
-    env: { ...Deno.env.toObject(), [INIT_PIPE_ENV]: String(childFd), DENO_NO_UPDATE_CHECK: "1" },
-    clearEnv: true,
-    stdin: stdio,
-    stdout: stdio,
-    stderr: stdio,
-  });
-  if (!pidNs) return command.spawn();
-  const saved = libc.open("/proc/self/ns/pid", libc.O.RDONLY | libc.O.CLOEXEC);
+  const exe = sealedExe(init.cmd);
+  step(`init binary sealed (${exe.how})`);
   try {
-    if (pidNs.path) {
-      const target = libc.open(pidNs.path, libc.O.RDONLY | libc.O.CLOEXEC);
+    // A user namespace can only be entered by a single-threaded process: util-linux's unshare
+    // or nsenter does it, then execs the init (with the init pipe and the sealed binary's fd,
+    // which they leave open; the init closes the latter first thing).
+    const passFd = wrapper.length > 0 && exe.fd !== undefined;
+    const [cmd, ...args] = [...wrapper, exe.path, ...init.args];
+    const command = new Deno.Command(cmd, {
+      args,
+      env: initEnv(childFd, passFd ? exe.fd : undefined),
+      clearEnv: true,
+      stdin: stdio,
+      stdout: stdio,
+      stderr: stdio,
+    });
+    if (passFd) libc.setCloexec(exe.fd!, false);
+    // Between clone and execve the child is a copy of this process (posix_spawn: our memory,
+    // our fds, our environment) already in the container's PID namespace: non-dumpable, so
+    // that no process there may read it through /proc. Restored once the spawn returned.
+    const PR_GET_DUMPABLE = 3, PR_SET_DUMPABLE = 4;
+    const dumpable = libc.prctl(PR_GET_DUMPABLE);
+    libc.prctl(PR_SET_DUMPABLE, 0n);
+    try {
+      if (!pidNs) return command.spawn();
+      const saved = libc.open("/proc/self/ns/pid", libc.O.RDONLY | libc.O.CLOEXEC);
       try {
-        libc.setns(target, CLONE.NEWPID);
+        if (pidNs.path) {
+          const target = libc.open(pidNs.path, libc.O.RDONLY | libc.O.CLOEXEC);
+          try {
+            libc.setns(target, CLONE.NEWPID);
+          } finally {
+            libc.close(target);
+          }
+        } else {
+          libc.unshare(CLONE.NEWPID);
+        }
+        return command.spawn();
       } finally {
-        libc.close(target);
+        libc.setns(saved, CLONE.NEWPID);
+        libc.close(saved);
       }
-    } else {
-      libc.unshare(CLONE.NEWPID);
+    } finally {
+      libc.prctl(PR_SET_DUMPABLE, BigInt(dumpable));
+      if (passFd) libc.setCloexec(exe.fd!, true);
     }
-    return command.spawn();
   } finally {
-    libc.setns(saved, CLONE.NEWPID);
-    libc.close(saved);
+    // The child has exec'd (posix_spawn returns after the exec): its exe holds the file.
+    exe.release();
   }
 }
 

@@ -69,7 +69,8 @@ export function userNsWrapper(
     "--",
     "/bin/bash", // dash cannot read from an fd above 9
     "-c",
-    `read -r _ <&${gate}; exec "$0" "$@"`,
+    // bash would pass on PWD (a host path) and SHLVL: nothing of ours reaches the init
+    `read -r _ <&${gate}; unset PWD OLDPWD SHLVL; exec "$0" "$@"`,
   ];
 }
 

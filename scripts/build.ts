@@ -24,6 +24,9 @@ export async function build(dist: string, deno = Deno.execPath()): Promise<strin
       "--outdir",
       dist,
       `${repo}main.ts`,
+      // The init's own entry (runtime/init_main.js): started without Deno's caches (README
+      // "Security"), it must not make Deno parse the CLI's graph, which main.js imports.
+      `${repo}runtime/init_main.ts`,
     ],
     cwd: repo,
   }).output();
