@@ -153,6 +153,15 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       },
     },
     {
+      name: "features",
+      summary: "print what this runtime supports (the OCI features document, as runc features)",
+      flags: [],
+      run: async () => {
+        const { features } = await import("../runtime/features.ts");
+        printJson(features());
+      },
+    },
+    {
       name: "create",
       summary: "create a container (its program waits for start)",
       usage: "<container-id>",

@@ -15,6 +15,11 @@ export interface RuntimeOptions {
   cgroups?: () => CgroupDriver | undefined;
   /** Debug lines (capsule --debug): what create does, with milliseconds since it began. */
   debug?: (msg: string) => void;
+  /**
+   * Warnings: what failed but does not fail the operation (a poststart or poststop hook, runtime
+   * spec "Lifecycle"). Default: a `capsule: warning: ...` line on stderr.
+   */
+  warn?: (msg: string) => void;
 }
 
 /** The shared context of the lifecycle operations. */
@@ -25,6 +30,8 @@ export interface RuntimeContext {
   readonly extensions: Extension[];
   /** The cgroup driver, detected on first use; undefined when capsule manages no cgroups. */
   readonly cgroups: CgroupDriver | undefined;
+  /** Reports a failure that does not fail the operation (RuntimeOptions.warn). */
+  warn(msg: string): void;
   /** A stopwatch for --debug: `step("name")` logs the milliseconds since the last step. */
   stopwatch(what: string): (step: string) => void;
 }
@@ -36,6 +43,7 @@ export function createContext(opts: RuntimeOptions = {}): RuntimeContext {
   return {
     store: new StateStore(opts.root ?? DEFAULT_ROOT),
     extensions: opts.extensions ?? [],
+    warn: opts.warn ?? ((msg) => console.error(`capsule: warning: ${msg}`)),
     get cgroups() {
       if (driver === undefined) driver = opts.cgroups?.() ?? null;
       return driver ?? undefined;

@@ -170,6 +170,15 @@ async function validateSpec(c: Creating): Promise<void> {
         `(or run it in the foreground with "capsule run")`,
     );
   }
+  // runc's rule: the pty master goes to a console socket only when there is a pty and nobody
+  // in the foreground to relay it.
+  if (c.opts.consoleSocket && (!c.terminal || c.foreground)) {
+    throw new CapsuleError(
+      `Cannot create container "${c.id}": --console-socket ${c.opts.consoleSocket} is used ` +
+        `only with process.terminal true in a detached container (create or run -d); ` +
+        (c.terminal ? `drop it to attach the terminal here` : `set process.terminal or drop it`),
+    );
+  }
   if (!(spec.linux?.namespaces ?? []).some((n) => n.type === "mount")) {
     throw new CapsuleError(
       `Invalid ${c.bundle}/config.json: linux.namespaces: capsule needs a "mount" namespace`,

@@ -4,6 +4,7 @@
 import * as libc from "../ffi/libc.ts";
 import { closeFd, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
 import type { Creating } from "./create_state.ts";
+import { ociState } from "./query.ts";
 import { CapsuleError } from "./errors.ts";
 import { buildInitPlan } from "./plan.ts";
 import { exitReason, forkedChild, spawnInit, utilLinux } from "./spawn.ts";
@@ -123,6 +124,14 @@ export function buildPlan(c: Creating): void {
     noPivot: c.opts.noPivot,
     extraMounts: c.extraMounts,
   });
+  const hooks = spec.hooks;
+  if (hooks?.createContainer?.length || hooks?.startContainer?.length) {
+    c.plan.hooks = {
+      createContainer: hooks.createContainer,
+      startContainer: hooks.startContainer,
+      state: JSON.stringify(ociState(c.record, "creating")),
+    };
+  }
 }
 
 /**

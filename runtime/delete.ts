@@ -70,11 +70,8 @@ export async function deleteContainer(
       { cause: e },
     );
   }
-  try {
-    await runHooks("poststop", rec.hooks?.poststop, ociState(rec, "stopped"));
-  } catch (e) {
-    errors.push((e as Error).message); // runc: poststop failures are logged, delete goes on
-  }
+  // Runtime spec: a failed poststop hook is a warning; the other hooks and delete go on.
+  await runHooks("poststop", rec.hooks?.poststop, ociState(rec, "stopped"), (m) => ctx.warn(m));
   ctx.store.remove(id);
   if (errors.length) {
     throw new CapsuleError(

@@ -98,6 +98,12 @@ export async function exec(
       `Cannot exec in container "${id}": a detached terminal needs --console-socket`,
     );
   }
+  if (opts.consoleSocket && (!proc.terminal || !opts.detach)) {
+    throw new CapsuleError(
+      `Cannot exec in container "${id}": --console-socket ${opts.consoleSocket} is used only ` +
+        `with a terminal (-t) in a detached exec (-d)`,
+    );
+  }
   if (!proc.cwd?.startsWith("/")) {
     throw new CapsuleError(`Invalid working directory "${proc.cwd}": it must be absolute`);
   }

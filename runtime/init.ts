@@ -12,7 +12,7 @@ import {
   receiveFrame,
   sendFrame,
 } from "./channel.ts";
-import type { DeviceOp, ExecPlan, InitPlan, ProcessPlan } from "./plan.ts";
+import type { DeviceOp, ExecPlan, HookPlan, InitPlan, ProcessPlan } from "./plan.ts";
 import { type FileKind, type RootfsOps, setupRootfs } from "./rootfs.ts";
 
 const S_IF: Record<DeviceOp["type"], number> = {
@@ -397,7 +397,7 @@ export function prepare(plan: InitPlan): { path: string; tty?: Tty } {
     // Before the read-only paths and root: /dev/console is bound like runc's.
     tty = makeTerminal(plan.process);
     if (tty) mountConsole(tty.slave);
-  });
+  }, () => runInitHooks("createContainer", plan.hooks?.createContainer, plan.hooks?.state ?? ""));
   try {
     plan.process.env = withHome(plan.process.env, plan.process.uid, readPasswd);
     raiseHardLimits(plan.process);
@@ -491,30 +491,101 @@ function attachTerminal(slave: number, alreadyLeader: boolean): void {
   if (slave > 2) libc.close(slave);
 }
 
-/** The last steps, the same for the init and exec: user, caps, umask, signals, fds, execve. */
+/**
+ * Before "ready", as runc does: seccomp when it must precede dropping privileges, then user,
+ * groups, capabilities and no_new_privs, and the umask. What fails here (a capability the host's
+ * bounding set lacks, say) fails create or exec, with the step named.
+ */
+function dropPrivileges(p: ProcessPlan): void {
+  // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: load it before dropping privileges
+  // (the profile must then allow what follows, as with runc); with it, as late as possible.
+  if (p.seccomp && !p.noNewPrivileges) {
+    try {
+      libc.seccompSetFilter(seccompProgram(p), p.seccomp.flags);
+    } catch (e) {
+      throw new Error(`cannot load the seccomp profile: ${(e as Error).message}`);
+    }
+  }
+  try {
+    finalizeProcess(p);
+  } catch (e) {
+    throw new Error(
+      `cannot set the process's user, groups and capabilities (process.user, ` +
+        `process.capabilities): ${(e as Error).message}`,
+    );
+  }
+  libc.umask(p.umask);
+}
+
+function seccompProgram(p: ProcessPlan): Uint8Array<ArrayBuffer> {
+  return Uint8Array.from(atob(p.seccomp!.program), (c) => c.charCodeAt(0));
+}
+
+/** The last steps after "ready" (and start): the terminal, signals, fds, limits, execve. */
 function execProcess(
   path: string,
   p: ProcessPlan,
   tty?: { slave: number; leader: boolean },
 ): never {
   if (tty) attachTerminal(tty.slave, tty.leader);
-  // Without no_new_privs, seccomp(2) needs CAP_SYS_ADMIN: load it before dropping privileges
-  // (the profile must then allow what follows, as with runc); with it, as late as possible.
-  const filter = p.seccomp && Uint8Array.from(atob(p.seccomp.program), (c) => c.charCodeAt(0));
+  const filter = p.seccomp && p.noNewPrivileges ? seccompProgram(p) : undefined;
   // Built now: after the limits are set, only system calls run (a small RLIMIT_AS or
   // RLIMIT_NOFILE must meet the program, not Deno).
   const exec: () => never = libc.prepareExecve(path, p.args, p.env);
   const setLimits = libc.prepareRlimits(
     p.rlimits.map((r) => ({ resource: r.resource, soft: BigInt(r.soft), hard: BigInt(r.hard) })),
   );
-  if (filter && !p.noNewPrivileges) libc.seccompSetFilter(filter, p.seccomp!.flags);
-  finalizeProcess(p);
-  libc.umask(p.umask);
   libc.resetSignals();
   libc.closeRangeCloexec(3);
   setLimits();
-  if (filter && p.noNewPrivileges) libc.seccompSetFilter(filter, p.seccomp!.flags);
+  if (filter) libc.seccompSetFilter(filter, p.seccomp!.flags);
   exec();
+}
+
+/**
+ * OCI hooks the init runs itself (runtime spec: createContainer in the container's mount
+ * namespace before pivot_root, startContainer in the container before the program), one after
+ * the other, synchronously on the main thread (the namespaces and root are this thread's): the
+ * state JSON on stdin, exactly the hook's env. A failure throws with the hook's stderr. The
+ * hook's `timeout` is not enforced here (the main thread is blocked while it runs).
+ */
+function runInitHooks(kind: string, hooks: readonly HookPlan[] | undefined, state: string): void {
+  for (const h of hooks ?? []) {
+    const [mine, theirs] = libc.socketpair(true);
+    const saved = libc.open("/dev/null", libc.O.RDONLY | libc.O.CLOEXEC);
+    try {
+      libc.writeAll(mine, new TextEncoder().encode(state));
+      libc.close(mine);
+      libc.dup2(0, saved);
+      libc.dup2(theirs, 0);
+      let out: Deno.CommandOutput;
+      try {
+        out = new Deno.Command(h.path, {
+          args: (h.args ?? [h.path]).slice(1),
+          env: Object.fromEntries((h.env ?? []).map((e) => {
+            const i = e.indexOf("=");
+            return [e.slice(0, i), e.slice(i + 1)];
+          })),
+          clearEnv: true,
+          stdin: "inherit",
+          stdout: "null",
+          stderr: "piped",
+        }).outputSync();
+      } catch (e) {
+        throw new Error(`${kind} hook ${h.path} could not start: ${(e as Error).message}`);
+      } finally {
+        libc.dup2(saved, 0);
+      }
+      if (!out.success) {
+        const why = out.signal ? `killed by ${out.signal}` : `exit status ${out.code}`;
+        const err = new TextDecoder().decode(out.stderr).trim();
+        throw new Error(`${kind} hook ${h.path} failed (${why})${err ? `: ${err}` : ""}`);
+      }
+    } finally {
+      libc.close(theirs);
+      libc.close(saved);
+    }
+  }
 }
 
 /** The init's entry: never returns (execve, or exit with the error reported). */
@@ -538,6 +609,7 @@ export function runInit(): never {
     if (plan.kind === "exec") {
       const path = prepareExec(plan);
       const tty = makeTerminal(plan.process);
+      dropPrivileges(plan.process);
       reportReady(fd, tty);
       ready = true;
       libc.close(fd);
@@ -547,10 +619,12 @@ export function runInit(): never {
     const fifoFd = plan.execFifoFd;
     libc.setCloexec(fifoFd, true);
     const { path, tty } = prepare(plan);
+    dropPrivileges(plan.process);
     reportReady(fd, tty);
     ready = true;
     libc.close(fd);
     waitForStart(fifoFd);
+    runInitHooks("startContainer", plan.hooks?.startContainer, plan.hooks?.state ?? "");
     execProcess(path, plan.process, tty && { slave: tty.slave, leader: plan.setsid });
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);

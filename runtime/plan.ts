@@ -71,8 +71,21 @@ export interface ExecPlan {
   setsid: boolean;
 }
 
+/** An OCI hook the init runs (config.md "POSIX-platform Hooks"). */
+export interface HookPlan {
+  path: string;
+  args?: string[];
+  env?: string[];
+  timeout?: number;
+}
+
 export interface InitPlan {
   kind?: "create";
+  /**
+   * The hooks the init runs itself, and the state JSON they read on stdin: createContainer
+   * (before pivot_root) and startContainer (after start, before the program).
+   */
+  hooks?: { createContainer?: HookPlan[]; startContainer?: HookPlan[]; state: string };
   id: string;
   /** Absolute host path of the rootfs. */
   rootfs: string;
@@ -434,4 +447,14 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
     logFd: o.logFd,
     setsid: o.detach ?? false,
   };
+}
+
+/** Every mount option name parseMountOptions knows (`capsule features` "mountOptions"). */
+export function mountOptionNames(): string[] {
+  return [
+    ...Object.keys(FLAG_OPTIONS),
+    ...Object.keys(PROPAGATION),
+    ...Object.keys(RECURSIVE_OPTIONS),
+    ...IGNORED_OPTIONS,
+  ].sort();
 }

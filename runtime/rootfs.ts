@@ -464,7 +464,12 @@ export function readonlyPath(ops: RootfsOps, path: string, root = "/"): void {
  * masked and read-only paths and the read-only root. Runs inside the new mount namespace;
  * when it returns, "/" is the container's root and the cwd is "/".
  */
-export function setupRootfs(ops: RootfsOps, plan: InitPlan, inContainer?: () => void): void {
+export function setupRootfs(
+  ops: RootfsOps,
+  plan: InitPlan,
+  inContainer?: () => void,
+  beforePivot?: () => void,
+): void {
   const root = plan.rootfs.replace(/\/+$/, "");
   ops.mount(null, "/", null, plan.rootPropagation, null);
   // The rootfs must be a mount point for pivot_root.
@@ -478,6 +483,8 @@ export function setupRootfs(ops: RootfsOps, plan: InitPlan, inContainer?: () => 
   }
   // The working directory is created now: later the root may be read-only.
   mkdirAll(ops, root, secureJoin(ops, root, plan.process.cwd));
+  // The createContainer hooks: in the container's mount namespace, before pivot_root.
+  beforePivot?.();
   ops.chdir(root);
   if (plan.noPivot) {
     ops.mount(root, "/", null, MS.MOVE, null);

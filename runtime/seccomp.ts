@@ -261,3 +261,30 @@ export function runFilter(program: string, arch: number, nr: number, args: bigin
 
 export const AUDIT_ARCH = { X86_64: AUDIT_ARCH_X86_64, I386: 0x40000003 } as const;
 export const SECCOMP_RET = RET;
+
+/** What compileSeccomp accepts (`capsule features` "linux.seccomp"). */
+export const SECCOMP_FEATURES = {
+  actions: [
+    "SCMP_ACT_ALLOW",
+    "SCMP_ACT_ERRNO",
+    "SCMP_ACT_KILL",
+    "SCMP_ACT_KILL_PROCESS",
+    "SCMP_ACT_KILL_THREAD",
+    "SCMP_ACT_LOG",
+    "SCMP_ACT_TRACE",
+    "SCMP_ACT_TRAP",
+  ],
+  operators: [
+    "SCMP_CMP_EQ",
+    "SCMP_CMP_GE",
+    "SCMP_CMP_GT",
+    "SCMP_CMP_LE",
+    "SCMP_CMP_LT",
+    "SCMP_CMP_MASKED_EQ",
+    "SCMP_CMP_NE",
+  ],
+  // Rules are compiled for x86_64; calls of another ABI get the profile's default action.
+  archs: ["SCMP_ARCH_X86_64"],
+  knownFlags: Object.keys(FLAGS),
+  supportedFlags: Object.keys(FLAGS),
+} as const;

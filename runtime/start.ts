@@ -37,5 +37,6 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
     libc.close(fd);
   }
   Deno.removeSync(fifo);
-  await runHooks("poststart", rec.hooks?.poststart, ociState(rec, "running"));
+  // Runtime spec: a failed poststart hook is a warning; the other hooks and start go on.
+  await runHooks("poststart", rec.hooks?.poststart, ociState(rec, "running"), (m) => ctx.warn(m));
 }

@@ -1,0 +1,171 @@
+// Runtime spec conformance of the lifecycle (issue 12): hooks (which fail the operation and
+// which only warn, timeouts, createContainer/startContainer run by the init), create failing
+// when the init cannot drop to the process's capabilities, the console-socket rules, features.
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  capsule,
+  makeBundle,
+  removeAll,
+  rootTest,
+  state,
+  waitFor,
+} from "../helpers.ts";
+import type { Spec } from "../../runtime/spec.ts";
+
+type Hook = NonNullable<NonNullable<Spec["hooks"]>["prestart"]>[number];
+const sh = (script: string, timeout?: number): Hook => ({
+  path: "/bin/sh",
+  args: ["sh", "-c", script],
+  ...(timeout ? { timeout } : {}),
+});
+
+rootTest(
+  "a failing poststart/poststop hook is a warning: the others run, start and delete succeed",
+  async (root) => {
+    const out = await Deno.makeTempDir({ prefix: "capsule-hooks-" });
+    const b = await makeBundle("sleep 30", (s) => {
+      s.hooks = {
+        poststart: [sh("echo bad >&2; exit 3"), sh(`cat > ${out}/poststart.json`)],
+        poststop: [sh("exit 4"), sh(`cat > ${out}/poststop.json`)],
+      };
+    });
+    try {
+      assertEquals((await capsule(root, ["create", "-b", b, "h1"])).code, 0);
+      const st = await capsule(root, ["start", "h1"]);
+      assertEquals(st.code, 0, st.stderr);
+      assertMatch(st.stderr, /warning: poststart hook \/bin\/sh failed \(exit status 3\): bad/);
+      assertEquals(JSON.parse(Deno.readTextFileSync(`${out}/poststart.json`)).status, "running");
+      const del = await capsule(root, ["delete", "-f", "h1"]);
+      assertEquals(del.code, 0, del.stderr);
+      assertMatch(del.stderr, /warning: poststop hook \/bin\/sh failed \(exit status 4\)/);
+      assertEquals(JSON.parse(Deno.readTextFileSync(`${out}/poststop.json`)).id, "h1");
+    } finally {
+      await removeAll(b, out);
+    }
+  },
+);
+
+rootTest("a failing or timed-out prestart hook fails create and leaves nothing", async (root) => {
+  const b1 = await makeBundle("true", (s) => s.hooks = { prestart: [sh("exit 7")] });
+  const b2 = await makeBundle("true", (s) => s.hooks = { createRuntime: [sh("sleep 20", 1)] });
+  try {
+    const r1 = await capsule(root, ["create", "-b", b1, "h2"]);
+    assertEquals(r1.code, 1);
+    assertMatch(r1.stderr, /prestart hook \/bin\/sh failed \(exit status 7\)/);
+    const t0 = Date.now();
+    const r2 = await capsule(root, ["create", "-b", b2, "h3"]);
+    assertEquals(r2.code, 1);
+    assertMatch(r2.stderr, /createRuntime hook \/bin\/sh timed out after 1 s/);
+    assert(Date.now() - t0 < 10_000, `the timeout was not honoured (${Date.now() - t0} ms)`);
+    assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+  } finally {
+    await removeAll(b1, b2);
+  }
+});
+
+rootTest(
+  "createContainer runs before pivot_root and startContainer in the container",
+  async (root) => {
+    const out = await Deno.makeTempDir({ prefix: "capsule-hooks-" });
+    const b = await makeBundle("cat /started; sleep 30", (s) => {
+      s.hooks = {
+        // In the container's mount namespace before pivot_root: host paths are still there.
+        createContainer: [sh(`cat > ${out}/cc.json; readlink /proc/self/ns/mnt > ${out}/cc.mnt`)],
+        // Inside the container (its /bin/sh), after start, before the program.
+        startContainer: [sh("cat > /started")],
+      };
+    }, { ownRootfs: true });
+    try {
+      const c = await capsule(root, ["create", "-b", b, "h4"]);
+      assertEquals(c.code, 0, c.stderr);
+      const s = await state(root, "h4");
+      const cc = JSON.parse(Deno.readTextFileSync(`${out}/cc.json`));
+      assertEquals([cc.id, cc.status], ["h4", "creating"]);
+      assertEquals(
+        Deno.readTextFileSync(`${out}/cc.mnt`).trim(),
+        Deno.readLinkSync(`/proc/${s.pid}/ns/mnt`),
+        "createContainer ran in the container's mount namespace",
+      );
+      assertEquals((await capsule(root, ["start", "h4"])).code, 0);
+      await waitFor(
+        () => {
+          try {
+            return JSON.parse(Deno.readTextFileSync(`${b}/rootfs/started`)).id === "h4";
+          } catch {
+            return false;
+          }
+        },
+        5000,
+        "startContainer hook",
+      );
+    } finally {
+      await capsule(root, ["delete", "-f", "h4"]);
+      await removeAll(b, out);
+    }
+  },
+);
+
+rootTest(
+  "create fails, naming the step, when a capability cannot be had; nothing is left",
+  async (root) => {
+    // This host's bounding set lacks CAP_SYS_RESOURCE (runc and crun fail the same config).
+    const bnd = BigInt(
+      "0x" + /CapBnd:\s*([0-9a-f]+)/.exec(Deno.readTextFileSync("/proc/self/status"))![1],
+    );
+    const want = (bnd & (1n << 24n)) === 0n ? "CAP_SYS_RESOURCE" : undefined;
+    if (!want) return; // every capability is available here: nothing to refuse
+    const b = await makeBundle("true", (s) => {
+      const c = s.process!.capabilities!;
+      for (const k of ["bounding", "effective", "permitted"] as const) {
+        c[k] = [...(c[k] ?? []), want];
+      }
+    });
+    try {
+      const r = await capsule(root, ["create", "-b", b, "h5"]);
+      assertEquals(r.code, 1, r.stderr);
+      assertMatch(r.stderr, /capabilities/);
+      assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "--console-socket needs a terminal in a detached container (runc's rules)",
+  async (root) => {
+    const b = await makeBundle("true");
+    try {
+      const r = await capsule(root, [
+        "create",
+        "--console-socket",
+        "/tmp/none.sock",
+        "-b",
+        b,
+        "h6",
+      ]);
+      assertEquals(r.code, 1);
+      assertMatch(
+        r.stderr,
+        /--console-socket \/tmp\/none\.sock is used only with process\.terminal/,
+      );
+      assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest("features prints the OCI features document", async (root) => {
+  const r = await capsule(root, ["features"]);
+  assertEquals(r.code, 0, r.stderr);
+  const f = JSON.parse(r.stdout);
+  assertEquals(f.ociVersionMin, "1.0.0");
+  assert(f.hooks.includes("createContainer") && f.hooks.includes("poststop"));
+  assert(f.mountOptions.includes("rbind") && f.mountOptions.includes("rro"));
+  assert(f.linux.namespaces.includes("user") && f.linux.capabilities.includes("CAP_SYS_ADMIN"));
+  assertEquals(f.linux.seccomp.enabled, true);
+  assertEquals(f.linux.cgroup.v2, true);
+});
