@@ -16,6 +16,13 @@ export interface LinuxDeviceCgroup {
 }
 
 /** OCI linux.resources (the parts capsule applies). Numbers as in config.json. */
+/** One device's throttle (linux.resources.blockIO.throttle*Device). */
+export interface ThrottleDevice {
+  major: number;
+  minor: number;
+  rate: number;
+}
+
 export interface LinuxResources {
   /** Memory in bytes. */
   memory?: {
@@ -25,6 +32,7 @@ export interface LinuxResources {
     swap?: number;
     /** Deprecated; ignored (as runc >= 1.2 does). */
     kernel?: number;
+    /** cgroup v1: memory.kmem.tcp.limit_in_bytes; refused on v2, which has no such limit. */
     kernelTCP?: number;
     swappiness?: number;
     disableOOMKiller?: boolean;
@@ -41,8 +49,24 @@ export interface LinuxResources {
   };
   /** Most processes at once (0 or -1: no limit). */
   pids?: { limit?: number };
-  /** Relative weight of block I/O, 10-1000. */
-  blockIO?: { weight?: number };
+  /** Block I/O: relative weights 10-1000 (per device too) and per-device throttles. */
+  blockIO?: {
+    weight?: number;
+    leafWeight?: number;
+    weightDevice?: { major: number; minor: number; weight?: number; leafWeight?: number }[];
+    /** Bytes per second. */
+    throttleReadBpsDevice?: ThrottleDevice[];
+    /** Bytes per second. */
+    throttleWriteBpsDevice?: ThrottleDevice[];
+    /** Operations per second. */
+    throttleReadIOPSDevice?: ThrottleDevice[];
+    /** Operations per second. */
+    throttleWriteIOPSDevice?: ThrottleDevice[];
+  };
+  /** Huge pages per page size ("2MB", "1GB"): the most bytes of that size. */
+  hugepageLimits?: { pageSize: string; limit: number }[];
+  /** cgroup v1 only: net_cls class id and net_prio priorities per interface. */
+  network?: { classID?: number; priorities?: { name: string; priority: number }[] };
   /** Device rules, applied in order (the last that matches wins). */
   devices?: LinuxDeviceCgroup[];
   /** cgroup v2 only: file name -> value, written as given. */

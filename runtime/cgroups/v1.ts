@@ -37,6 +37,14 @@ import { osReason } from "./util.ts";
 const USER_HZ = 100;
 const FREEZE_TIMEOUT_MS = 2000;
 
+/** linux.resources.blockIO throttle fields and their cgroup v1 files. */
+const THROTTLE_FILES = [
+  ["throttleReadBpsDevice", "blkio.throttle.read_bps_device"],
+  ["throttleWriteBpsDevice", "blkio.throttle.write_bps_device"],
+  ["throttleReadIOPSDevice", "blkio.throttle.read_iops_device"],
+  ["throttleWriteIOPSDevice", "blkio.throttle.write_iops_device"],
+] as const;
+
 /** Current values the plan depends on (read from the cgroup; injectable for tests). */
 export interface V1Current {
   memoryLimit?: number;
@@ -125,13 +133,76 @@ export function planV1(paths: CgroupPaths, r: LinuxResources, cur: V1Current): W
       restore: (old: string) => String(parseKeyValues(old).oom_kill_disable ?? 0),
     });
   }
-  // memory.kernel / kernelTCP: deprecated by the kernel, ignored (runc >= 1.2 does the same).
+  // memory.kernel: deprecated by the kernel, ignored (runc >= 1.2 does the same).
+  if (m.kernelTCP) {
+    op("memory", "memory.kmem.tcp.limit_in_bytes", m.kernelTCP, "linux.resources.memory.kernelTCP");
+  }
 
   if (r.pids?.limit !== undefined && r.pids.limit !== null) {
     op("pids", "pids.max", r.pids.limit > 0 ? r.pids.limit : "max", "pids limit");
   }
-  const w = r.blockIO?.weight;
-  if (w && cur.blkioWeightFile) op("blkio", cur.blkioWeightFile, w, "blkio weight");
+  // Runtime spec: a value this host cannot apply is an error, never silence. A missing file
+  // fails the write with the field's name.
+  const bio = r.blockIO ?? {};
+  const weightFile = cur.blkioWeightFile ?? "blkio.weight";
+  if (bio.weight) op("blkio", weightFile, bio.weight, "linux.resources.blockIO.weight");
+  if (bio.leafWeight) {
+    op("blkio", "blkio.leaf_weight", bio.leafWeight, "linux.resources.blockIO.leafWeight");
+  }
+  for (const d of bio.weightDevice ?? []) {
+    const dev = `${d.major}:${d.minor}`;
+    if (d.weight) {
+      op(
+        "blkio",
+        `${weightFile}_device`,
+        `${dev} ${d.weight}`,
+        "linux.resources.blockIO.weightDevice",
+        {
+          restore: false,
+        },
+      );
+    }
+    if (d.leafWeight) {
+      op(
+        "blkio",
+        "blkio.leaf_weight_device",
+        `${dev} ${d.leafWeight}`,
+        "linux.resources.blockIO.weightDevice leafWeight",
+        {
+          restore: false,
+        },
+      );
+    }
+  }
+  for (const [key, file] of THROTTLE_FILES) {
+    for (const d of bio[key] ?? []) {
+      op("blkio", file, `${d.major}:${d.minor} ${d.rate}`, `linux.resources.blockIO.${key}`, {
+        restore: false,
+      });
+    }
+  }
+  for (const h of r.hugepageLimits ?? []) {
+    op(
+      "hugetlb",
+      `hugetlb.${h.pageSize}.limit_in_bytes`,
+      h.limit,
+      `linux.resources.hugepageLimits ${h.pageSize}`,
+    );
+  }
+  if (r.network?.classID !== undefined) {
+    op("net_cls", "net_cls.classid", r.network.classID, "linux.resources.network.classID");
+  }
+  for (const p of r.network?.priorities ?? []) {
+    op(
+      "net_prio",
+      "net_prio.ifpriomap",
+      `${p.name} ${p.priority}`,
+      "linux.resources.network.priorities",
+      {
+        restore: false,
+      },
+    );
+  }
 
   if (Array.isArray(r.devices)) {
     for (const d of [...r.devices, ...DEFAULT_DEVICE_RULES]) {

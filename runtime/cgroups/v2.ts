@@ -65,6 +65,20 @@ export function swapToV2(swap: number, limit: number): number {
 const maxOr = (n: number) => (n === -1 ? "max" : String(n));
 
 /** The writes for linux.resources on cgroup v2 (dir: the container's cgroup). */
+/** linux.resources.blockIO throttle fields and their io.max keys. */
+const IO_MAX_KEYS = [
+  ["throttleReadBpsDevice", "rbps"],
+  ["throttleWriteBpsDevice", "wbps"],
+  ["throttleReadIOPSDevice", "riops"],
+  ["throttleWriteIOPSDevice", "wiops"],
+] as const;
+
+function unsupportedV2(field: string): never {
+  throw new CapsuleError(
+    `${field} cannot be applied on this host's cgroup v2 hierarchy: remove it from config.json`,
+  );
+}
+
 export function planV2(dir: string, r: LinuxResources): WriteOp[] {
   const ops: WriteOp[] = [];
   const op = (ctrl: string, file: string, value: string | number, what: string, x = {}) =>
@@ -106,11 +120,58 @@ export function planV2(dir: string, r: LinuxResources): WriteOp[] {
   if (r.pids?.limit !== undefined && r.pids.limit !== null) {
     op("pids", "pids.max", r.pids.limit > 0 ? r.pids.limit : "max", "pids limit");
   }
-  const w = r.blockIO?.weight;
+  const bio = r.blockIO ?? {};
+  const w = bio.weight;
+  const bfq = exists(`${dir}/io.bfq.weight`);
   if (w) {
-    if (exists(`${dir}/io.bfq.weight`)) op("io", "io.bfq.weight", w, "io weight (bfq)");
+    if (bfq) op("io", "io.bfq.weight", w, "io weight (bfq)");
     else op("io", "io.weight", blkioToIoWeight(w), `io weight (blkio weight ${w})`);
   }
+  // Runtime spec: what cgroup v2 cannot apply is refused, naming the field.
+  if (bio.leafWeight) unsupportedV2("linux.resources.blockIO.leafWeight");
+  for (const d of bio.weightDevice ?? []) {
+    if (d.leafWeight) unsupportedV2("linux.resources.blockIO.weightDevice leafWeight");
+    if (!d.weight) continue;
+    const dev = `${d.major}:${d.minor}`;
+    if (bfq) {
+      op("io", "io.bfq.weight", `${dev} ${d.weight}`, "linux.resources.blockIO.weightDevice");
+    } else {
+      op(
+        "io",
+        "io.weight",
+        `${dev} ${blkioToIoWeight(d.weight)}`,
+        "linux.resources.blockIO.weightDevice",
+        {
+          restore: false,
+        },
+      );
+    }
+  }
+  for (const [key, name] of IO_MAX_KEYS) {
+    for (const d of bio[key] ?? []) {
+      op(
+        "io",
+        "io.max",
+        `${d.major}:${d.minor} ${name}=${d.rate}`,
+        `linux.resources.blockIO.${key}`,
+        {
+          restore: false,
+        },
+      );
+    }
+  }
+  for (const h of r.hugepageLimits ?? []) {
+    op(
+      "hugetlb",
+      `hugetlb.${h.pageSize}.max`,
+      h.limit,
+      `linux.resources.hugepageLimits ${h.pageSize}`,
+    );
+  }
+  if (r.network?.classID !== undefined || r.network?.priorities?.length) {
+    unsupportedV2("linux.resources.network (net_cls/net_prio are cgroup v1 controllers)");
+  }
+  if (r.memory?.kernelTCP) unsupportedV2("linux.resources.memory.kernelTCP");
   for (const [k, v] of Object.entries(r.unified ?? {})) {
     op(k.split(".")[0], k, v, `unified ${k}`);
   }

@@ -169,3 +169,95 @@ rootTest("features prints the OCI features document", async (root) => {
   assertEquals(f.linux.seccomp.enabled, true);
   assertEquals(f.linux.cgroup.v2, true);
 });
+
+/** The first whole disk of this host ("254:0"), for a throttle rule the kernel accepts. */
+function firstDisk(): string | undefined {
+  for (const line of Deno.readTextFileSync("/proc/partitions").split("\n").slice(2)) {
+    const [major, minor] = line.trim().split(/\s+/);
+    if (minor === "0") return `${major}:${minor}`;
+  }
+  return undefined;
+}
+
+rootTest(
+  "linux.resources: what the host cannot apply fails create naming the field",
+  async (root) => {
+    const cg = (ctrl: string) => `/sys/fs/cgroup/${ctrl}`;
+    const mounted = (ctrl: string) =>
+      Deno.readTextFileSync("/proc/self/mountinfo").includes(` ${cg(ctrl)} `);
+    const cases: [string, (s: Spec) => void, RegExp][] = [];
+    if (!mounted("net_cls")) {
+      cases.push([
+        "net_cls",
+        (s) => s.linux!.resources = { network: { classID: 1 } } as never,
+        /net_cls cgroup controller is not mounted/,
+      ]);
+    }
+    if (!mounted("hugetlb")) {
+      cases.push([
+        "hugetlb",
+        (s) => s.linux!.resources = { hugepageLimits: [{ pageSize: "2MB", limit: 0 }] } as never,
+        /hugepageLimits/,
+      ]);
+    }
+    for (const [what, mutate, re] of cases) {
+      const b = await makeBundle("true", mutate);
+      try {
+        const r = await capsule(root, ["create", "-b", b, "r1"]);
+        assertEquals(r.code, 1, `${what}: ${r.stderr}`);
+        assertMatch(r.stderr, re);
+        assertEquals(
+          [...Deno.readDirSync(root)].map((e) => e.name),
+          [],
+        );
+      } finally {
+        await removeAll(b);
+      }
+    }
+  },
+);
+
+rootTest(
+  "linux.resources: block I/O weight and throttles, kernelTCP reach the cgroup (v1)",
+  async (root) => {
+    const disk = firstDisk();
+    const memory = "/sys/fs/cgroup/memory";
+    if (!disk || !exists(`${memory}/memory.kmem.tcp.limit_in_bytes`)) return;
+    const [major, minor] = disk.split(":").map(Number);
+    const b = await makeBundle("sleep 30", (s) => {
+      s.linux!.resources = {
+        memory: { kernelTCP: 8 << 20 },
+        blockIO: { weight: 500, throttleReadBpsDevice: [{ major, minor, rate: 1048576 }] },
+      } as never;
+    });
+    try {
+      const r = await capsule(root, ["run", "-d", "-b", b, "r2"]);
+      assertEquals(r.code, 0, r.stderr);
+      const paths = (await state(root, "r2", true)).detail.cgroupPaths as Record<string, string>;
+      assertMatch(
+        Deno.readTextFileSync(`${paths.blkio}/blkio.throttle.read_bps_device`),
+        new RegExp(`^${disk} 1048576$`, "m"),
+      );
+      const weight = ["blkio.bfq.weight", "blkio.weight"].find((f) =>
+        exists(`${paths.blkio}/${f}`)
+      );
+      if (weight) assertMatch(Deno.readTextFileSync(`${paths.blkio}/${weight}`), /\b500\b/);
+      assertEquals(
+        Deno.readTextFileSync(`${paths.memory}/memory.kmem.tcp.limit_in_bytes`).trim(),
+        String(8 << 20),
+      );
+    } finally {
+      await capsule(root, ["delete", "-f", "r2"]);
+      await removeAll(b);
+    }
+  },
+);
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -19,8 +19,8 @@ import {
   toRuncStats,
 } from "../../runtime/cgroups/mod.ts";
 import { planV1, type V1Current } from "../../runtime/cgroups/v1.ts";
-import { swapToV2 } from "../../runtime/cgroups/v2.ts";
-import { blkioToIoWeight, sharesToWeight } from "../../runtime/cgroups/util.ts";
+import { planV2, swapToV2 } from "../../runtime/cgroups/v2.ts";
+import { blkioToIoWeight, executePlan, sharesToWeight } from "../../runtime/cgroups/util.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -528,13 +528,14 @@ Deno.test("v1: memory and memsw order follows the kernel's limit <= memsw rule",
     "memory.memsw.limit_in_bytes=-1",
     "memory.limit_in_bytes=-1",
   ]);
-  // no swap accounting: memsw is skipped; no blkio weight file: weight is skipped
+  // no swap accounting: memsw is skipped; no blkio weight file: the weight is still written
+  // (to blkio.weight), so that the write fails naming the field instead of being dropped
   assertEquals(
     order({ memory: { limit: 100, swap: 200 }, blockIO: { weight: 100 } }, {
       memoryLimit: 300,
       hasMemsw: false,
     }),
-    ["memory.limit_in_bytes=100"],
+    ["memory.limit_in_bytes=100", "blkio.weight=100"],
   );
   const dev = planV1({ devices: "/d" }, {
     devices: [{ allow: false, access: "rwm" }, { allow: true, type: "c", major: 1, minor: 3 }],
@@ -693,4 +694,84 @@ Deno.test({
       } catch { /* reported by the asserts */ }
     }
   },
+});
+
+Deno.test("v1: block I/O throttles, per-device weights, huge pages, net_cls/net_prio, kernelTCP", () => {
+  const paths: CgroupPaths = {
+    memory: "/m",
+    blkio: "/b",
+    hugetlb: "/h",
+    net_cls: "/c",
+    net_prio: "/p",
+  };
+  const ops = planV1(paths, {
+    memory: { kernelTCP: 1 << 20 },
+    blockIO: {
+      weightDevice: [{ major: 8, minor: 0, weight: 300, leafWeight: 200 }],
+      throttleReadBpsDevice: [{ major: 8, minor: 0, rate: 1000 }],
+      throttleWriteIOPSDevice: [{ major: 8, minor: 16, rate: 50 }],
+    },
+    hugepageLimits: [{ pageSize: "2MB", limit: 4194304 }],
+    network: { classID: 0x100001, priorities: [{ name: "eth0", priority: 5 }] },
+  }, { hasMemsw: true, blkioWeightFile: "blkio.bfq.weight" }).map((o) => `${o.file} ${o.value}`);
+  assertEquals(ops, [
+    "/m/memory.kmem.tcp.limit_in_bytes 1048576",
+    "/b/blkio.bfq.weight_device 8:0 300",
+    "/b/blkio.leaf_weight_device 8:0 200",
+    "/b/blkio.throttle.read_bps_device 8:0 1000",
+    "/b/blkio.throttle.write_iops_device 8:16 50",
+    "/h/hugetlb.2MB.limit_in_bytes 4194304",
+    "/c/net_cls.classid 1048577",
+    "/p/net_prio.ifpriomap eth0 5",
+  ]);
+  // A controller this host does not mount: refused, naming the field.
+  assertThrows(
+    () => planV1({}, { hugepageLimits: [{ pageSize: "2MB", limit: 1 }] }, { hasMemsw: false }),
+    CapsuleError,
+    "hugetlb cgroup controller is not mounted",
+  );
+});
+
+Deno.test("v1: a resource file this kernel lacks fails the write, naming the field", () => {
+  const root = tmp();
+  try {
+    Deno.mkdirSync(`${root}/b`);
+    assertThrows(
+      () =>
+        executePlan(planV1({ blkio: `${root}/b` }, { blockIO: { weight: 500 } }, {
+          hasMemsw: false,
+        })),
+      CapsuleError,
+      "linux.resources.blockIO.weight",
+    );
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("v2: io.max throttles, per-device io.weight, hugetlb; net_cls and kernelTCP refused", () => {
+  const ops = planV2("/g", {
+    blockIO: {
+      weightDevice: [{ major: 8, minor: 0, weight: 1000 }],
+      throttleReadBpsDevice: [{ major: 8, minor: 0, rate: 1000 }],
+      throttleWriteIOPSDevice: [{ major: 8, minor: 0, rate: 7 }],
+    },
+    hugepageLimits: [{ pageSize: "1GB", limit: 0 }],
+  }).map((o) => `${o.file} ${o.value}`);
+  assertEquals(ops, [
+    "/g/io.weight 8:0 10000",
+    "/g/io.max 8:0 rbps=1000",
+    "/g/io.max 8:0 wiops=7",
+    "/g/hugetlb.1GB.max 0",
+  ]);
+  assertThrows(
+    () => planV2("/g", { network: { classID: 1 } }),
+    CapsuleError,
+    "linux.resources.network",
+  );
+  assertThrows(
+    () => planV2("/g", { memory: { kernelTCP: 1 } }),
+    CapsuleError,
+    "linux.resources.memory.kernelTCP",
+  );
 });
