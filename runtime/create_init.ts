@@ -124,6 +124,7 @@ export function buildPlan(c: Creating): void {
     noPivot: c.opts.noPivot,
     extraMounts: c.extraMounts,
   });
+  c.record.exec = { process: spec.process!, seccomp: c.plan.process.seccomp };
   const hooks = spec.hooks;
   if (hooks?.createContainer?.length || hooks?.startContainer?.length) {
     c.plan.hooks = {

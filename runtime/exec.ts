@@ -7,7 +7,7 @@ import type { RuntimeContext } from "./context.ts";
 import { CapsuleError, StateTransitionError } from "./errors.ts";
 import { buildProcessPlan, type ExecPlan } from "./plan.ts";
 import { status } from "./query.ts";
-import { compileSeccomp, type SeccompProfile } from "./seccomp.ts";
+import { compileSeccomp, type SeccompFilter, type SeccompProfile } from "./seccomp.ts";
 import {
   exitCode,
   exitReason,
@@ -18,7 +18,7 @@ import {
   utilLinux,
 } from "./spawn.ts";
 import type { Process, Spec } from "./spec.ts";
-import { writeFileAtomic } from "./state.ts";
+import { type ContainerRecord, initAlive, writeFileAtomic } from "./state.ts";
 import { sendToConsoleSocket } from "./terminal.ts";
 
 /** What to run in the container, and how (capsule exec's flags). */
@@ -53,6 +53,29 @@ export interface ExecOptions {
  * container's environment with `env` over it. Foreground: returns the exit status.
  * Detached: returns the exec id at once (its output: `execLogFile(id, execId)`).
  */
+/**
+ * The init's process and seccomp filter as create recorded them; for a container made before
+ * they were recorded, from its bundle's config.json, and a refusal when that is gone (exec
+ * never runs a process with fewer restrictions than the container's).
+ */
+function execBase(
+  id: string,
+  rec: ContainerRecord,
+): { base?: Process; seccomp?: SeccompFilter } {
+  if (rec.exec) return { base: rec.exec.process, seccomp: rec.exec.seccomp };
+  let config: Spec;
+  try {
+    config = JSON.parse(Deno.readTextFileSync(`${rec.bundle}/config.json`)) as Spec;
+  } catch (e) {
+    throw new CapsuleError(
+      `Cannot exec in container "${id}": its configuration was not recorded and ` +
+        `${rec.bundle}/config.json cannot be read (${(e as Error).message})`,
+    );
+  }
+  const profile = config.linux?.seccomp as SeccompProfile | undefined;
+  return { base: config.process, seccomp: profile ? compileSeccomp(profile) : undefined };
+}
+
 export async function exec(
   ctx: RuntimeContext,
   id: string,
@@ -64,12 +87,7 @@ export async function exec(
   if (st !== "created" && st !== "running") {
     throw new StateTransitionError(id, "exec in", st, ["created", "running"]);
   }
-  let base: Process | undefined, seccomp: unknown;
-  try {
-    const config = JSON.parse(Deno.readTextFileSync(`${rec.bundle}/config.json`)) as Spec;
-    base = config.process;
-    seccomp = config.linux?.seccomp;
-  } catch { /* the bundle went away: exec with what was given */ }
+  const { base, seccomp } = execBase(id, rec);
   let proc: Process;
   if (opts.process) {
     proc = opts.process;
@@ -108,14 +126,24 @@ export async function exec(
     throw new CapsuleError(`Invalid working directory "${proc.cwd}": it must be absolute`);
   }
   const namespaces: string[] = [];
-  const same = (ns: string) => {
+  const links = new Map<string, string>();
+  for (const ns of ["ipc", "uts", "net", "cgroup", "mnt", "user"]) {
     try {
-      return Deno.readLinkSync(`/proc/${rec.pid}/ns/${ns}`) ===
-        Deno.readLinkSync(`/proc/self/ns/${ns}`);
-    } catch {
-      return true;
+      links.set(ns, Deno.readLinkSync(`/proc/${rec.pid}/ns/${ns}`));
+    } catch (e) {
+      // Never "the host's, then": an unreadable namespace is a gone (or hidden) init.
+      throw new CapsuleError(
+        `Cannot exec in container "${id}": its ${ns} namespace cannot be read (${
+          (e as Error).message
+        }); is the container still running?`,
+      );
     }
-  };
+  }
+  // The links were read from the container's init, not from a process that took its pid.
+  if (!initAlive(rec)) {
+    throw new CapsuleError(`Cannot exec in container "${id}": its init process has exited`);
+  }
+  const same = (ns: string) => links.get(ns) === Deno.readLinkSync(`/proc/self/ns/${ns}`);
   for (const ns of ["ipc", "uts", "net", "cgroup", "mnt"]) if (!same(ns)) namespaces.push(ns);
   const execId = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
   const plan: ExecPlan = {
@@ -123,10 +151,7 @@ export async function exec(
     pid: rec.pid,
     namespaces,
     // The container's seccomp profile holds for what is exec'd into it too.
-    process: {
-      ...buildProcessPlan(proc),
-      seccomp: seccomp ? compileSeccomp(seccomp as SeccompProfile) : undefined,
-    },
+    process: { ...buildProcessPlan(proc), seccomp },
     logFd: undefined,
     setsid: (opts.detach && !opts.keepStdio) ?? false,
   };

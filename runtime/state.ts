@@ -2,6 +2,8 @@
 // container.log. Status is never stored: it is derived from the kernel (is the init alive,
 // with the same start time?) and from the fifo (still there = not started).
 import { CapsuleError, NotFoundError } from "./errors.ts";
+import type { SeccompFilter } from "./seccomp.ts";
+import type { Process } from "./spec.ts";
 import { ID_PATTERN, validateId } from "./ids.ts";
 
 /** A container's status (runtime spec "State"), derived from the kernel each time. */
@@ -31,6 +33,13 @@ export interface ContainerRecord {
   cgroupPaths?: Record<string, string>;
   /** The cgroups sit in capsule's default parent, removed with the last container. */
   cgroupParentShared?: boolean;
+  /**
+   * What exec takes from the container's config as create validated it (runc keeps the same):
+   * the init's process (environment, user, cwd, capabilities, rlimits, no_new_privileges) and the
+   * compiled seccomp filter. The bundle's config.json is never read again: a changed or missing
+   * file must not widen what exec'd processes may do.
+   */
+  exec?: { process: Process; seccomp?: SeccompFilter };
   /** The OCI hooks to run at start and delete. */
   hooks?: { poststart?: HookRecord[]; poststop?: HookRecord[] };
   /** Detached run: the log file of stdout/stderr. */

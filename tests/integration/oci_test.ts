@@ -261,3 +261,66 @@ function exists(path: string): boolean {
     return false;
   }
 }
+
+rootTest(
+  "exec takes the container's process and seccomp as created, not the bundle's file now",
+  async (root) => {
+    const b = await makeBundle("sleep 30", (s) => {
+      // A seccomp profile that refuses one harmless call, so that its presence shows.
+      s.linux!.seccomp = {
+        defaultAction: "SCMP_ACT_ALLOW",
+        architectures: ["SCMP_ARCH_X86_64"],
+        syscalls: [{ names: ["getpriority"], action: "SCMP_ACT_ERRNO" }],
+      } as never;
+    });
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "x1e"])).code, 0);
+      const pid = (await state(root, "x1e")).pid;
+      const initCaps = /CapEff:\s*(\w+)/.exec(Deno.readTextFileSync(`/proc/${pid}/status`))![1];
+      // The bundle's config goes away (or is replaced by a laxer one): exec is not widened.
+      Deno.removeSync(`${b}/config.json`);
+      const r = await capsule(root, [
+        "exec",
+        "x1e",
+        "grep",
+        "-E",
+        "^(CapEff|Seccomp):",
+        "/proc/self/status",
+      ]);
+      assertEquals(r.code, 0, r.stderr);
+      assertMatch(r.stdout, new RegExp(`CapEff:\\s*${initCaps}`));
+      assertMatch(r.stdout, /Seccomp:\s*2/);
+    } finally {
+      await capsule(root, ["delete", "-f", "x1e"]);
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "exec refuses a container whose init is gone, never the host's namespaces",
+  async (root) => {
+    const b = await makeBundle("sleep 30");
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "x2e"])).code, 0);
+      const pid = (await state(root, "x2e")).pid;
+      Deno.kill(pid, "SIGKILL");
+      await waitFor(
+        () => {
+          try {
+            return !Deno.readTextFileSync(`/proc/${pid}/stat`).includes(") S ");
+          } catch {
+            return true;
+          }
+        },
+        5000,
+        "init gone",
+      );
+      const r = await capsule(root, ["exec", "x2e", "true"]);
+      assert(r.code !== 0, "exec into a gone container succeeded");
+    } finally {
+      await capsule(root, ["delete", "-f", "x2e"]);
+      await removeAll(b);
+    }
+  },
+);
