@@ -2,7 +2,8 @@
 // named volumes. Thin: parse, call image/, print. The modules load lazily: `image run` never
 // loads the tar or registry code.
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
-import type { CommandDef, FlagDef, Globals } from "./types.ts";
+import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
+import { parseFlags } from "./parse.ts";
 import { formatFlag, listFlags, printJson, printListing } from "./output.ts";
 import { forceFlag, networkFlags, networkOptions } from "./lifecycle.ts";
 import { openRuntime } from "./runtime.ts";
@@ -23,6 +24,7 @@ function ago(iso: string): string {
 
 export const imageRunFlags: FlagDef[] = [
   { name: "id", type: "string", arg: "ID", help: "container id (default: 12 random hex digits)" },
+  { name: "name", type: "string", arg: "ID", help: "the same as --id (docker's spelling)" },
   {
     name: "detach",
     short: "d",
@@ -47,7 +49,19 @@ export const imageRunFlags: FlagDef[] = [
   { name: "user", short: "u", type: "string", arg: "UID[:GID]", help: "user (name or number)" },
   { name: "entrypoint", type: "string", arg: "CMD", help: "replace the image's Entrypoint" },
   { name: "cpushare", short: "c", type: "string", arg: "N", help: "cpu shares (1024 = one share)" },
-  { name: "memory", short: "m", type: "string", arg: "BYTES", help: "memory limit, e.g. 512m" },
+  {
+    name: "memory",
+    short: "m",
+    type: "string",
+    arg: "BYTES",
+    help: "memory limit, e.g. 512m (a number alone is bytes; at least 6m)",
+  },
+  {
+    name: "ulimit",
+    type: "list",
+    arg: "NAME=SOFT[:HARD]",
+    help: "process limit, e.g. nofile=65536:65536 (default nofile: capsule's own hard limit)",
+  },
   ...networkFlags,
   { name: "label", short: "l", type: "list", arg: "KEY=VALUE", help: "annotation" },
   {
@@ -65,6 +79,59 @@ export const imageRunFlags: FlagDef[] = [
   { name: "read-only", type: "boolean", help: "mount the container's root read-only" },
   { name: "tty", short: "t", type: "boolean", help: "allocate a terminal (process.terminal)" },
 ];
+
+/** --id or --name (docker's spelling); both only when they agree. */
+function containerId(flags: Parsed["flags"]): string | undefined {
+  const id = flags.id as string | undefined, name = flags.name as string | undefined;
+  if (id !== undefined && name !== undefined && id !== name) {
+    throw new UsageError(`Give the container's id once: --id "${id}" and --name "${name}" differ`);
+  }
+  return id ?? name;
+}
+
+/** Whether `tok` is an option of `image run` (--name, -name, -d, --name=value, -p=80). */
+function isRunOption(tok: string): boolean {
+  if (tok.length < 2 || !tok.startsWith("-") || tok === "--") return false;
+  const key = tok.replace(/^--?/, "").split("=")[0];
+  return imageRunFlags.some((f) => f.name === key || f.short === key);
+}
+
+/**
+ * `image runc`'s arguments after the image, as the original tool spells them: the command,
+ * then the options (`redis-server -id r1 -d -p 6379:6379`; single-dash long names; the first
+ * argument that is an option of `image run` starts the options); a command given as one
+ * argument with spaces is split at the spaces. `--` first keeps the command whole (a program
+ * with options of its own: `image runc IMG -- ls -l -d /`). Throws UsageError for an option
+ * `image run` does not know or a missing value.
+ */
+export function trailingOptions(rest: string[]): { command: string[]; flags: Parsed["flags"] } {
+  if (rest[0] === "--") return { command: rest.slice(1), flags: {} };
+  let at = rest.findIndex(isRunOption);
+  if (at < 0) at = rest.length;
+  let command = rest.slice(0, at);
+  if (command.length === 1 && /\s/.test(command[0].trim())) {
+    command = command[0].trim().split(/\s+/);
+  }
+  const parsed = parseFlags(rest.slice(at), imageRunFlags, undefined, "capsule image runc");
+  if (parsed.args.length) {
+    throw new UsageError(
+      `capsule image runc: "${parsed.args[0]}" comes after the options; give the command ` +
+        `first ("capsule image runc IMAGE CMD ARGS... -id NAME -d"), or use "capsule image run ` +
+        `[options] IMAGE CMD ARGS..."`,
+    );
+  }
+  return { command, flags: parsed.flags };
+}
+
+/** Options given before the image and after the command, together (lists joined). */
+function mergeFlags(a: Parsed["flags"], b: Parsed["flags"]): Parsed["flags"] {
+  const out: Parsed["flags"] = { ...a };
+  for (const [k, v] of Object.entries(b)) {
+    const cur = out[k];
+    out[k] = Array.isArray(cur) && Array.isArray(v) ? [...cur, ...v] : v;
+  }
+  return out;
+}
 
 /** Reads a secret: without echo on a terminal (after a prompt on stderr), else one line. */
 async function readSecret(prompt: string): Promise<string> {
@@ -115,6 +182,41 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
   const open = (needs: { id?: string; network?: boolean; image?: boolean; root?: string }) => {
     const g = globals();
     return openRuntime(needs.root ? { ...g, root: needs.root } : g, needs);
+  };
+  const runCommand = async (flags: Parsed["flags"], args: string[]) => {
+    const { runImage, randomId } = await import("../image/run.ts");
+    const g = globals();
+    let memory: number | undefined;
+    if (flags.memory !== undefined) {
+      const { parseMemory } = await import("../runtime/cgroups/mod.ts");
+      memory = parseMemory(flags.memory as string);
+    }
+    const shares = flags.cpushare as string | undefined;
+    if (shares !== undefined && !/^\d+$/.test(shares)) {
+      throw new CapsuleError(`Invalid --cpushare "${shares}": expected a whole number`);
+    }
+    return await runImage({
+      store: g.store,
+      root: g.root,
+      id: containerId(flags) ?? randomId(),
+      image: args[0],
+      command: args.slice(1),
+      entrypoint: flags.entrypoint as string | undefined,
+      cwd: flags.cwd as string | undefined,
+      hostname: flags.hostname as string | undefined,
+      env: (flags.env as string[] | undefined) ?? [],
+      user: flags.user as string | undefined,
+      cpuShares: shares === undefined ? undefined : Number(shares),
+      memory,
+      labels: (flags.label as string[] | undefined) ?? [],
+      volumes: (flags.volume as string[] | undefined) ?? [],
+      ulimits: (flags.ulimit as string[] | undefined) ?? [],
+      readOnly: flags["read-only"] === true,
+      tty: flags.tty === true,
+      detach: flags.detach === true,
+      rm: flags.rm === true,
+      network: networkOptions(flags),
+    }, open);
   };
   return [
     {
@@ -308,45 +410,23 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
         },
         {
           name: "run",
-          aliases: ["runc"],
           summary: "run a container from an image (options before the image, then the command)",
           usage: "<image> [command [args...]]",
           args: [1, Infinity],
           stopAfter: 1,
           flags: imageRunFlags,
-          run: async ({ flags, args }) => {
-            const { runImage, randomId } = await import("../image/run.ts");
-            const g = globals();
-            let memory: number | undefined;
-            if (flags.memory !== undefined) {
-              const { parseMemory } = await import("../runtime/cgroups/mod.ts");
-              memory = parseMemory(flags.memory as string);
-            }
-            const shares = flags.cpushare as string | undefined;
-            if (shares !== undefined && !/^\d+$/.test(shares)) {
-              throw new CapsuleError(`Invalid --cpushare "${shares}": expected a whole number`);
-            }
-            return await runImage({
-              store: g.store,
-              root: g.root,
-              id: (flags.id as string | undefined) ?? randomId(),
-              image: args[0],
-              command: args.slice(1),
-              entrypoint: flags.entrypoint as string | undefined,
-              cwd: flags.cwd as string | undefined,
-              hostname: flags.hostname as string | undefined,
-              env: (flags.env as string[] | undefined) ?? [],
-              user: flags.user as string | undefined,
-              cpuShares: shares === undefined ? undefined : Number(shares),
-              memory,
-              labels: (flags.label as string[] | undefined) ?? [],
-              volumes: (flags.volume as string[] | undefined) ?? [],
-              readOnly: flags["read-only"] === true,
-              tty: flags.tty === true,
-              detach: flags.detach === true,
-              rm: flags.rm === true,
-              network: networkOptions(flags),
-            }, open);
+          run: ({ flags, args }) => runCommand(flags, args),
+        },
+        {
+          name: "runc",
+          summary: "image run, with the options also after the command (-id NAME -d -p ...)",
+          usage: "<image> [command [args...]] [options]  (-- before a command that has options)",
+          args: [1, Infinity],
+          stopAfter: 1,
+          flags: imageRunFlags,
+          run: ({ flags, args }) => {
+            const t = trailingOptions(args.slice(1));
+            return runCommand(mergeFlags(flags, t.flags), [args[0], ...t.command]);
           },
         },
         {

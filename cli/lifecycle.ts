@@ -1,5 +1,5 @@
 // The OCI lifecycle commands: spec, create, start, run, state, list, kill, delete.
-import { CapsuleError } from "../runtime/errors.ts";
+import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { rootlessSpec, starterSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
@@ -288,6 +288,47 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       }],
       run: async ({ flags, args }: Parsed) => {
         (await rt(args[0])).kill(args[0], parseSignal(args[1] ?? "TERM"), flags.all === true);
+      },
+    },
+    {
+      name: "stop",
+      summary: "stop containers: the stop signal (default SIGTERM), a grace period, then SIGKILL",
+      usage: "<container-id>...",
+      args: [1, Infinity],
+      flags: [{
+        name: "time",
+        short: "t",
+        type: "string",
+        arg: "SECONDS",
+        help: "grace period before SIGKILL (default 10)",
+      }, {
+        name: "signal",
+        short: "s",
+        type: "string",
+        arg: "SIG",
+        help: "stop signal (default: the image's StopSignal, else SIGTERM)",
+      }],
+      run: async ({ flags, args }: Parsed) => {
+        const t = flags.time as string | undefined;
+        if (t !== undefined && !/^\d+(\.\d+)?$/.test(t)) {
+          throw new UsageError(`Invalid --time "${t}": expected seconds, e.g. -t 10`);
+        }
+        const signal = flags.signal === undefined ? undefined : parseSignal(flags.signal as string);
+        let failed = 0;
+        for (const id of args) {
+          try {
+            await (await rt(id)).stop(id, {
+              timeout: t === undefined ? undefined : Number(t),
+              signal,
+            });
+            console.log(id);
+          } catch (e) {
+            if (args.length === 1) throw e;
+            console.error(`capsule: ${(e as Error).message}`);
+            failed++;
+          }
+        }
+        if (failed) return 1;
       },
     },
     {

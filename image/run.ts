@@ -86,6 +86,15 @@ function mergedView(lowers: string[], at: string): string {
   return at;
 }
 
+/** capsule's own RLIMIT_NOFILE, or undefined if it cannot be read. */
+function ownNofile(): [bigint, bigint] | undefined {
+  try {
+    return libc.getrlimit(7);
+  } catch {
+    return undefined;
+  }
+}
+
 /** A short random id, like docker's (12 hex digits). */
 export function randomId(): string {
   return crypto.randomUUID().replaceAll("-", "").slice(0, 12);
@@ -196,6 +205,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
     rootfs: `${dir}/merged`,
     mounts: [],
     hostEnv: (k) => Deno.env.get(k),
+    nofile: ownNofile(),
     passwd: imageText(lowers, "etc/passwd"),
     group: imageText(lowers, "etc/group"),
   });
@@ -293,7 +303,7 @@ export async function destroyContainer(
       const status = rt.status(rec);
       if (status !== "stopped" && !force) {
         throw new CapsuleError(
-          `Container "${id}" is ${status}; stop it first ("capsule kill ${id}") or use -f`,
+          `Container "${id}" is ${status}; stop it first ("capsule stop ${id}") or use -f`,
         );
       }
     }

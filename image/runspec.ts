@@ -2,6 +2,7 @@
 // root): the OCI spec from the image's config with the flags over it, and the -v volumes.
 import { CapsuleError } from "../runtime/errors.ts";
 import { DEFAULT_PATH, defaultSpec, type Mount, type Spec } from "../runtime/spec.ts";
+import { MIN_MEMORY } from "../runtime/cgroups/util.ts";
 import type { ImageConfig } from "./store.ts";
 import { NAME_PATTERN } from "./store.ts";
 
@@ -19,6 +20,75 @@ export interface RunFlags {
   labels?: string[];
   readOnly?: boolean;
   tty?: boolean;
+  /** --ulimit values, docker's syntax: NAME=SOFT[:HARD] (nofile=65536:65536). */
+  ulimits?: string[];
+}
+
+/** One process rlimit of config.json (runtime spec "POSIX process" rlimits). */
+export interface Rlimit {
+  type: string;
+  soft: number;
+  hard: number;
+}
+
+/** docker's --ulimit names (setrlimit(2) without RLIMIT_, lowercase). */
+const ULIMIT_NAMES = [
+  "as",
+  "core",
+  "cpu",
+  "data",
+  "fsize",
+  "locks",
+  "memlock",
+  "msgqueue",
+  "nice",
+  "nofile",
+  "nproc",
+  "rss",
+  "rtprio",
+  "rttime",
+  "sigpending",
+  "stack",
+];
+
+/**
+ * --ulimit values (docker's syntax: `NAME=SOFT[:HARD]`, one value sets both) into rlimits,
+ * a later one for the same name replacing an earlier one. Throws CapsuleError naming the value
+ * for an unknown name, a value that is no whole number (unlimited is not offered: JSON numbers
+ * cannot carry 2^64-1 exactly), or a soft limit above the hard one.
+ */
+export function parseUlimits(values: string[]): Rlimit[] {
+  const out = new Map<string, Rlimit>();
+  for (const v of values) {
+    const m = /^([a-z]+)=(\d{1,15})(?::(\d{1,15}))?$/.exec(v);
+    if (!m || !ULIMIT_NAMES.includes(m[1])) {
+      throw new CapsuleError(
+        `Invalid --ulimit "${v}": use NAME=SOFT[:HARD] with whole numbers, e.g. nofile=65536:65536 ` +
+          `(names: ${ULIMIT_NAMES.join(", ")})`,
+      );
+    }
+    const soft = Number(m[2]), hard = Number(m[3] ?? m[2]);
+    if (soft > hard) {
+      throw new CapsuleError(
+        `Invalid --ulimit "${v}": the soft limit ${soft} is above the hard limit ${hard}`,
+      );
+    }
+    out.set(m[1], { type: `RLIMIT_${m[1].toUpperCase()}`, soft, hard });
+  }
+  return [...out.values()];
+}
+
+/**
+ * The open-files limit an image container gets without --ulimit nofile: capsule's own hard
+ * limit (as docker's containers inherit dockerd's), for soft and hard alike, at most 1048576
+ * (docker's usual value; programs that close every possible fd at start take long past it).
+ * `own` is capsule's [soft, hard] (getrlimit); unknown: 1024.
+ */
+export function defaultNofile(own: [bigint, bigint] | undefined): Rlimit {
+  const cap = 1048576n;
+  const hard = own ? (own[1] > cap ? cap : own[1]) : 1024n;
+  const n = Number(hard);
+  return { type: "RLIMIT_NOFILE", soft: n, hard: n };
 }
 
 export type Volume =
@@ -178,6 +248,8 @@ export interface SpecInputs {
   /** Resolved volume mounts (host source paths). */
   mounts: Mount[];
   hostEnv?: (k: string) => string | undefined;
+  /** capsule's own RLIMIT_NOFILE [soft, hard], for the default (see defaultNofile). */
+  nofile?: [bigint, bigint];
   /** The image's /etc/passwd and /etc/group, for a user name. */
   passwd?: string;
   group?: string;
@@ -219,7 +291,11 @@ export function buildSpec(i: SpecInputs): Spec {
   p.terminal = flags.tty === true;
   // An image run is not a hand-written bundle: docker's looser defaults, not runc's starter.
   p.noNewPrivileges = false;
-  p.rlimits = [{ type: "RLIMIT_NOFILE", hard: 1024, soft: 1024 }];
+  const ulimits = parseUlimits(flags.ulimits ?? []);
+  p.rlimits = [
+    ...(ulimits.some((r) => r.type === "RLIMIT_NOFILE") ? [] : [defaultNofile(i.nofile)]),
+    ...ulimits,
+  ];
   const caps = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
@@ -263,7 +339,15 @@ export function buildSpec(i: SpecInputs): Spec {
     }
     resources.cpu = { shares: flags.cpuShares };
   }
-  if (flags.memory !== undefined) resources.memory = { limit: flags.memory };
+  if (flags.memory !== undefined && flags.memory !== 0) {
+    if (flags.memory !== -1 && flags.memory < MIN_MEMORY) {
+      throw new CapsuleError(
+        `Invalid memory limit ${flags.memory} bytes: the minimum is ${MIN_MEMORY} bytes (6m), ` +
+          `as docker's; a number without a unit is bytes: give one, e.g. -m 512m`,
+      );
+    }
+    resources.memory = { limit: flags.memory };
+  }
   return spec;
 }
 

@@ -15,12 +15,14 @@ import { kill } from "./kill.ts";
 import * as query from "./query.ts";
 import { run } from "./run.ts";
 import { start } from "./start.ts";
+import { stop, type StopOptions } from "./stop.ts";
 import type { ContainerRecord, StateStore, Status } from "./state.ts";
 
 export type { CreateContext, Extension, PrepareContext, Prepared } from "./extension.ts";
 export type { RuntimeContext, RuntimeOptions } from "./context.ts";
 export type { CreateOptions } from "./create.ts";
 export type { ExecOptions } from "./exec.ts";
+export type { StopOptions } from "./stop.ts";
 export type { OciState, ProcessInfo } from "./query.ts";
 
 /**
@@ -167,6 +169,16 @@ export class Runtime {
    */
   kill(id: string, signal: number, all = false): void {
     kill(this.ctx, id, signal, all);
+  }
+
+  /**
+   * Stops a container (docker's stop): its stop signal (the image's StopSignal, else SIGTERM),
+   * up to `timeout` seconds (default 10) for the init to exit, then SIGKILL to all its
+   * processes. A stopped container is no error. Resolves to true when SIGKILL was needed.
+   * Throws NotFoundError for an unknown id, CapsuleError if processes survive SIGKILL.
+   */
+  stop(id: string, opts: StopOptions = {}): Promise<boolean> {
+    return stop(this.ctx, id, opts);
   }
 
   /**

@@ -39,6 +39,12 @@ function unescapeMountField(s: string): string {
 }
 
 /** Parse mountinfo text (proc(5)) into its cgroup mounts, in file order. */
+/**
+ * The smallest memory limit capsule accepts for an image container (docker's, 6 MiB): a
+ * process (and capsule's init before it) cannot start in less.
+ */
+export const MIN_MEMORY = 6 * 1024 * 1024;
+
 export function parseMountinfo(text: string, fsRoot = ""): CgroupMount[] {
   const out: CgroupMount[] = [];
   for (const line of text.split("\n")) {
@@ -268,6 +274,11 @@ export function executePlan(ops: WriteOp[]): void {
     }
     let reason = osReason(e);
     if (isNotFound(e) && op.missingHint) reason += ` (${op.missingHint})`;
+    // The kernel refuses a memory limit below what the cgroup holds already (EBUSY).
+    if (e instanceof Deno.errors.Busy && /^memory/.test(op.what)) {
+      reason += `: the container uses more already; the minimum memory limit is ` +
+        `${MIN_MEMORY} bytes (6m)`;
+    }
     throw new CapsuleError(`Cannot set ${op.what} ${op.value} in ${op.file}: ${reason}`, {
       cause: e,
     });

@@ -2,8 +2,10 @@
 // flags, and the parsing of -v, -e, -l and users.
 import {
   buildSpec,
+  defaultNofile,
   mergeEnv,
   parseLabels,
+  parseUlimits,
   parseVolume,
   parseVolumes,
   resolveUser,
@@ -152,4 +154,51 @@ Deno.test("mergeEnv and resolveUser", () => {
   assertEquals(mergeEnv(["A=1", "B=2"], ["A=3", "C"]), ["A=3", "B=2", "C"]);
   assertEquals(resolveUser("33", "www:x:33:34::/:/bin/false\n", undefined), { uid: 33, gid: 34 });
   assertEquals(resolveUser("5:6", undefined, undefined), { uid: 5, gid: 6 });
+});
+
+Deno.test("buildSpec: -m below 6 MiB is refused naming the minimum; 0 and -1 mean no limit", () => {
+  assertThrows(() => spec({ Cmd: ["sh"] }, { memory: 512 }), CapsuleError, "minimum is 6291456");
+  assertThrows(() => spec({ Cmd: ["sh"] }, { memory: 6291455 }), CapsuleError, "(6m)");
+  const ok = spec({ Cmd: ["sh"] }, { memory: 6291456 }).linux!.resources as Record<string, unknown>;
+  assertEquals(ok.memory, { limit: 6291456 });
+  const zero = spec({ Cmd: ["sh"] }, { memory: 0 }).linux!.resources as Record<string, unknown>;
+  assertEquals(zero.memory, undefined);
+  const inf = spec({ Cmd: ["sh"] }, { memory: -1 }).linux!.resources as Record<string, unknown>;
+  assertEquals(inf.memory, { limit: -1 });
+});
+
+Deno.test("--ulimit: docker's syntax; the default nofile is capsule's own hard limit", () => {
+  assertEquals(parseUlimits(["nofile=100:200", "nproc=50", "nofile=300:400"]), [
+    { type: "RLIMIT_NOFILE", soft: 300, hard: 400 },
+    { type: "RLIMIT_NPROC", soft: 50, hard: 50 },
+  ]);
+  for (const bad of ["nofile", "nofile=a", "files=1", "nofile=-1", "nofile=2:1", "NOFILE=1"]) {
+    assertThrows(() => parseUlimits([bad]), CapsuleError, "--ulimit");
+  }
+  assertEquals(defaultNofile([1024n, 524288n]), {
+    type: "RLIMIT_NOFILE",
+    soft: 524288,
+    hard: 524288,
+  });
+  assertEquals(defaultNofile([1024n, 1n << 40n]).hard, 1048576);
+  assertEquals(defaultNofile(undefined).hard, 1024);
+  const s = buildSpec({
+    config: { Cmd: ["sh"] },
+    flags: flags({ ulimits: ["core=0"] }),
+    rootfs: "/r",
+    mounts: [],
+    nofile: [1024n, 65536n],
+  });
+  assertEquals(s.process!.rlimits, [
+    { type: "RLIMIT_NOFILE", soft: 65536, hard: 65536 },
+    { type: "RLIMIT_CORE", soft: 0, hard: 0 },
+  ]);
+  const own = buildSpec({
+    config: { Cmd: ["sh"] },
+    flags: flags({ ulimits: ["nofile=10:20"] }),
+    rootfs: "/r",
+    mounts: [],
+    nofile: [1024n, 65536n],
+  });
+  assertEquals(own.process!.rlimits, [{ type: "RLIMIT_NOFILE", soft: 10, hard: 20 }]);
 });
