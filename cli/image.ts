@@ -430,6 +430,23 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           },
         },
         {
+          name: "start",
+          summary: "start a stopped container from an image again, from its kept writable layer",
+          usage: "<container-id>",
+          args: [1, 1],
+          flags: [{
+            name: "attach",
+            short: "a",
+            type: "boolean",
+            help: "run in the foreground (default: detached, output to the container's log)",
+          }],
+          run: async ({ flags, args }) => {
+            const { startContainer } = await import("../image/run.ts");
+            const g = globals();
+            return await startContainer(g.store, g.root, args[0], flags.attach === true, open);
+          },
+        },
+        {
           name: "destroyc",
           summary: "delete a container from an image with its writable layer and anonymous volumes",
           usage: "<container-id>",

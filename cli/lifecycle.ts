@@ -105,7 +105,17 @@ export function printContainers(flags: Parsed["flags"], states: OciState[]): voi
     return;
   }
   const withIp = states.some((s) => s.ip);
-  const headers = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER", ...(withIp ? ["IP"] : [])];
+  const withImage = states.some((s) => s.image);
+  const headers = [
+    "ID",
+    "PID",
+    "STATUS",
+    "BUNDLE",
+    "CREATED",
+    "OWNER",
+    ...(withIp ? ["IP"] : []),
+    ...(withImage ? ["IMAGE"] : []),
+  ];
   console.log(table(
     headers,
     states.map((s) => [
@@ -116,6 +126,7 @@ export function printContainers(flags: Parsed["flags"], states: OciState[]): voi
       s.created,
       s.owner,
       ...(withIp ? [String(s.ip ?? "")] : []),
+      ...(withImage ? [String(s.image ?? "")] : []),
     ]),
   ));
 }

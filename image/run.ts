@@ -247,6 +247,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
       rm: req.rm === true,
       ...(image.lowers ? { lowers: image.lowers } : {}),
       volumes: info,
+      ...(req.network !== undefined ? { network: req.network } : {}),
     };
     writeFileAtomic(`${dir}/container.json`, JSON.stringify(record, null, 2) + "\n");
     writeFileAtomic(`${dir}/config.json`, JSON.stringify(spec, null, 2) + "\n");
@@ -273,6 +274,64 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
     }
     throw e;
   }
+}
+
+/**
+ * `image start ID` (docker start): runs a stopped container from an image again, from its
+ * kept writable layer, with the same config.json (volumes, limits) and the same network
+ * options (network, published ports, links). Detached (the id is printed) unless `attach`,
+ * which returns the program's exit status. The stopped container's runtime state is deleted
+ * first (its address is given back, and taken again). Throws CapsuleError for an unknown id,
+ * a container that is not stopped, one run with --rm, or a deleted image.
+ */
+export async function startContainer(
+  store: string,
+  root: string,
+  id: string,
+  attach: boolean,
+  open: OpenRuntime,
+): Promise<number> {
+  validateId(id);
+  const info = readContainerInfo(store, id);
+  const dir = paths.container(store, id);
+  if (!info || !exists(`${dir}/config.json`)) {
+    throw new CapsuleError(
+      `No container "${id}" from an image in ${store}; see "capsule list" (run one with ` +
+        `"capsule image run")`,
+    );
+  }
+  if (info.rm) {
+    throw new CapsuleError(
+      `Container "${id}" was run with --rm: it is removed when it stops, not started again`,
+    );
+  }
+  readImage(store, info.image); // a clear error if the image was deleted meanwhile
+  const stateRoot = info.root ?? root;
+  if (exists(`${stateRoot}/${id}`)) {
+    const rt = await open({ id, image: true, root: stateRoot });
+    const rec = rt.store.read(id);
+    if (rec) {
+      const status = rt.status(rec);
+      if (status !== "stopped") {
+        throw new CapsuleError(
+          `Container "${id}" is ${status}; "capsule image start" starts a stopped one ` +
+            `(stop it first with "capsule stop ${id}")`,
+        );
+      }
+    }
+    await rt.delete(id, { force: true });
+  }
+  const rt = await open({ image: true, network: info.network !== undefined, root: stateRoot });
+  const ext: Record<string, unknown> = {
+    image: { image: info.image, rm: false } satisfies ImageRunOptions,
+  };
+  if (info.network !== undefined) ext.network = info.network;
+  if (!attach) {
+    const code = await rt.run(id, { bundle: dir, detach: true, ext });
+    console.log(id);
+    return code;
+  }
+  return await rt.run(id, { bundle: dir, ext });
 }
 
 /**

@@ -320,7 +320,18 @@ export function buildSpec(i: SpecInputs): Spec {
   };
   spec.hostname = hostname;
   spec.root = { path: i.rootfs, readonly: flags.readOnly === true };
-  spec.mounts = [...spec.mounts!, ...i.mounts];
+  spec.mounts = [
+    ...spec.mounts!,
+    // The container's own cgroup, read-only (in its cgroup namespace): programs size
+    // themselves from memory.max / memory.limit_in_bytes (JVMs, Go), as under docker.
+    {
+      destination: "/sys/fs/cgroup",
+      type: "cgroup",
+      source: "cgroup",
+      options: ["nosuid", "noexec", "nodev", "relatime", "ro"],
+    },
+    ...i.mounts,
+  ];
   const annotations: Record<string, string> = {
     ...(config.Labels ?? {}),
     // The OCI annotation engines read for the signal that stops the container.

@@ -122,6 +122,8 @@ export interface ContainerInfo {
     destination: string;
     name?: string;
   }[];
+  /** The network extension's options it was run with (--network, -p, --link): image start. */
+  network?: unknown;
 }
 
 export const paths = {

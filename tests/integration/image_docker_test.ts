@@ -1,0 +1,215 @@
+// Image containers as a docker user lives them (issue 15): stop, --name, --ulimit and the
+// default nofile, -m's minimum, `image runc`'s trailing options, /sys/fs/cgroup inside.
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  buildBusyboxRootfs,
+  capsule,
+  type Result,
+  rootTest,
+} from "../helpers.ts";
+
+/** A temp store with a busybox image "bb" imported; everything is removed afterwards. */
+async function withImage(
+  fn: (c: (...args: string[]) => Promise<Result>, store: string, tmp: string) => Promise<void>,
+  root: string,
+): Promise<void> {
+  const tmp = await Deno.makeTempDir({ prefix: "capsule-docker-" });
+  const store = `${tmp}/store`;
+  const c = (...args: string[]) => capsule(root, ["--store", store, ...args]);
+  try {
+    Deno.mkdirSync(`${tmp}/rootfs`);
+    await buildBusyboxRootfs(`${tmp}/rootfs`);
+    const tar = await new Deno.Command("tar", {
+      args: ["-C", `${tmp}/rootfs`, "-cf", `${tmp}/bb.tar`, "."],
+    }).output();
+    assert(tar.success, "tar failed");
+    const r = await c("image", "create", "-q", "bb", `${tmp}/bb.tar`);
+    assertEquals(r.code, 0, r.stderr);
+    await fn(c, store, tmp);
+  } finally {
+    for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {
+      const mp = line.split(" ")[4];
+      if (mp?.startsWith(tmp)) await new Deno.Command("umount", { args: ["-l", mp] }).output();
+    }
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
+}
+
+const containers = (store: string) => {
+  try {
+    return [...Deno.readDirSync(`${store}/containers`)].map((e) => e.name);
+  } catch {
+    return [];
+  }
+};
+
+rootTest(
+  "image stop: sleep as PID 1 ignores SIGTERM and is killed in the grace period",
+  async (root) => {
+    await withImage(async (c) => {
+      const r = await c("image", "run", "-d", "--name", "sl", "bb", "sleep", "1000");
+      assertEquals([r.code, r.stdout], [0, "sl\n"], r.stderr);
+      const busy = await c("image", "destroyc", "sl");
+      assertEquals(busy.code, 1);
+      assertMatch(busy.stderr, /is running; stop it first \("capsule stop sl"\)/);
+      const t0 = Date.now();
+      const s = await c("stop", "-t", "1", "sl");
+      const took = Date.now() - t0;
+      assertEquals(s.code, 0, s.stderr);
+      assert(took >= 1000 && took < 4000, `stop -t 1 took ${took} ms`);
+      assertEquals(JSON.parse((await c("state", "sl")).stdout).status, "stopped");
+      assertEquals((await c("image", "destroyc", "sl")).code, 0);
+    }, root);
+  },
+);
+
+rootTest("image run: --name and --id, a random id shown with -d", async (root) => {
+  await withImage(async (c, store) => {
+    const d = await c("image", "run", "-d", "bb", "true");
+    assertEquals(d.code, 0, d.stderr);
+    assertMatch(d.stdout, /^[0-9a-f]{12}\n$/);
+    assertEquals(containers(store), [d.stdout.trim()]);
+    const both = await c("image", "run", "--id", "a", "--name", "b", "bb", "true");
+    assertEquals(both.code, 2);
+    assertMatch(both.stderr, /--id "a" and --name "b" differ/);
+    const n = await c("image", "run", "--rm", "--name", "nm", "bb", "hostname");
+    assertEquals([n.code, n.stdout], [0, "nm\n"], n.stderr);
+    await c("delete", "-f", d.stdout.trim());
+    assertEquals((await c("image", "destroyc", d.stdout.trim())).code, 0);
+  }, root);
+});
+
+/** "Max open files  SOFT  HARD  files" of a /proc/PID/limits text. */
+const nofile = (limits: string) => /^Max open files\s+(\d+)\s+(\d+)/m.exec(limits)?.slice(1, 3);
+
+rootTest(
+  "image run: --ulimit, and the default nofile is capsule's own hard limit",
+  async (root) => {
+    await withImage(async (c) => {
+      const u = await c(
+        "image",
+        "run",
+        "--rm",
+        "--ulimit",
+        "nofile=4096:8192",
+        "--ulimit",
+        "nproc=300",
+        "bb",
+        "cat",
+        "/proc/self/limits",
+      );
+      assertEquals(u.code, 0, u.stderr);
+      assertEquals(nofile(u.stdout), ["4096", "8192"]);
+      assertMatch(u.stdout, /^Max processes\s+300\s+300/m);
+      // capsule inherits this process's limits: its hard one is the container's default.
+      const hard = Math.min(
+        Number(nofile(Deno.readTextFileSync("/proc/self/limits"))![1]),
+        1048576,
+      );
+      const d = await c("image", "run", "--rm", "bb", "cat", "/proc/self/limits");
+      assertEquals(nofile(d.stdout), [String(hard), String(hard)], d.stderr);
+      assert(hard > 1024, `this host's hard nofile is ${hard}: the test proves nothing`);
+      const bad = await c("image", "run", "--rm", "--ulimit", "nofile=9:1", "bb", "true");
+      assertEquals(bad.code, 1);
+      assertMatch(bad.stderr, /Invalid --ulimit "nofile=9:1": the soft limit 9 is above/);
+    }, root);
+  },
+);
+
+rootTest("image run: -m 512 is refused naming the minimum, nothing left", async (root) => {
+  await withImage(async (c, store) => {
+    const r = await c("image", "run", "-m", "512", "--name", "tiny", "bb", "true");
+    assertEquals(r.code, 1);
+    assertMatch(r.stderr, /Invalid memory limit 512 bytes: the minimum is 6291456 bytes \(6m\)/);
+    assertEquals(containers(store), []);
+    const ok = await c("image", "run", "--rm", "-m", "6m", "bb", "echo", "fits");
+    assertEquals([ok.code, ok.stdout], [0, "fits\n"], ok.stderr);
+  }, root);
+});
+
+rootTest("image run: /sys/fs/cgroup shows the container's own limit, read-only", async (root) => {
+  await withImage(async (c) => {
+    const r = await c(
+      "image",
+      "run",
+      "--rm",
+      "-m",
+      "64m",
+      "bb",
+      "sh",
+      "-c",
+      "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes;" +
+        " mkdir /sys/fs/cgroup/x 2>/dev/null && echo rw || echo ro",
+    );
+    assertEquals([r.code, r.stdout], [0, "67108864\nro\n"], r.stderr);
+  }, root);
+});
+
+rootTest("image runc: the original's trailing options, a quoted command", async (root) => {
+  await withImage(async (c, store) => {
+    const r = await c("image", "runc", "bb", "echo hi there", "-id", "rc1", "-rm");
+    assertEquals([r.code, r.stdout], [0, "hi there\n"], r.stderr);
+    const d = await c("image", "runc", "bb", "sleep", "1000", "-name", "rc2", "-d");
+    assertEquals([d.code, d.stdout], [0, "rc2\n"], d.stderr);
+    assertEquals((await c("stop", "-t", "0", "rc2")).code, 0);
+    assertEquals((await c("image", "destroyc", "rc2")).code, 0);
+    const w = await c("image", "runc", "bb", "echo", "-d", "stray");
+    assertEquals(w.code, 2);
+    assertMatch(w.stderr, /"stray" comes after the options/);
+    const whole = await c("image", "runc", "--rm", "bb", "--", "echo", "-d", "x");
+    assertEquals([whole.code, whole.stdout], [0, "-d x\n"], whole.stderr);
+    assertEquals(containers(store), []);
+  }, root);
+});
+
+rootTest(
+  "image start: a stopped container runs again with its layer's files and volume",
+  async (root) => {
+    await withImage(async (c, store, tmp) => {
+      Deno.mkdirSync(`${tmp}/vol`);
+      const prog = "echo run >> /f; echo run >> /data/v; echo $(wc -l < /f) $(wc -l < /data/v)";
+      const r = await c(
+        "image",
+        "run",
+        "--name",
+        "st",
+        "-v",
+        `${tmp}/vol:/data`,
+        "bb",
+        "sh",
+        "-c",
+        prog,
+      );
+      assertEquals([r.code, r.stdout], [0, "1 1\n"], r.stderr);
+      const a = await c("image", "start", "-a", "st");
+      assertEquals([a.code, a.stdout], [0, "2 2\n"], a.stderr);
+      // Detached: the id, then the program runs to its end; once stopped it starts again.
+      const d = await c("image", "start", "st");
+      assertEquals([d.code, d.stdout], [0, "st\n"], d.stderr);
+      for (let i = 0; i < 100; i++) {
+        if (JSON.parse((await c("state", "st")).stdout).status === "stopped") break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      const again = await c("image", "start", "-a", "st");
+      assertEquals([again.code, again.stdout], [0, "4 4\n"], again.stderr);
+      assertEquals(Deno.readTextFileSync(`${tmp}/vol/v`), "run\nrun\nrun\nrun\n");
+      // A running one is refused; an unknown id too; neither changes anything.
+      const s2 = await c("image", "run", "-d", "--name", "busy", "bb", "sleep", "1000");
+      assertEquals(s2.code, 0, s2.stderr);
+      const list = await c("list");
+    assertMatch(list.stdout, /^ID\s+PID\s+STATUS\s+BUNDLE\s+CREATED\s+OWNER\s+IMAGE\n/);
+    assertMatch(list.stdout, /\nbusy\s+\d+\s+running\s+.*\sbb\n/);
+    const running = await c("image", "start", "busy");
+      assertEquals(running.code, 1);
+      assertMatch(running.stderr, /"busy" is running; .*capsule stop busy/);
+      const none = await c("image", "start", "nosuch");
+      assertEquals(none.code, 1);
+      assertMatch(none.stderr, /No container "nosuch"/);
+      assertEquals((await c("stop", "-t", "0", "busy")).code, 0);
+      for (const id of ["st", "busy"]) assertEquals((await c("image", "destroyc", id)).code, 0);
+      assertEquals(containers(store), []);
+    }, root);
+  },
+);
