@@ -199,9 +199,9 @@ rootTest(
       const s2 = await c("image", "run", "-d", "--name", "busy", "bb", "sleep", "1000");
       assertEquals(s2.code, 0, s2.stderr);
       const list = await c("list");
-    assertMatch(list.stdout, /^ID\s+PID\s+STATUS\s+BUNDLE\s+CREATED\s+OWNER\s+IMAGE\n/);
-    assertMatch(list.stdout, /\nbusy\s+\d+\s+running\s+.*\sbb\n/);
-    const running = await c("image", "start", "busy");
+      assertMatch(list.stdout, /^ID\s+PID\s+STATUS\s+BUNDLE\s+CREATED\s+OWNER\s+IMAGE\n/);
+      assertMatch(list.stdout, /\nbusy\s+\d+\s+running\s+.*\sbb(:latest)?\n/);
+      const running = await c("image", "start", "busy");
       assertEquals(running.code, 1);
       assertMatch(running.stderr, /"busy" is running; .*capsule stop busy/);
       const none = await c("image", "start", "nosuch");
