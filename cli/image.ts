@@ -72,6 +72,18 @@ export const imageRunFlags: FlagDef[] = [
     help: "volume: CTR (anonymous), NAME:CTR (named), /HOST:CTR (host directory)",
   },
   {
+    name: "log-max-size",
+    type: "string",
+    arg: "BYTES",
+    help: "with -d: rotate the container's log past this size (default 10m; 0: never)",
+  },
+  {
+    name: "log-max-files",
+    type: "string",
+    arg: "N",
+    help: "with -d: log files kept, the current one included (default 3)",
+  },
+  {
     name: "rm",
     type: "boolean",
     help: "remove the writable layer and anonymous volumes when the container is deleted",
@@ -186,6 +198,20 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
   const runCommand = async (flags: Parsed["flags"], args: string[]) => {
     const { runImage, randomId } = await import("../image/run.ts");
     const g = globals();
+    const waited = Deno.env.get("CAPSULE_WAITED");
+    if (flags.detach === true && !waited) {
+      const w = await import("../image/waiter.ts");
+      const { parseMemory } = await import("../runtime/cgroups/mod.ts");
+      const log = w.parseLogOptions(
+        flags["log-max-size"] as string | undefined,
+        flags["log-max-files"] as string | undefined,
+        parseMemory,
+      );
+      if (w.waiterAvailable()) {
+        const id = containerId(flags) ?? randomId();
+        return await w.runUnderWaiter(id, `${g.root}/${id}`, log);
+      }
+    }
     let memory: number | undefined;
     if (flags.memory !== undefined) {
       const { parseMemory } = await import("../runtime/cgroups/mod.ts");
@@ -198,7 +224,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
     return await runImage({
       store: g.store,
       root: g.root,
-      id: containerId(flags) ?? randomId(),
+      id: containerId(flags) ?? waited ?? randomId(),
       image: args[0],
       command: args.slice(1),
       entrypoint: flags.entrypoint as string | undefined,
@@ -443,6 +469,14 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           run: async ({ flags, args }) => {
             const { startContainer } = await import("../image/run.ts");
             const g = globals();
+            if (!flags.attach && !Deno.env.get("CAPSULE_WAITED")) {
+              const w = await import("../image/waiter.ts");
+              const { readContainerInfo } = await import("../image/store.ts");
+              if (w.waiterAvailable()) {
+                const root = readContainerInfo(g.store, args[0])?.root ?? g.root;
+                return await w.runUnderWaiter(args[0], `${root}/${args[0]}`, w.LOG_DEFAULTS);
+              }
+            }
             return await startContainer(g.store, g.root, args[0], flags.attach === true, open);
           },
         },

@@ -5,7 +5,7 @@ import { rootlessSpec, starterSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import { listFlags, pidFileOption, printJson, table } from "./output.ts";
 import { openRuntime } from "./runtime.ts";
-import type { OciState } from "../runtime/container.ts";
+import type { OciState, Runtime } from "../runtime/container.ts";
 
 const bundleFlag = {
   name: "bundle",
@@ -86,6 +86,17 @@ const ignored = (name: string) => ({
  * states with runc's keys in runc's order (ociVersion, id, pid, status, bundle, rootfs, created,
  * annotations, owner), then capsule's own (ip).
  */
+/**
+ * A stopped container's state with the exit status its waiter kept (image containers run
+ * detached: image/waiter.ts), as `exitCode`; others unchanged.
+ */
+async function withExitStatus(r: Runtime, s: OciState): Promise<OciState> {
+  if (s.status !== "stopped") return s;
+  const { readExitStatus } = await import("../image/waiter.ts");
+  const x = readExitStatus(r.store.dir(s.id));
+  return x ? { ...s, exitCode: x.exitCode } : s;
+}
+
 export function printContainers(flags: Parsed["flags"], states: OciState[]): void {
   const format = (flags.format as string | undefined) ?? "table";
   if (format !== "table" && format !== "json") {
@@ -121,7 +132,7 @@ export function printContainers(flags: Parsed["flags"], states: OciState[]): voi
     states.map((s) => [
       s.id,
       String(s.pid),
-      s.status,
+      typeof s.exitCode === "number" ? `${s.status} (exit ${s.exitCode})` : s.status,
       s.bundle,
       s.created,
       s.owner,
@@ -269,7 +280,8 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         help: "add cgroup paths, log file and extension data",
       }],
       run: async ({ flags, args }) => {
-        printJson((await rt(args[0])).state(args[0], flags.detail === true));
+        const r = await rt(args[0]);
+        printJson(await withExitStatus(r, r.state(args[0], flags.detail === true)));
       },
     },
     {
@@ -278,7 +290,8 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       summary: "list containers",
       flags: listFlags,
       run: async ({ flags }) => {
-        const all = (await rt()).list();
+        const r = await rt();
+        const all = await Promise.all(r.list().map((st) => withExitStatus(r, st)));
         printContainers(flags, all);
         // A damaged state is listed as unknown; what is wrong, and the way out, go to stderr.
         for (const s of all) {

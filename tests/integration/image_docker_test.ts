@@ -213,3 +213,117 @@ rootTest(
     }, root);
   },
 );
+
+/** The state's exitCode once the waiter has written it (it reaps within about a second). */
+async function exitCode(c: (...a: string[]) => Promise<Result>, id: string): Promise<unknown> {
+  for (let i = 0; i < 60; i++) {
+    const s = JSON.parse((await c("state", id)).stdout);
+    if (s.exitCode !== undefined) return s.exitCode;
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  return undefined;
+}
+
+/** Pids of processes whose command line mentions `text`. */
+function processesWith(text: string): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      if (Deno.readTextFileSync(`/proc/${e.name}/cmdline`).includes(text)) out.push(Number(e.name));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+rootTest(
+  "image run -d: the exit status is kept (exit, stop, OOM); the waiter goes",
+  async (root) => {
+    await withImage(async (c) => {
+      const a = await c("image", "run", "-d", "--name", "e3", "bb", "sh", "-c", "exit 3");
+      assertEquals([a.code, a.stdout], [0, "e3\n"], a.stderr);
+      assertEquals(await exitCode(c, "e3"), 3);
+      const b = await c("image", "run", "-d", "--name", "ek", "bb", "sleep", "1000");
+      assertEquals(b.code, 0, b.stderr);
+      assert(processesWith(`${root}/ek`).length === 1, "no waiter for ek");
+      assertEquals((await c("stop", "-t", "0", "ek")).code, 0);
+      assertEquals(await exitCode(c, "ek"), 137);
+      const list = await c("list");
+      assertMatch(list.stdout, /\nek\s+0\s+stopped \(exit 137\)\s/);
+      assertMatch(list.stdout, /\ne3\s+0\s+stopped \(exit 3\)\s/);
+      for (let i = 0; i < 30 && processesWith(`${root}/ek`).length; i++) {
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      assertEquals(processesWith(`${root}/ek`), [], "the waiter outlived its container");
+      // Out of memory: the kernel's SIGKILL, 137 as docker shows it.
+      const o = await c(
+        "image",
+        "run",
+        "-d",
+        "-m",
+        "8m",
+        "--name",
+        "oom",
+        "bb",
+        "tail",
+        "/dev/zero",
+      );
+      assertEquals(o.code, 0, o.stderr);
+      assertEquals(await exitCode(c, "oom"), 137);
+      for (const id of ["e3", "ek", "oom"]) {
+        assertEquals((await c("image", "destroyc", id)).code, 0);
+      }
+    }, root);
+  },
+);
+
+rootTest("image run -d: the log is rotated past --log-max-size", async (root) => {
+  await withImage(async (c) => {
+    const line = "0123456789".repeat(10);
+    const r = await c(
+      "image",
+      "run",
+      "-d",
+      "--name",
+      "lg",
+      "--log-max-size",
+      "2k",
+      "--log-max-files",
+      "2",
+      "bb",
+      "sh",
+      "-c",
+      `while :; do echo ${line}; sleep 0.01; done`,
+    );
+    assertEquals(r.code, 0, r.stderr);
+    const log = `${root}/lg/container.log`;
+    let rotated = false;
+    for (let i = 0; i < 50 && !rotated; i++) {
+      await new Promise((res) => setTimeout(res, 100));
+      try {
+        rotated = Deno.statSync(`${log}.1`).size > 2048;
+      } catch { /* not yet */ }
+    }
+    assert(rotated, "container.log.1 never appeared");
+    await new Promise((res) => setTimeout(res, 2500));
+    // About 10 KB a second are written: without rotation the log would hold 20 KB or more.
+    assert(
+      Deno.statSync(log).size < 16 * 1024,
+      `container.log is ${Deno.statSync(log).size} bytes`,
+    );
+    assert(!Deno.statSync(`${root}/lg`).isFile);
+    let two = true;
+    try {
+      Deno.statSync(`${log}.2`);
+    } catch {
+      two = false;
+    }
+    assert(!two, "--log-max-files 2 kept a third file");
+    assertMatch(Deno.readTextFileSync(`${log}.1`), new RegExp(`^(${line}\n)+$`));
+    const bad = await c("image", "run", "-d", "--log-max-files", "0", "bb", "true");
+    assertEquals(bad.code, 1);
+    assertMatch(bad.stderr, /Invalid --log-max-files "0"/);
+    assertEquals((await c("stop", "-t", "0", "lg")).code, 0);
+    assertEquals((await c("image", "destroyc", "lg")).code, 0);
+  }, root);
+});

@@ -1,0 +1,164 @@
+// The waiter of a detached image container: keeps its exit status and rotates its log.
+//
+// A detached container's init outlives capsule, so its exit status goes to whoever reaps it
+// (runc leaves this to conmon or containerd-shim, subreapers that stay resident). capsule
+// keeps the smallest such process it can without a build step: a Perl script (perl-base is
+// Essential on Debian: always there), ~5 MB RSS, asleep in waitpid/sleep, only for
+// `image run -d` and `image start`. It makes itself a child subreaper (prctl
+// PR_SET_CHILD_SUBREAPER), runs the real `image run -d` under it (which creates and starts the
+// container and exits), and so adopts the init. When the init exits it writes the status to
+// <root>/<id>/exit.json (docker's convention: 128+N for a signal), reaps any other orphan,
+// and exits. Meanwhile, once a second, it rotates <root>/<id>/container.log past max-size
+// (copy to .1, .1 to .2 ..., then truncate: the init writes with O_APPEND, so it goes on at
+// the new end; lines written between the copy and the truncation are lost, as with
+// logrotate's copytruncate).
+import { CapsuleError } from "../runtime/errors.ts";
+
+/**
+ * The env var that tells a capsule run under the waiter not to start another one; its value
+ * is the container's id (chosen before, so that a random one is the same in both).
+ */
+export const WAITED_ENV = "CAPSULE_WAITED";
+
+/** The file of a stopped container's exit status, in its state directory. */
+export const EXIT_FILE = "exit.json";
+
+/** What exit.json holds. */
+export interface ExitStatus {
+  /** The exit code, or 128 + the signal that killed the init (137: SIGKILL, OOM). */
+  exitCode: number;
+  /** The signal number that killed it, 0 if it exited. */
+  signal: number;
+  /** When the waiter reaped it, ISO 8601 UTC. */
+  finishedAt: string;
+}
+
+/** The default log limits: 10 MiB, 3 files (container.log, .1, .2). */
+export const LOG_DEFAULTS = { maxSize: 10 * 1024 * 1024, maxFiles: 3 };
+
+const PRCTL = Deno.build.arch === "aarch64" ? 167 : 157;
+
+// Arguments: STATE_DIR MAX_SIZE MAX_FILES -- CAPSULE_ARGV... The marker line tells the
+// caller the exit code of the capsule run under it.
+const SCRIPT = `
+use strict; use warnings; use POSIX qw(:sys_wait_h setsid strftime);
+my ($dir, $max, $files, @cmd) = @ARGV;
+syscall(${PRCTL}, 36, 1, 0, 0, 0) == 0 or die "capsule: cannot become a child subreaper: $!\\n";
+$| = 1;
+my $c = fork() // die "capsule: fork: $!\\n";
+if (!$c) { exec { $cmd[0] } @cmd or die "capsule: exec $cmd[0]: $!\\n"; }
+waitpid($c, 0);
+my $code = $? & 127 ? 128 + ($? & 127) : $? >> 8;
+print "\\ncapsule-waiter-exit $code\\n";
+exit $code if $code;
+open(STDIN, "<", "/dev/null"); open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null");
+setsid(); chdir "/";
+my $init = 0;
+if (open(my $s, "<", "$dir/state.json")) { local $/; my $t = <$s>; $init = $1 if $t =~ /"pid":\\s*(\\d+)/; }
+$SIG{CHLD} = sub {};
+sub rotate {
+  my $log = "$dir/container.log";
+  my $size = -s $log;
+  return unless $max > 0 && defined $size && $size > $max;
+  if ($files > 1) {
+    for (my $n = $files - 1; $n > 1; $n--) { rename("$log." . ($n - 1), "$log.$n"); }
+    open(my $in, "<", $log) or return; open(my $out, ">", "$log.1.tmp") or return;
+    binmode $in; binmode $out; my $buf;
+    while (read($in, $buf, 65536)) { print $out $buf; }
+    close $out; rename("$log.1.tmp", "$log.1");
+  }
+  truncate($log, 0);
+}
+for (;;) {
+  for (;;) {
+    my $p = waitpid(-1, WNOHANG);
+    exit 0 if $p < 0;
+    last if $p == 0;
+    next unless $p == $init;
+    my $sig = $? & 127;
+    my $x = $sig ? 128 + $sig : $? >> 8;
+    my $at = strftime("%Y-%m-%dT%H:%M:%SZ", gmtime);
+    if (-d $dir && open(my $f, ">", "$dir/exit.json.tmp")) {
+      print $f "{\\"exitCode\\": $x, \\"signal\\": $sig, \\"finishedAt\\": \\"$at\\"}\\n";
+      close $f; rename("$dir/exit.json.tmp", "$dir/exit.json");
+    }
+    $init = -1;
+  }
+  rotate() if $init > 0;
+  sleep 1;
+}
+`;
+
+/** Whether the waiter can run here (perl at /usr/bin/perl). */
+export function waiterAvailable(): boolean {
+  try {
+    return Deno.statSync("/usr/bin/perl").isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** This capsule's own command line, to run it again under the waiter. */
+function selfArgv(): string[] {
+  const exe = Deno.execPath();
+  if (!/(^|\/)deno$/.test(exe)) return [exe, ...Deno.args];
+  return [exe, "run", "-A", "--quiet", new URL(Deno.mainModule).pathname, ...Deno.args];
+}
+
+/**
+ * Runs this same capsule command again under a waiter for the container whose state
+ * directory is `stateDir` (see the module comment). Prints what the command printed and
+ * resolves to its exit code; the waiter stays behind, detached, until the init exits.
+ * Throws CapsuleError if the waiter cannot be started.
+ */
+export async function runUnderWaiter(
+  id: string,
+  stateDir: string,
+  log: { maxSize: number; maxFiles: number },
+): Promise<number> {
+  let child: Deno.ChildProcess;
+  try {
+    child = new Deno.Command("/usr/bin/perl", {
+      args: ["-e", SCRIPT, stateDir, String(log.maxSize), String(log.maxFiles), ...selfArgv()],
+      env: { [WAITED_ENV]: id },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+  } catch (e) {
+    throw new CapsuleError(`Cannot start the container's waiter (perl): ${(e as Error).message}`);
+  }
+  const out = await new Response(child.stdout).text();
+  child.unref();
+  const m = /\ncapsule-waiter-exit (\d+)\n$/.exec(out);
+  const text = m ? out.slice(0, m.index) : out;
+  if (text) Deno.stdout.writeSync(new TextEncoder().encode(text));
+  if (m) return Number(m[1]);
+  const st = await child.status;
+  return st.code || 1;
+}
+
+/** The exit status the waiter kept for a stopped container, if any. */
+export function readExitStatus(stateDir: string): ExitStatus | undefined {
+  try {
+    const v = JSON.parse(Deno.readTextFileSync(`${stateDir}/${EXIT_FILE}`));
+    return typeof v?.exitCode === "number" ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** --log-max-size / --log-max-files values (docker's json-file options) into numbers. */
+export function parseLogOptions(
+  size: string | undefined,
+  files: string | undefined,
+  parseSize: (v: string) => number,
+): { maxSize: number; maxFiles: number } {
+  const maxSize = size === undefined ? LOG_DEFAULTS.maxSize : parseSize(size);
+  if (maxSize < 0) throw new CapsuleError(`Invalid --log-max-size "${size}": expected e.g. 10m`);
+  const maxFiles = files === undefined ? LOG_DEFAULTS.maxFiles : Number(files);
+  if (!/^\d+$/.test(files ?? "1") || maxFiles < 1) {
+    throw new CapsuleError(`Invalid --log-max-files "${files}": expected a whole number >= 1`);
+  }
+  return { maxSize, maxFiles };
+}
