@@ -209,7 +209,21 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
       );
       if (w.waiterAvailable()) {
         const id = containerId(flags) ?? randomId();
-        return await w.runUnderWaiter(id, `${g.root}/${id}`, log);
+        // --rm: the waiter removes the container once it has exited, as docker does.
+        const cleanup = flags.rm === true
+          ? [
+            ...w.selfCommand(),
+            "--root",
+            g.root,
+            "--store",
+            g.store,
+            "image",
+            "destroyc",
+            "-f",
+            id,
+          ]
+          : [];
+        return await w.runUnderWaiter(id, `${g.root}/${id}`, log, cleanup);
       }
     }
     let memory: number | undefined;

@@ -38,11 +38,13 @@ export const LOG_DEFAULTS = { maxSize: 10 * 1024 * 1024, maxFiles: 3 };
 
 const PRCTL = Deno.build.arch === "aarch64" ? 167 : 157;
 
-// Arguments: STATE_DIR MAX_SIZE MAX_FILES -- CAPSULE_ARGV... The marker line tells the
-// caller the exit code of the capsule run under it.
+// Arguments: STATE_DIR MAX_SIZE MAX_FILES N CLEANUP_ARGV(N words) CAPSULE_ARGV... The marker
+// line tells the caller the exit code of the capsule run under it. CLEANUP_ARGV (--rm) runs
+// once the init has exited.
 const SCRIPT = `
 use strict; use warnings; use POSIX qw(:sys_wait_h setsid strftime);
-my ($dir, $max, $files, @cmd) = @ARGV;
+my ($dir, $max, $files, $n, @rest) = @ARGV;
+my @clean = splice(@rest, 0, $n); my @cmd = @rest;
 syscall(${PRCTL}, 36, 1, 0, 0, 0) == 0 or die "capsule: cannot become a child subreaper: $!\\n";
 $| = 1;
 my $c = fork() // die "capsule: fork: $!\\n";
@@ -83,6 +85,7 @@ for (;;) {
       close $f; rename("$dir/exit.json.tmp", "$dir/exit.json");
     }
     $init = -1;
+    if (@clean) { my $k = fork(); if (defined $k && !$k) { exec { $clean[0] } @clean; exit 127; } }
   }
   rotate() if $init > 0;
   sleep 1;
@@ -98,28 +101,40 @@ export function waiterAvailable(): boolean {
   }
 }
 
-/** This capsule's own command line, to run it again under the waiter. */
-function selfArgv(): string[] {
+/** This capsule's own program (without its arguments), to run it again under the waiter. */
+export function selfCommand(): string[] {
   const exe = Deno.execPath();
-  if (!/(^|\/)deno$/.test(exe)) return [exe, ...Deno.args];
-  return [exe, "run", "-A", "--quiet", new URL(Deno.mainModule).pathname, ...Deno.args];
+  if (!/(^|\/)deno$/.test(exe)) return [exe];
+  return [exe, "run", "-A", "--quiet", new URL(Deno.mainModule).pathname];
 }
 
 /**
  * Runs this same capsule command again under a waiter for the container whose state
  * directory is `stateDir` (see the module comment). Prints what the command printed and
- * resolves to its exit code; the waiter stays behind, detached, until the init exits.
+ * resolves to its exit code; the waiter stays behind, detached, until the init exits, then
+ * runs `cleanup` (a command line: --rm's destroyc) if one is given.
  * Throws CapsuleError if the waiter cannot be started.
  */
 export async function runUnderWaiter(
   id: string,
   stateDir: string,
   log: { maxSize: number; maxFiles: number },
+  cleanup: string[] = [],
 ): Promise<number> {
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command("/usr/bin/perl", {
-      args: ["-e", SCRIPT, stateDir, String(log.maxSize), String(log.maxFiles), ...selfArgv()],
+      args: [
+        "-e",
+        SCRIPT,
+        stateDir,
+        String(log.maxSize),
+        String(log.maxFiles),
+        String(cleanup.length),
+        ...cleanup,
+        ...selfCommand(),
+        ...Deno.args,
+      ],
       env: { [WAITED_ENV]: id },
       stdin: "null",
       stdout: "piped",

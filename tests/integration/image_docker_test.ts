@@ -239,7 +239,7 @@ function processesWith(text: string): number[] {
 rootTest(
   "image run -d: the exit status is kept (exit, stop, OOM); the waiter goes",
   async (root) => {
-    await withImage(async (c) => {
+    await withImage(async (c, store) => {
       const a = await c("image", "run", "-d", "--name", "e3", "bb", "sh", "-c", "exit 3");
       assertEquals([a.code, a.stdout], [0, "e3\n"], a.stderr);
       assertEquals(await exitCode(c, "e3"), 3);
@@ -261,7 +261,7 @@ rootTest(
         "run",
         "-d",
         "-m",
-        "8m",
+        "32m",
         "--name",
         "oom",
         "bb",
@@ -273,6 +273,14 @@ rootTest(
       for (const id of ["e3", "ek", "oom"]) {
         assertEquals((await c("image", "destroyc", id)).code, 0);
       }
+      // --rm -d: removed once it has exited (by its waiter), layer and state.
+      const rm = await c("image", "run", "-d", "--rm", "--name", "rmd", "bb", "sleep", "0.2");
+      assertEquals([rm.code, rm.stdout], [0, "rmd\n"], rm.stderr);
+      for (let i = 0; i < 50 && containers(store).length; i++) {
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      assertEquals(containers(store), [], "--rm -d left its layer");
+      assertEquals((await c("state", "rmd")).code, 1);
     }, root);
   },
 );
