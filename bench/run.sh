@@ -226,6 +226,13 @@ nfail() { awk '$2 != 0' "$1" 2>/dev/null | wc -l; }
 . "$work/net/totals" 2>/dev/null || { create_total='' delete_total=''; }
 left_total=$(awk '{s += $2} END {print s + 0}' "$work/net/leftovers")
 left_text=$(awk '$2 != 0 {printf "%s%s %s", sep, $1, $2; sep = ", "}' "$work/net/leftovers")
+# The first failure of each kind, for the report (the logs go with $work).
+: >"$work/net-errors"
+for k in create delete; do
+  i=$(awk '$2 != 0 {print $1; exit}' "$work/net/$k.times" 2>/dev/null || true)
+  [ -n "$i" ] && { echo "first failed $k (net-$i):"; head -5 "$work/net/$k-$i.log"; } >>"$work/net-errors"
+done
+[ -s "$work/net-errors" ] && cat "$work/net-errors" >&2
 net_fail="create $(nfail "$work/net/create.times")/$NET_N, delete $(nfail "$work/net/delete.times")/$NET_N"
 row "$NET_N networked (-p) creates, parallel: total / median" "$(ms "$create_total") / $(ms "$(median_of "$work/net/create.times")")" - - - - "reported" "$net_fail"
 row "$NET_N deletes, parallel: total / median; leftovers" "$(ms "$delete_total") / $(ms "$(median_of "$work/net/delete.times")")" - - - "leftovers: $left_total ${left_text:+($left_text)}" "0 leftovers" ""
@@ -275,6 +282,14 @@ if [ -n "$RESULTS" ]; then
     echo '```'
     cat "$work/debug.txt"
     echo '```'
+    if [ -s "$work/net-errors" ]; then
+      echo
+      echo "Failures of the networked run:"
+      echo
+      echo '```'
+      cat "$work/net-errors"
+      echo '```'
+    fi
     if [ -n "$notes" ]; then echo; echo "$notes"; fi
   } >"$RESULTS"
   echo "wrote $RESULTS"
