@@ -292,5 +292,7 @@ if [ -n "$RESULTS" ]; then
     fi
     if [ -n "$notes" ]; then echo; echo "$notes"; fi
   } >"$RESULTS"
+  # In the repository's markdown style (deno fmt aligns the table), when Deno can.
+  (cd "$repo" && "$DENO" fmt "$RESULTS" >/dev/null 2>&1) || true
   echo "wrote $RESULTS"
 fi
