@@ -13,6 +13,7 @@
 // the new end; lines written between the copy and the truncation are lost, as with
 // logrotate's copytruncate).
 import { CapsuleError } from "../runtime/errors.ts";
+import { EXIT_FILE } from "../runtime/run.ts";
 
 /**
  * The env var that tells a capsule run under the waiter not to start another one; its value
@@ -20,8 +21,8 @@ import { CapsuleError } from "../runtime/errors.ts";
  */
 export const WAITED_ENV = "CAPSULE_WAITED";
 
-/** The file of a stopped container's exit status, in its state directory. */
-export const EXIT_FILE = "exit.json";
+/** The file of a stopped container's exit status, in its state directory (runtime/run.ts). */
+export { EXIT_FILE };
 
 /** What exit.json holds. */
 export interface ExitStatus {

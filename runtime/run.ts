@@ -5,6 +5,32 @@ import { createContainer, type CreateOptions } from "./create.ts";
 import { deleteContainer } from "./delete.ts";
 import { exitCode, forwardSignals, relayed } from "./spawn.ts";
 import { start } from "./start.ts";
+import { SIGNALS } from "./signals.ts";
+import { writeFileAtomic } from "./state.ts";
+
+/** The file of a detached container's exit status in its state directory (docker's 128+N). */
+export const EXIT_FILE = "exit.json";
+
+/** Writes exit.json for `id` unless it exists (a waiter got there first) or the state is gone. */
+function recordExit(ctx: RuntimeContext, id: string, st: Deno.CommandStatus): void {
+  const dir = ctx.store.dir(id);
+  try {
+    Deno.statSync(`${dir}/${EXIT_FILE}`);
+    return;
+  } catch { /* not yet */ }
+  const signal = typeof st.signal === "number"
+    ? st.signal
+    : st.signal
+    ? SIGNALS[st.signal.replace(/^SIG/, "")] ?? 0
+    : 0;
+  try {
+    writeFileAtomic(
+      `${dir}/${EXIT_FILE}`,
+      JSON.stringify({ exitCode: exitCode(st), signal, finishedAt: new Date().toISOString() }) +
+        "\n",
+    );
+  } catch { /* deleted meanwhile */ }
+}
 
 /**
  * create + start in the foreground: stdio attached, signals to capsule passed on, the
@@ -14,8 +40,12 @@ import { start } from "./start.ts";
 export async function run(ctx: RuntimeContext, id: string, opts: CreateOptions): Promise<number> {
   const { child, master } = await createContainer(ctx, id, opts, !opts.detach);
   if (opts.detach) {
+    // An init that exits before this process does is reaped by Deno here, not by whoever
+    // waits above (image run -d's waiter): its status is kept where that waiter keeps it.
+    child.status.then((st) => recordExit(ctx, id, st)).catch(() => {});
     child.unref();
     await start(ctx, id);
+    await new Promise((r) => setTimeout(r, 0)); // let an exit already seen be recorded
     return 0;
   }
   const stopForwarding = forwardSignals(child);
