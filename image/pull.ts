@@ -58,7 +58,26 @@ export function parsePlatform(s?: string): Platform {
       `Invalid --platform "${s}": expected OS/ARCH[/VARIANT], e.g. linux/amd64 or linux/arm64/v8`,
     );
   }
-  return { os: parts[0], architecture: parts[1], variant: parts[2] };
+  return normalizePlatform({ os: parts[0], architecture: parts[1], variant: parts[2] });
+}
+
+/**
+ * containerd's platform normalization (as docker and podman apply it): aarch64 is arm64, whose
+ * default variant v8 is the same as none; x86_64/x86-64 are amd64; armhf/armel are arm v7/v6;
+ * names compare lower-case.
+ */
+export function normalizePlatform(p: Platform): Platform {
+  const os = p.os.toLowerCase();
+  let arch = p.architecture.toLowerCase();
+  let variant = p.variant?.toLowerCase();
+  if (arch === "aarch64" || arch === "arm64") {
+    arch = "arm64";
+    if (variant === "8" || variant === "v8") variant = undefined;
+  } else if (arch === "x86_64" || arch === "x86-64") arch = "amd64";
+  else if (arch === "armhf") [arch, variant] = ["arm", "v7"];
+  else if (arch === "armel") [arch, variant] = ["arm", "v6"];
+  else if (arch === "arm" && variant && /^\d$/.test(variant)) variant = `v${variant}`;
+  return { os, architecture: arch, variant };
 }
 
 /** "os/architecture[/variant]". */
@@ -126,11 +145,13 @@ export function choosePlatform(
     throw new RegistryError(`Cannot pull ${what}: index ${m.digest} lists no manifest`);
   }
   const entries = list as Descriptor[];
-  const match = entries.filter((d) =>
-    d && typeof d === "object" && d.platform?.os === p.os &&
-    d.platform?.architecture === p.architecture &&
-    (p.variant === undefined || d.platform?.variant === p.variant)
-  );
+  const want = normalizePlatform(p);
+  const match = entries.filter((d) => {
+    if (!d || typeof d !== "object" || !d.platform?.os || !d.platform.architecture) return false;
+    const have = normalizePlatform(d.platform as Platform);
+    return have.os === want.os && have.architecture === want.architecture &&
+      (want.variant === undefined || have.variant === want.variant);
+  });
   if (match.length === 0) {
     const have = entries.filter((d) =>
       d?.platform?.os && d.platform.architecture && d.platform.os !== "unknown"

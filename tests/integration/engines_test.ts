@@ -2,8 +2,7 @@
 // container in each state, run with runc and with capsule in the same test. The exit status
 // must be runc's; where runc's message holds the words engines match on (containerd's
 // checkKillError: "container not running", "does not exist"; podman's state check: "does not
-// exist"), capsule's must hold them too. exec's failure status is runc's 255 vs capsule's 1
-// (nothing parses it; see docs/engines.md), so for exec only failure vs success is compared.
+// exist"), capsule's must hold them too. exec's own failures exit 255 in both.
 import { assert, assertEquals, isRoot, makeBundle, removeAll, REPO, sleep } from "../helpers.ts";
 
 const have = (p: string) => {
@@ -105,8 +104,7 @@ Deno.test({
           }
           const r = res.runc, c = res.capsule;
           rows.push(`${state} | ${command} | ${r.code} | ${c.code} | ${c.stderr.trim()}`);
-          const exec = command.startsWith("exec");
-          if (exec ? (r.code === 0) !== (c.code === 0) : r.code !== c.code) {
+          if (r.code !== c.code) {
             diffs.push(
               `${state} ${command}: runc ${r.code} (${r.stderr.trim()}), capsule ` +
                 `${c.code} (${c.stderr.trim()})`,

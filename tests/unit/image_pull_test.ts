@@ -337,6 +337,18 @@ Deno.test("manifests: shape checks and platform choice", async () => {
     /r: no image for platform linux\/riscv64 \(the index has linux\/amd64, linux\/arm64\/v8\)/,
   );
   await throwsMatch(() => parsePlatform("amd64"), /Invalid --platform "amd64"/);
+  // Names as docker and podman normalize them: aarch64 is arm64, v8 its default variant.
+  const noVariant = m({
+    manifests: [
+      { digest: "sha256:1", platform: { os: "linux", architecture: "amd64" } },
+      { digest: "sha256:2", platform: { os: "linux", architecture: "arm64" } },
+    ],
+  });
+  for (const p of ["linux/arm64/v8", "linux/aarch64", "linux/arm64"]) {
+    assertEquals(choosePlatform(noVariant, parsePlatform(p), "r").digest, "sha256:2", p);
+  }
+  assertEquals(choosePlatform(noVariant, parsePlatform("linux/x86_64"), "r").digest, "sha256:1");
+  assertEquals(choosePlatform(index, parsePlatform("linux/aarch64/v8"), "r").digest, "sha256:2");
 });
 
 Deno.test("decompress: gzip, zstd and plain tar by their magic; corrupt data named", async () => {
