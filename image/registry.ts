@@ -268,9 +268,7 @@ export class Registry {
     const res = await this.#request(`manifests/${reference}`, ACCEPT);
     if (res.status === 404) {
       await res.body?.cancel();
-      const tagged = DIGEST.test(reference)
-        ? `the manifest ${reference}`
-        : `the tag "${reference}"`;
+      const tagged = DIGEST.test(reference) ? `manifest ${reference}` : `tag "${reference}"`;
       throw new RegistryError(
         `Cannot pull ${this.what}: the registry has no image ${this.ref.path} or no ${tagged} ` +
           `(404); check the name and tag`,

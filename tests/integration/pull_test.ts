@@ -460,7 +460,7 @@ labTest(
       const cases: [string[], RegExp][] = [
         [
           [`${HOST}/bad/app:nope`],
-          /Cannot pull 127\.0\.0\.1:5000\/bad\/app:nope: .*no the tag "nope" \(404\)|tag "nope"/,
+          /Cannot pull 127\.0\.0\.1:5000\/bad\/app:nope: .*no tag "nope" \(404\)|tag "nope"/,
         ],
         [[`${HOST}/no/such:1`], /Cannot pull 127\.0\.0\.1:5000\/no\/such:1: .*404/],
         [

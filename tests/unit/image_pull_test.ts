@@ -264,7 +264,7 @@ Deno.test("registry: 404, too large, malformed, digest mismatch, unreachable", a
   ) => new Registry(ref, { fetch: fakeFetch(() => new Response(body, { status, headers })) });
   await throwsMatch(
     () => serve("", 404).manifest("nope"),
-    /reg\.example\/a:1: the registry has no image a or no the tag "nope" \(404\)/,
+    /reg\.example\/a:1: the registry has no image a or no tag "nope" \(404\)/,
   );
   await throwsMatch(
     () => serve(new Uint8Array(MAX_MANIFEST + 1)).manifest("1"),
