@@ -82,6 +82,15 @@ export class Logger implements Log {
     this.#write("error", msg);
   }
 
+  /**
+   * What failed without failing the command (a poststart/poststop hook): a `capsule: warning:`
+   * line on stderr, and a level=warning line in --log, where engines read runc's warnings.
+   */
+  warn(msg: string): void {
+    this.#write("warning", msg);
+    this.stderr(`capsule: warning: ${msg}`);
+  }
+
   debug(msg: string): void {
     if (!this.debugOn) return;
     if (this.file) this.#write("debug", msg);

@@ -11,5 +11,6 @@ export function openRuntime(g: Globals, needs: RuntimeNeeds = {}): Promise<Runti
     root: g.root,
     store: g.store,
     debug: g.logger.debugOn ? (m) => g.logger.debug(m) : undefined,
+    warn: (m) => g.logger.warn(m),
   }, needs);
 }

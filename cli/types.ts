@@ -43,6 +43,8 @@ export interface Log {
   /** capsule --debug was given. */
   readonly debugOn: boolean;
   error(msg: string): void;
+  /** A failure that does not fail the command (stderr, and --log as level=warning). */
+  warn(msg: string): void;
   debug(msg: string): void;
 }
 

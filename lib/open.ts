@@ -33,6 +33,8 @@ export interface CapsuleOptions {
   cgroups?: () => CgroupDriver | undefined;
   /** --debug lines (create's steps with milliseconds); default: none. */
   debug?: (msg: string) => void;
+  /** Failures that do not fail the operation (poststart/poststop hooks); default: stderr. */
+  warn?: (msg: string) => void;
 }
 
 /** What a task on containers needs loaded. */
@@ -88,5 +90,6 @@ export async function openRuntime(o: CapsuleOptions, needs: RuntimeNeeds = {}): 
     // An unprivileged user has no cgroups of its own to manage (no delegation): none.
     cgroups: o.cgroups ?? (() => Deno.uid() === 0 ? (driver ??= detectCgroups()) : undefined),
     debug: o.debug,
+    warn: o.warn,
   });
 }

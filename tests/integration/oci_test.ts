@@ -13,6 +13,7 @@ import {
   waitFor,
 } from "../helpers.ts";
 import type { Spec } from "../../runtime/spec.ts";
+import { exists } from "../../runtime/state.ts";
 
 type Hook = NonNullable<NonNullable<Spec["hooks"]>["prestart"]>[number];
 const sh = (script: string, timeout?: number): Hook => ({
@@ -37,9 +38,16 @@ rootTest(
       assertEquals(st.code, 0, st.stderr);
       assertMatch(st.stderr, /warning: poststart hook \/bin\/sh failed \(exit status 3\): bad/);
       assertEquals(JSON.parse(Deno.readTextFileSync(`${out}/poststart.json`)).status, "running");
-      const del = await capsule(root, ["delete", "-f", "h1"]);
+      // Engines read warnings from --log (runc's level=warning lines).
+      const log = `${out}/log.json`;
+      const del = await capsule(root, ["--log", log, "--log-format", "json", "delete", "-f", "h1"]);
       assertEquals(del.code, 0, del.stderr);
       assertMatch(del.stderr, /warning: poststop hook \/bin\/sh failed \(exit status 4\)/);
+      const lines = Deno.readTextFileSync(log).trim().split("\n").map((l) => JSON.parse(l));
+      assert(
+        lines.some((l) => l.level === "warning" && /poststop hook/.test(l.msg)),
+        "no warning in --log",
+      );
       assertEquals(JSON.parse(Deno.readTextFileSync(`${out}/poststop.json`)).id, "h1");
     } finally {
       await removeAll(b, out);
@@ -252,15 +260,6 @@ rootTest(
     }
   },
 );
-
-function exists(path: string): boolean {
-  try {
-    Deno.statSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 rootTest(
   "exec takes the container's process and seccomp as created, not the bundle's file now",
