@@ -159,7 +159,8 @@ export function isRoot(): boolean {
 /** Integration tests need root and busybox; elsewhere they are reported as ignored. */
 export const needsRoot = !isRoot();
 
-export { assert, assertEquals, assertMatch } from "./assert.ts";
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+export { assert, assertEquals, assertMatch };
 
 /** Cgroup directories named `name` anywhere below /sys/fs/cgroup (leak checks). */
 export function cgroupDirsNamed(name: string): string[] {
@@ -295,4 +296,34 @@ export function rootTest(name: string, fn: (root: string) => Promise<void>): voi
     sanitizeOps: false,
     fn: () => withStateRoot(fn),
   });
+}
+
+/** A temp store with a busybox image "bb" imported; everything is removed afterwards. */
+export async function withImage(
+  fn: (c: (...args: string[]) => Promise<Result>, store: string, tmp: string) => Promise<void>,
+  root: string,
+): Promise<void> {
+  const tmp = await Deno.makeTempDir({ prefix: "capsule-img-" });
+  const store = `${tmp}/store`;
+  const c = (...args: string[]) => capsule(root, ["--store", store, ...args]);
+  try {
+    Deno.mkdirSync(`${tmp}/rootfs`);
+    await buildBusyboxRootfs(`${tmp}/rootfs`);
+    const tar = await new Deno.Command("tar", {
+      args: ["-C", `${tmp}/rootfs`, "-cf", `${tmp}/bb.tar`, "."],
+    })
+      .output();
+    assert(tar.success, "tar failed");
+    const r = await c("image", "create", "bb", `${tmp}/bb.tar`);
+    assertEquals(r.code, 0, r.stderr);
+    assertMatch(r.stdout.trim(), /^sha256:[0-9a-f]{64}$/);
+    await fn(c, store, tmp);
+  } finally {
+    // Never leave a mount behind, even when the test failed half-way.
+    for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {
+      const mp = line.split(" ")[4];
+      if (mp?.startsWith(tmp)) await new Deno.Command("umount", { args: ["-l", mp] }).output();
+    }
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
 }

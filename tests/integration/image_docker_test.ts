@@ -8,34 +8,8 @@ import {
   capsule,
   type Result,
   rootTest,
+  withImage,
 } from "../helpers.ts";
-
-/** A temp store with a busybox image "bb" imported; everything is removed afterwards. */
-async function withImage(
-  fn: (c: (...args: string[]) => Promise<Result>, store: string, tmp: string) => Promise<void>,
-  root: string,
-): Promise<void> {
-  const tmp = await Deno.makeTempDir({ prefix: "capsule-docker-" });
-  const store = `${tmp}/store`;
-  const c = (...args: string[]) => capsule(root, ["--store", store, ...args]);
-  try {
-    Deno.mkdirSync(`${tmp}/rootfs`);
-    await buildBusyboxRootfs(`${tmp}/rootfs`);
-    const tar = await new Deno.Command("tar", {
-      args: ["-C", `${tmp}/rootfs`, "-cf", `${tmp}/bb.tar`, "."],
-    }).output();
-    assert(tar.success, "tar failed");
-    const r = await c("image", "create", "-q", "bb", `${tmp}/bb.tar`);
-    assertEquals(r.code, 0, r.stderr);
-    await fn(c, store, tmp);
-  } finally {
-    for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {
-      const mp = line.split(" ")[4];
-      if (mp?.startsWith(tmp)) await new Deno.Command("umount", { args: ["-l", mp] }).output();
-    }
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  }
-}
 
 const containers = (store: string) => {
   try {

@@ -8,39 +8,10 @@ import {
   capsule,
   type Result,
   rootTest,
+  withImage,
 } from "../helpers.ts";
 
 const enc = new TextEncoder();
-
-/** A temp store with a busybox image "bb" imported; everything is removed afterwards. */
-async function withImage(
-  fn: (c: (...args: string[]) => Promise<Result>, store: string, tmp: string) => Promise<void>,
-  root: string,
-): Promise<void> {
-  const tmp = await Deno.makeTempDir({ prefix: "capsule-image-" });
-  const store = `${tmp}/store`;
-  const c = (...args: string[]) => capsule(root, ["--store", store, ...args]);
-  try {
-    Deno.mkdirSync(`${tmp}/rootfs`);
-    await buildBusyboxRootfs(`${tmp}/rootfs`);
-    const tar = await new Deno.Command("tar", {
-      args: ["-C", `${tmp}/rootfs`, "-cf", `${tmp}/bb.tar`, "."],
-    })
-      .output();
-    assert(tar.success, "tar failed");
-    const r = await c("image", "create", "bb", `${tmp}/bb.tar`);
-    assertEquals(r.code, 0, r.stderr);
-    assertMatch(r.stdout.trim(), /^sha256:[0-9a-f]{64}$/);
-    await fn(c, store, tmp);
-  } finally {
-    // Never leave a mount behind, even when the test failed half-way.
-    for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {
-      const mp = line.split(" ")[4];
-      if (mp?.startsWith(tmp)) await new Deno.Command("umount", { args: ["-l", mp] }).output();
-    }
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  }
-}
 
 function mounted(prefix: string): string[] {
   return Deno.readTextFileSync("/proc/self/mountinfo").split("\n").map((l) => l.split(" ")[4])
