@@ -4,8 +4,6 @@ import {
   assert,
   assertEquals,
   assertMatch,
-  buildBusyboxRootfs,
-  capsule,
   type Result,
   rootTest,
   withImage,

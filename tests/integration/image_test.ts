@@ -4,9 +4,7 @@ import {
   assert,
   assertEquals,
   assertMatch,
-  buildBusyboxRootfs,
   capsule,
-  type Result,
   rootTest,
   withImage,
 } from "../helpers.ts";
