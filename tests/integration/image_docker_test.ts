@@ -1,13 +1,6 @@
 // Image containers as a docker user lives them (issue 15): stop, --name, --ulimit and the
 // default nofile, -m's minimum, `image runc`'s trailing options, /sys/fs/cgroup inside.
-import {
-  assert,
-  assertEquals,
-  assertMatch,
-  type Result,
-  rootTest,
-  withImage,
-} from "../helpers.ts";
+import { assert, assertEquals, assertMatch, type Result, rootTest, withImage } from "../helpers.ts";
 
 const containers = (store: string) => {
   try {

@@ -1,13 +1,6 @@
 // `capsule image ...` and `capsule volume ...` as root: import a busybox rootfs tarball, run
 // containers from it on an overlay, keep the image unchanged, clean up everything.
-import {
-  assert,
-  assertEquals,
-  assertMatch,
-  capsule,
-  rootTest,
-  withImage,
-} from "../helpers.ts";
+import { assert, assertEquals, assertMatch, capsule, rootTest, withImage } from "../helpers.ts";
 
 const enc = new TextEncoder();
 
