@@ -37,6 +37,9 @@ export interface ApplyStats {
 }
 
 const MAX_LINKS = 40;
+
+/** What a directory entry sets once its directory is complete. */
+type DirMeta = Pick<TarHeader, "uid" | "gid" | "mode" | "mtime">;
 const OPAQUE = new TextEncoder().encode("y");
 
 function lstat(path: string): Deno.FileInfo | undefined {
@@ -52,6 +55,71 @@ function removeAny(path: string, info: Deno.FileInfo): void {
   Deno.removeSync(path, { recursive: info.isDirectory });
 }
 
+/** Bytes per hole candidate: runs of zeros this long, aligned in the file, are not written. */
+const HOLE = 64 << 10;
+
+/** True when every byte of b is 0 (eight at a time where aligned). */
+export function allZero(b: Uint8Array): boolean {
+  let i = 0;
+  const head = Math.min(b.length, (8 - (b.byteOffset % 8)) % 8);
+  for (; i < head; i++) if (b[i] !== 0) return false;
+  const words = (b.length - i) >> 3;
+  if (words > 0) {
+    const w = new BigUint64Array(b.buffer, b.byteOffset + i, words);
+    for (let k = 0; k < words; k++) if (w[k] !== 0n) return false;
+    i += words * 8;
+  }
+  for (; i < b.length; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+/**
+ * Writes a new (empty) file's data in order, synchronously (so nothing waits in memory), and
+ * leaves a hole for every HOLE-aligned run of zeros: seeks over it instead of writing it, and
+ * sets the size at the end. The file reads back byte for byte the same; a 2 GB file of zeros
+ * (a sparse file in the archive, /var/log/lastlog) takes no disk and no write time.
+ */
+export class SparseWriter {
+  #f: Deno.FsFile;
+  /** Bytes handed to write() so far: the file's size at the end. */
+  size = 0;
+  /** Zeros skipped and not yet followed by a write. */
+  #pending = 0;
+  constructor(f: Deno.FsFile) {
+    this.#f = f;
+  }
+  #put(b: Uint8Array): void {
+    if (this.#pending) {
+      this.#f.seekSync(this.#pending, Deno.SeekMode.Current);
+      this.#pending = 0;
+    }
+    let off = 0;
+    while (off < b.length) off += this.#f.writeSync(b.subarray(off));
+  }
+  /** The next bytes of the file. */
+  write(piece: Uint8Array): void {
+    let run = 0; // start of the data not yet written or skipped
+    let at = 0;
+    while (at < piece.length) {
+      const end = Math.min(piece.length, at + HOLE - ((this.size + at) % HOLE));
+      const seg = piece.subarray(at, end);
+      if (allZero(seg)) {
+        if (run < at) this.#put(piece.subarray(run, at));
+        this.#pending += seg.length;
+        run = end;
+      }
+      at = end;
+    }
+    if (run < piece.length) this.#put(piece.subarray(run));
+    this.size += piece.length;
+  }
+  /** Gives the file its full size when it ends with a hole. */
+  end(): void {
+    if (this.#pending) this.#f.truncateSync(this.size);
+    this.#pending = 0;
+  }
+}
+
 /** Applies the entries of one tar stream to `root` (an existing directory). */
 export async function applyTar(
   entries: AsyncIterable<TarEntry>,
@@ -65,7 +133,14 @@ export async function applyTar(
   /** What this layer wrote (opaque whiteouts keep these). */
   const written = new Set<string>();
   /** Directory metadata, applied last (adding entries changes a directory's mtime). */
-  const dirMeta = new Map<string, TarHeader>();
+  const dirMeta = new Map<string, DirMeta>();
+  /** Only what is applied later: not the header (its xattrs can be large). */
+  const meta = (h: TarHeader): DirMeta => ({
+    uid: h.uid,
+    gid: h.gid,
+    mode: h.mode,
+    mtime: h.mtime,
+  });
   const full = (rel: string) => rel ? `${root}/${rel}` : root;
 
   /** Resolves directory components under root, creating missing ones (mode 755). */
@@ -139,7 +214,7 @@ export async function applyTar(
       throw new EscapeError(`entry "${h.name}" has ".." in its path and would land outside`);
     }
     if (parts.length === 0) {
-      if (h.type === "dir") dirMeta.set("", h);
+      if (h.type === "dir") dirMeta.set("", meta(h));
       continue;
     }
     const base = parts[parts.length - 1];
@@ -188,17 +263,16 @@ export async function applyTar(
           Deno.mkdirSync(path, { mode: 0o700 });
         }
         if (owners) lchown(path, h.uid, h.gid);
-        dirMeta.set(rel, h);
+        dirMeta.set(rel, meta(h));
         break;
       }
       case "file": {
         if (existing) removeAt(rel);
         const f = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
         try {
-          await entry.pipe((piece) => {
-            let off = 0;
-            while (off < piece.length) off += f.writeSync(piece.subarray(off));
-          });
+          const w = new SparseWriter(f);
+          await entry.pipe((piece) => w.write(piece));
+          w.end();
         } finally {
           f.close();
         }

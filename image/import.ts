@@ -6,6 +6,7 @@
 import { CapsuleError } from "../runtime/errors.ts";
 import { ChunkReader, entryPath, readTar, type TarEntry, TarError } from "./tar.ts";
 import { applyTar, EscapeError } from "./extract.ts";
+import { decompress, DecompressError, release, sniff } from "./decompress.ts";
 import {
   exists,
   type ImageConfig,
@@ -67,7 +68,8 @@ function interrupted(): Error {
 
 /**
  * The bytes of a file region as chunks; `skip(n)` moves on without reading (for the tar
- * index of an uncompressed archive).
+ * index of an uncompressed archive). A chunk is valid until the next one is asked for: then
+ * its memory is released (so that reading gigabytes leaves no garbage for the collector).
  */
 class FileSource implements AsyncIterable<Uint8Array> {
   #pos: number;
@@ -101,97 +103,13 @@ class FileSource implements AsyncIterable<Uint8Array> {
         this.opts.hash?.update(chunk);
         this.opts.progress?.add(n);
         yield chunk;
+        // Asked for the next: the reader is done with this one (see ChunkReader).
+        release(buf.buffer);
       }
     } finally {
       f.close();
     }
   }
-}
-
-type Compression = "none" | "gzip" | "zstd" | "bzip2" | "xz";
-
-function sniff(head: Uint8Array): Compression {
-  if (head[0] === 0x1f && head[1] === 0x8b) return "gzip";
-  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return "zstd";
-  if (head[0] === 0x42 && head[1] === 0x5a && head[2] === 0x68) return "bzip2";
-  if (head[0] === 0xfd && head[1] === 0x37 && head[2] === 0x7a && head[3] === 0x58) return "xz";
-  return "none";
-}
-
-/** Peeks at the first chunk of a stream to choose how to decompress it. */
-async function decompressed(
-  source: AsyncIterable<Uint8Array>,
-  what: string,
-): Promise<AsyncIterable<Uint8Array>> {
-  const it = source[Symbol.asyncIterator]();
-  const first = await it.next();
-  const head = first.done ? new Uint8Array(0) : first.value;
-  const whole: AsyncIterable<Uint8Array> = {
-    async *[Symbol.asyncIterator]() {
-      if (!first.done) yield first.value;
-      for (;;) {
-        const r = await it.next();
-        if (r.done) return;
-        yield r.value;
-      }
-    },
-  };
-  const kind = sniff(head);
-  switch (kind) {
-    case "none":
-      return whole;
-    case "gzip":
-      return ReadableStream.from(whole).pipeThrough(
-        new DecompressionStream("gzip") as unknown as ReadableWritablePair<Uint8Array, Uint8Array>,
-      );
-    case "zstd":
-      return zstdStream(whole, what);
-    default:
-      throw new CapsuleError(
-        `Cannot import ${what}: it is ${kind}-compressed; decompress it first ` +
-          `(capsule reads tar, tar.gz and tar.zst)`,
-      );
-  }
-}
-
-/** zstd through the `zstd` program (Web streams have no zstd). */
-function zstdStream(source: AsyncIterable<Uint8Array>, what: string): ReadableStream<Uint8Array> {
-  let child: Deno.ChildProcess;
-  try {
-    child = new Deno.Command("zstd", {
-      args: ["-dcq"],
-      stdin: "piped",
-      stdout: "piped",
-      stderr: "null",
-    }).spawn();
-  } catch {
-    throw new CapsuleError(
-      `Cannot import ${what}: it is zstd-compressed and the zstd program is not installed ` +
-        `(apt-get install zstd), or decompress it first`,
-    );
-  }
-  const feed = (async () => {
-    const w = child.stdin.getWriter();
-    try {
-      for await (const c of source) await w.write(c);
-      await w.close();
-    } catch {
-      try {
-        await w.abort();
-      } catch { /* closed */ }
-    }
-  })();
-  return child.stdout.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      async flush() {
-        await feed;
-        const st = await child.status;
-        if (!st.success) {
-          throw new TarError(`zstd failed (status ${st.code}): corrupt or truncated`);
-        }
-      },
-    }),
-  );
 }
 
 /** Entries after a probe: the ones already taken, then the rest of the generator. */
@@ -462,13 +380,12 @@ async function applyLayers(
   for (const [i, layer] of plan.layers.entries()) {
     const hash = layer.digest ? await sha256() : undefined;
     const name = `layer ${i + 1}/${plan.layers.length} ("${layer.path}")`;
-    const stream = await decompressed(src.chunks(layer.path, { hash }), `${what}, ${name}`);
-    const reader = new ChunkReader(stream);
+    const reader = new ChunkReader(decompress(src.chunks(layer.path, { hash })));
     try {
       await applyTar(readTar(reader), rootfs, { layer: true, signal });
       await reader.drain();
     } catch (e) {
-      if (e instanceof TarError) {
+      if (e instanceof TarError || e instanceof DecompressError) {
         throw new CapsuleError(`Cannot import ${what}: ${name}: ${e.message}`);
       }
       throw e;
@@ -612,11 +529,7 @@ export async function importImage(o: ImportOptions): Promise<ImageRecord> {
         }`,
       );
     }
-    if (e instanceof TypeError && /gzip|deflate|decompress|corrupt/i.test(e.message)) {
-      throw new CapsuleError(
-        `Cannot import ${what}: the gzip data is corrupt or truncated (${e.message})`,
-      );
-    }
+    if (e instanceof DecompressError) throw new CapsuleError(`Cannot import ${what}: ${e.message}`);
     throw e;
   } finally {
     for (const s of sigs) Deno.removeSignalListener(s, onSignal);
@@ -644,7 +557,7 @@ async function importFile(
     f.close();
   }
   const compressed = sniff(head) !== "none";
-  const reader = new ChunkReader(await decompressed(raw, what));
+  const reader = new ChunkReader(decompress(raw));
   const entries = readTar(reader);
   // The first entry that is not a directory tells a rootfs from an archive (directories
   // carry no data: they can wait in `taken` while the stream goes on).
@@ -673,7 +586,7 @@ async function importFile(
     const out = Deno.openSync(tarFile, { write: true, createNew: true, mode: 0o600 });
     try {
       const again = new FileSource(file, 0, Infinity, { signal });
-      for await (const c of await decompressed(again, what)) {
+      for await (const c of decompress(again)) {
         let off = 0;
         while (off < c.length) off += out.writeSync(c.subarray(off));
       }

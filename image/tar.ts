@@ -41,7 +41,10 @@ export class TarError extends Error {
 
 /**
  * Reads exact byte counts from a stream of chunks without copying the large bodies: file data
- * is handed on as subarrays of the chunks it arrived in.
+ * is handed on as subarrays of the chunks it arrived in. It asks the source for the next
+ * chunk only when the current one is used up, and what it hands out (the result of `read`,
+ * the pieces given to a `pipe` sink) is valid only until the next call on the reader: the
+ * source may then release the chunk's memory (image/decompress.ts, image/import.ts).
  */
 export class ChunkReader {
   #it: AsyncIterator<Uint8Array>;
@@ -313,11 +316,17 @@ export async function* readTar(reader: ChunkReader): AsyncGenerator<TarEntry> {
       if (h.size > 64 << 20) throw new TarError(`oversized ${flag} header (${h.size} bytes)`);
       const data = h.size ? await reader.read(h.size) : new Uint8Array(0);
       if (data === null) throw new TarError("the archive ends early", true);
-      await reader.skip(pad(h.size));
+      // Parsed before the reader moves on: `data` may be a view of a chunk it releases.
       if (flag === "x") localPax = parsePax(data);
-      else if (flag === "g") globalPax = new Map([...globalPax, ...parsePax(data)]);
-      else if (flag === "L") longName = cstring(data);
+      else if (flag === "g") {
+        globalPax = new Map([...globalPax, ...parsePax(data)]);
+        // Global records add up across headers: bounded as one header is.
+        let size = 0;
+        for (const [k, v] of globalPax) size += k.length + v.length;
+        if (size > 64 << 20) throw new TarError(`oversized global pax headers (${size} bytes)`);
+      } else if (flag === "L") longName = cstring(data);
       else longLink = cstring(data);
+      await reader.skip(pad(h.size));
       continue;
     }
     if (longName !== undefined) h.name = longName;
@@ -417,6 +426,18 @@ function header(
   for (const b of h) sum += b;
   put(sum.toString(8).padStart(6, "0") + "\0 ", 148, 8);
   return h;
+}
+
+/**
+ * The ustar header block (512 bytes) of a regular file of `size` bytes, for archives too
+ * large to build in memory: the caller writes the data, padding to 512 and the end blocks.
+ */
+export function fileHeader(
+  name: string,
+  size: number,
+  e: Pick<WriteEntry, "mode" | "uid" | "gid" | "mtime"> = {},
+): Uint8Array {
+  return header(name, "0", size, e);
 }
 
 function padded(data: Uint8Array): Uint8Array[] {

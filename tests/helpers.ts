@@ -4,7 +4,7 @@ import { defaultSpec, type Spec } from "../runtime/spec.ts";
 export const REPO = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
 /** How to run capsule: $CAPSULE (e.g. the built dist/capsule) or from source. */
-function capsuleCommand(): string[] {
+export function capsuleCommand(): string[] {
   const bin = Deno.env.get("CAPSULE");
   if (bin) return bin.split(" ");
   return [Deno.execPath(), "run", "-A", "--quiet", `${REPO}/main.ts`];
