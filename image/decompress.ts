@@ -338,10 +338,7 @@ async function peek(
       ended = true;
       break;
     }
-    if (head.length === 0) {
-      head = r.value;
-      continue;
-    }
+    // Kept in a buffer of its own: the source may release a chunk when the next is asked for.
     const joined = new Uint8Array(head.length + r.value.length);
     joined.set(head);
     joined.set(r.value, head.length);
