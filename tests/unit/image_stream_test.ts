@@ -11,7 +11,7 @@ import {
 } from "../../image/decompress.ts";
 import { allZero, SparseWriter } from "../../image/extract.ts";
 import { buildTar, ChunkReader, readTar } from "../../image/tar.ts";
-import { assert, assertEquals, assertRejects } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./fake_rootfs_ops.ts";
 
 interface Zlib {
   gzipSync(b: Uint8Array): Uint8Array;
@@ -58,6 +58,17 @@ const SKIPPABLE = new Uint8Array([0x5e, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 7, 7, 7]);
 Deno.test("decompress: zstd frame by frame: several frames, skippable ones, any chunking", async () => {
   const a = z.zstdCompressSync(enc.encode("first frame, ")),
     b = z.zstdCompressSync(enc.encode("second frame"));
+  // The scanner stops at each frame's end.
+  const frames = new ZstdFrames(), both = cat(a, SKIPPABLE, b);
+  assertEquals(frames.scan(both), a.length);
+  assert(frames.frameEnded && !frames.skippable);
+  assertEquals(frames.scan(both, a.length), a.length + SKIPPABLE.length);
+  assert(frames.frameEnded && frames.skippable);
+  assertEquals(frames.scan(both, a.length + SKIPPABLE.length, both.length - 1), both.length - 1);
+  assert(!frames.frameEnded);
+  assertThrows(() => frames.end(), DecompressError, "truncated");
+  assertEquals(frames.scan(both, both.length - 1), both.length);
+  frames.end();
   for (const size of [1, 2, 3, 5, 7, 64, 4096]) {
     assertEquals(await all(chunked(cat(a, SKIPPABLE, b), size)), "first frame, second frame");
     assertEquals(await all(releasing(cat(SKIPPABLE, a, b), size)), "first frame, second frame");
