@@ -1,97 +1,17 @@
 // `capsule image create` in bounded memory (issue 14): archives that unpack to gigabytes are
 // imported with a peak RSS under CAP_MB whatever their size: a gzip and a zstd of a tar
-// holding one 2 GiB file of zeros (9 MB and 70 KB compressed: the decompressor must not
+// holding one 2 GiB file of zeros (2 MB and 65 KB compressed: the decompressor must not
 // run ahead of the writes), an uncompressed tar holding the same file (sparse on disk here),
 // and a gzip of 512 MiB of text (written for real: no hole to skip). The peak is what
 // /usr/bin/time reports (ru_maxrss of the CLI process, as bench/run.sh measures it).
-// The archives are made in seconds from a compressed 64 MiB segment repeated: deflate
-// segments closed with a full flush (no back-reference crosses them) and zstd frames.
-import zlib from "node:zlib";
-import { fileHeader } from "../../image/tar.ts";
+// The archives are made in seconds by tests/fixtures/big_archives.ts (bench/run.sh's import
+// rows use the same ones).
+import { SEG, writeGzip, writeSparseTar, writeZstd } from "../fixtures/big_archives.ts";
 import { assert, assertEquals, capsuleCommand, needsRoot } from "../helpers.ts";
 
 /** The target of issue 14; the importer stays far below it (about 70 MB here). */
 const CAP_MB = 300;
-const SEG = 64 << 20;
 const TIME = "/usr/bin/time";
-
-interface Zlib {
-  deflateRawSync(b: Uint8Array, o?: { level?: number; finishFlush?: number }): Uint8Array;
-  zstdCompressSync(b: Uint8Array): Uint8Array;
-  crc32(b: Uint8Array, prev?: number): number;
-  constants: { Z_FULL_FLUSH: number };
-}
-const z = zlib as unknown as Zlib;
-
-/** A tar of one file `name` whose data is `seg` `times` over: header, data, end blocks. */
-function tarParts(name: string, seg: Uint8Array, times: number) {
-  const size = seg.length * times;
-  return {
-    size,
-    header: fileHeader(name, size),
-    tail: new Uint8Array(((512 - (size % 512)) % 512) + 1024),
-  };
-}
-
-function le32(n: number): Uint8Array {
-  const b = new Uint8Array(4);
-  new DataView(b.buffer).setUint32(0, n >>> 0, true);
-  return b;
-}
-
-/** One gzip member (as gzip -c writes it) of the tar, built without holding the tar. */
-function writeGzip(file: string, name: string, seg: Uint8Array, times: number): void {
-  const { size, header, tail } = tarParts(name, seg, times);
-  const f = Deno.openSync(file, { write: true, create: true, truncate: true });
-  try {
-    const put = (b: Uint8Array) => {
-      for (let off = 0; off < b.length;) off += f.writeSync(b.subarray(off));
-    };
-    const flush = { level: 9, finishFlush: z.constants.Z_FULL_FLUSH };
-    put(new Uint8Array([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]));
-    put(z.deflateRawSync(header, flush));
-    const body = z.deflateRawSync(seg, flush);
-    let crc = z.crc32(header);
-    for (let i = 0; i < times; i++) {
-      put(body);
-      crc = z.crc32(seg, crc);
-    }
-    put(z.deflateRawSync(tail, { level: 9 })); // the last block
-    crc = z.crc32(tail, crc);
-    put(le32(crc));
-    put(le32((header.length + size + tail.length) % 2 ** 32));
-  } finally {
-    f.close();
-  }
-}
-
-/** The tar as zstd frames (zstd -d reads concatenated frames as one stream). */
-function writeZstd(file: string, name: string, seg: Uint8Array, times: number): void {
-  const { header, tail } = tarParts(name, seg, times);
-  const body = z.zstdCompressSync(seg);
-  const f = Deno.openSync(file, { write: true, create: true, truncate: true });
-  try {
-    const put = (b: Uint8Array) => {
-      for (let off = 0; off < b.length;) off += f.writeSync(b.subarray(off));
-    };
-    put(z.zstdCompressSync(header));
-    for (let i = 0; i < times; i++) put(body);
-    put(z.zstdCompressSync(tail));
-  } finally {
-    f.close();
-  }
-}
-
-/** The tar uncompressed, its zero data a hole: 2 GiB that take no disk. */
-function writeSparseTar(file: string, name: string, size: number): void {
-  const f = Deno.openSync(file, { write: true, create: true, truncate: true });
-  try {
-    f.writeSync(fileHeader(name, size));
-    f.truncateSync(512 + size + ((512 - (size % 512)) % 512) + 1024);
-  } finally {
-    f.close();
-  }
-}
 
 /** Runs `capsule image create` under /usr/bin/time: exit code, stderr, peak RSS in MB. */
 async function importPeak(root: string, store: string, name: string, file: string) {
