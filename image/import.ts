@@ -5,7 +5,7 @@
 // import leaves no half image. Only this command loads the tar code.
 import { CapsuleError } from "../runtime/errors.ts";
 import { ChunkReader, entryPath, readTar, type TarEntry, TarError } from "./tar.ts";
-import { applyTar, EscapeError } from "./extract.ts";
+import { applyTar, EscapeError, SparseWriter } from "./extract.ts";
 import { decompress, DecompressError, release, sniff } from "./decompress.ts";
 import {
   exists,
@@ -586,10 +586,9 @@ async function importFile(
     const out = Deno.openSync(tarFile, { write: true, createNew: true, mode: 0o600 });
     try {
       const again = new FileSource(file, 0, Infinity, { signal });
-      for await (const c of decompress(again)) {
-        let off = 0;
-        while (off < c.length) off += out.writeSync(c.subarray(off));
-      }
+      const w = new SparseWriter(out);
+      for await (const c of decompress(again)) w.write(c);
+      w.end();
     } finally {
       out.close();
     }
