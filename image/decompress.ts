@@ -55,7 +55,7 @@ interface Zlib {
 
 let zlib: Zlib | undefined;
 
-type FrameState = "magic" | "skipsize" | "fhd" | "block" | "skip";
+type FrameState = "magic" | "skipsize" | "fhd" | "fhdrest" | "block" | "skip";
 
 /**
  * Follows the frame structure of zstd input (RFC 8878 section 3.1: frame and block headers;
@@ -66,22 +66,28 @@ type FrameState = "magic" | "skipsize" | "fhd" | "block" | "skip";
  * this scanner reports the errors.
  */
 export class ZstdFrames {
-  #buf = new Uint8Array(4);
+  #buf = new Uint8Array(16);
   #have = 0;
   #need = 4;
   #state: FrameState = "magic";
   #after: FrameState = "magic";
   #skip = 0;
   #checksum = false;
+  #fcsBytes = 0;
   #frames = 0;
   #offset = 0;
   /** Set by scan(): the index it returned ends a frame. */
   frameEnded = false;
   /** The current frame is a skippable frame (known once its first 4 bytes are scanned). */
   skippable = false;
+  /** The current frame's header has been scanned (then contentSize is known). */
+  headerDone = false;
+  /** Decompressed size the current frame's header declares, if it does (not trusted). */
+  contentSize: number | undefined;
 
-  #to(state: Exclude<FrameState, "skip">, skip = 0): void {
-    this.#need = state === "fhd" ? 1 : state === "block" ? 3 : 4;
+  #to(state: Exclude<FrameState, "skip">, skip = 0, need?: number): void {
+    this.#need = need ?? (state === "fhd" ? 1 : state === "block" ? 3 : 4);
+    if (state === "block") this.headerDone = true;
     if (skip > 0) {
       this.#state = "skip";
       this.#after = state;
@@ -125,6 +131,8 @@ export class ZstdFrames {
       case "magic": {
         const v = (b[0] | b[1] << 8 | b[2] << 16 | b[3] << 24) >>> 0;
         this.skippable = (v & 0xfffffff0) >>> 0 === 0x184d2a50;
+        this.headerDone = false;
+        this.contentSize = undefined;
         if (v === 0xfd2fb528) this.#to("fhd");
         else if (this.skippable) this.#to("skipsize");
         else {
@@ -147,8 +155,20 @@ export class ZstdFrames {
         }
         const single = (d >> 5) & 1;
         this.#checksum = ((d >> 2) & 1) === 1;
-        const rest = (single ? 0 : 1) + [0, 1, 2, 4][d & 3] + [single, 2, 4, 8][d >> 6];
-        this.#to("block", rest);
+        // Window descriptor, dictionary id, then the content size (its last field).
+        this.#fcsBytes = [single, 2, 4, 8][d >> 6];
+        const rest = (single ? 0 : 1) + [0, 1, 2, 4][d & 3] + this.#fcsBytes;
+        if (rest) this.#to("fhdrest", 0, rest);
+        else this.#to("block");
+        break;
+      }
+      case "fhdrest": {
+        const n = this.#fcsBytes, at = this.#need - n;
+        let size = 0;
+        for (let k = n - 1; k >= 0; k--) size = size * 256 + b[at + k];
+        if (n === 2) size += 256;
+        this.contentSize = n ? size : undefined;
+        this.#to("block");
         break;
       }
       case "block": {
@@ -202,6 +222,7 @@ async function* through(
   src: AsyncIterable<Uint8Array>,
   t: NodeTransform,
   kind: string,
+  size = OUT_CHUNK,
 ): AsyncGenerator<Uint8Array> {
   let srcError: { e: unknown } | undefined;
   let stop = false;
@@ -230,13 +251,16 @@ async function* through(
   })();
   /** A full output buffer, released when the caller asks for the next chunk. */
   let full: ArrayBufferLike | undefined;
+  /** The output buffer `t` is filling, released once `t` is gone. */
+  let last: ArrayBufferLike | undefined;
   try {
     for await (const c of t) {
-      // node:zlib fills an output buffer of OUT_CHUNK bytes with one or more chunks (in
-      // order), then allocates a new one: a chunk that ends the buffer is its last use.
-      // Nothing else is released: a shorter buffer may be shared (Buffer's pool).
-      if (c.buffer.byteLength === OUT_CHUNK && c.byteOffset + c.byteLength === OUT_CHUNK) {
-        full = c.buffer;
+      // node:zlib fills an output buffer of `size` bytes with one or more chunks (in order),
+      // then allocates a new one: a chunk that ends the buffer is its last use. Nothing
+      // else is released: a buffer of another size may be shared (Buffer's pool).
+      if (c.buffer.byteLength === size) {
+        if (c.byteOffset + c.byteLength === size) full = c.buffer;
+        else last = c.buffer;
       }
       yield new Uint8Array(c.buffer, c.byteOffset, c.byteLength);
       if (full) release(full);
@@ -255,6 +279,7 @@ async function* through(
     t.destroy();
     await feed;
     if (full) release(full);
+    if (last) release(last);
   }
 }
 
@@ -265,7 +290,7 @@ async function* through(
  */
 async function* zstd(
   src: AsyncIterable<Uint8Array>,
-  decoder: () => NodeTransform,
+  decoder: (size: number) => NodeTransform,
 ): AsyncGenerator<Uint8Array> {
   const it = src[Symbol.asyncIterator]();
   const frames = new ZstdFrames();
@@ -296,7 +321,15 @@ async function* zstd(
       have += n;
     }
     const skip = frames.skippable;
-    if (!skip) yield magic;
+    if (!skip) {
+      // Then the rest of the frame header (at most 14 bytes): it may declare the size.
+      const header = [...magic];
+      while (!frames.headerDone && await more()) {
+        header.push(chunk[pos]);
+        pos = frames.scan(chunk, pos, pos + 1);
+      }
+      yield Uint8Array.from(header);
+    }
     while (!frames.frameEnded && await more()) {
       const start = pos;
       pos = frames.scan(chunk, pos);
@@ -308,13 +341,17 @@ async function* zstd(
       const input = frame();
       const first = await input.next();
       if (first.done) continue; // a skippable frame, or the input ended within a magic number
+      // Output buffers of the frame's declared size (at least 64 KiB, at most OUT_CHUNK):
+      // frames of a few kilobytes each (zstd:chunked) cost no megabyte each.
+      const size = Math.min(OUT_CHUNK, Math.max(64 << 10, frames.contentSize ?? OUT_CHUNK));
       yield* through(
         (async function* () {
           yield first.value;
           yield* input;
         })(),
-        decoder(),
+        decoder(size),
         "zstd",
+        size,
       );
     }
     frames.end();
@@ -393,5 +430,10 @@ export async function* decompress(src: AsyncIterable<Uint8Array>): AsyncGenerato
   zlib ??= await import("node:zlib") as unknown as Zlib;
   const opts = { chunkSize: OUT_CHUNK, highWaterMark: OUT_CHUNK };
   if (kind === "gzip") yield* through(whole, zlib.createGunzip(opts), kind);
-  else yield* zstd(whole, () => zlib!.createZstdDecompress(opts));
+  else {
+    yield* zstd(
+      whole,
+      (size) => zlib!.createZstdDecompress({ chunkSize: size, highWaterMark: size }),
+    );
+  }
 }

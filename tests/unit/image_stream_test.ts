@@ -62,6 +62,7 @@ Deno.test("decompress: zstd frame by frame: several frames, skippable ones, any 
   const frames = new ZstdFrames(), both = cat(a, SKIPPABLE, b);
   assertEquals(frames.scan(both), a.length);
   assert(frames.frameEnded && !frames.skippable);
+  assertEquals(frames.contentSize, "first frame, ".length); // declared in the frame header
   assertEquals(frames.scan(both, a.length), a.length + SKIPPABLE.length);
   assert(frames.frameEnded && frames.skippable);
   assertEquals(frames.scan(both, a.length + SKIPPABLE.length, both.length - 1), both.length - 1);
