@@ -62,7 +62,17 @@ Deno.test("decompress: zstd frame by frame: several frames, skippable ones, any 
   const frames = new ZstdFrames(), both = cat(a, SKIPPABLE, b);
   assertEquals(frames.scan(both), a.length);
   assert(frames.frameEnded && !frames.skippable);
-  assertEquals(frames.contentSize, "first frame, ".length); // declared in the frame header
+  assertEquals(frames.contentSize, undefined); // node:zlib's frames declare no size
+  // A frame written by hand: single segment, content size 13, one raw block, no checksum.
+  const raw = cat(
+    new Uint8Array([0x28, 0xb5, 0x2f, 0xfd, 0x20, 13, 1 | (13 << 3), 0, 0]),
+    enc.encode("a raw block. "),
+  );
+  const one = new ZstdFrames();
+  assertEquals(one.scan(raw), raw.length);
+  assert(one.frameEnded);
+  assertEquals(one.contentSize, 13);
+  assertEquals(await all(chunked(cat(raw, a), 2)), "a raw block. first frame, ");
   assertEquals(frames.scan(both, a.length), a.length + SKIPPABLE.length);
   assert(frames.frameEnded && frames.skippable);
   assertEquals(frames.scan(both, a.length + SKIPPABLE.length, both.length - 1), both.length - 1);
