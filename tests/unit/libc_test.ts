@@ -78,3 +78,15 @@ Deno.test("libc: read on an empty non-blocking fifo is EAGAIN even right after a
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("libc(): each symbol is bound on its first use only, and then works", () => {
+  const lib = libc.libc();
+  const bound = (name: string) => !Object.getOwnPropertyDescriptor(lib, name)?.get;
+  // A path that never mounts never pays for binding mount (dlopen costs per symbol).
+  assertEquals(bound("mount"), false);
+  assertEquals(bound("getpid"), false);
+  assertEquals(lib.getpid(), Deno.pid);
+  assertEquals(bound("getpid"), true);
+  assertEquals(bound("mount"), false);
+  assertEquals(libc.getpid(), Deno.pid); // the wrapper, through the same binding
+});
