@@ -73,6 +73,17 @@ export function libc(): Lib {
   return lib;
 }
 
+/**
+ * Binds every symbol not yet bound. For a process that is about to lose the right to map
+ * memory (a seccomp profile loaded before its last libc calls): binding maps and protects
+ * executable memory, which such a profile may refuse.
+ */
+export function bindAll(): void {
+  const lib = libc();
+  for (const name of Object.keys(SYMBOLS) as (keyof typeof SYMBOLS)[]) void lib[name];
+  errnoCell();
+}
+
 const ERRNO_NAMES: Record<number, string> = {
   1: "EPERM",
   2: "ENOENT",
@@ -392,8 +403,11 @@ export function execve(path: string, argv: string[], env: string[]): never {
 export function prepareExecve(path: string, argv: string[], env: string[]): () => never {
   const a = cstrArray(argv), e = cstrArray(env), p = cstr(path);
   const av = new Uint8Array(a.array.buffer), ev = new Uint8Array(e.array.buffer);
+  // Bound now (libc() binds a symbol on its first use, which maps memory): the call runs
+  // after setrlimit and seccomp, where nothing but the system call itself may happen.
+  const execveFn = libc().execve, cell = errnoCell();
   return () => {
-    invoke(() => libc().execve(p, av, ev), "exec", path);
+    invoke(() => execveFn(p, av, ev), "exec", path, "retry", cell);
     void a.keep, e.keep;
     throw new SysError("exec", 0, path); // execve returns only with -1
   };
@@ -514,10 +528,16 @@ export function prepareRlimits(limits: Rlimit[]): () => void {
     return { buf, args: [BigInt(l.resource), ptr(new Uint8Array(buf.buffer))] as const };
   });
   const nr = BigInt(SYS.prlimit64);
-  const f = libc().syscall;
+  const f = libc().syscall, cell = errnoCell(); // bound now: see prepareExecve
   return () => {
     for (const c of calls) {
-      invoke(() => f(nr, 0n, c.args[0], c.args[1], 0n, 0n, 0n), "prlimit64");
+      invoke(
+        () => f(nr, 0n, c.args[0], c.args[1], 0n, 0n, 0n),
+        "prlimit64",
+        undefined,
+        "retry",
+        cell,
+      );
     }
   };
 }

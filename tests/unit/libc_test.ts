@@ -90,3 +90,16 @@ Deno.test("libc(): each symbol is bound on its first use only, and then works", 
   assertEquals(bound("mount"), false);
   assertEquals(libc.getpid(), Deno.pid); // the wrapper, through the same binding
 });
+
+Deno.test("prepareExecve/prepareRlimits bind what their call needs now, not after the limits and seccomp", () => {
+  const lib = libc.libc();
+  const bound = (name: string) => !Object.getOwnPropertyDescriptor(lib, name)?.get;
+  assertEquals(bound("execve"), false);
+  libc.prepareExecve("/nonexistent", ["x"], []);
+  assertEquals(bound("execve"), true);
+  libc.prepareRlimits([]);
+  assertEquals(bound("syscall"), true);
+  // bindAll (before a seccomp profile that may refuse mmap): nothing left to bind.
+  libc.bindAll();
+  assertEquals(Object.entries(Object.getOwnPropertyDescriptors(lib)).filter(([, d]) => d.get), []);
+});
