@@ -3,6 +3,7 @@
 // when called by a relative path or through a symlink to it. Deno's start-up graph of main.js
 // holds only the modules every command loads, not the lazily imported chunks.
 import { build } from "../../scripts/build.ts";
+import { LAUNCHER } from "../../scripts/release.ts";
 import { assert, assertEquals } from "./fake_rootfs_ops.ts";
 
 async function version(cmd: string, cwd: string, env: Record<string, string>): Promise<string> {
@@ -58,6 +59,38 @@ Deno.test("build: Deno's start-up graph of dist/main.js has no lazily imported c
       await version(`${dir}/dist/capsule`, "/", { PATH: "/nonexistent" }),
       "capsule version 0.1.0",
     );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("release launcher: finds lib/ beside it with no PATH, by relative path and through a symlink", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "capsule-release-launcher-" });
+  try {
+    await Deno.mkdir(`${dir}/rel/lib`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/rel/capsule`, LAUNCHER, { mode: 0o755 });
+    // A stand-in for lib/deno that names the main.js it was given.
+    await Deno.writeTextFile(
+      `${dir}/rel/lib/deno`,
+      '#!/bin/sh\nfor a; do case $a in *main.js) echo "$a" ;; esac; done\n',
+      {
+        mode: 0o755,
+      },
+    );
+    const main = async (cmd: string, cwd: string, env: Record<string, string>) => {
+      const out = await new Deno.Command(cmd, { cwd, env, clearEnv: true }).output();
+      const text = new TextDecoder().decode(out.stdout).trim();
+      assert(out.success, `${cmd}: ${new TextDecoder().decode(out.stderr)}`);
+      return Deno.realPathSync(text);
+    };
+    await Deno.writeTextFile(`${dir}/rel/lib/main.js`, "");
+    const want = Deno.realPathSync(`${dir}/rel/lib/main.js`);
+    const noPath = { PATH: "/nonexistent" };
+    assertEquals(await main(`${dir}/rel/capsule`, "/", noPath), want);
+    assertEquals(await main("rel/capsule", dir, noPath), want);
+    await Deno.mkdir(`${dir}/bin`);
+    await Deno.symlink(`${dir}/rel/capsule`, `${dir}/bin/capsule`);
+    assertEquals(await main(`${dir}/bin/capsule`, "/", { PATH: "/usr/bin:/bin" }), want);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
