@@ -4,15 +4,6 @@
 // runtime with almost no environment, so the path is absolute).
 const repo = new URL("..", import.meta.url).pathname;
 
-/** deno bundle, minified for Deno, with `args`; throws with its message when it fails. */
-async function bundle(args: string[]): Promise<void> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: ["bundle", "--quiet", "--platform", "deno", "--minify", ...args],
-    cwd: repo,
-  }).output();
-  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
-}
-
 /**
  * Bundles main.ts into `dist` with a `capsule` launcher that runs it on `deno` (an absolute
  * path). Throws with deno bundle's message when it fails, leaving an existing `dist` as it was
@@ -22,17 +13,26 @@ export async function build(dist: string, deno = Deno.execPath()): Promise<strin
   const final = dist;
   dist = `${final}.new`;
   await Deno.remove(dist, { recursive: true }).catch(() => {});
-  try {
-    await bundle(["--code-splitting", "--outdir", dist, `${repo}main.ts`]);
-    // The init's own entry, dist/runtime/init_main.js, in one file: it starts without Deno's
-    // caches (README "Security"), so it must not make Deno parse the CLI's graph, and each
-    // module of its own costs it ~2 ms to load (one file: 28 ms to its exit vs 35 for the
-    // four chunks it shared with the CLI, an empty script 23).
-    await Deno.mkdir(`${dist}/runtime`, { recursive: true });
-    await bundle(["-o", `${dist}/runtime/init_main.js`, `${repo}runtime/init_main.ts`]);
-  } catch (e) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "bundle",
+      "--quiet",
+      "--platform",
+      "deno",
+      "--code-splitting",
+      "--minify",
+      "--outdir",
+      dist,
+      `${repo}main.ts`,
+      // The init's own entry (runtime/init_main.js): started without Deno's caches (README
+      // "Security"), it must not make Deno parse the CLI's graph, which main.js imports.
+      `${repo}runtime/init_main.ts`,
+    ],
+    cwd: repo,
+  }).output();
+  if (!out.success) {
     await Deno.remove(dist, { recursive: true }).catch(() => {});
-    throw e;
+    throw new Error(new TextDecoder().decode(out.stderr));
   }
   deferDynamicImports(dist);
   // main.js is found beside the launcher with shell builtins only: a readlink and a dirname
