@@ -673,6 +673,20 @@ export function connectUnix(path: string): number {
   return fd;
 }
 
+/**
+ * Waits until `fd` is readable or hung up (POLLIN, POLLHUP), at most `timeoutMs`, blocking
+ * this (main) thread; true when it is. An interrupted or failed wait returns false.
+ */
+export function pollIn(fd: number, timeoutMs: number): boolean {
+  const POLLIN = 1;
+  const pfd = new Int32Array([fd, POLLIN]); // struct pollfd { int fd; short events, revents }
+  const ts = new BigInt64Array([
+    BigInt(Math.floor(timeoutMs / 1000)),
+    BigInt((timeoutMs % 1000) * 1_000_000),
+  ]);
+  return sys(SYS.ppoll, ptr(pfd), 1, ptr(new Uint8Array(ts.buffer)), 0, 8) > 0;
+}
+
 /** One write(2) (EINTR retried); returns the bytes written. */
 /** Waits for an interrupted connect(2) to finish (POLLOUT), then takes its SO_ERROR. */
 function awaitConnect(fd: number, path: string): void {

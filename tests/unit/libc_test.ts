@@ -103,3 +103,25 @@ Deno.test("prepareExecve/prepareRlimits bind what their call needs now, not afte
   libc.bindAll();
   assertEquals(Object.entries(Object.getOwnPropertyDescriptors(lib)).filter(([, d]) => d.get), []);
 });
+
+Deno.test("pollIn: false after the timeout on an empty fifo, true once there is something to read", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    libc.mkfifo(`${dir}/f`, 0o600);
+    const r = libc.open(`${dir}/f`, libc.O.RDONLY | libc.O.NONBLOCK | libc.O.CLOEXEC);
+    const w = libc.open(`${dir}/f`, libc.O.WRONLY | libc.O.CLOEXEC);
+    try {
+      const t0 = performance.now();
+      assertEquals(libc.pollIn(r, 30), false);
+      const waited = performance.now() - t0;
+      assertEquals(waited >= 25, true, `returned after ${waited} ms`);
+      libc.writeAll(w, new Uint8Array([0x30]));
+      assertEquals(libc.pollIn(r, 5000), true);
+    } finally {
+      libc.close(r);
+      libc.close(w);
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
