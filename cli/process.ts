@@ -42,8 +42,8 @@ async function readProcessFile(path: string): Promise<Process> {
     raw = { ...raw, user: { uid: 0, gid: 0 } };
   }
   // The same rules as config.json's process: validate it as one.
-  const { validateConfig } = await import("../runtime/config.ts");
-  const spec = validateConfig(
+  const { checkConfig } = await import("../runtime/validate.ts");
+  const spec = await checkConfig(
     { ociVersion: "1.0.0", process: raw, root: { path: "/" } },
     `process file ${path}`,
   );

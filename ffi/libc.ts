@@ -47,10 +47,41 @@ const SYMBOLS = {
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 let lib: Lib | undefined;
 
-/** The libc symbols, opened on first use (dlopen costs nothing on paths that never call it). */
+/**
+ * The libc symbols, each bound on its first use: a `Deno.dlopen` of all of SYMBOLS costs 5-8
+ * ms, of one symbol ~0.2 ms (plus ~0.5 ms for the first), and a path uses only a few (create
+ * ~8, `start` 3, the init ~20). A symbol's getter replaces itself with the bound function.
+ * Binding happens inside a wrapper's call, before the call proper: errno is read only after
+ * the call itself returned -1, so nothing dlopen leaves in errno is ever reported.
+ */
 export function libc(): Lib {
-  if (!lib) lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
+  if (!lib) {
+    const symbols: Record<string, unknown> = {};
+    for (const name of Object.keys(SYMBOLS) as (keyof typeof SYMBOLS)[]) {
+      Object.defineProperty(symbols, name, {
+        configurable: true,
+        enumerable: true,
+        get() {
+          const fn = Deno.dlopen("libc.so.6", { [name]: SYMBOLS[name] }).symbols[name];
+          Object.defineProperty(symbols, name, { value: fn, enumerable: true });
+          return fn;
+        },
+      });
+    }
+    lib = symbols as Lib;
+  }
   return lib;
+}
+
+/**
+ * Binds every symbol not yet bound. For a process that is about to lose the right to map
+ * memory (a seccomp profile loaded before its last libc calls): binding maps and protects
+ * executable memory, which such a profile may refuse.
+ */
+export function bindAll(): void {
+  const lib = libc();
+  for (const name of Object.keys(SYMBOLS) as (keyof typeof SYMBOLS)[]) void lib[name];
+  errnoCell();
 }
 
 const ERRNO_NAMES: Record<number, string> = {
@@ -372,8 +403,11 @@ export function execve(path: string, argv: string[], env: string[]): never {
 export function prepareExecve(path: string, argv: string[], env: string[]): () => never {
   const a = cstrArray(argv), e = cstrArray(env), p = cstr(path);
   const av = new Uint8Array(a.array.buffer), ev = new Uint8Array(e.array.buffer);
+  // Bound now (libc() binds a symbol on its first use, which maps memory): the call runs
+  // after setrlimit and seccomp, where nothing but the system call itself may happen.
+  const execveFn = libc().execve, cell = errnoCell();
   return () => {
-    invoke(() => libc().execve(p, av, ev), "exec", path);
+    invoke(() => execveFn(p, av, ev), "exec", path, "retry", cell);
     void a.keep, e.keep;
     throw new SysError("exec", 0, path); // execve returns only with -1
   };
@@ -494,10 +528,16 @@ export function prepareRlimits(limits: Rlimit[]): () => void {
     return { buf, args: [BigInt(l.resource), ptr(new Uint8Array(buf.buffer))] as const };
   });
   const nr = BigInt(SYS.prlimit64);
-  const f = libc().syscall;
+  const f = libc().syscall, cell = errnoCell(); // bound now: see prepareExecve
   return () => {
     for (const c of calls) {
-      invoke(() => f(nr, 0n, c.args[0], c.args[1], 0n, 0n, 0n), "prlimit64");
+      invoke(
+        () => f(nr, 0n, c.args[0], c.args[1], 0n, 0n, 0n),
+        "prlimit64",
+        undefined,
+        "retry",
+        cell,
+      );
     }
   };
 }
@@ -631,6 +671,20 @@ export function connectUnix(path: string): number {
     awaitConnect(fd, path);
   }
   return fd;
+}
+
+/**
+ * Waits until `fd` is readable or hung up (POLLIN, POLLHUP), at most `timeoutMs`, blocking
+ * this (main) thread; true when it is. An interrupted or failed wait returns false.
+ */
+export function pollIn(fd: number, timeoutMs: number): boolean {
+  const POLLIN = 1;
+  const pfd = new Int32Array([fd, POLLIN]); // struct pollfd { int fd; short events, revents }
+  const ts = new BigInt64Array([
+    BigInt(Math.floor(timeoutMs / 1000)),
+    BigInt((timeoutMs % 1000) * 1_000_000),
+  ]);
+  return sys(SYS.ppoll, ptr(pfd), 1, ptr(new Uint8Array(ts.buffer)), 0, 8) > 0;
 }
 
 /** One write(2) (EINTR retried); returns the bytes written. */

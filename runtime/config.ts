@@ -7,7 +7,8 @@ import * as z from "zod/mini";
 z.config(z.locales.en());
 import { CapsuleError } from "./errors.ts";
 import type { Spec } from "./spec.ts";
-import { sysctlDotted, sysctlPath } from "./plan.ts";
+import { checkRules } from "./config_check.ts";
+export { checkNamespacedSettings } from "./config_check.ts";
 
 const u32 = z.int().check(z.minimum(0), z.maximum(0xffffffff));
 const absPath = z.string().check(z.startsWith("/", "must be an absolute path"));
@@ -22,7 +23,11 @@ const hook = z.looseObject({
 
 const NS_TYPES = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"] as const;
 
-const schema = z.looseObject({
+/**
+ * The schema of config.json (zod/mini). config_check.ts's fast check must never accept what
+ * this refuses: change both together (tests/unit/config_check_test.ts walks this one).
+ */
+export const schema = z.looseObject({
   ociVersion: z.string().check(z.regex(/^1\.\d+\.\d+/, "must be a 1.x version such as 1.2.0")),
   process: z.optional(z.looseObject({
     terminal: z.optional(z.boolean()),
@@ -147,107 +152,6 @@ export function validateConfig(raw: unknown, file = "config.json"): Spec {
     throw new CapsuleError(`Invalid ${file}: ${where}: ${issue.message}`);
   }
   const spec = r.data as Spec;
-  const seen = new Set<string>();
-  for (const ns of spec.linux?.namespaces ?? []) {
-    if (seen.has(ns.type)) {
-      throw new CapsuleError(`Invalid ${file}: linux.namespaces: "${ns.type}" is listed twice`);
-    }
-    seen.add(ns.type);
-  }
-  if (!spec.process) {
-    throw new CapsuleError(`Invalid ${file}: process: is required to run a container`);
-  }
-  if (!spec.root) {
-    throw new CapsuleError(`Invalid ${file}: root: is required (root.path names the rootfs)`);
-  }
-  checkNamespacedSettings(spec, file);
+  checkRules(spec, file);
   return spec;
-}
-
-/** IPC-namespaced sysctls (besides fs.mqueue.*), as runc lists them. */
-const IPC_SYSCTLS = new Set([
-  "kernel.msgmax",
-  "kernel.msgmnb",
-  "kernel.msgmni",
-  "kernel.sem",
-  "kernel.shmall",
-  "kernel.shmmax",
-  "kernel.shmmni",
-  "kernel.shm_rmid_forced",
-]);
-
-const NS_FILE: Record<string, string> = { network: "net", ipc: "ipc", uts: "uts" };
-const NS_NAME: Record<string, string> = { network: "network", ipc: "IPC", uts: "UTS" };
-
-/** True when `path` is the namespace this process is in (runc's isHostNetNS, for any type). */
-function isHostNamespace(type: string, path: string, file: string): boolean {
-  let a: Deno.FileInfo, b: Deno.FileInfo;
-  try {
-    a = Deno.statSync(`/proc/self/ns/${NS_FILE[type]}`);
-    b = Deno.statSync(path);
-  } catch (e) {
-    throw new CapsuleError(
-      `Invalid ${file}: linux.namespaces: cannot check the ${type} namespace "${path}": ${
-        (e as Error).message
-      }`,
-    );
-  }
-  return a.dev === b.dev && a.ino === b.ino;
-}
-
-/**
- * runc's rule for what only a private namespace may change, checked at create so nothing of
- * the host is ever touched: `linux.sysctl` keys must be namespaced (net.* with a network
- * namespace, kernel.msg*, sem, shm* and fs.mqueue.* with an IPC one, kernel.domainname with a
- * UTS one), and `hostname`/`domainname` need a UTS namespace. A namespace joined by path
- * counts as private unless it is the one capsule runs in (runc checks that for net only).
- * Throws CapsuleError naming the key (or field) and the namespace it needs.
- */
-export function checkNamespacedSettings(spec: Spec, file = "config.json"): void {
-  const nss = spec.linux?.namespaces ?? [];
-  const why = new Map<string, string | undefined>();
-  /** undefined when the config has a private namespace of `type`, else what is missing. */
-  const missing = (type: string): string | undefined => {
-    if (!why.has(type)) {
-      const ns = nss.find((n) => n.type === type);
-      why.set(
-        type,
-        !ns
-          ? `a private ${NS_NAME[type]} namespace: add {"type": "${type}"} to linux.namespaces`
-          : ns.path && isHostNamespace(type, ns.path, file)
-          ? `a private ${NS_NAME[type]} namespace, and "${ns.path}" is the host's ${
-            NS_NAME[type]
-          } namespace`
-          : undefined,
-      );
-    }
-    return why.get(type);
-  };
-  for (const field of ["hostname", "domainname"] as const) {
-    const need = spec[field] !== undefined ? missing("uts") : undefined;
-    if (need) {
-      throw new CapsuleError(`Invalid ${file}: ${field}: setting it needs ${need}`);
-    }
-  }
-  for (const key of Object.keys(spec.linux?.sysctl ?? {})) {
-    const at = `Invalid ${file}: linux.sysctl: "${key}"`;
-    if (sysctlPath(key) === undefined) {
-      throw new CapsuleError(`${at} is not a sysctl name (such as net.ipv4.ip_forward)`);
-    }
-    const k = sysctlDotted(key);
-    let type: string;
-    if (IPC_SYSCTLS.has(k) || k.startsWith("fs.mqueue.")) type = "ipc";
-    else if (k.startsWith("net.")) type = "network";
-    else if (k === "kernel.domainname") type = "uts";
-    else if (k === "kernel.hostname") {
-      throw new CapsuleError(`${at} conflicts with the "hostname" field: set that instead`);
-    } else {
-      throw new CapsuleError(
-        `${at} is not in a separate kernel namespace (it would change the host): remove it; ` +
-          `only net.*, kernel.msg*/sem/shm*, fs.mqueue.* and kernel.domainname can be set`,
-      );
-    }
-    const need = missing(type);
-    if (need) throw new CapsuleError(`${at} needs ${need}`);
-  }
 }

@@ -15,6 +15,7 @@ import {
   prepareUserNamespace,
   spawnTheInit,
 } from "./create_init.ts";
+import { checkConfig } from "./validate.ts";
 import { type CreateOptions, Creating } from "./create_state.ts";
 import { CapsuleError } from "./errors.ts";
 import { runHooks } from "./hooks.ts";
@@ -158,10 +159,12 @@ function writeRecord(c: Creating): void {
   c.save();
 }
 
-/** config.json against the schema (zod, loaded only now), and what capsule itself needs. */
+/**
+ * config.json against the schema (validate.ts: zod only for a config its fast check refuses),
+ * and what capsule itself needs.
+ */
 async function validateSpec(c: Creating): Promise<void> {
-  const { validateConfig } = await import("./config.ts");
-  const spec = c.spec = validateConfig(c.raw, `${c.bundle}/config.json`);
+  const spec = c.spec = await checkConfig(c.raw, `${c.bundle}/config.json`);
   if (c.opts.tty !== undefined) spec.process!.terminal = c.opts.tty;
   c.terminal = spec.process!.terminal === true;
   if (c.terminal && !c.opts.consoleSocket && !c.foreground) {

@@ -501,6 +501,7 @@ function dropPrivileges(p: ProcessPlan): void {
   // (the profile must then allow what follows, as with runc); with it, as late as possible.
   if (p.seccomp && !p.noNewPrivileges) {
     try {
+      libc.bindAll(); // nothing may dlopen under the profile (libc() binds on first use)
       libc.seccompSetFilter(seccompProgram(p), p.seccomp.flags);
     } catch (e) {
       throw new Error(`cannot load the seccomp profile: ${(e as Error).message}`);

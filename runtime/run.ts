@@ -48,6 +48,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: CreateOptions):
     await new Promise((r) => setTimeout(r, 0)); // let an exit already seen be recorded
     return 0;
   }
+  const step = ctx.stopwatch(`run ${id}`);
   const stopForwarding = forwardSignals(child);
   try {
     try {
@@ -56,8 +57,11 @@ export async function run(ctx: RuntimeContext, id: string, opts: CreateOptions):
       await deleteContainer(ctx, id, { force: true });
       throw e;
     }
+    step("started");
     const status = master === undefined ? await child.status : await relayed(master, child);
+    step("program exited");
     await deleteContainer(ctx, id, { force: true });
+    step("deleted");
     return exitCode(status);
   } finally {
     stopForwarding();

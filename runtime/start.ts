@@ -34,6 +34,9 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
       if (Date.now() > deadline) {
         throw new CapsuleError(`Cannot start container "${id}": its init did not answer in 10 s`);
       }
+      // Nothing yet: wait for the init's write (a poll returns as it writes; a 1 ms timer
+      // fires 1-2 ms later). At EOF (a writer came and went) poll would return at once: sleep.
+      if (n !== 0 && libc.pollIn(fd, 10)) continue;
       await sleep(1);
     }
   } finally {

@@ -11,15 +11,18 @@ import { build } from "./build.ts";
 const repo = new URL("..", import.meta.url).pathname;
 
 /**
- * The release launcher: resolves its own symlinks (`/usr/local/bin/capsule` -> the untarred
- * copy), then runs lib/main.js on lib/deno. `--no-remote --no-npm` make a stray remote import
- * an error instead of a download; DENO_NO_UPDATE_CHECK keeps Deno from asking for a newer
+ * The release launcher: resolves its own symlink (`/usr/local/bin/capsule` -> the untarred
+ * copy; readlink -f runs only then: a process costs ~1-2 ms per call, and a linked directory
+ * resolves lib/ as well), then runs lib/main.js on lib/deno. `--no-remote --no-npm` make a
+ * stray remote import an error instead of a download; DENO_NO_UPDATE_CHECK keeps Deno from asking for a newer
  * version (the init processes inherit it).
  */
 export const LAUNCHER = `#!/bin/sh
 # capsule ${VERSION} (release launcher): the bundle in lib/ on the Deno in lib/, both found
 # from this file's real path, so the directory can live anywhere and be linked into PATH.
-lib=$(dirname "$(readlink -f "$0")")/lib
+self=$0
+[ -L "$self" ] && self=$(readlink -f "$self")
+case $self in */*) lib=\${self%/*}/lib ;; *) lib=./lib ;; esac
 DENO_NO_UPDATE_CHECK=1
 export DENO_NO_UPDATE_CHECK
 exec "$lib/deno" run -A --no-config --no-lock --no-remote --no-npm --quiet "$lib/main.js" "$@"

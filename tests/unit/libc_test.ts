@@ -78,3 +78,50 @@ Deno.test("libc: read on an empty non-blocking fifo is EAGAIN even right after a
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("libc(): each symbol is bound on its first use only, and then works", () => {
+  const lib = libc.libc();
+  const bound = (name: string) => !Object.getOwnPropertyDescriptor(lib, name)?.get;
+  // A path that never mounts never pays for binding mount (dlopen costs per symbol).
+  assertEquals(bound("mount"), false);
+  assertEquals(bound("getpid"), false);
+  assertEquals(lib.getpid(), Deno.pid);
+  assertEquals(bound("getpid"), true);
+  assertEquals(bound("mount"), false);
+  assertEquals(libc.getpid(), Deno.pid); // the wrapper, through the same binding
+});
+
+Deno.test("prepareExecve/prepareRlimits bind what their call needs now, not after the limits and seccomp", () => {
+  const lib = libc.libc();
+  const bound = (name: string) => !Object.getOwnPropertyDescriptor(lib, name)?.get;
+  assertEquals(bound("execve"), false);
+  libc.prepareExecve("/nonexistent", ["x"], []);
+  assertEquals(bound("execve"), true);
+  libc.prepareRlimits([]);
+  assertEquals(bound("syscall"), true);
+  // bindAll (before a seccomp profile that may refuse mmap): nothing left to bind.
+  libc.bindAll();
+  assertEquals(Object.entries(Object.getOwnPropertyDescriptors(lib)).filter(([, d]) => d.get), []);
+});
+
+Deno.test("pollIn: false after the timeout on an empty fifo, true once there is something to read", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    libc.mkfifo(`${dir}/f`, 0o600);
+    const r = libc.open(`${dir}/f`, libc.O.RDONLY | libc.O.NONBLOCK | libc.O.CLOEXEC);
+    const w = libc.open(`${dir}/f`, libc.O.WRONLY | libc.O.CLOEXEC);
+    try {
+      const t0 = performance.now();
+      assertEquals(libc.pollIn(r, 30), false);
+      const waited = performance.now() - t0;
+      assertEquals(waited >= 25, true, `returned after ${waited} ms`);
+      libc.writeAll(w, new Uint8Array([0x30]));
+      assertEquals(libc.pollIn(r, 5000), true);
+    } finally {
+      libc.close(r);
+      libc.close(w);
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -1,0 +1,97 @@
+// deno task build (scripts/build.ts). dist/capsule, the launcher, finds main.js beside itself
+// with shell builtins (no readlink/dirname processes on each call, and no PATH needed), also
+// when called by a relative path or through a symlink to it. Deno's start-up graph of main.js
+// holds only the modules every command loads, not the lazily imported chunks.
+import { build } from "../../scripts/build.ts";
+import { LAUNCHER } from "../../scripts/release.ts";
+import { assert, assertEquals } from "./fake_rootfs_ops.ts";
+
+async function version(cmd: string, cwd: string, env: Record<string, string>): Promise<string> {
+  const out = await new Deno.Command(cmd, { args: ["--version"], cwd, env, clearEnv: true })
+    .output();
+  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+  assert(out.success, `${cmd} --version failed: ${text}`);
+  return text.split("\n")[0];
+}
+
+Deno.test("launcher: runs main.js beside it by absolute or relative path with no PATH, and through a symlink", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "capsule-launcher-" });
+  try {
+    const launcher = await build(`${dir}/dist`);
+    // A PATH where no program is found: the launcher runs none of its own (each costs ms).
+    const noPath = { PATH: "/nonexistent" };
+    assertEquals(await version(launcher, "/", noPath), "capsule version 0.1.0");
+    assertEquals(await version("dist/capsule", dir, noPath), "capsule version 0.1.0");
+    await Deno.mkdir(`${dir}/bin`);
+    await Deno.symlink(launcher, `${dir}/bin/capsule`);
+    assertEquals(
+      await version(`${dir}/bin/capsule`, "/", { PATH: "/usr/bin:/bin" }),
+      "capsule version 0.1.0",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("build: Deno's start-up graph of dist/main.js has no lazily imported chunk (zod, image, network)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "capsule-build-" });
+  try {
+    await build(`${dir}/dist`);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["info", "--json", "--no-config", "--no-lock", `${dir}/dist/main.js`],
+      env: { NO_COLOR: "1" },
+    }).output();
+    assert(out.success, new TextDecoder().decode(out.stderr));
+    const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      modules: { specifier: string }[];
+    };
+    const files = info.modules.map((m) => m.specifier.slice(m.specifier.lastIndexOf("/") + 1));
+    // What `capsule --version` reads at start: main.js and the CLI's static imports only.
+    assert(files.includes("main.js"), files.join(" "));
+    const lazy = files.filter((f) =>
+      /^(config|import|pull|registry|features|run|init_main)[-.]/.test(f)
+    );
+    assertEquals(lazy, [], `read by Deno at start although only imported lazily: ${lazy}`);
+    // Every chunk is still there, and a lazily imported one still runs.
+    const names = [...Deno.readDirSync(`${dir}/dist`)].map((e) => e.name);
+    assert(names.some((n) => n.startsWith("config-")), names.join(" "));
+    assertEquals(
+      await version(`${dir}/dist/capsule`, "/", { PATH: "/nonexistent" }),
+      "capsule version 0.1.0",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("release launcher: finds lib/ beside it with no PATH, by relative path and through a symlink", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "capsule-release-launcher-" });
+  try {
+    await Deno.mkdir(`${dir}/rel/lib`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/rel/capsule`, LAUNCHER, { mode: 0o755 });
+    // A stand-in for lib/deno that names the main.js it was given.
+    await Deno.writeTextFile(
+      `${dir}/rel/lib/deno`,
+      '#!/bin/sh\nfor a; do case $a in *main.js) echo "$a" ;; esac; done\n',
+      {
+        mode: 0o755,
+      },
+    );
+    const main = async (cmd: string, cwd: string, env: Record<string, string>) => {
+      const out = await new Deno.Command(cmd, { cwd, env, clearEnv: true }).output();
+      const text = new TextDecoder().decode(out.stdout).trim();
+      assert(out.success, `${cmd}: ${new TextDecoder().decode(out.stderr)}`);
+      return Deno.realPathSync(text);
+    };
+    await Deno.writeTextFile(`${dir}/rel/lib/main.js`, "");
+    const want = Deno.realPathSync(`${dir}/rel/lib/main.js`);
+    const noPath = { PATH: "/nonexistent" };
+    assertEquals(await main(`${dir}/rel/capsule`, "/", noPath), want);
+    assertEquals(await main("rel/capsule", dir, noPath), want);
+    await Deno.mkdir(`${dir}/bin`);
+    await Deno.symlink(`${dir}/rel/capsule`, `${dir}/bin/capsule`);
+    assertEquals(await main(`${dir}/bin/capsule`, "/", { PATH: "/usr/bin:/bin" }), want);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
