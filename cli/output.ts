@@ -1,5 +1,5 @@
 // Printing and logging for the CLI: tables, JSON, and runc's --log/--log-format contract.
-import { CapsuleError } from "../runtime/errors.ts";
+import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import type { FlagDef, Log } from "./types.ts";
 
 /**
@@ -10,6 +10,21 @@ export class ExitWith extends Error {
   constructor(readonly code: number, readonly error: Error) {
     super(error.message, { cause: error });
   }
+}
+
+/**
+ * --preserve-fds's value: a whole number of fds (runc's flag), undefined for none or 0. Throws
+ * a UsageError (exit 2) otherwise; whether the fds are open is checked by the runtime.
+ */
+export function preserveFdsOption(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  const text = String(value);
+  if (!/^\d{1,9}$/.test(text)) {
+    throw new UsageError(
+      `Invalid --preserve-fds "${text}": give how many fds after stderr to pass on (3, 4, ...)`,
+    );
+  }
+  return Number(text) || undefined;
 }
 
 /**

@@ -18,6 +18,7 @@ import {
 import { type CreateOptions, Creating } from "./create_state.ts";
 import { CapsuleError } from "./errors.ts";
 import { runHooks } from "./hooks.ts";
+import { callerFds } from "./spawn.ts";
 import { validateId } from "./ids.ts";
 import { ociState } from "./query.ts";
 import { OCI_VERSION, type Spec } from "./spec.ts";
@@ -74,7 +75,12 @@ export async function createContainer(
   foreground: boolean,
 ): Promise<Created> {
   const { bundle, raw } = readBundle(id, opts);
+  // Before any fd of create's own is open (see callerFds).
+  const passFds = opts.preserveFds
+    ? callerFds(opts.preserveFds, `Cannot create container "${id}"`)
+    : undefined;
   const c = new Creating(ctx, id, opts, foreground, bundle, raw);
+  c.passFds = passFds;
   const begun: Step[] = [];
   try {
     for (const s of STEPS) {

@@ -467,11 +467,39 @@ function makeTerminal(p: ProcessPlan): Tty | undefined {
   const [master, name] = libc.openPty();
   try {
     const slave = libc.open(name, libc.O.RDWR | libc.O.NOCTTY | libc.O.CLOEXEC);
+    try {
+      ownTerminal(slave, p.uid);
+    } catch (e) {
+      libc.close(slave);
+      throw e;
+    }
     if (p.consoleSize) libc.setWinsize(master, p.consoleSize.height, p.consoleSize.width);
     return { master, slave, name };
   } catch (e) {
     libc.close(master);
     throw e;
+  }
+}
+
+/**
+ * The terminal becomes the process's uid's (the group stays devpts' gid=, the tty group), as
+ * runc's fixStdioPermissions does, before the user switch: a non-root program can then use and
+ * chmod its own terminal. Throws when the fd is not a pty slave. Where the uid or the inode's owner is not mapped in a user namespace
+ * (EINVAL, EPERM) the terminal is left as it is, as runc does.
+ */
+function ownTerminal(slave: number, uid: number): void {
+  const st = libc.fstatFd(slave);
+  // Opened by name in the container's /dev/pts: what is chowned must be a pty's slave
+  // (UNIX98 majors 136-143), never a file the container put in its place.
+  if ((st.mode & S_IFMT) !== 0o020000 || st.rdevMajor < 136 || st.rdevMajor > 143) {
+    throw new Error(`the terminal's slave is not a pseudo-terminal (major ${st.rdevMajor})`);
+  }
+  if (st.uid === uid) return;
+  try {
+    libc.fchownat(slave, "", uid, st.gid);
+  } catch (e) {
+    const code = (e as libc.SysError).code;
+    if (code !== "EINVAL" && code !== "EPERM") throw e;
   }
 }
 
@@ -537,6 +565,8 @@ function execProcess(
   );
   libc.resetSignals();
   libc.closeRangeCloexec(3);
+  // The caller's fds (--preserve-fds) came through capsule and this init at their numbers.
+  for (const fd of p.preserveFds ?? []) libc.setCloexec(fd, false);
   setLimits();
   if (filter) libc.seccompSetFilter(filter, p.seccomp!.flags);
   exec();
