@@ -549,14 +549,18 @@ function seccompProgram(p: ProcessPlan): Uint8Array<ArrayBuffer> {
   return Uint8Array.from(atob(p.seccomp!.program), (c) => c.charCodeAt(0));
 }
 
-/** The last steps after "ready" (and start): the terminal, signals, fds, limits, execve. */
+/**
+ * The last steps after "ready" (and start): the terminal, signals, fds, limits, execve.
+ * `filterLoaded`: the seccomp filter was loaded already (before startContainer hooks).
+ */
 function execProcess(
   path: string,
   p: ProcessPlan,
   tty?: { slave: number; leader: boolean },
+  filterLoaded = false,
 ): never {
   if (tty) attachTerminal(tty.slave, tty.leader);
-  const filter = p.seccomp && p.noNewPrivileges ? seccompProgram(p) : undefined;
+  const filter = p.seccomp && p.noNewPrivileges && !filterLoaded ? seccompProgram(p) : undefined;
   // Built now: after the limits are set, only system calls run (a small RLIMIT_AS or
   // RLIMIT_NOFILE must meet the program, not Deno).
   const exec: () => never = libc.prepareExecve(path, p.args, p.env);
@@ -607,7 +611,9 @@ function runInitHooks(kind: string, hooks: readonly HookPlan[] | undefined, stat
         libc.dup2(saved, 0);
       }
       if (!out.success) {
-        const why = out.signal ? `killed by ${out.signal}` : `exit status ${out.code}`;
+        // SIGSYS is seccomp's kill: said in words, as runc's "bad system call".
+        const sig = out.signal === "SIGSYS" ? "SIGSYS (bad system call)" : out.signal;
+        const why = sig ? `killed by ${sig}` : `exit status ${out.code}`;
         const err = new TextDecoder().decode(out.stderr).trim();
         throw new Error(`${kind} hook ${h.path} failed (${why})${err ? `: ${err}` : ""}`);
       }
@@ -654,8 +660,13 @@ export function runInit(): never {
     ready = true;
     libc.close(fd);
     waitForStart(fifoFd);
-    runInitHooks("startContainer", plan.hooks?.startContainer, plan.hooks?.state ?? "");
-    execProcess(path, plan.process, tty && { slave: tty.slave, leader: plan.setsid });
+    // As runc: startContainer hooks run under the seccomp filter. Loaded before them here when
+    // no_new_privileges put it last (the profile must then allow the few calls up to execve).
+    const startHooks = plan.hooks?.startContainer;
+    const early = !!(startHooks?.length && plan.process.seccomp && plan.process.noNewPrivileges);
+    if (early) libc.seccompSetFilter(seccompProgram(plan.process), plan.process.seccomp!.flags);
+    runInitHooks("startContainer", startHooks, plan.hooks?.state ?? "");
+    execProcess(path, plan.process, tty && { slave: tty.slave, leader: plan.setsid }, early);
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     if (!ready) {

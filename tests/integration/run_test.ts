@@ -121,7 +121,7 @@ rootTest(
       for (const d of dirs) assert(Deno.statSync(d).isDirectory, `cgroup ${d} is gone`);
       assertEquals((await capsule(root, ["delete", "keep1"])).code, 0);
       assertEquals((await capsule(root, ["state", "keep1"])).code, 1);
-      for (const d of dirs) assert(!cgroupExists(d), `cgroup ${d} was left`);
+      for (const d of dirs) assert(!isDir(d), `cgroup ${d} was left`);
     } finally {
       await capsule(root, ["delete", "-f", "keep1"]);
       await removeAll(b);
@@ -129,7 +129,7 @@ rootTest(
   },
 );
 
-function cgroupExists(dir: string): boolean {
+function isDir(dir: string): boolean {
   try {
     return Deno.statSync(dir).isDirectory;
   } catch {
@@ -414,3 +414,23 @@ rootTest(
     }
   },
 );
+
+rootTest("run: a startContainer hook runs under the container's seccomp profile", async (root) => {
+  // As runc: with no_new_privileges the filter is loaded late, but before startContainer hooks.
+  const b = await makeBundle("true", (s) => {
+    s.process!.noNewPrivileges = true;
+    s.linux!.seccomp = {
+      defaultAction: "SCMP_ACT_ALLOW",
+      syscalls: [{ names: ["mkdir", "mkdirat"], action: "SCMP_ACT_KILL" }],
+    };
+    s.hooks = { startContainer: [{ path: "/bin/sh", args: ["sh", "-c", "mkdir /tmp/hook"] }] };
+  }, { ownRootfs: true });
+  try {
+    const r = await capsule(root, ["run", "-b", b, "schook1"]);
+    assert(r.code !== 0, "the hook's mkdir was not killed");
+    assertMatch(r.stderr, /startContainer hook \/bin\/sh failed \(killed by SIGSYS/);
+    assert(!isDir(`${b}/rootfs/tmp/hook`), "the hook's mkdir ran");
+  } finally {
+    await removeAll(b);
+  }
+});
