@@ -3,7 +3,14 @@ import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { rootlessSpec, starterSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
-import { listFlags, pidFileOption, preserveFdsOption, printJson, table } from "./output.ts";
+import {
+  listenFdsOption,
+  listFlags,
+  pidFileOption,
+  preserveFdsOption,
+  printJson,
+  table,
+} from "./output.ts";
 import { openRuntime } from "./runtime.ts";
 import type { OciState, Runtime } from "../runtime/container.ts";
 
@@ -219,6 +226,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           pidFile: pidFileOption(flags["pid-file"]),
           noPivot: flags["no-pivot"] === true,
           preserveFds: preserveFdsOption(flags["preserve-fds"]),
+          listenFds: listenFdsOption(),
         });
       },
     },
@@ -274,6 +282,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           noPivot: flags["no-pivot"] === true,
           keep: flags.keep === true,
           preserveFds: preserveFdsOption(flags["preserve-fds"]),
+          listenFds: listenFdsOption(),
         });
       },
     },

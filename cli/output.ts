@@ -28,6 +28,16 @@ export function preserveFdsOption(value: unknown): number | undefined {
 }
 
 /**
+ * systemd socket activation (sd_listen_fds(3)): LISTEN_FDS when LISTEN_PID names this process
+ * (the fds from 3 are then its listening sockets, for the container), as runc's run/create.
+ */
+export function listenFdsOption(): number | undefined {
+  const pid = Deno.env.get("LISTEN_PID"), n = Deno.env.get("LISTEN_FDS");
+  if (!pid || !n || Number(pid) !== Deno.pid || !/^\d{1,9}$/.test(n)) return undefined;
+  return Number(n) || undefined;
+}
+
+/**
  * --pid-file's value, checked before anything is made: its directory must exist (the file is
  * written once the process runs, too late to fail cleanly). Returns it; CapsuleError otherwise.
  */

@@ -76,8 +76,14 @@ export async function createContainer(
 ): Promise<Created> {
   const { bundle, raw } = readBundle(id, opts);
   // Before any fd of create's own is open (see callerFds).
-  const passFds = opts.preserveFds
-    ? callerFds(opts.preserveFds, `Cannot create container "${id}"`)
+  const listen = opts.listenFds ?? 0, preserve = opts.preserveFds ?? 0;
+  const passFds = listen + preserve
+    ? callerFds(
+      listen + preserve,
+      `Cannot create container "${id}"`,
+      [listen ? `LISTEN_FDS=${listen}` : "", preserve ? `--preserve-fds ${preserve}` : ""]
+        .filter(Boolean).join(" and "),
+    )
     : undefined;
   const c = new Creating(ctx, id, opts, foreground, bundle, raw);
   c.passFds = passFds;

@@ -125,6 +125,7 @@ export function buildPlan(c: Creating): void {
     extraMounts: c.extraMounts,
   });
   c.plan.process.preserveFds = c.passFds;
+  c.plan.process.listenFds = c.opts.listenFds;
   c.record.exec = { process: spec.process!, seccomp: c.plan.process.seccomp };
   const hooks = spec.hooks;
   if (hooks?.createContainer?.length || hooks?.startContainer?.length) {

@@ -27,6 +27,12 @@ export interface CreateOptions {
   consoleSocket?: string;
   /** Pass the caller's fds 3 to 3+N-1 on to the program (runc's --preserve-fds). */
   preserveFds?: number;
+  /**
+   * systemd socket activation: the first N fds from 3 are the caller's listening sockets (its
+   * LISTEN_FDS, for capsule's pid): passed on before the --preserve-fds ones, and the program
+   * gets LISTEN_FDS=N and LISTEN_PID=its own pid, as runc does.
+   */
+  listenFds?: number;
 }
 
 /** What create works on, filled in by the steps in order. */

@@ -150,7 +150,11 @@ export async function exec(
   for (const ns of ["ipc", "uts", "net", "cgroup", "mnt"]) if (!same(ns)) namespaces.push(ns);
   // Before any fd of exec's own is open (see callerFds).
   const passFds = opts.preserveFds
-    ? callerFds(opts.preserveFds, `Cannot exec in container "${id}"`)
+    ? callerFds(
+      opts.preserveFds,
+      `Cannot exec in container "${id}"`,
+      `--preserve-fds ${opts.preserveFds}`,
+    )
     : undefined;
   const execId = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
   const plan: ExecPlan = {

@@ -563,7 +563,15 @@ function execProcess(
   const filter = p.seccomp && p.noNewPrivileges && !filterLoaded ? seccompProgram(p) : undefined;
   // Built now: after the limits are set, only system calls run (a small RLIMIT_AS or
   // RLIMIT_NOFILE must meet the program, not Deno).
-  const exec: () => never = libc.prepareExecve(path, p.args, p.env);
+  // Socket activation (sd_listen_fds(3)): the program, this process once exec'd, is told.
+  const env = p.listenFds
+    ? [
+      ...p.env.filter((e) => !/^LISTEN_(FDS|PID)=/.test(e)),
+      `LISTEN_FDS=${p.listenFds}`,
+      `LISTEN_PID=${libc.getpid()}`,
+    ]
+    : p.env;
+  const exec: () => never = libc.prepareExecve(path, p.args, env);
   const setLimits = libc.prepareRlimits(
     p.rlimits.map((r) => ({ resource: r.resource, soft: BigInt(r.soft), hard: BigInt(r.hard) })),
   );

@@ -61,6 +61,8 @@ export interface ProcessPlan {
    * through execve, at the same numbers; every other fd from 3 up is closed.
    */
   preserveFds?: number[];
+  /** Socket activation: the first N of them are listening sockets (LISTEN_FDS, LISTEN_PID set). */
+  listenFds?: number;
 }
 
 /** `capsule exec`: join a running container's namespaces and run one more program. */

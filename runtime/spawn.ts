@@ -157,14 +157,15 @@ export function spawnInit(
 }
 
 /**
- * runc's --preserve-fds: fds 3 to 3+n-1 of capsule's caller, which the init passes on to the
- * program. Each must be open in the caller, as runc checks. Called before capsule opens any fd
- * of its own for the init: then an fd inherited from the caller is exactly one that is not
- * close-on-exec (Deno opens all of its own close-on-exec), and one that is (Deno's own, in a
- * number the caller left closed) is refused like a closed one, never passed. Returns the fds;
- * throws a CapsuleError naming the first that is not the caller's; `what` begins it.
+ * The fds 3 to 3+n-1 of capsule's caller that the init passes on to the program (systemd's
+ * LISTEN_FDS and runc's --preserve-fds; `why` names them for the error). Each must be open in
+ * the caller, as runc checks. Called before capsule opens any fd of its own for the init: then an
+ * fd inherited from the caller is exactly one that is not close-on-exec (Deno opens all of its
+ * own close-on-exec), and one that is (Deno's own, in a number the caller left closed) is
+ * refused like a closed one, never passed. Returns the fds; throws a CapsuleError naming the
+ * first that is not the caller's; `what` begins it.
  */
-export function callerFds(n: number, what: string): number[] {
+export function callerFds(n: number, what: string, why: string): number[] {
   const out: number[] = [];
   for (let fd = 3; fd < 3 + n; fd++) {
     let inherited = false;
@@ -173,8 +174,8 @@ export function callerFds(n: number, what: string): number[] {
     } catch { /* not open at all */ }
     if (!inherited) {
       throw new CapsuleError(
-        `${what}: --preserve-fds ${n}: fd ${fd} is not open; open fds 3 to ${2 + n} ` +
-          `for the program, or pass fewer`,
+        `${what}: ${why}: fd ${fd} is not open; open fds 3 to ${2 + n} for the program, ` +
+          `or pass fewer`,
       );
     }
     out.push(fd);

@@ -224,6 +224,27 @@ rootTest(
         const ran = await shell(`${capsuleCmd} run --preserve-fds 2 -b ${b2} pf2 3<a 4<b 5<a`);
         assertEquals(ran.code, 0, ran.stderr);
         assertEquals(ran.stdout, "from-a\nfrom-b\n");
+        // systemd socket activation (LISTEN_PID is capsule's pid): the LISTEN_FDS fds come
+        // first, then --preserve-fds's; the program is told, as its own pid (runc's).
+        const b3 = await makeBundle(
+          `echo "$LISTEN_FDS $LISTEN_PID $$"; cat /proc/self/fd/3 /proc/self/fd/4`,
+        );
+        try {
+          const act = await shell(
+            `exec env LISTEN_FDS=1 LISTEN_PID=$$ ${capsuleCmd} run --preserve-fds 1 -b ${b3} ` +
+              `pf3 3<a 4<b`,
+          );
+          assertEquals(act.code, 0, act.stderr);
+          assertEquals(act.stdout, "1 1 1\nfrom-a\nfrom-b\n");
+          // LISTEN_PID of another process: not for capsule, nothing passed or told.
+          const other = await shell(
+            `exec env LISTEN_FDS=1 LISTEN_PID=1 ${capsuleCmd} run -b ${b3} pf4 3<a 4<b`,
+          );
+          assertMatch(other.stdout, /^ {2}1\n/);
+          assertMatch(other.stderr, /'\/proc\/self\/fd\/3': No such file/);
+        } finally {
+          await removeAll(b3);
+        }
       } finally {
         await removeAll(b2);
       }
