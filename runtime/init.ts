@@ -484,8 +484,9 @@ function makeTerminal(p: ProcessPlan): Tty | undefined {
 /**
  * The terminal becomes the process's uid's (the group stays devpts' gid=, the tty group), as
  * runc's fixStdioPermissions does, before the user switch: a non-root program can then use and
- * chmod its own terminal. Throws when the fd is not a pty slave. Where the uid or the inode's owner is not mapped in a user namespace
- * (EINVAL, EPERM) the terminal is left as it is, as runc does.
+ * chmod its own terminal. Throws when the fd is not a pty slave. Where the uid or the inode's
+ * owner is not mapped in a user namespace (EINVAL, EPERM) the terminal is left as it is, as
+ * runc does.
  */
 function ownTerminal(slave: number, uid: number): void {
   const st = libc.fstatFd(slave);
@@ -672,7 +673,13 @@ export function runInit(): never {
     // no_new_privileges put it last (the profile must then allow the few calls up to execve).
     const startHooks = plan.hooks?.startContainer;
     const early = !!(startHooks?.length && plan.process.seccomp && plan.process.noNewPrivileges);
-    if (early) libc.seccompSetFilter(seccompProgram(plan.process), plan.process.seccomp!.flags);
+    if (early) {
+      try {
+        libc.seccompSetFilter(seccompProgram(plan.process), plan.process.seccomp!.flags);
+      } catch (e) {
+        throw new Error(`cannot load the seccomp profile: ${(e as Error).message}`);
+      }
+    }
     runInitHooks("startContainer", startHooks, plan.hooks?.state ?? "");
     execProcess(path, plan.process, tty && { slave: tty.slave, leader: plan.setsid }, early);
   } catch (e) {
