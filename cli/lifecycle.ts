@@ -3,7 +3,14 @@ import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { rootlessSpec, starterSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
-import { listFlags, pidFileOption, printJson, table } from "./output.ts";
+import {
+  listenFdsOption,
+  listFlags,
+  pidFileOption,
+  preserveFdsOption,
+  printJson,
+  table,
+} from "./output.ts";
 import { openRuntime } from "./runtime.ts";
 import type { OciState, Runtime } from "../runtime/container.ts";
 
@@ -30,6 +37,12 @@ const consoleFlag = {
   type: "string",
   arg: "PATH",
   help: "unix socket that receives the pty master (needs process.terminal)",
+} as const;
+const preserveFdsFlag = {
+  name: "preserve-fds",
+  type: "string",
+  arg: "N",
+  help: "pass the caller's fds 3 to 3+N-1 on to the container's program",
 } as const;
 /** -f of delete and image destroyc. */
 export const forceFlag: FlagDef = {
@@ -201,12 +214,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         noPivotFlag,
         ...networkFlags,
         ignored("no-new-keyring"),
-        {
-          name: "preserve-fds",
-          type: "string",
-          help: "accepted for runc compatibility (must be 0)",
-          hidden: true,
-        },
+        preserveFdsFlag,
       ],
       run: async ({ flags, args }) => {
         const ext = networkOptions(flags);
@@ -217,6 +225,8 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           bundle: flags.bundle as string | undefined,
           pidFile: pidFileOption(flags["pid-file"]),
           noPivot: flags["no-pivot"] === true,
+          preserveFds: preserveFdsOption(flags["preserve-fds"]),
+          listenFds: listenFdsOption(),
         });
       },
     },
@@ -253,7 +263,12 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         consoleFlag,
         noPivotFlag,
         ignored("no-new-keyring"),
-        ignored("keep"),
+        preserveFdsFlag,
+        {
+          name: "keep",
+          type: "boolean",
+          help: "in the foreground, leave the stopped container for delete",
+        },
       ],
       run: async ({ flags, args }) => {
         const ext = networkOptions(flags);
@@ -265,6 +280,9 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           pidFile: pidFileOption(flags["pid-file"]),
           detach: flags.detach === true,
           noPivot: flags["no-pivot"] === true,
+          keep: flags.keep === true,
+          preserveFds: preserveFdsOption(flags["preserve-fds"]),
+          listenFds: listenFdsOption(),
         });
       },
     },

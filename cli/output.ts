@@ -1,5 +1,5 @@
 // Printing and logging for the CLI: tables, JSON, and runc's --log/--log-format contract.
-import { CapsuleError } from "../runtime/errors.ts";
+import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import type { FlagDef, Log } from "./types.ts";
 
 /**
@@ -10,6 +10,31 @@ export class ExitWith extends Error {
   constructor(readonly code: number, readonly error: Error) {
     super(error.message, { cause: error });
   }
+}
+
+/**
+ * --preserve-fds's value: a whole number of fds (runc's flag), undefined for none or 0. Throws
+ * a UsageError (exit 2) otherwise; whether the fds are open is checked by the runtime.
+ */
+export function preserveFdsOption(value: unknown): number | undefined {
+  if (value === undefined) return undefined;
+  const text = String(value);
+  if (!/^\d{1,9}$/.test(text)) {
+    throw new UsageError(
+      `Invalid --preserve-fds "${text}": give how many fds after stderr to pass on (3, 4, ...)`,
+    );
+  }
+  return Number(text) || undefined;
+}
+
+/**
+ * systemd socket activation (sd_listen_fds(3)): LISTEN_FDS when LISTEN_PID names this process
+ * (the fds from 3 are then its listening sockets, for the container), as runc's run/create.
+ */
+export function listenFdsOption(): number | undefined {
+  const pid = Deno.env.get("LISTEN_PID"), n = Deno.env.get("LISTEN_FDS");
+  if (!pid || !n || Number(pid) !== Deno.pid || !/^\d{1,9}$/.test(n)) return undefined;
+  return Number(n) || undefined;
 }
 
 /**

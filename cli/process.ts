@@ -2,7 +2,7 @@
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import type { Process, Spec } from "../runtime/spec.ts";
 import type { CommandDef, Globals, Parsed } from "./types.ts";
-import { ExitWith, formatFlag, pidFileOption } from "./output.ts";
+import { ExitWith, formatFlag, pidFileOption, preserveFdsOption } from "./output.ts";
 import { openRuntime } from "./runtime.ts";
 
 function parseUser(v: string): { uid: number; gid: number } {
@@ -140,6 +140,7 @@ export function processCommands(globals: () => Globals): CommandDef[] {
       pidFile: pidFileOption(flags["pid-file"]),
       tty: flags.tty === true ? true : undefined,
       consoleSocket: flags["console-socket"] as string | undefined,
+      preserveFds: preserveFdsOption(flags["preserve-fds"]),
     });
     if (r.execId && !engine) console.log(r.execId);
     return r.code ?? 0;
@@ -202,8 +203,8 @@ export function processCommands(globals: () => Globals): CommandDef[] {
         {
           name: "preserve-fds",
           type: "string",
-          help: "accepted for runc compatibility",
-          hidden: true,
+          arg: "N",
+          help: "pass the caller's fds 3 to 3+N-1 on to the program",
         },
         { name: "no-new-privs", type: "boolean", help: "set no_new_privileges", hidden: true },
       ],

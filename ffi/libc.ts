@@ -434,6 +434,11 @@ export function setCloexec(fd: number, on: boolean): void {
   invoke(() => libc().fcntl(fd, F_SETFD, on ? flags | FD_CLOEXEC : flags & ~FD_CLOEXEC), "fcntl");
 }
 
+/** Whether `fd` is close-on-exec; throws SysError EBADF when it is not open. */
+export function isCloexec(fd: number): boolean {
+  return (invoke(() => libc().fcntl(fd, F_GETFD, 0), "fcntl") & FD_CLOEXEC) !== 0;
+}
+
 export function dup2(from: number, to: number): void {
   invoke(() => libc().dup2(from, to), "dup2");
 }

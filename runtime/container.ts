@@ -13,7 +13,7 @@ import { exec, execLogFile, type ExecOptions } from "./exec.ts";
 import type { Extension } from "./extension.ts";
 import { kill } from "./kill.ts";
 import * as query from "./query.ts";
-import { run } from "./run.ts";
+import { run, type RunOptions } from "./run.ts";
 import { start } from "./start.ts";
 import { stop, type StopOptions } from "./stop.ts";
 import type { ContainerRecord, StateStore, Status } from "./state.ts";
@@ -22,6 +22,7 @@ export type { CreateContext, Extension, PrepareContext, Prepared } from "./exten
 export type { RuntimeContext, RuntimeOptions } from "./context.ts";
 export type { CreateOptions } from "./create.ts";
 export type { ExecOptions } from "./exec.ts";
+export type { RunOptions } from "./run.ts";
 export type { StopOptions } from "./stop.ts";
 export type { OciState, ProcessInfo } from "./query.ts";
 
@@ -80,10 +81,10 @@ export class Runtime {
   /**
    * create + start. In the foreground: stdio attached, SIGINT/SIGTERM passed on, resolves to
    * the program's exit status (128+N when killed by signal N) once it exits, and the container
-   * is deleted. `detach`: resolves to 0 once started, output in `<root>/<id>/container.log`.
-   * Throws as `create` and `start` do.
+   * is deleted (`keep`: left stopped, for `delete`). `detach`: resolves to 0 once started,
+   * output in `<root>/<id>/container.log`. Throws as `create` and `start` do.
    */
-  run(id: string, opts: CreateOptions = {}): Promise<number> {
+  run(id: string, opts: RunOptions = {}): Promise<number> {
     return run(this.ctx, id, opts);
   }
 

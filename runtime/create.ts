@@ -19,6 +19,7 @@ import { checkConfig } from "./validate.ts";
 import { type CreateOptions, Creating } from "./create_state.ts";
 import { CapsuleError } from "./errors.ts";
 import { runHooks } from "./hooks.ts";
+import { callerFds } from "./spawn.ts";
 import { validateId } from "./ids.ts";
 import { ociState } from "./query.ts";
 import { OCI_VERSION, type Spec } from "./spec.ts";
@@ -75,7 +76,18 @@ export async function createContainer(
   foreground: boolean,
 ): Promise<Created> {
   const { bundle, raw } = readBundle(id, opts);
+  // Before any fd of create's own is open (see callerFds).
+  const listen = opts.listenFds ?? 0, preserve = opts.preserveFds ?? 0;
+  const passFds = listen + preserve
+    ? callerFds(
+      listen + preserve,
+      `Cannot create container "${id}"`,
+      [listen ? `LISTEN_FDS=${listen}` : "", preserve ? `--preserve-fds ${preserve}` : ""]
+        .filter(Boolean).join(" and "),
+    )
+    : undefined;
   const c = new Creating(ctx, id, opts, foreground, bundle, raw);
+  c.passFds = passFds;
   const begun: Step[] = [];
   try {
     for (const s of STEPS) {

@@ -124,6 +124,8 @@ export function buildPlan(c: Creating): void {
     noPivot: c.opts.noPivot,
     extraMounts: c.extraMounts,
   });
+  c.plan.process.preserveFds = c.passFds;
+  c.plan.process.listenFds = c.opts.listenFds;
   c.record.exec = { process: spec.process!, seccomp: c.plan.process.seccomp };
   const hooks = spec.hooks;
   if (hooks?.createContainer?.length || hooks?.startContainer?.length) {

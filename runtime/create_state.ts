@@ -25,6 +25,14 @@ export interface CreateOptions {
   tty?: boolean;
   /** Unix socket that receives the pty master (runc's --console-socket). */
   consoleSocket?: string;
+  /** Pass the caller's fds 3 to 3+N-1 on to the program (runc's --preserve-fds). */
+  preserveFds?: number;
+  /**
+   * systemd socket activation: the first N fds from 3 are the caller's listening sockets (its
+   * LISTEN_FDS, for capsule's pid): passed on before the --preserve-fds ones, and the program
+   * gets LISTEN_FDS=N and LISTEN_PID=its own pid, as runc does.
+   */
+  listenFds?: number;
 }
 
 /** What create works on, filled in by the steps in order. */
@@ -41,6 +49,8 @@ export class Creating {
   /** The init's host pid (under unshare, its forked child). */
   pid = 0;
   fifoFd = -1;
+  /** The caller's fds the program gets (--preserve-fds), found before any fd of ours opened. */
+  passFds: number[] | undefined;
   logFd: number | undefined;
   record!: ContainerRecord;
   cg: CgroupDriver | undefined;

@@ -9,6 +9,7 @@ import { buildProcessPlan, type ExecPlan } from "./plan.ts";
 import { status } from "./query.ts";
 import { compileSeccomp, type SeccompFilter, type SeccompProfile } from "./seccomp.ts";
 import {
+  callerFds,
   exitCode,
   exitReason,
   forkedChild,
@@ -46,6 +47,8 @@ export interface ExecOptions {
   tty?: boolean;
   /** Unix socket that receives the pty master (runc's --console-socket). */
   consoleSocket?: string;
+  /** Pass the caller's fds 3 to 3+N-1 on to the program (runc's --preserve-fds). */
+  preserveFds?: number;
 }
 
 /**
@@ -145,13 +148,21 @@ export async function exec(
   }
   const same = (ns: string) => links.get(ns) === Deno.readLinkSync(`/proc/self/ns/${ns}`);
   for (const ns of ["ipc", "uts", "net", "cgroup", "mnt"]) if (!same(ns)) namespaces.push(ns);
+  // Before any fd of exec's own is open (see callerFds).
+  const passFds = opts.preserveFds
+    ? callerFds(
+      opts.preserveFds,
+      `Cannot exec in container "${id}"`,
+      `--preserve-fds ${opts.preserveFds}`,
+    )
+    : undefined;
   const execId = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
   const plan: ExecPlan = {
     kind: "exec",
     pid: rec.pid,
     namespaces,
     // The container's seccomp profile holds for what is exec'd into it too.
-    process: { ...buildProcessPlan(proc), seccomp },
+    process: { ...buildProcessPlan(proc), seccomp, preserveFds: passFds },
     logFd: undefined,
     setsid: (opts.detach && !opts.keepStdio) ?? false,
   };

@@ -467,11 +467,40 @@ function makeTerminal(p: ProcessPlan): Tty | undefined {
   const [master, name] = libc.openPty();
   try {
     const slave = libc.open(name, libc.O.RDWR | libc.O.NOCTTY | libc.O.CLOEXEC);
+    try {
+      ownTerminal(slave, p.uid);
+    } catch (e) {
+      libc.close(slave);
+      throw e;
+    }
     if (p.consoleSize) libc.setWinsize(master, p.consoleSize.height, p.consoleSize.width);
     return { master, slave, name };
   } catch (e) {
     libc.close(master);
     throw e;
+  }
+}
+
+/**
+ * The terminal becomes the process's uid's (the group stays devpts' gid=, the tty group), as
+ * runc's fixStdioPermissions does, before the user switch: a non-root program can then use and
+ * chmod its own terminal. Throws when the fd is not a pty slave. Where the uid or the inode's
+ * owner is not mapped in a user namespace (EINVAL, EPERM) the terminal is left as it is, as
+ * runc does.
+ */
+function ownTerminal(slave: number, uid: number): void {
+  const st = libc.fstatFd(slave);
+  // Opened by name in the container's /dev/pts: what is chowned must be a pty's slave
+  // (UNIX98 majors 136-143), never a file the container put in its place.
+  if ((st.mode & S_IFMT) !== 0o020000 || st.rdevMajor < 136 || st.rdevMajor > 143) {
+    throw new Error(`the terminal's slave is not a pseudo-terminal (major ${st.rdevMajor})`);
+  }
+  if (st.uid === uid) return;
+  try {
+    libc.fchownat(slave, "", uid, st.gid);
+  } catch (e) {
+    const code = (e as libc.SysError).code;
+    if (code !== "EINVAL" && code !== "EPERM") throw e;
   }
 }
 
@@ -522,22 +551,36 @@ function seccompProgram(p: ProcessPlan): Uint8Array<ArrayBuffer> {
   return Uint8Array.from(atob(p.seccomp!.program), (c) => c.charCodeAt(0));
 }
 
-/** The last steps after "ready" (and start): the terminal, signals, fds, limits, execve. */
+/**
+ * The last steps after "ready" (and start): the terminal, signals, fds, limits, execve.
+ * `filterLoaded`: the seccomp filter was loaded already (before startContainer hooks).
+ */
 function execProcess(
   path: string,
   p: ProcessPlan,
   tty?: { slave: number; leader: boolean },
+  filterLoaded = false,
 ): never {
   if (tty) attachTerminal(tty.slave, tty.leader);
-  const filter = p.seccomp && p.noNewPrivileges ? seccompProgram(p) : undefined;
+  const filter = p.seccomp && p.noNewPrivileges && !filterLoaded ? seccompProgram(p) : undefined;
   // Built now: after the limits are set, only system calls run (a small RLIMIT_AS or
   // RLIMIT_NOFILE must meet the program, not Deno).
-  const exec: () => never = libc.prepareExecve(path, p.args, p.env);
+  // Socket activation (sd_listen_fds(3)): the program, this process once exec'd, is told.
+  const env = p.listenFds
+    ? [
+      ...p.env.filter((e) => !/^LISTEN_(FDS|PID)=/.test(e)),
+      `LISTEN_FDS=${p.listenFds}`,
+      `LISTEN_PID=${libc.getpid()}`,
+    ]
+    : p.env;
+  const exec: () => never = libc.prepareExecve(path, p.args, env);
   const setLimits = libc.prepareRlimits(
     p.rlimits.map((r) => ({ resource: r.resource, soft: BigInt(r.soft), hard: BigInt(r.hard) })),
   );
   libc.resetSignals();
   libc.closeRangeCloexec(3);
+  // The caller's fds (--preserve-fds) came through capsule and this init at their numbers.
+  for (const fd of p.preserveFds ?? []) libc.setCloexec(fd, false);
   setLimits();
   if (filter) libc.seccompSetFilter(filter, p.seccomp!.flags);
   exec();
@@ -578,7 +621,9 @@ function runInitHooks(kind: string, hooks: readonly HookPlan[] | undefined, stat
         libc.dup2(saved, 0);
       }
       if (!out.success) {
-        const why = out.signal ? `killed by ${out.signal}` : `exit status ${out.code}`;
+        // SIGSYS is seccomp's kill: said in words, as runc's "bad system call".
+        const sig = out.signal === "SIGSYS" ? "SIGSYS (bad system call)" : out.signal;
+        const why = sig ? `killed by ${sig}` : `exit status ${out.code}`;
         const err = new TextDecoder().decode(out.stderr).trim();
         throw new Error(`${kind} hook ${h.path} failed (${why})${err ? `: ${err}` : ""}`);
       }
@@ -625,8 +670,19 @@ export function runInit(): never {
     ready = true;
     libc.close(fd);
     waitForStart(fifoFd);
-    runInitHooks("startContainer", plan.hooks?.startContainer, plan.hooks?.state ?? "");
-    execProcess(path, plan.process, tty && { slave: tty.slave, leader: plan.setsid });
+    // As runc: startContainer hooks run under the seccomp filter. Loaded before them here when
+    // no_new_privileges put it last (the profile must then allow the few calls up to execve).
+    const startHooks = plan.hooks?.startContainer;
+    const early = !!(startHooks?.length && plan.process.seccomp && plan.process.noNewPrivileges);
+    if (early) {
+      try {
+        libc.seccompSetFilter(seccompProgram(plan.process), plan.process.seccomp!.flags);
+      } catch (e) {
+        throw new Error(`cannot load the seccomp profile: ${(e as Error).message}`);
+      }
+    }
+    runInitHooks("startContainer", startHooks, plan.hooks?.state ?? "");
+    execProcess(path, plan.process, tty && { slave: tty.slave, leader: plan.setsid }, early);
   } catch (e) {
     const message = e instanceof Error ? e.message : String(e);
     if (!ready) {

@@ -56,6 +56,13 @@ export interface ProcessPlan {
   caps?: Caps;
   /** A compiled linux.seccomp profile, loaded last before execve. */
   seccomp?: SeccompFilter;
+  /**
+   * fds inherited from capsule's caller (of 3 to 3+N-1, runc's --preserve-fds) that stay open
+   * through execve, at the same numbers; every other fd from 3 up is closed.
+   */
+  preserveFds?: number[];
+  /** Socket activation: the first N of them are listening sockets (LISTEN_FDS, LISTEN_PID set). */
+  listenFds?: number;
 }
 
 /** `capsule exec`: join a running container's namespaces and run one more program. */

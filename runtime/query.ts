@@ -25,7 +25,10 @@ export interface OciState {
   rootfs: string;
   /** When it was created, ISO 8601 UTC. */
   created: string;
-  /** Always "" (runc's field). */
+  /**
+   * In `list`, the user owning the container's state directory, by name from the host's
+   * /etc/passwd ("#UID" when it has none), as runc's list; "" elsewhere (runc's state).
+   */
   owner: string;
   /** config.json's annotations. */
   annotations: Record<string, string>;
@@ -104,26 +107,57 @@ export function list(ctx: RuntimeContext): OciState[] {
     owner: "",
     annotations: {},
   });
+  let passwd: string | undefined;
+  const ownerOf = (id: string): string => {
+    let uid: number | null;
+    try {
+      uid = Deno.statSync(ctx.store.dir(id)).uid;
+    } catch {
+      return ""; // deleted meanwhile
+    }
+    if (uid === null) return "";
+    try {
+      passwd ??= Deno.readTextFileSync("/etc/passwd");
+    } catch {
+      passwd = "";
+    }
+    return userName(passwd, uid);
+  };
   for (const id of ctx.store.ids()) {
-    let rec: ContainerRecord | undefined;
-    try {
-      rec = ctx.store.read(id);
-    } catch (e) {
-      if (e instanceof NotFoundError) continue; // deleted meanwhile
-      out.push({ ...blank(id, "unknown"), error: (e as Error).message });
-      continue;
-    }
-    if (!rec) {
-      out.push(blank(id, "stopped"));
-      continue;
-    }
-    try {
-      out.push(state(ctx, id));
-    } catch (e) {
-      if (!(e instanceof NotFoundError)) out.push({ ...blank(id, "unknown"), error: String(e) });
-    }
+    const one = listOne(ctx, id, blank);
+    if (one) out.push({ ...one, owner: ownerOf(id) });
   }
   return out;
+}
+
+/** One container of `list`: its state, a blank one (half-made or damaged), or none (gone). */
+function listOne(
+  ctx: RuntimeContext,
+  id: string,
+  blank: (id: string, status: OciState["status"]) => OciState,
+): OciState | undefined {
+  let rec: ContainerRecord | undefined;
+  try {
+    rec = ctx.store.read(id);
+  } catch (e) {
+    if (e instanceof NotFoundError) return; // deleted meanwhile
+    return { ...blank(id, "unknown"), error: (e as Error).message };
+  }
+  if (!rec) return blank(id, "stopped");
+  try {
+    return state(ctx, id);
+  } catch (e) {
+    if (!(e instanceof NotFoundError)) return { ...blank(id, "unknown"), error: String(e) };
+  }
+}
+
+/** The name of `uid` in an /etc/passwd text (name:pw:uid:...), or "#UID" (runc's list). */
+export function userName(passwd: string, uid: number): string {
+  for (const line of passwd.split("\n")) {
+    const f = line.split(":");
+    if (f.length >= 3 && f[2] !== "" && Number(f[2]) === uid && f[0]) return f[0];
+  }
+  return `#${uid}`;
 }
 
 /** The host pids of every process of the container (cgroup, else its PID namespace). */

@@ -32,12 +32,21 @@ function recordExit(ctx: RuntimeContext, id: string, st: Deno.CommandStatus): vo
   } catch { /* deleted meanwhile */ }
 }
 
+/** How to run a container: create's options, and what to do once it exits. */
+export interface RunOptions extends CreateOptions {
+  /**
+   * In the foreground: leave the stopped container (state, cgroup) for `delete` instead of
+   * deleting it once its program exits (runc's `run --keep`). A failed start still deletes it.
+   */
+  keep?: boolean;
+}
+
 /**
  * create + start in the foreground: stdio attached, signals to capsule passed on, the
- * program's exit status returned (128+N for signal N), the container deleted afterwards.
- * Detached (`detach`): returns once started, with exit status 0.
+ * program's exit status returned (128+N for signal N), the container deleted afterwards
+ * (unless `keep`). Detached (`detach`): returns once started, with exit status 0.
  */
-export async function run(ctx: RuntimeContext, id: string, opts: CreateOptions): Promise<number> {
+export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Promise<number> {
   const { child, master } = await createContainer(ctx, id, opts, !opts.detach);
   if (opts.detach) {
     // An init that exits before this process does is reaped by Deno here, not by whoever
@@ -60,8 +69,10 @@ export async function run(ctx: RuntimeContext, id: string, opts: CreateOptions):
     step("started");
     const status = master === undefined ? await child.status : await relayed(master, child);
     step("program exited");
-    await deleteContainer(ctx, id, { force: true });
-    step("deleted");
+    if (!opts.keep) {
+      await deleteContainer(ctx, id, { force: true });
+      step("deleted");
+    }
     return exitCode(status);
   } finally {
     stopForwarding();

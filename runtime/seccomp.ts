@@ -43,7 +43,7 @@ const RET = {
   ALLOW: 0x7fff0000,
 } as const;
 
-const EPERM = 1;
+const EPERM = 1, ENOSYS = 38;
 
 /** An OCI action name and its errno to the SECCOMP_RET_* value. */
 export function actionValue(action: string, errnoRet: number | undefined, where: string): number {
@@ -110,6 +110,11 @@ export function compileSeccomp(p: SeccompProfile): SeccompFilter {
   prog.push({ code: LD_W_ABS, k: OFF_NR });
   prog.push({ code: JGE, k: X32_BIT, jt: 0, jf: 1 });
   prog.push({ code: RET_K, k: foreign });
+  const last = enosysAbove(p, def);
+  if (last !== undefined) {
+    prog.push({ code: JGT, k: last, jt: 0, jf: 1 });
+    prog.push({ code: RET_K, k: (RET.ERRNO | ENOSYS) >>> 0 });
+  }
   (p.syscalls ?? []).forEach((rule, ri) => {
     const action = actionValue(rule.action, rule.errnoRet, `syscalls.${ri}`);
     for (const name of rule.names) {
@@ -120,15 +125,48 @@ export function compileSeccomp(p: SeccompProfile): SeccompFilter {
         prog.push({ code: RET_K, k: action });
         continue;
       }
-      const fail = label();
-      prog.push({ code: JEQ, k: nr, jt: 0, jf: fail });
-      for (const a of rule.args) argCheck(prog, a, fail, label, ri);
-      prog.push({ code: RET_K, k: action });
-      prog.push({ code: LD_W_ABS, k: OFF_NR, label: fail });
+      // Each alternative is tried in turn; a miss reloads the number and falls through to
+      // the next alternative or rule, so that rules for one syscall are ORed.
+      for (const conds of alternatives(rule.args)) {
+        const fail = label();
+        prog.push({ code: JEQ, k: nr, jt: 0, jf: fail });
+        for (const a of conds) argCheck(prog, a, fail, label, ri);
+        prog.push({ code: RET_K, k: action });
+        prog.push({ code: LD_W_ABS, k: OFF_NR, label: fail });
+      }
     }
   });
   prog.push({ code: RET_K, k: def });
   return { program: assemble(prog), flags };
+}
+
+/**
+ * The conditions of one rule as alternatives, as runc hands them to libseccomp: ANDed in one
+ * alternative, unless an argument index repeats (two conditions on one argument, which ANDed
+ * would mostly never hold): then each condition is an alternative of its own (ORed).
+ */
+function alternatives(args: SeccompArg[]): SeccompArg[][] {
+  const indexes = new Set(args.map((a) => a.index));
+  return indexes.size < args.length ? args.map((a) => [a]) : [args];
+}
+
+/**
+ * runc's -ENOSYS stub: the highest x86_64 syscall number the profile names, above which a
+ * call gets ENOSYS instead of the default action (so that libc falls back from a syscall newer
+ * than the profile, e.g. clone3, instead of failing with EPERM). As runc: only when the default
+ * denies (not ALLOW, LOG or TRACE), is not ENOSYS already, and x86_64 (or SCMP_ARCH_NATIVE) is
+ * among `architectures`; undefined when there is no stub.
+ */
+function enosysAbove(p: SeccompProfile, def: number): number | undefined {
+  if (def === RET.ALLOW || def === RET.LOG || (def & 0xffff0000) >>> 0 === RET.TRACE) return;
+  if (def === ((RET.ERRNO | ENOSYS) >>> 0)) return;
+  const archs = p.architectures ?? [];
+  if (!archs.includes("SCMP_ARCH_X86_64") && !archs.includes("SCMP_ARCH_NATIVE")) return;
+  let last = 0;
+  for (const rule of p.syscalls ?? []) {
+    for (const name of rule.names) last = Math.max(last, SYSCALLS_X86_64[name] ?? 0);
+  }
+  return last > 0 ? last : undefined;
 }
 
 /** One argument condition; on failure jumps to `fail` (which reloads the syscall number). */

@@ -156,6 +156,33 @@ export function spawnInit(
   }
 }
 
+/**
+ * The fds 3 to 3+n-1 of capsule's caller that the init passes on to the program (systemd's
+ * LISTEN_FDS and runc's --preserve-fds; `why` names them for the error). Each must be open in
+ * the caller, as runc checks. Called before capsule opens any fd of its own for the init: then an
+ * fd inherited from the caller is exactly one that is not close-on-exec (Deno opens all of its
+ * own close-on-exec), and one that is (Deno's own, in a number the caller left closed) is
+ * refused like a closed one, never passed. Returns the fds; throws a CapsuleError naming the
+ * first that is not the caller's; `what` begins it.
+ */
+export function callerFds(n: number, what: string, why: string): number[] {
+  const out: number[] = [];
+  for (let fd = 3; fd < 3 + n; fd++) {
+    let inherited = false;
+    try {
+      inherited = !libc.isCloexec(fd);
+    } catch { /* not open at all */ }
+    if (!inherited) {
+      throw new CapsuleError(
+        `${what}: ${why}: fd ${fd} is not open; open fds 3 to ${2 + n} for the program, ` +
+          `or pass fewer`,
+      );
+    }
+    out.push(fd);
+  }
+  return out;
+}
+
 /** util-linux's unshare/nsenter, found by path (engines call capsule with an empty PATH). */
 export function utilLinux(name: "unshare" | "nsenter" | "setpriv"): string {
   for (const dir of ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]) {

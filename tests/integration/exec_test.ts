@@ -6,6 +6,7 @@ import {
   capsule,
   makeBundle,
   removeAll,
+  REPO,
   rootTest,
   state,
   waitFor,
@@ -175,6 +176,81 @@ rootTest(
       assertEquals((await capsule(root, ["delete", "lg"])).code, 0);
     } finally {
       await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "--preserve-fds N: the caller's fds 3..3+N-1 reach exec'd and run programs",
+  async (root) => {
+    // As engines and runc's users call it: `capsule exec --preserve-fds 2 ID ... 3<a 4<b`.
+    const b = await makeBundle("sleep 1000");
+    const dir = await Deno.makeTempDir();
+    try {
+      await Deno.writeTextFile(`${dir}/a`, "from-a\n");
+      await Deno.writeTextFile(`${dir}/b`, "from-b\n");
+      const capsuleCmd = `${Deno.execPath()} run -A --quiet ${REPO}/main.ts --root ${root}`;
+      const shell = async (line: string) => {
+        const out = await new Deno.Command("sh", {
+          args: ["-c", line],
+          cwd: dir,
+          stdin: "null",
+        }).output();
+        const dec = new TextDecoder();
+        return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+      };
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "pf1"])).code, 0);
+      const show =
+        `sh -c 'cat /proc/self/fd/3 /proc/self/fd/4; [ -e /proc/self/fd/5 ] && echo leaked5; true'`;
+      const two = await shell(`${capsuleCmd} exec --preserve-fds 2 pf1 ${show} 3<a 4<b 5<a`);
+      assertEquals(two.code, 0, two.stderr);
+      assertEquals(two.stdout, "from-a\nfrom-b\n");
+      // Without the flag, nothing past stderr gets in.
+      const none = await shell(
+        `${capsuleCmd} exec pf1 sh -c 'ls /proc/self/fd/3 2>&1 || echo none' 3<a`,
+      );
+      assertMatch(none.stdout, /none\n$/);
+      // An fd that is not open is refused, naming it; exec's own failure is status 255.
+      const gap = await shell(`${capsuleCmd} exec --preserve-fds 3 pf1 true 3<a 4<b`);
+      assertEquals(gap.code, 255);
+      assertMatch(gap.stderr, /--preserve-fds 3: fd 5 is not open/);
+      const bad = await shell(`${capsuleCmd} exec --preserve-fds x pf1 true`);
+      assertEquals(bad.code, 2);
+      assertMatch(bad.stderr, /Invalid --preserve-fds "x"/);
+      assertEquals((await capsule(root, ["delete", "-f", "pf1"])).code, 0);
+      // run (create + start) keeps them for the container's own program too.
+      const b2 = await makeBundle(show);
+      try {
+        const ran = await shell(`${capsuleCmd} run --preserve-fds 2 -b ${b2} pf2 3<a 4<b 5<a`);
+        assertEquals(ran.code, 0, ran.stderr);
+        assertEquals(ran.stdout, "from-a\nfrom-b\n");
+        // systemd socket activation (LISTEN_PID is capsule's pid): the LISTEN_FDS fds come
+        // first, then --preserve-fds's; the program is told, as its own pid (runc's).
+        const b3 = await makeBundle(
+          `echo "$LISTEN_FDS $LISTEN_PID $$"; cat /proc/self/fd/3 /proc/self/fd/4`,
+        );
+        try {
+          const act = await shell(
+            `exec env LISTEN_FDS=1 LISTEN_PID=$$ ${capsuleCmd} run --preserve-fds 1 -b ${b3} ` +
+              `pf3 3<a 4<b`,
+          );
+          assertEquals(act.code, 0, act.stderr);
+          assertEquals(act.stdout, "1 1 1\nfrom-a\nfrom-b\n");
+          // LISTEN_PID of another process: not for capsule, nothing passed or told.
+          const other = await shell(
+            `exec env LISTEN_FDS=1 LISTEN_PID=1 ${capsuleCmd} run -b ${b3} pf4 3<a 4<b`,
+          );
+          assertMatch(other.stdout, /^ {2}1\n/);
+          assertMatch(other.stderr, /'\/proc\/self\/fd\/3': No such file/);
+        } finally {
+          await removeAll(b3);
+        }
+      } finally {
+        await removeAll(b2);
+      }
+    } finally {
+      await capsule(root, ["delete", "-f", "pf1"]);
+      await removeAll(b, dir);
     }
   },
 );

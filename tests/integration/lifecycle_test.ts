@@ -23,6 +23,9 @@ rootTest("list: table, json and -q", async (root) => {
     assertMatch(lines[0], /^ID\s+PID\s+STATUS\s+BUNDLE\s+CREATED\s+OWNER$/);
     assertMatch(lines[1], new RegExp(`^l1\\s+\\d+\\s+running\\s+${b}\\s+\\d{4}-`));
     assertMatch(lines[2], /^l2\s+\d+\s+created\s+/);
+    // OWNER: the user who owns the container's state directory, by name (runc's).
+    assertMatch(lines[1], /\sroot$/);
+    assertMatch(lines[2], /\sroot$/);
     // --format json: one line, runc's keys in runc's order (scripts match it as text).
     const jl = (await capsule(root, ["list", "--format", "json"])).stdout;
     assertEquals(jl.trim().split("\n").length, 1);
@@ -32,6 +35,9 @@ rootTest("list: table, json and -q", async (root) => {
       ["l1", "running"],
       ["l2", "created"],
     ]);
+    assertEquals(j.map((s: { owner: string }) => s.owner), ["root", "root"]);
+    // state's owner is empty, as runc's.
+    assertEquals((await state(root, "l1")).owner, "");
     assertEquals((await capsule(root, ["list", "-q"])).stdout, "l1\nl2\n");
     // A directory a crash left half-made does not break list.
     Deno.mkdirSync(`${root}/half`);
@@ -89,6 +95,10 @@ rootTest("kill: by name, with or without SIG, by number; --all; errors", async (
     const dead = await capsule(root, ["kill", "k1", "KILL"]);
     assertEquals(dead.code, 1);
     assertMatch(dead.stderr, /Cannot kill container "k1": it is stopped/);
+    // --all of a stopped container signals what is left in its cgroup (none here): success,
+    // as runc (containerd's shim sends it after the init exited).
+    assertEquals((await capsule(root, ["kill", "--all", "k1", "0"])).code, 0);
+    assertEquals((await capsule(root, ["kill", "-a", "k1", "KILL"])).code, 0);
     const unknown = await capsule(root, ["kill", "nope"]);
     assertEquals(unknown.code, 1);
     assertMatch(unknown.stderr, /container "nope" does not exist/);

@@ -7,11 +7,13 @@ import {
   capsule,
   makeBundle,
   removeAll,
+  REPO,
   rootTest,
   sleep,
   spawnCapsule,
   waitFor,
 } from "../helpers.ts";
+import { SYSCALLS_X86_64 } from "../../runtime/syscalls_x86_64.ts";
 
 rootTest("run: hostname, PID 1 is the program, only fds 0 1 2", async (root) => {
   const b = await makeBundle(
@@ -104,6 +106,36 @@ rootTest("run: exit status, and 128+N when killed by signal N", async (root) => 
     await removeAll(b3, b9);
   }
 });
+
+rootTest(
+  "run --keep: the stopped container, its state and cgroup stay for delete",
+  async (root) => {
+    const b = await makeBundle("exit 3");
+    try {
+      const r = await capsule(root, ["run", "--keep", "-b", b, "keep1"]);
+      assertEquals(r.code, 3, r.stderr);
+      const st = JSON.parse((await capsule(root, ["state", "-d", "keep1"])).stdout);
+      assertEquals([st.status, st.pid], ["stopped", 0]);
+      const dirs = Object.values(st.detail.cgroupPaths as Record<string, string>);
+      assert(dirs.length > 0, "no cgroup recorded");
+      for (const d of dirs) assert(Deno.statSync(d).isDirectory, `cgroup ${d} is gone`);
+      assertEquals((await capsule(root, ["delete", "keep1"])).code, 0);
+      assertEquals((await capsule(root, ["state", "keep1"])).code, 1);
+      for (const d of dirs) assert(!isDir(d), `cgroup ${d} was left`);
+    } finally {
+      await capsule(root, ["delete", "-f", "keep1"]);
+      await removeAll(b);
+    }
+  },
+);
+
+function isDir(dir: string): boolean {
+  try {
+    return Deno.statSync(dir).isDirectory;
+  } catch {
+    return false;
+  }
+}
 
 rootTest("run: env, cwd, user, groups, umask, signal dispositions", async (root) => {
   const b = await makeBundle(
@@ -313,6 +345,91 @@ rootTest("run: linux.seccomp is enforced (and holds for exec'd processes too)", 
     assertEquals(ex.code, 1);
     assertMatch(ex.stderr, /Operation not permitted/);
     assertEquals((await capsule(root, ["delete", "-f", "sc1"])).code, 0);
+  } finally {
+    await removeAll(b);
+  }
+});
+
+rootTest(
+  "run: seccomp rules of one syscall are ORed; a syscall above the profile's gets ENOSYS",
+  async (root) => {
+    // A static program making raw system calls (tests/fixtures/seccomp_probe.c, gcc).
+    const tested = ["process_vm_readv", "process_vm_writev", "dup3", "kcmp"];
+    const b = await makeBundle(["/probe"], (s) => {
+      s.linux!.seccomp = {
+        defaultAction: "SCMP_ACT_ERRNO",
+        architectures: ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        syscalls: [
+          {
+            names: Object.keys(SYSCALLS_X86_64).filter((n) => !tested.includes(n)),
+            action: "SCMP_ACT_ALLOW",
+          },
+          {
+            names: ["process_vm_readv"],
+            action: "SCMP_ACT_ALLOW",
+            args: [{ index: 0, value: 100, op: "SCMP_CMP_EQ" }, {
+              index: 0,
+              value: 9001,
+              op: "SCMP_CMP_EQ",
+            }],
+          },
+          {
+            names: ["dup3"],
+            action: "SCMP_ACT_ALLOW",
+            args: [{ index: 0, value: 1, op: "SCMP_CMP_EQ" }],
+          },
+          {
+            names: ["dup3"],
+            action: "SCMP_ACT_ALLOW",
+            args: [{ index: 0, value: 2, op: "SCMP_CMP_GT" }],
+          },
+        ],
+      };
+    }, { ownRootfs: true });
+    try {
+      const cc = await new Deno.Command("gcc", {
+        args: [
+          "-static",
+          "-O",
+          "-o",
+          `${b}/rootfs/probe`,
+          `${REPO}/tests/fixtures/seccomp_probe.c`,
+        ],
+      }).output();
+      assert(cc.success, new TextDecoder().decode(cc.stderr));
+      const r = await capsule(root, ["run", "-b", b, "scor1"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout.trim().split("\n"), [
+        "nr1000=-38", // ENOSYS, as with runc
+        "readv100=-22", // allowed: the kernel's EINVAL
+        "readv9001=-22",
+        "readv0=-1", // EPERM, the default
+        "dup3_1=-22",
+        "dup3_3=-22",
+        "dup3_0=-1",
+        "kcmp=-1",
+      ]);
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest("run: a startContainer hook runs under the container's seccomp profile", async (root) => {
+  // As runc: with no_new_privileges the filter is loaded late, but before startContainer hooks.
+  const b = await makeBundle("true", (s) => {
+    s.process!.noNewPrivileges = true;
+    s.linux!.seccomp = {
+      defaultAction: "SCMP_ACT_ALLOW",
+      syscalls: [{ names: ["mkdir", "mkdirat"], action: "SCMP_ACT_KILL" }],
+    };
+    s.hooks = { startContainer: [{ path: "/bin/sh", args: ["sh", "-c", "mkdir /tmp/hook"] }] };
+  }, { ownRootfs: true });
+  try {
+    const r = await capsule(root, ["run", "-b", b, "schook1"]);
+    assert(r.code !== 0, "the hook's mkdir was not killed");
+    assertMatch(r.stderr, /startContainer hook \/bin\/sh failed \(killed by SIGSYS/);
+    assert(!isDir(`${b}/rootfs/tmp/hook`), "the hook's mkdir ran");
   } finally {
     await removeAll(b);
   }

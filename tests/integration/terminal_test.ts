@@ -141,3 +141,43 @@ rootTest("exec -t: a terminal for an exec'd shell", async (root) => {
     await removeAll(b);
   }
 });
+
+rootTest(
+  "a terminal belongs to process.user's uid (run -t and exec -t), its group stays devpts' gid=5",
+  async (root) => {
+    // As runc does: the pty slave is chowned to the process's uid before the user switch, so
+    // that a non-root program can use (and chmod) its own terminal.
+    const b = await makeBundle("sleep 1000", (s) => {
+      s.process!.user = { uid: 1000, gid: 100 };
+      for (const m of s.mounts ?? []) {
+        if (m.type === "devpts") m.options = [...(m.options ?? []), "gid=5"];
+      }
+    });
+    try {
+      const stat = `sh -c 'echo owner=$(stat -c %u:%g $(tty))'`;
+      const config = JSON.parse(await Deno.readTextFile(`${b}/config.json`));
+      config.process.args = ["sh", "-c", "echo owner=$(stat -c %u:%g $(tty))"];
+      const b2 = `${b}/run`;
+      await Deno.mkdir(b2);
+      await Deno.writeTextFile(`${b2}/config.json`, JSON.stringify(config));
+      const inScript = async (line: string) => {
+        const out = await new Deno.Command("script", {
+          args: ["-qec", line, "/dev/null"],
+          stdin: "null",
+        }).output();
+        return new TextDecoder().decode(out.stdout).replaceAll("\r", "");
+      };
+      const ran = await inScript(`${capsuleCmd} --root ${root} run -t -b ${b2} ttyown1`);
+      assertMatch(ran, /owner=1000:5\n/);
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "ttyown2"])).code, 0);
+      const execd = await inScript(`${capsuleCmd} --root ${root} exec -t ttyown2 ${stat}`);
+      assertMatch(execd, /owner=1000:5\n/);
+      // exec -u names another user: the terminal is that user's.
+      const other = await inScript(`${capsuleCmd} --root ${root} exec -t -u 1234 ttyown2 ${stat}`);
+      assertMatch(other, /owner=1234:5\n/);
+      assertEquals((await capsule(root, ["delete", "-f", "ttyown2"])).code, 0);
+    } finally {
+      await removeAll(b);
+    }
+  },
+);

@@ -125,6 +125,103 @@ Deno.test("seccomp: several conditions are ANDed; a failed rule falls through to
   assertEquals(run(p, "read"), SECCOMP_RET.ALLOW); // nr reloaded after the argument checks
 });
 
+Deno.test("seccomp: conditions on the same argument are ORed, as separate rules (runc)", () => {
+  // runc gives libseccomp one rule per condition when an argument index repeats (ANDed they
+  // could never both hold); a miss falls through to the next rule of that syscall.
+  const p: SeccompProfile = {
+    defaultAction: "SCMP_ACT_ERRNO",
+    syscalls: [
+      {
+        names: ["process_vm_readv"],
+        action: "SCMP_ACT_ALLOW",
+        args: [{ index: 0, value: 100, op: "SCMP_CMP_EQ" }, {
+          index: 0,
+          value: 9001,
+          op: "SCMP_CMP_EQ",
+        }],
+      },
+      {
+        names: ["process_vm_writev"],
+        action: "SCMP_ACT_ERRNO",
+        errnoRet: 55,
+        args: [{ index: 0, value: 1337, op: "SCMP_CMP_EQ" }, {
+          index: 0,
+          value: 2020,
+          op: "SCMP_CMP_EQ",
+        }],
+      },
+      {
+        names: ["dup3"],
+        action: "SCMP_ACT_ALLOW",
+        args: [{ index: 0, value: 1, op: "SCMP_CMP_EQ" }],
+      },
+      {
+        names: ["dup3"],
+        action: "SCMP_ACT_ALLOW",
+        args: [{ index: 0, value: 2, op: "SCMP_CMP_GT" }],
+      },
+      {
+        names: ["kcmp"],
+        action: "SCMP_ACT_ALLOW",
+        args: [{ index: 0, value: 0, op: "SCMP_CMP_EQ" }, {
+          index: 1,
+          value: 1337,
+          op: "SCMP_CMP_EQ",
+        }],
+      },
+    ],
+  };
+  assertEquals(run(p, "process_vm_readv", [100n]), SECCOMP_RET.ALLOW);
+  assertEquals(run(p, "process_vm_readv", [9001n]), SECCOMP_RET.ALLOW);
+  assertEquals(run(p, "process_vm_readv", [0n]), errno(1));
+  assertEquals(run(p, "process_vm_writev", [1337n]), errno(55));
+  assertEquals(run(p, "process_vm_writev", [2020n]), errno(55));
+  assertEquals(run(p, "process_vm_writev", [0n]), errno(1));
+  // Different rules of one syscall: either may allow it.
+  assertEquals([0n, 1n, 2n, 3n].map((fd) => run(p, "dup3", [fd])), [
+    errno(1),
+    SECCOMP_RET.ALLOW,
+    errno(1),
+    SECCOMP_RET.ALLOW,
+  ]);
+  // Different arguments in one rule stay ANDed.
+  assertEquals(run(p, "kcmp", [0n, 1337n]), SECCOMP_RET.ALLOW);
+  assertEquals(run(p, "kcmp", [0n, 0n]), errno(1));
+  assertEquals(run(p, "kcmp", [500n, 1337n]), errno(1));
+});
+
+Deno.test("seccomp: a number above the profile's highest syscall gets ENOSYS (runc's stub)", () => {
+  const ENOSYS = 38;
+  const p: SeccompProfile = {
+    defaultAction: "SCMP_ACT_ERRNO",
+    architectures: ["SCMP_ARCH_X86", "SCMP_ARCH_X32", "SCMP_ARCH_X86_64"],
+    syscalls: [{ names: ["read", "write", "dup3", "no_such_call"], action: "SCMP_ACT_ALLOW" }],
+  };
+  const prog = compileSeccomp(p).program;
+  // A syscall newer than the profile (libc falls back on ENOSYS, never on EPERM).
+  assertEquals(runFilter(prog, X86, 1000), errno(ENOSYS));
+  assertEquals(runFilter(prog, X86, NR.dup3 + 1), errno(ENOSYS));
+  // Up to the highest one it names: the rules, then the default.
+  assertEquals(runFilter(prog, X86, NR.dup3), SECCOMP_RET.ALLOW);
+  assertEquals(runFilter(prog, X86, NR.mkdir), errno(1));
+  // Other ABIs keep the default (capsule compiles rules for x86_64 only).
+  assertEquals(runFilter(prog, X86, 1000 | 0x40000000), errno(1));
+  assertEquals(runFilter(prog, AUDIT_ARCH.I386, 1000), errno(1));
+  // As runc: no stub when the default allows, when it is ENOSYS already, or when x86_64 is
+  // not among the profile's architectures.
+  const allow = compileSeccomp({ ...p, defaultAction: "SCMP_ACT_ALLOW" }).program;
+  assertEquals(runFilter(allow, X86, 1000), SECCOMP_RET.ALLOW);
+  const log = compileSeccomp({ ...p, defaultAction: "SCMP_ACT_LOG" }).program;
+  assertEquals(runFilter(log, X86, 1000), SECCOMP_RET.LOG);
+  const noArch = compileSeccomp({ ...p, architectures: undefined }).program;
+  assertEquals(runFilter(noArch, X86, 1000), errno(1));
+  const native = compileSeccomp({ ...p, architectures: ["SCMP_ARCH_NATIVE"] }).program;
+  assertEquals(runFilter(native, X86, 1000), errno(ENOSYS));
+  const kill = compileSeccomp({ ...p, defaultAction: "SCMP_ACT_KILL_PROCESS" }).program;
+  assertEquals(runFilter(kill, X86, 1000), errno(ENOSYS));
+  assertEquals(runFilter(kill, X86, NR.mkdir), SECCOMP_RET.KILL_PROCESS);
+});
+
 Deno.test("seccomp: what cannot be expressed is refused by name", () => {
   assertThrows(
     () => compileSeccomp({ defaultAction: "SCMP_ACT_NOTIFY" }),

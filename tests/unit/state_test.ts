@@ -10,6 +10,7 @@ import {
   writeFileAtomic,
 } from "../../runtime/state.ts";
 import { CapsuleError, NotFoundError } from "../../runtime/errors.ts";
+import { userName } from "../../runtime/query.ts";
 import {
   assert,
   assertEquals,
@@ -290,3 +291,12 @@ Deno.test("status: the paused probe is asked only for a live, started init", () 
     assertEquals(asked, 1);
     assertEquals(store.status(selfRecord("p"), () => false), "running");
   }));
+
+Deno.test("list's OWNER: the uid's name in /etc/passwd, else #UID (runc's)", () => {
+  const passwd =
+    "root:x:0:0:root:/root:/bin/sh\n#comment\nbad\nalice:x:1000:1000::/home/a:/bin/sh\n";
+  assertEquals(userName(passwd, 0), "root");
+  assertEquals(userName(passwd, 1000), "alice");
+  assertEquals(userName(passwd, 1001), "#1001");
+  assertEquals(userName("", 0), "#0");
+});
