@@ -90,6 +90,12 @@ export const imageRunFlags: FlagDef[] = [
   },
   { name: "read-only", type: "boolean", help: "mount the container's root read-only" },
   { name: "tty", short: "t", type: "boolean", help: "allocate a terminal (process.terminal)" },
+  {
+    name: "interactive",
+    short: "i",
+    type: "boolean",
+    help: "keep stdin attached (it always is in the foreground; accepted for docker's -i and -it)",
+  },
 ];
 
 /** --id or --name (docker's spelling); both only when they agree. */

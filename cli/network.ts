@@ -1,7 +1,6 @@
 // `capsule network create|delete|list|show|prune`: parse, call network/mod.ts, print.
 import type { CommandDef, Globals } from "./types.ts";
 import { listFlags, printJson, printListing } from "./output.ts";
-import { CapsuleError } from "../runtime/errors.ts";
 
 export function networkCommands(globals: () => Globals): CommandDef[] {
   const nets = async () => {
@@ -23,7 +22,7 @@ export function networkCommands(globals: () => Globals): CommandDef[] {
             name: "subnet",
             type: "string",
             arg: "CIDR",
-            help: "IPv4 subnet, /16 to /30, e.g. 10.89.0.0/24 (required)",
+            help: "IPv4 subnet, /16 to /30, e.g. 10.89.0.0/24 (default: a free one, as docker)",
           },
           {
             name: "gateway",
@@ -33,14 +32,8 @@ export function networkCommands(globals: () => Globals): CommandDef[] {
           },
         ],
         run: async ({ flags, args }) => {
-          const subnet = flags.subnet as string | undefined;
-          if (!subnet) {
-            throw new CapsuleError(
-              `Cannot create network "${args[0]}": give its subnet, e.g. --subnet 10.89.0.0/24`,
-            );
-          }
           const n = await (await nets()).create(args[0], {
-            subnet,
+            subnet: flags.subnet as string | undefined,
             gateway: flags.gateway as string | undefined,
             driver: flags.driver as string | undefined,
           });

@@ -15,6 +15,21 @@ function findFlag(defs: FlagDef[], token: string): FlagDef | undefined {
   return defs.find((f) => f.short === name) ?? defs.find((f) => f.name === name && name.length > 1);
 }
 
+/**
+ * `-abc` as one-letter flags a, b, c (docker's `-it`), when it is no flag of its own: every
+ * letter a short flag, all but the last boolean. Undefined otherwise.
+ */
+function splitCombined(defs: FlagDef[], tok: string): FlagDef[] | undefined {
+  if (!/^-[A-Za-z]{2,}$/.test(tok)) return undefined;
+  const out: FlagDef[] = [];
+  for (const ch of tok.slice(1)) {
+    const d = defs.find((f) => f.short === ch);
+    if (!d) return undefined;
+    out.push(d);
+  }
+  return out.slice(0, -1).every((d) => d.type === "boolean") ? out : undefined;
+}
+
 /** Parses argv against one command's flags. Unknown flags are a UsageError. */
 export function parseFlags(
   argv: string[],
@@ -40,8 +55,14 @@ export function parseFlags(
     }
     const eq = tok.indexOf("=");
     const key = eq > 0 ? tok.slice(0, eq) : tok;
-    const def = findFlag(defs, key);
-    if (!def) throw new UsageError(`${where}: unknown flag ${key}`);
+    let def = findFlag(defs, key);
+    if (!def) {
+      const combined = eq < 0 ? splitCombined(defs, tok) : undefined;
+      if (!combined) throw new UsageError(`${where}: unknown flag ${key}`);
+      // Docker's -it, -dt, -de K=V: every letter but the last a boolean; the last as -x alone.
+      for (const b of combined.slice(0, -1)) flags[b.name] = true;
+      def = combined[combined.length - 1];
+    }
     if (def.type === "boolean") {
       if (eq > 0) {
         const v = tok.slice(eq + 1);

@@ -166,6 +166,12 @@ export function processCommands(globals: () => Globals): CommandDef[] {
           help: "allocate a pseudo-terminal",
         },
         {
+          name: "interactive",
+          short: "i",
+          type: "boolean",
+          help: "keep stdin attached (it always is; accepted for docker's -i and -it)",
+        },
+        {
           name: "env",
           short: "e",
           type: "list",

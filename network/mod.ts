@@ -172,14 +172,36 @@ export class Networks {
     }
   }
 
-  /** Creates a bridge network: its record, the bridge with the gateway address, NAT rules. */
+  /**
+   * Creates a bridge network: its record, the bridge with the gateway address, NAT rules.
+   * Without `subnet`, the first of DEFAULT_SUBNETS that no network or host route overlaps (as
+   * docker takes one from its address pools). Throws CapsuleError for a bad name, driver,
+   * subnet or gateway (a gateway without a subnet), an existing name, an overlapping subnet.
+   */
   create(
     name: string,
-    opts: { subnet: string; gateway?: string; driver?: string },
+    opts: { subnet?: string; gateway?: string; driver?: string },
   ): Promise<NetworkRecord> {
     validateNetworkName(name);
     if ((opts.driver ?? "bridge") !== "bridge") {
       throw new CapsuleError(`Invalid driver "${opts.driver}": only "bridge" is supported`);
+    }
+    if (opts.subnet === undefined) {
+      if (opts.gateway !== undefined) {
+        throw new CapsuleError(
+          `Cannot create network "${name}": --gateway needs --subnet (the subnet it is in)`,
+        );
+      }
+      return this.store.withLock(() => {
+        const free = DEFAULT_SUBNETS.map(parseSubnet).find((s) => !this.#overlap(s));
+        if (!free) {
+          throw new CapsuleError(
+            `Cannot create network "${name}": every candidate subnet overlaps a route or ` +
+              `network; give one with --subnet CIDR`,
+          );
+        }
+        return this.#createLocked(name, free, gatewayOf(free));
+      });
     }
     const subnet = parseSubnet(opts.subnet);
     const gateway = gatewayOf(subnet, opts.gateway);

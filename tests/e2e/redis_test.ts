@@ -1,5 +1,5 @@
 // End to end, as a user runs the original project's demo: a real Debian rootfs with redis
-// (debootstrap, cached by tests/e2e/redis_rootfs.sh under tests/e2e/.cache/) imported as an image,
+// (debootstrap, cached by tests/e2e/rootfs.sh under tests/e2e/.cache/) imported as an image,
 // a redis server with a named volume and a published port on a bridge network, clients in other
 // containers reaching it through --link, a client outside the containers reaching the published
 // port on 127.0.0.1, and the data surviving the server's container. Root only. Everything runs
@@ -8,7 +8,7 @@
 import { assert, assertEquals, assertMatch, REPO, type Result } from "../helpers.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
-const BUILD = `${HERE}redis_rootfs.sh`;
+const BUILD = [`${HERE}rootfs.sh`, "redis", "redis-server,redis-tools"];
 const SUBNET = "10.231.7.0/24";
 const PORT = 16379;
 const dec = new TextDecoder();
@@ -29,7 +29,8 @@ function has(cmd: string): boolean {
 function unavailable(): string | undefined {
   if (Deno.uid() !== 0) return "not root";
   if (!has("ip") || !has("nsenter")) return "ip (iproute2) or nsenter (util-linux) missing";
-  const out = new Deno.Command("bash", { args: [BUILD, "--print-path"] }).outputSync();
+  const out = new Deno.Command("bash", { args: [BUILD[0], "--print-path", ...BUILD.slice(1)] })
+    .outputSync();
   const tar = dec.decode(out.stdout).trim();
   let cached = false;
   try {
@@ -231,8 +232,8 @@ Deno.test({
   fn: async (t) => {
     const t0 = performance.now();
     const secs = () => ((performance.now() - t0) / 1000).toFixed(1);
-    const build = await new Deno.Command("bash", { args: [BUILD], stderr: "inherit" }).output();
-    assert(build.success, "tests/e2e/redis_rootfs.sh failed");
+    const build = await new Deno.Command("bash", { args: BUILD, stderr: "inherit" }).output();
+    assert(build.success, "tests/e2e/rootfs.sh redis failed");
     const tarball = dec.decode(build.stdout).trim();
     console.log(`  rootfs tarball ready (${secs()} s): ${tarball}`);
 

@@ -261,6 +261,25 @@ Deno.test("network mod: default network avoids host routes; --link adds the alia
   });
 });
 
+Deno.test("network mod: create without a subnet takes the first free one, as docker", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    fake.hostRoutes = [{ dest: "172.30.0.0", prefix: 16, dev: "eth0" }];
+    const nets = new Networks(root, fake);
+    const a = await nets.create("a", {});
+    assertEquals([a.subnet, a.gateway], ["172.31.0.0/16", "172.31.0.1"]);
+    // The next one avoids the route and network "a"; a given gateway needs a given subnet.
+    const b = await nets.create("b", {});
+    assertEquals([b.subnet, b.gateway], ["10.88.0.0/16", "10.88.0.1"]);
+    await assertRejects(
+      () => nets.create("c", { gateway: "10.89.0.1" }),
+      CapsuleError,
+      "--gateway needs --subnet",
+    );
+    assertEquals(nets.list().map((n) => n.name).sort(), ["a", "b"]);
+  });
+});
+
 Deno.test("network mod: a joined namespace (path) is left alone", async () => {
   await withTempDir(async (root) => {
     const fake = new FakeRunner();

@@ -100,6 +100,34 @@ Deno.test("parseFlags: an unknown flag is a UsageError naming it", () => {
   );
 });
 
+Deno.test("parseFlags: one-letter flags combine as docker's do (-it, -dt, -de K=V)", () => {
+  assertEquals(parseFlags(["-dt", "ctr"], DEFS), {
+    flags: { detach: true, tty: true },
+    args: ["ctr"],
+  });
+  // The last letter may take a value, from the next argument.
+  assertEquals(parseFlags(["-de", "K=V", "ctr"], DEFS), {
+    flags: { detach: true, env: ["K=V"] },
+    args: ["ctr"],
+  });
+  assertEquals(parseFlags(["-tdb", "/b"], DEFS).flags, { tty: true, detach: true, bundle: "/b" });
+  // A value flag before the last letter, an unknown letter, or '=': the whole token is unknown.
+  assertThrows(() => parseFlags(["-ed", "K=V"], DEFS), UsageError, "unknown flag -ed");
+  assertThrows(() => parseFlags(["-dz"], DEFS), UsageError, "unknown flag -dz");
+  assertThrows(() => parseFlags(["-dt=true"], DEFS), UsageError, "unknown flag -dt");
+  // A single-dash long name is never split (image runc's -id NAME).
+  const withId: FlagDef[] = [
+    ...DEFS,
+    { name: "id", type: "string", help: "id" },
+    { name: "interactive", short: "i", type: "boolean", help: "stdin" },
+  ];
+  assertEquals(parseFlags(["-id", "x"], withId).flags, { id: "x" });
+  assertEquals(parseFlags(["-it", "x"], withId), {
+    flags: { interactive: true, tty: true },
+    args: ["x"],
+  });
+});
+
 Deno.test("parseFlags: a value flag at the end with no value is a UsageError", () => {
   assertThrows(() => parseFlags(["ctr", "--bundle"], DEFS), UsageError, "--bundle");
   assertThrows(() => parseFlags(["-e"], DEFS), UsageError, "-e");
