@@ -44,6 +44,8 @@ export interface RunRequest extends RunFlags {
   rm?: boolean;
   /** The network extension's options (--network, -p, --link), if any. */
   network?: unknown;
+  /** Log rotation given at run (--log-max-size, --log-max-files), kept for `image start`. */
+  log?: { maxSize: number; maxFiles: number };
 }
 
 function readText(path: string): string | undefined {
@@ -248,6 +250,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
       ...(image.lowers ? { lowers: image.lowers } : {}),
       volumes: info,
       ...(req.network !== undefined ? { network: req.network } : {}),
+      ...(req.log ? { log: req.log } : {}),
     };
     writeFileAtomic(`${dir}/container.json`, JSON.stringify(record, null, 2) + "\n");
     writeFileAtomic(`${dir}/config.json`, JSON.stringify(spec, null, 2) + "\n");
@@ -281,7 +284,8 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
  * kept writable layer, with the same config.json (volumes, limits) and the same network
  * options (network, published ports, links). Detached (the id is printed) unless `attach`,
  * which returns the program's exit status. The stopped container's runtime state is deleted
- * first (its address is given back, and taken again). Throws CapsuleError for an unknown id,
+ * first (its address is given back, and taken again); a container whose runtime state is gone
+ * (after a reboot) starts as well. Throws CapsuleError for an unknown id,
  * a container that is not stopped, one run with --rm, or a deleted image.
  */
 export async function startContainer(
@@ -307,8 +311,8 @@ export async function startContainer(
   }
   readImage(store, info.image); // a clear error if the image was deleted meanwhile
   const stateRoot = info.root ?? root;
+  const rt = await open({ id, image: true, network: info.network !== undefined, root: stateRoot });
   if (exists(`${stateRoot}/${id}`)) {
-    const rt = await open({ id, image: true, root: stateRoot });
     const rec = rt.store.read(id);
     if (rec) {
       const status = rt.status(rec);
@@ -319,9 +323,11 @@ export async function startContainer(
         );
       }
     }
-    await rt.delete(id, { force: true });
   }
-  const rt = await open({ image: true, network: info.network !== undefined, root: stateRoot });
+  // The old run's state goes (its address is given back, and taken again); without one (a
+  // reboot emptied --root, or its directory was deleted), what the id still holds goes too:
+  // a lease, a published port, the overlay mount.
+  await rt.delete(id, { force: true, sweep: true });
   const ext: Record<string, unknown> = {
     image: { image: info.image, rm: false } satisfies ImageRunOptions,
   };
@@ -367,6 +373,10 @@ export async function destroyContainer(
       }
     }
     await rt.delete(id, { force: true });
+  } else if (info) {
+    // Its state is gone (a deleted directory): what the id still holds goes with it.
+    const rt = await open({ image: true, network: info.network !== undefined, root: stateRoot });
+    await rt.delete(id, { force: true, sweep: true });
   }
   destroyContainerFiles(store, id);
 }
