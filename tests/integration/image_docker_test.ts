@@ -1,6 +1,16 @@
 // Image containers as a docker user lives them (issue 15): stop, --name, --ulimit and the
 // default nofile, -m's minimum, `image runc`'s trailing options, /sys/fs/cgroup inside.
-import { assert, assertEquals, assertMatch, type Result, rootTest, withImage } from "../helpers.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  capsule,
+  makeBundle,
+  removeAll,
+  type Result,
+  rootTest,
+  withImage,
+} from "../helpers.ts";
 
 const containers = (store: string) => {
   try {
@@ -83,16 +93,46 @@ rootTest(
   },
 );
 
-rootTest("image run: -m 512 is refused naming the minimum, nothing left", async (root) => {
-  await withImage(async (c, store) => {
-    const r = await c("image", "run", "-m", "512", "--name", "tiny", "bb", "true");
-    assertEquals(r.code, 1);
-    assertMatch(r.stderr, /Invalid memory limit 512 bytes: the minimum is 6291456 bytes \(6m\)/);
-    assertEquals(containers(store), []);
-    const ok = await c("image", "run", "--rm", "-m", "6m", "bb", "echo", "fits");
-    assertEquals([ok.code, ok.stdout], [0, "fits\n"], ok.stderr);
-  }, root);
-});
+rootTest(
+  "image run: -m below 16m is refused naming the minimum; 16m starts, 10 of 10",
+  async (root) => {
+    await withImage(async (c, store) => {
+      for (const m of ["512", String(16 * 1024 * 1024 - 1)]) {
+        const r = await c("image", "run", "-m", m, "--name", "tiny", "bb", "true");
+        assertEquals(r.code, 1);
+        assertMatch(
+          r.stderr,
+          new RegExp(`Invalid memory limit ${m} bytes: minimum memory limit allowed is 16MB`),
+        );
+        assertEquals(containers(store), []);
+      }
+      // At the minimum, capsule's init and the program always start (never "init was killed").
+      for (let i = 0; i < 10; i++) {
+        const ok = await c("image", "run", "--rm", "-m", "16m", "bb", "echo", "fits");
+        assertEquals([ok.code, ok.stdout], [0, "fits\n"], `run ${i + 1}: ${ok.stderr}`);
+      }
+    }, root);
+  },
+);
+
+rootTest(
+  "create: a memory limit too small to start is named, never a bare SIGKILL",
+  async (root) => {
+    // 1 MiB: the kernel refuses the limit (EBUSY) or the OOM killer kills the init.
+    const b = await makeBundle(["true"], (s) => {
+      s.linux!.resources = { ...s.linux!.resources, memory: { limit: 1024 * 1024 } };
+    });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await capsule(root, ["run", "-b", b, `tiny${i}`]);
+        assertEquals(r.code, 1, r.stderr);
+        assertMatch(r.stderr, /out of memory: the memory limit of 1048576 bytes|uses more already/);
+      }
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
 
 rootTest("image run: /sys/fs/cgroup shows the container's own limit, read-only", async (root) => {
   await withImage(async (c) => {

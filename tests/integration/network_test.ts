@@ -560,6 +560,7 @@ rootTest(
     const store = await Deno.makeTempDir({ prefix: "capsule-store-" });
     const img = await Deno.makeTempDir({ prefix: "capsule-img-" });
     try {
+      Deno.mkdirSync(`${img}/rootfs`);
       await buildBusyboxRootfs(`${img}/rootfs`);
       const tar = await sh(["tar", "-C", `${img}/rootfs`, "-cf", `${img}/bb.tar`, "."]);
       assertEquals(tar.code, 0, tar.stderr);
