@@ -110,6 +110,7 @@ async function keptImageContainers(
     return [];
   }
   const { listContainerInfos, readContainerInfo, paths } = await import("../image/store.ts");
+  const { readExitStatus } = await import("../runtime/waiter.ts");
   const norm = (p: string) => p.replace(/\/+$/, "") || "/";
   let infos;
   if (only === undefined) infos = listContainerInfos(g.store);
@@ -126,6 +127,8 @@ async function keptImageContainers(
     try {
       annotations = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`)).annotations ?? {};
     } catch { /* shown without */ }
+    // A foreground run's exit status, kept in the store (image/run.ts).
+    const exit = readExitStatus(bundle);
     out.push({
       ociVersion: OCI_VERSION,
       id: info.id,
@@ -137,6 +140,7 @@ async function keptImageContainers(
       owner: "",
       annotations,
       image: info.image,
+      ...(exit ? { exitCode: exit.exitCode } : {}),
     });
   }
   return out;

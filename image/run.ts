@@ -26,6 +26,7 @@ import {
   validateName,
 } from "./store.ts";
 import { MS } from "../runtime/consts.ts";
+import { EXIT_FILE } from "../runtime/waiter.ts";
 import * as libc from "../ffi/libc.ts";
 
 export interface Needs {
@@ -266,7 +267,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
       return code;
     }
     started = true;
-    return await rt.run(req.id, { bundle: dir, ext });
+    return keepExit(dir, await rt.run(req.id, { bundle: dir, ext }), req.rm === true);
   } catch (e) {
     // A container that never ran leaves nothing (its writable layer holds nothing of the user).
     const ran = started && /deleted, but cleanup reported/.test(String((e as Error)?.message));
@@ -277,6 +278,33 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
     }
     throw e;
   }
+}
+
+/**
+ * A foreground run's exit status, kept with the container in the store (its run-time state
+ * is deleted when it exits): `list` shows the kept container as `stopped (exit N)`, as
+ * docker ps -a does. Returns `code`.
+ */
+function keepExit(dir: string, code: number, rm: boolean): number {
+  if (rm || !exists(dir)) return code;
+  try {
+    writeFileAtomic(
+      `${dir}/${EXIT_FILE}`,
+      JSON.stringify({
+        exitCode: code,
+        signal: code > 128 ? code - 128 : 0,
+        finishedAt: new Date().toISOString(),
+      }) + "\n",
+    );
+  } catch { /* the status is shown without it */ }
+  return code;
+}
+
+/** Drops a kept foreground exit status: the container runs again. */
+function forgetExit(dir: string): void {
+  try {
+    Deno.removeSync(`${dir}/${EXIT_FILE}`);
+  } catch { /* none kept */ }
 }
 
 /**
@@ -324,6 +352,7 @@ export async function startContainer(
       }
     }
   }
+  forgetExit(dir);
   // The old run's state goes (its address is given back, and taken again); without one (a
   // reboot emptied --root, or its directory was deleted), what the id still holds goes too:
   // a lease, a published port, the overlay mount.
@@ -337,7 +366,7 @@ export async function startContainer(
     console.log(id);
     return code;
   }
-  return await rt.run(id, { bundle: dir, ext });
+  return keepExit(dir, await rt.run(id, { bundle: dir, ext }), false);
 }
 
 /**

@@ -436,9 +436,9 @@ rootTest(
         "bb",
         "sh",
         "-c",
-        "echo 1 >> /n; wc -l </n",
+        "echo 1 >> /n; wc -l </n; exit 4",
       );
-      assertEquals([f.code, f.stdout], [0, "1\n"], f.stderr);
+      assertEquals([f.code, f.stdout], [4, "1\n"], f.stderr);
       // A detached one whose state directory is deleted (what a reboot does to --root).
       const d = await c("image", "run", "-d", "--name", "gone", "bb", "sleep", "1000");
       assertEquals(d.code, 0, d.stderr);
@@ -446,7 +446,11 @@ rootTest(
       Deno.removeSync(`${root}/gone`, { recursive: true });
       let list = await c("list");
       assertEquals(list.code, 0, list.stderr);
-      assertMatch(list.stdout, /\nfg\s+0\s+stopped\s+\S+\/containers\/fg\s.*\sbb(:latest)?\n/);
+      // Its exit status is kept with it (docker ps -a: Exited (4)).
+      assertMatch(
+        list.stdout,
+        /\nfg\s+0\s+stopped \(exit 4\)\s+\S+\/containers\/fg\s.*\sbb(:latest)?\n/,
+      );
       assertMatch(list.stdout, /\ngone\s+0\s+stopped\s+\S+\/containers\/gone\s.*\sbb(:latest)?\n/);
       const json = JSON.parse((await c("list", "--format", "json")).stdout);
       const fg = json.find((s: { id: string }) => s.id === "fg");
@@ -465,7 +469,7 @@ rootTest(
       assertEquals(JSON.parse((await c("state", "gone")).stdout).status, "stopped");
       // Both start again from their kept layer.
       const a = await c("image", "start", "-a", "fg");
-      assertEquals([a.code, a.stdout], [0, "2\n"], a.stderr);
+      assertEquals([a.code, a.stdout], [4, "2\n"], a.stderr);
       const s = await c("image", "start", "gone");
       assertEquals([s.code, s.stdout], [0, "gone\n"], s.stderr);
       list = await c("list");
