@@ -120,6 +120,7 @@ async function keptImageContainers(
   }
   const out: OciState[] = [];
   for (const info of infos) {
+    if (typeof info.id !== "string" || !ID_PATTERN.test(info.id)) continue;
     if (except.has(info.id) || norm(info.root ?? g.root) !== norm(g.root)) continue;
     if (typeof info.image !== "string") continue;
     const bundle = paths.container(g.store, info.id);

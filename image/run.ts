@@ -351,6 +351,20 @@ export async function startContainer(
         );
       }
     }
+  } else {
+    // No state, but processes in its cgroup: its state directory was deleted while it ran.
+    const cg = rt.cgroups, paths = cg?.paths(undefined, id);
+    let left: number[] = [];
+    try {
+      left = cg && paths ? cg.pids(paths) : [];
+    } catch { /* no such cgroup */ }
+    if (left.length) {
+      throw new CapsuleError(
+        `Container "${id}" has no state under ${stateRoot} but processes in its cgroup ` +
+          `(${left.slice(0, 5).join(", ")}): its state was deleted while it ran; ` +
+          `"capsule image destroyc -f ${id}" kills them and removes the container`,
+      );
+    }
   }
   forgetExit(dir);
   // The old run's state goes (its address is given back, and taken again); without one (a

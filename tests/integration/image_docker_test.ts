@@ -476,6 +476,15 @@ rootTest(
       assertMatch(list.stdout, /\ngone\s+\d+\s+running\s/);
       assertEquals((await c("stop", "-t", "0", "gone")).code, 0);
       for (const id of ["fg", "gone"]) assertEquals((await c("image", "destroyc", id)).code, 0);
+      // A state deleted while the container ran: start refuses (never kills it unasked),
+      // destroyc -f finds its processes from the id and removes everything.
+      const live = await c("image", "run", "-d", "--name", "alive", "bb", "sleep", "1000");
+      assertEquals(live.code, 0, live.stderr);
+      Deno.removeSync(`${root}/alive`, { recursive: true });
+      const refused = await c("image", "start", "alive");
+      assertEquals(refused.code, 1);
+      assertMatch(refused.stderr, /"alive" has no state .* but processes in its cgroup/);
+      assertEquals((await c("image", "destroyc", "-f", "alive")).code, 0);
       assertEquals(containers(store), []);
       assertEquals((await c("list", "-q")).stdout, "");
     }, root);
