@@ -281,9 +281,11 @@ export function executePlan(ops: WriteOp[]): void {
     let reason = osReason(e);
     if (isNotFound(e) && op.missingHint) reason += ` (${op.missingHint})`;
     // The kernel refuses a memory limit below what the cgroup holds already (EBUSY).
-    if (e instanceof Deno.errors.Busy && /^memory/.test(op.what)) {
-      reason += `: the container uses more already; minimum memory limit allowed is ` +
-        `${MIN_MEMORY_TEXT} (${MIN_MEMORY} bytes)`;
+    // (Deno reports it as an Error with code "EBUSY", not always as Deno.errors.Busy.)
+    if ((e instanceof Deno.errors.Busy || errCode(e) === "EBUSY") && /^memory/.test(op.what)) {
+      reason += `: the container uses more memory already (capsule's init and a program ` +
+        `need up to ${MIN_MEMORY_TEXT} to start: minimum memory limit allowed is ` +
+        `${MIN_MEMORY_TEXT}, ${MIN_MEMORY} bytes)`;
     }
     throw new CapsuleError(`Cannot set ${op.what} ${op.value} in ${op.file}: ${reason}`, {
       cause: e,

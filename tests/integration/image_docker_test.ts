@@ -126,7 +126,10 @@ rootTest(
       for (let i = 0; i < 3; i++) {
         const r = await capsule(root, ["run", "-b", b, `tiny${i}`]);
         assertEquals(r.code, 1, r.stderr);
-        assertMatch(r.stderr, /out of memory: the memory limit of 1048576 bytes|uses more already/);
+        assertMatch(
+          r.stderr,
+          /out of memory: the memory limit of 1048576 bytes|uses more memory already .*minimum memory limit allowed is 16MB/,
+        );
       }
     } finally {
       await removeAll(b);
