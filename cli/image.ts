@@ -491,6 +491,8 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
               const w = await import("../runtime/waiter.ts");
               const { readContainerInfo } = await import("../image/store.ts");
               if (w.waiterAvailable()) {
+                const { validateId } = await import("../runtime/ids.ts");
+                validateId(args[0]); // before it names a path for the waiter
                 const info = readContainerInfo(g.store, args[0]);
                 const root = info?.root ?? g.root;
                 // The log limits given at image run, else the defaults.
