@@ -54,7 +54,7 @@ export const imageRunFlags: FlagDef[] = [
     short: "m",
     type: "string",
     arg: "BYTES",
-    help: "memory limit, e.g. 512m (a number alone is bytes; at least 16m)",
+    help: "memory limit, e.g. 512m (a number alone is bytes; at least 32m)",
   },
   {
     name: "ulimit",

@@ -94,21 +94,21 @@ rootTest(
 );
 
 rootTest(
-  "image run: -m below 16m is refused naming the minimum; 16m starts, 10 of 10",
+  "image run: -m below 32m is refused naming the minimum; 32m starts, 10 of 10",
   async (root) => {
     await withImage(async (c, store) => {
-      for (const m of ["512", String(16 * 1024 * 1024 - 1)]) {
+      for (const m of ["512", String(32 * 1024 * 1024 - 1)]) {
         const r = await c("image", "run", "-m", m, "--name", "tiny", "bb", "true");
         assertEquals(r.code, 1);
         assertMatch(
           r.stderr,
-          new RegExp(`Invalid memory limit ${m} bytes: minimum memory limit allowed is 16MB`),
+          new RegExp(`Invalid memory limit ${m} bytes: minimum memory limit allowed is 32MB`),
         );
         assertEquals(containers(store), []);
       }
       // At the minimum, capsule's init and the program always start (never "init was killed").
       for (let i = 0; i < 10; i++) {
-        const ok = await c("image", "run", "--rm", "-m", "16m", "bb", "echo", "fits");
+        const ok = await c("image", "run", "--rm", "-m", "32m", "bb", "echo", "fits");
         assertEquals([ok.code, ok.stdout], [0, "fits\n"], `run ${i + 1}: ${ok.stderr}`);
       }
     }, root);
@@ -128,7 +128,7 @@ rootTest(
         assertEquals(r.code, 1, r.stderr);
         assertMatch(
           r.stderr,
-          /out of memory: the memory limit of 1048576 bytes|uses more memory already .*minimum memory limit allowed is 16MB/,
+          /out of memory: the memory limit of 1048576 bytes|uses more memory already .*minimum memory limit allowed is 32MB/,
         );
       }
     } finally {

@@ -156,15 +156,15 @@ Deno.test("mergeEnv and resolveUser", () => {
   assertEquals(resolveUser("5:6", undefined, undefined), { uid: 5, gid: 6 });
 });
 
-Deno.test("buildSpec: -m below 16 MiB is refused naming the minimum; 0 and -1 mean no limit", () => {
-  const min = "minimum memory limit allowed is 16MB (16777216 bytes";
+Deno.test("buildSpec: -m below 32 MiB is refused naming the minimum; 0 and -1 mean no limit", () => {
+  const min = "minimum memory limit allowed is 32MB (33554432 bytes";
   assertThrows(() => spec({ Cmd: ["sh"] }, { memory: 512 }), CapsuleError, min);
-  assertThrows(() => spec({ Cmd: ["sh"] }, { memory: 16777215 }), CapsuleError, min);
-  const ok = spec({ Cmd: ["sh"] }, { memory: 16777216 }).linux!.resources as Record<
+  assertThrows(() => spec({ Cmd: ["sh"] }, { memory: 33554431 }), CapsuleError, min);
+  const ok = spec({ Cmd: ["sh"] }, { memory: 33554432 }).linux!.resources as Record<
     string,
     unknown
   >;
-  assertEquals(ok.memory, { limit: 16777216 });
+  assertEquals(ok.memory, { limit: 33554432 });
   const zero = spec({ Cmd: ["sh"] }, { memory: 0 }).linux!.resources as Record<string, unknown>;
   assertEquals(zero.memory, undefined);
   const inf = spec({ Cmd: ["sh"] }, { memory: -1 }).linux!.resources as Record<string, unknown>;
