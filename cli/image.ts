@@ -54,7 +54,7 @@ export const imageRunFlags: FlagDef[] = [
     short: "m",
     type: "string",
     arg: "BYTES",
-    help: "memory limit, e.g. 512m (a number alone is bytes; at least 6m)",
+    help: "memory limit, e.g. 512m (a number alone is bytes; at least 32m)",
   },
   {
     name: "ulimit",
@@ -205,14 +205,17 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
     const { runImage, randomId } = await import("../image/run.ts");
     const g = globals();
     const waited = Deno.env.get("CAPSULE_WAITED");
-    if (flags.detach === true && !waited) {
-      const w = await import("../image/waiter.ts");
+    // Log limits: checked before anything starts, kept in container.json for image start.
+    const sizeFlag = flags["log-max-size"] as string | undefined;
+    const filesFlag = flags["log-max-files"] as string | undefined;
+    let log: { maxSize: number; maxFiles: number } | undefined;
+    if (sizeFlag !== undefined || filesFlag !== undefined || flags.detach === true) {
+      const w = await import("../runtime/waiter.ts");
       const { parseMemory } = await import("../runtime/cgroups/mod.ts");
-      const log = w.parseLogOptions(
-        flags["log-max-size"] as string | undefined,
-        flags["log-max-files"] as string | undefined,
-        parseMemory,
-      );
+      log = w.parseLogOptions(sizeFlag, filesFlag, parseMemory);
+    }
+    if (flags.detach === true && !waited) {
+      const w = await import("../runtime/waiter.ts");
       if (w.waiterAvailable()) {
         const id = containerId(flags) ?? randomId();
         // --rm: the waiter removes the container once it has exited, as docker does.
@@ -229,7 +232,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
             id,
           ]
           : [];
-        return await w.runUnderWaiter(id, `${g.root}/${id}`, log, cleanup);
+        return await w.runUnderWaiter(id, `${g.root}/${id}`, log!, cleanup);
       }
     }
     let memory: number | undefined;
@@ -262,6 +265,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
       detach: flags.detach === true,
       rm: flags.rm === true,
       network: networkOptions(flags),
+      log: sizeFlag !== undefined || filesFlag !== undefined ? log : undefined,
     }, open);
   };
   return [
@@ -490,11 +494,20 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
             const { startContainer } = await import("../image/run.ts");
             const g = globals();
             if (!flags.attach && !Deno.env.get("CAPSULE_WAITED")) {
-              const w = await import("../image/waiter.ts");
+              const w = await import("../runtime/waiter.ts");
               const { readContainerInfo } = await import("../image/store.ts");
               if (w.waiterAvailable()) {
-                const root = readContainerInfo(g.store, args[0])?.root ?? g.root;
-                return await w.runUnderWaiter(args[0], `${root}/${args[0]}`, w.LOG_DEFAULTS);
+                const { validateId } = await import("../runtime/ids.ts");
+                validateId(args[0]); // before it names a path for the waiter
+                const info = readContainerInfo(g.store, args[0]);
+                const root = info?.root ?? g.root;
+                // The log limits given at image run, else the defaults.
+                const kept = info?.log;
+                const log = kept && Number.isSafeInteger(kept.maxSize) && kept.maxSize >= 0 &&
+                    Number.isSafeInteger(kept.maxFiles) && kept.maxFiles >= 1
+                  ? { maxSize: kept.maxSize, maxFiles: kept.maxFiles }
+                  : w.LOG_DEFAULTS;
+                return await w.runUnderWaiter(args[0], `${root}/${args[0]}`, log);
               }
             }
             return await startContainer(g.store, g.root, args[0], flags.attach === true, open);

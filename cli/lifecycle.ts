@@ -1,7 +1,8 @@
 // The OCI lifecycle commands: spec, create, start, run, state, list, kill, delete.
-import { CapsuleError, UsageError } from "../runtime/errors.ts";
+import { CapsuleError, NotFoundError, UsageError } from "../runtime/errors.ts";
+import { ID_PATTERN, validateId } from "../runtime/ids.ts";
 import { parseSignal } from "../runtime/signals.ts";
-import { rootlessSpec, starterSpec } from "../runtime/spec.ts";
+import { OCI_VERSION, rootlessSpec, starterSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import {
   listenFdsOption,
@@ -94,22 +95,79 @@ const ignored = (name: string) => ({
 });
 
 /**
- * `list` as runc prints it: a table `ID PID STATUS BUNDLE CREATED OWNER` (an `IP` column after
- * them when a container has an address), `-q` the ids, `--format json` one line: an array of
- * states with runc's keys in runc's order (ociVersion, id, pid, status, bundle, rootfs, created,
- * annotations, owner), then capsule's own (ip).
- */
-/**
  * A stopped container's state with the exit status its waiter kept (image containers run
- * detached: image/waiter.ts), as `exitCode`; others unchanged.
+ * detached: runtime/waiter.ts), as `exitCode`; others unchanged.
  */
 async function withExitStatus(r: Runtime, s: OciState): Promise<OciState> {
   if (s.status !== "stopped") return s;
-  const { readExitStatus } = await import("../image/waiter.ts");
+  const { readExitStatus } = await import("../runtime/waiter.ts");
   const x = readExitStatus(r.store.dir(s.id));
   return x ? { ...s, exitCode: x.exitCode } : s;
 }
 
+/**
+ * Image containers kept in the store (`image run` without --rm) whose run-time state under
+ * this --root is gone (a reboot emptied it, or its directory was deleted), as stopped states
+ * with their image: `list` shows them as `docker ps -a` shows kept containers, and
+ * `image start` runs them again. `only`: that id alone. Reads nothing of the image code when
+ * the store holds no container.
+ */
+async function keptImageContainers(
+  g: Globals,
+  except: Set<string>,
+  only?: string,
+): Promise<OciState[]> {
+  try {
+    Deno.statSync(`${g.store}/containers`);
+  } catch {
+    return [];
+  }
+  const { listContainerInfos, readContainerInfo, paths } = await import("../image/store.ts");
+  const { readExitStatus } = await import("../runtime/waiter.ts");
+  const norm = (p: string) => p.replace(/\/+$/, "") || "/";
+  let infos;
+  if (only === undefined) infos = listContainerInfos(g.store);
+  else {
+    const one = ID_PATTERN.test(only) ? readContainerInfo(g.store, only) : undefined;
+    infos = one ? [one] : [];
+  }
+  const out: OciState[] = [];
+  for (const info of infos) {
+    if (typeof info.id !== "string" || !ID_PATTERN.test(info.id)) continue;
+    if (except.has(info.id) || norm(info.root ?? g.root) !== norm(g.root)) continue;
+    if (typeof info.image !== "string") continue;
+    const bundle = paths.container(g.store, info.id);
+    let annotations: Record<string, string> = {};
+    try {
+      annotations = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`)).annotations ?? {};
+    } catch { /* shown without */ }
+    // A foreground run's exit status, kept in the store (image/run.ts).
+    const exit = readExitStatus(bundle);
+    out.push({
+      ociVersion: OCI_VERSION,
+      id: info.id,
+      pid: 0,
+      status: "stopped",
+      bundle,
+      rootfs: `${bundle}/merged`,
+      created: typeof info.created === "string" ? info.created : "",
+      owner: "",
+      annotations,
+      image: info.image,
+      ...(exit ? { exitCode: exit.exitCode } : {}),
+    });
+  }
+  return out;
+}
+
+/**
+ * `list` as runc prints it: a table `ID PID STATUS BUNDLE CREATED OWNER`, then capsule's
+ * columns when a container has a value: `IP`, `IMAGE`, `PORTS` (docker ps's
+ * `0.0.0.0:8080->80/tcp, ...`); `-q` the ids; `--format json` one line: an array of states
+ * with runc's keys in runc's order (ociVersion, id, pid, status, bundle, rootfs, created,
+ * annotations, owner), then capsule's own (ip, network, ports, image, exitCode), added, never
+ * renamed.
+ */
 export function printContainers(flags: Parsed["flags"], states: OciState[]): void {
   const format = (flags.format as string | undefined) ?? "table";
   if (format !== "table" && format !== "json") {
@@ -130,6 +188,9 @@ export function printContainers(flags: Parsed["flags"], states: OciState[]): voi
   }
   const withIp = states.some((s) => s.ip);
   const withImage = states.some((s) => s.image);
+  const ports = (s: OciState) =>
+    Array.isArray(s.ports) ? s.ports.filter((p) => typeof p === "string") : [];
+  const withPorts = states.some((s) => ports(s).length);
   const headers = [
     "ID",
     "PID",
@@ -139,6 +200,7 @@ export function printContainers(flags: Parsed["flags"], states: OciState[]): voi
     "OWNER",
     ...(withIp ? ["IP"] : []),
     ...(withImage ? ["IMAGE"] : []),
+    ...(withPorts ? ["PORTS"] : []),
   ];
   console.log(table(
     headers,
@@ -151,6 +213,7 @@ export function printContainers(flags: Parsed["flags"], states: OciState[]): voi
       s.owner,
       ...(withIp ? [String(s.ip ?? "")] : []),
       ...(withImage ? [String(s.image ?? "")] : []),
+      ...(withPorts ? [ports(s).join(", ")] : []),
     ]),
   ));
 }
@@ -272,6 +335,14 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       ],
       run: async ({ flags, args }) => {
         const ext = networkOptions(flags);
+        if (flags.detach === true) {
+          // Detached: run again under a waiter that keeps the exit status (runtime/waiter.ts).
+          const w = await import("../runtime/waiter.ts");
+          if (!Deno.env.get(w.WAITED_ENV) && w.waiterAvailable()) {
+            validateId(args[0]);
+            return await w.runUnderWaiter(args[0], `${globals().root}/${args[0]}`, w.LOG_DEFAULTS);
+          }
+        }
         return await (await rt(args[0], !!ext)).run(args[0], {
           ext: ext ? { network: ext } : undefined,
           consoleSocket: flags["console-socket"] as string | undefined,
@@ -299,7 +370,18 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       }],
       run: async ({ flags, args }) => {
         const r = await rt(args[0]);
-        printJson(await withExitStatus(r, r.state(args[0], flags.detail === true)));
+        let st: OciState;
+        try {
+          st = r.state(args[0], flags.detail === true);
+        } catch (e) {
+          // A kept image container whose run-time state is gone (after a reboot).
+          const kept = e instanceof NotFoundError
+            ? await keptImageContainers(globals(), new Set(), args[0])
+            : [];
+          if (!kept.length) throw e;
+          st = kept[0];
+        }
+        printJson(await withExitStatus(r, st));
       },
     },
     {
@@ -310,6 +392,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       run: async ({ flags }) => {
         const r = await rt();
         const all = await Promise.all(r.list().map((st) => withExitStatus(r, st)));
+        all.push(...await keptImageContainers(globals(), new Set(all.map((s) => s.id))));
         printContainers(flags, all);
         // A damaged state is listed as unknown; what is wrong, and the way out, go to stderr.
         for (const s of all) {

@@ -26,6 +26,7 @@ import {
   validateName,
 } from "./store.ts";
 import { MS } from "../runtime/consts.ts";
+import { EXIT_FILE } from "../runtime/waiter.ts";
 import * as libc from "../ffi/libc.ts";
 
 export interface Needs {
@@ -44,6 +45,8 @@ export interface RunRequest extends RunFlags {
   rm?: boolean;
   /** The network extension's options (--network, -p, --link), if any. */
   network?: unknown;
+  /** Log rotation given at run (--log-max-size, --log-max-files), kept for `image start`. */
+  log?: { maxSize: number; maxFiles: number };
 }
 
 function readText(path: string): string | undefined {
@@ -248,6 +251,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
       ...(image.lowers ? { lowers: image.lowers } : {}),
       volumes: info,
       ...(req.network !== undefined ? { network: req.network } : {}),
+      ...(req.log ? { log: req.log } : {}),
     };
     writeFileAtomic(`${dir}/container.json`, JSON.stringify(record, null, 2) + "\n");
     writeFileAtomic(`${dir}/config.json`, JSON.stringify(spec, null, 2) + "\n");
@@ -263,7 +267,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
       return code;
     }
     started = true;
-    return await rt.run(req.id, { bundle: dir, ext });
+    return keepExit(dir, await rt.run(req.id, { bundle: dir, ext }), req.rm === true);
   } catch (e) {
     // A container that never ran leaves nothing (its writable layer holds nothing of the user).
     const ran = started && /deleted, but cleanup reported/.test(String((e as Error)?.message));
@@ -277,11 +281,39 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
 }
 
 /**
+ * A foreground run's exit status, kept with the container in the store (its run-time state
+ * is deleted when it exits): `list` shows the kept container as `stopped (exit N)`, as
+ * docker ps -a does. Returns `code`.
+ */
+function keepExit(dir: string, code: number, rm: boolean): number {
+  if (rm || !exists(dir)) return code;
+  try {
+    writeFileAtomic(
+      `${dir}/${EXIT_FILE}`,
+      JSON.stringify({
+        exitCode: code,
+        signal: code > 128 ? code - 128 : 0,
+        finishedAt: new Date().toISOString(),
+      }) + "\n",
+    );
+  } catch { /* the status is shown without it */ }
+  return code;
+}
+
+/** Drops a kept foreground exit status: the container runs again. */
+function forgetExit(dir: string): void {
+  try {
+    Deno.removeSync(`${dir}/${EXIT_FILE}`);
+  } catch { /* none kept */ }
+}
+
+/**
  * `image start ID` (docker start): runs a stopped container from an image again, from its
  * kept writable layer, with the same config.json (volumes, limits) and the same network
  * options (network, published ports, links). Detached (the id is printed) unless `attach`,
  * which returns the program's exit status. The stopped container's runtime state is deleted
- * first (its address is given back, and taken again). Throws CapsuleError for an unknown id,
+ * first (its address is given back, and taken again); a container whose runtime state is gone
+ * (after a reboot) starts as well. Throws CapsuleError for an unknown id,
  * a container that is not stopped, one run with --rm, or a deleted image.
  */
 export async function startContainer(
@@ -307,8 +339,8 @@ export async function startContainer(
   }
   readImage(store, info.image); // a clear error if the image was deleted meanwhile
   const stateRoot = info.root ?? root;
+  const rt = await open({ id, image: true, network: info.network !== undefined, root: stateRoot });
   if (exists(`${stateRoot}/${id}`)) {
-    const rt = await open({ id, image: true, root: stateRoot });
     const rec = rt.store.read(id);
     if (rec) {
       const status = rt.status(rec);
@@ -319,9 +351,26 @@ export async function startContainer(
         );
       }
     }
-    await rt.delete(id, { force: true });
+  } else {
+    // No state, but processes in its cgroup: its state directory was deleted while it ran.
+    const cg = rt.cgroups, paths = cg?.paths(undefined, id);
+    let left: number[] = [];
+    try {
+      left = cg && paths ? cg.pids(paths) : [];
+    } catch { /* no such cgroup */ }
+    if (left.length) {
+      throw new CapsuleError(
+        `Container "${id}" has no state under ${stateRoot} but processes in its cgroup ` +
+          `(${left.slice(0, 5).join(", ")}): its state was deleted while it ran; ` +
+          `"capsule image destroyc -f ${id}" kills them and removes the container`,
+      );
+    }
   }
-  const rt = await open({ image: true, network: info.network !== undefined, root: stateRoot });
+  forgetExit(dir);
+  // The old run's state goes (its address is given back, and taken again); without one (a
+  // reboot emptied --root, or its directory was deleted), what the id still holds goes too:
+  // a lease, a published port, the overlay mount.
+  await rt.delete(id, { force: true, sweep: true });
   const ext: Record<string, unknown> = {
     image: { image: info.image, rm: false } satisfies ImageRunOptions,
   };
@@ -331,7 +380,7 @@ export async function startContainer(
     console.log(id);
     return code;
   }
-  return await rt.run(id, { bundle: dir, ext });
+  return keepExit(dir, await rt.run(id, { bundle: dir, ext }), false);
 }
 
 /**
@@ -367,6 +416,10 @@ export async function destroyContainer(
       }
     }
     await rt.delete(id, { force: true });
+  } else if (info) {
+    // Its state is gone (a deleted directory): what the id still holds goes with it.
+    const rt = await open({ image: true, network: info.network !== undefined, root: stateRoot });
+    await rt.delete(id, { force: true, sweep: true });
   }
   destroyContainerFiles(store, id);
 }

@@ -2,7 +2,7 @@
 // root): the OCI spec from the image's config with the flags over it, and the -v volumes.
 import { CapsuleError } from "../runtime/errors.ts";
 import { DEFAULT_PATH, defaultSpec, type Mount, type Spec } from "../runtime/spec.ts";
-import { MIN_MEMORY } from "../runtime/cgroups/util.ts";
+import { MIN_MEMORY, MIN_MEMORY_TEXT } from "../runtime/cgroups/util.ts";
 import type { ImageConfig } from "./store.ts";
 import { NAME_PATTERN } from "./store.ts";
 
@@ -353,8 +353,9 @@ export function buildSpec(i: SpecInputs): Spec {
   if (flags.memory !== undefined && flags.memory !== 0) {
     if (flags.memory !== -1 && flags.memory < MIN_MEMORY) {
       throw new CapsuleError(
-        `Invalid memory limit ${flags.memory} bytes: the minimum is ${MIN_MEMORY} bytes (6m), ` +
-          `as docker's; a number without a unit is bytes: give one, e.g. -m 512m`,
+        `Invalid memory limit ${flags.memory} bytes: minimum memory limit allowed is ` +
+          `${MIN_MEMORY_TEXT} (${MIN_MEMORY} bytes, what capsule's init and a program need to ` +
+          `start); a number without a unit is bytes: give one, e.g. -m 512m`,
       );
     }
     resources.memory = { limit: flags.memory };

@@ -124,6 +124,11 @@ export interface ContainerInfo {
   }[];
   /** The network extension's options it was run with (--network, -p, --link): image start. */
   network?: unknown;
+  /**
+   * --log-max-size (bytes, 0: never rotate) and --log-max-files given at `image run`, kept for
+   * `image start`; absent: the defaults (runtime/waiter.ts LOG_DEFAULTS).
+   */
+  log?: { maxSize: number; maxFiles: number };
 }
 
 export const paths = {

@@ -7,7 +7,7 @@ import type { CgroupDriver, CgroupStats, LinuxResources } from "./cgroups/mod.ts
 import * as cgroupOps from "./cgroup_ops.ts";
 import { createContext, type RuntimeContext, type RuntimeOptions } from "./context.ts";
 import { createContainer, type CreateOptions } from "./create.ts";
-import { deleteContainer } from "./delete.ts";
+import { deleteContainer, type DeleteOptions } from "./delete.ts";
 import { NotFoundError } from "./errors.ts";
 import { exec, execLogFile, type ExecOptions } from "./exec.ts";
 import type { Extension } from "./extension.ts";
@@ -24,6 +24,7 @@ export type { CreateOptions } from "./create.ts";
 export type { ExecOptions } from "./exec.ts";
 export type { RunOptions } from "./run.ts";
 export type { StopOptions } from "./stop.ts";
+export type { DeleteOptions } from "./delete.ts";
 export type { OciState, ProcessInfo } from "./query.ts";
 
 /**
@@ -185,11 +186,12 @@ export class Runtime {
   /**
    * Removes a stopped container and all it held: extensions' resources (network, image),
    * cgroups, poststop hooks, state (runtime spec "delete"). `force` kills a live one first
-   * (waiting up to 10 s) and makes an unknown id no error. Throws StateTransitionError if
-   * live without `force`; CapsuleError, after removing everything it could, if a cleanup
-   * step failed.
+   * (waiting up to 10 s) and makes an unknown id no error (`sweep`: still releasing what the
+   * id alone gives: cgroup capsule/<id>, network leases and ports, the image's mount). Throws
+   * StateTransitionError if live without `force`; CapsuleError, after removing everything it
+   * could, if a cleanup step failed.
    */
-  delete(id: string, opts: { force?: boolean } = {}): Promise<void> {
+  delete(id: string, opts: DeleteOptions = {}): Promise<void> {
     return deleteContainer(this.ctx, id, opts);
   }
 }

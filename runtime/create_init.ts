@@ -147,13 +147,33 @@ export async function awaitInit(c: Creating): Promise<void> {
   } catch { /* the init failed already: its message is waiting below */ }
   const msg = receiveFrame<InitMessage>(c.fd);
   if (!msg || msg.type !== "ready") {
-    const why = msg?.type === "error" ? msg.message : await exitReason(c.child!);
+    let why = msg?.type === "error" ? msg.message : await exitReason(c.child!);
+    if (/killed by SIGKILL/.test(why)) why += oomHint(c);
     throw new CapsuleError(`Cannot create container "${c.id}": ${why}`);
   }
   if (c.terminal) {
     const master = libc.recvFd(c.fd);
     if (c.opts.consoleSocket) sendToConsoleSocket(c.opts.consoleSocket, master);
     else c.master = master;
+  }
+}
+
+/**
+ * Why an init was SIGKILLed before it was ready, when the kernel's OOM killer did it (its
+ * memory cgroup counts an OOM kill): the memory limit is below what it needs to start.
+ */
+function oomHint(c: Creating): string {
+  if (!c.cg || !c.cgroupPaths) return "";
+  try {
+    const s = c.cg.stats(c.cgroupPaths);
+    if (!s.oomKillCount) return "";
+    const memory = c.spec?.linux?.resources?.memory as { limit?: unknown } | undefined;
+    const limit = memory?.limit;
+    return ` (out of memory: the memory limit${
+      typeof limit === "number" ? ` of ${limit} bytes` : ""
+    } is less than the init and the program need to start; raise linux.resources.memory.limit)`;
+  } catch {
+    return "";
   }
 }
 

@@ -13,10 +13,23 @@ import { killAndWait } from "./kill.ts";
 import { ociState, status } from "./query.ts";
 import type { ContainerRecord } from "./state.ts";
 
+/** Options of delete. */
+export interface DeleteOptions {
+  /** Kill a live container first; an unknown id is no error (runc's contract). */
+  force?: boolean;
+  /**
+   * With `force`, an id without state still has released what the id alone gives (as for a
+   * damaged state: cgroup capsule/<id>, extensions' releaseAllFor): for a container whose
+   * state directory was deleted while it held resources (leases, ports, a mount).
+   */
+  sweep?: boolean;
+}
+
 /**
  * Removes a container and all it held. Without `force`: a stopped or created container (a
  * created one is killed first, as runc does), else StateTransitionError. With `force`: any
- * status, a gone container (success, runc's contract), a damaged state (see deleteDamaged).
+ * status, a gone container (success, runc's contract; with `sweep`, what the id alone gives is
+ * released), a damaged state (see deleteDamaged).
  * Processes left in a stopped container's cgroup (a child in a PID namespace it shared) are
  * killed, its cgroup frozen meanwhile. Throws a CapsuleError, keeping the state, when the
  * cgroup could not be removed; one listing what else could not be undone, after removing the
@@ -25,7 +38,7 @@ import type { ContainerRecord } from "./state.ts";
 export async function deleteContainer(
   ctx: RuntimeContext,
   id: string,
-  opts: { force?: boolean } = {},
+  opts: DeleteOptions = {},
 ): Promise<void> {
   validateId(id);
   let rec: ContainerRecord | undefined;
@@ -33,7 +46,10 @@ export async function deleteContainer(
     rec = ctx.store.read(id);
   } catch (e) {
     // runc's contract, which engines rely on: delete --force of a gone container succeeds.
-    if (opts.force && e instanceof NotFoundError) return;
+    if (opts.force && e instanceof NotFoundError) {
+      if (opts.sweep) await deleteDamaged(ctx, id);
+      return;
+    }
     if (!opts.force || e instanceof NotFoundError) throw e;
     return await deleteDamaged(ctx, id);
   }

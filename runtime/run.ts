@@ -7,9 +7,9 @@ import { exitCode, forwardSignals, relayed } from "./spawn.ts";
 import { start } from "./start.ts";
 import { SIGNALS } from "./signals.ts";
 import { writeFileAtomic } from "./state.ts";
+import { EXIT_FILE } from "./waiter.ts";
 
-/** The file of a detached container's exit status in its state directory (docker's 128+N). */
-export const EXIT_FILE = "exit.json";
+export { EXIT_FILE };
 
 /** Writes exit.json for `id` unless it exists (a waiter got there first) or the state is gone. */
 function recordExit(ctx: RuntimeContext, id: string, st: Deno.CommandStatus): void {
@@ -50,7 +50,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   const { child, master } = await createContainer(ctx, id, opts, !opts.detach);
   if (opts.detach) {
     // An init that exits before this process does is reaped by Deno here, not by whoever
-    // waits above (image run -d's waiter): its status is kept where that waiter keeps it.
+    // waits above (run -d's waiter, runtime/waiter.ts): its status is kept where that waiter keeps it.
     child.status.then((st) => recordExit(ctx, id, st)).catch(() => {});
     child.unref();
     await start(ctx, id);

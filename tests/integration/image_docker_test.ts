@@ -1,6 +1,16 @@
 // Image containers as a docker user lives them (issue 15): stop, --name, --ulimit and the
 // default nofile, -m's minimum, `image runc`'s trailing options, /sys/fs/cgroup inside.
-import { assert, assertEquals, assertMatch, type Result, rootTest, withImage } from "../helpers.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  capsule,
+  makeBundle,
+  removeAll,
+  type Result,
+  rootTest,
+  withImage,
+} from "../helpers.ts";
 
 const containers = (store: string) => {
   try {
@@ -83,16 +93,49 @@ rootTest(
   },
 );
 
-rootTest("image run: -m 512 is refused naming the minimum, nothing left", async (root) => {
-  await withImage(async (c, store) => {
-    const r = await c("image", "run", "-m", "512", "--name", "tiny", "bb", "true");
-    assertEquals(r.code, 1);
-    assertMatch(r.stderr, /Invalid memory limit 512 bytes: the minimum is 6291456 bytes \(6m\)/);
-    assertEquals(containers(store), []);
-    const ok = await c("image", "run", "--rm", "-m", "6m", "bb", "echo", "fits");
-    assertEquals([ok.code, ok.stdout], [0, "fits\n"], ok.stderr);
-  }, root);
-});
+rootTest(
+  "image run: -m below 32m is refused naming the minimum; 32m starts, 10 of 10",
+  async (root) => {
+    await withImage(async (c, store) => {
+      for (const m of ["512", String(32 * 1024 * 1024 - 1)]) {
+        const r = await c("image", "run", "-m", m, "--name", "tiny", "bb", "true");
+        assertEquals(r.code, 1);
+        assertMatch(
+          r.stderr,
+          new RegExp(`Invalid memory limit ${m} bytes: minimum memory limit allowed is 32MB`),
+        );
+        assertEquals(containers(store), []);
+      }
+      // At the minimum, capsule's init and the program always start (never "init was killed").
+      for (let i = 0; i < 10; i++) {
+        const ok = await c("image", "run", "--rm", "-m", "32m", "bb", "echo", "fits");
+        assertEquals([ok.code, ok.stdout], [0, "fits\n"], `run ${i + 1}: ${ok.stderr}`);
+      }
+    }, root);
+  },
+);
+
+rootTest(
+  "create: a memory limit too small to start is named, never a bare SIGKILL",
+  async (root) => {
+    // 1 MiB: the kernel refuses the limit (EBUSY) or the OOM killer kills the init.
+    const b = await makeBundle(["true"], (s) => {
+      s.linux!.resources = { ...s.linux!.resources, memory: { limit: 1024 * 1024 } };
+    });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const r = await capsule(root, ["run", "-b", b, `tiny${i}`]);
+        assertEquals(r.code, 1, r.stderr);
+        assertMatch(
+          r.stderr,
+          /out of memory: the memory limit of 1048576 bytes|uses more memory already .*minimum memory limit allowed is 32MB/,
+        );
+      }
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
 
 rootTest("image run: /sys/fs/cgroup shows the container's own limit, read-only", async (root) => {
   await withImage(async (c) => {
@@ -300,3 +343,153 @@ rootTest("image run -d: the log is rotated past --log-max-size", async (root) =>
     assertEquals((await c("image", "destroyc", "lg")).code, 0);
   }, root);
 });
+
+rootTest(
+  "image start: every option given at image run is still in force (limits, env, user, log)",
+  async (root) => {
+    await withImage(async (c) => {
+      const line = "0123456789".repeat(10);
+      const r = await c(
+        "image",
+        "run",
+        "-d",
+        "--name",
+        "opts",
+        "--log-max-size",
+        "2k",
+        "--log-max-files",
+        "2",
+        "--ulimit",
+        "nofile=300:400",
+        "-m",
+        "40m",
+        "-c",
+        "512",
+        "-e",
+        "FOO=bar baz",
+        "-w",
+        "/tmp",
+        "-u",
+        "65534",
+        "-h",
+        "hst",
+        "--read-only",
+        "-l",
+        "k=v",
+        "bb",
+        "sh",
+        "-c",
+        `while :; do echo ${line}; sleep 0.01; done`,
+      );
+      assertEquals([r.code, r.stdout], [0, "opts\n"], r.stderr);
+      // What PID 1 itself runs with, read through exec (never the config).
+      const probe = async () => {
+        const x = await c(
+          "exec",
+          "opts",
+          "sh",
+          "-c",
+          "grep 'open files' /proc/1/limits | tr -s ' '; tr '\\0' '\\n' </proc/1/environ | " +
+            "grep ^FOO=; readlink /proc/1/cwd; grep ^Uid: /proc/1/status | tr -s '\\t' ' '; " +
+            "hostname; (cat /sys/fs/cgroup/memory.max 2>/dev/null || " +
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes); " +
+            "(cat /sys/fs/cgroup/cpu.weight 2>/dev/null || cat /sys/fs/cgroup/cpu/cpu.shares); " +
+            "touch /x 2>/dev/null && echo rw || echo ro",
+        );
+        assertEquals(x.code, 0, x.stderr);
+        return x.stdout;
+      };
+      const want = await probe();
+      assertMatch(
+        want,
+        /^Max open files 300 400 files \nFOO=bar baz\n\/tmp\nUid: 65534 65534 65534 65534\nhst\n41943040\n\d+\nro\n$/,
+      );
+      assertEquals(JSON.parse((await c("state", "opts")).stdout).annotations, { k: "v" });
+      assertEquals((await c("stop", "-t", "0", "opts")).code, 0);
+      const s = await c("image", "start", "opts");
+      assertEquals([s.code, s.stdout], [0, "opts\n"], s.stderr);
+      assertEquals(await probe(), want);
+      assertEquals(JSON.parse((await c("state", "opts")).stdout).annotations, { k: "v" });
+      // The log limits of image run, not the defaults (10m would never rotate here).
+      const log = `${root}/opts/container.log`;
+      let rotated = false;
+      for (let i = 0; i < 50 && !rotated; i++) {
+        await new Promise((res) => setTimeout(res, 100));
+        try {
+          rotated = Deno.statSync(`${log}.1`).size > 2048;
+        } catch { /* not yet */ }
+      }
+      assert(rotated, "image start: container.log.1 never appeared (log limits not kept)");
+      assertEquals((await c("stop", "-t", "0", "opts")).code, 0);
+      assertEquals((await c("image", "destroyc", "opts")).code, 0);
+    }, root);
+  },
+);
+
+rootTest(
+  "list: kept image containers without run-time state are stopped, with their image",
+  async (root) => {
+    await withImage(async (c, store) => {
+      // A foreground run without --rm: its state goes when it exits, its layer is kept.
+      const f = await c(
+        "image",
+        "run",
+        "--name",
+        "fg",
+        "bb",
+        "sh",
+        "-c",
+        "echo 1 >> /n; wc -l </n; exit 4",
+      );
+      assertEquals([f.code, f.stdout], [4, "1\n"], f.stderr);
+      // A detached one whose state directory is deleted (what a reboot does to --root).
+      const d = await c("image", "run", "-d", "--name", "gone", "bb", "sleep", "1000");
+      assertEquals(d.code, 0, d.stderr);
+      assertEquals((await c("stop", "-t", "0", "gone")).code, 0);
+      Deno.removeSync(`${root}/gone`, { recursive: true });
+      let list = await c("list");
+      assertEquals(list.code, 0, list.stderr);
+      // Its exit status is kept with it (docker ps -a: Exited (4)).
+      assertMatch(
+        list.stdout,
+        /\nfg\s+0\s+stopped \(exit 4\)\s+\S+\/containers\/fg\s.*\sbb(:latest)?\n/,
+      );
+      assertMatch(list.stdout, /\ngone\s+0\s+stopped\s+\S+\/containers\/gone\s.*\sbb(:latest)?\n/);
+      const json = JSON.parse((await c("list", "--format", "json")).stdout);
+      const fg = json.find((s: { id: string }) => s.id === "fg");
+      assertEquals(Object.keys(fg).slice(0, 9), [
+        "ociVersion",
+        "id",
+        "pid",
+        "status",
+        "bundle",
+        "rootfs",
+        "created",
+        "annotations",
+        "owner",
+      ]);
+      assertEquals([fg.status, fg.pid, fg.image.replace(/:latest$/, "")], ["stopped", 0, "bb"]);
+      assertEquals(JSON.parse((await c("state", "gone")).stdout).status, "stopped");
+      // Both start again from their kept layer.
+      const a = await c("image", "start", "-a", "fg");
+      assertEquals([a.code, a.stdout], [4, "2\n"], a.stderr);
+      const s = await c("image", "start", "gone");
+      assertEquals([s.code, s.stdout], [0, "gone\n"], s.stderr);
+      list = await c("list");
+      assertMatch(list.stdout, /\ngone\s+\d+\s+running\s/);
+      assertEquals((await c("stop", "-t", "0", "gone")).code, 0);
+      for (const id of ["fg", "gone"]) assertEquals((await c("image", "destroyc", id)).code, 0);
+      // A state deleted while the container ran: start refuses (never kills it unasked),
+      // destroyc -f finds its processes from the id and removes everything.
+      const live = await c("image", "run", "-d", "--name", "alive", "bb", "sleep", "1000");
+      assertEquals(live.code, 0, live.stderr);
+      Deno.removeSync(`${root}/alive`, { recursive: true });
+      const refused = await c("image", "start", "alive");
+      assertEquals(refused.code, 1);
+      assertMatch(refused.stderr, /"alive" has no state .* but processes in its cgroup/);
+      assertEquals((await c("image", "destroyc", "-f", "alive")).code, 0);
+      assertEquals(containers(store), []);
+      assertEquals((await c("list", "-q")).stdout, "");
+    }, root);
+  },
+);

@@ -7,6 +7,7 @@ import {
   assert,
   assertEquals,
   assertMatch,
+  buildBusyboxRootfs,
   makeBundle,
   removeAll,
   REPO,
@@ -552,35 +553,85 @@ rootTest("network: containers on a user network resolve each other's names", asy
   }
 });
 
-rootTest("network: networks outlive a reboot (empty --root, bridge gone)", async (root) => {
-  const b = await makeBundle("nc -ll -p 80 -e echo back");
-  const store = await Deno.makeTempDir({ prefix: "capsule-store-" });
-  const root2 = await Deno.makeTempDir({ prefix: "capsule-state-" });
-  try {
-    await lab(root, async (l) => {
-      const r = await l.cap(["network", "create", "keep", "--subnet", "10.126.0.0/24"]);
-      assertEquals(r.code, 0, r.stderr);
-      assertEquals((await l.cap(["run", "-d", "-b", b, "--network", "keep", "k1"])).code, 0);
-    }, { store, keepStore: true }); // the namespace (bridge, rules) goes; the store stays
-    // "After the reboot": a new namespace, an empty --root, the same store.
-    await lab(root2, async (l) => {
-      let r = await l.cap(["network", "list"]);
-      assertMatch(r.stdout, /\nkeep\s+10\.126\.0\.1\s+10\.126\.0\.0\/24\s+bridge\s+0\s+down\n/);
-      r = await l.cap(["run", "-d", "-b", b, "--network", "keep", "-p", "8085:80", "k2"]);
-      assertEquals(r.code, 0, r.stderr);
-      await waitFor(
-        async () => (await l.in(["busybox", "nc", "127.0.0.1", "8085"])).stdout === "back\n",
-        5000,
-        "container on the network made again",
-      );
-      assertMatch((await l.cap(["network", "list"])).stdout, /\nkeep\s.*\s1\s+up\n/);
-      assertEquals((await l.cap(["delete", "-f", "k2"])).code, 0);
-      assertEquals((await l.cap(["network", "delete", "keep"])).code, 0);
-    }, { store });
-  } finally {
-    await removeAll(b, store, root2);
-  }
-});
+rootTest(
+  "network: networks and kept image containers outlive a reboot (empty --root, bridge gone)",
+  async (root) => {
+    const b = await makeBundle("nc -ll -p 80 -e echo back");
+    const store = await Deno.makeTempDir({ prefix: "capsule-store-" });
+    const img = await Deno.makeTempDir({ prefix: "capsule-img-" });
+    try {
+      Deno.mkdirSync(`${img}/rootfs`);
+      await buildBusyboxRootfs(`${img}/rootfs`);
+      const tar = await sh(["tar", "-C", `${img}/rootfs`, "-cf", `${img}/bb.tar`, "."]);
+      assertEquals(tar.code, 0, tar.stderr);
+      await lab(root, async (l) => {
+        let r = await l.cap(["network", "create", "keep", "--subnet", "10.126.0.0/24"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals((await l.cap(["run", "-d", "-b", b, "--network", "keep", "k1"])).code, 0);
+        assertEquals((await l.cap(["image", "create", "bb", `${img}/bb.tar`])).code, 0);
+        r = await l.cap([
+          "image",
+          "run",
+          "-d",
+          "--name",
+          "web",
+          "--network",
+          "keep",
+          "-p",
+          "8086:80",
+          "bb",
+          "nc",
+          "-ll",
+          "-p",
+          "80",
+          "-e",
+          "echo",
+          "img",
+        ]);
+        assertEquals(r.code, 0, r.stderr);
+        await waitFor(
+          async () => (await l.in(["busybox", "nc", "127.0.0.1", "8086"])).stdout === "img\n",
+          5000,
+          "the image container's published port",
+        );
+        r = await l.cap(["list"]);
+        assertMatch(r.stdout, /\sPORTS\s/);
+        assertMatch(r.stdout, /\nweb\s.*\s0\.0\.0\.0:8086->80\/tcp(\s|\n)/);
+      }, { store, keepStore: true }); // the namespace (bridge, rules) and --root's state go
+      // "After the reboot": a new namespace, the same (now empty) --root, the same store.
+      assertEquals([...Deno.readDirSync(root)], []);
+      await lab(root, async (l) => {
+        let r = await l.cap(["network", "list"]);
+        assertMatch(r.stdout, /\nkeep\s+10\.126\.0\.1\s+10\.126\.0\.0\/24\s+bridge\s+0\s+down\n/);
+        // The kept image container is listed, stopped, with its image (docker ps -a).
+        r = await l.cap(["list"]);
+        assertMatch(r.stdout, /\nweb\s+0\s+stopped\s.*\sbb(:latest)?\n/);
+        assertEquals(JSON.parse((await l.cap(["state", "web"])).stdout).status, "stopped");
+        r = await l.cap(["run", "-d", "-b", b, "--network", "keep", "-p", "8085:80", "k2"]);
+        assertEquals(r.code, 0, r.stderr);
+        await waitFor(
+          async () => (await l.in(["busybox", "nc", "127.0.0.1", "8085"])).stdout === "back\n",
+          5000,
+          "container on the network made again",
+        );
+        // image start brings it back on its network, with its published port.
+        r = await l.cap(["image", "start", "web"]);
+        assertEquals([r.code, r.stdout], [0, "web\n"], r.stderr);
+        await waitFor(
+          async () => (await l.in(["busybox", "nc", "127.0.0.1", "8086"])).stdout === "img\n",
+          5000,
+          "the image container's port after image start",
+        );
+        assertMatch((await l.cap(["network", "list"])).stdout, /\nkeep\s.*\s2\s+up\n/);
+        assertEquals((await l.cap(["delete", "-f", "k2"])).code, 0);
+        assertEquals((await l.cap(["image", "destroyc", "-f", "web"])).code, 0);
+        assertEquals((await l.cap(["network", "delete", "keep"])).code, 0);
+      }, { store });
+    } finally {
+      await removeAll(b, store, img);
+    }
+  },
+);
 
 rootTest(
   "network: SIGKILL of network delete at 20 points, then prune, leaves nothing",

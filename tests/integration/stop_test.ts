@@ -74,3 +74,43 @@ rootTest("stop: -s, several ids, errors", async (root) => {
     await removeAll(b);
   }
 });
+
+rootTest(
+  "run -d: a bundle's exit status is kept (exit, stop), shown by state and list",
+  async (root) => {
+    const code = async (id: string) => {
+      for (let i = 0; i < 60; i++) {
+        const s = await state(root, id);
+        if (s.exitCode !== undefined) return s.exitCode;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      return undefined;
+    };
+    const quick = await makeBundle("exit 3");
+    const slow = await makeBundle("sleep 0.5; exit 5");
+    const long = await makeBundle(["sleep", "1000"]);
+    try {
+      // One that exits before run -d returns, one after it, one stopped (SIGKILL: 137).
+      for (const [b, id] of [[quick, "x3"], [slow, "x5"], [long, "x9"]]) {
+        const r = await capsule(root, ["run", "-d", "-b", b, id]);
+        assertEquals([r.code, r.stdout], [0, ""], r.stderr);
+      }
+      assertEquals((await capsule(root, ["stop", "-t", "0", "x9"])).code, 0);
+      assertEquals(await code("x3"), 3);
+      assertEquals(await code("x5"), 5);
+      assertEquals(await code("x9"), 137);
+      const list = (await capsule(root, ["list"])).stdout;
+      assertMatch(list, /\nx3\s+0\s+stopped \(exit 3\)\s/);
+      assertMatch(list, /\nx5\s+0\s+stopped \(exit 5\)\s/);
+      assertMatch(list, /\nx9\s+0\s+stopped \(exit 137\)\s/);
+      // A new container of the same id starts without the old one's status.
+      assertEquals((await capsule(root, ["delete", "x9"])).code, 0);
+      assertEquals((await capsule(root, ["run", "-d", "-b", long, "x9"])).code, 0);
+      assertEquals((await state(root, "x9")).exitCode, undefined);
+      assertEquals((await capsule(root, ["delete", "-f", "x9"])).code, 0);
+      for (const id of ["x3", "x5"]) assertEquals((await capsule(root, ["delete", id])).code, 0);
+    } finally {
+      await removeAll(quick, slow, long);
+    }
+  },
+);

@@ -1,28 +1,29 @@
-// The waiter of a detached image container: keeps its exit status and rotates its log.
+// The waiter of a detached container (`run -d`, `image run -d`, `image start`): keeps its
+// exit status and rotates its log.
 //
 // A detached container's init outlives capsule, so its exit status goes to whoever reaps it
 // (runc leaves this to conmon or containerd-shim, subreapers that stay resident). capsule
 // keeps the smallest such process it can without a build step: a Perl script (perl-base is
-// Essential on Debian: always there), ~5 MB RSS, asleep in waitpid/sleep, only for
-// `image run -d` and `image start`. It makes itself a child subreaper (prctl
-// PR_SET_CHILD_SUBREAPER), runs the real `image run -d` under it (which creates and starts the
-// container and exits), and so adopts the init. When the init exits it writes the status to
-// <root>/<id>/exit.json (docker's convention: 128+N for a signal), reaps any other orphan,
-// and exits. Meanwhile, once a second, it rotates <root>/<id>/container.log past max-size
-// (copy to .1, .1 to .2 ..., then truncate: the init writes with O_APPEND, so it goes on at
-// the new end; lines written between the copy and the truncation are lost, as with
-// logrotate's copytruncate).
-import { CapsuleError } from "../runtime/errors.ts";
-import { EXIT_FILE } from "../runtime/run.ts";
+// Essential on Debian: always there), ~5 MB RSS, asleep in waitpid/sleep. It makes itself a
+// child subreaper (prctl PR_SET_CHILD_SUBREAPER), runs the real capsule command under it
+// (which creates and starts the container and exits), and so adopts the init. When the init
+// exits it writes the status to <root>/<id>/exit.json (docker's convention: 128+N for a
+// signal) unless the state now belongs to another container of that id, reaps any other
+// orphan, and exits. Meanwhile, once a second, it rotates <root>/<id>/container.log past
+// max-size (copy to .1, .1 to .2 ..., then truncate: the init writes with O_APPEND, so it
+// goes on at the new end; lines written between the copy and the truncation are lost, as
+// with logrotate's copytruncate). Nothing here is on the path of create/start: only the CLI
+// of a detached run loads it.
+import { CapsuleError } from "./errors.ts";
+
+/** The file of a stopped container's exit status in its state directory (docker's 128+N). */
+export const EXIT_FILE = "exit.json";
 
 /**
  * The env var that tells a capsule run under the waiter not to start another one; its value
  * is the container's id (chosen before, so that a random one is the same in both).
  */
 export const WAITED_ENV = "CAPSULE_WAITED";
-
-/** The file of a stopped container's exit status, in its state directory (runtime/run.ts). */
-export { EXIT_FILE };
 
 /** What exit.json holds. */
 export interface ExitStatus {
@@ -81,7 +82,9 @@ for (;;) {
     my $sig = $? & 127;
     my $x = $sig ? 128 + $sig : $? >> 8;
     my $at = strftime("%Y-%m-%dT%H:%M:%SZ", gmtime);
-    if (-d $dir && open(my $f, ">", "$dir/exit.json.tmp")) {
+    my $now = 0;
+    if (open(my $s, "<", "$dir/state.json")) { local $/; my $t = <$s>; $now = $1 if $t =~ /"pid":\\s*(\\d+)/; }
+    if ($now == $init && open(my $f, ">", "$dir/exit.json.tmp")) {
       print $f "{\\"exitCode\\": $x, \\"signal\\": $sig, \\"finishedAt\\": \\"$at\\"}\\n";
       close $f; rename("$dir/exit.json.tmp", "$dir/exit.json");
     }
@@ -122,6 +125,7 @@ export async function runUnderWaiter(
   log: { maxSize: number; maxFiles: number },
   cleanup: string[] = [],
 ): Promise<number> {
+  if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`; // it chdirs to /
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command("/usr/bin/perl", {
