@@ -439,6 +439,12 @@ export function isCloexec(fd: number): boolean {
   return (invoke(() => libc().fcntl(fd, F_GETFD, 0), "fcntl") & FD_CLOEXEC) !== 0;
 }
 
+const F_DUPFD_CLOEXEC = 1030;
+/** A close-on-exec duplicate of `fd` at the lowest free number >= `min`; throws SysError. */
+export function dupCloexec(fd: number, min = 3): number {
+  return invoke(() => libc().fcntl(fd, F_DUPFD_CLOEXEC, min), "fcntl(F_DUPFD_CLOEXEC)");
+}
+
 export function dup2(from: number, to: number): void {
   invoke(() => libc().dup2(from, to), "dup2");
 }

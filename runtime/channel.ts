@@ -6,6 +6,12 @@ import { close, read, writeAll } from "../ffi/libc.ts";
 export const INIT_PIPE_ENV = "_CAPSULE_INITPIPE";
 /** Under a user namespace helper, the fd of the sealed binary the init was exec'd from. */
 export const INIT_EXE_FD_ENV = "_CAPSULE_EXEFD";
+/**
+ * The caller's stderr, which the init puts back on fd 2 first thing: Deno starts with stderr on
+ * /dev/null, so what Deno prints about itself at start-up (it warns on a terminal about the
+ * caches the init runs without) never reaches the caller's terminal or the program's stderr.
+ */
+export const INIT_STDERR_FD_ENV = "_CAPSULE_STDERR";
 
 export type InitMessage =
   | { type: "ready"; pid: number }

@@ -76,9 +76,11 @@ export function spawnTheInit(c: Creating): void {
     c.child = spawnInit(
       c.childEnd,
       pidNs,
-      // With a terminal handed to a console socket, the program's stdio is the pty: the init
-      // must not hold create's stdio (a caller reading create's output would wait until start).
-      c.opts.detach || (terminal && !c.foreground) ? "null" : (c.opts.stdio ?? "inherit"),
+      // With a terminal the program's stdio is the pty: the init must not hold create's stdio
+      // (a caller reading create's output would wait until start), nor print to the caller's
+      // terminal (the Deno it runs on warns there about the caches it runs without); its own
+      // errors go through the init pipe, or to the pty once it is ready.
+      c.opts.detach || terminal ? "null" : (c.opts.stdio ?? "inherit"),
       c.userNs?.wrapper ?? [],
       (what) => c.step(what),
     );

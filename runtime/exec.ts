@@ -198,7 +198,8 @@ export async function exec(
     child = spawnInit(
       childEnd,
       same("pid") || userNsEntered ? undefined : { path: `/proc/${rec.pid}/ns/pid` },
-      opts.detach && !opts.keepStdio ? "null" : "inherit",
+      // With a terminal, the program's stdio is the pty (see create_init.ts).
+      (opts.detach && !opts.keepStdio) || proc.terminal ? "null" : "inherit",
       wrapper,
       step,
     );

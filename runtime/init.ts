@@ -8,6 +8,7 @@ import { CAPABILITIES, CLONE, MS, NAMESPACES, RLIMITS } from "./consts.ts";
 import {
   INIT_EXE_FD_ENV,
   INIT_PIPE_ENV,
+  INIT_STDERR_FD_ENV,
   type InitMessage,
   receiveFrame,
   sendFrame,
@@ -643,18 +644,27 @@ export function runInit(): never {
   libc.prctl(PR_SET_DUMPABLE, 0n);
   const exeFd = Number(Deno.env.get(INIT_EXE_FD_ENV) ?? "-1");
   if (Number.isInteger(exeFd) && exeFd > 2) libc.close(exeFd);
+  const stderrFd = Number(Deno.env.get(INIT_STDERR_FD_ENV) ?? "-1");
+  if (Number.isInteger(stderrFd) && stderrFd > 2) {
+    libc.dup2(stderrFd, 2);
+    libc.close(stderrFd);
+  }
   const fd = Number(Deno.env.get(INIT_PIPE_ENV));
   if (!Number.isInteger(fd) || fd < 3) {
     console.error("capsule init: not started by capsule (no init pipe)");
     Deno.exit(2);
   }
   let ready = false;
+  // Where an error after "ready" goes: the program's terminal when it has one (the init's own
+  // stdio is /dev/null then), else the stderr it shares with the program.
+  let errFd = 2;
   try {
     const plan = receiveFrame<InitPlan | ExecPlan>(fd);
     if (!plan) Deno.exit(1); // the parent gave up before sending the plan
     if (plan.kind === "exec") {
       const path = prepareExec(plan);
       const tty = makeTerminal(plan.process);
+      if (tty) errFd = tty.slave;
       dropPrivileges(plan.process);
       reportReady(fd, tty);
       ready = true;
@@ -665,6 +675,7 @@ export function runInit(): never {
     const fifoFd = plan.execFifoFd;
     libc.setCloexec(fifoFd, true);
     const { path, tty } = prepare(plan);
+    if (tty) errFd = tty.slave;
     dropPrivileges(plan.process);
     reportReady(fd, tty);
     ready = true;
@@ -692,7 +703,7 @@ export function runInit(): never {
     } else {
       const text = new TextEncoder().encode(`capsule: ${message}\n`);
       try {
-        libc.writeAll(2, text);
+        libc.writeAll(errFd, text);
       } catch { /* no stderr */ }
     }
     Deno.exit(ready ? 127 : 1);

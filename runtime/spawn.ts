@@ -2,7 +2,7 @@
 // namespace, and the foreground waiting of run/exec (signals passed on, the pty relayed, the
 // exit status as the shell reports it).
 import * as libc from "../ffi/libc.ts";
-import { INIT_EXE_FD_ENV, INIT_PIPE_ENV } from "./channel.ts";
+import { INIT_EXE_FD_ENV, INIT_PIPE_ENV, INIT_STDERR_FD_ENV } from "./channel.ts";
 import { sealedExe } from "./exe_seal.ts";
 import { CLONE } from "./consts.ts";
 import { SIGNALS } from "./signals.ts";
@@ -39,10 +39,15 @@ function initCommand(): { cmd: string; args: string[] } {
  * (DENO_EMIT_CACHE_MODE), running from source re-transpiles the init's modules (~25 ms; the
  * bundle has nothing to transpile).
  */
-export function initEnv(childFd: number, exeFd?: number): Record<string, string> {
+export function initEnv(
+  childFd: number,
+  exeFd?: number,
+  stderrFd?: number,
+): Record<string, string> {
   return {
     [INIT_PIPE_ENV]: String(childFd),
     ...(exeFd === undefined ? {} : { [INIT_EXE_FD_ENV]: String(exeFd) }),
+    ...(stderrFd === undefined ? {} : { [INIT_STDERR_FD_ENV]: String(stderrFd) }),
     DENO_DIR: `${Deno.execPath()}/no-cache`,
     DENO_EMIT_CACHE_MODE: "disable",
     DENO_NO_UPDATE_CHECK: "1",
@@ -111,16 +116,25 @@ export function spawnInit(
     // or nsenter does it, then execs the init (with the init pipe and the sealed binary's fd,
     // which they leave open; the init closes the latter first thing).
     const passFd = wrapper.length > 0 && exe.fd !== undefined;
+    // Deno starts on a stderr that is no terminal (channel.ts INIT_STDERR_FD_ENV); the init
+    // takes the caller's back from this duplicate.
+    let stderrFd: number | undefined;
+    if (stdio === "inherit") {
+      try {
+        stderrFd = libc.dupCloexec(2);
+      } catch { /* no stderr: the init's is /dev/null */ }
+    }
     const [cmd, ...args] = [...wrapper, exe.path, ...init.args];
     const command = new Deno.Command(cmd, {
       args,
-      env: initEnv(childFd, passFd ? exe.fd : undefined),
+      env: initEnv(childFd, passFd ? exe.fd : undefined, stderrFd),
       clearEnv: true,
       stdin: stdio,
       stdout: stdio,
-      stderr: stdio,
+      stderr: stderrFd === undefined ? stdio : "null",
     });
     if (passFd) libc.setCloexec(exe.fd!, false);
+    if (stderrFd !== undefined) libc.setCloexec(stderrFd, false);
     // Between clone and execve the child is a copy of this process (posix_spawn: our memory,
     // our fds, our environment) already in the container's PID namespace: non-dumpable, so
     // that no process there may read it through /proc. Restored once the spawn returned.
@@ -149,6 +163,7 @@ export function spawnInit(
     } finally {
       libc.prctl(PR_SET_DUMPABLE, BigInt(dumpable));
       if (passFd) libc.setCloexec(exe.fd!, true);
+      if (stderrFd !== undefined) libc.close(stderrFd);
     }
   } finally {
     // The child has exec'd (posix_spawn returns after the exec): its exe holds the file.

@@ -181,3 +181,35 @@ rootTest(
     }
   },
 );
+
+rootTest(
+  "run -t and exec -t: the terminal shows the program's output and capsule's errors, nothing else",
+  async (root) => {
+    // The init is a Deno process: anything Deno itself prints at start-up (a warning about its
+    // caches, which the init runs without) must not reach the user's terminal.
+    const b = await makeBundle(["sleep", "30"]);
+    const hi = await makeBundle(["echo", "hi"]);
+    const inPty = async (args: string) => {
+      const out = await new Deno.Command("script", {
+        args: ["-qec", `${capsuleCmd} --root ${root} ${args}; echo "rc=$?"`, "/dev/null"],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      // script(1) itself echoes its stdin's end as "^@": not the container's.
+      return new TextDecoder().decode(out.stdout).replaceAll("\r", "").replaceAll("^@", "");
+    };
+    try {
+      assertEquals(await inPty(`run -t -b ${hi} ttyq1`), "hi\nrc=0\n");
+      // Without a terminal of its own, the program shares capsule's (the caller's) stdio.
+      assertEquals(await inPty(`run -b ${hi} ttyq0`), "hi\nrc=0\n");
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "ttyq2"])).code, 0);
+      assertEquals(await inPty(`exec -t ttyq2 echo there`), "there\nrc=0\n");
+      const missing = await inPty(`exec -t ttyq2 /no/such/program`);
+      assertMatch(missing, /^capsule: .*\/no\/such\/program.*\nrc=(1|127|255)\n$/);
+    } finally {
+      await capsule(root, ["delete", "-f", "ttyq2"]);
+      await removeAll(b, hi);
+    }
+  },
+);
