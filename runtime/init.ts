@@ -13,6 +13,7 @@ import {
   sendFrame,
 } from "./channel.ts";
 import type { DeviceOp, ExecPlan, HookPlan, InitPlan, ProcessPlan } from "./plan.ts";
+import { readMountinfo } from "./mountinfo.ts";
 import { type FileKind, type RootfsOps, setupRootfs } from "./rootfs.ts";
 
 const S_IF: Record<DeviceOp["type"], number> = {
@@ -129,17 +130,9 @@ export const realRootfsOps: RootfsOps = {
   },
   fdPath: (fd) => `/proc/self/fd/${fd}`,
   close: (fd) => libc.close(fd),
-  submounts: (path) => {
-    const out: string[] = [];
-    for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {
-      const mp = line.split(" ")[4]?.replace(
-        /\\(\d{3})/g,
-        (_, o) => String.fromCharCode(parseInt(o, 8)),
-      );
-      if (mp && mp.startsWith(path + "/")) out.push(mp);
-    }
-    return out;
-  },
+  submounts: (path) =>
+    readMountinfo().map((m) => m.mountPoint).filter((mp) => mp.startsWith(path + "/")),
+  mountTable: () => readMountinfo(),
 };
 
 function joinNamespaces(plan: InitPlan): void {

@@ -95,6 +95,13 @@ export interface InitPlan {
   /** Extra propagation for "/" after pivot_root, from linux.rootfsPropagation. */
   finalPropagation?: number;
   noPivot: boolean;
+  /**
+   * config.json lists no mount namespace: the init works in the caller's (runtime spec: an
+   * unlisted namespace is inherited). create has bound the rootfs on the host and made that
+   * bind private; the init mounts below it and enters it by chroot (config.ts refused what
+   * needs a private mount namespace).
+   */
+  hostMountNs?: boolean;
   /** Namespaces other than pid and user (the init is already in those). */
   namespaces: { type: string; path?: string }[];
   mounts: MountOp[];
@@ -419,6 +426,7 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
     rootPropagation: MS.REC | MS.SLAVE,
     finalPropagation: linux.rootfsPropagation ? PROPAGATION[linux.rootfsPropagation] : undefined,
     noPivot: o.noPivot ?? false,
+    hostMountNs: !(linux.namespaces ?? []).some((n) => n.type === "mount") || undefined,
     // The pid and user namespaces are made before the init runs (by the parent, or unshare(1)).
     namespaces: (linux.namespaces ?? []).filter((n) => n.type !== "pid" && n.type !== "user"),
     mounts,
