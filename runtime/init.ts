@@ -376,13 +376,14 @@ function mountConsole(slave: number): void {
  * Everything up to "ready": namespaces, rootfs, sysctls, hostname, the console, HOME,
  * hard limits. Returns argv[0]'s path and the terminal (when process.terminal).
  */
-export function prepare(plan: InitPlan): { path: string; tty?: Tty } {
+export function prepare(plan: InitPlan, channel: number): { path: string; tty?: Tty } {
   if (plan.logFd !== undefined) redirectStdio(plan.logFd);
   if (plan.setsid) libc.setsid();
   if (plan.process.oomScoreAdj !== undefined) {
     Deno.writeTextFileSync("/proc/self/oom_score_adj", String(plan.process.oomScoreAdj));
   }
   joinNamespaces(plan);
+  if (plan.sourcesByFd) takeBindSources(plan, channel);
   let tty: Tty | undefined;
   setupRootfs(realRootfsOps, plan, () => {
     if (plan.hostname !== undefined) libc.sethostname(plan.hostname);
@@ -400,6 +401,17 @@ export function prepare(plan: InitPlan): { path: string; tty?: Tty } {
     if (tty) libc.close(tty.master);
     throw e;
   }
+}
+
+/**
+ * The bind mounts' sources as fds from the parent (plan.sourcesByFd), opened in this mount
+ * namespace by host root: each is mounted from /proc/self/fd/N (CLOEXEC, gone at execve).
+ */
+function takeBindSources(plan: InitPlan, channel: number): void {
+  const binds = plan.mounts.filter((m) => m.bind);
+  if (!binds.length) return;
+  sendFrame(channel, { type: "sources" } satisfies InitMessage);
+  for (const m of binds) m.source = `/proc/self/fd/${libc.recvFd(channel)}`;
 }
 
 const NS_FLAGS: Record<string, number> = {
@@ -611,7 +623,7 @@ export function runInit(): never {
     // The fifo (O_PATH, from the parent) stays reachable after pivot_root through its fd.
     const fifoFd = plan.execFifoFd;
     libc.setCloexec(fifoFd, true);
-    const { path, tty } = prepare(plan);
+    const { path, tty } = prepare(plan, fd);
     dropPrivileges(plan.process);
     reportReady(fd, tty);
     ready = true;

@@ -102,6 +102,13 @@ export interface InitPlan {
    * needs a private mount namespace).
    */
   hostMountNs?: boolean;
+  /**
+   * In a user namespace the init's root may not reach a bind source (a 0700 directory of the
+   * host's root): once its mount namespace exists, the init asks over the channel and the
+   * parent (host root) sends each bind source opened O_PATH inside that namespace (runc's
+   * mount fds); the init mounts from the fd.
+   */
+  sourcesByFd?: boolean;
   /** Namespaces other than pid and user (the init is already in those). */
   namespaces: { type: string; path?: string }[];
   mounts: MountOp[];
