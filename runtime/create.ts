@@ -223,8 +223,7 @@ function refuseSharedMountNs(c: Creating): void {
 /** No mount namespace: the rootfs is bound (privately) on the host; the init chroots into it. */
 function bindHost(c: Creating): void {
   if (!c.plan.hostMountNs) return;
-  c.plan.rootfs = Deno.realPathSync(c.plan.rootfs);
-  bindRootfsOnHost(c.plan.rootfs, c.dir);
+  c.plan.rootfs = bindRootfsOnHost(c.plan.rootfs, c.dir);
 }
 
 function unbindHost(c: Creating): void {

@@ -48,10 +48,10 @@ rootTest(
       await Deno.writeTextFile(`${b}/rootfs/marker`, "inside\n");
       const c = await capsule(root, ["create", "-b", b, "nomnt"]);
       assertEquals(c.code, 0, c.stderr);
-      const rootfs = Deno.realPathSync(`${b}/rootfs`);
-      const binds = () =>
-        mountinfo().split("\n").filter((l) => l.split(" ")[4] === rootfs && / - /.test(l));
-      assertEquals(binds().length, 1, "create bound the rootfs once on the host");
+      const rootfs = `${root}/nomnt/rootfs`;
+      const binds = () => mountinfo().split("\n").filter((l) => l.split(" ")[4] === rootfs);
+      assertEquals(binds().length, 1, "create bound the rootfs once, in its state directory");
+      assertMatch(binds()[0], / \/[^ ]*\/rootfs \/[^ ]*\/nomnt\/rootfs /);
       assertEquals((await capsule(root, ["start", "nomnt"])).code, 0);
       const pid = (await state(root, "nomnt")).pid;
       assertEquals(
@@ -152,6 +152,28 @@ rootTest(
       const p = await capsule(root, ["run", "-b", b, "pv"]);
       assert(!p.stdout.includes("MOUNTED"), p.stdout);
     } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "jail: no mount namespace: two containers of one rootfs, each deleted alone, nothing left",
+  async (root) => {
+    const b = await makeBundle("exec sleep 1000", hostMountNs);
+    const before = mountinfo();
+    try {
+      for (const id of ["two1", "two2"]) {
+        const c = await capsule(root, ["run", "-d", "-b", b, id]);
+        assertEquals(c.code, 0, c.stderr);
+      }
+      assertEquals((await capsule(root, ["delete", "-f", "two1"])).code, 0);
+      const r = await capsule(root, ["exec", "two2", "ls", "/bin/busybox"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals((await capsule(root, ["delete", "-f", "two2"])).code, 0);
+      assertEquals(mountDiff(before, mountinfo()), "");
+    } finally {
+      for (const id of ["two1", "two2"]) await capsule(root, ["delete", "-f", id]);
       await removeAll(b);
     }
   },
