@@ -13,9 +13,14 @@ export const INIT_EXE_FD_ENV = "_CAPSULE_EXEFD";
  */
 export const INIT_STDERR_FD_ENV = "_CAPSULE_STDERR";
 
+/**
+ * What the init tells the parent: "sources" asks for the bind mounts' sources as fds (one
+ * SCM_RIGHTS message each, in plan order), "ready" and "error" end create's wait.
+ */
 export type InitMessage =
   | { type: "ready"; pid: number }
-  | { type: "error"; message: string };
+  | { type: "error"; message: string }
+  | { type: "sources" };
 
 export function sendFrame(fd: number, value: unknown): void {
   const body = new TextEncoder().encode(JSON.stringify(value));

@@ -20,6 +20,7 @@ import { type CreateOptions, Creating } from "./create_state.ts";
 import { CapsuleError } from "./errors.ts";
 import { runHooks } from "./hooks.ts";
 import { callerFds } from "./spawn.ts";
+import { bindRootfsOnHost, releaseHostMount } from "./host_mount.ts";
 import { validateId } from "./ids.ts";
 import { ociState } from "./query.ts";
 import { OCI_VERSION, type Spec } from "./spec.ts";
@@ -56,6 +57,7 @@ const STEPS: Step[] = [
   { name: "config.json validated", run: validateSpec },
   { name: "extensions prepared", run: prepareExtensions, undo: deleteExtensions },
   { name: "plan built", run: buildPlan },
+  { name: "rootfs bound on the host (no mount namespace)", run: bindHost, undo: unbindHost },
   { name: "limits applied", run: applyLimits },
   { name: "init ready (namespaces, mounts, pivot_root)", run: awaitInit, undo: closeMaster },
   { name: "extensions attached", run: extensionsCreated },
@@ -194,11 +196,7 @@ async function validateSpec(c: Creating): Promise<void> {
         (c.terminal ? `drop it to attach the terminal here` : `set process.terminal or drop it`),
     );
   }
-  if (!(spec.linux?.namespaces ?? []).some((n) => n.type === "mount")) {
-    throw new CapsuleError(
-      `Invalid ${c.bundle}/config.json: linux.namespaces: capsule needs a "mount" namespace`,
-    );
-  }
+  if (!(spec.linux?.namespaces ?? []).some((n) => n.type === "mount")) refuseSharedMountNs(c);
   if (!c.userNs && (spec.linux?.namespaces ?? []).some((n) => n.type === "user")) {
     throw new CapsuleError(
       `Cannot create container "${c.id}": joining a user namespace by path is not supported; ` +
@@ -208,6 +206,43 @@ async function validateSpec(c: Creating): Promise<void> {
   c.record.annotations = spec.annotations ?? {};
   c.record.hooks = { poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop };
   if (c.opts.detach && !c.terminal) c.record.logFile = `${c.dir}/${LOG_FILE}`;
+}
+
+/**
+ * Without a mount namespace of its own the container is built in the caller's (runtime spec:
+ * an unlisted namespace is inherited): what only a private mount namespace can give is
+ * refused, naming the field, as runc refuses masked and read-only paths.
+ */
+function refuseSharedMountNs(c: Creating): void {
+  const linux = c.spec.linux ?? {};
+  const fields: [string, boolean][] = [
+    ["maskedPaths", (linux.maskedPaths?.length ?? 0) > 0],
+    ["readonlyPaths", (linux.readonlyPaths?.length ?? 0) > 0],
+    ["rootfsPropagation", linux.rootfsPropagation !== undefined],
+  ];
+  for (const [field, set] of fields) {
+    if (!set) continue;
+    throw new CapsuleError(
+      `Invalid ${c.bundle}/config.json: linux.${field} needs a mount namespace of the ` +
+        `container's own: add {"type": "mount"} to linux.namespaces, or drop linux.${field}`,
+    );
+  }
+  if (c.userNs) {
+    throw new CapsuleError(
+      `Invalid ${c.bundle}/config.json: linux.namespaces: a user namespace needs a mount ` +
+        `namespace too (its root cannot mount in the host's): add {"type": "mount"}`,
+    );
+  }
+}
+
+/** No mount namespace: the rootfs is bound (privately) on the host; the init chroots into it. */
+function bindHost(c: Creating): void {
+  if (!c.plan.hostMountNs) return;
+  c.plan.rootfs = bindRootfsOnHost(c.plan.rootfs, c.dir);
+}
+
+function unbindHost(c: Creating): void {
+  if (c.dir) releaseHostMount(c.dir);
 }
 
 /** Each extension's `prepare`, in order: mounts to add, a root to use, data to keep. */

@@ -128,6 +128,7 @@ export function buildPlan(c: Creating): void {
   });
   c.plan.process.preserveFds = c.passFds;
   c.plan.process.listenFds = c.opts.listenFds;
+  if (c.userNs) c.plan.sourcesByFd = true;
   c.record.exec = { process: spec.process!, seccomp: c.plan.process.seccomp };
   const hooks = spec.hooks;
   if (hooks?.createContainer?.length || hooks?.startContainer?.length) {
@@ -147,7 +148,11 @@ export async function awaitInit(c: Creating): Promise<void> {
   try {
     sendFrame(c.fd, c.plan);
   } catch { /* the init failed already: its message is waiting below */ }
-  const msg = receiveFrame<InitMessage>(c.fd);
+  let msg = receiveFrame<InitMessage>(c.fd);
+  if (msg?.type === "sources") {
+    sendBindSources(c);
+    msg = receiveFrame<InitMessage>(c.fd);
+  }
   if (!msg || msg.type !== "ready") {
     let why = msg?.type === "error" ? msg.message : await exitReason(c.child!);
     if (/killed by SIGKILL/.test(why)) why += oomHint(c);
@@ -176,6 +181,41 @@ function oomHint(c: Creating): string {
     } is less than the init and the program need to start; raise linux.resources.memory.limit)`;
   } catch {
     return "";
+  }
+}
+
+/**
+ * plan.sourcesByFd: each bind source, opened O_PATH by us (host root, so a 0700 directory is
+ * no obstacle) inside the init's new mount namespace (through /proc/<pid>/root, resolved as
+ * the host path it is, never leaving that root), so that the init, in its user namespace, may
+ * bind it; sent in plan order, one SCM_RIGHTS message each.
+ */
+function sendBindSources(c: Creating): void {
+  const root = libc.open(`/proc/${c.pid}/root`, libc.O.PATH | libc.O.DIRECTORY | libc.O.CLOEXEC);
+  try {
+    for (const m of c.plan.mounts.filter((m) => m.bind)) {
+      let fd: number;
+      try {
+        fd = libc.openat2(
+          root,
+          m.source,
+          libc.O.PATH | libc.O.CLOEXEC,
+          libc.RESOLVE.IN_ROOT | libc.RESOLVE.NO_MAGICLINKS,
+        );
+      } catch (e) {
+        throw new CapsuleError(
+          `Cannot create container "${c.id}": bind mount source ${m.source} (mount at ` +
+            `${m.destination}): ${(e as Error).message}`,
+        );
+      }
+      try {
+        libc.sendFd(c.fd, fd, new Uint8Array([1]));
+      } finally {
+        libc.close(fd);
+      }
+    }
+  } finally {
+    libc.close(root);
   }
 }
 

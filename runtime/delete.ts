@@ -8,6 +8,7 @@
 import type { RuntimeContext } from "./context.ts";
 import { CapsuleError, NotFoundError, StateTransitionError } from "./errors.ts";
 import { runHooks } from "./hooks.ts";
+import { releaseHostMount } from "./host_mount.ts";
 import { validateId } from "./ids.ts";
 import { killAndWait } from "./kill.ts";
 import { ociState, status } from "./query.ts";
@@ -60,6 +61,7 @@ export async function deleteContainer(
         `Container "${id}" was never fully created; remove it with "capsule delete -f ${id}"`,
       );
     }
+    releaseHostMount(ctx.store.dir(id)); // a crash between the bind and the record
     ctx.store.remove(id);
     return;
   }
@@ -70,6 +72,16 @@ export async function deleteContainer(
   // The init if it lives, and whatever a stopped container left in its cgroup.
   await killAndWait(ctx, rec);
   const errors: string[] = [];
+  // No mount namespace: the rootfs bind on the host (before the image's overlay below it goes).
+  try {
+    releaseHostMount(ctx.store.dir(id));
+  } catch (e) {
+    throw new CapsuleError(
+      `Cannot delete container "${id}": ${(e as Error).message}; its state is kept: run ` +
+        `"capsule delete -f ${id}" again once that is resolved`,
+      { cause: e },
+    );
+  }
   for (const x of [...ctx.extensions].reverse()) {
     try {
       await x.deleted?.(rec, rec.ext?.[x.name]);
@@ -139,6 +151,11 @@ async function deleteDamaged(ctx: RuntimeContext, id: string): Promise<void> {
   try {
     await killAndWait(ctx, rec);
     removeCgroups(ctx, rec);
+  } catch (e) {
+    errors.push((e as Error).message);
+  }
+  try {
+    releaseHostMount(ctx.store.dir(id));
   } catch (e) {
     errors.push((e as Error).message);
   }

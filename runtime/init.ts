@@ -14,6 +14,7 @@ import {
   sendFrame,
 } from "./channel.ts";
 import type { DeviceOp, ExecPlan, HookPlan, InitPlan, ProcessPlan } from "./plan.ts";
+import { readMountinfo } from "./mountinfo.ts";
 import { type FileKind, type RootfsOps, setupRootfs } from "./rootfs.ts";
 
 const S_IF: Record<DeviceOp["type"], number> = {
@@ -130,17 +131,9 @@ export const realRootfsOps: RootfsOps = {
   },
   fdPath: (fd) => `/proc/self/fd/${fd}`,
   close: (fd) => libc.close(fd),
-  submounts: (path) => {
-    const out: string[] = [];
-    for (const line of Deno.readTextFileSync("/proc/self/mountinfo").split("\n")) {
-      const mp = line.split(" ")[4]?.replace(
-        /\\(\d{3})/g,
-        (_, o) => String.fromCharCode(parseInt(o, 8)),
-      );
-      if (mp && mp.startsWith(path + "/")) out.push(mp);
-    }
-    return out;
-  },
+  submounts: (path) =>
+    readMountinfo().map((m) => m.mountPoint).filter((mp) => mp.startsWith(path + "/")),
+  mountTable: () => readMountinfo(),
 };
 
 function joinNamespaces(plan: InitPlan): void {
@@ -384,13 +377,14 @@ function mountConsole(slave: number): void {
  * Everything up to "ready": namespaces, rootfs, sysctls, hostname, the console, HOME,
  * hard limits. Returns argv[0]'s path and the terminal (when process.terminal).
  */
-export function prepare(plan: InitPlan): { path: string; tty?: Tty } {
+export function prepare(plan: InitPlan, channel: number): { path: string; tty?: Tty } {
   if (plan.logFd !== undefined) redirectStdio(plan.logFd);
   if (plan.setsid) libc.setsid();
   if (plan.process.oomScoreAdj !== undefined) {
     Deno.writeTextFileSync("/proc/self/oom_score_adj", String(plan.process.oomScoreAdj));
   }
   joinNamespaces(plan);
+  if (plan.sourcesByFd) takeBindSources(plan, channel);
   let tty: Tty | undefined;
   setupRootfs(realRootfsOps, plan, () => {
     if (plan.hostname !== undefined) libc.sethostname(plan.hostname);
@@ -408,6 +402,17 @@ export function prepare(plan: InitPlan): { path: string; tty?: Tty } {
     if (tty) libc.close(tty.master);
     throw e;
   }
+}
+
+/**
+ * The bind mounts' sources as fds from the parent (plan.sourcesByFd), opened in this mount
+ * namespace by host root: each is mounted from /proc/self/fd/N (CLOEXEC, gone at execve).
+ */
+function takeBindSources(plan: InitPlan, channel: number): void {
+  const binds = plan.mounts.filter((m) => m.bind);
+  if (!binds.length) return;
+  sendFrame(channel, { type: "sources" } satisfies InitMessage);
+  for (const m of binds) m.source = `/proc/self/fd/${libc.recvFd(channel)}`;
 }
 
 const NS_FLAGS: Record<string, number> = {
@@ -674,7 +679,7 @@ export function runInit(): never {
     // The fifo (O_PATH, from the parent) stays reachable after pivot_root through its fd.
     const fifoFd = plan.execFifoFd;
     libc.setCloexec(fifoFd, true);
-    const { path, tty } = prepare(plan);
+    const { path, tty } = prepare(plan, fd);
     if (tty) errFd = tty.slave;
     dropPrivileges(plan.process);
     reportReady(fd, tty);

@@ -102,6 +102,20 @@ export interface InitPlan {
   /** Extra propagation for "/" after pivot_root, from linux.rootfsPropagation. */
   finalPropagation?: number;
   noPivot: boolean;
+  /**
+   * config.json lists no mount namespace: the init works in the caller's (runtime spec: an
+   * unlisted namespace is inherited). create has bound the rootfs on the host and made that
+   * bind private; the init mounts below it and enters it by chroot (config.ts refused what
+   * needs a private mount namespace).
+   */
+  hostMountNs?: boolean;
+  /**
+   * In a user namespace the init's root may not reach a bind source (a 0700 directory of the
+   * host's root): once its mount namespace exists, the init asks over the channel and the
+   * parent (host root) sends each bind source opened O_PATH inside that namespace (runc's
+   * mount fds); the init mounts from the fd.
+   */
+  sourcesByFd?: boolean;
   /** Namespaces other than pid and user (the init is already in those). */
   namespaces: { type: string; path?: string }[];
   mounts: MountOp[];
@@ -426,6 +440,7 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
     rootPropagation: MS.REC | MS.SLAVE,
     finalPropagation: linux.rootfsPropagation ? PROPAGATION[linux.rootfsPropagation] : undefined,
     noPivot: o.noPivot ?? false,
+    hostMountNs: !(linux.namespaces ?? []).some((n) => n.type === "mount") || undefined,
     // The pid and user namespaces are made before the init runs (by the parent, or unshare(1)).
     namespaces: (linux.namespaces ?? []).filter((n) => n.type !== "pid" && n.type !== "user"),
     mounts,

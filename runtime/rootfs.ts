@@ -6,6 +6,7 @@
 // fd from an fd on the root, never following a symlink, and mount(2) is given the target's
 // fd (/proc/self/fd/N), the fix runc made in 1.1.14.
 import { MNT_DETACH, MS } from "./consts.ts";
+import { type MountEntry, mountsToDetach } from "./mountinfo.ts";
 import type { DeviceOp, InitPlan, MountOp } from "./plan.ts";
 
 export type FileKind = "file" | "dir" | "symlink" | "other";
@@ -52,6 +53,8 @@ export interface RootfsOps {
   readlink(path: string): string;
   /** Mount points strictly below `path` (from /proc/self/mountinfo), for recursive options. */
   submounts?(path: string): string[];
+  /** This mount namespace's table (/proc/self/mountinfo), for --no-pivot's detaching. */
+  mountTable(): MountEntry[];
   /** An O_PATH fd on a trusted absolute directory: the rootfs on the host, "/" after pivot. */
   openDir(path: string): number;
   /**
@@ -271,7 +274,9 @@ function modeOf(ops: RootfsOps, rootFd: number, parts: string[]): string | undef
  * A tmpfs over an existing directory keeps that directory's mode unless `mode=` is given.
  */
 export function mountOne(ops: RootfsOps, root: string, m: MountOp): void {
-  const target = secureJoin(ops, root, m.destination);
+  const target = m.bind || (m.type !== "proc" && m.type !== "sysfs")
+    ? secureJoin(ops, root, m.destination)
+    : ordinaryDir(ops, root, m);
   const parts = partsBelow(root, target);
   const rootFd = ops.openDir(root);
   try {
@@ -313,6 +318,36 @@ export function mountOne(ops: RootfsOps, root: string, m: MountOp): void {
   } finally {
     ops.close(rootFd);
   }
+}
+
+/**
+ * Where a proc or sysfs goes: the destination taken literally under `root`, every existing
+ * component of it a real directory. A symlink there (/proc -> /tmp/x, say) is refused rather
+ * than followed, as runc does: a kernel filesystem lands only where the config says, never
+ * where a link in an image points (runc's "must be mounted on ordinary directory").
+ */
+function ordinaryDir(ops: RootfsOps, root: string, m: MountOp): string {
+  const parts: string[] = [];
+  for (const p of m.destination.split("/")) {
+    if (p === "" || p === ".") continue;
+    if (p === "..") parts.pop();
+    else parts.push(p);
+  }
+  let path = root;
+  for (const p of parts) {
+    path = `${path}/${p}`;
+    const kind = ops.lkind(path);
+    if (kind === undefined) break; // the rest is made, fd by fd, by the mount itself
+    if (kind !== "dir") {
+      fail(
+        kind === "symlink" ? "ELOOP" : "ENOTDIR",
+        `cannot mount ${m.type} at ${m.destination}: ${path.slice(root.length)} in the rootfs ` +
+          `is ${kind === "symlink" ? "a symlink" : "not a directory"} (filesystem "${m.type}" ` +
+          `must be mounted on ordinary directory)`,
+      );
+    }
+  }
+  return `${root}/${parts.join("/")}`.replace(/\/$/, "");
 }
 
 /** Opens the directory `path` (container path) under `root`, made if missing; the caller closes. */
@@ -459,10 +494,48 @@ export function readonlyPath(ops: RootfsOps, path: string, root = "/"): void {
 }
 
 /**
+ * Mounts that capsule fills after mounting them (a tmpfs: cgroup binds, /dev's nodes and
+ * links, /dev/pts, the console) are mounted writable and made read-only only once everything
+ * is in (runc's finalizeRootfs): a `ro` tmpfs or /dev is remounted at the end.
+ */
+function remountedLater(m: MountOp): boolean {
+  return !m.bind && (m.flags & MS.RDONLY) !== 0 &&
+    (m.type === "tmpfs" || m.destination.replace(/\/+$/, "") === "/dev");
+}
+
+/**
+ * --no-pivot: before the rootfs is moved onto "/", every mount of the namespace outside it
+ * (the host's /proc, /sys, ...) is detached, so that nothing of the host stays in the
+ * container's mount namespace below its root: a process in the container that makes a user
+ * namespace could otherwise mount a fresh proc (the kernel allows it where a full proc is
+ * visible in the namespace) and write /proc/sysrq-trigger. The mounts are slaves of the
+ * host's ("/" was made rslave first), so nothing propagates back. A mount that cannot be
+ * detached (locked in a user namespace) is covered with an empty tmpfs, as runc does.
+ */
+function detachOutside(ops: RootfsOps, root: string): void {
+  for (const p of mountsToDetach(ops.mountTable(), root)) {
+    try {
+      ops.umount2(p, MNT_DETACH);
+    } catch (e) {
+      if (hasCode(e, "ENOENT")) continue; // a parent went first
+      if (!hasCode(e, "EINVAL") && !hasCode(e, "EPERM")) throw e;
+      try {
+        ops.mount("tmpfs", p, "tmpfs", MS.RDONLY | MS.NOSUID | MS.NODEV | MS.NOEXEC, "size=0");
+      } catch (e2) {
+        if (!hasCode(e2, "ENOENT")) throw e2;
+      }
+    }
+  }
+}
+
+/**
  * The whole rootfs sequence, in runc's order: mounts, devices, pivot_root, then the sysctls
  * (while /proc/sys is still writable), `inContainer` (hostname, console: the init's), then
- * masked and read-only paths and the read-only root. Runs inside the new mount namespace;
- * when it returns, "/" is the container's root and the cwd is "/".
+ * masked and read-only paths, the read-only tmpfs and /dev, and the read-only root. Runs
+ * inside the new mount namespace; when it returns, "/" is the container's root and the cwd is
+ * "/". With `plan.hostMountNs` (config.json lists no mount namespace) it runs in the caller's:
+ * "/" keeps its propagation, the rootfs bind is create's (made private on the host), and the
+ * root is entered by chroot; masked and read-only paths and rootfsPropagation were refused.
  */
 export function setupRootfs(
   ops: RootfsOps,
@@ -471,10 +544,19 @@ export function setupRootfs(
   beforePivot?: () => void,
 ): void {
   const root = plan.rootfs.replace(/\/+$/, "");
-  ops.mount(null, "/", null, plan.rootPropagation, null);
-  // The rootfs must be a mount point for pivot_root.
-  ops.mount(root, root, "bind", MS.BIND | MS.REC, null);
-  for (const m of plan.mounts) mountOne(ops, root, m);
+  if (plan.hostMountNs) {
+    if (plan.maskedPaths.length || plan.readonlyPaths.length || plan.finalPropagation) {
+      fail("EINVAL", "masked or read-only paths need a mount namespace of the container's own");
+    }
+  } else {
+    ops.mount(null, "/", null, plan.rootPropagation, null);
+    // The rootfs must be a mount point for pivot_root.
+    ops.mount(root, root, "bind", MS.BIND | MS.REC, null);
+  }
+  const later = plan.mounts.filter(remountedLater);
+  for (const m of plan.mounts) {
+    mountOne(ops, root, remountedLater(m) ? { ...m, flags: m.flags & ~MS.RDONLY } : m);
+  }
   if (plan.setupDev) {
     createDevices(ops, root, plan.devices);
     setupDevLinks(ops, root);
@@ -486,7 +568,10 @@ export function setupRootfs(
   // The createContainer hooks: in the container's mount namespace, before pivot_root.
   beforePivot?.();
   ops.chdir(root);
-  if (plan.noPivot) {
+  if (plan.hostMountNs) {
+    ops.chroot(".");
+  } else if (plan.noPivot) {
+    detachOutside(ops, root);
     ops.mount(root, "/", null, MS.MOVE, null);
     ops.chroot(".");
   } else {
@@ -499,6 +584,16 @@ export function setupRootfs(
   inContainer?.();
   for (const p of plan.maskedPaths) maskPath(ops, p);
   for (const p of plan.readonlyPaths) readonlyPath(ops, p);
+  for (const m of later) {
+    withPathIn(ops, "/", m.destination, (t) =>
+      ops.mount(
+        null,
+        t,
+        null,
+        (m.flags & REMOUNTABLE) | MS.BIND | MS.REMOUNT | MS.RDONLY,
+        null,
+      ));
+  }
   if (plan.readonly) ops.mount(null, "/", null, MS.BIND | MS.REMOUNT | MS.RDONLY, null);
   if (plan.finalPropagation !== undefined) ops.mount(null, "/", null, plan.finalPropagation, null);
 }

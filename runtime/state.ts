@@ -251,8 +251,18 @@ export class StateStore {
     return exists(`${this.dir(rec.id)}/${EXEC_FIFO}`) ? "created" : "running";
   }
 
-  /** Removes the container's directory; a missing one is fine. */
+  /**
+   * Removes the container's directory; a missing one is fine. Refused (CapsuleError) while it
+   * holds the host bind of a container without a mount namespace (host-mount.json, see
+   * host_mount.ts): a recursive removal would go through the bind into the rootfs.
+   */
   remove(id: string): void {
+    if (exists(`${this.dir(id)}/host-mount.json`)) {
+      throw new CapsuleError(
+        `The state of container "${id}" still holds its rootfs bind (${this.dir(id)}/rootfs); ` +
+          `run "capsule delete -f ${id}" once it can be unmounted`,
+      );
+    }
     try {
       Deno.removeSync(this.dir(id), { recursive: true });
     } catch (e) {

@@ -71,3 +71,46 @@ rootTest("user namespace: the mappings must map root, and be given", async (root
     await removeAll(noMap, noRoot);
   }
 });
+
+rootTest(
+  "user namespace: bind sources its root cannot reach (0700, host root's) are mounted; exec sees them",
+  async (root) => {
+    // runc opens the sources before the init is in the user namespace and passes the fds.
+    const src = await Deno.makeTempDir({ prefix: "capsule-src-" });
+    const b = await makeBundle("cat /m1/foo.txt /m2/foo.txt; sleep 60", (s) => {
+      s.linux!.namespaces!.push({ type: "user" });
+      s.linux!.uidMappings = MAP;
+      s.linux!.gidMappings = MAP;
+      s.mounts!.push(
+        { destination: "/m1", type: "bind", source: `${src}/in1/dir`, options: ["bind"] },
+        { destination: "/m2", type: "bind", source: `${src}/in2/dir`, options: ["bind", "ro"] },
+      );
+    }, { ownRootfs: true });
+    try {
+      Deno.chmodSync(b, 0o755); // the rootfs itself is reachable; the sources are not
+      for (const m of ["m1", "m2"]) Deno.mkdirSync(`${b}/rootfs/${m}`);
+      for (const d of ["in1", "in2"]) {
+        Deno.mkdirSync(`${src}/${d}/dir`, { recursive: true });
+        Deno.writeTextFileSync(`${src}/${d}/dir/foo.txt`, `${d}\n`);
+        Deno.chmodSync(`${src}/${d}`, 0o700); // only the host's root may enter
+      }
+      const r = await capsule(root, ["run", "-d", "-b", b, "un3"]);
+      assertEquals(r.code, 0, r.stderr);
+      await waitFor(
+        () => Deno.readTextFileSync(`${root}/un3/container.log`).includes("in2"),
+        5000,
+        "log",
+      );
+      assertEquals(Deno.readTextFileSync(`${root}/un3/container.log`), "in1\nin2\n");
+      const ex = await capsule(root, ["exec", "un3", "cat", "/m1/foo.txt"]);
+      assertEquals(ex.code, 0, ex.stderr);
+      assertEquals(ex.stdout, "in1\n");
+      const ro = await capsule(root, ["exec", "un3", "sh", "-c", "touch /m2/x 2>&1; echo $?"]);
+      assertMatch(ro.stdout, /Read-only file system\n1\n$/);
+      assertEquals((await capsule(root, ["delete", "-f", "un3"])).code, 0);
+    } finally {
+      await capsule(root, ["delete", "-f", "un3"]);
+      await removeAll(b, src);
+    }
+  },
+);

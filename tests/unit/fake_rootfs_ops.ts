@@ -4,6 +4,7 @@
 import type { DeviceOp, InitPlan } from "../../runtime/plan.ts";
 import type { FdInfo, FileKind, RootfsOps } from "../../runtime/rootfs.ts";
 import * as libc from "../../ffi/libc.ts";
+import type { MountEntry } from "../../runtime/mountinfo.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Assertions: node:assert/strict underneath (tests/assert.ts)
@@ -60,6 +61,9 @@ export interface FakeOptions {
    * component for a symlink there, as another container sharing the directory could.
    */
   beforeOpenAt?: (dir: string, name: string) => void;
+  /** What mountTable() returns (default: none), and umount2's errno by target. */
+  mountTable?: MountEntry[];
+  failUmount?: (target: string) => string | undefined;
 }
 
 const O_PATH_NOFOLLOW = libc.O.PATH | libc.O.NOFOLLOW | libc.O.CLOEXEC;
@@ -148,6 +152,11 @@ export class FakeRootfsOps implements RootfsOps {
   }
   umount2(target: string, flags: number): void {
     this.record("umount2", target, flags);
+    const code = this.opts.failUmount?.(target);
+    if (code) throw sysError(code, `umount ${target}`);
+  }
+  mountTable(): MountEntry[] {
+    return this.opts.mountTable ?? [];
   }
   pivotRoot(newRoot: string, putOld: string): void {
     this.record("pivotRoot", newRoot, putOld);

@@ -488,3 +488,12 @@ Deno.test("buildInitPlan: rlimits past 2^64 mean unlimited; soft above hard is r
     "RLIMIT_NOFILE soft limit 10 is above its hard limit 5",
   );
 });
+
+Deno.test("buildInitPlan: no mount namespace in linux.namespaces -> hostMountNs", () => {
+  assertEquals(buildInitPlan(spec(), OPTS).hostMountNs, undefined);
+  const p = buildInitPlan(
+    spec((s) => s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== "mount")),
+    OPTS,
+  );
+  assertEquals(p.hostMountNs, true);
+});

@@ -972,3 +972,168 @@ Deno.test(
     assertEquals(ops.open.size, 0, "no fd left open");
   }),
 );
+
+// ---------------------------------------------------------------------------------------------
+// The jail: proc/sysfs on ordinary directories, read-only tmpfs last, --no-pivot's detaching,
+// no mount namespace (issue 12, issue 16's proc-sys-symlink, ro-dev, no-pivot-proc)
+
+function fsMount(destination: string, type: string, flags = 0, data = ""): MountOp {
+  return { destination, source: type, type, flags, propagation: [], data, bind: false };
+}
+
+for (const [type, dest] of [["proc", "/proc"], ["sysfs", "/sys"]]) {
+  Deno.test(
+    `mountOne: ${type} at ${dest} when ${dest} is a symlink in the rootfs -> refused, naming it`,
+    withRoot((root, dir) => {
+      mkdirp(`${dir}/elsewhere`);
+      Deno.symlinkSync("/tmp", `${root}${dest}`);
+      const ops = new FakeRootfsOps();
+      const e = assertThrows(() => mountOne(ops, root, fsMount(dest, type)));
+      assert(
+        (e as Error).message.includes(`${dest} in the rootfs is a symlink`) &&
+          (e as Error).message.includes("must be mounted on ordinary directory"),
+        (e as Error).message,
+      );
+      assertEquals(ops.mounts(), []);
+    }),
+  );
+}
+
+Deno.test(
+  "mountOne: proc below a symlinked directory, or on a file -> refused; a missing one is made",
+  withRoot((root) => {
+    mkdirp(`${root}/real`);
+    Deno.symlinkSync("real", `${root}/link`);
+    touch(`${root}/file`);
+    const ops = new FakeRootfsOps();
+    const e = assertThrows(() => mountOne(ops, root, fsMount("/link/proc", "proc")));
+    assert((e as Error).message.includes("/link in the rootfs is a symlink"), String(e));
+    const f = assertThrows(() => mountOne(ops, root, fsMount("/file", "sysfs")));
+    assert((f as Error).message.includes("/file in the rootfs is not a directory"), String(f));
+    assertEquals(ops.mounts(), []);
+    mountOne(ops, root, fsMount("/proc", "proc"));
+    assertEquals(ops.mounts(), [["proc", `${root}/proc`, "proc", 0, null]]);
+  }),
+);
+
+Deno.test(
+  "setupRootfs: a ro /dev tmpfs is mounted writable, filled, then remounted read-only last",
+  withRoot((root) => {
+    const ops = new FakeRootfsOps();
+    setupRootfs(
+      ops,
+      basePlan(root, {
+        mounts: [
+          fsMount("/dev", "tmpfs", MS_NOSUID | MS_RDONLY, "mode=755"),
+          fsMount("/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC),
+          fsMount("/tmp", "tmpfs", MS_RDONLY | MS_NODEV),
+        ],
+        setupDev: true,
+        devices: [{
+          path: "/dev/null",
+          type: "c",
+          major: 1,
+          minor: 3,
+          mode: 0o666,
+          uid: 0,
+          gid: 0,
+        }],
+      }),
+    );
+    const mounts = ops.mounts();
+    assertEquals(mounts[2], ["tmpfs", `${root}/dev`, "tmpfs", MS_NOSUID, "mode=755"]);
+    assertEquals(mounts[4], ["tmpfs", `${root}/tmp`, "tmpfs", MS_NODEV, null]);
+    const names = ops.calls.map((c) => c.op);
+    assert(names.lastIndexOf("mknod") < names.indexOf("pivotRoot"), "devices made before");
+    // After pivot_root, each one by its path in the container, read-only and its other flags.
+    const last = mounts.slice(-2);
+    assertEquals(last, [
+      [null, "/dev", null, MS_NOSUID | MS_BIND | MS_REMOUNT | MS_RDONLY, null],
+      [null, "/tmp", null, MS_NODEV | MS_BIND | MS_REMOUNT | MS_RDONLY, null],
+    ]);
+  }),
+);
+
+Deno.test(
+  "setupRootfs: noPivot detaches every mount outside the rootfs (not those holding it) first",
+  withRoot((root) => {
+    const m = (id: number, mountPoint: string, fsType = "ext4") => ({
+      id,
+      parent: 1,
+      root: "/",
+      mountPoint,
+      fsType,
+    });
+    const ops = new FakeRootfsOps({
+      mountTable: [
+        m(1, "/"),
+        m(2, "/proc", "proc"),
+        m(3, "/sys", "sysfs"),
+        m(4, "/proc/sys/fs/binfmt_misc", "binfmt_misc"),
+        m(5, root.slice(0, root.lastIndexOf("/")), "tmpfs"), // holds the rootfs: stays
+        m(6, root),
+        m(7, `${root}/proc`, "proc"),
+        m(8, "/sys", "tmpfs"), // stacked on the sysfs: goes before it
+      ],
+      failUmount: (t) => t === "/sys" ? undefined : t === "/proc" ? "EINVAL" : undefined,
+    });
+    setupRootfs(ops, basePlan(root, { noPivot: true }));
+    assertCalls(ops.ops(), [
+      op("mount", null, "/", null, MS_REC | MS_SLAVE, null),
+      op("mount", root, root, "bind", MS_BIND | MS_REC, null),
+      op("chdir", root),
+      op("umount2", "/proc/sys/fs/binfmt_misc", MNT_DETACH),
+      op("umount2", "/sys", MNT_DETACH),
+      op("umount2", "/sys", MNT_DETACH),
+      op("umount2", "/proc", MNT_DETACH),
+      // A mount that cannot be detached (locked in a user namespace) is covered.
+      op(
+        "mount",
+        "tmpfs",
+        "/proc",
+        "tmpfs",
+        MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+        "size=0",
+      ),
+      op("mount", root, "/", null, MS_MOVE, null),
+      op("chroot", "."),
+      op("chdir", "/"),
+    ]);
+  }),
+);
+
+Deno.test(
+  "setupRootfs: without a mount namespace, '/' is left alone, no bind (create's), chroot",
+  withRoot((root) => {
+    const ops = new FakeRootfsOps();
+    setupRootfs(
+      ops,
+      basePlan(root, {
+        hostMountNs: true,
+        noPivot: true, // chroot either way: nothing is moved on the host
+        readonly: true,
+        namespaces: [],
+        mounts: [fsMount("/proc", "proc")],
+      }),
+    );
+    assertCalls(ops.ops(), [
+      op("mount", "proc", `${root}/proc`, "proc", 0, null),
+      op("chdir", root),
+      op("chroot", "."),
+      op("chdir", "/"),
+      // "/" in the chroot is create's private bind of the rootfs, never the host's root.
+      op("mount", null, "/", null, MS_BIND | MS_REMOUNT | MS_RDONLY, null),
+    ]);
+  }),
+);
+
+Deno.test(
+  "setupRootfs: without a mount namespace, masked paths are refused before anything is mounted",
+  withRoot((root) => {
+    const ops = new FakeRootfsOps();
+    assertThrows(() =>
+      setupRootfs(ops, basePlan(root, { hostMountNs: true, maskedPaths: ["/proc/kcore"] }))
+    );
+    assertEquals(ops.ops(), []);
+  }),
+);
