@@ -62,3 +62,67 @@ rootTest("an allowed device of linux.devices can be used", async (root) => {
     await removeAll(b);
   }
 });
+
+rootTest(
+  "deny-all holds for the container's own program too: open and a fresh node of /dev/kmsg",
+  async (root) => {
+    // The init itself (not an exec): /dev/kmsg of linux.devices, then a node it makes of the
+    // same device (mknod is allowed, as runc's defaults allow it; opening it is not).
+    const b = await makeBundle(
+      "echo probe >/dev/kmsg; echo open=$?; mknod /tmp/k c 1 11; echo mknod=$?; " +
+        "echo probe >/tmp/k; echo node=$?",
+      (s) => {
+        s.linux!.resources = { devices: [{ allow: false, access: "rwm" }] } as never;
+        s.linux!.devices = [{ path: "/dev/kmsg", type: "c", major: 1, minor: 11, fileMode: 0o666 }];
+        const caps = s.process!.capabilities as Record<string, string[]>;
+        for (const set of ["bounding", "effective", "permitted"]) {
+          caps[set] = [...(caps[set] ?? []), "CAP_MKNOD"];
+        }
+      },
+      { ownRootfs: true },
+    );
+    try {
+      const r = await capsule(root, ["run", "-b", b, "dev3"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout.trim().split("\n"), ["open=1", "mknod=0", "node=1"]);
+      assertMatch(r.stderr, /Operation not permitted/);
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  'device rules: unknown access letters are dropped (runc\'s "rwa"); a denied write refuses O_RDWR',
+  async (root) => {
+    // /dev/fuse (10:229): readable and writable, then writes denied again. Opening it for
+    // reading works; for reading and writing it is a write: refused.
+    const b = await makeBundle(
+      "exec 3</dev/fuse; echo r=$?; exec 3<&-; (exec 4<>/dev/fuse) 2>/dev/null; echo rw=$?",
+      (s) => {
+        s.linux!.resources = {
+          devices: [
+            { allow: false, access: "rwm" },
+            { allow: false, type: "c", major: 1, minor: 11, access: "rwa" },
+            { allow: true, type: "c", major: 10, minor: 229, access: "rw" },
+            { allow: false, type: "c", major: 10, minor: 229, access: "w" },
+          ],
+        } as never;
+        s.linux!.devices = [{
+          path: "/dev/fuse",
+          type: "c",
+          major: 10,
+          minor: 229,
+          fileMode: 0o666,
+        }];
+      },
+    );
+    try {
+      const r = await capsule(root, ["run", "-b", b, "dev4"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout.trim().split("\n"), ["r=0", "rw=1"]);
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
