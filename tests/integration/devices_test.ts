@@ -9,6 +9,7 @@ import {
   makeBundle,
   removeAll,
   rootTest,
+  state,
 } from "../helpers.ts";
 
 rootTest(
@@ -123,6 +124,36 @@ rootTest(
       assertEquals(r.stdout.trim().split("\n"), ["r=0", "rw=1"]);
     } finally {
       await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "update with device rules never interrupts the container's use of an allowed device",
+  async (root) => {
+    // The program writes to /dev/null without pause and reports any refusal; each update
+    // rewrites the rules (deny-all first on v1, then the allows).
+    const b = await makeBundle(
+      "while :; do echo x >/dev/null || echo refused; done",
+      (s) => (s.linux!.resources = { devices: [{ allow: false, access: "rwm" }] } as never),
+    );
+    const rules = await Deno.makeTempFile({ suffix: ".json" });
+    try {
+      await Deno.writeTextFile(
+        rules,
+        JSON.stringify({ devices: [{ allow: false, access: "rwm" }], pids: { limit: 100 } }),
+      );
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "dev5"])).code, 0);
+      for (let i = 0; i < 20; i++) {
+        const u = await capsule(root, ["update", "-r", rules, "dev5"]);
+        assertEquals(u.code, 0, u.stderr);
+      }
+      const log = await capsule(root, ["log", "dev5"]);
+      assertEquals(log.stdout.includes("refused"), false, "a write to /dev/null was refused");
+      assertEquals((await state(root, "dev5")).status, "running");
+    } finally {
+      await capsule(root, ["delete", "-f", "dev5"]);
+      await removeAll(b, rules);
     }
   },
 );
