@@ -141,6 +141,8 @@ export function processCommands(globals: () => Globals): CommandDef[] {
       tty: flags.tty === true ? true : undefined,
       consoleSocket: flags["console-socket"] as string | undefined,
       preserveFds: preserveFdsOption(flags["preserve-fds"]),
+      cgroup: flags.cgroup as string[] | undefined,
+      ignorePaused: flags["ignore-paused"] === true,
     });
     if (r.execId && !engine) console.log(r.execId);
     return r.code ?? 0;
@@ -213,6 +215,17 @@ export function processCommands(globals: () => Globals): CommandDef[] {
           help: "pass the caller's fds 3 to 3+N-1 on to the program",
         },
         { name: "no-new-privs", type: "boolean", help: "set no_new_privileges", hidden: true },
+        {
+          name: "cgroup",
+          type: "list",
+          arg: "[CTRL[,CTRL]:]SUB",
+          help: "join this sub-cgroup of the container's (all controllers, or the ones named)",
+        },
+        {
+          name: "ignore-paused",
+          type: "boolean",
+          help: "exec into a paused container too (the program waits until resume)",
+        },
       ],
       run: async (ctx) => {
         try {

@@ -869,28 +869,40 @@ export const BPF_F_ALLOW_MULTI = 2;
 /** Loads a BPF_PROG_TYPE_CGROUP_DEVICE program; returns its fd (CLOEXEC). */
 export function bpfLoadDeviceProgram(insns: Uint8Array<ArrayBuffer>): number {
   const license = cstr("Apache-2.0");
-  const log = new Uint8Array(4096);
-  const attr = new ArrayBuffer(128);
-  const dv = new DataView(attr);
-  dv.setUint32(0, BPF_PROG_TYPE_CGROUP_DEVICE, true);
-  dv.setUint32(4, insns.length / 8, true);
-  dv.setBigUint64(8, ptr(insns), true);
-  dv.setBigUint64(16, ptr(license), true);
-  dv.setUint32(24, 1, true); // log_level
-  dv.setUint32(28, log.length, true);
-  dv.setBigUint64(32, ptr(log), true);
-  dv.setUint32(68, BPF_CGROUP_DEVICE, true); // expected_attach_type
-  let fd = -1, e = 0;
-  try {
-    fd = invoke(() => sys(SYS.bpf, BPF_PROG_LOAD, ptr(new Uint8Array(attr)), 128), "bpf");
-  } catch (err) {
-    e = (err as SysError).errno;
-  }
-  if (fd === -1) {
-    const why = new TextDecoder().decode(log.subarray(0, log.indexOf(0))).trim();
-    throw new SysError(`bpf(BPF_PROG_LOAD)${why ? ` [${why.split("\n").at(-1)}]` : ""}`, e);
-  }
-  return fd;
+  // Without a verifier log first: with one, a program of a few dozen rules overflows any small
+  // buffer (the log lists every instruction on every path) and the load fails with ENOSPC.
+  // The log is asked for only to explain a refusal.
+  const load = (log?: Uint8Array<ArrayBuffer>) => {
+    const attr = new ArrayBuffer(128);
+    const dv = new DataView(attr);
+    dv.setUint32(0, BPF_PROG_TYPE_CGROUP_DEVICE, true);
+    dv.setUint32(4, insns.length / 8, true);
+    dv.setBigUint64(8, ptr(insns), true);
+    dv.setBigUint64(16, ptr(license), true);
+    if (log) {
+      dv.setUint32(24, 1, true); // log_level
+      dv.setUint32(28, log.length, true);
+      dv.setBigUint64(32, ptr(log), true);
+    }
+    dv.setUint32(68, BPF_CGROUP_DEVICE, true); // expected_attach_type
+    try {
+      return {
+        fd: invoke(() => sys(SYS.bpf, BPF_PROG_LOAD, ptr(new Uint8Array(attr)), 128), "bpf"),
+      };
+    } catch (err) {
+      return { fd: -1, e: (err as SysError).errno };
+    }
+  };
+  const first = load();
+  if (first.fd !== -1) return first.fd;
+  const log = new Uint8Array(1 << 20);
+  const again = load(log);
+  if (again.fd !== -1) return again.fd;
+  const why = new TextDecoder().decode(log.subarray(0, log.indexOf(0))).trim();
+  throw new SysError(
+    `bpf(BPF_PROG_LOAD)${why ? ` [${why.split("\n").at(-1)}]` : ""}`,
+    first.e ?? 0,
+  );
 }
 
 /** Attaches a device program to the cgroup directory open as `cgroupFd`. */

@@ -20,13 +20,27 @@ function cgroupOf(
   return { rec, cg, status: st };
 }
 
-/** Applies new limits to a live container (`capsule update`). */
+/**
+ * Applies new limits to a live container (`capsule update`); with device rules on cgroup v1,
+ * the container is frozen while they are rewritten.
+ */
 export function update(ctx: RuntimeContext, id: string, resources: LinuxResources): void {
   const { rec, cg, status } = cgroupOf(ctx, id, "update");
   if (status === "stopped") {
     throw new StateTransitionError(id, "update", status, ["created", "running", "paused"]);
   }
-  cg.apply(rec.cgroupPaths!, resources);
+  const paths = rec.cgroupPaths!;
+  // v1 rewrites device rules as deny-all, then each allow: a process opening /dev/null in
+  // between would be refused. Frozen meanwhile, none runs (runc's systemd driver does the
+  // same; v2 swaps in a whole eBPF program at once).
+  const hold = cg.version === 1 && Array.isArray(resources.devices) && status !== "paused" &&
+    paths.freezer !== undefined;
+  if (hold) cg.freeze(paths);
+  try {
+    cg.apply(paths, resources);
+  } finally {
+    if (hold) cg.thaw(paths);
+  }
 }
 
 /** Freezes every process of a running (or created, as runc allows) container. */

@@ -24,6 +24,14 @@ export function makeCgroups(c: Creating): void {
         `processes (${busy.slice(0, 5).join(", ")}); choose another linux.cgroupsPath`,
     );
   }
+  // A frozen cgroup would freeze the init the moment it joins (and create or start would hang).
+  // Refused before anything is made, so the undo leaves that cgroup as it was (runc does too).
+  if (cg.isFrozen(paths)) {
+    throw new CapsuleError(
+      `Cannot create container "${c.id}": container's cgroup unexpectedly frozen ` +
+        `(${frozenDir(paths)}): thaw it or choose another linux.cgroupsPath`,
+    );
+  }
   c.record.cgroupPaths = paths;
   c.record.cgroupParentShared = rawCgroupsPath === undefined;
   c.save();
@@ -44,6 +52,11 @@ export function makeCgroups(c: Creating): void {
     ),
   );
   c.joined.catch(() => {}); // awaited in applyLimits; a failure must not go unhandled meanwhile
+}
+
+/** The directory to name in the refusal: the freezer hierarchy's on v1, the one on v2. */
+function frozenDir(paths: Record<string, string>): string {
+  return paths.freezer ?? Object.values(paths)[0];
 }
 
 export function destroyCgroups(c: Creating): void {

@@ -3,6 +3,7 @@
 // its cgroup, and execs the program with the container's environment and seccomp profile.
 import * as libc from "../ffi/libc.ts";
 import { closeFd, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
+import { subCgroupPaths } from "./cgroups/util.ts";
 import type { RuntimeContext } from "./context.ts";
 import { CapsuleError, StateTransitionError } from "./errors.ts";
 import { buildProcessPlan, type ExecPlan } from "./plan.ts";
@@ -49,6 +50,13 @@ export interface ExecOptions {
   consoleSocket?: string;
   /** Pass the caller's fds 3 to 3+N-1 on to the program (runc's --preserve-fds). */
   preserveFds?: number;
+  /**
+   * Sub-cgroups of the container's to join instead of its own (runc's `--cgroup`): "SUB" or
+   * "CTRL[,CTRL]:SUB" (cgroups/util.ts subCgroupPaths reads them).
+   */
+  cgroup?: string[];
+  /** Exec into a paused container too: the program starts frozen, and runs once resumed. */
+  ignorePaused?: boolean;
 }
 
 /**
@@ -87,8 +95,20 @@ export async function exec(
   const step = ctx.stopwatch(`exec ${id}`);
   const rec = ctx.store.load(id);
   const st = status(ctx, rec);
-  if (st !== "created" && st !== "running") {
+  if (st === "paused" && !opts.ignorePaused) {
+    throw new CapsuleError(
+      `Cannot exec in container "${id}": it is paused (cannot exec in a paused container); ` +
+        `resume it, or pass --ignore-paused to start the program frozen until the resume`,
+    );
+  }
+  if (st !== "created" && st !== "running" && st !== "paused") {
     throw new StateTransitionError(id, "exec in", st, ["created", "running"]);
+  }
+  const joined = rec.cgroupPaths && Object.keys(rec.cgroupPaths).length
+    ? (opts.cgroup?.length ? subCgroupPaths(rec.cgroupPaths, opts.cgroup) : rec.cgroupPaths)
+    : undefined;
+  if (opts.cgroup?.length && !joined) {
+    throw new CapsuleError(`Cannot exec in container "${id}" with --cgroup: it has no cgroup`);
   }
   const { base, seccomp } = execBase(id, rec);
   let proc: Process;
@@ -214,8 +234,13 @@ export async function exec(
   try {
     // Under nsenter --pid, the exec's process is nsenter's child.
     execPid = userNsEntered && !same("pid") ? await forkedChild(child.pid) : child.pid;
-    if (rec.cgroupPaths && Object.keys(rec.cgroupPaths).length) {
-      ctx.cgroups?.addProcess(rec.cgroupPaths, execPid);
+    if (joined) {
+      try {
+        ctx.cgroups?.addProcess(joined, execPid);
+      } catch (e) {
+        const which = opts.cgroup?.length ? ` (--cgroup ${opts.cgroup.join(" ")})` : "";
+        throw new CapsuleError(`Cannot exec in container "${id}"${which}: ${(e as Error).message}`);
+      }
     }
     sendFrame(parentEnd, plan);
     const msg = receiveFrame<InitMessage>(parentEnd);

@@ -367,6 +367,8 @@ export function cgroupMounts(
     bind: false,
   }];
   for (const [controller, dir] of Object.entries(cgroups)) {
+    // A hybrid host's cgroup2 hierarchy ("unified", cgroups/v1.ts) is not shown, as runc's.
+    if (controller === "unified") continue;
     out.push(bind(dir, `${dest}/${controller.replace(/^name=/, "")}`));
   }
   // The tmpfs itself read-only last, once the binds are in (runc does the same).

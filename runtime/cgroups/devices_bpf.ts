@@ -2,7 +2,9 @@
 // devicefilter builds it. The program sees struct bpf_cgroup_dev_ctx { u32 access_type (access
 // << 16 | type); u32 major; u32 minor } and returns 1 (allow) or 0 (deny). Rules are read as
 // the v1 devices.allow/deny writes are: the last rule that matches decides, so they are
-// emitted in reverse and the first match returns. Pure; unit-tested with an interpreter.
+// emitted in reverse and the first match returns; an allow matches a request within its
+// access, a deny one that shares any access with it (v1's exception list, which runc
+// reproduces by running the rules through its v1 emulator first). Pure; unit-tested with an interpreter.
 import type { LinuxDeviceCgroup } from "./types.ts";
 
 const TYPE: Record<string, number> = { b: 1, c: 2 }; // BPF_DEVCG_DEV_BLOCK, _CHAR
@@ -10,7 +12,7 @@ const ACCESS: Record<string, number> = { m: 1, r: 2, w: 4 }; // BPF_DEVCG_ACC_MK
 
 // eBPF opcodes (linux/bpf.h, linux/bpf_common.h).
 const LDXW = 0x61, AND64_K = 0x57, RSH64_K = 0x77, MOV64_K = 0xb7, MOV64_X = 0xbf;
-const JNE_K = 0x55, EXIT = 0x95;
+const JNE_K = 0x55, JEQ_K = 0x15, EXIT = 0x95;
 
 interface Insn {
   code: number;
@@ -49,12 +51,20 @@ export function deviceFilterInsns(rules: readonly LinuxDeviceCgroup[]): Insn[] {
     const type = r.type ?? "a";
     if (type !== "a") checks.push((skip) => [ins(JNE_K, 2, 0, skip, TYPE[type])]);
     const mask = accessMask(r.access);
-    if (mask !== 7) {
-      // The request must be within the rule's access: (access & ~mask) == 0.
+    if (mask !== 7 && r.allow) {
+      // An allow holds for requests within its access: (access & ~mask) == 0.
       checks.push((skip) => [
         ins(MOV64_X, 6, 3, 0, 0),
         ins(AND64_K, 6, 0, 0, ~mask & 7),
         ins(JNE_K, 6, 0, skip, 0),
+      ]);
+    } else if (mask !== 7) {
+      // A deny holds for requests that share any access with it, as v1's exception list
+      // does (an O_RDWR open asks "rw": a denied "w" refuses it): (access & mask) != 0.
+      checks.push((skip) => [
+        ins(MOV64_X, 6, 3, 0, 0),
+        ins(AND64_K, 6, 0, 0, mask),
+        ins(JEQ_K, 6, 0, skip, 0),
       ]);
     }
     const wild = (v: number | null | undefined) => v === undefined || v === null || v < 0;
@@ -117,6 +127,9 @@ export function runDeviceFilter(
         break;
       case JNE_K:
         if (r[i.dst] !== (i.imm >>> 0)) pc += i.off;
+        break;
+      case JEQ_K:
+        if (r[i.dst] === (i.imm >>> 0)) pc += i.off;
         break;
       case EXIT:
         return r[0] === 1;

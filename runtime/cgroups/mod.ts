@@ -9,7 +9,7 @@
 import { CapsuleError } from "../errors.ts";
 import type { CgroupDriver, CgroupStats, MemoryEntry } from "./types.ts";
 import { type CgroupMount, parseMountinfo, parseProcCgroup, readFile } from "./util.ts";
-import { CgroupV1Driver } from "./v1.ts";
+import { CgroupV1Driver, UNIFIED } from "./v1.ts";
 import { CgroupV2Driver } from "./v2.ts";
 
 export type {
@@ -20,7 +20,7 @@ export type {
   LinuxResources,
   MemoryEntry,
 } from "./types.ts";
-export { CgroupV1Driver } from "./v1.ts";
+export { CgroupV1Driver, UNIFIED } from "./v1.ts";
 export { CgroupV2Driver } from "./v2.ts";
 export { FakeCgroupDriver } from "./fake.ts";
 export { DEFAULT_DEVICE_RULES } from "./util.ts";
@@ -42,7 +42,8 @@ export interface DetectOptions {
 
 /**
  * The cgroup driver of this host: v1 when any v1 controller is mounted (hybrid setups count
- * as v1), else v2 on the unified hierarchy. Throws a CapsuleError when neither is mounted.
+ * as v1, their cgroup2 mount one more hierarchy under the key UNIFIED), else v2 on the unified
+ * hierarchy. Throws a CapsuleError when neither is mounted.
  */
 export function detectCgroups(opts: DetectOptions = {}): CgroupDriver {
   const fsRoot = (opts.fsRoot ?? "").replace(/\/+$/, "");
@@ -55,8 +56,12 @@ export function detectCgroups(opts: DetectOptions = {}): CgroupDriver {
     for (const c of m.controllers) if (!v1.has(c)) v1.set(c, m);
   }
   const fake = fsRoot !== "";
-  if ([...v1.keys()].some((c) => !c.startsWith("name="))) return new CgroupV1Driver(v1, own, fake);
   const unified = mounts.find((m) => m.fsType === "cgroup2");
+  if ([...v1.keys()].some((c) => !c.startsWith("name="))) {
+    // Hybrid (systemd's /sys/fs/cgroup/unified): one more hierarchy, without controllers.
+    if (unified) v1.set(UNIFIED, unified);
+    return new CgroupV1Driver(v1, own, fake);
+  }
   if (unified) return new CgroupV2Driver(unified, own, fake);
   // The host has them, this mount namespace not: `ip netns exec` remounts /sys (DESIGN.md).
   // (A caller that passes its own mountinfo is not asked about the real host's.)

@@ -73,7 +73,10 @@ export interface LinuxResources {
   unified?: Record<string, string>;
 }
 
-/** Controller name -> absolute directory (v1), or {"": dir} for v2. Store it in the state. */
+/**
+ * Controller name -> absolute directory (v1; "unified" for a hybrid host's cgroup2 hierarchy),
+ * or {"": dir} for v2. Store it in the state.
+ */
 export type CgroupPaths = Record<string, string>;
 
 /** One memory counter. Unlimited limits are 2^64-1 on v2 ("max") and the kernel's value on v1. */
@@ -126,7 +129,10 @@ export interface CgroupDriver {
   paths(cgroupsPath: string | undefined, id: string): CgroupPaths;
   /** mkdir and apply resources; on failure remove what it created, then throw. */
   create(paths: CgroupPaths, resources?: LinuxResources): void;
-  /** Write pid to cgroup.procs of every directory. */
+  /**
+   * Write pid to cgroup.procs of every directory. A refusal is a CapsuleError "adding pid N to
+   * FILE: reason" (runc's words), for the caller to put after what it was doing.
+   */
   addProcess(paths: CgroupPaths, pid: number): void;
   /** Apply resources to an existing cgroup; a refused value restores the old values written. */
   apply(paths: CgroupPaths, resources: LinuxResources): void;

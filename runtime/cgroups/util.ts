@@ -491,8 +491,26 @@ export function validateResources(r: LinuxResources, version: 1 | 2): void {
   }
 }
 
-/** "c 1:3 rwm" for a device rule (cgroup-v1/devices.rst format). */
-export function deviceRule(d: LinuxDeviceCgroup, where = "device rule"): string {
+/**
+ * The r, w and m of a rule's access, in that order (default "rwm"). Other letters are dropped,
+ * as runc reads them (its update.bats writes "rwa"); "" when none is left: such a rule
+ * allows or denies nothing. A non-string is a CapsuleError naming `where`.
+ */
+export function deviceAccess(d: LinuxDeviceCgroup, where = "device rule"): string {
+  const access = d.access ?? "rwm";
+  if (typeof access !== "string") {
+    throw new CapsuleError(
+      `Invalid ${where}.access ${JSON.stringify(access)}: expected a string of r, w, m`,
+    );
+  }
+  return [..."rwm"].filter((c) => access.includes(c)).join("");
+}
+
+/**
+ * "c 1:3 rwm" for a device rule (cgroup-v1/devices.rst format), or undefined for a rule without
+ * any of r, w, m (nothing to write: the kernel refuses an empty access).
+ */
+export function deviceRule(d: LinuxDeviceCgroup, where = "device rule"): string | undefined {
   if (typeof d !== "object" || d === null || typeof d.allow !== "boolean") {
     throw new CapsuleError(`Invalid ${where}: expected {allow: boolean, ...}`);
   }
@@ -507,12 +525,11 @@ export function deviceRule(d: LinuxDeviceCgroup, where = "device rule"): string 
     }
     return String(v);
   };
-  const access = d.access ?? "rwm";
-  if (!/^[rwm]{1,3}$/.test(access)) {
-    throw new CapsuleError(`Invalid ${where}.access ${JSON.stringify(access)}: expected r, w, m`);
-  }
-  if (type === "a") return `a *:* ${access}`;
-  return `${type} ${num(d.major, "major")}:${num(d.minor, "minor")} ${access}`;
+  const access = deviceAccess(d, where);
+  const rule = type === "a"
+    ? `a *:* ${access}`
+    : `${type} ${num(d.major, "major")}:${num(d.minor, "minor")} ${access}`;
+  return access ? rule : undefined;
 }
 
 /**
@@ -545,4 +562,85 @@ export function sharesToWeight(shares: number): number {
 export function blkioToIoWeight(weight: number): number {
   if (weight === 0) return 0;
   return 1 + Math.floor(((weight - 10) * 9999) / 990);
+}
+
+/**
+ * The directories an exec joins for `exec --cgroup` values (runc's flag): "SUB" puts it in SUB
+ * below the container's cgroup in every hierarchy (v1: every controller's; the cgroup2
+ * hierarchy of a hybrid host only when named, "unified:SUB"); "CTRL[,CTRL...]:SUB" (v1) in
+ * those controllers' only, the others staying in the container's own. SUB is read below the
+ * container's cgroup ("/" is the cgroup itself) and may not leave it. Pure: whether the
+ * directories exist is the join's business. Throws a CapsuleError naming the value: a second
+ * plain SUB, a controller given twice or not mounted, a controller on cgroup v2, a path
+ * that leaves the container's cgroup, two directories for co-mounted controllers.
+ */
+export function subCgroupPaths(
+  paths: Record<string, string>,
+  values: string[],
+): Record<string, string> {
+  const bad = (v: string, why: string) => new CapsuleError(`Invalid --cgroup "${v}": ${why}`);
+  const out = { ...paths };
+  const v2 = "" in paths;
+  const named = new Set<string>();
+  for (const v of values) {
+    const colon = v.indexOf(":");
+    const sub = colon < 0 ? v : v.slice(colon + 1);
+    let ctrls: string[];
+    if (colon < 0) {
+      if (values.length > 1) {
+        throw bad(v, "a path without a controller must be the only --cgroup (or give CTRL:PATH)");
+      }
+      ctrls = Object.keys(paths).filter((k) => k !== "unified" || v2);
+    } else {
+      if (v2) {
+        throw bad(v, "cgroup v2 has one hierarchy: give the sub-cgroup without a controller");
+      }
+      ctrls = v.slice(0, colon).split(",");
+      for (const c of ctrls) {
+        if (c === "") throw bad(v, "an empty controller name");
+        if (!(c in paths)) {
+          throw bad(
+            v,
+            `unknown controller ${c} (this host's: ${Object.keys(paths).sort().join(", ")})`,
+          );
+        }
+        if (named.has(c)) throw bad(v, `controller ${c} is given twice`);
+        named.add(c);
+      }
+    }
+    if (sub === "" || sub.includes("\0")) throw bad(v, "an empty sub-cgroup path");
+    for (const c of ctrls) {
+      const base = paths[c];
+      const dir = joinPath(base, cleanAbs(`/${sub}`));
+      // cleanAbs keeps ".." inside the joined path; refuse any that tries to climb.
+      if (cleanAbs(`/${sub}`) !== cleanAbsKeepUp(sub)) {
+        throw bad(v, `${sub} is not a sub cgroup path: it leaves the container's cgroup ${base}`);
+      }
+      out[c] = dir;
+    }
+  }
+  // Co-mounted controllers (cpu,cpuacct) share one directory: they must go to the same one.
+  const byBase = new Map<string, string>();
+  for (const [c, base] of Object.entries(paths)) {
+    const seen = byBase.get(base);
+    if (seen !== undefined && seen !== out[c]) {
+      throw new CapsuleError(
+        `Invalid --cgroup ${values.map((v) => `"${v}"`).join(" ")}: controllers mounted ` +
+          `together (${base}) are given different sub-cgroups; name them together (a,b:PATH)`,
+      );
+    }
+    byBase.set(base, out[c]);
+  }
+  return out;
+}
+
+/** "/" + p with "." removed and ".." kept where it would climb above the start ("/../x"). */
+function cleanAbsKeepUp(p: string): string {
+  const parts: string[] = [];
+  for (const seg of p.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === ".." && parts.length && parts[parts.length - 1] !== "..") parts.pop();
+    else parts.push(seg);
+  }
+  return "/" + parts.join("/");
 }

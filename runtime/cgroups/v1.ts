@@ -33,6 +33,13 @@ import {
 } from "./util.ts";
 import { osReason } from "./util.ts";
 
+/**
+ * The key of a hybrid host's cgroup2 hierarchy (/sys/fs/cgroup/unified, no controllers) in a
+ * v1 CgroupPaths: the container's processes are put there too, as runc does, so that tools
+ * that read the `0::` line of /proc/PID/cgroup (systemd, runc's tests) find the container.
+ */
+export const UNIFIED = "unified";
+
 /** Clock ticks per second of cpuacct.stat (USER_HZ). */
 const USER_HZ = 100;
 const FREEZE_TIMEOUT_MS = 2000;
@@ -207,6 +214,7 @@ export function planV1(paths: CgroupPaths, r: LinuxResources, cur: V1Current): W
   if (Array.isArray(r.devices)) {
     for (const d of [...r.devices, ...DEFAULT_DEVICE_RULES]) {
       const rule = deviceRule(d);
+      if (rule === undefined) continue;
       const file = d.allow ? "devices.allow" : "devices.deny";
       op("devices", file, rule, d.allow ? "device rule allow" : "device rule deny", {
         restore: false,
@@ -223,7 +231,10 @@ export class CgroupV1Driver implements CgroupDriver {
   readonly #own: Map<string, string>;
   readonly #fake: boolean;
 
-  /** mounts: controller (or "name=...") -> its mount; own: /proc/self/cgroup entries. */
+  /**
+   * mounts: controller (or "name=...", or UNIFIED for a hybrid host's cgroup2) -> its mount;
+   * own: /proc/self/cgroup entries (the cgroup2 one under "").
+   */
   constructor(mounts: Map<string, CgroupMount>, own: Map<string, string>, fake = false) {
     this.#mounts = mounts;
     this.#own = own;
@@ -234,7 +245,8 @@ export class CgroupV1Driver implements CgroupDriver {
     const inner = innerPath(cgroupsPath, id);
     const out: CgroupPaths = {};
     for (const [ctrl, m] of this.#mounts) {
-      const base = inner.relative ? ownPathInMount(this.#own.get(ctrl), m.root) : "/";
+      const own = this.#own.get(ctrl === UNIFIED ? "" : ctrl);
+      const base = inner.relative ? ownPathInMount(own, m.root) : "/";
       out[ctrl] = joinPath(m.mountPoint, `${base}/${inner.path}`);
     }
     return out;
@@ -292,7 +304,7 @@ export class CgroupV1Driver implements CgroupDriver {
       try {
         writeFile(`${dir}/cgroup.procs`, String(pid));
       } catch (e) {
-        throw new CapsuleError(`Cannot add process ${pid} to ${dir}/cgroup.procs: ${osReason(e)}`, {
+        throw new CapsuleError(`adding pid ${pid} to ${dir}/cgroup.procs: ${osReason(e)}`, {
           cause: e,
         });
       }

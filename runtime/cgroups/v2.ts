@@ -255,7 +255,7 @@ export class CgroupV2Driver implements CgroupDriver {
     try {
       writeFile(file, String(pid));
     } catch (e) {
-      throw new CapsuleError(`Cannot add process ${pid} to ${file}: ${osReason(e)}`, { cause: e });
+      throw new CapsuleError(`adding pid ${pid} to ${file}: ${osReason(e)}`, { cause: e });
     }
   }
 

@@ -219,3 +219,201 @@ rootTest("pause freezes the container (no progress), resume thaws it", async (ro
     await removeAll(b);
   }
 });
+
+/** The cgroup path (after the second ":") of /proc/PID/cgroup lines, by hierarchy name. */
+function procCgroups(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of text.trim().split("\n")) {
+    const m = line.match(/^\d+:([^:]*):(.*)$/);
+    if (m) { for (const c of m[1].split(",")) out.set(c, m[2]); }
+  }
+  return out;
+}
+
+rootTest("a pre-existing frozen cgroup is refused and left as it was", async (root) => {
+  const id = `frozen-${Deno.pid}`;
+  const v2 = (() => {
+    try {
+      return Deno.statSync("/sys/fs/cgroup/cgroup.controllers").isFile;
+    } catch {
+      return false;
+    }
+  })();
+  const dir = v2 ? `/sys/fs/cgroup/${id}` : `/sys/fs/cgroup/freezer/${id}`;
+  const b = await makeBundle("true", (s) => (s.linux!.cgroupsPath = `/${id}`));
+  Deno.mkdirSync(dir);
+  try {
+    Deno.writeTextFileSync(`${dir}/${v2 ? "cgroup.freeze" : "freezer.state"}`, v2 ? "1" : "FROZEN");
+    for (const cmd of [["run", "-d"], ["create"]]) {
+      const r = await capsule(root, [...cmd, "-b", b, "fz1"]);
+      assertEquals(r.code, 1, `${cmd[0]}: ${r.stdout}${r.stderr}`);
+      assertMatch(r.stderr, /container's cgroup unexpectedly frozen/);
+      assert(r.stderr.includes(dir), `the message names ${dir}: ${r.stderr}`);
+      assert(Deno.statSync(dir).isDirectory, `${dir} was removed`);
+      // Nothing was made in the other hierarchies, and no state is left.
+      assertEquals(cgroupDirsNamed(id), [dir]);
+      assertEquals((await capsule(root, ["list", "-q"])).stdout.trim(), "");
+    }
+  } finally {
+    try {
+      Deno.writeTextFileSync(
+        `${dir}/${v2 ? "cgroup.freeze" : "freezer.state"}`,
+        v2 ? "0" : "THAWED",
+      );
+    } catch { /* gone */ }
+    for (const d of cgroupDirsNamed(id)) await Deno.remove(d).catch(() => {});
+    await removeAll(b);
+  }
+});
+
+rootTest(
+  "exec --cgroup joins a sub-cgroup of the container's, never one outside it",
+  async (root) => {
+    const b = await makeBundle("sleep 60");
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "sub1"])).code, 0);
+      const paths: Record<string, string> = (await state(root, "sub1", true)).detail.cgroupPaths;
+      const v2 = "" in paths;
+      const own = procCgroups(
+        (await capsule(root, ["exec", "sub1", "cat", "/proc/self/cgroup"])).stdout,
+      );
+      // Made by the host here (a container with a writable cgroup mount could make them too).
+      const made: string[] = [];
+      const ctrl = v2 ? "" : "memory";
+      // In every hierarchy of the container's (a plain --cgroup SUB joins them all), apart
+      // from a hybrid host's cgroup2 one (joined only when named).
+      const dirs = Object.entries(paths).filter(([c]) => c !== "unified").map(([, d]) => d);
+      for (const dir of new Set(dirs)) {
+        Deno.mkdirSync(`${dir}/s1`);
+        made.push(`${dir}/s1`);
+        for (const f of ["cpuset.cpus", "cpuset.mems"]) { // v1: a new cpuset starts empty
+          try {
+            Deno.writeTextFileSync(`${dir}/s1/${f}`, Deno.readTextFileSync(`${dir}/${f}`).trim());
+          } catch { /* not a cpuset hierarchy */ }
+        }
+      }
+      try {
+        const arg = v2 ? "s1" : "memory:s1";
+        const r = await capsule(root, [
+          "exec",
+          "--cgroup",
+          arg,
+          "sub1",
+          "cat",
+          "/proc/self/cgroup",
+        ]);
+        assertEquals(r.code, 0, r.stderr);
+        const got = procCgroups(r.stdout);
+        const under = (p: string | undefined) => `${p === "/" ? "" : p}/s1`;
+        assertEquals(got.get(ctrl), under(own.get(ctrl)));
+        if (!v2) assertEquals(got.get("pids"), own.get("pids")); // not named: the container's
+        if (!v2) {
+          const a = await capsule(root, [
+            "exec",
+            "--cgroup",
+            "s1",
+            "sub1",
+            "cat",
+            "/proc/self/cgroup",
+          ]);
+          assertEquals(a.code, 0, a.stderr);
+          assertEquals(procCgroups(a.stdout).get("pids"), under(own.get("pids")));
+        }
+        // Refused: climbing out, a sub-cgroup that does not exist, an unknown controller.
+        for (
+          const [a, msg] of [
+            ["..", /"\.\.": \.\. is not a sub cgroup path/],
+            ["../../x", /is not a sub cgroup path/],
+            ["nonexistent", /adding pid \d+ to .*\/nonexistent\/cgroup\.procs: no such file/],
+            ...(v2 ? [] : [["whaaat:/", /unknown controller whaaat/]]),
+          ] as [string, RegExp][]
+        ) {
+          const e = await capsule(root, ["exec", "--cgroup", a, "sub1", "echo", "ran"]);
+          assertEquals(e.code, 255, `--cgroup ${a}: ${e.stdout}${e.stderr}`);
+          assertMatch(e.stderr, msg);
+          assert(!e.stdout.includes("ran"), `--cgroup ${a}: the program ran`);
+        }
+        // Nothing is left running from the refused ones: only the init.
+        assertEquals(
+          (await capsule(root, ["ps", "--format", "json", "sub1"])).stdout.trim().split(",").length,
+          1,
+        );
+      } finally {
+        for (const d of made) await Deno.remove(d).catch(() => {});
+      }
+    } finally {
+      await capsule(root, ["delete", "-f", "sub1"]);
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "exec into a paused container: refused, or with --ignore-paused run once resumed",
+  async (root) => {
+    const b = await makeBundle("sleep 60");
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "ip1"])).code, 0);
+      assertEquals((await capsule(root, ["pause", "ip1"])).code, 0);
+      const no = await capsule(root, ["exec", "ip1", "echo", "ok"]);
+      assertEquals(no.code, 255);
+      assertMatch(no.stderr, /cannot exec in a paused container.*--ignore-paused/);
+      const started = Date.now();
+      const later = capsule(root, ["exec", "--ignore-paused", "ip1", "echo", "ok"]);
+      await sleep(1000);
+      assertEquals((await state(root, "ip1")).status, "paused");
+      assertEquals((await capsule(root, ["resume", "ip1"])).code, 0);
+      const r = await later;
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout.trim(), "ok");
+      assert(Date.now() - started >= 1000, "the exec ran before the resume");
+    } finally {
+      await capsule(root, ["delete", "-f", "ip1"]);
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "hybrid host: the cgroup2 hierarchy holds the container too, and goes with it",
+  async (root) => {
+    let hybrid = false;
+    try {
+      hybrid = Deno.readTextFileSync("/proc/self/mountinfo").split("\n")
+        .some((l) => / \/sys\/fs\/cgroup\/unified .* - cgroup2 /.test(l));
+    } catch { /* no */ }
+    if (!hybrid) return; // a v1-only or a v2 host: nothing to check
+    const b = await makeBundle("sleep 60");
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "hy1"])).code, 0);
+      const st = await state(root, "hy1", true);
+      const dir: string = st.detail.cgroupPaths.unified;
+      assert(dir?.startsWith("/sys/fs/cgroup/unified/"), `no unified path: ${JSON.stringify(st)}`);
+      const inner = dir.slice("/sys/fs/cgroup/unified".length);
+      const line0 = (t: string) => t.trim().split("\n").find((l) => l.startsWith("0::"));
+      assertEquals(line0(Deno.readTextFileSync(`/proc/${st.pid}/cgroup`)), `0::${inner}`);
+      // Inside, a cgroup namespace may show it as "/": the exec's line must be the init's.
+      const e = await capsule(root, [
+        "exec",
+        "hy1",
+        "sh",
+        "-c",
+        "cat /proc/self/cgroup; echo --; cat /proc/1/cgroup",
+      ]);
+      assertEquals(e.code, 0, e.stderr);
+      const [mine, init] = e.stdout.split("--\n");
+      assert(line0(mine) !== undefined && line0(mine) === line0(init), e.stdout);
+      assertEquals((await capsule(root, ["delete", "-f", "hy1"])).code, 0);
+      let gone = false;
+      try {
+        Deno.statSync(dir);
+      } catch {
+        gone = true;
+      }
+      assert(gone, `${dir} is left after delete`);
+    } finally {
+      await capsule(root, ["delete", "-f", "hy1"]);
+      await removeAll(b);
+    }
+  },
+);

@@ -18,9 +18,15 @@ import {
   parseMemory,
   toRuncStats,
 } from "../../runtime/cgroups/mod.ts";
-import { planV1, type V1Current } from "../../runtime/cgroups/v1.ts";
+import { planV1, UNIFIED, type V1Current } from "../../runtime/cgroups/v1.ts";
 import { planV2, swapToV2 } from "../../runtime/cgroups/v2.ts";
-import { blkioToIoWeight, executePlan, sharesToWeight } from "../../runtime/cgroups/util.ts";
+import {
+  blkioToIoWeight,
+  executePlan,
+  sharesToWeight,
+  subCgroupPaths,
+  validateResources,
+} from "../../runtime/cgroups/util.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -188,10 +194,17 @@ Deno.test("detect: hybrid counts as v1; co-mounted controllers share a directory
   assertEquals(p.cpu, "/sys/fs/cgroup/cpu,cpuacct/c1");
   assertEquals(p.cpuacct, "/sys/fs/cgroup/cpu,cpuacct/c1");
   assertEquals(p.memory, "/sys/fs/cgroup/memory/c1");
+  // The cgroup2 mount is one more hierarchy (not "", which means a v2 host), relative paths
+  // below the caller's own 0:: cgroup.
   assertEquals(p[""], undefined);
+  assertEquals(p[UNIFIED], "/sys/fs/cgroup/unified/c1");
   assertEquals(
     d.paths("c1", "c1").cpu,
     "/sys/fs/cgroup/cpu,cpuacct/user.slice/c1",
+  );
+  assertEquals(
+    d.paths("c1", "c1")[UNIFIED],
+    "/sys/fs/cgroup/unified/user.slice/user-0.slice/session-1.scope/c1",
   );
 });
 
@@ -546,6 +559,33 @@ Deno.test("v1: memory and memsw order follows the kernel's limit <= memsw rule",
     "/d/devices.allow c *:* m",
     "/d/devices.allow b *:* m",
   ]);
+  // Letters other than r, w, m are dropped, as runc reads them (update.bats denies "rwa"); a
+  // rule left with none changes nothing and is not written (the kernel refuses an empty one).
+  const letters = planV1({ devices: "/d" }, {
+    devices: [
+      { allow: false, access: "rwm" },
+      { allow: false, type: "c", major: 1, minor: 11, access: "rwa" },
+      { allow: true, type: "c", major: 1, minor: 12, access: "mwwr" },
+      { allow: true, type: "c", major: 1, minor: 13, access: "a" },
+      { allow: true, type: "c", major: 1, minor: 14, access: "" },
+    ],
+  }, cur(0)).map((o) => `${o.file} ${o.value}`);
+  assertEquals(letters.slice(0, 4), [
+    "/d/devices.deny a *:* rwm",
+    "/d/devices.deny c 1:11 rw",
+    "/d/devices.allow c 1:12 rwm",
+    "/d/devices.allow c *:* m",
+  ]);
+  // Validation accepts them too; a non-string access is still refused.
+  validateResources(
+    { devices: [{ allow: false, type: "c", major: 1, minor: 11, access: "rwa" }] },
+    1,
+  );
+  assertThrows(
+    () => validateResources({ devices: [{ allow: true, access: 7 as never }] }, 2),
+    CapsuleError,
+    "devices[0].access 7",
+  );
 });
 
 Deno.test("v1: stats from the kernel's v1 files, freeze, destroy", () => {
@@ -774,4 +814,45 @@ Deno.test("v2: io.max throttles, per-device io.weight, hugetlb; net_cls and kern
     CapsuleError,
     "linux.resources.memory.kernelTCP",
   );
+});
+
+Deno.test("exec --cgroup: sub-cgroups below the container's, never above it", () => {
+  const paths: CgroupPaths = {
+    cpu: "/cg/cpu,cpuacct/ct",
+    cpuacct: "/cg/cpu,cpuacct/ct",
+    memory: "/cg/memory/ct",
+    [UNIFIED]: "/cg/unified/ct",
+  };
+  // One path for every controller hierarchy (the hybrid cgroup2 one only when named).
+  assertEquals(subCgroupPaths(paths, ["sub/a"]), {
+    cpu: "/cg/cpu,cpuacct/ct/sub/a",
+    cpuacct: "/cg/cpu,cpuacct/ct/sub/a",
+    memory: "/cg/memory/ct/sub/a",
+    [UNIFIED]: "/cg/unified/ct",
+  });
+  assertEquals(subCgroupPaths(paths, ["/"]), paths);
+  assertEquals(subCgroupPaths(paths, ["memory:m", "cpu,cpuacct:/c/./d/../e"]), {
+    ...paths,
+    memory: "/cg/memory/ct/m",
+    cpu: "/cg/cpu,cpuacct/ct/c/e",
+    cpuacct: "/cg/cpu,cpuacct/ct/c/e",
+  });
+  assertEquals(subCgroupPaths(paths, [`${UNIFIED}:u`])[UNIFIED], "/cg/unified/ct/u");
+  assertEquals(subCgroupPaths({ "": "/cg/ct" }, ["s"]), { "": "/cg/ct/s" });
+  const refused: [CgroupPaths, string[], string][] = [
+    [paths, [".."], '"..": .. is not a sub cgroup path'],
+    [paths, ["a/../../ct2"], "is not a sub cgroup path"],
+    [paths, ["memory:../../x"], "is not a sub cgroup path"],
+    [paths, ["whaaat:/"], "unknown controller whaaat"],
+    [paths, ["a", "b"], "must be the only --cgroup"],
+    [paths, ["memory:a", "memory:b"], "controller memory is given twice"],
+    [paths, [":a"], "an empty controller name"],
+    [paths, ["memory:"], "an empty sub-cgroup path"],
+    [paths, ["cpu:a"], "controllers mounted together"],
+    [{ "": "/cg/ct" }, ["memory:a"], "cgroup v2 has one hierarchy"],
+  ];
+  for (const [p, v, msg] of refused) {
+    const e = assertThrows(() => subCgroupPaths(p, v), CapsuleError);
+    assertStringIncludes(e.message, msg);
+  }
 });

@@ -29,14 +29,16 @@ Deno.test("device filter: deny-all plus runc's defaults", () => {
   assertEquals(allowed(CONTAINER, "c", 10, 229, "rw"), false); // /dev/fuse
 });
 
-Deno.test("device filter: the last matching rule wins; access must be within the rule's", () => {
+Deno.test("device filter: the last matching rule wins; an allow's access holds the request", () => {
   const rules: LinuxDeviceCgroup[] = [
     { allow: true, access: "rwm" },
     { allow: false, type: "c", major: 1, minor: 5, access: "w" },
   ];
   assertEquals(allowed(rules, "c", 1, 5, "r"), true);
   assertEquals(allowed(rules, "c", 1, 5, "w"), false);
-  assertEquals(allowed(rules, "c", 1, 5, "rw"), true); // "rw" is not within the deny's "w"
+  // A deny matches any access it shares with the request (as v1's exception list does): an
+  // O_RDWR open is a write too.
+  assertEquals(allowed(rules, "c", 1, 5, "rw"), false);
   assertEquals(allowed(rules, "c", 1, 6, "w"), true);
   assertEquals(allowed([], "c", 1, 3, "r"), false); // no rule: deny
   const wild: LinuxDeviceCgroup[] = [{ allow: true, type: "c", major: 4, minor: -1, access: "r" }];
@@ -58,4 +60,30 @@ Deno.test("device filter: nothing follows a rule that matches everything (no unr
   // The deny-all rule is emitted last (rules run in reverse) and ends the program.
   assertEquals(insns.at(-2)!.imm, 0);
   assertEquals(insns.filter((i) => i.code === 0x95).length, CONTAINER.length);
+});
+
+Deno.test("device filter: a deny inside an allow is not escaped by asking for more access", () => {
+  // capsule's deny-all first, then the config's: /dev/kmsg readable and writable, then writes
+  // denied again. v1 leaves "r" in the exception list: an O_RDWR open must fail.
+  const rules: LinuxDeviceCgroup[] = [
+    { allow: false, access: "rwm" },
+    { allow: true, type: "c", major: 1, minor: 11, access: "rw" },
+    { allow: false, type: "c", major: 1, minor: 11, access: "w" },
+    ...DEFAULT_DEVICE_RULES,
+  ];
+  assertEquals(allowed(rules, "c", 1, 11, "r"), true);
+  assertEquals(allowed(rules, "c", 1, 11, "w"), false);
+  assertEquals(allowed(rules, "c", 1, 11, "rw"), false);
+  assertEquals(allowed(rules, "c", 1, 11, "m"), true); // the defaults' mknod of any
+});
+
+Deno.test("device filter: access letters other than r, w, m are ignored (runc's reading)", () => {
+  const rules: LinuxDeviceCgroup[] = [
+    { allow: false, access: "rwm" },
+    { allow: true, type: "c", major: 1, minor: 5, access: "rwa" },
+    { allow: true, type: "c", major: 1, minor: 7, access: "xyz" },
+  ];
+  assertEquals(allowed(rules, "c", 1, 5, "rw"), true);
+  assertEquals(allowed(rules, "c", 1, 5, "m"), false);
+  assertEquals(allowed(rules, "c", 1, 7, "r"), false); // no known letter: allows nothing
 });

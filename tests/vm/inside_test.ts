@@ -342,6 +342,35 @@ vmTest(
   },
 );
 
+vmTest(
+  "device rules (eBPF): a denied write also refuses an O_RDWR open; unknown letters dropped",
+  async () => {
+    const paths = newPaths("devrw");
+    let child: Deno.ChildProcess | undefined;
+    try {
+      // /dev/kmsg readable and writable, then writes denied again ("wa": "a" is not a letter
+      // the kernel knows and is dropped). v1's exception list keeps "r" only.
+      cg().create(paths, {
+        devices: [
+          { allow: false, access: "rwm" },
+          { allow: true, type: "c", major: 1, minor: 11, access: "rw" },
+          { allow: false, type: "c", major: 1, minor: 11, access: "wa" },
+        ],
+      });
+      child = await spawnIn(
+        paths,
+        "(exec 3</dev/kmsg) && echo r-ok || echo r-denied; " +
+          "(exec 3<>/dev/kmsg) 2>/dev/null && echo rw-ok || echo rw-denied",
+        "piped",
+      );
+      const out = new TextDecoder().decode((await child.output()).stdout);
+      assertEquals(out.trim().split("\n"), ["r-ok", "rw-denied"]);
+    } finally {
+      await cleanup(paths, ...(child ? [child] : []));
+    }
+  },
+);
+
 vmTest("no test cgroup is left behind", () => {
   const parent = `/sys/fs/cgroup/${PARENT}`;
   const left = exists(parent) ? [...Deno.readDirSync(parent)].filter((e) => e.isDirectory) : [];
