@@ -1,7 +1,7 @@
 // The parent <-> init channel: a socketpair whose child end the init inherits (runc's init
 // pipe). Frames are a 4-byte big-endian length and a JSON body. Blocking FFI calls only, so
 // the init can use it from inside its namespaces.
-import { close, read, writeAll } from "../ffi/libc.ts";
+import { close, read, SysError, writeAll } from "../ffi/libc.ts";
 
 export const INIT_PIPE_ENV = "_CAPSULE_INITPIPE";
 /** Under a user namespace helper, the fd of the sealed binary the init was exec'd from. */
@@ -51,6 +51,20 @@ export function receiveFrame<T>(fd: number): T | undefined {
   const body = readExactly(fd, len);
   if (!body) return undefined;
   return JSON.parse(new TextDecoder().decode(body)) as T;
+}
+
+/**
+ * The init's next message to its parent, or undefined once the init is gone: an init that died
+ * with a frame of ours unread resets the socket (ECONNRESET), which is its end like EOF; why it
+ * ended is its exit status, for the caller to report. Other errors throw SysError.
+ */
+export function receiveFromInit<T>(fd: number): T | undefined {
+  try {
+    return receiveFrame<T>(fd);
+  } catch (e) {
+    if (e instanceof SysError && e.code === "ECONNRESET") return undefined;
+    throw e;
+  }
 }
 
 export { close as closeFd };

@@ -2,7 +2,7 @@
 // namespace's gate and maps, spawning it, its plan, and waiting until it is ready. See
 // create.ts for the order; the init's side is init.ts.
 import * as libc from "../ffi/libc.ts";
-import { closeFd, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
+import { closeFd, type InitMessage, receiveFromInit, sendFrame } from "./channel.ts";
 import type { Creating } from "./create_state.ts";
 import { ociState } from "./query.ts";
 import { CapsuleError } from "./errors.ts";
@@ -148,10 +148,15 @@ export async function awaitInit(c: Creating): Promise<void> {
   try {
     sendFrame(c.fd, c.plan);
   } catch { /* the init failed already: its message is waiting below */ }
-  let msg = receiveFrame<InitMessage>(c.fd);
+  let msg = receiveFromInit<InitMessage>(c.fd);
   if (msg?.type === "sources") {
-    sendBindSources(c);
-    msg = receiveFrame<InitMessage>(c.fd);
+    try {
+      sendBindSources(c);
+    } catch (e) {
+      // The init is gone: its exit status says why (below), not our write's EPIPE.
+      if (!(e instanceof libc.SysError && e.code === "EPIPE")) throw e;
+    }
+    msg = receiveFromInit<InitMessage>(c.fd);
   }
   if (!msg || msg.type !== "ready") {
     let why = msg?.type === "error" ? msg.message : await exitReason(c.child!);

@@ -2,7 +2,7 @@
 // plan) enters the container's namespaces (nsenter first when it has a user namespace), joins
 // its cgroup, and execs the program with the container's environment and seccomp profile.
 import * as libc from "../ffi/libc.ts";
-import { closeFd, type InitMessage, receiveFrame, sendFrame } from "./channel.ts";
+import { closeFd, type InitMessage, receiveFromInit, sendFrame } from "./channel.ts";
 import { subCgroupPaths } from "./cgroups/util.ts";
 import type { RuntimeContext } from "./context.ts";
 import { CapsuleError, StateTransitionError } from "./errors.ts";
@@ -243,7 +243,7 @@ export async function exec(
       }
     }
     sendFrame(parentEnd, plan);
-    const msg = receiveFrame<InitMessage>(parentEnd);
+    const msg = receiveFromInit<InitMessage>(parentEnd);
     if (!msg || msg.type !== "ready") {
       const why = msg?.type === "error" ? msg.message : await exitReason(child);
       throw new CapsuleError(`Cannot exec in container "${id}": ${why}`);

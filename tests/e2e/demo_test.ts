@@ -289,6 +289,21 @@ Deno.test({
         return Promise.resolve();
       });
 
+      // debootstrap needs Debian's mirror: build (or find cached) the tarballs here, in the
+      // host's network namespace; the README's lines below then find them in the cache.
+      await step("the three rootfs tarballs are built (debootstrap) or cached", async () => {
+        for (const [, name, pkgs] of IMAGES) {
+          const s = performance.now();
+          const out = await new Deno.Command("bash", {
+            args: [`${HERE}rootfs.sh`, name, pkgs],
+            stdout: "piped",
+            stderr: "piped",
+          }).output();
+          assert(out.success, `rootfs.sh ${name}: ${dec.decode(out.stderr).slice(-2000)}`);
+          console.log(`    ${name}: ${Math.round(performance.now() - s)} ms`);
+        }
+      });
+
       await lab.up();
 
       await step("image create: three debootstrapped images", async () => {

@@ -1,5 +1,5 @@
 // CVE-2019-5736 against capsule, end to end (issue 10 item 1): a Debian image (the debootstrap
-// rootfs of tests/e2e/redis_rootfs.sh, cached) whose entrypoint is a script with
+// rootfs of tests/e2e/rootfs.sh redis, cached) whose entrypoint is a script with
 // `#!/proc/self/exe`, run with LD_PRELOAD of a library built here with cc. The kernel runs
 // the init's own binary (capsule's Deno) as the container's PID 1, inside the container, with
 // the library loaded: it tries to write /proc/self/exe at once, and again through an O_PATH fd
@@ -9,7 +9,7 @@
 import { assert, assertEquals, assertMatch, REPO, type Result } from "../helpers.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
-const BUILD = `${HERE}redis_rootfs.sh`;
+const BUILD = [`${HERE}rootfs.sh`, "redis", "redis-server,redis-tools"];
 const dec = new TextDecoder();
 
 function has(path: string): boolean {
@@ -23,7 +23,8 @@ function has(path: string): boolean {
 function unavailable(): string | undefined {
   if (Deno.uid() !== 0) return "not root";
   if (!has("/usr/bin/cc")) return "no C compiler (apt-get install gcc)";
-  const out = new Deno.Command("bash", { args: [BUILD, "--print-path"] }).outputSync();
+  const out = new Deno.Command("bash", { args: [BUILD[0], "--print-path", ...BUILD.slice(1)] })
+    .outputSync();
   if (!has(dec.decode(out.stdout).trim()) && !has("/usr/sbin/debootstrap")) {
     return "no cached rootfs tarball and debootstrap is not installed";
   }
@@ -132,7 +133,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: async () => {
-    const built = await run(["bash", BUILD]);
+    const built = await run(["bash", ...BUILD]);
     assertEquals(built.code, 0, built.stderr);
     const tarball = built.stdout.trim();
     const tmp = await Deno.makeTempDir({ prefix: "capsule-cve-" });
