@@ -49,6 +49,9 @@ export {
   type RuntimeContext,
   type RuntimeOptions,
 } from "./runtime/container.ts";
+export type { RunOptions } from "./runtime/run.ts";
+export type { StopOptions } from "./runtime/stop.ts";
+export type { DeleteOptions } from "./runtime/delete.ts";
 export { CapsuleError, NotFoundError, StateTransitionError, UsageError } from "./runtime/errors.ts";
 export { ID_PATTERN, validateId } from "./runtime/ids.ts";
 export { parseSignal, signalName } from "./runtime/signals.ts";
@@ -64,7 +67,18 @@ export {
   type Spec,
 } from "./runtime/spec.ts";
 export { parseConfig, validateConfig } from "./runtime/config.ts";
-export { buildInitPlan, type InitPlan, type MountOp, parseMountOptions } from "./runtime/plan.ts";
+export {
+  buildInitPlan,
+  type Caps,
+  type DeviceOp,
+  type HookPlan,
+  type InitPlan,
+  type MountOp,
+  parseMountOptions,
+  type PlanOptions,
+  type ProcessPlan,
+} from "./runtime/plan.ts";
+export type { SeccompFilter } from "./runtime/seccomp.ts";
 export {
   type ContainerRecord,
   DEFAULT_ROOT,
@@ -83,6 +97,7 @@ export {
   type LinuxResources,
   type MemoryEntry,
   parseMemory,
+  type ThrottleDevice,
   toRuncStats,
 } from "./runtime/cgroups/mod.ts";
 export type { ImageConfig, ImageRecord } from "./image/store.ts";

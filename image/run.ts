@@ -542,9 +542,13 @@ export function tagImage(store: string, src: string, dst: string): ImageRecord {
 
 // ---- named volumes ---------------------------------------------------------------------------
 
+/** A named volume, as `capsule volume list` shows it (anonymous volumes are not listed). */
 export interface VolumeInfo {
+  /** The volume's name (`image run -v NAME:/path`). */
   name: string;
+  /** Its directory on the host: <store>/volumes/<name>. */
   path: string;
+  /** Ids of the containers made by `image run` that mount it; delete is refused while any. */
   usedBy: string[];
 }
 

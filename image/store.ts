@@ -71,28 +71,53 @@ export function imageName(name: string): string {
 
 /** What capsule keeps of an image's config (docker/OCI `config` field names). */
 export interface ImageConfig {
+  /** "KEY=value" strings: the container's environment, under `image run --env`. */
   Env?: string[];
+  /** argv prefix of the container's program; `image run --entrypoint` replaces it. */
   Entrypoint?: string[] | null;
+  /** Default arguments after Entrypoint; a command given to `image run` replaces them. */
   Cmd?: string[] | null;
+  /** The program's working directory (absolute); empty or unset: "/". */
   WorkingDir?: string;
+  /**
+   * User to run as: "uid", "uid:gid", "name" or "name:group", names resolved in the image's
+   * /etc/passwd and /etc/group; empty or unset: root.
+   */
   User?: string;
+  /** Ports the image declares ("80/tcp": {}); informative only, nothing is published from it. */
   ExposedPorts?: Record<string, unknown>;
+  /** Labels, copied into the container's config.json `annotations`. */
   Labels?: Record<string, string> | null;
+  /**
+   * Signal that stops the container ("SIGQUIT"), passed on as the annotation
+   * org.opencontainers.image.stopSignal.
+   */
   StopSignal?: string;
 }
 
+/** An image in the store: <store>/images/<key>/image.json, beside its rootfs/ when not layered. */
 export interface ImageRecord {
+  /** The name it was imported or pulled under, in short form ("redis:7", see imageName). */
   name: string;
   /** sha256 of the image config (archives) or of the tarball (flat rootfs). */
   id: string;
+  /**
+   * ISO 8601 time: the image config's `created` for a pull that has one, else when it was
+   * imported or pulled.
+   */
   created: string;
   /** Bytes of regular files in rootfs (hard links counted once). */
   size: number;
   /** sha256 of the manifest (archives) or of the tarball. */
   digest: string;
+  /**
+   * Where it came from: a flat rootfs tarball, a `docker save` archive, an OCI image layout,
+   * or a registry (`image pull`).
+   */
   format: "rootfs" | "docker-archive" | "oci" | "registry";
   /** The archive's path (imports) or the full reference pulled ("docker.io/library/redis:7"). */
   source: string;
+  /** The image config's run defaults; empty for a flat rootfs. */
   config: ImageConfig;
   /** Layer digests, bottom first (diff ids or blob digests). */
   layers: string[];

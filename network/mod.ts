@@ -84,7 +84,9 @@ export interface NetworkOptionsInput {
   links?: string[];
 }
 
+/** A network and what is attached to it, as `capsule network show` prints it. */
 export interface NetworkInfo extends NetworkRecord {
+  /** Containers holding an address in it: id and IPv4 address (stale allocations dropped). */
   containers: { id: string; ip: string }[];
 }
 

@@ -12,12 +12,25 @@ import { exists, writeFileAtomic } from "../runtime/state.ts";
 export const NETWORK_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 export const DEFAULT_NETWORK = "capsule_bridge0";
 
+/**
+ * A network's definition, <store>/networks/<name>.json: kept across reboots (as docker's), its
+ * bridge made again when a container joins.
+ */
 export interface NetworkRecord {
+  /** The network's name (`NETWORK_NAME`: 1-64 of A-Z a-z 0-9 _ . -, a letter or digit first). */
   name: string;
+  /** Only "bridge": a Linux bridge on the host, containers joined by veth pairs. */
   driver: "bridge";
+  /** IPv4 subnet in CIDR form ("10.77.0.0/24"): given at create, or the first free default. */
   subnet: string;
+  /** The bridge's own address in the subnet, the containers' default route ("10.77.0.1"). */
   gateway: string;
+  /**
+   * Name of the host's bridge interface: the network's name when that is a valid, free
+   * interface name, else "capbr" and 8 hex digits of a hash of it.
+   */
   bridge: string;
+  /** When the network was created, ISO 8601. */
   created: string;
   /** Driver options (none are defined yet; kept so that a definition round-trips). */
   options?: Record<string, string>;

@@ -6,53 +6,105 @@ import { CapsuleError } from "./errors.ts";
 import type { Process, Spec } from "./spec.ts";
 import { compileSeccomp, type SeccompFilter, type SeccompProfile } from "./seccomp.ts";
 
+/**
+ * One mount(2) the init makes inside the container, decided from a config.json `mounts` entry
+ * (runtime spec config.md "Mounts") or added by a layer above the runtime: option names already
+ * turned into MS_* flags by {@link parseMountOptions}, relative bind sources joined to the bundle.
+ */
 export interface MountOp {
   /** Path inside the container (resolved under the rootfs by the init, never following links out). */
   destination: string;
   /** Host path for bind mounts; the filesystem's source name otherwise. */
   source: string;
+  /** Filesystem type for mount(2) ("proc", "tmpfs"...); "bind" for every bind mount. */
   type: string;
+  /** mount(2) flags (MS_RDONLY, MS_NOSUID, MS_BIND, MS_REC...); MS_BIND is set for every bind. */
   flags: number;
   /** Propagation changes applied after the mount (MS_PRIVATE, MS_SLAVE|MS_REC...). */
   propagation: number[];
+  /** Options mount(2) passes to the filesystem as its data string ("mode=755,size=65536k"). */
   data: string;
+  /**
+   * A bind mount (type "bind", or a "bind"/"rbind" option): the init binds `source` and then
+   * remounts to apply MS_RDONLY and the like, which a bind ignores on its first mount(2).
+   */
   bind: boolean;
   /** MS_RDONLY/NOSUID/NODEV/NOEXEC to apply to every submount of a recursive bind too. */
   recursiveFlags?: number;
 }
 
+/**
+ * A device node the init creates in the container's /dev: the runtime spec's default devices
+ * (null, zero, full, random, urandom, tty) and `linux.devices` (config-linux.md "Devices"),
+ * an entry of the latter replacing a default of the same path.
+ */
 export interface DeviceOp {
+  /** Path inside the container ("/dev/fuse"). */
   path: string;
+  /** Node type as in config.json: c (character), u (unbuffered character), b (block), p (FIFO). */
   type: "c" | "b" | "u" | "p";
+  /** Device major number (0 for a FIFO). */
   major: number;
+  /** Device minor number (0 for a FIFO). */
   minor: number;
+  /** Permission bits of the node (`fileMode`, default 0o666). */
   mode: number;
+  /** Owner of the node, as seen in the container (`uid`, default 0). */
   uid: number;
+  /** Group of the node, as seen in the container (`gid`, default 0). */
   gid: number;
 }
 
+/**
+ * `process.capabilities` (config.md "POSIX process", capabilities(7)) as capability numbers
+ * (CAP_CHOWN = 0 ...), one list per set; names unknown to capsule were refused when building.
+ */
 export interface Caps {
+  /** The bounding set: capabilities outside it are dropped with PR_CAPBSET_DROP. */
   bounding: number[];
+  /** The effective set the program starts with. */
   effective: number[];
+  /** The permitted set. */
   permitted: number[];
+  /** The inheritable set. */
   inheritable: number[];
+  /** The ambient set (PR_CAP_AMBIENT_RAISE), kept across execve of an unprivileged program. */
   ambient: number[];
 }
 
+/**
+ * The program the init (or `capsule exec`) runs, from config.json `process` (config.md "POSIX
+ * process"): ids, limits and capabilities as numbers, ready for the syscalls.
+ */
 export interface ProcessPlan {
   /** A pseudo-terminal made inside the container; the master goes back to the parent. */
   terminal: boolean;
+  /** Size of that terminal in character cells, set with TIOCSWINSZ on the master. */
   consoleSize?: { height: number; width: number };
+  /** argv of the program; args[0] is looked up in the container's PATH as execvp(3) does. */
   args: string[];
+  /** The program's environment, "KEY=value" strings (`process.env`, default none). */
   env: string[];
+  /** Working directory inside the container (absolute). */
   cwd: string;
+  /** User id the program runs as (`process.user.uid`), in the container's user namespace if any. */
   uid: number;
+  /** Group id the program runs as (`process.user.gid`). */
   gid: number;
+  /** Supplementary groups set with setgroups(2) (`process.user.additionalGids`, default none). */
   additionalGids: number[];
+  /** File mode creation mask (`process.user.umask`, default 0o022). */
   umask: number;
+  /**
+   * `process.rlimits` for setrlimit(2): `resource` is the RLIMIT_* number, `soft` and `hard`
+   * decimal strings (a u64 does not fit a JSON number; 2^64-1 is unlimited).
+   */
   rlimits: { resource: number; soft: string; hard: string }[];
+  /** PR_SET_NO_NEW_PRIVS before execve (`process.noNewPrivileges`). */
   noNewPrivileges: boolean;
+  /** Written to /proc/self/oom_score_adj (`process.oomScoreAdj`, -1000..1000); unset: inherited. */
   oomScoreAdj?: number;
+  /** The capability sets; unset: the init's own are kept (`process.capabilities` absent). */
   caps?: Caps;
   /** A compiled linux.seccomp profile, loaded last before execve. */
   seccomp?: SeccompFilter;
@@ -67,40 +119,66 @@ export interface ProcessPlan {
 
 /** `capsule exec`: join a running container's namespaces and run one more program. */
 export interface ExecPlan {
+  /** Tells an exec plan from a create one ({@link InitPlan}) on the channel. */
   kind: "exec";
   /** The container's init (host pid): its /proc/PID/ns/* are joined. */
   pid: number;
   /** Namespace files to join (ipc, uts, net, cgroup, mnt), mnt last. */
   namespaces: string[];
+  /** The program to run, from the exec's process.json or command line. */
   process: ProcessPlan;
   /** Detached: an fd the parent opened on the exec's log (inherited), for stdout/stderr. */
   logFd?: number;
+  /** Start a new session (setsid(2)): a detached exec does not keep the caller's terminal. */
   setsid: boolean;
 }
 
 /** An OCI hook the init runs (config.md "POSIX-platform Hooks"). */
 export interface HookPlan {
+  /**
+   * Absolute path of the program, opened where the init is when it runs it: createContainer in
+   * the container's mount namespace before pivot_root (the host's paths, as the spec asks),
+   * startContainer in the container's root.
+   */
   path: string;
+  /** argv as in config.json: args[1...] are passed on (the program gets `path` as argv[0]). */
   args?: string[];
+  /** Its whole environment, "KEY=value" strings; unset: empty. */
   env?: string[];
+  /**
+   * config.json's `timeout` in seconds, kept for the record: the init does not enforce it (its
+   * one thread waits on the hook), unlike the hooks the parent runs.
+   */
   timeout?: number;
 }
 
+/**
+ * Everything the container's init carries out for `create`, decided by the parent from a
+ * validated config.json ({@link buildInitPlan}) and sent to the init as JSON: paths are
+ * absolute, options are numbers, the init makes no decision of its own.
+ */
 export interface InitPlan {
+  /** Tells a create plan from an exec one on the channel; unset means create. */
   kind?: "create";
   /**
    * The hooks the init runs itself, and the state JSON they read on stdin: createContainer
    * (before pivot_root) and startContainer (after start, before the program).
    */
   hooks?: { createContainer?: HookPlan[]; startContainer?: HookPlan[]; state: string };
+  /** The container's id (runtime spec "State" `id`), already checked against {@link ID_PATTERN}. */
   id: string;
   /** Absolute host path of the rootfs. */
   rootfs: string;
+  /** `root.readonly`: the rootfs is remounted MS_RDONLY once everything is mounted in it. */
   readonly: boolean;
   /** Flags applied to "/" before anything is mounted (default MS_REC|MS_SLAVE, like runc). */
   rootPropagation: number;
   /** Extra propagation for "/" after pivot_root, from linux.rootfsPropagation. */
   finalPropagation?: number;
+  /**
+   * runc's --no-pivot: enter the rootfs by MS_MOVE and chroot instead of pivot_root(2) (for a
+   * rootfs on a ramfs, where pivot_root fails).
+   */
   noPivot: boolean;
   /**
    * config.json lists no mount namespace: the init works in the caller's (runtime spec: an
@@ -118,19 +196,29 @@ export interface InitPlan {
   sourcesByFd?: boolean;
   /** Namespaces other than pid and user (the init is already in those). */
   namespaces: { type: string; path?: string }[];
+  /** The mounts, in config.json order, then those of the layers above (`extraMounts`). */
   mounts: MountOp[];
   /** Create the default devices and /dev links (no bind mount over /dev). */
   setupDev: boolean;
+  /** Device nodes to create: the defaults when `setupDev`, then `linux.devices`. */
   devices: DeviceOp[];
+  /**
+   * `linux.maskedPaths`: paths inside the container made unreadable (/dev/null bound over a
+   * file, an empty read-only tmpfs over a directory).
+   */
   maskedPaths: string[];
+  /** `linux.readonlyPaths`: paths inside the container bound onto themselves read-only. */
   readonlyPaths: string[];
+  /** `hostname`, set with sethostname(2) in the container's UTS namespace. */
   hostname?: string;
+  /** `domainname`, set with setdomainname(2) in the container's UTS namespace. */
   domainname?: string;
   /**
    * linux.sysctl by file below /proc/sys ("net/ipv4/ip_forward": "1"), written after
    * pivot_root and before the read-only paths; only namespaced keys (config.ts checks).
    */
   sysctl: Record<string, string>;
+  /** The container's program, started by `capsule start` (its seccomp filter compiled). */
   process: ProcessPlan;
   /**
    * The create/start hand-off FIFO (runc's exec.fifo), opened O_PATH by the parent and
@@ -319,12 +407,19 @@ export function buildProcessPlan(proc: Process): ProcessPlan {
   };
 }
 
+/** What {@link buildInitPlan} needs besides config.json: the parent's decisions and fds. */
 export interface PlanOptions {
+  /** The container's id ({@link InitPlan.id}). */
   id: string;
+  /** Absolute path of the bundle: relative `root.path` and bind sources are joined to it. */
   bundle: string;
+  /** The exec FIFO's fd ({@link InitPlan.execFifoFd}). */
   execFifoFd: number;
+  /** A detached container's log fd ({@link InitPlan.logFd}). */
   logFd?: number;
+  /** Detached (`create`, `run -d`): the init starts a new session ({@link InitPlan.setsid}). */
   detach?: boolean;
+  /** runc's --no-pivot ({@link InitPlan.noPivot}); default false. */
   noPivot?: boolean;
   /** Extra mounts from the layers above the runtime (e.g. /etc/hosts from a network). */
   extraMounts?: MountOp[];
@@ -386,7 +481,12 @@ export function cgroupMounts(
   return out;
 }
 
-/** Turns a validated spec into the init's plan. Pure: unit-tested without root. */
+/**
+ * Turns a validated spec into the init's plan. Pure: unit-tested without root. Throws a
+ * {@link CapsuleError} naming the config.json field for what validation cannot see: a bind
+ * mount without a source, an unknown rlimit or capability, a soft rlimit above the hard one,
+ * a sysctl key that is no name, a seccomp profile capsule cannot compile.
+ */
 export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
   const proc = spec.process!;
   const linux = spec.linux ?? {};

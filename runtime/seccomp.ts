@@ -30,6 +30,10 @@ export interface SeccompProfile {
 export interface SeccompFilter {
   /** sock_filter array, 8 bytes per instruction, as base64 (the plan is JSON). */
   program: string;
+  /**
+   * seccomp(2) SECCOMP_FILTER_FLAG_* bits from linux.seccomp.flags (LOG 2, SPEC_ALLOW 4;
+   * TSYNC is accepted as 0: only the thread that calls execve needs the filter).
+   */
   flags: number;
 }
 

@@ -19,6 +19,7 @@ export type {
   LinuxDeviceCgroup,
   LinuxResources,
   MemoryEntry,
+  ThrottleDevice,
 } from "./types.ts";
 export { CgroupV1Driver, UNIFIED } from "./v1.ts";
 export { CgroupV2Driver } from "./v2.ts";

@@ -15,14 +15,21 @@ export interface LinuxDeviceCgroup {
   access?: string;
 }
 
-/** OCI linux.resources (the parts capsule applies). Numbers as in config.json. */
-/** One device's throttle (linux.resources.blockIO.throttle*Device). */
+/**
+ * One device's throttle (linux.resources.blockIO.throttle*Device, config-linux.md "Block IO"):
+ * written as "MAJOR:MINOR RATE" to blkio.throttle.* on v1, as rbps/wbps/riops/wiops in io.max
+ * on v2.
+ */
 export interface ThrottleDevice {
+  /** The block device's major number. */
   major: number;
+  /** The block device's minor number. */
   minor: number;
+  /** The limit: bytes per second in the *Bps* lists, operations per second in the *IOPS* ones. */
   rate: number;
 }
 
+/** OCI linux.resources (the parts capsule applies). Numbers as in config.json. */
 export interface LinuxResources {
   /** Memory in bytes. */
   memory?: {
