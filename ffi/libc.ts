@@ -260,6 +260,7 @@ export const SYS = {
   statx: ARM ? 291 : 332,
   ppoll: ARM ? 73 : 271,
   getsockopt: ARM ? 209 : 55,
+  wait4: ARM ? 260 : 61,
 } as const;
 
 function sys(nr: number, ...args: (number | bigint)[]): number {
@@ -696,6 +697,21 @@ export function pollIn(fd: number, timeoutMs: number): boolean {
     BigInt((timeoutMs % 1000) * 1_000_000),
   ]);
   return sys(SYS.ppoll, ptr(pfd), 1, ptr(new Uint8Array(ts.buffer)), 0, 8) > 0;
+}
+
+/** pidfd_open(2): an fd that polls readable once `pid` has exited; throws SysError. */
+export function pidfdOpen(pid: number): number {
+  return sysCheck("pidfd_open", SYS.pidfd_open, pid, 0);
+}
+
+/**
+ * wait4(2) for one child, blocking (EINTR retried): its raw wait status (`status & 0x7f` is the
+ * killing signal, 0 when it exited; then `(status >> 8) & 0xff` is the exit code). Throws SysError.
+ */
+export function waitStatus(pid: number): number {
+  const st = new Int32Array(1);
+  invoke(() => sys(SYS.wait4, pid, ptr(st), 0, 0), "wait4");
+  return st[0];
 }
 
 /** One write(2) (EINTR retried); returns the bytes written. */

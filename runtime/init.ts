@@ -15,6 +15,7 @@ import {
 } from "./channel.ts";
 import type { DeviceOp, ExecPlan, HookPlan, InitPlan, ProcessPlan } from "./plan.ts";
 import { readMountinfo } from "./mountinfo.ts";
+import { signalName } from "./signals.ts";
 import { type FileKind, type RootfsOps, setupRootfs } from "./rootfs.ts";
 
 const S_IF: Record<DeviceOp["type"], number> = {
@@ -597,7 +598,7 @@ function execProcess(
  * namespace before pivot_root, startContainer in the container before the program), one after
  * the other, synchronously on the main thread (the namespaces and root are this thread's): the
  * state JSON on stdin, exactly the hook's env. A failure throws with the hook's stderr. The
- * hook's `timeout` is not enforced here (the main thread is blocked while it runs).
+ * hook's `timeout` kills it (outputWithin) and fails the operation.
  */
 function runInitHooks(kind: string, hooks: readonly HookPlan[] | undefined, state: string): void {
   for (const h of hooks ?? []) {
@@ -608,25 +609,34 @@ function runInitHooks(kind: string, hooks: readonly HookPlan[] | undefined, stat
       libc.close(mine);
       libc.dup2(0, saved);
       libc.dup2(theirs, 0);
-      let out: Deno.CommandOutput;
+      const command = new Deno.Command(h.path, {
+        args: (h.args ?? [h.path]).slice(1),
+        env: Object.fromEntries((h.env ?? []).map((e) => {
+          const i = e.indexOf("=");
+          return [e.slice(0, i), e.slice(i + 1)];
+        })),
+        clearEnv: true,
+        stdin: "inherit",
+        stdout: "null",
+        stderr: "piped",
+      });
+      let out: { code: number; signal: string | null; stderr: Uint8Array };
       try {
-        out = new Deno.Command(h.path, {
-          args: (h.args ?? [h.path]).slice(1),
-          env: Object.fromEntries((h.env ?? []).map((e) => {
-            const i = e.indexOf("=");
-            return [e.slice(0, i), e.slice(i + 1)];
-          })),
-          clearEnv: true,
-          stdin: "inherit",
-          stdout: "null",
-          stderr: "piped",
-        }).outputSync();
+        if (h.timeout) {
+          out = outputWithin(command, h.timeout * 1000);
+        } else {
+          const o = command.outputSync();
+          out = { code: o.code, signal: o.signal, stderr: o.stderr };
+        }
       } catch (e) {
         throw new Error(`${kind} hook ${h.path} could not start: ${(e as Error).message}`);
       } finally {
         libc.dup2(saved, 0);
       }
-      if (!out.success) {
+      if (out.signal === "timeout") {
+        throw new Error(`${kind} hook ${h.path} timed out after ${h.timeout} s (killed)`);
+      }
+      if (out.code !== 0 || out.signal) {
         // SIGSYS is seccomp's kill: said in words, as runc's "bad system call".
         const sig = out.signal === "SIGSYS" ? "SIGSYS (bad system call)" : out.signal;
         const why = sig ? `killed by ${sig}` : `exit status ${out.code}`;
@@ -638,6 +648,73 @@ function runInitHooks(kind: string, hooks: readonly HookPlan[] | undefined, stat
       libc.close(saved);
     }
   }
+}
+
+/**
+ * Runs `command` (its stderr "piped") for `timeoutMs` at most, then SIGKILL: the runtime spec's
+ * hook `timeout`. Synchronous, on the main thread (no async op in the container's namespaces):
+ * the child's exit is awaited through a pidfd with ppoll and the child reaped with wait4. Its
+ * stderr is read here from the pipe's read end, found as the one pipe fd the spawn added (Deno
+ * reads a piped stream only from its event loop, which never runs in the init, and its
+ * "inherit" is its own copy of fd 2, not what fd 2 is at the spawn). `signal` is "timeout"
+ * when it was killed for its time. Throws SysError.
+ */
+function outputWithin(
+  command: Deno.Command,
+  timeoutMs: number,
+): { code: number; signal: string | null; stderr: Uint8Array } {
+  const pipes = () => {
+    const out = new Set<number>();
+    for (const e of Deno.readDirSync("/proc/self/fd")) {
+      try {
+        if (Deno.readLinkSync(`/proc/self/fd/${e.name}`).startsWith("pipe:")) out.add(+e.name);
+      } catch { /* the listing's own fd, closed by now */ }
+    }
+    return out;
+  };
+  const before = pipes();
+  const child = command.spawn();
+  child.status.catch(() => {}); // reaped here (wait4): never awaited
+  const fresh = [...pipes()].filter((fd) => !before.has(fd));
+  const errFd = fresh.length === 1 ? fresh[0] : -1;
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(16384);
+  let open = errFd >= 0;
+  const drain = (waitMs: number) => {
+    while (open && libc.pollIn(errFd, waitMs)) {
+      const n = libc.read(errFd, buf);
+      if (n <= 0) open = false;
+      else if (chunks.length < 64) chunks.push(buf.slice(0, n)); // 1 MiB of it at most
+      waitMs = 0;
+    }
+  };
+  let timedOut = false;
+  const pidfd = libc.pidfdOpen(child.pid);
+  try {
+    const end = Date.now() + timeoutMs;
+    while (!libc.pollIn(pidfd, 0)) {
+      const left = end - Date.now();
+      if (left <= 0) {
+        libc.kill(child.pid, 9);
+        timedOut = true;
+        break;
+      }
+      if (open) drain(Math.min(left, 10));
+      else libc.pollIn(pidfd, Math.min(left, 10));
+    }
+  } finally {
+    libc.close(pidfd);
+  }
+  const status = libc.waitStatus(child.pid);
+  drain(0);
+  const sig = status & 0x7f;
+  const stderr = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  chunks.reduce((at, c) => (stderr.set(c, at), at + c.length), 0);
+  return {
+    code: sig ? 128 + sig : (status >> 8) & 0xff,
+    signal: timedOut ? "timeout" : sig ? signalName(sig) : null,
+    stderr,
+  };
 }
 
 /** The init's entry: never returns (execve, or exit with the error reported). */

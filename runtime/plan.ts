@@ -146,8 +146,8 @@ export interface HookPlan {
   /** Its whole environment, "KEY=value" strings; unset: empty. */
   env?: string[];
   /**
-   * config.json's `timeout` in seconds, kept for the record: the init does not enforce it (its
-   * one thread waits on the hook), unlike the hooks the parent runs.
+   * config.json's `timeout` in seconds: the init kills the hook (SIGKILL) when it runs longer,
+   * and the operation fails naming the timeout, as with the hooks the parent runs.
    */
   timeout?: number;
 }

@@ -74,6 +74,44 @@ rootTest("a failing or timed-out prestart hook fails create and leaves nothing",
 });
 
 rootTest(
+  "createContainer and startContainer hooks (run by the init) honour their timeout",
+  async (root) => {
+    const b1 = await makeBundle("true", (s) => s.hooks = { createContainer: [sh("sleep 20", 1)] });
+    const b2 = await makeBundle("true", (s) => s.hooks = { startContainer: [sh("sleep 20", 1)] });
+    const b3 = await makeBundle(
+      "true",
+      (s) => s.hooks = { createContainer: [sh("echo oops >&2; exit 3", 10)] },
+    );
+    const b4 = await makeBundle(
+      "true",
+      (s) => s.hooks = { createContainer: [sh("true", 10)], startContainer: [sh("true", 10)] },
+    );
+    try {
+      let t0 = Date.now();
+      const r1 = await capsule(root, ["create", "-b", b1, "h7"]);
+      assertEquals(r1.code, 1);
+      assertMatch(r1.stderr, /createContainer hook \/bin\/sh timed out after 1 s/);
+      assert(Date.now() - t0 < 10_000, `the timeout was not honoured (${Date.now() - t0} ms)`);
+      assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+      t0 = Date.now();
+      const r2 = await capsule(root, ["run", "-b", b2, "h8"]);
+      assert(r2.code !== 0, "run succeeded though its startContainer hook timed out");
+      assertMatch(r2.stderr, /startContainer hook \/bin\/sh timed out after 1 s/);
+      assert(Date.now() - t0 < 10_000, `the timeout was not honoured (${Date.now() - t0} ms)`);
+      // Within its time, a hook's failure and its stderr are reported as without a timeout,
+      // and a hook that succeeds lets the container run.
+      const r3 = await capsule(root, ["run", "-b", b3, "h9"]);
+      assertEquals(r3.code, 1);
+      assertMatch(r3.stderr, /createContainer hook \/bin\/sh failed \(exit status 3\): oops/);
+      assertEquals((await capsule(root, ["run", "-b", b4, "h10"])).code, 0);
+    } finally {
+      for (const id of ["h8", "h9", "h10"]) await capsule(root, ["delete", "-f", id]);
+      await removeAll(b1, b2, b3, b4);
+    }
+  },
+);
+
+rootTest(
   "createContainer runs before pivot_root and startContainer in the container",
   async (root) => {
     const out = await Deno.makeTempDir({ prefix: "capsule-hooks-" });
