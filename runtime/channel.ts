@@ -15,12 +15,15 @@ export const INIT_STDERR_FD_ENV = "_CAPSULE_STDERR";
 
 /**
  * What the init tells the parent: "sources" asks for the bind mounts' sources as fds (one
- * SCM_RIGHTS message each, in plan order), "ready" and "error" end create's wait.
+ * SCM_RIGHTS message each, in plan order); "hooks" says its mounts are made and it waits, before
+ * pivot_root, for the prestart and createRuntime hooks (the parent answers "resume" once they
+ * succeeded); "ready" and "error" end create's wait.
  */
 export type InitMessage =
   | { type: "ready"; pid: number }
   | { type: "error"; message: string }
-  | { type: "sources" };
+  | { type: "sources" }
+  | { type: "hooks" };
 
 export function sendFrame(fd: number, value: unknown): void {
   const body = new TextEncoder().encode(JSON.stringify(value));

@@ -10,6 +10,7 @@ import {
   buildPlan,
   closeGate,
   closeMaster,
+  createHooks,
   makeFifoAndChannel,
   mapUserNamespace,
   prepareUserNamespace,
@@ -45,6 +46,13 @@ interface Step {
   undo?(c: Creating): void | Promise<void>;
 }
 
+/** The init's mounts, the hooks before its pivot_root (create_init.ts), then "ready". */
+const INIT_READY: Step = {
+  name: "init ready (namespaces, mounts, hooks, pivot_root)",
+  run: awaitInit,
+  undo: closeMaster,
+};
+
 const STEPS: Step[] = [
   { name: "state directory claimed", run: claimStateDir, undo: removeStateDir },
   { name: "exec fifo and channel made", run: makeFifoAndChannel },
@@ -59,8 +67,9 @@ const STEPS: Step[] = [
   { name: "plan built", run: buildPlan },
   { name: "rootfs bound on the host (no mount namespace)", run: bindHost, undo: unbindHost },
   { name: "limits applied", run: applyLimits },
-  { name: "init ready (namespaces, mounts, pivot_root)", run: awaitInit, undo: closeMaster },
+  INIT_READY,
   { name: "extensions attached", run: extensionsCreated },
+  // Run by now, at the init's request before its pivot_root (awaitInit): a no-op then.
   { name: "prestart and createRuntime hooks run", run: createHooks },
   { name: "created", run: markCreated },
 ];
@@ -111,6 +120,16 @@ export async function createContainer(
       try {
         await s.undo?.(c);
       } catch { /* best effort: report the first error */ }
+    }
+    // Runtime spec "Lifecycle": a failed prestart, createRuntime or createContainer hook goes
+    // on at delete and the poststop hooks (warnings only), as runc does for a failed create.
+    if (c.spec?.hooks?.poststop?.length && begun.includes(INIT_READY)) {
+      await runHooks(
+        "poststop",
+        c.spec.hooks.poststop,
+        ociState(c.record, "stopped"),
+        (m) => ctx.warn(m),
+      );
     }
     throw e;
   } finally {
@@ -283,13 +302,6 @@ async function extensionsCreated(c: Creating): Promise<void> {
       c.save();
     }
   }
-}
-
-/** OCI hooks prestart and createRuntime (runtime spec "Lifecycle" 5-6). */
-async function createHooks(c: Creating): Promise<void> {
-  const state = ociState(c.record, "created");
-  await runHooks("prestart", c.spec.hooks?.prestart, state);
-  await runHooks("createRuntime", c.spec.hooks?.createRuntime, state);
 }
 
 function markCreated(c: Creating): void {

@@ -8,6 +8,7 @@ import { ociState } from "./query.ts";
 import { CapsuleError } from "./errors.ts";
 import { buildInitPlan } from "./plan.ts";
 import { exitReason, forkedChild, spawnInit, utilLinux } from "./spawn.ts";
+import { runHooks } from "./hooks.ts";
 import type { Spec } from "./spec.ts";
 import { EXEC_FIFO, exists, LOG_FILE } from "./state.ts";
 import { sendToConsoleSocket } from "./terminal.ts";
@@ -131,13 +132,28 @@ export function buildPlan(c: Creating): void {
   if (c.userNs) c.plan.sourcesByFd = true;
   c.record.exec = { process: spec.process!, seccomp: c.plan.process.seccomp };
   const hooks = spec.hooks;
-  if (hooks?.createContainer?.length || hooks?.startContainer?.length) {
+  const host = !!(hooks?.prestart?.length || hooks?.createRuntime?.length);
+  if (host || hooks?.createContainer?.length || hooks?.startContainer?.length) {
     c.plan.hooks = {
-      createContainer: hooks.createContainer,
-      startContainer: hooks.startContainer,
+      createContainer: hooks?.createContainer,
+      startContainer: hooks?.startContainer,
+      ...(host ? { host } : {}),
       state: JSON.stringify(ociState(c.record, "creating")),
     };
   }
+}
+
+/**
+ * OCI hooks prestart and createRuntime (runtime spec "Lifecycle" 5-6; config.md: after the
+ * runtime environment is created, before pivot_root), on the host: run while the init waits
+ * between its mounts and its pivot_root ("hooks" ... "resume"), once. Throws CapsuleError.
+ */
+export async function createHooks(c: Creating): Promise<void> {
+  if (c.hostHooksRun) return;
+  c.hostHooksRun = true;
+  const state = ociState(c.record, "created");
+  await runHooks("prestart", c.spec.hooks?.prestart, state);
+  await runHooks("createRuntime", c.spec.hooks?.createRuntime, state);
 }
 
 /**
@@ -149,9 +165,12 @@ export async function awaitInit(c: Creating): Promise<void> {
     sendFrame(c.fd, c.plan);
   } catch { /* the init failed already: its message is waiting below */ }
   let msg = receiveFromInit<InitMessage>(c.fd);
-  if (msg?.type === "sources") {
+  while (msg?.type === "sources" || msg?.type === "hooks") {
+    const asked = msg.type;
+    if (asked === "hooks") await createHooks(c);
     try {
-      sendBindSources(c);
+      if (asked === "hooks") sendFrame(c.fd, { type: "resume" });
+      else sendBindSources(c);
     } catch (e) {
       // The init is gone: its exit status says why (below), not our write's EPIPE.
       if (!(e instanceof libc.SysError && e.code === "EPIPE")) throw e;

@@ -59,6 +59,8 @@ export class Creating {
   joined: Promise<unknown> = Promise.resolve();
   spec!: Spec;
   terminal = false;
+  /** The prestart and createRuntime hooks ran (create_init.ts createHooks). */
+  hostHooksRun = false;
   extraMounts: MountOp[] = [];
   /** Extensions whose `prepare` began (their `deleted` undoes it). */
   prepared: Extension[] = [];

@@ -393,7 +393,16 @@ export function prepare(plan: InitPlan, channel: number): { path: string; tty?: 
     // Before the read-only paths and root: /dev/console is bound like runc's.
     tty = makeTerminal(plan.process);
     if (tty) mountConsole(tty.slave);
-  }, () => runInitHooks("createContainer", plan.hooks?.createContainer, plan.hooks?.state ?? ""));
+  }, () => {
+    // runtime spec: prestart and createRuntime (the parent's) before createContainer, all
+    // after the mounts and before pivot_root; the parent answers "resume" once they succeeded.
+    if (plan.hooks?.host) {
+      sendFrame(channel, { type: "hooks" } satisfies InitMessage);
+      const answer = receiveFrame<{ type: string }>(channel);
+      if (answer?.type !== "resume") throw new Error("create stopped during its hooks");
+    }
+    runInitHooks("createContainer", plan.hooks?.createContainer, plan.hooks?.state ?? "");
+  });
   try {
     plan.process.env = withHome(plan.process.env, plan.process.uid, readPasswd);
     raiseHardLimits(plan.process);

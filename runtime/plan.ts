@@ -164,7 +164,13 @@ export interface InitPlan {
    * The hooks the init runs itself, and the state JSON they read on stdin: createContainer
    * (before pivot_root) and startContainer (after start, before the program).
    */
-  hooks?: { createContainer?: HookPlan[]; startContainer?: HookPlan[]; state: string };
+  hooks?: {
+    createContainer?: HookPlan[];
+    startContainer?: HookPlan[];
+    /** The parent runs prestart/createRuntime hooks: stop for them before pivot_root. */
+    host?: boolean;
+    state: string;
+  };
   /** The container's id (runtime spec "State" `id`), already checked against {@link ID_PATTERN}. */
   id: string;
   /** Absolute host path of the rootfs. */

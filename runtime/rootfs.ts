@@ -565,9 +565,10 @@ export function setupRootfs(
   }
   // The working directory is created now: later the root may be read-only.
   mkdirAll(ops, root, secureJoin(ops, root, plan.process.cwd));
-  // The createContainer hooks: in the container's mount namespace, before pivot_root.
-  beforePivot?.();
+  // The hooks before pivot_root (createContainer: in the container's mount namespace), in the
+  // rootfs as cwd, as runc runs them.
   ops.chdir(root);
+  beforePivot?.();
   if (plan.hostMountNs) {
     ops.chroot(".");
   } else if (plan.noPivot) {

@@ -56,12 +56,18 @@ rootTest(
 );
 
 rootTest("a failing or timed-out prestart hook fails create and leaves nothing", async (root) => {
-  const b1 = await makeBundle("true", (s) => s.hooks = { prestart: [sh("exit 7")] });
+  const out = await Deno.makeTempDir({ prefix: "capsule-hooks-" });
+  // Runtime spec "Lifecycle": after a failed prestart hook, delete and the poststop hooks.
+  const b1 = await makeBundle(
+    "true",
+    (s) => s.hooks = { prestart: [sh("exit 7")], poststop: [sh(`cat > ${out}/poststop.json`)] },
+  );
   const b2 = await makeBundle("true", (s) => s.hooks = { createRuntime: [sh("sleep 20", 1)] });
   try {
     const r1 = await capsule(root, ["create", "-b", b1, "h2"]);
     assertEquals(r1.code, 1);
     assertMatch(r1.stderr, /prestart hook \/bin\/sh failed \(exit status 7\)/);
+    assertEquals(JSON.parse(Deno.readTextFileSync(`${out}/poststop.json`)).id, "h2");
     const t0 = Date.now();
     const r2 = await capsule(root, ["create", "-b", b2, "h3"]);
     assertEquals(r2.code, 1);
@@ -69,7 +75,7 @@ rootTest("a failing or timed-out prestart hook fails create and leaves nothing",
     assert(Date.now() - t0 < 10_000, `the timeout was not honoured (${Date.now() - t0} ms)`);
     assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
   } finally {
-    await removeAll(b1, b2);
+    await removeAll(b1, b2, out);
   }
 });
 
@@ -107,6 +113,39 @@ rootTest(
     } finally {
       for (const id of ["h8", "h9", "h10"]) await capsule(root, ["delete", "-f", id]);
       await removeAll(b1, b2, b3, b4);
+    }
+  },
+);
+
+rootTest(
+  "prestart/createRuntime run after the mounts and before pivot_root; createContainer in the rootfs",
+  async (root) => {
+    // As runc's hooks.bats does it: a createRuntime hook that enters the init's mount namespace
+    // and binds a host directory into the rootfs (there are host paths before pivot_root only),
+    // and a createContainer hook whose working directory is the rootfs.
+    const out = await Deno.makeTempDir({ prefix: "capsule-hooks-" });
+    Deno.writeTextFileSync(`${out}/marker`, "from the host\n");
+    const pidOf = `sed -n 's/.*"pid": *\\([0-9]*\\).*/\\1/p'`;
+    const b = await makeBundle("cat /hooked/marker", (s) => {
+      s.mounts = [...(s.mounts ?? []), { destination: "/hooked", type: "tmpfs", source: "tmpfs" }];
+      s.hooks = {
+        createRuntime: [
+          sh(
+            `pid=$(${pidOf}); nsenter -m -t "$pid" mount --bind ${out} "$(cat ${out}/rootfs)/hooked"`,
+          ),
+        ],
+        createContainer: [sh(`pwd > ${out}/cc.cwd`)],
+      };
+    }, { ownRootfs: true });
+    try {
+      Deno.writeTextFileSync(`${out}/rootfs`, Deno.realPathSync(`${b}/rootfs`));
+      const r = await capsule(root, ["run", "-b", b, "h11"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout, "from the host\n");
+      assertEquals(Deno.readTextFileSync(`${out}/cc.cwd`).trim(), Deno.realPathSync(`${b}/rootfs`));
+    } finally {
+      await capsule(root, ["delete", "-f", "h11"]);
+      await removeAll(b, out);
     }
   },
 );
