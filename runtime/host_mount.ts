@@ -61,6 +61,13 @@ export function releaseHostMount(stateDir: string): void {
     throw new Error(`${stateDir}/${FILE} names ${path}, not the state directory's rootfs`);
   }
   const mounted = () => readMountinfo().some((m) => m.mountPoint === path);
+  // Private first, the whole tree: a bind below it that is a peer of a host mount (a config
+  // mount asking for shared propagation) would carry the detach over to the host's own mounts.
+  if (mounted()) {
+    try {
+      libc.mount(null, path, null, MS.REC | MS.PRIVATE, null);
+    } catch { /* the detach below says what is wrong */ }
+  }
   for (let i = 0; i < 64 && mounted(); i++) {
     try {
       libc.umount2(path, MNT_DETACH);

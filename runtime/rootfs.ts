@@ -556,6 +556,16 @@ export function setupRootfs(
   const later = plan.mounts.filter(remountedLater);
   for (const m of plan.mounts) {
     mountOne(ops, root, remountedLater(m) ? { ...m, flags: m.flags & ~MS.RDONLY } : m);
+    // In the caller's mount namespace a bind of a shared host mount joins its peer group: what
+    // is mounted below it later would appear on the host too. Private, unless asked otherwise.
+    if (plan.hostMountNs && m.bind && m.propagation.length === 0) {
+      withPathIn(
+        ops,
+        root,
+        m.destination,
+        (t) => ops.mount(null, t, null, MS.REC | MS.PRIVATE, null),
+      );
+    }
   }
   if (plan.setupDev) {
     createDevices(ops, root, plan.devices);

@@ -15,6 +15,7 @@ import {
   capsule,
   makeBundle,
   removeAll,
+  REPO,
   rootTest,
   state,
 } from "../helpers.ts";
@@ -175,6 +176,48 @@ rootTest(
     } finally {
       for (const id of ["two1", "two2"]) await capsule(root, ["delete", "-f", id]);
       await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "jail: no mount namespace on a host whose / is shared: nothing leaks to the host, delete keeps its mounts",
+  async (root) => {
+    // A systemd host's "/" is shared: a bind of a host directory then joins the host's peer group.
+    // Played in a private mount namespace of the test's own, made rshared like such a host.
+    const t = await Deno.makeTempDir({ prefix: "capsule-shared-" });
+    const b = await makeBundle("exec sleep 1000", (s) => {
+      hostMountNs(s);
+      s.mounts = [
+        ...(s.mounts ?? []),
+        { destination: "/data", type: "bind", source: `${t}/shared`, options: ["rbind"] },
+        { destination: "/d2", type: "bind", source: `${t}/shared2`, options: ["bind"] },
+        { destination: "/d2/inner", type: "tmpfs", source: "tmpfs" },
+      ];
+    }, { ownRootfs: true });
+    const cli = `${Deno.execPath()} run -A --quiet ${REPO}/main.ts --root ${root}`;
+    const script = `set -e
+      mount --make-rshared /
+      mkdir -p ${t}/shared/sub ${t}/shared2
+      mount -t tmpfs hostsub ${t}/shared/sub
+      ${cli} run -d -b ${b} shr >/dev/null
+      echo "leaked=$(grep -c " ${t}/shared2/inner " /proc/self/mountinfo || true)"
+      ${cli} delete -f shr
+      grep -q " ${t}/shared/sub " /proc/self/mountinfo && echo sub=kept || echo sub=gone
+      umount ${t}/shared/sub || true`;
+    try {
+      const out = await new Deno.Command("unshare", {
+        args: ["-m", "--propagation", "private", "sh", "-c", script],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const text = new TextDecoder().decode(out.stdout);
+      assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+      assertMatch(text, /leaked=0\n/, "a mount of the container's appeared on the host");
+      assertMatch(text, /sub=kept\n/, "delete unmounted a mount of the host's");
+    } finally {
+      await capsule(root, ["delete", "-f", "shr"]);
+      await removeAll(b, t);
     }
   },
 );
