@@ -216,6 +216,7 @@ async function validateSpec(c: Creating): Promise<void> {
     );
   }
   if (!(spec.linux?.namespaces ?? []).some((n) => n.type === "mount")) refuseSharedMountNs(c);
+  refuseUnsupported(c);
   if (!c.userNs && (spec.linux?.namespaces ?? []).some((n) => n.type === "user")) {
     throw new CapsuleError(
       `Cannot create container "${c.id}": joining a user namespace by path is not supported; ` +
@@ -225,6 +226,37 @@ async function validateSpec(c: Creating): Promise<void> {
   c.record.annotations = spec.annotations ?? {};
   c.record.hooks = { poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop };
   if (c.opts.detach && !c.terminal) c.record.logFile = `${c.dir}/${LOG_FILE}`;
+}
+
+/**
+ * What capsule cannot give, refused naming the field rather than ignored (runtime spec: an
+ * unsupported value is an error; runc refuses each of these on a host like this one): RDMA
+ * limits (no rdma controller is driven), Intel RDT, an AppArmor profile (capsule applies none:
+ * `capsule features` says apparmor is not enabled).
+ */
+function refuseUnsupported(c: Creating): void {
+  const linux = (c.spec.linux ?? {}) as Record<string, unknown>;
+  const resources = (linux.resources ?? {}) as Record<string, unknown>;
+  const proc = (c.spec.process ?? {}) as Record<string, unknown>;
+  const fields: [string, boolean, string][] = [
+    [
+      "linux.resources.rdma",
+      Object.keys((resources.rdma ?? {}) as object).length > 0,
+      "capsule sets no RDMA limits",
+    ],
+    ["linux.intelRdt", linux.intelRdt !== undefined, "capsule does not support Intel RDT"],
+    [
+      "process.apparmorProfile",
+      typeof proc.apparmorProfile === "string" && proc.apparmorProfile !== "",
+      "capsule applies no AppArmor profile",
+    ],
+  ];
+  for (const [field, set, why] of fields) {
+    if (!set) continue;
+    throw new CapsuleError(
+      `Invalid ${c.bundle}/config.json: ${field}: ${why}; drop it to run without it`,
+    );
+  }
 }
 
 /**

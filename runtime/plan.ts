@@ -281,7 +281,7 @@ export const PROPAGATION: Record<string, number> = {
 };
 
 /** Options runc accepts that change nothing in the mount(2) call itself. */
-const IGNORED_OPTIONS = new Set(["defaults", "tmpcopyup", "idmap", "ridmap"]);
+const IGNORED_OPTIONS = new Set(["defaults", "tmpcopyup"]);
 
 /**
  * Recursive attributes (rro, rnosuid...): applied to the mount and, for a recursive bind, to
@@ -497,6 +497,15 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
   const proc = spec.process!;
   const linux = spec.linux ?? {};
   const mounts: MountOp[] = (spec.mounts ?? []).flatMap((m, i) => {
+    // Runtime spec 1.2 idmapped mounts: capsule makes none, and a mount without the mapping
+    // would show the wrong owners: refused rather than ignored (spec: unsupported is an error).
+    const idmap = (m.options ?? []).find((o) => o === "idmap" || o === "ridmap");
+    if (idmap) {
+      throw new CapsuleError(
+        `Invalid config.json: mounts[${i}] (${m.destination}): option "${idmap}" (an idmapped ` +
+          `mount) is not supported by capsule; drop it, and chown the source if needed`,
+      );
+    }
     const { flags, propagation, data, recursiveFlags } = parseMountOptions(m.options);
     if (m.type === "cgroup" || m.type === "cgroup2") {
       return cgroupMounts(m.destination, flags, o.cgroups);

@@ -285,6 +285,35 @@ rootTest(
         /hugepageLimits/,
       ]);
     }
+    // What capsule never applies, on any host: refused, never ignored.
+    cases.push(
+      [
+        "rdma",
+        (s) => s.linux!.resources = { rdma: { mlx5_0: { hcaHandles: 3 } } } as never,
+        /linux\.resources\.rdma: capsule sets no RDMA limits/,
+      ],
+      [
+        "intelRdt",
+        (s) => (s.linux as unknown as Record<string, unknown>).intelRdt = { closID: "x" },
+        /linux\.intelRdt/,
+      ],
+      [
+        "apparmor",
+        (s) => (s.process as unknown as Record<string, unknown>).apparmorProfile = "foo",
+        /process\.apparmorProfile: capsule applies no AppArmor profile/,
+      ],
+      [
+        "idmap",
+        (s) =>
+          s.mounts!.push({
+            destination: "/mnt",
+            type: "bind",
+            source: "/tmp",
+            options: ["bind", "idmap"],
+          }),
+        /mounts\[\d+\] \(\/mnt\): option "idmap"/,
+      ],
+    );
     for (const [what, mutate, re] of cases) {
       const b = await makeBundle("true", mutate);
       try {
