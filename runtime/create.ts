@@ -11,6 +11,7 @@ import {
   closeGate,
   closeMaster,
   createHooks,
+  extensionsCreated,
   makeFifoAndChannel,
   mapUserNamespace,
   prepareUserNamespace,
@@ -68,8 +69,8 @@ const STEPS: Step[] = [
   { name: "rootfs bound on the host (no mount namespace)", run: bindHost, undo: unbindHost },
   { name: "limits applied", run: applyLimits },
   INIT_READY,
+  // Both run by now when the init stopped for the hooks before its pivot_root (awaitInit).
   { name: "extensions attached", run: extensionsCreated },
-  // Run by now, at the init's request before its pivot_root (awaitInit): a no-op then.
   { name: "prestart and createRuntime hooks run", run: createHooks },
   { name: "created", run: markCreated },
 ];
@@ -322,17 +323,6 @@ async function deleteExtensions(c: Creating): Promise<void> {
     try {
       await x.deleted?.(c.record, c.record.ext?.[x.name]);
     } catch { /* best effort, as every undo */ }
-  }
-}
-
-/** Each extension's `created`, now that the namespaces exist (e.g. the veth goes in). */
-async function extensionsCreated(c: Creating): Promise<void> {
-  for (const x of c.ctx.extensions) {
-    const data = await x.created?.({ ...c.base, pid: c.pid, record: c.record });
-    if (data !== undefined) {
-      c.record.ext![x.name] = data;
-      c.save();
-    }
   }
 }
 

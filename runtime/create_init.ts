@@ -144,11 +144,30 @@ export function buildPlan(c: Creating): void {
 }
 
 /**
+ * Each extension's `created`, now that the namespaces exist (e.g. the veth goes in); once
+ * (before the prestart and createRuntime hooks when there are some, else after "ready").
+ */
+export async function extensionsCreated(c: Creating): Promise<void> {
+  if (c.extensionsAttached) return;
+  c.extensionsAttached = true;
+  for (const x of c.ctx.extensions) {
+    const data = await x.created?.({ ...c.base, pid: c.pid, record: c.record });
+    if (data !== undefined) {
+      c.record.ext![x.name] = data;
+      c.save();
+    }
+  }
+}
+
+/**
  * OCI hooks prestart and createRuntime (runtime spec "Lifecycle" 5-6; config.md: after the
  * runtime environment is created, before pivot_root), on the host: run while the init waits
  * between its mounts and its pivot_root ("hooks" ... "resume"), once. Throws CapsuleError.
  */
 export async function createHooks(c: Creating): Promise<void> {
+  // What the extensions set up (a network: CNI's part, done before runc create by an engine)
+  // is there for the hooks to see.
+  await extensionsCreated(c);
   if (c.hostHooksRun) return;
   c.hostHooksRun = true;
   const state = ociState(c.record, "created");

@@ -61,6 +61,8 @@ export class Creating {
   terminal = false;
   /** The prestart and createRuntime hooks ran (create_init.ts createHooks). */
   hostHooksRun = false;
+  /** The extensions' `created` ran (create_init.ts extensionsCreated). */
+  extensionsAttached = false;
   extraMounts: MountOp[] = [];
   /** Extensions whose `prepare` began (their `deleted` undoes it). */
   prepared: Extension[] = [];
