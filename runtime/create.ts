@@ -10,7 +10,6 @@ import {
   buildPlan,
   closeGate,
   closeMaster,
-  createHooks,
   extensionsCreated,
   makeFifoAndChannel,
   mapUserNamespace,
@@ -69,9 +68,8 @@ const STEPS: Step[] = [
   { name: "rootfs bound on the host (no mount namespace)", run: bindHost, undo: unbindHost },
   { name: "limits applied", run: applyLimits },
   INIT_READY,
-  // Both run by now when the init stopped for the hooks before its pivot_root (awaitInit).
+  // Run by now when the init stopped for the hooks before its pivot_root (awaitInit).
   { name: "extensions attached", run: extensionsCreated },
-  { name: "prestart and createRuntime hooks run", run: createHooks },
   { name: "created", run: markCreated },
 ];
 

@@ -162,15 +162,14 @@ export async function extensionsCreated(c: Creating): Promise<void> {
 /**
  * OCI hooks prestart and createRuntime (runtime spec "Lifecycle" 5-6; config.md: after the
  * runtime environment is created, before pivot_root), on the host: run while the init waits
- * between its mounts and its pivot_root ("hooks" ... "resume"), once. Throws CapsuleError.
+ * between its mounts and its pivot_root ("hooks" ... "resume"). Throws CapsuleError.
  */
-export async function createHooks(c: Creating): Promise<void> {
+async function createHooks(c: Creating): Promise<void> {
   // What the extensions set up (a network: CNI's part, done before runc create by an engine)
   // is there for the hooks to see.
   await extensionsCreated(c);
-  if (c.hostHooksRun) return;
-  c.hostHooksRun = true;
-  const state = ociState(c.record, "created");
+  // As runc's: the container is still being created while these run.
+  const state = ociState(c.record, "creating");
   await runHooks("prestart", c.spec.hooks?.prestart, state);
   await runHooks("createRuntime", c.spec.hooks?.createRuntime, state);
 }

@@ -59,8 +59,6 @@ export class Creating {
   joined: Promise<unknown> = Promise.resolve();
   spec!: Spec;
   terminal = false;
-  /** The prestart and createRuntime hooks ran (create_init.ts createHooks). */
-  hostHooksRun = false;
   /** The extensions' `created` ran (create_init.ts extensionsCreated). */
   extensionsAttached = false;
   extraMounts: MountOp[] = [];

@@ -131,7 +131,7 @@ rootTest(
       s.hooks = {
         createRuntime: [
           sh(
-            `pid=$(${pidOf}); nsenter -m -t "$pid" mount --bind ${out} "$(cat ${out}/rootfs)/hooked"`,
+            `st=$(cat); echo "$st" > ${out}/cr.json; pid=$(echo "$st" | ${pidOf}); nsenter -m -t "$pid" mount --bind ${out} "$(cat ${out}/rootfs)/hooked"`,
           ),
         ],
         createContainer: [sh(`pwd > ${out}/cc.cwd`)],
@@ -142,6 +142,8 @@ rootTest(
       const r = await capsule(root, ["run", "-b", b, "h11"]);
       assertEquals(r.code, 0, r.stderr);
       assertEquals(r.stdout, "from the host\n");
+      const cr = JSON.parse(Deno.readTextFileSync(`${out}/cr.json`));
+      assertEquals([cr.id, cr.status], ["h11", "creating"]);
       assertEquals(Deno.readTextFileSync(`${out}/cc.cwd`).trim(), Deno.realPathSync(`${b}/rootfs`));
     } finally {
       await capsule(root, ["delete", "-f", "h11"]);
