@@ -327,3 +327,32 @@ export async function withImage(
     await Deno.remove(tmp, { recursive: true }).catch(() => {});
   }
 }
+
+/** Mount points below `prefix` in this process's mount namespace. */
+export function mountsUnder(prefix: string): string[] {
+  return Deno.readTextFileSync("/proc/self/mountinfo").split("\n").map((l) => l.split(" ")[4])
+    .filter((m) => m?.startsWith(prefix));
+}
+
+/**
+ * The end of an e2e test that worked in `tmp`: whatever is still mounted below it is detached,
+ * `tmp` removed, `done` printed. When the test passed (`ok`), the lab's own cleanup must have
+ * left nothing (`errors` empty, no mount below `tmp`); after a failure what was left is told.
+ */
+export async function e2eTeardown(
+  tmp: string,
+  errors: string[],
+  ok: boolean,
+  done: string,
+): Promise<void> {
+  const left = mountsUnder(tmp);
+  for (const m of left) await new Deno.Command("umount", { args: ["-l", m] }).output();
+  await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  console.log(done);
+  if (ok) {
+    assertEquals(errors, [], "cleanup");
+    assertEquals(left, [], "mounts left after cleanup");
+  } else if (errors.length || left.length) {
+    console.error(`  cleanup after the failure: ${JSON.stringify({ errors, left })}`);
+  }
+}

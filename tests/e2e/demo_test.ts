@@ -16,7 +16,15 @@
 //
 // The three debootstraps take about 3 minutes the first time (34, 67 and 58 s on the 2-core VM),
 // then the tarballs are cached.
-import { assert, assertEquals, assertMatch, REPO, type Result, sleep } from "../helpers.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  e2eTeardown,
+  REPO,
+  type Result,
+  sleep,
+} from "../helpers.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const dec = new TextDecoder();
@@ -239,11 +247,6 @@ function exists(path: string): boolean {
   }
 }
 
-function mountsUnder(prefix: string): string[] {
-  return Deno.readTextFileSync("/proc/self/mountinfo").split("\n").map((l) => l.split(" ")[4])
-    .filter((m) => m?.startsWith(prefix));
-}
-
 /** The IP column of `capsule list` for container `id`. */
 function ipOf(list: string, id: string): string {
   const m = list.match(new RegExp(`^${id}\\s.*?\\s(\\d+\\.\\d+\\.\\d+\\.\\d+)\\s`, "m"));
@@ -401,16 +404,7 @@ Deno.test({
       });
     } finally {
       const errors = await lab.down();
-      const left = mountsUnder(tmp);
-      for (const m of left) await new Deno.Command("umount", { args: ["-l", m] }).output();
-      await Deno.remove(tmp, { recursive: true }).catch(() => {});
-      console.log(`  demo done in ${secs()} s`);
-      if (ok) {
-        assertEquals(errors, [], "cleanup");
-        assertEquals(left, [], "mounts left after cleanup");
-      } else if (errors.length || left.length) {
-        console.error(`  cleanup after the failure: ${JSON.stringify({ errors, left })}`);
-      }
+      await e2eTeardown(tmp, errors, ok, `  demo done in ${secs()} s`);
     }
   },
 });

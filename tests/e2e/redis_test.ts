@@ -5,7 +5,7 @@
 // port on 127.0.0.1, and the data surviving the server's container. Root only. Everything runs
 // inside a network namespace the test makes ("the host" of capsule): its bridge, iptables rules
 // and sysctls never touch the real host's, and traffic only goes to addresses inside it.
-import { assert, assertEquals, assertMatch, REPO, type Result } from "../helpers.ts";
+import { assert, assertEquals, assertMatch, e2eTeardown, REPO, type Result } from "../helpers.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const BUILD = [`${HERE}rootfs.sh`, "redis", "redis-server,redis-tools"];
@@ -219,11 +219,6 @@ class Lab {
   }
 }
 
-function mountsUnder(prefix: string): string[] {
-  return Deno.readTextFileSync("/proc/self/mountinfo").split("\n").map((l) => l.split(" ")[4])
-    .filter((m) => m?.startsWith(prefix));
-}
-
 Deno.test({
   name: "e2e: redis from a debootstrap image: network, --link, -p, named volume",
   ignore: why !== undefined,
@@ -322,16 +317,7 @@ Deno.test({
       });
     } finally {
       const errors = await lab.down();
-      const left = mountsUnder(tmp);
-      for (const m of left) await new Deno.Command("umount", { args: ["-l", m] }).output();
-      await Deno.remove(tmp, { recursive: true }).catch(() => {});
-      console.log(`  e2e done in ${secs()} s`);
-      if (ok) {
-        assertEquals(errors, [], "cleanup");
-        assertEquals(left, [], "mounts left after cleanup");
-      } else if (errors.length || left.length) {
-        console.error(`  cleanup after the failure: ${JSON.stringify({ errors, left })}`);
-      }
+      await e2eTeardown(tmp, errors, ok, `  e2e done in ${secs()} s`);
     }
   },
 });
