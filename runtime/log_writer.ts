@@ -31,26 +31,31 @@ export function validLimits(v: unknown): v is LogLimits {
 }
 
 const PERL = "/usr/bin/perl";
+const ARM = Deno.build.arch === "aarch64";
+// No module is loaded (POSIX alone adds 1.7 MB of RSS and 10 ms of CPU at start): syscalls
+// by number, open flags as numbers (O_NOFOLLOW differs between the two architectures).
+const SYS_CLOSE = ARM ? 57 : 3, SYS_SETSID = ARM ? 157 : 112;
+const O_LOG = 0o1 | 0o100 | 0o2000 | (ARM ? 0o100000 : 0o400000); // WRONLY CREAT APPEND NOFOLLOW
 
 // Arguments: LOG MAX_SIZE MAX_FILES PIPE_FD LOG_FD. It keeps nothing but the pipe's read end
 // and the log open (never a write end of the pipe: EOF comes once every process of the
 // container has closed its own), leaves the caller's session and directory, and exits at EOF.
 const SCRIPT = `
-use strict; use warnings; use POSIX (); use Fcntl qw(O_WRONLY O_APPEND O_CREAT O_NOFOLLOW);
+use strict;
 my ($log, $max, $files, $pfd, $lfd) = @ARGV;
 $SIG{PIPE} = 'IGNORE'; $SIG{HUP} = 'IGNORE';
 if (opendir(my $d, "/proc/self/fd")) {
   my @fds = grep { /^\\d+$/ && $_ > 2 && $_ != $pfd && $_ != $lfd } readdir($d);
-  closedir($d); POSIX::close($_) for @fds;
+  closedir($d); syscall(${SYS_CLOSE}, $_ + 0) for @fds;
 }
 $0 = "capsule-log $log";
 open(STDIN, "<", "/dev/null"); open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null");
-POSIX::setsid(); chdir("/"); umask(027);
+syscall(${SYS_SETSID}); chdir("/"); umask(027);
 open(my $in, "<&=", $pfd) or exit 1;
 my $out; my $size = 0;
 if (!open($out, ">>&=", $lfd)) { undef $out; } else { $size = -s $out || 0; }
 sub reopen {
-  if (sysopen($out, $log, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW, 0640)) {
+  if (sysopen($out, $log, ${O_LOG}, 0640)) {
     $size = -s $out || 0; return 1;
   }
   undef $out; $size = 0; return 0;
@@ -69,13 +74,13 @@ sub emit {
   $out or reopen() or return;
   while ($l > 0) {
     my $w = syswrite($out, $buf, $l, $o);
-    if (!defined $w) { next if $!{EINTR}; return; }
+    if (!defined $w) { next if $! == 4; return; } # EINTR
     $o += $w; $l -= $w; $size += $w;
   }
 }
 for (;;) {
   my $n = sysread($in, $buf, 65536);
-  if (!defined $n) { next if $!{EINTR} || $!{EAGAIN}; last; }
+  if (!defined $n) { next if $! == 4 || $! == 11; last; } # EINTR, EAGAIN
   last if $n == 0;
   my $off = 0;
   while ($off < $n) {
