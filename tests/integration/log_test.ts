@@ -5,7 +5,10 @@ import {
   assert,
   assertEquals,
   assertMatch,
+  capsule,
   capsuleCommand,
+  makeBundle,
+  removeAll,
   rootTest,
   sleep,
   waitFor,
@@ -230,4 +233,28 @@ rootTest("log: image start starts a new log writer, with the limits of image run
     await waitFor(() => holders(log).length === 0, 5000, "the second log writer to exit");
     assertEquals((await c("image", "destroyc", "st")).code, 0);
   }, root);
+});
+
+rootTest("log: run -d of a bundle; a failed detached create leaves no log writer", async (root) => {
+  const good = await makeBundle('i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo "line $i"; done');
+  const bad = await makeBundle("true", (s) => {
+    (s.linux as Record<string, unknown>).intelRdt = { closID: "x" };
+  });
+  try {
+    const r = await capsule(root, ["run", "-d", "-b", good, "bd"]);
+    assertEquals(r.code, 0, r.stderr);
+    const log = `${root}/bd/container.log`;
+    await waitFor(() => holders(log).length === 0, 5000, "the log writer to exit");
+    const l = await capsule(root, ["log", "--tail", "2", "bd"]);
+    assertEquals([l.code, l.stdout], [0, "line 2999\nline 3000\n"], l.stderr);
+    assertEquals((await capsule(root, ["delete", "bd"])).code, 0);
+    // Refused after the init (and the log writer) started: both go.
+    const f = await capsule(root, ["run", "-d", "-b", bad, "bf"]);
+    assertEquals(f.code, 1, f.stdout);
+    assertMatch(f.stderr, /intelRdt/);
+    await waitFor(() => holders(`${root}/bf/container.log`).length === 0, 5000, "no log writer");
+    assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+  } finally {
+    await removeAll(good, bad);
+  }
 });
