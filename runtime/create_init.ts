@@ -59,7 +59,8 @@ export function closeGate(c: Creating): void {
 /**
  * Starts the init first: its Deno start-up overlaps the steps below. It inherits (no
  * CLOEXEC) what it needs so that it never reaches the state directory by path: its end of
- * the channel, the fifo (O_PATH) and, detached, the log; closed here once it runs.
+ * the channel, the fifo (O_PATH) and, detached, the write end of the pipe to the log writer
+ * (log_writer.ts: rotated by size, no Deno process stays for it); closed here once it runs.
  */
 export async function spawnTheInit(c: Creating): Promise<void> {
   const inherited = [c.childEnd];
@@ -68,10 +69,16 @@ export async function spawnTheInit(c: Creating): Promise<void> {
   inherited.push(c.fifoFd);
   const terminal = (c.opts.tty ?? c.raw.process?.terminal) === true;
   if (c.opts.detach && !terminal) {
-    // Only a detached container loads the log writer and starts one (log_writer.ts).
-    const { LOG_DEFAULTS, openLog } = await import("./log_writer.ts");
-    c.logLimits = c.opts.log ?? LOG_DEFAULTS;
     try {
+      // Only a detached container loads the log writer and starts one (log_writer.ts).
+      const { LOG_DEFAULTS, openLog, validLimits } = await import("./log_writer.ts");
+      if (c.opts.log !== undefined && !validLimits(c.opts.log)) {
+        throw new CapsuleError(
+          `Cannot create container "${c.id}": invalid log limits ${JSON.stringify(c.opts.log)}` +
+            ` (maxSize: bytes >= 0, maxFiles: a whole number >= 1)`,
+        );
+      }
+      c.logLimits = c.opts.log ?? LOG_DEFAULTS;
       const log = openLog(`${c.dir}/${LOG_FILE}`, c.logLimits);
       c.logFd = log.fd;
       c.logWriterPid = log.writerPid;
