@@ -79,6 +79,7 @@ export {
   type ProcessPlan,
 } from "./runtime/plan.ts";
 export type { SeccompFilter } from "./runtime/seccomp.ts";
+export { LOG_DEFAULTS, type LogLimits } from "./runtime/log_writer.ts";
 export {
   type ContainerRecord,
   DEFAULT_ROOT,

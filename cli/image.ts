@@ -232,7 +232,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
             id,
           ]
           : [];
-        return await w.runUnderWaiter(id, `${g.root}/${id}`, log!, cleanup);
+        return await w.runUnderWaiter(id, `${g.root}/${id}`, cleanup);
       }
     }
     let memory: number | undefined;
@@ -265,7 +265,8 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
       detach: flags.detach === true,
       rm: flags.rm === true,
       network: networkOptions(flags),
-      log: sizeFlag !== undefined || filesFlag !== undefined ? log : undefined,
+      log,
+      keepLog: sizeFlag !== undefined || filesFlag !== undefined,
     }, open);
   };
   return [
@@ -501,13 +502,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
                 validateId(args[0]); // before it names a path for the waiter
                 const info = readContainerInfo(g.store, args[0]);
                 const root = info?.root ?? g.root;
-                // The log limits given at image run, else the defaults.
-                const kept = info?.log;
-                const log = kept && Number.isSafeInteger(kept.maxSize) && kept.maxSize >= 0 &&
-                    Number.isSafeInteger(kept.maxFiles) && kept.maxFiles >= 1
-                  ? { maxSize: kept.maxSize, maxFiles: kept.maxFiles }
-                  : w.LOG_DEFAULTS;
-                return await w.runUnderWaiter(args[0], `${root}/${args[0]}`, log);
+                return await w.runUnderWaiter(args[0], `${root}/${args[0]}`);
               }
             }
             return await startContainer(g.store, g.root, args[0], flags.attach === true, open);

@@ -340,7 +340,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           const w = await import("../runtime/waiter.ts");
           if (!Deno.env.get(w.WAITED_ENV) && w.waiterAvailable()) {
             validateId(args[0]);
-            return await w.runUnderWaiter(args[0], `${globals().root}/${args[0]}`, w.LOG_DEFAULTS);
+            return await w.runUnderWaiter(args[0], `${globals().root}/${args[0]}`);
           }
         }
         return await (await rt(args[0], !!ext)).run(args[0], {

@@ -50,36 +50,9 @@ async function readProcessFile(path: string): Promise<Process> {
   return spec.process!;
 }
 
-/** Reads a log from `offset`; returns the new offset. */
-function dump(file: string, offset: number): number {
-  let f: Deno.FsFile;
-  try {
-    f = Deno.openSync(file);
-  } catch {
-    return offset;
-  }
-  try {
-    f.seekSync(offset, Deno.SeekMode.Start);
-    const buf = new Uint8Array(65536);
-    for (;;) {
-      const n = f.readSync(buf);
-      if (!n) break;
-      Deno.stdout.writeSync(buf.subarray(0, n));
-      offset += n;
-    }
-  } finally {
-    f.close();
-  }
-  return offset;
-}
-
-function tailOffset(file: string, lines: number): number {
-  const data = Deno.readFileSync(file);
-  let count = 0;
-  for (let i = data.length - 1; i >= 0; i--) {
-    if (data[i] === 10 && i !== data.length - 1 && ++count >= lines) return i + 1;
-  }
-  return 0;
+/** All of `b` to stdout (a pipe may take less per write). */
+function toStdout(b: Uint8Array): void {
+  for (let off = 0; off < b.length;) off += Deno.stdout.writeSync(b.subarray(off));
 }
 
 /**
@@ -303,22 +276,42 @@ export function processCommands(globals: () => Globals): CommandDef[] {
         } catch {
           if (flags.exec) throw new CapsuleError(`Container "${id}" has no exec "${flags.exec}"`);
         }
-        let offset = 0;
+        let tail: number | undefined;
         if (flags.tail !== undefined) {
-          const n = Number(flags.tail);
-          if (!Number.isInteger(n) || n < 0) {
+          tail = Number(flags.tail);
+          if (!Number.isInteger(tail) || tail < 0) {
             throw new CapsuleError(`Invalid --tail "${flags.tail}": use a whole number`);
           }
-          offset = n === 0 ? Deno.statSync(file).size : tailOffset(file, n);
         }
-        offset = dump(file, offset);
-        if (!flags.follow) return;
+        // The rotated files oldest first, then the current one (runtime/log_files.ts).
+        const { followStep, printLog } = await import("../runtime/log_files.ts");
+        let cur = printLog(file, tail, toStdout);
+        if (!flags.follow) {
+          cur?.file.close();
+          return;
+        }
+        // Until the container stopped and its log writer wrote its last lines and exited
+        // (a writer that outlives it, held open by an escaped process, is given 2 s).
+        const { procStat } = await import("../runtime/state.ts");
+        const writer = flags.exec ? undefined : rec.logWriter;
+        const writerGone = () => {
+          const st = writer && procStat(writer.pid);
+          return !st || st.startTime !== writer!.startTime || st.state === "Z";
+        };
+        let stoppedAt = 0;
         for (;;) {
-          const alive = runtime.status(rec) !== "stopped";
-          offset = dump(file, offset);
-          if (!alive) return;
-          await new Promise((r) => setTimeout(r, 100));
+          let done = false;
+          if (runtime.status(rec) === "stopped") {
+            stoppedAt ||= Date.now();
+            done = (writer ? writerGone() : false) ||
+              Date.now() - stoppedAt > (writer ? 2000 : 300);
+          }
+          const step = followStep(file, cur, toStdout);
+          cur = step.cur;
+          if (done) break;
+          if (!step.printed) await new Promise((r) => setTimeout(r, 100));
         }
+        cur?.file.close();
       },
     },
   ];

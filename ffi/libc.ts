@@ -29,6 +29,7 @@ const SYMBOLS = {
   },
   execve: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
   socketpair: { parameters: ["i32", "i32", "i32", "buffer"], result: "i32" },
+  pipe2: { parameters: ["buffer", "i32"], result: "i32" },
   kill: { parameters: ["i32", "i32"], result: "i32" },
   getpid: { parameters: [], result: "i32" },
   prctl: { parameters: ["i32", "u64", "u64", "u64", "u64"], result: "i32" },
@@ -427,6 +428,16 @@ export function socketpair(cloexec = false): [number, number] {
       new Uint8Array(sv.buffer),
     ), "socketpair");
   return [sv[0], sv[1]];
+}
+
+/**
+ * pipe2(2): [read end, write end], both close-on-exec unless `cloexec` is false (clear it on
+ * the one end a child must inherit, right before that spawn). Throws SysError.
+ */
+export function pipe2(cloexec = true): [number, number] {
+  const fds = new Int32Array(2);
+  invoke(() => libc().pipe2(new Uint8Array(fds.buffer), cloexec ? O.CLOEXEC : 0), "pipe2");
+  return [fds[0], fds[1]];
 }
 
 const F_GETFD = 1, F_SETFD = 2, FD_CLOEXEC = 1;

@@ -27,6 +27,7 @@ import {
 } from "./store.ts";
 import { MS } from "../runtime/consts.ts";
 import { EXIT_FILE } from "../runtime/waiter.ts";
+import { type LogLimits, validLimits } from "../runtime/log_writer.ts";
 import * as libc from "../ffi/libc.ts";
 
 export interface Needs {
@@ -45,8 +46,10 @@ export interface RunRequest extends RunFlags {
   rm?: boolean;
   /** The network extension's options (--network, -p, --link), if any. */
   network?: unknown;
-  /** Log rotation given at run (--log-max-size, --log-max-files), kept for `image start`. */
-  log?: { maxSize: number; maxFiles: number };
+  /** Detached: the log's rotation (default: runtime/log_writer.ts LOG_DEFAULTS). */
+  log?: LogLimits;
+  /** Keep `log` in container.json for `image start` (it was given: --log-max-size/-files). */
+  keepLog?: boolean;
 }
 
 function readText(path: string): string | undefined {
@@ -251,7 +254,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
       ...(image.lowers ? { lowers: image.lowers } : {}),
       volumes: info,
       ...(req.network !== undefined ? { network: req.network } : {}),
-      ...(req.log ? { log: req.log } : {}),
+      ...(req.log && req.keepLog ? { log: req.log } : {}),
     };
     writeFileAtomic(`${dir}/container.json`, JSON.stringify(record, null, 2) + "\n");
     writeFileAtomic(`${dir}/config.json`, JSON.stringify(spec, null, 2) + "\n");
@@ -261,7 +264,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
     };
     if (req.network !== undefined) ext.network = req.network;
     if (req.detach) {
-      const code = await rt.run(req.id, { bundle: dir, detach: true, ext });
+      const code = await rt.run(req.id, { bundle: dir, detach: true, ext, log: req.log });
       started = true;
       console.log(req.id);
       return code;
@@ -376,7 +379,9 @@ export async function startContainer(
   };
   if (info.network !== undefined) ext.network = info.network;
   if (!attach) {
-    const code = await rt.run(id, { bundle: dir, detach: true, ext });
+    // The log limits given at image run, else (undefined) the defaults.
+    const log = validLimits(info.log) ? info.log : undefined;
+    const code = await rt.run(id, { bundle: dir, detach: true, ext, log });
     console.log(id);
     return code;
   }

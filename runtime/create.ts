@@ -224,7 +224,14 @@ async function validateSpec(c: Creating): Promise<void> {
   }
   c.record.annotations = spec.annotations ?? {};
   c.record.hooks = { poststart: spec.hooks?.poststart, poststop: spec.hooks?.poststop };
-  if (c.opts.detach && !c.terminal) c.record.logFile = `${c.dir}/${LOG_FILE}`;
+  if (c.opts.detach && !c.terminal) {
+    c.record.logFile = `${c.dir}/${LOG_FILE}`;
+    c.record.logLimits = c.logLimits;
+    if (c.logWriterPid) {
+      const startTime = procStat(c.logWriterPid)?.startTime;
+      if (startTime) c.record.logWriter = { pid: c.logWriterPid, startTime };
+    }
+  }
 }
 
 /**

@@ -59,19 +59,37 @@ export function closeGate(c: Creating): void {
 /**
  * Starts the init first: its Deno start-up overlaps the steps below. It inherits (no
  * CLOEXEC) what it needs so that it never reaches the state directory by path: its end of
- * the channel, the fifo (O_PATH) and, detached, the log; closed here once it runs.
+ * the channel, the fifo (O_PATH) and, detached, the write end of the pipe to the log writer
+ * (log_writer.ts: rotated by size, no Deno process stays for it); closed here once it runs.
  */
-export function spawnTheInit(c: Creating): void {
+export async function spawnTheInit(c: Creating): Promise<void> {
   const inherited = [c.childEnd];
   if (c.userNs) inherited.push(c.userNs.theirs);
   c.fifoFd = libc.open(`${c.dir}/${EXEC_FIFO}`, libc.O.PATH);
   inherited.push(c.fifoFd);
-  c.logFd = c.opts.detach
-    ? libc.open(`${c.dir}/${LOG_FILE}`, libc.O.WRONLY | libc.O.CREAT | libc.O.APPEND, 0o640)
-    : undefined;
-  if (c.logFd !== undefined) inherited.push(c.logFd);
-  const userNs = namespacesOf(c.raw).some((n) => n?.type === "user" && !n.path);
   const terminal = (c.opts.tty ?? c.raw.process?.terminal) === true;
+  if (c.opts.detach && !terminal) {
+    try {
+      // Only a detached container loads the log writer and starts one (log_writer.ts).
+      const { LOG_DEFAULTS, openLog, validLimits } = await import("./log_writer.ts");
+      if (c.opts.log !== undefined && !validLimits(c.opts.log)) {
+        throw new CapsuleError(
+          `Cannot create container "${c.id}": invalid log limits ${JSON.stringify(c.opts.log)}` +
+            ` (maxSize: bytes >= 0, maxFiles: a whole number >= 1)`,
+        );
+      }
+      c.logLimits = c.opts.log ?? LOG_DEFAULTS;
+      const log = openLog(`${c.dir}/${LOG_FILE}`, c.logLimits);
+      c.logFd = log.fd;
+      c.logWriterPid = log.writerPid;
+    } catch (e) {
+      for (const f of inherited) closeFd(f);
+      throw e;
+    }
+    inherited.push(c.logFd);
+    libc.setCloexec(c.logFd, false); // for the init alone, spawned next
+  }
+  const userNs = namespacesOf(c.raw).some((n) => n?.type === "user" && !n.path);
   const pidNs = userNs ? undefined : namespacesOf(c.raw).find((n) => n?.type === "pid");
   try {
     c.child = spawnInit(

@@ -3,6 +3,7 @@
 import type { CgroupDriver, CgroupPaths } from "./cgroups/mod.ts";
 import type { RuntimeContext } from "./context.ts";
 import type { CreateContext, Extension } from "./extension.ts";
+import type { LogLimits } from "./log_writer.ts";
 import type { InitPlan, MountOp } from "./plan.ts";
 import type { Spec } from "./spec.ts";
 import type { ContainerRecord } from "./state.ts";
@@ -15,6 +16,11 @@ export interface CreateOptions {
   pidFile?: string;
   /** Detached: stdio to <root>/<id>/container.log, new session. */
   detach?: boolean;
+  /**
+   * Detached: the log's rotation (log_writer.ts; default LOG_DEFAULTS, 10 MiB x 3 files),
+   * kept in the record for detached execs.
+   */
+  log?: LogLimits;
   /** Switch root with MS_MOVE + chroot instead of pivot_root (a ramfs root cannot pivot). */
   noPivot?: boolean;
   /** Options for extensions, by extension name. */
@@ -51,7 +57,12 @@ export class Creating {
   fifoFd = -1;
   /** The caller's fds the program gets (--preserve-fds), found before any fd of ours opened. */
   passFds: number[] | undefined;
+  /** Detached: the write end of the log writer's pipe (or the log itself), for the init. */
   logFd: number | undefined;
+  /** Detached: the log writer's host pid (log_writer.ts), undefined without one. */
+  logWriterPid: number | undefined;
+  /** Detached: the log's rotation in force (the option, else the defaults). */
+  logLimits: LogLimits | undefined;
   record!: ContainerRecord;
   cg: CgroupDriver | undefined;
   cgroupPaths: CgroupPaths | undefined;

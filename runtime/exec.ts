@@ -192,14 +192,19 @@ export async function exec(
   let master: number | undefined;
   const userNsEntered = !same("user");
   let execPid = 0;
-  // Detached: the exec's own log, opened here and inherited (the exec-init may be a user
-  // namespace's root that cannot reach the state directory by path).
+  // Detached: the exec's own log, rotated by its own log writer with the container's limits
+  // (log_writer.ts); the pipe to it is inherited (the exec-init may be a user namespace's
+  // root that cannot reach the state directory by path).
   if (opts.detach && !opts.keepStdio && !proc.terminal) {
-    plan.logFd = libc.open(
-      execLogFile(ctx, id, execId),
-      libc.O.WRONLY | libc.O.CREAT | libc.O.APPEND,
-      0o640,
-    );
+    const { LOG_DEFAULTS, openLog, validLimits } = await import("./log_writer.ts");
+    const limits = validLimits(rec.logLimits) ? rec.logLimits : LOG_DEFAULTS;
+    try {
+      plan.logFd = openLog(execLogFile(ctx, id, execId), limits).fd;
+    } catch (e) {
+      closeFd(parentEnd);
+      closeFd(childEnd);
+      throw e;
+    }
   }
   try {
     // A container with its own user namespace: nsenter(1), single-threaded, enters it (as
@@ -215,6 +220,7 @@ export async function exec(
         "--",
       ]
       : [];
+    if (plan.logFd !== undefined) libc.setCloexec(plan.logFd, false); // for the exec-init alone
     child = spawnInit(
       childEnd,
       same("pid") || userNsEntered ? undefined : { path: `/proc/${rec.pid}/ns/pid` },

@@ -44,6 +44,13 @@ export interface ContainerRecord {
   hooks?: { poststart?: HookRecord[]; poststop?: HookRecord[] };
   /** Detached run: the log file of stdout/stderr. */
   logFile?: string;
+  /** Detached run: the log's rotation (log_writer.ts), for detached execs too. */
+  logLimits?: { maxSize: number; maxFiles: number };
+  /**
+   * Detached run: the log writer process (host pid, and field 22 of /proc/<pid>/stat), so
+   * that `log -f` can wait for the last lines it writes after the container stopped.
+   */
+  logWriter?: { pid: number; startTime: string };
   /** Data that layers above the runtime keep with the container (network endpoint, image). */
   ext?: Record<string, unknown>;
 }

@@ -1,5 +1,5 @@
 // The waiter of a detached container (`run -d`, `image run -d`, `image start`): keeps its
-// exit status and rotates its log.
+// exit status.
 //
 // A detached container's init outlives capsule, so its exit status goes to whoever reaps it
 // (runc leaves this to conmon or containerd-shim, subreapers that stay resident). capsule
@@ -9,12 +9,15 @@
 // (which creates and starts the container and exits), and so adopts the init. When the init
 // exits it writes the status to <root>/<id>/exit.json (docker's convention: 128+N for a
 // signal) unless the state now belongs to another container of that id, reaps any other
-// orphan, and exits. Meanwhile, once a second, it rotates <root>/<id>/container.log past
-// max-size (copy to .1, .1 to .2 ..., then truncate: the init writes with O_APPEND, so it
-// goes on at the new end; lines written between the copy and the truncation are lost, as
-// with logrotate's copytruncate). Nothing here is on the path of create/start: only the CLI
-// of a detached run loads it.
+// orphan, and exits once it has no child left (the container's log writer, log_writer.ts,
+// is adopted too when create's capsule exits: it is reaped here once the container's last
+// process is gone). The log is not the waiter's: the log writer rotates it before each
+// write, with the limits create was given. Nothing here is on the path of create/start: only
+// the CLI of a detached run loads it.
 import { CapsuleError } from "./errors.ts";
+import { LOG_DEFAULTS, type LogLimits } from "./log_writer.ts";
+
+export { LOG_DEFAULTS };
 
 /** The file of a stopped container's exit status in its state directory (docker's 128+N). */
 export const EXIT_FILE = "exit.json";
@@ -35,17 +38,14 @@ export interface ExitStatus {
   finishedAt: string;
 }
 
-/** The default log limits: 10 MiB, 3 files (container.log, .1, .2). */
-export const LOG_DEFAULTS = { maxSize: 10 * 1024 * 1024, maxFiles: 3 };
-
 const PRCTL = Deno.build.arch === "aarch64" ? 167 : 157;
 
-// Arguments: STATE_DIR MAX_SIZE MAX_FILES N CLEANUP_ARGV(N words) CAPSULE_ARGV... The marker
+// Arguments: STATE_DIR N CLEANUP_ARGV(N words) CAPSULE_ARGV... The marker
 // line tells the caller the exit code of the capsule run under it. CLEANUP_ARGV (--rm) runs
 // once the init has exited.
 const SCRIPT = `
 use strict; use warnings; use POSIX qw(:sys_wait_h setsid strftime);
-my ($dir, $max, $files, $n, @rest) = @ARGV;
+my ($dir, $n, @rest) = @ARGV;
 my @clean = splice(@rest, 0, $n); my @cmd = @rest;
 syscall(${PRCTL}, 36, 1, 0, 0, 0) == 0 or die "capsule: cannot become a child subreaper: $!\\n";
 $| = 1;
@@ -60,19 +60,6 @@ setsid(); chdir "/";
 my $init = 0;
 if (open(my $s, "<", "$dir/state.json")) { local $/; my $t = <$s>; $init = $1 if $t =~ /"pid":\\s*(\\d+)/; }
 $SIG{CHLD} = sub {};
-sub rotate {
-  my $log = "$dir/container.log";
-  my $size = -s $log;
-  return unless $max > 0 && defined $size && $size > $max;
-  if ($files > 1) {
-    for (my $n = $files - 1; $n > 1; $n--) { rename("$log." . ($n - 1), "$log.$n"); }
-    open(my $in, "<", $log) or return; open(my $out, ">", "$log.1.tmp") or return;
-    binmode $in; binmode $out; my $buf;
-    while (read($in, $buf, 65536)) { print $out $buf; }
-    close $out; rename("$log.1.tmp", "$log.1");
-  }
-  truncate($log, 0);
-}
 for (;;) {
   for (;;) {
     my $p = waitpid(-1, WNOHANG);
@@ -91,7 +78,6 @@ for (;;) {
     $init = -1;
     if (@clean) { my $k = fork(); if (defined $k && !$k) { exec { $clean[0] } @clean; exit 127; } }
   }
-  rotate() if $init > 0;
   sleep 1;
 }
 `;
@@ -122,7 +108,6 @@ export function selfCommand(): string[] {
 export async function runUnderWaiter(
   id: string,
   stateDir: string,
-  log: { maxSize: number; maxFiles: number },
   cleanup: string[] = [],
 ): Promise<number> {
   if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`; // it chdirs to /
@@ -133,8 +118,6 @@ export async function runUnderWaiter(
         "-e",
         SCRIPT,
         stateDir,
-        String(log.maxSize),
-        String(log.maxFiles),
         String(cleanup.length),
         ...cleanup,
         ...selfCommand(),
@@ -173,7 +156,7 @@ export function parseLogOptions(
   size: string | undefined,
   files: string | undefined,
   parseSize: (v: string) => number,
-): { maxSize: number; maxFiles: number } {
+): LogLimits {
   const maxSize = size === undefined ? LOG_DEFAULTS.maxSize : parseSize(size);
   if (maxSize < 0) throw new CapsuleError(`Invalid --log-max-size "${size}": expected e.g. 10m`);
   const maxFiles = files === undefined ? LOG_DEFAULTS.maxFiles : Number(files);
