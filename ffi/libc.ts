@@ -355,8 +355,9 @@ export const O = {
   TRUNC: 0o1000,
   APPEND: 0o2000,
   NONBLOCK: 0o4000,
-  DIRECTORY: 0o200000,
-  NOFOLLOW: 0o400000,
+  // arm64 numbers these two differently (arch/arm64/include/uapi/asm/fcntl.h).
+  DIRECTORY: Deno.build.arch === "aarch64" ? 0o40000 : 0o200000,
+  NOFOLLOW: Deno.build.arch === "aarch64" ? 0o100000 : 0o400000,
   CLOEXEC: 0o2000000,
   PATH: 0o10000000,
 } as const;
