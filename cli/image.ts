@@ -1,10 +1,10 @@
 // The image commands (image create/pull/list/get/delete/tag/run/destroyc/login/logout) and
 // named volumes. Thin: parse, call image/, print. The modules load lazily: `image run` never
 // loads the tar or registry code.
-import { CapsuleError, UsageError } from "../runtime/errors.ts";
+import { CapsuleError, execFailureStatus, UsageError } from "../runtime/errors.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import { parseFlags } from "./parse.ts";
-import { formatFlag, listFlags, printJson, printListing } from "./output.ts";
+import { ExitWith, formatFlag, listFlags, printJson, printListing } from "./output.ts";
 import { forceFlag, networkFlags, networkOptions } from "./lifecycle.ts";
 import { openRuntime } from "./runtime.ts";
 
@@ -141,6 +141,20 @@ export function trailingOptions(rest: string[]): { command: string[]; flags: Par
   return { command, flags: parsed.flags };
 }
 
+/**
+ * Runs an image command that creates a container: a program that cannot be exec'd exits
+ * 127 (missing) or 126 (not executable), as docker's run and start do, not 1.
+ */
+async function dockerExecStatus(run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
+  } catch (e) {
+    const code = e instanceof CapsuleError ? execFailureStatus(e.message) : undefined;
+    if (code !== undefined) throw new ExitWith(code, e as Error);
+    throw e;
+  }
+}
+
 /** Options given before the image and after the command, together (lists joined). */
 function mergeFlags(a: Parsed["flags"], b: Parsed["flags"]): Parsed["flags"] {
   const out: Parsed["flags"] = { ...a };
@@ -244,29 +258,31 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
     if (shares !== undefined && !/^\d+$/.test(shares)) {
       throw new CapsuleError(`Invalid --cpushare "${shares}": expected a whole number`);
     }
-    return await runImage({
-      store: g.store,
-      root: g.root,
-      id: containerId(flags) ?? waited ?? randomId(),
-      image: args[0],
-      command: args.slice(1),
-      entrypoint: flags.entrypoint as string | undefined,
-      cwd: flags.cwd as string | undefined,
-      hostname: flags.hostname as string | undefined,
-      env: (flags.env as string[] | undefined) ?? [],
-      user: flags.user as string | undefined,
-      cpuShares: shares === undefined ? undefined : Number(shares),
-      memory,
-      labels: (flags.label as string[] | undefined) ?? [],
-      volumes: (flags.volume as string[] | undefined) ?? [],
-      ulimits: (flags.ulimit as string[] | undefined) ?? [],
-      readOnly: flags["read-only"] === true,
-      tty: flags.tty === true,
-      detach: flags.detach === true,
-      rm: flags.rm === true,
-      network: networkOptions(flags),
-      log: sizeFlag !== undefined || filesFlag !== undefined ? log : undefined,
-    }, open);
+    return await dockerExecStatus(() =>
+      runImage({
+        store: g.store,
+        root: g.root,
+        id: containerId(flags) ?? waited ?? randomId(),
+        image: args[0],
+        command: args.slice(1),
+        entrypoint: flags.entrypoint as string | undefined,
+        cwd: flags.cwd as string | undefined,
+        hostname: flags.hostname as string | undefined,
+        env: (flags.env as string[] | undefined) ?? [],
+        user: flags.user as string | undefined,
+        cpuShares: shares === undefined ? undefined : Number(shares),
+        memory,
+        labels: (flags.label as string[] | undefined) ?? [],
+        volumes: (flags.volume as string[] | undefined) ?? [],
+        ulimits: (flags.ulimit as string[] | undefined) ?? [],
+        readOnly: flags["read-only"] === true,
+        tty: flags.tty === true,
+        detach: flags.detach === true,
+        rm: flags.rm === true,
+        network: networkOptions(flags),
+        log: sizeFlag !== undefined || filesFlag !== undefined ? log : undefined,
+      }, open)
+    );
   };
   return [
     {
@@ -510,7 +526,9 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
                 return await w.runUnderWaiter(args[0], `${root}/${args[0]}`, log);
               }
             }
-            return await startContainer(g.store, g.root, args[0], flags.attach === true, open);
+            return await dockerExecStatus(() =>
+              startContainer(g.store, g.root, args[0], flags.attach === true, open)
+            );
           },
         },
         {

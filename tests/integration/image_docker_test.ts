@@ -493,3 +493,39 @@ rootTest(
     }, root);
   },
 );
+
+rootTest(
+  "image run: a missing program exits 127, one not executable 126 (docker's); a bundle 1 (runc's)",
+  async (root) => {
+    await withImage(async (c, store) => {
+      for (
+        const [prog, code, why] of [
+          ["/no/such/binary", 127, /exec: "\/no\/such\/binary": no such file or directory/],
+          ["nosuchprogram", 127, /exec: "nosuchprogram": executable file not found in \$PATH/],
+          ["/etc/passwd", 126, /exec: "\/etc\/passwd": permission denied/],
+        ] as const
+      ) {
+        for (const form of [[], ["-d"], ["--rm"], ["-d", "--rm"]]) {
+          const r = await c("image", "run", ...form, "bb", prog);
+          assertEquals(r.code, code, `image run ${form.join(" ")} bb ${prog}: ${r.stderr}`);
+          assertMatch(r.stderr, why);
+          assertEquals(r.stdout, "");
+        }
+        const t = await c("image", "runc", "bb", prog, "-d");
+        assertEquals(t.code, code, t.stderr);
+        assertEquals(containers(store), []);
+      }
+      // A bundle keeps runc's status for it (runc run of a missing binary exits 1).
+      const b = await makeBundle(["/no/such/binary"]);
+      try {
+        for (const form of [[], ["-d"]]) {
+          const r = await capsule(root, ["run", ...form, "-b", b, "nb"]);
+          assertEquals(r.code, 1, r.stderr);
+          assertMatch(r.stderr, /exec: "\/no\/such\/binary": no such file or directory/);
+        }
+      } finally {
+        await removeAll(b);
+      }
+    }, root);
+  },
+);
