@@ -529,3 +529,65 @@ rootTest(
     }, root);
   },
 );
+
+rootTest(
+  "a kept image container (stopped, no run-time state): stop succeeds, the others say what to do",
+  async (root) => {
+    await withImage(async (c) => {
+      const f = await c("image", "run", "--name", "kp", "bb", "echo", "out");
+      assertEquals([f.code, f.stdout], [0, "out\n"], f.stderr);
+      // docker stop of a stopped container succeeds; several: each one, failures reported.
+      const s = await c("stop", "kp");
+      assertEquals([s.code, s.stdout, s.stderr], [0, "kp\n", ""]);
+      const two = await c("stop", "-t", "0", "kp", "nosuch");
+      assertEquals([two.code, two.stdout], [1, "kp\n"], two.stderr);
+      assertMatch(two.stderr, /"nosuch" does not exist/);
+      assert(!/"kp"/.test(two.stderr), two.stderr);
+      // The log: a foreground run's output went to the terminal; the message says so.
+      const l = await c("log", "kp");
+      assertEquals(l.code, 1);
+      assertMatch(l.stderr, /"kp" has no log: it ran in the foreground/);
+      assertMatch(l.stderr, /capsule image start kp/);
+      for (
+        const args of [
+          ["kill", "kp"],
+          ["kill", "kp", "KILL"],
+          ["exec", "kp", "true"],
+          [
+            "ps",
+            "kp",
+          ],
+          ["pause", "kp"],
+          ["resume", "kp"],
+          ["update", "kp", "--pids-limit", "9"],
+          [
+            "events",
+            "--stats",
+            "kp",
+          ],
+          ["start", "kp"],
+        ]
+      ) {
+        const r = await c(...args);
+        assert(r.code !== 0, `${args.join(" ")} succeeded`);
+        assertMatch(
+          r.stderr,
+          /"kp" is stopped \(kept, from image "bb(:latest)?"\).*"capsule image start kp"/,
+          args.join(" "),
+        );
+        assert(!/does not exist/.test(r.stderr), `${args.join(" ")}: ${r.stderr}`);
+      }
+      const d = await c("delete", "kp");
+      assertEquals(d.code, 1);
+      assertMatch(d.stderr, /"kp" .*"capsule image destroyc kp"/);
+      // A detached one, stopped: its log is printed, as docker logs does.
+      const r = await c("image", "run", "-d", "--name", "dl", "bb", "echo", "hello");
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(await exitCode(c, "dl"), 0);
+      const dl = await c("log", "dl");
+      assertEquals([dl.code, dl.stdout], [0, "hello\n"], dl.stderr);
+      assertEquals((await c("stop", "dl")).code, 0);
+      for (const id of ["kp", "dl"]) assertEquals((await c("image", "destroyc", id)).code, 0);
+    }, root);
+  },
+);
