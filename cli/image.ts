@@ -2,6 +2,7 @@
 // named volumes. Thin: parse, call image/, print. The modules load lazily: `image run` never
 // loads the tar or registry code.
 import { CapsuleError, execFailureStatus, UsageError } from "../runtime/errors.ts";
+import { SysError } from "../ffi/libc.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import { parseFlags } from "./parse.ts";
 import { ExitWith, formatFlag, listFlags, printJson, printListing } from "./output.ts";
@@ -533,14 +534,29 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
         },
         {
           name: "destroyc",
-          summary: "delete a container from an image with its writable layer and anonymous volumes",
-          usage: "<container-id>",
-          args: [1, 1],
+          summary:
+            "delete containers from an image with their writable layer and anonymous volumes",
+          usage: "<container-id>...",
+          args: [1, Infinity],
           flags: [forceFlag],
           run: async ({ flags, args }) => {
             const { destroyContainer } = await import("../image/run.ts");
             const g = globals();
-            await destroyContainer(g.store, g.root, args[0], flags.force === true, open);
+            // As docker rm: each id removed is printed; a failure is reported and the rest go on.
+            let failed = 0;
+            for (const id of args) {
+              try {
+                await destroyContainer(g.store, g.root, id, flags.force === true, open);
+                console.log(id);
+              } catch (e) {
+                if (args.length === 1 || !(e instanceof CapsuleError || e instanceof SysError)) {
+                  throw e;
+                }
+                console.error(`capsule: ${e.message}`);
+                failed++;
+              }
+            }
+            if (failed) return 1;
           },
         },
       ],

@@ -591,3 +591,24 @@ rootTest(
     }, root);
   },
 );
+
+rootTest(
+  "image destroyc: several ids, each reported; one failure does not stop the rest",
+  async (root) => {
+    await withImage(async (c, store) => {
+      for (const id of ["ra", "rb", "rc"]) {
+        assertEquals((await c("image", "run", "--name", id, "bb", "true")).code, 0);
+      }
+      const live = await c("image", "run", "-d", "--name", "rl", "bb", "sleep", "1000");
+      assertEquals(live.code, 0, live.stderr);
+      const r = await c("image", "destroyc", "ra", "nosuch", "rb", "rl", "rc");
+      assertEquals([r.code, r.stdout], [1, "ra\nrb\nrc\n"], r.stderr);
+      assertMatch(r.stderr, /No container "nosuch"/);
+      assertMatch(r.stderr, /"rl" is running; stop it first/);
+      assertEquals(containers(store), ["rl"]);
+      const f = await c("image", "destroyc", "-f", "rl");
+      assertEquals([f.code, f.stdout], [0, "rl\n"], f.stderr);
+      assertEquals(containers(store), []);
+    }, root);
+  },
+);
