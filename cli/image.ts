@@ -516,8 +516,9 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
               if (w.waiterAvailable()) {
                 const { validateId } = await import("../runtime/ids.ts");
                 validateId(args[0]); // before it names a path for the waiter
+                const { savedRoot } = await import("../image/run.ts");
                 const info = readContainerInfo(g.store, args[0]);
-                const root = info?.root ?? g.root;
+                const root = savedRoot(info, args[0], g.root, g.rootGiven === true);
                 // The log limits given at image run, else the defaults.
                 const kept = info?.log;
                 const log = kept && Number.isSafeInteger(kept.maxSize) && kept.maxSize >= 0 &&
@@ -528,7 +529,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
               }
             }
             return await dockerExecStatus(() =>
-              startContainer(g.store, g.root, args[0], flags.attach === true, open)
+              startContainer(g.store, g.root, args[0], flags.attach === true, open, g.rootGiven)
             );
           },
         },
@@ -546,7 +547,14 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
             let failed = 0;
             for (const id of args) {
               try {
-                await destroyContainer(g.store, g.root, id, flags.force === true, open);
+                await destroyContainer(
+                  g.store,
+                  g.root,
+                  id,
+                  flags.force === true,
+                  open,
+                  g.rootGiven,
+                );
                 console.log(id);
               } catch (e) {
                 if (args.length === 1 || !(e instanceof CapsuleError || e instanceof SysError)) {

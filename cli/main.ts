@@ -95,6 +95,7 @@ export async function main(argv: string[]): Promise<number> {
     logger = new Logger(flags.log as string | undefined, fmt, flags.debug === true);
     g = {
       root: (flags.root as string | undefined) ?? defaultRoot(),
+      rootGiven: flags.root !== undefined,
       store: (flags.store as string | undefined) ?? DEFAULT_STORE,
       logger,
     };

@@ -308,13 +308,38 @@ function forgetExit(dir: string): void {
 }
 
 /**
+ * The --root a kept container's run-time state lives under: the one given at `image run`,
+ * saved in its record (`root` when the record has none). `rootGiven`: the user gave --root
+ * explicitly; then it must be the saved one, else a CapsuleError names both and what to pass
+ * (a container's state, network lease and ports are under one root: starting it under
+ * another would make a second, conflicting copy).
+ */
+export function savedRoot(
+  info: ContainerInfo | undefined,
+  id: string,
+  root: string,
+  rootGiven: boolean,
+): string {
+  const saved = typeof info?.root === "string" ? info.root : root;
+  const norm = (p: string) => p.replace(/\/+$/, "") || "/";
+  if (rootGiven && norm(saved) !== norm(root)) {
+    throw new CapsuleError(
+      `Container "${id}" keeps its state under --root ${saved} (given at image run), not ` +
+        `${root}: give "--root ${saved}", or leave --root out (the saved one is used)`,
+    );
+  }
+  return saved;
+}
+
+/**
  * `image start ID` (docker start): runs a stopped container from an image again, from its
  * kept writable layer, with the same config.json (volumes, limits) and the same network
  * options (network, published ports, links). Detached (the id is printed) unless `attach`,
  * which returns the program's exit status. The stopped container's runtime state is deleted
  * first (its address is given back, and taken again); a container whose runtime state is gone
- * (after a reboot) starts as well. Throws CapsuleError for an unknown id,
- * a container that is not stopped, one run with --rm, or a deleted image.
+ * (after a reboot) starts as well. Its state lives under the --root of image run (savedRoot:
+ * `rootGiven` and another root throw). Throws CapsuleError for an unknown id, a container
+ * that is not stopped, one run with --rm, or a deleted image.
  */
 export async function startContainer(
   store: string,
@@ -322,6 +347,7 @@ export async function startContainer(
   id: string,
   attach: boolean,
   open: OpenRuntime,
+  rootGiven = false,
 ): Promise<number> {
   validateId(id);
   const info = readContainerInfo(store, id);
@@ -337,8 +363,8 @@ export async function startContainer(
       `Container "${id}" was run with --rm: it is removed when it stops, not started again`,
     );
   }
+  const stateRoot = savedRoot(info, id, root, rootGiven);
   readImage(store, info.image); // a clear error if the image was deleted meanwhile
-  const stateRoot = info.root ?? root;
   const rt = await open({ id, image: true, network: info.network !== undefined, root: stateRoot });
   if (exists(`${stateRoot}/${id}`)) {
     const rec = rt.store.read(id);
@@ -385,7 +411,8 @@ export async function startContainer(
 
 /**
  * `image destroyc ID`: deletes the container (killing it first with `force`) and its
- * image-side data: writable layer, anonymous volumes. Named volumes and host dirs stay.
+ * image-side data: writable layer, anonymous volumes. Named volumes and host dirs stay. The
+ * state is under the --root of image run (savedRoot: `rootGiven` and another root throw).
  */
 export async function destroyContainer(
   store: string,
@@ -393,11 +420,12 @@ export async function destroyContainer(
   id: string,
   force: boolean,
   open: OpenRuntime,
+  rootGiven = false,
 ): Promise<void> {
   validateId(id);
   const info = readContainerInfo(store, id);
   const dir = paths.container(store, id);
-  const stateRoot = info?.root ?? root;
+  const stateRoot = savedRoot(info, id, root, rootGiven);
   const hasState = exists(`${stateRoot}/${id}`);
   if (!info && !exists(dir) && !hasState) {
     throw new CapsuleError(

@@ -5,6 +5,7 @@ import {
   assertEquals,
   assertMatch,
   capsule,
+  capsuleCommand,
   makeBundle,
   removeAll,
   type Result,
@@ -609,6 +610,49 @@ rootTest(
       const f = await c("image", "destroyc", "-f", "rl");
       assertEquals([f.code, f.stdout], [0, "rl\n"], f.stderr);
       assertEquals(containers(store), []);
+    }, root);
+  },
+);
+
+rootTest(
+  "image start/destroyc: the --root saved at image run is used; another one given is refused",
+  async (root) => {
+    await withImage(async (c, store) => {
+      const r = await c("image", "run", "--name", "sr", "bb", "true");
+      assertEquals(r.code, 0, r.stderr);
+      const other = await Deno.makeTempDir({ prefix: "capsule-other-root-" });
+      try {
+        const elsewhere = (...a: string[]) => capsule(other, ["--store", store, ...a]);
+        for (
+          const args of [["image", "start", "sr"], ["image", "start", "-a", "sr"], [
+            "image",
+            "destroyc",
+            "sr",
+          ]]
+        ) {
+          const x = await elsewhere(...args);
+          assertEquals(x.code, 1, `${args.join(" ")}: ${x.stderr}`);
+          assertMatch(
+            x.stderr,
+            new RegExp(
+              `"sr" keeps its state under --root ${root}.*not ${other}.*give "--root ${root}"`,
+            ),
+          );
+          assertEquals([...Deno.readDirSync(other)], [], `${args.join(" ")} wrote in ${other}`);
+        }
+        assertEquals(containers(store), ["sr"]);
+        // Not given: the saved one (the default root is not this test's root).
+        const [cmd, ...pre] = capsuleCommand();
+        const out = await new Deno.Command(cmd, {
+          args: [...pre, "--store", store, "image", "start", "-a", "sr"],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+        assertEquals((await c("image", "destroyc", "sr")).code, 0);
+      } finally {
+        await removeAll(other);
+      }
     }, root);
   },
 );
