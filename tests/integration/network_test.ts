@@ -759,3 +759,41 @@ rootTest(
     }
   },
 );
+
+rootTest(
+  "network: -p HOSTIP:HOST:CTR with an address the host lacks is refused at create",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    try {
+      await lab(root, async (l) => {
+        for (const spec of ["203.0.113.9:8080:80", "203.0.113.9::80", "203.0.113.9:53:53/udp"]) {
+          const r = await l.cap(["run", "-d", "-b", b, "-p", spec, "far"]);
+          assertEquals(r.code, 1, r.stderr);
+          assertMatch(
+            r.stderr,
+            new RegExp(
+              `203\\.0\\.113\\.9 is not an address of this host \\(cannot assign requested ` +
+                `address\\); it has 127\\.0\\.0\\.1, ${HOST_OUT.replaceAll(".", "\\.")}`,
+            ),
+          );
+          assertEquals(
+            [...Deno.readDirSync(root)].map((e) => e.name).filter((n) => n[0] !== "_"),
+            [],
+          );
+          assertEquals(await leftovers(l), []);
+        }
+        // The host's own addresses are taken (loopback's whole /8 is the host's).
+        for (const [id, ip] of [["near", HOST_OUT], ["lo", "127.0.0.2"]]) {
+          const r = await l.cap(["run", "-d", "-b", b, "-p", `${ip}:8080:80`, id]);
+          assertEquals(r.code, 0, r.stderr);
+          assertEquals(JSON.parse((await l.cap(["state", id])).stdout).ports, [
+            `${ip}:8080->80/tcp`,
+          ]);
+          assertEquals((await l.cap(["delete", "-f", id])).code, 0);
+        }
+      });
+    } finally {
+      await removeAll(b);
+    }
+  },
+);

@@ -342,9 +342,27 @@ Deno.test("network mod: a host port a host process listens on is refused, naming
     // Another address than the listener's, another protocol, another port: allowed; so is a
     // port that only a client's connection holds (the quick bind fails, no listener has it).
     fake.boundTcp.add(8082);
+    fake.hostAddrs.push("10.9.9.9");
     await createOne(root, fake, "c2", {
       ports: ["10.9.9.9:53:53/udp", "8080:80/udp", "8081:80", "8082:80"],
     });
+  });
+});
+
+Deno.test("network mod: -p on an address the host lacks is refused, naming its own", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    fake.hostAddrs.push("192.0.2.1");
+    const x = networkExtension({ root, runner: fake });
+    await assertRejects(
+      async () => await x.prepare!(ctxFor(root, "c1", { ports: ["8080:80", "10.9.9.9::80"] })),
+      CapsuleError,
+      "10.9.9.9 is not an address of this host (cannot assign requested address); it has " +
+        "127.0.0.1, 192.0.2.1",
+    );
+    // Refused before anything is made: no network, address or port reservation.
+    assertEquals([...Deno.readDirSync(root)].map((e) => e.name).filter((n) => n !== "c1"), []);
+    await createOne(root, fake, "c2", { ports: ["192.0.2.1:8080:80", "127.0.0.9:8081:80"] });
   });
 });
 

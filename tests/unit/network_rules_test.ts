@@ -15,7 +15,7 @@ import {
   parsePorts,
   parseSave,
 } from "../../network/rules.ts";
-import { conflicts, parseProcNet } from "../../network/hostports.ts";
+import { conflicts, parseFibTrie, parseProcNet } from "../../network/hostports.ts";
 import { hostsFile, resolvConf } from "../../network/hosts.ts";
 import { parseProcNetDev, parseProcRoutes } from "../../network/runner.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
@@ -338,4 +338,29 @@ Deno.test("network hosts: peers follow the container's own lines and links", () 
     }).split("\n").slice(2),
     ["10.5.0.3\tbox b", "10.5.0.2\tdb a", "10.5.0.2\ta", ""],
   );
+});
+
+Deno.test("parseFibTrie: the /32 host LOCAL leaves, each once", () => {
+  const trie = `Main:
+  +-- 0.0.0.0/0 2 0 2
+     +-- 127.0.0.0/8 2 0 2
+           |-- 127.0.0.0
+              /8 host LOCAL
+           |-- 127.0.0.1
+              /32 host LOCAL
+        |-- 127.255.255.255
+           /32 link BROADCAST
+     +-- 198.51.100.0/24 2 0 2
+           |-- 198.51.100.0
+              /24 link UNICAST
+           |-- 198.51.100.1
+              /32 host LOCAL
+Local:
+           |-- 127.0.0.1
+              /32 host LOCAL
+           |-- 198.51.100.1
+              /32 host LOCAL
+`;
+  assertEquals(parseFibTrie(trie), ["127.0.0.1", "198.51.100.1"]);
+  assertEquals(parseFibTrie(""), []);
 });
