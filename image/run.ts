@@ -144,6 +144,66 @@ function volumeSources(
   return { mounts, info };
 }
 
+/**
+ * A -v bind's host path: `real` is its real path (symlinks resolved), also when it does not
+ * exist yet (the real path of its deepest existing ancestor, then the rest); `missing` the
+ * directories to make for it, outermost first. Throws CapsuleError for a path inside the store
+ * (an image's rootfs or layers, a container's writable layer: capsule's own, never the user's
+ * directory) or a missing part with "." or "..".
+ */
+export function resolveBindSource(
+  source: string,
+  store: string,
+): { real: string; missing: string[] } {
+  const parts = source.split("/").filter(Boolean);
+  let real: string | undefined;
+  let n = parts.length;
+  for (; n >= 0; n--) {
+    try {
+      real = Deno.realPathSync(`/${parts.slice(0, n).join("/")}`);
+      break;
+    } catch { /* missing: try its parent */ }
+  }
+  const rest = parts.slice(n);
+  if (rest.some((c) => c === "." || c === "..")) {
+    throw new CapsuleError(
+      `Volume host path "${source}" does not exist and has "." or ".." in its missing part; ` +
+        `give it without them`,
+    );
+  }
+  const base = (real ?? "/").replace(/\/$/, "");
+  const missing = rest.map((_, i) => `${base}/${rest.slice(0, i + 1).join("/")}`);
+  const full = rest.length ? missing[missing.length - 1] : base || "/";
+  let storeReal = store;
+  try {
+    storeReal = Deno.realPathSync(store);
+  } catch { /* not made yet */ }
+  if (full === storeReal || full.startsWith(`${storeReal}/`)) {
+    throw new CapsuleError(
+      `Volume host path "${source}" (${full}) is inside capsule's store ${storeReal}: ` +
+        `give a directory of your own, or a named volume (-v NAME:/path)`,
+    );
+  }
+  return { real: full, missing };
+}
+
+/**
+ * Makes a -v bind's missing host directory `dir` (its parent exists): mode 0755, owned by the
+ * caller, as docker does; pushed onto `made`. An existing directory is left as it is.
+ */
+function makeHostDir(dir: string, made: string[]): void {
+  try {
+    Deno.mkdirSync(dir, { mode: 0o755 });
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists && Deno.statSync(dir).isDirectory) return;
+    throw new CapsuleError(
+      `Cannot make the volume's host directory ${dir}: ${(e as Error).message}`,
+    );
+  }
+  made.push(dir);
+  Deno.chmodSync(dir, 0o755); // whatever the umask
+}
+
 /** Copies an image directory into a new volume, when it is a real directory of the image. */
 function copyUp(from: string, lower: string, to: string): void {
   // Only a plain directory path inside the image (no symlink on the way can lead out).
@@ -175,17 +235,14 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
   const image = readImage(req.store, req.image);
   validateId(req.id);
   const vols = parseVolumes(req.volumes);
+  // Host directories a -v names that do not exist yet: made once the checks below passed
+  // (docker makes a missing -v source), removed again if the container never ran.
+  const toMake: string[] = [];
   for (const v of vols) {
     if (v.kind !== "bind") continue;
-    let real: string;
-    try {
-      real = Deno.realPathSync(v.source);
-    } catch {
-      throw new CapsuleError(
-        `Volume host path "${v.source}" does not exist; create it first (mkdir -p ${v.source})`,
-      );
-    }
+    const { real, missing } = resolveBindSource(v.source, req.store);
     v.source = real;
+    toMake.push(...missing);
   }
   const dir = paths.container(req.store, req.id);
   if (exists(dir)) {
@@ -224,7 +281,9 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
     throw e;
   }
   let started = false;
+  const made: string[] = [];
   try {
+    for (const d of toMake) makeHostDir(d, made);
     let volumes: ReturnType<typeof volumeSources>;
     const view = `${dir}/image`;
     try {
@@ -275,6 +334,11 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
       try {
         destroyContainerFiles(req.store, req.id);
       } catch { /* report the first error */ }
+      for (const d of made.reverse()) {
+        try {
+          Deno.removeSync(d); // only while empty: what the user put there stays
+        } catch { /* not empty, or gone */ }
+      }
     }
     throw e;
   }
@@ -391,6 +455,12 @@ export async function startContainer(
           `"capsule image destroyc -f ${id}" kills them and removes the container`,
       );
     }
+  }
+  // A host directory of a -v bind removed meanwhile is made again, as docker start does.
+  for (const v of info.volumes ?? []) {
+    if (v.kind !== "bind" || typeof v.source !== "string" || exists(v.source)) continue;
+    const { missing } = resolveBindSource(v.source, store);
+    for (const d of missing) makeHostDir(d, []);
   }
   forgetExit(dir);
   // The old run's state goes (its address is given back, and taken again); without one (a

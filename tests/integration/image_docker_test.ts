@@ -656,3 +656,55 @@ rootTest(
     }, root);
   },
 );
+
+rootTest(
+  "image run -v /missing:/x makes the host directory (0755, the caller's), never in the store",
+  async (root) => {
+    await withImage(async (c, store, tmp) => {
+      const host = `${tmp}/made/deeper`;
+      const r = await c(
+        "image",
+        "run",
+        "--name",
+        "mk",
+        "-v",
+        `${host}:/data`,
+        "bb",
+        "sh",
+        "-c",
+        "echo hi > /data/f",
+      );
+      assertEquals(r.code, 0, r.stderr);
+      for (const d of [`${tmp}/made`, host]) {
+        const st = Deno.statSync(d);
+        assert(st.isDirectory, d);
+        assertEquals([st.mode! & 0o7777, st.uid, st.gid], [0o755, Deno.uid(), Deno.gid()], d);
+      }
+      assertEquals(Deno.readTextFileSync(`${host}/f`), "hi\n");
+      // image start makes it again when it was removed meanwhile (docker start does).
+      Deno.removeSync(`${tmp}/made`, { recursive: true });
+      const s = await c("image", "start", "-a", "mk");
+      assertEquals(s.code, 0, s.stderr);
+      assertEquals(Deno.readTextFileSync(`${host}/f`), "hi\n");
+      assertEquals((await c("image", "destroyc", "mk")).code, 0);
+      // Never inside the store (an image's rootfs or layers, a container's layer), also
+      // through a symlink.
+      Deno.symlinkSync(`${store}/images`, `${tmp}/link`);
+      for (const bad of [`${store}/images/bb/rootfs/newdir`, `${tmp}/link/x/y`]) {
+        const b = await c("image", "run", "--rm", "-v", `${bad}:/x`, "bb", "true");
+        assertEquals(b.code, 1, b.stderr);
+        assertMatch(b.stderr, /is inside capsule's store/);
+      }
+      for (const p of [`${store}/images/bb/rootfs/newdir`, `${store}/images/x`]) {
+        let made = true;
+        try {
+          Deno.statSync(p);
+        } catch {
+          made = false;
+        }
+        assert(!made, `${p} was made`);
+      }
+      assertEquals(containers(store), []);
+    }, root);
+  },
+);
