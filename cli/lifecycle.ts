@@ -460,6 +460,9 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       flags: listFlags,
       run: async ({ flags }) => {
         const r = await rt();
+        // No cgroup hierarchy to read (`ip netns exec` hides them): no container's status can
+        // be told; said once, not once for each container listed as unknown.
+        if (r.store.ids().length) void r.cgroups;
         const all = await Promise.all(r.list().map((st) => withExitStatus(r, st)));
         all.push(...await keptImageContainers(globals(), new Set(all.map((s) => s.id))));
         printContainers(flags, all);

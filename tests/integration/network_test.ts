@@ -689,6 +689,7 @@ rootTest(
 
 rootTest("network: capsule under ip netns exec says why cgroups are missing", async (root) => {
   const b = await makeBundle("true");
+  const s = await makeBundle("sleep 1000");
   try {
     await lab(root, async (l) => {
       const r = await sh([
@@ -709,9 +710,48 @@ rootTest("network: capsule under ip netns exec says why cgroups are missing", as
       assertEquals(r.code, 1, r.stderr);
       assertMatch(r.stderr, /`ip netns exec` does\); enter only the network namespace instead/);
       assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+      // With containers (two: never a line for each): every command that reads cgroups says it
+      // once, and fails.
+      for (const id of ["n1", "n2"]) {
+        assertEquals((await l.cap(["run", "-d", "-b", s, id])).code, 0);
+      }
+      for (
+        const args of [
+          ["list"],
+          ["list", "-q"],
+          ["state", "n1"],
+          ["ps", "n1"],
+          ["stop", "n1"],
+          [
+            "kill",
+            "n1",
+          ],
+          ["events", "--stats", "n1"],
+          ["pause", "n1"],
+          ["delete", "-f", "n1"],
+        ]
+      ) {
+        const x = await sh([
+          "ip",
+          "netns",
+          "exec",
+          l.ns,
+          ...capsuleArgv(),
+          "--root",
+          root,
+          "--store",
+          l.store,
+          ...args,
+        ]);
+        assertEquals(x.code, 1, `${args.join(" ")}: ${x.stdout}${x.stderr}`);
+        const lines = x.stderr.trim().split("\n");
+        assertEquals(lines.length, 1, `${args.join(" ")}: ${x.stderr}`);
+        assertMatch(lines[0], /^capsule: No cgroup hierarchy is mounted .*nsenter --net=/);
+      }
+      assertEquals(JSON.parse((await l.cap(["state", "n1"])).stdout).status, "running");
     });
   } finally {
-    await removeAll(b);
+    await removeAll(b, s);
   }
 });
 
