@@ -566,7 +566,8 @@ export class Networks {
           continue; // its state dir is going away
         }
         try {
-          f.writeSync(new TextEncoder().encode(hostsFile({ ...m, peers })));
+          const net = { name: network, id: m.id };
+          f.writeSync(new TextEncoder().encode(hostsFile({ ...m, peers, network: net })));
         } finally {
           f.close();
         }

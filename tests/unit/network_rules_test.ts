@@ -235,6 +235,17 @@ Deno.test("network hosts: localhost, own names, link aliases", () => {
     hostsFile({ ip: "10.5.0.3", names: ["", "c3"], links: [] }).split("\n")[2],
     "10.5.0.3\tc3",
   );
+  // On a user network: the peers and the container itself also as NAME.NETWORK (docker's).
+  assertEquals(
+    hostsFile({
+      ip: "10.5.0.3",
+      names: ["box", "c3"],
+      links: [],
+      peers: [{ ip: "10.5.0.2", name: "db" }],
+      network: { name: "appnet", id: "c3" },
+    }).split("\n").slice(2),
+    ["10.5.0.3\tbox c3 c3.appnet", "10.5.0.2\tdb db.appnet", ""],
+  );
 });
 
 Deno.test("network hosts: resolv.conf drops loopback nameservers, keeps the rest", () => {
