@@ -169,6 +169,11 @@ rootTest("image runc: the original's trailing options, a quoted command", async 
     assertMatch(w.stderr, /"stray" comes after the options/);
     const whole = await c("image", "runc", "--rm", "bb", "--", "echo", "-d", "x");
     assertEquals([whole.code, whole.stdout], [0, "-d x\n"], whole.stderr);
+    // The brief's case: -p 80 for the program, not a published port (no network is made).
+    const p = await c("image", "runc", "bb", "--", "echo", "-p", "80", "-rm");
+    assertEquals([p.code, p.stdout], [0, "-p 80 -rm\n"], p.stderr);
+    assertEquals((await c("network", "list", "-q")).stdout, "");
+    assertEquals((await c("image", "destroyc", ...containers(store))).code, 0);
     assertEquals(containers(store), []);
   }, root);
 });
