@@ -1,7 +1,7 @@
 // The image commands (image create/pull/list/get/delete/tag/run/destroyc/login/logout) and
 // named volumes. Thin: parse, call image/, print. The modules load lazily: `image run` never
 // loads the tar or registry code.
-import { CapsuleError, execFailureStatus, UsageError } from "../runtime/errors.ts";
+import { CapsuleError, execFailureStatus, NotFoundError, UsageError } from "../runtime/errors.ts";
 import { SysError } from "../ffi/libc.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import { parseFlags } from "./parse.ts";
@@ -531,6 +531,71 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
             return await dockerExecStatus(() =>
               startContainer(g.store, g.root, args[0], flags.attach === true, open, g.rootGiven)
             );
+          },
+        },
+        {
+          name: "restart",
+          summary: "stop containers from an image, then start them again (docker restart)",
+          usage: "<container-id>...",
+          args: [1, Infinity],
+          flags: [{
+            name: "time",
+            short: "t",
+            type: "string",
+            arg: "SECONDS",
+            help: "grace period before SIGKILL (default 10)",
+          }],
+          run: async ({ flags, args }) => {
+            const t = flags.time as string | undefined;
+            if (t !== undefined && !/^\d+(\.\d+)?$/.test(t)) {
+              throw new UsageError(`Invalid --time "${t}": expected seconds, e.g. -t 10`);
+            }
+            const { readContainerInfo } = await import("../image/store.ts");
+            const { savedRoot } = await import("../image/run.ts");
+            const { validateId } = await import("../runtime/ids.ts");
+            const { selfCommand } = await import("../runtime/waiter.ts");
+            const g = globals();
+            let failed = 0;
+            for (const id of args) {
+              try {
+                validateId(id);
+                const info = readContainerInfo(g.store, id);
+                if (!info) {
+                  throw new CapsuleError(
+                    `No container "${id}" from an image in ${g.store}; see "capsule list"`,
+                  );
+                }
+                const root = savedRoot(info, id, g.root, g.rootGiven === true);
+                // Stopped already (or kept without run-time state): nothing to stop.
+                const rt = await open({ id, image: true, root });
+                try {
+                  await rt.stop(id, { timeout: t === undefined ? undefined : Number(t) });
+                } catch (e) {
+                  if (!(e instanceof NotFoundError)) throw e;
+                }
+                // image start, as its own command: detached under its waiter; prints the id.
+                const start = await new Deno.Command(selfCommand()[0], {
+                  args: [
+                    ...selfCommand().slice(1),
+                    ...(g.rootGiven ? ["--root", g.root] : []),
+                    "--store",
+                    g.store,
+                    "image",
+                    "start",
+                    id,
+                  ],
+                  stdin: "null",
+                  stdout: "inherit",
+                  stderr: "inherit",
+                }).output();
+                if (start.code !== 0) failed++;
+              } catch (e) {
+                if (!(e instanceof CapsuleError || e instanceof SysError)) throw e;
+                console.error(`capsule: ${e.message}`);
+                failed++;
+              }
+            }
+            if (failed) return 1;
           },
         },
         {

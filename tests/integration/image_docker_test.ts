@@ -713,3 +713,27 @@ rootTest(
     }, root);
   },
 );
+
+rootTest("image restart: stop then image start, several ids, from the kept layer", async (root) => {
+  await withImage(async (c, store) => {
+    const prog = "echo run >> /f; sleep 1000";
+    const r = await c("image", "run", "-d", "--name", "rs", "bb", "sh", "-c", prog);
+    assertEquals(r.code, 0, r.stderr);
+    const pid = JSON.parse((await c("state", "rs")).stdout).pid;
+    // A kept container that ran in the foreground is started too (docker restart does).
+    assertEquals((await c("image", "run", "--name", "fg", "bb", "sh", "-c", "echo x")).code, 0);
+    const t0 = Date.now();
+    const x = await c("image", "restart", "-t", "1", "rs", "nosuch", "fg");
+    assertEquals([x.code, x.stdout], [1, "rs\nfg\n"], x.stderr);
+    assertMatch(x.stderr, /No container "nosuch"/);
+    assert(Date.now() - t0 < 8000, `restart took ${Date.now() - t0} ms`);
+    const st = JSON.parse((await c("state", "rs")).stdout);
+    assertEquals(st.status, "running");
+    assert(st.pid !== pid, "the same process");
+    assertEquals((await c("exec", "rs", "cat", "/f")).stdout, "run\nrun\n");
+    assertEquals(await exitCode(c, "fg"), 0);
+    assertEquals((await c("stop", "-t", "0", "rs")).code, 0);
+    assertEquals((await c("image", "destroyc", "rs", "fg")).code, 0);
+    assertEquals(containers(store), []);
+  }, root);
+});
