@@ -199,9 +199,11 @@ export async function keptContainerError(
   const { paths } = await import("../image/store.ts");
   const saved = info.root;
   if (!info.sameRoot) {
+    // "does not exist" stays in it: engines (containerd) match on those words.
     return new CapsuleError(
-      `Container "${id}" (from image "${info.image}") keeps its state under --root ${saved}, ` +
-        `not ${g.root}: give "--root ${saved}"`,
+      `container "${id}" does not exist under --root ${g.root}: an image container of that ` +
+        `id (from image "${info.image}") keeps its state under --root ${saved}; give ` +
+        `"--root ${saved}"`,
     );
   }
   const kept = `Container "${id}" is stopped (kept, from image "${info.image}")`;

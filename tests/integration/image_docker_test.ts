@@ -646,6 +646,13 @@ rootTest(
           assertEquals([...Deno.readDirSync(other)], [], `${args.join(" ")} wrote in ${other}`);
         }
         assertEquals(containers(store), ["sr"]);
+        // The runtime's commands keep runc's "does not exist" (engines match on it), then why.
+        const k = await elsewhere("kill", "sr");
+        assertEquals(k.code, 1);
+        assertMatch(
+          k.stderr,
+          new RegExp(`"sr" does not exist under --root ${other}: .*under --root ${root}`),
+        );
         // Not given: the saved one (the default root is not this test's root).
         const [cmd, ...pre] = capsuleCommand();
         const out = await new Deno.Command(cmd, {
