@@ -156,6 +156,29 @@ async function dockerExecStatus(run: () => Promise<number>): Promise<number> {
   }
 }
 
+/**
+ * Runs `fn` for each of `ids` as docker's rm, rmi and volume rm do: each one done is printed,
+ * a failure is reported and the others still go; returns 1 if any failed. One id alone
+ * throws its error as before.
+ */
+async function eachOf(
+  ids: string[],
+  fn: (id: string) => unknown,
+): Promise<number | undefined> {
+  let failed = 0;
+  for (const id of ids) {
+    try {
+      await fn(id);
+      console.log(id);
+    } catch (e) {
+      if (ids.length === 1 || !(e instanceof CapsuleError || e instanceof SysError)) throw e;
+      console.error(`capsule: ${e.message}`);
+      failed++;
+    }
+  }
+  return failed ? 1 : undefined;
+}
+
 /** Options given before the image and after the command, together (lists joined). */
 function mergeFlags(a: Parsed["flags"], b: Parsed["flags"]): Parsed["flags"] {
   const out: Parsed["flags"] = { ...a };
@@ -461,9 +484,9 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
         {
           name: "delete",
           aliases: ["rm"],
-          summary: "remove an image (refused while a container uses it)",
-          usage: "<name>",
-          args: [1, 1],
+          summary: "remove images (refused while a container uses one)",
+          usage: "<name>...",
+          args: [1, Infinity],
           flags: [{
             name: "force",
             short: "f",
@@ -472,7 +495,10 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           }],
           run: async ({ flags, args }) => {
             const { deleteImage } = await import("../image/run.ts");
-            deleteImage(globals().store, globals().root, args[0], flags.force === true);
+            return await eachOf(
+              args,
+              (name) => deleteImage(globals().store, globals().root, name, flags.force === true),
+            );
           },
         },
         {
@@ -609,27 +635,11 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
             const { destroyContainer } = await import("../image/run.ts");
             const g = globals();
             // As docker rm: each id removed is printed; a failure is reported and the rest go on.
-            let failed = 0;
-            for (const id of args) {
-              try {
-                await destroyContainer(
-                  g.store,
-                  g.root,
-                  id,
-                  flags.force === true,
-                  open,
-                  g.rootGiven,
-                );
-                console.log(id);
-              } catch (e) {
-                if (args.length === 1 || !(e instanceof CapsuleError || e instanceof SysError)) {
-                  throw e;
-                }
-                console.error(`capsule: ${e.message}`);
-                failed++;
-              }
-            }
-            if (failed) return 1;
+            return await eachOf(
+              args,
+              (id) =>
+                destroyContainer(g.store, g.root, id, flags.force === true, open, g.rootGiven),
+            );
           },
         },
       ],
@@ -666,12 +676,12 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
         {
           name: "rm",
           aliases: ["delete"],
-          summary: "remove a named volume and its data (refused while a container uses it)",
-          usage: "<name>",
-          args: [1, 1],
+          summary: "remove named volumes and their data (refused while a container uses one)",
+          usage: "<name>...",
+          args: [1, Infinity],
           run: async ({ args }) => {
             const { removeVolume } = await import("../image/run.ts");
-            removeVolume(globals().store, args[0]);
+            return await eachOf(args, (name) => removeVolume(globals().store, name));
           },
         },
       ],

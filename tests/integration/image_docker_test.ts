@@ -744,3 +744,19 @@ rootTest("image restart: stop then image start, several ids, from the kept layer
     assertEquals(containers(store), []);
   }, root);
 });
+
+rootTest("image delete and volume rm: several names, as docker rmi and volume rm", async (root) => {
+  await withImage(async (c) => {
+    for (const t of ["t1", "t2"]) assertEquals((await c("image", "tag", "bb", t)).code, 0);
+    const d = await c("image", "delete", "t1", "nosuch", "t2");
+    assertEquals([d.code, d.stdout], [1, "t1\nt2\n"], d.stderr);
+    assertMatch(d.stderr, /Image "nosuch" does not exist/);
+    const names = (await c("image", "list", "--format", "json")).stdout;
+    assert(!/"t[12]/.test(names), names);
+    for (const v of ["v1", "v2"]) assertEquals((await c("volume", "create", v)).code, 0);
+    const r = await c("volume", "rm", "v1", "nosuch", "v2");
+    assertEquals([r.code, r.stdout], [1, "v1\nv2\n"], r.stderr);
+    assertMatch(r.stderr, /Volume "nosuch" does not exist/);
+    assertEquals((await c("volume", "list", "--format", "json")).stdout.trim(), "[]");
+  }, root);
+});
