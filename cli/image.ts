@@ -1,10 +1,11 @@
 // The image commands (image create/pull/list/get/delete/tag/run/destroyc/login/logout) and
 // named volumes. Thin: parse, call image/, print. The modules load lazily: `image run` never
 // loads the tar or registry code.
-import { CapsuleError, UsageError } from "../runtime/errors.ts";
+import { CapsuleError, execFailureStatus, NotFoundError, UsageError } from "../runtime/errors.ts";
+import { SysError } from "../ffi/libc.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import { parseFlags } from "./parse.ts";
-import { formatFlag, listFlags, printJson, printListing } from "./output.ts";
+import { ExitWith, formatFlag, listFlags, printJson, printListing } from "./output.ts";
 import { forceFlag, networkFlags, networkOptions } from "./lifecycle.ts";
 import { openRuntime } from "./runtime.ts";
 
@@ -141,6 +142,43 @@ export function trailingOptions(rest: string[]): { command: string[]; flags: Par
   return { command, flags: parsed.flags };
 }
 
+/**
+ * Runs an image command that creates a container: a program that cannot be exec'd exits
+ * 127 (missing) or 126 (not executable), as docker's run and start do, not 1.
+ */
+async function dockerExecStatus(run: () => Promise<number>): Promise<number> {
+  try {
+    return await run();
+  } catch (e) {
+    const code = e instanceof CapsuleError ? execFailureStatus(e.message) : undefined;
+    if (code !== undefined) throw new ExitWith(code, e as Error);
+    throw e;
+  }
+}
+
+/**
+ * Runs `fn` for each of `ids` as docker's rm, rmi and volume rm do: each one done is printed,
+ * a failure is reported and the others still go; returns 1 if any failed. One id alone
+ * throws its error as before.
+ */
+async function eachOf(
+  ids: string[],
+  fn: (id: string) => unknown,
+): Promise<number | undefined> {
+  let failed = 0;
+  for (const id of ids) {
+    try {
+      await fn(id);
+      console.log(id);
+    } catch (e) {
+      if (ids.length === 1 || !(e instanceof CapsuleError || e instanceof SysError)) throw e;
+      console.error(`capsule: ${e.message}`);
+      failed++;
+    }
+  }
+  return failed ? 1 : undefined;
+}
+
 /** Options given before the image and after the command, together (lists joined). */
 function mergeFlags(a: Parsed["flags"], b: Parsed["flags"]): Parsed["flags"] {
   const out: Parsed["flags"] = { ...a };
@@ -244,30 +282,32 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
     if (shares !== undefined && !/^\d+$/.test(shares)) {
       throw new CapsuleError(`Invalid --cpushare "${shares}": expected a whole number`);
     }
-    return await runImage({
-      store: g.store,
-      root: g.root,
-      id: containerId(flags) ?? waited ?? randomId(),
-      image: args[0],
-      command: args.slice(1),
-      entrypoint: flags.entrypoint as string | undefined,
-      cwd: flags.cwd as string | undefined,
-      hostname: flags.hostname as string | undefined,
-      env: (flags.env as string[] | undefined) ?? [],
-      user: flags.user as string | undefined,
-      cpuShares: shares === undefined ? undefined : Number(shares),
-      memory,
-      labels: (flags.label as string[] | undefined) ?? [],
-      volumes: (flags.volume as string[] | undefined) ?? [],
-      ulimits: (flags.ulimit as string[] | undefined) ?? [],
-      readOnly: flags["read-only"] === true,
-      tty: flags.tty === true,
-      detach: flags.detach === true,
-      rm: flags.rm === true,
-      network: networkOptions(flags),
-      log,
-      keepLog: sizeFlag !== undefined || filesFlag !== undefined,
-    }, open);
+    return await dockerExecStatus(() =>
+      runImage({
+        store: g.store,
+        root: g.root,
+        id: containerId(flags) ?? waited ?? randomId(),
+        image: args[0],
+        command: args.slice(1),
+        entrypoint: flags.entrypoint as string | undefined,
+        cwd: flags.cwd as string | undefined,
+        hostname: flags.hostname as string | undefined,
+        env: (flags.env as string[] | undefined) ?? [],
+        user: flags.user as string | undefined,
+        cpuShares: shares === undefined ? undefined : Number(shares),
+        memory,
+        labels: (flags.label as string[] | undefined) ?? [],
+        volumes: (flags.volume as string[] | undefined) ?? [],
+        ulimits: (flags.ulimit as string[] | undefined) ?? [],
+        readOnly: flags["read-only"] === true,
+        tty: flags.tty === true,
+        detach: flags.detach === true,
+        rm: flags.rm === true,
+        network: networkOptions(flags),
+        log,
+        keepLog: sizeFlag !== undefined || filesFlag !== undefined,
+      }, open)
+    );
   };
   return [
     {
@@ -445,9 +485,9 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
         {
           name: "delete",
           aliases: ["rm"],
-          summary: "remove an image (refused while a container uses it)",
-          usage: "<name>",
-          args: [1, 1],
+          summary: "remove images (refused while a container uses one)",
+          usage: "<name>...",
+          args: [1, Infinity],
           flags: [{
             name: "force",
             short: "f",
@@ -456,7 +496,10 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           }],
           run: async ({ flags, args }) => {
             const { deleteImage } = await import("../image/run.ts");
-            deleteImage(globals().store, globals().root, args[0], flags.force === true);
+            return await eachOf(
+              args,
+              (name) => deleteImage(globals().store, globals().root, name, flags.force === true),
+            );
           },
         },
         {
@@ -500,24 +543,98 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
               if (w.waiterAvailable()) {
                 const { validateId } = await import("../runtime/ids.ts");
                 validateId(args[0]); // before it names a path for the waiter
+                const { savedRoot } = await import("../image/run.ts");
                 const info = readContainerInfo(g.store, args[0]);
-                const root = info?.root ?? g.root;
+                const root = savedRoot(info, args[0], g.root, g.rootGiven === true);
                 return await w.runUnderWaiter(args[0], `${root}/${args[0]}`);
               }
             }
-            return await startContainer(g.store, g.root, args[0], flags.attach === true, open);
+            return await dockerExecStatus(() =>
+              startContainer(g.store, g.root, args[0], flags.attach === true, open, g.rootGiven)
+            );
+          },
+        },
+        {
+          name: "restart",
+          summary: "stop containers from an image, then start them again (docker restart)",
+          usage: "<container-id>...",
+          args: [1, Infinity],
+          flags: [{
+            name: "time",
+            short: "t",
+            type: "string",
+            arg: "SECONDS",
+            help: "grace period before SIGKILL (default 10)",
+          }],
+          run: async ({ flags, args }) => {
+            const t = flags.time as string | undefined;
+            if (t !== undefined && !/^\d+(\.\d+)?$/.test(t)) {
+              throw new UsageError(`Invalid --time "${t}": expected seconds, e.g. -t 10`);
+            }
+            const { readContainerInfo } = await import("../image/store.ts");
+            const { savedRoot } = await import("../image/run.ts");
+            const { validateId } = await import("../runtime/ids.ts");
+            const { selfCommand } = await import("../runtime/waiter.ts");
+            const g = globals();
+            let failed = 0;
+            for (const id of args) {
+              try {
+                validateId(id);
+                const info = readContainerInfo(g.store, id);
+                if (!info) {
+                  throw new CapsuleError(
+                    `No container "${id}" from an image in ${g.store}; see "capsule list"`,
+                  );
+                }
+                const root = savedRoot(info, id, g.root, g.rootGiven === true);
+                // Stopped already (or kept without run-time state): nothing to stop.
+                const rt = await open({ id, image: true, root });
+                try {
+                  await rt.stop(id, { timeout: t === undefined ? undefined : Number(t) });
+                } catch (e) {
+                  if (!(e instanceof NotFoundError)) throw e;
+                }
+                // image start, as its own command: detached under its waiter; prints the id.
+                const start = await new Deno.Command(selfCommand()[0], {
+                  args: [
+                    ...selfCommand().slice(1),
+                    ...(g.rootGiven ? ["--root", g.root] : []),
+                    "--store",
+                    g.store,
+                    "image",
+                    "start",
+                    id,
+                  ],
+                  stdin: "null",
+                  stdout: "inherit",
+                  stderr: "inherit",
+                }).output();
+                if (start.code !== 0) failed++;
+              } catch (e) {
+                if (!(e instanceof CapsuleError || e instanceof SysError)) throw e;
+                console.error(`capsule: ${e.message}`);
+                failed++;
+              }
+            }
+            if (failed) return 1;
           },
         },
         {
           name: "destroyc",
-          summary: "delete a container from an image with its writable layer and anonymous volumes",
-          usage: "<container-id>",
-          args: [1, 1],
+          summary:
+            "delete containers from an image with their writable layer and anonymous volumes",
+          usage: "<container-id>...",
+          args: [1, Infinity],
           flags: [forceFlag],
           run: async ({ flags, args }) => {
             const { destroyContainer } = await import("../image/run.ts");
             const g = globals();
-            await destroyContainer(g.store, g.root, args[0], flags.force === true, open);
+            // As docker rm: each id removed is printed; a failure is reported and the rest go on.
+            return await eachOf(
+              args,
+              (id) =>
+                destroyContainer(g.store, g.root, id, flags.force === true, open, g.rootGiven),
+            );
           },
         },
       ],
@@ -554,12 +671,12 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
         {
           name: "rm",
           aliases: ["delete"],
-          summary: "remove a named volume and its data (refused while a container uses it)",
-          usage: "<name>",
-          args: [1, 1],
+          summary: "remove named volumes and their data (refused while a container uses one)",
+          usage: "<name>...",
+          args: [1, Infinity],
           run: async ({ args }) => {
             const { removeVolume } = await import("../image/run.ts");
-            removeVolume(globals().store, args[0]);
+            return await eachOf(args, (name) => removeVolume(globals().store, name));
           },
         },
       ],

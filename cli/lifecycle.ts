@@ -161,6 +161,77 @@ async function keptImageContainers(
 }
 
 /**
+ * The image container `id` kept in the store, if any: its image, the --root its state lives
+ * under (saved at image run) and whether that is this command's --root.
+ */
+async function keptInfo(
+  g: Globals,
+  id: string,
+): Promise<{ image: string; root: string; sameRoot: boolean } | undefined> {
+  try {
+    Deno.statSync(`${g.store}/containers`);
+  } catch {
+    return undefined;
+  }
+  if (!ID_PATTERN.test(id)) return undefined;
+  const { readContainerInfo } = await import("../image/store.ts");
+  const info = readContainerInfo(g.store, id);
+  if (!info || typeof info.image !== "string") return undefined;
+  const norm = (p: string) => p.replace(/\/+$/, "") || "/";
+  const root = typeof info.root === "string" ? info.root : g.root;
+  return { image: info.image, root, sameRoot: norm(root) === norm(g.root) };
+}
+
+/**
+ * What to tell a user who named `id` in a command (`path`, e.g. ["capsule","kill"]) that
+ * found no run-time state, when `id` is an image container kept in the store (stopped:
+ * `image run` without -d or --rm, or a reboot emptied --root): a CapsuleError saying it is
+ * stopped and what runs it again or removes it (docker's words for a stopped container),
+ * instead of "does not exist". Undefined when the store keeps no such container.
+ */
+export async function keptContainerError(
+  g: Globals,
+  id: string,
+  path: string[],
+): Promise<CapsuleError | undefined> {
+  const info = await keptInfo(g, id);
+  if (!info) return undefined;
+  const { paths } = await import("../image/store.ts");
+  const saved = info.root;
+  if (!info.sameRoot) {
+    // "does not exist" stays in it: engines (containerd) match on those words.
+    return new CapsuleError(
+      `container "${id}" does not exist under --root ${g.root}: an image container of that ` +
+        `id (from image "${info.image}") keeps its state under --root ${saved}; give ` +
+        `"--root ${saved}"`,
+    );
+  }
+  const kept = `Container "${id}" is stopped (kept, from image "${info.image}")`;
+  const again = `"capsule image start ${id}" runs it again`;
+  const command = path.slice(1).join(" ");
+  if (command === "log") {
+    const { readExitStatus } = await import("../runtime/waiter.ts");
+    const foreground = readExitStatus(paths.container(g.store, id)) !== undefined;
+    return new CapsuleError(
+      `Container "${id}" has no log: ` +
+        (foreground
+          ? "it ran in the foreground (image run without -d), its output went to the terminal"
+          : `its log was under --root ${g.root}, which was emptied (a reboot does that)`) +
+        `; it is stopped (kept, from image "${info.image}"): ${again} detached, with a log`,
+    );
+  }
+  if (command === "delete") {
+    return new CapsuleError(
+      `${kept}, with no run-time state to delete: "capsule image destroyc ${id}" removes it ` +
+        `(its writable layer and anonymous volumes), ${again}`,
+    );
+  }
+  return new CapsuleError(
+    `${kept}, not running: ${again}, "capsule image destroyc ${id}" removes it`,
+  );
+}
+
+/**
  * `list` as runc prints it: a table `ID PID STATUS BUNDLE CREATED OWNER`, then capsule's
  * columns when a container has a value: `IP`, `IMAGE`, `PORTS` (docker ps's
  * `0.0.0.0:8080->80/tcp, ...`); `-q` the ids; `--format json` one line: an array of states
@@ -391,6 +462,9 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       flags: listFlags,
       run: async ({ flags }) => {
         const r = await rt();
+        // No cgroup hierarchy to read (`ip netns exec` hides them): no container's status can
+        // be told; said once, not once for each container listed as unknown.
+        if (r.store.ids().length) void r.cgroups;
         const all = await Promise.all(r.list().map((st) => withExitStatus(r, st)));
         all.push(...await keptImageContainers(globals(), new Set(all.map((s) => s.id))));
         printContainers(flags, all);
@@ -448,8 +522,16 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
             });
             console.log(id);
           } catch (e) {
-            if (args.length === 1) throw e;
-            console.error(`capsule: ${(e as Error).message}`);
+            // A kept image container is stopped already: no error, as docker's stop.
+            if (e instanceof NotFoundError && (await keptInfo(globals(), id))?.sameRoot) {
+              console.log(id);
+              continue;
+            }
+            const kept = e instanceof NotFoundError
+              ? await keptContainerError(globals(), id, ["capsule", "stop"])
+              : undefined;
+            if (args.length === 1) throw kept ?? e;
+            console.error(`capsule: ${(kept ?? e as Error).message}`);
             failed++;
           }
         }

@@ -1,5 +1,5 @@
 // The command tree. Commands are thin: parse, call the library (mod.ts), print.
-import { CapsuleError, UsageError } from "../runtime/errors.ts";
+import { CapsuleError, NotFoundError, UsageError } from "../runtime/errors.ts";
 import { SysError } from "../ffi/libc.ts";
 import { helpText, parseFlags } from "./parse.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
@@ -8,7 +8,7 @@ import { VERSION } from "../runtime/version.ts";
 import { OCI_VERSION } from "../runtime/spec.ts";
 import { DEFAULT_ROOT } from "../runtime/state.ts";
 import { DEFAULT_STORE, defaultRoot } from "../lib/open.ts";
-import { lifecycleCommands } from "./lifecycle.ts";
+import { keptContainerError, lifecycleCommands } from "./lifecycle.ts";
 import { resourceCommands } from "./resources.ts";
 import { processCommands } from "./process.ts";
 import { imageCommands } from "./image.ts";
@@ -69,6 +69,7 @@ function versionText(): string {
 export async function main(argv: string[]): Promise<number> {
   let logger = new Logger();
   let g: Globals | undefined;
+  const path = ["capsule"];
   try {
     // Global options come before the command name.
     let i = 0;
@@ -94,6 +95,7 @@ export async function main(argv: string[]): Promise<number> {
     logger = new Logger(flags.log as string | undefined, fmt, flags.debug === true);
     g = {
       root: (flags.root as string | undefined) ?? defaultRoot(),
+      rootGiven: flags.root !== undefined,
       store: (flags.store as string | undefined) ?? DEFAULT_STORE,
       logger,
     };
@@ -104,7 +106,6 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     let cmd = root;
-    const path = ["capsule"];
     let rest = argv.slice(i);
     while (cmd.subcommands) {
       const name = rest[0];
@@ -162,6 +163,12 @@ export async function main(argv: string[]): Promise<number> {
     let e = caught;
     let failCode = 1;
     if (e instanceof ExitWith) [e, failCode] = [e.error, e.code];
+    // "does not exist" for an image container the store keeps stopped: what to do instead.
+    if (e instanceof NotFoundError && g) {
+      try {
+        e = await keptContainerError(g, e.id, path) ?? e;
+      } catch { /* the first error stands */ }
+    }
     if (e instanceof UsageError) {
       // "capsule create: ..." already names the program; others get the prefix.
       console.error(/^capsule\b/.test(e.message) ? e.message : `capsule: ${e.message}`);

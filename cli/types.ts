@@ -51,6 +51,8 @@ export interface Log {
 /** Global options as the commands see them. */
 export interface Globals {
   root: string;
+  /** --root was given on the command line (not the default). */
+  rootGiven?: boolean;
   /** Persistent data: images, volumes (the root holds run-time state only). */
   store: string;
   logger: Log;

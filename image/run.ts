@@ -147,6 +147,66 @@ function volumeSources(
   return { mounts, info };
 }
 
+/**
+ * A -v bind's host path: `real` is its real path (symlinks resolved), also when it does not
+ * exist yet (the real path of its deepest existing ancestor, then the rest); `missing` the
+ * directories to make for it, outermost first. Throws CapsuleError for a path inside the store
+ * (an image's rootfs or layers, a container's writable layer: capsule's own, never the user's
+ * directory) or a missing part with "." or "..".
+ */
+export function resolveBindSource(
+  source: string,
+  store: string,
+): { real: string; missing: string[] } {
+  const parts = source.split("/").filter(Boolean);
+  let real: string | undefined;
+  let n = parts.length;
+  for (; n >= 0; n--) {
+    try {
+      real = Deno.realPathSync(`/${parts.slice(0, n).join("/")}`);
+      break;
+    } catch { /* missing: try its parent */ }
+  }
+  const rest = parts.slice(n);
+  if (rest.some((c) => c === "." || c === "..")) {
+    throw new CapsuleError(
+      `Volume host path "${source}" does not exist and has "." or ".." in its missing part; ` +
+        `give it without them`,
+    );
+  }
+  const base = (real ?? "/").replace(/\/$/, "");
+  const missing = rest.map((_, i) => `${base}/${rest.slice(0, i + 1).join("/")}`);
+  const full = rest.length ? missing[missing.length - 1] : base || "/";
+  let storeReal = store;
+  try {
+    storeReal = Deno.realPathSync(store);
+  } catch { /* not made yet */ }
+  if (full === storeReal || full.startsWith(`${storeReal}/`)) {
+    throw new CapsuleError(
+      `Volume host path "${source}" (${full}) is inside capsule's store ${storeReal}: ` +
+        `give a directory of your own, or a named volume (-v NAME:/path)`,
+    );
+  }
+  return { real: full, missing };
+}
+
+/**
+ * Makes a -v bind's missing host directory `dir` (its parent exists): mode 0755, owned by the
+ * caller, as docker does; pushed onto `made`. An existing directory is left as it is.
+ */
+function makeHostDir(dir: string, made: string[]): void {
+  try {
+    Deno.mkdirSync(dir, { mode: 0o755 });
+  } catch (e) {
+    if (e instanceof Deno.errors.AlreadyExists && Deno.statSync(dir).isDirectory) return;
+    throw new CapsuleError(
+      `Cannot make the volume's host directory ${dir}: ${(e as Error).message}`,
+    );
+  }
+  made.push(dir);
+  Deno.chmodSync(dir, 0o755); // whatever the umask
+}
+
 /** Copies an image directory into a new volume, when it is a real directory of the image. */
 function copyUp(from: string, lower: string, to: string): void {
   // Only a plain directory path inside the image (no symlink on the way can lead out).
@@ -178,17 +238,14 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
   const image = readImage(req.store, req.image);
   validateId(req.id);
   const vols = parseVolumes(req.volumes);
+  // Host directories a -v names that do not exist yet: made once the checks below passed
+  // (docker makes a missing -v source), removed again if the container never ran.
+  const toMake: string[] = [];
   for (const v of vols) {
     if (v.kind !== "bind") continue;
-    let real: string;
-    try {
-      real = Deno.realPathSync(v.source);
-    } catch {
-      throw new CapsuleError(
-        `Volume host path "${v.source}" does not exist; create it first (mkdir -p ${v.source})`,
-      );
-    }
+    const { real, missing } = resolveBindSource(v.source, req.store);
     v.source = real;
+    toMake.push(...missing);
   }
   const dir = paths.container(req.store, req.id);
   if (exists(dir)) {
@@ -227,7 +284,9 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
     throw e;
   }
   let started = false;
+  const made: string[] = [];
   try {
+    for (const d of toMake) makeHostDir(d, made);
     let volumes: ReturnType<typeof volumeSources>;
     const view = `${dir}/image`;
     try {
@@ -278,6 +337,11 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
       try {
         destroyContainerFiles(req.store, req.id);
       } catch { /* report the first error */ }
+      for (const d of made.reverse()) {
+        try {
+          Deno.removeSync(d); // only while empty: what the user put there stays
+        } catch { /* not empty, or gone */ }
+      }
     }
     throw e;
   }
@@ -311,13 +375,38 @@ function forgetExit(dir: string): void {
 }
 
 /**
+ * The --root a kept container's run-time state lives under: the one given at `image run`,
+ * saved in its record (`root` when the record has none). `rootGiven`: the user gave --root
+ * explicitly; then it must be the saved one, else a CapsuleError names both and what to pass
+ * (a container's state, network lease and ports are under one root: starting it under
+ * another would make a second, conflicting copy).
+ */
+export function savedRoot(
+  info: ContainerInfo | undefined,
+  id: string,
+  root: string,
+  rootGiven: boolean,
+): string {
+  const saved = typeof info?.root === "string" ? info.root : root;
+  const norm = (p: string) => p.replace(/\/+$/, "") || "/";
+  if (rootGiven && norm(saved) !== norm(root)) {
+    throw new CapsuleError(
+      `Container "${id}" keeps its state under --root ${saved} (given at image run), not ` +
+        `${root}: give "--root ${saved}", or leave --root out (the saved one is used)`,
+    );
+  }
+  return saved;
+}
+
+/**
  * `image start ID` (docker start): runs a stopped container from an image again, from its
  * kept writable layer, with the same config.json (volumes, limits) and the same network
  * options (network, published ports, links). Detached (the id is printed) unless `attach`,
  * which returns the program's exit status. The stopped container's runtime state is deleted
  * first (its address is given back, and taken again); a container whose runtime state is gone
- * (after a reboot) starts as well. Throws CapsuleError for an unknown id,
- * a container that is not stopped, one run with --rm, or a deleted image.
+ * (after a reboot) starts as well. Its state lives under the --root of image run (savedRoot:
+ * `rootGiven` and another root throw). Throws CapsuleError for an unknown id, a container
+ * that is not stopped, one run with --rm, or a deleted image.
  */
 export async function startContainer(
   store: string,
@@ -325,6 +414,7 @@ export async function startContainer(
   id: string,
   attach: boolean,
   open: OpenRuntime,
+  rootGiven = false,
 ): Promise<number> {
   validateId(id);
   const info = readContainerInfo(store, id);
@@ -340,8 +430,8 @@ export async function startContainer(
       `Container "${id}" was run with --rm: it is removed when it stops, not started again`,
     );
   }
+  const stateRoot = savedRoot(info, id, root, rootGiven);
   readImage(store, info.image); // a clear error if the image was deleted meanwhile
-  const stateRoot = info.root ?? root;
   const rt = await open({ id, image: true, network: info.network !== undefined, root: stateRoot });
   if (exists(`${stateRoot}/${id}`)) {
     const rec = rt.store.read(id);
@@ -369,6 +459,12 @@ export async function startContainer(
       );
     }
   }
+  // A host directory of a -v bind removed meanwhile is made again, as docker start does.
+  for (const v of info.volumes ?? []) {
+    if (v.kind !== "bind" || typeof v.source !== "string" || exists(v.source)) continue;
+    const { missing } = resolveBindSource(v.source, store);
+    for (const d of missing) makeHostDir(d, []);
+  }
   forgetExit(dir);
   // The old run's state goes (its address is given back, and taken again); without one (a
   // reboot emptied --root, or its directory was deleted), what the id still holds goes too:
@@ -390,7 +486,8 @@ export async function startContainer(
 
 /**
  * `image destroyc ID`: deletes the container (killing it first with `force`) and its
- * image-side data: writable layer, anonymous volumes. Named volumes and host dirs stay.
+ * image-side data: writable layer, anonymous volumes. Named volumes and host dirs stay. The
+ * state is under the --root of image run (savedRoot: `rootGiven` and another root throw).
  */
 export async function destroyContainer(
   store: string,
@@ -398,11 +495,12 @@ export async function destroyContainer(
   id: string,
   force: boolean,
   open: OpenRuntime,
+  rootGiven = false,
 ): Promise<void> {
   validateId(id);
   const info = readContainerInfo(store, id);
   const dir = paths.container(store, id);
-  const stateRoot = info?.root ?? root;
+  const stateRoot = savedRoot(info, id, root, rootGiven);
   const hasState = exists(`${stateRoot}/${id}`);
   if (!info && !exists(dir) && !hasState) {
     throw new CapsuleError(

@@ -107,3 +107,44 @@ export function ephemeralRange(): [number, number] {
   } catch { /* not Linux /proc */ }
   return [32768, 60999];
 }
+
+/**
+ * Is `ip` (IPv4) an address of this network namespace, one a socket may bind? The kernel
+ * answers: a bind to port 0 fails with EADDRNOTAVAIL ("cannot assign requested address", what
+ * docker reports) for an address the host lacks. Loopback's whole 127.0.0.0/8 is local.
+ */
+export function isLocalAddress(ip: string): boolean {
+  try {
+    Deno.listen({ hostname: ip, port: 0, transport: "tcp" }).close();
+    return true;
+  } catch (e) {
+    return !(e instanceof Deno.errors.AddrNotAvailable);
+  }
+}
+
+/**
+ * The IPv4 addresses of this network namespace (the "/32 host LOCAL" entries of
+ * /proc/net/fib_trie), each once, in the trie's (numeric) order.
+ */
+export function parseFibTrie(text: string): string[] {
+  const out: string[] = [];
+  let last: string | undefined;
+  for (const line of text.split("\n")) {
+    const leaf = /^\s*\|-- (\d+\.\d+\.\d+\.\d+)\s*$/.exec(line);
+    if (leaf) {
+      last = leaf[1];
+      continue;
+    }
+    if (last && /^\s*\/32 host LOCAL\s*$/.test(line) && !out.includes(last)) out.push(last);
+  }
+  return out;
+}
+
+/** The IPv4 addresses of this network namespace (parseFibTrie), [] if /proc cannot say. */
+export function hostAddresses(): string[] {
+  try {
+    return parseFibTrie(Deno.readTextFileSync("/proc/net/fib_trie"));
+  } catch {
+    return [];
+  }
+}

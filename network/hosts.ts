@@ -9,19 +9,32 @@ export interface HostsInput {
   links: { alias: string; id: string; ip: string }[];
   /** The other containers of a user network: one line each, by id. */
   peers?: { ip: string; name: string }[];
+  /**
+   * The user network's name: each peer is also `NAME.NETWORK`, and the container itself
+   * `ID.NETWORK` (docker's user-defined networks resolve both); `id` is the container's id.
+   */
+  network?: { name: string; id: string };
 }
 
-/** The text of a container's /etc/hosts: localhost, itself, its links, then its peers. */
+/**
+ * The text of a container's /etc/hosts: localhost, itself, its links, then its peers (with
+ * `network`: also as NAME.NETWORK).
+ */
 export function hostsFile(h: HostsInput): string {
   const lines = [
     "127.0.0.1\tlocalhost",
     "::1\tlocalhost ip6-localhost ip6-loopback",
-    `${h.ip}\t${[...new Set(h.names.filter(Boolean))].join(" ")}`,
+    `${h.ip}\t${
+      [...new Set([...h.names, h.network ? `${h.network.id}.${h.network.name}` : ""])]
+        .filter(Boolean).join(" ")
+    }`,
   ];
   for (const l of h.links) {
     lines.push(`${l.ip}\t${l.alias === l.id ? l.id : `${l.alias} ${l.id}`}`);
   }
-  for (const p of h.peers ?? []) lines.push(`${p.ip}\t${p.name}`);
+  for (const p of h.peers ?? []) {
+    lines.push(`${p.ip}\t${p.name}${h.network ? ` ${p.name}.${h.network.name}` : ""}`);
+  }
   return lines.join("\n") + "\n";
 }
 

@@ -426,6 +426,22 @@ export class Networks {
       }
       seen.add(k);
     }
+    // A host address the host lacks: nothing would ever receive (docker: "cannot assign
+    // requested address"). Refused before anything is made.
+    const checked = new Set<string>();
+    for (const p of wanted) {
+      if (p.hostIp === undefined || p.hostIp === "0.0.0.0" || checked.has(p.hostIp)) continue;
+      if (!this.runner.localAddress(p.hostIp)) {
+        const has = this.runner.addresses();
+        throw new CapsuleError(
+          `Cannot publish port ${p.containerPort}/${p.proto} of container "${ctx.id}" on ` +
+            `${p.hostIp}: ${p.hostIp} is not an address of this host (cannot assign ` +
+            `requested address); it has ${has.length ? has.join(", ") : "none that /proc shows"}:` +
+            ` give one of those, or 0.0.0.0 (every address)`,
+        );
+      }
+      checked.add(p.hostIp);
+    }
     const links = (o.links ?? []).map((l) => this.#link(l));
     const n = await this.resolve(o.name);
     const subnet = parseSubnet(n.subnet);
@@ -550,7 +566,8 @@ export class Networks {
           continue; // its state dir is going away
         }
         try {
-          f.writeSync(new TextEncoder().encode(hostsFile({ ...m, peers })));
+          const net = { name: network, id: m.id };
+          f.writeSync(new TextEncoder().encode(hostsFile({ ...m, peers, network: net })));
         } finally {
           f.close();
         }

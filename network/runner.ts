@@ -1,7 +1,15 @@
 // Every command the network layer runs (ip, nsenter + ip, iptables-save/-restore) and every
 // sysctl it writes goes through one small interface, so that a fake can record them and the
 // unit tests check the batches without root (youki's Syscall/netlink Client idea).
-import { conflicts, type HostSocket, hostSockets, socketOwner, tcpInUse } from "./hostports.ts";
+import {
+  conflicts,
+  hostAddresses,
+  type HostSocket,
+  hostSockets,
+  isLocalAddress,
+  socketOwner,
+  tcpInUse,
+} from "./hostports.ts";
 
 export interface RunResult {
   code: number;
@@ -28,6 +36,10 @@ export interface Runner {
   sockets(proto: "tcp" | "udp"): HostSocket[];
   /** The process holding a socket, "name (pid N)", or undefined when none is visible. */
   socketOwner(inode: string): string | undefined;
+  /** Is `ip` an address of this network namespace (a bind to it works)? */
+  localAddress(ip: string): boolean;
+  /** The IPv4 addresses of this network namespace, for messages. */
+  addresses(): string[];
 }
 
 const dec = new TextDecoder();
@@ -114,6 +126,14 @@ export class SystemRunner implements Runner {
   socketOwner(inode: string): string | undefined {
     return socketOwner(inode);
   }
+
+  localAddress(ip: string): boolean {
+    return isLocalAddress(ip);
+  }
+
+  addresses(): string[] {
+    return hostAddresses();
+  }
 }
 
 export interface RecordedCall {
@@ -173,6 +193,17 @@ export class FakeRunner implements Runner {
 
   socketOwner(inode: string): string | undefined {
     return this.owners.get(inode);
+  }
+
+  /** The host's IPv4 addresses (127.0.0.0/8 is local as well). */
+  hostAddrs = ["127.0.0.1"];
+
+  localAddress(ip: string): boolean {
+    return ip.startsWith("127.") || this.hostAddrs.includes(ip);
+  }
+
+  addresses(): string[] {
+    return [...this.hostAddrs];
   }
 
   /** The calls whose program is `prog` (after nsenter's options, for nsenter). */

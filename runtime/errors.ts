@@ -62,3 +62,26 @@ export class StateTransitionError extends CapsuleError {
     );
   }
 }
+
+/**
+ * Why the init could not exec the program (its lookPath, before "ready"), in runc's words:
+ * `exec: "NAME": <reason>` ends create's error message.
+ */
+export const EXEC_NOT_FOUND = "no such file or directory";
+/** `exec: "NAME": executable file not found in $PATH` (a name without "/"). */
+export const EXEC_NOT_IN_PATH = "executable file not found in $PATH";
+/** `exec: "NAME": permission denied` (not a regular file with an execute bit). */
+export const EXEC_DENIED = "permission denied";
+
+/**
+ * The status docker's `run` exits with when create failed because the program could not be
+ * exec'd: 127 when it does not exist (EXEC_NOT_FOUND, EXEC_NOT_IN_PATH), 126 when it is not
+ * executable (EXEC_DENIED); undefined for any other failure (or message). runc (and capsule's
+ * `run` of a bundle) exits 1 for all of these; the image commands follow docker.
+ */
+export function execFailureStatus(message: string): 126 | 127 | undefined {
+  const m = /^Cannot create container "[^"]*": exec: ".*": ([^:"]+)$/s.exec(message);
+  if (!m) return undefined;
+  if (m[1] === EXEC_NOT_FOUND || m[1] === EXEC_NOT_IN_PATH) return 127;
+  return m[1] === EXEC_DENIED ? 126 : undefined;
+}

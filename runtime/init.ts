@@ -13,6 +13,7 @@ import {
   receiveFrame,
   sendFrame,
 } from "./channel.ts";
+import { EXEC_DENIED, EXEC_NOT_FOUND, EXEC_NOT_IN_PATH } from "./errors.ts";
 import type { DeviceOp, ExecPlan, HookPlan, InitPlan, ProcessPlan } from "./plan.ts";
 import { readMountinfo } from "./mountinfo.ts";
 import { signalName } from "./signals.ts";
@@ -172,9 +173,7 @@ function isExecutable(path: string): boolean {
 export function lookPath(name: string, env: string[]): string {
   if (name.includes("/")) {
     if (isExecutable(name)) return name;
-    const why = statKind(name, true) === undefined
-      ? "no such file or directory"
-      : "permission denied";
+    const why = statKind(name, true) === undefined ? EXEC_NOT_FOUND : EXEC_DENIED;
     throw new Error(`exec: "${name}": ${why}`);
   }
   const pathVar = env.findLast((e) => e.startsWith("PATH="))?.slice(5) ??
@@ -183,7 +182,7 @@ export function lookPath(name: string, env: string[]): string {
     const candidate = `${dir || "."}/${name}`;
     if (isExecutable(candidate)) return candidate;
   }
-  throw new Error(`exec: "${name}": executable file not found in $PATH`);
+  throw new Error(`exec: "${name}": ${EXEC_NOT_IN_PATH}`);
 }
 
 function mask(caps: number[]): bigint {

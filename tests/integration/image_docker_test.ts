@@ -5,6 +5,7 @@ import {
   assertEquals,
   assertMatch,
   capsule,
+  capsuleCommand,
   makeBundle,
   removeAll,
   type Result,
@@ -168,6 +169,11 @@ rootTest("image runc: the original's trailing options, a quoted command", async 
     assertMatch(w.stderr, /"stray" comes after the options/);
     const whole = await c("image", "runc", "--rm", "bb", "--", "echo", "-d", "x");
     assertEquals([whole.code, whole.stdout], [0, "-d x\n"], whole.stderr);
+    // The brief's case: -p 80 for the program, not a published port (no network is made).
+    const p = await c("image", "runc", "bb", "--", "echo", "-p", "80", "-rm");
+    assertEquals([p.code, p.stdout], [0, "-p 80 -rm\n"], p.stderr);
+    assertEquals((await c("network", "list", "-q")).stdout, "");
+    assertEquals((await c("image", "destroyc", ...containers(store))).code, 0);
     assertEquals(containers(store), []);
   }, root);
 });
@@ -498,3 +504,264 @@ rootTest(
     }, root);
   },
 );
+
+rootTest(
+  "image run: a missing program exits 127, one not executable 126 (docker's); a bundle 1 (runc's)",
+  async (root) => {
+    await withImage(async (c, store) => {
+      for (
+        const [prog, code, why] of [
+          ["/no/such/binary", 127, /exec: "\/no\/such\/binary": no such file or directory/],
+          ["nosuchprogram", 127, /exec: "nosuchprogram": executable file not found in \$PATH/],
+          ["/etc/passwd", 126, /exec: "\/etc\/passwd": permission denied/],
+        ] as const
+      ) {
+        for (const form of [[], ["-d"], ["--rm"], ["-d", "--rm"]]) {
+          const r = await c("image", "run", ...form, "bb", prog);
+          assertEquals(r.code, code, `image run ${form.join(" ")} bb ${prog}: ${r.stderr}`);
+          assertMatch(r.stderr, why);
+          assertEquals(r.stdout, "");
+        }
+        const t = await c("image", "runc", "bb", prog, "-d");
+        assertEquals(t.code, code, t.stderr);
+        assertEquals(containers(store), []);
+      }
+      // A bundle keeps runc's status for it (runc run of a missing binary exits 1).
+      const b = await makeBundle(["/no/such/binary"]);
+      try {
+        for (const form of [[], ["-d"]]) {
+          const r = await capsule(root, ["run", ...form, "-b", b, "nb"]);
+          assertEquals(r.code, 1, r.stderr);
+          assertMatch(r.stderr, /exec: "\/no\/such\/binary": no such file or directory/);
+        }
+      } finally {
+        await removeAll(b);
+      }
+    }, root);
+  },
+);
+
+rootTest(
+  "a kept image container (stopped, no run-time state): stop succeeds, the others say what to do",
+  async (root) => {
+    await withImage(async (c) => {
+      const f = await c("image", "run", "--name", "kp", "bb", "echo", "out");
+      assertEquals([f.code, f.stdout], [0, "out\n"], f.stderr);
+      // docker stop of a stopped container succeeds; several: each one, failures reported.
+      const s = await c("stop", "kp");
+      assertEquals([s.code, s.stdout, s.stderr], [0, "kp\n", ""]);
+      const two = await c("stop", "-t", "0", "kp", "nosuch");
+      assertEquals([two.code, two.stdout], [1, "kp\n"], two.stderr);
+      assertMatch(two.stderr, /"nosuch" does not exist/);
+      assert(!/"kp"/.test(two.stderr), two.stderr);
+      // The log: a foreground run's output went to the terminal; the message says so.
+      const l = await c("log", "kp");
+      assertEquals(l.code, 1);
+      assertMatch(l.stderr, /"kp" has no log: it ran in the foreground/);
+      assertMatch(l.stderr, /capsule image start kp/);
+      for (
+        const args of [
+          ["kill", "kp"],
+          ["kill", "kp", "KILL"],
+          ["exec", "kp", "true"],
+          [
+            "ps",
+            "kp",
+          ],
+          ["pause", "kp"],
+          ["resume", "kp"],
+          ["update", "kp", "--pids-limit", "9"],
+          [
+            "events",
+            "--stats",
+            "kp",
+          ],
+          ["start", "kp"],
+        ]
+      ) {
+        const r = await c(...args);
+        assert(r.code !== 0, `${args.join(" ")} succeeded`);
+        assertMatch(
+          r.stderr,
+          /"kp" is stopped \(kept, from image "bb(:latest)?"\).*"capsule image start kp"/,
+          args.join(" "),
+        );
+        assert(!/does not exist/.test(r.stderr), `${args.join(" ")}: ${r.stderr}`);
+      }
+      const d = await c("delete", "kp");
+      assertEquals(d.code, 1);
+      assertMatch(d.stderr, /"kp" .*"capsule image destroyc kp"/);
+      // A detached one, stopped: its log is printed, as docker logs does.
+      const r = await c("image", "run", "-d", "--name", "dl", "bb", "echo", "hello");
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(await exitCode(c, "dl"), 0);
+      const dl = await c("log", "dl");
+      assertEquals([dl.code, dl.stdout], [0, "hello\n"], dl.stderr);
+      assertEquals((await c("stop", "dl")).code, 0);
+      for (const id of ["kp", "dl"]) assertEquals((await c("image", "destroyc", id)).code, 0);
+    }, root);
+  },
+);
+
+rootTest(
+  "image destroyc: several ids, each reported; one failure does not stop the rest",
+  async (root) => {
+    await withImage(async (c, store) => {
+      for (const id of ["ra", "rb", "rc"]) {
+        assertEquals((await c("image", "run", "--name", id, "bb", "true")).code, 0);
+      }
+      const live = await c("image", "run", "-d", "--name", "rl", "bb", "sleep", "1000");
+      assertEquals(live.code, 0, live.stderr);
+      const r = await c("image", "destroyc", "ra", "nosuch", "rb", "rl", "rc");
+      assertEquals([r.code, r.stdout], [1, "ra\nrb\nrc\n"], r.stderr);
+      assertMatch(r.stderr, /No container "nosuch"/);
+      assertMatch(r.stderr, /"rl" is running; stop it first/);
+      assertEquals(containers(store), ["rl"]);
+      const f = await c("image", "destroyc", "-f", "rl");
+      assertEquals([f.code, f.stdout], [0, "rl\n"], f.stderr);
+      assertEquals(containers(store), []);
+    }, root);
+  },
+);
+
+rootTest(
+  "image start/destroyc: the --root saved at image run is used; another one given is refused",
+  async (root) => {
+    await withImage(async (c, store) => {
+      const r = await c("image", "run", "--name", "sr", "bb", "true");
+      assertEquals(r.code, 0, r.stderr);
+      const other = await Deno.makeTempDir({ prefix: "capsule-other-root-" });
+      try {
+        const elsewhere = (...a: string[]) => capsule(other, ["--store", store, ...a]);
+        for (
+          const args of [["image", "start", "sr"], ["image", "start", "-a", "sr"], [
+            "image",
+            "destroyc",
+            "sr",
+          ]]
+        ) {
+          const x = await elsewhere(...args);
+          assertEquals(x.code, 1, `${args.join(" ")}: ${x.stderr}`);
+          assertMatch(
+            x.stderr,
+            new RegExp(
+              `"sr" keeps its state under --root ${root}.*not ${other}.*give "--root ${root}"`,
+            ),
+          );
+          assertEquals([...Deno.readDirSync(other)], [], `${args.join(" ")} wrote in ${other}`);
+        }
+        assertEquals(containers(store), ["sr"]);
+        // The runtime's commands keep runc's "does not exist" (engines match on it), then why.
+        const k = await elsewhere("kill", "sr");
+        assertEquals(k.code, 1);
+        assertMatch(
+          k.stderr,
+          new RegExp(`"sr" does not exist under --root ${other}: .*under --root ${root}`),
+        );
+        // Not given: the saved one (the default root is not this test's root).
+        const [cmd, ...pre] = capsuleCommand();
+        const out = await new Deno.Command(cmd, {
+          args: [...pre, "--store", store, "image", "start", "-a", "sr"],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+        assertEquals((await c("image", "destroyc", "sr")).code, 0);
+      } finally {
+        await removeAll(other);
+      }
+    }, root);
+  },
+);
+
+rootTest(
+  "image run -v /missing:/x makes the host directory (0755, the caller's), never in the store",
+  async (root) => {
+    await withImage(async (c, store, tmp) => {
+      const host = `${tmp}/made/deeper`;
+      const r = await c(
+        "image",
+        "run",
+        "--name",
+        "mk",
+        "-v",
+        `${host}:/data`,
+        "bb",
+        "sh",
+        "-c",
+        "echo hi > /data/f",
+      );
+      assertEquals(r.code, 0, r.stderr);
+      for (const d of [`${tmp}/made`, host]) {
+        const st = Deno.statSync(d);
+        assert(st.isDirectory, d);
+        assertEquals([st.mode! & 0o7777, st.uid, st.gid], [0o755, Deno.uid(), Deno.gid()], d);
+      }
+      assertEquals(Deno.readTextFileSync(`${host}/f`), "hi\n");
+      // image start makes it again when it was removed meanwhile (docker start does).
+      Deno.removeSync(`${tmp}/made`, { recursive: true });
+      const s = await c("image", "start", "-a", "mk");
+      assertEquals(s.code, 0, s.stderr);
+      assertEquals(Deno.readTextFileSync(`${host}/f`), "hi\n");
+      assertEquals((await c("image", "destroyc", "mk")).code, 0);
+      // Never inside the store (an image's rootfs or layers, a container's layer), also
+      // through a symlink.
+      Deno.symlinkSync(`${store}/images`, `${tmp}/link`);
+      for (const bad of [`${store}/images/bb/rootfs/newdir`, `${tmp}/link/x/y`]) {
+        const b = await c("image", "run", "--rm", "-v", `${bad}:/x`, "bb", "true");
+        assertEquals(b.code, 1, b.stderr);
+        assertMatch(b.stderr, /is inside capsule's store/);
+      }
+      for (const p of [`${store}/images/bb/rootfs/newdir`, `${store}/images/x`]) {
+        let made = true;
+        try {
+          Deno.statSync(p);
+        } catch {
+          made = false;
+        }
+        assert(!made, `${p} was made`);
+      }
+      assertEquals(containers(store), []);
+    }, root);
+  },
+);
+
+rootTest("image restart: stop then image start, several ids, from the kept layer", async (root) => {
+  await withImage(async (c, store) => {
+    const prog = "echo run >> /f; sleep 1000";
+    const r = await c("image", "run", "-d", "--name", "rs", "bb", "sh", "-c", prog);
+    assertEquals(r.code, 0, r.stderr);
+    const pid = JSON.parse((await c("state", "rs")).stdout).pid;
+    // A kept container that ran in the foreground is started too (docker restart does).
+    assertEquals((await c("image", "run", "--name", "fg", "bb", "sh", "-c", "echo x")).code, 0);
+    const t0 = Date.now();
+    const x = await c("image", "restart", "-t", "1", "rs", "nosuch", "fg");
+    assertEquals([x.code, x.stdout], [1, "rs\nfg\n"], x.stderr);
+    assertMatch(x.stderr, /No container "nosuch"/);
+    assert(Date.now() - t0 < 8000, `restart took ${Date.now() - t0} ms`);
+    const st = JSON.parse((await c("state", "rs")).stdout);
+    assertEquals(st.status, "running");
+    assert(st.pid !== pid, "the same process");
+    assertEquals((await c("exec", "rs", "cat", "/f")).stdout, "run\nrun\n");
+    assertEquals(await exitCode(c, "fg"), 0);
+    assertEquals((await c("stop", "-t", "0", "rs")).code, 0);
+    assertEquals((await c("image", "destroyc", "rs", "fg")).code, 0);
+    assertEquals(containers(store), []);
+  }, root);
+});
+
+rootTest("image delete and volume rm: several names, as docker rmi and volume rm", async (root) => {
+  await withImage(async (c) => {
+    for (const t of ["t1", "t2"]) assertEquals((await c("image", "tag", "bb", t)).code, 0);
+    const d = await c("image", "delete", "t1", "nosuch", "t2");
+    assertEquals([d.code, d.stdout], [1, "t1\nt2\n"], d.stderr);
+    assertMatch(d.stderr, /Image "nosuch" does not exist/);
+    const names = (await c("image", "list", "--format", "json")).stdout;
+    assert(!/"t[12]/.test(names), names);
+    for (const v of ["v1", "v2"]) assertEquals((await c("volume", "create", v)).code, 0);
+    const r = await c("volume", "rm", "v1", "nosuch", "v2");
+    assertEquals([r.code, r.stdout], [1, "v1\nv2\n"], r.stderr);
+    assertMatch(r.stderr, /Volume "nosuch" does not exist/);
+    assertEquals((await c("volume", "list", "--format", "json")).stdout.trim(), "[]");
+  }, root);
+});

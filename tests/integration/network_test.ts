@@ -541,12 +541,19 @@ rootTest("network: containers on a user network resolve each other's names", asy
         5000,
         "b reaches late by name",
       );
+      // docker's NAME.NETWORK too, for the others and for itself.
+      await waitFor(
+        async () => (await l.cap(["exec", "b", "nc", "late.names", "80"])).stdout === "from-c\n",
+        5000,
+        "b reaches late.names",
+      );
       r = await l.cap(["exec", "web-a", "cat", "/etc/hosts"]);
-      assertMatch(r.stdout, /10\.125\.0\.3\tb\n/);
+      assertMatch(r.stdout, /10\.125\.0\.3\tb b\.names\n/);
+      assertMatch(r.stdout, /10\.125\.0\.2\t(capsule )?web-a web-a\.names\n/);
       assertEquals((await l.cap(["delete", "-f", "b"])).code, 0);
       r = await l.cap(["exec", "web-a", "cat", "/etc/hosts"]);
-      assert(!/\tb\n/.test(r.stdout), r.stdout);
-      assertMatch(r.stdout, /10\.125\.0\.4\tlate\n/);
+      assert(!/\tb[ \n]/.test(r.stdout), r.stdout);
+      assertMatch(r.stdout, /10\.125\.0\.4\tlate late\.names\n/);
     });
   } finally {
     await removeAll(a, b, c);
@@ -689,6 +696,7 @@ rootTest(
 
 rootTest("network: capsule under ip netns exec says why cgroups are missing", async (root) => {
   const b = await makeBundle("true");
+  const s = await makeBundle("sleep 1000");
   try {
     await lab(root, async (l) => {
       const r = await sh([
@@ -709,9 +717,48 @@ rootTest("network: capsule under ip netns exec says why cgroups are missing", as
       assertEquals(r.code, 1, r.stderr);
       assertMatch(r.stderr, /`ip netns exec` does\); enter only the network namespace instead/);
       assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+      // With containers (two: never a line for each): every command that reads cgroups says it
+      // once, and fails.
+      for (const id of ["n1", "n2"]) {
+        assertEquals((await l.cap(["run", "-d", "-b", s, id])).code, 0);
+      }
+      for (
+        const args of [
+          ["list"],
+          ["list", "-q"],
+          ["state", "n1"],
+          ["ps", "n1"],
+          ["stop", "n1"],
+          [
+            "kill",
+            "n1",
+          ],
+          ["events", "--stats", "n1"],
+          ["pause", "n1"],
+          ["delete", "-f", "n1"],
+        ]
+      ) {
+        const x = await sh([
+          "ip",
+          "netns",
+          "exec",
+          l.ns,
+          ...capsuleArgv(),
+          "--root",
+          root,
+          "--store",
+          l.store,
+          ...args,
+        ]);
+        assertEquals(x.code, 1, `${args.join(" ")}: ${x.stdout}${x.stderr}`);
+        const lines = x.stderr.trim().split("\n");
+        assertEquals(lines.length, 1, `${args.join(" ")}: ${x.stderr}`);
+        assertMatch(lines[0], /^capsule: No cgroup hierarchy is mounted .*nsenter --net=/);
+      }
+      assertEquals(JSON.parse((await l.cap(["state", "n1"])).stdout).status, "running");
     });
   } finally {
-    await removeAll(b);
+    await removeAll(b, s);
   }
 });
 
@@ -753,6 +800,44 @@ rootTest(
         // Its state back, so that delete removes its cgroups (not known without it).
         Deno.writeTextFileSync(`${root}/gone/state.json`, state);
         assertEquals((await l.cap(["delete", "-f", "gone"])).code, 0);
+      });
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "network: -p HOSTIP:HOST:CTR with an address the host lacks is refused at create",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    try {
+      await lab(root, async (l) => {
+        for (const spec of ["203.0.113.9:8080:80", "203.0.113.9::80", "203.0.113.9:53:53/udp"]) {
+          const r = await l.cap(["run", "-d", "-b", b, "-p", spec, "far"]);
+          assertEquals(r.code, 1, r.stderr);
+          assertMatch(
+            r.stderr,
+            new RegExp(
+              `203\\.0\\.113\\.9 is not an address of this host \\(cannot assign requested ` +
+                `address\\); it has 127\\.0\\.0\\.1, ${HOST_OUT.replaceAll(".", "\\.")}`,
+            ),
+          );
+          assertEquals(
+            [...Deno.readDirSync(root)].map((e) => e.name).filter((n) => n[0] !== "_"),
+            [],
+          );
+          assertEquals(await leftovers(l), []);
+        }
+        // The host's own addresses are taken (loopback's whole /8 is the host's).
+        for (const [id, ip] of [["near", HOST_OUT], ["lo", "127.0.0.2"]]) {
+          const r = await l.cap(["run", "-d", "-b", b, "-p", `${ip}:8080:80`, id]);
+          assertEquals(r.code, 0, r.stderr);
+          assertEquals(JSON.parse((await l.cap(["state", id])).stdout).ports, [
+            `${ip}:8080->80/tcp`,
+          ]);
+          assertEquals((await l.cap(["delete", "-f", id])).code, 0);
+        }
       });
     } finally {
       await removeAll(b);

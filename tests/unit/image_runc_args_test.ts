@@ -45,3 +45,13 @@ Deno.test("image runc: an argument after the options, or an option without value
   assertThrows(() => trailingOptions(["echo", "-d", "hi"]), UsageError, "comes after the options");
   assertThrows(() => trailingOptions(["echo", "-id"]), UsageError, "needs a value");
 });
+
+Deno.test("image runc: -p after the command is capsule's; after -- it is the program's", () => {
+  const t = trailingOptions(["echo", "-p", "80"]);
+  assertEquals(t.command, ["echo"]);
+  assertEquals(t.flags.publish, ["80"]);
+  assertEquals(trailingOptions(["--", "echo", "-p", "80"]), {
+    command: ["echo", "-p", "80"],
+    flags: {},
+  });
+});

@@ -191,7 +191,7 @@ Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DN
       ["/etc/resolv.conf", `${root}/c1/resolv.conf`, true],
     ]);
     assert(p.mounts![0].flags & MS.RDONLY);
-    assertStringIncludes(Deno.readTextFileSync(`${root}/c1/hosts`), "10.5.0.2\tbox c1\n");
+    assertStringIncludes(Deno.readTextFileSync(`${root}/c1/hosts`), "10.5.0.2\tbox c1 c1.web\n");
     assertEquals(fake.calls, [], "prepare runs no command");
     // Saved before anything else was made: the address, then the ports.
     assertEquals(ctx.saved.map((x) => (x as { ports: unknown[] }).ports.length), [0, 1]);
@@ -342,9 +342,27 @@ Deno.test("network mod: a host port a host process listens on is refused, naming
     // Another address than the listener's, another protocol, another port: allowed; so is a
     // port that only a client's connection holds (the quick bind fails, no listener has it).
     fake.boundTcp.add(8082);
+    fake.hostAddrs.push("10.9.9.9");
     await createOne(root, fake, "c2", {
       ports: ["10.9.9.9:53:53/udp", "8080:80/udp", "8081:80", "8082:80"],
     });
+  });
+});
+
+Deno.test("network mod: -p on an address the host lacks is refused, naming its own", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    fake.hostAddrs.push("192.0.2.1");
+    const x = networkExtension({ root, runner: fake });
+    await assertRejects(
+      async () => await x.prepare!(ctxFor(root, "c1", { ports: ["8080:80", "10.9.9.9::80"] })),
+      CapsuleError,
+      "10.9.9.9 is not an address of this host (cannot assign requested address); it has " +
+        "127.0.0.1, 192.0.2.1",
+    );
+    // Refused before anything is made: no network, address or port reservation.
+    assertEquals([...Deno.readDirSync(root)].map((e) => e.name).filter((n) => n !== "c1"), []);
+    await createOne(root, fake, "c2", { ports: ["192.0.2.1:8080:80", "127.0.0.9:8081:80"] });
   });
 });
 
@@ -405,19 +423,25 @@ Deno.test("network mod: members of a user network resolve each other; delete upd
     const d = await createOne(root, fake, "b", { name: "web" });
     await createOne(root, fake, "c", { name: "web", links: ["a:db"] });
     const hosts = (id: string) => Deno.readTextFileSync(`${root}/${id}/hosts`).split("\n");
-    assertEquals(hosts("a").slice(2), ["10.5.0.2\tbox a", "10.5.0.3\tb", "10.5.0.4\tc", ""]);
+    // By id and as docker's NAME.NETWORK.
+    assertEquals(hosts("a").slice(2), [
+      "10.5.0.2\tbox a a.web",
+      "10.5.0.3\tb b.web",
+      "10.5.0.4\tc c.web",
+      "",
+    ]);
     assertEquals(hosts("c").slice(2), [
-      "10.5.0.4\tbox c",
+      "10.5.0.4\tbox c c.web",
       "10.5.0.2\tdb a",
-      "10.5.0.2\ta",
-      "10.5.0.3\tb",
+      "10.5.0.2\ta a.web",
+      "10.5.0.3\tb b.web",
       "",
     ]);
     // Rewritten in place: the bind mount in the container follows the inode.
     assertEquals(Deno.statSync(`${root}/a/hosts`).ino, inodeA);
     const x = networkExtension({ root, runner: fake });
     await x.deleted!(recordOf("b", 1, { network: d }), d);
-    assertEquals(hosts("a").slice(2), ["10.5.0.2\tbox a", "10.5.0.4\tc", ""]);
+    assertEquals(hosts("a").slice(2), ["10.5.0.2\tbox a a.web", "10.5.0.4\tc c.web", ""]);
     // The default network (docker's default bridge) does not.
     await createOne(root, fake, "d1", {});
     await createOne(root, fake, "d2", {});

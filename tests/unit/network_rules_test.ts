@@ -15,7 +15,7 @@ import {
   parsePorts,
   parseSave,
 } from "../../network/rules.ts";
-import { conflicts, parseProcNet } from "../../network/hostports.ts";
+import { conflicts, parseFibTrie, parseProcNet } from "../../network/hostports.ts";
 import { hostsFile, resolvConf } from "../../network/hosts.ts";
 import { parseProcNetDev, parseProcRoutes } from "../../network/runner.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
@@ -235,6 +235,17 @@ Deno.test("network hosts: localhost, own names, link aliases", () => {
     hostsFile({ ip: "10.5.0.3", names: ["", "c3"], links: [] }).split("\n")[2],
     "10.5.0.3\tc3",
   );
+  // On a user network: the peers and the container itself also as NAME.NETWORK (docker's).
+  assertEquals(
+    hostsFile({
+      ip: "10.5.0.3",
+      names: ["box", "c3"],
+      links: [],
+      peers: [{ ip: "10.5.0.2", name: "db" }],
+      network: { name: "appnet", id: "c3" },
+    }).split("\n").slice(2),
+    ["10.5.0.3\tbox c3 c3.appnet", "10.5.0.2\tdb db.appnet", ""],
+  );
 });
 
 Deno.test("network hosts: resolv.conf drops loopback nameservers, keeps the rest", () => {
@@ -338,4 +349,29 @@ Deno.test("network hosts: peers follow the container's own lines and links", () 
     }).split("\n").slice(2),
     ["10.5.0.3\tbox b", "10.5.0.2\tdb a", "10.5.0.2\ta", ""],
   );
+});
+
+Deno.test("parseFibTrie: the /32 host LOCAL leaves, each once", () => {
+  const trie = `Main:
+  +-- 0.0.0.0/0 2 0 2
+     +-- 127.0.0.0/8 2 0 2
+           |-- 127.0.0.0
+              /8 host LOCAL
+           |-- 127.0.0.1
+              /32 host LOCAL
+        |-- 127.255.255.255
+           /32 link BROADCAST
+     +-- 198.51.100.0/24 2 0 2
+           |-- 198.51.100.0
+              /24 link UNICAST
+           |-- 198.51.100.1
+              /32 host LOCAL
+Local:
+           |-- 127.0.0.1
+              /32 host LOCAL
+           |-- 198.51.100.1
+              /32 host LOCAL
+`;
+  assertEquals(parseFibTrie(trie), ["127.0.0.1", "198.51.100.1"]);
+  assertEquals(parseFibTrie(""), []);
 });
