@@ -117,14 +117,16 @@ export function drain(f: Deno.FsFile, write: (b: Uint8Array) => void): number {
 
 /**
  * Prints a log (see the module comment) into `write`: the last `tail` lines, or all. Returns
- * the current file, open at its end, for `follow`; undefined when there is none yet.
+ * the newest file printed, open at its end, for `follow` (the current one; a rotated one when
+ * the writer had renamed the current one away and not yet begun the next); undefined when
+ * there is none yet.
  */
 export function printLog(
   path: string,
   tail: number | undefined,
   write: (b: Uint8Array) => void,
 ): OpenLogFile | undefined {
-  const { files, current } = openLogFiles(path);
+  const { files } = openLogFiles(path);
   let start = { file: 0, offset: 0 };
   if (tail !== undefined) {
     start = tailStart(files.map((f) => f.size), tail, (i, off, b) => readAt(files[i].file, off, b));
@@ -133,17 +135,21 @@ export function printLog(
     if (i >= start.file) {
       files[i].file.seekSync(i === start.file ? start.offset : 0, Deno.SeekMode.Start);
       drain(files[i].file, write);
+    } else {
+      files[i].file.seekSync(0, Deno.SeekMode.End);
     }
-    if (!current || i < files.length - 1) files[i].file.close();
+    if (i < files.length - 1) files[i].file.close();
   }
-  return current ? files[files.length - 1] : undefined;
+  return files[files.length - 1];
 }
 
 /**
- * One step of following the log at `path` (tail -F): prints what `cur` gained; when `path`
- * is now another file (rotated), finishes `cur`, prints the files rotated since in full
- * (those younger than `cur`'s that still exist), and opens the new one from its start.
- * Returns the file to follow next and the bytes printed.
+ * One step of following the log at `path` (tail -F): prints what `cur` (the newest file
+ * printed so far) gained; when `path` is now another file (rotated), finishes `cur`, prints
+ * the files rotated since in full (those younger than `cur` that still exist), then the new
+ * current one from its start. Between the writer's rename and its new file there is no
+ * current one: the newest rotated file printed is followed meanwhile, so nothing is printed
+ * twice. Returns the file to follow next and the bytes printed.
  */
 export function followStep(
   path: string,
@@ -156,20 +162,21 @@ export function followStep(
     now = Deno.statSync(path).ino ?? 0;
   } catch { /* between a rename and the new file: later */ }
   if (now === undefined || now === cur?.ino) return { cur, printed };
-  const { files, current } = openLogFiles(path);
-  if (cur) {
-    printed += drain(cur.file, write);
-    cur.file.close();
-  }
-  const rotated = current ? files.slice(0, -1) : files;
+  const { files } = openLogFiles(path);
+  if (cur) printed += drain(cur.file, write);
   // The files younger than `cur`: those after it; all of them when it was dropped already
   // (rotated past max-files) or when there was none.
-  const seen = cur ? rotated.findIndex((f) => f.ino === cur.ino) : -1;
-  for (let i = 0; i < rotated.length; i++) {
-    if (i > seen) printed += drain(rotated[i].file, write);
-    rotated[i].file.close();
+  const seen = cur ? files.findIndex((f) => f.ino === cur.ino) : -1;
+  let next = cur;
+  for (let i = 0; i < files.length; i++) {
+    if (i > seen) {
+      printed += drain(files[i].file, write);
+      if (next && next !== cur) next.file.close();
+      next = files[i];
+    } else {
+      files[i].file.close();
+    }
   }
-  const next = current ? files[files.length - 1] : undefined;
-  if (next) printed += drain(next.file, write);
+  if (cur && next !== cur) cur.file.close();
   return { cur: next, printed };
 }

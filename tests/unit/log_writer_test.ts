@@ -229,3 +229,33 @@ Deno.test("log files: following goes on across rotations, the files between prin
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("log files: a step between the writer's rename and its new file prints nothing twice", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const log = `${dir}/c.log`;
+    Deno.writeTextFileSync(log, "1\n");
+    const out = collect();
+    let cur = printLog(log, undefined, out.write);
+    Deno.writeTextFileSync(log, "2\n", { append: true });
+    // Rotated (max-files 2), and the writer has not made the new file yet.
+    Deno.renameSync(log, `${log}.1`);
+    cur = followStep(log, cur, out.write).cur;
+    Deno.writeTextFileSync(log, "3\n");
+    cur = followStep(log, cur, out.write).cur;
+    // Again, and printLog itself in that window: it ends with the rotated file, and the next
+    // step goes on after it.
+    Deno.renameSync(log, `${log}.1`);
+    cur?.file.close();
+    const again = collect();
+    cur = printLog(log, undefined, again.write);
+    Deno.writeTextFileSync(log, "4\n");
+    cur = followStep(log, cur, again.write).cur;
+    cur = followStep(log, cur, out.write).cur;
+    cur?.file.close();
+    assertEquals(out.text(), "1\n2\n3\n");
+    assertEquals(again.text(), "1\n2\n3\n".slice(4) + "4\n");
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
