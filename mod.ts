@@ -50,7 +50,7 @@ export {
   type RuntimeOptions,
 } from "./runtime/container.ts";
 export type { RunOptions } from "./runtime/run.ts";
-export type { StopOptions } from "./runtime/stop.ts";
+export type { InitInstance, StopOptions } from "./runtime/stop.ts";
 export type { DeleteOptions } from "./runtime/delete.ts";
 export { CapsuleError, NotFoundError, StateTransitionError, UsageError } from "./runtime/errors.ts";
 export { ID_PATTERN, validateId } from "./runtime/ids.ts";

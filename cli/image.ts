@@ -256,7 +256,8 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
       const w = await import("../runtime/waiter.ts");
       if (w.waiterAvailable()) {
         const id = containerId(flags) ?? randomId();
-        // --rm: the waiter removes the container once it has exited, as docker does.
+        // --rm: the waiter removes the container once it has exited, as docker does; a kept
+        // one with a network gives back its ports and address (docker's stop semantics).
         const cleanup = flags.rm === true
           ? [
             ...w.selfCommand(),
@@ -269,6 +270,8 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
             "-f",
             id,
           ]
+          : networkOptions(flags) !== undefined
+          ? w.releaseCommand(g.root, g.store, id)
           : [];
         return await w.runUnderWaiter(id, `${g.root}/${id}`, cleanup);
       }
@@ -546,7 +549,11 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
                 const { savedRoot } = await import("../image/run.ts");
                 const info = readContainerInfo(g.store, args[0]);
                 const root = savedRoot(info, args[0], g.root, g.rootGiven === true);
-                return await w.runUnderWaiter(args[0], `${root}/${args[0]}`);
+                // Its ports and address are given back when it exits, as after image run -d.
+                const cleanup = info?.network !== undefined && !info.rm
+                  ? w.releaseCommand(root, g.store, args[0])
+                  : [];
+                return await w.runUnderWaiter(args[0], `${root}/${args[0]}`, cleanup);
               }
             }
             return await dockerExecStatus(() =>

@@ -506,6 +506,15 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         type: "string",
         arg: "SIG",
         help: "stop signal (default: the image's StopSignal, else SIGTERM)",
+      }, {
+        // The waiter of a detached image container (runtime/waiter.ts), once it saw the init
+        // PID (started at START) exit: give back its ports and address, if the state is still
+        // that run's; nothing is stopped.
+        name: "exited",
+        type: "string",
+        arg: "PID:START",
+        help: "internal: the init PID:START exited; release what that run held",
+        hidden: true,
       }],
       run: async ({ flags, args }: Parsed) => {
         const t = flags.time as string | undefined;
@@ -513,13 +522,29 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           throw new UsageError(`Invalid --time "${t}": expected seconds, e.g. -t 10`);
         }
         const signal = flags.signal === undefined ? undefined : parseSignal(flags.signal as string);
+        if (flags.exited !== undefined) {
+          const m = /^([1-9]\d{0,9}):(\d{1,20})$/.exec(flags.exited as string);
+          if (!m || args.length !== 1) {
+            throw new UsageError(`Invalid --exited "${flags.exited}": expected PID:START, one id`);
+          }
+          const r = await rt(args[0]);
+          await r.releaseStopped(args[0], { pid: Number(m[1]), startTime: m[2] });
+          return;
+        }
         let failed = 0;
         for (const id of args) {
           try {
-            await (await rt(id)).stop(id, {
+            const r = await rt(id);
+            const before = r.store.read(id);
+            await r.stop(id, {
               timeout: t === undefined ? undefined : Number(t),
               signal,
             });
+            // An image container is kept stopped: its ports and address go now, as docker's
+            // stop (image start takes them again); only this run's, should another begin.
+            if (before?.ext?.image !== undefined) {
+              await r.releaseStopped(id, { pid: before.pid, startTime: before.pidStartTime });
+            }
             console.log(id);
           } catch (e) {
             // A kept image container is stopped already: no error, as docker's stop.

@@ -406,7 +406,8 @@ export function savedRoot(
  * first (its address is given back, and taken again); a container whose runtime state is gone
  * (after a reboot) starts as well. Its state lives under the --root of image run (savedRoot:
  * `rootGiven` and another root throw). Throws CapsuleError for an unknown id, a container
- * that is not stopped, one run with --rm, or a deleted image.
+ * that is not stopped, one run with --rm, a deleted image, or a host port another container
+ * publishes meanwhile (the extensions' `check`: refused before anything changes).
  */
 export async function startContainer(
   store: string,
@@ -465,15 +466,19 @@ export async function startContainer(
     const { missing } = resolveBindSource(v.source, store);
     for (const d of missing) makeHostDir(d, []);
   }
+  const ext: Record<string, unknown> = {
+    image: { image: info.image, rm: false } satisfies ImageRunOptions,
+  };
+  if (info.network !== undefined) ext.network = info.network;
+  // What another container holds now (a host port it publishes since this one stopped) is
+  // refused before the stopped run's state (exit status, log) goes: a refused start changes
+  // nothing.
+  for (const x of rt.extensions) await x.check?.(id, ext[x.name]);
   forgetExit(dir);
   // The old run's state goes (its address is given back, and taken again); without one (a
   // reboot emptied --root, or its directory was deleted), what the id still holds goes too:
   // a lease, a published port, the overlay mount.
   await rt.delete(id, { force: true, sweep: true });
-  const ext: Record<string, unknown> = {
-    image: { image: info.image, rm: false } satisfies ImageRunOptions,
-  };
-  if (info.network !== undefined) ext.network = info.network;
   if (!attach) {
     // The log limits given at image run, else (undefined) the defaults.
     const log = validLimits(info.log) ? info.log : undefined;

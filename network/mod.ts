@@ -78,6 +78,18 @@ export interface Endpoint {
   timing?: { prepare: number; created: number };
 }
 
+/**
+ * What the network layer keeps with a stopped image container once it gave back its address
+ * and published ports (`stopped`: docker's stop semantics); `image start` takes new ones.
+ */
+export interface ReleasedEndpoint {
+  /** Merged into `capsule state`: the network it is on, without an address. */
+  summary: { network: string };
+  network: string;
+  /** When they were given back, ISO 8601 UTC. */
+  released: string;
+}
+
 export interface NetworkOptionsInput {
   name?: string;
   ports?: string[];
@@ -595,6 +607,12 @@ export class Networks {
     } catch {
       throw new CapsuleError(`Invalid --link "${spec}": container "${id}" does not exist`);
     }
+    if (ep && "released" in ep) {
+      throw new CapsuleError(
+        `Invalid --link "${spec}": container "${id}" is stopped (it holds no address while ` +
+          `stopped); start it first ("capsule image start ${id}")`,
+      );
+    }
     if (!ep?.ip) {
       throw new CapsuleError(`Invalid --link "${spec}": container "${id}" is on no network`);
     }
@@ -648,6 +666,34 @@ export class Networks {
       `Cannot publish container port ${p.containerPort}/${p.proto} of "${id}": no free host ` +
         `port in ${lo}-${hi}; delete containers that publish ports or give a host port`,
     );
+  }
+
+  /** The container holding a host port's reservation, "" if none (or one gone: stale). */
+  #portHolder(proto: string, hostPort: number): string {
+    let owner = "";
+    try {
+      owner = Deno.readTextFileSync(`${this.store.portsDir}/${proto}-${hostPort}`).trim();
+    } catch { /* not reserved */ }
+    return owner && !this.#stale("", owner) ? owner : "";
+  }
+
+  /**
+   * Refuses, before anything is made or changed, a fixed host port of `o` that another
+   * container publishes (the message `attach` gives); for `image start`, which asks before it
+   * deletes the stopped run's state. Throws CapsuleError; invalid -p values as parsePorts.
+   */
+  checkPorts(id: string, o: NetworkOptionsInput): void {
+    for (const p of (o.ports ?? []).flatMap(parsePorts)) {
+      if (p.hostPort === undefined) continue;
+      const owner = this.#portHolder(p.proto, p.hostPort);
+      if (owner && owner !== id) {
+        throw new CapsuleError(
+          `Cannot publish port ${p.hostPort}/${p.proto} for container "${id}": container ` +
+            `"${owner}" already publishes it; stop or remove "${owner}", or choose another ` +
+            `host port`,
+        );
+      }
+    }
   }
 
   /**
@@ -770,12 +816,17 @@ export class Networks {
           errors.push((e as Error).message);
         }
       }
+      // A port another container publishes by now keeps its flows (they are that one's).
+      const ours = d.ports.filter((p) => {
+        const holder = this.#portHolder(p.proto, p.hostPort);
+        return holder === "" || holder === id;
+      });
       try {
-        await this.#flushUdp(d.ports);
+        await this.#flushUdp(ours);
       } catch (e) {
         errors.push((e as Error).message);
       }
-      for (const p of d.ports) releaseFile(this.store.portsDir, `${p.proto}-${p.hostPort}`, id);
+      for (const p of ours) releaseFile(this.store.portsDir, `${p.proto}-${p.hostPort}`, id);
     }
     if (d.network && d.ip) {
       try {
@@ -882,6 +933,26 @@ export function networkExtension(
       const d = data as Endpoint | undefined;
       if (!d || typeof d !== "object") return;
       await get().unplug(record.id, d);
+    },
+    /**
+     * Stopped (its state kept): the veth, address, port rules, port reservations and UDP
+     * flows go, as on delete; the record keeps a ReleasedEndpoint, which `deleted` finds
+     * nothing in. Already released (or nothing held): the data as it is.
+     */
+    async stopped(record: ContainerRecord, data: unknown) {
+      const d = data as Endpoint | ReleasedEndpoint | undefined;
+      if (!d || typeof d !== "object" || "released" in d) return data;
+      await get().unplug(record.id, d);
+      const network = typeof d.network === "string" ? d.network : "";
+      return {
+        summary: { network },
+        network,
+        released: new Date().toISOString(),
+      } satisfies ReleasedEndpoint;
+    },
+    check(id: string, options: unknown) {
+      const o = options as NetworkOptionsInput | undefined;
+      if (o && typeof o === "object") get().checkPorts(id, o);
     },
   };
 }

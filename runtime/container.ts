@@ -15,7 +15,7 @@ import { kill } from "./kill.ts";
 import * as query from "./query.ts";
 import { run, type RunOptions } from "./run.ts";
 import { start } from "./start.ts";
-import { stop, type StopOptions } from "./stop.ts";
+import { type InitInstance, releaseStopped, stop, type StopOptions } from "./stop.ts";
 import type { ContainerRecord, StateStore, Status } from "./state.ts";
 
 export type { CreateContext, Extension, PrepareContext, Prepared } from "./extension.ts";
@@ -23,7 +23,7 @@ export type { RuntimeContext, RuntimeOptions } from "./context.ts";
 export type { CreateOptions } from "./create.ts";
 export type { ExecOptions } from "./exec.ts";
 export type { RunOptions } from "./run.ts";
-export type { StopOptions } from "./stop.ts";
+export type { InitInstance, StopOptions } from "./stop.ts";
 export type { DeleteOptions } from "./delete.ts";
 export type { OciState, ProcessInfo } from "./query.ts";
 
@@ -181,6 +181,15 @@ export class Runtime {
    */
   stop(id: string, opts: StopOptions = {}): Promise<boolean> {
     return stop(this.ctx, id, opts);
+  }
+
+  /**
+   * A stopped container whose state is kept gives back what its extensions let go of while
+   * stopped (network: published ports, address), docker's stop semantics; with `init`, only if
+   * the state is still that run's. See stop.ts releaseStopped (returns, throws).
+   */
+  releaseStopped(id: string, init?: InitInstance): Promise<boolean> {
+    return releaseStopped(this.ctx, id, init);
   }
 
   /**

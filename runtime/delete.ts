@@ -42,6 +42,16 @@ export async function deleteContainer(
   opts: DeleteOptions = {},
 ): Promise<void> {
   validateId(id);
+  // Held until the state is gone: a release of the stopped container (stop.ts) waits.
+  const lock = ctx.store.lock(id);
+  try {
+    await deleteLocked(ctx, id, opts);
+  } finally {
+    lock?.close();
+  }
+}
+
+async function deleteLocked(ctx: RuntimeContext, id: string, opts: DeleteOptions): Promise<void> {
   let rec: ContainerRecord | undefined;
   try {
     rec = ctx.store.read(id);

@@ -59,6 +59,22 @@ export interface Extension {
   /** On delete, and when create failed after `prepare` began; must be idempotent. */
   deleted?(record: ContainerRecord, data: unknown): Promise<void> | void;
   /**
+   * A stopped container whose state is kept (an image container, docker stop semantics) gives
+   * back what it need not hold while stopped (network: address, published ports); what it
+   * returns replaces its data in the record, so that a later `deleted` finds nothing to
+   * release twice. Called by stop.ts releaseStopped under the container's lock; must be
+   * idempotent and leave what another container holds alone. Throws a CapsuleError naming
+   * what it could not give back (its data is then kept, for `deleted` to finish).
+   */
+  stopped?(record: ContainerRecord, data: unknown): Promise<unknown> | unknown;
+  /**
+   * Before a create of `id` with these options (its `ext[name]`), refuses what `prepare` would
+   * refuse for a resource another container holds (network: a host port it publishes), making
+   * and changing nothing: `image start` asks before it deletes the stopped run's state, so a
+   * refused start leaves the container as it was. Throws a CapsuleError as `prepare` would.
+   */
+  check?(id: string, options: unknown): Promise<void> | void;
+  /**
    * `delete -f` of a container whose state.json is damaged (no record, no data): release
    * everything this layer holds for `id`, found from the id alone (names derived from it,
    * reservations keyed by it). Idempotent; throws a CapsuleError naming what it could not

@@ -234,6 +234,31 @@ export class StateStore {
     return rec;
   }
 
+  /**
+   * Takes the container's lock: an exclusive flock on its state directory, held until the
+   * returned file is closed (blocks while another process holds it). delete holds it while it
+   * releases and removes the state; the release of a stopped container's resources
+   * (stop.ts releaseStopped) while it checks which instance the state is and acts on it, so
+   * that a delete and a new create of the same id never interleave with that release.
+   * Returns undefined when the container has no state directory.
+   */
+  lock(id: string): Deno.FsFile | undefined {
+    let f: Deno.FsFile;
+    try {
+      f = Deno.openSync(this.dir(id), { read: true });
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return undefined;
+      throw e;
+    }
+    try {
+      f.lockSync(true);
+    } catch (e) {
+      f.close();
+      throw e;
+    }
+    return f;
+  }
+
   /** The ids of the containers under the root, sorted. */
   ids(): string[] {
     const out: string[] = [];

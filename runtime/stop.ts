@@ -72,3 +72,66 @@ export async function stop(
   await killAndWait(ctx, rec);
   return true;
 }
+
+/** Which run of a container: its init's host pid and start time (field 22 of its stat). */
+export interface InitInstance {
+  /** The init's host pid (ContainerRecord.pid). */
+  pid: number;
+  /** Field 22 of /proc/<pid>/stat when it started (ContainerRecord.pidStartTime). */
+  startTime: string;
+}
+
+/**
+ * Gives back what a stopped container holds through its extensions while its state stays
+ * (docker's stop: the network's published ports and address; `image start` takes them again):
+ * each extension's `stopped` hook, with its data in the record replaced by what the hook
+ * returns. Under the container's lock (StateStore.lock, which delete takes too), so a delete
+ * and a new create of the id cannot come between the check and the release. With `init`, only
+ * when the state is still that run's (the waiter saw that init exit): a container of the same
+ * id created since is left alone. Returns false when there was nothing to do: no such
+ * container, another run, a live init, no extension data. Throws a CapsuleError naming the
+ * extensions that could not give back everything (their data stays, for delete to finish).
+ */
+export async function releaseStopped(
+  ctx: RuntimeContext,
+  id: string,
+  init?: InitInstance,
+): Promise<boolean> {
+  const lock = ctx.store.lock(id);
+  if (!lock) return false;
+  try {
+    let rec: ContainerRecord | undefined;
+    try {
+      rec = ctx.store.read(id);
+    } catch {
+      return false; // damaged: delete -f finds what it holds from the id
+    }
+    if (!rec || rec.creating || initAlive(rec)) return false;
+    if (init && (rec.pid !== init.pid || rec.pidStartTime !== init.startTime)) return false;
+    const errors: string[] = [];
+    let changed = false;
+    const ext = { ...rec.ext };
+    for (const x of [...ctx.extensions].reverse()) {
+      if (!x.stopped || ext[x.name] === undefined) continue;
+      try {
+        const data = await x.stopped(rec, ext[x.name]);
+        if (data !== ext[x.name]) {
+          ext[x.name] = data;
+          changed = true;
+        }
+      } catch (e) {
+        errors.push(`${x.name}: ${(e as Error).message}`);
+      }
+    }
+    if (changed) ctx.store.write({ ...rec, ext });
+    if (errors.length) {
+      throw new CapsuleError(
+        `Container "${id}" stopped, but giving back what it held failed: ${errors.join("; ")}; ` +
+          `"capsule delete -f ${id}" (or image start) finishes it`,
+      );
+    }
+    return changed;
+  } finally {
+    lock.close();
+  }
+}

@@ -38,11 +38,20 @@ export interface ExitStatus {
   finishedAt: string;
 }
 
+/**
+ * The word of a waiter's cleanup command that it replaces by PID:START of the init it saw
+ * exit (its host pid and field 22 of its stat, from state.json): `stop --exited` acts only on
+ * that run of the container.
+ */
+export const INIT_WORD = "@INIT@";
+
 const PRCTL = Deno.build.arch === "aarch64" ? 167 : 157;
 
 // Arguments: STATE_DIR N CLEANUP_ARGV(N words) CAPSULE_ARGV... The marker
-// line tells the caller the exit code of the capsule run under it. CLEANUP_ARGV (--rm) runs
-// once the init has exited.
+// line tells the caller the exit code of the capsule run under it. CLEANUP_ARGV (--rm's
+// destroyc, or a kept image container's `stop --exited`) runs once the init has exited, a word
+// INIT_WORD in it replaced by PID:START of that init (as state.json had them when it started),
+// so that it acts on that run only.
 const SCRIPT = `
 use strict; use warnings; use POSIX qw(:sys_wait_h setsid strftime);
 my ($dir, $n, @rest) = @ARGV;
@@ -57,8 +66,12 @@ print "\\ncapsule-waiter-exit $code\\n";
 exit $code if $code;
 open(STDIN, "<", "/dev/null"); open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null");
 setsid(); chdir "/";
-my $init = 0;
-if (open(my $s, "<", "$dir/state.json")) { local $/; my $t = <$s>; $init = $1 if $t =~ /"pid":\\s*(\\d+)/; }
+my ($init, $start) = (0, "");
+if (open(my $s, "<", "$dir/state.json")) {
+  local $/; my $t = <$s>;
+  $init = $1 if $t =~ /"pid":\\s*(\\d+)/; $start = $1 if $t =~ /"pidStartTime":\\s*"(\\d+)"/;
+}
+my $run = "$init:$start"; @clean = map { $_ eq '${INIT_WORD}' ? $run : $_ } @clean;
 $SIG{CHLD} = sub {};
 for (;;) {
   for (;;) {
@@ -99,10 +112,31 @@ export function selfCommand(): string[] {
 }
 
 /**
+ * The cleanup of a kept (not --rm) detached image container with a network, for
+ * runUnderWaiter: `capsule stop --exited PID:START ID` under its --root and --store, which
+ * gives back its published ports and address once that run's init has exited (docker's stop
+ * semantics) and keeps its state (exit status, log).
+ */
+export function releaseCommand(root: string, store: string, id: string): string[] {
+  return [
+    ...selfCommand(),
+    "--root",
+    root,
+    "--store",
+    store,
+    "stop",
+    "--exited",
+    INIT_WORD,
+    id,
+  ];
+}
+
+/**
  * Runs this same capsule command again under a waiter for the container whose state
  * directory is `stateDir` (see the module comment). Prints what the command printed and
  * resolves to its exit code; the waiter stays behind, detached, until the init exits, then
- * runs `cleanup` (a command line: --rm's destroyc) if one is given.
+ * runs `cleanup` (a command line: --rm's destroyc, or releaseCommand) if one is given, its
+ * INIT_WORD replaced by PID:START of that init.
  * Throws CapsuleError if the waiter cannot be started.
  */
 export async function runUnderWaiter(

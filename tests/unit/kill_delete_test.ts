@@ -12,6 +12,7 @@ import { deleteContainer } from "../../runtime/delete.ts";
 import { CapsuleError, StateTransitionError } from "../../runtime/errors.ts";
 import type { Extension } from "../../runtime/extension.ts";
 import { kill } from "../../runtime/kill.ts";
+import { releaseStopped } from "../../runtime/stop.ts";
 import { list } from "../../runtime/query.ts";
 import { type ContainerRecord, EXEC_FIFO, procStat, STATE_FILE } from "../../runtime/state.ts";
 import {
@@ -232,3 +233,66 @@ Deno.test("damaged state: delete -f keeps it and fails clearly when the cgroup s
     await deleteContainer(ctx, "c1", { force: true });
     assertEquals(ctx.store.ids(), []);
   }));
+
+Deno.test("releaseStopped: only the run whose init exited, under the lock delete takes", async () => {
+  const calls: unknown[] = [];
+  const net: Extension = {
+    name: "net",
+    stopped: (_rec, data) => {
+      calls.push(data);
+      return (data as { released?: boolean }).released ? data : { released: true };
+    },
+  };
+  await withContainer({ init: "dead", extensions: [net] }, async ({ ctx, rec }) => {
+    ctx.store.write({ ...rec, ext: { net: { held: 1 } } });
+    const run = { pid: rec.pid, startTime: rec.pidStartTime };
+    // Another run of the id (another pid or start time): left alone.
+    assertEquals(await releaseStopped(ctx, "c1", { pid: 4242, startTime: "7" }), false);
+    assertEquals(await releaseStopped(ctx, "c1", { ...run, startTime: "99" }), false);
+    assertEquals(calls, []);
+    assertEquals(await releaseStopped(ctx, "c1", run), true);
+    assertEquals(ctx.store.load("c1").ext, { net: { released: true } });
+    // Again: the hook sees the released data; nothing changes.
+    assertEquals(await releaseStopped(ctx, "c1", run), false);
+    assertEquals(calls, [{ held: 1 }, { released: true }]);
+    // While another process holds the lock (a delete, then a new create of the id), the
+    // release waits, then finds the new run's state and leaves it alone.
+    ctx.store.write({ ...rec, ext: { net: { held: 2 } } });
+    const next = JSON.stringify({ ...rec, pid: 4242, ext: { net: { held: 3 } } });
+    const dir = ctx.store.dir("c1");
+    const holder = new Deno.Command("flock", {
+      args: [dir, "sh", "-c", `sleep 0.4; printf '%s' '${next}' > ${dir}/${STATE_FILE}`],
+    }).spawn();
+    await waitLocked(dir);
+    const t0 = Date.now();
+    assertEquals(await releaseStopped(ctx, "c1", run), false);
+    assert(Date.now() - t0 >= 200, `released after ${Date.now() - t0} ms, lock held`);
+    assertEquals((await holder.status).success, true);
+    assertEquals(ctx.store.load("c1").ext, { net: { held: 3 } });
+    assertEquals(calls.length, 2);
+  });
+  // A live init is not stopped: nothing given back.
+  await withContainer({ init: "alive", extensions: [net] }, async ({ ctx, rec }) => {
+    ctx.store.write({ ...rec, ext: { net: { held: 1 } } });
+    assertEquals(
+      await releaseStopped(ctx, "c1", { pid: rec.pid, startTime: rec.pidStartTime }),
+      false,
+    );
+    assertEquals(calls.length, 2);
+  });
+});
+
+/** Polls until another process holds the flock of `dir`. */
+async function waitLocked(dir: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    const f = Deno.openSync(dir, { read: true });
+    try {
+      if (!f.tryLockSync(true)) return;
+      f.unlockSync();
+    } finally {
+      f.close();
+    }
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`nobody took the lock of ${dir}`);
+}

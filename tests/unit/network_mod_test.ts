@@ -14,6 +14,7 @@ import {
   assertEquals,
   assertRejects,
   assertStringIncludes,
+  assertThrows,
   withTempDir,
 } from "./fake_rootfs_ops.ts";
 
@@ -555,3 +556,57 @@ Deno.test("network mod: releaseAllFor(id) frees what the id holds, without its s
     await releaseAllFor({ root, runner: fake }, "b");
   });
 });
+
+Deno.test(
+  "network mod: stopped gives back ports and lease once; what another container took stays",
+  async () => {
+    await withTempDir(async (root) => {
+      const fake = new FakeRunner();
+      fake.respond = (argv) =>
+        argv[0] === "conntrack"
+          ? { code: 1, stdout: "", stderr: "0 flow entries have been deleted.\n" }
+          : undefined;
+      const x = networkExtension({ root, runner: fake });
+      const d = await createOne(root, fake, "s1", { ports: ["5354:53/udp", "8081:80"] });
+      const ports = `${root}/_networks/_ports`;
+      const ips = `${root}/_networks/${DEFAULT_NETWORK}/ips`;
+      const ip = d.ip as string;
+      assertEquals(Deno.readTextFileSync(`${ports}/udp-5354`), "s1");
+      const rec = recordOf("s1", 4242, { network: d });
+      fake.calls = [];
+      const released = await x.stopped!(rec, d) as Record<string, unknown>;
+      assertEquals(released.summary, { network: DEFAULT_NETWORK });
+      assertEquals(typeof released.released, "string");
+      assertEquals([...Deno.readDirSync(ports)], []);
+      assertEquals([...Deno.readDirSync(ips)].map((e) => e.name).includes(ip), false);
+      assertEquals(fake.of("conntrack").length, 1);
+      // Meanwhile another container takes the port and the address.
+      Deno.mkdirSync(`${root}/other`);
+      Deno.writeTextFileSync(`${ports}/udp-5354`, "other");
+      Deno.writeTextFileSync(`${ips}/${ip}`, "other");
+      fake.calls = [];
+      // Released already: stopped again and deleted touch nothing.
+      assertEquals(await x.stopped!(rec, released), released);
+      await x.deleted!(rec, released);
+      assertEquals(fake.calls, []);
+      // Even the old endpoint data (a delete of a state not marked released) leaves the
+      // other container's port, its UDP flows and its address alone.
+      await x.deleted!(rec, d);
+      assertEquals(Deno.readTextFileSync(`${ports}/udp-5354`), "other");
+      assertEquals(Deno.readTextFileSync(`${ips}/${ip}`), "other");
+      assertEquals(fake.of("conntrack"), []);
+      // check: a fixed host port another container publishes is refused, naming it; free
+      // ones, random ones and its own are not.
+      assertThrows(
+        () => x.check!("s1", { ports: ["5354:53/udp"] }),
+        CapsuleError,
+        'port 5354/udp for container "s1": container "other" already publishes it',
+      );
+      x.check!("s1", { ports: ["8081:80", "53/udp"] });
+      x.check!("other", { ports: ["5354:53/udp"] });
+      // A holder that is gone (no state) holds nothing.
+      Deno.removeSync(`${root}/other`);
+      x.check!("s1", { ports: ["5354:53/udp"] });
+    });
+  },
+);
