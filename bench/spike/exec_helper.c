@@ -267,7 +267,9 @@ static void load_seccomp(struct plan *pl) {
 int main(int argc, char **argv) {
   // Before anything: nothing in the container's PID namespace may ptrace this process or open
   // its /proc files (exe, mem, fds, environ) once it has dropped to the program's ids and caps.
+#ifndef SPIKE_KEEP_DUMPABLE // seal_check.sh only: shows what the prctl protects
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+#endif
   if (argc != 2) { fprintf(stderr, "capsule exec helper: started by capsule only\n"); return 2; }
   char *end;
   long fd = strtol(argv[1], &end, 10);
@@ -283,6 +285,9 @@ int main(int argc, char **argv) {
     if (c < 0 || write(c, "0", 1) != 1) die("adding the exec to %s: %s", pl.cgroup[i], strerror(errno));
     close(c);
   }
+#if SPIKE_PAUSE_AT == 1 // seal_check.sh only: still host root with every capability
+  sleep(2);
+#endif
   // Open every namespace and the init's root first: after setns(mnt), /proc is the container's.
   char path[64];
   int nsfd[8];
@@ -355,6 +360,9 @@ int main(int argc, char **argv) {
   }
   if (pl.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) die("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
   umask((mode_t)pl.umask_);
+#if SPIKE_PAUSE_AT == 2 // seal_check.sh only: now the program's ids and capabilities
+  sleep(2);
+#endif
   // Signals: Deno's children start with some ignored (32/33 too, which glibc's sigaction
   // refuses to touch): the raw system call resets all; the mask is emptied.
   struct { void *h; unsigned long flags; void *restorer; uint64_t mask; } dfl = {SIG_DFL, 0, 0, 0};
