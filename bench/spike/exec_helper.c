@@ -82,6 +82,15 @@ struct plan {
   int nkeep;
   const unsigned char *sc;
   uint32_t sc_len;
+  // run mode (run_native.ts): this process is PID 1 of a new PID namespace and sets up the rest.
+  uint64_t run, unshare_flags, root_prop, root_ro, setup_dev;
+  const char *rootfs, *hostname;
+  struct mount_op { uint64_t flags, rflags, bind, nprop, prop[4]; const char *dst, *src, *type, *data; } mounts[64];
+  int nmounts;
+  struct dev_op { uint64_t type, major, minor, mode, uid, gid; const char *path; } devs[64];
+  int ndevs;
+  const char *masked[64], *ro_paths[64];
+  int nmasked, nro;
 };
 
 static uint32_t u32(const unsigned char *p) {
@@ -182,10 +191,49 @@ static void read_plan(struct plan *pl) {
       if (pl->nkeep == 256) die("capsule exec helper: too many preserved fds");
       pl->keep_fds[pl->nkeep++] = u64(d, len);
       break;
+    case 'M': pl->run = u64(d, len); break;
+    case 'U': pl->unshare_flags = u64(d, len); break;
+    case 'Q': pl->root_prop = u64(d, len); break;
+    case 'q': pl->root_ro = u64(d, len); break;
+    case 'V': pl->setup_dev = u64(d, len); break;
+    case 'R': pl->rootfs = str(d, len); break;
+    case 'h': pl->hostname = str(d, len); break;
+    case 'k':
+      if (pl->nmasked == 64) die("capsule exec helper: too many masked paths");
+      pl->masked[pl->nmasked++] = str(d, len);
+      break;
+    case 'r':
+      if (pl->nro == 64) die("capsule exec helper: too many read-only paths");
+      pl->ro_paths[pl->nro++] = str(d, len);
+      break;
+    case 'o': { // flags, recursive flags, bind, nprop, prop[4] (u64 each), then dst\0src\0type\0data\0
+      if (pl->nmounts == 64 || len < 64) die("capsule exec helper: a bad mount record");
+      struct mount_op *m = &pl->mounts[pl->nmounts++];
+      m->flags = u64(d, 8); m->rflags = u64(d + 8, 8); m->bind = u64(d + 16, 8); m->nprop = u64(d + 24, 8);
+      if (m->nprop > 4) die("capsule exec helper: a bad mount record");
+      for (int i = 0; i < 4; i++) m->prop[i] = u64(d + 32 + 8 * i, 8);
+      const char **f[4] = {&m->dst, &m->src, &m->type, &m->data};
+      uint32_t at = 64;
+      for (int i = 0; i < 4; i++) {
+        const unsigned char *z = memchr(d + at, 0, len - at);
+        if (!z) die("capsule exec helper: a bad mount record");
+        *f[i] = str(d + at, (uint32_t)(z - (d + at)));
+        at = (uint32_t)(z - d) + 1;
+      }
+      break;
+    }
+    case 'D': { // type, major, minor, mode, uid, gid (u64 each), then the path
+      if (pl->ndevs == 64 || len < 48) die("capsule exec helper: a bad device record");
+      struct dev_op *v = &pl->devs[pl->ndevs++];
+      uint64_t *f[6] = {&v->type, &v->major, &v->minor, &v->mode, &v->uid, &v->gid};
+      for (int i = 0; i < 6; i++) *f[i] = u64(d + 8 * i, 8);
+      v->path = str(d + 48, len - 48);
+      break;
+    }
     default: die("capsule exec helper: unknown record '%c'", tag);
     }
   }
-  if (!pl->pid || !pl->argc || !pl->cwd || pl->cwd[0] != '/')
+  if ((!pl->pid && !pl->run) || (pl->run && !pl->rootfs) || !pl->argc || !pl->cwd || pl->cwd[0] != '/')
     die("capsule exec helper: the plan lacks the pid, argv or an absolute cwd");
 }
 
@@ -264,6 +312,144 @@ static void load_seccomp(struct plan *pl) {
     die("cannot load the seccomp profile: %s", strerror(errno));
 }
 
+// ---- run mode: the container's mounts (a rough port of runtime/rootfs.ts setupRootfs) ----
+#include <linux/openat2.h>
+#include <sys/mount.h>
+#include <sys/sysmacros.h>
+
+// An O_PATH fd on `path` under `root`, every symlink resolved inside it (the kernel's
+// RESOLVE_IN_ROOT); missing directories made on the way when `mk` (a file last when mk == 2).
+static int open_in(int root, const char *path, int mk) {
+  struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+  int fd = syscall(SYS_openat2, root, path, &how, sizeof how);
+  if (fd >= 0 || errno != ENOENT || !mk) return fd;
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", path);
+  int dir = dup(root);
+  for (char *s = buf, *part; (part = strsep(&s, "/"));) {
+    if (!*part) continue;
+    int last = s == NULL;
+    struct open_how h = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+    int next = syscall(SYS_openat2, dir, part, &h, sizeof h);
+    if (next < 0 && errno == ENOENT) {
+      if (last && mk == 2) {
+        int f = openat(dir, part, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (f >= 0) close(f);
+      } else if (mkdirat(dir, part, 0755) && errno != EEXIST) {
+        close(dir);
+        return -1;
+      }
+      next = syscall(SYS_openat2, dir, part, &h, sizeof h);
+    }
+    close(dir);
+    if (next < 0) return -1;
+    dir = next;
+  }
+  return dir;
+}
+
+static void mount_at(int root, const char *dst, int mk, const char *src, const char *type,
+                     unsigned long flags, const char *data) {
+  int fd = open_in(root, dst, mk);
+  if (fd < 0) die("cannot open the mount target %s in the rootfs: %s", dst, strerror(errno));
+  char t[64];
+  snprintf(t, sizeof t, "/proc/self/fd/%d", fd);
+  if (mount(src, t, type, flags, data && *data ? data : NULL))
+    die("cannot mount %s on %s (%s): %s", src ? src : "(remount)", dst, type ? type : "", strerror(errno));
+  close(fd);
+}
+
+static void setup_rootfs(struct plan *pl) {
+  if (unshare((int)pl->unshare_flags)) die("unshare: %s", strerror(errno));
+  if (mount(NULL, "/", NULL, pl->root_prop, NULL)) die("making / %llx: %s", (unsigned long long)pl->root_prop, strerror(errno));
+  if (mount(pl->rootfs, pl->rootfs, "bind", MS_BIND | MS_REC, NULL)) die("binding the rootfs: %s", strerror(errno));
+  int root = open(pl->rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) die("cannot open the rootfs %s: %s", pl->rootfs, strerror(errno));
+  const unsigned long REMOUNTABLE = MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC;
+  for (int i = 0; i < pl->nmounts; i++) {
+    struct mount_op *m = &pl->mounts[i];
+    if (m->bind) {
+      struct stat st;
+      if (stat(m->src, &st)) die("bind mount source %s does not exist", m->src);
+      mount_at(root, m->dst, S_ISDIR(st.st_mode) ? 1 : 2, m->src, "bind", m->flags & (MS_BIND | MS_REC), NULL);
+      if (m->flags & REMOUNTABLE)
+        mount_at(root, m->dst, 0, NULL, NULL, (m->flags & REMOUNTABLE) | MS_BIND | MS_REMOUNT, NULL);
+    } else {
+      mount_at(root, m->dst, 1, m->src, m->type, m->flags, m->data);
+    }
+    for (uint64_t k = 0; k < m->nprop; k++) mount_at(root, m->dst, 0, NULL, NULL, m->prop[k], NULL);
+  }
+  for (int i = 0; i < pl->ndevs; i++) {
+    struct dev_op *v = &pl->devs[i];
+    const char *slash = strrchr(v->path, '/');
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%.*s", (int)(slash - v->path), v->path);
+    int dfd = open_in(root, *dir ? dir : "/", 1);
+    if (dfd < 0) die("cannot open %s in the rootfs: %s", dir, strerror(errno));
+    // O_PATH fds cannot take mknodat: a real directory fd of the same directory.
+    char t[64];
+    snprintf(t, sizeof t, "/proc/self/fd/%d", dfd);
+    int real = open(t, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(dfd);
+    if (real < 0) die("cannot open %s: %s", dir, strerror(errno));
+    mode_t kind = v->type == 'b' ? S_IFBLK : v->type == 'p' ? S_IFIFO : S_IFCHR;
+    unlinkat(real, slash + 1, 0);
+    if (mknodat(real, slash + 1, kind | (v->mode & 07777), makedev(v->major, v->minor)) ||
+        fchownat(real, slash + 1, v->uid, v->gid, AT_SYMLINK_NOFOLLOW) ||
+        fchmodat(real, slash + 1, v->mode & 07777, 0))
+      die("cannot create the device %s: %s", v->path, strerror(errno));
+    close(real);
+  }
+  if (pl->setup_dev) {
+    int dfd = open_in(root, "/dev", 1);
+    char t[64];
+    snprintf(t, sizeof t, "/proc/self/fd/%d", dfd);
+    int dev = open(t, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    close(dfd);
+    if (dev < 0) die("cannot open /dev in the rootfs: %s", strerror(errno));
+    static const char *links[][2] = {{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+      {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}};
+    for (int i = 0; i < 4; i++) symlinkat(links[i][0], dev, links[i][1]);
+    unlinkat(dev, "ptmx", 0);
+    symlinkat("pts/ptmx", dev, "ptmx");
+    close(dev);
+  }
+  int cwd = open_in(root, pl->cwd, 1);
+  if (cwd >= 0) close(cwd);
+  if (fchdir(root)) die("chdir to the rootfs: %s", strerror(errno));
+  if (syscall(SYS_pivot_root, ".", ".")) die("pivot_root: %s", strerror(errno));
+  if (umount2(".", MNT_DETACH)) die("detaching the old root: %s", strerror(errno));
+  if (chdir("/")) die("chdir /: %s", strerror(errno));
+  close(root);
+  int nroot = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  for (int i = 0; i < pl->nmasked; i++) {
+    int fd = open_in(nroot, pl->masked[i], 0);
+    if (fd < 0) continue; // absent: nothing to mask
+    struct stat st;
+    char t[64];
+    snprintf(t, sizeof t, "/proc/self/fd/%d", fd);
+    if (fstat(fd, &st)) die("stat %s: %s", pl->masked[i], strerror(errno));
+    int r = S_ISDIR(st.st_mode) ? mount("tmpfs", t, "tmpfs", MS_RDONLY, NULL)
+                                : mount("/dev/null", t, NULL, MS_BIND, NULL);
+    if (r) die("cannot mask %s: %s", pl->masked[i], strerror(errno));
+    close(fd);
+  }
+  for (int i = 0; i < pl->nro; i++) {
+    int fd = open_in(nroot, pl->ro_paths[i], 0);
+    if (fd < 0) continue;
+    char t[64];
+    snprintf(t, sizeof t, "/proc/self/fd/%d", fd);
+    if (mount(t, t, NULL, MS_BIND | MS_REC, NULL)) die("cannot bind %s: %s", pl->ro_paths[i], strerror(errno));
+    close(fd);
+    mount_at(nroot, pl->ro_paths[i], 0, NULL, NULL,
+             MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+  }
+  if (pl->hostname && sethostname(pl->hostname, strlen(pl->hostname))) die("sethostname: %s", strerror(errno));
+  if (pl->root_ro && mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL))
+    die("making / read-only: %s", strerror(errno));
+  close(nroot);
+}
+
 int main(int argc, char **argv) {
   // Before anything: nothing in the container's PID namespace may ptrace this process or open
   // its /proc files (exe, mem, fds, environ) once it has dropped to the program's ids and caps.
@@ -288,6 +474,10 @@ int main(int argc, char **argv) {
 #if SPIKE_PAUSE_AT == 1 // seal_check.sh only: still host root with every capability
   sleep(2);
 #endif
+  if (pl.run) {
+    setup_rootfs(&pl);
+    goto finish;
+  }
   // Open every namespace and the init's root first: after setns(mnt), /proc is the container's.
   char path[64];
   int nsfd[8];
@@ -316,6 +506,7 @@ int main(int argc, char **argv) {
       die("cannot redirect the exec's output: %s", strerror(errno));
   }
   if (pl.setsid_ && setsid() < 0) die("setsid: %s", strerror(errno));
+finish:
   add_home(&pl);
   // rlimits before the privileges go (raising a hard limit needs CAP_SYS_RESOURCE); a small
   // RLIMIT_NOFILE/AS meets only this small process and the program (no Deno here).
