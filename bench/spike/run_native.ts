@@ -177,17 +177,23 @@ async function main(args: string[]): Promise<number> {
     }
     return exitCode(st);
   } finally {
-    // The helper's pid ns died with PID 1; an rmdir right after can be EBUSY (DESIGN.md): retry.
-    for (let i = 0;; i++) {
-      try {
-        cg.destroy(paths);
-        break;
-      } catch (e) {
-        if (i >= 50) throw e;
-        await new Promise((r) => setTimeout(r, 1));
-      }
-    }
+    await removeCgroups(cg, paths);
     mark("cgroups removed");
+  }
+}
+
+/** The helper's PID namespace died with PID 1; an rmdir right after can be EBUSY: retried. */
+async function removeCgroups(
+  cg: ReturnType<typeof detectCgroups>,
+  paths: Record<string, string>,
+): Promise<void> {
+  for (let i = 0;; i++) {
+    try {
+      return cg.destroy(paths);
+    } catch (e) {
+      if (i >= 50) throw e;
+      await new Promise((r) => setTimeout(r, 1));
+    }
   }
 }
 
