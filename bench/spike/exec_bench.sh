@@ -90,7 +90,7 @@ for round in $(seq "$ROUNDS"); do
       -n spike-nowarm "env SPIKE_NO_WARM=1 $X --root $work/state-capsule exec $id true" \
       -n runc "runc --root $work/state-runc exec $id true" \
       -n crun "crun --root $work/state-crun exec $id true" \
-      -n floor "$DENO run -A --no-config --no-lock --quiet $work/empty.js" >/dev/null
+      -n floor "$DENO run -A --no-config --no-lock --quiet $work/empty.js" >/dev/null 2>&1
   done
 done
 median() { # config, command name: the median in ms over every round's runs; failed runs
