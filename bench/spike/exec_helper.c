@@ -58,6 +58,7 @@ static void die(const char *fmt, ...) {
   if (n < 0) n = 0;
   if (n >= (int)sizeof msg) n = sizeof msg - 1;
   if (chan >= 0 && write(chan, msg, n) < 0) { /* parent gone: nothing to tell */ }
+  if (chan < 0 && write(2, msg, n) < 0) { /* no stderr */ }
   _exit(1);
 }
 
@@ -84,7 +85,7 @@ struct plan {
   uint32_t sc_len;
   // run mode (run_native.ts): this process is PID 1 of a new PID namespace and sets up the rest.
   uint64_t run, unshare_flags, root_prop, root_ro, setup_dev;
-  const char *rootfs, *hostname;
+  const char *rootfs, *hostname, *fifo;
   struct mount_op { uint64_t flags, rflags, bind, nprop, prop[4]; const char *dst, *src, *type, *data; } mounts[64];
   int nmounts;
   struct dev_op { uint64_t type, major, minor, mode, uid, gid; const char *path; } devs[64];
@@ -198,6 +199,7 @@ static void read_plan(struct plan *pl) {
     case 'V': pl->setup_dev = u64(d, len); break;
     case 'R': pl->rootfs = str(d, len); break;
     case 'h': pl->hostname = str(d, len); break;
+    case 'X': pl->fifo = str(d, len); break;
     case 'k':
       if (pl->nmasked == 64) die("capsule exec helper: too many masked paths");
       pl->masked[pl->nmasked++] = str(d, len);
@@ -474,7 +476,11 @@ int main(int argc, char **argv) {
 #if SPIKE_PAUSE_AT == 1 // seal_check.sh only: still host root with every capability
   sleep(2);
 #endif
+  int fifo = -1;
   if (pl.run) {
+    // create: exec.fifo, by its host path before pivot_root; reopened for writing at the end.
+    if (pl.fifo && (fifo = open(pl.fifo, O_PATH | O_CLOEXEC)) < 0)
+      die("cannot open %s: %s", pl.fifo, strerror(errno));
     setup_rootfs(&pl);
     goto finish;
   }
@@ -551,6 +557,18 @@ finish:
   }
   if (pl.nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) die("PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
   umask((mode_t)pl.umask_);
+  if (fifo >= 0) {
+    // The create/start barrier, as runc's init: "ready" to create (which then exits), then the
+    // open for writing blocks until `start` opens the fifo for reading.
+    if (write(chan, "R", 1) != 1) die("cannot report ready: %s", strerror(errno));
+    char t[64];
+    snprintf(t, sizeof t, "/proc/self/fd/%d", fifo);
+    int w = open(t, O_WRONLY | O_CLOEXEC);
+    if (w < 0 || write(w, "0", 1) != 1) { fprintf(stderr, "capsule: exec.fifo: %s\n", strerror(errno)); _exit(1); }
+    chan = -1; // create is gone: later errors go to stderr (the program's)
+    close(w);
+    close(fifo);
+  }
 #if SPIKE_PAUSE_AT == 2 // seal_check.sh only: now the program's ids and capabilities
   sleep(2);
 #endif

@@ -26,10 +26,15 @@ const mark = Deno.env.get("SPIKE_DEBUG")
   : () => {};
 const mask = (caps: number[]) => caps.reduce((m, c) => m | (1n << BigInt(c)), 0n);
 
-function encode(plan: InitPlan, cgroupProcs: string[]): Uint8Array<ArrayBuffer> {
+function encode(
+  plan: InitPlan,
+  cgroupProcs: string[],
+  fifo: string | undefined,
+): Uint8Array<ArrayBuffer> {
   const w = new PlanWriter();
   const p = plan.process;
   w.num("M", 1);
+  if (fifo) w.str("X", fifo);
   let flags = 0;
   for (const n of plan.namespaces) {
     if (n.path || n.type === "user") {
@@ -110,10 +115,20 @@ async function main(args: string[]): Promise<number> {
   let helper = new URL(`${fromSource ? "./dist/" : "../"}capsule-exec-helper`, import.meta.url)
     .pathname;
   if (args[0] === "--helper") helper = args.splice(0, 2)[1];
-  if (args[0] !== "run" || args[1] !== "-b" || args.length !== 4) {
-    throw new CapsuleError("usage: run_native.ts [--helper PATH] run -b BUNDLE ID");
+  if (args[0] === "start" && args.length === 2) return start(args[1]);
+  if (args[0] === "delete" && args.length === 2) return await remove(args[1]);
+  const creating = args[0] === "create";
+  if ((args[0] !== "run" && !creating) || args[1] !== "-b" || args.length !== 4) {
+    throw new CapsuleError(
+      "usage: run_native.ts [--helper PATH] run|create -b BUNDLE ID | start ID | delete ID",
+    );
   }
   const bundle = Deno.realPathSync(args[2]), id = args[3];
+  const dir = stateDir(id);
+  if (creating) {
+    Deno.mkdirSync(dir, { recursive: true });
+    libc.mkfifo(`${dir}/exec.fifo`, 0o622);
+  }
   const raw = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`));
   const spec = await checkConfig(raw, `${bundle}/config.json`);
   mark("config.json validated");
@@ -124,10 +139,11 @@ async function main(args: string[]): Promise<number> {
   // cgroup mkdir needs too (measured: cgroups made 6-10 ms cold, 13-22 ms behind a warm-up).
   if (!Deno.env.get("SPIKE_NO_WARM")) warmCgroupLock();
   mark("cgroups made");
+  let created = false;
   try {
     const plan = buildInitPlan(spec, { id, bundle, execFifoFd: -1, cgroups: paths });
     const cgroupProcs = [...new Set(Object.values(paths))].map((d) => `${d}/cgroup.procs`);
-    const bytes = encode(plan, cgroupProcs);
+    const bytes = encode(plan, cgroupProcs, creating ? `${dir}/exec.fifo` : undefined);
     mark(`plan built and encoded (${bytes.length} bytes)`);
     const [parentEnd, childEnd] = libc.socketpair();
     libc.setCloexec(parentEnd, true);
@@ -160,6 +176,21 @@ async function main(args: string[]): Promise<number> {
     }
     mark("helper spawned");
     const buf = new Uint8Array(4096);
+    if (creating) {
+      // One "R": ready, waiting on exec.fifo; anything else: the error (then EOF).
+      const n = libc.read(parentEnd, buf);
+      libc.close(parentEnd);
+      if (n === 1 && buf[0] === 0x52) {
+        child.unref();
+        created = true;
+        mark("created (the helper waits on exec.fifo)");
+        return 0;
+      }
+      const why = n > 0 ? new TextDecoder().decode(buf.subarray(0, n)) : "the helper died";
+      console.error(`capsule: Cannot create container "${id}": ${why}`);
+      await child.status;
+      return 1;
+    }
     let msg = "";
     for (;;) {
       const n = libc.read(parentEnd, buf);
@@ -177,9 +208,48 @@ async function main(args: string[]): Promise<number> {
     }
     return exitCode(st);
   } finally {
-    await removeCgroups(cg, paths);
-    mark("cgroups removed");
+    if (!created) {
+      await removeCgroups(cg, paths);
+      if (creating) Deno.removeSync(dir, { recursive: true });
+      mark("cgroups removed");
+    }
   }
+}
+
+/** Where the crude create keeps exec.fifo (no state record: a spike). */
+function stateDir(id: string): string {
+  if (!/^[\w.-]+$/.test(id)) throw new CapsuleError(`Invalid id "${id}"`);
+  return `/run/capsule-spike/${id}`;
+}
+
+/** start: open exec.fifo for reading (releases the helper's open for writing), read its "0". */
+function start(id: string): number {
+  const fifo = `${stateDir(id)}/exec.fifo`;
+  const got = Deno.readTextFileSync(fifo);
+  Deno.removeSync(fifo);
+  if (got !== "0") throw new CapsuleError(`Cannot start container "${id}": no init waits`);
+  return 0;
+}
+
+/**
+ * delete -f: SIGKILL what is still in the container's cgroup (never a pid read from a file,
+ * which may have been reused), then remove the cgroups (retried while the exit completes).
+ */
+async function remove(id: string): Promise<number> {
+  const dir = stateDir(id);
+  const cg = detectCgroups();
+  const paths = cg.paths(undefined, id);
+  for (const pid of cg.pids(paths)) {
+    try {
+      libc.kill(pid, 9);
+    } catch { /* gone already */ }
+  }
+  await removeCgroups(cg, paths);
+  Deno.removeSync(dir, { recursive: true });
+  try {
+    Deno.removeSync("/run/capsule-spike"); // only once empty
+  } catch { /* another container's */ }
+  return 0;
 }
 
 /** The helper's PID namespace died with PID 1; an rmdir right after can be EBUSY: retried. */
