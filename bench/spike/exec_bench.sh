@@ -4,6 +4,8 @@
 #   spike           bench/spike: the CLI's planning in Deno, then the static C helper
 #   spike-unsealed  the same without the sealed read-only view of the helper (what the seal costs)
 #   spike-nowarm    the same without warming the cgroup lock early (what that lever gives)
+#   spike-pid-early the helper spawned into the container's PID namespace instead of forking
+#                   into it last (what the late fork costs)
 #   runc, crun      their exec into their own container of the same bundle
 #   floor           an empty `deno run` with dist/capsule's flags
 # for two configs: `capsule spec`'s (no seccomp) and the same with podman's default seccomp
@@ -88,6 +90,7 @@ for round in $(seq "$ROUNDS"); do
       -n spike "$X --root $work/state-capsule exec $id true" \
       -n spike-unsealed "$X --seal none --root $work/state-capsule exec $id true" \
       -n spike-nowarm "env SPIKE_NO_WARM=1 $X --root $work/state-capsule exec $id true" \
+      -n spike-pid-early "$X --pid early --root $work/state-capsule exec $id true" \
       -n runc "runc --root $work/state-runc exec $id true" \
       -n crun "crun --root $work/state-crun exec $id true" \
       -n floor "$DENO run -A --no-config --no-lock --quiet $work/empty.js" >/dev/null 2>&1
@@ -104,6 +107,6 @@ echo
 echo "exec true, medians over $ROUNDS rounds x $RUNS runs ($(uname -r), $(nproc) cores, $(date -u +%FT%TZ))"
 printf '| %-15s | %-34s | %-34s |\n' command "capsule spec config" "+ podman's seccomp profile"
 printf '| %-15s | %-34s | %-34s |\n' --- --- ---
-for n in capsule spike spike-unsealed spike-nowarm runc crun floor; do
+for n in capsule spike spike-unsealed spike-nowarm spike-pid-early runc crun floor; do
   printf '| %-15s | %-34s | %-34s |\n' "$n" "$(median plain "$n")" "$(median seccomp "$n")"
 done

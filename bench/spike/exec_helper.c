@@ -2,8 +2,9 @@
 // between capsule's spawn and the program's execve, in place of a second Deno process; see
 // docs/DESIGN.md "A native helper on the start path (spike, not built)".
 //
-// Started by bench/spike/exec_native.ts (Deno) already in the container's PID namespace (the
-// Deno side setns'es its main thread around the one spawn, as runtime/spawn.ts does), with an
+// Started by bench/spike/exec_native.ts (Deno) in the host's PID namespace (exec: it joins the
+// container's for its children and forks last, see fork_late) or by run_native.ts as PID 1 of a
+// new one (run: nothing else is in it yet), with an
 // empty environment and argv = { "capsule-exec-helper", "<fd>" }. fd is one end of a socketpair
 // (close-on-exec here) holding the whole plan: u32 LE length, then records of
 //   tag (1 byte) | length (u32 LE) | data
@@ -36,6 +37,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #ifndef CLOSE_RANGE_CLOEXEC
@@ -48,6 +50,12 @@
 
 #define MAX_LIST 4096
 static int chan = -1;
+static int fork_late = 0;
+static volatile pid_t child_pid = 0;
+
+static void forward(int sig) {
+  if (child_pid > 0) kill(child_pid, sig);
+}
 
 static void die(const char *fmt, ...) {
   char msg[4096];
@@ -241,7 +249,7 @@ static void read_plan(struct plan *pl) {
 
 static int ns_flag(const char *name) {
   static const struct { const char *n; int f; } t[] = {
-    {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS},
+    {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"pid", CLONE_NEWPID},
     {"net", CLONE_NEWNET}, {"cgroup", CLONE_NEWCGROUP}, {"mnt", CLONE_NEWNS},
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) if (!strcmp(t[i].n, name)) return t[i].f;
@@ -500,6 +508,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < pl.nns; i++) {
       int f = ns_flag(pl.ns[i]);
       if ((f == CLONE_NEWUSER) != (pass == 0)) continue;
+      if (f == CLONE_NEWPID) fork_late = 1; // for the children only: see the fork below
       if (setns(nsfd[i], f)) die("cannot join namespace /proc/%llu/ns/%s: %s",
                                  (unsigned long long)pl.pid, pl.ns[i], strerror(errno));
       close(nsfd[i]);
@@ -584,6 +593,33 @@ finish:
   for (int i = 0; i < pl.nkeep; i++) fcntl((int)pl.keep_fds[i], F_SETFD, 0);
   pl.env[pl.nenv] = NULL;
   pl.argv[pl.argc] = NULL;
+  if (fork_late) {
+    // exec: the container's PID namespace was joined for children only. Only now, with the
+    // program's ids and caps, non-dumpable, does a process of ours appear in it: nothing there
+    // can ptrace or open /proc/<pid>/mem of a process holding host privileges (a container
+    // granted CAP_SYS_PTRACE could). This one stays outside, invisible to the container, passes
+    // signals on and exits with the program's status (nsenter --pid's model).
+    pid_t c = fork();
+    if (c < 0) die("fork: %s", strerror(errno));
+    if (c > 0) {
+      child_pid = c;
+      close(chan); // the CLI reads EOF once the child has exec'd (or its error)
+      struct sigaction fw = {.sa_handler = forward};
+      int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH};
+      for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &fw, NULL);
+      int st;
+      while (waitpid(c, &st, 0) < 0)
+        if (errno != EINTR) _exit(1);
+      if (WIFSIGNALED(st)) {
+        signal(WTERMSIG(st), SIG_DFL);
+        kill(getpid(), WTERMSIG(st));
+      }
+      _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+    }
+  }
+#if SPIKE_PAUSE_AT == 3 // seal_check.sh only: the forked child, about to execve
+  sleep(2);
+#endif
   if (pl.sc && pl.nnp) load_seccomp(&pl); // the last step: the profile must allow execve
   execve(prog, pl.argv, pl.env);
   die("exec: \"%s\": %s", pl.argv[0], strerror(errno));

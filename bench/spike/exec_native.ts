@@ -6,7 +6,7 @@
 // namespace from a sealed read-only view of its binary (runtime/exe_seal.ts). The helper joins
 // everything, drops privileges, loads seccomp last and execve's the program.
 //
-//   deno run -A bench/spike/exec_native.ts [--helper PATH] [--seal overlay|none] \
+//   deno run -A bench/spike/exec_native.ts [--helper PATH] [--seal overlay|none] [--pid early] \
 //     --root DIR exec ID CMD [ARG...]
 //
 // Handles only: a foreground exec of a command line (no -t, -d, --process, --pid-file, --cgroup,
@@ -89,11 +89,17 @@ async function main(args: string[]): Promise<number> {
   let helper = new URL(`./${fromSource ? "dist/" : ""}capsule-exec-helper`, import.meta.url)
     .pathname;
   let seal = "overlay";
+  // Default: the helper joins the PID namespace for its children and forks only once it holds
+  // the program's ids and caps (DESIGN.md). --pid early: spawned into it (spawn.ts's way), to
+  // measure what the late fork costs; a container granted CAP_SYS_PTRACE can then open the
+  // helper's /proc/<pid>/mem while it is host root (seal_check.sh).
+  let pidEarly = false;
   let root: string | undefined;
   while (args[0]?.startsWith("--")) {
     const [flag, value] = args.splice(0, 2);
     if (flag === "--helper") helper = value;
     else if (flag === "--seal") seal = value;
+    else if (flag === "--pid") pidEarly = value === "early";
     else if (flag === "--root") root = value;
     else throw new CapsuleError(`exec_native: unknown flag ${flag}`);
   }
@@ -138,6 +144,7 @@ async function main(args: string[]): Promise<number> {
   if (!same("user")) throw new CapsuleError("exec_native: user namespaces are not in the spike");
   mark("namespaces compared");
   const namespaces = ["ipc", "uts", "net", "cgroup", "mnt"].filter((ns) => !same(ns));
+  if (!pidEarly && !same("pid")) namespaces.unshift("pid");
   const cgroupProcs = [...new Set(Object.values(rec.cgroupPaths ?? {}))].map((d) =>
     `${d}/cgroup.procs`
   );
@@ -167,7 +174,7 @@ async function main(args: string[]): Promise<number> {
       stdout: "inherit",
       stderr: "inherit",
     });
-    if (same("pid")) {
+    if (same("pid") || !pidEarly) {
       child = command.spawn();
     } else {
       const target = libc.open(`/proc/${rec.pid}/ns/pid`, libc.O.RDONLY | libc.O.CLOEXEC);

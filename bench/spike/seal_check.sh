@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# SPIKE, not used by the product: can a process in the container reach the exec helper while it
-# runs (ptrace-class access to /proc/<pid>/exe, environ, mem)? Builds the helper with a 2 s
-# pause (1: right after reading the plan, as host root with every capability; 2: after dropping
-# to the program's ids and capabilities, just before seccomp and execve), with and without its
-# PR_SET_DUMPABLE 0, runs the spike's exec with it, unsealed (the worst case: the host path), and
-# probes from a second exec in the container meanwhile. Then the case where only the seal
-# protects: a container granted CAP_SYS_PTRACE (a debugger's), which the dumpable flag does not
-# stop; the probe keeps the helper's exe open and, once the helper is gone, reopens it for
-# writing (never writes): the unsealed host binary opens, the sealed overlay view is EROFS.
+# SPIKE, not used by the product: what can a process in the container do to the exec helper while
+# it runs? Builds the helper with a 2 s pause at one point, runs the spike's exec with it, and
+# probes from a second exec in the container meanwhile (every process but the sleeper and the
+# probe's own: its exe link, caps, environ, and whether its exe and /proc/<pid>/mem open):
+#   pause 1: right after reading the plan (host root, every capability, host mount namespace)
+#   pause 2: after dropping to the program's ids and caps, before the fork into the PID namespace
+#   pause 3: right before seccomp and execve (in the late-fork design: the forked child)
+# 1. A default container (caps: AUDIT_WRITE, KILL, NET_BIND_SERVICE), the helper spawned into the
+#    PID namespace (--pid early, runtime/spawn.ts's way), with and without PR_SET_DUMPABLE 0.
+# 2. A container granted CAP_SYS_PTRACE (a debugger's), which dumpable does not stop: --pid early
+#    against the default late fork; then the sealed overlay view against the bare binary (the
+#    probe keeps the exe open and, once the helper is gone, reopens it for writing; never writes).
 # Run as root; takes the shared lock.
 set -euo pipefail
 self=$(readlink -f "$0")
@@ -19,46 +22,50 @@ C=$PWD/dist/capsule X=$PWD/bench/spike/dist/exec-native
 DENO=$(sed -n 's/^exec "\([^"]*\)" run .*/\1/p' "$C") bash bench/spike/build.sh >/dev/null
 work=$(mktemp -d /var/tmp/spike-seal.XXXXXX)
 trap 'for i in seal ptrace; do "$C" --root "$work/state" delete -f $i >/dev/null 2>&1; done; rm -rf "$work"' EXIT
-mkdir -p "$work/b/rootfs/bin" "$work/b/rootfs/"{proc,sys,dev,tmp,etc,root}
+mkdir -p "$work/b/rootfs/bin" "$work/b/rootfs/"{proc,sys,dev,tmp,etc,root} "$work/p"
 cp "$(command -v busybox)" "$work/b/rootfs/bin/busybox"
 for a in $(busybox --list); do [ "$a" = busybox ] || ln -s busybox "$work/b/rootfs/bin/$a"; done
 (cd "$work/b" && "$C" spec)
 jq '.process.args = ["sleep", "100000"] | .process.terminal = false' "$work/b/config.json" >"$work/c.json"
 mv "$work/c.json" "$work/b/config.json"
-"$C" --root "$work/state" create -b "$work/b" seal </dev/null >/dev/null 2>&1
-"$C" --root "$work/state" start seal
-# From inside: every process that is not the sleeper or this probe, and what /proc gives of it.
-probe='for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = 1 ] || [ "$p" = $$ ] || [ "$p" = self ] && continue
-  c=$(cat $d/comm 2>/dev/null) || continue; case $c in sleep|sh|cat|ls|head) continue ;; esac
-  echo "  helper pid $p (comm $c): exe -> $(readlink $d/exe 2>&1 || echo denied); environ: $(cat $d/environ 2>&1 | head -c 60 || true); caps $(grep CapEff $d/status | cut -f2)"
-  (exec 3<$d/exe && echo "  opened its exe for reading: reachable") 2>&1 | sed "s/^/  /"; done'
-for at in 1 2; do
-  for dump in nondumpable dumpable; do
-    flags=(-DSPIKE_PAUSE_AT=$at)
-    [ $dump = dumpable ] && flags+=(-DSPIKE_KEEP_DUMPABLE)
-    gcc -O2 -static "${flags[@]}" -o "$work/helper" bench/spike/exec_helper.c
-    echo "pause $at ($([ $at = 1 ] && echo 'host root, all caps' || echo 'program ids and caps')), $dump:"
-    "$X" --helper "$work/helper" --seal none --root "$work/state" exec seal true &
-    sleep 1
-    "$C" --root "$work/state" exec seal sh -c "$probe"
-    wait
-  done
-done
-
-mkdir -p "$work/p"
 jq --arg r "$work/b/rootfs" '.root.path = $r | .process.capabilities |= with_entries(.value += ["CAP_SYS_PTRACE"])' \
   "$work/b/config.json" >"$work/p/config.json"
-"$C" --root "$work/state" create -b "$work/p" ptrace </dev/null >/dev/null 2>&1
-"$C" --root "$work/state" start ptrace
-gcc -O2 -static -DSPIKE_PAUSE_AT=2 -o "$work/helper" bench/spike/exec_helper.c
-keep='for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = 1 ] || [ "$p" = $$ ] || [ "$p" = self ] && continue
+for id in seal ptrace; do
+  "$C" --root "$work/state" create -b "$work/$([ $id = seal ] && echo b || echo p)" $id </dev/null >/dev/null 2>&1
+  "$C" --root "$work/state" start $id
+done
+probe='n=0; for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = 1 ] || [ "$p" = $$ ] && continue
+  c=$(cat $d/comm 2>/dev/null) || continue; case $c in sleep|sh|cat|ls|head|grep|cut) continue ;; esac; n=1
+  echo "    pid $p: exe -> $(readlink $d/exe 2>&1 || true); caps $(grep CapEff $d/status | cut -f2); environ: $( (cat $d/environ | head -c 40) 2>&1 || true)"
+  if (exec 3<$d/exe) 2>/dev/null; then echo "    its exe opens"; else echo "    its exe: $( (exec 3<$d/exe) 2>&1 | sed "s/.*: //")"; fi
+  if (exec 3<>$d/mem) 2>/dev/null; then echo "    its /proc/$p/mem OPENS READ-WRITE"; else echo "    its mem: $( (exec 3<>$d/mem) 2>&1 | sed "s/.*: //")"; fi
+done; [ $n = 1 ] || echo "    no helper process in the container"'
+try() { # id, pause point, --pid mode, extra gcc flags...
+  local id=$1 at=$2 mode=$3
+  shift 3
+  gcc -O2 -static -DSPIKE_PAUSE_AT="$at" "$@" -o "$work/helper" bench/spike/exec_helper.c
+  "$X" --helper "$work/helper" --seal none --pid "$mode" --root "$work/state" exec "$id" true &
+  sleep 1
+  "$C" --root "$work/state" exec "$id" sh -c "$probe"
+  wait
+}
+echo "1. default container, helper spawned into the PID namespace (--pid early), unsealed:"
+for at in 1 2; do
+  echo "  pause $at, non-dumpable:"; try seal $at early
+  echo "  pause $at, left dumpable:"; try seal $at early -DSPIKE_KEEP_DUMPABLE
+done
+echo "2. container with CAP_SYS_PTRACE, unsealed:"
+echo "  --pid early, pause 1:"; try ptrace 1 early
+for at in 1 2 3; do echo "  late fork (default), pause $at:"; try ptrace $at late; done
+gcc -O2 -static -DSPIKE_PAUSE_AT=3 -o "$work/helper" bench/spike/exec_helper.c
+keep='for d in /proc/[0-9]*; do p=${d#/proc/}; [ "$p" = 1 ] || [ "$p" = $$ ] && continue
   c=$(cat $d/comm 2>/dev/null) || continue; case $c in sleep|sh|cat|ls|head) continue ;; esac
-  echo "  helper pid $p (comm $c, non-dumpable): exe -> $(readlink $d/exe 2>&1)"
+  echo "    pid $p: exe -> $(readlink $d/exe 2>&1)"
   exec 3<$d/exe || exit; while [ -e $d ]; do sleep 0.2; done
-  if (exec 4<>/proc/self/fd/3) 2>/dev/null; then echo "  after it exited: its binary OPENED FOR WRITING (host binary reachable)"
-  else echo "  after it exited: reopening its binary for writing: $( (exec 4<>/proc/self/fd/3) 2>&1 | sed "s/.*: //")"; fi; done'
+  if (exec 4<>/proc/self/fd/3) 2>/dev/null; then echo "    after it exited: its binary OPENED FOR WRITING (the host file)"
+  else echo "    after it exited: reopening its binary for writing: $( (exec 4<>/proc/self/fd/3) 2>&1 | sed "s/.*: //")"; fi; done'
 for seal in none overlay; do
-  echo "CAP_SYS_PTRACE container, pause 2, non-dumpable, seal $seal:"
+  echo "  late fork, pause 3, seal $seal: keep the exe, reopen it for writing once the helper is gone"
   "$X" --helper "$work/helper" --seal $seal --root "$work/state" exec ptrace true &
   sleep 1
   "$C" --root "$work/state" exec ptrace sh -c "$keep"
