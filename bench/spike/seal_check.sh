@@ -11,6 +11,8 @@
 # 2. A container granted CAP_SYS_PTRACE (a debugger's), which dumpable does not stop: --pid early
 #    against the default late fork; then the sealed overlay view against the bare binary (the
 #    probe keeps the exe open and, once the helper is gone, reopens it for writing; never writes).
+# 3. The same container against today's `capsule exec` (a Deno exec-init spawned into the PID
+#    namespace) and runc's exec: a static C loop (mem_probe.c) in the container during 10 execs.
 # Run as root; takes the shared lock.
 set -euo pipefail
 self=$(readlink -f "$0")
@@ -21,7 +23,7 @@ export PATH=$PWD/tools/node_modules/.bin:$PATH
 C=$PWD/dist/capsule X=$PWD/bench/spike/dist/exec-native
 DENO=$(sed -n 's/^exec "\([^"]*\)" run .*/\1/p' "$C") bash bench/spike/build.sh >/dev/null
 work=$(mktemp -d /var/tmp/spike-seal.XXXXXX)
-trap 'for i in seal ptrace; do "$C" --root "$work/state" delete -f $i >/dev/null 2>&1; done; rm -rf "$work"' EXIT
+trap 'for i in seal ptrace; do "$C" --root "$work/state" delete -f $i >/dev/null 2>&1; done; runc --root "$work/state-runc" delete -f ptrace >/dev/null 2>&1; rm -rf "$work"' EXIT
 mkdir -p "$work/b/rootfs/bin" "$work/b/rootfs/"{proc,sys,dev,tmp,etc,root} "$work/p"
 cp "$(command -v busybox)" "$work/b/rootfs/bin/busybox"
 for a in $(busybox --list); do [ "$a" = busybox ] || ln -s busybox "$work/b/rootfs/bin/$a"; done
@@ -70,4 +72,23 @@ for seal in none overlay; do
   sleep 1
   "$C" --root "$work/state" exec ptrace sh -c "$keep"
   wait
+done
+echo "3. container with CAP_SYS_PTRACE, 10 execs of true while mem_probe runs inside:"
+gcc -O2 -static -o "$work/b/rootfs/mem_probe" bench/spike/mem_probe.c
+runc --root "$work/state-runc" create -b "$work/p" ptrace </dev/null >/dev/null 2>&1
+runc --root "$work/state-runc" start ptrace
+for rt in capsule runc spike; do
+  case $rt in
+    capsule) ex=("$C" --root "$work/state" exec ptrace) ;;
+    runc) ex=(runc --root "$work/state-runc" exec ptrace) ;;
+    spike) ex=("$X" --root "$work/state" exec ptrace) ;;
+  esac
+  # the probe runs through today's capsule exec (or runc's) in both cases; only the 10 execs differ
+  if [ $rt = runc ]; then runc --root "$work/state-runc" exec ptrace /mem_probe >"$work/probe.out" 2>&1 &
+  else "$C" --root "$work/state" exec ptrace /mem_probe >"$work/probe.out" 2>&1 & fi
+  sleep 0.5
+  for _ in $(seq 10); do "${ex[@]}" true; done
+  wait
+  echo "  $rt exec:"
+  sed 's/^/    /' "$work/probe.out"
 done
