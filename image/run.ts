@@ -150,27 +150,68 @@ function volumeSources(
 /**
  * A -v bind's host path: `real` is its real path (symlinks resolved), also when it does not
  * exist yet (the real path of its deepest existing ancestor, then the rest); `missing` the
- * directories to make for it, outermost first. Throws CapsuleError for a path inside the store
- * (an image's rootfs or layers, a container's writable layer: capsule's own, never the user's
- * directory) or a missing part with "." or "..".
+ * directories to make for it, outermost first. A relative source (`./data`, `../x`) is taken
+ * relative to `cwd` (the caller's working directory, as docker's CLI does). Throws CapsuleError
+ * for a path inside the store (an image's rootfs or layers, a container's writable layer:
+ * capsule's own, never the user's directory), a missing part with "..", a dangling symlink,
+ * or a path whose real path names another directory than the kernel reaches through it (a
+ * magic link such as /proc/PID/root: its text "/" is not the directory it leads to).
  */
 export function resolveBindSource(
   source: string,
   store: string,
+  cwd: string = Deno.cwd(),
 ): { real: string; missing: string[] } {
-  const parts = source.split("/").filter(Boolean);
+  if (source.startsWith("~")) {
+    throw new CapsuleError(
+      `Volume host path "${source}": "~" is not expanded; give the directory's full path`,
+    );
+  }
+  const abs = source.startsWith("/") ? source : `${cwd}/${source}`;
+  const parts = abs.split("/").filter((c) => c !== "" && c !== ".");
   let real: string | undefined;
   let n = parts.length;
   for (; n >= 0; n--) {
+    const p = `/${parts.slice(0, n).join("/")}`;
+    let st: Deno.FileInfo;
     try {
-      real = Deno.realPathSync(`/${parts.slice(0, n).join("/")}`);
-      break;
-    } catch { /* missing: try its parent */ }
+      st = Deno.statSync(p);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        throw new CapsuleError(`Volume host path "${source}": ${p}: ${(e as Error).message}`);
+      }
+      let link: string | undefined;
+      try {
+        link = Deno.lstatSync(p).isSymlink ? Deno.readLinkSync(p) : undefined;
+      } catch { /* missing: try its parent */ }
+      if (link !== undefined) {
+        throw new CapsuleError(
+          `Volume host path "${source}": ${p} is a symlink to "${link}", which does not exist; ` +
+            `make its target first or give another path`,
+        );
+      }
+      continue;
+    }
+    // What the kernel reaches (st) must be what the real path names: a magic link (the
+    // root or cwd of another process under /proc) reads as a host path it does not lead to.
+    let rst: Deno.FileInfo | undefined;
+    try {
+      real = Deno.realPathSync(p);
+      rst = Deno.statSync(real);
+    } catch { /* changed meanwhile: refused below */ }
+    if (!rst || rst.dev !== st.dev || rst.ino !== st.ino) {
+      throw new CapsuleError(
+        `Volume host path "${source}": ${p} is not the host's ${real ?? "path"} it reads as ` +
+          `(a path through /proc/PID/root or another magic link); give the directory's path ` +
+          `on the host instead`,
+      );
+    }
+    break;
   }
   const rest = parts.slice(n);
-  if (rest.some((c) => c === "." || c === "..")) {
+  if (rest.some((c) => c === "..")) {
     throw new CapsuleError(
-      `Volume host path "${source}" does not exist and has "." or ".." in its missing part; ` +
+      `Volume host path "${source}" does not exist and has ".." in its missing part; ` +
         `give it without them`,
     );
   }
@@ -198,7 +239,11 @@ function makeHostDir(dir: string, made: string[]): void {
   try {
     Deno.mkdirSync(dir, { mode: 0o755 });
   } catch (e) {
-    if (e instanceof Deno.errors.AlreadyExists && Deno.statSync(dir).isDirectory) return;
+    let isDir = false;
+    try {
+      isDir = e instanceof Deno.errors.AlreadyExists && Deno.statSync(dir).isDirectory;
+    } catch { /* a dangling symlink made meanwhile: refused below */ }
+    if (isDir) return;
     throw new CapsuleError(
       `Cannot make the volume's host directory ${dir}: ${(e as Error).message}`,
     );
