@@ -160,6 +160,18 @@ rootTest("image runc: the original's trailing options, a quoted command", async 
   await withImage(async (c, store) => {
     const r = await c("image", "runc", "bb", "echo hi there", "-id", "rc1", "-rm");
     assertEquals([r.code, r.stdout], [0, "hi there\n"], r.stderr);
+    // Options taken after the command are said, with the spellings that take none.
+    assertMatch(
+      r.stderr,
+      /^capsule image runc: taking "-id rc1 -rm" as capsule's options, .*"capsule image runc IMAGE -- CMD ARGS\.\.\."/,
+    );
+    // The reviewer's case: echo's -e was taken silently as an environment variable.
+    const e = await c("image", "runc", "bb", "echo", "-e", "abc", "-rm");
+    assertEquals([e.code, e.stdout], [0, "\n"], e.stderr);
+    assertMatch(e.stderr, /taking "-e abc -rm" as capsule's options/);
+    // A -- after the command, before any option: dropped, the rest is the program's.
+    const dd = await c("image", "runc", "--rm", "bb", "echo", "--", "-p", "80");
+    assertEquals([dd.code, dd.stdout, dd.stderr], [0, "-p 80\n", ""]);
     const d = await c("image", "runc", "bb", "sleep", "1000", "-name", "rc2", "-d");
     assertEquals([d.code, d.stdout], [0, "rc2\n"], d.stderr);
     assertEquals((await c("stop", "-t", "0", "rc2")).code, 0);
