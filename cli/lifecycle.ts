@@ -2,6 +2,7 @@
 import { CapsuleError, NotFoundError, UsageError } from "../runtime/errors.ts";
 import { ID_PATTERN, validateId } from "../runtime/ids.ts";
 import { parseSignal } from "../runtime/signals.ts";
+import { sameDir } from "../runtime/state.ts";
 import { OCI_VERSION, rootlessSpec, starterSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import {
@@ -124,7 +125,6 @@ async function keptImageContainers(
   }
   const { listContainerInfos, readContainerInfo, paths } = await import("../image/store.ts");
   const { readExitStatus } = await import("../runtime/waiter.ts");
-  const norm = (p: string) => p.replace(/\/+$/, "") || "/";
   let infos;
   if (only === undefined) infos = listContainerInfos(g.store);
   else {
@@ -134,7 +134,7 @@ async function keptImageContainers(
   const out: OciState[] = [];
   for (const info of infos) {
     if (typeof info.id !== "string" || !ID_PATTERN.test(info.id)) continue;
-    if (except.has(info.id) || norm(info.root ?? g.root) !== norm(g.root)) continue;
+    if (except.has(info.id) || !sameDir(info.root ?? g.root, g.root)) continue;
     if (typeof info.image !== "string") continue;
     const bundle = paths.container(g.store, info.id);
     let annotations: Record<string, string> = {};
@@ -177,9 +177,8 @@ async function keptInfo(
   const { readContainerInfo } = await import("../image/store.ts");
   const info = readContainerInfo(g.store, id);
   if (!info || typeof info.image !== "string") return undefined;
-  const norm = (p: string) => p.replace(/\/+$/, "") || "/";
   const root = typeof info.root === "string" ? info.root : g.root;
-  return { image: info.image, root, sameRoot: norm(root) === norm(g.root) };
+  return { image: info.image, root, sameRoot: sameDir(root, g.root) };
 }
 
 /**

@@ -6,7 +6,7 @@ import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import { ExitWith, Logger } from "./output.ts";
 import { VERSION } from "../runtime/version.ts";
 import { OCI_VERSION } from "../runtime/spec.ts";
-import { DEFAULT_ROOT } from "../runtime/state.ts";
+import { absolutePath, DEFAULT_ROOT } from "../runtime/state.ts";
 import { DEFAULT_STORE, defaultRoot } from "../lib/open.ts";
 import { keptContainerError, lifecycleCommands } from "./lifecycle.ts";
 import { resourceCommands } from "./resources.ts";
@@ -94,7 +94,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     logger = new Logger(flags.log as string | undefined, fmt, flags.debug === true);
     g = {
-      root: (flags.root as string | undefined) ?? defaultRoot(),
+      // Absolute once, here: a relative --root means the caller's directory (as runc takes
+      // it), also where it is saved (an image container's record) or passed on (a waiter).
+      root: flags.root !== undefined ? absolutePath(flags.root as string) : defaultRoot(),
       rootGiven: flags.root !== undefined,
       store: (flags.store as string | undefined) ?? DEFAULT_STORE,
       logger,

@@ -4,7 +4,7 @@ import type { Runtime } from "../runtime/container.ts";
 import { CapsuleError } from "../runtime/errors.ts";
 import { validateId } from "../runtime/ids.ts";
 import type { Mount } from "../runtime/spec.ts";
-import { privateDir, writeFileAtomic } from "../runtime/state.ts";
+import { privateDir, sameDir, writeFileAtomic } from "../runtime/state.ts";
 import type { ImageRunOptions } from "./mod.ts";
 import { buildSpec, parseVolumes, type RunFlags, type Volume, volumeMount } from "./runspec.ts";
 import {
@@ -433,8 +433,7 @@ export function savedRoot(
   rootGiven: boolean,
 ): string {
   const saved = typeof info?.root === "string" ? info.root : root;
-  const norm = (p: string) => p.replace(/\/+$/, "") || "/";
-  if (rootGiven && norm(saved) !== norm(root)) {
+  if (rootGiven && !sameDir(saved, root)) {
     throw new CapsuleError(
       `Container "${id}" keeps its state under --root ${saved} (given at image run), not ` +
         `${root}: give "--root ${saved}", or leave --root out (the saved one is used)`,

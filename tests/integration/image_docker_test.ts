@@ -777,3 +777,55 @@ rootTest("image delete and volume rm: several names, as docker rmi and volume rm
     assertEquals((await c("volume", "list", "--format", "json")).stdout.trim(), "[]");
   }, root);
 });
+
+rootTest(
+  "--root: a relative one is saved absolute; a symlink or // to the same one is accepted",
+  async (root) => {
+    await withImage(async (_c, store, tmp) => {
+      Deno.mkdirSync(`${tmp}/a`);
+      Deno.mkdirSync(`${tmp}/b`);
+      const at = (cwd: string, ...args: string[]) =>
+        capsule(root, ["--store", store, ...args], { cwd });
+      const r = await at(
+        `${tmp}/a`,
+        "--root",
+        "relroot",
+        "image",
+        "run",
+        "--id",
+        "rr",
+        "bb",
+        "true",
+      );
+      assertEquals(r.code, 0, r.stderr);
+      const info = JSON.parse(Deno.readTextFileSync(`${store}/containers/rr/container.json`));
+      assertEquals(info.root, `${tmp}/a/relroot`);
+      Deno.symlinkSync(`${tmp}/a/relroot`, `${tmp}/link`);
+      // From another directory, no --root: the saved one, not ./relroot of that directory.
+      const [cmd, ...pre] = capsuleCommand();
+      const s = await new Deno.Command(cmd, {
+        args: [...pre, "--store", store, "image", "start", "-a", "rr"],
+        cwd: `${tmp}/b`,
+        stdin: "null",
+        stderr: "piped",
+        stdout: "null",
+      }).output();
+      assertEquals(s.code, 0, new TextDecoder().decode(s.stderr));
+      assertEquals([...Deno.readDirSync(`${tmp}/b`)], []);
+      // The same root spelled through a symlink, or with //: accepted.
+      for (const spelled of [`${tmp}/link`, `${tmp}/a//relroot/`]) {
+        const t = await at(`${tmp}/b`, "--root", spelled, "image", "start", "-a", "rr");
+        assertEquals(t.code, 0, `${spelled}: ${t.stderr}`);
+      }
+      const other = await at(`${tmp}/b`, "--root", "relroot", "image", "start", "-a", "rr");
+      assertEquals(other.code, 1);
+      assertMatch(
+        other.stderr,
+        /keeps its state under --root \S+\/a\/relroot \(given at image run\)/,
+      );
+      const d = await at(`${tmp}/b`, "--root", `${tmp}/link`, "image", "destroyc", "rr");
+      assertEquals(d.code, 0, d.stderr);
+      assertEquals(containers(store), []);
+    }, root);
+  },
+);
