@@ -65,6 +65,18 @@ function versionText(): string {
   return `capsule version ${VERSION}\nspec: ${OCI_VERSION}\ndeno: ${Deno.version.deno}`;
 }
 
+/**
+ * Whether `e`, or what caused it (an ExitWith's error too), is a write to a pipe whose reader
+ * is gone (EPIPE).
+ */
+export function brokenPipe(e: unknown): boolean {
+  for (let x = e, n = 0; x && n < 5; x = (x as Error).cause, n++) {
+    if (x instanceof Deno.errors.BrokenPipe) return true;
+    if (x instanceof SysError && x.code === "EPIPE") return true;
+  }
+  return false;
+}
+
 /** Runs the CLI; returns the exit status (never throws for user errors). */
 export async function main(argv: string[]): Promise<number> {
   let logger = new Logger();
@@ -163,6 +175,9 @@ export async function main(argv: string[]): Promise<number> {
     return typeof code === "number" ? code : 0;
   } catch (caught) {
     let e = caught;
+    // Whoever read our output is gone (`capsule log ID | head -1`): end quietly, as a C
+    // program killed by SIGPIPE would (128 + 13); Deno ignores the signal and gives EPIPE.
+    if (brokenPipe(e)) return 141;
     let failCode = 1;
     if (e instanceof ExitWith) [e, failCode] = [e.error, e.code];
     // "does not exist" for an image container the store keeps stopped: what to do instead.

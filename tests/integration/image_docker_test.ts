@@ -829,3 +829,38 @@ rootTest(
     }, root);
   },
 );
+
+rootTest(
+  "a closed stdout pipe (log | head -1) ends capsule quietly with 141, as SIGPIPE",
+  async (root) => {
+    await withImage(async (c, store) => {
+      const r = await c("image", "run", "-d", "--id", "lp", "bb", "seq", "1", "200000");
+      assertEquals(r.code, 0, r.stderr);
+      for (let i = 0; i < 100; i++) {
+        if (JSON.parse((await c("state", "lp")).stdout).status === "stopped") break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      const [cmd, ...pre] = capsuleCommand();
+      const st = await new Deno.Command("bash", {
+        args: [
+          "-c",
+          `"$@" log lp | head -1; exit "\${PIPESTATUS[0]}"`,
+          "bash",
+          cmd,
+          ...pre,
+          "--root",
+          root,
+          "--store",
+          store,
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const err = new TextDecoder().decode(st.stderr);
+      assertEquals([st.code, new TextDecoder().decode(st.stdout), err], [141, "1\n", ""]);
+      assertEquals((await c("delete", "lp")).code, 0);
+      assertEquals((await c("image", "destroyc", "lp")).code, 0);
+    }, root);
+  },
+);
