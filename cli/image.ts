@@ -305,7 +305,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
     let memory: number | undefined;
     if (flags.memory !== undefined) {
       const { parseMemory } = await import("../runtime/cgroups/mod.ts");
-      memory = parseMemory(flags.memory as string);
+      memory = parseMemory(flags.memory as string, "--memory");
     }
     const shares = flags.cpushare as string | undefined;
     if (shares !== undefined && !/^\d+$/.test(shares)) {
