@@ -520,7 +520,7 @@ rootTest(
 rootTest(
   "image run: a missing program exits 127, one not executable 126 (docker's); a bundle 1 (runc's)",
   async (root) => {
-    await withImage(async (c, store) => {
+    await withImage(async (c, store, tmp) => {
       for (
         const [prog, code, why] of [
           ["/no/such/binary", 127, /exec: "\/no\/such\/binary": no such file or directory/],
@@ -538,6 +538,16 @@ rootTest(
         assertEquals(t.code, code, t.stderr);
         assertEquals(containers(store), []);
       }
+      // The x bit but no format the kernel runs (ENOEXEC, at execve after start): cannot
+      // execute, 126 as for EACCES (it was 127, "not found").
+      Deno.mkdirSync(`${tmp}/fx`);
+      Deno.writeFileSync(`${tmp}/fx/bad`, new Uint8Array([1, 2, 3, 0, 4]), { mode: 0o755 });
+      for (const form of [[], ["--rm"]]) {
+        const r = await c("image", "run", ...form, "-v", `${tmp}/fx:/fx`, "bb", "/fx/bad");
+        assertEquals(r.code, 126, `image run ${form.join(" ")}: ${r.stderr}`);
+        assertMatch(r.stderr, /exec format error/);
+      }
+      assertEquals((await c("image", "destroyc", ...containers(store))).code, 0);
       // A bundle keeps runc's status for it (runc run of a missing binary exits 1).
       const b = await makeBundle(["/no/such/binary"]);
       try {
