@@ -412,11 +412,45 @@ function keepExit(dir: string, code: number, rm: boolean): number {
   return code;
 }
 
-/** Drops a kept foreground exit status: the container runs again. */
-function forgetExit(dir: string): void {
+/**
+ * In a kept container's store directory: `capsule delete` removed its run-time state (and with
+ * it its log), `{ "deletedAt": ISO 8601 }`. Gone when it runs again.
+ */
+export const DELETED_FILE = "deleted.json";
+
+/**
+ * After `capsule delete` of an image container kept in the store (`dir`, its store
+ * directory; nothing when --rm removed it): its last exit status (`exit`, from its state
+ * directory, now gone) is kept there for `list`, and DELETED_FILE says what became of its log.
+ */
+export function keepDeleted(dir: string, exit: { exitCode: number } | undefined): void {
+  if (!exists(`${dir}/container.json`)) return;
   try {
-    Deno.removeSync(`${dir}/${EXIT_FILE}`);
-  } catch { /* none kept */ }
+    if (exit) writeFileAtomic(`${dir}/${EXIT_FILE}`, JSON.stringify(exit) + "\n");
+    writeFileAtomic(
+      `${dir}/${DELETED_FILE}`,
+      JSON.stringify({ deletedAt: new Date().toISOString() }) + "\n",
+    );
+  } catch { /* shown without them */ }
+}
+
+/** When `capsule delete` removed the run-time state of the kept container in `dir`, if it did. */
+export function readDeleted(dir: string): string | undefined {
+  try {
+    const v = JSON.parse(Deno.readTextFileSync(`${dir}/${DELETED_FILE}`));
+    return typeof v?.deletedAt === "string" ? v.deletedAt : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Drops a kept exit status (and a delete's mark): the container runs again. */
+function forgetExit(dir: string): void {
+  for (const f of [EXIT_FILE, DELETED_FILE]) {
+    try {
+      Deno.removeSync(`${dir}/${f}`);
+    } catch { /* none kept */ }
+  }
 }
 
 /**

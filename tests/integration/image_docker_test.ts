@@ -874,3 +874,32 @@ rootTest(
     }, root);
   },
 );
+
+rootTest(
+  "capsule delete of a stopped image container: log says it was deleted, list keeps its exit",
+  async (root) => {
+    await withImage(async (c) => {
+      const r = await c("image", "run", "-d", "--name", "dl", "bb", "sh", "-c", "echo hi; exit 3");
+      assertEquals(r.code, 0, r.stderr);
+      for (let i = 0; i < 100; i++) {
+        if (JSON.parse((await c("state", "dl")).stdout).status === "stopped") break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      assertEquals((await c("log", "dl")).stdout, "hi\n");
+      const d = await c("delete", "dl");
+      assertEquals(d.code, 0, d.stderr);
+      const l = await c("log", "dl");
+      assertEquals(l.code, 1);
+      assertMatch(l.stderr, /"dl" has no log: "capsule delete dl" removed its run-time state/);
+      assert(!/reboot/.test(l.stderr), l.stderr);
+      const list = JSON.parse((await c("list", "--format", "json")).stdout);
+      assertEquals(list.map((s: { id: string; exitCode?: number }) => [s.id, s.exitCode]), [
+        ["dl", 3],
+      ]);
+      // Started again, its new run has a log; the marker is gone.
+      const s = await c("image", "start", "-a", "dl");
+      assertEquals([s.code, s.stdout], [3, "hi\n"], s.stderr);
+      assertEquals((await c("image", "destroyc", "dl")).code, 0);
+    }, root);
+  },
+);
