@@ -13,6 +13,15 @@ import {
   withImage,
 } from "../helpers.ts";
 
+const exists = (path: string) => {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 const containers = (store: string) => {
   try {
     return [...Deno.readDirSync(`${store}/containers`)].map((e) => e.name);
@@ -900,6 +909,46 @@ rootTest(
       const s = await c("image", "start", "-a", "dl");
       assertEquals([s.code, s.stdout], [3, "hi\n"], s.stderr);
       assertEquals((await c("image", "destroyc", "dl")).code, 0);
+    }, root);
+  },
+);
+
+rootTest(
+  "image run -v: ./dir is the caller's; a path through another container's /proc/PID/root is refused",
+  async (root) => {
+    await withImage(async (c, store, tmp) => {
+      Deno.mkdirSync(`${tmp}/somedir/ex`, { recursive: true });
+      Deno.writeTextFileSync(`${tmp}/somedir/ex/mine`, "");
+      const rel = (...args: string[]) =>
+        capsule(root, ["--store", store, "image", "run", "--rm", ...args], {
+          cwd: `${tmp}/somedir`,
+        });
+      const r = await rel("-v", "./ex:/x", "bb", "ls", "/x");
+      assertEquals([r.code, r.stdout], [0, "mine\n"], r.stderr);
+      const made = await rel("-v", "./relx:/x", "bb", "true");
+      assertEquals(made.code, 0, made.stderr);
+      assert(Deno.statSync(`${tmp}/somedir/relx`).isDirectory);
+      assertEquals(exists("/relx"), false);
+      const d = await c("image", "run", "-d", "--name", "tg", "bb", "sleep", "100");
+      assertEquals(d.code, 0, d.stderr);
+      try {
+        const pid = JSON.parse((await c("state", "tg")).stdout).pid;
+        for (const src of [`/proc/${pid}/root/etc`, `/proc/${pid}/root/newdir`]) {
+          const m = await c("image", "run", "--rm", "-v", `${src}:/x`, "bb", "ls", "/x");
+          assertEquals(m.code, 1, m.stdout);
+          assertMatch(m.stderr, /magic link\); give the directory's path on the host instead/);
+        }
+        assertEquals(exists("/newdir"), false);
+        const dangling = `${tmp}/dangle`;
+        Deno.symlinkSync(`${tmp}/nowhere`, dangling);
+        const g = await c("image", "run", "--rm", "-v", `${dangling}:/x`, "bb", "true");
+        assertEquals(g.code, 1);
+        assertMatch(g.stderr, /is a symlink to ".*nowhere", which does not exist/);
+        assert(!/internal error/.test(g.stderr), g.stderr);
+      } finally {
+        await c("delete", "-f", "tg");
+        await c("image", "destroyc", "tg");
+      }
     }, root);
   },
 );
