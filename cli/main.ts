@@ -110,7 +110,8 @@ export async function main(argv: string[]): Promise<number> {
       // it), also where it is saved (an image container's record) or passed on (a waiter).
       root: flags.root !== undefined ? absolutePath(flags.root as string) : defaultRoot(),
       rootGiven: flags.root !== undefined,
-      store: (flags.store as string | undefined) ?? DEFAULT_STORE,
+      // The same for --store: its paths are saved in containers' state (the overlay's).
+      store: flags.store !== undefined ? absolutePath(flags.store as string) : DEFAULT_STORE,
       logger,
     };
     const globals = () => g!;

@@ -952,3 +952,31 @@ rootTest(
     }, root);
   },
 );
+
+rootTest(
+  "--store: a relative one is made absolute (its paths are saved in the state)",
+  async (root) => {
+    await withImage(async (_c, store, tmp) => {
+      Deno.mkdirSync(`${tmp}/b`);
+      const at = (cwd: string, ...args: string[]) =>
+        capsule(root, ["--store", "store", ...args], { cwd });
+      const r = await at(tmp, "image", "run", "-d", "--name", "rs", "bb", "sleep", "100");
+      assertEquals(r.code, 0, r.stderr);
+      try {
+        const st = JSON.parse(Deno.readTextFileSync(`${root}/rs/state.json`));
+        assertEquals(JSON.stringify(st).includes(`"${store}/containers/rs`), true);
+      } finally {
+        // From another directory, the store named as it is from there.
+        const d = await capsule(root, ["--store", "../store", "delete", "-f", "rs"], {
+          cwd: `${tmp}/b`,
+        });
+        assertEquals(d.code, 0, d.stderr);
+        assertEquals(
+          Deno.readTextFileSync("/proc/self/mountinfo").includes(`${store}/containers/rs/merged`),
+          false,
+        );
+        assertEquals((await at(tmp, "image", "destroyc", "rs")).code, 0);
+      }
+    }, root);
+  },
+);
