@@ -115,31 +115,57 @@ function isRunOption(tok: string): boolean {
   return imageRunFlags.some((f) => f.name === key || f.short === key);
 }
 
+/** The two spellings that never take a program's flag for capsule's, as a hint. */
+const RUNC_HINT = `to give them to the program, put -- before the command ` +
+  `("capsule image runc IMAGE -- CMD ARGS..."), or use "capsule image run [OPTIONS] IMAGE CMD ARGS..."`;
+
 /**
  * `image runc`'s arguments after the image, as the original tool spells them: the command,
  * then the options (`redis-server -id r1 -d -p 6379:6379`; single-dash long names; the first
  * argument that is an option of `image run` starts the options); a command given as one
- * argument with spaces is split at the spaces. `--` first keeps the command whole (a program
- * with options of its own: `image runc IMG -- ls -l -d /`). Throws UsageError for an option
- * `image run` does not know or a missing value.
+ * argument with spaces is split at the spaces. A `--` before the first option ends option
+ * parsing (it is dropped, the rest is the program's: `image runc IMG -- ls -l -d /`). Options
+ * taken give `note`, one line for stderr naming them and the other spellings: a program's own
+ * flag that is also capsule's (`echo -e`, `sh -c`) is never taken silently. Throws UsageError
+ * (with the same hint) for a word after the options that is neither an option nor its value, an
+ * option `image run` does not know, or a missing value.
  */
-export function trailingOptions(rest: string[]): { command: string[]; flags: Parsed["flags"] } {
-  if (rest[0] === "--") return { command: rest.slice(1), flags: {} };
+export function trailingOptions(
+  rest: string[],
+): { command: string[]; flags: Parsed["flags"]; note?: string } {
   let at = rest.findIndex(isRunOption);
   if (at < 0) at = rest.length;
+  const dash = rest.indexOf("--");
+  if (dash >= 0 && dash < at) {
+    return { command: [...rest.slice(0, dash), ...rest.slice(dash + 1)], flags: {} };
+  }
   let command = rest.slice(0, at);
   if (command.length === 1 && /\s/.test(command[0].trim())) {
     command = command[0].trim().split(/\s+/);
   }
-  const parsed = parseFlags(rest.slice(at), imageRunFlags, undefined, "capsule image runc");
+  const taken = rest.slice(at);
+  if (!taken.length) return { command, flags: {} };
+  const named = JSON.stringify(taken.join(" "));
+  let parsed: ReturnType<typeof parseFlags>;
+  try {
+    parsed = parseFlags(taken, imageRunFlags, undefined, "capsule image runc");
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    throw new UsageError(`${e.message} (in ${named}, taken as capsule's options); ${RUNC_HINT}`);
+  }
   if (parsed.args.length) {
     throw new UsageError(
-      `capsule image runc: "${parsed.args[0]}" comes after the options; give the command ` +
-        `first ("capsule image runc IMAGE CMD ARGS... -id NAME -d"), or use "capsule image run ` +
-        `[options] IMAGE CMD ARGS..."`,
+      `capsule image runc: "${parsed.args[0]}" comes after the options (${named}), which are ` +
+        `capsule's; give the command first ("capsule image runc IMAGE CMD ARGS... -id NAME -d"); ` +
+        RUNC_HINT,
     );
   }
-  return { command, flags: parsed.flags };
+  return {
+    command,
+    flags: parsed.flags,
+    note:
+      `capsule image runc: taking ${named} as capsule's options, not the program's; ${RUNC_HINT}`,
+  };
 }
 
 /**
@@ -279,7 +305,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
     let memory: number | undefined;
     if (flags.memory !== undefined) {
       const { parseMemory } = await import("../runtime/cgroups/mod.ts");
-      memory = parseMemory(flags.memory as string);
+      memory = parseMemory(flags.memory as string, "--memory");
     }
     const shares = flags.cpushare as string | undefined;
     if (shares !== undefined && !/^\d+$/.test(shares)) {
@@ -523,6 +549,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           flags: imageRunFlags,
           run: ({ flags, args }) => {
             const t = trailingOptions(args.slice(1));
+            if (t.note) console.error(t.note);
             return runCommand(mergeFlags(flags, t.flags), [args[0], ...t.command]);
           },
         },

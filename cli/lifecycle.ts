@@ -2,6 +2,7 @@
 import { CapsuleError, NotFoundError, UsageError } from "../runtime/errors.ts";
 import { ID_PATTERN, validateId } from "../runtime/ids.ts";
 import { parseSignal } from "../runtime/signals.ts";
+import { exists, sameDir } from "../runtime/state.ts";
 import { OCI_VERSION, rootlessSpec, starterSpec } from "../runtime/spec.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import {
@@ -124,7 +125,6 @@ async function keptImageContainers(
   }
   const { listContainerInfos, readContainerInfo, paths } = await import("../image/store.ts");
   const { readExitStatus } = await import("../runtime/waiter.ts");
-  const norm = (p: string) => p.replace(/\/+$/, "") || "/";
   let infos;
   if (only === undefined) infos = listContainerInfos(g.store);
   else {
@@ -134,7 +134,7 @@ async function keptImageContainers(
   const out: OciState[] = [];
   for (const info of infos) {
     if (typeof info.id !== "string" || !ID_PATTERN.test(info.id)) continue;
-    if (except.has(info.id) || norm(info.root ?? g.root) !== norm(g.root)) continue;
+    if (except.has(info.id) || !sameDir(info.root ?? g.root, g.root)) continue;
     if (typeof info.image !== "string") continue;
     const bundle = paths.container(g.store, info.id);
     let annotations: Record<string, string> = {};
@@ -177,9 +177,8 @@ async function keptInfo(
   const { readContainerInfo } = await import("../image/store.ts");
   const info = readContainerInfo(g.store, id);
   if (!info || typeof info.image !== "string") return undefined;
-  const norm = (p: string) => p.replace(/\/+$/, "") || "/";
   const root = typeof info.root === "string" ? info.root : g.root;
-  return { image: info.image, root, sameRoot: norm(root) === norm(g.root) };
+  return { image: info.image, root, sameRoot: sameDir(root, g.root) };
 }
 
 /**
@@ -211,10 +210,15 @@ export async function keptContainerError(
   const command = path.slice(1).join(" ");
   if (command === "log") {
     const { readExitStatus } = await import("../runtime/waiter.ts");
-    const foreground = readExitStatus(paths.container(g.store, id)) !== undefined;
+    const dir = paths.container(g.store, id);
+    const { readDeleted } = await import("../image/run.ts");
+    const deleted = readDeleted(dir);
+    const foreground = readExitStatus(dir) !== undefined;
     return new CapsuleError(
       `Container "${id}" has no log: ` +
-        (foreground
+        (deleted
+          ? `"capsule delete ${id}" removed its run-time state and its log (${deleted})`
+          : foreground
           ? "it ran in the foreground (image run without -d), its output went to the terminal"
           : `its log was under --root ${g.root}, which was emptied (a reboot does that)`) +
         `; it is stopped (kept, from image "${info.image}"): ${again} detached, with a log`,
@@ -571,7 +575,16 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       args: [1, 1],
       flags: [forceFlag],
       run: async ({ flags, args }) => {
-        await (await rt(args[0])).delete(args[0], { force: flags.force === true });
+        const id = args[0], g = globals();
+        // An image container kept in the store: its exit status (in the state directory
+        // that goes now) is kept there, and its log's fate, for list and log to tell.
+        const kept = `${g.store}/containers/${id}`;
+        const isKept = ID_PATTERN.test(id) && exists(`${kept}/container.json`);
+        const exit = isKept
+          ? (await import("../runtime/waiter.ts")).readExitStatus(`${g.root}/${id}`)
+          : undefined;
+        await (await rt(id)).delete(id, { force: flags.force === true });
+        if (isKept) (await import("../image/run.ts")).keepDeleted(kept, exit);
       },
     },
   ];

@@ -6,7 +6,7 @@ import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import { ExitWith, Logger } from "./output.ts";
 import { VERSION } from "../runtime/version.ts";
 import { OCI_VERSION } from "../runtime/spec.ts";
-import { DEFAULT_ROOT } from "../runtime/state.ts";
+import { absolutePath, DEFAULT_ROOT } from "../runtime/state.ts";
 import { DEFAULT_STORE, defaultRoot } from "../lib/open.ts";
 import { keptContainerError, lifecycleCommands } from "./lifecycle.ts";
 import { resourceCommands } from "./resources.ts";
@@ -65,6 +65,18 @@ function versionText(): string {
   return `capsule version ${VERSION}\nspec: ${OCI_VERSION}\ndeno: ${Deno.version.deno}`;
 }
 
+/**
+ * Whether `e`, or what caused it (an ExitWith's error too), is a write to a pipe whose reader
+ * is gone (EPIPE).
+ */
+export function brokenPipe(e: unknown): boolean {
+  for (let x = e, n = 0; x && n < 5; x = (x as Error).cause, n++) {
+    if (x instanceof Deno.errors.BrokenPipe) return true;
+    if (x instanceof SysError && x.code === "EPIPE") return true;
+  }
+  return false;
+}
+
 /** Runs the CLI; returns the exit status (never throws for user errors). */
 export async function main(argv: string[]): Promise<number> {
   let logger = new Logger();
@@ -94,9 +106,12 @@ export async function main(argv: string[]): Promise<number> {
     }
     logger = new Logger(flags.log as string | undefined, fmt, flags.debug === true);
     g = {
-      root: (flags.root as string | undefined) ?? defaultRoot(),
+      // Absolute once, here: a relative --root means the caller's directory (as runc takes
+      // it), also where it is saved (an image container's record) or passed on (a waiter).
+      root: flags.root !== undefined ? absolutePath(flags.root as string) : defaultRoot(),
       rootGiven: flags.root !== undefined,
-      store: (flags.store as string | undefined) ?? DEFAULT_STORE,
+      // The same for --store: its paths are saved in containers' state (the overlay's).
+      store: flags.store !== undefined ? absolutePath(flags.store as string) : DEFAULT_STORE,
       logger,
     };
     const globals = () => g!;
@@ -161,6 +176,9 @@ export async function main(argv: string[]): Promise<number> {
     return typeof code === "number" ? code : 0;
   } catch (caught) {
     let e = caught;
+    // Whoever read our output is gone (`capsule log ID | head -1`): end quietly, as a C
+    // program killed by SIGPIPE would (128 + 13); Deno ignores the signal and gives EPIPE.
+    if (brokenPipe(e)) return 141;
     let failCode = 1;
     if (e instanceof ExitWith) [e, failCode] = [e.error, e.code];
     // "does not exist" for an image container the store keeps stopped: what to do instead.

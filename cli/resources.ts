@@ -38,7 +38,7 @@ export async function resourcesFromFlags(
     }
   }
   const s = (k: string) => flags[k] as string | undefined;
-  const mem = (k: string) => (s(k) === undefined ? undefined : parseMemory(s(k)!));
+  const mem = (k: string) => (s(k) === undefined ? undefined : parseMemory(s(k)!, `--${k}`));
   const memory = {
     ...r.memory,
     ...defined({

@@ -4,7 +4,7 @@ import type { Runtime } from "../runtime/container.ts";
 import { CapsuleError } from "../runtime/errors.ts";
 import { validateId } from "../runtime/ids.ts";
 import type { Mount } from "../runtime/spec.ts";
-import { privateDir, writeFileAtomic } from "../runtime/state.ts";
+import { privateDir, sameDir, writeFileAtomic } from "../runtime/state.ts";
 import type { ImageRunOptions } from "./mod.ts";
 import { buildSpec, parseVolumes, type RunFlags, type Volume, volumeMount } from "./runspec.ts";
 import {
@@ -150,27 +150,68 @@ function volumeSources(
 /**
  * A -v bind's host path: `real` is its real path (symlinks resolved), also when it does not
  * exist yet (the real path of its deepest existing ancestor, then the rest); `missing` the
- * directories to make for it, outermost first. Throws CapsuleError for a path inside the store
- * (an image's rootfs or layers, a container's writable layer: capsule's own, never the user's
- * directory) or a missing part with "." or "..".
+ * directories to make for it, outermost first. A relative source (`./data`, `../x`) is taken
+ * relative to `cwd` (the caller's working directory, as docker's CLI does). Throws CapsuleError
+ * for a path inside the store (an image's rootfs or layers, a container's writable layer:
+ * capsule's own, never the user's directory), a missing part with "..", a dangling symlink,
+ * or a path whose real path names another directory than the kernel reaches through it (a
+ * magic link such as /proc/PID/root: its text "/" is not the directory it leads to).
  */
 export function resolveBindSource(
   source: string,
   store: string,
+  cwd: string = Deno.cwd(),
 ): { real: string; missing: string[] } {
-  const parts = source.split("/").filter(Boolean);
+  if (source.startsWith("~")) {
+    throw new CapsuleError(
+      `Volume host path "${source}": "~" is not expanded; give the directory's full path`,
+    );
+  }
+  const abs = source.startsWith("/") ? source : `${cwd}/${source}`;
+  const parts = abs.split("/").filter((c) => c !== "" && c !== ".");
   let real: string | undefined;
   let n = parts.length;
   for (; n >= 0; n--) {
+    const p = `/${parts.slice(0, n).join("/")}`;
+    let st: Deno.FileInfo;
     try {
-      real = Deno.realPathSync(`/${parts.slice(0, n).join("/")}`);
-      break;
-    } catch { /* missing: try its parent */ }
+      st = Deno.statSync(p);
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) {
+        throw new CapsuleError(`Volume host path "${source}": ${p}: ${(e as Error).message}`);
+      }
+      let link: string | undefined;
+      try {
+        link = Deno.lstatSync(p).isSymlink ? Deno.readLinkSync(p) : undefined;
+      } catch { /* missing: try its parent */ }
+      if (link !== undefined) {
+        throw new CapsuleError(
+          `Volume host path "${source}": ${p} is a symlink to "${link}", which does not exist; ` +
+            `make its target first or give another path`,
+        );
+      }
+      continue;
+    }
+    // What the kernel reaches (st) must be what the real path names: a magic link (the
+    // root or cwd of another process under /proc) reads as a host path it does not lead to.
+    let rst: Deno.FileInfo | undefined;
+    try {
+      real = Deno.realPathSync(p);
+      rst = Deno.statSync(real);
+    } catch { /* changed meanwhile: refused below */ }
+    if (!rst || rst.dev !== st.dev || rst.ino !== st.ino) {
+      throw new CapsuleError(
+        `Volume host path "${source}": ${p} is not the host's ${real ?? "path"} it reads as ` +
+          `(a path through /proc/PID/root or another magic link); give the directory's path ` +
+          `on the host instead`,
+      );
+    }
+    break;
   }
   const rest = parts.slice(n);
-  if (rest.some((c) => c === "." || c === "..")) {
+  if (rest.some((c) => c === "..")) {
     throw new CapsuleError(
-      `Volume host path "${source}" does not exist and has "." or ".." in its missing part; ` +
+      `Volume host path "${source}" does not exist and has ".." in its missing part; ` +
         `give it without them`,
     );
   }
@@ -198,7 +239,11 @@ function makeHostDir(dir: string, made: string[]): void {
   try {
     Deno.mkdirSync(dir, { mode: 0o755 });
   } catch (e) {
-    if (e instanceof Deno.errors.AlreadyExists && Deno.statSync(dir).isDirectory) return;
+    let isDir = false;
+    try {
+      isDir = e instanceof Deno.errors.AlreadyExists && Deno.statSync(dir).isDirectory;
+    } catch { /* a dangling symlink made meanwhile: refused below */ }
+    if (isDir) return;
     throw new CapsuleError(
       `Cannot make the volume's host directory ${dir}: ${(e as Error).message}`,
     );
@@ -367,11 +412,45 @@ function keepExit(dir: string, code: number, rm: boolean): number {
   return code;
 }
 
-/** Drops a kept foreground exit status: the container runs again. */
-function forgetExit(dir: string): void {
+/**
+ * In a kept container's store directory: `capsule delete` removed its run-time state (and with
+ * it its log), `{ "deletedAt": ISO 8601 }`. Gone when it runs again.
+ */
+export const DELETED_FILE = "deleted.json";
+
+/**
+ * After `capsule delete` of an image container kept in the store (`dir`, its store
+ * directory; nothing when --rm removed it): its last exit status (`exit`, from its state
+ * directory, now gone) is kept there for `list`, and DELETED_FILE says what became of its log.
+ */
+export function keepDeleted(dir: string, exit: { exitCode: number } | undefined): void {
+  if (!exists(`${dir}/container.json`)) return;
   try {
-    Deno.removeSync(`${dir}/${EXIT_FILE}`);
-  } catch { /* none kept */ }
+    if (exit) writeFileAtomic(`${dir}/${EXIT_FILE}`, JSON.stringify(exit) + "\n");
+    writeFileAtomic(
+      `${dir}/${DELETED_FILE}`,
+      JSON.stringify({ deletedAt: new Date().toISOString() }) + "\n",
+    );
+  } catch { /* shown without them */ }
+}
+
+/** When `capsule delete` removed the run-time state of the kept container in `dir`, if it did. */
+export function readDeleted(dir: string): string | undefined {
+  try {
+    const v = JSON.parse(Deno.readTextFileSync(`${dir}/${DELETED_FILE}`));
+    return typeof v?.deletedAt === "string" ? v.deletedAt : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Drops a kept exit status (and a delete's mark): the container runs again. */
+function forgetExit(dir: string): void {
+  for (const f of [EXIT_FILE, DELETED_FILE]) {
+    try {
+      Deno.removeSync(`${dir}/${f}`);
+    } catch { /* none kept */ }
+  }
 }
 
 /**
@@ -388,8 +467,7 @@ export function savedRoot(
   rootGiven: boolean,
 ): string {
   const saved = typeof info?.root === "string" ? info.root : root;
-  const norm = (p: string) => p.replace(/\/+$/, "") || "/";
-  if (rootGiven && norm(saved) !== norm(root)) {
+  if (rootGiven && !sameDir(saved, root)) {
     throw new CapsuleError(
       `Container "${id}" keeps its state under --root ${saved} (given at image run), not ` +
         `${root}: give "--root ${saved}", or leave --root out (the saved one is used)`,

@@ -725,6 +725,18 @@ function outputWithin(
   };
 }
 
+/**
+ * The init's exit status for a failure after "ready" (the program's status, as a shell's):
+ * 126 when execve found the program but cannot run it (ENOEXEC "exec format error", EACCES:
+ * cannot execute), else 127 (not found, or a step before it).
+ */
+function afterReadyStatus(e: unknown): 126 | 127 {
+  return e instanceof libc.SysError && e.syscall === "exec" && e.code !== "ENOENT" &&
+      e.code !== "ENOTDIR"
+    ? 126
+    : 127;
+}
+
 /** The init's entry: never returns (execve, or exit with the error reported). */
 export function runInit(): never {
   // First: no process in the container may read this one's memory, fds, environ, root or cwd
@@ -796,6 +808,6 @@ export function runInit(): never {
         libc.writeAll(errFd, text);
       } catch { /* no stderr */ }
     }
-    Deno.exit(ready ? 127 : 1);
+    Deno.exit(ready ? afterReadyStatus(e) : 1);
   }
 }

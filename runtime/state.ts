@@ -70,6 +70,36 @@ export interface HookRecord {
 /** Where container state lives by default (`capsule --root`). */
 export const DEFAULT_ROOT = "/var/run/capsule";
 
+/**
+ * `path` made absolute against `cwd` (default: the working directory), "." and ".." taken
+ * lexically and repeated or trailing slashes dropped (Go's filepath.Abs, as runc takes --root):
+ * a path saved for later (an image container's --root) means the same from any directory.
+ */
+export function absolutePath(path: string, cwd: string = Deno.cwd()): string {
+  const parts: string[] = [];
+  for (const c of (path.startsWith("/") ? path : `${cwd}/${path}`).split("/")) {
+    if (c === "" || c === ".") continue;
+    if (c === "..") parts.pop();
+    else parts.push(c);
+  }
+  return `/${parts.join("/")}`;
+}
+
+/**
+ * Whether `a` and `b` name the same directory: their real paths when they exist (a symlink
+ * to it, `//` in it), else their absolute forms (absolutePath).
+ */
+export function sameDir(a: string, b: string): boolean {
+  const key = (p: string) => {
+    try {
+      return Deno.realPathSync(p);
+    } catch {
+      return absolutePath(p);
+    }
+  };
+  return a === b || key(a) === key(b);
+}
+
 export const STATE_FILE = "state.json";
 export const EXEC_FIFO = "exec.fifo";
 export const LOG_FILE = "container.log";

@@ -185,14 +185,29 @@ export function readExitStatus(stateDir: string): ExitStatus | undefined {
   }
 }
 
-/** --log-max-size / --log-max-files values (docker's json-file options) into numbers. */
+/**
+ * --log-max-size / --log-max-files values (docker's json-file options) into numbers; sizes
+ * through `parseSize` (bytes, e.g. "10m"). Throws CapsuleError naming the flag and the form.
+ */
 export function parseLogOptions(
   size: string | undefined,
   files: string | undefined,
   parseSize: (v: string) => number,
 ): LogLimits {
-  const maxSize = size === undefined ? LOG_DEFAULTS.maxSize : parseSize(size);
-  if (maxSize < 0) throw new CapsuleError(`Invalid --log-max-size "${size}": expected e.g. 10m`);
+  let maxSize = LOG_DEFAULTS.maxSize;
+  if (size !== undefined) {
+    try {
+      maxSize = parseSize(size);
+    } catch {
+      maxSize = -1;
+    }
+  }
+  if (maxSize < 0) {
+    throw new CapsuleError(
+      `Invalid --log-max-size "${size}": expected bytes with an optional unit (k, m, g), ` +
+        `e.g. 10m, or 0 to never rotate`,
+    );
+  }
   const maxFiles = files === undefined ? LOG_DEFAULTS.maxFiles : Number(files);
   if (!/^\d+$/.test(files ?? "1") || maxFiles < 1) {
     throw new CapsuleError(`Invalid --log-max-files "${files}": expected a whole number >= 1`);

@@ -93,15 +93,17 @@ const UNITS: Record<string, number> = {
 
 /**
  * Bytes from a CLI memory value: "1048576", "512m", "1g", "1.5GiB", "64kb"; binary units
- * (as docker/runc's RAMInBytes). "-1" is unlimited. Anything else is a CapsuleError.
+ * (as docker/runc's RAMInBytes). "-1" is unlimited. Anything else is a CapsuleError, naming
+ * `flag` (e.g. "--memory-swap") when given.
  */
-export function parseMemory(value: string): number {
+export function parseMemory(value: string, flag?: string): number {
   const v = String(value).trim();
   if (v === "-1") return -1;
   const m = v.match(/^(\d+(?:\.\d+)?) ?([kmgtp]?)(i?b)?$/i);
   const bad = () =>
     new CapsuleError(
-      `Invalid memory value "${value}": expected bytes with an optional unit (b, k, m, g, t, p), ` +
+      `Invalid ${flag ?? "memory"} value "${value}": expected bytes with an optional unit ` +
+        `(b, k, m, g, t, p), ` +
         `e.g. 512m`,
     );
   if (!m || (m[3] && m[3].toLowerCase() === "ib" && !m[2])) throw bad();

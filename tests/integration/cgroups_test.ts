@@ -121,7 +121,7 @@ rootTest("cpu shares and quota land in the cgroup; update changes them live", as
     // Bad input names the value; the old limit stays.
     const bad = await capsule(root, ["update", "--memory", "lots", "cpu1"]);
     assertEquals(bad.code, 1);
-    assertMatch(bad.stderr, /Invalid memory value "lots"/);
+    assertMatch(bad.stderr, /Invalid --memory value "lots"/);
     // A cpuset outside the host's cpus: the kernel refuses, the message names value and file.
     const cpus = await capsule(root, ["update", "--cpuset-cpus", "64-65", "cpu1"]);
     assertEquals(cpus.code, 1);

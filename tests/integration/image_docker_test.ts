@@ -13,6 +13,15 @@ import {
   withImage,
 } from "../helpers.ts";
 
+const exists = (path: string) => {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 const containers = (store: string) => {
   try {
     return [...Deno.readDirSync(`${store}/containers`)].map((e) => e.name);
@@ -160,6 +169,18 @@ rootTest("image runc: the original's trailing options, a quoted command", async 
   await withImage(async (c, store) => {
     const r = await c("image", "runc", "bb", "echo hi there", "-id", "rc1", "-rm");
     assertEquals([r.code, r.stdout], [0, "hi there\n"], r.stderr);
+    // Options taken after the command are said, with the spellings that take none.
+    assertMatch(
+      r.stderr,
+      /^capsule image runc: taking "-id rc1 -rm" as capsule's options, .*"capsule image runc IMAGE -- CMD ARGS\.\.\."/,
+    );
+    // The reviewer's case: echo's -e was taken silently as an environment variable.
+    const e = await c("image", "runc", "bb", "echo", "-e", "abc", "-rm");
+    assertEquals([e.code, e.stdout], [0, "\n"], e.stderr);
+    assertMatch(e.stderr, /taking "-e abc -rm" as capsule's options/);
+    // A -- after the command, before any option: dropped, the rest is the program's.
+    const dd = await c("image", "runc", "--rm", "bb", "echo", "--", "-p", "80");
+    assertEquals([dd.code, dd.stdout, dd.stderr], [0, "-p 80\n", ""]);
     const d = await c("image", "runc", "bb", "sleep", "1000", "-name", "rc2", "-d");
     assertEquals([d.code, d.stdout], [0, "rc2\n"], d.stderr);
     assertEquals((await c("stop", "-t", "0", "rc2")).code, 0);
@@ -508,7 +529,7 @@ rootTest(
 rootTest(
   "image run: a missing program exits 127, one not executable 126 (docker's); a bundle 1 (runc's)",
   async (root) => {
-    await withImage(async (c, store) => {
+    await withImage(async (c, store, tmp) => {
       for (
         const [prog, code, why] of [
           ["/no/such/binary", 127, /exec: "\/no\/such\/binary": no such file or directory/],
@@ -526,6 +547,16 @@ rootTest(
         assertEquals(t.code, code, t.stderr);
         assertEquals(containers(store), []);
       }
+      // The x bit but no format the kernel runs (ENOEXEC, at execve after start): cannot
+      // execute, 126 as for EACCES (it was 127, "not found").
+      Deno.mkdirSync(`${tmp}/fx`);
+      Deno.writeFileSync(`${tmp}/fx/bad`, new Uint8Array([1, 2, 3, 0, 4]), { mode: 0o755 });
+      for (const form of [[], ["--rm"]]) {
+        const r = await c("image", "run", ...form, "-v", `${tmp}/fx:/fx`, "bb", "/fx/bad");
+        assertEquals(r.code, 126, `image run ${form.join(" ")}: ${r.stderr}`);
+        assertMatch(r.stderr, /exec format error/);
+      }
+      assertEquals((await c("image", "destroyc", ...containers(store))).code, 0);
       // A bundle keeps runc's status for it (runc run of a missing binary exits 1).
       const b = await makeBundle(["/no/such/binary"]);
       try {
@@ -765,3 +796,187 @@ rootTest("image delete and volume rm: several names, as docker rmi and volume rm
     assertEquals((await c("volume", "list", "--format", "json")).stdout.trim(), "[]");
   }, root);
 });
+
+rootTest(
+  "--root: a relative one is saved absolute; a symlink or // to the same one is accepted",
+  async (root) => {
+    await withImage(async (_c, store, tmp) => {
+      Deno.mkdirSync(`${tmp}/a`);
+      Deno.mkdirSync(`${tmp}/b`);
+      const at = (cwd: string, ...args: string[]) =>
+        capsule(root, ["--store", store, ...args], { cwd });
+      const r = await at(
+        `${tmp}/a`,
+        "--root",
+        "relroot",
+        "image",
+        "run",
+        "--id",
+        "rr",
+        "bb",
+        "true",
+      );
+      assertEquals(r.code, 0, r.stderr);
+      const info = JSON.parse(Deno.readTextFileSync(`${store}/containers/rr/container.json`));
+      assertEquals(info.root, `${tmp}/a/relroot`);
+      Deno.symlinkSync(`${tmp}/a/relroot`, `${tmp}/link`);
+      // From another directory, no --root: the saved one, not ./relroot of that directory.
+      const [cmd, ...pre] = capsuleCommand();
+      const s = await new Deno.Command(cmd, {
+        args: [...pre, "--store", store, "image", "start", "-a", "rr"],
+        cwd: `${tmp}/b`,
+        stdin: "null",
+        stderr: "piped",
+        stdout: "null",
+      }).output();
+      assertEquals(s.code, 0, new TextDecoder().decode(s.stderr));
+      assertEquals([...Deno.readDirSync(`${tmp}/b`)], []);
+      // The same root spelled through a symlink, or with //: accepted.
+      for (const spelled of [`${tmp}/link`, `${tmp}/a//relroot/`]) {
+        const t = await at(`${tmp}/b`, "--root", spelled, "image", "start", "-a", "rr");
+        assertEquals(t.code, 0, `${spelled}: ${t.stderr}`);
+      }
+      const other = await at(`${tmp}/b`, "--root", "relroot", "image", "start", "-a", "rr");
+      assertEquals(other.code, 1);
+      assertMatch(
+        other.stderr,
+        /keeps its state under --root \S+\/a\/relroot \(given at image run\)/,
+      );
+      const d = await at(`${tmp}/b`, "--root", `${tmp}/link`, "image", "destroyc", "rr");
+      assertEquals(d.code, 0, d.stderr);
+      assertEquals(containers(store), []);
+    }, root);
+  },
+);
+
+rootTest(
+  "a closed stdout pipe (log | head -1) ends capsule quietly with 141, as SIGPIPE",
+  async (root) => {
+    await withImage(async (c, store) => {
+      const r = await c("image", "run", "-d", "--id", "lp", "bb", "seq", "1", "200000");
+      assertEquals(r.code, 0, r.stderr);
+      for (let i = 0; i < 100; i++) {
+        if (JSON.parse((await c("state", "lp")).stdout).status === "stopped") break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      const [cmd, ...pre] = capsuleCommand();
+      const st = await new Deno.Command("bash", {
+        args: [
+          "-c",
+          `"$@" log lp | head -1; exit "\${PIPESTATUS[0]}"`,
+          "bash",
+          cmd,
+          ...pre,
+          "--root",
+          root,
+          "--store",
+          store,
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const err = new TextDecoder().decode(st.stderr);
+      assertEquals([st.code, new TextDecoder().decode(st.stdout), err], [141, "1\n", ""]);
+      assertEquals((await c("delete", "lp")).code, 0);
+      assertEquals((await c("image", "destroyc", "lp")).code, 0);
+    }, root);
+  },
+);
+
+rootTest(
+  "capsule delete of a stopped image container: log says it was deleted, list keeps its exit",
+  async (root) => {
+    await withImage(async (c) => {
+      const r = await c("image", "run", "-d", "--name", "dl", "bb", "sh", "-c", "echo hi; exit 3");
+      assertEquals(r.code, 0, r.stderr);
+      for (let i = 0; i < 100; i++) {
+        if (JSON.parse((await c("state", "dl")).stdout).status === "stopped") break;
+        await new Promise((res) => setTimeout(res, 50));
+      }
+      assertEquals((await c("log", "dl")).stdout, "hi\n");
+      const d = await c("delete", "dl");
+      assertEquals(d.code, 0, d.stderr);
+      const l = await c("log", "dl");
+      assertEquals(l.code, 1);
+      assertMatch(l.stderr, /"dl" has no log: "capsule delete dl" removed its run-time state/);
+      assert(!/reboot/.test(l.stderr), l.stderr);
+      const list = JSON.parse((await c("list", "--format", "json")).stdout);
+      assertEquals(list.map((s: { id: string; exitCode?: number }) => [s.id, s.exitCode]), [
+        ["dl", 3],
+      ]);
+      // Started again, its new run has a log; the marker is gone.
+      const s = await c("image", "start", "-a", "dl");
+      assertEquals([s.code, s.stdout], [3, "hi\n"], s.stderr);
+      assertEquals((await c("image", "destroyc", "dl")).code, 0);
+    }, root);
+  },
+);
+
+rootTest(
+  "image run -v: ./dir is the caller's; a path through another container's /proc/PID/root is refused",
+  async (root) => {
+    await withImage(async (c, store, tmp) => {
+      Deno.mkdirSync(`${tmp}/somedir/ex`, { recursive: true });
+      Deno.writeTextFileSync(`${tmp}/somedir/ex/mine`, "");
+      const rel = (...args: string[]) =>
+        capsule(root, ["--store", store, "image", "run", "--rm", ...args], {
+          cwd: `${tmp}/somedir`,
+        });
+      const r = await rel("-v", "./ex:/x", "bb", "ls", "/x");
+      assertEquals([r.code, r.stdout], [0, "mine\n"], r.stderr);
+      const made = await rel("-v", "./relx:/x", "bb", "true");
+      assertEquals(made.code, 0, made.stderr);
+      assert(Deno.statSync(`${tmp}/somedir/relx`).isDirectory);
+      assertEquals(exists("/relx"), false);
+      const d = await c("image", "run", "-d", "--name", "tg", "bb", "sleep", "100");
+      assertEquals(d.code, 0, d.stderr);
+      try {
+        const pid = JSON.parse((await c("state", "tg")).stdout).pid;
+        for (const src of [`/proc/${pid}/root/etc`, `/proc/${pid}/root/newdir`]) {
+          const m = await c("image", "run", "--rm", "-v", `${src}:/x`, "bb", "ls", "/x");
+          assertEquals(m.code, 1, m.stdout);
+          assertMatch(m.stderr, /magic link\); give the directory's path on the host instead/);
+        }
+        assertEquals(exists("/newdir"), false);
+        const dangling = `${tmp}/dangle`;
+        Deno.symlinkSync(`${tmp}/nowhere`, dangling);
+        const g = await c("image", "run", "--rm", "-v", `${dangling}:/x`, "bb", "true");
+        assertEquals(g.code, 1);
+        assertMatch(g.stderr, /is a symlink to ".*nowhere", which does not exist/);
+        assert(!/internal error/.test(g.stderr), g.stderr);
+      } finally {
+        await c("delete", "-f", "tg");
+        await c("image", "destroyc", "tg");
+      }
+    }, root);
+  },
+);
+
+rootTest(
+  "--store: a relative one is made absolute (its paths are saved in the state)",
+  async (root) => {
+    await withImage(async (_c, store, tmp) => {
+      Deno.mkdirSync(`${tmp}/b`);
+      const at = (cwd: string, ...args: string[]) =>
+        capsule(root, ["--store", "store", ...args], { cwd });
+      const r = await at(tmp, "image", "run", "-d", "--name", "rs", "bb", "sleep", "100");
+      assertEquals(r.code, 0, r.stderr);
+      try {
+        const st = JSON.parse(Deno.readTextFileSync(`${root}/rs/state.json`));
+        assertEquals(JSON.stringify(st).includes(`"${store}/containers/rs`), true);
+      } finally {
+        // From another directory, the store named as it is from there.
+        const d = await capsule(root, ["--store", "../store", "delete", "-f", "rs"], {
+          cwd: `${tmp}/b`,
+        });
+        assertEquals(d.code, 0, d.stderr);
+        assertEquals(
+          Deno.readTextFileSync("/proc/self/mountinfo").includes(`${store}/containers/rs/merged`),
+          false,
+        );
+        assertEquals((await at(tmp, "image", "destroyc", "rs")).code, 0);
+      }
+    }, root);
+  },
+);

@@ -262,6 +262,9 @@ Deno.test("parseMemory", () => {
     const e = assertThrows(() => parseMemory(bad), CapsuleError);
     assertStringIncludes(e.message, `"${bad}"`);
   }
+  // The flag it came from is named when given.
+  const e = assertThrows(() => parseMemory("1x", "--memory-swap"), CapsuleError);
+  assertStringIncludes(e.message, `Invalid --memory-swap value "1x"`);
 });
 
 Deno.test("validation: bad values are named before anything is written", () => {

@@ -259,3 +259,23 @@ Deno.test("log files: a step between the writer's rename and its new file prints
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("--log-max-size: a bad value names the flag and the form expected", async () => {
+  const { parseLogOptions } = await import("../../runtime/waiter.ts");
+  const { parseMemory } = await import("../../runtime/cgroups/mod.ts");
+  for (const bad of ["1x", "-1", "ten"]) {
+    let msg = "";
+    try {
+      parseLogOptions(bad, undefined, parseMemory);
+    } catch (e) {
+      msg = (e as Error).message;
+    }
+    assertEquals(
+      msg,
+      `Invalid --log-max-size "${bad}": expected bytes with an optional unit (k, m, g), ` +
+        `e.g. 10m, or 0 to never rotate`,
+    );
+  }
+  assertEquals(parseLogOptions("1k", "2", parseMemory), { maxSize: 1024, maxFiles: 2 });
+  assertEquals(parseLogOptions("0", undefined, parseMemory).maxSize, 0);
+});

@@ -1,10 +1,12 @@
 // Unit tests of runtime/state.ts in a temp directory (never /var/run): atomic writes, the
 // claim race, reading damaged or partial state, and status derived from the kernel.
 import {
+  absolutePath,
   type ContainerRecord,
   EXEC_FIFO,
   initAlive,
   procStat,
+  sameDir,
   STATE_FILE,
   StateStore,
   writeFileAtomic,
@@ -299,4 +301,28 @@ Deno.test("list's OWNER: the uid's name in /etc/passwd, else #UID (runc's)", () 
   assertEquals(userName(passwd, 1000), "alice");
   assertEquals(userName(passwd, 1001), "#1001");
   assertEquals(userName("", 0), "#0");
+});
+
+Deno.test("absolutePath: a relative --root is the caller's directory, lexically cleaned", () => {
+  assertEquals(absolutePath("relroot", "/tmp/x"), "/tmp/x/relroot");
+  assertEquals(absolutePath("./a//b/../c/", "/tmp/x"), "/tmp/x/a/c");
+  assertEquals(absolutePath("../..", "/tmp"), "/");
+  assertEquals(absolutePath("/a//root/", "/tmp"), "/a/root");
+});
+
+Deno.test("sameDir: a symlink or // names the same directory; others differ", () => {
+  const tmp = Deno.realPathSync(Deno.makeTempDirSync({ prefix: "capsule-samedir-" }));
+  try {
+    Deno.mkdirSync(`${tmp}/root`);
+    Deno.mkdirSync(`${tmp}/other`);
+    Deno.symlinkSync(`${tmp}/root`, `${tmp}/link`);
+    assertEquals(sameDir(`${tmp}/root`, `${tmp}//root/`), true);
+    assertEquals(sameDir(`${tmp}/link`, `${tmp}/root`), true);
+    assertEquals(sameDir(`${tmp}/other`, `${tmp}/root`), false);
+    // Missing ones compare by their absolute forms.
+    assertEquals(sameDir(`${tmp}/gone//x/`, `${tmp}/gone/x`), true);
+    assertEquals(sameDir(`${tmp}/gone/x`, `${tmp}/gone/y`), false);
+  } finally {
+    Deno.removeSync(tmp, { recursive: true });
+  }
 });
