@@ -112,7 +112,7 @@ rootTest(
         const l = await c("log", "fw");
         assertEquals(l.code, 0, l.stderr);
         const last = assertConsecutive(l.stdout, "log");
-        assertMatch(Deno.readTextFileSync(log), new RegExp(`\nline ${last}\n$`));
+        assertMatch(Deno.readTextFileSync(log), new RegExp(`(^|\n)line ${last}\n$`));
         const t = await c("log", "--tail", "3", "fw");
         assertEquals(t.stdout, `line ${last - 2}\nline ${last - 1}\nline ${last}\n`);
       } finally {
@@ -186,7 +186,7 @@ rootTest(
         const l = await c("log", "--exec", execId, "ex");
         assertEquals(l.code, 0, l.stderr);
         const last = assertConsecutive(l.stdout, "log --exec");
-        assertMatch(Deno.readTextFileSync(log), new RegExp(`\nline ${last}\n$`));
+        assertMatch(Deno.readTextFileSync(log), new RegExp(`(^|\n)line ${last}\n$`));
       } finally {
         await c("delete", "-f", "ex");
       }
