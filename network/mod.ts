@@ -234,7 +234,11 @@ export class Networks {
       ? `containers ${users.map((u) => `"${u}"`).join(", ")} there use it`
       : `interfaces ${foreign.map((f) => `"${f}"`).join(", ")} are enslaved to its bridge ` +
         `"${n.bridge}"`;
-    const todo = other !== undefined
+    const todo = other !== undefined && !exists(other)
+      ? `that --root no longer exists, but interfaces of its containers are still on the ` +
+        `bridge (their processes may still run): stop those, or remove the interfaces ` +
+        `("ip link del IF")`
+      : other !== undefined
       ? `use "capsule --root ${other} ..." for this network, or stop and delete its ` +
         `containers there first (then this --root takes the bridge over)`
       : `remove those interfaces from the bridge first ("ip link set dev IF nomaster")`;

@@ -695,7 +695,9 @@ Deno.test("network mod: a root whose state is gone is taken over; foreign ports 
     Deno.removeSync(a, { recursive: true });
     const nb = new Networks(b, fake, store);
     let e = await assertRejects(() => nb.delete("web"), CapsuleError);
+    assertStringIncludes(e.message, `Network "web" is up under --root ${a}: interfaces "`);
     assertStringIncludes(e.message, "enslaved to its bridge");
+    assertStringIncludes(e.message, "that --root no longer exists");
     assert(fake.ifaces.has("web"));
     // The endpoint gone too: B takes it over and may delete it.
     for (const [k, v] of fake.masters) if (v === "web") fake.ifaces.delete(k);
