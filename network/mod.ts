@@ -591,8 +591,12 @@ export class Networks {
     });
     const ports: PortMapping[] = [];
     try {
-      // The address first, then the bridge's owner (see #own): refused under another --root.
-      await this.#own(n, { bringUp: true, locked: false });
+      // A bridge missing (after a reboot): brought up now, marked as this root's. One that is
+      // up: whose it is is read in `plug`, in the batch that plugs the veth (no process more
+      // here); the address is taken first, as #own needs.
+      if (!this.runner.links().has(n.bridge)) {
+        await this.#own(n, { bringUp: true, locked: false });
+      }
       // In the state at once: a crash from here on is undone by delete -f.
       ctx.save?.(endpoint([]));
       if (!this.store.read(n.name)) {
@@ -876,16 +880,22 @@ export class Networks {
     const n = this.store.load(d.network);
     await this.ensureUp(n);
     const what = `Cannot connect container "${id}" to network "${d.network}"`;
-    await this.#run(
-      ["ip", "-batch", "-"],
-      // Names after "name"/"dev": iproute2 takes a bare "m" for an abbreviated keyword.
-      // Hairpin: with br_netfilter, a container's packets to its own published port are
-      // DNATed at the bridge and must go back out of the port they came in by.
+    // First the bridge's alias: whose it is (see #own); this root's address is taken already.
+    // Names after "name"/"dev": iproute2 takes a bare "m" for an abbreviated keyword.
+    // Hairpin: with br_netfilter, a container's packets to its own published port are
+    // DNATed at the bridge and must go back out of the port they came in by.
+    const batch = `link show dev ${d.bridge}\n` +
       `link add name ${d.veth} master ${d.bridge} up type veth peer name eth0 ` +
-        `address ${macOf(d.ip)} netns ${pid}\n` +
-        `link set dev ${d.veth} type bridge_slave hairpin on\n`,
-      what,
-    );
+      `address ${macOf(d.ip)} netns ${pid}\n` +
+      `link set dev ${d.veth} type bridge_slave hairpin on\n`;
+    const r = await this.runner.run(["ip", "-j", "-batch", "-"], batch);
+    if (shownAlias(r.stdout) !== this.ownerAlias) {
+      // Another root's (refused: the runtime undoes the create), or one to take over.
+      await this.#own(n, { bringUp: true, locked: false });
+    }
+    if (r.code !== 0) {
+      throw new CapsuleError(`${what}: ip failed: ${r.stderr.trim() || `status ${r.code}`}`);
+    }
     await this.#run(
       ["nsenter", `--net=/proc/${pid}/ns/net`, "ip", "-batch", "-"],
       `link set lo up\naddr add ${d.ip}/${d.prefix} dev eth0\nlink set eth0 up\n` +
@@ -1078,4 +1088,15 @@ function liveLeases(root: string, name: string): string[] {
   if (!root.startsWith("/")) return []; // not a path we can look at
   return listAllocations(`${root}/_networks/${validateNetworkName(name)}/ips`)
     .filter((a) => ID_PATTERN.test(a.owner) && exists(`${root}/${a.owner}`)).map((a) => a.owner);
+}
+
+/** The alias in what `ip -j link show dev BR` printed first (a JSON array), "" if none. */
+function shownAlias(stdout: string): string {
+  const end = stdout.indexOf("]");
+  try {
+    const links = JSON.parse(stdout.slice(0, end + 1));
+    return typeof links?.[0]?.ifalias === "string" ? links[0].ifalias : "";
+  } catch {
+    return "";
+  }
 }

@@ -210,6 +210,7 @@ export class FakeRunner implements Runner {
       this.masters.delete(dev);
       for (const [k, v] of this.masters) if (v === dev) this.masters.delete(k);
     };
+    let out = "";
     if (argv.includes("-batch") && !argv.includes("nsenter") && argv[0] !== "nsenter") {
       for (const line of (stdin ?? "").split("\n")) {
         const f = line.trim().split(/\s+/);
@@ -218,6 +219,12 @@ export class FakeRunner implements Runner {
           this.ifaces.add(dev);
           const m = f.indexOf("master");
           if (m > 0) this.masters.set(dev, f[m + 1]);
+        }
+        if (f[0] === "link" && f[1] === "show" && f[2] === "dev" && argv.includes("-j")) {
+          const alias = this.aliases.get(f[3]);
+          if (this.ifaces.has(f[3])) {
+            out += JSON.stringify([{ ifname: f[3], ...(alias ? { ifalias: alias } : {}) }]);
+          }
         }
         if (f[0] === "link" && (f[1] === "del" || f[1] === "delete")) {
           del(f[2] === "dev" ? f[3] : f[2]);
@@ -228,7 +235,7 @@ export class FakeRunner implements Runner {
     const m = /^ip link set dev (\S+) alias/.exec(a);
     if (m && argv.length === 7) this.aliases.set(m[1], argv[6]);
     if (/^ip link del dev \S+$/.test(a)) del(argv[4]);
-    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+    return Promise.resolve({ code: 0, stdout: out, stderr: "" });
   }
 
   /** Answered from the interface set, aliases and masters (not recorded as a call). */

@@ -898,6 +898,9 @@ rootTest(
             [],
           );
           assertEquals([...Deno.readDirSync(`${rootB}/_networks/shared/ips`)], []);
+          const veths = (await leftovers(l)).filter((x) => !x.includes("CAPSULE-C-"));
+          assertEquals(veths.length, 1, veths.join("\n")); // a1's only
+          assertMatch(veths[0], / master shared /);
           // Delete and prune under B: refused / skipped; the bridge and a1 keep working.
           r = await B(["network", "delete", "shared"]);
           assertEquals(r.code, 1);

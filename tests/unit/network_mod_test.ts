@@ -3,7 +3,7 @@
 // state. No root needed.
 import { DEFAULT_NETWORK, networkExtension, Networks, releaseAllFor } from "../../network/mod.ts";
 import { FakeRunner } from "../../network/runner.ts";
-import { containerChain, networkChain } from "../../network/rules.ts";
+import { containerChain, networkChain, vethName } from "../../network/rules.ts";
 import { MS } from "../../runtime/consts.ts";
 import type { CreateContext } from "../../runtime/container.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
@@ -202,9 +202,11 @@ Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DN
     const veth = d.veth as string;
     assert(veth.length <= 15 && veth.startsWith("cap"));
     assertEquals(fake.calls.map((c) => c.argv[0]), ["ip", "nsenter", "iptables-restore"]);
+    assertEquals(fake.calls[0].argv, ["ip", "-j", "-batch", "-"]);
     assertEquals(
       fake.calls[0].stdin,
-      `link add name ${veth} master web up type veth peer name eth0 address 02:42:0a:05:00:02 ` +
+      `link show dev web\n` +
+        `link add name ${veth} master web up type veth peer name eth0 address 02:42:0a:05:00:02 ` +
         `netns 777\n` +
         `link set dev ${veth} type bridge_slave hairpin on\n`,
     );
@@ -632,6 +634,32 @@ async function createIn(
   return data as Record<string, unknown>;
 }
 
+/**
+ * prepare + created under `root`, created expected to throw; then what the runtime does when a
+ * create fails: `deleted` with what prepare saved. Returns the error.
+ */
+async function refusedIn(
+  root: string,
+  store: string,
+  fake: FakeRunner,
+  id: string,
+  network: unknown,
+): Promise<CapsuleError> {
+  const x = networkExtension({ root, store, runner: fake });
+  const ctx = ctxFor(root, id, network);
+  const p = await x.prepare!(ctx);
+  assert(p && p.data, "prepare returned data");
+  const record = recordOf(id, 4242, { network: p.data });
+  const e = await assertRejects(
+    () => x.created!({ ...ctx, pid: 4242, record } as CreateContext) as Promise<unknown>,
+    CapsuleError,
+  );
+  await x.deleted!(record, p.data);
+  Deno.removeSync(ctx.dir, { recursive: true });
+  assert(!fake.ifaces.has(vethName(id)), "its veth is gone");
+  return e;
+}
+
 Deno.test("network mod: a bridge up under one --root is refused to another", async () => {
   await withTempDir(async (tmp) => {
     const [a, b, store] = [`${tmp}/a`, `${tmp}/b`, `${tmp}/store`];
@@ -644,11 +672,7 @@ Deno.test("network mod: a bridge up under one --root is refused to another", asy
     assertEquals(fake.masters.get(d1.veth as string), "web");
 
     // Root B: attaching is refused naming root A, and leaves no lease or alias change.
-    const xb = networkExtension({ root: b, store, runner: fake });
-    const e = await assertRejects(
-      () => xb.prepare!(ctxFor(b, "b1", { name: "web" })) as Promise<unknown>,
-      CapsuleError,
-    );
+    const e = await refusedIn(b, store, fake, "b1", { name: "web" });
     assertStringIncludes(e.message, `Network "web" is up under --root ${a}`);
     assertStringIncludes(e.message, `"a1"`);
     assertStringIncludes(e.message, `--root ${a}`);
@@ -674,10 +698,7 @@ Deno.test("network mod: a bridge up under one --root is refused to another", asy
     }
     assertEquals((await createIn(b, store, fake, "b1", { name: "web" })).ip, "10.5.0.2");
     assertEquals(fake.aliases.get("web"), `capsule-root:${b}`);
-    const ea = await assertRejects(
-      () => xa.prepare!(ctxFor(a, "a3", { name: "web" })) as Promise<unknown>,
-      CapsuleError,
-    );
+    const ea = await refusedIn(a, store, fake, "a3", { name: "web" });
     assertStringIncludes(ea.message, `is up under --root ${b}`);
     assertEquals([...Deno.readDirSync(`${a}/_networks/web/ips`)], []);
   });
@@ -710,11 +731,7 @@ Deno.test("network mod: a root whose state is gone is taken over; foreign ports 
     fake.aliases.delete("lan");
     fake.ifaces.add("vhand");
     fake.masters.set("vhand", "lan");
-    const xb = networkExtension({ root: b, store, runner: fake });
-    e = await assertRejects(
-      () => xb.prepare!(ctxFor(b, "b1", { name: "lan" })) as Promise<unknown>,
-      CapsuleError,
-    );
+    e = await refusedIn(b, store, fake, "b1", { name: "lan" });
     assertStringIncludes(e.message, `"vhand"`);
     assertEquals(fake.aliases.get("lan") ?? "", "");
     // Without the port: claimed.
