@@ -40,7 +40,7 @@ import {
   vethName,
 } from "./rules.ts";
 import { conflicts, ephemeralRange, type HostSocket } from "./hostports.ts";
-import { type BridgeInfo, type Runner, SystemRunner } from "./runner.ts";
+import { type BridgeInfo, type Runner, shownAlias, SystemRunner } from "./runner.ts";
 import {
   DEFAULT_NETWORK,
   NETWORK_NAME,
@@ -1088,15 +1088,4 @@ function liveLeases(root: string, name: string): string[] {
   if (!root.startsWith("/")) return []; // not a path we can look at
   return listAllocations(`${root}/_networks/${validateNetworkName(name)}/ips`)
     .filter((a) => ID_PATTERN.test(a.owner) && exists(`${root}/${a.owner}`)).map((a) => a.owner);
-}
-
-/** The alias in what `ip -j link show dev BR` printed first (a JSON array), "" if none. */
-function shownAlias(stdout: string): string {
-  const end = stdout.indexOf("]");
-  try {
-    const links = JSON.parse(stdout.slice(0, end + 1));
-    return typeof links?.[0]?.ifalias === "string" ? links[0].ifalias : "";
-  } catch {
-    return "";
-  }
 }

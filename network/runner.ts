@@ -55,6 +55,21 @@ export interface BridgeInfo {
   ports: string[];
 }
 
+/**
+ * The alias of the link that `ip -j -batch -` printed for a first line `link show dev BR`: its
+ * output's first line is that JSON array (one line: ip prints compact JSON); "" when it has no
+ * alias or nothing was shown (no such link).
+ */
+export function shownAlias(stdout: string): string {
+  const nl = stdout.indexOf("\n");
+  try {
+    const links = JSON.parse(nl < 0 ? stdout : stdout.slice(0, nl));
+    return typeof links?.[0]?.ifalias === "string" ? links[0].ifalias : "";
+  } catch {
+    return "";
+  }
+}
+
 /** Reads `ip -j link show` (every link of the namespace): the bridge `name`, if present. */
 export function parseBridge(json: string, name: string): BridgeInfo | undefined {
   let links: unknown;
@@ -223,7 +238,11 @@ export class FakeRunner implements Runner {
         if (f[0] === "link" && f[1] === "show" && f[2] === "dev" && argv.includes("-j")) {
           const alias = this.aliases.get(f[3]);
           if (this.ifaces.has(f[3])) {
-            out += JSON.stringify([{ ifname: f[3], ...(alias ? { ifalias: alias } : {}) }]);
+            out += JSON.stringify([{
+              ifname: f[3],
+              flags: ["BROADCAST", "MULTICAST"], // as ip prints them: a "]" before the alias
+              ...(alias ? { ifalias: alias } : {}),
+            }]) + "\n";
           }
         }
         if (f[0] === "link" && (f[1] === "del" || f[1] === "delete")) {
@@ -238,8 +257,12 @@ export class FakeRunner implements Runner {
     return Promise.resolve({ code: 0, stdout: out, stderr: "" });
   }
 
-  /** Answered from the interface set, aliases and masters (not recorded as a call). */
+  /** How many times `bridge` was asked (a separate `ip -j link show` on a real host). */
+  bridgeReads = 0;
+
+  /** Answered from the interface set, aliases and masters (counted in `bridgeReads`). */
   bridge(name: string): Promise<BridgeInfo | undefined> {
+    this.bridgeReads++;
     const out = [...this.ifaces].map((n) => ({
       ifname: n,
       ...(this.masters.has(n) ? { master: this.masters.get(n) } : {}),

@@ -202,6 +202,7 @@ Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DN
     const veth = d.veth as string;
     assert(veth.length <= 15 && veth.startsWith("cap"));
     assertEquals(fake.calls.map((c) => c.argv[0]), ["ip", "nsenter", "iptables-restore"]);
+    assertEquals(fake.bridgeReads, 0, "the owner is read in the batch: no process more");
     assertEquals(fake.calls[0].argv, ["ip", "-j", "-batch", "-"]);
     assertEquals(
       fake.calls[0].stdin,

@@ -17,7 +17,7 @@ import {
 } from "../../network/rules.ts";
 import { conflicts, parseFibTrie, parseProcNet } from "../../network/hostports.ts";
 import { hostsFile, resolvConf } from "../../network/hosts.ts";
-import { parseBridge, parseProcNetDev, parseProcRoutes } from "../../network/runner.ts";
+import { parseBridge, parseProcNetDev, parseProcRoutes, shownAlias } from "../../network/runner.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
 import { assert, assertEquals, assertStringIncludes, assertThrows } from "./fake_rootfs_ops.ts";
 
@@ -392,4 +392,16 @@ Deno.test("network runner: a bridge's alias and ports, as ip -j shows them", () 
   assertEquals(parseBridge(json, "lan"), { alias: "", ports: ["other"] });
   assertEquals(parseBridge(json, "nope"), undefined);
   assertEquals(parseBridge("not json", "web"), undefined);
+});
+
+Deno.test("network runner: the alias of a bridge shown first in an ip -j batch", () => {
+  // What `ip -j -batch -` printed here for "link show dev brx" and then a link add.
+  const out = '[{"ifindex":2,"ifname":"brx","flags":["BROADCAST","MULTICAST"],"mtu":1500,' +
+    '"qdisc":"noop","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,' +
+    '"link_type":"ether","address":"d6:97:9c:f0:1b:1e","broadcast":"ff:ff:ff:ff:ff:ff",' +
+    '"ifalias":"capsule-root:/tmp/a ] b"}]\n';
+  assertEquals(shownAlias(out), "capsule-root:/tmp/a ] b");
+  assertEquals(shownAlias(out.replace(/,"ifalias":"[^"]*"/, "")), "");
+  assertEquals(shownAlias(""), ""); // no such link: nothing shown
+  assertEquals(shownAlias("garbage"), "");
 });
