@@ -28,6 +28,7 @@ import {
   containerTeardown,
   containerTeardownFrom,
   formatPort,
+  hash16,
   hash8,
   macOf,
   networkSetup,
@@ -39,7 +40,7 @@ import {
   vethName,
 } from "./rules.ts";
 import { conflicts, ephemeralRange, type HostSocket } from "./hostports.ts";
-import { type Runner, SystemRunner } from "./runner.ts";
+import { type BridgeInfo, type Runner, shownAlias, SystemRunner } from "./runner.ts";
 import {
   DEFAULT_NETWORK,
   NETWORK_NAME,
@@ -49,7 +50,17 @@ import {
 } from "./store.ts";
 
 export { DEFAULT_NETWORK, type NetworkRecord, validateNetworkName } from "./store.ts";
-export { type Runner, SystemRunner } from "./runner.ts";
+export { type BridgeInfo, type Runner, SystemRunner } from "./runner.ts";
+
+/**
+ * A bridge is a host-global object, leases and published ports are per --root: exactly one
+ * --root has a network's bridge up and hands out its addresses. That root is named in the
+ * bridge's own alias (`ip link set dev BR alias capsule-root:/run/capsule`), which lives and
+ * dies with the bridge (a reboot, a bridge deleted by hand, a private network namespace ending
+ * clear it). A root whose path is too long for an alias (255 bytes) is named by a hash of it.
+ */
+export const OWNER_ALIAS_PREFIX = "capsule-root:";
+const OWNER_HASH_PREFIX = "capsule-root#";
 
 /** Subnets tried, in order, for the default network: the first no route or network overlaps. */
 export const DEFAULT_SUBNETS = [
@@ -138,6 +149,101 @@ export class Networks {
   /** A container that no longer exists (its state dir is gone) holds nothing. */
   #stale = (_ip: string, owner: string): boolean =>
     ID_PATTERN.test(owner) && !exists(`${this.root}/${owner}`);
+
+  #alias?: string;
+  /** This root's mark on the bridges it has up: `capsule-root:` and its absolute path. */
+  get ownerAlias(): string {
+    if (this.#alias) return this.#alias;
+    let path = this.root;
+    try {
+      path = Deno.realPathSync(this.root);
+    } catch { /* not made yet: as given */ }
+    const alias = OWNER_ALIAS_PREFIX + path;
+    this.#alias = new TextEncoder().encode(alias).length <= 255 && !/[\n\0]/.test(alias)
+      ? alias
+      : OWNER_HASH_PREFIX + hash16(path);
+    return this.#alias;
+  }
+
+  /** Sets the bridge's alias (`ip link set dev BR alias A`; "" clears it). */
+  async #setAlias(n: NetworkRecord, alias: string): Promise<void> {
+    await this.#run(
+      ["ip", "link", "set", "dev", n.bridge, "alias", alias],
+      undefined,
+      `Cannot mark the bridge "${n.bridge}" of network "${n.name}"`,
+    );
+  }
+
+  async #bridge(n: NetworkRecord): Promise<BridgeInfo | undefined> {
+    try {
+      return await this.runner.bridge(n.bridge);
+    } catch (e) {
+      throw new CapsuleError(
+        `Cannot read the bridge "${n.bridge}" of network "${n.name}": ${(e as Error).message}`,
+      );
+    }
+  }
+
+  /**
+   * Makes sure this --root may use network `n`'s bridge (attach, delete): it has it up (the
+   * bridge's alias names it), or the bridge is missing (brought up now, marked as this root's,
+   * unless `bringUp` is false), or the root its alias names may be taken over: that root has no
+   * container holding an address on the network (no state dir of a lease's owner under it: it
+   * was removed, or its containers deleted or stopped) and no interface other than this root's
+   * containers' veths is enslaved to the bridge (a live endpoint of another root, of a root
+   * whose state was removed by hand, or one made by hand). A bridge without capsule's alias
+   * (made by hand, or by an older capsule) is taken over on the same terms. Otherwise throws a
+   * CapsuleError naming the network, the root that has it up and what to do.
+   *
+   * Racing an attach under the owning root without a lock: that one reserves its address, then
+   * reads the alias; this one sets the alias, then looks for addresses: one of the two sees the
+   * other (the alias is put back and this one refuses, or that one refuses).
+   */
+  async #own(n: NetworkRecord, opts: { bringUp: boolean; locked: boolean }): Promise<void> {
+    const mine = this.ownerAlias;
+    if (!opts.locked) {
+      if ((await this.#bridge(n))?.alias === mine) return; // the common case: no lock
+      return await this.store.withLock(() => this.#own(n, { ...opts, locked: true }));
+    }
+    const b = await this.#bridge(n);
+    if (!b) {
+      if (opts.bringUp) await this.#setup(n);
+      return;
+    }
+    if (b.alias === mine) return;
+    await this.#setAlias(n, mine);
+    const other = b.alias.startsWith(OWNER_ALIAS_PREFIX)
+      ? b.alias.slice(OWNER_ALIAS_PREFIX.length)
+      : undefined;
+    const users = other === undefined ? [] : liveLeases(other, n.name);
+    const ours = new Set(this.attached(n.name).map((a) => vethName(a.id)));
+    const foreign = ((await this.#bridge(n))?.ports ?? []).filter((p) => !ours.has(p));
+    if (!users.length && !foreign.length) {
+      if (opts.bringUp) await this.#setup(n); // its rules, if someone flushed them
+      return;
+    }
+    await this.#setAlias(n, b.alias).catch(() => {});
+    const who = other !== undefined
+      ? `--root ${other}`
+      : b.alias.startsWith(OWNER_HASH_PREFIX)
+      ? `another --root (its path is too long to name; alias ${b.alias})`
+      : b.alias
+      ? `something else (its bridge "${n.bridge}" has the alias ${JSON.stringify(b.alias)})`
+      : `something else (its bridge "${n.bridge}" is not marked by a capsule --root)`;
+    const uses = users.length
+      ? `containers ${users.map((u) => `"${u}"`).join(", ")} there use it`
+      : `interfaces ${foreign.map((f) => `"${f}"`).join(", ")} are enslaved to its bridge ` +
+        `"${n.bridge}"`;
+    const todo = other !== undefined && !exists(other)
+      ? `that --root no longer exists, but interfaces of its containers are still on the ` +
+        `bridge (their processes may still run): stop those, or remove the interfaces ` +
+        `("ip link del IF")`
+      : other !== undefined
+      ? `use "capsule --root ${other} ..." for this network, or stop and delete its ` +
+        `containers there first (then this --root takes the bridge over)`
+      : `remove those interfaces from the bridge first ("ip link set dev IF nomaster")`;
+    throw new CapsuleError(`Network "${n.name}" is up under ${who}: ${uses}; ${todo}`);
+  }
 
   async #run(argv: string[], stdin: string | undefined, what: string): Promise<string> {
     const r = await this.runner.run(argv, stdin);
@@ -266,6 +372,7 @@ export class Networks {
           `link set dev ${n.bridge} up\n`,
         `Cannot make the bridge "${n.bridge}" of network "${n.name}"`,
       );
+      await this.#setAlias(n, this.ownerAlias);
     }
     try {
       this.runner.sysctl("net/ipv4/ip_forward", "1");
@@ -317,6 +424,8 @@ export class Networks {
 
   async #deleteLocked(name: string): Promise<void> {
     const file = this.store.file(name), aside = this.store.deletingFile(name);
+    const rec = this.store.read(name) ?? this.store.readDeleting(name);
+    if (rec) await this.#own(rec, { bringUp: false, locked: true });
     let n = this.store.read(name);
     if (n) Deno.renameSync(file, aside);
     else n = this.store.readDeleting(name) ?? this.store.load(name); // load throws: unknown
@@ -371,7 +480,9 @@ export class Networks {
         await this.delete(n.name);
         out.push(n.name);
       } catch (e) {
-        if (!(e instanceof CapsuleError) || !/are attached|does not exist/.test(e.message)) {
+        if (
+          !(e instanceof CapsuleError) || !/are attached|does not exist|is up under/.test(e.message)
+        ) {
           throw e;
         }
       }
@@ -404,7 +515,7 @@ export class Networks {
   async ensureUp(n: NetworkRecord): Promise<void> {
     if (this.runner.links().has(n.bridge)) return;
     await this.store.withLock(async () => {
-      if (!this.runner.links().has(n.bridge)) await this.#setup(n);
+      if (!this.runner.links().has(n.bridge)) await this.#own(n, { bringUp: true, locked: true });
     });
   }
 
@@ -480,6 +591,12 @@ export class Networks {
     });
     const ports: PortMapping[] = [];
     try {
+      // A bridge missing (after a reboot): brought up now, marked as this root's. One that is
+      // up: whose it is is read in `plug`, in the batch that plugs the veth (no process more
+      // here); the address is taken first, as #own needs.
+      if (!this.runner.links().has(n.bridge)) {
+        await this.#own(n, { bringUp: true, locked: false });
+      }
       // In the state at once: a crash from here on is undone by delete -f.
       ctx.save?.(endpoint([]));
       if (!this.store.read(n.name)) {
@@ -763,16 +880,22 @@ export class Networks {
     const n = this.store.load(d.network);
     await this.ensureUp(n);
     const what = `Cannot connect container "${id}" to network "${d.network}"`;
-    await this.#run(
-      ["ip", "-batch", "-"],
-      // Names after "name"/"dev": iproute2 takes a bare "m" for an abbreviated keyword.
-      // Hairpin: with br_netfilter, a container's packets to its own published port are
-      // DNATed at the bridge and must go back out of the port they came in by.
+    // First the bridge's alias: whose it is (see #own); this root's address is taken already.
+    // Names after "name"/"dev": iproute2 takes a bare "m" for an abbreviated keyword.
+    // Hairpin: with br_netfilter, a container's packets to its own published port are
+    // DNATed at the bridge and must go back out of the port they came in by.
+    const batch = `link show dev ${d.bridge}\n` +
       `link add name ${d.veth} master ${d.bridge} up type veth peer name eth0 ` +
-        `address ${macOf(d.ip)} netns ${pid}\n` +
-        `link set dev ${d.veth} type bridge_slave hairpin on\n`,
-      what,
-    );
+      `address ${macOf(d.ip)} netns ${pid}\n` +
+      `link set dev ${d.veth} type bridge_slave hairpin on\n`;
+    const r = await this.runner.run(["ip", "-j", "-batch", "-"], batch);
+    if (shownAlias(r.stdout) !== this.ownerAlias) {
+      // Another root's (refused: the runtime undoes the create), or one to take over.
+      await this.#own(n, { bringUp: true, locked: false });
+    }
+    if (r.code !== 0) {
+      throw new CapsuleError(`${what}: ip failed: ${r.stderr.trim() || `status ${r.code}`}`);
+    }
     await this.#run(
       ["nsenter", `--net=/proc/${pid}/ns/net`, "ip", "-batch", "-"],
       `link set lo up\naddr add ${d.ip}/${d.prefix} dev eth0\nlink set eth0 up\n` +
@@ -955,4 +1078,14 @@ export function networkExtension(
       if (o && typeof o === "object") get().checkPorts(id, o);
     },
   };
+}
+
+/**
+ * The containers of `root` holding an address on network `name`: a lease file whose owner's
+ * state dir exists under that root (what `Networks.attached` counts there).
+ */
+function liveLeases(root: string, name: string): string[] {
+  if (!root.startsWith("/")) return []; // not a path we can look at
+  return listAllocations(`${root}/_networks/${validateNetworkName(name)}/ips`)
+    .filter((a) => ID_PATTERN.test(a.owner) && exists(`${root}/${a.owner}`)).map((a) => a.owner);
 }

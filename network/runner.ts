@@ -40,6 +40,52 @@ export interface Runner {
   localAddress(ip: string): boolean;
   /** The IPv4 addresses of this network namespace, for messages. */
   addresses(): string[];
+  /**
+   * A bridge of this network namespace: its alias (`ip link set dev BR alias ...`, "" when
+   * none) and the interfaces enslaved to it; undefined when there is no such interface.
+   */
+  bridge(name: string): Promise<BridgeInfo | undefined>;
+}
+
+/** What `Runner.bridge` reports of a bridge. */
+export interface BridgeInfo {
+  /** The link's alias (IFLA_IFALIAS, at most 255 bytes), "" when it has none. */
+  alias: string;
+  /** Names of the interfaces whose master is the bridge (containers' veths), sorted. */
+  ports: string[];
+}
+
+/**
+ * The alias of the link that `ip -j -batch -` printed for a first line `link show dev BR`: its
+ * output's first line is that JSON array (one line: ip prints compact JSON); "" when it has no
+ * alias or nothing was shown (no such link).
+ */
+export function shownAlias(stdout: string): string {
+  const nl = stdout.indexOf("\n");
+  try {
+    const links = JSON.parse(nl < 0 ? stdout : stdout.slice(0, nl));
+    return typeof links?.[0]?.ifalias === "string" ? links[0].ifalias : "";
+  } catch {
+    return "";
+  }
+}
+
+/** Reads `ip -j link show` (every link of the namespace): the bridge `name`, if present. */
+export function parseBridge(json: string, name: string): BridgeInfo | undefined {
+  let links: unknown;
+  try {
+    links = JSON.parse(json);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(links)) return undefined;
+  const self = links.find((l) => l?.ifname === name);
+  if (!self) return undefined;
+  return {
+    alias: typeof self.ifalias === "string" ? self.ifalias : "",
+    ports: links.filter((l) => l?.master === name && typeof l.ifname === "string")
+      .map((l) => l.ifname as string).sort(),
+  };
 }
 
 const dec = new TextDecoder();
@@ -134,6 +180,15 @@ export class SystemRunner implements Runner {
   addresses(): string[] {
     return hostAddresses();
   }
+
+  /** One `ip -j link show`, about 2 ms (/sys/class/net is the namespace of whoever mounted /sys). */
+  async bridge(name: string): Promise<BridgeInfo | undefined> {
+    const r = await this.run(["ip", "-j", "link", "show"]);
+    if (r.code !== 0) {
+      throw new Error(`ip link show failed: ${r.stderr.trim() || `status ${r.code}`}`);
+    }
+    return parseBridge(r.stdout, name);
+  }
 }
 
 export interface RecordedCall {
@@ -156,19 +211,64 @@ export class FakeRunner implements Runner {
   /** TCP ports a quick bind finds taken without a listener (a client's connection). */
   boundTcp = new Set<number>();
   respond?: (argv: string[], stdin?: string) => RunResult | undefined;
+  /** Link aliases (`ip link set dev X alias A`) and masters (`link add name V master BR`). */
+  aliases = new Map<string, string>();
+  masters = new Map<string, string>();
 
   run(argv: string[], stdin?: string): Promise<RunResult> {
     this.calls.push({ argv, stdin });
     const r = this.respond?.(argv, stdin);
     if (r) return Promise.resolve(r);
+    const del = (dev: string) => {
+      this.ifaces.delete(dev);
+      this.aliases.delete(dev);
+      this.masters.delete(dev);
+      for (const [k, v] of this.masters) if (v === dev) this.masters.delete(k);
+    };
+    let out = "";
     if (argv.includes("-batch") && !argv.includes("nsenter") && argv[0] !== "nsenter") {
       for (const line of (stdin ?? "").split("\n")) {
         const f = line.trim().split(/\s+/);
-        if (f[0] === "link" && f[1] === "add") this.ifaces.add(f[2] === "name" ? f[3] : f[2]);
-        if (f[0] === "link" && (f[1] === "del" || f[1] === "delete")) this.ifaces.delete(f[2]);
+        if (f[0] === "link" && f[1] === "add") {
+          const dev = f[2] === "name" ? f[3] : f[2];
+          this.ifaces.add(dev);
+          const m = f.indexOf("master");
+          if (m > 0) this.masters.set(dev, f[m + 1]);
+        }
+        if (f[0] === "link" && f[1] === "show" && f[2] === "dev" && argv.includes("-j")) {
+          const alias = this.aliases.get(f[3]);
+          if (this.ifaces.has(f[3])) {
+            out += JSON.stringify([{
+              ifname: f[3],
+              flags: ["BROADCAST", "MULTICAST"], // as ip prints them: a "]" before the alias
+              ...(alias ? { ifalias: alias } : {}),
+            }]) + "\n";
+          }
+        }
+        if (f[0] === "link" && (f[1] === "del" || f[1] === "delete")) {
+          del(f[2] === "dev" ? f[3] : f[2]);
+        }
       }
     }
-    return Promise.resolve({ code: 0, stdout: "", stderr: "" });
+    const a = argv.join(" ");
+    const m = /^ip link set dev (\S+) alias/.exec(a);
+    if (m && argv.length === 7) this.aliases.set(m[1], argv[6]);
+    if (/^ip link del dev \S+$/.test(a)) del(argv[4]);
+    return Promise.resolve({ code: 0, stdout: out, stderr: "" });
+  }
+
+  /** How many times `bridge` was asked (a separate `ip -j link show` on a real host). */
+  bridgeReads = 0;
+
+  /** Answered from the interface set, aliases and masters (counted in `bridgeReads`). */
+  bridge(name: string): Promise<BridgeInfo | undefined> {
+    this.bridgeReads++;
+    const out = [...this.ifaces].map((n) => ({
+      ifname: n,
+      ...(this.masters.has(n) ? { master: this.masters.get(n) } : {}),
+      ...(this.aliases.get(n) ? { ifalias: this.aliases.get(n) } : {}),
+    }));
+    return Promise.resolve(parseBridge(JSON.stringify(out), name));
   }
 
   sysctl(path: string, value: string): void {

@@ -89,13 +89,13 @@ class Lab {
    * capsule in the host namespace (nsenter keeps the mounts, /sys/fs/cgroup included). Output
    * goes through files: a created container keeps create's stdout and stderr open.
    */
-  async cap(args: string[]): Promise<Result> {
+  async cap(args: string[], root = this.root): Promise<Result> {
     const argv = [
       "nsenter",
       `--net=/run/netns/${this.ns}`,
       ...capsuleArgv(),
       "--root",
-      this.root,
+      root,
       "--store",
       this.store,
     ];
@@ -841,6 +841,115 @@ rootTest(
       });
     } finally {
       await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "network: a bridge up under one --root is refused to another; taken over once unused",
+  async (rootA) => {
+    const srv = await makeBundle("nc -ll -p 80 -e echo hi");
+    const rootB = await Deno.makeTempDir({ prefix: "capsule-rootb-" });
+    const img = await Deno.makeTempDir({ prefix: "capsule-img-" });
+    try {
+      Deno.mkdirSync(`${img}/rootfs`);
+      await buildBusyboxRootfs(`${img}/rootfs`);
+      const tar = await sh(["tar", "-C", `${img}/rootfs`, "-cf", `${img}/bb.tar`, "."]);
+      assertEquals(tar.code, 0, tar.stderr);
+      await lab(rootA, async (l) => {
+        const B = (args: string[]) => l.cap(args, rootB);
+        try {
+          let r = await l.cap(["network", "create", "shared", "--subnet", "10.129.0.0/24"]);
+          assertEquals(r.code, 0, r.stderr);
+          assertEquals((await l.cap(["image", "create", "bb", `${img}/bb.tar`])).code, 0);
+          r = await l.cap(["run", "-d", "-b", srv, "--network", "shared", "a1"]);
+          assertEquals(r.code, 0, r.stderr);
+          const hi = async () => (await l.in(["busybox", "nc", "10.129.0.2", "80"])).stdout;
+          await waitFor(async () => (await hi()) === "hi\n", 5000, "a1 serves");
+          const owner = (await l.in(["ip", "-j", "link", "show", "dev", "shared"])).stdout;
+          assertEquals(JSON.parse(owner)[0].ifalias, `capsule-root:${rootA}`);
+          const refused = new RegExp(
+            `Network "shared" is up under --root ${rootA}: containers "a1" there use it; use ` +
+              `"capsule --root ${rootA} \\.\\.\\." for this network, or stop and delete`,
+          );
+
+          // Root B: image run and run on the network are refused, naming root A; nothing kept.
+          r = await B([
+            "image",
+            "run",
+            "-d",
+            "--name",
+            "b1",
+            "--network",
+            "shared",
+            "bb",
+            "sleep",
+            "60",
+          ]);
+          assertEquals(r.code, 1, r.stdout);
+          assertMatch(r.stderr, refused);
+          r = await B(["run", "-d", "-b", srv, "--network", "shared", "b2"]);
+          assertEquals(r.code, 1, r.stdout);
+          assertMatch(r.stderr, refused);
+          assertEquals((await B(["list", "-q"])).stdout, "");
+          assertEquals((await l.cap(["list", "-q"])).stdout, "a1\n");
+          assertEquals(
+            [...Deno.readDirSync(rootB)].map((e) => e.name).filter((n) => n[0] !== "_"),
+            [],
+          );
+          assertEquals([...Deno.readDirSync(`${rootB}/_networks/shared/ips`)], []);
+          const veths = (await leftovers(l)).filter((x) => !x.includes("CAPSULE-C-"));
+          assertEquals(veths.length, 1, veths.join("\n")); // a1's only
+          assertMatch(veths[0], / master shared /);
+          // Delete and prune under B: refused / skipped; the bridge and a1 keep working.
+          r = await B(["network", "delete", "shared"]);
+          assertEquals(r.code, 1);
+          assertMatch(r.stderr, refused);
+          r = await B(["network", "prune"]);
+          assertEquals([r.code, r.stdout], [0, ""], r.stderr);
+          assertMatch((await l.cap(["network", "list"])).stdout, /\nshared\s.*\s1\s+up\n/);
+          assertEquals(await hi(), "hi\n");
+          assertEquals(JSON.parse((await l.cap(["state", "a1"])).stdout).ip, "10.129.0.2");
+          // Under A nothing changes: another container joins.
+          r = await l.cap([
+            "image",
+            "run",
+            "-d",
+            "--name",
+            "a2",
+            "--network",
+            "shared",
+            "bb",
+            "sleep",
+            "60",
+          ]);
+          assertEquals(r.code, 0, r.stderr);
+          assertEquals(JSON.parse((await l.cap(["state", "a2"])).stdout).ip, "10.129.0.3");
+
+          // A's containers gone: B takes the bridge over; then A is refused, naming B.
+          assertEquals((await l.cap(["delete", "-f", "a1"])).code, 0);
+          assertEquals((await l.cap(["image", "destroyc", "-f", "a2"])).code, 0);
+          r = await B(["run", "-d", "-b", srv, "--network", "shared", "b3"]);
+          assertEquals(r.code, 0, r.stderr);
+          assertEquals(JSON.parse((await B(["state", "b3"])).stdout).ip, "10.129.0.2");
+          await waitFor(async () => (await hi()) === "hi\n", 5000, "b3 serves");
+          r = await l.cap(["run", "-d", "-b", srv, "--network", "shared", "a3"]);
+          assertEquals(r.code, 1);
+          assertMatch(r.stderr, new RegExp(`Network "shared" is up under --root ${rootB}: `));
+          assertEquals((await B(["delete", "-f", "b3"])).code, 0);
+          // Unused by either: A deletes it.
+          r = await l.cap(["network", "delete", "shared"]);
+          assertEquals(r.code, 0, r.stderr);
+          assertEquals(await leftovers(l), []);
+        } finally {
+          for (const id of [...Deno.readDirSync(rootB)].map((e) => e.name)) {
+            if (!id.startsWith("_")) await B(["delete", "-f", id]);
+          }
+          for (const id of ["b1", "a2"]) await l.cap(["image", "destroyc", "-f", id]);
+        }
+      });
+    } finally {
+      await removeAll(srv, rootB, img);
     }
   },
 );

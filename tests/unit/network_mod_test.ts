@@ -3,7 +3,7 @@
 // state. No root needed.
 import { DEFAULT_NETWORK, networkExtension, Networks, releaseAllFor } from "../../network/mod.ts";
 import { FakeRunner } from "../../network/runner.ts";
-import { containerChain, networkChain } from "../../network/rules.ts";
+import { containerChain, networkChain, vethName } from "../../network/rules.ts";
 import { MS } from "../../runtime/consts.ts";
 import type { CreateContext } from "../../runtime/container.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
@@ -202,9 +202,12 @@ Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DN
     const veth = d.veth as string;
     assert(veth.length <= 15 && veth.startsWith("cap"));
     assertEquals(fake.calls.map((c) => c.argv[0]), ["ip", "nsenter", "iptables-restore"]);
+    assertEquals(fake.bridgeReads, 0, "the owner is read in the batch: no process more");
+    assertEquals(fake.calls[0].argv, ["ip", "-j", "-batch", "-"]);
     assertEquals(
       fake.calls[0].stdin,
-      `link add name ${veth} master web up type veth peer name eth0 address 02:42:0a:05:00:02 ` +
+      `link show dev web\n` +
+        `link add name ${veth} master web up type veth peer name eth0 address 02:42:0a:05:00:02 ` +
         `netns 777\n` +
         `link set dev ${veth} type bridge_slave hairpin on\n`,
     );
@@ -610,3 +613,131 @@ Deno.test(
     });
   },
 );
+
+// ---- one bridge, one --root: two roots sharing a store (and a host) ----
+
+/** prepare + created under `root` with the shared `store`; the record written as the runtime does. */
+async function createIn(
+  root: string,
+  store: string,
+  fake: FakeRunner,
+  id: string,
+  network: unknown,
+): Promise<Record<string, unknown>> {
+  const x = networkExtension({ root, store, runner: fake });
+  const ctx = ctxFor(root, id, network);
+  const p = await x.prepare!(ctx);
+  assert(p && p.data, "prepare returned data");
+  const record = recordOf(id, 4242, { network: p.data });
+  const data = await x.created!({ ...ctx, pid: 4242, record } as CreateContext);
+  record.ext!.network = data;
+  Deno.writeTextFileSync(`${ctx.dir}/state.json`, JSON.stringify(record));
+  return data as Record<string, unknown>;
+}
+
+/**
+ * prepare + created under `root`, created expected to throw; then what the runtime does when a
+ * create fails: `deleted` with what prepare saved. Returns the error.
+ */
+async function refusedIn(
+  root: string,
+  store: string,
+  fake: FakeRunner,
+  id: string,
+  network: unknown,
+): Promise<CapsuleError> {
+  const x = networkExtension({ root, store, runner: fake });
+  const ctx = ctxFor(root, id, network);
+  const p = await x.prepare!(ctx);
+  assert(p && p.data, "prepare returned data");
+  const record = recordOf(id, 4242, { network: p.data });
+  const e = await assertRejects(
+    () => x.created!({ ...ctx, pid: 4242, record } as CreateContext) as Promise<unknown>,
+    CapsuleError,
+  );
+  await x.deleted!(record, p.data);
+  Deno.removeSync(ctx.dir, { recursive: true });
+  assert(!fake.ifaces.has(vethName(id)), "its veth is gone");
+  return e;
+}
+
+Deno.test("network mod: a bridge up under one --root is refused to another", async () => {
+  await withTempDir(async (tmp) => {
+    const [a, b, store] = [`${tmp}/a`, `${tmp}/b`, `${tmp}/store`];
+    for (const d of [a, b, store]) Deno.mkdirSync(d);
+    const fake = new FakeRunner();
+    await new Networks(a, fake, store).create("web", { subnet: "10.5.0.0/24" });
+    assertEquals(fake.aliases.get("web"), `capsule-root:${a}`);
+    const d1 = await createIn(a, store, fake, "a1", { name: "web" });
+    assertEquals(d1.ip, "10.5.0.2");
+    assertEquals(fake.masters.get(d1.veth as string), "web");
+
+    // Root B: attaching is refused naming root A, and leaves no lease or alias change.
+    const e = await refusedIn(b, store, fake, "b1", { name: "web" });
+    assertStringIncludes(e.message, `Network "web" is up under --root ${a}`);
+    assertStringIncludes(e.message, `"a1"`);
+    assertStringIncludes(e.message, `--root ${a}`);
+    assertEquals([...Deno.readDirSync(`${b}/_networks/web/ips`)], []);
+    assertEquals(fake.aliases.get("web"), `capsule-root:${a}`);
+    // Delete and prune under B: refused / skipped; the bridge stays.
+    const nb = new Networks(b, fake, store);
+    const de = await assertRejects(() => nb.delete("web"), CapsuleError);
+    assertStringIncludes(de.message, `Network "web" is up under --root ${a}`);
+    assertEquals(await nb.prune(), []);
+    assert(fake.ifaces.has("web"), "bridge kept");
+    assertEquals(nb.list().map((n) => n.name), ["web"]);
+
+    // Under A nothing changes: a second container joins.
+    assertEquals((await createIn(a, store, fake, "a2", { name: "web" })).ip, "10.5.0.3");
+
+    // A's containers gone: B takes the bridge over (its alias), and then A is refused.
+    const xa = networkExtension({ root: a, store, runner: fake });
+    for (const id of ["a1", "a2"]) {
+      const rec = JSON.parse(Deno.readTextFileSync(`${a}/${id}/state.json`));
+      await xa.deleted!(rec, rec.ext.network);
+      Deno.removeSync(`${a}/${id}`, { recursive: true });
+    }
+    assertEquals((await createIn(b, store, fake, "b1", { name: "web" })).ip, "10.5.0.2");
+    assertEquals(fake.aliases.get("web"), `capsule-root:${b}`);
+    const ea = await refusedIn(a, store, fake, "a3", { name: "web" });
+    assertStringIncludes(ea.message, `is up under --root ${b}`);
+    assertEquals([...Deno.readDirSync(`${a}/_networks/web/ips`)], []);
+  });
+});
+
+Deno.test("network mod: a root whose state is gone is taken over; foreign ports never", async () => {
+  await withTempDir(async (tmp) => {
+    const [a, b, store] = [`${tmp}/a`, `${tmp}/b`, `${tmp}/store`];
+    for (const d of [a, b, store]) Deno.mkdirSync(d);
+    const fake = new FakeRunner();
+    await new Networks(a, fake, store).create("web", { subnet: "10.5.0.0/24" });
+    await createIn(a, store, fake, "a1", { name: "web" });
+    // rm -rf of root A: its containers' state is gone, but a veth of A's is still on the
+    // bridge (a live container's endpoint): never taken over.
+    Deno.removeSync(a, { recursive: true });
+    const nb = new Networks(b, fake, store);
+    let e = await assertRejects(() => nb.delete("web"), CapsuleError);
+    assertStringIncludes(e.message, `Network "web" is up under --root ${a}: interfaces "`);
+    assertStringIncludes(e.message, "enslaved to its bridge");
+    assertStringIncludes(e.message, "that --root no longer exists");
+    assert(fake.ifaces.has("web"));
+    // The endpoint gone too: B takes it over and may delete it.
+    for (const [k, v] of fake.masters) if (v === "web") fake.ifaces.delete(k);
+    fake.masters.clear();
+    await nb.delete("web");
+    assert(!fake.ifaces.has("web"), "bridge deleted");
+
+    // A bridge of that name without capsule's alias (made by hand) with a port: refused.
+    await nb.create("lan", { subnet: "10.6.0.0/24" });
+    fake.aliases.delete("lan");
+    fake.ifaces.add("vhand");
+    fake.masters.set("vhand", "lan");
+    e = await refusedIn(b, store, fake, "b1", { name: "lan" });
+    assertStringIncludes(e.message, `"vhand"`);
+    assertEquals(fake.aliases.get("lan") ?? "", "");
+    // Without the port: claimed.
+    fake.masters.delete("vhand");
+    await createIn(b, store, fake, "b2", { name: "lan" });
+    assertEquals(fake.aliases.get("lan"), `capsule-root:${b}`);
+  });
+});

@@ -17,7 +17,7 @@ import {
 } from "../../network/rules.ts";
 import { conflicts, parseFibTrie, parseProcNet } from "../../network/hostports.ts";
 import { hostsFile, resolvConf } from "../../network/hosts.ts";
-import { parseProcNetDev, parseProcRoutes } from "../../network/runner.ts";
+import { parseBridge, parseProcNetDev, parseProcRoutes, shownAlias } from "../../network/runner.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
 import { assert, assertEquals, assertStringIncludes, assertThrows } from "./fake_rootfs_ops.ts";
 
@@ -374,4 +374,34 @@ Local:
 `;
   assertEquals(parseFibTrie(trie), ["127.0.0.1", "198.51.100.1"]);
   assertEquals(parseFibTrie(""), []);
+});
+
+Deno.test("network runner: a bridge's alias and ports, as ip -j shows them", () => {
+  const json = JSON.stringify([
+    { ifname: "lo" },
+    { ifname: "web", ifalias: "capsule-root:/run/a b" },
+    { ifname: "capb", master: "web" },
+    { ifname: "capa", master: "web" },
+    { ifname: "other", master: "lan" },
+    { ifname: "lan" },
+  ]);
+  assertEquals(parseBridge(json, "web"), {
+    alias: "capsule-root:/run/a b",
+    ports: ["capa", "capb"],
+  });
+  assertEquals(parseBridge(json, "lan"), { alias: "", ports: ["other"] });
+  assertEquals(parseBridge(json, "nope"), undefined);
+  assertEquals(parseBridge("not json", "web"), undefined);
+});
+
+Deno.test("network runner: the alias of a bridge shown first in an ip -j batch", () => {
+  // What `ip -j -batch -` printed here for "link show dev brx" and then a link add.
+  const out = '[{"ifindex":2,"ifname":"brx","flags":["BROADCAST","MULTICAST"],"mtu":1500,' +
+    '"qdisc":"noop","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,' +
+    '"link_type":"ether","address":"d6:97:9c:f0:1b:1e","broadcast":"ff:ff:ff:ff:ff:ff",' +
+    '"ifalias":"capsule-root:/tmp/a ] b"}]\n';
+  assertEquals(shownAlias(out), "capsule-root:/tmp/a ] b");
+  assertEquals(shownAlias(out.replace(/,"ifalias":"[^"]*"/, "")), "");
+  assertEquals(shownAlias(""), ""); // no such link: nothing shown
+  assertEquals(shownAlias("garbage"), "");
 });
