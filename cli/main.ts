@@ -204,6 +204,14 @@ export async function main(argv: string[]): Promise<number> {
       logger.error(msg);
       return failCode;
     }
+    // An error the operating system reported (ENOSPC writing to a full disk or /dev/full, EIO):
+    // not a bug of capsule's, so no stack; its message names the call.
+    const code = (e as { code?: unknown })?.code;
+    if (e instanceof Error && typeof code === "string" && /^E[A-Z0-9]+$/.test(code)) {
+      console.error(`capsule: ${e.message}`);
+      logger.error(e.message);
+      return failCode;
+    }
     // Anything else is a bug: keep the stack.
     console.error(`capsule: internal error: ${(e as Error)?.stack ?? e}`);
     logger.error(String((e as Error)?.message ?? e));

@@ -538,12 +538,23 @@ export async function startContainer(
       );
     }
   }
-  // A host directory of a -v bind removed meanwhile is made again, as docker start does.
+  // Every -v bind is checked again (its path was a real path at image run: a symlink put in
+  // its way since, into the store or elsewhere, is refused, not followed by the mount), and a
+  // host directory removed meanwhile is made again, as docker start does.
+  const toMake: string[] = [];
   for (const v of info.volumes ?? []) {
-    if (v.kind !== "bind" || typeof v.source !== "string" || exists(v.source)) continue;
-    const { missing } = resolveBindSource(v.source, store);
-    for (const d of missing) makeHostDir(d, []);
+    if (v.kind !== "bind" || typeof v.source !== "string") continue;
+    const { real, missing } = resolveBindSource(v.source, store);
+    if (real !== v.source) {
+      throw new CapsuleError(
+        `Volume host path "${v.source}" of container "${id}" now leads to ${real}: a symlink ` +
+          `was put in its way since "image run"; restore the directory, or remove the ` +
+          `container ("capsule image destroyc ${id}") and run it again with the path you mean`,
+      );
+    }
+    toMake.push(...missing);
   }
+  for (const d of toMake) makeHostDir(d, []);
   const ext: Record<string, unknown> = {
     image: { image: info.image, rm: false } satisfies ImageRunOptions,
   };

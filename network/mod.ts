@@ -212,23 +212,48 @@ export class Networks {
     }
     if (b.alias === mine) return;
     await this.#setAlias(n, mine);
-    const other = b.alias.startsWith(OWNER_ALIAS_PREFIX)
-      ? b.alias.slice(OWNER_ALIAS_PREFIX.length)
+    try {
+      await this.#refuseInUse(n, b.alias);
+    } catch (e) {
+      await this.#setAlias(n, b.alias).catch(() => {});
+      throw e;
+    }
+    if (opts.bringUp) await this.#setup(n); // its rules, if someone flushed them
+  }
+
+  /**
+   * Whether this --root may use network `name`'s bridge now (see #own), changing nothing: a
+   * CapsuleError as #own's when another root has it up and in use. `image start` asks first,
+   * so that a refused start leaves the stopped container as it was.
+   */
+  async checkOwner(name?: string): Promise<void> {
+    const want = name === undefined || name === "default" ? DEFAULT_NETWORK : name;
+    const n = this.store.read(validateNetworkName(want));
+    if (!n) return; // made (or refused) by the create itself
+    const b = await this.#bridge(n);
+    if (!b || b.alias === this.ownerAlias) return;
+    await this.#refuseInUse(n, b.alias);
+  }
+
+  /**
+   * Throws #own's CapsuleError when the root that the alias `alias` names (or something else)
+   * still uses network `n`'s bridge: a container of that root holding an address on it, or an
+   * interface enslaved to it other than this root's containers' veths.
+   */
+  async #refuseInUse(n: NetworkRecord, alias: string): Promise<void> {
+    const other = alias.startsWith(OWNER_ALIAS_PREFIX)
+      ? alias.slice(OWNER_ALIAS_PREFIX.length)
       : undefined;
     const users = other === undefined ? [] : liveLeases(other, n.name);
     const ours = new Set(this.attached(n.name).map((a) => vethName(a.id)));
     const foreign = ((await this.#bridge(n))?.ports ?? []).filter((p) => !ours.has(p));
-    if (!users.length && !foreign.length) {
-      if (opts.bringUp) await this.#setup(n); // its rules, if someone flushed them
-      return;
-    }
-    await this.#setAlias(n, b.alias).catch(() => {});
+    if (!users.length && !foreign.length) return;
     const who = other !== undefined
       ? `--root ${other}`
-      : b.alias.startsWith(OWNER_HASH_PREFIX)
-      ? `another --root (its path is too long to name; alias ${b.alias})`
-      : b.alias
-      ? `something else (its bridge "${n.bridge}" has the alias ${JSON.stringify(b.alias)})`
+      : alias.startsWith(OWNER_HASH_PREFIX)
+      ? `another --root (its path is too long to name; alias ${alias})`
+      : alias
+      ? `something else (its bridge "${n.bridge}" has the alias ${JSON.stringify(alias)})`
       : `something else (its bridge "${n.bridge}" is not marked by a capsule --root)`;
     const uses = users.length
       ? `containers ${users.map((u) => `"${u}"`).join(", ")} there use it`
@@ -1073,9 +1098,11 @@ export function networkExtension(
         released: new Date().toISOString(),
       } satisfies ReleasedEndpoint;
     },
-    check(id: string, options: unknown) {
+    async check(id: string, options: unknown) {
       const o = options as NetworkOptionsInput | undefined;
-      if (o && typeof o === "object") get().checkPorts(id, o);
+      if (!o || typeof o !== "object") return;
+      get().checkPorts(id, o);
+      await get().checkOwner(o.name);
     },
   };
 }

@@ -878,6 +878,24 @@ rootTest(
       }).output();
       const err = new TextDecoder().decode(st.stderr);
       assertEquals([st.code, new TextDecoder().decode(st.stdout), err], [141, "1\n", ""]);
+      // A full device (ENOSPC) is the operating system's error: its message, no stack, exit 1.
+      const full = await new Deno.Command("bash", {
+        args: [
+          "-c",
+          `"$@" log lp >/dev/full`,
+          "bash",
+          cmd,
+          ...pre,
+          "--root",
+          root,
+          "--store",
+          store,
+        ],
+        stdin: "null",
+        stderr: "piped",
+      }).output();
+      const ferr = new TextDecoder().decode(full.stderr);
+      assertEquals([full.code, ferr], [1, "capsule: No space left on device (os error 28)\n"]);
       assertEquals((await c("delete", "lp")).code, 0);
       assertEquals((await c("image", "destroyc", "lp")).code, 0);
     }, root);
@@ -976,6 +994,49 @@ rootTest(
           false,
         );
         assertEquals((await at(tmp, "image", "destroyc", "rs")).code, 0);
+      }
+    }, root);
+  },
+);
+
+rootTest(
+  "image start: a -v path that a symlink now diverts (into the store) is refused, the container kept as it was",
+  async (root) => {
+    await withImage(async (c, store, tmp) => {
+      Deno.mkdirSync(`${tmp}/sw/containers`, { recursive: true });
+      const r = await c(
+        "image",
+        "run",
+        "--name",
+        "sw",
+        "-v",
+        `${tmp}/sw/containers:/d`,
+        "bb",
+        "ls",
+        "/d",
+      );
+      assertEquals([r.code, r.stdout], [0, ""], r.stderr);
+      try {
+        const before = (await c("list")).stdout;
+        // The directory named at image run is replaced by a symlink to capsule's store.
+        Deno.removeSync(`${tmp}/sw`, { recursive: true });
+        Deno.symlinkSync(store, `${tmp}/sw`);
+        const s = await c("image", "start", "-a", "sw");
+        assertEquals(s.code, 1, `image start followed the symlink: ${s.stdout}`);
+        assertMatch(s.stderr, /inside capsule's store/);
+        assert(!s.stdout.includes("sw"), s.stdout);
+        assertEquals((await c("list")).stdout, before);
+        // Elsewhere (a directory without "containers" in it): refused, and nothing made there.
+        Deno.removeSync(`${tmp}/sw`);
+        Deno.mkdirSync(`${tmp}/other`);
+        Deno.symlinkSync(`${tmp}/other`, `${tmp}/sw`);
+        const o = await c("image", "start", "-a", "sw");
+        assertEquals(o.code, 1, `image start followed the symlink: ${o.stdout}`);
+        assertMatch(o.stderr, /now leads to .*\/other\/containers: a symlink was put in its way/);
+        assertEquals(exists(`${tmp}/other/containers`), false);
+        assertEquals((await c("list")).stdout, before);
+      } finally {
+        await c("image", "destroyc", "-f", "sw");
       }
     }, root);
   },

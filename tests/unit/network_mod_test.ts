@@ -14,7 +14,6 @@ import {
   assertEquals,
   assertRejects,
   assertStringIncludes,
-  assertThrows,
   withTempDir,
 } from "./fake_rootfs_ops.ts";
 
@@ -600,16 +599,16 @@ Deno.test(
       assertEquals(fake.of("conntrack"), []);
       // check: a fixed host port another container publishes is refused, naming it; free
       // ones, random ones and its own are not.
-      assertThrows(
-        () => x.check!("s1", { ports: ["5354:53/udp"] }),
+      await assertRejects(
+        async () => await x.check!("s1", { ports: ["5354:53/udp"] }),
         CapsuleError,
         'port 5354/udp for container "s1": container "other" already publishes it',
       );
-      x.check!("s1", { ports: ["8081:80", "53/udp"] });
-      x.check!("other", { ports: ["5354:53/udp"] });
+      await x.check!("s1", { ports: ["8081:80", "53/udp"] });
+      await x.check!("other", { ports: ["5354:53/udp"] });
       // A holder that is gone (no state) holds nothing.
       Deno.removeSync(`${root}/other`);
-      x.check!("s1", { ports: ["5354:53/udp"] });
+      await x.check!("s1", { ports: ["5354:53/udp"] });
     });
   },
 );
@@ -679,6 +678,16 @@ Deno.test("network mod: a bridge up under one --root is refused to another", asy
     assertStringIncludes(e.message, `--root ${a}`);
     assertEquals([...Deno.readDirSync(`${b}/_networks/web/ips`)], []);
     assertEquals(fake.aliases.get("web"), `capsule-root:${a}`);
+    // The check image start makes before it deletes a stopped run's state refuses it too,
+    // changing nothing (a refused start keeps the container as it was).
+    const xb = networkExtension({ root: b, store, runner: fake });
+    const ce = await assertRejects(
+      async () => await xb.check!("b1", { name: "web" }),
+      CapsuleError,
+    );
+    assertStringIncludes(ce.message, `Network "web" is up under --root ${a}`);
+    assertEquals(fake.aliases.get("web"), `capsule-root:${a}`);
+    await networkExtension({ root: a, store, runner: fake }).check!("a9", { name: "web" });
     // Delete and prune under B: refused / skipped; the bridge stays.
     const nb = new Networks(b, fake, store);
     const de = await assertRejects(() => nb.delete("web"), CapsuleError);
