@@ -549,7 +549,8 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           flags: imageRunFlags,
           run: ({ flags, args }) => {
             const t = trailingOptions(args.slice(1));
-            if (t.note) console.error(t.note);
+            // Said once: a detached run repeats this command line under its waiter.
+            if (t.note && !Deno.env.get("CAPSULE_WAITED")) console.error(t.note);
             return runCommand(mergeFlags(flags, t.flags), [args[0], ...t.command]);
           },
         },

@@ -183,6 +183,8 @@ rootTest("image runc: the original's trailing options, a quoted command", async 
     assertEquals([dd.code, dd.stdout, dd.stderr], [0, "-p 80\n", ""]);
     const d = await c("image", "runc", "bb", "sleep", "1000", "-name", "rc2", "-d");
     assertEquals([d.code, d.stdout], [0, "rc2\n"], d.stderr);
+    // Said once, though -d runs the command line again under its waiter.
+    assertEquals(d.stderr.match(/taking "-name rc2 -d"/g)?.length, 1, d.stderr);
     assertEquals((await c("stop", "-t", "0", "rc2")).code, 0);
     assertEquals((await c("image", "destroyc", "rc2")).code, 0);
     const w = await c("image", "runc", "bb", "echo", "-d", "stray");
