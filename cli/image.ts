@@ -621,6 +621,12 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
                     `No container "${id}" from an image in ${g.store}; see "capsule list"`,
                   );
                 }
+                if (info.rm) {
+                  throw new CapsuleError(
+                    `Container "${id}" was run with --rm: it is removed when it stops, so it ` +
+                      `cannot be restarted; stop it ("capsule stop ${id}") and run it again`,
+                  );
+                }
                 const root = savedRoot(info, id, g.root, g.rootGiven === true);
                 // Stopped already (or kept without run-time state): nothing to stop.
                 const rt = await open({ id, image: true, root });

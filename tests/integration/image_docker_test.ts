@@ -10,6 +10,7 @@ import {
   removeAll,
   type Result,
   rootTest,
+  waitFor,
   withImage,
 } from "../helpers.ts";
 
@@ -780,6 +781,18 @@ rootTest("image restart: stop then image start, several ids, from the kept layer
     assertEquals((await c("stop", "-t", "0", "rs")).code, 0);
     assertEquals((await c("image", "destroyc", "rs", "fg")).code, 0);
     assertEquals(containers(store), []);
+    // One run with --rm is removed when it stops: restart refuses it before stopping anything.
+    assertEquals(
+      (await c("image", "run", "-d", "--rm", "--name", "rr", "bb", "sleep", "1000")).code,
+      0,
+    );
+    const rpid = JSON.parse((await c("state", "rr")).stdout).pid;
+    const rr = await c("image", "restart", "-t", "0", "rr");
+    assertEquals(rr.code, 1, rr.stdout);
+    assertMatch(rr.stderr, /"rr" was run with --rm/);
+    assertEquals(JSON.parse((await c("state", "rr")).stdout).pid, rpid);
+    assertEquals((await c("stop", "-t", "0", "rr")).code, 0);
+    await waitFor(() => containers(store).length === 0, 5000, "--rm's removal of rr");
   }, root);
 });
 
