@@ -194,8 +194,8 @@ async function eachOf(
   let failed = 0;
   for (const id of ids) {
     try {
-      await fn(id);
-      console.log(id);
+      // false: nothing there, and not an error (-f): not printed as removed.
+      if (await fn(id) !== false) console.log(id);
     } catch (e) {
       if (ids.length === 1 || !(e instanceof CapsuleError || e instanceof SysError)) throw e;
       console.error(`capsule: ${e.message}`);

@@ -621,13 +621,16 @@ export async function destroyContainer(
   destroyContainerFiles(store, id);
 }
 
-/** `image delete NAME`: refused while containers use the image. */
-export function deleteImage(store: string, root: string, name: string, force: boolean): void {
+/**
+ * `image delete NAME`: refused while containers use the image (CapsuleError naming them).
+ * Returns false when there was no such image and `force` (nothing done, no error), else true.
+ */
+export function deleteImage(store: string, root: string, name: string, force: boolean): boolean {
   let key = imageKey(name);
   let dir = `${paths.images(store)}/${key}`;
   let shown = name;
   if (!exists(dir)) {
-    if (force) return;
+    if (force) return false;
     // The error naming what to do, or the image named by its repository digest.
     shown = readImage(store, name).name;
     key = imageKey(shown);
@@ -677,6 +680,7 @@ export function deleteImage(store: string, root: string, name: string, force: bo
   try {
     collectLayers(store);
   } catch { /* unused layers wait for the next delete */ }
+  return true;
 }
 
 /**

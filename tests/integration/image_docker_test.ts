@@ -804,6 +804,10 @@ rootTest("image delete and volume rm: several names, as docker rmi and volume rm
     assertMatch(d.stderr, /Image "nosuch" does not exist/);
     const names = (await c("image", "list", "--format", "json")).stdout;
     assert(!/"t[12]/.test(names), names);
+    // -f: a missing one is no error, and is not printed as removed.
+    assertEquals((await c("image", "tag", "bb", "t3")).code, 0);
+    const f = await c("image", "delete", "-f", "nosuch", "t3");
+    assertEquals([f.code, f.stdout, f.stderr], [0, "t3\n", ""]);
     for (const v of ["v1", "v2"]) assertEquals((await c("volume", "create", v)).code, 0);
     const r = await c("volume", "rm", "v1", "nosuch", "v2");
     assertEquals([r.code, r.stdout], [1, "v1\nv2\n"], r.stderr);
