@@ -124,7 +124,8 @@ const RUNC_HINT = `to give them to the program, put -- before the command ` +
  * then the options (`redis-server -id r1 -d -p 6379:6379`; single-dash long names; the first
  * argument that is an option of `image run` starts the options); a command given as one
  * argument with spaces is split at the spaces. A `--` before the first option ends option
- * parsing (it is dropped, the rest is the program's: `image runc IMG -- ls -l -d /`). Options
+ * parsing (it is dropped, the rest is the program's: `image runc IMG -- ls -l -d /`; one after
+ * the command is dropped too, with a `note`, since the program may have meant it). Options
  * taken give `note`, one line for stderr naming them and the other spellings: a program's own
  * flag that is also capsule's (`echo -e`, `sh -c`) is never taken silently. Throws UsageError
  * (with the same hint) for a word after the options that is neither an option nor its value, an
@@ -137,7 +138,17 @@ export function trailingOptions(
   if (at < 0) at = rest.length;
   const dash = rest.indexOf("--");
   if (dash >= 0 && dash < at) {
-    return { command: [...rest.slice(0, dash), ...rest.slice(dash + 1)], flags: {} };
+    const command = [...rest.slice(0, dash), ...rest.slice(dash + 1)];
+    if (dash === 0) return { command, flags: {} };
+    // After the command a program may mean the -- itself (grep -- -v f): dropped, but said.
+    const before = JSON.stringify(rest.slice(0, dash).join(" "));
+    return {
+      command,
+      flags: {},
+      note: `capsule image runc: dropping the "--" after ${before}: it ends capsule's options; ` +
+        `to give the program a "--", put one right after the image ` +
+        `("capsule image runc IMAGE -- CMD -- ARGS...")`,
+    };
   }
   let command = rest.slice(0, at);
   if (command.length === 1 && /\s/.test(command[0].trim())) {

@@ -74,11 +74,15 @@ Deno.test("image runc: options taken are never silent; a -- before them ends the
     assertEquals(t.note?.includes('"capsule image run [OPTIONS] IMAGE CMD ARGS..."'), true);
     assertEquals(t.note?.includes("\n"), false);
   }
-  // A -- anywhere before the first option: dropped, everything else is the program's.
-  assertEquals(trailingOptions(["echo", "--", "-p", "80"]), {
-    command: ["echo", "-p", "80"],
-    flags: {},
-  });
+  // A -- anywhere before the first option: dropped, everything else is the program's; after the
+  // command (where a program may mean it: grep -- -v f) the drop is said, never silent.
+  const late = trailingOptions(["echo", "--", "-p", "80"]);
+  assertEquals([late.command, late.flags], [["echo", "-p", "80"], {}]);
+  assertEquals(late.note?.includes('dropping the "--" after "echo"'), true, late.note);
+  assertEquals(
+    trailingOptions(["grep", "--", "-v", "f"]).note?.includes("right after the image"),
+    true,
+  );
   assertEquals(trailingOptions(["sh", "-x", "--", "-c", "10"]).command, ["sh", "-x", "-c", "10"]);
   // No options taken: nothing to say.
   assertEquals(trailingOptions(["echo", "hi"]).note, undefined);
