@@ -6,7 +6,7 @@ import { SysError } from "../ffi/libc.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import { parseFlags } from "./parse.ts";
 import { ExitWith, formatFlag, listFlags, printJson, printListing } from "./output.ts";
-import { forceFlag, networkFlags, networkOptions } from "./lifecycle.ts";
+import { forceFlag, graceFlag, graceSeconds, networkFlags, networkOptions } from "./lifecycle.ts";
 import { openRuntime } from "./runtime.ts";
 
 function ago(iso: string): string {
@@ -605,18 +605,9 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
           summary: "stop containers from an image, then start them again (docker restart)",
           usage: "<container-id>...",
           args: [1, Infinity],
-          flags: [{
-            name: "time",
-            short: "t",
-            type: "string",
-            arg: "SECONDS",
-            help: "grace period before SIGKILL (default 10)",
-          }],
+          flags: [graceFlag],
           run: async ({ flags, args }) => {
-            const t = flags.time as string | undefined;
-            if (t !== undefined && !/^\d+(\.\d+)?$/.test(t)) {
-              throw new UsageError(`Invalid --time "${t}": expected seconds, e.g. -t 10`);
-            }
+            const timeout = graceSeconds(flags);
             const { readContainerInfo } = await import("../image/store.ts");
             const { savedRoot } = await import("../image/run.ts");
             const { validateId } = await import("../runtime/ids.ts");
@@ -642,7 +633,7 @@ export function imageCommands(globals: () => Globals): CommandDef[] {
                 // Stopped already (or kept without run-time state): nothing to stop.
                 const rt = await open({ id, image: true, root });
                 try {
-                  await rt.stop(id, { timeout: t === undefined ? undefined : Number(t) });
+                  await rt.stop(id, { timeout });
                 } catch (e) {
                   if (!(e instanceof NotFoundError)) throw e;
                 }

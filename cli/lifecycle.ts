@@ -46,6 +46,28 @@ const preserveFdsFlag = {
   arg: "N",
   help: "pass the caller's fds 3 to 3+N-1 on to the container's program",
 } as const;
+/** -t of stop and image restart (docker's grace period). */
+export const graceFlag: FlagDef = {
+  name: "time",
+  short: "t",
+  type: "string",
+  arg: "SECONDS",
+  help: "grace period before SIGKILL (default 10)",
+};
+
+/**
+ * The grace period `-t` gives, in seconds (undefined: the default). Throws UsageError for a
+ * value that is not a number of seconds.
+ */
+export function graceSeconds(flags: Parsed["flags"]): number | undefined {
+  const t = flags.time as string | undefined;
+  if (t === undefined) return undefined;
+  if (!/^\d+(\.\d+)?$/.test(t)) {
+    throw new UsageError(`Invalid --time "${t}": expected seconds, e.g. -t 10`);
+  }
+  return Number(t);
+}
+
 /** -f of delete and image destroyc. */
 export const forceFlag: FlagDef = {
   name: "force",
@@ -498,13 +520,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
       summary: "stop containers: the stop signal (default SIGTERM), a grace period, then SIGKILL",
       usage: "<container-id>...",
       args: [1, Infinity],
-      flags: [{
-        name: "time",
-        short: "t",
-        type: "string",
-        arg: "SECONDS",
-        help: "grace period before SIGKILL (default 10)",
-      }, {
+      flags: [graceFlag, {
         name: "signal",
         short: "s",
         type: "string",
@@ -521,10 +537,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         hidden: true,
       }],
       run: async ({ flags, args }: Parsed) => {
-        const t = flags.time as string | undefined;
-        if (t !== undefined && !/^\d+(\.\d+)?$/.test(t)) {
-          throw new UsageError(`Invalid --time "${t}": expected seconds, e.g. -t 10`);
-        }
+        const timeout = graceSeconds(flags);
         const signal = flags.signal === undefined ? undefined : parseSignal(flags.signal as string);
         if (flags.exited !== undefined) {
           const m = /^([1-9]\d{0,9}):(\d{1,20})$/.exec(flags.exited as string);
@@ -541,7 +554,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
             const r = await rt(id);
             const before = r.store.read(id);
             await r.stop(id, {
-              timeout: t === undefined ? undefined : Number(t),
+              timeout,
               signal,
             });
             // An image container is kept stopped: its ports and address go now, as docker's
