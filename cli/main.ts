@@ -204,10 +204,14 @@ export async function main(argv: string[]): Promise<number> {
       logger.error(msg);
       return failCode;
     }
-    // An error the operating system reported (ENOSPC writing to a full disk or /dev/full, EIO):
-    // not a bug of capsule's, so no stack; its message names the call.
+    // The machine's own condition (a full disk or /dev/full, a quota, an I/O error, a read-only
+    // file system): not a bug of capsule's, so no stack; its message names it. Other errno
+    // errors that reach here (ENOENT, EACCES...) are cases capsule failed to handle: stack kept.
     const code = (e as { code?: unknown })?.code;
-    if (e instanceof Error && typeof code === "string" && /^E[A-Z0-9]+$/.test(code)) {
+    if (
+      e instanceof Error && typeof code === "string" &&
+      /^(ENOSPC|EDQUOT|EIO|EFBIG|EROFS)$/.test(code)
+    ) {
       console.error(`capsule: ${e.message}`);
       logger.error(e.message);
       return failCode;
