@@ -648,8 +648,19 @@ export function sendFd(sock: number, fd: number, data: Uint8Array<ArrayBuffer>):
 
 /** recvmsg(2) of one fd sent with sendFd; returns the received fd (CLOEXEC). */
 export function recvFd(sock: number): number {
-  const payload = new Uint8Array(256);
-  const iov = new BigUint64Array([ptr(payload), BigInt(payload.length)]);
+  const { n, fd } = recvWithFd(sock, new Uint8Array(256));
+  if (n === 0) throw new SysError("recvmsg", 104 /* ECONNRESET: the other end closed */);
+  if (fd === undefined) throw new Error("recvmsg: no file descriptor was passed");
+  return fd;
+}
+
+/**
+ * recvmsg(2) into `buf`: `n` bytes read (0 at EOF) and the fd passed with them as SCM_RIGHTS,
+ * if any (received CLOEXEC). On a stream socket the kernel never joins bytes sent after an fd
+ * to the bytes that carried it. Throws SysError.
+ */
+export function recvWithFd(sock: number, buf: Uint8Array): { n: number; fd?: number } {
+  const iov = new BigUint64Array([ptr(buf), BigInt(buf.length)]);
   const control = new Uint8Array(24);
   const msg = new BigUint64Array([
     0n,
@@ -665,12 +676,11 @@ export function recvFd(sock: number): number {
     () => libc().recvmsg(sock, new Uint8Array(msg.buffer), MSG_CMSG_CLOEXEC),
     "recvmsg",
   );
-  if (n === 0) throw new SysError("recvmsg", 104 /* ECONNRESET: the other end closed */);
   const cv = new DataView(control.buffer);
-  if (cv.getInt32(8, true) !== SOL_SOCKET || cv.getInt32(12, true) !== SCM_RIGHTS) {
-    throw new Error("recvmsg: no file descriptor was passed");
-  }
-  return cv.getInt32(16, true);
+  const controllen = new DataView(msg.buffer).getBigUint64(40, true);
+  if (controllen < 20n || cv.getInt32(8, true) !== SOL_SOCKET) return { n };
+  if (cv.getInt32(12, true) !== SCM_RIGHTS) return { n };
+  return { n, fd: cv.getInt32(16, true) };
 }
 
 /** Connects a unix stream socket to `path` (the console socket of runc's callers). */

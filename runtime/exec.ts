@@ -1,24 +1,24 @@
-// exec: one more program in a created or running container. A fresh init process ("exec"
-// plan) enters the container's namespaces (nsenter first when it has a user namespace), joins
-// its cgroup, and execs the program with the container's environment and seccomp profile.
+// exec: one more program in a created or running container. capsule's native helper
+// (nsexec.ts, runtime/native/nsexec.c) joins the container's cgroup and namespaces, drops to
+// the program's ids and capabilities, and only then forks into the container's PID namespace
+// to exec the program with the container's environment and seccomp profile.
 import * as libc from "../ffi/libc.ts";
-import { closeFd, type InitMessage, receiveFromInit, sendFrame } from "./channel.ts";
+import { closeFd } from "./channel.ts";
 import { subCgroupPaths } from "./cgroups/util.ts";
 import type { RuntimeContext } from "./context.ts";
 import { CapsuleError, StateTransitionError } from "./errors.ts";
-import { buildProcessPlan, type ExecPlan } from "./plan.ts";
+import { type SealedExe, sealedExe } from "./exe_seal.ts";
+import {
+  encodeNsexecPlan,
+  NSEXEC,
+  nsexecPath,
+  type NsexecPlan,
+  readNsexecAnswer,
+} from "./nsexec.ts";
+import { buildProcessPlan } from "./plan.ts";
 import { status } from "./query.ts";
 import { compileSeccomp, type SeccompFilter, type SeccompProfile } from "./seccomp.ts";
-import {
-  callerFds,
-  exitCode,
-  exitReason,
-  forkedChild,
-  forwardSignals,
-  relayed,
-  spawnInit,
-  utilLinux,
-} from "./spawn.ts";
+import { callerFds, exitCode, forwardSignals, relayed } from "./spawn.ts";
 import type { Process, Spec } from "./spec.ts";
 import { type ContainerRecord, initAlive, writeFileAtomic } from "./state.ts";
 import { sendToConsoleSocket } from "./terminal.ts";
@@ -148,9 +148,8 @@ export async function exec(
   if (!proc.cwd?.startsWith("/")) {
     throw new CapsuleError(`Invalid working directory "${proc.cwd}": it must be absolute`);
   }
-  const namespaces: string[] = [];
   const links = new Map<string, string>();
-  for (const ns of ["ipc", "uts", "net", "cgroup", "mnt", "user"]) {
+  for (const ns of NAMESPACE_ORDER) {
     try {
       links.set(ns, Deno.readLinkSync(`/proc/${rec.pid}/ns/${ns}`));
     } catch (e) {
@@ -162,12 +161,14 @@ export async function exec(
       );
     }
   }
-  // The links were read from the container's init, not from a process that took its pid.
+  // The links were read from the container's init, not from a process that took its pid
+  // (the helper checks the start time again once it holds the namespaces).
   if (!initAlive(rec)) {
     throw new CapsuleError(`Cannot exec in container "${id}": its init process has exited`);
   }
-  const same = (ns: string) => links.get(ns) === Deno.readLinkSync(`/proc/self/ns/${ns}`);
-  for (const ns of ["ipc", "uts", "net", "cgroup", "mnt"]) if (!same(ns)) namespaces.push(ns);
+  const namespaces = NAMESPACE_ORDER.filter((ns) =>
+    links.get(ns) !== Deno.readLinkSync(`/proc/self/ns/${ns}`)
+  );
   // Before any fd of exec's own is open (see callerFds).
   const passFds = opts.preserveFds
     ? callerFds(
@@ -177,90 +178,99 @@ export async function exec(
     )
     : undefined;
   const execId = crypto.randomUUID().replaceAll("-", "").slice(0, 12);
-  const plan: ExecPlan = {
-    kind: "exec",
+  const plan: NsexecPlan = {
     pid: rec.pid,
+    pidStartTime: rec.pidStartTime,
     namespaces,
     // The container's seccomp profile holds for what is exec'd into it too.
     process: { ...buildProcessPlan(proc), seccomp, preserveFds: passFds },
-    logFd: undefined,
     setsid: (opts.detach && !opts.keepStdio) ?? false,
+    detach: opts.detach ?? false,
   };
-  const [parentEnd, childEnd] = libc.socketpair();
-  libc.setCloexec(parentEnd, true);
-  let child: Deno.ChildProcess;
-  let master: number | undefined;
-  const userNsEntered = !same("user");
-  let execPid = 0;
   // Detached: the exec's own log, rotated by its own log writer with the container's limits
-  // (log_writer.ts); the pipe to it is inherited (the exec-init may be a user namespace's
-  // root that cannot reach the state directory by path).
+  // (log_writer.ts); the helper inherits the pipe to it.
   if (opts.detach && !opts.keepStdio && !proc.terminal) {
     const { LOG_DEFAULTS, openLog, validLimits } = await import("./log_writer.ts");
     const limits = validLimits(rec.logLimits) ? rec.logLimits : LOG_DEFAULTS;
-    try {
-      plan.logFd = openLog(execLogFile(ctx, id, execId), limits).fd;
-    } catch (e) {
-      closeFd(parentEnd);
-      closeFd(childEnd);
-      throw e;
-    }
+    plan.logFd = openLog(execLogFile(ctx, id, execId), limits).fd;
   }
+  let encoded: Uint8Array<ArrayBuffer>;
+  let exe: SealedExe;
   try {
-    // A container with its own user namespace: nsenter(1), single-threaded, enters it (as
-    // its root) and then its PID namespace, which needs no capability of ours on the host
-    // (an unprivileged user has none), and forks the exec-init there.
-    const wrapper = userNsEntered
-      ? [
-        utilLinux("nsenter"),
-        `--user=/proc/${rec.pid}/ns/user`,
-        // An unprivileged user is itself the namespace's root (and setgroups is denied).
-        ...(Deno.uid() === 0 ? [] : ["--preserve-credentials"]),
-        ...(same("pid") ? [] : [`--pid=/proc/${rec.pid}/ns/pid`]),
-        "--",
-      ]
-      : [];
-    if (plan.logFd !== undefined) libc.setCloexec(plan.logFd, false); // for the exec-init alone
-    child = spawnInit(
-      childEnd,
-      same("pid") || userNsEntered ? undefined : { path: `/proc/${rec.pid}/ns/pid` },
-      // With a terminal, the program's stdio is the pty (see create_init.ts).
-      (opts.detach && !opts.keepStdio) || proc.terminal ? "null" : "inherit",
-      wrapper,
-      step,
-    );
-    step(`init spawned (pid ${child.pid})`);
+    encoded = encodeNsexecPlan(plan); // a NUL in an argument is refused before any spawn
+    exe = sealedExe(nsexecPath());
+  } catch (e) {
+    if (plan.logFd !== undefined) closeFd(plan.logFd);
+    throw e;
+  }
+  step(`exec helper sealed (${exe.how})`);
+  const [parentEnd, childEnd] = libc.socketpair();
+  libc.setCloexec(parentEnd, true);
+  // With a terminal, the program's stdio is the pty; detached, its log (or nothing).
+  const stdio = (opts.detach && !opts.keepStdio) || proc.terminal ? "null" : "inherit";
+  let child: Deno.ChildProcess;
+  try {
+    if (plan.logFd !== undefined) libc.setCloexec(plan.logFd, false); // for the helper alone
+    // Started in the host's PID namespace, with nothing of ours in its environment; it joins
+    // the container's PID namespace for the program only (nsexec.c).
+    child = new Deno.Command(exe.path, {
+      args: [String(childEnd)],
+      env: {},
+      clearEnv: true,
+      stdin: stdio,
+      stdout: stdio,
+      stderr: stdio,
+    }).spawn();
+    step(`exec helper spawned (pid ${child.pid})`);
   } catch (e) {
     closeFd(parentEnd);
-    throw e;
+    throw new CapsuleError(
+      `Cannot exec in container "${id}": cannot start ${NSEXEC}: ${(e as Error).message}`,
+    );
   } finally {
+    exe.release();
     closeFd(childEnd);
     if (plan.logFd !== undefined) closeFd(plan.logFd);
   }
+  let master: number | undefined;
+  let execPid: number;
   try {
-    // Under nsenter --pid, the exec's process is nsenter's child.
-    execPid = userNsEntered && !same("pid") ? await forkedChild(child.pid) : child.pid;
     if (joined) {
       try {
-        ctx.cgroups?.addProcess(joined, execPid);
+        ctx.cgroups?.addProcess(joined, child.pid);
       } catch (e) {
         const which = opts.cgroup?.length ? ` (--cgroup ${opts.cgroup.join(" ")})` : "";
         throw new CapsuleError(`Cannot exec in container "${id}"${which}: ${(e as Error).message}`);
       }
     }
-    sendFrame(parentEnd, plan);
-    const msg = receiveFromInit<InitMessage>(parentEnd);
-    if (!msg || msg.type !== "ready") {
-      const why = msg?.type === "error" ? msg.message : await exitReason(child);
-      throw new CapsuleError(`Cannot exec in container "${id}": ${why}`);
+    try {
+      libc.writeAll(parentEnd, encoded);
+    } catch (e) {
+      // A helper gone before it read the plan: why is in its answer or its exit status.
+      if (!(e instanceof libc.SysError && (e.code === "EPIPE" || e.code === "ECONNRESET"))) {
+        throw e;
+      }
     }
-    step("init ready (namespaces joined)");
+    const answer = readNsexecAnswer(parentEnd);
+    master = answer.master;
+    if (answer.error !== undefined || answer.pid === undefined) {
+      throw new CapsuleError(
+        `Cannot exec in container "${id}": ${answer.error ?? await helperGone(child)}`,
+      );
+    }
+    execPid = answer.pid;
+    step("exec helper done (namespaces joined, program started)");
     if (proc.terminal) {
-      master = libc.recvFd(parentEnd);
+      if (master === undefined) {
+        throw new CapsuleError(`Cannot exec in container "${id}": ${NSEXEC} sent no terminal`);
+      }
       if (opts.consoleSocket) {
         sendToConsoleSocket(opts.consoleSocket, master);
         master = undefined;
       }
+    } else if (master !== undefined) {
+      libc.close(master);
+      master = undefined;
     }
   } catch (e) {
     if (master !== undefined) libc.close(master);
@@ -284,6 +294,20 @@ export async function exec(
   } finally {
     stopForwarding();
   }
+}
+
+/**
+ * Namespaces an exec joins when the container's differ from capsule's own, in the helper's
+ * order: the user namespace first (its capabilities serve the others), mnt last.
+ */
+const NAMESPACE_ORDER = ["user", "pid", "ipc", "uts", "net", "cgroup", "mnt"];
+
+/** Why the helper ended without a word (killed, say), for the error. */
+async function helperGone(child: Deno.ChildProcess): Promise<string> {
+  const st = await child.status;
+  return st.signal
+    ? `${NSEXEC} was killed by ${st.signal}`
+    : `${NSEXEC} exited with status ${st.code} before the program started`;
 }
 
 /** Where a detached exec's output goes. */

@@ -14,7 +14,7 @@ import {
   sendFrame,
 } from "./channel.ts";
 import { EXEC_DENIED, EXEC_NOT_FOUND, EXEC_NOT_IN_PATH } from "./errors.ts";
-import type { DeviceOp, ExecPlan, HookPlan, InitPlan, ProcessPlan } from "./plan.ts";
+import type { DeviceOp, HookPlan, InitPlan, ProcessPlan } from "./plan.ts";
 import { readMountinfo } from "./mountinfo.ts";
 import { signalName } from "./signals.ts";
 import { type FileKind, type RootfsOps, setupRootfs } from "./rootfs.ts";
@@ -424,47 +424,6 @@ function takeBindSources(plan: InitPlan, channel: number): void {
   for (const m of binds) m.source = `/proc/self/fd/${libc.recvFd(channel)}`;
 }
 
-const NS_FLAGS: Record<string, number> = {
-  ipc: CLONE.NEWIPC,
-  uts: CLONE.NEWUTS,
-  net: CLONE.NEWNET,
-  cgroup: CLONE.NEWCGROUP,
-  mnt: CLONE.NEWNS,
-};
-
-/** exec: the parent already put us in the container's PID namespace and cgroup. */
-export function prepareExec(plan: ExecPlan): string {
-  if (plan.logFd !== undefined) redirectStdio(plan.logFd);
-  if (plan.setsid) libc.setsid();
-  // Open them all first: after joining the mount namespace, /proc is the container's.
-  const fds = plan.namespaces.map((ns) => ({
-    ns,
-    fd: libc.open(`/proc/${plan.pid}/ns/${ns}`, libc.O.RDONLY | libc.O.CLOEXEC),
-  }));
-  // The container's root as its init sees it: setns(mnt) alone puts us at the namespace's
-  // root, which is not the container's when it was entered by chroot (--no-pivot, or capsule
-  // itself in a chroot); entered after the namespaces, as `nsenter --root` does.
-  const root = libc.open(`/proc/${plan.pid}/root`, libc.O.PATH | libc.O.DIRECTORY | libc.O.CLOEXEC);
-  libc.unshare(CLONE.FS); // setns into a mount namespace needs an unshared fs_struct
-  for (const { ns, fd } of fds) {
-    libc.setns(fd, NS_FLAGS[ns]);
-    libc.close(fd);
-  }
-  libc.fchdir(root);
-  libc.chroot(".");
-  libc.close(root);
-  plan.process.env = withHome(plan.process.env, plan.process.uid, readPasswd);
-  raiseHardLimits(plan.process);
-  try {
-    libc.chdir(plan.process.cwd);
-  } catch (e) {
-    throw new Error(
-      `cannot change to the working directory ${plan.process.cwd}: ${(e as Error).message}`,
-    );
-  }
-  return lookPath(plan.process.args[0], plan.process.env);
-}
-
 /** Blocks until `capsule start` opens exec.fifo for reading, then tells it we are going. */
 function waitForStart(fifoFd: number): void {
   const w = libc.open(`/proc/self/fd/${fifoFd}`, libc.O.WRONLY | libc.O.CLOEXEC);
@@ -761,18 +720,8 @@ export function runInit(): never {
   // stdio is /dev/null then), else the stderr it shares with the program.
   let errFd = 2;
   try {
-    const plan = receiveFrame<InitPlan | ExecPlan>(fd);
+    const plan = receiveFrame<InitPlan>(fd);
     if (!plan) Deno.exit(1); // the parent gave up before sending the plan
-    if (plan.kind === "exec") {
-      const path = prepareExec(plan);
-      const tty = makeTerminal(plan.process);
-      if (tty) errFd = tty.slave;
-      dropPrivileges(plan.process);
-      reportReady(fd, tty);
-      ready = true;
-      libc.close(fd);
-      execProcess(path, plan.process, tty && { slave: tty.slave, leader: plan.setsid });
-    }
     // The fifo (O_PATH, from the parent) stays reachable after pivot_root through its fd.
     const fifoFd = plan.execFifoFd;
     libc.setCloexec(fifoFd, true);

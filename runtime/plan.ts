@@ -117,22 +117,6 @@ export interface ProcessPlan {
   listenFds?: number;
 }
 
-/** `capsule exec`: join a running container's namespaces and run one more program. */
-export interface ExecPlan {
-  /** Tells an exec plan from a create one ({@link InitPlan}) on the channel. */
-  kind: "exec";
-  /** The container's init (host pid): its /proc/PID/ns/* are joined. */
-  pid: number;
-  /** Namespace files to join (ipc, uts, net, cgroup, mnt), mnt last. */
-  namespaces: string[];
-  /** The program to run, from the exec's process.json or command line. */
-  process: ProcessPlan;
-  /** Detached: an fd the parent opened on the exec's log (inherited), for stdout/stderr. */
-  logFd?: number;
-  /** Start a new session (setsid(2)): a detached exec does not keep the caller's terminal. */
-  setsid: boolean;
-}
-
 /** An OCI hook the init runs (config.md "POSIX-platform Hooks"). */
 export interface HookPlan {
   /**

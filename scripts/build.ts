@@ -2,7 +2,51 @@
 // none before its import runs: see deferDynamicImports) and writes dist/capsule, a
 // launcher that runs the bundle with the Deno that built it (engines such as podman call the
 // runtime with almost no environment, so the path is absolute).
+import { NSEXEC } from "../runtime/nsexec.ts";
+
 const repo = new URL("..", import.meta.url).pathname;
+
+/**
+ * gcc's flags for capsule-nsexec: a static binary (it runs with the container's root as its
+ * own, so it must load no shared library by path), position-independent for ASLR, with the
+ * usual hardening. `deno task check` compiles it with -Werror too.
+ */
+export const NSEXEC_CFLAGS = [
+  "-O2",
+  "-static-pie",
+  "-fstack-protector-strong",
+  "-D_FORTIFY_SOURCE=2",
+  "-Wall",
+  "-Wextra",
+];
+
+/**
+ * Compiles runtime/native/nsexec.c into `out` with gcc (`CC` overrides it). Throws naming what
+ * to install when there is no compiler or no static C library, or with gcc's message.
+ */
+export async function buildNsexec(out: string): Promise<void> {
+  const cc = Deno.env.get("CC") || "gcc";
+  let res: Deno.CommandOutput;
+  try {
+    res = await new Deno.Command(cc, {
+      args: [...NSEXEC_CFLAGS, "-o", out, `${repo}runtime/native/nsexec.c`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+  } catch (e) {
+    throw new Error(
+      `capsule's exec helper (${NSEXEC}) is built with a C compiler and ${cc} cannot run ` +
+        `(${(e as Error).message}): install gcc and the static C library (Debian: apt-get ` +
+        `install gcc libc6-dev), or name a compiler in CC`,
+    );
+  }
+  if (!res.success) {
+    throw new Error(
+      `${cc} could not build capsule's exec helper (${NSEXEC}); it needs the static C ` +
+        `library (Debian: apt-get install libc6-dev):\n${new TextDecoder().decode(res.stderr)}`,
+    );
+  }
+}
 
 /**
  * Bundles main.ts into `dist` with a `capsule` launcher that runs it on `deno` (an absolute
@@ -35,6 +79,7 @@ export async function build(dist: string, deno = Deno.execPath()): Promise<strin
     throw new Error(new TextDecoder().decode(out.stderr));
   }
   deferDynamicImports(dist);
+  await buildNsexec(`${dist}/${NSEXEC}`);
   // main.js is found beside the launcher with shell builtins only: a readlink and a dirname
   // process cost ~2-4 ms on every call. Only a launcher reached through a symlink to it (not
   // through a linked directory, which resolves main.js just as well) needs readlink -f.

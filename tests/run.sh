@@ -5,6 +5,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 DENO=${DENO:-$(command -v deno || echo tools/node_modules/.bin/deno)}
 export NO_COLOR=1 DENO_NO_UPDATE_CHECK=1
+# The tests run capsule from source, which finds its exec helper (runtime/native/nsexec.c) built
+# in dist/: rebuilt first when the C source is newer (deno task build, ~1 s).
+if [ ! -x dist/capsule-nsexec ] || [ runtime/native/nsexec.c -nt dist/capsule-nsexec ]; then
+  "$DENO" run -A scripts/build.ts >/dev/null || exit 1
+fi
 targets=(tests/unit)
 if [ "$(id -u)" = 0 ]; then
   targets+=(tests/integration tests/e2e)

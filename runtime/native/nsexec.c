@@ -1,0 +1,657 @@
+// capsule-nsexec: the native helper of `capsule exec` (runtime/exec.ts), in the place of runc's
+// nsexec and `runc init` for an exec. A small single-threaded static program that stands between
+// capsule's spawn and the program's execve, so that no process holding the host's privileges ever
+// appears inside the container (docs/DESIGN.md "The exec helper").
+//
+// Started by capsule, from a sealed read-only view of this binary (runtime/exe_seal.ts), in the
+// HOST's PID namespace, with an empty environment and argv = { "capsule-nsexec", "<fd>" }; fd is
+// one end of a socketpair. capsule has already moved this process into the container's cgroups.
+//
+// capsule -> helper, on fd: the plan, a u32 LE length then records of
+//   tag (1 byte) | length (u32 LE) | data
+// strings are data without a NUL (refused if they hold one), numbers u64 LE (8 bytes). The
+// tags are the constants below (runtime/nsexec_plan.ts writes them).
+// helper -> capsule, on the same fd: frames of  type (1 byte) | length (u32 LE) | data
+//   'E' text   a failure before the program could start (then exit status 1);
+//   'T' (none) with the pty master as SCM_RIGHTS (process.terminal);
+//   'P' u64    the program's host pid.
+// The fd is close-on-exec here: capsule reads EOF once the program has been exec'd.
+//
+// Order (runc's nsexec + setns_init, capsule's init.ts for create):
+//   non-dumpable first; oom_score_adj; the exec log as stdio; open /proc/PID/ns/* and the
+//   init's root; unshare(CLONE_FS); setns user (first), pid (for children only), ipc, uts, net,
+//   cgroup, mnt; fchdir+chroot into the init's root; HOME from the container's /etc/passwd; hard
+//   rlimits raised; argv[0] looked up in PATH; chdir(cwd); the pty (made in the container's
+//   devpts); [seccomp when no no_new_privs]; bounding set, keepcaps, groups, gid, uid, capset,
+//   ambient, no_new_privs; umask; every fd from 3 close-on-exec but the preserved ones.
+//   Then, only when the container has its own PID namespace, the fork into it: the child, with
+//   the program's ids and caps already, goes on; the parent stays outside (invisible to the
+//   container), reports the child's pid, and either exits (detached) or passes signals on and
+//   exits with the program's status (nsenter --pid's model). The child (or this process):
+//   setsid and the terminal, signals reset, rlimits, LISTEN_PID, [seccomp with no_new_privs],
+//   execve.
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/openat2.h>
+#include <linux/seccomp.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef PR_CAP_AMBIENT
+#define PR_CAP_AMBIENT 47
+#define PR_CAP_AMBIENT_RAISE 2
+#endif
+
+#define MAX_LIST 65536
+#define MAX_PLAN (64u << 20)
+
+static int chan = -1;
+static volatile pid_t child_pid = 0;
+
+// "syscall: text (ECODE)", as capsule's SysError words it (ffi/libc.ts).
+static const char *why(int e) {
+  static char buf[160];
+  const char *name = strerrorname_np(e);
+  snprintf(buf, sizeof buf, "%s (%s)", strerror(e), name ? name : "E?");
+  if (buf[0] >= 'A' && buf[0] <= 'Z') buf[0] += 'a' - 'A';
+  return buf;
+}
+
+static void frame(char type, const void *data, uint32_t len) {
+  unsigned char h[5] = {(unsigned char)type, len & 255, len >> 8 & 255, len >> 16 & 255, len >> 24};
+  struct iovec iov[2] = {{h, 5}, {(void *)data, len}};
+  struct msghdr m = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
+  for (;;) { // one sendmsg: a short write on a unix stream socket happens only past its buffer
+    ssize_t n = sendmsg(chan, &m, MSG_NOSIGNAL);
+    if (n >= 0 || errno != EINTR) return;
+  }
+}
+
+// A failure before the program could start: one 'E' frame to capsule, exit 1. Without the
+// channel (after it is gone), the line goes to stderr.
+static void die(const char *fmt, ...) {
+  char msg[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (n < 0) n = 0;
+  if (n >= (int)sizeof msg) n = sizeof msg - 1;
+  if (chan >= 0) {
+    frame('E', msg, (uint32_t)n);
+  } else {
+    dprintf(2, "capsule: %s\n", msg);
+  }
+  _exit(1);
+}
+
+struct plan {
+  uint64_t pid, uid, gid, umask_, nnp, setsid_, has_caps, cap_b, cap_e, cap_p, cap_i, cap_a;
+  uint64_t sc_flags, terminal, rows, cols, detach, listen_fds, has_oom;
+  int64_t log_fd, oom;
+  const char *ns[8];
+  int nns;
+  uint64_t *gids;
+  int ngids;
+  uint64_t rl[64][3];
+  int nrl;
+  const char *cwd, *start_time;
+  char **argv;
+  int argc;
+  char **env;
+  int nenv;
+  uint64_t *keep_fds;
+  int nkeep;
+  const unsigned char *sc;
+  uint32_t sc_len;
+};
+
+static uint32_t u32(const unsigned char *p) {
+  return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t u64(const unsigned char *p, uint32_t len) {
+  if (len != 8) die("capsule-nsexec: a number field of %u bytes", len);
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
+static char *str(const unsigned char *p, uint32_t len) {
+  if (memchr(p, 0, len)) die("capsule-nsexec: a string field holds a NUL byte");
+  char *s = malloc(len + 1);
+  if (!s) die("capsule-nsexec: out of memory");
+  memcpy(s, p, len);
+  s[len] = 0;
+  return s;
+}
+static void *list(size_t n, size_t size) {
+  void *p = calloc(n, size);
+  if (!p) die("capsule-nsexec: out of memory");
+  return p;
+}
+
+static void read_all(void *buf, size_t len, const char *what) {
+  for (size_t got = 0; got < len;) {
+    ssize_t n = read(chan, (char *)buf + got, len - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) die("capsule-nsexec: %s was cut short (%s)", what, n ? why(errno) : "EOF");
+    got += (size_t)n;
+  }
+}
+
+static void read_plan(struct plan *pl) {
+  unsigned char hdr[4];
+  read_all(hdr, 4, "the plan's length");
+  uint32_t total = u32(hdr);
+  if (total > MAX_PLAN) die("capsule-nsexec: a plan of %u bytes", total);
+  unsigned char *buf = list(total ? total : 1, 1);
+  read_all(buf, total, "the plan");
+  memset(pl, 0, sizeof *pl);
+  pl->log_fd = -1;
+  pl->umask_ = 022;
+  // Counted first, so that the lists are allocated once, at their size.
+  int nargs = 0, nenv = 0, ngids = 0, nkeep = 0;
+  for (size_t off = 0; off + 5 <= total; off += 5 + u32(buf + off + 1)) {
+    unsigned char tag = buf[off];
+    nargs += tag == 'a', nenv += tag == 'e', ngids += tag == 'G', nkeep += tag == 'f';
+  }
+  if (nargs > MAX_LIST || nenv > MAX_LIST || ngids > MAX_LIST || nkeep > MAX_LIST)
+    die("capsule-nsexec: too many arguments, variables, groups or fds");
+  pl->argv = list(nargs + 1, sizeof(char *));
+  pl->env = list(nenv + 4, sizeof(char *)); // + HOME, LISTEN_FDS, LISTEN_PID and the NULL
+  pl->gids = list(ngids + 1, sizeof(uint64_t));
+  pl->keep_fds = list(nkeep + 1, sizeof(uint64_t));
+  for (size_t off = 0; off < total;) {
+    if (total - off < 5) die("capsule-nsexec: a record header is cut short");
+    unsigned char tag = buf[off];
+    uint32_t len = u32(buf + off + 1);
+    off += 5;
+    if (len > total - off) die("capsule-nsexec: record '%c' overruns the plan", tag);
+    const unsigned char *d = buf + off;
+    off += len;
+    switch (tag) {
+    case 'p': pl->pid = u64(d, len); break;
+    case 'n':
+      if (pl->nns == 8) die("capsule-nsexec: too many namespaces");
+      pl->ns[pl->nns++] = str(d, len);
+      break;
+    case 'u': pl->uid = u64(d, len); break;
+    case 'g': pl->gid = u64(d, len); break;
+    case 'G': pl->gids[pl->ngids++] = u64(d, len); break;
+    case 'm': pl->umask_ = u64(d, len); break;
+    case 'N': pl->nnp = u64(d, len); break;
+    case 's': pl->setsid_ = u64(d, len); break;
+    case 'x': pl->detach = u64(d, len); break;
+    case 'O': pl->log_fd = (int64_t)u64(d, len); break;
+    case 'o': pl->has_oom = 1; pl->oom = (int64_t)u64(d, len); break;
+    case 't': pl->terminal = u64(d, len); break;
+    case 'w':
+      if (len != 16) die("capsule-nsexec: a bad console size record");
+      pl->rows = u64(d, 8);
+      pl->cols = u64(d + 8, 8);
+      break;
+    case 'l':
+      if (len != 24 || pl->nrl == 64) die("capsule-nsexec: a bad rlimit record");
+      for (int i = 0; i < 3; i++) pl->rl[pl->nrl][i] = u64(d + 8 * i, 8);
+      pl->nrl++;
+      break;
+    case 'B': pl->has_caps = 1; pl->cap_b = u64(d, len); break;
+    case 'E': pl->cap_e = u64(d, len); break;
+    case 'P': pl->cap_p = u64(d, len); break;
+    case 'I': pl->cap_i = u64(d, len); break;
+    case 'A': pl->cap_a = u64(d, len); break;
+    case 'S':
+      if (len == 0 || len % sizeof(struct sock_filter) || len / sizeof(struct sock_filter) > 0xffff)
+        die("capsule-nsexec: a seccomp program of %u bytes", len);
+      pl->sc = d;
+      pl->sc_len = len;
+      break;
+    case 'F': pl->sc_flags = u64(d, len); break;
+    case 'd': pl->cwd = str(d, len); break;
+    case 'X': pl->start_time = str(d, len); break;
+    case 'a': pl->argv[pl->argc++] = str(d, len); break;
+    case 'e': pl->env[pl->nenv++] = str(d, len); break;
+    case 'f': pl->keep_fds[pl->nkeep++] = u64(d, len); break;
+    case 'L': pl->listen_fds = u64(d, len); break;
+    default: die("capsule-nsexec: unknown record '%c'", tag);
+    }
+  }
+  if (!pl->pid || !pl->start_time || !pl->argc || !pl->cwd || pl->cwd[0] != '/')
+    die("capsule-nsexec: the plan lacks the pid, its start time, argv or an absolute cwd");
+}
+
+static int ns_flag(const char *name) {
+  static const struct { const char *n; int f; } t[] = {
+    {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"pid", CLONE_NEWPID},
+    {"net", CLONE_NEWNET}, {"cgroup", CLONE_NEWCGROUP}, {"mnt", CLONE_NEWNS},
+  };
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) if (!strcmp(t[i].n, name)) return t[i].f;
+  die("capsule-nsexec: unknown namespace \"%s\"", name);
+  return 0;
+}
+
+// The container's /etc/passwd (resolved inside its root, at most 4 MiB), NUL-terminated.
+static char *read_passwd(void) {
+  int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) return NULL;
+  struct open_how how = {.flags = O_RDONLY | O_CLOEXEC,
+                         .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+  int fd = (int)syscall(SYS_openat2, root, "etc/passwd", &how, sizeof how);
+  close(root);
+  if (fd < 0) return NULL;
+  size_t cap = 65536, len = 0;
+  char *buf = malloc(cap + 1);
+  while (buf) {
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n <= 0) break;
+    len += (size_t)n;
+    if (len == cap) {
+      if (cap >= (4u << 20)) break;
+      char *more = realloc(buf, cap * 2 + 1);
+      if (!more) break;
+      buf = more;
+      cap *= 2;
+    }
+  }
+  close(fd);
+  if (buf) buf[len] = 0;
+  return buf;
+}
+
+// HOME from the container's /etc/passwd when env has none (or an empty one): runc's rule,
+// as init.ts withHome ("/" when the uid has no entry).
+static void add_home(struct plan *pl) {
+  for (int i = 0; i < pl->nenv; i++)
+    if (!strncmp(pl->env[i], "HOME=", 5) && pl->env[i][5]) return;
+  const char *home = "/";
+  char *passwd = read_passwd();
+  for (char *s = passwd, *line; s && (line = strsep(&s, "\n"));) {
+    char *fld[7] = {0};
+    int k = 0;
+    for (char *t = line, *tok; k < 7 && (tok = strsep(&t, ":"));) fld[k++] = tok;
+    if (k < 6 || !fld[2][0] || !fld[5][0]) continue;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(fld[2], &end, 10);
+    if (!*end && !errno && v == pl->uid) {
+      home = fld[5];
+      break;
+    }
+  }
+  char *h = malloc(strlen(home) + 6);
+  if (!h) die("capsule-nsexec: out of memory");
+  sprintf(h, "HOME=%s", home);
+  int j = 0;
+  for (int i = 0; i < pl->nenv; i++) if (strncmp(pl->env[i], "HOME=", 5)) pl->env[j++] = pl->env[i];
+  pl->nenv = j;
+  pl->env[pl->nenv++] = h;
+}
+
+static int executable(const char *p) {
+  struct stat st;
+  return stat(p, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111);
+}
+
+// execvp's lookup in the plan's PATH, with runc's messages (init.ts lookPath, errors.ts EXEC_*).
+static const char *look_path(struct plan *pl) {
+  const char *name = pl->argv[0];
+  if (strchr(name, '/')) {
+    if (executable(name)) return name;
+    struct stat st;
+    die("exec: \"%s\": %s", name, stat(name, &st) ? "no such file or directory" : "permission denied");
+  }
+  const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (int i = pl->nenv - 1; i >= 0; i--)
+    if (!strncmp(pl->env[i], "PATH=", 5)) { path = pl->env[i] + 5; break; }
+  size_t max = strlen(path) + strlen(name) + 3;
+  char *cand = malloc(max);
+  if (!cand) die("capsule-nsexec: out of memory");
+  for (const char *p = path;;) {
+    const char *c = strchr(p, ':');
+    size_t dl = c ? (size_t)(c - p) : strlen(p);
+    snprintf(cand, max, "%.*s/%s", (int)(dl ? dl : 1), dl ? p : ".", name);
+    if (executable(cand)) return cand;
+    if (!c) break;
+    p = c + 1;
+  }
+  die("exec: \"%s\": executable file not found in $PATH", name);
+  return NULL;
+}
+
+static const char *rlimit_name(uint64_t r) {
+  static const char *names[] = {"RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK",
+    "RLIMIT_CORE", "RLIMIT_RSS", "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS",
+    "RLIMIT_LOCKS", "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO",
+    "RLIMIT_RTTIME"};
+  return r < sizeof names / sizeof names[0] ? names[r] : "an rlimit";
+}
+
+// Whether /proc/PID is still the container's init (its start time, field 22 of /proc/PID/stat,
+// as state.ts initAlive), and not a zombie: checked after its namespaces and root were opened,
+// so that they are the init's, not those of a process that took its pid meanwhile.
+static int init_alive(struct plan *pl) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%llu/stat", (unsigned long long)pl->pid);
+  int f = open(path, O_RDONLY | O_CLOEXEC);
+  if (f < 0) return 0;
+  ssize_t n = read(f, buf, sizeof buf - 1);
+  close(f);
+  if (n <= 0) return 0;
+  buf[n] = 0;
+  char *p = strrchr(buf, ')');
+  if (!p || p[1] != ' ') return 0;
+  p += 2;
+  char state = *p;
+  for (int field = 3; field < 22 && p; field++) {
+    p = strchr(p, ' ');
+    if (p) p++;
+  }
+  if (!p || state == 'Z' || state == 'X') return 0;
+  size_t len = strcspn(p, " ");
+  return len == strlen(pl->start_time) && !strncmp(p, pl->start_time, len);
+}
+
+static void load_seccomp(struct plan *pl) {
+  struct sock_fprog prog = {
+    .len = (unsigned short)(pl->sc_len / sizeof(struct sock_filter)),
+    .filter = (struct sock_filter *)pl->sc,
+  };
+  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned)pl->sc_flags, &prog))
+    die("cannot load the seccomp profile: seccomp: %s", why(errno));
+}
+
+// The pty for process.terminal, from the container's own devpts (so `tty` names a device the
+// container can see), as init.ts makeTerminal: the slave is checked to be a pty's (UNIX98
+// majors 136-143, never a file the container put in its place) and given to the process's uid.
+// The master goes to capsule ('T'); the slave is returned.
+static int make_terminal(struct plan *pl) {
+  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (master < 0) die("cannot open the container's /dev/ptmx: open: %s", why(errno));
+  char name[128];
+  if (unlockpt(master) || ptsname_r(master, name, sizeof name))
+    die("cannot set up the terminal: %s", why(errno));
+  int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) die("cannot open the terminal %s: open: %s", name, why(errno));
+  struct stat st;
+  if (fstat(slave, &st)) die("cannot set up the terminal: fstat: %s", why(errno));
+  if (!S_ISCHR(st.st_mode) || major(st.st_rdev) < 136 || major(st.st_rdev) > 143)
+    die("the terminal's slave is not a pseudo-terminal (major %u)", major(st.st_rdev));
+  if (st.st_uid != pl->uid && fchown(slave, (uid_t)pl->uid, st.st_gid) && errno != EINVAL &&
+      errno != EPERM)
+    die("cannot give the terminal to uid %llu: fchown: %s", (unsigned long long)pl->uid, why(errno));
+  if (pl->rows || pl->cols) {
+    struct winsize ws = {.ws_row = (unsigned short)pl->rows, .ws_col = (unsigned short)pl->cols};
+    if (ioctl(master, TIOCSWINSZ, &ws)) die("cannot size the terminal: ioctl: %s", why(errno));
+  }
+  unsigned char h[5] = {'T', 0, 0, 0, 0};
+  struct iovec iov = {h, 5};
+  union { struct cmsghdr c; char b[CMSG_SPACE(sizeof(int))]; } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
+                     .msg_controllen = sizeof u.b};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &master, sizeof(int));
+  if (sendmsg(chan, &m, MSG_NOSIGNAL) != 5) die("cannot send the terminal: %s", why(errno));
+  close(master);
+  return slave;
+}
+
+// Bounding set, keepcaps, groups, gid, uid, capabilities, ambient, no_new_privs: init.ts
+// finalizeProcess's order, which keeps the capabilities asked for. Raw system calls (glibc's
+// set*id wrappers signal every thread; there is one).
+static void drop_privileges(struct plan *pl) {
+  const char *what = "cannot set the process's user, groups and capabilities (process.user, "
+                     "process.capabilities)";
+  if (pl->has_caps) {
+    int last = 63;
+    FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
+    if (f) { if (fscanf(f, "%d", &last) != 1) last = 63; fclose(f); }
+    for (int c = 0; c <= last && c < 64; c++)
+      if (!(pl->cap_b >> c & 1) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0))
+        die("%s: prctl: %s", what, why(errno));
+    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)) die("%s: prctl: %s", what, why(errno));
+  }
+  gid_t *gids = list(pl->ngids + 1, sizeof(gid_t));
+  for (int i = 0; i < pl->ngids; i++) gids[i] = (gid_t)pl->gids[i];
+  if (syscall(SYS_setgroups, pl->ngids, gids)) {
+    // Denied where a user namespace was made by an unprivileged user (init.ts setgroupsDenied).
+    int e = errno;
+    char v[8] = "";
+    FILE *f = e == EPERM ? fopen("/proc/self/setgroups", "re") : NULL;
+    if (f) { if (!fgets(v, sizeof v, f)) v[0] = 0; fclose(f); }
+    if (strncmp(v, "deny", 4)) die("%s: setgroups: %s", what, why(e));
+  }
+  if (syscall(SYS_setresgid, pl->gid, pl->gid, pl->gid)) die("%s: setresgid: %s", what, why(errno));
+  if (syscall(SYS_setresuid, pl->uid, pl->uid, pl->uid)) die("%s: setresuid: %s", what, why(errno));
+  if (pl->has_caps) {
+    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct d[2] = {
+      {(uint32_t)pl->cap_e, (uint32_t)pl->cap_p, (uint32_t)pl->cap_i},
+      {(uint32_t)(pl->cap_e >> 32), (uint32_t)(pl->cap_p >> 32), (uint32_t)(pl->cap_i >> 32)},
+    };
+    if (syscall(SYS_capset, &h, d)) die("%s: capset: %s", what, why(errno));
+    for (int c = 0; c < 64; c++) // a capability not permitted+inheritable is refused, as runc
+      if (pl->cap_a >> c & 1) prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0);
+  }
+  if (pl->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) die("%s: prctl: %s", what, why(errno));
+}
+
+static void forward(int sig) {
+  if (child_pid > 0) kill(child_pid, sig);
+}
+
+// The parent after the fork into the container's PID namespace: outside it, it passes
+// signals on and ends as the program ended (or at once, detached).
+static void wait_for_child(struct plan *pl, pid_t c) {
+  child_pid = c;
+  if (pl->detach) _exit(0);
+  struct sigaction fw = {.sa_handler = forward};
+  int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
+  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &fw, NULL);
+  int st;
+  while (waitpid(c, &st, 0) < 0)
+    if (errno != EINTR) _exit(1);
+  if (WIFSIGNALED(st)) {
+    int s = WTERMSIG(st);
+    signal(s, SIG_DFL);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    struct rlimit none = {0, 0}; // no core file of this process for the program's signal
+    setrlimit(RLIMIT_CORE, &none);
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, s);
+    sigprocmask(SIG_UNBLOCK, &one, NULL);
+    kill(getpid(), s);
+  }
+  _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+}
+
+// After the program's pid is known: a failure now is the program's (exit 127, or 126 when
+// execve found it but cannot run it), said on its stderr (the terminal, with one), as a shell.
+static void fail_program(const char *name, int e) {
+  dprintf(2, "capsule: exec %s: %s\n", name, why(e));
+  _exit(e == ENOENT || e == ENOTDIR ? 127 : 126);
+}
+
+int main(int argc, char **argv) {
+  // First: nothing may read this process through /proc (mem, environ, fds, exe) or ptrace it
+  // (PR_SET_DUMPABLE 0 holds until execve).
+  prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+  if (argc != 2) {
+    dprintf(2, "capsule-nsexec: started by capsule only\n");
+    return 2;
+  }
+  char *end;
+  long fd = strtol(argv[1], &end, 10);
+  if (*end || fd < 3 || fd > 1 << 20 || fcntl((int)fd, F_SETFD, FD_CLOEXEC)) {
+    dprintf(2, "capsule-nsexec: started by capsule only (bad fd)\n");
+    return 2;
+  }
+  chan = (int)fd;
+  struct plan pl;
+  read_plan(&pl);
+
+  if (pl.has_oom) {
+    int f = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (f < 0 || dprintf(f, "%lld", (long long)pl.oom) < 0)
+      die("cannot set process.oomScoreAdj %lld: %s", (long long)pl.oom, why(errno));
+    close(f);
+  }
+  if (pl.log_fd >= 0) { // the host's /dev/null: before any namespace is joined
+    int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (nul < 0 || dup2(nul, 0) < 0 || dup2((int)pl.log_fd, 1) < 0 || dup2((int)pl.log_fd, 2) < 0)
+      die("cannot send the exec's output to its log: %s", why(errno));
+    close(nul);
+    if (pl.log_fd > 2) close((int)pl.log_fd);
+  }
+  // Every namespace and the init's root opened first: after setns(mnt), /proc is the container's.
+  char path[64];
+  int nsfd[8];
+  for (int i = 0; i < pl.nns; i++) {
+    snprintf(path, sizeof path, "/proc/%llu/ns/%s", (unsigned long long)pl.pid, pl.ns[i]);
+    if ((nsfd[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+      die("cannot open %s: open: %s; is the container still running?", path, why(errno));
+  }
+  snprintf(path, sizeof path, "/proc/%llu/root", (unsigned long long)pl.pid);
+  int root = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) die("cannot open %s: open: %s", path, why(errno));
+  if (!init_alive(&pl)) die("its init process has exited");
+  if (unshare(CLONE_FS)) die("unshare(CLONE_FS): %s", why(errno));
+  // The user namespace first (allowed to a single-threaded process only: why this is not Deno),
+  // then the others with its capabilities, as runc's nsexec. The PID namespace is joined for
+  // the children only: this process stays outside it.
+  int fork_late = 0;
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < pl.nns; i++) {
+      int f = ns_flag(pl.ns[i]);
+      if ((f == CLONE_NEWUSER) != (pass == 0)) continue;
+      if (setns(nsfd[i], f))
+        die("cannot join namespace /proc/%llu/ns/%s: setns: %s", (unsigned long long)pl.pid,
+            pl.ns[i], why(errno));
+      close(nsfd[i]);
+      if (f == CLONE_NEWPID) fork_late = 1;
+    }
+  // The container's root as its init sees it (setns(mnt) alone lands at the namespace's root,
+  // not the container's when it was entered by chroot), as `nsenter --root`.
+  if (fchdir(root) || chroot(".")) die("cannot enter the container's root: %s", why(errno));
+  close(root);
+  add_home(&pl);
+  // Hard limits above the current ones now, while this process has CAP_SYS_RESOURCE; the soft
+  // ones right before execve.
+  for (int i = 0; i < pl.nrl; i++) {
+    struct rlimit64 cur;
+    if (prlimit64(0, (int)pl.rl[i][0], NULL, &cur)) die("getrlimit: %s", why(errno));
+    if (pl.rl[i][2] <= cur.rlim_max) continue;
+    struct rlimit64 r = {cur.rlim_cur, pl.rl[i][2]};
+    if (prlimit64(0, (int)pl.rl[i][0], &r, NULL))
+      die("cannot raise the hard limit of %s to %llu: setrlimit: %s", rlimit_name(pl.rl[i][0]),
+          (unsigned long long)pl.rl[i][2], why(errno));
+  }
+  const char *prog = look_path(&pl);
+  if (chdir(pl.cwd))
+    die("cannot change to the working directory %s: chdir %s: %s", pl.cwd, pl.cwd, why(errno));
+  int slave = pl.terminal ? make_terminal(&pl) : -1;
+  if (pl.sc && !pl.nnp) load_seccomp(&pl); // needs CAP_SYS_ADMIN: before the privileges go
+  drop_privileges(&pl);
+  umask((mode_t)pl.umask_);
+  // Every fd from 3 up closes at execve (the caller's too), but the preserved ones.
+  if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC)) die("close_range: %s", why(errno));
+  for (int i = 0; i < pl.nkeep; i++)
+    if (fcntl((int)pl.keep_fds[i], F_SETFD, 0))
+      die("cannot pass fd %llu on: %s", (unsigned long long)pl.keep_fds[i], why(errno));
+  pid_t pid = getpid();
+  if (fork_late) {
+    // Only now, with the program's ids and capabilities and non-dumpable, does a process of
+    // capsule's appear in the container: nothing there can ptrace or open /proc/<pid>/mem of a
+    // process with more privileges than the container's (one granted CAP_SYS_PTRACE could).
+    pid = fork();
+    if (pid < 0) die("fork: %s", why(errno));
+    if (pid > 0) {
+      uint64_t p = (uint64_t)pid;
+      unsigned char le[8];
+      for (int i = 0; i < 8; i++) le[i] = p >> (8 * i) & 255;
+      frame('P', le, 8);
+      close(chan);
+      if (slave >= 0) close(slave); // the terminal hangs up when the program is gone
+      wait_for_child(&pl, pid);
+    }
+  } else {
+    uint64_t p = (uint64_t)pid;
+    unsigned char le[8];
+    for (int i = 0; i < 8; i++) le[i] = p >> (8 * i) & 255;
+    frame('P', le, 8);
+  }
+  // The program's process. From here a failure is the program's (see fail_program).
+  if ((pl.setsid_ || slave >= 0) && setsid() < 0) die("setsid: %s", why(errno));
+  if (slave >= 0) {
+    if (ioctl(slave, TIOCSCTTY, 0) || dup2(slave, 0) < 0 || dup2(slave, 1) < 0 ||
+        dup2(slave, 2) < 0)
+      die("cannot attach the terminal: %s", why(errno));
+    if (slave > 2) close(slave);
+  }
+  // Signals: Deno starts its children with some ignored (32/33 too, which glibc's sigaction
+  // refuses to touch): the raw system call resets them all; the mask is emptied.
+  struct { void *h; unsigned long flags; void *restorer; uint64_t mask; } dfl = {SIG_DFL, 0, 0, 0};
+  for (int s = 1; s <= 64; s++)
+    if (s != SIGKILL && s != SIGSTOP) syscall(SYS_rt_sigaction, s, &dfl, NULL, 8);
+  uint64_t empty = 0;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty, NULL, 8);
+  if (pl.listen_fds) { // socket activation (sd_listen_fds(3)): this process, once exec'd
+    int j = 0;
+    for (int i = 0; i < pl.nenv; i++)
+      if (strncmp(pl.env[i], "LISTEN_FDS=", 11) && strncmp(pl.env[i], "LISTEN_PID=", 11))
+        pl.env[j++] = pl.env[i];
+    pl.nenv = j;
+    static char fds[40], lpid[40];
+    snprintf(fds, sizeof fds, "LISTEN_FDS=%llu", (unsigned long long)pl.listen_fds);
+    snprintf(lpid, sizeof lpid, "LISTEN_PID=%d", (int)getpid());
+    pl.env[pl.nenv++] = fds;
+    pl.env[pl.nenv++] = lpid;
+  }
+  pl.env[pl.nenv] = NULL;
+  pl.argv[pl.argc] = NULL;
+  chan = -1; // capsule has the pid: what fails now is said on the program's stderr
+  for (int i = 0; i < pl.nrl; i++) {
+    struct rlimit64 r = {pl.rl[i][1], pl.rl[i][2]};
+    if (prlimit64(0, (int)pl.rl[i][0], &r, NULL)) {
+      dprintf(2, "capsule: cannot set %s to %llu/%llu: setrlimit: %s\n", rlimit_name(pl.rl[i][0]),
+              (unsigned long long)pl.rl[i][1], (unsigned long long)pl.rl[i][2], why(errno));
+      _exit(127);
+    }
+  }
+  if (pl.sc && pl.nnp) { // the last step: the profile must allow execve
+    struct sock_fprog prog = {
+      .len = (unsigned short)(pl.sc_len / sizeof(struct sock_filter)),
+      .filter = (struct sock_filter *)pl.sc,
+    };
+    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned)pl.sc_flags, &prog)) {
+      dprintf(2, "capsule: cannot load the seccomp profile: seccomp: %s\n", why(errno));
+      _exit(127);
+    }
+  }
+  execve(prog, pl.argv, pl.env);
+  fail_program(prog, errno);
+}
