@@ -68,6 +68,20 @@
 
 static int chan = -1;
 static volatile pid_t child_pid = 0;
+// Read from the host's /proc before entering the container's root: there /proc (if any) is the
+// container's PID namespace's, in which this process does not appear (no /proc/self).
+static int cap_last = 63;      // /proc/sys/kernel/cap_last_cap
+static int setgroups_denied;   // /proc/self/setgroups once the user namespace is joined
+
+static int read_proc(const char *path, char *buf, size_t size) {
+  int f = open(path, O_RDONLY | O_CLOEXEC);
+  if (f < 0) return -1;
+  ssize_t n = read(f, buf, size - 1);
+  close(f);
+  if (n < 0) return -1;
+  buf[n] = 0;
+  return 0;
+}
 
 // "syscall: text (ECODE)", as capsule's SysError words it (ffi/libc.ts).
 static const char *why(int e) {
@@ -426,24 +440,16 @@ static void drop_privileges(struct plan *pl) {
   const char *what = "cannot set the process's user, groups and capabilities (process.user, "
                      "process.capabilities)";
   if (pl->has_caps) {
-    int last = 63;
-    FILE *f = fopen("/proc/sys/kernel/cap_last_cap", "re");
-    if (f) { if (fscanf(f, "%d", &last) != 1) last = 63; fclose(f); }
-    for (int c = 0; c <= last && c < 64; c++)
+    for (int c = 0; c <= cap_last && c < 64; c++)
       if (!(pl->cap_b >> c & 1) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0))
         die("%s: prctl: %s", what, why(errno));
     if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)) die("%s: prctl: %s", what, why(errno));
   }
   gid_t *gids = list(pl->ngids + 1, sizeof(gid_t));
   for (int i = 0; i < pl->ngids; i++) gids[i] = (gid_t)pl->gids[i];
-  if (syscall(SYS_setgroups, pl->ngids, gids)) {
-    // Denied where a user namespace was made by an unprivileged user (init.ts setgroupsDenied).
-    int e = errno;
-    char v[8] = "";
-    FILE *f = e == EPERM ? fopen("/proc/self/setgroups", "re") : NULL;
-    if (f) { if (!fgets(v, sizeof v, f)) v[0] = 0; fclose(f); }
-    if (strncmp(v, "deny", 4)) die("%s: setgroups: %s", what, why(e));
-  }
+  // Denied where a user namespace was made by an unprivileged user (init.ts setgroupsDenied).
+  if (!setgroups_denied && syscall(SYS_setgroups, pl->ngids, gids))
+    die("%s: setgroups: %s", what, why(errno));
   if (syscall(SYS_setresgid, pl->gid, pl->gid, pl->gid)) die("%s: setresgid: %s", what, why(errno));
   if (syscall(SYS_setresuid, pl->uid, pl->uid, pl->uid)) die("%s: setresuid: %s", what, why(errno));
   if (pl->has_caps) {
@@ -513,6 +519,8 @@ int main(int argc, char **argv) {
   chan = (int)fd;
   struct plan pl;
   read_plan(&pl);
+  char last[16];
+  if (read_proc("/proc/sys/kernel/cap_last_cap", last, sizeof last) == 0) cap_last = atoi(last);
 
   if (pl.has_oom) {
     int f = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
@@ -544,7 +552,11 @@ int main(int argc, char **argv) {
   // then the others with its capabilities, as runc's nsexec. The PID namespace is joined for
   // the children only: this process stays outside it.
   int fork_late = 0;
-  for (int pass = 0; pass < 2; pass++)
+  for (int pass = 0; pass < 2; pass++) {
+    if (pass == 1) { // in the user namespace now, still in the host's mount namespace
+      char v[16];
+      setgroups_denied = read_proc("/proc/self/setgroups", v, sizeof v) == 0 && !strncmp(v, "deny", 4);
+    }
     for (int i = 0; i < pl.nns; i++) {
       int f = ns_flag(pl.ns[i]);
       if ((f == CLONE_NEWUSER) != (pass == 0)) continue;
@@ -554,6 +566,7 @@ int main(int argc, char **argv) {
       close(nsfd[i]);
       if (f == CLONE_NEWPID) fork_late = 1;
     }
+  }
   // The container's root as its init sees it (setns(mnt) alone lands at the namespace's root,
   // not the container's when it was entered by chroot), as `nsenter --root`.
   if (fchdir(root) || chroot(".")) die("cannot enter the container's root: %s", why(errno));
