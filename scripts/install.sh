@@ -5,7 +5,9 @@
 # dist/capsule launcher). Afterwards no capsule command touches the network: the bundle
 # holds zod, and running from source finds it in node_modules/. Idempotent; works as root and
 # through sudo (which drops the environment that gave npm and Deno their TLS trust or proxy).
-# Needs Node.js and npm (only here: the release tarball needs neither).
+# Needs Node.js and npm (only here: the release tarball needs neither), and gcc with the static C
+# library to build capsule's exec helper (dist/capsule-nsexec, runtime/native/nsexec.c): on
+# Debian they are installed with apt when missing and this runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # TLS trust: Node and Deno bring their own CA lists; a machine whose registry is reached
@@ -28,7 +30,19 @@ deno=$PWD/tools/node_modules/.bin/deno
 "$deno" install --frozen --quiet
 # The bundle, unless it is newer than every source (deno bundle fetches its esbuild once, into
 # DENO_DIR: a later run as another user or with another DENO_DIR then needs no network).
-if [ ! -f dist/main.js ] || [ ! -x dist/capsule ] || [ -n "$(find main.ts mod.ts cli runtime image \
-  network ffi scripts/build.ts deno.json deno.lock -newer dist/main.js -print -quit)" ]; then
+# gcc and glibc's static library (libc.a) for the exec helper.
+if ! command -v gcc >/dev/null || [ "$(gcc -print-file-name=libc.a)" = libc.a ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null ||
+      { apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; }
+  else
+    echo "scripts/install.sh: gcc and the static C library are needed to build capsule's exec" \
+      "helper: install them (Debian: apt-get install gcc libc6-dev) and run this again" >&2
+    exit 1
+  fi
+fi
+if [ ! -f dist/main.js ] || [ ! -x dist/capsule ] || [ ! -x dist/capsule-nsexec ] ||
+  [ -n "$(find main.ts mod.ts cli runtime image network ffi scripts/build.ts deno.json deno.lock \
+    -newer dist/main.js -print -quit)" ]; then
   "$deno" run -A --quiet scripts/build.ts >/dev/null
 fi
