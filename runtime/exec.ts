@@ -115,7 +115,13 @@ export async function exec(
   const { base, seccomp } = execBase(id, rec);
   let proc: Process;
   if (opts.process) {
-    proc = opts.process;
+    // What a --process file leaves out comes from the container, as runc does: its
+    // capabilities (never capsule's own, which are the host's) and its rlimits.
+    proc = {
+      ...opts.process,
+      capabilities: opts.process.capabilities ?? base?.capabilities,
+      rlimits: opts.process.rlimits?.length ? opts.process.rlimits : base?.rlimits,
+    };
   } else {
     if (!opts.args?.length) {
       throw new CapsuleError(`Cannot exec in container "${id}": no command given`);
@@ -136,6 +142,14 @@ export async function exec(
     };
   }
   if (opts.tty !== undefined) proc = { ...proc, terminal: opts.tty };
+  // A terminal relayed to the caller's starts at the caller's size (not 0x0 until the relay
+  // catches up: the program may ask at once).
+  if (proc.terminal && !opts.consoleSocket && !proc.consoleSize && Deno.stdout.isTerminal()) {
+    try {
+      const { columns, rows } = Deno.consoleSize();
+      proc = { ...proc, consoleSize: { height: rows, width: columns } };
+    } catch { /* no size to give */ }
+  }
   if (proc.terminal && opts.detach && !opts.consoleSocket) {
     throw new CapsuleError(
       `Cannot exec in container "${id}": a detached terminal needs --console-socket`,
@@ -184,6 +198,7 @@ export async function exec(
     pid: rec.pid,
     pidStartTime: rec.pidStartTime,
     namespaces,
+    cgroupProcs: joined && ctx.cgroups ? ctx.cgroups.procsFiles(joined) : [],
     // The container's seccomp profile holds for what is exec'd into it too.
     process: { ...buildProcessPlan(proc), seccomp, preserveFds: passFds },
     setsid: (opts.detach && !opts.keepStdio) ?? false,
@@ -238,14 +253,6 @@ export async function exec(
   let master: number | undefined;
   let execPid: number;
   try {
-    if (joined) {
-      try {
-        ctx.cgroups?.addProcess(joined, child.pid);
-      } catch (e) {
-        const which = opts.cgroup?.length ? ` (--cgroup ${opts.cgroup.join(" ")})` : "";
-        throw new CapsuleError(`Cannot exec in container "${id}"${which}: ${(e as Error).message}`);
-      }
-    }
     try {
       libc.writeAll(parentEnd, encoded);
     } catch (e) {
@@ -257,8 +264,11 @@ export async function exec(
     const answer = readNsexecAnswer(parentEnd);
     master = answer.master;
     if (answer.error !== undefined || answer.pid === undefined) {
+      const which = opts.cgroup?.length && answer.error?.includes("cgroup")
+        ? ` (--cgroup ${opts.cgroup.join(" ")})`
+        : "";
       throw new CapsuleError(
-        `Cannot exec in container "${id}": ${answer.error ?? await helperGone(child)}`,
+        `Cannot exec in container "${id}"${which}: ${answer.error ?? await helperGone(child)}`,
       );
     }
     execPid = answer.pid;

@@ -37,6 +37,11 @@ export interface NsexecPlan {
   pidStartTime: string;
   /** Namespaces to join, by their /proc/PID/ns name: user, pid, ipc, uts, net, cgroup, mnt. */
   namespaces: string[];
+  /**
+   * The cgroup.procs files of the container's cgroup (one per v1 hierarchy, or the v2 one): the
+   * helper opens them first and moves the program's process in by pid (itself stays out).
+   */
+  cgroupProcs: string[];
   /** The program, its ids, capabilities, limits, seccomp filter and fds. */
   process: ProcessPlan;
   /** An fd (inherited by the helper) that becomes the program's stdout and stderr. */
@@ -80,6 +85,7 @@ export function encodeNsexecPlan(plan: NsexecPlan): Uint8Array<ArrayBuffer> {
   num("p", plan.pid);
   str("X", plan.pidStartTime);
   for (const ns of plan.namespaces) str("n", ns);
+  for (const file of plan.cgroupProcs) str("c", file);
   num("u", p.uid);
   num("g", p.gid);
   for (const g of p.additionalGids) num("G", g);

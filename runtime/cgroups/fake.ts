@@ -58,6 +58,11 @@ export class FakeCgroupDriver implements CgroupDriver {
     });
   }
 
+  procsFiles(paths: CgroupPaths): string[] {
+    this.#must("procsFiles", paths);
+    return [`${this.#dir(paths)}/cgroup.procs`];
+  }
+
   addProcess(paths: CgroupPaths, pid: number): void {
     this.#must("addProcess", paths, String(pid)).pids.add(pid);
   }

@@ -141,6 +141,12 @@ export interface CgroupDriver {
    * FILE: reason" (runc's words), for the caller to put after what it was doing.
    */
   addProcess(paths: CgroupPaths, pid: number): void;
+  /**
+   * The cgroup.procs files that {@link addProcess} writes for `paths` (one per distinct v1
+   * directory, or the v2 one), for a process that moves another in itself (capsule-nsexec).
+   * Throws CapsuleError for paths this driver refuses (v2: not below its mount).
+   */
+  procsFiles(paths: CgroupPaths): string[];
   /** Apply resources to an existing cgroup; a refused value restores the old values written. */
   apply(paths: CgroupPaths, resources: LinuxResources): void;
   /** Pids in the cgroup and its descendants, sorted. [] when the cgroup is gone. */

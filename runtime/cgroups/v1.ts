@@ -299,6 +299,10 @@ export class CgroupV1Driver implements CgroupDriver {
     }
   }
 
+  procsFiles(paths: CgroupPaths): string[] {
+    return distinctDirs(paths).map((dir) => `${dir}/cgroup.procs`);
+  }
+
   addProcess(paths: CgroupPaths, pid: number): void {
     for (const dir of distinctDirs(paths)) {
       try {

@@ -250,6 +250,10 @@ export class CgroupV2Driver implements CgroupDriver {
     }
   }
 
+  procsFiles(paths: CgroupPaths): string[] {
+    return [`${this.#dir(paths)}/cgroup.procs`];
+  }
+
   addProcess(paths: CgroupPaths, pid: number): void {
     const file = `${this.#dir(paths)}/cgroup.procs`;
     try {

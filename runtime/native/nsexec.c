@@ -44,6 +44,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -126,6 +127,8 @@ struct plan {
   int64_t log_fd, oom;
   const char *ns[8];
   int nns;
+  const char *cgroup[64];
+  int ncgroup;
   uint64_t *gids;
   int ngids;
   uint64_t rl[64][3];
@@ -189,8 +192,8 @@ static void read_plan(struct plan *pl) {
     unsigned char tag = buf[off];
     nargs += tag == 'a', nenv += tag == 'e', ngids += tag == 'G', nkeep += tag == 'f';
   }
-  if (nargs > MAX_LIST || nenv > MAX_LIST || ngids > MAX_LIST || nkeep > MAX_LIST)
-    die("capsule-nsexec: too many arguments, variables, groups or fds");
+  // Arguments and variables are bounded by the plan's size (and then by the kernel's ARG_MAX).
+  if (ngids > MAX_LIST || nkeep > MAX_LIST) die("capsule-nsexec: too many groups or fds");
   pl->argv = list(nargs + 1, sizeof(char *));
   pl->env = list(nenv + 4, sizeof(char *)); // + HOME, LISTEN_FDS, LISTEN_PID and the NULL
   pl->gids = list(ngids + 1, sizeof(uint64_t));
@@ -208,6 +211,10 @@ static void read_plan(struct plan *pl) {
     case 'n':
       if (pl->nns == 8) die("capsule-nsexec: too many namespaces");
       pl->ns[pl->nns++] = str(d, len);
+      break;
+    case 'c':
+      if (pl->ncgroup == 64) die("capsule-nsexec: too many cgroups");
+      pl->cgroup[pl->ncgroup++] = str(d, len);
       break;
     case 'u': pl->uid = u64(d, len); break;
     case 'g': pl->gid = u64(d, len); break;
@@ -398,7 +405,15 @@ static void load_seccomp(struct plan *pl) {
 // container can see), as init.ts makeTerminal: the slave is checked to be a pty's (UNIX98
 // majors 136-143, never a file the container put in its place) and given to the process's uid.
 // The master goes to capsule ('T'); the slave is returned.
-static int make_terminal(struct plan *pl) {
+static int make_terminal(struct plan *pl, int in_userns) {
+  // In a user namespace joined by host root, this process's uid is not mapped there: a pty it
+  // made would belong to the overflow uid (65534), which the program could not reopen. Its
+  // filesystem ids become the namespace's root first (devpts gives a new slave the opener's
+  // fsuid), as nsenter's setuid(0) did; the real and effective ids stay.
+  if (in_userns) {
+    setfsgid(0);
+    setfsuid(0);
+  }
   int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
   if (master < 0) die("cannot open the container's /dev/ptmx: open: %s", why(errno));
   char name[128];
@@ -465,25 +480,27 @@ static void drop_privileges(struct plan *pl) {
   if (pl->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) die("%s: prctl: %s", what, why(errno));
 }
 
+static const int FORWARDED[] = {SIGINT, SIGTERM, SIGHUP,  SIGQUIT, SIGUSR1,
+                                SIGUSR2, SIGWINCH, SIGCONT, SIGALRM};
+
 static void forward(int sig) {
   if (child_pid > 0) kill(child_pid, sig);
 }
 
-// The parent after the fork into the container's PID namespace: outside it, it passes
-// signals on and ends as the program ended (or at once, detached).
-static void wait_for_child(struct plan *pl, pid_t c) {
-  child_pid = c;
-  if (pl->detach) _exit(0);
+// P once G is on its way: passes signals on and ends as the program ended (killed by a signal:
+// by the same signal, else 128+N), as a shell reports it.
+static void wait_for_child(pid_t g, const sigset_t *old) {
+  child_pid = g;
   struct sigaction fw = {.sa_handler = forward};
-  int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
-  for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &fw, NULL);
+  for (size_t i = 0; i < sizeof FORWARDED / sizeof FORWARDED[0]; i++)
+    sigaction(FORWARDED[i], &fw, NULL);
+  sigprocmask(SIG_SETMASK, old, NULL);
   int st;
-  while (waitpid(c, &st, 0) < 0)
+  while (waitpid(g, &st, 0) < 0)
     if (errno != EINTR) _exit(1);
   if (WIFSIGNALED(st)) {
     int s = WTERMSIG(st);
     signal(s, SIG_DFL);
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     struct rlimit none = {0, 0}; // no core file of this process for the program's signal
     setrlimit(RLIMIT_CORE, &none);
     sigset_t one;
@@ -491,8 +508,44 @@ static void wait_for_child(struct plan *pl, pid_t c) {
     sigaddset(&one, s);
     sigprocmask(SIG_UNBLOCK, &one, NULL);
     kill(getpid(), s);
+    _exit(128 + s);
   }
   _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+}
+
+// Moves `pid` (0: this process) into the container's cgroup, through the files opened at the
+// start; a failure kills it and is reported.
+static void join_cgroups(struct plan *pl, const int *cgfd, pid_t pid) {
+  char v[32];
+  int n = snprintf(v, sizeof v, "%d", (int)pid);
+  for (int i = 0; i < pl->ncgroup; i++) {
+    if (write(cgfd[i], v, (size_t)n) != n) {
+      int e = errno;
+      if (pid > 0) kill(pid, SIGKILL);
+      die("cannot join the container's cgroup: write %s: %s", pl->cgroup[i], why(e));
+    }
+    close(cgfd[i]);
+  }
+}
+
+// 'P': the program's host pid, to capsule.
+static void send_pid(pid_t pid) {
+  uint64_t p = (uint64_t)pid;
+  unsigned char le[8];
+  for (int i = 0; i < 8; i++) le[i] = p >> (8 * i) & 255;
+  frame('P', le, 8);
+}
+
+// seccomp where it needs privileges (no no_new_privs), then the program's ids, groups and
+// capabilities, its umask, and every fd from 3 close-on-exec but the preserved ones.
+static void become_program(struct plan *pl) {
+  if (pl->sc && !pl->nnp) load_seccomp(pl); // needs CAP_SYS_ADMIN: before the privileges go
+  drop_privileges(pl);
+  umask((mode_t)pl->umask_);
+  if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC)) die("close_range: %s", why(errno));
+  for (int i = 0; i < pl->nkeep; i++)
+    if (fcntl((int)pl->keep_fds[i], F_SETFD, 0))
+      die("cannot pass fd %llu on: %s", (unsigned long long)pl->keep_fds[i], why(errno));
 }
 
 // After the program's pid is known: a failure now is the program's (exit 127, or 126 when
@@ -522,6 +575,13 @@ int main(int argc, char **argv) {
   char last[16];
   if (read_proc("/proc/sys/kernel/cap_last_cap", last, sizeof last) == 0) cap_last = atoi(last);
 
+  // The container's cgroup.procs files, opened now (the host's mount namespace, host root): the
+  // program's process is moved in by pid once it exists (this process stays outside: it must not
+  // count against pids.max, show in `ps`, or be killed by `kill --all`).
+  int cgfd[64];
+  for (int i = 0; i < pl.ncgroup; i++)
+    if ((cgfd[i] = open(pl.cgroup[i], O_WRONLY | O_CLOEXEC)) < 0)
+      die("cannot join the container's cgroup: open %s: %s", pl.cgroup[i], why(errno));
   if (pl.has_oom) {
     int f = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (f < 0 || dprintf(f, "%lld", (long long)pl.oom) < 0)
@@ -551,7 +611,7 @@ int main(int argc, char **argv) {
   // The user namespace first (allowed to a single-threaded process only: why this is not Deno),
   // then the others with its capabilities, as runc's nsexec. The PID namespace is joined for
   // the children only: this process stays outside it.
-  int fork_late = 0;
+  int pidns = -1, in_userns = 0;
   for (int pass = 0; pass < 2; pass++) {
     if (pass == 1) { // in the user namespace now, still in the host's mount namespace
       char v[16];
@@ -560,11 +620,15 @@ int main(int argc, char **argv) {
     for (int i = 0; i < pl.nns; i++) {
       int f = ns_flag(pl.ns[i]);
       if ((f == CLONE_NEWUSER) != (pass == 0)) continue;
+      if (f == CLONE_NEWPID) { // joined by the child (see below)
+        pidns = nsfd[i];
+        continue;
+      }
       if (setns(nsfd[i], f))
         die("cannot join namespace /proc/%llu/ns/%s: setns: %s", (unsigned long long)pl.pid,
             pl.ns[i], why(errno));
       close(nsfd[i]);
-      if (f == CLONE_NEWPID) fork_late = 1;
+      if (f == CLONE_NEWUSER) in_userns = 1;
     }
   }
   // The container's root as its init sees it (setns(mnt) alone lands at the namespace's root,
@@ -586,36 +650,71 @@ int main(int argc, char **argv) {
   const char *prog = look_path(&pl);
   if (chdir(pl.cwd))
     die("cannot change to the working directory %s: chdir %s: %s", pl.cwd, pl.cwd, why(errno));
-  int slave = pl.terminal ? make_terminal(&pl) : -1;
-  if (pl.sc && !pl.nnp) load_seccomp(&pl); // needs CAP_SYS_ADMIN: before the privileges go
-  drop_privileges(&pl);
-  umask((mode_t)pl.umask_);
-  // Every fd from 3 up closes at execve (the caller's too), but the preserved ones.
-  if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC)) die("close_range: %s", why(errno));
-  for (int i = 0; i < pl.nkeep; i++)
-    if (fcntl((int)pl.keep_fds[i], F_SETFD, 0))
-      die("cannot pass fd %llu on: %s", (unsigned long long)pl.keep_fds[i], why(errno));
-  pid_t pid = getpid();
-  if (fork_late) {
-    // Only now, with the program's ids and capabilities and non-dumpable, does a process of
-    // capsule's appear in the container: nothing there can ptrace or open /proc/<pid>/mem of a
-    // process with more privileges than the container's (one granted CAP_SYS_PTRACE could).
-    pid = fork();
-    if (pid < 0) die("fork: %s", why(errno));
-    if (pid > 0) {
-      uint64_t p = (uint64_t)pid;
-      unsigned char le[8];
-      for (int i = 0; i < 8; i++) le[i] = p >> (8 * i) & 255;
-      frame('P', le, 8);
-      close(chan);
-      if (slave >= 0) close(slave); // the terminal hangs up when the program is gone
-      wait_for_child(&pl, pid);
-    }
+  int slave = pl.terminal ? make_terminal(&pl, in_userns) : -1;
+  if (pidns < 0) {
+    // The container shares capsule's PID namespace: no fork, this process becomes the program.
+    join_cgroups(&pl, cgfd, 0);
+    become_program(&pl);
+    send_pid(getpid());
   } else {
-    uint64_t p = (uint64_t)pid;
-    unsigned char le[8];
-    for (int i = 0; i < 8; i++) le[i] = p >> (8 * i) & 255;
-    frame('P', le, 8);
+    // The container has its own PID namespace. This process (P) stays outside it, with its
+    // privileges and no seccomp filter, invisible to the container: it forks C, which joins the
+    // PID namespace for its children, loads the seccomp profile where it needs privileges,
+    // drops to the program's ids and capabilities, forks G (the first process of ours that the
+    // container can see, with nothing above the program's privileges), hands G's pid over and
+    // exits; G is reparented to P (a subreaper), which moves it into the container's cgroup,
+    // reports its pid, lets it go on to execve, and waits for it.
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) die("PR_SET_CHILD_SUBREAPER: %s", why(errno));
+    sigset_t fwd, old;
+    sigemptyset(&fwd);
+    for (size_t i = 0; i < sizeof FORWARDED / sizeof FORWARDED[0]; i++) sigaddset(&fwd, FORWARDED[i]);
+    sigprocmask(SIG_BLOCK, &fwd, &old); // until P forwards them to G
+    int gpid_pipe[2], go_pipe[2];
+    if (pipe2(gpid_pipe, O_CLOEXEC) || pipe2(go_pipe, O_CLOEXEC)) die("pipe2: %s", why(errno));
+    pid_t c = fork();
+    if (c < 0) die("fork: %s", why(errno));
+    if (c == 0) { // C
+      close(gpid_pipe[0]);
+      close(go_pipe[1]);
+      for (int i = 0; i < pl.ncgroup; i++) close(cgfd[i]);
+      if (setns(pidns, CLONE_NEWPID))
+        die("cannot join namespace /proc/%llu/ns/pid: setns: %s", (unsigned long long)pl.pid,
+            why(errno));
+      close(pidns);
+      become_program(&pl);
+      pid_t g = fork();
+      if (g < 0) die("fork: %s", why(errno));
+      if (g > 0) {
+        if (write(gpid_pipe[1], &g, sizeof g) != sizeof g) _exit(1);
+        _exit(0);
+      }
+      // G: waits until P has moved it into the container's cgroup.
+      close(gpid_pipe[1]);
+      char go;
+      if (read(go_pipe[0], &go, 1) != 1) _exit(1); // P gave up: it reported why
+      close(go_pipe[0]);
+    } else { // P
+      close(gpid_pipe[1]);
+      close(go_pipe[0]);
+      close(pidns);
+      if (slave >= 0) close(slave); // the terminal hangs up when the program is gone
+      int st;
+      while (waitpid(c, &st, 0) < 0)
+        if (errno != EINTR) die("waitpid: %s", why(errno));
+      pid_t g = 0;
+      if (!WIFEXITED(st) || WEXITSTATUS(st) || read(gpid_pipe[0], &g, sizeof g) != sizeof g ||
+          g <= 0)
+        _exit(1); // C said why ('E'), or died
+      close(gpid_pipe[0]);
+      join_cgroups(&pl, cgfd, g);
+      send_pid(g);
+      close(chan);
+      chan = -1;
+      if (write(go_pipe[1], "g", 1) != 1) _exit(1);
+      close(go_pipe[1]);
+      if (pl.detach) _exit(0);
+      wait_for_child(g, &old);
+    }
   }
   // The program's process. From here a failure is the program's (see fail_program).
   if ((pl.setsid_ || slave >= 0) && setsid() < 0) die("setsid: %s", why(errno));

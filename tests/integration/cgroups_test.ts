@@ -324,7 +324,10 @@ rootTest(
           const [a, msg] of [
             ["..", /"\.\.": \.\. is not a sub cgroup path/],
             ["../../x", /is not a sub cgroup path/],
-            ["nonexistent", /adding pid \d+ to .*\/nonexistent\/cgroup\.procs: no such file/],
+            [
+              "nonexistent",
+              /\(--cgroup nonexistent\): cannot join the container's cgroup: open .*\/nonexistent\/cgroup\.procs: no such file/,
+            ],
             ...(v2 ? [] : [["whaaat:/", /unknown controller whaaat/]]),
           ] as [string, RegExp][]
         ) {

@@ -15,6 +15,7 @@ const basePlan = (): NsexecPlan => ({
   pid: 4242,
   pidStartTime: "123456",
   namespaces: ["user", "pid", "mnt"],
+  cgroupProcs: ["/sys/fs/cgroup/pids/capsule/x/cgroup.procs"],
   process: {
     terminal: true,
     consoleSize: { height: 24, width: 80 },
@@ -65,6 +66,7 @@ Deno.test("nsexec plan: every field as a tagged record, numbers u64 LE, strings 
   assertEquals(u64(one("p")), 4242n);
   assertEquals(text(one("X")), "123456");
   assertEquals(all("n").map(text), ["user", "pid", "mnt"]);
+  assertEquals(all("c").map(text), ["/sys/fs/cgroup/pids/capsule/x/cgroup.procs"]);
   assertEquals([u64(one("u")), u64(one("g"))], [1000n, 100n]);
   assertEquals(all("G").map((d) => u64(d)), [10n, 11n]);
   assertEquals(u64(one("m")), 0o027n);
@@ -190,6 +192,7 @@ Deno.test("capsule-nsexec: a plan it cannot carry out is refused in one line, ex
       (() => {
         const p = basePlan();
         p.pid = 2 ** 22 + 7;
+        p.cgroupProcs = [];
         p.process.oomScoreAdj = undefined;
         p.logFd = undefined;
         return encodeNsexecPlan(p);

@@ -1,0 +1,191 @@
+// `capsule exec` through capsule-nsexec, against what runc 1.1.5 does on this machine: a
+// --process file without capabilities gets the container's (never capsule's own), a seccomp
+// profile never reaches capsule's own process (signals still pass, a kill still shows), capsule's
+// own process stays out of the container's cgroup (pids.max, ps, kill --all), a terminal in a
+// user namespace belongs to a uid mapped there and starts at the caller's size, and any number
+// of arguments the kernel takes is passed on. Root only.
+import {
+  assertEquals,
+  assertMatch,
+  capsule,
+  capsuleCommand,
+  makeBundle,
+  removeAll,
+  rootTest,
+  sleep,
+  spawnCapsule,
+  state,
+  waitFor,
+} from "../helpers.ts";
+
+const capsuleLine = (root: string) =>
+  [...capsuleCommand(), "--root", root].map((a) => `'${a}'`).join(" ");
+
+/** A CapEff line's mask of /proc/PID/status text. */
+const capEff = (status: string) => /CapEff:\s*([0-9a-f]+)/.exec(status)![1];
+
+rootTest("exec --process without capabilities: the container's, not capsule's", async (root) => {
+  const b = await makeBundle("sleep 1000", (s) => {
+    s.process!.noNewPrivileges = true;
+  });
+  const proc = await Deno.makeTempFile({ suffix: ".json" });
+  try {
+    assertEquals((await capsule(root, ["run", "-d", "-b", b, "xp1"])).code, 0);
+    const initCaps = capEff(
+      Deno.readTextFileSync(`/proc/${(await state(root, "xp1")).pid}/status`),
+    );
+    await Deno.writeTextFile(
+      proc,
+      JSON.stringify({
+        args: ["grep", "CapEff", "/proc/self/status"],
+        cwd: "/",
+        user: { uid: 0, gid: 0 },
+        env: ["PATH=/bin"],
+      }),
+    );
+    const r = await capsule(root, ["exec", "--process", proc, "xp1"]);
+    assertEquals(r.code, 0, r.stderr);
+    assertEquals(capEff(r.stdout), initCaps, "the exec's capabilities are the container's");
+  } finally {
+    await capsule(root, ["delete", "-f", "xp1"]);
+    await removeAll(b, proc);
+  }
+});
+
+rootTest(
+  "exec with a seccomp profile and no no_new_privs: a kill of the program and a signal to capsule still work",
+  async (root) => {
+    // The profile refuses kill(2) and its kin to the container: capsule's own process, which
+    // passes signals on and reports a kill, must not be under it.
+    const b = await makeBundle("sleep 1000", (s) => {
+      s.process!.noNewPrivileges = false;
+      s.linux!.seccomp = {
+        defaultAction: "SCMP_ACT_ALLOW",
+        architectures: ["SCMP_ARCH_X86_64"],
+        syscalls: [{ names: ["kill", "tkill", "tgkill"], action: "SCMP_ACT_ERRNO" }],
+      };
+    });
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "xs1"])).code, 0);
+      // Killed from the host by SIGKILL: 137, as runc.
+      const pidFile = `${b}/exec.pid`;
+      const killed = spawnCapsule(root, ["exec", "--pid-file", pidFile, "xs1", "sleep", "30"]);
+      await waitFor(
+        () => {
+          try {
+            return Number(Deno.readTextFileSync(pidFile)) > 0;
+          } catch {
+            return false;
+          }
+        },
+        5000,
+        "the exec's pid file",
+      );
+      Deno.kill(Number(Deno.readTextFileSync(pidFile)), "SIGKILL");
+      assertEquals((await killed.output()).code, 137);
+      // SIGTERM to capsule reaches the program, whose trap answers.
+      const term = spawnCapsule(root, [
+        "exec",
+        "xs1",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 7' TERM; echo ready; sleep 20 & wait",
+      ]);
+      const out = term.stdout.getReader();
+      const first = new TextDecoder().decode((await out.read()).value);
+      assertMatch(first, /ready/);
+      await sleep(100);
+      term.kill("SIGTERM");
+      const st = await term.status;
+      await out.cancel();
+      await term.stderr.cancel();
+      assertEquals(st.code, 7, "the program's trap ran and its status came back");
+    } finally {
+      await capsule(root, ["delete", "-f", "xs1"]);
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "exec: capsule's own process is not in the container's cgroup (pids.max, ps, kill --all)",
+  async (root) => {
+    const b = await makeBundle("sleep 1000", (s) => {
+      s.linux!.resources = { ...s.linux!.resources, pids: { limit: 2 } };
+    });
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "xc1"])).code, 0);
+      // The init and the program: two, within pids.max 2.
+      const r = await capsule(root, ["exec", "xc1", "echo", "pids-ok"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout, "pids-ok\n");
+      const long = spawnCapsule(root, ["exec", "xc1", "sleep", "3"]);
+      try {
+        await waitFor(
+          async () => {
+            const ps = await capsule(root, ["ps", "--format", "json", "xc1"]);
+            return JSON.parse(ps.stdout).length === 2;
+          },
+          5000,
+          "the exec'd sleep in ps",
+        );
+        const ps = JSON.parse((await capsule(root, ["ps", "--format", "json", "xc1"])).stdout);
+        assertEquals(ps.length, 2, `ps lists only the init and the program: ${ps}`);
+        // kill --all reaches only the container's processes; capsule reports the program's end.
+        assertEquals((await capsule(root, ["kill", "--all", "xc1", "ALRM"])).code, 0);
+        assertEquals((await long.output()).code, 142);
+      } finally {
+        try {
+          long.kill("SIGKILL");
+          await long.output();
+        } catch { /* ended and read */ }
+      }
+    } finally {
+      await capsule(root, ["delete", "-f", "xc1"]);
+      await removeAll(b);
+    }
+  },
+);
+
+const MAP = [{ containerID: 0, hostID: 100000, size: 65536 }];
+
+rootTest(
+  "exec -t: the terminal starts at the caller's size and, in a user namespace, can be reopened",
+  async (root) => {
+    const b = await makeBundle("sleep 1000", (s) => {
+      s.linux!.namespaces!.push({ type: "user" });
+      s.linux!.uidMappings = MAP;
+      s.linux!.gidMappings = MAP;
+    });
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "xt1"])).code, 0);
+      const line = `stty rows 33 cols 99; ${capsuleLine(root)} exec -t xt1 sh -c ` +
+        `'stty size; echo x > $(tty) && echo y > /dev/tty && echo reopened'; echo "rc=$?"`;
+      const out = await new Deno.Command("script", { args: ["-qec", line, "/dev/null"] }).output();
+      const text = new TextDecoder().decode(out.stdout).replaceAll("\r", "");
+      assertMatch(text, /^33 99$/m);
+      assertMatch(text, /reopened/);
+      assertMatch(text, /rc=0/);
+    } finally {
+      await capsule(root, ["delete", "-f", "xt1"]);
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "exec: 100000 arguments are passed on (the kernel's limit, not capsule's)",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "xa1"])).code, 0);
+      const args = Array.from({ length: 100000 }, (_, i) => String(i + 1));
+      const r = await capsule(root, ["exec", "xa1", "sh", "-c", "echo $#", "sh", ...args]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout, "100000\n");
+    } finally {
+      await capsule(root, ["delete", "-f", "xa1"]);
+      await removeAll(b);
+    }
+  },
+);
