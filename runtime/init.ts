@@ -27,26 +27,9 @@ const S_IF: Record<DeviceOp["type"], number> = {
 };
 
 function statKind(path: string, follow: boolean): FileKind | undefined {
-  try {
-    const info = follow ? Deno.statSync(path) : Deno.lstatSync(path);
-    if (info.isSymlink) return "symlink";
-    if (info.isDirectory) return "dir";
-    if (info.isFile) return "file";
-    return "other";
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
-  }
-}
-
-/** undefined for ENOENT, the fd otherwise. */
-function openOrUndefined(fn: () => number): number | undefined {
-  try {
-    return fn();
-  } catch (e) {
-    if ((e as libc.SysError).code === "ENOENT") return undefined;
-    throw e;
-  }
+  const mode = libc.statMode(path, follow);
+  if (mode === undefined) return undefined;
+  return KIND_OF[mode & S_IFMT] ?? "other";
 }
 
 const S_IFMT = 0o170000;
@@ -94,17 +77,13 @@ export const realRootfsOps: RootfsOps = {
   readlink: (p) => Deno.readLinkSync(p),
   openDir: (p) => libc.open(p, libc.O.PATH | libc.O.DIRECTORY | libc.O.CLOEXEC),
   openAt: (dir, name) =>
-    openOrUndefined(() =>
-      libc.openat2(dir, name, libc.O.PATH | libc.O.NOFOLLOW | libc.O.CLOEXEC, STEP)
-    ),
+    libc.openat2IfExists(dir, name, libc.O.PATH | libc.O.NOFOLLOW | libc.O.CLOEXEC, STEP),
   openInRoot: (root, path) =>
-    openOrUndefined(() =>
-      libc.openat2(
-        root,
-        path,
-        libc.O.PATH | libc.O.CLOEXEC,
-        libc.RESOLVE.IN_ROOT | libc.RESOLVE.NO_MAGICLINKS,
-      )
+    libc.openat2IfExists(
+      root,
+      path,
+      libc.O.PATH | libc.O.CLOEXEC,
+      libc.RESOLVE.IN_ROOT | libc.RESOLVE.NO_MAGICLINKS,
     ),
   mkdirAt: (dir, name, mode) => libc.mkdirat(dir, name, mode),
   createAt: (dir, name, mode) =>

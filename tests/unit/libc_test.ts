@@ -1,7 +1,7 @@
 // Unit tests of ffi/libc.ts's errno handling (no root): every wrapper goes through invoke(),
 // which must never report an errno that its own call did not set, and must retry EINTR.
 import * as libc from "../../ffi/libc.ts";
-import { assertEquals, assertThrows } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals, assertThrows } from "./fake_rootfs_ops.ts";
 
 const ENOENT = 2, EINTR = 4, EAGAIN = 11;
 
@@ -79,16 +79,40 @@ Deno.test("libc: read on an empty non-blocking fifo is EAGAIN even right after a
   }
 });
 
-Deno.test("libc(): each symbol is bound on its first use only, and then works", () => {
+Deno.test("libc(): each symbol is bound on its first use only; system calls share one", () => {
   const lib = libc.libc();
   const bound = (name: string) => !Object.getOwnPropertyDescriptor(lib, name)?.get;
-  // A path that never mounts never pays for binding mount (dlopen costs per symbol).
-  assertEquals(bound("mount"), false);
-  assertEquals(bound("getpid"), false);
-  assertEquals(lib.getpid(), Deno.pid);
-  assertEquals(bound("getpid"), true);
-  assertEquals(bound("mount"), false);
-  assertEquals(libc.getpid(), Deno.pid); // the wrapper, through the same binding
+  // A path that never makes a terminal never pays for binding unlockpt (dlopen costs per symbol).
+  assertEquals(bound("unlockpt"), false);
+  assertEquals(libc.getpid(), Deno.pid); // a system call: through `syscall`
+  assertEquals(bound("syscall"), true);
+  assertEquals(bound("unlockpt"), false);
+  assertEquals(bound("execve"), false);
+});
+
+Deno.test("raw system calls: dup2 onto itself, fcntl, pipes, sockets and fd passing work", () => {
+  const [r, w] = libc.pipe2();
+  const [a, b] = libc.socketpair(true);
+  try {
+    libc.dup2(r, r); // dup3 refuses this; dup2's answer is "done" for an open fd
+    assertThrows(() => libc.dup2(987654, 987654), libc.SysError, "EBADF");
+    assert(libc.isCloexec(r));
+    libc.setCloexec(r, false);
+    assert(!libc.isCloexec(r));
+    libc.writeAll(w, new TextEncoder().encode("hi"));
+    const buf = new Uint8Array(8);
+    assertEquals(libc.read(r, buf), 2);
+    libc.sendFd(a, w, new TextEncoder().encode("x"));
+    const got = libc.recvFd(b);
+    libc.writeAll(got, new TextEncoder().encode("!"));
+    assertEquals(libc.read(r, buf), 1);
+    assertEquals(buf[0], 0x21);
+    libc.close(got);
+    const old = libc.umask(0o077);
+    assertEquals(libc.umask(old), 0o077);
+  } finally {
+    for (const fd of [r, w, a, b]) libc.close(fd);
+  }
 });
 
 Deno.test("prepareExecve/prepareRlimits bind what their call needs now, not after the limits and seccomp", () => {
