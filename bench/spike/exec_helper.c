@@ -1,4 +1,7 @@
-// SPIKE (issue 14's design step): NOT USED BY THE PRODUCT. A native exec helper that stands
+// SPIKE (issue 14's design step): NOT USED BY THE PRODUCT. Its exec half is now built, reviewed
+// and tested as runtime/native/nsexec.c (capsule-nsexec); this file stays as the measured
+// prototype of the run half (PID 1, mounts, pivot_root) that docs/DESIGN.md describes.
+// A native exec helper that stands
 // between capsule's spawn and the program's execve, in place of a second Deno process; see
 // docs/DESIGN.md "A native helper on the start path (spike, not built)".
 //
