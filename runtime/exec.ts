@@ -264,7 +264,7 @@ export async function exec(
     const answer = readNsexecAnswer(parentEnd);
     master = answer.master;
     if (answer.error !== undefined || answer.pid === undefined) {
-      const which = opts.cgroup?.length && answer.error?.includes("cgroup")
+      const which = opts.cgroup?.length && answer.error?.startsWith("adding pid")
         ? ` (--cgroup ${opts.cgroup.join(" ")})`
         : "";
       throw new CapsuleError(

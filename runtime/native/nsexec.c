@@ -522,7 +522,7 @@ static void join_cgroups(struct plan *pl, const int *cgfd, pid_t pid) {
     if (write(cgfd[i], v, (size_t)n) != n) {
       int e = errno;
       if (pid > 0) kill(pid, SIGKILL);
-      die("cannot join the container's cgroup: write %s: %s", pl->cgroup[i], why(e));
+      die("adding pid %d to %s: %s", (int)pid, pl->cgroup[i], why(e));
     }
     close(cgfd[i]);
   }
@@ -581,7 +581,7 @@ int main(int argc, char **argv) {
   int cgfd[64];
   for (int i = 0; i < pl.ncgroup; i++)
     if ((cgfd[i] = open(pl.cgroup[i], O_WRONLY | O_CLOEXEC)) < 0)
-      die("cannot join the container's cgroup: open %s: %s", pl.cgroup[i], why(errno));
+      die("adding pid to %s: %s", pl.cgroup[i], why(errno)); // runc's words (exec.bats)
   if (pl.has_oom) {
     int f = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (f < 0 || dprintf(f, "%lld", (long long)pl.oom) < 0)

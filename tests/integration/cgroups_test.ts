@@ -326,7 +326,7 @@ rootTest(
             ["../../x", /is not a sub cgroup path/],
             [
               "nonexistent",
-              /\(--cgroup nonexistent\): cannot join the container's cgroup: open .*\/nonexistent\/cgroup\.procs: no such file/,
+              /\(--cgroup nonexistent\): adding pid (\d+ )?to .*\/nonexistent\/cgroup\.procs: no such file /,
             ],
             ...(v2 ? [] : [["whaaat:/", /unknown controller whaaat/]]),
           ] as [string, RegExp][]
