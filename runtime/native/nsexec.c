@@ -69,6 +69,38 @@
 
 static int chan = -1;
 static volatile pid_t child_pid = 0;
+// The host's /proc, opened before the container's mount namespace is joined: files the container
+// controls are opened O_PATH first (no device's open runs, no FIFO blocks), checked, and only then
+// reopened for I/O through /proc/self/fd/N here. This process is outside the container's cgroup,
+// so the container's device rules do not stand between it and a node the container made.
+static int host_proc = -1;
+static int cgfd_dir[64]; // the directories of the container's cgroup.procs files (O_PATH)
+
+// An fd on `path` below `root` (every symlink resolved inside it), opened with `flags` only when
+// fstat says `mode_ok`; -1 otherwise (errno EPERM for a refused kind). `st` receives the stat.
+static int open_checked(int root, const char *path, int flags, int (*mode_ok)(const struct stat *),
+                        struct stat *st) {
+  struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+  int p = (int)syscall(SYS_openat2, root, path, &how, sizeof how);
+  if (p < 0) return -1;
+  if (fstat(p, st) || !mode_ok(st)) {
+    close(p);
+    errno = EPERM;
+    return -1;
+  }
+  char self[48];
+  snprintf(self, sizeof self, "self/fd/%d", p);
+  int fd = openat(host_proc, self, flags | O_CLOEXEC);
+  int e = errno;
+  close(p);
+  errno = e;
+  return fd;
+}
+
+static int is_regular(const struct stat *st) { return S_ISREG(st->st_mode); }
+static int is_ptmx(const struct stat *st) {
+  return S_ISCHR(st->st_mode) && major(st->st_rdev) == 5 && minor(st->st_rdev) == 2;
+}
 // Read from the host's /proc before entering the container's root: there /proc (if any) is the
 // container's PID namespace's, in which this process does not appear (no /proc/self).
 static int cap_last = 63;      // /proc/sys/kernel/cap_last_cap
@@ -275,9 +307,8 @@ static int ns_flag(const char *name) {
 static char *read_passwd(void) {
   int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root < 0) return NULL;
-  struct open_how how = {.flags = O_RDONLY | O_CLOEXEC,
-                         .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
-  int fd = (int)syscall(SYS_openat2, root, "etc/passwd", &how, sizeof how);
+  struct stat st;
+  int fd = open_checked(root, "etc/passwd", O_RDONLY, is_regular, &st); // a regular file only
   close(root);
   if (fd < 0) return NULL;
   size_t cap = 65536, len = 0;
@@ -414,14 +445,19 @@ static int make_terminal(struct plan *pl, int in_userns) {
     setfsgid(0);
     setfsuid(0);
   }
-  int master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (master < 0) die("cannot open the container's /dev/ptmx: open: %s", why(errno));
-  char name[128];
-  if (unlockpt(master) || ptsname_r(master, name, sizeof name))
-    die("cannot set up the terminal: %s", why(errno));
-  int slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (slave < 0) die("cannot open the terminal %s: open: %s", name, why(errno));
+  // The container's /dev/ptmx (a symlink to pts/ptmx, resolved inside its root) must be the
+  // ptmx device (5:2), and the slave comes from the master itself (TIOCGPTPEER), not by a name
+  // under /dev/pts, which the container could have mounted over.
+  int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (root < 0) die("cannot open the container's root: %s", why(errno));
   struct stat st;
+  int master = open_checked(root, "dev/ptmx", O_RDWR | O_NOCTTY, is_ptmx, &st);
+  if (master < 0)
+    die("cannot open the container's /dev/ptmx (it must be the ptmx device, 5:2): %s", why(errno));
+  close(root);
+  if (unlockpt(master)) die("cannot set up the terminal: unlockpt: %s", why(errno));
+  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) die("cannot open the terminal: ioctl(TIOCGPTPEER): %s", why(errno));
   if (fstat(slave, &st)) die("cannot set up the terminal: fstat: %s", why(errno));
   if (!S_ISCHR(st.st_mode) || major(st.st_rdev) < 136 || major(st.st_rdev) > 143)
     die("the terminal's slave is not a pseudo-terminal (major %u)", major(st.st_rdev));
@@ -518,6 +554,25 @@ static void wait_for_child(pid_t g, const sigset_t *old) {
 static void join_cgroups(struct plan *pl, const int *cgfd, pid_t pid) {
   char v[32];
   int n = snprintf(v, sizeof v, "%d", (int)pid);
+  // A move into a cgroup is not held to its pids.max (only a fork is): the exec is refused when
+  // the container is at its limit, as a fork inside it would be (runc's exec fails there too).
+  for (int i = 0; i < pl->ncgroup; i++) {
+    int dir = openat(cgfd_dir[i], "pids.max", O_RDONLY | O_CLOEXEC);
+    if (dir < 0) continue;
+    char mx[32] = "", cur[32] = "";
+    ssize_t a = read(dir, mx, sizeof mx - 1);
+    close(dir);
+    int c = openat(cgfd_dir[i], "pids.current", O_RDONLY | O_CLOEXEC);
+    ssize_t b = c < 0 ? -1 : read(c, cur, sizeof cur - 1);
+    if (c >= 0) close(c);
+    if (a <= 0 || b <= 0 || !strncmp(mx, "max", 3)) continue;
+    if (strtoll(cur, NULL, 10) >= strtoll(mx, NULL, 10)) {
+      if (pid > 0) kill(pid, SIGKILL);
+      mx[strcspn(mx, "\n")] = 0;
+      die("adding pid %d to %s: the container is at its pids limit (pids.max %s)", (int)pid,
+          pl->cgroup[i], mx);
+    }
+  }
   for (int i = 0; i < pl->ncgroup; i++) {
     if (write(cgfd[i], v, (size_t)n) != n) {
       int e = errno;
@@ -539,13 +594,14 @@ static void send_pid(pid_t pid) {
 // seccomp where it needs privileges (no no_new_privs), then the program's ids, groups and
 // capabilities, its umask, and every fd from 3 close-on-exec but the preserved ones.
 static void become_program(struct plan *pl) {
-  if (pl->sc && !pl->nnp) load_seccomp(pl); // needs CAP_SYS_ADMIN: before the privileges go
-  drop_privileges(pl);
+  // fds and umask first: a profile loaded here must allow only what dropping privileges needs.
   umask((mode_t)pl->umask_);
   if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC)) die("close_range: %s", why(errno));
   for (int i = 0; i < pl->nkeep; i++)
     if (fcntl((int)pl->keep_fds[i], F_SETFD, 0))
       die("cannot pass fd %llu on: %s", (unsigned long long)pl->keep_fds[i], why(errno));
+  if (pl->sc && !pl->nnp) load_seccomp(pl); // needs CAP_SYS_ADMIN: before the privileges go
+  drop_privileges(pl);
 }
 
 // After the program's pid is known: a failure now is the program's (exit 127, or 126 when
@@ -570,6 +626,16 @@ int main(int argc, char **argv) {
     return 2;
   }
   chan = (int)fd;
+  // Dies with capsule (as runc's exec leaves only the program when it is killed); the program,
+  // once forked, is not affected (the death signal is not inherited).
+  pid_t parent = getppid();
+  prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+  if (getppid() != parent) _exit(1);
+  host_proc = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (host_proc < 0) {
+    dprintf(2, "capsule-nsexec: cannot open /proc: %s\n", why(errno));
+    _exit(1);
+  }
   struct plan pl;
   read_plan(&pl);
   char last[16];
@@ -579,9 +645,15 @@ int main(int argc, char **argv) {
   // program's process is moved in by pid once it exists (this process stays outside: it must not
   // count against pids.max, show in `ps`, or be killed by `kill --all`).
   int cgfd[64];
-  for (int i = 0; i < pl.ncgroup; i++)
-    if ((cgfd[i] = open(pl.cgroup[i], O_WRONLY | O_CLOEXEC)) < 0)
+  for (int i = 0; i < pl.ncgroup; i++) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", pl.cgroup[i]);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    cgfd_dir[i] = open(slash && *dir ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if ((cgfd[i] = open(pl.cgroup[i], O_WRONLY | O_CLOEXEC)) < 0 || cgfd_dir[i] < 0)
       die("adding pid to %s: %s", pl.cgroup[i], why(errno)); // runc's words (exec.bats)
+  }
   if (pl.has_oom) {
     int f = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
     if (f < 0 || dprintf(f, "%lld", (long long)pl.oom) < 0)
@@ -654,6 +726,8 @@ int main(int argc, char **argv) {
   if (pidns < 0) {
     // The container shares capsule's PID namespace: no fork, this process becomes the program.
     join_cgroups(&pl, cgfd, 0);
+    for (int i = 0; i < pl.ncgroup; i++) close(cgfd_dir[i]);
+    close(host_proc);
     become_program(&pl);
     send_pid(getpid());
   } else {
@@ -676,7 +750,13 @@ int main(int argc, char **argv) {
     if (c == 0) { // C
       close(gpid_pipe[0]);
       close(go_pipe[1]);
-      for (int i = 0; i < pl.ncgroup; i++) close(cgfd[i]);
+      // Nothing of the host's may reach G, the container's to see: the host's /proc and the
+      // cgroup directories are P's alone.
+      for (int i = 0; i < pl.ncgroup; i++) {
+        close(cgfd[i]);
+        close(cgfd_dir[i]);
+      }
+      close(host_proc);
       if (setns(pidns, CLONE_NEWPID))
         die("cannot join namespace /proc/%llu/ns/pid: setns: %s", (unsigned long long)pl.pid,
             why(errno));

@@ -5,6 +5,7 @@
 // user namespace belongs to a uid mapped there and starts at the caller's size, and any number
 // of arguments the kernel takes is passed on. Root only.
 import {
+  assert,
   assertEquals,
   assertMatch,
   capsule,
@@ -185,6 +186,117 @@ rootTest(
       assertEquals(r.stdout, "100000\n");
     } finally {
       await capsule(root, ["delete", "-f", "xa1"]);
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "exec: the container's /etc/passwd is read only if it is a regular file (a device node, a FIFO)",
+  async (root) => {
+    // capsule's process is outside the container's cgroup: a node the container made must not be
+    // opened (its device rules do not hold there), nor a FIFO block the exec.
+    const img = await Deno.makeTempFile();
+    let loop = "";
+    const b = await makeBundle("sleep 1000", undefined, { ownRootfs: true });
+    try {
+      const line = "root:x:0:0:root:/LEAKED-FROM-A-DEVICE:/bin/sh\n";
+      await Deno.writeTextFile(img, line.padEnd(1 << 20, "\n"));
+      const lo = await new Deno.Command("losetup", { args: ["-f", "--show", img] }).output();
+      assertEquals(lo.code, 0, new TextDecoder().decode(lo.stderr));
+      loop = new TextDecoder().decode(lo.stdout).trim();
+      const st = Deno.statSync(loop);
+      const major = Number(BigInt(st.rdev!) >> 8n & 0xfffn);
+      const minor = Number(BigInt(st.rdev!) & 0xffn);
+      await Deno.remove(`${b}/rootfs/etc/passwd`);
+      const mk = await new Deno.Command("mknod", {
+        args: [`${b}/rootfs/etc/passwd`, "b", String(major), String(minor)],
+      }).output();
+      assertEquals(mk.code, 0);
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "xd1"])).code, 0);
+      const r = await capsule(root, ["exec", "xd1", "sh", "-c", "echo HOME=$HOME"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout, "HOME=/\n", "HOME never comes from a device node");
+      // A FIFO: nothing blocks, HOME is "/".
+      await Deno.remove(`${b}/rootfs/etc/passwd`);
+      assertEquals(
+        (await new Deno.Command("mkfifo", { args: [`${b}/rootfs/etc/passwd`] }).output()).code,
+        0,
+      );
+      const f = await capsule(root, ["exec", "xd1", "sh", "-c", "echo HOME=$HOME"]);
+      assertEquals(f.stdout, "HOME=/\n", f.stderr);
+    } finally {
+      await capsule(root, ["delete", "-f", "xd1"]);
+      if (loop) await new Deno.Command("losetup", { args: ["-d", loop] }).output();
+      await removeAll(b, img);
+    }
+  },
+);
+
+rootTest(
+  "exec into a container at its pids.max is refused (a fork there would be)",
+  async (root) => {
+    const b = await makeBundle("sleep 1000", (s) => {
+      s.linux!.resources = { ...s.linux!.resources, pids: { limit: 1 } };
+    });
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "xl1"])).code, 0);
+      const r = await capsule(root, ["exec", "xl1", "echo", "ran"]);
+      assertEquals(r.code, 255, r.stdout);
+      assertMatch(r.stderr, /at its pids limit \(pids\.max 1\)/);
+      assertEquals(r.stdout, "");
+      const ps = JSON.parse((await capsule(root, ["ps", "--format", "json", "xl1"])).stdout);
+      assertEquals(ps.length, 1, "only the init is left");
+    } finally {
+      await capsule(root, ["delete", "-f", "xl1"]);
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "exec: capsule killed, its helper goes too; the program runs on (runc's way)",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "xk1"])).code, 0);
+      const pidFile = `${b}/exec.pid`;
+      const cli = spawnCapsule(root, ["exec", "--pid-file", pidFile, "xk1", "sleep", "30"]);
+      await waitFor(
+        () => {
+          try {
+            return Number(Deno.readTextFileSync(pidFile)) > 0;
+          } catch {
+            return false;
+          }
+        },
+        5000,
+        "the exec's pid file",
+      );
+      const program = Number(Deno.readTextFileSync(pidFile));
+      const helper = Number(
+        Deno.readTextFileSync(`/proc/${cli.pid}/task/${cli.pid}/children`).trim().split(/\s+/)[0],
+      );
+      assert(helper > 0 && helper !== program, "capsule's helper between capsule and the program");
+      cli.kill("SIGKILL");
+      await cli.status;
+      // The program keeps capsule's stdout and stderr (as with runc): not read to their end.
+      await cli.stdout.cancel();
+      await cli.stderr.cancel();
+      await waitFor(
+        () => {
+          try {
+            return Deno.readTextFileSync(`/proc/${helper}/stat`).split(" ")[2] === "Z";
+          } catch {
+            return true; // gone
+          }
+        },
+        3000,
+        "the helper gone with capsule",
+      );
+      assert(Deno.readTextFileSync(`/proc/${program}/cmdline`).startsWith("sleep"), "program runs");
+    } finally {
+      await capsule(root, ["delete", "-f", "xk1"]);
       await removeAll(b);
     }
   },
