@@ -22,6 +22,19 @@ import {
 const capsuleLine = (root: string) =>
   [...capsuleCommand(), "--root", root].map((a) => `'${a}'`).join(" ");
 
+/** The program's host pid, once `capsule exec --pid-file` has written it. */
+async function execPid(pidFile: string): Promise<number> {
+  const read = () => {
+    try {
+      return Number(Deno.readTextFileSync(pidFile));
+    } catch {
+      return 0;
+    }
+  };
+  await waitFor(() => read() > 0, 5000, "the exec's pid file");
+  return read();
+}
+
 /** A CapEff line's mask of /proc/PID/status text. */
 const capEff = (status: string) => /CapEff:\s*([0-9a-f]+)/.exec(status)![1];
 
@@ -71,18 +84,7 @@ rootTest(
       // Killed from the host by SIGKILL: 137, as runc.
       const pidFile = `${b}/exec.pid`;
       const killed = spawnCapsule(root, ["exec", "--pid-file", pidFile, "xs1", "sleep", "30"]);
-      await waitFor(
-        () => {
-          try {
-            return Number(Deno.readTextFileSync(pidFile)) > 0;
-          } catch {
-            return false;
-          }
-        },
-        5000,
-        "the exec's pid file",
-      );
-      Deno.kill(Number(Deno.readTextFileSync(pidFile)), "SIGKILL");
+      Deno.kill(await execPid(pidFile), "SIGKILL");
       assertEquals((await killed.output()).code, 137);
       // SIGTERM to capsule reaches the program, whose trap answers.
       const term = spawnCapsule(root, [
@@ -262,18 +264,7 @@ rootTest(
       assertEquals((await capsule(root, ["run", "-d", "-b", b, "xk1"])).code, 0);
       const pidFile = `${b}/exec.pid`;
       const cli = spawnCapsule(root, ["exec", "--pid-file", pidFile, "xk1", "sleep", "30"]);
-      await waitFor(
-        () => {
-          try {
-            return Number(Deno.readTextFileSync(pidFile)) > 0;
-          } catch {
-            return false;
-          }
-        },
-        5000,
-        "the exec's pid file",
-      );
-      const program = Number(Deno.readTextFileSync(pidFile));
+      const program = await execPid(pidFile);
       const helper = Number(
         Deno.readTextFileSync(`/proc/${cli.pid}/task/${cli.pid}/children`).trim().split(/\s+/)[0],
       );
