@@ -292,3 +292,32 @@ rootTest(
     }
   },
 );
+
+rootTest(
+  "exec: a --pid-file that cannot be written is refused before any program starts",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "xq1"])).code, 0);
+      for (const detach of [[], ["-d"]]) {
+        const r = await capsule(root, [
+          "exec",
+          ...detach,
+          "--pid-file",
+          `${b}/no/such/dir/exec.pid`,
+          "xq1",
+          "sleep",
+          "77",
+        ]);
+        assertEquals(r.code, 255, r.stdout);
+        assertMatch(r.stderr, /Invalid --pid-file ".*exec\.pid": directory .* does not exist/);
+        await sleep(200);
+        const ps = JSON.parse((await capsule(root, ["ps", "--format", "json", "xq1"])).stdout);
+        assertEquals(ps.length, 1, `${detach}: only the init is left: ${ps}`);
+      }
+    } finally {
+      await capsule(root, ["delete", "-f", "xq1"]);
+      await removeAll(b);
+    }
+  },
+);
