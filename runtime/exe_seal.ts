@@ -1,5 +1,5 @@
-// The host binary that capsule runs inside a container (Deno, as the init and the exec helper
-// until they execve) must not be writable through /proc/<pid>/exe (runc's CVE-2019-5736). The
+// A host binary that capsule runs inside a container (Deno as the init, capsule-nsexec as an
+// exec's process, until they execve) must not be writable through /proc/<pid>/exe (runc's CVE-2019-5736). The
 // init is started from a read-only view of the binary, never from the path on disk:
 //   1. "overlay": a detached overlayfs mount with the binary's directory as its upper lower
 //      layer and no upper layer (read-only superblock, which no mount_setattr can undo), made

@@ -15,7 +15,8 @@ export const NSEXEC = "capsule-nsexec";
  * it when there is none (it is made by `deno task build`, with gcc).
  */
 export function nsexecPath(): string {
-  const candidates = [`./${NSEXEC}`, `../${NSEXEC}`, `../dist/${NSEXEC}`];
+  // Beside the chunk (dist/, or a release's lib/), or dist/ from source (runtime/nsexec.ts).
+  const candidates = [`./${NSEXEC}`, `../dist/${NSEXEC}`];
   for (const c of candidates) {
     const path = new URL(c, import.meta.url).pathname;
     try {

@@ -1,6 +1,6 @@
-// The processes capsule starts for a container: the init (or an exec's init) in the right PID
-// namespace, and the foreground waiting of run/exec (signals passed on, the pty relayed, the
-// exit status as the shell reports it).
+// The processes capsule starts for a container: the init in the right PID namespace (an exec's
+// process is capsule-nsexec's, see nsexec.ts), and the foreground waiting of run/exec (signals
+// passed on, the pty relayed, the exit status as the shell reports it).
 import * as libc from "../ffi/libc.ts";
 import { INIT_EXE_FD_ENV, INIT_PIPE_ENV, INIT_STDERR_FD_ENV } from "./channel.ts";
 import { sealedExe } from "./exe_seal.ts";
@@ -113,8 +113,8 @@ export function spawnInit(
   step(`init binary sealed (${exe.how})`);
   try {
     // A user namespace can only be entered by a single-threaded process: util-linux's unshare
-    // or nsenter does it, then execs the init (with the init pipe and the sealed binary's fd,
-    // which they leave open; the init closes the latter first thing).
+    // (with setpriv) does it, then execs the init (with the init pipe and the sealed binary's
+    // fd, which they leave open; the init closes the latter first thing).
     const passFd = wrapper.length > 0 && exe.fd !== undefined;
     // Deno starts on a stderr that is no terminal (channel.ts INIT_STDERR_FD_ENV); the init
     // takes the caller's back from this duplicate.
@@ -198,8 +198,8 @@ export function callerFds(n: number, what: string, why: string): number[] {
   return out;
 }
 
-/** util-linux's unshare/nsenter, found by path (engines call capsule with an empty PATH). */
-export function utilLinux(name: "unshare" | "nsenter" | "setpriv"): string {
+/** util-linux's unshare/setpriv, found by path (engines call capsule with an empty PATH). */
+export function utilLinux(name: "unshare" | "setpriv"): string {
   for (const dir of ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]) {
     try {
       if (Deno.statSync(`${dir}/${name}`).isFile) return `${dir}/${name}`;
