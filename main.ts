@@ -1,8 +1,4 @@
-// capsule: a container runtime for Linux in the spirit of runc. This entry stays tiny: the
-// init process (`capsule init`, inside a new container) must not load the command tree.
-if (Deno.args[0] === "init") {
-  await import("./runtime/init_main.ts");
-} else {
-  const { main } = await import("./cli/main.ts");
-  Deno.exit(await main(Deno.args));
-}
+// capsule: a container runtime for Linux in the spirit of runc. The command tree is cli/main.ts;
+// a container's init is not Deno but the native helper (runtime/native/init.c).
+const { main } = await import("./cli/main.ts");
+Deno.exit(await main(Deno.args));

@@ -2,7 +2,7 @@
 // until start. The work is the list of named steps in STEPS, run in order; when one fails, the
 // init is killed and every step that began is undone in reverse (so a failed create leaves
 // nothing behind: no state directory, cgroup, address or mount). The init's side is init.ts.
-import { closeFd } from "./channel.ts";
+import { close as closeFd } from "../ffi/libc.ts";
 import type { RuntimeContext } from "./context.ts";
 import { applyLimits, destroyCgroups, makeCgroups } from "./create_cgroups.ts";
 import {

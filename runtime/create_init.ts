@@ -2,7 +2,7 @@
 // namespace's gate and maps, spawning it, its plan, and waiting until it is ready. See
 // create.ts for the order; the init's side is init.ts.
 import * as libc from "../ffi/libc.ts";
-import { closeFd, type InitMessage, receiveFromInit, sendFrame } from "./channel.ts";
+import { encodeInitPlan, readNsexecFrame } from "./nsexec.ts";
 import type { Creating } from "./create_state.ts";
 import { ociState } from "./query.ts";
 import { CapsuleError } from "./errors.ts";
@@ -53,7 +53,7 @@ export function prepareUserNamespace(c: Creating): void {
 }
 
 export function closeGate(c: Creating): void {
-  if (c.userNs?.gate !== undefined) closeFd(c.userNs.gate); // it never got to the maps
+  if (c.userNs?.gate !== undefined) libc.close(c.userNs.gate); // it never got to the maps
 }
 
 /**
@@ -83,7 +83,7 @@ export async function spawnTheInit(c: Creating): Promise<void> {
       c.logFd = log.fd;
       c.logWriterPid = log.writerPid;
     } catch (e) {
-      for (const f of inherited) closeFd(f);
+      for (const f of inherited) libc.close(f);
       throw e;
     }
     inherited.push(c.logFd);
@@ -104,7 +104,7 @@ export async function spawnTheInit(c: Creating): Promise<void> {
       (what) => c.step(what),
     );
   } finally {
-    for (const f of inherited) closeFd(f);
+    for (const f of inherited) libc.close(f);
   }
   c.pid = c.child.pid;
 }
@@ -118,7 +118,7 @@ export async function mapUserNamespace(c: Creating): Promise<void> {
     writeIdMappings(c.id, c.pid, c.raw);
     libc.writeAll(gate, new TextEncoder().encode("go\n"));
   } finally {
-    closeFd(gate); // on failure the helper reads EOF, and is killed with the init
+    libc.close(gate); // on failure the helper reads EOF, and is killed with the init
     c.userNs!.gate = undefined;
   }
 }
@@ -193,35 +193,47 @@ async function createHooks(c: Creating): Promise<void> {
 }
 
 /**
- * Sends the plan; the init sets up namespaces, mounts and pivot_root and answers "ready" (or
- * the error that stopped it). With a terminal, the pty master comes back over the channel.
+ * Sends the plan; the init (runtime/native/init.c) sets up namespaces, mounts and pivot_root and
+ * answers 'R' (ready), or 'E' with the error that stopped it; on the way it may ask for the bind
+ * sources ('S') or stop for the host's hooks ('H', answered "r"). With a terminal, the pty
+ * master comes back in a 'T' frame. Throws CapsuleError.
  */
 export async function awaitInit(c: Creating): Promise<void> {
   try {
-    sendFrame(c.fd, c.plan);
-  } catch { /* the init failed already: its message is waiting below */ }
-  let msg = receiveFromInit<InitMessage>(c.fd);
-  while (msg?.type === "sources" || msg?.type === "hooks") {
+    libc.writeAll(c.fd, encodeInitPlan(c.plan));
+  } catch (e) {
+    // The init failed already: its message is waiting below.
+    if (e instanceof CapsuleError) {
+      throw new CapsuleError(`Cannot create container "${c.id}": ${e.message}`);
+    }
+  }
+  let msg = readNsexecFrame(c.fd);
+  while (msg?.type === "S" || msg?.type === "H") {
     const asked = msg.type;
-    if (asked === "hooks") await createHooks(c);
+    if (asked === "H") await createHooks(c);
     try {
-      if (asked === "hooks") sendFrame(c.fd, { type: "resume" });
+      if (asked === "H") libc.writeAll(c.fd, new TextEncoder().encode("r"));
       else sendBindSources(c);
     } catch (e) {
       // The init is gone: its exit status says why (below), not our write's EPIPE.
       if (!(e instanceof libc.SysError && e.code === "EPIPE")) throw e;
     }
-    msg = receiveFromInit<InitMessage>(c.fd);
+    msg = readNsexecFrame(c.fd);
   }
-  if (!msg || msg.type !== "ready") {
-    let why = msg?.type === "error" ? msg.message : await exitReason(c.child!);
+  if (!msg || msg.type !== "R") {
+    if (msg?.fd !== undefined) libc.close(msg.fd);
+    let why = msg?.type === "E" ? new TextDecoder().decode(msg.data) : await exitReason(c.child!);
     if (/killed by SIGKILL/.test(why)) why += oomHint(c);
     throw new CapsuleError(`Cannot create container "${c.id}": ${why}`);
   }
   if (c.terminal) {
-    const master = libc.recvFd(c.fd);
-    if (c.opts.consoleSocket) sendToConsoleSocket(c.opts.consoleSocket, master);
-    else c.master = master;
+    const t = readNsexecFrame(c.fd);
+    if (t?.type !== "T" || t.fd === undefined) {
+      if (t?.fd !== undefined) libc.close(t.fd);
+      throw new CapsuleError(`Cannot create container "${c.id}": its init sent no terminal`);
+    }
+    if (c.opts.consoleSocket) sendToConsoleSocket(c.opts.consoleSocket, t.fd);
+    else c.master = t.fd;
   }
 }
 

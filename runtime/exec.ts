@@ -3,7 +3,7 @@
 // the program's ids and capabilities, and only then forks into the container's PID namespace
 // to exec the program with the container's environment and seccomp profile.
 import * as libc from "../ffi/libc.ts";
-import { closeFd } from "./channel.ts";
+import { close as closeFd } from "../ffi/libc.ts";
 import { subCgroupPaths } from "./cgroups/util.ts";
 import type { RuntimeContext } from "./context.ts";
 import { CapsuleError, StateTransitionError } from "./errors.ts";

@@ -2,58 +2,12 @@
 // process is capsule-nsexec's, see nsexec.ts), and the foreground waiting of run/exec (signals
 // passed on, the pty relayed, the exit status as the shell reports it).
 import * as libc from "../ffi/libc.ts";
-import { INIT_EXE_FD_ENV, INIT_PIPE_ENV, INIT_STDERR_FD_ENV } from "./channel.ts";
+import { nsexecPath } from "./nsexec.ts";
 import { sealedExe } from "./exe_seal.ts";
 import { CLONE } from "./consts.ts";
 import { SIGNALS } from "./signals.ts";
 import { relay } from "./terminal.ts";
 import { CapsuleError } from "./errors.ts";
-
-/**
- * How this program starts its own init: from source, `deno run runtime/init_main.ts`; from
- * the bundle, `deno run dist/runtime/init_main.js` (dist/ holds the chunk of this code);
- * as a compiled binary, `capsule init`. `--no-code-cache`: Deno keeps no V8 code cache (a
- * host file, open read-write, that a container could poison) in a process it can see.
- */
-function initCommand(): { cmd: string; args: string[] } {
-  const exe = Deno.execPath();
-  if (!/(^|\/)deno$/.test(exe)) return { cmd: exe, args: ["init"] };
-  const flags = ["run", "-A", "--no-config", "--no-lock", "--quiet", "--no-code-cache"];
-  if (import.meta.url.endsWith(".ts")) {
-    return { cmd: exe, args: [...flags, new URL("./init_main.ts", import.meta.url).pathname] };
-  }
-  // The bundle's own entry for the init (scripts/build.ts): main.js would make Deno, which
-  // runs the init without its caches, parse the whole CLI graph (+27 ms).
-  const entry = new URL("./runtime/init_main.js", import.meta.url).pathname;
-  try {
-    if (Deno.statSync(entry).isFile) return { cmd: exe, args: [...flags, entry] };
-  } catch { /* an older bundle */ }
-  return { cmd: exe, args: [...flags, new URL("./main.js", import.meta.url).pathname, "init"] };
-}
-
-/**
- * The init's whole environment: nothing of the caller's (the init sits in the container's PID
- * namespace, where /proc/<pid>/environ shows what it was started with). DENO_DIR names a path
- * below a regular file, which can never be a directory: Deno then opens none of its cache
- * databases (dep/node analysis) and keeps them in memory; with no transpile cache either
- * (DENO_EMIT_CACHE_MODE), running from source re-transpiles the init's modules (~25 ms; the
- * bundle has nothing to transpile).
- */
-export function initEnv(
-  childFd: number,
-  exeFd?: number,
-  stderrFd?: number,
-): Record<string, string> {
-  return {
-    [INIT_PIPE_ENV]: String(childFd),
-    ...(exeFd === undefined ? {} : { [INIT_EXE_FD_ENV]: String(exeFd) }),
-    ...(stderrFd === undefined ? {} : { [INIT_STDERR_FD_ENV]: String(stderrFd) }),
-    DENO_DIR: `${Deno.execPath()}/no-cache`,
-    DENO_EMIT_CACHE_MODE: "disable",
-    DENO_NO_UPDATE_CHECK: "1",
-    NO_COLOR: "1",
-  };
-}
 
 /** Signals sent to capsule in the foreground are passed on to the program; returns the undo. */
 export function forwardSignals(child: Deno.ChildProcess): () => void {
@@ -96,10 +50,13 @@ export async function exitReason(child: Deno.ChildProcess): Promise<string> {
 }
 
 /**
- * Starts the init in the container's PID namespace. unshare(CLONE_NEWPID) affects only the
- * children of this (main) thread, so the window is this one spawn, restored in `finally`.
- * The init's binary is a sealed, read-only view of this Deno (exe_seal.ts), so no process in
- * the container can write the host's Deno through /proc/<pid>/exe; `step` gets the --debug line.
+ * Starts the init, `capsule-nsexec init FD` (runtime/native/init.c), in the container's PID
+ * namespace. unshare(CLONE_NEWPID) affects only the children of this (main) thread, so the
+ * window is this one spawn, restored in `finally`. The init's binary is a sealed, read-only view
+ * of the helper (exe_seal.ts), so no process in the container can write the host's binary
+ * through /proc/<pid>/exe; its environment is empty (nothing of the caller's reaches the
+ * container's /proc/1/environ); `step` gets the --debug line. Throws CapsuleError when the
+ * helper is missing, SysError when the spawn fails.
  */
 export function spawnInit(
   childFd: number,
@@ -108,33 +65,29 @@ export function spawnInit(
   wrapper: string[] = [],
   step: (what: string) => void = () => {},
 ): Deno.ChildProcess {
-  const init = initCommand();
-  const exe = sealedExe(init.cmd);
+  const exe = sealedExe(nsexecPath());
   step(`init binary sealed (${exe.how})`);
   try {
     // A user namespace can only be entered by a single-threaded process: util-linux's unshare
-    // (with setpriv) does it, then execs the init (with the init pipe and the sealed binary's
-    // fd, which they leave open; the init closes the latter first thing).
+    // (with setpriv) does it, then execs the init; the sealed binary's fd, which they leave
+    // open for that exec, is passed on for the init to close first thing.
     const passFd = wrapper.length > 0 && exe.fd !== undefined;
-    // Deno starts on a stderr that is no terminal (channel.ts INIT_STDERR_FD_ENV); the init
-    // takes the caller's back from this duplicate.
-    let stderrFd: number | undefined;
-    if (stdio === "inherit") {
-      try {
-        stderrFd = libc.dupCloexec(2);
-      } catch { /* no stderr: the init's is /dev/null */ }
-    }
-    const [cmd, ...args] = [...wrapper, exe.path, ...init.args];
+    const [cmd, ...args] = [
+      ...wrapper,
+      exe.path,
+      "init",
+      String(childFd),
+      ...(passFd ? [String(exe.fd)] : []),
+    ];
     const command = new Deno.Command(cmd, {
       args,
-      env: initEnv(childFd, passFd ? exe.fd : undefined, stderrFd),
+      env: {},
       clearEnv: true,
       stdin: stdio,
       stdout: stdio,
-      stderr: stderrFd === undefined ? stdio : "null",
+      stderr: stdio,
     });
     if (passFd) libc.setCloexec(exe.fd!, false);
-    if (stderrFd !== undefined) libc.setCloexec(stderrFd, false);
     // Between clone and execve the child is a copy of this process (posix_spawn: our memory,
     // our fds, our environment) already in the container's PID namespace: non-dumpable, so
     // that no process there may read it through /proc. Restored once the spawn returned.
@@ -163,7 +116,6 @@ export function spawnInit(
     } finally {
       libc.prctl(PR_SET_DUMPABLE, BigInt(dumpable));
       if (passFd) libc.setCloexec(exe.fd!, true);
-      if (stderrFd !== undefined) libc.close(stderrFd);
     }
   } finally {
     // The child has exec'd (posix_spawn returns after the exec): its exe holds the file.

@@ -20,8 +20,11 @@ export const NSEXEC_CFLAGS = [
   "-Wextra",
 ];
 
+/** The helper's C sources (runtime/native/): exec (nsexec.c), the init and what they share. */
+export const NSEXEC_SOURCES = ["nsexec.c", "plan.c", "init.c", "rootfs.c", "hooks.c"];
+
 /**
- * Compiles runtime/native/nsexec.c into `out` with gcc (`CC` overrides it). Throws naming what
+ * Compiles runtime/native/*.c (NSEXEC_SOURCES) into `out` with gcc (`CC` overrides it). Throws naming what
  * to install when there is no compiler or no static C library, or with gcc's message.
  */
 export async function buildNsexec(out: string): Promise<void> {
@@ -29,13 +32,18 @@ export async function buildNsexec(out: string): Promise<void> {
   let res: Deno.CommandOutput;
   try {
     res = await new Deno.Command(cc, {
-      args: [...NSEXEC_CFLAGS, "-o", out, `${repo}runtime/native/nsexec.c`],
+      args: [
+        ...NSEXEC_CFLAGS,
+        "-o",
+        out,
+        ...NSEXEC_SOURCES.map((f) => `${repo}runtime/native/${f}`),
+      ],
       stdout: "piped",
       stderr: "piped",
     }).output();
   } catch (e) {
     throw new Error(
-      `capsule's exec helper (${NSEXEC}) is built with a C compiler and ${cc} cannot run ` +
+      `capsule's native helper (${NSEXEC}: exec and the container's init) is built with a C compiler and ${cc} cannot run ` +
         `(${(e as Error).message}): install gcc and the static C library (Debian: apt-get ` +
         `install gcc libc6-dev), or name a compiler in CC`,
     );
@@ -68,9 +76,6 @@ export async function build(dist: string, deno = Deno.execPath()): Promise<strin
       "--outdir",
       dist,
       `${repo}main.ts`,
-      // The init's own entry (runtime/init_main.js): started without Deno's caches (README
-      // "Security"), it must not make Deno parse the CLI's graph, which main.js imports.
-      `${repo}runtime/init_main.ts`,
     ],
     cwd: repo,
   }).output();
@@ -114,10 +119,8 @@ export function deferDynamicImports(dist: string): number {
     });
     if (out !== text) Deno.writeTextFileSync(file, out);
   };
-  for (const dir of [dist, `${dist}/runtime`]) {
-    for (const e of Deno.readDirSync(dir)) {
-      if (e.isFile && e.name.endsWith(".js")) rewrite(`${dir}/${e.name}`);
-    }
+  for (const e of Deno.readDirSync(dist)) {
+    if (e.isFile && e.name.endsWith(".js")) rewrite(`${dist}/${e.name}`);
   }
   return n;
 }

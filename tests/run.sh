@@ -5,9 +5,11 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 DENO=${DENO:-$(command -v deno || echo tools/node_modules/.bin/deno)}
 export NO_COLOR=1 DENO_NO_UPDATE_CHECK=1
-# The tests run capsule from source, which finds its exec helper (runtime/native/nsexec.c) built
-# in dist/: rebuilt first when the C source is newer (deno task build, ~1 s).
-if [ ! -x dist/capsule-nsexec ] || [ runtime/native/nsexec.c -nt dist/capsule-nsexec ]; then
+# The tests run capsule from source, which finds its native helper (runtime/native/*.c: exec and
+# the container's init) built in dist/: rebuilt first when a C source is newer (~2 s).
+stale=0
+for f in runtime/native/*.[ch]; do [ "$f" -nt dist/capsule-nsexec ] && stale=1; done
+if [ ! -x dist/capsule-nsexec ] || [ "$stale" = 1 ]; then
   "$DENO" run -A scripts/build.ts >/dev/null || exit 1
 fi
 targets=(tests/unit)

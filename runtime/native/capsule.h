@@ -7,6 +7,7 @@
 #ifndef CAPSULE_NATIVE_H
 #define CAPSULE_NATIVE_H
 #define _GNU_SOURCE
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
 
@@ -137,6 +138,9 @@ const char *rlimit_name(uint64_t r);
 // Signals reset, LISTEN_FDS/LISTEN_PID, soft rlimits, seccomp when no_new_privs (unless
 // `filter_loaded`), execve of `prog`; a failure exits 127 (126: found but cannot run).
 __attribute__((noreturn)) void exec_program(struct plan *pl, const char *prog, int filter_loaded);
+
+// init.c: the init mode (capsule-nsexec init FD), once `chan` is set; never returns.
+__attribute__((noreturn)) void init_main(void);
 
 // rootfs.c: the whole rootfs sequence of runtime/rootfs.ts setupRootfs, in runc's order. Runs
 // in the container's new mount namespace (or the caller's with host_mount_ns); when it returns,

@@ -30,7 +30,8 @@
 //   exits with the program's status (nsenter --pid's model). The child (or this process):
 //   setsid and the terminal, signals reset, rlimits, LISTEN_PID, [seccomp with no_new_privs],
 //   execve.
-#define _GNU_SOURCE
+#include "capsule.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -59,15 +60,7 @@
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
-#ifndef PR_CAP_AMBIENT
-#define PR_CAP_AMBIENT 47
-#define PR_CAP_AMBIENT_RAISE 2
-#endif
 
-#define MAX_LIST 65536
-#define MAX_PLAN (64u << 20)
-
-static int chan = -1;
 static volatile pid_t child_pid = 0;
 // The host's /proc, opened before the container's mount namespace is joined: files the container
 // controls are opened O_PATH first (no device's open runs, no FIFO blocks), checked, and only then
@@ -101,198 +94,6 @@ static int is_regular(const struct stat *st) { return S_ISREG(st->st_mode); }
 static int is_ptmx(const struct stat *st) {
   return S_ISCHR(st->st_mode) && major(st->st_rdev) == 5 && minor(st->st_rdev) == 2;
 }
-// Read from the host's /proc before entering the container's root: there /proc (if any) is the
-// container's PID namespace's, in which this process does not appear (no /proc/self).
-static int cap_last = 63;      // /proc/sys/kernel/cap_last_cap
-static int setgroups_denied;   // /proc/self/setgroups once the user namespace is joined
-
-static int read_proc(const char *path, char *buf, size_t size) {
-  int f = open(path, O_RDONLY | O_CLOEXEC);
-  if (f < 0) return -1;
-  ssize_t n = read(f, buf, size - 1);
-  close(f);
-  if (n < 0) return -1;
-  buf[n] = 0;
-  return 0;
-}
-
-// "syscall: text (ECODE)", as capsule's SysError words it (ffi/libc.ts).
-static const char *why(int e) {
-  static char buf[160];
-  const char *name = strerrorname_np(e);
-  snprintf(buf, sizeof buf, "%s (%s)", strerror(e), name ? name : "E?");
-  if (buf[0] >= 'A' && buf[0] <= 'Z') buf[0] += 'a' - 'A';
-  return buf;
-}
-
-static void frame(char type, const void *data, uint32_t len) {
-  unsigned char h[5] = {(unsigned char)type, len & 255, len >> 8 & 255, len >> 16 & 255, len >> 24};
-  struct iovec iov[2] = {{h, 5}, {(void *)data, len}};
-  struct msghdr m = {.msg_iov = iov, .msg_iovlen = len ? 2 : 1};
-  for (;;) { // one sendmsg: a short write on a unix stream socket happens only past its buffer
-    ssize_t n = sendmsg(chan, &m, MSG_NOSIGNAL);
-    if (n >= 0 || errno != EINTR) return;
-  }
-}
-
-// A failure before the program could start: one 'E' frame to capsule, exit 1. Without the
-// channel (after it is gone), the line goes to stderr.
-static void die(const char *fmt, ...) {
-  char msg[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  int n = vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (n < 0) n = 0;
-  if (n >= (int)sizeof msg) n = sizeof msg - 1;
-  if (chan >= 0) {
-    frame('E', msg, (uint32_t)n);
-  } else {
-    dprintf(2, "capsule: %s\n", msg);
-  }
-  _exit(1);
-}
-
-struct plan {
-  uint64_t pid, uid, gid, umask_, nnp, setsid_, has_caps, cap_b, cap_e, cap_p, cap_i, cap_a;
-  uint64_t sc_flags, terminal, rows, cols, detach, listen_fds, has_oom;
-  int64_t log_fd, oom;
-  const char *ns[8];
-  int nns;
-  const char *cgroup[64];
-  int ncgroup;
-  uint64_t *gids;
-  int ngids;
-  uint64_t rl[64][3];
-  int nrl;
-  const char *cwd, *start_time;
-  char **argv;
-  int argc;
-  char **env;
-  int nenv;
-  uint64_t *keep_fds;
-  int nkeep;
-  const unsigned char *sc;
-  uint32_t sc_len;
-};
-
-static uint32_t u32(const unsigned char *p) {
-  return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
-}
-static uint64_t u64(const unsigned char *p, uint32_t len) {
-  if (len != 8) die("capsule-nsexec: a number field of %u bytes", len);
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-  return v;
-}
-static char *str(const unsigned char *p, uint32_t len) {
-  if (memchr(p, 0, len)) die("capsule-nsexec: a string field holds a NUL byte");
-  char *s = malloc(len + 1);
-  if (!s) die("capsule-nsexec: out of memory");
-  memcpy(s, p, len);
-  s[len] = 0;
-  return s;
-}
-static void *list(size_t n, size_t size) {
-  void *p = calloc(n, size);
-  if (!p) die("capsule-nsexec: out of memory");
-  return p;
-}
-
-static void read_all(void *buf, size_t len, const char *what) {
-  for (size_t got = 0; got < len;) {
-    ssize_t n = read(chan, (char *)buf + got, len - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) die("capsule-nsexec: %s was cut short (%s)", what, n ? why(errno) : "EOF");
-    got += (size_t)n;
-  }
-}
-
-static void read_plan(struct plan *pl) {
-  unsigned char hdr[4];
-  read_all(hdr, 4, "the plan's length");
-  uint32_t total = u32(hdr);
-  if (total > MAX_PLAN) die("capsule-nsexec: a plan of %u bytes", total);
-  unsigned char *buf = list(total ? total : 1, 1);
-  read_all(buf, total, "the plan");
-  memset(pl, 0, sizeof *pl);
-  pl->log_fd = -1;
-  pl->umask_ = 022;
-  // Counted first, so that the lists are allocated once, at their size.
-  int nargs = 0, nenv = 0, ngids = 0, nkeep = 0;
-  for (size_t off = 0; off + 5 <= total; off += 5 + u32(buf + off + 1)) {
-    unsigned char tag = buf[off];
-    nargs += tag == 'a', nenv += tag == 'e', ngids += tag == 'G', nkeep += tag == 'f';
-  }
-  // Arguments and variables are bounded by the plan's size (and then by the kernel's ARG_MAX).
-  if (ngids > MAX_LIST || nkeep > MAX_LIST) die("capsule-nsexec: too many groups or fds");
-  pl->argv = list(nargs + 1, sizeof(char *));
-  pl->env = list(nenv + 4, sizeof(char *)); // + HOME, LISTEN_FDS, LISTEN_PID and the NULL
-  pl->gids = list(ngids + 1, sizeof(uint64_t));
-  pl->keep_fds = list(nkeep + 1, sizeof(uint64_t));
-  for (size_t off = 0; off < total;) {
-    if (total - off < 5) die("capsule-nsexec: a record header is cut short");
-    unsigned char tag = buf[off];
-    uint32_t len = u32(buf + off + 1);
-    off += 5;
-    if (len > total - off) die("capsule-nsexec: record '%c' overruns the plan", tag);
-    const unsigned char *d = buf + off;
-    off += len;
-    switch (tag) {
-    case 'p': pl->pid = u64(d, len); break;
-    case 'n':
-      if (pl->nns == 8) die("capsule-nsexec: too many namespaces");
-      pl->ns[pl->nns++] = str(d, len);
-      break;
-    case 'c':
-      if (pl->ncgroup == 64) die("capsule-nsexec: too many cgroups");
-      pl->cgroup[pl->ncgroup++] = str(d, len);
-      break;
-    case 'u': pl->uid = u64(d, len); break;
-    case 'g': pl->gid = u64(d, len); break;
-    case 'G': pl->gids[pl->ngids++] = u64(d, len); break;
-    case 'm': pl->umask_ = u64(d, len); break;
-    case 'N': pl->nnp = u64(d, len); break;
-    case 's': pl->setsid_ = u64(d, len); break;
-    case 'x': pl->detach = u64(d, len); break;
-    case 'O': pl->log_fd = (int64_t)u64(d, len); break;
-    case 'o': pl->has_oom = 1; pl->oom = (int64_t)u64(d, len); break;
-    case 't': pl->terminal = u64(d, len); break;
-    case 'w':
-      if (len != 16) die("capsule-nsexec: a bad console size record");
-      pl->rows = u64(d, 8);
-      pl->cols = u64(d + 8, 8);
-      break;
-    case 'l':
-      if (len != 24 || pl->nrl == 64) die("capsule-nsexec: a bad rlimit record");
-      for (int i = 0; i < 3; i++) pl->rl[pl->nrl][i] = u64(d + 8 * i, 8);
-      pl->nrl++;
-      break;
-    case 'B': pl->has_caps = 1; pl->cap_b = u64(d, len); break;
-    case 'E': pl->cap_e = u64(d, len); break;
-    case 'P': pl->cap_p = u64(d, len); break;
-    case 'I': pl->cap_i = u64(d, len); break;
-    case 'A': pl->cap_a = u64(d, len); break;
-    case 'S':
-      if (len == 0 || len % sizeof(struct sock_filter) || len / sizeof(struct sock_filter) > 0xffff)
-        die("capsule-nsexec: a seccomp program of %u bytes", len);
-      pl->sc = d;
-      pl->sc_len = len;
-      break;
-    case 'F': pl->sc_flags = u64(d, len); break;
-    case 'd': pl->cwd = str(d, len); break;
-    case 'X': pl->start_time = str(d, len); break;
-    case 'a': pl->argv[pl->argc++] = str(d, len); break;
-    case 'e': pl->env[pl->nenv++] = str(d, len); break;
-    case 'f': pl->keep_fds[pl->nkeep++] = u64(d, len); break;
-    case 'L': pl->listen_fds = u64(d, len); break;
-    default: die("capsule-nsexec: unknown record '%c'", tag);
-    }
-  }
-  if (!pl->pid || !pl->start_time || !pl->argc || !pl->cwd || pl->cwd[0] != '/')
-    die("capsule-nsexec: the plan lacks the pid, its start time, argv or an absolute cwd");
-}
-
 static int ns_flag(const char *name) {
   static const struct { const char *n; int f; } t[] = {
     {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"pid", CLONE_NEWPID},
@@ -330,74 +131,6 @@ static char *read_passwd(void) {
   return buf;
 }
 
-// HOME from the container's /etc/passwd when env has none (or an empty one): runc's rule,
-// as init.ts withHome ("/" when the uid has no entry).
-static void add_home(struct plan *pl) {
-  for (int i = 0; i < pl->nenv; i++)
-    if (!strncmp(pl->env[i], "HOME=", 5) && pl->env[i][5]) return;
-  const char *home = "/";
-  char *passwd = read_passwd();
-  for (char *s = passwd, *line; s && (line = strsep(&s, "\n"));) {
-    char *fld[7] = {0};
-    int k = 0;
-    for (char *t = line, *tok; k < 7 && (tok = strsep(&t, ":"));) fld[k++] = tok;
-    if (k < 6 || !fld[2][0] || !fld[5][0]) continue;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(fld[2], &end, 10);
-    if (!*end && !errno && v == pl->uid) {
-      home = fld[5];
-      break;
-    }
-  }
-  char *h = malloc(strlen(home) + 6);
-  if (!h) die("capsule-nsexec: out of memory");
-  sprintf(h, "HOME=%s", home);
-  int j = 0;
-  for (int i = 0; i < pl->nenv; i++) if (strncmp(pl->env[i], "HOME=", 5)) pl->env[j++] = pl->env[i];
-  pl->nenv = j;
-  pl->env[pl->nenv++] = h;
-}
-
-static int executable(const char *p) {
-  struct stat st;
-  return stat(p, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111);
-}
-
-// execvp's lookup in the plan's PATH, with runc's messages (init.ts lookPath, errors.ts EXEC_*).
-static const char *look_path(struct plan *pl) {
-  const char *name = pl->argv[0];
-  if (strchr(name, '/')) {
-    if (executable(name)) return name;
-    struct stat st;
-    die("exec: \"%s\": %s", name, stat(name, &st) ? "no such file or directory" : "permission denied");
-  }
-  const char *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-  for (int i = pl->nenv - 1; i >= 0; i--)
-    if (!strncmp(pl->env[i], "PATH=", 5)) { path = pl->env[i] + 5; break; }
-  size_t max = strlen(path) + strlen(name) + 3;
-  char *cand = malloc(max);
-  if (!cand) die("capsule-nsexec: out of memory");
-  for (const char *p = path;;) {
-    const char *c = strchr(p, ':');
-    size_t dl = c ? (size_t)(c - p) : strlen(p);
-    snprintf(cand, max, "%.*s/%s", (int)(dl ? dl : 1), dl ? p : ".", name);
-    if (executable(cand)) return cand;
-    if (!c) break;
-    p = c + 1;
-  }
-  die("exec: \"%s\": executable file not found in $PATH", name);
-  return NULL;
-}
-
-static const char *rlimit_name(uint64_t r) {
-  static const char *names[] = {"RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_DATA", "RLIMIT_STACK",
-    "RLIMIT_CORE", "RLIMIT_RSS", "RLIMIT_NPROC", "RLIMIT_NOFILE", "RLIMIT_MEMLOCK", "RLIMIT_AS",
-    "RLIMIT_LOCKS", "RLIMIT_SIGPENDING", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_RTPRIO",
-    "RLIMIT_RTTIME"};
-  return r < sizeof names / sizeof names[0] ? names[r] : "an rlimit";
-}
-
 // Whether /proc/PID is still the container's init (its start time, field 22 of /proc/PID/stat,
 // as state.ts initAlive), and not a zombie: checked after its namespaces and root were opened,
 // so that they are the init's, not those of a process that took its pid meanwhile.
@@ -421,15 +154,6 @@ static int init_alive(struct plan *pl) {
   if (!p || state == 'Z' || state == 'X') return 0;
   size_t len = strcspn(p, " ");
   return len == strlen(pl->start_time) && !strncmp(p, pl->start_time, len);
-}
-
-static void load_seccomp(struct plan *pl) {
-  struct sock_fprog prog = {
-    .len = (unsigned short)(pl->sc_len / sizeof(struct sock_filter)),
-    .filter = (struct sock_filter *)pl->sc,
-  };
-  if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned)pl->sc_flags, &prog))
-    die("cannot load the seccomp profile: seccomp: %s", why(errno));
 }
 
 // The pty for process.terminal, from the container's own devpts (so `tty` names a device the
@@ -482,38 +206,6 @@ static int make_terminal(struct plan *pl, int in_userns) {
   if (sendmsg(chan, &m, MSG_NOSIGNAL) != 5) die("cannot send the terminal: %s", why(errno));
   close(master);
   return slave;
-}
-
-// Bounding set, keepcaps, groups, gid, uid, capabilities, ambient, no_new_privs: init.ts
-// finalizeProcess's order, which keeps the capabilities asked for. Raw system calls (glibc's
-// set*id wrappers signal every thread; there is one).
-static void drop_privileges(struct plan *pl) {
-  const char *what = "cannot set the process's user, groups and capabilities (process.user, "
-                     "process.capabilities)";
-  if (pl->has_caps) {
-    for (int c = 0; c <= cap_last && c < 64; c++)
-      if (!(pl->cap_b >> c & 1) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0))
-        die("%s: prctl: %s", what, why(errno));
-    if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0)) die("%s: prctl: %s", what, why(errno));
-  }
-  gid_t *gids = list(pl->ngids + 1, sizeof(gid_t));
-  for (int i = 0; i < pl->ngids; i++) gids[i] = (gid_t)pl->gids[i];
-  // Denied where a user namespace was made by an unprivileged user (init.ts setgroupsDenied).
-  if (!setgroups_denied && syscall(SYS_setgroups, pl->ngids, gids))
-    die("%s: setgroups: %s", what, why(errno));
-  if (syscall(SYS_setresgid, pl->gid, pl->gid, pl->gid)) die("%s: setresgid: %s", what, why(errno));
-  if (syscall(SYS_setresuid, pl->uid, pl->uid, pl->uid)) die("%s: setresuid: %s", what, why(errno));
-  if (pl->has_caps) {
-    struct __user_cap_header_struct h = {_LINUX_CAPABILITY_VERSION_3, 0};
-    struct __user_cap_data_struct d[2] = {
-      {(uint32_t)pl->cap_e, (uint32_t)pl->cap_p, (uint32_t)pl->cap_i},
-      {(uint32_t)(pl->cap_e >> 32), (uint32_t)(pl->cap_p >> 32), (uint32_t)(pl->cap_i >> 32)},
-    };
-    if (syscall(SYS_capset, &h, d)) die("%s: capset: %s", what, why(errno));
-    for (int c = 0; c < 64; c++) // a capability not permitted+inheritable is refused, as runc
-      if (pl->cap_a >> c & 1) prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0);
-  }
-  if (pl->nnp && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)) die("%s: prctl: %s", what, why(errno));
 }
 
 static const int FORWARDED[] = {SIGINT, SIGTERM, SIGHUP,  SIGQUIT, SIGUSR1,
@@ -604,28 +296,35 @@ static void become_program(struct plan *pl) {
   drop_privileges(pl);
 }
 
-// After the program's pid is known: a failure now is the program's (exit 127, or 126 when
-// execve found it but cannot run it), said on its stderr (the terminal, with one), as a shell.
-static void fail_program(const char *name, int e) {
-  dprintf(2, "capsule: exec %s: %s\n", name, why(e));
-  _exit(e == ENOENT || e == ENOTDIR ? 127 : 126);
-}
-
 int main(int argc, char **argv) {
   // First: nothing may read this process through /proc (mem, environ, fds, exe) or ptrace it
   // (PR_SET_DUMPABLE 0 holds until execve).
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  if (argc != 2) {
+  // init: `init CHAN [EXE]`, EXE the sealed binary's fd that util-linux's unshare passed on
+  // (user namespaces: runtime/userns.ts), closed at once.
+  int init = (argc == 3 || argc == 4) && !strcmp(argv[1], "init");
+  if (argc == 4 && init) {
+    char *e;
+    long exe = strtol(argv[3], &e, 10);
+    if (*e || exe < 3 || exe > 1 << 20 || close((int)exe)) {
+      dprintf(2, "capsule-nsexec: started by capsule only (bad fd)\n");
+      return 2;
+    }
+  }
+  if (argc != 2 && !init) {
     dprintf(2, "capsule-nsexec: started by capsule only\n");
     return 2;
   }
   char *end;
-  long fd = strtol(argv[1], &end, 10);
+  long fd = strtol(argv[init ? 2 : 1], &end, 10);
   if (*end || fd < 3 || fd > 1 << 20 || fcntl((int)fd, F_SETFD, FD_CLOEXEC)) {
     dprintf(2, "capsule-nsexec: started by capsule only (bad fd)\n");
     return 2;
   }
   chan = (int)fd;
+  char last[16];
+  if (read_proc("/proc/sys/kernel/cap_last_cap", last, sizeof last) == 0) cap_last = atoi(last);
+  if (init) init_main();
   // Dies with capsule (as runc's exec leaves only the program when it is killed); the program,
   // once forked, is not affected (the death signal is not inherited).
   pid_t parent = getppid();
@@ -637,9 +336,7 @@ int main(int argc, char **argv) {
     _exit(1);
   }
   struct plan pl;
-  read_plan(&pl);
-  char last[16];
-  if (read_proc("/proc/sys/kernel/cap_last_cap", last, sizeof last) == 0) cap_last = atoi(last);
+  read_plan(&pl, 0);
 
   // The container's cgroup.procs files, opened now (the host's mount namespace, host root): the
   // program's process is moved in by pid once it exists (this process stays outside: it must not
@@ -707,18 +404,8 @@ int main(int argc, char **argv) {
   // not the container's when it was entered by chroot), as `nsenter --root`.
   if (fchdir(root) || chroot(".")) die("cannot enter the container's root: %s", why(errno));
   close(root);
-  add_home(&pl);
-  // Hard limits above the current ones now, while this process has CAP_SYS_RESOURCE; the soft
-  // ones right before execve.
-  for (int i = 0; i < pl.nrl; i++) {
-    struct rlimit64 cur;
-    if (prlimit64(0, (int)pl.rl[i][0], NULL, &cur)) die("getrlimit: %s", why(errno));
-    if (pl.rl[i][2] <= cur.rlim_max) continue;
-    struct rlimit64 r = {cur.rlim_cur, pl.rl[i][2]};
-    if (prlimit64(0, (int)pl.rl[i][0], &r, NULL))
-      die("cannot raise the hard limit of %s to %llu: setrlimit: %s", rlimit_name(pl.rl[i][0]),
-          (unsigned long long)pl.rl[i][2], why(errno));
-  }
+  add_home(&pl, read_passwd);
+  raise_hard_limits(&pl);
   const char *prog = look_path(&pl);
   if (chdir(pl.cwd))
     die("cannot change to the working directory %s: chdir %s: %s", pl.cwd, pl.cwd, why(errno));
@@ -796,7 +483,7 @@ int main(int argc, char **argv) {
       wait_for_child(g, &old);
     }
   }
-  // The program's process. From here a failure is the program's (see fail_program).
+  // The program's process. From here a failure is the program's (see exec_program).
   if ((pl.setsid_ || slave >= 0) && setsid() < 0) die("setsid: %s", why(errno));
   if (slave >= 0) {
     if (ioctl(slave, TIOCSCTTY, 0) || dup2(slave, 0) < 0 || dup2(slave, 1) < 0 ||
@@ -804,46 +491,5 @@ int main(int argc, char **argv) {
       die("cannot attach the terminal: %s", why(errno));
     if (slave > 2) close(slave);
   }
-  // Signals: Deno starts its children with some ignored (32/33 too, which glibc's sigaction
-  // refuses to touch): the raw system call resets them all; the mask is emptied.
-  struct { void *h; unsigned long flags; void *restorer; uint64_t mask; } dfl = {SIG_DFL, 0, 0, 0};
-  for (int s = 1; s <= 64; s++)
-    if (s != SIGKILL && s != SIGSTOP) syscall(SYS_rt_sigaction, s, &dfl, NULL, 8);
-  uint64_t empty = 0;
-  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &empty, NULL, 8);
-  if (pl.listen_fds) { // socket activation (sd_listen_fds(3)): this process, once exec'd
-    int j = 0;
-    for (int i = 0; i < pl.nenv; i++)
-      if (strncmp(pl.env[i], "LISTEN_FDS=", 11) && strncmp(pl.env[i], "LISTEN_PID=", 11))
-        pl.env[j++] = pl.env[i];
-    pl.nenv = j;
-    static char fds[40], lpid[40];
-    snprintf(fds, sizeof fds, "LISTEN_FDS=%llu", (unsigned long long)pl.listen_fds);
-    snprintf(lpid, sizeof lpid, "LISTEN_PID=%d", (int)getpid());
-    pl.env[pl.nenv++] = fds;
-    pl.env[pl.nenv++] = lpid;
-  }
-  pl.env[pl.nenv] = NULL;
-  pl.argv[pl.argc] = NULL;
-  chan = -1; // capsule has the pid: what fails now is said on the program's stderr
-  for (int i = 0; i < pl.nrl; i++) {
-    struct rlimit64 r = {pl.rl[i][1], pl.rl[i][2]};
-    if (prlimit64(0, (int)pl.rl[i][0], &r, NULL)) {
-      dprintf(2, "capsule: cannot set %s to %llu/%llu: setrlimit: %s\n", rlimit_name(pl.rl[i][0]),
-              (unsigned long long)pl.rl[i][1], (unsigned long long)pl.rl[i][2], why(errno));
-      _exit(127);
-    }
-  }
-  if (pl.sc && pl.nnp) { // the last step: the profile must allow execve
-    struct sock_fprog prog = {
-      .len = (unsigned short)(pl.sc_len / sizeof(struct sock_filter)),
-      .filter = (struct sock_filter *)pl.sc,
-    };
-    if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, (unsigned)pl.sc_flags, &prog)) {
-      dprintf(2, "capsule: cannot load the seccomp profile: seccomp: %s\n", why(errno));
-      _exit(127);
-    }
-  }
-  execve(prog, pl.argv, pl.env);
-  fail_program(prog, errno);
+  exec_program(&pl, prog, 0);
 }

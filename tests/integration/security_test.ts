@@ -30,11 +30,11 @@ function cgroupProcs(pid: number): number[] {
   );
 }
 
-/** Is this process capsule's Deno init? */
+/** Is this process capsule's init (`capsule-nsexec init FD [EXE]`, before it exec'd the program)? */
 function isCapsuleInit(pid: number): boolean {
   try {
     const cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
-    return /init_main\.[jt]s\0|\0init\0$/.test(cmd);
+    return /\0init\0\d+\0(\d+\0)?$/.test(cmd);
   } catch {
     return false;
   }

@@ -4,7 +4,7 @@
 // holds only the modules every command loads, not the lazily imported chunks.
 import { build } from "../../scripts/build.ts";
 import { LAUNCHER } from "../../scripts/release.ts";
-import { assert, assertEquals } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals } from "./helpers.ts";
 
 async function version(cmd: string, cwd: string, env: Record<string, string>): Promise<string> {
   const out = await new Deno.Command(cmd, { args: ["--version"], cwd, env, clearEnv: true })
@@ -48,9 +48,7 @@ Deno.test("build: Deno's start-up graph of dist/main.js has no lazily imported c
     const files = info.modules.map((m) => m.specifier.slice(m.specifier.lastIndexOf("/") + 1));
     // What `capsule --version` reads at start: main.js and the CLI's static imports only.
     assert(files.includes("main.js"), files.join(" "));
-    const lazy = files.filter((f) =>
-      /^(config|import|pull|registry|features|run|init_main)[-.]/.test(f)
-    );
+    const lazy = files.filter((f) => /^(config|import|pull|registry|features|run)[-.]/.test(f));
     assertEquals(lazy, [], `read by Deno at start although only imported lazily: ${lazy}`);
     // Every chunk is still there, and a lazily imported one still runs.
     const names = [...Deno.readDirSync(`${dir}/dist`)].map((e) => e.name);

@@ -6,7 +6,7 @@ import { schema, validateConfig } from "../../runtime/config.ts";
 import { schemaAccepts } from "../../runtime/config_check.ts";
 import { checkConfig } from "../../runtime/validate.ts";
 import { defaultSpec, rootlessSpec, type Spec, starterSpec } from "../../runtime/spec.ts";
-import { assert, assertEquals } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals } from "./helpers.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;

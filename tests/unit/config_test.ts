@@ -2,7 +2,7 @@
 import { parseConfig, validateConfig } from "../../runtime/config.ts";
 import { defaultSpec } from "../../runtime/spec.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assertEquals, assertStringIncludes, assertThrows } from "./fake_rootfs_ops.ts";
+import { assertEquals, assertStringIncludes, assertThrows } from "./helpers.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;

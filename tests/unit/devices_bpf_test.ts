@@ -7,7 +7,7 @@ import {
   runDeviceFilter,
 } from "../../runtime/cgroups/devices_bpf.ts";
 import { DEFAULT_DEVICE_RULES, type LinuxDeviceCgroup } from "../../runtime/cgroups/mod.ts";
-import { assertEquals } from "./fake_rootfs_ops.ts";
+import { assertEquals } from "./helpers.ts";
 
 const allowed = (
   rules: LinuxDeviceCgroup[],

@@ -1,7 +1,7 @@
 // Unit tests of runtime/ids.ts: container ids that are safe as a single path component.
 import { validateId } from "../../runtime/ids.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assertEquals, assertStringIncludes, assertThrows } from "./fake_rootfs_ops.ts";
+import { assertEquals, assertStringIncludes, assertThrows } from "./helpers.ts";
 
 Deno.test("validateId: accepts letters, digits, '_', '.', '-' after a letter or digit", () => {
   for (const id of ["a", "A", "0", "web-1.2_x", "abc..def", "a-", "9.9", "a".repeat(128)]) {

@@ -2,7 +2,7 @@
 // caller's cwd, a dangling symlink, a magic link under /proc that reads as another path.
 import { resolveBindSource } from "../../image/run.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assertEquals, assertThrows } from "./fake_rootfs_ops.ts";
+import { assertEquals, assertThrows } from "./helpers.ts";
 
 async function withTmp(fn: (tmp: string) => Promise<void> | void): Promise<void> {
   const tmp = Deno.realPathSync(await Deno.makeTempDir({ prefix: "capsule-bind-" }));

@@ -2,7 +2,7 @@
 // that try to write outside the image directory.
 import { applyTar, EscapeError } from "../../image/extract.ts";
 import { buildTar, ChunkReader, readTar, type WriteEntry } from "../../image/tar.ts";
-import { assert, assertEquals, assertRejects, withTempDir } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals, assertRejects, withTempDir } from "./helpers.ts";
 
 async function apply(dir: string, list: WriteEntry[], layer = false) {
   const bytes = buildTar(list);

@@ -4,7 +4,7 @@
 import { importImage } from "../../image/import.ts";
 import { buildTar, type WriteEntry } from "../../image/tar.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assert, assertEquals, assertRejects, withTempDir } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals, assertRejects, withTempDir } from "./helpers.ts";
 
 const enc = new TextEncoder();
 

@@ -1,7 +1,7 @@
 // Unit tests of `image runc`'s trailing options (the original tool's spelling).
 import { trailingOptions } from "../../cli/image.ts";
 import { UsageError } from "../../runtime/errors.ts";
-import { assertEquals, assertThrows } from "./fake_rootfs_ops.ts";
+import { assertEquals, assertThrows } from "./helpers.ts";
 
 Deno.test("image runc: options after the command, single-dash long names", () => {
   const t = trailingOptions([

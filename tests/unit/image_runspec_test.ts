@@ -14,7 +14,7 @@ import {
 } from "../../image/runspec.ts";
 import type { ImageConfig } from "../../image/store.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assertEquals, assertThrows } from "./fake_rootfs_ops.ts";
+import { assertEquals, assertThrows } from "./helpers.ts";
 
 const flags = (over: Partial<RunFlags> = {}): RunFlags => ({
   id: "c1",

@@ -11,7 +11,7 @@ import {
 } from "../../image/decompress.ts";
 import { allZero, SparseWriter } from "../../image/extract.ts";
 import { buildTar, ChunkReader, readTar } from "../../image/tar.ts";
-import { assert, assertEquals, assertRejects, assertThrows } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals, assertRejects, assertThrows } from "./helpers.ts";
 
 interface Zlib {
   gzipSync(b: Uint8Array): Uint8Array;

@@ -10,7 +10,7 @@ import {
   type TarHeader,
   type WriteEntry,
 } from "../../image/tar.ts";
-import { assert, assertEquals, assertRejects } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals, assertRejects } from "./helpers.ts";
 
 const dec = new TextDecoder();
 

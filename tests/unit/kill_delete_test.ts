@@ -22,7 +22,7 @@ import {
   assertStringIncludes,
   assertThrows,
   withTempDir,
-} from "./fake_rootfs_ops.ts";
+} from "./helpers.ts";
 
 /** The fake driver, but a pid that has exited (or is a zombie) leaves its cgroup, as in the kernel. */
 class LiveFakeCgroups extends FakeCgroupDriver {

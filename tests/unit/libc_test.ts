@@ -1,7 +1,7 @@
 // Unit tests of ffi/libc.ts's errno handling (no root): every wrapper goes through invoke(),
 // which must never report an errno that its own call did not set, and must retry EINTR.
 import * as libc from "../../ffi/libc.ts";
-import { assert, assertEquals, assertThrows } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals, assertThrows } from "./helpers.ts";
 
 const ENOENT = 2, EINTR = 4, EAGAIN = 11;
 

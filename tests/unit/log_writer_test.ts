@@ -1,6 +1,6 @@
 // The log writer (runtime/log_writer.ts) and reading across its rotated files
 // (runtime/log_files.ts), without root: a pipe written here, files in a temp directory.
-import { assert, assertEquals } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals } from "./helpers.ts";
 import * as libc from "../../ffi/libc.ts";
 import { openLog } from "../../runtime/log_writer.ts";
 import { followStep, printLog, rotatedNames, tailStart } from "../../runtime/log_files.ts";

@@ -1,7 +1,7 @@
 // The project's module graph has no cycles: no two modules import each other in a circle,
 // directly or through others, by static, dynamic or type-only imports (issue 11). The graph
 // is Deno's own (`deno info --json`) from each entry point.
-import { assert, assertEquals } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals } from "./helpers.ts";
 
 const REPO = new URL("../../", import.meta.url);
 const ENTRIES = ["main.ts", "mod.ts"];

@@ -1,6 +1,6 @@
 // Unit tests of runtime/mountinfo.ts: parsing /proc/self/mountinfo and what --no-pivot detaches.
 import { mountsToDetach, parseMountinfo } from "../../runtime/mountinfo.ts";
-import { assertEquals } from "./fake_rootfs_ops.ts";
+import { assertEquals } from "./helpers.ts";
 
 const TEXT = [
   "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw",

@@ -11,7 +11,7 @@ import {
   release,
 } from "../../network/ipam.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assert, assertEquals, assertThrows, withTempDir } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals, assertThrows, withTempDir } from "./helpers.ts";
 
 Deno.test("network ipam: parseIp/formatIp round trip; bad addresses are undefined", () => {
   for (const ip of ["0.0.0.0", "10.88.0.1", "255.255.255.255", "172.30.4.200"]) {

@@ -15,7 +15,7 @@ import {
   assertRejects,
   assertStringIncludes,
   withTempDir,
-} from "./fake_rootfs_ops.ts";
+} from "./helpers.ts";
 
 function ctxFor(root: string, id: string, network: unknown, mutate?: (s: Spec) => void) {
   const spec = defaultSpec();

@@ -2,7 +2,7 @@
 // without the cgroup mounts: cgroup detection says so and what to run instead.
 import { detectCgroups } from "../../runtime/cgroups/mod.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assertThrows } from "./fake_rootfs_ops.ts";
+import { assertThrows } from "./helpers.ts";
 
 const SYS_ONLY = "48 45 0:39 / /sys rw,relatime - sysfs cgt rw\n";
 const HOST = SYS_ONLY +

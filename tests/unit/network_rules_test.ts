@@ -19,7 +19,7 @@ import { conflicts, parseFibTrie, parseProcNet } from "../../network/hostports.t
 import { hostsFile, resolvConf } from "../../network/hosts.ts";
 import { parseBridge, parseProcNetDev, parseProcRoutes, shownAlias } from "../../network/runner.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assert, assertEquals, assertStringIncludes, assertThrows } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals, assertStringIncludes, assertThrows } from "./helpers.ts";
 
 Deno.test("network rules: parsePort forms and errors", () => {
   assertEquals(parsePort("8080:80"), {

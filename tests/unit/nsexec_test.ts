@@ -9,7 +9,7 @@ import {
   readNsexecAnswer,
 } from "../../runtime/nsexec.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assert, assertEquals, assertThrows } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals, assertThrows } from "./helpers.ts";
 
 const basePlan = (): NsexecPlan => ({
   pid: 4242,

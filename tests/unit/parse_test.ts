@@ -1,7 +1,7 @@
 // Unit tests of cli/parse.ts: the flag parser (Go flag / runc conventions) and help text.
 import { type CommandDef, type FlagDef, helpText, parseFlags } from "../../cli/parse.ts";
 import { UsageError } from "../../runtime/errors.ts";
-import { assert, assertEquals, assertStringIncludes, assertThrows } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals, assertStringIncludes, assertThrows } from "./helpers.ts";
 
 const DEFS: FlagDef[] = [
   { name: "bundle", short: "b", type: "string", help: "path to the bundle", arg: "DIR" },

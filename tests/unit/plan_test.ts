@@ -3,7 +3,7 @@
 import { buildInitPlan, type MountOp, parseMountOptions } from "../../runtime/plan.ts";
 import { defaultSpec, type Spec } from "../../runtime/spec.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assert, assertEquals, assertStringIncludes, assertThrows } from "./fake_rootfs_ops.ts";
+import { assert, assertEquals, assertStringIncludes, assertThrows } from "./helpers.ts";
 
 // mount(2) flags, from the kernel headers (independent of runtime/consts.ts).
 const MS_RDONLY = 1;

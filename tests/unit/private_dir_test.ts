@@ -2,7 +2,7 @@
 // them first; shared or foreign directories are refused instead of being changed.
 import { privateDir } from "../../runtime/state.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assertEquals, assertThrows, withTempDir } from "./fake_rootfs_ops.ts";
+import { assertEquals, assertThrows, withTempDir } from "./helpers.ts";
 
 const mode = (p: string) => (Deno.statSync(p).mode ?? 0) & 0o7777;
 

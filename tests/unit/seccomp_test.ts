@@ -9,7 +9,7 @@ import {
 } from "../../runtime/seccomp.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
 import { SYSCALLS_X86_64 as NR } from "../../runtime/syscalls_x86_64.ts";
-import { assertEquals, assertThrows } from "./fake_rootfs_ops.ts";
+import { assertEquals, assertThrows } from "./helpers.ts";
 
 const X86 = AUDIT_ARCH.X86_64;
 const errno = (e: number) => (SECCOMP_RET.ERRNO | e) >>> 0;

@@ -1,7 +1,7 @@
 // Unit tests of runtime/signals.ts. Numbers are Linux's (signal(7); glibc's SIGRTMIN is 34).
 import { parseSignal, signalName } from "../../runtime/signals.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assertEquals, assertThrows } from "./fake_rootfs_ops.ts";
+import { assertEquals, assertThrows } from "./helpers.ts";
 
 Deno.test("parseSignal: bare names, SIG-prefixed names, any case", () => {
   assertEquals(parseSignal("TERM"), 15);

@@ -19,7 +19,7 @@ import {
   assertStringIncludes,
   assertThrows,
   withTempDir,
-} from "./fake_rootfs_ops.ts";
+} from "./helpers.ts";
 
 function record(id: string, over: Partial<ContainerRecord> = {}): ContainerRecord {
   return {
