@@ -55,7 +55,7 @@ export const imageRunFlags: FlagDef[] = [
     short: "m",
     type: "string",
     arg: "BYTES",
-    help: "memory limit, e.g. 512m (a number alone is bytes; at least 32m)",
+    help: "memory limit, e.g. 512m (a number alone is bytes; at least 6m)",
   },
   {
     name: "ulimit",

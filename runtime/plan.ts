@@ -125,7 +125,7 @@ export interface HookPlan {
    * startContainer in the container's root.
    */
   path: string;
-  /** argv as in config.json: args[1...] are passed on (the program gets `path` as argv[0]). */
+  /** argv as in config.json, args[0] included (execv's argv, as runc); unset: `[path]`. */
   args?: string[];
   /** Its whole environment, "KEY=value" strings; unset: empty. */
   env?: string[];
@@ -138,8 +138,9 @@ export interface HookPlan {
 
 /**
  * Everything the container's init carries out for `create`, decided by the parent from a
- * validated config.json ({@link buildInitPlan}) and sent to the init as JSON: paths are
- * absolute, options are numbers, the init makes no decision of its own.
+ * validated config.json ({@link buildInitPlan}) and sent to the init (capsule-nsexec init,
+ * runtime/native/init.c) in nsexec.ts's record format: paths are absolute, options are
+ * numbers, the init makes no decision of its own.
  */
 export interface InitPlan {
   /** Tells a create plan from an exec one on the channel; unset means create. */

@@ -40,17 +40,15 @@ function unescapeMountField(s: string): string {
 
 /** Parse mountinfo text (proc(5)) into its cgroup mounts, in file order. */
 /**
- * The smallest memory limit capsule accepts for an image container, 32 MiB (docker's is 6 MB:
- * runc's init is smaller). capsule's init (Deno) is charged to the container's cgroup from its
- * start until it execs the program. Measured with `run` of `sh -c true` (busybox), 5-60 runs
- * per value: cgroup v1 here (memory.limit_in_bytes, with and without memory.memsw): 4 MiB
- * fails half the time, 5 MiB 1 in 6, 7 MiB 2 in 20, 8-16 MiB never, peak usage without a
- * limit up to 12 MiB; cgroup v2 (the test VM, kernel 6.1): 8 MiB always fails, 12 MiB 2 in
- * 5, 16 MiB passed 5 of 5 but memory.peak reached 15 MiB. 32 MiB is twice the highest peak.
+ * The smallest memory limit capsule accepts for an image container: docker's, 6 MB (6 MiB).
+ * capsule's init (the native helper, ~0.9 MB static) is charged to the container's cgroup from
+ * its start until it execs the program. Measured with `run` of `true` (busybox), 5 runs per
+ * value, cgroup v1 here: 128 and 256 KiB always fail (the OOM killer), 512 KiB 1 in 5, 1-4 MiB
+ * never. (The Deno init of before needed up to 15 MiB: the minimum was 32 MiB then.)
  */
-export const MIN_MEMORY = 32 * 1024 * 1024;
+export const MIN_MEMORY = 6 * 1024 * 1024;
 
-/** MIN_MEMORY as docker writes its minimum ("32MB"). */
+/** MIN_MEMORY as docker writes its minimum ("6MB"). */
 export const MIN_MEMORY_TEXT = `${MIN_MEMORY / 1024 / 1024}MB`;
 
 export function parseMountinfo(text: string, fsRoot = ""): CgroupMount[] {

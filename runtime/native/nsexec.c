@@ -1,16 +1,18 @@
-// capsule-nsexec: the native helper of `capsule exec` (runtime/exec.ts), in the place of runc's
-// nsexec and `runc init` for an exec. A small single-threaded static program that stands between
-// capsule's spawn and the program's execve, so that no process holding the host's privileges ever
-// appears inside the container (docs/DESIGN.md "The exec helper").
+// capsule-nsexec: capsule's native helper (capsule.h). This file is its exec mode, the helper of
+// `capsule exec` (runtime/exec.ts), in the place of runc's nsexec and `runc init` for an exec, and
+// main(), which starts the init mode (init.c: `capsule-nsexec init FD`) for a new container. A
+// small single-threaded static program that stands between capsule's spawn and the program's
+// execve, so that no process holding the host's privileges ever appears inside the container
+// (docs/DESIGN.md "The exec helper").
 //
 // Started by capsule, from a sealed read-only view of this binary (runtime/exe_seal.ts), in the
 // HOST's PID namespace, with an empty environment and argv = { "capsule-nsexec", "<fd>" }; fd is
-// one end of a socketpair. capsule has already moved this process into the container's cgroups.
+// one end of a socketpair. It stays outside the container's cgroup and moves the program in.
 //
 // capsule -> helper, on fd: the plan, a u32 LE length then records of
 //   tag (1 byte) | length (u32 LE) | data
 // strings are data without a NUL (refused if they hold one), numbers u64 LE (8 bytes). The
-// tags are the constants below (runtime/nsexec_plan.ts writes them).
+// tags are plan.c's (runtime/nsexec.ts writes them).
 // helper -> capsule, on the same fd: frames of  type (1 byte) | length (u32 LE) | data
 //   'E' text   a failure before the program could start (then exit status 1);
 //   'T' (none) with the pty master as SCM_RIGHTS (process.terminal);

@@ -128,7 +128,8 @@ static int next(const unsigned char *buf, size_t total, size_t *off, unsigned ch
   return 1;
 }
 
-// How many records of `tag` buf[0..total) holds (lists are allocated once, at their size).
+// How many records of `tag` buf[0..total) holds (lists are allocated once, at their size; each
+// record is at least 5 bytes, so a count is bounded by the plan's size).
 static int count(const unsigned char *buf, size_t total, unsigned char want) {
   size_t off = 0;
   unsigned char tag;
@@ -136,7 +137,6 @@ static int count(const unsigned char *buf, size_t total, unsigned char want) {
   uint32_t len;
   int n = 0;
   while (next(buf, total, &off, &tag, &d, &len)) n += tag == want;
-  if (n > MAX_LIST) die("capsule-nsexec: too many '%c' records", want);
   return n;
 }
 
@@ -273,8 +273,10 @@ void read_plan(struct plan *pl, int init) {
   // Arguments and variables are bounded by the plan's size (and then by the kernel's ARG_MAX).
   pl->argv = list(count(buf, total, 'a') + 1, sizeof(char *));
   pl->env = list(count(buf, total, 'e') + 4, sizeof(char *)); // + HOME, LISTEN_FDS, LISTEN_PID, NULL
-  pl->gids = list(count(buf, total, 'G') + 1, sizeof(uint64_t));
-  pl->keep_fds = list(count(buf, total, 'f') + 1, sizeof(uint64_t));
+  int ngids = count(buf, total, 'G'), nkeep = count(buf, total, 'f');
+  if (ngids > MAX_LIST || nkeep > MAX_LIST) die("capsule-nsexec: too many groups or fds");
+  pl->gids = list(ngids + 1, sizeof(uint64_t));
+  pl->keep_fds = list(nkeep + 1, sizeof(uint64_t));
   if (init) {
     struct init_plan *ip = &pl->init;
     ip->mounts = list(count(buf, total, 'M'), sizeof(struct mount_op));

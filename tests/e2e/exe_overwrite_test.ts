@@ -1,11 +1,11 @@
 // CVE-2019-5736 against capsule, end to end (issue 10 item 1): a Debian image (the debootstrap
 // rootfs of tests/e2e/rootfs.sh redis, cached) whose entrypoint is a script with
-// `#!/proc/self/exe`, run with LD_PRELOAD of a library built here with cc. The kernel runs
-// the init's own binary (capsule's Deno) as the container's PID 1, inside the container, with
-// the library loaded: it tries to write /proc/self/exe at once, and again through an O_PATH fd
-// kept in a child after no process runs the binary any more (the moment a write is no longer
-// refused with ETXTBSY). capsule runs on a copy of Deno here, so the attack can only ever hurt
-// the copy; the copy's sha256 must be unchanged. Root only.
+// `#!/proc/self/exe`, run with LD_PRELOAD of a library built here with cc. The kernel runs the
+// init's own binary (capsule's native helper, dist/capsule-nsexec, through its sealed read-only
+// view) as the container's PID 1, inside the container. The helper is static: the library is
+// never loaded into it (with the Deno init of before, it was, and tried to write /proc/self/exe
+// at once and again once no process ran the binary: EROFS both times). The helper, started
+// without capsule's plan, refuses and exits 2; its sha256 must be unchanged. Root only.
 import { assert, assertEquals, assertMatch, REPO, type Result } from "../helpers.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
@@ -128,7 +128,8 @@ const why = unavailable();
 if (why && Deno.uid() === 0) console.error(`tests/e2e/exe_overwrite_test.ts ignored: ${why}`);
 
 Deno.test({
-  name: "e2e: a #!/proc/self/exe image with LD_PRELOAD cannot rewrite the host's Deno",
+  name:
+    "e2e: a #!/proc/self/exe image with LD_PRELOAD runs no code in capsule's binary nor rewrites it",
   ignore: why !== undefined,
   sanitizeResources: false,
   sanitizeOps: false,
@@ -138,14 +139,12 @@ Deno.test({
     const tarball = built.stdout.trim();
     const tmp = await Deno.makeTempDir({ prefix: "capsule-cve-" });
     const root = `${tmp}/state`, store = `${tmp}/store`, x = `${tmp}/x`;
-    const deno = `${tmp}/deno`;
+    const helper = `${REPO}/dist/capsule-nsexec`;
     await Deno.mkdir(x);
-    await Deno.copyFile(Deno.execPath(), deno);
-    await Deno.chmod(deno, 0o755);
     const id = `pwn-${crypto.randomUUID().slice(0, 8)}`;
-    const capWith = (bin: string) => (...args: string[]) =>
+    const cap = (...args: string[]) =>
       run([
-        bin,
+        Deno.execPath(),
         "run",
         "-A",
         "--quiet",
@@ -156,9 +155,6 @@ Deno.test({
         store,
         ...args,
       ]);
-    const cap = capWith(deno);
-    // Cleaned up with the real Deno: when the attack succeeds, the copy no longer runs.
-    const cleanup = capWith(Deno.execPath());
     try {
       await Deno.writeTextFile(`${tmp}/evil.c`, EVIL_C);
       const cc = await run([
@@ -176,14 +172,39 @@ Deno.test({
       assertEquals(cw.code, 0, cw.stderr);
       await Deno.writeTextFile(`${x}/entry`, "#!/proc/self/exe\n");
       await Deno.chmod(`${x}/entry`, 0o755);
-      const before = await sha256(deno);
+      const before = await sha256(helper);
       const imp = await cap("image", "create", "debian", tarball);
       assertEquals(imp.code, 0, imp.stderr);
-      // -d: capsule itself exits, so no process runs the binary once PID 1 has exec'd sleep.
-      const r = await cap(
+      // The control: the library runs in a dynamic program of the image (its constructor then
+      // execs sleep, so the container is removed by force).
+      const control = await cap(
         "image",
         "run",
         "-d",
+        "--id",
+        `${id}-control`,
+        "-v",
+        `${x}:/x`,
+        "-e",
+        "LD_PRELOAD=/x/evil.so",
+        "--entrypoint",
+        "/bin/true",
+        "debian",
+      );
+      assertEquals(control.code, 0, control.stderr);
+      let seen = "";
+      for (let i = 0; i < 100 && !/^now /.test(seen); i++) {
+        await new Promise((res) => setTimeout(res, 50));
+        try {
+          seen = Deno.readTextFileSync(`${x}/result`);
+        } catch { /* not yet */ }
+      }
+      assertMatch(seen, /^now /, "the control: the library did not run in /bin/true");
+      await cap("image", "destroyc", "-f", `${id}-control`);
+      await Deno.remove(`${x}/result`);
+      const r = await cap(
+        "image",
+        "run",
         "--id",
         id,
         "-v",
@@ -194,21 +215,19 @@ Deno.test({
         "/x/entry",
         "debian",
       );
-      assertEquals(r.code, 0, r.stderr);
+      // The helper, run by the kernel as the script's interpreter, without capsule's plan.
+      assertEquals(r.code, 2, r.stdout + r.stderr);
+      assertMatch(r.stderr, /capsule-nsexec: started by capsule only/);
       let result = "";
-      for (let i = 0; i < 200 && !/later/.test(result); i++) {
-        await new Promise((res) => setTimeout(res, 50));
-        try {
-          result = Deno.readTextFileSync(`${x}/result`);
-        } catch { /* not yet */ }
-      }
-      assertMatch(result, /^now \w+\nlater \w+\n$/, "the attack did not run");
-      assert(!result.includes("WROTE"), `the container wrote to the binary:\n${result}`);
-      assertMatch(result, /now E(ROFS|PERM)\nlater E(ROFS|PERM)/);
-      assertEquals(await sha256(deno), before, "the host's Deno changed");
+      try {
+        result = Deno.readTextFileSync(`${x}/result`);
+      } catch { /* nothing ran: expected */ }
+      assertEquals(result, "", "the library ran inside capsule's binary");
+      assertEquals(await sha256(helper), before, "capsule's helper changed");
     } finally {
-      await cleanup("image", "destroyc", "-f", id);
-      await cleanup("image", "delete", "-f", "debian");
+      await cap("image", "destroyc", "-f", id);
+      await cap("image", "destroyc", "-f", `${id}-control`);
+      await cap("image", "delete", "-f", "debian");
       await Deno.remove(tmp, { recursive: true }).catch(() => {});
     }
   },

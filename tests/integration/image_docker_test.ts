@@ -105,21 +105,21 @@ rootTest(
 );
 
 rootTest(
-  "image run: -m below 32m is refused naming the minimum; 32m starts, 10 of 10",
+  "image run: -m below 6m is refused naming the minimum; 6m starts, 10 of 10",
   async (root) => {
     await withImage(async (c, store) => {
-      for (const m of ["512", String(32 * 1024 * 1024 - 1)]) {
+      for (const m of ["512", String(6 * 1024 * 1024 - 1)]) {
         const r = await c("image", "run", "-m", m, "--name", "tiny", "bb", "true");
         assertEquals(r.code, 1);
         assertMatch(
           r.stderr,
-          new RegExp(`Invalid memory limit ${m} bytes: minimum memory limit allowed is 32MB`),
+          new RegExp(`Invalid memory limit ${m} bytes: minimum memory limit allowed is 6MB`),
         );
         assertEquals(containers(store), []);
       }
       // At the minimum, capsule's init and the program always start (never "init was killed").
       for (let i = 0; i < 10; i++) {
-        const ok = await c("image", "run", "--rm", "-m", "32m", "bb", "echo", "fits");
+        const ok = await c("image", "run", "--rm", "-m", "6m", "bb", "echo", "fits");
         assertEquals([ok.code, ok.stdout], [0, "fits\n"], `run ${i + 1}: ${ok.stderr}`);
       }
     }, root);
@@ -129,9 +129,9 @@ rootTest(
 rootTest(
   "create: a memory limit too small to start is named, never a bare SIGKILL",
   async (root) => {
-    // 1 MiB: the kernel refuses the limit (EBUSY) or the OOM killer kills the init.
+    // 128 KiB: the kernel refuses the limit (EBUSY) or the OOM killer kills the init.
     const b = await makeBundle(["true"], (s) => {
-      s.linux!.resources = { ...s.linux!.resources, memory: { limit: 1024 * 1024 } };
+      s.linux!.resources = { ...s.linux!.resources, memory: { limit: 128 * 1024 } };
     });
     try {
       for (let i = 0; i < 3; i++) {
@@ -139,7 +139,7 @@ rootTest(
         assertEquals(r.code, 1, r.stderr);
         assertMatch(
           r.stderr,
-          /out of memory: the memory limit of 1048576 bytes|uses more memory already .*minimum memory limit allowed is 32MB/,
+          /out of memory: the memory limit of 131072 bytes|uses more memory already .*minimum memory limit allowed is 6MB/,
         );
       }
     } finally {

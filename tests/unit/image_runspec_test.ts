@@ -156,15 +156,15 @@ Deno.test("mergeEnv and resolveUser", () => {
   assertEquals(resolveUser("5:6", undefined, undefined), { uid: 5, gid: 6 });
 });
 
-Deno.test("buildSpec: -m below 32 MiB is refused naming the minimum; 0 and -1 mean no limit", () => {
-  const min = "minimum memory limit allowed is 32MB (33554432 bytes";
+Deno.test("buildSpec: -m below 6 MiB is refused naming the minimum; 0 and -1 mean no limit", () => {
+  const min = "minimum memory limit allowed is 6MB (6291456 bytes";
   assertThrows(() => spec({ Cmd: ["sh"] }, { memory: 512 }), CapsuleError, min);
-  assertThrows(() => spec({ Cmd: ["sh"] }, { memory: 33554431 }), CapsuleError, min);
-  const ok = spec({ Cmd: ["sh"] }, { memory: 33554432 }).linux!.resources as Record<
+  assertThrows(() => spec({ Cmd: ["sh"] }, { memory: 6291455 }), CapsuleError, min);
+  const ok = spec({ Cmd: ["sh"] }, { memory: 6291456 }).linux!.resources as Record<
     string,
     unknown
   >;
-  assertEquals(ok.memory, { limit: 33554432 });
+  assertEquals(ok.memory, { limit: 6291456 });
   const zero = spec({ Cmd: ["sh"] }, { memory: 0 }).linux!.resources as Record<string, unknown>;
   assertEquals(zero.memory, undefined);
   const inf = spec({ Cmd: ["sh"] }, { memory: -1 }).linux!.resources as Record<string, unknown>;
