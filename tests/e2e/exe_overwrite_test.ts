@@ -6,7 +6,7 @@
 // never loaded into it (with the Deno init of before, it was, and tried to write /proc/self/exe
 // at once and again once no process ran the binary: EROFS both times). The helper, started
 // without capsule's plan, refuses and exits 2; its sha256 must be unchanged. Root only.
-import { assert, assertEquals, assertMatch, REPO, type Result } from "../helpers.ts";
+import { assertEquals, assertMatch, REPO, type Result } from "../helpers.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const BUILD = [`${HERE}rootfs.sh`, "redis", "redis-server,redis-tools"];
