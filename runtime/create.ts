@@ -19,6 +19,7 @@ import {
 import { checkConfig } from "./validate.ts";
 import { type CreateOptions, Creating } from "./create_state.ts";
 import { CapsuleError } from "./errors.ts";
+import { warmMigration } from "./cgroup_warm.ts";
 import { runHooks } from "./hooks.ts";
 import { callerFds } from "./spawn.ts";
 import { bindRootfsOnHost, releaseHostMount } from "./host_mount.ts";
@@ -85,6 +86,7 @@ export async function createContainer(
   opts: CreateOptions,
   foreground: boolean,
 ): Promise<Created> {
+  warmMigration(); // the init's join into its cgroup waits for the kernel's lock otherwise
   const { bundle, raw } = readBundle(id, opts);
   // Before any fd of create's own is open (see callerFds).
   const listen = opts.listenFds ?? 0, preserve = opts.preserveFds ?? 0;

@@ -7,6 +7,7 @@ import { close as closeFd } from "../ffi/libc.ts";
 import { subCgroupPaths } from "./cgroups/util.ts";
 import type { RuntimeContext } from "./context.ts";
 import { CapsuleError, StateTransitionError } from "./errors.ts";
+import { warmMigration } from "./cgroup_warm.ts";
 import { type SealedExe, sealedExe } from "./exe_seal.ts";
 import {
   encodeNsexecPlan,
@@ -314,38 +315,6 @@ export async function exec(
  * order: the user namespace first (its capabilities serve the others), mnt last.
  */
 const NAMESPACE_ORDER = ["user", "pid", "ipc", "uts", "net", "cgroup", "mnt"];
-
-/**
- * The first cgroup migration after a quiet while waits for an RCU grace period (5-18 ms here:
- * the kernel's cgroup_threadgroup_rwsem, one for every hierarchy), and exec's own (the helper
- * moved into the container's cgroup) would wait for it in series. Moving this process into the
- * cgroup it is already in takes the same lock: started at once on a pool thread, the wait
- * overlaps exec's planning and the helper's start. Only a cgroup.procs file under the usual
- * mount points that names this process's own cgroup is written (a no-op move); best effort.
- */
-function warmMigration(): void {
-  try {
-    for (const line of Deno.readTextFileSync("/proc/self/cgroup").split("\n")) {
-      const [num, controllers, path] = line.split(":", 3);
-      if (path === undefined || !path.startsWith("/")) continue;
-      const dirs = num === "0" && controllers === ""
-        ? [`/sys/fs/cgroup${path}`, `/sys/fs/cgroup/unified${path}`]
-        : controllers.split(",").includes("pids")
-        ? [`/sys/fs/cgroup/${controllers}${path}`]
-        : [];
-      for (const dir of dirs) {
-        const file = `${dir.replace(/\/$/, "")}/cgroup.procs`;
-        try {
-          if (!Deno.statSync(file).isFile) continue;
-        } catch {
-          continue;
-        }
-        Deno.writeTextFile(file, String(Deno.pid)).catch(() => {});
-        return;
-      }
-    }
-  } catch { /* no /proc/self/cgroup: nothing to warm */ }
-}
 
 /** Why the helper ended without a word (killed, say), for the error. */
 async function helperGone(child: Deno.ChildProcess): Promise<string> {

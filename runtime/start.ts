@@ -17,6 +17,9 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
   try {
     const buf = new Uint8Array(1);
     const deadline = Date.now() + 10_000;
+    // A writer came and went without writing (poll said readable, read found nothing): poll
+    // would return at once from then on.
+    let afterPoll = false, hungUp = false;
     for (;;) {
       let n = 0;
       try {
@@ -28,15 +31,22 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
         // init's liveness and the deadline below end the wait.
       }
       if (n === 1) break;
+      if (afterPoll) hungUp = true;
+      afterPoll = false;
       if (!initAlive(rec)) {
         throw new CapsuleError(`Cannot start container "${id}": its init process has exited`);
       }
       if (Date.now() > deadline) {
         throw new CapsuleError(`Cannot start container "${id}": its init did not answer in 10 s`);
       }
-      // Nothing yet: wait for the init's write (a poll returns as it writes; a 1 ms timer
-      // fires 1-2 ms later). At EOF (a writer came and went) poll would return at once: sleep.
-      if (n !== 0 && libc.pollIn(fd, 10)) continue;
+      // Nothing yet: wait for the init's write. Before any writer opened the fifo, read(2)
+      // says EOF but poll(2) waits (Linux reports POLLHUP only once a writer came and went), so
+      // a poll returns as the init writes; a 1 ms timer would fire 1-2 ms later. After a
+      // poll that returned with nothing to read (that hang-up), sleep instead.
+      if (!hungUp && libc.pollIn(fd, 10)) {
+        afterPoll = true;
+        continue;
+      }
       await sleep(1);
     }
   } finally {

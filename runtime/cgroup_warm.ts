@@ -1,0 +1,33 @@
+// The cgroup lock's warm-up, for exec and create (their first step).
+
+/**
+ * The first cgroup migration after a quiet while waits for an RCU grace period (5-18 ms here:
+ * the kernel's cgroup_threadgroup_rwsem, one for every hierarchy), and exec's own (the helper
+ * moved into the container's cgroup, create's init joining its new cgroup) would wait for it in
+ * series. Moving this process into the cgroup it is already in takes the same lock: started at
+ * once on a pool thread, the wait overlaps the planning and the helper's start. Only a cgroup.procs file under the usual
+ * mount points that names this process's own cgroup is written (a no-op move); best effort.
+ */
+export function warmMigration(): void {
+  try {
+    for (const line of Deno.readTextFileSync("/proc/self/cgroup").split("\n")) {
+      const [num, controllers, path] = line.split(":", 3);
+      if (path === undefined || !path.startsWith("/")) continue;
+      const dirs = num === "0" && controllers === ""
+        ? [`/sys/fs/cgroup${path}`, `/sys/fs/cgroup/unified${path}`]
+        : controllers.split(",").includes("pids")
+        ? [`/sys/fs/cgroup/${controllers}${path}`]
+        : [];
+      for (const dir of dirs) {
+        const file = `${dir.replace(/\/$/, "")}/cgroup.procs`;
+        try {
+          if (!Deno.statSync(file).isFile) continue;
+        } catch {
+          continue;
+        }
+        Deno.writeTextFile(file, String(Deno.pid)).catch(() => {});
+        return;
+      }
+    }
+  } catch { /* no /proc/self/cgroup: nothing to warm */ }
+}
