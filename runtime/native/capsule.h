@@ -32,6 +32,12 @@ __attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...);
 void *list(size_t n, size_t size);
 // A small /proc file into buf (NUL-terminated); 0 on success.
 int read_proc(const char *path, char *buf, size_t size);
+// Dies unless /proc in this process's root is a procfs (not a directory or link of an image's):
+// whatever is reached through /proc (fds by /proc/self/fd/N, sysctls) must be the kernel's.
+void require_procfs(const char *what);
+// "/proc/self/fd/FD" into out, once require_procfs holds: the path mount(2) and open(2) are
+// given for what an fd holds.
+void proc_fd_path(char out[32], int fd, const char *what);
 
 // One entry of config.json's mounts, as runtime/plan.ts MountOp.
 struct mount_op {

@@ -110,7 +110,7 @@ static void take_bind_sources(struct init_plan *ip) {
     int fd;
     if (!receive(&byte, &fd) || fd < 0) die("create stopped while sending the bind mounts' sources");
     char *p = list(32, 1);
-    snprintf(p, 32, "/proc/self/fd/%d", fd);
+    proc_fd_path(p, fd, "cannot take the bind mounts' sources");
     ip->mounts[i].source = p;
   }
 }
@@ -219,11 +219,16 @@ static char *read_passwd(void) {
 // Blocks until `capsule start` opens exec.fifo for reading (the fd is O_PATH, from capsule, and
 // stays reachable after pivot_root), then says it is going.
 static void wait_for_start(int fifo) {
-  char self[48];
-  snprintf(self, sizeof self, "/proc/self/fd/%d", fifo);
+  char self[32];
+  proc_fd_path(self, fifo, "cannot open exec.fifo");
   int w;
   while ((w = open(self, O_WRONLY | O_CLOEXEC)) < 0 && errno == EINTR) {}
   if (w < 0) die("cannot open exec.fifo: %s", why(errno));
+  // The very fifo capsule opened, nothing else that path could name.
+  struct stat a, b;
+  if (fstat(w, &a) || fstat(fifo, &b) || !S_ISFIFO(a.st_mode) || a.st_dev != b.st_dev ||
+      a.st_ino != b.st_ino)
+    die("cannot open exec.fifo: %s is not the fifo capsule made", self);
   if (write(w, "0", 1) != 1) die("cannot write exec.fifo: %s", why(errno));
   close(w);
   close(fifo);
@@ -258,6 +263,9 @@ void init_main(void) {
   }
   if (ip->sources_by_fd) take_bind_sources(ip);
   setup_rootfs(ip, pl.cwd, before_pivot, in_container, &ctx);
+  // exec.fifo is reopened through /proc/self/fd after "ready": a /proc that is not the kernel's
+  // fails create now, rather than the program at start.
+  require_procfs("cannot wait for start on exec.fifo");
   add_home(&pl, read_passwd);
   raise_hard_limits(&pl);
   if (chdir(pl.cwd)) die("chdir %s: %s", pl.cwd, why(errno));

@@ -19,6 +19,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -44,6 +45,22 @@ int read_proc(const char *path, char *buf, size_t size) {
   if (n < 0) return -1;
   buf[n] = 0;
   return 0;
+}
+
+void require_procfs(const char *what) {
+  int p = open("/proc", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  struct statfs sf;
+  int e = p < 0 ? errno : fstatfs(p, &sf) ? errno : 0;
+  if (p >= 0) close(p);
+  if (e) die("%s: /proc: %s; mount proc at /proc in config.json's mounts", what, why(e));
+  if (sf.f_type != 0x9fa0) // PROC_SUPER_MAGIC
+    die("%s: /proc is not a procfs (runc: \"/proc/self/fd is not on procfs\"): mount proc at "
+        "/proc in config.json's mounts", what);
+}
+
+void proc_fd_path(char out[32], int fd, const char *what) {
+  require_procfs(what);
+  snprintf(out, 32, "/proc/self/fd/%d", fd);
 }
 
 // "text (ECODE)", as capsule's SysError words it (ffi/libc.ts).

@@ -72,8 +72,9 @@ __attribute__((format(printf, 3, 4))) static void fmt(char *out, size_t size, co
   if (n < 0 || (size_t)n >= size) die("%.200s...: path too long (ENAMETOOLONG)", out);
 }
 
-// The path mount(2) is given for what `fd` holds.
-static void fd_path(char out[32], int fd) { snprintf(out, 32, "/proc/self/fd/%d", fd); }
+// The path mount(2) is given for what `fd` holds (a real procfs at /proc checked first: after
+// pivot_root it is the container's).
+static void fd_path(char out[32], int fd) { proc_fd_path(out, fd, "cannot set up the rootfs"); }
 
 // ---- system calls as rootfs.ts's RootfsOps (init.ts realRootfsOps) ----
 
@@ -729,6 +730,9 @@ static void set_sysctl(const char *key, const char *value) {
   fmt(path, sizeof path, "/proc/sys/%s", key);
   fmt(name, sizeof name, "%s", key);
   for (char *c = name; *c; c++) *c = *c == '/' ? '.' : *c == '.' ? '/' : *c;
+  char what[PATH_MAX + 64];
+  snprintf(what, sizeof what, "cannot set sysctl %s", name);
+  require_procfs(what);
   long fd = openat2_(AT_FDCWD, path, O_WRONLY | O_NOFOLLOW | O_CLOEXEC,
                      RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, 0);
   if (fd < 0) die("cannot set sysctl %s=%s: openat2 %s: %s", name, value, path, why(errno));
