@@ -1,7 +1,7 @@
-// capsule-nsexec, the native helper of `capsule exec` (runtime/native/nsexec.c): where its
-// binary is, the plan it reads, and what it answers. exec.ts decides everything; the helper
-// carries it out single-threaded, outside the container's PID namespace until it has dropped
-// to the program's ids and capabilities (docs/DESIGN.md "The exec helper").
+// capsule-nsexec, capsule's native helper (runtime/native/): where its binary is, the plans it
+// reads (exec's, and a new container's init's) and what it answers. exec.ts and create decide
+// everything; the helper carries it out single-threaded (docs/DESIGN.md "The exec helper", "The
+// container's init").
 import * as libc from "../ffi/libc.ts";
 import { CapsuleError } from "./errors.ts";
 import type { HookPlan, InitPlan, ProcessPlan } from "./plan.ts";
@@ -24,7 +24,7 @@ export function nsexecPath(): string {
     } catch { /* not there */ }
   }
   throw new CapsuleError(
-    `capsule's exec helper (${NSEXEC}) was not found beside capsule (${
+    `capsule's native helper (${NSEXEC}: containers' init and exec's) was not found beside capsule (${
       new URL(".", import.meta.url).pathname
     }): build it with \`deno task build\` (needs gcc and libc6-dev)`,
   );

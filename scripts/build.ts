@@ -50,7 +50,7 @@ export async function buildNsexec(out: string): Promise<void> {
   }
   if (!res.success) {
     throw new Error(
-      `${cc} could not build capsule's exec helper (${NSEXEC}); it needs the static C ` +
+      `${cc} could not build capsule's native helper (${NSEXEC}); it needs the static C ` +
         `library (Debian: apt-get install libc6-dev):\n${new TextDecoder().decode(res.stderr)}`,
     );
   }

@@ -6,7 +6,8 @@
 # holds zod, and running from source finds it in node_modules/. Idempotent; works as root and
 # through sudo (which drops the environment that gave npm and Deno their TLS trust or proxy).
 # Needs Node.js and npm (only here: the release tarball needs neither), and gcc with the static C
-# library to build capsule's exec helper (dist/capsule-nsexec, runtime/native/nsexec.c): on
+# library to build capsule's native helper (dist/capsule-nsexec, runtime/native/*.c: every
+# container's init, and exec's): on
 # Debian they are installed with apt when missing and this runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,13 +31,13 @@ deno=$PWD/tools/node_modules/.bin/deno
 "$deno" install --frozen --quiet
 # The bundle, unless it is newer than every source (deno bundle fetches its esbuild once, into
 # DENO_DIR: a later run as another user or with another DENO_DIR then needs no network).
-# gcc and glibc's static library (libc.a) for the exec helper.
+# gcc and glibc's static library (libc.a) for the native helper.
 if ! command -v gcc >/dev/null || [ "$(gcc -print-file-name=libc.a)" = libc.a ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null ||
       { apt-get update -qq && apt-get install -y -qq --no-install-recommends gcc libc6-dev >/dev/null; }
   else
-    echo "scripts/install.sh: gcc and the static C library are needed to build capsule's exec" \
+    echo "scripts/install.sh: gcc and the static C library are needed to build capsule's native" \
       "helper: install them (Debian: apt-get install gcc libc6-dev) and run this again" >&2
     exit 1
   fi
