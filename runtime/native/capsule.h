@@ -28,6 +28,18 @@ void frame(char type, const void *data, uint32_t len);
 // A failure: one 'E' frame to capsule (or the line on err_fd once the socket is gone), then
 // _exit(die_status). printf-style.
 __attribute__((noreturn, format(printf, 1, 2))) void die(const char *fmt, ...);
+// An empty frame of `type` to capsule with `fd` as SCM_RIGHTS; dies naming `what` on failure.
+void frame_fd(char type, int fd, const char *what);
+// The rest of `fd` (at most 4 MiB), NUL-terminated, then closes it; NULL when out of memory.
+char *read_small(int fd);
+// The slave of the pty `master` (a ptmx fd), from the master itself (TIOCGPTPEER, not by a
+// name under /dev/pts, which a container could have mounted over), checked to be a pty's (UNIX98
+// majors 136-143), given to the process's uid (runc's fixStdioPermissions; EINVAL and EPERM, an
+// unmapped id in a user namespace, leave it as it is) and sized; dies on failure.
+struct plan;
+int pty_slave(struct plan *pl, int master);
+// The pty multiplexer device, 5:2 (/dev/ptmx, or a devpts instance's ptmx).
+int is_ptmx(const struct stat *st);
 // calloc that dies when out of memory.
 void *list(size_t n, size_t size);
 // A small /proc file into buf (NUL-terminated); 0 on success.

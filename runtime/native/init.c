@@ -128,10 +128,6 @@ static void before_pivot(void *arg) {
   run_hooks("createContainer", ip->create_hooks, ip->ncreate, ip->state ? ip->state : "");
 }
 
-static int is_ptmx(const struct stat *st) {
-  return S_ISCHR(st->st_mode) && major(st->st_rdev) == 5 && minor(st->st_rdev) == 2;
-}
-
 // With process.terminal: a pty from the container's own devpts (so `tty` names a device the
 // container can see). /dev/ptmx (resolved inside the root) must be the ptmx device; the slave
 // comes from the master (TIOCGPTPEER), is checked to be a pty's (majors 136-143) and given to
@@ -150,19 +146,7 @@ static void make_terminal(struct init_ctx *ctx) {
   if (fstat(master, &st) || !is_ptmx(&st))
     die("cannot set up the terminal: the container's /dev/ptmx is not the ptmx device (5:2)");
   if (fcntl(master, F_SETFL, 0)) die("cannot set up the terminal: fcntl: %s", why(errno));
-  if (unlockpt(master)) die("cannot set up the terminal: unlockpt: %s", why(errno));
-  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (slave < 0) die("cannot open the terminal: ioctl(TIOCGPTPEER): %s", why(errno));
-  if (fstat(slave, &st)) die("cannot set up the terminal: fstat: %s", why(errno));
-  if (!S_ISCHR(st.st_mode) || major(st.st_rdev) < 136 || major(st.st_rdev) > 143)
-    die("the terminal's slave is not a pseudo-terminal (major %u)", major(st.st_rdev));
-  if (st.st_uid != pl->uid && fchown(slave, (uid_t)pl->uid, st.st_gid) && errno != EINVAL &&
-      errno != EPERM)
-    die("cannot give the terminal to uid %llu: fchown: %s", (unsigned long long)pl->uid, why(errno));
-  if (pl->rows || pl->cols) {
-    struct winsize ws = {.ws_row = (unsigned short)pl->rows, .ws_col = (unsigned short)pl->cols};
-    if (ioctl(master, TIOCSWINSZ, &ws)) die("cannot size the terminal: ioctl: %s", why(errno));
-  }
+  int slave = pty_slave(pl, master);
   ctx->master = master;
   ctx->slave = slave;
 }
@@ -197,23 +181,7 @@ static char *read_passwd(void) {
     close(fd);
     return NULL;
   }
-  size_t cap = 65536, len = 0;
-  char *buf = malloc(cap + 1);
-  while (buf) {
-    ssize_t n = read(fd, buf + len, cap - len);
-    if (n <= 0) break;
-    len += (size_t)n;
-    if (len == cap) {
-      if (cap >= (4u << 20)) break;
-      char *more = realloc(buf, cap * 2 + 1);
-      if (!more) break;
-      buf = more;
-      cap *= 2;
-    }
-  }
-  close(fd);
-  if (buf) buf[len] = 0;
-  return buf;
+  return read_small(fd);
 }
 
 // Blocks until `capsule start` opens exec.fifo for reading (the fd is O_PATH, from capsule, and
@@ -280,18 +248,7 @@ void init_main(void) {
   for (int i = 0; i < 8; i++) le[i] = self >> (8 * i) & 255;
   frame('R', le, 8);
   if (ctx.master >= 0) {
-    unsigned char h[5] = {'T', 0, 0, 0, 0};
-    struct iovec iov = {h, 5};
-    union { struct cmsghdr c; char b[CMSG_SPACE(sizeof(int))]; } u;
-    memset(&u, 0, sizeof u);
-    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
-                       .msg_controllen = sizeof u.b};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int));
-    memcpy(CMSG_DATA(c), &ctx.master, sizeof(int));
-    if (sendmsg(chan, &m, MSG_NOSIGNAL) != 5) die("cannot send the terminal: %s", why(errno));
+    frame_fd('T', ctx.master, "the terminal");
     close(ctx.master);
   }
   // Ready: from here a failure is the program's, said on its stderr (its terminal, with one).

@@ -93,9 +93,6 @@ static int open_checked(int root, const char *path, int flags, int (*mode_ok)(co
 }
 
 static int is_regular(const struct stat *st) { return S_ISREG(st->st_mode); }
-static int is_ptmx(const struct stat *st) {
-  return S_ISCHR(st->st_mode) && major(st->st_rdev) == 5 && minor(st->st_rdev) == 2;
-}
 static int ns_flag(const char *name) {
   static const struct { const char *n; int f; } t[] = {
     {"user", CLONE_NEWUSER}, {"ipc", CLONE_NEWIPC}, {"uts", CLONE_NEWUTS}, {"pid", CLONE_NEWPID},
@@ -114,23 +111,7 @@ static char *read_passwd(void) {
   int fd = open_checked(root, "etc/passwd", O_RDONLY, is_regular, &st); // a regular file only
   close(root);
   if (fd < 0) return NULL;
-  size_t cap = 65536, len = 0;
-  char *buf = malloc(cap + 1);
-  while (buf) {
-    ssize_t n = read(fd, buf + len, cap - len);
-    if (n <= 0) break;
-    len += (size_t)n;
-    if (len == cap) {
-      if (cap >= (4u << 20)) break;
-      char *more = realloc(buf, cap * 2 + 1);
-      if (!more) break;
-      buf = more;
-      cap *= 2;
-    }
-  }
-  close(fd);
-  if (buf) buf[len] = 0;
-  return buf;
+  return read_small(fd);
 }
 
 // Whether /proc/PID is still the container's init (its start time, field 22 of /proc/PID/stat,
@@ -181,31 +162,8 @@ static int make_terminal(struct plan *pl, int in_userns) {
   if (master < 0)
     die("cannot open the container's /dev/ptmx (it must be the ptmx device, 5:2): %s", why(errno));
   close(root);
-  if (unlockpt(master)) die("cannot set up the terminal: unlockpt: %s", why(errno));
-  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
-  if (slave < 0) die("cannot open the terminal: ioctl(TIOCGPTPEER): %s", why(errno));
-  if (fstat(slave, &st)) die("cannot set up the terminal: fstat: %s", why(errno));
-  if (!S_ISCHR(st.st_mode) || major(st.st_rdev) < 136 || major(st.st_rdev) > 143)
-    die("the terminal's slave is not a pseudo-terminal (major %u)", major(st.st_rdev));
-  if (st.st_uid != pl->uid && fchown(slave, (uid_t)pl->uid, st.st_gid) && errno != EINVAL &&
-      errno != EPERM)
-    die("cannot give the terminal to uid %llu: fchown: %s", (unsigned long long)pl->uid, why(errno));
-  if (pl->rows || pl->cols) {
-    struct winsize ws = {.ws_row = (unsigned short)pl->rows, .ws_col = (unsigned short)pl->cols};
-    if (ioctl(master, TIOCSWINSZ, &ws)) die("cannot size the terminal: ioctl: %s", why(errno));
-  }
-  unsigned char h[5] = {'T', 0, 0, 0, 0};
-  struct iovec iov = {h, 5};
-  union { struct cmsghdr c; char b[CMSG_SPACE(sizeof(int))]; } u;
-  memset(&u, 0, sizeof u);
-  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
-                     .msg_controllen = sizeof u.b};
-  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(c), &master, sizeof(int));
-  if (sendmsg(chan, &m, MSG_NOSIGNAL) != 5) die("cannot send the terminal: %s", why(errno));
+  int slave = pty_slave(pl, master);
+  frame_fd('T', master, "the terminal");
   close(master);
   return slave;
 }

@@ -16,11 +16,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #ifndef PR_CAP_AMBIENT
@@ -96,6 +99,63 @@ void die(const char *fmt, ...) {
     dprintf(err_fd, "capsule: %s\n", msg);
   }
   _exit(die_status);
+}
+
+void frame_fd(char type, int fd, const char *what) {
+  unsigned char h[5] = {(unsigned char)type, 0, 0, 0, 0};
+  struct iovec iov = {h, 5};
+  union { struct cmsghdr c; char b[CMSG_SPACE(sizeof(int))]; } u;
+  memset(&u, 0, sizeof u);
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.b,
+                     .msg_controllen = sizeof u.b};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof(int));
+  if (sendmsg(chan, &m, MSG_NOSIGNAL) != 5) die("cannot send %s: %s", what, why(errno));
+}
+
+char *read_small(int fd) {
+  size_t cap = 65536, len = 0;
+  char *buf = malloc(cap + 1);
+  while (buf) {
+    ssize_t n = read(fd, buf + len, cap - len);
+    if (n <= 0) break;
+    len += (size_t)n;
+    if (len == cap) {
+      if (cap >= (4u << 20)) break;
+      char *more = realloc(buf, cap * 2 + 1);
+      if (!more) break;
+      buf = more;
+      cap *= 2;
+    }
+  }
+  close(fd);
+  if (buf) buf[len] = 0;
+  return buf;
+}
+
+int pty_slave(struct plan *pl, int master) {
+  struct stat st;
+  if (unlockpt(master)) die("cannot set up the terminal: unlockpt: %s", why(errno));
+  int slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
+  if (slave < 0) die("cannot open the terminal: ioctl(TIOCGPTPEER): %s", why(errno));
+  if (fstat(slave, &st)) die("cannot set up the terminal: fstat: %s", why(errno));
+  if (!S_ISCHR(st.st_mode) || major(st.st_rdev) < 136 || major(st.st_rdev) > 143)
+    die("the terminal's slave is not a pseudo-terminal (major %u)", major(st.st_rdev));
+  if (st.st_uid != pl->uid && fchown(slave, (uid_t)pl->uid, st.st_gid) && errno != EINVAL &&
+      errno != EPERM)
+    die("cannot give the terminal to uid %llu: fchown: %s", (unsigned long long)pl->uid, why(errno));
+  if (pl->rows || pl->cols) {
+    struct winsize ws = {.ws_row = (unsigned short)pl->rows, .ws_col = (unsigned short)pl->cols};
+    if (ioctl(master, TIOCSWINSZ, &ws)) die("cannot size the terminal: ioctl: %s", why(errno));
+  }
+  return slave;
+}
+
+int is_ptmx(const struct stat *st) {
+  return S_ISCHR(st->st_mode) && major(st->st_rdev) == 5 && minor(st->st_rdev) == 2;
 }
 
 void *list(size_t n, size_t size) {

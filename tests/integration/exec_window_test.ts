@@ -4,7 +4,7 @@
 // open its /proc/<pid>/mem read-write and write code into a host root (an escape). A static C
 // probe (tests/fixtures/exec_window_probe.c) scans /proc in a tight loop inside the container
 // while the host runs `exec true` 20 times. See docs/DESIGN.md "A native helper on the start
-// path" and bench/spike/seal_check.sh section 3. Root only.
+// path" (the prototype's seal_check.sh, section 3: git show b7a7756:bench/spike/). Root only.
 import {
   assert,
   assertEquals,
