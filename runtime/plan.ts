@@ -357,8 +357,21 @@ function joinPath(dir: string, p: string): string {
   return `${dir.replace(/\/+$/, "")}/${p}`;
 }
 
+/**
+ * The largest uid or gid a process may be given: 2^31-1, runc's bound. 4294967295 is -1 to
+ * setresuid(2), which changes nothing: the program would keep the init's root.
+ */
+export const MAX_ID = 2147483647;
+
 /** An OCI process (config.json's, or exec's --process file) as the init carries it out. */
 export function buildProcessPlan(proc: Process): ProcessPlan {
+  const ids = [proc.user.uid, proc.user.gid, ...(proc.user.additionalGids ?? [])];
+  const bad = ids.find((v) => !Number.isInteger(v) || v < 0 || v > MAX_ID);
+  if (bad !== undefined) {
+    throw new CapsuleError(
+      `Invalid process.user: uid or gid ${bad}: uids and gids must be in range 0-${MAX_ID}`,
+    );
+  }
   const caps = proc.capabilities
     ? {
       bounding: capNumbers(proc.capabilities.bounding, "bounding"),

@@ -423,6 +423,11 @@ void read_plan(struct plan *pl, int init) {
   }
   if (!pl->argc || !pl->cwd || pl->cwd[0] != '/')
     die("capsule-nsexec: the plan lacks argv or an absolute cwd");
+  // (uid_t)-1 would leave an id unchanged in setresuid: the program would keep ours (root).
+  for (int i = -2; i < pl->ngids; i++) {
+    uint64_t v = i == -2 ? pl->uid : i == -1 ? pl->gid : pl->gids[i];
+    if (v > 2147483647) die("uids and gids must be in range 0-2147483647 (got %llu)", (unsigned long long)v);
+  }
   if (init ? !pl->init.rootfs || pl->init.rootfs[0] != '/' || pl->init.exec_fifo_fd < 0
            : !pl->pid || !pl->start_time)
     die("capsule-nsexec: the plan lacks %s", init ? "the rootfs or exec.fifo" : "the pid or its start time");
