@@ -1,14 +1,20 @@
-// The cgroup lock's warm-up, for exec and create (their first step).
+// The cgroup lock's warm-up, for exec and create: started by main.ts before the command tree is
+// even loaded, and by exec and create themselves (once per process).
 
 /**
  * The first cgroup migration after a quiet while waits for an RCU grace period (5-18 ms here:
  * the kernel's cgroup_threadgroup_rwsem, one for every hierarchy), and exec's own (the helper
  * moved into the container's cgroup, create's init joining its new cgroup) would wait for it in
  * series. Moving this process into the cgroup it is already in takes the same lock: started at
- * once on a pool thread, the wait overlaps the planning and the helper's start. Only a cgroup.procs file under the usual
- * mount points that names this process's own cgroup is written (a no-op move); best effort.
+ * once on a pool thread, the wait overlaps the module loading, the planning and the helper's start.
+ * The kernel's write takes cgroup_mutex before it waits, so a cgroup mkdir meanwhile waits as
+ * well: the earlier it starts, the less of the grace period is left for anyone. Only a
+ * cgroup.procs file under the usual mount points that names this process's own cgroup is written
+ * (a no-op move); best effort; once per process.
  */
 export function warmMigration(): void {
+  if (warmed) return;
+  warmed = true;
   try {
     for (const line of Deno.readTextFileSync("/proc/self/cgroup").split("\n")) {
       const [num, controllers, path] = line.split(":", 3);
@@ -31,3 +37,5 @@ export function warmMigration(): void {
     }
   } catch { /* no /proc/self/cgroup: nothing to warm */ }
 }
+
+let warmed = false;
