@@ -89,7 +89,7 @@ mkdir -p "$work/sleeper"
 jq --arg root "$work/bundle/rootfs" '.process.args = ["sleep", "100000"] | .root.path = $root' \
   "$work/bundle/config.json" >"$work/sleeper/config.json"
 echo 'export default 0;' >"$work/empty.js"
-floor_cmd="$DENO run -A --no-config --no-lock --quiet $work/empty.js"
+floor_cmd="$DENO run -A --no-config --no-lock --no-remote --no-npm --quiet $work/empty.js"
 bin() { case $1 in capsule) echo "$CAPSULE" ;; *) echo "$1" ;; esac; }
 
 # 1, 2: run true; create + start + delete -f; the floor (one empty Deno start).
