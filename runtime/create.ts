@@ -1,7 +1,8 @@
 // create (runtime spec "create"): the container is set up and its init waits on exec.fifo
 // until start. The work is the list of named steps in STEPS, run in order; when one fails, the
 // init is killed and every step that began is undone in reverse (so a failed create leaves
-// nothing behind: no state directory, cgroup, address or mount). The init's side is init.ts.
+// nothing behind: no state directory, cgroup, address or mount). The init's side is
+// runtime/native/init.c.
 import { close as closeFd } from "../ffi/libc.ts";
 import type { RuntimeContext } from "./context.ts";
 import { applyLimits, destroyCgroups, makeCgroups } from "./create_cgroups.ts";

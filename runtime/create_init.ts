@@ -1,6 +1,6 @@
 // The steps of create that deal with the init process: the channel and exec.fifo, the user
 // namespace's gate and maps, spawning it, its plan, and waiting until it is ready. See
-// create.ts for the order; the init's side is init.ts.
+// create.ts for the order; the init's side is runtime/native/init.c.
 import * as libc from "../ffi/libc.ts";
 import { encodeInitPlan, readNsexecFrame } from "./nsexec.ts";
 import type { Creating } from "./create_state.ts";

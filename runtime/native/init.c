@@ -57,7 +57,7 @@ static int ns_flag(const char *name) {
 }
 
 // Namespaces given by path are opened first (a path may be relative to the host's), then
-// joined, then the new ones made (init.ts joinNamespaces).
+// joined, then the new ones made.
 static void join_namespaces(struct init_plan *ip) {
   int fds[8], flags[8], mnt = 0;
   for (int i = 0; i < ip->njoin; i++) {

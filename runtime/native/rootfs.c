@@ -1,6 +1,8 @@
-// capsule-nsexec init: the container's root filesystem (a port of runtime/rootfs.ts setupRootfs
-// and of runtime/init.ts mountConsole), set up by the init inside its new mount namespace: the
-// mounts of config.json, device nodes, pivot_root, sysctls, masked and read-only paths.
+// capsule-nsexec init: the container's root filesystem (a port of the former Deno init's
+// runtime/rootfs.ts setupRootfs and runtime/init.ts mountConsole, `git show b7a7756:runtime/`;
+// the "rootfs.ts NAME" notes below name the function each part ports), set up by the init inside
+// its new mount namespace: the mounts of config.json, device nodes, pivot_root, sysctls, masked
+// and read-only paths. tests/integration/rootfs_rules_test.ts checks the rules through the CLI.
 //
 // Nothing is created or mounted through a path that could be swapped for a symlink meanwhile
 // (a directory shared with another container): every component is created and opened fd by
