@@ -14,11 +14,6 @@ const SYMBOLS = {
     result: "isize",
     nonblocking: true,
   },
-  // Bound by prepareExecve before the limits and seccomp, and called with nothing to allocate.
-  execve: { parameters: ["buffer", "buffer", "buffer"], result: "i32" },
-  // libc logic, not one system call.
-  unlockpt: { parameters: ["i32"], result: "i32" },
-  ptsname_r: { parameters: ["i32", "buffer", "usize"], result: "i32" },
 } as const satisfies Deno.ForeignLibraryInterface;
 
 type Lib = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -48,17 +43,6 @@ export function libc(): Lib {
     lib = symbols as Lib;
   }
   return lib;
-}
-
-/**
- * Binds every symbol not yet bound. For a process that is about to lose the right to map
- * memory (a seccomp profile loaded before its last libc calls): binding maps and protects
- * executable memory, which such a profile may refuse.
- */
-export function bindAll(): void {
-  const lib = libc();
-  for (const name of Object.keys(SYMBOLS) as (keyof typeof SYMBOLS)[]) void lib[name];
-  errnoCell();
 }
 
 const ERRNO_NAMES: Record<number, string> = {
@@ -202,14 +186,6 @@ function cstr(s: string): Uint8Array<ArrayBuffer> {
   return enc.encode(s + "\0") as Uint8Array<ArrayBuffer>;
 }
 
-/** A NULL-terminated array of C strings; keep the returned `keep` alive across the call. */
-function cstrArray(items: string[]): { array: BigUint64Array<ArrayBuffer>; keep: Uint8Array[] } {
-  const keep = items.map(cstr);
-  const array = new BigUint64Array(items.length + 1);
-  keep.forEach((b, i) => array[i] = BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(b))));
-  return { array, keep };
-}
-
 // Syscall numbers (x86_64 and aarch64 differ; capsule targets both).
 const ARM = Deno.build.arch === "aarch64";
 export const SYS = {
@@ -318,11 +294,6 @@ export function chroot(path: string): void {
   invoke(() => sys(SYS.chroot, ptr(p)), "chroot", path);
 }
 
-export function pivotRoot(newRoot: string, putOld: string): void {
-  const a = cstr(newRoot), b = cstr(putOld);
-  invoke(() => sys(SYS.pivot_root, ptr(a), ptr(b)), "pivot_root", newRoot);
-}
-
 export function sethostname(name: string): void {
   const b = enc.encode(name);
   invoke(() => sys(SYS.sethostname, ptr(b), b.length), "sethostname");
@@ -404,27 +375,6 @@ export function writeAll(fd: number, data: Uint8Array<ArrayBuffer>): void {
   }
 }
 
-export function execve(path: string, argv: string[], env: string[]): never {
-  return prepareExecve(path, argv, env)();
-}
-
-/**
- * Builds execve's C strings and arrays now and returns the call: after it is built, running
- * it allocates nothing, so it can follow setrlimit (a small RLIMIT_AS must not meet Deno).
- */
-export function prepareExecve(path: string, argv: string[], env: string[]): () => never {
-  const a = cstrArray(argv), e = cstrArray(env), p = cstr(path);
-  const av = new Uint8Array(a.array.buffer), ev = new Uint8Array(e.array.buffer);
-  // Bound now (libc() binds a symbol on its first use, which maps memory): the call runs
-  // after setrlimit and seccomp, where nothing but the system call itself may happen.
-  const execveFn = libc().execve, cell = errnoCell();
-  return () => {
-    invoke(() => execveFn(p, av, ev), "exec", path, "retry", cell);
-    void a.keep, e.keep;
-    throw new SysError("exec", 0, path); // execve returns only with -1
-  };
-}
-
 const AF_UNIX = 1, SOCK_STREAM = 1, SOCK_CLOEXEC = 0o2000000;
 
 /** socketpair(AF_UNIX, SOCK_STREAM); both ends without CLOEXEC unless asked. */
@@ -465,12 +415,6 @@ export function setCloexec(fd: number, on: boolean): void {
 /** Whether `fd` is close-on-exec; throws SysError EBADF when it is not open. */
 export function isCloexec(fd: number): boolean {
   return (invoke(() => sys(SYS.fcntl, fd, F_GETFD, 0), "fcntl") & FD_CLOEXEC) !== 0;
-}
-
-const F_DUPFD_CLOEXEC = 1030;
-/** A close-on-exec duplicate of `fd` at the lowest free number >= `min`; throws SysError. */
-export function dupCloexec(fd: number, min = 3): number {
-  return invoke(() => sys(SYS.fcntl, fd, F_DUPFD_CLOEXEC, min), "fcntl(F_DUPFD_CLOEXEC)");
 }
 
 export function dup2(from: number, to: number): void {
@@ -516,33 +460,6 @@ export function setgroups(gids: number[]): void {
   sysCheck("setgroups", SYS.setgroups, gids.length, ptr(new Uint8Array(arr.buffer)));
 }
 
-/** Marks every fd from `from` up close-on-exec, so nothing of the caller reaches execve's image. */
-export function closeRangeCloexec(from: number): void {
-  const CLOSE_RANGE_CLOEXEC = 1 << 2;
-  if (sys(SYS.close_range, from, 0xffffffff, CLOSE_RANGE_CLOEXEC) === 0) return;
-  // Kernels before 5.11: walk /proc/self/fd.
-  for (const e of Deno.readDirSync("/proc/self/fd")) {
-    const fd = Number(e.name);
-    if (fd >= from) sys(SYS.fcntl, fd, F_SETFD, FD_CLOEXEC);
-  }
-}
-
-/**
- * Every signal back to SIG_DFL and an empty mask: Deno ignores SIGPIPE and its children
- * inherit 32/33 ignored, which glibc's sigaction refuses to touch; the raw syscall does.
- */
-export function resetSignals(): void {
-  // struct kernel_sigaction { handler; flags; restorer; mask } = 32 bytes on x86_64.
-  const act = new BigUint64Array(4); // SIG_DFL = 0, flags 0, mask empty
-  const p = ptr(new Uint8Array(act.buffer));
-  for (let sig = 1; sig <= 64; sig++) {
-    if (sig === 9 || sig === 19) continue; // SIGKILL, SIGSTOP cannot be changed
-    sys(SYS.rt_sigaction, sig, p, 0, 8);
-  }
-  const empty = new BigUint64Array(1);
-  sys(SYS.rt_sigprocmask, 2, /* SIG_SETMASK */ ptr(new Uint8Array(empty.buffer)), 0, 8);
-}
-
 export interface Rlimit {
   resource: number;
   soft: bigint;
@@ -560,30 +477,6 @@ export function getrlimit(resource: number): [bigint, bigint] {
 export function setrlimit(resource: number, soft: bigint, hard: bigint): void {
   const lim = new BigUint64Array([soft, hard]);
   sysCheck("prlimit64", SYS.prlimit64, 0, resource, ptr(new Uint8Array(lim.buffer)), 0);
-}
-
-/**
- * setrlimit for each limit, built now and run by the returned function: it only makes the
- * prlimit64 calls (no allocation), so a small RLIMIT_AS can be set right before execve.
- */
-export function prepareRlimits(limits: Rlimit[]): () => void {
-  const calls = limits.map((l) => {
-    const buf = new BigUint64Array([l.soft, l.hard]);
-    return { buf, args: [BigInt(l.resource), ptr(new Uint8Array(buf.buffer))] as const };
-  });
-  const nr = BigInt(SYS.prlimit64);
-  const f = libc().syscall, cell = errnoCell(); // bound now: see prepareExecve
-  return () => {
-    for (const c of calls) {
-      invoke(
-        () => f(nr, 0n, c.args[0], c.args[1], 0n, 0n, 0n),
-        "prlimit64",
-        undefined,
-        "retry",
-        cell,
-      );
-    }
-  };
 }
 
 /** capset(2) for the calling thread: effective, permitted, inheritable as 64-bit masks. */
@@ -608,23 +501,7 @@ export function capset(effective: bigint, permitted: bigint, inheritable: bigint
 
 // ---- terminals and fd passing ------------------------------------------------------------
 
-const TIOCSCTTY = 0x540e, TIOCSWINSZ = 0x5414;
-
-/** Opens a new pty master from the /dev/ptmx this thread sees; returns [master, slave path]. */
-export function openPty(): [number, string] {
-  const master = open("/dev/ptmx", O.RDWR | O.NOCTTY | O.CLOEXEC);
-  try {
-    invoke(() => libc().unlockpt(master), "unlockpt");
-    const buf = new Uint8Array(128);
-    const r = libc().ptsname_r(master, buf, BigInt(buf.length));
-    if (r !== 0) throw new SysError("ptsname_r", r);
-    const name = new TextDecoder().decode(buf.subarray(0, buf.indexOf(0)));
-    return [master, name];
-  } catch (e) {
-    close(master);
-    throw e;
-  }
-}
+const TIOCSWINSZ = 0x5414;
 
 export function setWinsize(fd: number, rows: number, cols: number): void {
   const ws = new Uint16Array([rows, cols, 0, 0]);
@@ -632,11 +509,6 @@ export function setWinsize(fd: number, rows: number, cols: number): void {
     () => sys(SYS.ioctl, fd, BigInt(TIOCSWINSZ), ptr(new Uint8Array(ws.buffer))),
     "ioctl(TIOCSWINSZ)",
   );
-}
-
-/** Makes `fd` (a pty slave) the controlling terminal of this (session leader) process. */
-export function setControllingTerminal(fd: number): void {
-  invoke(() => sys(SYS.ioctl, fd, BigInt(TIOCSCTTY), 0n), "ioctl(TIOCSCTTY)");
 }
 
 const SOL_SOCKET = 1, SCM_RIGHTS = 1;
@@ -664,14 +536,6 @@ export function sendFd(sock: number, fd: number, data: Uint8Array<ArrayBuffer>):
     0n,
   ]);
   invoke(() => sys(SYS.sendmsg, sock, ptr(new Uint8Array(msg.buffer)), 0), "sendmsg");
-}
-
-/** recvmsg(2) of one fd sent with sendFd; returns the received fd (CLOEXEC). */
-export function recvFd(sock: number): number {
-  const { n, fd } = recvWithFd(sock, new Uint8Array(256));
-  if (n === 0) throw new SysError("recvmsg", 104 /* ECONNRESET: the other end closed */);
-  if (fd === undefined) throw new Error("recvmsg: no file descriptor was passed");
-  return fd;
 }
 
 /**
@@ -741,21 +605,6 @@ export function pollIn(fd: number, timeoutMs: number): boolean {
   return sys(SYS.ppoll, ptr(pfd), 1, ptr(new Uint8Array(ts.buffer)), 0, 8) > 0;
 }
 
-/** pidfd_open(2): an fd that polls readable once `pid` has exited; throws SysError. */
-export function pidfdOpen(pid: number): number {
-  return sysCheck("pidfd_open", SYS.pidfd_open, pid, 0);
-}
-
-/**
- * wait4(2) for one child, blocking (EINTR retried): its raw wait status (`status & 0x7f` is the
- * killing signal, 0 when it exited; then `(status >> 8) & 0xff` is the exit code). Throws SysError.
- */
-export function waitStatus(pid: number): number {
-  const st = new Int32Array(1);
-  invoke(() => sys(SYS.wait4, pid, ptr(st), 0, 0), "wait4");
-  return st[0];
-}
-
 /** One write(2) (EINTR retried); returns the bytes written. */
 /** Waits for an interrupted connect(2) to finish (POLLOUT), then takes its SO_ERROR. */
 function awaitConnect(fd: number, path: string): void {
@@ -782,7 +631,7 @@ export function write(fd: number, data: Uint8Array<ArrayBuffer>): number {
 
 const AT_FDCWD = -100n, AT_SYMLINK_NOFOLLOW = 0x100n, AT_EMPTY_PATH = 0x1000n;
 /** openat's "relative to the working directory", as a number for the fd parameters. */
-export const AT_FDCWD_NUM = -100;
+const AT_FDCWD_NUM = -100;
 
 /** openat2(2) RESOLVE_* flags. */
 export const RESOLVE = {
@@ -815,79 +664,6 @@ export function openat2(
   );
 }
 
-/**
- * Runs one call like {@link invoke}, but an error listed in `expected` comes back as its negated
- * errno instead of a thrown SysError: no exception is made (~20-50 µs each in V8) for what a
- * caller checks routinely, such as ENOENT while walking a container's tree. Other errors throw.
- */
-function invokeExpecting(
-  call: () => number | bigint,
-  expected: readonly number[],
-  syscall: string,
-  path?: string,
-): number {
-  const cell = errnoCell();
-  for (;;) {
-    cell[0] = 0;
-    const n = Number(call());
-    if (n !== -1) return n;
-    const e = cell[0];
-    if (e === EINTR) continue;
-    if (expected.includes(e)) return -e;
-    throw new SysError(syscall, e, path);
-  }
-}
-
-const ENOENT = 2;
-
-/**
- * openat2(2) like {@link openat2}, but undefined when `path` does not exist (ENOENT), without
- * an exception. Throws SysError for any other error.
- */
-export function openat2IfExists(
-  dirfd: number,
-  path: string,
-  flags: number,
-  resolve: number,
-): number | undefined {
-  const how = new BigUint64Array([BigInt(flags), 0n, BigInt(resolve)]);
-  const p = cstr(path);
-  const fd = invokeExpecting(
-    () => sys(SYS.openat2, dirfd, ptr(p), ptr(new Uint8Array(how.buffer)), 24),
-    [ENOENT],
-    "openat2",
-    path,
-  );
-  return fd < 0 ? undefined : fd;
-}
-
-/**
- * The st_mode (file type and permission bits) of `path` by statx(2), following a final
- * symlink when `follow`; undefined when it does not exist (ENOENT), without an exception (the
- * init asks this of dozens of paths; Deno.lstatSync costs ~70 µs a call there). Throws SysError
- * for any other error.
- */
-export function statMode(path: string, follow: boolean): number | undefined {
-  const buf = new Uint8Array(256); // struct statx
-  const p = cstr(path);
-  const STATX_TYPE_MODE = 0x3;
-  const r = invokeExpecting(
-    () =>
-      sys(
-        SYS.statx,
-        AT_FDCWD_NUM,
-        ptr(p),
-        follow ? 0 : Number(AT_SYMLINK_NOFOLLOW),
-        STATX_TYPE_MODE,
-        ptr(buf),
-      ),
-    [ENOENT],
-    "statx",
-    path,
-  );
-  return r < 0 ? undefined : new DataView(buf.buffer).getUint16(28, true);
-}
-
 /** mkdirat(2): one directory `name` in the directory open as `dirfd` (mode & ~umask). */
 export function mkdirat(dirfd: number, name: string, mode: number): void {
   const p = cstr(name);
@@ -917,33 +693,6 @@ export function fchownat(dirfd: number, name: string, uid: number, gid: number):
   const p = cstr(name);
   const flags = AT_SYMLINK_NOFOLLOW | (name === "" ? AT_EMPTY_PATH : 0n);
   invoke(() => sys(SYS.fchownat, dirfd, ptr(p), uid, gid, flags), "fchownat", name);
-}
-
-/** What statx(2) tells about an open fd: mode (type and permission bits), owner, device. */
-export interface FdStat {
-  mode: number;
-  uid: number;
-  gid: number;
-  rdevMajor: number;
-  rdevMinor: number;
-}
-
-/** statx(fd, "", AT_EMPTY_PATH): the inode the fd holds (a symlink itself for O_PATH|O_NOFOLLOW). */
-export function fstatFd(fd: number): FdStat {
-  const buf = new Uint8Array(256); // struct statx; the layout is the same on every arch
-  const p = cstr("");
-  invoke(
-    () => sys(SYS.statx, fd, ptr(p), Number(AT_EMPTY_PATH), 0x7ff, ptr(buf)),
-    "statx",
-  );
-  const dv = new DataView(buf.buffer);
-  return {
-    uid: dv.getUint32(20, true),
-    gid: dv.getUint32(24, true),
-    mode: dv.getUint16(28, true),
-    rdevMajor: dv.getUint32(128, true),
-    rdevMinor: dv.getUint32(132, true),
-  };
 }
 
 // ---- calls on a path itself, never following a final symlink (image extraction) ---------
@@ -980,15 +729,6 @@ export function lsetxattr(path: string, name: string, value: Uint8Array): number
   const v = new Uint8Array(value.length || 1);
   v.set(value);
   return sysErrno(SYS.lsetxattr, ptr(cstr(path)), ptr(cstr(name)), ptr(v), value.length, 0);
-}
-
-/** seccomp(SECCOMP_SET_MODE_FILTER) with a classic BPF program (8-byte sock_filter entries). */
-export function seccompSetFilter(program: Uint8Array<ArrayBuffer>, flags: number): void {
-  const fprog = new ArrayBuffer(16);
-  const dv = new DataView(fprog);
-  dv.setUint16(0, program.length / 8, true);
-  dv.setBigUint64(8, ptr(program), true);
-  sysCheck("seccomp", SYS.seccomp, 1, flags, ptr(new Uint8Array(fprog)));
 }
 
 // ---- eBPF for cgroup v2 device rules ------------------------------------------------------

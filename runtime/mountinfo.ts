@@ -1,5 +1,5 @@
-// /proc/self/mountinfo, parsed (proc(5)): what the init detaches before --no-pivot's MS_MOVE,
-// and how create and delete find the rootfs bind they made in the host's mount namespace.
+// /proc/self/mountinfo, parsed (proc(5)): how create and delete find the rootfs bind they made
+// in the host's mount namespace (the init's --no-pivot detaching is rootfs.c's own).
 // Pure functions and one read; no imports.
 
 /** One line of mountinfo. */
@@ -40,26 +40,4 @@ export function parseMountinfo(text: string): MountEntry[] {
 /** This process's mount table (its mount namespace, seen from its root). */
 export function readMountinfo(): MountEntry[] {
   return parseMountinfo(Deno.readTextFileSync("/proc/self/mountinfo"));
-}
-
-/** Is `path` the directory `dir` or below it? Both absolute, without trailing slashes. */
-export function isUnder(path: string, dir: string): boolean {
-  return dir === "/" || path === dir || path.startsWith(dir + "/");
-}
-
-/**
- * The mount points --no-pivot detaches before it moves the rootfs onto "/": every mount
- * outside `rootfs` that is not on the way to it (those hold the rootfs up and stay, covered
- * by it), deepest first, a stacked one before the one below it (later lines are on top). Once
- * they are gone, no host proc or sysfs is left in the container's mount namespace: the kernel
- * lets a user namespace mount a fresh proc only where a full one is already visible.
- */
-export function mountsToDetach(table: MountEntry[], rootfs: string): string[] {
-  const picked = table
-    .map((m, i) => ({ m, i }))
-    .filter(({ m }) => !isUnder(m.mountPoint, rootfs) && !isUnder(rootfs, m.mountPoint));
-  picked.sort((a, b) =>
-    b.m.mountPoint.split("/").length - a.m.mountPoint.split("/").length || b.i - a.i
-  );
-  return picked.map(({ m }) => m.mountPoint);
 }

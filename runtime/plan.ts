@@ -143,8 +143,6 @@ export interface HookPlan {
  * numbers, the init makes no decision of its own.
  */
 export interface InitPlan {
-  /** Tells a create plan from an exec one on the channel; unset means create. */
-  kind?: "create";
   /**
    * The hooks the init runs itself, and the state JSON they read on stdin: createContainer
    * (before pivot_root) and startContainer (after start, before the program).
