@@ -7,21 +7,13 @@ import * as libc from "../../ffi/libc.ts";
 import { encodeInitPlan, encodeNsexecPlan, nsexecPath } from "../../runtime/nsexec.ts";
 import type { InitPlan } from "../../runtime/plan.ts";
 import { assert } from "./helpers.ts";
+import { basePlan } from "./nsexec_fixtures.ts";
 
 const PROCESS: InitPlan["process"] = {
-  terminal: true,
-  consoleSize: { height: 24, width: 80 },
-  args: ["sh", "-c", "echo hi"],
-  env: ["PATH=/bin", "A=b"],
-  cwd: "/work",
-  uid: 1000,
-  gid: 100,
-  additionalGids: [10, 11],
-  umask: 0o027,
-  rlimits: [{ resource: 7, soft: "1024", hard: "4096" }],
-  noNewPrivileges: true,
-  caps: { bounding: [0, 33], effective: [0], permitted: [0], inheritable: [], ambient: [] },
-  seccomp: { program: btoa("\x06\x00\x00\x00\x00\x00\xff\x7f"), flags: 0 },
+  ...basePlan().process,
+  oomScoreAdj: undefined,
+  preserveFds: undefined,
+  listenFds: undefined,
 };
 
 /** An init plan with every kind of record: mounts, devices, paths, sysctls, hooks. */
@@ -70,14 +62,13 @@ const INIT_PLAN: InitPlan = {
   setsid: true,
 };
 
+// No such process (its namespaces cannot be opened), no cgroup, no log: nothing is touched.
 const EXEC_PLAN = encodeNsexecPlan({
-  pid: 2 ** 22 + 9, // no such process
-  pidStartTime: "1",
-  namespaces: ["user", "pid", "mnt"],
+  ...basePlan(),
+  pid: 2 ** 22 + 9,
   cgroupProcs: [],
   process: PROCESS,
-  setsid: false,
-  detach: false,
+  logFd: undefined,
 });
 
 /** A small deterministic generator (the same mutations on every run). */

@@ -2,42 +2,10 @@
 // answers it reads, and what the helper binary (dist/capsule-nsexec, built by tests/run.sh)
 // says of a plan it cannot carry out.
 import * as libc from "../../ffi/libc.ts";
-import {
-  encodeNsexecPlan,
-  nsexecPath,
-  type NsexecPlan,
-  readNsexecAnswer,
-} from "../../runtime/nsexec.ts";
+import { encodeNsexecPlan, nsexecPath, readNsexecAnswer } from "../../runtime/nsexec.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
 import { assert, assertEquals, assertThrows } from "./helpers.ts";
-
-const basePlan = (): NsexecPlan => ({
-  pid: 4242,
-  pidStartTime: "123456",
-  namespaces: ["user", "pid", "mnt"],
-  cgroupProcs: ["/sys/fs/cgroup/pids/capsule/x/cgroup.procs"],
-  process: {
-    terminal: true,
-    consoleSize: { height: 24, width: 80 },
-    args: ["sh", "-c", "echo ü"],
-    env: ["PATH=/bin", "A=b"],
-    cwd: "/work",
-    uid: 1000,
-    gid: 100,
-    additionalGids: [10, 11],
-    umask: 0o027,
-    rlimits: [{ resource: 7, soft: "1024", hard: "18446744073709551615" }],
-    noNewPrivileges: true,
-    oomScoreAdj: -500,
-    caps: { bounding: [0, 33], effective: [0], permitted: [0], inheritable: [], ambient: [] },
-    seccomp: { program: btoa("\x06\x00\x00\x00\x00\x00\xff\x7f"), flags: 0 },
-    preserveFds: [3, 4],
-    listenFds: 2,
-  },
-  logFd: 9,
-  setsid: true,
-  detach: false,
-});
+import { basePlan } from "./nsexec_fixtures.ts";
 
 /** The records of an encoded plan, as nsexec.c reads them: [tag, data] in order. */
 function records(plan: Uint8Array): [string, Uint8Array][] {
