@@ -191,52 +191,55 @@ static void read_all(void *buf, size_t len, const char *what) {
   }
 }
 
-// The next record of buf[0..total) at *off: 0 at the end; dies on a malformed one.
-static int next(const unsigned char *buf, size_t total, size_t *off, unsigned char *tag,
-                const unsigned char **d, uint32_t *len) {
-  if (*off >= total) return 0;
-  if (total - *off < 5) die("capsule-nsexec: a record header is cut short");
-  *tag = buf[*off];
-  *len = u32(buf + *off + 1);
-  *off += 5;
-  if (*len > total - *off) die("capsule-nsexec: record '%c' overruns the plan", *tag);
-  *d = buf + *off;
-  *off += *len;
+// Records of buf[0..total), read one at a time by next(): the current one's tag and data.
+struct records {
+  const unsigned char *buf;
+  size_t total, off;
+  unsigned char tag;
+  const unsigned char *d;
+  uint32_t len;
+};
+#define RECORDS(b, t) {.buf = (b), .total = (t)}
+
+// The next record into r: 0 at the end; dies on a malformed one.
+static int next(struct records *r) {
+  if (r->off >= r->total) return 0;
+  if (r->total - r->off < 5) die("capsule-nsexec: a record header is cut short");
+  r->tag = r->buf[r->off];
+  r->len = u32(r->buf + r->off + 1);
+  r->off += 5;
+  if (r->len > r->total - r->off) die("capsule-nsexec: record '%c' overruns the plan", r->tag);
+  r->d = r->buf + r->off;
+  r->off += r->len;
   return 1;
 }
 
 // How many records of `tag` buf[0..total) holds (lists are allocated once, at their size; each
 // record is at least 5 bytes, so a count is bounded by the plan's size).
 static int count(const unsigned char *buf, size_t total, unsigned char want) {
-  size_t off = 0;
-  unsigned char tag;
-  const unsigned char *d;
-  uint32_t len;
+  struct records r = RECORDS(buf, total);
   int n = 0;
-  while (next(buf, total, &off, &tag, &d, &len)) n += tag == want;
+  while (next(&r)) n += r.tag == want;
   return n;
 }
 
 static void read_mount(struct mount_op *m, const unsigned char *buf, uint32_t total) {
-  size_t off = 0;
-  unsigned char tag;
-  const unsigned char *d;
-  uint32_t len;
+  struct records r = RECORDS(buf, total);
   m->data = "";
-  while (next(buf, total, &off, &tag, &d, &len)) {
-    switch (tag) {
-    case 'd': m->destination = str(d, len); break;
-    case 's': m->source = str(d, len); break;
-    case 't': m->type = str(d, len); break;
-    case 'D': m->data = str(d, len); break;
-    case 'f': m->flags = u64(d, len); break;
-    case 'r': m->recursive_flags = u64(d, len); break;
-    case 'b': m->bind = u64(d, len) != 0; break;
+  while (next(&r)) {
+    switch (r.tag) {
+    case 'd': m->destination = str(r.d, r.len); break;
+    case 's': m->source = str(r.d, r.len); break;
+    case 't': m->type = str(r.d, r.len); break;
+    case 'D': m->data = str(r.d, r.len); break;
+    case 'f': m->flags = u64(r.d, r.len); break;
+    case 'r': m->recursive_flags = u64(r.d, r.len); break;
+    case 'b': m->bind = u64(r.d, r.len) != 0; break;
     case 'p':
       if (m->npropagation == 8) die("capsule-nsexec: too many propagation flags on a mount");
-      m->propagation[m->npropagation++] = u64(d, len);
+      m->propagation[m->npropagation++] = u64(r.d, r.len);
       break;
-    default: die("capsule-nsexec: unknown mount record '%c'", tag);
+    default: die("capsule-nsexec: unknown mount record '%c'", r.tag);
     }
   }
   if (!m->destination || m->destination[0] != '/' || !m->source || !m->type)
@@ -244,23 +247,20 @@ static void read_mount(struct mount_op *m, const unsigned char *buf, uint32_t to
 }
 
 static void read_device(struct device_op *v, const unsigned char *buf, uint32_t total) {
-  size_t off = 0;
-  unsigned char tag;
-  const unsigned char *d;
-  uint32_t len;
-  while (next(buf, total, &off, &tag, &d, &len)) {
-    switch (tag) {
-    case 'p': v->path = str(d, len); break;
+  struct records r = RECORDS(buf, total);
+  while (next(&r)) {
+    switch (r.tag) {
+    case 'p': v->path = str(r.d, r.len); break;
     case 't':
-      if (len != 1 || !strchr("cbup", d[0])) die("capsule-nsexec: a bad device type");
-      v->type = (char)d[0];
+      if (r.len != 1 || !strchr("cbup", r.d[0])) die("capsule-nsexec: a bad device type");
+      v->type = (char)r.d[0];
       break;
-    case 'M': v->major = u64(d, len); break;
-    case 'm': v->minor = u64(d, len); break;
-    case 'o': v->mode = u64(d, len); break;
-    case 'u': v->uid = u64(d, len); break;
-    case 'g': v->gid = u64(d, len); break;
-    default: die("capsule-nsexec: unknown device record '%c'", tag);
+    case 'M': v->major = u64(r.d, r.len); break;
+    case 'm': v->minor = u64(r.d, r.len); break;
+    case 'o': v->mode = u64(r.d, r.len); break;
+    case 'u': v->uid = u64(r.d, r.len); break;
+    case 'g': v->gid = u64(r.d, r.len); break;
+    default: die("capsule-nsexec: unknown device record '%c'", r.tag);
     }
   }
   if (!v->path || v->path[0] != '/' || !v->type) die("capsule-nsexec: a device lacks its path or type");
@@ -269,31 +269,25 @@ static void read_device(struct device_op *v, const unsigned char *buf, uint32_t 
 static void read_hook(struct hook *h, const unsigned char *buf, uint32_t total) {
   h->argv = list(count(buf, total, 'a') + 1, sizeof(char *));
   h->env = list(count(buf, total, 'e') + 1, sizeof(char *));
-  size_t off = 0;
-  unsigned char tag;
-  const unsigned char *d;
-  uint32_t len;
-  while (next(buf, total, &off, &tag, &d, &len)) {
-    switch (tag) {
-    case 'p': h->path = str(d, len); break;
-    case 'a': h->argv[h->argc++] = str(d, len); break;
-    case 'e': h->env[h->nenv++] = str(d, len); break;
-    case 'T': h->timeout = u64(d, len); break;
-    default: die("capsule-nsexec: unknown hook record '%c'", tag);
+  struct records r = RECORDS(buf, total);
+  while (next(&r)) {
+    switch (r.tag) {
+    case 'p': h->path = str(r.d, r.len); break;
+    case 'a': h->argv[h->argc++] = str(r.d, r.len); break;
+    case 'e': h->env[h->nenv++] = str(r.d, r.len); break;
+    case 'T': h->timeout = u64(r.d, r.len); break;
+    default: die("capsule-nsexec: unknown hook record '%c'", r.tag);
     }
   }
   if (!h->path) die("capsule-nsexec: a hook lacks its path");
 }
 
 static void read_sysctl(struct sysctl_op *s, const unsigned char *buf, uint32_t total) {
-  size_t off = 0;
-  unsigned char tag;
-  const unsigned char *d;
-  uint32_t len;
-  while (next(buf, total, &off, &tag, &d, &len)) {
-    if (tag == 'k') s->key = str(d, len);
-    else if (tag == 'v') s->value = str(d, len);
-    else die("capsule-nsexec: unknown sysctl record '%c'", tag);
+  struct records r = RECORDS(buf, total);
+  while (next(&r)) {
+    if (r.tag == 'k') s->key = str(r.d, r.len);
+    else if (r.tag == 'v') s->value = str(r.d, r.len);
+    else die("capsule-nsexec: unknown sysctl record '%c'", r.tag);
   }
   if (!s->key || !s->value) die("capsule-nsexec: a sysctl lacks its key or value");
 }
@@ -364,61 +358,60 @@ void read_plan(struct plan *pl, int init) {
     ip->create_hooks = list(count(buf, total, 'C'), sizeof(struct hook));
     ip->start_hooks = list(count(buf, total, 'Q'), sizeof(struct hook));
   }
-  size_t off = 0;
-  unsigned char tag;
-  const unsigned char *d;
-  uint32_t len;
-  while (next(buf, total, &off, &tag, &d, &len)) {
-    switch (tag) {
-    case 'p': pl->pid = u64(d, len); break;
+  struct records r = RECORDS(buf, total);
+  while (next(&r)) {
+    switch (r.tag) {
+    case 'p': pl->pid = u64(r.d, r.len); break;
     case 'n':
       if (pl->nns == 8) die("capsule-nsexec: too many namespaces");
-      pl->ns[pl->nns++] = str(d, len);
+      pl->ns[pl->nns++] = str(r.d, r.len);
       break;
     case 'c':
       if (pl->ncgroup == 64) die("capsule-nsexec: too many cgroups");
-      pl->cgroup[pl->ncgroup++] = str(d, len);
+      pl->cgroup[pl->ncgroup++] = str(r.d, r.len);
       break;
-    case 'u': pl->uid = u64(d, len); break;
-    case 'g': pl->gid = u64(d, len); break;
-    case 'G': pl->gids[pl->ngids++] = u64(d, len); break;
-    case 'm': pl->umask_ = u64(d, len); break;
-    case 'N': pl->nnp = u64(d, len); break;
-    case 's': pl->setsid_ = u64(d, len); break;
-    case 'x': pl->detach = u64(d, len); break;
-    case 'O': pl->log_fd = (int64_t)u64(d, len); break;
-    case 'o': pl->has_oom = 1; pl->oom = (int64_t)u64(d, len); break;
-    case 't': pl->terminal = u64(d, len); break;
+    case 'u': pl->uid = u64(r.d, r.len); break;
+    case 'g': pl->gid = u64(r.d, r.len); break;
+    case 'G': pl->gids[pl->ngids++] = u64(r.d, r.len); break;
+    case 'm': pl->umask_ = u64(r.d, r.len); break;
+    case 'N': pl->nnp = u64(r.d, r.len); break;
+    case 's': pl->setsid_ = u64(r.d, r.len); break;
+    case 'x': pl->detach = u64(r.d, r.len); break;
+    case 'O': pl->log_fd = (int64_t)u64(r.d, r.len); break;
+    case 'o': pl->has_oom = 1; pl->oom = (int64_t)u64(r.d, r.len); break;
+    case 't': pl->terminal = u64(r.d, r.len); break;
     case 'w':
-      if (len != 16) die("capsule-nsexec: a bad console size record");
-      pl->rows = u64(d, 8);
-      pl->cols = u64(d + 8, 8);
+      if (r.len != 16) die("capsule-nsexec: a bad console size record");
+      pl->rows = u64(r.d, 8);
+      pl->cols = u64(r.d + 8, 8);
       break;
     case 'l':
-      if (len != 24 || pl->nrl == 64) die("capsule-nsexec: a bad rlimit record");
-      for (int i = 0; i < 3; i++) pl->rl[pl->nrl][i] = u64(d + 8 * i, 8);
+      if (r.len != 24 || pl->nrl == 64) die("capsule-nsexec: a bad rlimit record");
+      for (int i = 0; i < 3; i++) pl->rl[pl->nrl][i] = u64(r.d + 8 * i, 8);
       pl->nrl++;
       break;
-    case 'B': pl->has_caps = 1; pl->cap_b = u64(d, len); break;
-    case 'E': pl->cap_e = u64(d, len); break;
-    case 'P': pl->cap_p = u64(d, len); break;
-    case 'I': pl->cap_i = u64(d, len); break;
-    case 'A': pl->cap_a = u64(d, len); break;
+    case 'B': pl->has_caps = 1; pl->cap_b = u64(r.d, r.len); break;
+    case 'E': pl->cap_e = u64(r.d, r.len); break;
+    case 'P': pl->cap_p = u64(r.d, r.len); break;
+    case 'I': pl->cap_i = u64(r.d, r.len); break;
+    case 'A': pl->cap_a = u64(r.d, r.len); break;
     case 'S':
-      if (len == 0 || len % sizeof(struct sock_filter) || len / sizeof(struct sock_filter) > 0xffff)
-        die("capsule-nsexec: a seccomp program of %u bytes", len);
-      pl->sc = d;
-      pl->sc_len = len;
+      if (r.len == 0 || r.len % sizeof(struct sock_filter) ||
+          r.len / sizeof(struct sock_filter) > 0xffff)
+        die("capsule-nsexec: a seccomp program of %u bytes", r.len);
+      pl->sc = r.d;
+      pl->sc_len = r.len;
       break;
-    case 'F': pl->sc_flags = u64(d, len); break;
-    case 'd': pl->cwd = str(d, len); break;
-    case 'X': pl->start_time = str(d, len); break;
-    case 'a': pl->argv[pl->argc++] = str(d, len); break;
-    case 'e': pl->env[pl->nenv++] = str(d, len); break;
-    case 'f': pl->keep_fds[pl->nkeep++] = u64(d, len); break;
-    case 'L': pl->listen_fds = u64(d, len); break;
+    case 'F': pl->sc_flags = u64(r.d, r.len); break;
+    case 'd': pl->cwd = str(r.d, r.len); break;
+    case 'X': pl->start_time = str(r.d, r.len); break;
+    case 'a': pl->argv[pl->argc++] = str(r.d, r.len); break;
+    case 'e': pl->env[pl->nenv++] = str(r.d, r.len); break;
+    case 'f': pl->keep_fds[pl->nkeep++] = u64(r.d, r.len); break;
+    case 'L': pl->listen_fds = u64(r.d, r.len); break;
     default:
-      if (!init || !init_record(pl, tag, d, len)) die("capsule-nsexec: unknown record '%c'", tag);
+      if (!init || !init_record(pl, r.tag, r.d, r.len))
+        die("capsule-nsexec: unknown record '%c'", r.tag);
     }
   }
   if (!pl->argc || !pl->cwd || pl->cwd[0] != '/')
