@@ -51,6 +51,8 @@ done
 CAPSULE=${CAPSULE:-$PWD/dist/capsule}
 DENO=$(sed -n 's/^exec "\([^"]*\)" run .*/\1/p' "$CAPSULE" 2>/dev/null || true)
 [ -x "$DENO" ] || DENO=$(command -v deno)
+# V8's flags of the launcher's short commands (scripts/build.ts V8_FLAGS), for the floor too.
+V8=$(sed -n 's/^v8=\(.*\)$/\1/p' "$CAPSULE" 2>/dev/null | head -1 || true)
 # The archives and the extraction target on the disk (ext4 here), not a tmpfs /tmp.
 work=$(mktemp -d "${WORK:-/var/tmp}/capsule-bench.XXXXXX")
 S="$work/state-capsule"
@@ -89,7 +91,7 @@ mkdir -p "$work/sleeper"
 jq --arg root "$work/bundle/rootfs" '.process.args = ["sleep", "100000"] | .root.path = $root' \
   "$work/bundle/config.json" >"$work/sleeper/config.json"
 echo 'export default 0;' >"$work/empty.js"
-floor_cmd="$DENO run -A --no-config --no-lock --no-remote --no-npm --quiet $work/empty.js"
+floor_cmd="$DENO run -A --no-config --no-lock --no-remote --no-npm --quiet ${V8:+--v8-flags=$V8} $work/empty.js"
 bin() { case $1 in capsule) echo "$CAPSULE" ;; *) echo "$1" ;; esac; }
 
 # 1, 2: run true; create + start + delete -f; the floor (one empty Deno start).

@@ -6,16 +6,15 @@
 // Untarred anywhere (/opt, a home directory) and linked into PATH, it runs containers on a host
 // with no Node.js, no npm, no Deno and no network: nothing is resolved or fetched at run time.
 import { VERSION } from "../runtime/version.ts";
-import { build } from "./build.ts";
+import { build, runDeno } from "./build.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
 
 /**
  * The release launcher: resolves its own symlink (`/usr/local/bin/capsule` -> the untarred
  * copy; readlink -f runs only then: a process costs ~1-2 ms per call, and a linked directory
- * resolves lib/ as well), then runs lib/main.js on lib/deno. `--no-remote --no-npm` make a
- * stray remote import an error instead of a download; DENO_NO_UPDATE_CHECK keeps Deno from asking for a newer
- * version (the init processes inherit it).
+ * resolves lib/ as well), then runs lib/main.js on lib/deno with the flags of `runDeno` (as
+ * dist/capsule does); DENO_NO_UPDATE_CHECK keeps Deno from asking for a newer version.
  */
 export const LAUNCHER = `#!/bin/sh
 # capsule ${VERSION} (release launcher): the bundle in lib/ on the Deno in lib/, both found
@@ -25,8 +24,7 @@ self=$0
 case $self in */*) lib=\${self%/*}/lib ;; *) lib=./lib ;; esac
 DENO_NO_UPDATE_CHECK=1
 export DENO_NO_UPDATE_CHECK
-exec "$lib/deno" run -A --no-config --no-lock --no-remote --no-npm --quiet "$lib/main.js" "$@"
-`;
+${runDeno('"$lib/deno"', '"$lib/main.js"')}`;
 
 /** The Deno version tools/package.json pins (what releases ship). */
 export function pinnedDeno(): string {

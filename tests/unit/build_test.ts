@@ -2,7 +2,7 @@
 // with shell builtins (no readlink/dirname processes on each call, and no PATH needed), also
 // when called by a relative path or through a symlink to it. Deno's start-up graph of main.js
 // holds only the modules every command loads, not the lazily imported chunks.
-import { build } from "../../scripts/build.ts";
+import { build, runDeno, V8_FLAGS, V8_FLAGS_IMAGE } from "../../scripts/build.ts";
 import { LAUNCHER } from "../../scripts/release.ts";
 import { assert, assertEquals } from "./helpers.ts";
 
@@ -89,6 +89,39 @@ Deno.test("release launcher: finds lib/ beside it with no PATH, by relative path
     await Deno.mkdir(`${dir}/bin`);
     await Deno.symlink(`${dir}/rel/capsule`, `${dir}/bin/capsule`);
     assertEquals(await main(`${dir}/bin/capsule`, "/", { PATH: "/usr/bin:/bin" }), want);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("launchers: V8's flags for short commands, and the multi-threaded ones for image commands", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "capsule-launcher-flags-" });
+  try {
+    // A stand-in for deno that prints its --v8-flags and the arguments after main.js.
+    const fake = `${dir}/deno`;
+    await Deno.writeTextFile(
+      fake,
+      "#!/bin/sh\nfor a; do case $a in --v8-flags=*) f=$a ;; esac; done\n" +
+        'while [ "$1" != main.js ]; do shift; done; shift; echo "$f $*"\n',
+      { mode: 0o755 },
+    );
+    const launcher = `${dir}/capsule`;
+    await Deno.writeTextFile(launcher, `#!/bin/sh\n${runDeno(JSON.stringify(fake), "main.js")}`, {
+      mode: 0o755,
+    });
+    const flags = async (...args: string[]) => {
+      const out = await new Deno.Command(launcher, { args, clearEnv: true }).output();
+      assert(out.success, new TextDecoder().decode(out.stderr));
+      return new TextDecoder().decode(out.stdout).trim();
+    };
+    assertEquals(await flags("run", "-b", "b c", "id"), `--v8-flags=${V8_FLAGS} run -b b c id`);
+    assertEquals(
+      await flags("--root", "/r", "image", "create", "x", "f.tar"),
+      `--v8-flags=${V8_FLAGS_IMAGE} --root /r image create x f.tar`,
+    );
+    assertEquals(await flags(), `--v8-flags=${V8_FLAGS}`);
+    // The release launcher picks them the same way.
+    assert(LAUNCHER.includes(runDeno('"$lib/deno"', '"$lib/main.js"')));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
