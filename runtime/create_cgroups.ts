@@ -2,6 +2,7 @@
 // linux.resources (runtime spec config-linux "Control groups"). See create.ts for the order.
 import type { LinuxResources } from "./cgroups/mod.ts";
 import type { Creating } from "./create_state.ts";
+import { writeCgroupProcs } from "./cgroup_warm.ts";
 import { CapsuleError } from "./errors.ts";
 import type { Spec } from "./spec.ts";
 
@@ -44,7 +45,7 @@ export function makeCgroups(c: Creating): void {
   }
   c.joined = Promise.all(
     [...new Set(Object.values(paths))].map((d) =>
-      Deno.writeTextFile(`${d}/cgroup.procs`, String(c.pid)).catch((e) => {
+      writeCgroupProcs(`${d}/cgroup.procs`, c.pid).catch((e) => {
         throw new CapsuleError(
           `Cannot add process ${c.pid} to ${d}/cgroup.procs: ${(e as Error).message}`,
         );
