@@ -22,7 +22,7 @@ import { type CreateOptions, Creating } from "./create_state.ts";
 import { CapsuleError } from "./errors.ts";
 import { warmMigration } from "./cgroup_warm.ts";
 import { runHooks } from "./hooks.ts";
-import { callerFds } from "./spawn.ts";
+import { callerFds, type HelperProcess } from "./spawn.ts";
 import { bindRootfsOnHost, releaseHostMount } from "./host_mount.ts";
 import { validateId } from "./ids.ts";
 import { ociState } from "./query.ts";
@@ -34,7 +34,7 @@ export type { CreateOptions };
 /** A created container: its record, the init's process, the pty master when run keeps it. */
 export interface Created {
   record: ContainerRecord;
-  child: Deno.ChildProcess;
+  child: HelperProcess;
   master?: number;
 }
 

@@ -5,6 +5,7 @@ import type { RuntimeContext } from "./context.ts";
 import type { CreateContext, Extension } from "./extension.ts";
 import type { LogLimits } from "./log_writer.ts";
 import type { InitPlan, MountOp } from "./plan.ts";
+import type { HelperProcess } from "./spawn.ts";
 import type { Spec } from "./spec.ts";
 import type { ContainerRecord } from "./state.ts";
 
@@ -51,7 +52,7 @@ export class Creating {
   childEnd = -1;
   /** A user namespace of its own: unshare(1) runs the init after the maps are written. */
   userNs: { wrapper: string[]; gate: number | undefined; theirs: number } | undefined;
-  child: Deno.ChildProcess | undefined;
+  child: HelperProcess | undefined;
   /** The init's host pid (under unshare, its forked child). */
   pid = 0;
   fifoFd = -1;

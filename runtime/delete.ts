@@ -11,6 +11,7 @@ import { runHooks } from "./hooks.ts";
 import { releaseHostMount } from "./host_mount.ts";
 import { validateId } from "./ids.ts";
 import { killAndWait } from "./kill.ts";
+import { reapEnded } from "./helper_process.ts";
 import { ociState, status } from "./query.ts";
 import type { ContainerRecord } from "./state.ts";
 
@@ -48,6 +49,7 @@ export async function deleteContainer(
     await deleteLocked(ctx, id, opts);
   } finally {
     lock?.close();
+    reapEnded(); // an init this process started (the library's create) is no zombie of it
   }
 }
 

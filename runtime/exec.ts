@@ -19,7 +19,14 @@ import {
 import { buildProcessPlan } from "./plan.ts";
 import { status } from "./query.ts";
 import { compileSeccomp, type SeccompFilter, type SeccompProfile } from "./seccomp.ts";
-import { callerFds, exitCode, forwardSignals, relayed } from "./spawn.ts";
+import {
+  callerFds,
+  exitCode,
+  forwardSignals,
+  type HelperProcess,
+  relayed,
+  spawnHelper,
+} from "./spawn.ts";
 import type { Process, Spec } from "./spec.ts";
 import { type ContainerRecord, initAlive, writeFileAtomic } from "./state.ts";
 import { sendToConsoleSocket } from "./terminal.ts";
@@ -227,19 +234,12 @@ export async function exec(
   libc.setCloexec(parentEnd, true);
   // With a terminal, the program's stdio is the pty; detached, its log (or nothing).
   const stdio = (opts.detach && !opts.keepStdio) || proc.terminal ? "null" : "inherit";
-  let child: Deno.ChildProcess;
+  let child: HelperProcess;
   try {
     if (plan.logFd !== undefined) libc.setCloexec(plan.logFd, false); // for the helper alone
     // Started in the host's PID namespace, with nothing of ours in its environment; it joins
     // the container's PID namespace for the program only (nsexec.c).
-    child = new Deno.Command(exe.path, {
-      args: [String(childEnd)],
-      env: {},
-      clearEnv: true,
-      stdin: stdio,
-      stdout: stdio,
-      stderr: stdio,
-    }).spawn();
+    child = spawnHelper(exe.path, [String(childEnd)], stdio);
     step(`exec helper spawned (pid ${child.pid})`);
   } catch (e) {
     closeFd(parentEnd);
@@ -297,10 +297,7 @@ export async function exec(
     closeFd(parentEnd);
   }
   if (opts.pidFile) writeFileAtomic(opts.pidFile, `${execPid}`);
-  if (opts.detach) {
-    child.unref();
-    return { execId, pid: execPid };
-  }
+  if (opts.detach) return { execId, pid: execPid }; // the helper is reaped by whoever adopts it
   const stopForwarding = forwardSignals(child);
   try {
     const st = master === undefined ? await child.status : await relayed(master, child);
@@ -317,7 +314,7 @@ export async function exec(
 const NAMESPACE_ORDER = ["user", "pid", "ipc", "uts", "net", "cgroup", "mnt"];
 
 /** Why the helper ended without a word (killed, say), for the error. */
-async function helperGone(child: Deno.ChildProcess): Promise<string> {
+async function helperGone(child: HelperProcess): Promise<string> {
   const st = await child.status;
   return st.signal
     ? `${NSEXEC} was killed by ${st.signal}`

@@ -49,12 +49,12 @@ export interface RunOptions extends CreateOptions {
 export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Promise<number> {
   const { child, master } = await createContainer(ctx, id, opts, !opts.detach);
   if (opts.detach) {
-    // An init that exits before this process does is reaped by Deno here, not by whoever
-    // waits above (run -d's waiter, runtime/waiter.ts): its status is kept where that waiter keeps it.
-    child.status.then((st) => recordExit(ctx, id, st)).catch(() => {});
-    child.unref();
     await start(ctx, id);
-    await new Promise((r) => setTimeout(r, 0)); // let an exit already seen be recorded
+    // An init that has exited already is reaped here, not by whoever waits above (run -d's
+    // waiter, runtime/waiter.ts): its status is kept where that waiter keeps it. One that
+    // exits later is that waiter's once this process is gone.
+    const st = child.poll();
+    if (st) recordExit(ctx, id, st);
     return 0;
   }
   const step = ctx.stopwatch(`run ${id}`);

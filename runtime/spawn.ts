@@ -8,9 +8,12 @@ import { CLONE } from "./consts.ts";
 import { SIGNALS } from "./signals.ts";
 import { relay } from "./terminal.ts";
 import { CapsuleError } from "./errors.ts";
+import { type HelperProcess, spawnHelper } from "./helper_process.ts";
+
+export { type HelperProcess, reapEnded, spawnHelper } from "./helper_process.ts";
 
 /** Signals sent to capsule in the foreground are passed on to the program; returns the undo. */
-export function forwardSignals(child: Deno.ChildProcess): () => void {
+export function forwardSignals(child: { kill(signal: Deno.Signal): void }): () => void {
   const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;
   const handlers = signals.map((sig) => {
     const h = () => {
@@ -35,14 +38,14 @@ export function exitCode(st: Deno.CommandStatus): number {
 
 export async function relayed(
   master: number,
-  child: Deno.ChildProcess,
+  child: HelperProcess,
 ): Promise<Deno.CommandStatus> {
   const status = child.status;
   await relay(master, status);
   return await status;
 }
 
-export async function exitReason(child: Deno.ChildProcess): Promise<string> {
+export async function exitReason(child: HelperProcess): Promise<string> {
   const st = await child.status;
   return st.signal
     ? `its init was killed by ${st.signal}`
@@ -64,7 +67,7 @@ export function spawnInit(
   stdio: "inherit" | "null",
   wrapper: string[] = [],
   step: (what: string) => void = () => {},
-): Deno.ChildProcess {
+): HelperProcess {
   const exe = sealedExe(nsexecPath());
   step(`init binary sealed (${exe.how})`);
   try {
@@ -72,21 +75,8 @@ export function spawnInit(
     // (with setpriv) does it, then execs the init; the sealed binary's fd, which they leave
     // open for that exec, is passed on for the init to close first thing.
     const passFd = wrapper.length > 0 && exe.fd !== undefined;
-    const [cmd, ...args] = [
-      ...wrapper,
-      exe.path,
-      "init",
-      String(childFd),
-      ...(passFd ? [String(exe.fd)] : []),
-    ];
-    const command = new Deno.Command(cmd, {
-      args,
-      env: {},
-      clearEnv: true,
-      stdin: stdio,
-      stdout: stdio,
-      stderr: stdio,
-    });
+    const args = ["init", String(childFd), ...(passFd ? [String(exe.fd)] : [])];
+    const spawn = () => spawnHelper(exe.path, args, stdio, wrapper);
     if (passFd) libc.setCloexec(exe.fd!, false);
     // Between clone and execve the child is a copy of this process (posix_spawn: our memory,
     // our fds, our environment) already in the container's PID namespace: non-dumpable, so
@@ -95,7 +85,7 @@ export function spawnInit(
     const dumpable = libc.prctl(PR_GET_DUMPABLE);
     libc.prctl(PR_SET_DUMPABLE, 0n);
     try {
-      if (!pidNs) return command.spawn();
+      if (!pidNs) return spawn();
       const saved = libc.open("/proc/self/ns/pid", libc.O.RDONLY | libc.O.CLOEXEC);
       try {
         if (pidNs.path) {
@@ -108,7 +98,7 @@ export function spawnInit(
         } else {
           libc.unshare(CLONE.NEWPID);
         }
-        return command.spawn();
+        return spawn();
       } finally {
         libc.setns(saved, CLONE.NEWPID);
         libc.close(saved);
