@@ -430,6 +430,11 @@ export function isCloexec(fd: number): boolean {
   return (invoke(() => sys(SYS.fcntl, fd, F_GETFD, 0), "fcntl") & FD_CLOEXEC) !== 0;
 }
 
+/** fcntl(F_DUPFD_CLOEXEC): a close-on-exec copy of `fd` (3 or above). Throws SysError EBADF. */
+export function dupCloexec(fd: number): number {
+  return invoke(() => sys(SYS.fcntl, fd, 1030, /* F_DUPFD_CLOEXEC */ 3), "fcntl");
+}
+
 export function dup2(from: number, to: number): void {
   // dup3 refuses equal fds (and arm64 has no dup2): dup2's answer then, an open fd is kept.
   if (from === to) {
@@ -443,11 +448,6 @@ export function kill(pid: number, sig: number): void {
   invoke(() => sys(SYS.kill, pid, sig), "kill");
 }
 
-/** A NUL-terminated copy of `s`, for a `char *` argument. */
-function cString(s: string): Uint8Array<ArrayBuffer> {
-  return new TextEncoder().encode(s + "\0");
-}
-
 /**
  * Starts `path` (absolute: no PATH lookup) with `argv` (argv[0] included) and exactly `env`
  * ("NAME=value" each) through posix_spawn(3): no file actions, no attributes, so the child has
@@ -455,7 +455,7 @@ function cString(s: string): Uint8Array<ArrayBuffer> {
  * not close-on-exec. Returns its pid; throws SysError (posix_spawn, with the exec's errno).
  */
 export function spawn(path: string, argv: string[], env: string[]): number {
-  const strings = [...argv, ...env].map(cString); // alive until the call returned
+  const strings = [...argv, ...env].map(cstr); // alive until the call returned
   const vector = (from: number, n: number) => {
     const v = new BigUint64Array(n + 1); // NULL-terminated
     for (let i = 0; i < n; i++) v[i] = ptr(strings[from + i]);
@@ -464,7 +464,7 @@ export function spawn(path: string, argv: string[], env: string[]): number {
   const pid = new Int32Array(1);
   const rc = libc().posix_spawn(
     pid,
-    cString(path),
+    cstr(path),
     null,
     null,
     vector(0, argv.length),

@@ -260,18 +260,6 @@ int main(int argc, char **argv) {
   // First: nothing may read this process through /proc (mem, environ, fds, exe) or ptrace it
   // (PR_SET_DUMPABLE 0 holds until execve).
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-  // -n first: /dev/null as stdio (capsule starts this with posix_spawn and no file actions:
-  // runtime/spawn.ts spawnHelper).
-  if (argc > 1 && !strcmp(argv[1], "-n")) {
-    int n = open("/dev/null", O_RDWR); // not close-on-exec: it may be 0, 1 or 2 itself
-    if (n < 0 || dup2(n, 0) < 0 || dup2(n, 1) < 0 || dup2(n, 2) < 0) {
-      dprintf(2, "capsule-nsexec: cannot open /dev/null: %s\n", why(errno));
-      return 2;
-    }
-    if (n > 2) close(n);
-    argv++;
-    argc--;
-  }
   // init: `init CHAN [EXE]`, EXE the sealed binary's fd that util-linux's unshare passed on
   // (user namespaces: runtime/userns.ts), closed at once.
   int init = (argc == 3 || argc == 4) && !strcmp(argv[1], "init");

@@ -3,7 +3,7 @@
 // a pidfd, poll without waiting, reapEnded, an empty environment, the caller's fds unless
 // close-on-exec, and the spawn's own error. No root needed.
 import * as libc from "../../ffi/libc.ts";
-import { HelperProcess, reapEnded } from "../../runtime/helper_process.ts";
+import { HelperProcess, reapEnded, spawnHelper } from "../../runtime/helper_process.ts";
 import { assert, assertEquals, assertThrows, withTempDir } from "./helpers.ts";
 
 function sh(script: string, env: string[] = []): HelperProcess {
@@ -91,4 +91,23 @@ Deno.test("spawn: a program that cannot be executed is the spawn's error, naming
   const e = assertThrows(() => libc.spawn("/nonexistent/x", ["x"], []), libc.SysError);
   assertEquals(e.code, "ENOENT");
   assert(e.message.includes("/nonexistent/x"), e.message);
+});
+
+Deno.test("spawnHelper null: the child's stdio is /dev/null, this process's is left as it was", async () => {
+  await withTempDir(async (dir) => {
+    const before = [0, 1, 2].map((fd) => Deno.readLinkSync(`/proc/self/fd/${fd}`));
+    const p = spawnHelper("/bin/sh", [
+      "-c",
+      `a=$(readlink /proc/$$/fd/0 /proc/$$/fd/1 /proc/$$/fd/2); echo "$a" > ${dir}/out`,
+    ], "null");
+    assertEquals((await p.status).code, 0);
+    assertEquals(Deno.readTextFileSync(`${dir}/out`), "/dev/null\n/dev/null\n/dev/null\n");
+    assertEquals([0, 1, 2].map((fd) => Deno.readLinkSync(`/proc/self/fd/${fd}`)), before);
+    // A wrapper (as unshare/setpriv) gets /dev/null as well, not only the helper after it.
+    const q = spawnHelper("-c", [`a=$(readlink /proc/$$/fd/1); echo "$a" > ${dir}/w`], "null", [
+      "/bin/sh",
+    ]);
+    assertEquals((await q.status).code, 0);
+    assertEquals(Deno.readTextFileSync(`${dir}/w`), "/dev/null\n");
+  });
 });

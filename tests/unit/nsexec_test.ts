@@ -189,12 +189,3 @@ Deno.test("capsule-nsexec: started by anything but capsule, it exits 2 and does 
     assert(/started by capsule only/.test(new TextDecoder().decode(out.stderr)));
   }
 });
-
-Deno.test("capsule-nsexec -n: /dev/null is its stdio (posix_spawn gives it capsule's otherwise)", async () => {
-  for (const args of [["-n", "x"], ["-n", "init", "1"]]) {
-    const out = await new Deno.Command(nsexecPath(), { args, stderr: "piped", clearEnv: true })
-      .output();
-    assertEquals(out.code, 2, args.join(" "));
-    assertEquals(new TextDecoder().decode(out.stderr), "", "its complaint went to /dev/null");
-  }
-});
