@@ -3,7 +3,7 @@
 // are refused, parents are resolved component by component with lstat, and a symlink met on
 // the way is followed only inside the directory (an absolute target from its root, as in a
 // chroot); one that climbs out refuses the archive. The last component is never followed: an
-// existing entry is removed first, files are created with O_EXCL.
+// existing entry is removed first (once an exclusive create found it there), files are created with O_EXCL.
 import { entryPath, type TarEntry, type TarHeader } from "./tar.ts";
 import { lchown, lsetxattr, lutimes, makeNode } from "./sys.ts";
 
@@ -49,6 +49,11 @@ function lstat(path: string): Deno.FileInfo | undefined {
     if (e instanceof Deno.errors.NotFound) return undefined;
     throw e;
   }
+}
+
+/** An error saying that something exists at the path (Deno's, or a SysError's EEXIST). */
+function isExists(e: unknown): boolean {
+  return e instanceof Deno.errors.AlreadyExists || (e as { code?: string })?.code === "EEXIST";
 }
 
 function removeAny(path: string, info: Deno.FileInfo): void {
@@ -255,20 +260,37 @@ export async function applyTar(
     const rel = join(base);
     const path = full(rel);
     if (opts.layer) written.add(rel);
-    const existing = lstat(path);
+    // Made exclusively (O_EXCL, mkdir, symlink, link, mknod all fail on anything there, a
+    // symlink included, without following it); only then is what is there looked at and
+    // removed. Not an lstat first: for a new path (nearly every entry) it throws NotFound, and
+    // an exception per entry cost more than the file's own writes (statx and the error object:
+    // ~30% of the CPU time of a 740 MB import).
+    const fresh = <T>(make: () => T): T => {
+      try {
+        return make();
+      } catch (e) {
+        if (!isExists(e)) throw e;
+      }
+      removeAt(rel);
+      return make();
+    };
     switch (h.type) {
       case "dir": {
-        if (!existing?.isDirectory) {
-          if (existing) removeAt(rel);
+        try {
           Deno.mkdirSync(path, { mode: 0o700 });
+        } catch (e) {
+          if (!isExists(e)) throw e;
+          if (!lstat(path)?.isDirectory) {
+            removeAt(rel);
+            Deno.mkdirSync(path, { mode: 0o700 });
+          }
         }
         if (owners) lchown(path, h.uid, h.gid);
         dirMeta.set(rel, meta(h));
         break;
       }
       case "file": {
-        if (existing) removeAt(rel);
-        const f = Deno.openSync(path, { write: true, createNew: true, mode: 0o600 });
+        const f = fresh(() => Deno.openSync(path, { write: true, createNew: true, mode: 0o600 }));
         try {
           const w = new SparseWriter(f);
           await entry.pipe((piece) => w.write(piece));
@@ -295,22 +317,20 @@ export async function applyTar(
             `hard link "${h.name}" names "${h.linkname}", which is not a file in the archive`,
           );
         }
-        if (existing) removeAt(rel);
-        Deno.linkSync(full(trel), path);
+        fresh(() => Deno.linkSync(full(trel), path));
         break;
       }
       case "symlink": {
-        if (existing) removeAt(rel);
-        Deno.symlinkSync(h.linkname, path);
+        fresh(() => Deno.symlinkSync(h.linkname, path));
         setMeta(path, h, true);
         break;
       }
       case "char":
       case "block":
       case "fifo": {
-        if (existing) removeAt(rel);
+        const type = h.type;
         try {
-          makeNode(path, h.type, h.mode, h.devmajor, h.devminor);
+          fresh(() => makeNode(path, type, h.mode, h.devmajor, h.devminor));
         } catch (e) {
           if ((e as { code?: string }).code === "EPERM") {
             stats.skipped++;
@@ -333,13 +353,18 @@ export async function applyTar(
       }
     }
   }
+  // Whether each path is a real directory now (nothing changes them during this loop: chmod,
+  // chown and utimes only), so that a parent is looked at once, not once per directory below it.
+  const isDir = new Map<string, boolean>();
   for (const [rel, h] of dirMeta) {
     // A later entry may have replaced a parent with a symlink: every component must still be
     // a real directory, or chmod/chown would land on whatever the link points at.
     let cur = "", real = true;
     for (const part of rel ? rel.split("/") : []) {
       cur = cur ? `${cur}/${part}` : part;
-      if (!lstat(full(cur))?.isDirectory) {
+      let dir = isDir.get(cur);
+      if (dir === undefined) isDir.set(cur, dir = !!lstat(full(cur))?.isDirectory);
+      if (!dir) {
         real = false;
         break;
       }

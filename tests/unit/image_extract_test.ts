@@ -221,3 +221,38 @@ Deno.test("applyTar: a whiteout of '..' or '.' is refused", async () => {
     assert(Deno.statSync(`${root}/a`).isDirectory);
   });
 });
+
+Deno.test("applyTar: a later entry replaces whatever an earlier one made at its path, of any type", async () => {
+  await withTempDir(async (tmp) => {
+    const root = `${tmp}/rootfs`;
+    Deno.mkdirSync(root);
+    Deno.writeTextFileSync(`${tmp}/victim`, "original");
+    await apply(root, [
+      { name: "f2d", data: "a file first" },
+      { name: "f2d", type: "dir" },
+      { name: "d2f", type: "dir" },
+      { name: "d2f/child", data: "x" },
+      { name: "d2f", data: "a file now" },
+      { name: "f2s", data: "a file first" },
+      { name: "f2s", type: "symlink", linkname: "target" },
+      { name: "s2p", type: "symlink", linkname: `${tmp}/victim` },
+      { name: "s2p", type: "fifo" },
+      { name: "src", data: "linked" },
+      { name: "s2h", type: "symlink", linkname: `${tmp}/victim` },
+      { name: "s2h", type: "link", linkname: "src" },
+      { name: "d2d", type: "dir", mode: 0o700 },
+      { name: "d2d/kept", data: "kept" },
+      { name: "d2d", type: "dir", mode: 0o755 },
+    ]);
+    assert(Deno.lstatSync(`${root}/f2d`).isDirectory);
+    assertEquals(Deno.readTextFileSync(`${root}/d2f`), "a file now");
+    assertEquals(Deno.readLinkSync(`${root}/f2s`), "target");
+    assert(Deno.lstatSync(`${root}/s2p`).isFifo, "the fifo replaced the symlink");
+    assertEquals(Deno.readTextFileSync(`${root}/s2h`), "linked");
+    assertEquals(Deno.lstatSync(`${root}/s2h`).nlink, 2);
+    // A directory met again is kept with what is in it, and takes the later mode.
+    assertEquals(Deno.readTextFileSync(`${root}/d2d/kept`), "kept");
+    assertEquals(Deno.statSync(`${root}/d2d`).mode! & 0o777, 0o755);
+    assertEquals(Deno.readTextFileSync(`${tmp}/victim`), "original");
+  });
+});
