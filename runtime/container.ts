@@ -65,8 +65,9 @@ export class Runtime {
    * use, or the init's own error; nothing of the container is left then.
    */
   async create(id: string, opts: CreateOptions = {}): Promise<ContainerRecord> {
-    const { record } = await createContainer(this.ctx, id, opts, false);
-    return record; // its init is reaped at delete (reapEnded), or by whoever adopts it
+    const { record, child } = await createContainer(this.ctx, id, opts, false);
+    child.unref(); // reaped here if it ends while this process runs, else by whoever adopts it
+    return record;
   }
 
   /**

@@ -297,7 +297,10 @@ export async function exec(
     closeFd(parentEnd);
   }
   if (opts.pidFile) writeFileAtomic(opts.pidFile, `${execPid}`);
-  if (opts.detach) return { execId, pid: execPid }; // the helper is reaped by whoever adopts it
+  if (opts.detach) {
+    child.unref(); // reaped here once it ends, by whoever adopts it once this process is gone
+    return { execId, pid: execPid };
+  }
   const stopForwarding = forwardSignals(child);
   try {
     const st = master === undefined ? await child.status : await relayed(master, child);

@@ -10,7 +10,7 @@ import { SIGNALS } from "./signals.ts";
  * the place of Deno.ChildProcess, whose Deno.Command costs 3.4-5.1 ms of the JS thread on its first
  * use in a process (it loads Deno's process module and the streams behind it; measured as the
  * first access to `Deno.Command` in a fresh `deno run`), on every create, run and exec. Only this
- * process reaps it, and only through `status` or `poll`.
+ * process reaps it: through `status`, `poll`, `unref` (in the background) or reapEnded.
  */
 export class HelperProcess {
   #status?: Promise<Deno.CommandStatus>;
@@ -75,7 +75,28 @@ export class HelperProcess {
     const st = sig === 0
       ? { success: ((raw >> 8) & 0xff) === 0, code: (raw >> 8) & 0xff, signal: null }
       : { success: false, code: 128 + sig, signal: SIGNAL_NAMES[sig] ?? null };
-    return this.#ended = st;
+    this.#ended = st;
+    try {
+      this.#onExit?.(st);
+    } catch { /* the caller's: best effort */ }
+    return st;
+  }
+
+  #onExit?: (status: Deno.CommandStatus) => void;
+
+  /**
+   * Has the process reaped as soon as it ends, with nothing awaiting it (as Deno.ChildProcess's
+   * unref): a SIGCHLD listener, which keeps no event loop alive, reaps every ended helper and
+   * calls `onExit` with this one's status. A process that ends while this one runs on is then no
+   * zombie of it (a program using the library), nor its pidfd an open fd.
+   */
+  unref(onExit?: (status: Deno.CommandStatus) => void): void {
+    this.#onExit = onExit;
+    if (!listening) {
+      listening = true;
+      Deno.addSignalListener("SIGCHLD", reapEnded); // ~0.4 ms, once per process
+    }
+    this.poll(); // it may have ended before the listener was there
   }
 
   /**
@@ -92,6 +113,7 @@ export class HelperProcess {
 
 /** The helpers this process started and has not reaped. */
 const unreaped = new Set<HelperProcess>();
+let listening = false;
 
 /**
  * Reaps every helper of this process that has ended and that no `status` waits for (as Deno
@@ -102,9 +124,9 @@ export function reapEnded(): void {
   for (const c of unreaped) c.poll();
 }
 
-const SIGNAL_NAMES: Record<number, Deno.Signal> = Object.fromEntries(
-  Object.entries(SIGNALS).map(([name, n]) => [n, `SIG${name}` as Deno.Signal]),
-);
+/** Each signal's name as Deno gives it: the first of two (ABRT, not IOT; IO, not POLL). */
+const SIGNAL_NAMES: Record<number, Deno.Signal> = {};
+for (const [name, n] of Object.entries(SIGNALS)) SIGNAL_NAMES[n] ??= `SIG${name}` as Deno.Signal;
 
 /**
  * Starts the native helper `exe` (absolute) with `args` after it, or `wrapper` with the helper
@@ -131,17 +153,19 @@ export function spawnHelper(
  * returns only once the child has exec'd, so nothing else of this process writes meanwhile.
  */
 function withNullStdio<T>(fn: () => T): T {
-  // Copies first: an fd of 0-2 that is not open is closed again afterwards (and may be where
-  // /dev/null opens).
-  const saved = [0, 1, 2].map((fd) => {
-    try {
-      return libc.dupCloexec(fd);
-    } catch {
-      return -1;
-    }
-  });
+  // Copies first: an fd of 0-2 that is not open (EBADF) is closed again afterwards (and may be
+  // where /dev/null opens); any other failure (EMFILE) is the spawn's error.
+  const saved: number[] = [];
   let nul = -1;
   try {
+    for (let fd = 0; fd < 3; fd++) {
+      try {
+        saved.push(libc.dupCloexec(fd));
+      } catch (e) {
+        if (!(e instanceof libc.SysError && e.code === "EBADF")) throw e;
+        saved.push(-1);
+      }
+    }
     nul = libc.open("/dev/null", libc.O.RDWR | libc.O.CLOEXEC);
     for (let fd = 0; fd < 3; fd++) {
       if (fd === nul) libc.setCloexec(fd, false);
@@ -153,7 +177,7 @@ function withNullStdio<T>(fn: () => T): T {
       if (copy >= 0) {
         libc.dup2(copy, fd);
         libc.close(copy);
-      } else libc.close(fd);
+      } else if (nul >= 0) libc.close(fd);
     });
     if (nul > 2) libc.close(nul);
   }

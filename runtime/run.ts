@@ -49,12 +49,12 @@ export interface RunOptions extends CreateOptions {
 export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Promise<number> {
   const { child, master } = await createContainer(ctx, id, opts, !opts.detach);
   if (opts.detach) {
+    // An init that exits while this process runs is reaped here, not by whoever waits above
+    // (run -d's waiter, runtime/waiter.ts): its status is kept where that waiter keeps it. One
+    // that exits later is that waiter's once this process is gone.
+    child.unref((st) => recordExit(ctx, id, st));
     await start(ctx, id);
-    // An init that has exited already is reaped here, not by whoever waits above (run -d's
-    // waiter, runtime/waiter.ts): its status is kept where that waiter keeps it. One that
-    // exits later is that waiter's once this process is gone.
-    const st = child.poll();
-    if (st) recordExit(ctx, id, st);
+    child.poll(); // an exit already there is recorded before this process ends
     return 0;
   }
   const step = ctx.stopwatch(`run ${id}`);

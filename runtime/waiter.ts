@@ -16,6 +16,7 @@
 // the CLI of a detached run loads it.
 import { CapsuleError } from "./errors.ts";
 import { LOG_DEFAULTS, type LogLimits } from "./log_writer.ts";
+import { v8FlagsFor } from "./v8_flags.ts";
 
 export { LOG_DEFAULTS };
 
@@ -104,11 +105,21 @@ export function waiterAvailable(): boolean {
   }
 }
 
-/** This capsule's own program (without its arguments), to run it again under the waiter. */
-export function selfCommand(): string[] {
+/**
+ * This capsule's own program (without its arguments), to run it again under the waiter, with
+ * the V8 flags the launcher gives the command line `args` (runtime/v8_flags.ts).
+ */
+export function selfCommand(args: readonly string[] = Deno.args): string[] {
   const exe = Deno.execPath();
   if (!/(^|\/)deno$/.test(exe)) return [exe];
-  return [exe, "run", "-A", "--quiet", new URL(Deno.mainModule).pathname];
+  return [
+    exe,
+    "run",
+    "-A",
+    "--quiet",
+    `--v8-flags=${v8FlagsFor(args)}`,
+    new URL(Deno.mainModule).pathname,
+  ];
 }
 
 /**
@@ -119,7 +130,7 @@ export function selfCommand(): string[] {
  */
 export function releaseCommand(root: string, store: string, id: string): string[] {
   return [
-    ...selfCommand(),
+    ...selfCommand(["stop"]),
     "--root",
     root,
     "--store",

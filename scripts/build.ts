@@ -3,6 +3,9 @@
 // launcher that runs the bundle with the Deno that built it (engines such as podman call the
 // runtime with almost no environment, so the path is absolute).
 import { NSEXEC } from "../runtime/nsexec.ts";
+import { V8_FLAGS, V8_FLAGS_IMAGE } from "../runtime/v8_flags.ts";
+
+export { V8_FLAGS, V8_FLAGS_IMAGE };
 
 const repo = new URL("..", import.meta.url).pathname;
 
@@ -57,27 +60,10 @@ export async function buildNsexec(out: string): Promise<void> {
 }
 
 /**
- * V8's flags for a short command (everything but `image ...`): `--no-lazy` compiles every function
- * of a module when it loads, so Deno's code cache holds them all and none is compiled again from
- * source on its first call (by default the cache keeps only the functions compiled at load);
- * `--single-threaded` starts no V8 worker threads (concurrent GC and compilers), which a command of
- * some 50 ms never pays back. `run true`, interleaved medians of 40 (scratch multi-variant runs,
- * the same bundle): 51 ms without flags, 46 with --no-lazy, 49 with --single-threaded, 43 with
- * both.
- */
-export const V8_FLAGS = "--no-lazy,--single-threaded";
-
-/**
- * V8's flags for `image ...` commands: an import of hundreds of MB keeps V8's garbage collector
- * busy, which is better done on its worker threads (a 740 MB tar into a tmpfs store: 5.8-6.4 s
- * without flags or with --no-lazy, 6.6 s single-threaded).
- */
-export const V8_FLAGS_IMAGE = "--no-lazy";
-
-/**
- * The end of a POSIX sh launcher (dist/capsule, the release's): picks V8's flags (V8_FLAGS, or
- * V8_FLAGS_IMAGE when any argument is the word `image`: a container id or an argument that
- * happens to be "image" only costs a short command the single thread's gain) and execs `deno`
+ * The end of a POSIX sh launcher (dist/capsule, the release's): picks V8's flags as
+ * runtime/v8_flags.ts v8FlagsFor does (V8_FLAGS, or V8_FLAGS_IMAGE when any argument is the word
+ * `image`: a container id or an argument that happens to be "image" only costs a short command
+ * the single thread's gain) and execs `deno`
  * (a shell word: a quoted path or "$lib/deno") on `mainJs` (a shell word too) with the caller's
  * arguments. `--no-remote --no-npm`: the bundle imports neither, so a stray remote import is an
  * error instead of a download.
