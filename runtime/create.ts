@@ -185,6 +185,7 @@ function writeRecord(c: Creating): void {
     id: c.id,
     pid: c.pid,
     pidStartTime: procStat(c.pid)?.startTime ?? "",
+    ...(c.child && c.child.pid !== c.pid ? { waitPid: c.child.pid } : {}),
     bundle: c.bundle,
     rootfs: "",
     created: new Date().toISOString(),

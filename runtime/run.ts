@@ -47,12 +47,16 @@ export interface RunOptions extends CreateOptions {
  * (unless `keep`). Detached (`detach`): returns once started, with exit status 0.
  */
 export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Promise<number> {
-  const { child, master } = await createContainer(ctx, id, opts, !opts.detach);
+  const { child, master, record } = await createContainer(ctx, id, opts, !opts.detach);
   if (opts.detach) {
     // An init that exits while this process runs is reaped here, not by whoever waits above
     // (run -d's waiter, runtime/waiter.ts): its status is kept where that waiter keeps it. One
     // that exits later is that waiter's once this process is gone.
-    child.unref((st) => recordExit(ctx, id, st));
+    child.unref((st) => {
+      // Under util-linux's unshare (a user namespace: record.waitPid), exit status 1 may be an
+      // init killed by SIGKILL (unshare 2.38 cannot re-raise it): no status then.
+      if (record.waitPid === undefined || st.signal || st.code !== 1) recordExit(ctx, id, st);
+    });
     await start(ctx, id);
     child.poll(); // an exit already there is recorded before this process ends
     return 0;

@@ -19,6 +19,12 @@ export interface ContainerRecord {
   pid: number;
   /** Field 22 of /proc/<pid>/stat when the init started: a recycled pid never matches. */
   pidStartTime: string;
+  /**
+   * In a user namespace: util-linux's `unshare --fork` above the init (host pid), which exits
+   * with the init's status (killing itself with the init's signal). capsule's process reaps it,
+   * not the init: run -d's waiter (runtime/waiter.ts) takes its exit for the init's.
+   */
+  waitPid?: number;
   /** Absolute bundle directory. */
   bundle: string;
   /** Absolute root filesystem path. */

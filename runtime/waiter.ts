@@ -67,11 +67,13 @@ print "\\ncapsule-waiter-exit $code\\n";
 exit $code if $code;
 open(STDIN, "<", "/dev/null"); open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null");
 setsid(); chdir "/";
-my ($init, $start) = (0, "");
+my ($init, $start, $reap) = (0, "", 0);
 if (open(my $s, "<", "$dir/state.json")) {
   local $/; my $t = <$s>;
   $init = $1 if $t =~ /"pid":\\s*(\\d+)/; $start = $1 if $t =~ /"pidStartTime":\\s*"(\\d+)"/;
+  $reap = $1 if $t =~ /"waitPid":\\s*(\\d+)/;
 }
+$reap ||= $init;
 my $run = "$init:$start"; @clean = map { $_ eq '${INIT_WORD}' ? $run : $_ } @clean;
 $SIG{CHLD} = sub {};
 for (;;) {
@@ -79,17 +81,20 @@ for (;;) {
     my $p = waitpid(-1, WNOHANG);
     exit 0 if $p < 0;
     last if $p == 0;
-    next unless $p == $init;
+    next unless $p == $reap;
     my $sig = $? & 127;
     my $x = $sig ? 128 + $sig : $? >> 8;
     my $at = strftime("%Y-%m-%dT%H:%M:%SZ", gmtime);
     my $now = 0;
     if (open(my $s, "<", "$dir/state.json")) { local $/; my $t = <$s>; $now = $1 if $t =~ /"pid":\\s*(\\d+)/; }
-    if ($now == $init && open(my $f, ">", "$dir/exit.json.tmp")) {
+    # util-linux 2.38's unshare exits 1 when its child was killed by SIGKILL (it cannot
+    # re-raise that one): from a wrapper, 1 is no status at all.
+    my $known = !($reap != $init && !$sig && $x == 1);
+    if ($known && $now == $init && open(my $f, ">", "$dir/exit.json.tmp")) {
       print $f "{\\"exitCode\\": $x, \\"signal\\": $sig, \\"finishedAt\\": \\"$at\\"}\\n";
       close $f; rename("$dir/exit.json.tmp", "$dir/exit.json");
     }
-    $init = -1;
+    $reap = -1;
     if (@clean) { my $k = fork(); if (defined $k && !$k) { exec { $clean[0] } @clean; exit 127; } }
   }
   sleep 1;
