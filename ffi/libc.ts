@@ -114,6 +114,8 @@ const ERRNO_TEXT: Record<string, string> = {
   ENOMEM: "cannot allocate memory",
   ENOSYS: "function not implemented",
   EAGAIN: "resource temporarily unavailable",
+  EMFILE: "too many open files",
+  ENFILE: "too many open files in the system",
   EBADF: "bad file descriptor",
   ENOTEMPTY: "directory not empty",
   EXDEV: "invalid cross-device link",

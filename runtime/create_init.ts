@@ -2,7 +2,7 @@
 // namespace's gate and maps, spawning it, its plan, and waiting until it is ready. See
 // create.ts for the order; the init's side is runtime/native/init.c.
 import * as libc from "../ffi/libc.ts";
-import { encodeInitPlan, readNsexecFrame } from "./nsexec.ts";
+import { encodeInitPlan, NSEXEC, readNsexecFrame } from "./nsexec.ts";
 import type { Creating } from "./create_state.ts";
 import { ociState } from "./query.ts";
 import { CapsuleError } from "./errors.ts";
@@ -57,7 +57,7 @@ export function closeGate(c: Creating): void {
 }
 
 /**
- * Starts the init first: its Deno start-up overlaps the steps below. It inherits (no
+ * Starts the init first: its start-up overlaps the steps below. It inherits (no
  * CLOEXEC) what it needs so that it never reaches the state directory by path: its end of
  * the channel, the fifo (O_PATH) and, detached, the write end of the pipe to the log writer
  * (log_writer.ts: rotated by size, no Deno process stays for it); closed here once it runs.
@@ -96,12 +96,16 @@ export async function spawnTheInit(c: Creating): Promise<void> {
       c.childEnd,
       pidNs,
       // With a terminal the program's stdio is the pty: the init must not hold create's stdio
-      // (a caller reading create's output would wait until start), nor print to the caller's
-      // terminal (the Deno it runs on warns there about the caches it runs without); its own
-      // errors go through the init pipe, or to the pty once it is ready.
+      // (a caller reading create's output would wait until start); its own errors go through
+      // the init pipe, or to the pty once it is ready.
       c.opts.detach || terminal ? "null" : (c.opts.stdio ?? "inherit"),
       c.userNs?.wrapper ?? [],
       (what) => c.step(what),
+    );
+  } catch (e) {
+    if (!(e instanceof libc.SysError)) throw e;
+    throw new CapsuleError(
+      `Cannot create container "${c.id}": cannot start its init (${NSEXEC}): ${e.message}`,
     );
   } finally {
     for (const f of inherited) libc.close(f);

@@ -5,7 +5,7 @@ import type { RuntimeContext } from "./context.ts";
 import type { CreateContext, Extension } from "./extension.ts";
 import type { LogLimits } from "./log_writer.ts";
 import type { InitPlan, MountOp } from "./plan.ts";
-import type { HelperProcess } from "./spawn.ts";
+import type { HelperProcess } from "./helper_process.ts";
 import type { Spec } from "./spec.ts";
 import type { ContainerRecord } from "./state.ts";
 

@@ -19,14 +19,8 @@ import {
 import { buildProcessPlan } from "./plan.ts";
 import { status } from "./query.ts";
 import { compileSeccomp, type SeccompFilter, type SeccompProfile } from "./seccomp.ts";
-import {
-  callerFds,
-  exitCode,
-  forwardSignals,
-  type HelperProcess,
-  relayed,
-  spawnHelper,
-} from "./spawn.ts";
+import { type HelperProcess, spawnHelper } from "./helper_process.ts";
+import { callerFds, exitCode, forwardSignals, relayed } from "./spawn.ts";
 import type { Process, Spec } from "./spec.ts";
 import { type ContainerRecord, initAlive, writeFileAtomic } from "./state.ts";
 import { sendToConsoleSocket } from "./terminal.ts";

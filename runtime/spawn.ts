@@ -10,8 +10,6 @@ import { relay } from "./terminal.ts";
 import { CapsuleError } from "./errors.ts";
 import { type HelperProcess, spawnHelper } from "./helper_process.ts";
 
-export { type HelperProcess, reapEnded, spawnHelper } from "./helper_process.ts";
-
 /** Signals sent to capsule in the foreground are passed on to the program; returns the undo. */
 export function forwardSignals(child: { kill(signal: Deno.Signal): void }): () => void {
   const signals = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"] as const;

@@ -5,8 +5,6 @@
 import { NSEXEC } from "../runtime/nsexec.ts";
 import { V8_FLAGS, V8_FLAGS_IMAGE } from "../runtime/v8_flags.ts";
 
-export { V8_FLAGS, V8_FLAGS_IMAGE };
-
 const repo = new URL("..", import.meta.url).pathname;
 
 /**

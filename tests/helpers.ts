@@ -143,6 +143,16 @@ export async function makeBundle(
   return bundle;
 }
 
+/** The id map of the tests' user-namespaced containers: container root is host uid 100000. */
+export const USERNS_MAP = [{ containerID: 0, hostID: 100000, size: 65536 }];
+
+/** Puts `spec`'s container in a new user namespace mapped by USERNS_MAP (a makeBundle mutate). */
+export function inUserNamespace(spec: Spec): void {
+  spec.linux!.namespaces!.push({ type: "user" });
+  spec.linux!.uidMappings = USERNS_MAP;
+  spec.linux!.gidMappings = USERNS_MAP;
+}
+
 /** A fresh --root for one test; `done` checks that nothing of capsule was left in it. */
 export async function stateRoot(): Promise<string> {
   return await Deno.makeTempDir({ prefix: "capsule-state-" });

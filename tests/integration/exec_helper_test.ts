@@ -16,6 +16,7 @@ import {
   sleep,
   spawnCapsule,
   state,
+  USERNS_MAP,
   waitFor,
 } from "../helpers.ts";
 
@@ -150,15 +151,13 @@ rootTest(
   },
 );
 
-const MAP = [{ containerID: 0, hostID: 100000, size: 65536 }];
-
 rootTest(
   "exec -t: the terminal starts at the caller's size and, in a user namespace, can be reopened",
   async (root) => {
     const b = await makeBundle("sleep 1000", (s) => {
       s.linux!.namespaces!.push({ type: "user" });
-      s.linux!.uidMappings = MAP;
-      s.linux!.gidMappings = MAP;
+      s.linux!.uidMappings = USERNS_MAP;
+      s.linux!.gidMappings = USERNS_MAP;
     });
     try {
       assertEquals((await capsule(root, ["run", "-d", "-b", b, "xt1"])).code, 0);

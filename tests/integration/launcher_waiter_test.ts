@@ -5,7 +5,7 @@
 // again. Measured on s7-v8flags (busybox `sleep 30`, 10 cycles of run -d; exec true; delete -f):
 // 214-231 ms a cycle against 179-194 on e24ae1f, 151-157 with the waiter given the flags;
 // `list` right after a run -d: median 56 ms against 21 steady.
-import { V8_FLAGS } from "../../scripts/build.ts";
+import { V8_FLAGS } from "../../runtime/v8_flags.ts";
 import { assert, makeBundle, removeAll, REPO, rootTest } from "../helpers.ts";
 
 rootTest("run -d: the waiter runs capsule with the launcher's V8 flags", async (root) => {

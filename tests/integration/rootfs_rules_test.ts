@@ -9,6 +9,7 @@ import {
   makeBundle,
   removeAll,
   rootTest,
+  USERNS_MAP,
 } from "../helpers.ts";
 
 /** Mount points (mountinfo field 5) and their options, as the program sees them: "point opts super". */
@@ -469,14 +470,13 @@ rootTest(
 rootTest(
   "rootfs: in a user namespace without its own network namespace, sysfs and device nodes are host binds",
   async (root) => {
-    const MAP = [{ containerID: 0, hostID: 100000, size: 65536 }];
     const b = await makeBundle(
       `${MOUNTINFO}; stat -c '%t:%T' /dev/null; echo x > /dev/null && echo null-ok; ls /sys/class >/dev/null && echo sys-ok`,
       (s) => {
         s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== "network");
         s.linux!.namespaces.push({ type: "user" });
-        s.linux!.uidMappings = MAP;
-        s.linux!.gidMappings = MAP;
+        s.linux!.uidMappings = USERNS_MAP;
+        s.linux!.gidMappings = USERNS_MAP;
       },
     );
     try {
@@ -524,12 +524,11 @@ rootTest(
 rootTest(
   "rootfs: EPERM from a filesystem other than sysfs is not swallowed (mqueue in a user namespace without its own ipc)",
   async (root) => {
-    const MAP = [{ containerID: 0, hostID: 100000, size: 65536 }];
     const b = await makeBundle("true", (s) => {
       s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== "ipc");
       s.linux!.namespaces.push({ type: "user" });
-      s.linux!.uidMappings = MAP;
-      s.linux!.gidMappings = MAP;
+      s.linux!.uidMappings = USERNS_MAP;
+      s.linux!.gidMappings = USERNS_MAP;
     });
     try {
       const r = await capsule(root, ["run", "-b", b, "rr-mqueue"]);

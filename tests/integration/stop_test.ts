@@ -5,11 +5,22 @@ import {
   assertEquals,
   assertMatch,
   capsule,
+  inUserNamespace,
   makeBundle,
   removeAll,
   rootTest,
   state,
 } from "../helpers.ts";
+
+/** A container's exit status once `state` shows one (polled for 6 s), else undefined. */
+async function exitCodeOf(root: string, id: string): Promise<number | undefined> {
+  for (let i = 0; i < 60; i++) {
+    const s = await state(root, id);
+    if (s.exitCode !== undefined) return s.exitCode;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return undefined;
+}
 
 rootTest(
   "stop: a PID 1 that ignores SIGTERM is killed when the grace period ends",
@@ -78,14 +89,7 @@ rootTest("stop: -s, several ids, errors", async (root) => {
 rootTest(
   "run -d: a bundle's exit status is kept (exit, stop), shown by state and list",
   async (root) => {
-    const code = async (id: string) => {
-      for (let i = 0; i < 60; i++) {
-        const s = await state(root, id);
-        if (s.exitCode !== undefined) return s.exitCode;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-      return undefined;
-    };
+    const code = (id: string) => exitCodeOf(root, id);
     const quick = await makeBundle("exit 3");
     const slow = await makeBundle("sleep 0.5; exit 5");
     const long = await makeBundle(["sleep", "1000"]);
@@ -118,14 +122,8 @@ rootTest(
 rootTest(
   "run -d in a user namespace: the exit status is kept, by the waiter (util-linux's unshare above the init)",
   async (root) => {
-    const map = [{ containerID: 0, hostID: 100000, size: 65536 }];
-    const userns = (s: Parameters<NonNullable<Parameters<typeof makeBundle>[1]>>[0]) => {
-      s.linux!.namespaces!.push({ type: "user" });
-      s.linux!.uidMappings = map;
-      s.linux!.gidMappings = map;
-    };
-    const slow = await makeBundle("sleep 0.5; exit 5", userns);
-    const long = await makeBundle(["sleep", "1000"], userns);
+    const slow = await makeBundle("sleep 0.5; exit 5", inUserNamespace);
+    const long = await makeBundle(["sleep", "1000"], inUserNamespace);
     try {
       // One that exits once run -d has returned (the waiter reaps unshare, which exits with the
       // init's status), one stopped (SIGKILL).
@@ -134,14 +132,7 @@ rootTest(
         assertEquals([r.code, r.stdout], [0, ""], r.stderr);
       }
       assertEquals((await capsule(root, ["stop", "-t", "0", "u9"])).code, 0);
-      const code = async (id: string) => {
-        for (let i = 0; i < 60; i++) {
-          const s = await state(root, id);
-          if (s.exitCode !== undefined) return s.exitCode;
-          await new Promise((r) => setTimeout(r, 100));
-        }
-        return undefined;
-      };
+      const code = (id: string) => exitCodeOf(root, id);
       assertEquals(await code("u5"), 5);
       // SIGKILL: util-linux 2.38's unshare cannot re-raise it and exits 1, which is no status
       // (a wrong "exit 1" is worse than none). The waiter looks once a second.

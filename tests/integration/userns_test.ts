@@ -6,10 +6,9 @@ import {
   makeBundle,
   removeAll,
   rootTest,
+  USERNS_MAP,
   waitFor,
 } from "../helpers.ts";
-
-const MAP = [{ containerID: 0, hostID: 100000, size: 65536 }];
 
 rootTest("user namespace: root inside is uid 100000 outside; exec, log, delete", async (root) => {
   // The state root stays 0700: the init never reaches it by path.
@@ -18,8 +17,8 @@ rootTest("user namespace: root inside is uid 100000 outside; exec, log, delete",
     (s) => {
       s.hostname = "userns";
       s.linux!.namespaces!.push({ type: "user" });
-      s.linux!.uidMappings = MAP;
-      s.linux!.gidMappings = MAP;
+      s.linux!.uidMappings = USERNS_MAP;
+      s.linux!.gidMappings = USERNS_MAP;
     },
   );
   try {
@@ -58,7 +57,7 @@ rootTest("user namespace: the mappings must map root, and be given", async (root
   const noRoot = await makeBundle("true", (s) => {
     s.linux!.namespaces!.push({ type: "user" });
     s.linux!.uidMappings = [{ containerID: 1, hostID: 100001, size: 10 }];
-    s.linux!.gidMappings = MAP;
+    s.linux!.gidMappings = USERNS_MAP;
   });
   try {
     const a = await capsule(root, ["run", "-b", noMap, "un2"]);
@@ -79,8 +78,8 @@ rootTest(
     const src = await Deno.makeTempDir({ prefix: "capsule-src-" });
     const b = await makeBundle("cat /m1/foo.txt /m2/foo.txt; sleep 60", (s) => {
       s.linux!.namespaces!.push({ type: "user" });
-      s.linux!.uidMappings = MAP;
-      s.linux!.gidMappings = MAP;
+      s.linux!.uidMappings = USERNS_MAP;
+      s.linux!.gidMappings = USERNS_MAP;
       s.mounts!.push(
         { destination: "/m1", type: "bind", source: `${src}/in1/dir`, options: ["bind"] },
         { destination: "/m2", type: "bind", source: `${src}/in2/dir`, options: ["bind", "ro"] },

@@ -2,7 +2,8 @@
 // with shell builtins (no readlink/dirname processes on each call, and no PATH needed), also
 // when called by a relative path or through a symlink to it. Deno's start-up graph of main.js
 // holds only the modules every command loads, not the lazily imported chunks.
-import { build, runDeno, V8_FLAGS, V8_FLAGS_IMAGE } from "../../scripts/build.ts";
+import { build, runDeno } from "../../scripts/build.ts";
+import { V8_FLAGS, V8_FLAGS_IMAGE } from "../../runtime/v8_flags.ts";
 import { LAUNCHER } from "../../scripts/release.ts";
 import { assert, assertEquals } from "./helpers.ts";
 
