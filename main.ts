@@ -2,8 +2,10 @@
 // a container's init is not Deno but the native helper (runtime/native/init.c).
 import { warmMigration } from "./runtime/cgroup_warm.ts";
 
-// Commands that move a process into a cgroup start the kernel's grace period now, while the
-// command tree loads (runtime/cgroup_warm.ts); a word that only looks like one costs a no-op.
-if (Deno.args.some((a) => a === "run" || a === "create" || a === "exec")) warmMigration();
+// exec moves its program into the container's cgroup: the kernel's grace period starts now,
+// while the command tree loads (runtime/cgroup_warm.ts); a word that only looks like it costs a
+// no-op. create and run need none: the helper clones the init into its cgroup (plan.ts
+// InitPlacement), and a warm-up would hold the cgroup lock their mkdirs wait for.
+if (Deno.args.includes("exec")) warmMigration();
 const { main } = await import("./cli/main.ts");
 Deno.exit(await main(Deno.args));

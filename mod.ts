@@ -72,6 +72,7 @@ export {
   type Caps,
   type DeviceOp,
   type HookPlan,
+  type InitPlacement,
   type InitPlan,
   type MountOp,
   parseMountOptions,

@@ -9,6 +9,7 @@ import { applyLimits, destroyCgroups, makeCgroups } from "./create_cgroups.ts";
 import {
   awaitInit,
   buildPlan,
+  cloneInit,
   closeGate,
   closeMaster,
   extensionsCreated,
@@ -20,7 +21,6 @@ import {
 import { checkConfig } from "./validate.ts";
 import { type CreateOptions, Creating } from "./create_state.ts";
 import { CapsuleError } from "./errors.ts";
-import { warmMigration } from "./cgroup_warm.ts";
 import { runHooks } from "./hooks.ts";
 import type { HelperProcess } from "./helper_process.ts";
 import { callerFds } from "./spawn.ts";
@@ -64,11 +64,15 @@ const STEPS: Step[] = [
   { name: "init spawned", run: spawnTheInit, detail: (c) => ` (pid ${c.child!.pid})` },
   { name: "id maps written", run: mapUserNamespace },
   { name: "state written", run: writeRecord },
-  { name: "cgroups made", run: makeCgroups, undo: destroyCgroups },
   { name: "config.json validated", run: validateSpec },
   { name: "extensions prepared", run: prepareExtensions, undo: deleteExtensions },
+  // As late as the plan allows: a cgroup mkdir waits for the kernel's cgroup_mutex, which the
+  // warm-up's migration (cgroup_warm.ts) holds through an RCU grace period (~8 ms, up to 15).
+  { name: "cgroups made", run: makeCgroups, undo: destroyCgroups },
   { name: "plan built", run: buildPlan },
   { name: "rootfs bound on the host (no mount namespace)", run: bindHost, undo: unbindHost },
+  // Without a user namespace: the helper joins the cgroup and clones the init (its pid back).
+  { name: "init cloned", run: cloneInit },
   { name: "limits applied", run: applyLimits },
   INIT_READY,
   // Run by now when the init stopped for the hooks before its pivot_root (awaitInit).
@@ -88,7 +92,6 @@ export async function createContainer(
   opts: CreateOptions,
   foreground: boolean,
 ): Promise<Created> {
-  warmMigration(); // the init's join into its cgroup waits for the kernel's lock otherwise
   const { bundle, raw } = readBundle(id, opts);
   // Before any fd of create's own is open (see callerFds).
   const listen = opts.listenFds ?? 0, preserve = opts.preserveFds ?? 0;
@@ -119,6 +122,7 @@ export async function createContainer(
       } catch { /* gone */ }
       await c.child.status;
     }
+    await c.firstStage?.status; // the helper that cloned the init: it ended at once
     for (const s of begun.reverse()) {
       try {
         await s.undo?.(c);
@@ -336,7 +340,8 @@ async function deleteExtensions(c: Creating): Promise<void> {
   }
 }
 
-function markCreated(c: Creating): void {
+async function markCreated(c: Creating): Promise<void> {
+  await c.firstStage?.status; // ended as it sent the init's pid: no zombie of it is left
   delete c.record.creating;
   c.save();
   if (c.opts.pidFile) writeFileAtomic(c.opts.pidFile, `${c.pid}`);

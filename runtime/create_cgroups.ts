@@ -7,42 +7,54 @@ import { CapsuleError } from "./errors.ts";
 import type { Spec } from "./spec.ts";
 
 /**
- * The container's cgroup, made before validation so that joining it overlaps the work after
- * (on pool threads: the first write to cgroup.procs waits for an RCU grace period, ~15 ms on
- * v1). A cgroup that holds processes already is someone else's: delete -f would kill them.
+ * The container's cgroup, joined on pool threads so that the join overlaps the work after (a
+ * first write to cgroup.procs after a quiet while waits for an RCU grace period, 5-15 ms on
+ * v1, unless the warm-up of cgroup_warm.ts has started one). A cgroup that was there already and holds processes is someone else's (delete -f would
+ * kill them), and a frozen one would freeze the init as it joins: both are refused, and only
+ * what this create made is removed (runc refuses them too). A directory this create made is
+ * new, so only the ones that were there are looked at (each look at a missing file costs a
+ * thrown error: 1.5-2 ms for the ten v1 hierarchies).
  */
 export function makeCgroups(c: Creating): void {
-  const cg = c.cg = c.ctx.cgroups;
+  const cg = c.ctx.cgroups;
+  c.cg = cg;
   const rawCgroupsPath = typeof c.raw?.linux?.cgroupsPath === "string"
     ? c.raw.linux.cgroupsPath
     : undefined;
   const paths = cg?.paths(rawCgroupsPath, c.id);
   if (!cg || !paths) return;
-  const busy = cg.pids(paths);
-  if (busy.length) {
-    throw new CapsuleError(
-      `Cannot create container "${c.id}": its cgroup ${Object.values(paths)[0]} already has ` +
-        `processes (${busy.slice(0, 5).join(", ")}); choose another linux.cgroupsPath`,
-    );
-  }
-  // A frozen cgroup would freeze the init the moment it joins (and create or start would hang).
-  // Refused before anything is made, so the undo leaves that cgroup as it was (runc does too).
-  if (cg.isFrozen(paths)) {
-    throw new CapsuleError(
-      `Cannot create container "${c.id}": container's cgroup unexpectedly frozen ` +
-        `(${frozenDir(paths)}): thaw it or choose another linux.cgroupsPath`,
-    );
-  }
   c.record.cgroupPaths = paths;
-  c.record.cgroupParentShared = rawCgroupsPath === undefined;
   c.save();
-  c.cgroupPaths = paths;
+  let refused = false;
+  const refuseInUse = (existing: Record<string, string>) => {
+    const busy = cg.pids(existing);
+    refused = true;
+    if (busy.length) {
+      throw new CapsuleError(
+        `Cannot create container "${c.id}": its cgroup ${Object.values(existing)[0]} already ` +
+          `has processes (${busy.slice(0, 5).join(", ")}); choose another linux.cgroupsPath`,
+      );
+    }
+    if (cg.isFrozen(existing)) {
+      throw new CapsuleError(
+        `Cannot create container "${c.id}": container's cgroup unexpectedly frozen ` +
+          `(${frozenDir(existing)}): thaw it or choose another linux.cgroupsPath`,
+      );
+    }
+    refused = false;
+  };
   try {
-    cg.create(paths);
-  } catch {
-    // A delete may have removed the shared "capsule" parent in between: once more.
-    cg.create(paths);
+    cg.create(paths, undefined, refuseInUse);
+  } catch (e) {
+    if (refused) throw e;
+    // Someone removed a parent between two mkdirs (an older capsule's delete removed the
+    // shared "capsule" parent with its last container): once more.
+    cg.create(paths, undefined, refuseInUse);
   }
+  // From here the undo removes the cgroup: it is this container's.
+  c.cgroupPaths = paths;
+  // Without a user namespace the helper places the init itself (plan.ts InitPlacement).
+  if (c.clone) return;
   c.joined = Promise.all(
     [...new Set(Object.values(paths))].map((d) =>
       writeCgroupProcs(`${d}/cgroup.procs`, c.pid).catch((e) => {

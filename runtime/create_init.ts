@@ -2,15 +2,18 @@
 // namespace's gate and maps, spawning it, its plan, and waiting until it is ready. See
 // create.ts for the order; the init's side is runtime/native/init.c.
 import * as libc from "../ffi/libc.ts";
-import { encodeInitPlan, NSEXEC, readNsexecFrame } from "./nsexec.ts";
+import { encodeInitPlan, NSEXEC, type NsexecFrame, readNsexecFrame } from "./nsexec.ts";
+import { HelperProcess } from "./helper_process.ts";
+import { warmMigration } from "./cgroup_warm.ts";
 import type { Creating } from "./create_state.ts";
 import { ociState } from "./query.ts";
 import { CapsuleError } from "./errors.ts";
 import { buildInitPlan } from "./plan.ts";
+import type { SeccompProfile } from "./seccomp.ts";
 import { exitReason, forkedChild, spawnInit, utilLinux } from "./spawn.ts";
 import { runHooks } from "./hooks.ts";
 import type { Spec } from "./spec.ts";
-import { EXEC_FIFO, exists, LOG_FILE } from "./state.ts";
+import { EXEC_FIFO, exists, LOG_FILE, procStat } from "./state.ts";
 import { sendToConsoleSocket } from "./terminal.ts";
 import { mappedRoot, userNsWrapper, writeIdMappings } from "./userns.ts";
 
@@ -45,6 +48,9 @@ export function prepareUserNamespace(c: Creating): void {
         `see "capsule spec --rootless"`,
     );
   }
+  // capsule joins this init to its cgroup itself (a migration: an RCU grace period), so the
+  // kernel's wait is started now, to overlap what comes before the join (cgroup_warm.ts).
+  warmMigration();
   const tools: [string, string] = [rootless ? "" : utilLinux("setpriv"), utilLinux("unshare")];
   const [ours, theirs] = libc.socketpair();
   libc.setCloexec(ours, true);
@@ -90,11 +96,13 @@ export async function spawnTheInit(c: Creating): Promise<void> {
     libc.setCloexec(c.logFd, false); // for the init alone, spawned next
   }
   const userNs = namespacesOf(c.raw).some((n) => n?.type === "user" && !n.path);
-  const pidNs = userNs ? undefined : namespacesOf(c.raw).find((n) => n?.type === "pid");
+  if (!userNs) {
+    const pidNs = namespacesOf(c.raw).find((n) => n?.type === "pid");
+    c.clone = { pidNs: pidNs ? (pidNs.path ? { path: pidNs.path } : {}) : undefined };
+  }
   try {
     c.child = spawnInit(
       c.childEnd,
-      pidNs,
       // With a terminal the program's stdio is the pty: the init must not hold create's stdio
       // (a caller reading create's output would wait until start); its own errors go through
       // the init pipe, or to the pty once it is ready.
@@ -128,7 +136,7 @@ export async function mapUserNamespace(c: Creating): Promise<void> {
 }
 
 /** The init's plan (plan.ts), once the root filesystem is known to exist. */
-export function buildPlan(c: Creating): void {
+export async function buildPlan(c: Creating): Promise<void> {
   const spec = c.spec;
   const rootfs = spec.root!.path.startsWith("/")
     ? spec.root!.path
@@ -139,7 +147,11 @@ export function buildPlan(c: Creating): void {
     );
   }
   c.record.rootfs = rootfs;
+  const profile = spec.linux?.seccomp as SeccompProfile | undefined;
+  const placement = c.cg && c.cgroupPaths ? c.cg.placement(c.cgroupPaths) : { tasks: [] };
   c.plan = buildInitPlan(spec, {
+    clone: c.clone ? { ...placement, pidNs: c.clone.pidNs } : undefined,
+    seccomp: profile ? (await import("./seccomp.ts")).compileSeccomp(profile) : undefined,
     cgroups: c.cgroupPaths,
     id: c.id,
     bundle: c.bundle,
@@ -196,19 +208,61 @@ async function createHooks(c: Creating): Promise<void> {
   await runHooks("createRuntime", c.spec.hooks?.createRuntime, state);
 }
 
-/**
- * Sends the plan; the init (runtime/native/init.c) sets up namespaces, mounts and pivot_root and
- * answers 'R' (ready), or 'E' with the error that stopped it; on the way it may ask for the bind
- * sources ('S') or stop for the host's hooks ('H', answered "r"). With a terminal, the pty
- * master comes back in a 'T' frame. Throws CapsuleError.
- */
-export async function awaitInit(c: Creating): Promise<void> {
+/** Sends the plan (its errors, a NUL in a string, name the container). */
+function sendPlan(c: Creating): void {
   try {
     libc.writeAll(c.fd, encodeInitPlan(c.plan));
   } catch (e) {
     // The init failed already: its message is waiting below.
     if (e instanceof CapsuleError) {
       throw new CapsuleError(`Cannot create container "${c.id}": ${e.message}`);
+    }
+  }
+}
+
+/** Why the helper stopped: its 'E' frame, else how it ended (the first stage's or the init's). */
+async function failure(c: Creating, msg: NsexecFrame | undefined): Promise<CapsuleError> {
+  if (msg?.fd !== undefined) libc.close(msg.fd);
+  let why = msg?.type === "E" ? new TextDecoder().decode(msg.data) : await exitReason(c.child!);
+  if (/killed by SIGKILL/.test(why)) why += oomHint(c);
+  return new CapsuleError(`Cannot create container "${c.id}": ${why}`);
+}
+
+/**
+ * Without a user namespace (`c.clone`): sends the plan to the helper, which joins the cgroup and
+ * clones the init into its place (plan.ts InitPlacement) and answers its pid ('P'); from here
+ * `child` is the init and the state says its pid. The init waits for "g" (awaitInit), so the
+ * limits are in force before it does anything. Throws CapsuleError with the helper's error.
+ */
+export async function cloneInit(c: Creating): Promise<void> {
+  if (!c.clone) return;
+  sendPlan(c);
+  const msg = readNsexecFrame(c.fd);
+  if (msg?.type !== "P" || msg.data.length !== 8) throw await failure(c, msg);
+  const pid = Number(new DataView(msg.data.buffer).getBigUint64(0, true));
+  c.firstStage = c.child;
+  c.child = new HelperProcess(pid);
+  c.firstStage!.poll(); // it exits at once: reaped now or when create ends
+  c.pid = pid;
+  c.record.pid = pid;
+  c.record.pidStartTime = procStat(pid)?.startTime ?? "";
+  c.save();
+}
+
+/**
+ * Sends the plan (or, to an init the helper cloned, "g"); the init (runtime/native/init.c) sets
+ * up namespaces, mounts and pivot_root and answers 'R' (ready), or 'E' with the error that
+ * stopped it; on the way it may ask for the bind sources ('S') or stop for the host's hooks
+ * ('H', answered "r"). With a terminal, the pty master comes back in a 'T' frame. Throws
+ * CapsuleError.
+ */
+export async function awaitInit(c: Creating): Promise<void> {
+  if (!c.clone) sendPlan(c);
+  else {
+    try {
+      libc.writeAll(c.fd, new TextEncoder().encode("g"));
+    } catch (e) {
+      if (!(e instanceof libc.SysError && e.code === "EPIPE")) throw e; // said below
     }
   }
   let msg = readNsexecFrame(c.fd);
@@ -224,12 +278,7 @@ export async function awaitInit(c: Creating): Promise<void> {
     }
     msg = readNsexecFrame(c.fd);
   }
-  if (!msg || msg.type !== "R") {
-    if (msg?.fd !== undefined) libc.close(msg.fd);
-    let why = msg?.type === "E" ? new TextDecoder().decode(msg.data) : await exitReason(c.child!);
-    if (/killed by SIGKILL/.test(why)) why += oomHint(c);
-    throw new CapsuleError(`Cannot create container "${c.id}": ${why}`);
-  }
+  if (!msg || msg.type !== "R") throw await failure(c, msg);
   if (c.terminal) {
     const t = readNsexecFrame(c.fd);
     if (t?.type !== "T" || t.fd === undefined) {

@@ -53,6 +53,14 @@ export class Creating {
   /** A user namespace of its own: unshare(1) runs the init after the maps are written. */
   userNs: { wrapper: string[]; gate: number | undefined; theirs: number } | undefined;
   child: HelperProcess | undefined;
+  /**
+   * Without a user namespace the helper clones the init into its place (plan.ts InitPlacement):
+   * the PID namespace it makes or joins (undefined: none). `child` is the helper until the
+   * init's pid came back ("init cloned"), then the init; the helper is `firstStage`.
+   */
+  clone: { pidNs?: { path?: string } } | undefined;
+  /** The helper that cloned the init (it exits at once; reaped before create returns). */
+  firstStage: HelperProcess | undefined;
   /** The init's host pid (under unshare, its forked child). */
   pid = 0;
   fifoFd = -1;

@@ -18,7 +18,7 @@ import {
 } from "./nsexec.ts";
 import { buildProcessPlan } from "./plan.ts";
 import { status } from "./query.ts";
-import { compileSeccomp, type SeccompFilter, type SeccompProfile } from "./seccomp.ts";
+import type { SeccompFilter, SeccompProfile } from "./seccomp.ts";
 import { type HelperProcess, spawnHelper } from "./helper_process.ts";
 import { callerFds, exitCode, forwardSignals, relayed } from "./spawn.ts";
 import type { Process, Spec } from "./spec.ts";
@@ -71,10 +71,10 @@ export interface ExecOptions {
  * they were recorded, from its bundle's config.json, and a refusal when that is gone (exec
  * never runs a process with fewer restrictions than the container's).
  */
-function execBase(
+async function execBase(
   id: string,
   rec: ContainerRecord,
-): { base?: Process; seccomp?: SeccompFilter } {
+): Promise<{ base?: Process; seccomp?: SeccompFilter }> {
   if (rec.exec) return { base: rec.exec.process, seccomp: rec.exec.seccomp };
   let config: Spec;
   try {
@@ -86,7 +86,10 @@ function execBase(
     );
   }
   const profile = config.linux?.seccomp as SeccompProfile | undefined;
-  return { base: config.process, seccomp: profile ? compileSeccomp(profile) : undefined };
+  if (!profile) return { base: config.process };
+  // The compiler is loaded only here (an older record): a recorded filter is compiled already.
+  const { compileSeccomp } = await import("./seccomp.ts");
+  return { base: config.process, seccomp: compileSeccomp(profile) };
 }
 
 export async function exec(
@@ -114,7 +117,7 @@ export async function exec(
   if (opts.cgroup?.length && !joined) {
     throw new CapsuleError(`Cannot exec in container "${id}" with --cgroup: it has no cgroup`);
   }
-  const { base, seccomp } = execBase(id, rec);
+  const { base, seccomp } = await execBase(id, rec);
   let proc: Process;
   if (opts.process) {
     // What a --process file leaves out comes from the container, as runc does: its

@@ -217,6 +217,12 @@ export function encodeInitPlan(plan: InitPlan): Uint8Array<ArrayBuffer> {
     for (const h of hooks.createContainer ?? []) r.nested("C", (x) => hookRecords(x, h));
     for (const h of hooks.startContainer ?? []) r.nested("Q", (x) => hookRecords(x, h));
   }
+  if (plan.clone) {
+    r.num("+", 1);
+    for (const t of plan.clone.tasks) r.str("c", t);
+    if (plan.clone.cgroup2 !== undefined) r.str("i", plan.clone.cgroup2);
+    if (plan.clone.pidNs) r.str("!", plan.clone.pidNs.path ?? "");
+  }
   processRecords(r, plan.process);
   return r.bytes();
 }

@@ -4,7 +4,7 @@
 import { CAPABILITIES, MS, RLIMITS } from "./consts.ts";
 import { CapsuleError } from "./errors.ts";
 import type { Process, Spec } from "./spec.ts";
-import { compileSeccomp, type SeccompFilter, type SeccompProfile } from "./seccomp.ts";
+import type { SeccompFilter } from "./seccomp.ts";
 
 /**
  * One mount(2) the init makes inside the container, decided from a config.json `mounts` entry
@@ -219,6 +219,30 @@ export interface InitPlan {
   logFd?: number;
   /** Start a new session (detached containers do not keep the caller's terminal). */
   setsid: boolean;
+  /**
+   * The helper places the init itself ({@link InitPlacement}); unset when capsule (or
+   * util-linux's unshare, for a user namespace) started it in its PID namespace and cgroup.
+   */
+  clone?: InitPlacement;
+}
+
+/**
+ * Where capsule-nsexec, started as capsule's child in the host's PID namespace, puts the init it
+ * clones (runtime/native/init.c clone_init; crun's and runc's nsexec's way). It moves itself into
+ * each cgroup v1 hierarchy by writing "0" to `tasks` (its one thread: the kernel takes no
+ * cgroup_threadgroup_rwsem, so no RCU grace period, which a cgroup.procs write waits for: 6-8 ms
+ * idle, 12-24 ms on a busy machine), then clone3s the init with CLONE_PARENT (capsule's child, as
+ * it would be spawned), CLONE_INTO_CGROUP (born in the cgroup2 directory, no migration at all)
+ * and the PID namespace, sends its pid ('P') and exits. The init waits for capsule's "g" (the
+ * limits are applied by then).
+ */
+export interface InitPlacement {
+  /** v1 `tasks` files (one per hierarchy directory), written "0" before the clone. */
+  tasks: string[];
+  /** The cgroup2 directory (v2, or a hybrid host's unified hierarchy) the init is born in. */
+  cgroup2?: string;
+  /** The PID namespace: a new one (`{}`), one joined by `path`, or none (the caller's). */
+  pidNs?: { path?: string };
 }
 
 const FLAG_OPTIONS: Record<string, [set: boolean, flag: number]> = {
@@ -430,6 +454,14 @@ export interface PlanOptions {
    * controller on v1 (key "" on v2). The container sees only its own cgroup, read-only as asked.
    */
   cgroups?: Record<string, string>;
+  /**
+   * linux.seccomp compiled (seccomp.ts compileSeccomp), required when config.json has one: the
+   * caller loads the compiler only then (15.7 KB of a run's ~140 KB of modules). A profile
+   * without it is an error, never a container without its filter.
+   */
+  seccomp?: SeccompFilter;
+  /** The init's placement ({@link InitPlan.clone}), when the helper clones it. */
+  clone?: InitPlacement;
 }
 
 /**
@@ -481,6 +513,11 @@ export function cgroupMounts(
     });
   }
   return out;
+}
+
+function compiledSeccomp(o: PlanOptions): SeccompFilter {
+  if (!o.seccomp) throw new Error("buildInitPlan: linux.seccomp was not compiled (o.seccomp)");
+  return o.seccomp;
 }
 
 /**
@@ -576,11 +613,12 @@ export function buildInitPlan(spec: Spec, o: PlanOptions): InitPlan {
     ),
     process: {
       ...buildProcessPlan(proc),
-      seccomp: linux.seccomp ? compileSeccomp(linux.seccomp as SeccompProfile) : undefined,
+      seccomp: linux.seccomp ? compiledSeccomp(o) : undefined,
     },
     execFifoFd: o.execFifoFd,
     logFd: o.logFd,
     setsid: o.detach ?? false,
+    ...(o.clone ? { clone: o.clone } : {}),
   };
 }
 

@@ -4,7 +4,6 @@
 import * as libc from "../ffi/libc.ts";
 import { nsexecPath } from "./nsexec.ts";
 import { sealedExe } from "./exe_seal.ts";
-import { CLONE } from "./consts.ts";
 import { SIGNALS } from "./signals.ts";
 import { relay } from "./terminal.ts";
 import { CapsuleError } from "./errors.ts";
@@ -51,17 +50,16 @@ export async function exitReason(child: HelperProcess): Promise<string> {
 }
 
 /**
- * Starts the init, `capsule-nsexec init FD` (runtime/native/init.c), in the container's PID
- * namespace. unshare(CLONE_NEWPID) affects only the children of this (main) thread, so the
- * window is this one spawn, restored in `finally`. The init's binary is a sealed, read-only view
- * of the helper (exe_seal.ts), so no process in the container can write the host's binary
- * through /proc/<pid>/exe; its environment is empty (nothing of the caller's reaches the
- * container's /proc/1/environ); `step` gets the --debug line. Throws CapsuleError when the
- * helper is missing, SysError when the spawn fails.
+ * Starts capsule-nsexec's init mode, `capsule-nsexec init FD` (runtime/native/init.c), in this
+ * process's PID namespace: it clones the init into the container's (plan.ts InitPlacement), or,
+ * under util-linux's unshare (`wrapper`, a user namespace), is the init. The binary is a sealed,
+ * read-only view of the helper (exe_seal.ts), so no process in the container can write the
+ * host's binary through /proc/<pid>/exe; its environment is empty (nothing of the caller's
+ * reaches the container's /proc/1/environ); `step` gets the --debug line. Throws CapsuleError
+ * when the helper is missing, SysError when the spawn fails.
  */
 export function spawnInit(
   childFd: number,
-  pidNs: { path?: string } | undefined,
   stdio: "inherit" | "null",
   wrapper: string[] = [],
   step: (what: string) => void = () => {},
@@ -74,35 +72,10 @@ export function spawnInit(
     // open for that exec, is passed on for the init to close first thing.
     const passFd = wrapper.length > 0 && exe.fd !== undefined;
     const args = ["init", String(childFd), ...(passFd ? [String(exe.fd)] : [])];
-    const spawn = () => spawnHelper(exe.path, args, stdio, wrapper);
     if (passFd) libc.setCloexec(exe.fd!, false);
-    // Between clone and execve the child is a copy of this process (posix_spawn: our memory,
-    // our fds, our environment) already in the container's PID namespace: non-dumpable, so
-    // that no process there may read it through /proc. Restored once the spawn returned.
-    const PR_GET_DUMPABLE = 3, PR_SET_DUMPABLE = 4;
-    const dumpable = libc.prctl(PR_GET_DUMPABLE);
-    libc.prctl(PR_SET_DUMPABLE, 0n);
     try {
-      if (!pidNs) return spawn();
-      const saved = libc.open("/proc/self/ns/pid", libc.O.RDONLY | libc.O.CLOEXEC);
-      try {
-        if (pidNs.path) {
-          const target = libc.open(pidNs.path, libc.O.RDONLY | libc.O.CLOEXEC);
-          try {
-            libc.setns(target, CLONE.NEWPID);
-          } finally {
-            libc.close(target);
-          }
-        } else {
-          libc.unshare(CLONE.NEWPID);
-        }
-        return spawn();
-      } finally {
-        libc.setns(saved, CLONE.NEWPID);
-        libc.close(saved);
-      }
+      return spawnHelper(exe.path, args, stdio, wrapper);
     } finally {
-      libc.prctl(PR_SET_DUMPABLE, BigInt(dumpable));
       if (passFd) libc.setCloexec(exe.fd!, true);
     }
   } finally {

@@ -49,8 +49,13 @@ export class FakeCgroupDriver implements CgroupDriver {
     return this.version === 2 ? { "": `/fake${p}` } : { memory: `/fake${p}`, pids: `/fake${p}` };
   }
 
-  create(paths: CgroupPaths, resources?: LinuxResources): void {
+  create(
+    paths: CgroupPaths,
+    resources?: LinuxResources,
+    onExisting?: (existing: CgroupPaths) => void,
+  ): void {
     this.#call("create", paths);
+    if (onExisting && this.groups.has(this.#dir(paths))) onExisting(paths);
     this.groups.set(this.#dir(paths), {
       resources: resources ?? {},
       pids: new Set(),
@@ -61,6 +66,13 @@ export class FakeCgroupDriver implements CgroupDriver {
   procsFiles(paths: CgroupPaths): string[] {
     this.#must("procsFiles", paths);
     return [`${this.#dir(paths)}/cgroup.procs`];
+  }
+
+  placement(paths: CgroupPaths): { tasks: string[]; cgroup2?: string } {
+    this.#must("placement", paths);
+    return this.version === 2
+      ? { tasks: [], cgroup2: this.#dir(paths) }
+      : { tasks: [`${this.#dir(paths)}/tasks`] };
   }
 
   addProcess(paths: CgroupPaths, pid: number): void {

@@ -134,8 +134,17 @@ export interface CgroupDriver {
   readonly devicesEnforced: boolean;
   /** Resolve an OCI cgroupsPath (or undefined -> "capsule/<id>") to directories. Pure. */
   paths(cgroupsPath: string | undefined, id: string): CgroupPaths;
-  /** mkdir and apply resources; on failure remove what it created, then throw. */
-  create(paths: CgroupPaths, resources?: LinuxResources): void;
+  /**
+   * mkdir and apply resources; on failure remove what it created, then throw. `onExisting`, when
+   * given, is called after the mkdirs and before any write with the hierarchies whose directory
+   * was there already (not called when every one is new); what it throws fails the create the
+   * same way (what was made is removed, what was there is left).
+   */
+  create(
+    paths: CgroupPaths,
+    resources?: LinuxResources,
+    onExisting?: (existing: CgroupPaths) => void,
+  ): void;
   /**
    * Write pid to cgroup.procs of every directory. A refusal is a CapsuleError "adding pid N to
    * FILE: reason" (runc's words), for the caller to put after what it was doing.
@@ -147,6 +156,14 @@ export interface CgroupDriver {
    * Throws CapsuleError for paths this driver refuses (v2: not below its mount).
    */
   procsFiles(paths: CgroupPaths): string[];
+  /**
+   * How a single-threaded process that clones the container's init places it (runtime/plan.ts
+   * InitPlacement): the v1 `tasks` files it writes "0" into (one per distinct directory; moving
+   * its own one thread takes no RCU grace period), and the cgroup2 directory (v2, or a hybrid
+   * host's unified hierarchy) the init is cloned into. Throws CapsuleError for paths this
+   * driver refuses.
+   */
+  placement(paths: CgroupPaths): { tasks: string[]; cgroup2?: string };
   /** Apply resources to an existing cgroup; a refused value restores the old values written. */
   apply(paths: CgroupPaths, resources: LinuxResources): void;
   /** Pids in the cgroup and its descendants, sorted. [] when the cgroup is gone. */

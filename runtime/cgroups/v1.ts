@@ -59,9 +59,16 @@ export interface V1Current {
   blkioWeightFile?: string;
 }
 
-function readCurrent(paths: CgroupPaths): V1Current {
-  const mem = paths.memory;
-  const blk = paths.blkio;
+/**
+ * What planV1 needs of `r` from the cgroup, and nothing more: each file looked at and missing
+ * is a thrown error (the first in a process ~0.4 ms), so a config without memory or blkio
+ * weight limits reads none.
+ */
+function readCurrent(paths: CgroupPaths, r: LinuxResources): V1Current {
+  const mem = r.memory && (r.memory.limit || r.memory.swap) ? paths.memory : undefined;
+  const blk = r.blockIO && (r.blockIO.weight || r.blockIO.leafWeight || r.blockIO.weightDevice)
+    ? paths.blkio
+    : undefined;
   return {
     memoryLimit: mem ? Number(readFile(`${mem}/memory.limit_in_bytes`)?.trim() ?? NaN) : undefined,
     hasMemsw: mem ? exists(`${mem}/memory.memsw.limit_in_bytes`) : false,
@@ -259,17 +266,25 @@ export class CgroupV1Driver implements CgroupDriver {
     throw new CapsuleError(`Refusing to use ${dir}: it is not below a cgroup v1 mount`);
   }
 
-  create(paths: CgroupPaths, resources?: LinuxResources): void {
-    const r = resources ?? {};
-    validateResources(r, 1);
+  create(
+    paths: CgroupPaths,
+    resources?: LinuxResources,
+    onExisting?: (existing: CgroupPaths) => void,
+  ): void {
+    if (resources) validateResources(resources, 1);
     const created: string[] = [];
+    const existing: CgroupPaths = {};
     try {
       for (const [ctrl, dir] of Object.entries(paths)) {
         const m = this.#mountOf(dir);
-        created.push(...mkdirLevels(m.mountPoint, dir));
-        if (ctrl === "cpuset") this.#inheritCpuset(m.mountPoint, dir);
+        const made = mkdirLevels(m.mountPoint, dir);
+        created.push(...made);
+        // A co-mounted hierarchy (cpu,cpuacct) names the directory made a moment ago.
+        if (!made.length && !created.includes(dir)) existing[ctrl] = dir;
+        if (ctrl === "cpuset") this.#inheritCpuset(m.mountPoint, dir, made);
       }
-      executePlan(planV1(paths, r, readCurrent(paths)));
+      if (onExisting && Object.keys(existing).length) onExisting(existing);
+      if (resources) executePlan(planV1(paths, resources, readCurrent(paths, resources)));
     } catch (e) {
       try {
         removeDirs(created.reverse(), this.#fake, 200);
@@ -278,15 +293,25 @@ export class CgroupV1Driver implements CgroupDriver {
     }
   }
 
-  /** A new v1 cpuset has empty cpus and mems (no task may join): copy them from the parent. */
-  #inheritCpuset(mountPoint: string, dir: string): void {
+  /**
+   * A new v1 cpuset has empty cpus and mems (no task may join): copy them from the parent, for
+   * each level from the mount down. A level in `made` is known to be new (empty) and is not
+   * read; a value read or written is the next level's parent value.
+   */
+  #inheritCpuset(mountPoint: string, dir: string, made: string[]): void {
     let parent = mountPoint;
+    let above: Record<string, string | undefined> = {};
     for (const seg of dir.slice(mountPoint.length).split("/").filter(Boolean)) {
       const cur = `${parent}/${seg}`;
+      const here: Record<string, string | undefined> = {};
       for (const f of ["cpuset.cpus", "cpuset.mems"]) {
-        const mine = readFile(`${cur}/${f}`);
-        if (mine === undefined || mine.trim() !== "") continue;
-        const theirs = readFile(`${parent}/${f}`)?.trim() ?? "";
+        const mine = made.includes(cur) ? "" : readFile(`${cur}/${f}`)?.trim();
+        if (mine === undefined) continue;
+        if (mine !== "") {
+          here[f] = mine;
+          continue;
+        }
+        const theirs = above[f] ?? readFile(`${parent}/${f}`)?.trim() ?? "";
         try {
           writeFile(`${cur}/${f}`, theirs);
         } catch (e) {
@@ -294,13 +319,21 @@ export class CgroupV1Driver implements CgroupDriver {
             cause: e,
           });
         }
+        here[f] = theirs;
       }
+      above = here;
       parent = cur;
     }
   }
 
   procsFiles(paths: CgroupPaths): string[] {
     return distinctDirs(paths).map((dir) => `${dir}/cgroup.procs`);
+  }
+
+  placement(paths: CgroupPaths): { tasks: string[]; cgroup2?: string } {
+    const unified = paths[UNIFIED];
+    const tasks = distinctDirs(paths).filter((d) => d !== unified).map((d) => `${d}/tasks`);
+    return unified === undefined ? { tasks } : { tasks, cgroup2: unified };
   }
 
   addProcess(paths: CgroupPaths, pid: number): void {
@@ -317,7 +350,7 @@ export class CgroupV1Driver implements CgroupDriver {
 
   apply(paths: CgroupPaths, resources: LinuxResources): void {
     validateResources(resources, 1);
-    executePlan(planV1(paths, resources, readCurrent(paths)));
+    executePlan(planV1(paths, resources, readCurrent(paths, resources)));
   }
 
   pids(paths: CgroupPaths): number[] {

@@ -221,7 +221,11 @@ export class CgroupV2Driver implements CgroupDriver {
     }
   }
 
-  create(paths: CgroupPaths, resources?: LinuxResources): void {
+  create(
+    paths: CgroupPaths,
+    resources?: LinuxResources,
+    onExisting?: (existing: CgroupPaths) => void,
+  ): void {
     const r = resources ?? {};
     validateResources(r, 2);
     const dir = this.#dir(paths);
@@ -240,6 +244,7 @@ export class CgroupV2Driver implements CgroupDriver {
           }
         }
       }
+      if (onExisting && created.at(-1) !== dir) onExisting(paths);
       executePlan(planV2(dir, r));
       this.#applyDevices(dir, r.devices);
     } catch (e) {
@@ -252,6 +257,10 @@ export class CgroupV2Driver implements CgroupDriver {
 
   procsFiles(paths: CgroupPaths): string[] {
     return [`${this.#dir(paths)}/cgroup.procs`];
+  }
+
+  placement(paths: CgroupPaths): { tasks: string[]; cgroup2?: string } {
+    return { tasks: [], cgroup2: this.#dir(paths) };
   }
 
   addProcess(paths: CgroupPaths, pid: number): void {

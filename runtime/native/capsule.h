@@ -114,6 +114,13 @@ struct init_plan {
   int nnew;
   const char *join_type[8], *join_path[8]; // namespaces to join (setns), by path
   int njoin;
+  // plan.clone (runtime/plan.ts InitPlacement): this process, capsule's child in the host's PID
+  // namespace, clones the init into its place (init.c clone_init); the v1 `tasks` files are
+  // the plan's cgroup list ('c').
+  uint64_t clone;
+  const char *cgroup2; // the cgroup2 directory the init is born in (CLONE_INTO_CGROUP), or NULL
+  int has_pid_ns;      // a PID namespace: new (pid_ns NULL) or joined by path
+  const char *pid_ns;
 };
 
 // The plan (both modes). The process part is runtime/plan.ts ProcessPlan.

@@ -27,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
+#include <linux/sched.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -202,10 +203,68 @@ static void wait_for_start(int fifo) {
   close(fifo);
 }
 
+// Moves this process's one thread into the v1 cgroup whose `tasks` file is `path` ("0": the
+// writer itself; no cgroup_threadgroup_rwsem, so no RCU grace period). The words are runc's.
+static void join_tasks(const char *path) {
+  int f = open(path, O_WRONLY | O_CLOEXEC);
+  if (f < 0 || write(f, "0", 1) != 1) die("adding the init to %s: %s", path, why(errno));
+  close(f);
+}
+
+// plan.clone (runtime/plan.ts InitPlacement): this process is capsule's child in the host's PID
+// namespace. It joins the v1 hierarchies itself, then clones the init with CLONE_PARENT (so the
+// init is capsule's child, as a spawned one is), CLONE_INTO_CGROUP (born in the cgroup2
+// directory: no migration, no grace period) and the PID namespace; it sends the init's pid
+// ('P') and exits. Returns in the init, once capsule said "g" (it applies the limits first).
+// A kernel without clone3 or CLONE_INTO_CGROUP (before 5.7): the cgroup2 directory is joined by
+// cgroup.procs and the init forked with clone(2).
+static void clone_init(struct plan *pl) {
+  struct init_plan *ip = &pl->init;
+  for (int i = 0; i < pl->ncgroup; i++) join_tasks(pl->cgroup[i]);
+  int cg = -1;
+  if (ip->cgroup2 && (cg = open(ip->cgroup2, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+    die("adding the init to %s: %s", ip->cgroup2, why(errno));
+  unsigned long long flags = CLONE_PARENT;
+  if (ip->has_pid_ns && ip->pid_ns) {
+    int ns = open(ip->pid_ns, O_RDONLY | O_CLOEXEC);
+    if (ns < 0 || setns(ns, CLONE_NEWPID))
+      die("cannot join namespace pid %s: %s", ip->pid_ns, why(errno));
+    close(ns);
+  } else if (ip->has_pid_ns) {
+    flags |= CLONE_NEWPID;
+  }
+  struct clone_args a;
+  memset(&a, 0, sizeof a);
+  a.flags = flags | (cg >= 0 ? CLONE_INTO_CGROUP : 0);
+  a.cgroup = cg >= 0 ? (uint64_t)cg : 0;
+  long pid = syscall(SYS_clone3, &a, sizeof a);
+  if (pid < 0 && cg >= 0 && (errno == ENOSYS || errno == E2BIG || errno == EINVAL)) {
+    char procs[4096];
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", ip->cgroup2);
+    int f = open(procs, O_WRONLY | O_CLOEXEC);
+    if (f < 0 || write(f, "0", 1) != 1) die("adding the init to %s: %s", procs, why(errno));
+    close(f);
+    pid = syscall(SYS_clone, flags, 0, 0, 0, 0);
+  }
+  if (pid < 0) die("cannot start the init: clone: %s", why(errno));
+  if (pid == 0) {
+    if (cg >= 0) close(cg);
+    char go;
+    if (!receive(&go, NULL) || go != 'g') die("create stopped before the init could start");
+    return;
+  }
+  uint64_t v = (uint64_t)pid;
+  unsigned char le[8];
+  for (int i = 0; i < 8; i++) le[i] = v >> (8 * i) & 255;
+  frame('P', le, 8);
+  _exit(0);
+}
+
 void init_main(void) {
   struct plan pl;
   read_plan(&pl, 1);
   struct init_plan *ip = &pl.init;
+  if (ip->clone) clone_init(&pl);
   struct init_ctx ctx = {&pl, -1, -1};
   int fifo = (int)ip->exec_fifo_fd;
   if (fcntl(fifo, F_SETFD, FD_CLOEXEC)) die("exec.fifo's fd %d: %s", fifo, why(errno));

@@ -316,6 +316,15 @@ static int init_record(struct plan *pl, unsigned char tag, const unsigned char *
   case 'J': ip->state = str(d, len); break;
   case 'C': read_hook(&ip->create_hooks[ip->ncreate++], d, len); break;
   case 'Q': read_hook(&ip->start_hooks[ip->nstart++], d, len); break;
+  case '+': ip->clone = u64(d, len); break;
+  case 'i': ip->cgroup2 = str(d, len); break;
+  case '!': {
+    const char *path = str(d, len);
+    if (*path && *path != '/') die("capsule-nsexec: a PID namespace path is not absolute");
+    ip->has_pid_ns = 1;
+    ip->pid_ns = *path ? path : NULL;
+    break;
+  }
   case 'j': {
     if (ip->njoin == 8) die("capsule-nsexec: too many namespaces to join");
     char *s = str(d, len), *eq = strchr(s, '=');

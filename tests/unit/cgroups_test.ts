@@ -208,6 +208,21 @@ Deno.test("detect: hybrid counts as v1; co-mounted controllers share a directory
   );
 });
 
+Deno.test("placement: v1 tasks files once per directory, the unified hierarchy as cgroup2; v2 its directory", () => {
+  const hybrid = detectCgroups({ mountinfo: HYBRID_MOUNTINFO, procSelfCgroup: HYBRID_SELF });
+  const p = hybrid.paths("/c1", "c1");
+  const pl = hybrid.placement(p);
+  assertEquals(pl.cgroup2, "/sys/fs/cgroup/unified/c1");
+  // cpu and cpuacct share a directory: one tasks file for both; every other v1 one has its own.
+  const dirs = [...new Set(Object.entries(p).filter(([k]) => k !== UNIFIED).map(([, d]) => d))];
+  assertEquals(pl.tasks.sort(), dirs.map((d) => `${d}/tasks`).sort());
+  assertEquals(pl.tasks.filter((t) => t.includes("cpu,cpuacct")).length, 1);
+  const v1 = detectCgroups({ mountinfo: V1_MOUNTINFO, procSelfCgroup: V1_SELF });
+  assertEquals(v1.placement(v1.paths("/c1", "c1")).cgroup2, undefined);
+  const v2 = detectCgroups({ mountinfo: V2_MOUNTINFO, procSelfCgroup: V2_SELF });
+  assertEquals(v2.placement(v2.paths("/m/x", "x")), { tasks: [], cgroup2: "/sys/fs/cgroup/m/x" });
+});
+
 Deno.test("detect: v2 only, and hybrid without v1 controllers", () => {
   const d = detectCgroups({ mountinfo: V2_MOUNTINFO, procSelfCgroup: V2_SELF });
   assertEquals(d.version, 2);

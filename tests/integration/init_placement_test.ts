@@ -1,0 +1,172 @@
+// Without a user namespace, capsule-nsexec (capsule's child, in the host's PID namespace) joins
+// the container's cgroup itself and clones the init into its place (runtime/plan.ts
+// InitPlacement): v1 hierarchies by its own `tasks`, the cgroup2 one (v2, or a hybrid host's
+// unified) by CLONE_INTO_CGROUP, the PID namespace new or joined by path. What must hold: the
+// init is in every hierarchy of the container's cgroup and alone there once create returns (the
+// helper that cloned it is gone, and reaped), it is PID 1 of a new PID namespace and a member
+// of a joined one, and pids.limit 1 still starts a program (the helper and the init are two
+// processes for a moment: the limits are applied only once the helper is gone).
+import {
+  assert,
+  assertEquals,
+  capsule,
+  makeBundle,
+  removeAll,
+  rootTest,
+  state,
+  waitFor,
+} from "../helpers.ts";
+
+/** The cgroup path (after the second ":") of /proc/PID/cgroup lines, by hierarchy. */
+function cgroupsOf(pid: number): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const line of Deno.readTextFileSync(`/proc/${pid}/cgroup`).trim().split("\n")) {
+    const m = line.match(/^\d+:([^:]*):(.*)$/);
+    if (m) out.set(m[1] || "(cgroup2)", m[2]);
+  }
+  return out;
+}
+
+/** The pids of a cgroup directory's cgroup.procs. */
+function procs(dir: string): number[] {
+  return Deno.readTextFileSync(`${dir}/cgroup.procs`).split("\n").filter(Boolean).map(Number);
+}
+
+/** The children of this process that are zombies. */
+function zombieChildren(): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const [st, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(ppid) === Deno.pid && st === "Z") out.push(Number(e.name));
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+rootTest(
+  "create: the init is in every hierarchy of its cgroup, alone, and PID 1 of its own namespace",
+  async (root) => {
+    const b = await makeBundle("exit 0");
+    try {
+      const r = await capsule(root, ["create", "-b", b, "pl1"]);
+      assertEquals(r.code, 0, r.stderr);
+      const st = await state(root, "pl1", true);
+      const pid = st.pid as number;
+      const mine = cgroupsOf(Deno.pid);
+      const its = cgroupsOf(pid);
+      // Each hierarchy this process is in (v1 controllers, name=systemd, the cgroup2 one).
+      assertEquals([...its.keys()].sort(), [...mine.keys()].sort());
+      for (const [h, path] of its) {
+        assert(path.endsWith("/pl1"), `${h}: the init is in ${path}, not the container's cgroup`);
+      }
+      // Alone: the helper that cloned it (which joined the v1 hierarchies itself) is gone.
+      const rec = JSON.parse(Deno.readTextFileSync(`${root}/pl1/state.json`));
+      for (const dir of new Set(Object.values(rec.cgroupPaths as Record<string, string>))) {
+        assertEquals(procs(dir), [pid], `${dir}/cgroup.procs`);
+      }
+      // PID 1 of a new PID namespace (NSpid: host pid, then its pid in the container's).
+      const status = Deno.readTextFileSync(`/proc/${pid}/status`);
+      assertEquals(status.match(/^NSpid:\s+(.*)$/m)?.[1].split(/\s+/), [String(pid), "1"]);
+      assert(
+        Deno.readLinkSync(`/proc/${pid}/ns/pid`) !== Deno.readLinkSync("/proc/self/ns/pid"),
+        "the init shares the host's PID namespace",
+      );
+      assertEquals((await capsule(root, ["start", "pl1"])).code, 0);
+      await waitFor(async () => (await state(root, "pl1")).status === "stopped", 5000, "exit");
+      assertEquals((await capsule(root, ["delete", "pl1"])).code, 0);
+    } finally {
+      await capsule(root, ["delete", "-f", "pl1"]);
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "create into a PID namespace joined by path: the init is a member, not its PID 1",
+  async (root) => {
+    const a = await makeBundle("sleep 60");
+    let b: string | undefined;
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", a, "pl-host"])).code, 0);
+      const hostPid = (await state(root, "pl-host")).pid as number;
+      b = await makeBundle("sleep 60", (s) => {
+        s.linux!.namespaces = s.linux!.namespaces!.map((n) =>
+          n.type === "pid" ? { type: "pid", path: `/proc/${hostPid}/ns/pid` } : n
+        );
+      });
+      const r = await capsule(root, ["create", "-b", b, "pl-guest"]);
+      assertEquals(r.code, 0, r.stderr);
+      const pid = (await state(root, "pl-guest")).pid as number;
+      assertEquals(
+        Deno.readLinkSync(`/proc/${pid}/ns/pid`),
+        Deno.readLinkSync(`/proc/${hostPid}/ns/pid`),
+      );
+      const nspid = Deno.readTextFileSync(`/proc/${pid}/status`).match(/^NSpid:\s+(.*)$/m)?.[1]
+        .split(/\s+/);
+      assertEquals(nspid?.length, 2);
+      assert(nspid![1] !== "1", `the guest is PID 1 of the host's namespace: ${nspid}`);
+    } finally {
+      await capsule(root, ["delete", "-f", "pl-guest"]);
+      await capsule(root, ["delete", "-f", "pl-host"]);
+      await removeAll(a, ...(b ? [b] : []));
+    }
+  },
+);
+
+rootTest(
+  "run with pids.limit 1: the program starts (the limit comes after the clone)",
+  async (root) => {
+    const b = await makeBundle(["true"], (s) => {
+      s.linux!.resources = { ...s.linux!.resources, pids: { limit: 1 } };
+    });
+    try {
+      const r = await capsule(root, ["run", "-b", b, "pl-pids"]);
+      assertEquals(r.code, 0, r.stderr);
+    } finally {
+      await capsule(root, ["delete", "-f", "pl-pids"]);
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "library: create reaps the helper that cloned the init (no zombie is left)",
+  async (root) => {
+    const { openRuntime } = await import("../../mod.ts");
+    const b = await makeBundle("sleep 60");
+    const rt = await openRuntime({ root });
+    try {
+      const before = zombieChildren();
+      for (let i = 0; i < 3; i++) await rt.create(`pl-lib${i}`, { bundle: b });
+      const left = zombieChildren().filter((z) => !before.includes(z));
+      assertEquals(left, [], "zombie children after create");
+    } finally {
+      for (let i = 0; i < 3; i++) await rt.delete(`pl-lib${i}`, { force: true }).catch(() => {});
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "create with a bad PID namespace path fails naming it, and leaves nothing",
+  async (root) => {
+    const b = await makeBundle("true", (s) => {
+      s.linux!.namespaces = s.linux!.namespaces!.map((n) =>
+        n.type === "pid" ? { type: "pid", path: "/proc/self/ns/net" } : n
+      );
+    });
+    try {
+      const r = await capsule(root, ["create", "-b", b, "pl-bad"]);
+      assertEquals(r.code, 1, r.stdout + r.stderr);
+      assert(r.stderr.includes("/proc/self/ns/net"), r.stderr);
+      assert(!/internal error|^ {4}at /m.test(r.stderr), r.stderr);
+      assertEquals((await capsule(root, ["list", "-q"])).stdout.trim(), "");
+    } finally {
+      await capsule(root, ["delete", "-f", "pl-bad"]);
+      await removeAll(b);
+    }
+  },
+);
