@@ -5,7 +5,7 @@
 // runtime/native/init.c.
 import { close as closeFd } from "../ffi/libc.ts";
 import type { RuntimeContext } from "./context.ts";
-import { applyLimits, destroyCgroups, makeCgroups } from "./create_cgroups.ts";
+import { applyLimits, cgroupPaths, destroyCgroups, makeCgroups } from "./create_cgroups.ts";
 import {
   awaitInit,
   buildPlan,
@@ -197,6 +197,8 @@ function writeRecord(c: Creating): void {
     annotations: {},
     creating: true,
   };
+  const paths = cgroupPaths(c);
+  if (paths) c.record.cgroupPaths = paths;
   c.save();
 }
 
@@ -341,7 +343,8 @@ async function deleteExtensions(c: Creating): Promise<void> {
 }
 
 async function markCreated(c: Creating): Promise<void> {
-  await c.firstStage?.status; // ended as it sent the init's pid: no zombie of it is left
+  // The helper that cloned the init ended as it sent the init's pid: reaped, no zombie is left.
+  if (c.firstStage && !c.firstStage.poll()) await c.firstStage.status;
   delete c.record.creating;
   c.save();
   if (c.opts.pidFile) writeFileAtomic(c.opts.pidFile, `${c.pid}`);

@@ -16,15 +16,9 @@ import type { Spec } from "./spec.ts";
  * thrown error: 1.5-2 ms for the ten v1 hierarchies).
  */
 export function makeCgroups(c: Creating): void {
-  const cg = c.ctx.cgroups;
-  c.cg = cg;
-  const rawCgroupsPath = typeof c.raw?.linux?.cgroupsPath === "string"
-    ? c.raw.linux.cgroupsPath
-    : undefined;
-  const paths = cg?.paths(rawCgroupsPath, c.id);
+  const cg = c.cg;
+  const paths = c.record.cgroupPaths; // in the record already (cgroupPaths): a crash is undone
   if (!cg || !paths) return;
-  c.record.cgroupPaths = paths;
-  c.save();
   let refused = false;
   const refuseInUse = (existing: Record<string, string>) => {
     const busy = cg.pids(existing);
@@ -65,6 +59,17 @@ export function makeCgroups(c: Creating): void {
     ),
   );
   c.joined.catch(() => {}); // awaited in applyLimits; a failure must not go unhandled meanwhile
+}
+
+/**
+ * The container's cgroup directories (linux.cgroupsPath, or capsule/<id> below capsule's own),
+ * by controller; undefined without a cgroup driver (rootless). Pure once the driver is found
+ * (it is kept in `c.cg`); the record holds them from its first write, before any is made.
+ */
+export function cgroupPaths(c: Creating): Record<string, string> | undefined {
+  const cg = c.cg = c.ctx.cgroups;
+  const raw = typeof c.raw?.linux?.cgroupsPath === "string" ? c.raw.linux.cgroupsPath : undefined;
+  return cg?.paths(raw, c.id);
 }
 
 /** The directory to name in the refusal: the freezer hierarchy's on v1, the one on v2. */

@@ -244,9 +244,10 @@ export async function cloneInit(c: Creating): Promise<void> {
   c.child = new HelperProcess(pid);
   c.firstStage!.poll(); // it exits at once: reaped now or when create ends
   c.pid = pid;
+  // Saved with the next write of the record (at the latest "created"): until then a crash's
+  // delete -f finds the init by the cgroup, which it is in from birth.
   c.record.pid = pid;
   c.record.pidStartTime = procStat(pid)?.startTime ?? "";
-  c.save();
 }
 
 /**

@@ -25,6 +25,11 @@ export interface DeleteOptions {
    * state directory was deleted while it held resources (leases, ports, a mount).
    */
   sweep?: boolean;
+  /**
+   * The caller reaped the container's init (run, once its program exited): it is stopped, and
+   * its pid is not looked up again (a missing /proc entry is a thrown error in Deno).
+   */
+  reaped?: boolean;
 }
 
 /**
@@ -77,12 +82,12 @@ async function deleteLocked(ctx: RuntimeContext, id: string, opts: DeleteOptions
     ctx.store.remove(id);
     return;
   }
-  const st = status(ctx, rec);
+  const st = opts.reaped ? "stopped" : status(ctx, rec);
   if (st !== "stopped" && st !== "created" && !opts.force) {
     throw new StateTransitionError(id, "delete", st, ["stopped"]);
   }
   // The init if it lives, and whatever a stopped container left in its cgroup.
-  await killAndWait(ctx, rec);
+  await killAndWait(ctx, rec, opts.reaped);
   const errors: string[] = [];
   // No mount namespace: the rootfs bind on the host (before the image's overlay below it goes).
   try {

@@ -76,12 +76,17 @@ export function signalAll(
 
 /**
  * SIGKILLs every process of the container (frozen while signalled, thawed to die) and its
- * init until none is left, for up to 10 s; throws a CapsuleError if some survive.
+ * init until none is left, for up to 10 s; throws a CapsuleError if some survive. `reaped`:
+ * the caller reaped the init (run's own delete), so only the cgroup is looked at.
  */
-export async function killAndWait(ctx: RuntimeContext, rec: ContainerRecord): Promise<void> {
+export async function killAndWait(
+  ctx: RuntimeContext,
+  rec: ContainerRecord,
+  reaped = false,
+): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const init = initAlive(rec);
+    const init = !reaped && initAlive(rec);
     const inCgroup = pids(ctx, rec);
     if (!init && inCgroup.length === 0) return;
     signalAll(ctx, rec, status(ctx, rec), 9);

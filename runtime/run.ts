@@ -74,7 +74,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
     const status = master === undefined ? await child.status : await relayed(master, child);
     step("program exited");
     if (!opts.keep) {
-      await deleteContainer(ctx, id, { force: true });
+      await deleteContainer(ctx, id, { force: true, reaped: true });
       step("deleted");
     }
     return exitCode(status);

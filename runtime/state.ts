@@ -179,6 +179,18 @@ export function privateDir(path: string, what: string): void {
 }
 
 /** Is there an entry at `path` (a dangling symlink counts)? */
+/**
+ * Whether directory `dir` lists `name` (what lstat would say), read from its listing: lstat of
+ * a missing file is a thrown error (Deno's first in a process ~0.4 ms, later ones 0.05-0.1 ms),
+ * a listing of a container's state directory (a few entries) throws none. False without `dir`.
+ */
+export function listed(dir: string, name: string): boolean {
+  try {
+    for (const e of Deno.readDirSync(dir)) if (e.name === name) return true;
+  } catch { /* no directory */ }
+  return false;
+}
+
 export function exists(path: string): boolean {
   try {
     Deno.lstatSync(path);
@@ -322,7 +334,7 @@ export class StateStore {
     if (!initAlive(rec)) return "stopped";
     if (rec.creating) return "creating";
     if (paused?.(rec)) return "paused";
-    return exists(`${this.dir(rec.id)}/${EXEC_FIFO}`) ? "created" : "running";
+    return listed(this.dir(rec.id), EXEC_FIFO) ? "created" : "running";
   }
 
   /**
@@ -331,7 +343,7 @@ export class StateStore {
    * host_mount.ts): a recursive removal would go through the bind into the rootfs.
    */
   remove(id: string): void {
-    if (exists(`${this.dir(id)}/host-mount.json`)) {
+    if (listed(this.dir(id), "host-mount.json")) {
       throw new CapsuleError(
         `The state of container "${id}" still holds its rootfs bind (${this.dir(id)}/rootfs); ` +
           `run "capsule delete -f ${id}" once it can be unmounted`,

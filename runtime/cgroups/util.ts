@@ -390,6 +390,14 @@ export function collectPids(dir: string, into: Set<number>): void {
   const procs = readFile(`${dir}/cgroup.procs`);
   if (procs === undefined) return;
   for (const l of procs.split("\n")) if (l.trim()) into.add(Number(l));
+  // A directory's link count is 2 plus its subdirectories on cgroupfs (kernfs), as on ext4 and
+  // tmpfs: 2 means no child cgroup, and the listing (30-60 control files on v1) is skipped.
+  // (btrfs says 1 for every directory: listed then.)
+  try {
+    if (Deno.statSync(dir).nlink === 2) return;
+  } catch {
+    return;
+  }
   let entries: Deno.DirEntry[];
   try {
     entries = [...Deno.readDirSync(dir)];
