@@ -209,6 +209,20 @@ export async function waitFor(
   throw new Error(`timed out waiting for ${what}`);
 }
 
+/** The children of this process that are zombies (ended, not reaped). */
+export function zombieChildren(): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const [st, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (Number(ppid) === Deno.pid && st === "Z") out.push(Number(e.name));
+    } catch { /* gone meanwhile */ }
+  }
+  return out;
+}
+
 export function pidAlive(pid: number): boolean {
   try {
     const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);

@@ -15,6 +15,7 @@ import {
   rootTest,
   state,
   waitFor,
+  zombieChildren,
 } from "../helpers.ts";
 
 /** The cgroup path (after the second ":") of /proc/PID/cgroup lines, by hierarchy. */
@@ -30,20 +31,6 @@ function cgroupsOf(pid: number): Map<string, string> {
 /** The pids of a cgroup directory's cgroup.procs. */
 function procs(dir: string): number[] {
   return Deno.readTextFileSync(`${dir}/cgroup.procs`).split("\n").filter(Boolean).map(Number);
-}
-
-/** The children of this process that are zombies. */
-function zombieChildren(): number[] {
-  const out: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      const [st, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(ppid) === Deno.pid && st === "Z") out.push(Number(e.name));
-    } catch { /* gone */ }
-  }
-  return out;
 }
 
 rootTest(

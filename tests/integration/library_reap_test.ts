@@ -4,19 +4,19 @@
 // exit.json once its init exits, as before the helpers were started through posix_spawn
 // (Deno.ChildProcess reaped them at once, and run's status handler wrote exit.json).
 import { openRuntime } from "../../mod.ts";
-import { assert, assertEquals, makeBundle, removeAll, rootTest, waitFor } from "../helpers.ts";
+import {
+  assert,
+  assertEquals,
+  makeBundle,
+  removeAll,
+  rootTest,
+  waitFor,
+  zombieChildren,
+} from "../helpers.ts";
 
 /** The children of this process that are zombies, and this process's pidfds. */
 function zombiesAndPidfds(): { zombies: number[]; pidfds: number } {
-  const zombies: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(ppid) === Deno.pid && state === "Z") zombies.push(Number(e.name));
-    } catch { /* gone meanwhile */ }
-  }
+  const zombies = zombieChildren();
   let pidfds = 0;
   for (const e of Deno.readDirSync("/proc/self/fd")) {
     try {
