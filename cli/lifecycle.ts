@@ -3,7 +3,7 @@ import { CapsuleError, NotFoundError, UsageError } from "../runtime/errors.ts";
 import { ID_PATTERN, validateId } from "../runtime/ids.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { exists, sameDir } from "../runtime/state.ts";
-import { OCI_VERSION, rootlessSpec, starterSpec } from "../runtime/spec.ts";
+import { OCI_VERSION } from "../runtime/version.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import {
   listenFdsOption,
@@ -329,9 +329,11 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
         type: "boolean",
         help: "for an unprivileged user: a user namespace that maps you to root",
       }],
-      run: ({ flags }) => {
+      run: async ({ flags }) => {
         const dir = (flags.bundle as string | undefined) ?? ".";
         const path = `${dir}/config.json`;
+        // The starter configs load here only (not on run's path: spec.ts is ~10 KB).
+        const { rootlessSpec, starterSpec } = await import("../runtime/spec.ts");
         try {
           const spec = flags.rootless ? rootlessSpec(Deno.uid()!, Deno.gid()!) : starterSpec();
           Deno.writeTextFileSync(path, JSON.stringify(spec, null, 2) + "\n", {

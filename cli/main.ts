@@ -4,8 +4,7 @@ import { SysError } from "../ffi/libc.ts";
 import { helpText, parseFlags } from "./parse.ts";
 import type { CommandDef, FlagDef, Globals, Parsed } from "./types.ts";
 import { ExitWith, Logger } from "./output.ts";
-import { VERSION } from "../runtime/version.ts";
-import { OCI_VERSION } from "../runtime/spec.ts";
+import { OCI_VERSION, VERSION } from "../runtime/version.ts";
 import { absolutePath, DEFAULT_ROOT } from "../runtime/state.ts";
 import { DEFAULT_STORE, defaultRoot } from "../lib/open.ts";
 

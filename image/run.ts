@@ -26,7 +26,7 @@ import {
   validateName,
 } from "./store.ts";
 import { MS } from "../runtime/consts.ts";
-import { EXIT_FILE } from "../runtime/waiter.ts";
+import { EXIT_FILE } from "../runtime/state.ts";
 import { type LogLimits, validLimits } from "../runtime/log_writer.ts";
 import * as libc from "../ffi/libc.ts";
 

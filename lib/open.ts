@@ -72,7 +72,10 @@ function extKeys(root: string, id: string): string[] {
 export async function openRuntime(o: CapsuleOptions, needs: RuntimeNeeds = {}): Promise<Runtime> {
   const root = needs.root ?? o.root ?? defaultRoot();
   const store = o.store ?? DEFAULT_STORE;
-  const { detectCgroups } = await import("../runtime/cgroups/mod.ts");
+  // Only this host's driver is loaded (cgroups/detect.ts); an unprivileged user gets none.
+  const makeDriver = o.cgroups || Deno.uid() !== 0
+    ? undefined
+    : await (await import("../runtime/cgroups/detect.ts")).loadCgroupDriver();
   let driver: CgroupDriver | undefined;
   const keys = needs.id && ID_PATTERN.test(needs.id) ? extKeys(root, needs.id) : [];
   const extensions: Extension[] = [];
@@ -88,7 +91,7 @@ export async function openRuntime(o: CapsuleOptions, needs: RuntimeNeeds = {}): 
     root,
     extensions,
     // An unprivileged user has no cgroups of its own to manage (no delegation): none.
-    cgroups: o.cgroups ?? (() => Deno.uid() === 0 ? (driver ??= detectCgroups()) : undefined),
+    cgroups: o.cgroups ?? (() => makeDriver ? (driver ??= makeDriver()) : undefined),
     debug: o.debug,
     warn: o.warn,
   });

@@ -27,7 +27,8 @@ import { callerFds } from "./spawn.ts";
 import { bindRootfsOnHost, releaseHostMount } from "./host_mount.ts";
 import { validateId } from "./ids.ts";
 import { ociState } from "./query.ts";
-import { OCI_VERSION, type Spec } from "./spec.ts";
+import type { Spec } from "./spec.ts";
+import { OCI_VERSION } from "./version.ts";
 import { type ContainerRecord, LOG_FILE, procStat, writeFileAtomic } from "./state.ts";
 
 export type { CreateOptions };

@@ -3,7 +3,7 @@
 import { CAPABILITIES, NAMESPACES } from "./consts.ts";
 import { mountOptionNames } from "./plan.ts";
 import { SECCOMP_FEATURES } from "./seccomp.ts";
-import { OCI_VERSION } from "./spec.ts";
+import { OCI_VERSION } from "./version.ts";
 import { VERSION } from "./version.ts";
 
 /** The OCI features document (runtime-spec features.md, "features-linux.md"). */

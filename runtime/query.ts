@@ -3,7 +3,7 @@
 import type { CgroupStats } from "./cgroups/mod.ts";
 import type { RuntimeContext } from "./context.ts";
 import { NotFoundError } from "./errors.ts";
-import { OCI_VERSION } from "./spec.ts";
+import { OCI_VERSION } from "./version.ts";
 import { type ContainerRecord, initAlive, type Status } from "./state.ts";
 
 /** The OCI state of a container (runtime spec "State"), plus capsule's fields (ip, detail). */

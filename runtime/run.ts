@@ -6,8 +6,7 @@ import { deleteContainer } from "./delete.ts";
 import { exitCode, forwardSignals, relayed } from "./spawn.ts";
 import { start } from "./start.ts";
 import { SIGNALS } from "./signals.ts";
-import { writeFileAtomic } from "./state.ts";
-import { EXIT_FILE } from "./waiter.ts";
+import { EXIT_FILE, writeFileAtomic } from "./state.ts";
 
 export { EXIT_FILE };
 

@@ -1,5 +1,6 @@
 // The OCI runtime spec types capsule reads (1.0-1.2), and the starter config.json that
 // `capsule spec` writes. Validation lives in config.ts (it loads zod; this file must not).
+import { OCI_VERSION } from "./version.ts";
 
 /** A mount of config.json (runtime spec config "Mounts"). */
 export interface Mount {
@@ -130,8 +131,7 @@ export interface Spec {
   };
 }
 
-/** The runtime spec version capsule implements and writes. */
-export const OCI_VERSION = "1.2.0";
+export { OCI_VERSION };
 /** PATH of the starter config and of images without one. */
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

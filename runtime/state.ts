@@ -105,6 +105,8 @@ export function sameDir(a: string, b: string): boolean {
 }
 
 export const STATE_FILE = "state.json";
+/** The file of a stopped container's exit status in its state directory (docker's 128+N). */
+export const EXIT_FILE = "exit.json";
 export const EXEC_FIFO = "exec.fifo";
 export const LOG_FILE = "container.log";
 

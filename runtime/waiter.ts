@@ -17,11 +17,11 @@
 import { CapsuleError } from "./errors.ts";
 import { LOG_DEFAULTS, type LogLimits } from "./log_writer.ts";
 import { v8FlagsFor } from "./v8_flags.ts";
+import { EXIT_FILE } from "./state.ts";
 
 export { LOG_DEFAULTS };
 
-/** The file of a stopped container's exit status in its state directory (docker's 128+N). */
-export const EXIT_FILE = "exit.json";
+export { EXIT_FILE };
 
 /**
  * The env var that tells a capsule run under the waiter not to start another one; its value

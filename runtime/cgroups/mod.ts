@@ -8,8 +8,8 @@
 
 import { CapsuleError } from "../errors.ts";
 import type { CgroupDriver, CgroupStats, MemoryEntry } from "./types.ts";
-import { type CgroupMount, parseMountinfo, parseProcCgroup, readFile } from "./util.ts";
-import { CgroupV1Driver, UNIFIED } from "./v1.ts";
+import { type DetectOptions, hostHierarchies } from "./detect.ts";
+import { CgroupV1Driver } from "./v1.ts";
 import { CgroupV2Driver } from "./v2.ts";
 
 export type {
@@ -26,20 +26,7 @@ export { CgroupV2Driver } from "./v2.ts";
 export { FakeCgroupDriver } from "./fake.ts";
 export { DEFAULT_DEVICE_RULES } from "./util.ts";
 
-/** What detectCgroups reads instead of the host's files (for tests). */
-export interface DetectOptions {
-  /** mountinfo text; default: /proc/self/mountinfo. */
-  mountinfo?: string;
-  /** /proc/self/cgroup text; default: read it. */
-  procSelfCgroup?: string;
-  /** Prefix for every mount point (tests point it at a fake tree). */
-  fsRoot?: string;
-  /**
-   * mountinfo of PID 1's mount namespace, read only when no hierarchy is found; default:
-   * /proc/1/mountinfo, or none when `mountinfo` is given.
-   */
-  initMountinfo?: string;
-}
+export type { DetectOptions } from "./detect.ts";
 
 /**
  * The cgroup driver of this host: v1 when any v1 controller is mounted (hybrid setups count
@@ -47,38 +34,8 @@ export interface DetectOptions {
  * hierarchy. Throws a CapsuleError when neither is mounted.
  */
 export function detectCgroups(opts: DetectOptions = {}): CgroupDriver {
-  const fsRoot = (opts.fsRoot ?? "").replace(/\/+$/, "");
-  const mountinfo = opts.mountinfo ?? readFile("/proc/self/mountinfo") ?? "";
-  const own = parseProcCgroup(opts.procSelfCgroup ?? readFile("/proc/self/cgroup") ?? "");
-  const mounts = parseMountinfo(mountinfo, fsRoot);
-  const v1 = new Map<string, CgroupMount>();
-  for (const m of mounts) {
-    if (m.fsType !== "cgroup") continue;
-    for (const c of m.controllers) if (!v1.has(c)) v1.set(c, m);
-  }
-  const fake = fsRoot !== "";
-  const unified = mounts.find((m) => m.fsType === "cgroup2");
-  if ([...v1.keys()].some((c) => !c.startsWith("name="))) {
-    // Hybrid (systemd's /sys/fs/cgroup/unified): one more hierarchy, without controllers.
-    if (unified) v1.set(UNIFIED, unified);
-    return new CgroupV1Driver(v1, own, fake);
-  }
-  if (unified) return new CgroupV2Driver(unified, own, fake);
-  // The host has them, this mount namespace not: `ip netns exec` remounts /sys (DESIGN.md).
-  // (A caller that passes its own mountinfo is not asked about the real host's.)
-  const init = opts.initMountinfo ??
-    (opts.mountinfo === undefined ? readFile("/proc/1/mountinfo") ?? "" : "");
-  if (parseMountinfo(init, fsRoot).some((m) => m.fsType === "cgroup" || m.fsType === "cgroup2")) {
-    throw new CapsuleError(
-      "No cgroup hierarchy is mounted in capsule's mount namespace (/proc/self/mountinfo), " +
-        "though the host has them: something remounted /sys without /sys/fs/cgroup " +
-        "(`ip netns exec` does); enter only the network namespace instead: " +
-        "nsenter --net=/run/netns/NAME capsule ...",
-    );
-  }
-  throw new CapsuleError(
-    "No cgroup hierarchy is mounted: /proc/self/mountinfo has no cgroup or cgroup2 mount",
-  );
+  const h = hostHierarchies(opts);
+  return h.v1 ? new CgroupV1Driver(h.v1, h.own, h.fake) : new CgroupV2Driver(h.v2!, h.own, h.fake);
 }
 
 const UNITS: Record<string, number> = {

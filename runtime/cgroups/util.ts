@@ -5,6 +5,13 @@
 import { CapsuleError } from "../errors.ts";
 import type { LinuxDeviceCgroup, LinuxResources } from "./types.ts";
 
+/**
+ * The key of a hybrid host's cgroup2 hierarchy (/sys/fs/cgroup/unified, no controllers) in a
+ * v1 CgroupPaths: the container's processes are put there too, as runc does, so that tools
+ * that read the `0::` line of /proc/PID/cgroup (systemd, runc's tests) find the container.
+ */
+export const UNIFIED = "unified";
+
 /** One cgroup mount from /proc/self/mountinfo. */
 export interface CgroupMount {
   /** Where it is mounted (with fsRoot prepended when testing). */

@@ -32,13 +32,9 @@ import {
   type WriteOp,
 } from "./util.ts";
 import { osReason } from "./util.ts";
+import { UNIFIED } from "./util.ts";
 
-/**
- * The key of a hybrid host's cgroup2 hierarchy (/sys/fs/cgroup/unified, no controllers) in a
- * v1 CgroupPaths: the container's processes are put there too, as runc does, so that tools
- * that read the `0::` line of /proc/PID/cgroup (systemd, runc's tests) find the container.
- */
-export const UNIFIED = "unified";
+export { UNIFIED };
 
 /** Clock ticks per second of cpuacct.stat (USER_HZ). */
 const USER_HZ = 100;
