@@ -22,7 +22,7 @@ import type { SeccompFilter, SeccompProfile } from "./seccomp.ts";
 import { type HelperProcess, spawnHelper } from "./helper_process.ts";
 import { callerFds, exitCode, forwardSignals, relayed } from "./spawn.ts";
 import type { Process, Spec } from "./spec.ts";
-import { type ContainerRecord, initAlive, writeFileAtomic } from "./state.ts";
+import { type ContainerRecord, execLogFile, initAlive, writeFileAtomic } from "./state.ts";
 import { sendToConsoleSocket } from "./terminal.ts";
 
 /** What to run in the container, and how (capsule exec's flags). */
@@ -214,7 +214,7 @@ export async function exec(
   if (opts.detach && !opts.keepStdio && !proc.terminal) {
     const { LOG_DEFAULTS, openLog, validLimits } = await import("./log_writer.ts");
     const limits = validLimits(rec.logLimits) ? rec.logLimits : LOG_DEFAULTS;
-    plan.logFd = openLog(execLogFile(ctx, id, execId), limits).fd;
+    plan.logFd = openLog(execLogFile(ctx.store.dir(id), execId), limits).fd;
   }
   let encoded: Uint8Array<ArrayBuffer>;
   let exe: SealedExe;
@@ -319,10 +319,4 @@ async function helperGone(child: HelperProcess): Promise<string> {
   return st.signal
     ? `${NSEXEC} was killed by ${st.signal}`
     : `${NSEXEC} exited with status ${st.code} before the program started`;
-}
-
-/** Where a detached exec's output goes. */
-export function execLogFile(ctx: RuntimeContext, id: string, execId: string): string {
-  if (!/^[0-9a-f]{12}$/.test(execId)) throw new CapsuleError(`Invalid exec id "${execId}"`);
-  return `${ctx.store.dir(id)}/exec-${execId}.log`;
 }

@@ -182,6 +182,15 @@ export function privateDir(path: string, what: string): void {
 
 /** Is there an entry at `path` (a dangling symlink counts)? */
 /**
+ * Where a detached exec's output goes in the container's state directory `dir`. Throws a
+ * CapsuleError for an exec id that is not capsule's (12 hex digits).
+ */
+export function execLogFile(dir: string, execId: string): string {
+  if (!/^[0-9a-f]{12}$/.test(execId)) throw new CapsuleError(`Invalid exec id "${execId}"`);
+  return `${dir}/exec-${execId}.log`;
+}
+
+/**
  * Whether directory `dir` lists `name` (what lstat would say), read from its listing: lstat of
  * a missing file is a thrown error (Deno's first in a process ~0.4 ms, later ones 0.05-0.1 ms),
  * a listing of a container's state directory (a few entries) throws none. False without `dir`.
