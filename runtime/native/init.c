@@ -211,6 +211,29 @@ static void join_tasks(const char *path) {
   close(f);
 }
 
+// The hooks' state JSON (plan 'J') was made before the init existed: its "pid" is the helper's
+// that cloned it. In the init, still in capsule's mount namespace, /proc/self names its pid in
+// capsule's /proc (the pid state.json holds, which the host's hooks get); that pid goes in its
+// place. The key's first occurrence is the state's own (plan.ts: ociState's JSON.stringify, the
+// id and version before it have no quote left unescaped).
+static const char *state_with_own_pid(const char *state) {
+  char self[24];
+  ssize_t n = readlink("/proc/self", self, sizeof self - 1);
+  if (n <= 0) die("reading /proc/self: %s", why(n < 0 ? errno : EINVAL));
+  self[n] = 0;
+  const char *key = strstr(state, "\"pid\":");
+  if (!key) return state;
+  const char *num = key + 6, *end = num;
+  while (*end >= '0' && *end <= '9') end++;
+  size_t head = (size_t)(num - state);
+  char *s = malloc(head + (size_t)n + strlen(end) + 1);
+  if (!s) die("the hooks' state: %s", why(ENOMEM));
+  memcpy(s, state, head);
+  memcpy(s + head, self, (size_t)n);
+  strcpy(s + head + n, end);
+  return s;
+}
+
 // plan.clone (runtime/plan.ts InitPlacement): this process is capsule's child in the host's PID
 // namespace. It joins the v1 hierarchies itself, then clones the init with CLONE_PARENT (so the
 // init is capsule's child, as a spawned one is), CLONE_INTO_CGROUP (born in the cgroup2
@@ -251,6 +274,7 @@ static void clone_init(struct plan *pl) {
     if (cg >= 0) close(cg);
     char go;
     if (!receive(&go, NULL) || go != 'g') die("create stopped before the init could start");
+    if (ip->state && *ip->state) ip->state = state_with_own_pid(ip->state);
     return;
   }
   uint64_t v = (uint64_t)pid;

@@ -170,3 +170,38 @@ rootTest(
     }
   },
 );
+
+rootTest(
+  "the hooks the init runs (createContainer, startContainer) get the init's pid, as the host's hooks do",
+  async (root) => {
+    const out = await Deno.makeTempDir({ prefix: "capsule-hookpid-" });
+    const hook = (dir: string, f: string) => ({
+      path: "/bin/sh",
+      args: ["sh", "-c", `cat > ${dir}/${f}`],
+    });
+    const b = await makeBundle("sleep 60", (s) => {
+      // createContainer runs before the init's pivot_root (the host's paths), startContainer in
+      // the container (`out` is its /tmp).
+      s.mounts!.push({ destination: "/tmp", type: "bind", source: out, options: ["rbind", "rw"] });
+      s.hooks = {
+        createRuntime: [hook(out, "createRuntime")],
+        createContainer: [hook(out, "createContainer")],
+        startContainer: [hook("/tmp", "startContainer")],
+      };
+    });
+    try {
+      const r = await capsule(root, ["create", "-b", b, "pl-hooks"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals((await capsule(root, ["start", "pl-hooks"])).code, 0);
+      const pid = (await state(root, "pl-hooks")).pid as number;
+      for (const f of ["createRuntime", "createContainer", "startContainer"]) {
+        const st = JSON.parse(Deno.readTextFileSync(`${out}/${f}`));
+        assertEquals(st.pid, pid, `${f}'s state: pid ${st.pid}, the init is ${pid}`);
+        assertEquals(st.id, "pl-hooks");
+      }
+    } finally {
+      await capsule(root, ["delete", "-f", "pl-hooks"]);
+      await removeAll(b, out);
+    }
+  },
+);
