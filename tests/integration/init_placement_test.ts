@@ -205,3 +205,49 @@ rootTest(
     }
   },
 );
+
+rootTest(
+  "run in an existing threaded cgroup2 directory: its busy check reads cgroup.threads (cgroup.procs is EOPNOTSUPP there), and it runs, as runc does",
+  async (root) => {
+    // The cgroup2 hierarchy: a hybrid host's unified one, or the whole of /sys/fs/cgroup on v2.
+    let base = "/sys/fs/cgroup/unified";
+    try {
+      Deno.statSync(`${base}/cgroup.procs`);
+    } catch {
+      base = "/sys/fs/cgroup";
+      try {
+        Deno.statSync(`${base}/cgroup.threads`);
+      } catch {
+        return; // no cgroup2 hierarchy
+      }
+    }
+    const top = `${base}/capsule-thr-${Deno.pid}`;
+    Deno.mkdirSync(`${top}/leaf`, { recursive: true });
+    const b = await makeBundle("true", (s) => {
+      s.linux!.cgroupsPath = `/capsule-thr-${Deno.pid}/leaf`;
+    });
+    try {
+      Deno.writeTextFileSync(`${top}/leaf/cgroup.type`, "threaded");
+      const r = await capsule(root, ["run", "-b", b, "pl-thr"]);
+      assert(!/internal error|^ {4}at /m.test(r.stderr), r.stderr);
+      assertEquals(r.code, 0, r.stdout + r.stderr);
+      assertEquals((await capsule(root, ["list", "-q"])).stdout.trim(), "");
+    } finally {
+      await capsule(root, ["delete", "-f", "pl-thr"]);
+      await removeAll(b);
+      // What the run may have made in the v1 hierarchies, then the cgroup2 tree.
+      for (const e of Deno.readDirSync("/sys/fs/cgroup")) {
+        for (const d of [`leaf`, ""]) {
+          try {
+            Deno.removeSync(`/sys/fs/cgroup/${e.name}/capsule-thr-${Deno.pid}/${d}`);
+          } catch { /* not there */ }
+        }
+      }
+      for (const d of [`${top}/leaf`, top]) {
+        try {
+          Deno.removeSync(d);
+        } catch { /* gone */ }
+      }
+    }
+  },
+);
