@@ -269,6 +269,10 @@ static void clone_init(struct plan *pl) {
     close(f);
     pid = syscall(SYS_clone, flags, 0, 0, 0, 0);
   }
+  // A joined PID namespace whose PID 1 has exited takes no new process (the kernel's ENOMEM).
+  if (pid < 0 && errno == ENOMEM && ip->pid_ns)
+    die("cannot start the init in PID namespace %s: its init has exited, no process may join it "
+        "(clone: %s)", ip->pid_ns, why(errno));
   if (pid < 0) die("cannot start the init: clone: %s", why(errno));
   if (pid == 0) {
     if (cg >= 0) close(cg);

@@ -251,3 +251,37 @@ rootTest(
     }
   },
 );
+
+rootTest(
+  "create into a PID namespace whose init has exited fails saying so, and leaves nothing",
+  async (root) => {
+    // A PID namespace kept by a bind mount of its ns file after its PID 1 ended.
+    const dir = await Deno.makeTempDir({ prefix: "capsule-deadns-" });
+    const nsFile = `${dir}/pid`;
+    Deno.writeTextFileSync(nsFile, "");
+    const keeper = new Deno.Command("unshare", {
+      args: ["--pid", "--fork", "--", "sh", "-c", `mount --bind /proc/self/ns/pid ${nsFile}`],
+    });
+    let mounted = false;
+    const b = await makeBundle("true", (s) => {
+      s.linux!.namespaces = s.linux!.namespaces!.map((n) =>
+        n.type === "pid" ? { type: "pid", path: nsFile } : n
+      );
+    });
+    try {
+      const k = await keeper.output();
+      assertEquals(k.code, 0, new TextDecoder().decode(k.stderr));
+      mounted = true;
+      const r = await capsule(root, ["create", "-b", b, "pl-dead"]);
+      assertEquals(r.code, 1, r.stdout + r.stderr);
+      assert(r.stderr.includes(nsFile), r.stderr);
+      assert(/no process left|init has exited/.test(r.stderr), r.stderr);
+      assert(!/internal error|^ {4}at /m.test(r.stderr), r.stderr);
+      assertEquals((await capsule(root, ["list", "-q"])).stdout.trim(), "");
+    } finally {
+      await capsule(root, ["delete", "-f", "pl-dead"]);
+      if (mounted) await new Deno.Command("umount", { args: [nsFile] }).output();
+      await removeAll(b, dir);
+    }
+  },
+);
