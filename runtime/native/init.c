@@ -273,6 +273,10 @@ static void clone_init(struct plan *pl) {
   if (pid < 0 && errno == ENOMEM && ip->pid_ns)
     die("cannot start the init in PID namespace %s: its init has exited, no process may join it "
         "(clone: %s)", ip->pid_ns, why(errno));
+  // The helper is in the cgroup already: a pids.max of 1 there (a cgroup that existed) is full.
+  if (pid < 0 && errno == EAGAIN)
+    die("cannot start the init: clone: %s (the pids.max of its cgroup or the host's limit on "
+        "processes leaves no room for it)", why(errno));
   if (pid < 0) die("cannot start the init: clone: %s", why(errno));
   if (pid == 0) {
     if (cg >= 0) close(cg);

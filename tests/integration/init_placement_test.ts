@@ -285,3 +285,54 @@ rootTest(
     }
   },
 );
+
+rootTest(
+  "create in an existing cgroup whose pids.max leaves no room for the init fails saying so, and leaves nothing",
+  async (root) => {
+    // The pids hierarchy: v1's, or the cgroup2 one (v2).
+    const base = [
+      "/sys/fs/cgroup/pids",
+      "/sys/fs/cgroup",
+    ].find((d) => {
+      try {
+        return Deno.statSync(`${d}/cgroup.procs`).isFile &&
+          (d.endsWith("/pids") ||
+            Deno.readTextFileSync(`${d}/cgroup.controllers`).includes("pids"));
+      } catch {
+        return false;
+      }
+    });
+    if (!base) return; // no pids controller
+    const name = `capsule-pmax-${Deno.pid}`;
+    Deno.mkdirSync(`${base}/${name}/leaf`, { recursive: true });
+    const b = await makeBundle("true", (s) => {
+      s.linux!.cgroupsPath = `/${name}/leaf`;
+    });
+    try {
+      try {
+        Deno.writeTextFileSync(`${base}/${name}/cgroup.subtree_control`, "+pids");
+      } catch { /* v1 */ }
+      Deno.writeTextFileSync(`${base}/${name}/leaf/pids.max`, "1");
+      const r = await capsule(root, ["create", "-b", b, "pl-pmax"]);
+      assertEquals(r.code, 1, r.stdout + r.stderr);
+      assert(r.stderr.includes("pids"), r.stderr);
+      assert(!/internal error|^ {4}at /m.test(r.stderr), r.stderr);
+      assertEquals((await capsule(root, ["list", "-q"])).stdout.trim(), "");
+    } finally {
+      await capsule(root, ["delete", "-f", "pl-pmax"]);
+      await removeAll(b);
+      for (const e of Deno.readDirSync("/sys/fs/cgroup")) {
+        for (const d of [`${e.name}/${name}/leaf`, `${e.name}/${name}`]) {
+          try {
+            Deno.removeSync(`/sys/fs/cgroup/${d}`);
+          } catch { /* not there */ }
+        }
+      }
+      for (const d of [`${name}/leaf`, name]) {
+        try {
+          Deno.removeSync(`/sys/fs/cgroup/${d}`);
+        } catch { /* not there */ }
+      }
+    }
+  },
+);
