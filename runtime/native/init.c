@@ -277,6 +277,11 @@ static void clone_init(struct plan *pl) {
   if (pid < 0 && errno == EAGAIN)
     die("cannot start the init: clone: %s (the pids.max of its cgroup or the host's limit on "
         "processes leaves no room for it)", why(errno));
+  // The cgroup2 directory refuses a process: controllers on for its children (EBUSY), a
+  // cgroup.type that takes none (EOPNOTSUPP), or it is being removed (ENODEV).
+  if (pid < 0 && cg >= 0 && (errno == EBUSY || errno == EOPNOTSUPP || errno == ENODEV))
+    die("cannot start the init in cgroup %s: clone3: %s (it cannot take a process: choose "
+        "another linux.cgroupsPath)", ip->cgroup2, why(errno));
   if (pid < 0) die("cannot start the init: clone: %s", why(errno));
   if (pid == 0) {
     if (cg >= 0) close(cg);

@@ -287,7 +287,7 @@ rootTest(
 );
 
 rootTest(
-  "create in an existing cgroup whose pids.max leaves no room for the init fails saying so, and leaves nothing",
+  "create in an existing cgroup with pids.max 1: v1 (the helper joins first) fails saying the limit leaves no room; v2 (the init is born there) fits",
   async (root) => {
     // The pids hierarchy: v1's, or the cgroup2 one (v2).
     const base = [
@@ -314,6 +314,11 @@ rootTest(
       } catch { /* v1 */ }
       Deno.writeTextFileSync(`${base}/${name}/leaf/pids.max`, "1");
       const r = await capsule(root, ["create", "-b", b, "pl-pmax"]);
+      if (!base.endsWith("/pids")) {
+        assertEquals(r.code, 0, r.stdout + r.stderr);
+        assertEquals((await capsule(root, ["delete", "-f", "pl-pmax"])).code, 0);
+        return;
+      }
       assertEquals(r.code, 1, r.stdout + r.stderr);
       assert(r.stderr.includes("pids"), r.stderr);
       assert(!/internal error|^ {4}at /m.test(r.stderr), r.stderr);
@@ -331,6 +336,55 @@ rootTest(
       for (const d of [`${name}/leaf`, name]) {
         try {
           Deno.removeSync(`/sys/fs/cgroup/${d}`);
+        } catch { /* not there */ }
+      }
+    }
+  },
+);
+
+rootTest(
+  "create in an existing cgroup2 directory with controllers on for its children fails naming it",
+  async (root) => {
+    // The cgroup2 hierarchy (a hybrid host's unified one, or v2's), with a controller its root
+    // hands down already (the test does not change the host's root).
+    const base = ["/sys/fs/cgroup/unified", "/sys/fs/cgroup"].find((d) => {
+      try {
+        return Deno.statSync(`${d}/cgroup.subtree_control`).isFile;
+      } catch {
+        return false;
+      }
+    });
+    const ctrl = base
+      ? Deno.readTextFileSync(`${base}/cgroup.subtree_control`).trim().split(/\s+/)[0]
+      : "";
+    if (!base || !ctrl) return;
+    const name = `capsule-inner-${Deno.pid}`;
+    Deno.mkdirSync(`${base}/${name}/leaf/kid`, { recursive: true });
+    const b = await makeBundle("true", (s) => {
+      s.linux!.cgroupsPath = `/${name}/leaf`;
+    });
+    try {
+      Deno.writeTextFileSync(`${base}/${name}/cgroup.subtree_control`, `+${ctrl}`);
+      Deno.writeTextFileSync(`${base}/${name}/leaf/cgroup.subtree_control`, `+${ctrl}`);
+      const r = await capsule(root, ["create", "-b", b, "pl-inner"]);
+      assertEquals(r.code, 1, r.stdout + r.stderr);
+      assert(r.stderr.includes(`${base}/${name}/leaf`), r.stderr);
+      assert(r.stderr.includes("linux.cgroupsPath"), r.stderr);
+      assert(!/internal error|^ {4}at /m.test(r.stderr), r.stderr);
+      assertEquals((await capsule(root, ["list", "-q"])).stdout.trim(), "");
+    } finally {
+      await capsule(root, ["delete", "-f", "pl-inner"]);
+      await removeAll(b);
+      for (const e of Deno.readDirSync("/sys/fs/cgroup")) {
+        for (const d of ["leaf/kid", "leaf", ""]) {
+          try {
+            Deno.removeSync(`/sys/fs/cgroup/${e.name}/${name}/${d}`);
+          } catch { /* not there */ }
+        }
+      }
+      for (const d of ["leaf/kid", "leaf", ""]) {
+        try {
+          Deno.removeSync(`/sys/fs/cgroup/${name}/${d}`);
         } catch { /* not there */ }
       }
     }
