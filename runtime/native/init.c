@@ -63,7 +63,8 @@ static void join_namespaces(struct init_plan *ip) {
   int fds[8], flags[8], mnt = 0;
   for (int i = 0; i < ip->njoin; i++) {
     flags[i] = ns_flag(ip->join_type[i]);
-    if ((fds[i] = open(ip->join_path[i], O_RDONLY | O_CLOEXEC)) < 0)
+    // O_NONBLOCK: a FIFO at the path would wait for a writer (setns refuses it below).
+    if ((fds[i] = open(ip->join_path[i], O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
       die("cannot join namespace %s: open: %s", ip->join_path[i], why(errno));
     mnt |= flags[i] == CLONE_NEWNS;
   }
@@ -249,7 +250,7 @@ static void clone_init(struct plan *pl) {
     die("adding the init to %s: %s", ip->cgroup2, why(errno));
   unsigned long long flags = CLONE_PARENT;
   if (ip->has_pid_ns && ip->pid_ns) {
-    int ns = open(ip->pid_ns, O_RDONLY | O_CLOEXEC);
+    int ns = open(ip->pid_ns, O_RDONLY | O_CLOEXEC | O_NONBLOCK); // a FIFO: no wait
     if (ns < 0 || setns(ns, CLONE_NEWPID))
       die("cannot join namespace pid %s: %s", ip->pid_ns, why(errno));
     close(ns);

@@ -10,6 +10,7 @@ import {
   assert,
   assertEquals,
   capsule,
+  capsuleCommand,
   makeBundle,
   removeAll,
   rootTest,
@@ -354,9 +355,12 @@ rootTest(
         return false;
       }
     });
+    // Not a threaded controller (cpu, cpuset, pids...): with those only, the kernel lets the
+    // directory take a process (it could become a thread root).
     const ctrl = base
-      ? Deno.readTextFileSync(`${base}/cgroup.subtree_control`).trim().split(/\s+/)[0]
-      : "";
+      ? Deno.readTextFileSync(`${base}/cgroup.subtree_control`).trim().split(/\s+/)
+        .find((c) => ["memory", "io", "hugetlb", "rdma", "misc"].includes(c))
+      : undefined;
     if (!base || !ctrl) return;
     const name = `capsule-inner-${Deno.pid}`;
     Deno.mkdirSync(`${base}/${name}/leaf/kid`, { recursive: true });
@@ -387,6 +391,44 @@ rootTest(
           Deno.removeSync(`/sys/fs/cgroup/${name}/${d}`);
         } catch { /* not there */ }
       }
+    }
+  },
+);
+
+rootTest(
+  "a namespace path that is a FIFO (pid, or net) fails at once naming it, never waits for a writer",
+  async (root) => {
+    const dir = await Deno.makeTempDir({ prefix: "capsule-nsfifo-" });
+    const fifo = `${dir}/ns`;
+    const mk = await new Deno.Command("mkfifo", { args: [fifo] }).output();
+    assertEquals(mk.code, 0);
+    try {
+      for (const type of ["pid", "network"]) {
+        const b = await makeBundle("true", (s) => {
+          s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== type);
+          s.linux!.namespaces!.push({ type, path: fifo } as never);
+        });
+        try {
+          // Killed after 10 s: an open(2) of a FIFO for reading waits for a writer. The
+          // output goes to a file: a helper left waiting would keep a pipe open.
+          const q = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`;
+          const line = ["timeout", "-s", "KILL", "10", ...capsuleCommand(), "--root", root]
+            .concat(["run", "-b", b, "pl-fifo"]).map(q).join(" ") + ` >/dev/null 2>${dir}/err`;
+          const out = await new Deno.Command("sh", { args: ["-c", line], stdin: "null" }).output();
+          const err = Deno.readTextFileSync(`${dir}/err`);
+          assertEquals(out.code, 1, `${type}: ${err}`);
+          assert(err.includes(fifo), err);
+          assert(!/internal error|^ {4}at /m.test(err), err);
+          assertEquals((await capsule(root, ["list", "-q"])).stdout.trim(), "");
+        } finally {
+          // A writer (O_RDWR never waits) ends the wait of a helper left in open(2).
+          await new Deno.Command("sh", { args: ["-c", `exec 3<>${fifo}`] }).output();
+          await capsule(root, ["delete", "-f", "pl-fifo"]);
+          await removeAll(b);
+        }
+      }
+    } finally {
+      await removeAll(dir);
     }
   },
 );
