@@ -383,7 +383,11 @@ function removeTree(dir: string, fake: boolean, deadline: number): void {
       if (isNotFound(e)) return;
       const busy = e instanceof Deno.errors.Busy || errCode(e) === "EBUSY";
       if (!busy || Date.now() >= deadline) {
-        const procs = (readFile(`${dir}/cgroup.procs`) ?? "").split("\n").filter(Boolean);
+        const set = new Set<number>();
+        try {
+          collectPids(dir, set);
+        } catch { /* said without them */ }
+        const procs = [...set];
         const who = busy && procs.length ? ` (processes still in it: ${procs.join(" ")})` : "";
         throw new CapsuleError(`Cannot remove cgroup ${dir}: ${osReason(e)}${who}`, { cause: e });
       }
@@ -392,9 +396,23 @@ function removeTree(dir: string, fake: boolean, deadline: number): void {
   }
 }
 
-/** Pids listed in cgroup.procs of dir and every descendant. */
+/**
+ * Pids listed in cgroup.procs of dir and every descendant (a threaded cgroup2 directory's
+ * cgroup.threads). Throws CapsuleError naming the file when neither can be read.
+ */
 export function collectPids(dir: string, into: Set<number>): void {
-  const procs = readFile(`${dir}/cgroup.procs`);
+  let procs: string | undefined;
+  try {
+    procs = readFile(`${dir}/cgroup.procs`);
+  } catch (e) {
+    // A threaded cgroup2 directory has no cgroup.procs to read (EOPNOTSUPP): its members are
+    // threads (a thread id signals its whole process).
+    try {
+      procs = readFile(`${dir}/cgroup.threads`);
+    } catch {
+      throw new CapsuleError(`Cannot read ${dir}/cgroup.procs: ${osReason(e)}`, { cause: e });
+    }
+  }
   if (procs === undefined) return;
   for (const l of procs.split("\n")) if (l.trim()) into.add(Number(l));
   // A directory's link count is 2 plus its subdirectories on cgroupfs (kernfs), as on ext4 and

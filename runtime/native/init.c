@@ -63,7 +63,8 @@ static void join_namespaces(struct init_plan *ip) {
   int fds[8], flags[8], mnt = 0;
   for (int i = 0; i < ip->njoin; i++) {
     flags[i] = ns_flag(ip->join_type[i]);
-    if ((fds[i] = open(ip->join_path[i], O_RDONLY | O_CLOEXEC)) < 0)
+    // O_NONBLOCK: a FIFO at the path would wait for a writer (setns refuses it below).
+    if ((fds[i] = open(ip->join_path[i], O_RDONLY | O_CLOEXEC | O_NONBLOCK)) < 0)
       die("cannot join namespace %s: open: %s", ip->join_path[i], why(errno));
     mnt |= flags[i] == CLONE_NEWNS;
   }
@@ -211,6 +212,29 @@ static void join_tasks(const char *path) {
   close(f);
 }
 
+// The hooks' state JSON (plan 'J') was made before the init existed: its "pid" is the helper's
+// that cloned it. In the init, still in capsule's mount namespace, /proc/self names its pid in
+// capsule's /proc (the pid state.json holds, which the host's hooks get); that pid goes in its
+// place. The key's first occurrence is the state's own (plan.ts: ociState's JSON.stringify, the
+// id and version before it have no quote left unescaped).
+static const char *state_with_own_pid(const char *state) {
+  char self[24];
+  ssize_t n = readlink("/proc/self", self, sizeof self - 1);
+  if (n <= 0) die("reading /proc/self: %s", why(n < 0 ? errno : EINVAL));
+  self[n] = 0;
+  const char *key = strstr(state, "\"pid\":");
+  if (!key) return state;
+  const char *num = key + 6, *end = num;
+  while (*end >= '0' && *end <= '9') end++;
+  size_t head = (size_t)(num - state);
+  char *s = malloc(head + (size_t)n + strlen(end) + 1);
+  if (!s) die("the hooks' state: %s", why(ENOMEM));
+  memcpy(s, state, head);
+  memcpy(s + head, self, (size_t)n);
+  strcpy(s + head + n, end);
+  return s;
+}
+
 // plan.clone (runtime/plan.ts InitPlacement): this process is capsule's child in the host's PID
 // namespace. It joins the v1 hierarchies itself, then clones the init with CLONE_PARENT (so the
 // init is capsule's child, as a spawned one is), CLONE_INTO_CGROUP (born in the cgroup2
@@ -226,7 +250,7 @@ static void clone_init(struct plan *pl) {
     die("adding the init to %s: %s", ip->cgroup2, why(errno));
   unsigned long long flags = CLONE_PARENT;
   if (ip->has_pid_ns && ip->pid_ns) {
-    int ns = open(ip->pid_ns, O_RDONLY | O_CLOEXEC);
+    int ns = open(ip->pid_ns, O_RDONLY | O_CLOEXEC | O_NONBLOCK); // a FIFO: no wait
     if (ns < 0 || setns(ns, CLONE_NEWPID))
       die("cannot join namespace pid %s: %s", ip->pid_ns, why(errno));
     close(ns);
@@ -246,11 +270,25 @@ static void clone_init(struct plan *pl) {
     close(f);
     pid = syscall(SYS_clone, flags, 0, 0, 0, 0);
   }
+  // A joined PID namespace whose PID 1 has exited takes no new process (the kernel's ENOMEM).
+  if (pid < 0 && errno == ENOMEM && ip->pid_ns)
+    die("cannot start the init in PID namespace %s: its init has exited, no process may join it "
+        "(clone: %s)", ip->pid_ns, why(errno));
+  // The helper is in the cgroup already: a pids.max of 1 there (a cgroup that existed) is full.
+  if (pid < 0 && errno == EAGAIN)
+    die("cannot start the init: clone: %s (the pids.max of its cgroup or the host's limit on "
+        "processes leaves no room for it)", why(errno));
+  // The cgroup2 directory refuses a process: controllers on for its children (EBUSY), a
+  // cgroup.type that takes none (EOPNOTSUPP), or it is being removed (ENODEV).
+  if (pid < 0 && cg >= 0 && (errno == EBUSY || errno == EOPNOTSUPP || errno == ENODEV))
+    die("cannot start the init in cgroup %s: clone3: %s (it cannot take a process: choose "
+        "another linux.cgroupsPath)", ip->cgroup2, why(errno));
   if (pid < 0) die("cannot start the init: clone: %s", why(errno));
   if (pid == 0) {
     if (cg >= 0) close(cg);
     char go;
     if (!receive(&go, NULL) || go != 'g') die("create stopped before the init could start");
+    if (ip->state && *ip->state) ip->state = state_with_own_pid(ip->state);
     return;
   }
   uint64_t v = (uint64_t)pid;
