@@ -34,6 +34,12 @@ export async function start(ctx: RuntimeContext, id: string): Promise<void> {
       if (afterPoll) hungUp = true;
       afterPoll = false;
       if (!initAlive(rec)) {
+        // It may have written between the read above and this look, then run its program to
+        // the end (`echo`): the byte in the fifo says it started.
+        try {
+          n = libc.read(fd, buf);
+        } catch { /* nothing there */ }
+        if (n === 1) break;
         throw new CapsuleError(`Cannot start container "${id}": its init process has exited`);
       }
       if (Date.now() > deadline) {

@@ -2,12 +2,18 @@
 // busybox/deno initramfs, qemu software emulation, no KVM needed) and, in one boot
 // (tests/vm/run.sh), runs the driver tests tests/vm/inside_test.ts and the CLI's resource
 // tests tests/integration/cgroups_test.ts (capsule run/update/pause/events with busybox
-// bundles; zod comes from the host's deno cache, shared read-only). Ignored unless root with
-// qemu-system-x86_64 installed (apt-get install qemu-system-x86 busybox-static).
-// About 50 s after the first build (which downloads the kernel package with apt-get).
+// bundles; zod comes from the host's deno cache, shared read-only), and the init's placement,
+// tests/integration/init_placement_test.ts (CLONE_INTO_CGROUP into a pure v2 hierarchy).
+// Ignored unless root with qemu-system-x86_64 installed (apt-get install qemu-system-x86
+// busybox-static). About 2.5 min after the first build (which downloads the kernel package
+// with apt-get).
 
 const REPO = new URL("../..", import.meta.url).pathname.replace(/\/$/, "");
-const FILES = ["tests/vm/inside_test.ts", "tests/integration/cgroups_test.ts"];
+const FILES = [
+  "tests/vm/inside_test.ts",
+  "tests/integration/cgroups_test.ts",
+  "tests/integration/init_placement_test.ts",
+];
 /** Tests inside_test.ts must run (it has vmTest() calls; ignored ones would not count). */
 const MIN_INSIDE = 8;
 
@@ -24,7 +30,12 @@ const isRoot = Deno.uid() === 0;
 const hasQemu = onPath("qemu-system-x86_64");
 
 async function run(cmd: string, args: string[]): Promise<{ code: number; out: string }> {
-  const env: Record<string, string> = { NO_COLOR: "1" };
+  // Three files under software emulation take ~2.5 min on a quiet machine (240 s is
+  // tests/vm/run.sh's default): twice that before the VM counts as hung.
+  const env: Record<string, string> = {
+    NO_COLOR: "1",
+    CAPSULE_VM_TIMEOUT: Deno.env.get("CAPSULE_VM_TIMEOUT") ?? "480",
+  };
   // The deno under test goes into the VM.
   if (!Deno.env.get("DENO")) env.DENO = Deno.execPath();
   const r = await new Deno.Command(cmd, { args, cwd: REPO, env, stdin: "null" }).output();
