@@ -319,12 +319,7 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
   const rt = (id?: string, network = false) => openRuntime(globals(), { id, network });
   // create and run make the state: there is none yet to name extensions (each state.json
   // looked for and missing cost a thrown NotFound, the first 0.4 ms).
-  // The create path's modules (Runtime.create and .run load them on first use) start loading
-  // with the runtime, not after it: one hop of module loading less on the way.
-  const fresh = (network: boolean) => {
-    import("../runtime/run.ts").catch(() => {}); // the same import Runtime.run makes
-    return openRuntime(globals(), { network });
-  };
+  const fresh = (network: boolean) => openRuntime(globals(), { network });
   return [
     {
       name: "spec",

@@ -6,14 +6,14 @@
 import type { CgroupDriver, CgroupStats, LinuxResources } from "./cgroups/mod.ts";
 import * as cgroupOps from "./cgroup_ops.ts";
 import { createContext, type RuntimeContext, type RuntimeOptions } from "./context.ts";
-import type { CreateOptions } from "./create.ts";
+import { createContainer, type CreateOptions } from "./create.ts";
 import { deleteContainer, type DeleteOptions } from "./delete.ts";
 import { NotFoundError } from "./errors.ts";
-import type { ExecOptions } from "./exec.ts";
+import { exec, type ExecOptions } from "./exec.ts";
 import type { Extension } from "./extension.ts";
 import { kill } from "./kill.ts";
 import * as query from "./query.ts";
-import type { RunOptions } from "./run.ts";
+import { run, type RunOptions } from "./run.ts";
 import { start } from "./start.ts";
 import { type InitInstance, releaseStopped, stop, type StopOptions } from "./stop.ts";
 import { type ContainerRecord, execLogFile, type StateStore, type Status } from "./state.ts";
@@ -29,10 +29,9 @@ export type { OciState, ProcessInfo } from "./query.ts";
 
 /**
  * The lifecycle of the containers under one state root, runc-style (runtime spec
- * "Operations" and "Lifecycle"). Each method delegates to the module of that operation; create,
- * run and exec load theirs on first use (with what they build on: the plan, the helper's
- * protocol, config.json's checks), so that start, state, kill and delete, an engine's most
- * frequent calls, load ~50 KB of the bundle less (~2 ms each).
+ * "Operations" and "Lifecycle"). Each method delegates to the module of that operation, all
+ * loaded with this one: loading create, run and exec on first use saved start, state and delete
+ * ~0.5 ms each but cost run ~1 ms and exec 0.3-1.2 (`bash bench/steps.sh`, medians of 30).
  * Errors: a `CapsuleError` names the value and what to do; `NotFoundError` for an
  * unknown container id; `StateTransitionError` for a move the container's status does not
  * allow (e.g. start a stopped container). Needs root unless the bundle is rootless.
@@ -68,7 +67,6 @@ export class Runtime {
    * use, or the init's own error; nothing of the container is left then.
    */
   async create(id: string, opts: CreateOptions = {}): Promise<ContainerRecord> {
-    const { createContainer } = await import("./create.ts");
     const { record, child } = await createContainer(this.ctx, id, opts, false);
     child.unref(); // reaped here if it ends while this process runs, else by whoever adopts it
     return record;
@@ -89,9 +87,8 @@ export class Runtime {
    * is deleted (`keep`: left stopped, for `delete`). `detach`: resolves to 0 once started,
    * output in `<root>/<id>/container.log`. Throws as `create` and `start` do.
    */
-  async run(id: string, opts: RunOptions = {}): Promise<number> {
-    const { run } = await import("./run.ts");
-    return await run(this.ctx, id, opts);
+  run(id: string, opts: RunOptions = {}): Promise<number> {
+    return run(this.ctx, id, opts);
   }
 
   /**
@@ -131,12 +128,8 @@ export class Runtime {
    * host pid. Throws StateTransitionError unless created or running, CapsuleError for a bad
    * option or when the program cannot be started (naming it and why).
    */
-  async exec(
-    id: string,
-    opts: ExecOptions,
-  ): Promise<{ code?: number; execId?: string; pid: number }> {
-    const { exec } = await import("./exec.ts");
-    return await exec(this.ctx, id, opts);
+  exec(id: string, opts: ExecOptions): Promise<{ code?: number; execId?: string; pid: number }> {
+    return exec(this.ctx, id, opts);
   }
 
   /** Where a detached exec's output goes. Throws CapsuleError for a malformed exec id. */
