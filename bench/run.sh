@@ -20,6 +20,10 @@
 # bench/RESULTS.md (machine, kernel, versions, date, the table, `--debug` phase timings),
 # keeping the hand-written part of an existing RESULTS.md (below its `<!-- notes -->` line).
 # Medians of RUNS (default 30) runs with hyperfine; RUNS_IMPORT (default 3) for image create.
+# The start rows (run, create + start + delete, exec) run in ROUNDS (default 5) rounds of
+# RUNS/ROUNDS runs, the runtimes in turn each round, pooled: hyperfine runs one command's runs
+# all together, and a minute of load on a shared machine then fell on one runtime alone (the
+# same build measured 38-48 ms from one run to the next against runc's 23-28).
 # BENCH_QUICK=1: a short mode for CI (few runs, small archives, 5 networked containers).
 # Never fails on a time: the exit status says only whether the benchmark could run.
 # RESULTS=FILE writes the report elsewhere (BENCH_QUICK writes none unless RESULTS is given).
@@ -39,9 +43,11 @@ repo=$PWD
 QUICK=${BENCH_QUICK:-}
 if [ -n "$QUICK" ]; then
   RUNS=${RUNS:-3} RUNS_IMPORT=${RUNS_IMPORT:-1} IMAGE_MB=${IMAGE_MB:-16} ZEROS_MB=${ZEROS_MB:-64}
+  ROUNDS=${ROUNDS:-1}
   NET_N=${NET_N:-5} RESULTS=${RESULTS:-}
 else
   RUNS=${RUNS:-30} RUNS_IMPORT=${RUNS_IMPORT:-3} IMAGE_MB=${IMAGE_MB:-500} ZEROS_MB=${ZEROS_MB:-2048}
+  ROUNDS=${ROUNDS:-5}
   NET_N=${NET_N:-50} RESULTS=${RESULTS-$repo/bench/RESULTS.md}
 fi
 for tool in hyperfine runc crun busybox jq tar gzip ip iptables unshare /usr/bin/time; do
@@ -74,6 +80,22 @@ failed_of() { jq -r '[.results[] | select(any(.exit_codes[]; . != 0)) | "\(.comm
 med() { jq -r --arg n "$2" '.results[] | select(.command == $n) | .median * 1000' "$1"; }
 ms() { [ -n "$1" ] && awk "BEGIN {printf \"%.1f ms\", $1}" || echo -; }
 ratio() { [ -n "$1" ] && [ -n "$2" ] && awk "BEGIN {printf \"%.2fx\", $1 / $2}" || echo -; }
+# hyperfine in ROUNDS rounds (the commands in turn, RUNS/ROUNDS runs each, rounded up), the
+# times pooled into OUT as one hyperfine result per command (times, exit_codes, median):
+#   rounds OUT HYPERFINE_ARGS...   (without -r and --export-json)
+rounds() {
+  local out=$1 per=$(((RUNS + ROUNDS - 1) / ROUNDS)) i parts=()
+  shift
+  for i in $(seq 1 "$ROUNDS"); do
+    hyperfine "$@" -r "$per" --export-json "$out.$i" >/dev/null
+    parts+=("$out.$i")
+  done
+  jq -s '[.[].results[]] | group_by(.command)
+    | map({command: .[0].command, times: (map(.times) | add), exit_codes: (map(.exit_codes) | add)})
+    | map(. + {median: (.times | sort | if length % 2 == 1 then .[(length - 1) / 2]
+        else (.[length / 2 - 1] + .[length / 2]) / 2 end)})
+    | {results: .}' "${parts[@]}" >"$out"
+}
 rows=()
 row() { rows+=("$(printf '| %s | %s | %s | %s | %s | %s | %s | %s |' "$@")"); }
 
@@ -102,8 +124,8 @@ for r in capsule runc crun; do
   cmds_run+=("$b --root $s run -b $work/bundle bench-$r")
   cmds_csd+=("sh -c '$b --root $s create -b $work/bundle csd-$r >/dev/null 2>&1 && $b --root $s start csd-$r && $b --root $s delete -f csd-$r'")
 done
-hyperfine -N -i -w 3 -r "$RUNS" --export-json "$work/run.json" -n capsule -n runc -n crun -n floor "${cmds_run[@]}" "$floor_cmd" >/dev/null
-hyperfine -i -w 3 -r "$RUNS" -S none --export-json "$work/csd.json" -n capsule -n runc -n crun "${cmds_csd[@]}" >/dev/null
+rounds "$work/run.json" -N -i -w 3 -n capsule -n runc -n crun -n floor "${cmds_run[@]}" "$floor_cmd"
+rounds "$work/csd.json" -i -w 3 -S none -n capsule -n runc -n crun "${cmds_csd[@]}"
 floor=$(med "$work/run.json" floor)
 c=$(med "$work/run.json" capsule) rr=$(med "$work/run.json" runc) cr=$(med "$work/run.json" crun)
 row "run true" "$(ms "$c")" "$(ms "$rr")" "$(ms "$cr")" "$(ms "$floor")" "$(ratio "$c" "$rr") of runc" "<= 1.5x runc" "$(failed_of "$work/run.json")"
@@ -120,7 +142,7 @@ for r in capsule runc crun; do
     "$b" --root "$s" start "ex-$r" >>"$work/ex-$r.log" 2>&1 || { log "$r: the sleeper did not start:"; cat "$work/ex-$r.log" >&2; }
   cmds_exec+=("$b --root $s exec ex-$r true")
 done
-hyperfine -N -i -w 3 -r "$RUNS" --export-json "$work/exec.json" -n capsule -n runc -n crun "${cmds_exec[@]}" >/dev/null
+rounds "$work/exec.json" -N -i -w 3 -n capsule -n runc -n crun "${cmds_exec[@]}"
 for r in capsule runc crun; do "$(bin "$r")" --root "$work/state-$r" delete -f "ex-$r" >/dev/null 2>&1 || true; done
 c=$(med "$work/exec.json" capsule) rr=$(med "$work/exec.json" runc) cr=$(med "$work/exec.json" crun)
 row "exec true" "$(ms "$c")" "$(ms "$rr")" "$(ms "$cr")" "$(ms "$floor")" "$(ratio "$c" "$rr") of runc" "<= 1.5x runc" "$(failed_of "$work/exec.json")"
@@ -273,7 +295,7 @@ table() {
   echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
   printf '%s\n' "${rows[@]}"
 }
-mode="RUNS=$RUNS, RUNS_IMPORT=$RUNS_IMPORT, IMAGE_MB=$IMAGE_MB, ZEROS_MB=$ZEROS_MB, NET_N=$NET_N${QUICK:+, BENCH_QUICK}"
+mode="RUNS=$RUNS in ROUNDS=$ROUNDS rounds, RUNS_IMPORT=$RUNS_IMPORT, IMAGE_MB=$IMAGE_MB, ZEROS_MB=$ZEROS_MB, NET_N=$NET_N${QUICK:+, BENCH_QUICK}"
 echo "medians; $mode; $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(uname -r)"
 table
 if [ -n "$RESULTS" ]; then

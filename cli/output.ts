@@ -1,4 +1,5 @@
 // Printing and logging for the CLI: tables, JSON, and runc's --log/--log-format contract.
+import { isoTime } from "../runtime/state.ts";
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import type { FlagDef, Log } from "./types.ts";
 
@@ -89,7 +90,7 @@ export class Logger implements Log {
 
   /** One line in the chosen format, without the newline. */
   line(level: string, msg: string): string {
-    const time = new Date().toISOString();
+    const time = isoTime();
     return this.format === "json"
       ? JSON.stringify({ level, msg, time })
       : `time="${time}" level=${level} msg=${JSON.stringify(msg)}`;

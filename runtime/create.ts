@@ -29,7 +29,7 @@ import { validateId } from "./ids.ts";
 import { ociState } from "./query.ts";
 import type { Spec } from "./spec.ts";
 import { OCI_VERSION } from "./version.ts";
-import { type ContainerRecord, LOG_FILE, procStat, writeFileAtomic } from "./state.ts";
+import { type ContainerRecord, isoTime, LOG_FILE, procStat, writeFileAtomic } from "./state.ts";
 
 export type { CreateOptions };
 
@@ -194,7 +194,7 @@ function writeRecord(c: Creating): void {
     ...(c.child && c.child.pid !== c.pid ? { waitPid: c.child.pid } : {}),
     bundle: c.bundle,
     rootfs: "",
-    created: new Date().toISOString(),
+    created: isoTime(),
     annotations: {},
     creating: true,
   };

@@ -6,7 +6,7 @@ import { deleteContainer } from "./delete.ts";
 import { exitCode, forwardSignals, relayed } from "./spawn.ts";
 import { start } from "./start.ts";
 import { SIGNALS } from "./signals.ts";
-import { EXIT_FILE, writeFileAtomic } from "./state.ts";
+import { EXIT_FILE, isoTime, writeFileAtomic } from "./state.ts";
 
 export { EXIT_FILE };
 
@@ -25,7 +25,7 @@ function recordExit(ctx: RuntimeContext, id: string, st: Deno.CommandStatus): vo
   try {
     writeFileAtomic(
       `${dir}/${EXIT_FILE}`,
-      JSON.stringify({ exitCode: exitCode(st), signal, finishedAt: new Date().toISOString() }) +
+      JSON.stringify({ exitCode: exitCode(st), signal, finishedAt: isoTime() }) +
         "\n",
     );
   } catch { /* deleted meanwhile */ }
@@ -56,7 +56,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
       // init killed by SIGKILL (unshare 2.38 cannot re-raise it): no status then.
       if (record.waitPid === undefined || st.signal || st.code !== 1) recordExit(ctx, id, st);
     });
-    await start(ctx, id);
+    await start(ctx, id, record);
     child.poll(); // an exit already there is recorded before this process ends
     return 0;
   }
@@ -64,7 +64,7 @@ export async function run(ctx: RuntimeContext, id: string, opts: RunOptions): Pr
   const stopForwarding = forwardSignals(child);
   try {
     try {
-      await start(ctx, id);
+      await start(ctx, id, record);
     } catch (e) {
       await deleteContainer(ctx, id, { force: true });
       throw e;

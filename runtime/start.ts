@@ -5,12 +5,19 @@ import { type RuntimeContext, sleep } from "./context.ts";
 import { CapsuleError, StateTransitionError } from "./errors.ts";
 import { runHooks } from "./hooks.ts";
 import { ociState, status } from "./query.ts";
-import { EXEC_FIFO, initAlive } from "./state.ts";
+import { type ContainerRecord, EXEC_FIFO, initAlive } from "./state.ts";
 
-/** Releases a created container: its init execs the program. Returns at once. */
-export async function start(ctx: RuntimeContext, id: string): Promise<void> {
-  const rec = ctx.store.load(id);
-  const st = status(ctx, rec);
+/**
+ * Releases a created container: its init execs the program. Returns at once. `created`: the
+ * record of a container this process has just created (run), not read and looked at again.
+ */
+export async function start(
+  ctx: RuntimeContext,
+  id: string,
+  created?: ContainerRecord,
+): Promise<void> {
+  const rec = created ?? ctx.store.load(id);
+  const st = created ? "created" : status(ctx, rec);
   if (st !== "created") throw new StateTransitionError(id, "start", st, ["created"]);
   const fifo = `${ctx.store.dir(id)}/${EXEC_FIFO}`;
   const fd = libc.open(fifo, libc.O.RDONLY | libc.O.NONBLOCK | libc.O.CLOEXEC);

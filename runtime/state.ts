@@ -182,6 +182,34 @@ export function privateDir(path: string, what: string): void {
 
 /** Is there an entry at `path` (a dangling symlink counts)? */
 /**
+ * `ms` (milliseconds since the epoch, default now) as `Date.prototype.toISOString` writes it
+ * (RFC 3339, UTC, milliseconds: "2026-11-30T21:12:03.000Z"), for years 0-9999. Not Date's own:
+ * its first use in a process costs 0.35-0.4 ms (`new Date()` 0.13-0.2, then `toISOString`
+ * 0.16-0.23; measured in a fresh `deno run` with the launcher's flags), and create stamps every
+ * container. The civil date from the day number is Howard Hinnant's days_from_civil inverse.
+ */
+export function isoTime(ms: number = Date.now()): string {
+  const day = Math.floor(ms / 86_400_000);
+  const rest = ms - day * 86_400_000;
+  const z = day + 719_468;
+  const era = Math.floor(z / 146_097);
+  const doe = z - era * 146_097;
+  const yoe = Math.floor(
+    (doe - Math.floor(doe / 1460) + Math.floor(doe / 36_524) -
+      Math.floor(doe / 146_096)) / 365,
+  );
+  const doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+  const mp = Math.floor((5 * doy + 2) / 153);
+  const d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+  const m = mp < 10 ? mp + 3 : mp - 9;
+  const y = yoe + era * 400 + (m <= 2 ? 1 : 0);
+  const p = (n: number, w = 2) => String(n).padStart(w, "0");
+  const h = Math.floor(rest / 3_600_000), mi = Math.floor(rest / 60_000) % 60;
+  const s = Math.floor(rest / 1000) % 60, milli = rest % 1000;
+  return `${p(y, 4)}-${p(m)}-${p(d)}T${p(h)}:${p(mi)}:${p(s)}.${p(milli, 3)}Z`;
+}
+
+/**
  * Where a detached exec's output goes in the container's state directory `dir`. Throws a
  * CapsuleError for an exec id that is not capsule's (12 hex digits).
  */

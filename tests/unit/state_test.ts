@@ -5,6 +5,7 @@ import {
   type ContainerRecord,
   EXEC_FIFO,
   initAlive,
+  isoTime,
   procStat,
   sameDir,
   STATE_FILE,
@@ -325,4 +326,26 @@ Deno.test("sameDir: a symlink or // names the same directory; others differ", ()
   } finally {
     Deno.removeSync(tmp, { recursive: true });
   }
+});
+
+Deno.test("isoTime: exactly Date's toISOString, across leap days, centuries and the epoch", () => {
+  const cases = [
+    0,
+    Date.UTC(2000, 1, 29, 23, 59, 59, 999),
+    Date.UTC(2100, 1, 28, 12, 0, 0, 1),
+    Date.UTC(2100, 2, 1),
+    Date.UTC(1970, 11, 31, 23, 59, 59, 999),
+    Date.UTC(2026, 10, 30, 21, 12, 3, 45),
+    Date.UTC(9999, 11, 31, 23, 59, 59, 999),
+    Date.UTC(1, 0, 1),
+  ];
+  let seed = 42;
+  for (let i = 0; i < 2000; i++) {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    cases.push(Math.floor((seed / 2147483648) * 253402300799999));
+  }
+  for (const ms of cases) assertEquals(isoTime(ms), new Date(ms).toISOString(), String(ms));
+  const before = Date.now();
+  const now = Date.parse(isoTime());
+  assert(now >= before && now <= Date.now(), "isoTime() is now");
 });
