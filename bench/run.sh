@@ -20,10 +20,10 @@
 # bench/RESULTS.md (machine, kernel, versions, date, the table, `--debug` phase timings),
 # keeping the hand-written part of an existing RESULTS.md (below its `<!-- notes -->` line).
 # Medians of RUNS (default 30) runs with hyperfine; RUNS_IMPORT (default 3) for image create.
-# The start rows (run, create + start + delete, exec) run in ROUNDS (default 5) rounds of
-# RUNS/ROUNDS runs, the runtimes in turn each round, pooled: hyperfine runs one command's runs
-# all together, and a minute of load on a shared machine then fell on one runtime alone (the
-# same build measured 38-48 ms from one run to the next against runc's 23-28).
+# The start rows (run, create + start + delete, exec) and image run go in ROUNDS (default 5)
+# rounds of RUNS/ROUNDS runs, the commands in turn each round, pooled: hyperfine runs one
+# command's runs all together, and a minute of load on a shared machine then fell on one
+# runtime alone (the same build measured 38-48 ms from one run to the next, runc 23-28).
 # BENCH_QUICK=1: a short mode for CI (few runs, small archives, 5 networked containers).
 # Never fails on a time: the exit status says only whether the benchmark could run.
 # RESULTS=FILE writes the report elsewhere (BENCH_QUICK writes none unless RESULTS is given).
@@ -214,9 +214,9 @@ row "import peak RSS, tar holding one $ZEROS_MB MB file" "$(mb "$(rss "$work/rss
 log "image run true, $tiny_mb MB vs $big_mb MB image ($RUNS runs each)"
 "$CAPSULE" --root "$S" --store "$work/store-run" image create tiny "$work/tiny.tar" >/dev/null
 "$CAPSULE" --root "$S" --store "$work/store-run" image create big "$work/big.tar" >/dev/null
-hyperfine -N -i -w 3 -r "$RUNS" --export-json "$work/irun.json" \
+rounds "$work/irun.json" -N -i -w 3 \
   -n tiny "$CAPSULE --root $S --store $work/store-run image run --rm tiny true" \
-  -n big "$CAPSULE --root $S --store $work/store-run image run --rm big true" >/dev/null
+  -n big "$CAPSULE --root $S --store $work/store-run image run --rm big true"
 c=$(med "$work/irun.json" big) t=$(med "$work/irun.json" tiny)
 row "image run true, $big_mb MB vs $tiny_mb MB image" "$(ms "$c")" - - "$tiny_mb MB: $(ms "$t")" "$(ratio "$c" "$t") of small" "<= 1.10x" "$(failed_of "$work/irun.json")"
 
