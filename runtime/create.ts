@@ -5,7 +5,13 @@
 // runtime/native/init.c.
 import { close as closeFd } from "../ffi/libc.ts";
 import type { RuntimeContext } from "./context.ts";
-import { applyLimits, cgroupPaths, destroyCgroups, makeCgroups } from "./create_cgroups.ts";
+import {
+  applyLimits,
+  cgroupPaths,
+  destroyCgroups,
+  makeCgroups,
+  nestedParents,
+} from "./create_cgroups.ts";
 import {
   awaitInit,
   buildPlan,
@@ -200,6 +206,8 @@ function writeRecord(c: Creating): void {
   };
   const paths = cgroupPaths(c);
   if (paths) c.record.cgroupPaths = paths;
+  const parents = nestedParents(c, paths);
+  if (parents.length) c.record.cgroupParents = parents;
   c.save();
 }
 

@@ -19,6 +19,13 @@ export function makeCgroups(c: Creating): void {
   const cg = c.cg;
   const paths = c.record.cgroupPaths; // in the record already (cgroupPaths): a crash is undone
   if (!cg || !paths) return;
+  // A parent inside the caller's cgroup goes with its last container (delete): usually absent,
+  // so it is made first (the leaf-first mkdir would throw ENOENT for it, a thrown error).
+  for (const parent of c.record.cgroupParents ?? []) {
+    try {
+      Deno.mkdirSync(parent);
+    } catch { /* there (other containers), or the create below says why */ }
+  }
   let refused = false;
   const refuseInUse = (existing: Record<string, string>) => {
     const busy = cg.pids(existing);
@@ -70,6 +77,22 @@ export function cgroupPaths(c: Creating): Record<string, string> | undefined {
   const cg = c.cg = c.ctx.cgroups;
   const raw = typeof c.raw?.linux?.cgroupsPath === "string" ? c.raw.linux.cgroupsPath : undefined;
   return cg?.paths(raw, c.id);
+}
+
+/**
+ * The default parent directories ("capsule", for a config without linux.cgroupsPath) that are
+ * inside this process's own cgroup, not at their hierarchy's root (the same path made absolute
+ * lands elsewhere): delete removes them when empty, as an empty child would pin the caller's
+ * cgroup. [] for an explicit cgroupsPath (its parents are the config's).
+ */
+export function nestedParents(c: Creating, paths: Record<string, string> | undefined): string[] {
+  if (!c.cg || !paths || typeof c.raw?.linux?.cgroupsPath === "string") return [];
+  const atRoot = c.cg.paths(`/capsule/${c.id}`, c.id);
+  const out = new Set<string>();
+  for (const [k, dir] of Object.entries(paths)) {
+    if (atRoot[k] !== dir) out.add(dir.slice(0, dir.lastIndexOf("/")));
+  }
+  return [...out];
 }
 
 /** The directory to name in the refusal: the freezer hierarchy's on v1, the one on v2. */

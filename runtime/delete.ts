@@ -126,14 +126,22 @@ async function deleteLocked(ctx: RuntimeContext, id: string, opts: DeleteOptions
 }
 
 /**
- * Removes the container's cgroups; throws if not. The shared default parent ("capsule") stays,
- * as docker's "docker" parent does: removing it with the last container cost every `run` ten
- * mkdirs and ten rmdirs more on v1 (and the cpuset copy), and raced with a create beside it.
+ * Removes the container's cgroups; throws if not. A shared default parent ("capsule") at a
+ * hierarchy's root stays, as docker's "docker" parent does (removing it with the last container
+ * cost every `run` ten mkdirs and ten rmdirs more on v1, and the cpuset copy); one inside the
+ * caller's own cgroup (record.cgroupParents) goes with its last container: an empty child would
+ * keep that cgroup (a session's scope) from being removed.
  */
 function removeCgroups(ctx: RuntimeContext, rec: ContainerRecord): void {
   const cg = ctx.cgroups;
   if (!rec.cgroupPaths || !cg) return;
   cg.destroy(rec.cgroupPaths);
+  for (const parent of rec.cgroupParents ?? []) {
+    if (!Object.values(rec.cgroupPaths).some((d) => d.startsWith(`${parent}/`))) continue;
+    try {
+      Deno.removeSync(parent);
+    } catch { /* other containers still use it */ }
+  }
 }
 
 /**

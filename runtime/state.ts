@@ -38,6 +38,12 @@ export interface ContainerRecord {
   /** cgroup directories of the container, by controller (or "" for v2). */
   cgroupPaths?: Record<string, string>;
   /**
+   * The default parents ("capsule") that sit inside the caller's own cgroup rather than at a
+   * hierarchy's root: removed with the last container there, as an empty child would keep the
+   * caller's cgroup (a session scope) from being removed. One at a root stays (docker's too).
+   */
+  cgroupParents?: string[];
+  /**
    * What exec takes from the container's config as create validated it (runc keeps the same):
    * the init's process (environment, user, cwd, capabilities, rlimits, no_new_privileges) and the
    * compiled seccomp filter. The bundle's config.json is never read again: a changed or missing

@@ -15,6 +15,14 @@ import {
 } from "../helpers.ts";
 
 const MiB = 1024 * 1024;
+const exists = (p: string) => {
+  try {
+    Deno.statSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
 function cgFile(paths: Record<string, string>, controller: string, file: string): string {
   const dir = paths[controller] ?? paths[""];
   return Deno.readTextFileSync(`${dir}/${file}`).trim();
@@ -416,6 +424,46 @@ rootTest(
       assert(gone, `${dir} is left after delete`);
     } finally {
       await capsule(root, ["delete", "-f", "hy1"]);
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "delete: a default 'capsule' parent inside the caller's own cgroup goes with its last container (it would pin that cgroup); one at a hierarchy's root stays",
+  async (root) => {
+    // Hierarchies where this process is not in the root cgroup (here: v1 memory under the
+    // tool's own cgroup); none on a host where it is everywhere at the root: nothing to check.
+    const nested: string[] = [];
+    for (const line of Deno.readTextFileSync("/proc/self/cgroup").trim().split("\n")) {
+      const [, ctrls, path] = line.split(":", 3);
+      if (path === "/" || !ctrls || ctrls.startsWith("name=")) continue;
+      const dir = `/sys/fs/cgroup/${ctrls.split(",")[0]}${path}`;
+      try {
+        if (Deno.statSync(dir).isDirectory) nested.push(`${dir}/capsule`);
+      } catch { /* not mounted there */ }
+    }
+    const b = await makeBundle("true");
+    try {
+      for (const p of nested) await Deno.remove(p).catch(() => {}); // an older build's, empty
+      const r = await capsule(root, ["run", "-b", b, "parent1"]);
+      assertEquals(r.code, 0, r.stderr);
+      for (const p of nested) {
+        assert(!exists(p), `${p} is left in the caller's own cgroup`);
+      }
+      // Two containers: the first delete keeps the parent the second still uses.
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "parent2"])).code, 0);
+      assertEquals((await capsule(root, ["run", "-b", b, "parent3"])).code, 0);
+      const rec = JSON.parse(Deno.readTextFileSync(`${root}/parent2/state.json`));
+      for (const d of Object.values(rec.cgroupPaths as Record<string, string>)) {
+        assert(exists(d) || !nested.some((p) => d.startsWith(`${p}/`)), `${d} went away`);
+      }
+      assertEquals((await capsule(root, ["delete", "-f", "parent2"])).code, 0);
+      for (const p of nested) assert(!exists(p), `${p} is left after the last container`);
+    } finally {
+      for (const id of ["parent1", "parent2", "parent3"]) {
+        await capsule(root, ["delete", "-f", id]);
+      }
       await removeAll(b);
     }
   },
