@@ -3,6 +3,7 @@
 import type { LinuxResources } from "./cgroups/mod.ts";
 import type { Creating } from "./create_state.ts";
 import { writeCgroupProcs } from "./cgroup_warm.ts";
+import { removeEmptyParents } from "./cgroups/util.ts";
 import { CapsuleError } from "./errors.ts";
 import type { Spec } from "./spec.ts";
 
@@ -100,8 +101,11 @@ function frozenDir(paths: Record<string, string>): string {
   return paths.freezer ?? Object.values(paths)[0];
 }
 
+/** Undo: the cgroup, then the parents this create may have made (gone when empty). */
 export function destroyCgroups(c: Creating): void {
   if (c.cg && c.cgroupPaths) c.cg.destroy(c.cgroupPaths);
+  const paths = c.record?.cgroupPaths;
+  if (paths) removeEmptyParents(paths, c.record.cgroupParents ?? []);
 }
 
 /** linux.resources on the cgroup, once the init is in it. */

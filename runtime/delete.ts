@@ -12,6 +12,7 @@ import { releaseHostMount } from "./host_mount.ts";
 import { validateId } from "./ids.ts";
 import { killAndWait } from "./kill.ts";
 import { reapEnded } from "./helper_process.ts";
+import { removeEmptyParents } from "./cgroups/util.ts";
 import { ociState, status } from "./query.ts";
 import type { ContainerRecord } from "./state.ts";
 
@@ -136,12 +137,7 @@ function removeCgroups(ctx: RuntimeContext, rec: ContainerRecord): void {
   const cg = ctx.cgroups;
   if (!rec.cgroupPaths || !cg) return;
   cg.destroy(rec.cgroupPaths);
-  for (const parent of rec.cgroupParents ?? []) {
-    if (!Object.values(rec.cgroupPaths).some((d) => d.startsWith(`${parent}/`))) continue;
-    try {
-      Deno.removeSync(parent);
-    } catch { /* other containers still use it */ }
-  }
+  removeEmptyParents(rec.cgroupPaths, rec.cgroupParents ?? []);
 }
 
 /**

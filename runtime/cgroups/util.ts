@@ -397,6 +397,20 @@ function removeTree(dir: string, fake: boolean, deadline: number): void {
 }
 
 /**
+ * rmdir of each of `parents` that is the parent directory of one of `paths` (a container's
+ * default "capsule" parents inside the caller's own cgroup, record.cgroupParents), once empty:
+ * one still holding another container's cgroup stays. Never throws (best effort).
+ */
+export function removeEmptyParents(paths: Record<string, string>, parents: string[]): void {
+  for (const parent of parents) {
+    if (!Object.values(paths).some((d) => d.slice(0, d.lastIndexOf("/")) === parent)) continue;
+    try {
+      Deno.removeSync(parent);
+    } catch { /* other containers still use it */ }
+  }
+}
+
+/**
  * Pids listed in cgroup.procs of dir and every descendant (a threaded cgroup2 directory's
  * cgroup.threads). Throws CapsuleError naming the file when neither can be read.
  */

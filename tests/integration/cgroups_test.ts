@@ -13,16 +13,10 @@ import {
   state,
   waitFor,
 } from "../helpers.ts";
+import { exists } from "../../runtime/state.ts";
 
 const MiB = 1024 * 1024;
-const exists = (p: string) => {
-  try {
-    Deno.statSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
+
 function cgFile(paths: Record<string, string>, controller: string, file: string): string {
   const dir = paths[controller] ?? paths[""];
   return Deno.readTextFileSync(`${dir}/${file}`).trim();
@@ -460,8 +454,18 @@ rootTest(
       }
       assertEquals((await capsule(root, ["delete", "-f", "parent2"])).code, 0);
       for (const p of nested) assert(!exists(p), `${p} is left after the last container`);
+      // A create that fails after its cgroup was made (no rootfs: the plan step) undoes the
+      // parent it made too.
+      const bad = await makeBundle("true", (s) => (s.root = { path: "/nonexistent-rootfs" }));
+      try {
+        const r = await capsule(root, ["create", "-b", bad, "parent4"]);
+        assertEquals(r.code, 1, r.stderr);
+        for (const p of nested) assert(!exists(p), `${p} is left by a failed create`);
+      } finally {
+        await removeAll(bad);
+      }
     } finally {
-      for (const id of ["parent1", "parent2", "parent3"]) {
+      for (const id of ["parent1", "parent2", "parent3", "parent4"]) {
         await capsule(root, ["delete", "-f", id]);
       }
       await removeAll(b);
