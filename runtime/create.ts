@@ -32,6 +32,7 @@ import type { HelperProcess } from "./helper_process.ts";
 import { callerFds } from "./spawn.ts";
 import { bindRootfsOnHost, releaseHostMount } from "./host_mount.ts";
 import { validateId } from "./ids.ts";
+import { writeExecPlan } from "./exec.ts";
 import { ociState } from "./query.ts";
 import type { Spec } from "./spec.ts";
 import { OCI_VERSION } from "./version.ts";
@@ -356,5 +357,11 @@ async function markCreated(c: Creating): Promise<void> {
   if (c.firstStage && !c.firstStage.poll()) await c.firstStage.status;
   delete c.record.creating;
   c.save();
+  try {
+    writeExecPlan(c.ctx, c.record, c.dir);
+  } catch (e) {
+    // Only exec's native front end reads it: without it, exec runs in Deno (exec.ts).
+    c.step(`exec.plan not written (${(e as Error).message})`);
+  }
   if (c.opts.pidFile) writeFileAtomic(c.opts.pidFile, `${c.pid}`);
 }

@@ -10,6 +10,7 @@ import { CapsuleError, StateTransitionError } from "./errors.ts";
 import { warmMigration } from "./cgroup_warm.ts";
 import { type SealedExe, sealedExe } from "./exe_seal.ts";
 import {
+  encodeFrontRecords,
   encodeNsexecPlan,
   NSEXEC,
   nsexecPath,
@@ -131,20 +132,7 @@ export async function exec(
     if (!opts.args?.length) {
       throw new CapsuleError(`Cannot exec in container "${id}": no command given`);
     }
-    const env = new Map<string, string>();
-    for (const e of [...(base?.env ?? []), ...(opts.env ?? [])]) {
-      const i = e.indexOf("=");
-      if (i <= 0) throw new CapsuleError(`Invalid environment variable "${e}": use KEY=VALUE`);
-      env.set(e.slice(0, i), e.slice(i + 1));
-    }
-    proc = {
-      ...base,
-      terminal: false,
-      args: opts.args,
-      env: [...env].map(([k, v]) => `${k}=${v}`),
-      cwd: opts.cwd ?? base?.cwd ?? "/",
-      user: opts.user ?? base?.user ?? { uid: 0, gid: 0 },
-    };
+    proc = commandProcess(base, opts);
   }
   if (opts.tty !== undefined) proc = { ...proc, terminal: opts.tty };
   // A terminal relayed to the caller's starts at the caller's size (not 0x0 until the relay
@@ -305,6 +293,87 @@ export async function exec(
   } finally {
     stopForwarding();
   }
+}
+
+/**
+ * The process of an exec given a command (not --process): the container's, with `args`, `env`
+ * merged over its environment (KEY=VALUE, the last of a key wins), and `cwd`/`user` in place of
+ * its own when given; no terminal (the caller's -t sets it after). Throws CapsuleError for an
+ * environment entry without a key.
+ */
+function commandProcess(
+  base: Process | undefined,
+  opts: Pick<ExecOptions, "args" | "env" | "cwd" | "user">,
+): Process {
+  const env = new Map<string, string>();
+  for (const e of [...(base?.env ?? []), ...(opts.env ?? [])]) {
+    const i = e.indexOf("=");
+    if (i <= 0) throw new CapsuleError(`Invalid environment variable "${e}": use KEY=VALUE`);
+    env.set(e.slice(0, i), e.slice(i + 1));
+  }
+  return {
+    ...base,
+    terminal: false,
+    args: opts.args ?? [],
+    env: [...env].map(([k, v]) => `${k}=${v}`),
+    cwd: opts.cwd ?? base?.cwd ?? "/",
+    user: opts.user ?? base?.user ?? { uid: 0, gid: 0 },
+  };
+}
+
+/** The file in a container's state directory that exec's native front end reads. */
+export const EXEC_PLAN = "exec.plan";
+
+/**
+ * Writes `<dir>/exec.plan` (mode 0600, atomically) for exec's native front end
+ * (runtime/native/front.c), which runs `capsule [--root DIR] exec ID COMMAND...` without
+ * starting Deno: what exec() would hand the helper for that command line, without the
+ * command (`a` records) and the namespaces (`n`, which the front end reads from
+ * /proc/PID/ns as exec() does), after a frame of its own: the helper build it is for (`h`,
+ * helperStamp) and the freezer file and its thawed value (`z`, `Z`), read to refuse a paused
+ * container. Layout: u32 LE length, the front
+ * end's records, then the plan as encodeNsexecPlan writes it. Written once create is done
+ * (the record no longer "creating"); nothing is written for a container whose process is
+ * not exec's to take as it is (no recorded process, a relative cwd). The front end hands
+ * every case it does not take (flags, a paused or stopped container, no such file) to this
+ * CLI. Throws CapsuleError or a Deno error when the file cannot be written.
+ */
+export function writeExecPlan(ctx: RuntimeContext, rec: ContainerRecord, dir: string): void {
+  if (!rec.exec) return;
+  const proc = commandProcess(rec.exec.process, {});
+  if (!proc.cwd?.startsWith("/")) return;
+  const paths = rec.cgroupPaths && Object.keys(rec.cgroupPaths).length
+    ? rec.cgroupPaths
+    : undefined;
+  const plan = encodeNsexecPlan({
+    pid: rec.pid,
+    pidStartTime: rec.pidStartTime,
+    namespaces: [],
+    cgroupProcs: paths && ctx.cgroups ? ctx.cgroups.procsFiles(paths) : [],
+    process: { ...buildProcessPlan(proc), seccomp: rec.exec.seccomp },
+    setsid: false,
+    detach: false,
+  });
+  const freezer = paths && ctx.cgroups?.freezerFile(paths);
+  const records: [string, string][] = [["h", helperStamp(nsexecPath())]];
+  if (freezer) records.push(["z", freezer.path], ["Z", freezer.thawed]);
+  const front = encodeFrontRecords(records);
+  const out = new Uint8Array(front.length + plan.length);
+  out.set(front);
+  out.set(plan, front.length);
+  writeFileAtomic(`${dir}/${EXEC_PLAN}`, out, 0o600);
+}
+
+/**
+ * Which build of the helper a plan was written for: `DEV:INO:SIZE:MTIME_MS` of its binary. The
+ * front end takes exec.plan only when its own binary (/proc/self/exe) has the same: the bundle
+ * and the helper are built and replaced together, so a plan written by another build (capsule
+ * upgraded while the container runs) goes to the Deno CLI instead of a helper that may read it
+ * otherwise.
+ */
+export function helperStamp(path: string): string {
+  const st = Deno.statSync(path);
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtime?.getTime() ?? 0}`;
 }
 
 /**

@@ -148,6 +148,16 @@ export function encodeNsexecPlan(plan: NsexecPlan): Uint8Array<ArrayBuffer> {
   return r.bytes();
 }
 
+/**
+ * String records (`tag`, value) after a u32 LE length of them all, in the plan's format: the
+ * front end's part of exec.plan (exec.ts writeExecPlan). Throws CapsuleError for a NUL byte.
+ */
+export function encodeFrontRecords(records: [tag: string, value: string][]): Uint8Array {
+  const r = new Records();
+  for (const [tag, value] of records) r.str(tag, value);
+  return r.bytes();
+}
+
 function hookRecords(r: Records, h: HookPlan): void {
   r.str("p", h.path);
   for (const a of h.args ?? []) r.str("a", a);

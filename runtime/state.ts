@@ -246,10 +246,11 @@ export function exists(path: string): boolean {
 }
 
 /** Writes a file by temp file + rename: a reader sees the old or the new content, never half. */
-export function writeFileAtomic(path: string, data: string, mode = 0o644): void {
+export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 0o644): void {
   const tmp = `${path}.${crypto.randomUUID().slice(0, 8)}.tmp`;
   try {
-    Deno.writeTextFileSync(tmp, data, { mode });
+    if (typeof data === "string") Deno.writeTextFileSync(tmp, data, { mode });
+    else Deno.writeFileSync(tmp, data, { mode });
     Deno.renameSync(tmp, path);
   } catch (e) {
     try {

@@ -22,7 +22,7 @@ export const NSEXEC_CFLAGS = [
 ];
 
 /** The helper's C sources (runtime/native/): exec (nsexec.c), the init and what they share. */
-export const NSEXEC_SOURCES = ["nsexec.c", "plan.c", "init.c", "rootfs.c", "hooks.c"];
+export const NSEXEC_SOURCES = ["nsexec.c", "plan.c", "init.c", "rootfs.c", "hooks.c", "front.c"];
 
 /**
  * Compiles runtime/native/*.c (NSEXEC_SOURCES) into `out` with gcc (`CC` overrides it). Throws naming what
@@ -64,12 +64,20 @@ export async function buildNsexec(out: string): Promise<void> {
  * the single thread's gain) and execs `deno`
  * (a shell word: a quoted path or "$lib/deno") on `mainJs` (a shell word too) with the caller's
  * arguments. `--no-remote --no-npm`: the bundle imports neither, so a stray remote import is an
- * error instead of a download.
+ * error instead of a download. A command line that begins `exec` or `--root DIR exec` goes to
+ * `nsexec`'s front end (a shell word: capsule-nsexec beside main.js) with that Deno command
+ * before a `--`: it runs a plain exec itself and hands anything else to the Deno command
+ * unchanged (runtime/native/front.c).
  */
-export function runDeno(deno: string, mainJs: string): string {
+export function runDeno(deno: string, mainJs: string, nsexec: string): string {
+  const cmd = [deno, "run", "-A", "--no-config", "--no-lock", "--no-remote", "--no-npm"]
+    .concat(["--quiet", "--v8-flags=$v8", mainJs]);
   return `v8=${V8_FLAGS}
 for a; do [ "$a" = image ] && v8=${V8_FLAGS_IMAGE} && break; done
-exec ${deno} run -A --no-config --no-lock --no-remote --no-npm --quiet --v8-flags=$v8 ${mainJs} "$@"
+front=
+case $1 in exec) front=1 ;; --root) [ "$3" = exec ] && front=1 ;; --root=*) [ "$2" = exec ] && front=1 ;; esac
+[ -n "$front" ] && [ -x ${nsexec} ] && exec ${nsexec} front ${cmd.length} ${cmd.join(" ")} -- "$@"
+exec ${cmd.join(" ")} "$@"
 `;
 }
 
@@ -110,7 +118,7 @@ export async function build(dist: string, deno = Deno.execPath()): Promise<strin
 self=$0
 [ -L "$self" ] && self=$(readlink -f "$self")
 case $self in */*) dir=\${self%/*} ;; *) dir=. ;; esac
-${runDeno(JSON.stringify(deno), '"${dir:-/}/main.js"')}`;
+${runDeno(JSON.stringify(deno), '"${dir:-/}/main.js"', `"\${dir:-/}/${NSEXEC}"`)}`;
   Deno.writeTextFileSync(`${dist}/capsule`, launcher, { mode: 0o755 });
   await Deno.remove(final, { recursive: true }).catch(() => {});
   await Deno.rename(dist, final);

@@ -24,7 +24,7 @@ self=$0
 case $self in */*) lib=\${self%/*}/lib ;; *) lib=./lib ;; esac
 DENO_NO_UPDATE_CHECK=1
 export DENO_NO_UPDATE_CHECK
-${runDeno('"$lib/deno"', '"$lib/main.js"')}`;
+${runDeno('"$lib/deno"', '"$lib/main.js"', '"$lib/capsule-nsexec"')}`;
 
 /** The Deno version tools/package.json pins (what releases ship). */
 export function pinnedDeno(): string {

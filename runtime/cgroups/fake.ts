@@ -100,6 +100,11 @@ export class FakeCgroupDriver implements CgroupDriver {
     return this.#call("isFrozen", paths)?.frozen ?? false;
   }
 
+  /** No file: the fake keeps its state in memory, so exec's front end has nothing to read. */
+  freezerFile(_paths: CgroupPaths): undefined {
+    return undefined;
+  }
+
   stats(paths: CgroupPaths): CgroupStats {
     const g = this.#must("stats", paths);
     const entry = { usage: 0, limit: g.resources.memory?.limit ?? 0, max: 0, failcnt: 0 };

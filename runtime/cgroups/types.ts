@@ -174,6 +174,12 @@ export interface CgroupDriver {
   thaw(paths: CgroupPaths): void;
   /** Whether the cgroup is frozen now. */
   isFrozen(paths: CgroupPaths): boolean;
+  /**
+   * The file that says whether the cgroup is frozen, and what it holds (trimmed) while it is
+   * not: v1 `freezer.state` and "THAWED", v2 `cgroup.freeze` and "0"; undefined without a
+   * freezer. exec's native front end (runtime/native/front.c) reads it instead of isFrozen.
+   */
+  freezerFile(paths: CgroupPaths): { path: string; thawed: string } | undefined;
   /** The counters now. */
   stats(paths: CgroupPaths): CgroupStats;
   /** Remove the directories, children first; missing ones are fine. */

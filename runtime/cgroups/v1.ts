@@ -399,6 +399,10 @@ export class CgroupV1Driver implements CgroupDriver {
     return readFile(`${paths.freezer}/freezer.state`)?.trim() === "FROZEN";
   }
 
+  freezerFile(paths: CgroupPaths): { path: string; thawed: string } | undefined {
+    return paths.freezer ? { path: `${paths.freezer}/freezer.state`, thawed: "THAWED" } : undefined;
+  }
+
   stats(paths: CgroupPaths): CgroupStats {
     const acct = paths.cpuacct;
     const cpu = paths.cpu;

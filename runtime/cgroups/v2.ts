@@ -337,6 +337,10 @@ export class CgroupV2Driver implements CgroupDriver {
     return readFile(`${this.#dir(paths)}/cgroup.freeze`)?.trim() === "1";
   }
 
+  freezerFile(paths: CgroupPaths): { path: string; thawed: string } {
+    return { path: `${this.#dir(paths)}/cgroup.freeze`, thawed: "0" };
+  }
+
   stats(paths: CgroupPaths): CgroupStats {
     const dir = this.#dir(paths);
     const cs = parseKeyValues(readFile(`${dir}/cpu.stat`));

@@ -21,6 +21,9 @@ extern int cap_last;
 // /proc/self/setgroups says "deny" (a user namespace made by an unprivileged user).
 extern int setgroups_denied;
 
+// exec's native front end (front.c): `capsule-nsexec front N DENO-COMMAND... -- ARGS...`;
+// returns the exit status, or execs the Deno command with ARGS.
+int front_main(int argc, char **argv);
 // strerror in lower case with the errno name: "no such file or directory (ENOENT)".
 const char *why(int e);
 // One frame to capsule: type (1 byte) | u32 LE length | data.

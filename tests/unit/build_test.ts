@@ -106,10 +106,19 @@ Deno.test("launchers: V8's flags for short commands, and the multi-threaded ones
         'while [ "$1" != main.js ]; do shift; done; shift; echo "$f $*"\n',
       { mode: 0o755 },
     );
+    // And one for capsule-nsexec's front end, which prints the command it would fall back to.
+    const front = `${dir}/capsule-nsexec`;
+    await Deno.writeTextFile(
+      front,
+      '#!/bin/sh\n[ "$1" = front ] || exit 9; n=$2; shift 2; echo "front $n $*"\n',
+      { mode: 0o755 },
+    );
     const launcher = `${dir}/capsule`;
-    await Deno.writeTextFile(launcher, `#!/bin/sh\n${runDeno(JSON.stringify(fake), "main.js")}`, {
-      mode: 0o755,
-    });
+    await Deno.writeTextFile(
+      launcher,
+      `#!/bin/sh\n${runDeno(JSON.stringify(fake), "main.js", JSON.stringify(front))}`,
+      { mode: 0o755 },
+    );
     const flags = async (...args: string[]) => {
       const out = await new Deno.Command(launcher, { args, clearEnv: true }).output();
       assert(out.success, new TextDecoder().decode(out.stderr));
@@ -121,8 +130,30 @@ Deno.test("launchers: V8's flags for short commands, and the multi-threaded ones
       `--v8-flags=${V8_FLAGS_IMAGE} --root /r image create x f.tar`,
     );
     assertEquals(await flags(), `--v8-flags=${V8_FLAGS}`);
+    // exec (first, or after --root DIR) goes to the native front end, with the Deno command it
+    // hands anything else to before "--"; nothing else does.
+    const deno = `${fake} run -A --no-config --no-lock --no-remote --no-npm --quiet ` +
+      `--v8-flags=${V8_FLAGS} main.js`;
+    assertEquals(await flags("exec", "c1", "true"), `front 10 ${deno} -- exec c1 true`);
+    assertEquals(
+      await flags("--root", "/r", "exec", "c1", "ls", "-l"),
+      `front 10 ${deno} -- --root /r exec c1 ls -l`,
+    );
+    assertEquals(
+      await flags("--root=/r", "exec", "-t", "c1"),
+      `front 10 ${deno} -- --root=/r exec -t c1`,
+    );
+    assertEquals(await flags("state", "exec"), `--v8-flags=${V8_FLAGS} state exec`);
+    assertEquals(
+      await flags("--debug", "exec", "c1", "x"),
+      `--v8-flags=${V8_FLAGS} --debug exec c1 x`,
+    );
+    const env = { front: "1" }; // a caller's variable of that name routes nothing
+    const out = await new Deno.Command(launcher, { args: ["run", "x"], clearEnv: true, env })
+      .output();
+    assertEquals(new TextDecoder().decode(out.stdout).trim(), `--v8-flags=${V8_FLAGS} run x`);
     // The release launcher picks them the same way.
-    assert(LAUNCHER.includes(runDeno('"$lib/deno"', '"$lib/main.js"')));
+    assert(LAUNCHER.includes(runDeno('"$lib/deno"', '"$lib/main.js"', '"$lib/capsule-nsexec"')));
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

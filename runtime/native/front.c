@@ -1,0 +1,429 @@
+// exec's native front end: `capsule [--root DIR] exec ID COMMAND [ARG...]` without starting Deno
+// (docs/DESIGN.md "exec's native front end"). The launcher (scripts/build.ts runDeno) runs
+//   capsule-nsexec front N DENO-COMMAND(N words) -- CAPSULE-ARGUMENTS...
+// for a command line whose first word is `exec` (or `--root DIR exec`). This mode takes only the
+// plain form, as root, for a container that create left an exec.plan for (runtime/exec.ts
+// writeExecPlan: what exec.ts would hand the helper for that container, without the command and
+// the namespaces), that is not paused and whose init is still the one create started. Anything
+// else (a flag, another user, a stopped, paused or unknown container, no overlayfs for the seal)
+// execs the Deno command with the arguments unchanged, before this process did anything the
+// caller could see: capsule's TypeScript CLI stays the one place that explains a refusal.
+//
+// The plain form, done here as exec.ts does it: the namespaces that differ from this process's
+// (/proc/PID/ns/*, read before the init's start time is checked again), the command as `a`
+// records, the helper started from a read-only overlayfs view of this binary (exe_seal.ts's
+// "overlay", runc's sealed overlayfs) with an empty environment and the plan on a socketpair;
+// its answer read, its failure said as exec.ts says it (exit status 255, runc's), signals
+// passed on (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2: spawn.ts forwardSignals), and the
+// program's status returned (128+N when killed by signal N).
+#include "capsule.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef FSOPEN_CLOEXEC
+#define FSOPEN_CLOEXEC 1
+#define FSCONFIG_SET_STRING 1
+#define FSCONFIG_CMD_CREATE 6
+#define FSMOUNT_CLOEXEC 1
+#define MOUNT_ATTR_RDONLY 1
+#define MOUNT_ATTR_NOSUID 2
+#define MOUNT_ATTR_NODEV 4
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef AT_EMPTY_PATH
+#define AT_EMPTY_PATH 0x1000
+#endif
+
+#define DEFAULT_ROOT "/var/run/capsule" // runtime/state.ts DEFAULT_ROOT (root's default)
+#define EXEC_PLAN "exec.plan"          // runtime/exec.ts EXEC_PLAN
+#define MAX_TEMPLATE (16u << 20)
+
+static char **deno_argv; // the Deno command, then capsule's arguments: what a fallback runs
+
+// Hands the command line to capsule's Deno CLI, unchanged (every fd opened here is close-on-exec).
+__attribute__((noreturn)) static void fallback(void) {
+  execv(deno_argv[0], deno_argv);
+  dprintf(2, "capsule: cannot start %s: %s\n", deno_argv[0], why(errno));
+  _exit(1);
+}
+
+// runtime/ids.ts ID_PATTERN: [A-Za-z0-9][A-Za-z0-9_.-]{0,127}.
+static int valid_id(const char *s) {
+  size_t n = strlen(s);
+  if (n < 1 || n > 128) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    int alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-'))) return 0;
+  }
+  return 1;
+}
+
+// A directory or file capsule made as root and no one else may write: owned by uid 0, no write
+// bit for group or others (state directories are 0700, exec.plan 0600).
+static int ours(int fd, mode_t kind) {
+  struct stat st;
+  return !fstat(fd, &st) && (st.st_mode & S_IFMT) == kind && st.st_uid == 0 &&
+         !(st.st_mode & (S_IWGRP | S_IWOTH));
+}
+
+// The whole of `fd` (at most MAX_TEMPLATE bytes) into a new buffer; NULL otherwise.
+static unsigned char *read_file(int fd, size_t *len) {
+  struct stat st;
+  if (fstat(fd, &st) || st.st_size < 8 || (uint64_t)st.st_size > MAX_TEMPLATE) return NULL;
+  size_t want = (size_t)st.st_size, got = 0;
+  unsigned char *buf = malloc(want);
+  while (buf && got < want) {
+    ssize_t n = read(fd, buf + got, want - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += (size_t)n;
+  }
+  if (!buf || got != want) {
+    free(buf);
+    return NULL;
+  }
+  *len = want;
+  return buf;
+}
+
+static uint32_t le32(const unsigned char *p) {
+  return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+// The first record `tag` among the records buf[0..len): its data and length; 0 when absent or
+// when the records are malformed.
+static int find(const unsigned char *buf, size_t len, char tag, const unsigned char **data,
+                uint32_t *dlen) {
+  size_t off = 0;
+  while (off + 5 <= len) {
+    uint32_t n = le32(buf + off + 1);
+    if (n > len - off - 5) return 0;
+    if (buf[off] == (unsigned char)tag) {
+      *data = buf + off + 5;
+      *dlen = n;
+      return 1;
+    }
+    off += 5 + (size_t)n;
+  }
+  return 0;
+}
+
+// A record's data as a NUL-terminated string (NULL when it holds a NUL, or when out of memory).
+static char *dup_str(const unsigned char *d, uint32_t n) {
+  if (memchr(d, 0, n)) return NULL;
+  char *s = malloc((size_t)n + 1);
+  if (s) {
+    memcpy(s, d, n);
+    s[n] = 0;
+  }
+  return s;
+}
+
+// Whether /proc/PID is the init create started: the same start time (field 22 of its stat) and
+// not a zombie (runtime/state.ts initAlive).
+static int init_alive(unsigned long long pid, const char *start) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%llu/stat", pid);
+  if (read_proc(path, buf, sizeof buf)) return 0;
+  char *p = strrchr(buf, ')');
+  if (!p || p[1] != ' ') return 0;
+  p += 2;
+  char state = *p;
+  for (int field = 3; field < 22 && p; field++) {
+    p = strchr(p, ' ');
+    if (p) p++;
+  }
+  if (!p || state == 'Z' || state == 'X') return 0;
+  size_t len = strcspn(p, " ");
+  return len == strlen(start) && !strncmp(p, start, len);
+}
+
+// Whether the freezer file holds its thawed value (trailing whitespace ignored).
+static int thawed(const char *path, const char *value) {
+  char buf[64];
+  if (read_proc(path, buf, sizeof buf)) return 0;
+  size_t n = strlen(buf);
+  while (n && (buf[n - 1] == '\n' || buf[n - 1] == ' ')) buf[--n] = 0;
+  return !strcmp(buf, value);
+}
+
+// Appends one record to out at *off.
+static void put(unsigned char *out, size_t *off, char tag, const char *s) {
+  uint32_t n = (uint32_t)strlen(s);
+  out[*off] = (unsigned char)tag;
+  for (int i = 0; i < 4; i++) out[*off + 1 + i] = n >> (8 * i) & 255;
+  memcpy(out + *off + 5, s, n);
+  *off += 5 + n;
+}
+
+// overlayfs's escaping of ':' and '\' in a lowerdir path (exe_seal.ts escapeLowerDir).
+static void escape_lower(char *out, size_t size, const char *path) {
+  size_t o = 0;
+  for (const char *p = path; *p && o + 2 < size; p++) {
+    if (*p == ':' || *p == '\\') out[o++] = '\\';
+    out[o++] = *p;
+  }
+  out[o] = 0;
+}
+
+// An O_PATH fd on this binary through a detached read-only overlayfs mount of its directory
+// (exe_seal.ts viaOverlay: no path reaches it, and no write through /proc/PID/exe can reach the
+// file on disk); -1 when it cannot be made.
+static int sealed_self(void) {
+  char exe[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (n <= 0 || n >= (ssize_t)sizeof exe - 1) return -1;
+  exe[n] = 0;
+  char *slash = strrchr(exe, '/');
+  if (!slash || strstr(exe, " (deleted)")) return -1;
+  *slash = 0;
+  const char *dir = *exe ? exe : "/", *name = slash + 1;
+  char empty[] = "/tmp/capsule-exe-XXXXXX";
+  if (!mkdtemp(empty)) return -1;
+  char lower[2 * PATH_MAX + 64], a[2 * PATH_MAX], b[64];
+  escape_lower(a, sizeof a, dir);
+  escape_lower(b, sizeof b, empty);
+  snprintf(lower, sizeof lower, "%s:%s", a, b);
+  int fd = -1, mnt = -1;
+  int ctx = (int)syscall(SYS_fsopen, "overlay", FSOPEN_CLOEXEC);
+  if (ctx >= 0 && !syscall(SYS_fsconfig, ctx, FSCONFIG_SET_STRING, "lowerdir", lower, 0) &&
+      !syscall(SYS_fsconfig, ctx, FSCONFIG_SET_STRING, "xino", "off", 0) &&
+      !syscall(SYS_fsconfig, ctx, FSCONFIG_CMD_CREATE, NULL, NULL, 0))
+    mnt = (int)syscall(SYS_fsmount, ctx, FSMOUNT_CLOEXEC,
+                       MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+  if (mnt >= 0) fd = openat(mnt, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+  if (mnt >= 0) close(mnt);
+  if (ctx >= 0) close(ctx);
+  rmdir(empty);
+  return fd;
+}
+
+static volatile pid_t helper = 0;
+static void forward(int sig) {
+  if (helper > 0) kill(helper, sig);
+}
+
+// Reads exactly n bytes; 0 at EOF or on an error.
+static int read_n(int fd, void *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, (char *)buf + got, n - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return 0;
+    got += (size_t)r;
+  }
+  return 1;
+}
+
+static const char *signal_name(int s) {
+  static char buf[16];
+  const char *n = sigabbrev_np(s);
+  if (!n) return "a signal";
+  snprintf(buf, sizeof buf, "SIG%s", n);
+  return buf;
+}
+
+int front_main(int argc, char **argv) {
+  // argv: capsule-nsexec front N DENO-COMMAND... -- CAPSULE-ARGUMENTS...
+  char *end;
+  long n = argc > 3 ? strtol(argv[2], &end, 10) : -1;
+  if (n < 1 || *end || 3 + n >= argc || strcmp(argv[3 + n], "--")) {
+    dprintf(2, "capsule-nsexec: started by capsule's launcher only\n");
+    return 2;
+  }
+  // The Deno command and capsule's arguments, in place of the "--" between them.
+  deno_argv = list((size_t)argc, sizeof(char *));
+  int k = 0;
+  for (int i = 3; i < 3 + n; i++) deno_argv[k++] = argv[i];
+  char **args = argv + 4 + n;
+  int nargs = argc - 4 - (int)n;
+  for (int i = 0; i < nargs; i++) deno_argv[k++] = args[i];
+
+  const char *root = DEFAULT_ROOT;
+  int i = 0;
+  if (nargs > 1 && !strcmp(args[0], "--root")) {
+    root = args[1];
+    i = 2;
+  } else if (nargs > 0 && !strncmp(args[0], "--root=", 7)) {
+    root = args[0] + 7;
+    i = 1;
+  }
+  // exec ID COMMAND...: every word after the id is the command's (cli/process.ts stopAfter).
+  if (nargs - i < 3 || strcmp(args[i], "exec") || !*root || root[0] == '-' ||
+      !valid_id(args[i + 1]) || getuid() != 0 || geteuid() != 0)
+    fallback();
+  const char *id = args[i + 1];
+  char **cmd = args + i + 2;
+  int ncmd = nargs - i - 2;
+
+  int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0 || !ours(rootfd, S_IFDIR)) fallback();
+  int dirfd = openat(rootfd, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (dirfd < 0 || !ours(dirfd, S_IFDIR)) fallback();
+  int tf = openat(dirfd, EXEC_PLAN, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (tf < 0 || !ours(tf, S_IFREG)) fallback();
+  size_t tlen;
+  unsigned char *t = read_file(tf, &tlen);
+  close(tf);
+  close(dirfd);
+  close(rootfd);
+  if (!t) fallback();
+  uint32_t flen = le32(t);
+  if ((size_t)flen > tlen - 8) fallback();
+  const unsigned char *front = t + 4, *plan = t + 8 + flen;
+  uint32_t plen = le32(t + 4 + flen);
+  if ((size_t)plen != tlen - 8 - flen) fallback();
+
+  const unsigned char *d;
+  uint32_t dn;
+  // Written for this very build of the helper (exec.ts helperStamp), or not taken.
+  struct stat self;
+  char stamp[96];
+  if (stat("/proc/self/exe", &self)) fallback();
+  snprintf(stamp, sizeof stamp, "%llu:%llu:%llu:%lld", (unsigned long long)self.st_dev,
+           (unsigned long long)self.st_ino, (unsigned long long)self.st_size,
+           (long long)self.st_mtim.tv_sec * 1000 + self.st_mtim.tv_nsec / 1000000);
+  if (!find(front, flen, 'h', &d, &dn) || dn != strlen(stamp) || memcmp(d, stamp, dn)) fallback();
+  if (!find(plan, plen, 'p', &d, &dn) || dn != 8) fallback();
+  unsigned long long pid = 0;
+  for (int b = 7; b >= 0; b--) pid = pid << 8 | d[b];
+  char *start = find(plan, plen, 'X', &d, &dn) ? dup_str(d, dn) : NULL;
+  if (!pid || pid > INT_MAX || !start || !init_alive(pid, start)) fallback();
+  if (find(front, flen, 'z', &d, &dn)) {
+    char *file = dup_str(d, dn);
+    const unsigned char *v;
+    uint32_t vn;
+    char *value = find(front, flen, 'Z', &v, &vn) ? dup_str(v, vn) : NULL;
+    if (!file || !value || !thawed(file, value)) fallback(); // paused: exec.ts says why
+    free(file);
+    free(value);
+  }
+
+  // The namespaces that differ from this process's, in exec.ts NAMESPACE_ORDER.
+  static const char *const ORDER[] = {"user", "pid", "ipc", "uts", "net", "cgroup", "mnt"};
+  const char *join[7];
+  int njoin = 0;
+  for (int j = 0; j < 7; j++) {
+    char p[64], theirs[128], mine[128];
+    snprintf(p, sizeof p, "/proc/%llu/ns/%s", pid, ORDER[j]);
+    ssize_t a = readlink(p, theirs, sizeof theirs - 1);
+    snprintf(p, sizeof p, "/proc/self/ns/%s", ORDER[j]);
+    ssize_t b = readlink(p, mine, sizeof mine - 1);
+    if (a <= 0 || b <= 0) fallback();
+    if (a != b || memcmp(theirs, mine, (size_t)a)) join[njoin++] = ORDER[j];
+  }
+  // The links were the init's, not those of a process that took its pid meanwhile.
+  if (!init_alive(pid, start)) fallback();
+
+  size_t total = plen;
+  for (int j = 0; j < njoin; j++) total += 5 + strlen(join[j]);
+  for (int j = 0; j < ncmd; j++) total += 5 + strlen(cmd[j]);
+  if (total > MAX_TEMPLATE) fallback();
+  unsigned char *out = malloc(4 + total);
+  if (!out) fallback();
+  for (int b = 0; b < 4; b++) out[b] = (uint32_t)total >> (8 * b) & 255;
+  memcpy(out + 4, plan, plen);
+  size_t off = 4 + plen;
+  for (int j = 0; j < njoin; j++) put(out, &off, 'n', join[j]);
+  for (int j = 0; j < ncmd; j++) put(out, &off, 'a', cmd[j]);
+
+  // stdio closed by the caller (the socket would take its place): the CLI puts /dev/null there.
+  for (int fd = 0; fd < 3; fd++)
+    if (fcntl(fd, F_GETFD) < 0) fallback();
+  int exe = sealed_self();
+  if (exe < 0) fallback(); // no overlayfs here: exe_seal.ts's other ways
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)) fallback();
+  // Nothing of the caller's but stdio reaches the helper (the CLI's fds are close-on-exec too),
+  // and neither a blocked signal nor an ignored SIGCHLD (which would leave no status to wait
+  // for) is inherited from it (dash, the launcher's sh, resets SIGCHLD already; not every sh
+  // does).
+  if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC)) fallback();
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGCHLD, SIG_DFL);
+
+  // From here on this is the exec: its failures are said, as exec.ts says them.
+  pid_t h = fork();
+  if (h < 0) {
+    dprintf(2, "capsule: Cannot exec in container \"%s\": cannot start capsule-nsexec: %s\n", id,
+            why(errno));
+    return 255;
+  }
+  if (h == 0) {
+    // The helper, in the host's PID namespace, with nothing of the caller's environment.
+    char fd[16];
+    snprintf(fd, sizeof fd, "%d", sv[1]);
+    if (fcntl(sv[1], F_SETFD, 0)) _exit(127);
+    char *hargv[] = {"capsule-nsexec", fd, NULL}, *henv[] = {NULL};
+    syscall(SYS_execveat, exe, "", hargv, henv, AT_EMPTY_PATH);
+    _exit(127);
+  }
+  close(sv[1]);
+  close(exe);
+  for (size_t w = 0; w < off;) { // a helper gone before it read it: its answer says why
+    ssize_t r = send(sv[0], out + w, off - w, MSG_NOSIGNAL);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    w += (size_t)r;
+  }
+  char *error = NULL;
+  long long program = -1;
+  for (;;) {
+    unsigned char hdr[5];
+    if (!read_n(sv[0], hdr, 5)) break;
+    uint32_t len = le32(hdr + 1);
+    if (len > (1u << 20)) break;
+    unsigned char *data = malloc((size_t)len + 1);
+    if (!data || !read_n(sv[0], data, len)) break;
+    data[len] = 0;
+    if (hdr[0] == 'E' && !error) error = (char *)data;
+    else {
+      if (hdr[0] == 'P' && len == 8) {
+        program = 0;
+        for (int b = 7; b >= 0; b--) program = program << 8 | data[b];
+      }
+      free(data);
+    }
+  }
+  close(sv[0]);
+  if (error || program < 0) {
+    kill(h, SIGKILL);
+    int st;
+    while (waitpid(h, &st, 0) < 0 && errno == EINTR) {
+    }
+    char gone[96];
+    if (!error) {
+      if (WIFSIGNALED(st)) snprintf(gone, sizeof gone, "capsule-nsexec was killed by %s", signal_name(WTERMSIG(st)));
+      else
+        snprintf(gone, sizeof gone, "capsule-nsexec exited with status %d before the program started",
+                 WEXITSTATUS(st));
+    }
+    dprintf(2, "capsule: Cannot exec in container \"%s\": %s\n", id, error ? error : gone);
+    return 255;
+  }
+  helper = h;
+  static const int FORWARDED[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
+  struct sigaction fw = {.sa_handler = forward};
+  for (size_t s = 0; s < sizeof FORWARDED / sizeof FORWARDED[0]; s++) sigaction(FORWARDED[s], &fw, NULL);
+  int st;
+  while (waitpid(h, &st, 0) < 0)
+    if (errno != EINTR) return 255;
+  return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+}

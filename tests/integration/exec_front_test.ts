@@ -1,0 +1,281 @@
+// exec's native front end (runtime/native/front.c): the launcher's `exec ID COMMAND...` run
+// without Deno. Each test builds the bundle and its launcher (scripts/build.ts, ~2 s) into a temp
+// dir and runs every command through it, as a user does. Beside the launcher, `capsule-nodeno` is
+// the same launcher with a Deno that does not exist: a command it runs is native, and one the
+// front end hands to the CLI fails with "cannot start". Root only.
+import { build } from "../../scripts/build.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  inUserNamespace,
+  makeBundle,
+  removeAll,
+  type Result,
+  rootTest,
+  waitFor,
+} from "../helpers.ts";
+import type { Spec } from "../../runtime/spec.ts";
+
+interface Built {
+  /** Runs the built launcher (or `capsule-nodeno` with `nodeno`) with `--root root`. */
+  run(args: string[], o?: { nodeno?: boolean; env?: Record<string, string> }): Promise<Result>;
+  spawn(args: string[]): Deno.ChildProcess;
+  dist: string;
+}
+
+async function withBuild(root: string, fn: (b: Built) => Promise<void>): Promise<void> {
+  const tmp = await Deno.makeTempDir({ prefix: "capsule-front-" });
+  try {
+    Deno.chmodSync(tmp, 0o755); // another user runs the launcher too
+    const launcher = await build(`${tmp}/dist`);
+    const dist = `${tmp}/dist`;
+    const text = Deno.readTextFileSync(launcher);
+    const deno = JSON.stringify(Deno.execPath());
+    assert(text.includes(deno), "the launcher names this Deno");
+    Deno.writeTextFileSync(`${dist}/capsule-nodeno`, text.replaceAll(deno, '"/nonexistent/deno"'), {
+      mode: 0o755,
+    });
+    const dec = new TextDecoder();
+    const cmd = (args: string[], nodeno = false, env?: Record<string, string>) =>
+      new Deno.Command(nodeno ? `${dist}/capsule-nodeno` : launcher, {
+        args: ["--root", root, ...args],
+        env,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      });
+    await fn({
+      dist,
+      run: async (args, o = {}) => {
+        const out = await cmd(args, o.nodeno, o.env).output();
+        return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+      },
+      spawn: (args) => cmd(args).spawn(),
+    });
+  } finally {
+    await removeAll(tmp);
+  }
+}
+
+// What a process is: ids, groups, capabilities, no_new_privs, seccomp, environment, cwd, umask,
+// limits, oom_score_adj, hostname, its PID namespace.
+const WHO = "id; grep -E '^(Uid|Gid|Groups|Cap...|NoNewPrivs|Seccomp)' /proc/self/status; " +
+  "env | sort; pwd; umask; ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj; hostname; " +
+  "echo $$; for n in pid net mnt user; do readlink /proc/self/ns/$n; done";
+
+async function sameAsDeno(b: Built, id: string): Promise<void> {
+  const native = await b.run(["exec", id, "sh", "-c", WHO], { nodeno: true });
+  assertEquals(native.code, 0, native.stderr);
+  // --log /dev/null: the same exec, by the TypeScript CLI (the front end takes no flag).
+  const deno = await b.run(["--log", "/dev/null", "exec", id, "sh", "-c", WHO]);
+  assertEquals(deno.code, 0, deno.stderr);
+  // $$ differs by one exec to the next; everything else is the same process.
+  const norm = (s: string) => s.split("\n").filter((l) => !/^\d+$/.test(l)).join("\n");
+  assertEquals(norm(native.stdout), norm(deno.stdout));
+  assertMatch(native.stdout, /NoNewPrivs/);
+}
+
+rootTest(
+  "exec front end: the same process as the Deno CLI's exec, for a rich config",
+  async (root) => {
+    const rich = (s: Spec) => {
+      s.hostname = "front-host";
+      const p = s.process!;
+      p.user = { uid: 1000, gid: 1000, additionalGids: [10, 20], umask: 0o027 };
+      p.env = ["A=1", "B=2", "A=3", "PATH=/bin:/usr/bin"];
+      p.cwd = "/tmp";
+      p.rlimits = [{ type: "RLIMIT_NOFILE", soft: 100, hard: 200 }];
+      p.oomScoreAdj = 100;
+      p.noNewPrivileges = false;
+      p.capabilities = {
+        bounding: ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+        effective: ["CAP_KILL"],
+        permitted: ["CAP_KILL"],
+        inheritable: [],
+        ambient: [],
+      };
+      s.linux!.seccomp = {
+        defaultAction: "SCMP_ACT_ALLOW",
+        architectures: ["SCMP_ARCH_X86_64"],
+        syscalls: [{ names: ["mkdirat", "mkdir"], action: "SCMP_ACT_ERRNO" }],
+      };
+    };
+    const b1 = await makeBundle("sleep 1000", rich);
+    const b2 = await makeBundle("sleep 1000", inUserNamespace);
+    // No PID namespace of its own: the helper execs the program itself (no fork).
+    const b3 = await makeBundle("sleep 1000", (s) => {
+      s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== "pid");
+    });
+    try {
+      await withBuild(root, async (b) => {
+        for (const [id, bundle] of [["f1", b1], ["f2", b2], ["f3", b3]]) {
+          const r = await b.run(["run", "-d", "-b", bundle, id]);
+          assertEquals(r.code, 0, r.stderr);
+          assert(
+            Deno.statSync(`${root}/${id}/exec.plan`).mode! % 0o1000 === 0o600,
+            "exec.plan 0600",
+          );
+          await sameAsDeno(b, id);
+        }
+        // The seccomp profile holds for the native exec (mkdir refused).
+        const mk = await b.run(["exec", "f1", "mkdir", "/tmp/x"], { nodeno: true });
+        assert(mk.code !== 0, "mkdir passed the container's seccomp profile");
+        // Exit statuses: the program's, 128+N for a signal, 255 (runc's) for exec's own failure.
+        assertEquals(
+          (await b.run(["exec", "f2", "sh", "-c", "exit 42"], { nodeno: true })).code,
+          42,
+        );
+        const killed = await b.run(["exec", "f3", "sh", "-c", "kill -9 $$"], { nodeno: true });
+        assertEquals(killed.code, 137);
+        const missing = await b.run(["exec", "f1", "no-such-program"], { nodeno: true });
+        assertEquals(missing.code, 255);
+        assertEquals(
+          missing.stderr.trim(),
+          `capsule: Cannot exec in container "f1": exec: "no-such-program": executable file not found in $PATH`,
+        );
+        // Every word after the id is the command's, "--" and flags included.
+        const words = await b.run(["exec", "f1", "echo", "--", "-t", "x y"], { nodeno: true });
+        assertEquals(words.stdout, "-- -t x y\n");
+        for (const id of ["f1", "f2", "f3"]) {
+          assertEquals((await b.run(["delete", "-f", id])).code, 0);
+        }
+      });
+    } finally {
+      await removeAll(b1, b2, b3);
+    }
+  },
+);
+
+rootTest(
+  "exec front end: anything it does not take goes to the Deno CLI, unchanged",
+  async (root) => {
+    const bundle = await makeBundle("sleep 1000");
+    const quick = await makeBundle("true");
+    try {
+      await withBuild(root, async (b) => {
+        assertEquals((await b.run(["run", "-d", "-b", bundle, "g1"])).code, 0);
+        const native = (args: string[]) => b.run(args, { nodeno: true });
+        const handedOn = async (args: string[], env?: Record<string, string>) => {
+          const r = await b.run(args, { nodeno: true, env });
+          assertEquals(r.code, 1, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
+          assertMatch(r.stderr, /cannot start \/nonexistent\/deno/);
+        };
+        assertEquals((await native(["exec", "g1", "true"])).code, 0);
+        // Flags, other commands, an unknown or invalid id: the CLI's.
+        await handedOn(["exec", "-t", "g1", "sh"]);
+        await handedOn(["exec", "--env", "A=1", "g1", "true"]);
+        await handedOn(["exec", "g1"]);
+        await handedOn(["exec", "nosuch", "true"]);
+        await handedOn(["exec", "../g1", "true"]);
+        // A paused container: the CLI's refusal, word for word.
+        assertEquals((await b.run(["pause", "g1"])).code, 0);
+        await handedOn(["exec", "g1", "true"]);
+        const paused = await b.run(["exec", "g1", "true"]);
+        assertEquals(paused.code, 255);
+        assertMatch(paused.stderr, /it is paused/);
+        assertEquals((await b.run(["resume", "g1"])).code, 0);
+        assertEquals((await native(["exec", "g1", "true"])).code, 0);
+        // exec.plan written by another build of the helper (here: its binary touched).
+        const helper = `${b.dist}/capsule-nsexec`;
+        const st = Deno.statSync(helper);
+        Deno.utimeSync(helper, new Date(), new Date(st.mtime!.getTime() - 5000));
+        await handedOn(["exec", "g1", "true"]);
+        Deno.utimeSync(helper, st.atime!, st.mtime!);
+        assertEquals((await native(["exec", "g1", "true"])).code, 0);
+        // exec.plan that others may write, that is cut short, or that is gone: not taken.
+        const plan = `${root}/g1/exec.plan`;
+        const bytes = Deno.readFileSync(plan);
+        Deno.chmodSync(plan, 0o622);
+        await handedOn(["exec", "g1", "true"]);
+        Deno.chmodSync(plan, 0o600);
+        Deno.writeFileSync(plan, bytes.subarray(0, bytes.length - 3));
+        await handedOn(["exec", "g1", "true"]);
+        Deno.removeSync(plan);
+        await handedOn(["exec", "g1", "true"]);
+        assertEquals((await b.run(["exec", "g1", "true"])).code, 0, "the CLI's exec without it");
+        // A state root that others may write: not trusted.
+        Deno.writeFileSync(plan, bytes, { mode: 0o600 });
+        assertEquals((await native(["exec", "g1", "true"])).code, 0);
+        Deno.chmodSync(root, 0o777);
+        await handedOn(["exec", "g1", "true"]);
+        Deno.chmodSync(root, 0o700);
+        // Not root: the CLI's (its own default root and rules).
+        const other = await new Deno.Command("setpriv", {
+          args: ["--reuid=65534", "--regid=65534", "--clear-groups", `${b.dist}/capsule-nodeno`]
+            .concat(["--root", root, "exec", "g1", "true"]),
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assertMatch(new TextDecoder().decode(other.stderr), /cannot start \/nonexistent\/deno/);
+        // Closed stdio (the helper's socket would take its place): the CLI's.
+        const closed = await new Deno.Command("sh", {
+          args: ["-c", `exec "$0" --root "$1" exec g1 true <&-`, `${b.dist}/capsule-nodeno`, root],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assertMatch(new TextDecoder().decode(closed.stderr), /cannot start \/nonexistent\/deno/);
+        // A stopped container (its init gone): the CLI's.
+        assertEquals((await b.run(["run", "-d", "-b", quick, "g2"])).code, 0);
+        await waitFor(
+          async () => (await b.run(["state", "g2"])).stdout.includes('"stopped"'),
+          5000,
+        );
+        await handedOn(["exec", "g2", "true"]);
+        for (const id of ["g1", "g2"]) assertEquals((await b.run(["delete", "-f", id])).code, 0);
+      });
+    } finally {
+      await removeAll(bundle, quick);
+    }
+  },
+);
+
+rootTest(
+  "exec front end: sealed helper, signals passed on, nothing of the caller's reaches the program",
+  async (root) => {
+    const bundle = await makeBundle("sleep 1000");
+    try {
+      await withBuild(root, async (b) => {
+        assertEquals((await b.run(["run", "-d", "-b", bundle, "h1"])).code, 0);
+        // The caller's environment stays out (the helper starts with none; the program gets the
+        // container's).
+        const env = await b.run(["exec", "h1", "env"], {
+          nodeno: true,
+          env: { FRONT_SECRET: "x" },
+        });
+        assertEquals(env.code, 0, env.stderr);
+        assert(!env.stdout.includes("FRONT_SECRET"), env.stdout);
+        // A signal to capsule reaches the program, whose status comes back.
+        const child = b.spawn([
+          "exec",
+          "h1",
+          "sh",
+          "-c",
+          "trap 'exit 9' TERM; echo ready; while :; do sleep 0.1; done",
+        ]);
+        const reader = child.stdout.getReader();
+        const first = await reader.read();
+        assertEquals(new TextDecoder().decode(first.value), "ready\n");
+        // The helper between capsule and the program runs from the sealed, read-only view.
+        const kids = Deno.readTextFileSync(`/proc/${child.pid}/task/${child.pid}/children`).trim();
+        const helper = Number(kids.split(" ")[0]);
+        assert(helper > 0, `no helper under ${child.pid}`);
+        const exe = Deno.readLinkSync(`/proc/${helper}/exe`);
+        assert(!exe.startsWith(b.dist), `the helper runs from ${exe}, the file on disk`);
+        let wrote = false;
+        try {
+          Deno.openSync(`/proc/${helper}/exe`, { write: true }).close();
+          wrote = true;
+        } catch { /* EROFS or ETXTBSY */ }
+        assert(!wrote, "the helper's binary is writable through /proc/PID/exe");
+        reader.releaseLock();
+        Deno.kill(child.pid, "SIGTERM");
+        const st = await child.output();
+        assertEquals(st.code, 9);
+        assertEquals((await b.run(["delete", "-f", "h1"])).code, 0);
+      });
+    } finally {
+      await removeAll(bundle);
+    }
+  },
+);
