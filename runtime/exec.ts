@@ -330,7 +330,7 @@ export const EXEC_PLAN = "exec.plan";
  * starting Deno: what exec() would hand the helper for that command line, without the
  * command (`a` records) and the namespaces (`n`, which the front end reads from
  * /proc/PID/ns as exec() does), after a frame of its own: the helper build it is for (`h`,
- * helperStamp) and the freezer file and its thawed value (`z`, `Z`), read to refuse a paused
+ * helperStamp), the container's id (`i`) and the freezer file and its thawed value (`z`, `Z`), read to refuse a paused
  * container. Layout: u32 LE length, the front
  * end's records, then the plan as encodeNsexecPlan writes it. Written once create is done
  * (the record no longer "creating"); nothing is written for a container whose process is
@@ -355,7 +355,7 @@ export function writeExecPlan(ctx: RuntimeContext, rec: ContainerRecord, dir: st
     detach: false,
   });
   const freezer = paths && ctx.cgroups?.freezerFile(paths);
-  const records: [string, string][] = [["h", helperStamp(nsexecPath())]];
+  const records: [string, string][] = [["h", helperStamp(nsexecPath())], ["i", rec.id]];
   if (freezer) records.push(["z", freezer.path], ["Z", freezer.thawed]);
   const front = encodeFrontRecords(records);
   const out = new Uint8Array(front.length + plan.length);

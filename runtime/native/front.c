@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -58,7 +59,7 @@ static char **deno_argv; // the Deno command, then capsule's arguments: what a f
 __attribute__((noreturn)) static void fallback(void) {
   execv(deno_argv[0], deno_argv);
   dprintf(2, "capsule: cannot start %s: %s\n", deno_argv[0], why(errno));
-  _exit(1);
+  _exit(127); // the shell's status for a command it cannot run, as the launcher gave
 }
 
 // runtime/ids.ts ID_PATTERN: [A-Za-z0-9][A-Za-z0-9_.-]{0,127}.
@@ -71,6 +72,18 @@ static int valid_id(const char *s) {
     if (!alnum && (i == 0 || (c != '_' && c != '.' && c != '-'))) return 0;
   }
   return 1;
+}
+
+// Whether `path` has a "." or ".." component: the CLI resolves those on the text, before any
+// symlink (state.ts absolutePath, as runc does), the kernel after: such a --root is the CLI's.
+static int dotted(const char *path) {
+  for (const char *p = path; *p;) {
+    size_t n = strcspn(p, "/");
+    if ((n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.')) return 1;
+    p += n;
+    while (*p == '/') p++;
+  }
+  return 0;
 }
 
 // A directory or file capsule made as root and no one else may write: owned by uid 0, no write
@@ -264,7 +277,7 @@ int front_main(int argc, char **argv) {
     i = 1;
   }
   // exec ID COMMAND...: every word after the id is the command's (cli/process.ts stopAfter).
-  if (nargs - i < 3 || strcmp(args[i], "exec") || !*root || root[0] == '-' ||
+  if (nargs - i < 3 || strcmp(args[i], "exec") || !*root || root[0] == '-' || dotted(root) ||
       !valid_id(args[i + 1]) || getuid() != 0 || geteuid() != 0)
     fallback();
   const char *id = args[i + 1];
@@ -299,6 +312,8 @@ int front_main(int argc, char **argv) {
            (unsigned long long)self.st_ino, (unsigned long long)self.st_size,
            (long long)self.st_mtim.tv_sec * 1000 + self.st_mtim.tv_nsec / 1000000);
   if (!find(front, flen, 'h', &d, &dn) || dn != strlen(stamp) || memcmp(d, stamp, dn)) fallback();
+  // Written for this container (a plan copied under another id is not its).
+  if (!find(front, flen, 'i', &d, &dn) || dn != strlen(id) || memcmp(d, id, dn)) fallback();
   if (!find(plan, plen, 'p', &d, &dn) || dn != 8) fallback();
   unsigned long long pid = 0;
   for (int b = 7; b >= 0; b--) pid = pid << 8 | d[b];
@@ -354,6 +369,13 @@ int front_main(int argc, char **argv) {
   // for) is inherited from it (dash, the launcher's sh, resets SIGCHLD already; not every sh
   // does).
   if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC)) fallback();
+  // The CLI's Deno raises its soft open-files limit to the hard one, and its helper (and a
+  // program whose config sets no RLIMIT_NOFILE) inherits that: the same here.
+  struct rlimit nofile;
+  if (!getrlimit(RLIMIT_NOFILE, &nofile) && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
