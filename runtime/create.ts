@@ -360,7 +360,7 @@ async function markCreated(c: Creating): Promise<void> {
   try {
     writeExecPlan(c.ctx, c.record, c.dir);
   } catch (e) {
-    // Only exec's native front end reads it: without it, exec runs in Deno (exec.ts).
+    // Only the native front end reads it: without it, exec, start and delete run in Deno.
     c.step(`exec.plan not written (${(e as Error).message})`);
   }
   if (c.opts.pidFile) writeFileAtomic(c.opts.pidFile, `${c.pid}`);

@@ -321,22 +321,25 @@ function commandProcess(
   };
 }
 
-/** The file in a container's state directory that exec's native front end reads. */
+/** The file in a container's state directory that the native front end reads (front.c). */
 export const EXEC_PLAN = "exec.plan";
 
 /**
- * Writes `<dir>/exec.plan` (mode 0600, atomically) for exec's native front end
- * (runtime/native/front.c), which runs `capsule [--root DIR] exec ID COMMAND...` without
- * starting Deno: what exec() would hand the helper for that command line, without the
- * command (`a` records) and the namespaces (`n`, which the front end reads from
- * /proc/PID/ns as exec() does), after a frame of its own: the helper build it is for (`h`,
- * helperStamp), the container's id (`i`) and the freezer file and its thawed value (`z`, `Z`), read to refuse a paused
- * container. Layout: u32 LE length, the front
- * end's records, then the plan as encodeNsexecPlan writes it. Written once create is done
- * (the record no longer "creating"); nothing is written for a container whose process is
- * not exec's to take as it is (no recorded process, a relative cwd). The front end hands
- * every case it does not take (flags, a paused or stopped container, no such file) to this
- * CLI. Throws CapsuleError or a Deno error when the file cannot be written.
+ * Writes `<dir>/exec.plan` (mode 0600, atomically) for capsule's native front end
+ * (runtime/native/front.c), which runs `capsule [--root DIR] exec ID COMMAND...` and
+ * `capsule [GLOBAL FLAGS] start|delete ID` without starting Deno. For exec: what exec() would hand
+ * the helper for that command line, without the command (`a` records) and the namespaces
+ * (`n`, which the front end reads from /proc/PID/ns as exec() does). Before it, a frame of the
+ * front end's own: the helper build it is for (`h`, helperStamp), the container's id (`i`),
+ * the freezer file and its thawed value (`z`, `Z`: a paused container is the CLI's), `H`
+ * when start has poststart hooks to run (then start is the CLI's), and for delete the cgroup
+ * directories (`g`, each once) and the nested "capsule" parents that go with their last
+ * container (`q`, record.cgroupParents). Layout: u32 LE length, the
+ * front end's records, then the plan as encodeNsexecPlan writes it. Written once create is
+ * done (the record no longer "creating"); nothing is written for a container whose process is
+ * not exec's to take as it is (no recorded process, a relative cwd). The front end hands every
+ * case it does not take (flags, a paused or stopped container, no such file) to this CLI.
+ * Throws CapsuleError or a Deno error when the file cannot be written.
  */
 export function writeExecPlan(ctx: RuntimeContext, rec: ContainerRecord, dir: string): void {
   if (!rec.exec) return;
@@ -357,6 +360,10 @@ export function writeExecPlan(ctx: RuntimeContext, rec: ContainerRecord, dir: st
   const freezer = paths && ctx.cgroups?.freezerFile(paths);
   const records: [string, string][] = [["h", helperStamp(nsexecPath())], ["i", rec.id]];
   if (freezer) records.push(["z", freezer.path], ["Z", freezer.thawed]);
+  if (rec.hooks?.poststart?.length) records.push(["H", "1"]);
+  // For delete: the cgroup directories (each once) and the nested parents that go with the last.
+  for (const dir of new Set(Object.values(paths ?? {}))) records.push(["g", dir]);
+  for (const parent of rec.cgroupParents ?? []) records.push(["q", parent]);
   const front = encodeFrontRecords(records);
   const out = new Uint8Array(front.length + plan.length);
   out.set(front);

@@ -64,10 +64,11 @@ export async function buildNsexec(out: string): Promise<void> {
  * the single thread's gain) and execs `deno`
  * (a shell word: a quoted path or "$lib/deno") on `mainJs` (a shell word too) with the caller's
  * arguments. `--no-remote --no-npm`: the bundle imports neither, so a stray remote import is an
- * error instead of a download. A command line that begins `exec` or `--root DIR exec` goes to
- * `nsexec`'s front end (a shell word: capsule-nsexec beside main.js) with that Deno command
- * before a `--`: it runs a plain exec itself and hands anything else to the Deno command
- * unchanged (runtime/native/front.c).
+ * error instead of a download. A command line whose command (the first word after the global
+ * flags) is `exec`, `start`, `delete` or `rm` goes to `nsexec`'s front end (a shell word:
+ * capsule-nsexec beside main.js) with that Deno command before a `--`: it runs a plain exec, a
+ * start or a delete itself and hands anything else to the Deno command unchanged
+ * (runtime/native/front.c).
  */
 export function runDeno(deno: string, mainJs: string, nsexec: string): string {
   const cmd = [deno, "run", "-A", "--no-config", "--no-lock", "--no-remote", "--no-npm"]
@@ -75,7 +76,11 @@ export function runDeno(deno: string, mainJs: string, nsexec: string): string {
   return `v8=${V8_FLAGS}
 for a; do [ "$a" = image ] && v8=${V8_FLAGS_IMAGE} && break; done
 front=
-case $1 in exec) front=1 ;; --root) [ "$3" = exec ] && front=1 ;; --root=*) [ "$2" = exec ] && front=1 ;; esac
+skip=
+for a; do
+  [ -n "$skip" ] && skip= && continue
+  case $a in --root|--log|--log-format) skip=1 ;; -*) ;; exec|start|delete|rm) front=1 && break ;; *) break ;; esac
+done
 [ -n "$front" ] && [ -x ${nsexec} ] && exec ${nsexec} front ${cmd.length} ${cmd.join(" ")} -- "$@"
 exec ${cmd.join(" ")} "$@"
 `;

@@ -1,36 +1,44 @@
-// exec's native front end: `capsule [--root DIR] exec ID COMMAND [ARG...]` without starting Deno
-// (docs/DESIGN.md "exec's native front end"). The launcher (scripts/build.ts runDeno) runs
+// capsule's native front end: `exec ID COMMAND...`, `start ID` and `delete [-f] ID` without
+// starting Deno (docs/DESIGN.md "The native front end"). The launcher (scripts/build.ts runDeno)
+// runs
 //   capsule-nsexec front N DENO-COMMAND(N words) -- CAPSULE-ARGUMENTS...
-// for a command line whose first word is `exec` (or `--root DIR exec`). This mode takes only the
-// plain form, as root, for a container that create left an exec.plan for (runtime/exec.ts
-// writeExecPlan: what exec.ts would hand the helper for that container, without the command and
-// the namespaces), that is not paused and whose init is still the one create started. Anything
-// else (a flag, another user, a stopped, paused or unknown container, no overlayfs for the seal)
-// execs the Deno command with the arguments unchanged, before this process did anything the
-// caller could see: capsule's TypeScript CLI stays the one place that explains a refusal.
+// for a command line whose command is exec, start, delete or rm. This mode takes only what it
+// can do exactly as the CLI does, as root, for a container that create left an exec.plan for
+// (runtime/exec.ts writeExecPlan: what exec.ts would hand the helper, without the command and the
+// namespaces, and what start and delete need). Anything else (a flag, another user, a stopped,
+// paused or unknown container, hooks, extensions, no overlayfs for the seal) execs the Deno
+// command with the arguments unchanged, before this process did anything the caller could see:
+// capsule's TypeScript CLI stays the one place that explains a refusal.
 //
-// The plain form, done here as exec.ts does it: the namespaces that differ from this process's
+// exec, done here as exec.ts does it: the namespaces that differ from this process's
 // (/proc/PID/ns/*, read before the init's start time is checked again), the command as `a`
 // records, the helper started from a read-only overlayfs view of this binary (exe_seal.ts's
 // "overlay", runc's sealed overlayfs) with an empty environment and the plan on a socketpair;
 // its answer read, its failure said as exec.ts says it (exit status 255, runc's), signals
 // passed on (SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2: spawn.ts forwardSignals), and the
-// program's status returned (128+N when killed by signal N).
+// program's status returned (128+N when killed by signal N). start and delete: see front_start
+// and front_delete below.
 #include "capsule.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <linux/magic.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef FSOPEN_CLOEXEC
@@ -51,6 +59,7 @@
 
 #define DEFAULT_ROOT "/var/run/capsule" // runtime/state.ts DEFAULT_ROOT (root's default)
 #define EXEC_PLAN "exec.plan"          // runtime/exec.ts EXEC_PLAN
+#define EXEC_FIFO "exec.fifo"          // runtime/state.ts EXEC_FIFO
 #define MAX_TEMPLATE (16u << 20)
 
 static char **deno_argv; // the Deno command, then capsule's arguments: what a fallback runs
@@ -251,50 +260,30 @@ static const char *signal_name(int s) {
   return buf;
 }
 
-int front_main(int argc, char **argv) {
-  // argv: capsule-nsexec front N DENO-COMMAND... -- CAPSULE-ARGUMENTS...
-  char *end;
-  long n = argc > 3 ? strtol(argv[2], &end, 10) : -1;
-  if (n < 1 || *end || 3 + n >= argc || strcmp(argv[3 + n], "--")) {
-    dprintf(2, "capsule-nsexec: started by capsule's launcher only\n");
-    return 2;
-  }
-  // The Deno command and capsule's arguments, in place of the "--" between them.
-  deno_argv = list((size_t)argc, sizeof(char *));
-  int k = 0;
-  for (int i = 3; i < 3 + n; i++) deno_argv[k++] = argv[i];
-  char **args = argv + 4 + n;
-  int nargs = argc - 4 - (int)n;
-  for (int i = 0; i < nargs; i++) deno_argv[k++] = args[i];
+// What create left for the front end (exec.ts writeExecPlan), checked: the state root and the
+// container's directory root's and writable by no one else, the file too, whole, written for this
+// very build of the helper and for this id, its init alive with the recorded start time and its
+// cgroup not frozen. Anything else: fallback().
+struct tmpl {
+  unsigned char *buf;
+  const unsigned char *front, *plan;
+  uint32_t flen, plen;
+  unsigned long long pid;
+  char *start;
+  int dir; // O_PATH fd on the container's state directory
+};
 
-  const char *root = DEFAULT_ROOT;
-  int i = 0;
-  if (nargs > 1 && !strcmp(args[0], "--root")) {
-    root = args[1];
-    i = 2;
-  } else if (nargs > 0 && !strncmp(args[0], "--root=", 7)) {
-    root = args[0] + 7;
-    i = 1;
-  }
-  // exec ID COMMAND...: every word after the id is the command's (cli/process.ts stopAfter).
-  if (nargs - i < 3 || strcmp(args[i], "exec") || !*root || root[0] == '-' || dotted(root) ||
-      !valid_id(args[i + 1]) || getuid() != 0 || geteuid() != 0)
-    fallback();
-  const char *id = args[i + 1];
-  char **cmd = args + i + 2;
-  int ncmd = nargs - i - 2;
-
+static void load(const char *root, const char *id, struct tmpl *tm, int alive) {
   int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (rootfd < 0 || !ours(rootfd, S_IFDIR)) fallback();
   int dirfd = openat(rootfd, id, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   if (dirfd < 0 || !ours(dirfd, S_IFDIR)) fallback();
+  close(rootfd);
   int tf = openat(dirfd, EXEC_PLAN, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (tf < 0 || !ours(tf, S_IFREG)) fallback();
   size_t tlen;
   unsigned char *t = read_file(tf, &tlen);
   close(tf);
-  close(dirfd);
-  close(rootfd);
   if (!t) fallback();
   uint32_t flen = le32(t);
   if ((size_t)flen > tlen - 8) fallback();
@@ -318,7 +307,7 @@ int front_main(int argc, char **argv) {
   unsigned long long pid = 0;
   for (int b = 7; b >= 0; b--) pid = pid << 8 | d[b];
   char *start = find(plan, plen, 'X', &d, &dn) ? dup_str(d, dn) : NULL;
-  if (!pid || pid > INT_MAX || !start || !init_alive(pid, start)) fallback();
+  if (!pid || pid > INT_MAX || !start || (alive && !init_alive(pid, start))) fallback();
   if (find(front, flen, 'z', &d, &dn)) {
     char *file = dup_str(d, dn);
     const unsigned char *v;
@@ -328,6 +317,218 @@ int front_main(int argc, char **argv) {
     free(file);
     free(value);
   }
+
+  tm->buf = t;
+  tm->front = front;
+  tm->plan = plan;
+  tm->flen = flen;
+  tm->plen = plen;
+  tm->pid = pid;
+  tm->start = start;
+  tm->dir = dirfd;
+}
+
+// `start ID` (runtime/start.ts) for a created container without poststart hooks: opening
+// exec.fifo for reading releases the init, which writes one byte and execs the program; the fifo
+// is removed. A wait that ends otherwise (the init gone, 10 s) leaves the rest to the CLI, which
+// looks at the container again and says why.
+static int front_start(const char *root, const char *id) {
+  struct tmpl tm;
+  load(root, id, &tm, 1);
+  const unsigned char *d;
+  uint32_t dn;
+  if (find(tm.front, tm.flen, 'H', &d, &dn)) fallback(); // poststart hooks: the CLI runs them
+  // Created: exec.fifo is still there (a FIFO of root's); running or gone: the CLI says so.
+  int fd = openat(tm.dir, EXEC_FIFO, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) fallback();
+  struct stat st;
+  if (fstat(fd, &st) || !S_ISFIFO(st.st_mode) || st.st_uid != 0) fallback();
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  time_t deadline = now.tv_sec + 10;
+  int after_poll = 0, hung_up = 0;
+  for (;;) {
+    char b;
+    if (read(fd, &b, 1) == 1) break;
+    if (after_poll) hung_up = 1;
+    after_poll = 0;
+    if (!init_alive(tm.pid, tm.start)) {
+      // It may have written between the read and this look, then run its program to the end.
+      if (read(fd, &b, 1) == 1) break;
+      close(fd);
+      fallback();
+    }
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec > deadline) {
+      close(fd);
+      fallback();
+    }
+    // Before any writer opened it, read(2) of a FIFO says EOF but poll(2) waits; after a
+    // writer came and went without writing, poll returns at once: then sleep instead.
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (!hung_up && poll(&p, 1, 10) > 0) {
+      after_poll = 1;
+      continue;
+    }
+    usleep(1000);
+  }
+  close(fd);
+  if (unlinkat(tm.dir, EXEC_FIFO, 0) && errno != ENOENT) {
+    dprintf(2, "capsule: cannot remove %s/%s/%s: %s\n", root, id, EXEC_FIFO, why(errno));
+    return 1;
+  }
+  return 0;
+}
+
+// Each record `tag` in buf[0..len), as a NUL-terminated string, to fn; 0 when one is malformed.
+static int each(const unsigned char *buf, size_t len, char tag, int (*fn)(const char *, void *),
+                void *arg) {
+  size_t off = 0;
+  while (off + 5 <= len) {
+    uint32_t n = le32(buf + off + 1);
+    if (n > len - off - 5) return 0;
+    if (buf[off] == (unsigned char)tag) {
+      char *v = dup_str(buf + off + 5, n);
+      int ok = v && fn(v, arg);
+      free(v);
+      if (!ok) return 0;
+    }
+    off += 5 + (size_t)n;
+  }
+  return 1;
+}
+
+// A cgroup directory the container no longer uses: gone already, or with no process left.
+static int cgroup_empty(const char *dir, void *unused) {
+  (void)unused;
+  char path[PATH_MAX], buf[64];
+  if (snprintf(path, sizeof path, "%s/cgroup.procs", dir) >= (int)sizeof path) return 0;
+  int f = open(path, O_RDONLY | O_CLOEXEC);
+  if (f < 0) return errno == ENOENT;
+  ssize_t n = read(f, buf, sizeof buf); // a threaded cgroup2 directory cannot be read: the CLI's
+  close(f);
+  return n == 0;
+}
+
+// Removes a cgroup directory, which must be on a cgroup file system (as the drivers' destroy
+// refuses any other: a record is never trusted to name a host directory).
+static int cgroup_remove(const char *dir, void *unused) {
+  (void)unused;
+  struct statfs sf;
+  if (statfs(dir, &sf)) return errno == ENOENT;
+  if (sf.f_type != CGROUP_SUPER_MAGIC && sf.f_type != CGROUP2_SUPER_MAGIC) return 0;
+  return !rmdir(dir) || errno == ENOENT; // a sub-cgroup left (EBUSY): the CLI removes it
+}
+
+// A nested "capsule" parent (record.cgroupParents) goes with its last container (cgroups/util.ts
+// removeEmptyParents): removed when it is the parent of one of this container's directories and
+// nothing else is left in it.
+struct parent_arg {
+  const struct tmpl *tm;
+  const char *parent;
+};
+static int is_child_of(const char *dir, void *arg) {
+  const char *parent = ((struct parent_arg *)arg)->parent;
+  size_t n = strlen(parent);
+  return !(strncmp(dir, parent, n) == 0 && dir[n] == '/' && !strchr(dir + n + 1, '/'));
+}
+static int parent_remove(const char *parent, void *arg) {
+  struct parent_arg *pa = arg;
+  pa->parent = parent;
+  // each() stops at the first child found: is_child_of returns 0 there.
+  if (!each(pa->tm->front, pa->tm->flen, 'g', is_child_of, pa)) cgroup_remove(parent, NULL);
+  return 1;
+}
+
+// Removes the files of the directory `dir` (an O_PATH fd), state.json last; 0 when one cannot
+// be removed or is a directory.
+static int remove_files(int dir) {
+  int fd = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  DIR *dp = fd < 0 ? NULL : fdopendir(fd);
+  if (!dp) return 0;
+  struct dirent *e;
+  int ok = 1;
+  while (ok && (e = readdir(dp))) {
+    const char *n = e->d_name;
+    if (!strcmp(n, ".") || !strcmp(n, "..") || !strcmp(n, "state.json")) continue;
+    ok = e->d_type != DT_DIR && (!unlinkat(dir, n, 0) || errno == ENOENT);
+  }
+  closedir(dp);
+  return ok && (!unlinkat(dir, "state.json", 0) || errno == ENOENT);
+}
+
+// Whether the first `key` (`"name":`) in the JSON text buf[0..len) is absent or holds `{}`.
+static int empty_object(const unsigned char *buf, size_t len, const char *key) {
+  const unsigned char *k = memmem(buf, len, key, strlen(key));
+  if (!k) return 1;
+  const unsigned char *p = k + strlen(key), *e = buf + len;
+  while (p < e && (*p == ' ' || *p == '\n')) p++;
+  if (p >= e || *p++ != '{') return 0;
+  while (p < e && (*p == ' ' || *p == '\n')) p++;
+  return p < e && *p == '}';
+}
+
+// `delete [-f] ID` (runtime/delete.ts) of a container with no extension (network, image), no
+// poststop hook and its own mount namespace, under its lock (state.ts lock: the state directory
+// flock'd): a created container, or with -f a running one, has its init killed (SIGKILL through a
+// pidfd opened while the start time still matched) and waited for; then its cgroups must hold no
+// process (else the CLI kills the rest), are removed with the nested parents they leave empty,
+// and the state directory goes, state.json last. Anything else, or anything that does not go as
+// planned, is the CLI's, which finds the container as this left it and finishes.
+static int front_delete(const char *root, const char *id, int force) {
+  struct tmpl tm;
+  load(root, id, &tm, 0);
+  int lock = openat(tm.dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (lock < 0 || flock(lock, LOCK_EX)) fallback();
+  // What the record holds now: extensions or poststop hooks (state.json's keys; a key in an
+  // escaped string has a backslash before its quote) make it the CLI's; so does a rootfs bound on
+  // the host.
+  int sf = openat(tm.dir, "state.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (sf < 0 || !ours(sf, S_IFREG)) fallback();
+  size_t slen;
+  unsigned char *state = read_file(sf, &slen);
+  close(sf);
+  if (!state || !empty_object(state, slen, "\"ext\":") || memmem(state, slen, "\"poststop\":", 11) ||
+      memmem(state, slen, "\"creating\":", 11) || !faccessat(tm.dir, "host-mount.json", F_OK, AT_SYMLINK_NOFOLLOW))
+    fallback();
+  free(state);
+  if (init_alive(tm.pid, tm.start)) {
+    // Running: only with -f. Created (exec.fifo there): killed, as runc does.
+    if (!force && faccessat(tm.dir, EXEC_FIFO, F_OK, AT_SYMLINK_NOFOLLOW)) fallback();
+    int pfd = (int)syscall(SYS_pidfd_open, (pid_t)tm.pid, 0);
+    if (pfd < 0 || !init_alive(tm.pid, tm.start)) fallback(); // the pid is not the init's now
+    if (syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0)) fallback();
+    struct pollfd p = {.fd = pfd, .events = POLLIN};
+    if (poll(&p, 1, 10000) != 1) fallback(); // readable once it has exited
+    close(pfd);
+  }
+  if (!each(tm.front, tm.flen, 'g', cgroup_empty, NULL)) fallback();
+  if (!each(tm.front, tm.flen, 'g', cgroup_remove, NULL)) fallback();
+  struct parent_arg pa = {.tm = &tm};
+  each(tm.front, tm.flen, 'q', parent_remove, &pa);
+  // The state directory: its files (a directory in it is the CLI's), state.json last. run -d's
+  // waiter may write exit.json meanwhile: the directory is listed again until it goes.
+  int rootfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rootfd < 0) fallback();
+  for (int round = 0;; round++) {
+    if (!remove_files(tm.dir)) fallback();
+    if (!unlinkat(rootfd, id, AT_REMOVEDIR) || errno == ENOENT) return 0;
+    if (errno != ENOTEMPTY || round == 5) {
+      dprintf(2, "capsule: cannot remove %s/%s: %s\n", root, id, why(errno));
+      return 1;
+    }
+  }
+}
+
+// `exec ID COMMAND...`: every word after the id is the command's (cli/process.ts stopAfter).
+static int front_exec(const char *root, const char *id, char **cmd, int ncmd) {
+  struct tmpl tm;
+  load(root, id, &tm, 1);
+  close(tm.dir);
+  unsigned long long pid = tm.pid;
+  const char *start = tm.start;
+  const unsigned char *plan = tm.plan;
+  uint32_t plen = tm.plen;
 
   // The namespaces that differ from this process's, in exec.ts NAMESPACE_ORDER.
   static const char *const ORDER[] = {"user", "pid", "ipc", "uts", "net", "cgroup", "mnt"};
@@ -448,4 +649,52 @@ int front_main(int argc, char **argv) {
   while (waitpid(h, &st, 0) < 0)
     if (errno != EINTR) return 255;
   return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+int front_main(int argc, char **argv) {
+  // argv: capsule-nsexec front N DENO-COMMAND... -- CAPSULE-ARGUMENTS...
+  char *end;
+  long n = argc > 3 ? strtol(argv[2], &end, 10) : -1;
+  if (n < 1 || *end || 3 + n >= argc || strcmp(argv[3 + n], "--")) {
+    dprintf(2, "capsule-nsexec: started by capsule's launcher only\n");
+    return 2;
+  }
+  // The Deno command and capsule's arguments, in place of the "--" between them.
+  deno_argv = list((size_t)argc, sizeof(char *));
+  int k = 0;
+  for (int i = 3; i < 3 + n; i++) deno_argv[k++] = argv[i];
+  char **args = argv + 4 + n;
+  int nargs = argc - 4 - (int)n;
+  for (int i = 0; i < nargs; i++) deno_argv[k++] = args[i];
+
+  // Global flags (cli/main.ts GLOBAL_FLAGS): --root; --log, --log-format and --systemd-cgroup
+  // as engines pass them (a success logs nothing), for start only. Any other: the CLI's.
+  const char *root = DEFAULT_ROOT;
+  int logged = 0, i = 0;
+  while (i < nargs && args[i][0] == '-') {
+    const char *a = args[i], *format = NULL;
+    if (!strcmp(a, "--root") && i + 1 < nargs) root = args[++i];
+    else if (!strncmp(a, "--root=", 7)) root = a + 7;
+    else if (!strcmp(a, "--log") && i + 1 < nargs) logged = ++i;
+    else if (!strncmp(a, "--log=", 6)) logged = 1;
+    else if (!strcmp(a, "--log-format") && i + 1 < nargs) format = args[++i];
+    else if (!strncmp(a, "--log-format=", 13)) format = a + 13;
+    else if (strcmp(a, "--systemd-cgroup")) fallback();
+    if (format && strcmp(format, "text") && strcmp(format, "json")) fallback();
+    if (format) logged = 1;
+    i++;
+  }
+  if (i + 1 >= nargs || !*root || root[0] == '-' || dotted(root) || getuid() != 0 ||
+      geteuid() != 0)
+    fallback();
+  if (!strcmp(args[i], "exec") && !logged && nargs - i >= 3 && valid_id(args[i + 1]))
+    return front_exec(root, args[i + 1], args + i + 2, nargs - i - 2);
+  if (!strcmp(args[i], "start") && nargs - i == 2 && valid_id(args[i + 1])) return front_start(root, args[i + 1]);
+  if ((!strcmp(args[i], "delete") || !strcmp(args[i], "rm")) && nargs - i == 2 &&
+      valid_id(args[i + 1]))
+    return front_delete(root, args[i + 1], 0);
+  if ((!strcmp(args[i], "delete") || !strcmp(args[i], "rm")) && nargs - i == 3 &&
+      (!strcmp(args[i + 1], "-f") || !strcmp(args[i + 1], "--force")) && valid_id(args[i + 2]))
+    return front_delete(root, args[i + 2], 1);
+  fallback();
 }

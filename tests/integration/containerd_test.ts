@@ -8,10 +8,10 @@ import {
   assertEquals,
   assertMatch,
   buildBusyboxRootfs,
+  capsuleCommand,
   cgroupDirsNamed,
   isRoot,
   removeAll,
-  REPO,
   sleep,
 } from "../helpers.ts";
 
@@ -80,7 +80,7 @@ async function withContainerd(fn: (c: Containerd) => Promise<void>): Promise<voi
   const launcher = `${dir}/capsule`;
   Deno.writeTextFileSync(
     launcher,
-    `#!/bin/sh\nexec ${Deno.execPath()} run -A --quiet ${REPO}/main.ts "$@"\n`,
+    `#!/bin/sh\nexec ${capsuleCommand().join(" ")} "$@"\n`,
     { mode: 0o755 },
   );
   const daemon = new Deno.Command("containerd", {

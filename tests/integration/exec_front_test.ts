@@ -8,6 +8,7 @@ import {
   assert,
   assertEquals,
   assertMatch,
+  cgroupDirsNamed,
   inUserNamespace,
   makeBundle,
   removeAll,
@@ -34,6 +35,8 @@ interface RunOptions {
   env?: Record<string, string>;
   /** Without the test's `--root ROOT` first (the arguments give their own). */
   ownRoot?: boolean;
+  /** stdout and stderr to /dev/null: create's, which its init keeps open. */
+  quiet?: boolean;
 }
 
 interface Built {
@@ -70,19 +73,23 @@ async function withBuild(root: string, fn: (b: Built) => Promise<void>): Promise
     const dec = new TextDecoder();
     // Under a soft open-files limit of 256 (the hard one stays): the program's, when its config
     // sets none, is what the CLI's Deno passes on (its soft limit raised to the hard one).
-    const cmd = (args: string[], { nodeno = false, env, ownRoot = false }: RunOptions = {}) =>
+    const cmd = (
+      args: string[],
+      { nodeno = false, env, ownRoot = false, quiet = false }: RunOptions = {},
+    ) =>
       new Deno.Command("sh", {
         args: ["-c", 'ulimit -Sn 256; exec "$0" "$@"', nodeno ? `${dist}/capsule-nodeno` : launcher]
           .concat(ownRoot ? args : ["--root", root, ...args]),
         env,
         stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
+        stdout: quiet ? "null" : "piped",
+        stderr: quiet ? "null" : "piped",
       });
     await fn({
       dist,
       run: async (args, o = {}) => {
         const out = await cmd(args, o).output();
+        if (o.quiet) return { code: out.code, stdout: "", stderr: "" };
         return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
       },
       spawn: (args) => cmd(args).spawn(),
@@ -345,3 +352,172 @@ rootTest(
     }
   },
 );
+
+rootTest(
+  "start front end: a created container started without Deno; hooks, flags and other states go to the CLI",
+  async (root) => {
+    const bundle = await makeBundle("sleep 1000");
+    const quick = await makeBundle("echo started");
+    const marks = await Deno.makeTempDir({ prefix: "capsule-front-hook-" });
+    const hooked = await makeBundle("sleep 1000", (s) => {
+      s.hooks = { poststart: [{ path: "/bin/sh", args: ["sh", "-c", `echo ran > ${marks}/ran`] }] };
+    });
+    try {
+      await withBuild(root, async (b) => {
+        const status = async (id: string) => JSON.parse((await b.run(["state", id])).stdout).status;
+        const handedOn = async (args: string[], o: RunOptions = {}) => {
+          const r = await b.run(args, { ...o, nodeno: true });
+          assertEquals(r.code, 127, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
+          assertMatch(r.stderr, /cannot start \/nonexistent\/deno/);
+        };
+        const create = async (id: string, bundle: string) =>
+          assertEquals((await b.run(["create", "-b", bundle, id], { quiet: true })).code, 0);
+        await create("s1", bundle);
+        assertEquals(await status("s1"), "created");
+        const started = await b.run(["start", "s1"], { nodeno: true });
+        assertEquals(started.code, 0, started.stderr);
+        assertEquals(await status("s1"), "running");
+        assert(!existsSync(`${root}/s1/exec.fifo`), "exec.fifo is left");
+        const ps = await b.run(["exec", "s1", "cat", "/proc/1/cmdline"], { nodeno: true });
+        assertEquals(ps.stdout, "sleep\u00001000\u0000");
+        // Running now: the CLI's refusal.
+        await handedOn(["start", "s1"]);
+        assertMatch((await b.run(["start", "s1"])).stderr, /running/);
+        // As engines call it (containerd, podman's conmon): global flags, no log on success.
+        await create("s2", bundle);
+        const log = `${marks}/log.json`;
+        const engine = ["--root", root, "--log", log, "--log-format", "json", "--systemd-cgroup"];
+        const e = await b.run([...engine, "start", "s2"], { nodeno: true, ownRoot: true });
+        assertEquals(e.code, 0, e.stderr);
+        assertEquals(await status("s2"), "running");
+        assert(!existsSync(log), "a start that succeeded wrote the log");
+        // A program that is done before start looks: started all the same.
+        await create("s3", quick);
+        assertEquals((await b.run(["start", "s3"], { nodeno: true })).code, 0);
+        await waitFor(async () => (await status("s3")) === "stopped", 5000);
+        // Poststart hooks, --debug, an unknown --log-format, a created container whose init is
+        // gone: the CLI's.
+        await create("s4", hooked);
+        await handedOn(["start", "s4"]);
+        await handedOn(["--debug", "start", "s4"]);
+        await handedOn(["--log-format", "yaml", "start", "s4"]);
+        assertEquals((await b.run(["start", "s4"])).code, 0);
+        assertEquals(Deno.readTextFileSync(`${marks}/ran`), "ran\n");
+        await create("s5", bundle);
+        const pid = JSON.parse((await b.run(["state", "s5"])).stdout).pid;
+        Deno.kill(pid, "SIGKILL");
+        await waitFor(async () => (await status("s5")) === "stopped", 5000);
+        await handedOn(["start", "s5"]);
+        for (const id of ["s1", "s2", "s3", "s4", "s5"]) {
+          assertEquals((await b.run(["delete", "-f", id])).code, 0);
+        }
+      });
+    } finally {
+      await removeAll(bundle, quick, hooked, marks);
+    }
+  },
+);
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.lstatSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+rootTest(
+  "delete front end: created, stopped and (-f) running containers removed without Deno; what it does not take goes to the CLI",
+  async (root) => {
+    const bundle = await makeBundle("sleep 1000");
+    const quick = await makeBundle("true");
+    const marks = await Deno.makeTempDir({ prefix: "capsule-front-del-" });
+    const hooked = await makeBundle("sleep 1000", (s) => {
+      s.hooks = { poststop: [{ path: "/bin/sh", args: ["sh", "-c", `echo ran > ${marks}/ran`] }] };
+    });
+    const hostMounts = await makeBundle("sleep 1000", (s) => {
+      s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== "mount");
+      delete s.linux!.maskedPaths;
+      delete s.linux!.readonlyPaths;
+    });
+    try {
+      await withBuild(root, async (b) => {
+        const handedOn = async (args: string[], o: RunOptions = {}) => {
+          const r = await b.run(args, { ...o, nodeno: true });
+          assertEquals(r.code, 127, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
+          assertMatch(r.stderr, /cannot start \/nonexistent\/deno/);
+        };
+        const state = async (id: string) => JSON.parse((await b.run(["state", id])).stdout);
+        // Deleted natively: no state, no cgroup, no init; a nested "capsule" parent it was the
+        // last container of is gone too.
+        const gone = async (id: string, pid: number, parents: string[]) => {
+          assert(!existsSync(`${root}/${id}`), `${id}: state directory left`);
+          assertEquals(cgroupDirsNamed(id), [], `${id}: cgroups left`);
+          assert(!existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readStatus(pid)), "init alive");
+          for (const p of parents) {
+            const left = existsSync(p) ? [...Deno.readDirSync(p)].filter((e) => e.isDirectory) : [];
+            assert(!existsSync(p) || left.length > 0, `${p} left empty`);
+          }
+        };
+        const record = (id: string) =>
+          JSON.parse(Deno.readTextFileSync(`${root}/${id}/state.json`));
+        const create = async (id: string, bundle: string) =>
+          assertEquals((await b.run(["create", "-b", bundle, id], { quiet: true })).code, 0);
+        // Created: killed and removed, as runc does, without -f.
+        await create("d1", bundle);
+        let rec = record("d1");
+        const d1 = await b.run(["delete", "d1"], { nodeno: true });
+        assertEquals(d1.code, 0, d1.stderr);
+        await gone("d1", rec.pid, rec.cgroupParents ?? []);
+        // Running: the CLI's refusal without -f; with it (as engines pass it), native.
+        assertEquals((await b.run(["run", "-d", "-b", bundle, "d2"])).code, 0);
+        rec = record("d2");
+        await handedOn(["delete", "d2"]);
+        assertMatch((await b.run(["delete", "d2"])).stderr, /running/);
+        const log = `${marks}/log.json`;
+        const engine = ["--root", root, "--log", log, "--log-format", "json", "delete", "--force"];
+        const d2 = await b.run([...engine, "d2"], { nodeno: true, ownRoot: true });
+        assertEquals(d2.code, 0, d2.stderr);
+        await gone("d2", rec.pid, rec.cgroupParents ?? []);
+        // Stopped (its program done): removed (rm is delete).
+        assertEquals((await b.run(["run", "-d", "-b", quick, "d3"])).code, 0);
+        await waitFor(async () => (await state("d3")).status === "stopped", 5000);
+        rec = record("d3");
+        assertEquals((await b.run(["rm", "d3"], { nodeno: true })).code, 0);
+        await gone("d3", rec.pid, rec.cgroupParents ?? []);
+        // Poststop hooks, a rootfs bound on the host (no mount namespace): the CLI's.
+        await create("d4", hooked);
+        await handedOn(["delete", "-f", "d4"]);
+        assertEquals((await b.run(["delete", "-f", "d4"])).code, 0);
+        assertEquals(Deno.readTextFileSync(`${marks}/ran`), "ran\n");
+        await create("d5", hostMounts);
+        await handedOn(["delete", "-f", "d5"]);
+        assertEquals((await b.run(["delete", "-f", "d5"])).code, 0);
+        // A sub-cgroup left in the container's (exec --cgroup's kind): the init is killed, the
+        // rest is the CLI's, which finishes from where the front end stopped.
+        await create("d6", bundle);
+        rec = record("d6");
+        const pidsDir = rec.cgroupPaths.pids ?? Object.values(rec.cgroupPaths)[0];
+        Deno.mkdirSync(`${pidsDir}/sub`);
+        await handedOn(["delete", "-f", "d6"]);
+        const d6 = await b.run(["delete", "-f", "d6"]);
+        assertEquals(d6.code, 0, d6.stderr);
+        await gone("d6", rec.pid, []);
+        // Unknown: the CLI's (-f of a gone container succeeds, runc's contract).
+        await handedOn(["delete", "-f", "nosuch"]);
+        assertEquals((await b.run(["delete", "-f", "nosuch"])).code, 0);
+      });
+    } finally {
+      await removeAll(bundle, quick, hooked, hostMounts, marks);
+    }
+  },
+);
+
+function readStatus(pid: number): string {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/status`);
+  } catch {
+    return "";
+  }
+}

@@ -5,9 +5,9 @@ import {
   assertEquals,
   assertMatch,
   buildBusyboxRootfs,
+  capsuleCommand,
   isRoot,
   removeAll,
-  REPO,
 } from "../helpers.ts";
 
 function which(cmd: string): boolean {
@@ -31,7 +31,7 @@ Deno.test({
     const launcher = `${dir}/capsule`;
     await Deno.writeTextFile(
       launcher,
-      `#!/bin/sh\nexec ${Deno.execPath()} run -A --quiet ${REPO}/main.ts --root ${dir}/state "$@"\n`,
+      `#!/bin/sh\nexec ${capsuleCommand().join(" ")} --root ${dir}/state "$@"\n`,
       { mode: 0o755 },
     );
     await Deno.writeTextFile(

@@ -130,8 +130,8 @@ Deno.test("launchers: V8's flags for short commands, and the multi-threaded ones
       `--v8-flags=${V8_FLAGS_IMAGE} --root /r image create x f.tar`,
     );
     assertEquals(await flags(), `--v8-flags=${V8_FLAGS}`);
-    // exec (first, or after --root DIR) goes to the native front end, with the Deno command it
-    // hands anything else to before "--"; nothing else does.
+    // exec, start and delete (the first word after the global flags) go to the native front end, with
+    // the Deno command it hands anything else to before "--"; nothing else does.
     const deno = `${fake} run -A --no-config --no-lock --no-remote --no-npm --quiet ` +
       `--v8-flags=${V8_FLAGS} main.js`;
     assertEquals(await flags("exec", "c1", "true"), `front 10 ${deno} -- exec c1 true`);
@@ -143,11 +143,14 @@ Deno.test("launchers: V8's flags for short commands, and the multi-threaded ones
       await flags("--root=/r", "exec", "-t", "c1"),
       `front 10 ${deno} -- --root=/r exec -t c1`,
     );
+    const engine = ["--root", "/r", "--log", "/l.json", "--log-format", "json", "start", "c1"];
+    assertEquals(await flags(...engine), `front 10 ${deno} -- ${engine.join(" ")}`);
+    assertEquals(await flags("--debug", "start", "c1"), `front 10 ${deno} -- --debug start c1`);
+    assertEquals(await flags("delete", "-f", "c1"), `front 10 ${deno} -- delete -f c1`);
+    assertEquals(await flags("rm", "c1"), `front 10 ${deno} -- rm c1`);
     assertEquals(await flags("state", "exec"), `--v8-flags=${V8_FLAGS} state exec`);
-    assertEquals(
-      await flags("--debug", "exec", "c1", "x"),
-      `--v8-flags=${V8_FLAGS} --debug exec c1 x`,
-    );
+    assertEquals(await flags("--root", "start", "run"), `--v8-flags=${V8_FLAGS} --root start run`);
+    assertEquals(await flags("run", "start"), `--v8-flags=${V8_FLAGS} run start`);
     const env = { front: "1" }; // a caller's variable of that name routes nothing
     const out = await new Deno.Command(launcher, { args: ["run", "x"], clearEnv: true, env })
       .output();
