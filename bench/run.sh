@@ -15,6 +15,8 @@
 #                          parallel then deleted in parallel, inside a private network namespace;
 #                          total wall time, per-container median, leftovers (must be 0)
 #   create peak RSS        of one `create` (the CLI process; /usr/bin/time -v) vs runc and crun
+#   resident               processes left on the host (not in the container's PID namespace)
+#                          once create + start, then `run -d`, returned, with their RSS
 #   floor                  `deno run` of an empty module with the flags dist/capsule uses
 # Prints one table (capsule, runc, crun, floor, ratio, target, failed runs) and writes
 # bench/RESULTS.md (machine, kernel, versions, date, the table, `--debug` phase timings),
@@ -285,7 +287,35 @@ for r in capsule runc crun; do
 done
 /usr/bin/time -v -o "$work/rss-floor" $floor_cmd >/dev/null 2>&1 || true
 c=$(rss "$work/rss-create-capsule") rr=$(rss "$work/rss-create-runc") cr=$(rss "$work/rss-create-crun")
-row "create peak RSS (CLI)" "$(mb "$c")" "$(mb "$rr")" "$(mb "$cr")" "$(mb "$(rss "$work/rss-floor")")" "$(ratio "$c" "$rr") of runc" "reported; 0 resident" "$(for r in capsule runc crun; do [ "$(exitof "$work/rss-create-$r")" = 0 ] || printf '%s exit %s ' "$r" "$(exitof "$work/rss-create-$r")"; done)"
+row "create peak RSS (CLI)" "$(mb "$c")" "$(mb "$rr")" "$(mb "$cr")" "$(mb "$(rss "$work/rss-floor")")" "$(ratio "$c" "$rr") of runc" "reported" "$(for r in capsule runc crun; do [ "$(exitof "$work/rss-create-$r")" = 0 ] || printf '%s exit %s ' "$r" "$(exitof "$work/rss-create-$r")"; done)"
+
+# 9: what stays resident per running container, beside the container's own processes: the
+# processes that appeared on the host and are in the host's PID namespace, with their RSS, once
+# create + start (the engines' way), then `run -d`, have returned.
+log "what stays resident per container"
+resident() { # COMMAND...: prints "N (M MB)"
+  local before after p n=0 kb=0 host
+  host=$(readlink /proc/self/ns/pid)
+  before=$(ps -e -o pid= | sort)
+  "$@" </dev/null >/dev/null 2>&1 || { echo "failed"; return; }
+  sleep 0.5
+  after=$(ps -e -o pid= | sort)
+  for p in $(comm -13 <(echo "$before") <(echo "$after")); do
+    [ "$(readlink "/proc/$p/ns/pid" 2>/dev/null)" = "$host" ] || continue
+    n=$((n + 1)) kb=$((kb + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+  done
+  echo "$n ($((kb / 1024)) MB)"
+}
+declare -A res_cs res_rd
+for r in capsule runc crun; do
+  b=$(bin "$r") s="$work/state-$r"
+  res_cs[$r]=$(resident sh -c "'$b' --root '$s' create -b '$work/sleeper' res-$r && '$b' --root '$s' start res-$r")
+  "$b" --root "$s" delete -f "res-$r" >/dev/null 2>&1 || true
+  res_rd[$r]=$(resident "$b" --root "$s" run -d -b "$work/sleeper" "rd-$r")
+  "$b" --root "$s" delete -f "rd-$r" >/dev/null 2>&1 || true
+done
+row "resident per container after create + start: processes (RSS)" "${res_cs[capsule]}" "${res_cs[runc]}" "${res_cs[crun]}" - - "0 resident" ""
+row "resident per container after run -d: processes (RSS)" "${res_rd[capsule]}" "${res_rd[runc]}" "${res_rd[crun]}" - - "reported (waiter, log writer)" ""
 
 # Where create's milliseconds go: one `--debug run` of true.
 "$CAPSULE" --debug --root "$S" run -b "$work/bundle" debug-run >"$work/debug.txt" 2>&1 || true

@@ -357,11 +357,15 @@ async function markCreated(c: Creating): Promise<void> {
   if (c.firstStage && !c.firstStage.poll()) await c.firstStage.status;
   delete c.record.creating;
   c.save();
-  try {
-    writeExecPlan(c.ctx, c.record, c.dir);
-  } catch (e) {
-    // Only the native front end reads it: without it, exec, start and delete run in Deno.
-    c.step(`exec.plan not written (${(e as Error).message})`);
+  // Only the native front end reads it: without it, exec, start and delete run in Deno. A
+  // foreground run starts and deletes its container itself: writing the file and removing it
+  // cost its `run true` ~1.5 ms (bench/steps.sh, medians of 30), so an exec into one is the CLI's.
+  if (!c.foreground) {
+    try {
+      writeExecPlan(c.ctx, c.record, c.dir);
+    } catch (e) {
+      c.step(`exec.plan not written (${(e as Error).message})`);
+    }
   }
   if (c.opts.pidFile) writeFileAtomic(c.opts.pidFile, `${c.pid}`);
 }
