@@ -328,6 +328,81 @@ static void load(const char *root, const char *id, struct tmpl *tm, int alive) {
   tm->dir = dirfd;
 }
 
+// JSON, as much as the record needs: the value of member `key` of the object at obj (its first
+// byte '{'), found among that object's own members only (strings skipped with their escapes,
+// nested objects and arrays by depth), as [*vs, *ve); 0 when absent or malformed.
+static const unsigned char *skip_ws(const unsigned char *p, const unsigned char *end) {
+  while (p < end && (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r')) p++;
+  return p;
+}
+
+static int member(const unsigned char *obj, const unsigned char *end, const char *key,
+                  const unsigned char **vs, const unsigned char **ve) {
+  if (obj >= end || *obj != '{') return 0;
+  size_t klen = strlen(key);
+  int depth = 0;
+  const unsigned char *start = NULL; // the value of `key`, once its name was read
+  for (const unsigned char *p = obj; p < end; p++) {
+    unsigned char c = *p;
+    if (c == '"') {
+      const unsigned char *q = p + 1;
+      while (q < end && *q != '"') q += *q == '\\' ? 2 : 1;
+      if (q >= end) return 0;
+      if (depth == 1 && !start) {
+        const unsigned char *a = skip_ws(q + 1, end);
+        if (a < end && *a == ':' && (size_t)(q - p - 1) == klen && !memcmp(p + 1, key, klen)) {
+          start = skip_ws(a + 1, end);
+          p = start - 1; // the value next
+          continue;
+        }
+      }
+      p = q;
+      continue;
+    }
+    if (c == '{' || c == '[') {
+      depth++;
+    } else if (c == '}' || c == ']') {
+      if (--depth == 0) {
+        if (!start) return 0;
+        *vs = start; // the object's last member: its value ends at the closing brace
+        *ve = p;
+        return 1;
+      }
+    } else if (c == ',' && depth == 1 && start) {
+      *vs = start;
+      *ve = p;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+// Whether the object's member `key` is absent, or an empty object or array.
+static int absent_or_empty(const unsigned char *obj, size_t len, const char *key) {
+  const unsigned char *vs, *ve;
+  if (!member(obj, obj + len, key, &vs, &ve)) return 1;
+  while (ve > vs && (ve[-1] == ' ' || ve[-1] == '\n' || ve[-1] == '\t' || ve[-1] == '\r')) ve--;
+  if (ve - vs < 2 || (vs[0] != '{' && vs[0] != '[')) return 0;
+  return skip_ws(vs + 1, ve) == ve - 1;
+}
+
+// Whether the record (state.json) holds hooks of `kind` (poststart, poststop).
+static int has_hooks(const unsigned char *rec, size_t len, const char *kind) {
+  const unsigned char *vs, *ve;
+  if (!member(rec, rec + len, "hooks", &vs, &ve)) return 0;
+  return !absent_or_empty(vs, (size_t)(ve - vs), kind);
+}
+
+// state.json of the container (dir: its O_PATH fd), root's and whole; fallback() otherwise.
+static unsigned char *read_record(int dir, size_t *len) {
+  int sf = openat(dir, "state.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (sf < 0 || !ours(sf, S_IFREG)) fallback();
+  unsigned char *rec = read_file(sf, len);
+  close(sf);
+  if (!rec) fallback();
+  return rec;
+}
+
 // `start ID` (runtime/start.ts) for a created container without poststart hooks: opening
 // exec.fifo for reading releases the init, which writes one byte and execs the program; the fifo
 // is removed. A wait that ends otherwise (the init gone, 10 s) leaves the rest to the CLI, which
@@ -338,6 +413,10 @@ static int front_start(const char *root, const char *id) {
   const unsigned char *d;
   uint32_t dn;
   if (find(tm.front, tm.flen, 'H', &d, &dn)) fallback(); // poststart hooks: the CLI runs them
+  size_t rlen;
+  unsigned char *rec = read_record(tm.dir, &rlen); // and as the record says now
+  if (has_hooks(rec, rlen, "poststart")) fallback();
+  free(rec);
   // Created: exec.fifo is still there (a FIFO of root's); running or gone: the CLI says so.
   int fd = openat(tm.dir, EXEC_FIFO, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
   if (fd < 0) fallback();
@@ -352,6 +431,11 @@ static int front_start(const char *root, const char *id) {
     if (read(fd, &b, 1) == 1) break;
     if (after_poll) hung_up = 1;
     after_poll = 0;
+    // Another start read the byte and removed the fifo: this one has nothing to wait for.
+    if (hung_up && !fstat(fd, &st) && st.st_nlink == 0) {
+      close(fd);
+      fallback();
+    }
     if (!init_alive(tm.pid, tm.start)) {
       // It may have written between the read and this look, then run its program to the end.
       if (read(fd, &b, 1) == 1) break;
@@ -457,17 +541,6 @@ static int remove_files(int dir) {
   return ok && (!unlinkat(dir, "state.json", 0) || errno == ENOENT);
 }
 
-// Whether the first `key` (`"name":`) in the JSON text buf[0..len) is absent or holds `{}`.
-static int empty_object(const unsigned char *buf, size_t len, const char *key) {
-  const unsigned char *k = memmem(buf, len, key, strlen(key));
-  if (!k) return 1;
-  const unsigned char *p = k + strlen(key), *e = buf + len;
-  while (p < e && (*p == ' ' || *p == '\n')) p++;
-  if (p >= e || *p++ != '{') return 0;
-  while (p < e && (*p == ' ' || *p == '\n')) p++;
-  return p < e && *p == '}';
-}
-
 // `delete [-f] ID` (runtime/delete.ts) of a container with no extension (network, image), no
 // poststop hook and its own mount namespace, under its lock (state.ts lock: the state directory
 // flock'd): a created container, or with -f a running one, has its init killed (SIGKILL through a
@@ -480,18 +553,16 @@ static int front_delete(const char *root, const char *id, int force) {
   load(root, id, &tm, 0);
   int lock = openat(tm.dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (lock < 0 || flock(lock, LOCK_EX)) fallback();
-  // What the record holds now: extensions or poststop hooks (state.json's keys; a key in an
-  // escaped string has a backslash before its quote) make it the CLI's; so does a rootfs bound on
-  // the host.
-  int sf = openat(tm.dir, "state.json", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-  if (sf < 0 || !ours(sf, S_IFREG)) fallback();
+  // What the record holds now (its top-level members): extensions (network, image), poststop
+  // hooks or "creating" make it the CLI's; so does a rootfs bound on the host.
   size_t slen;
-  unsigned char *state = read_file(sf, &slen);
-  close(sf);
-  if (!state || !empty_object(state, slen, "\"ext\":") || memmem(state, slen, "\"poststop\":", 11) ||
-      memmem(state, slen, "\"creating\":", 11) || !faccessat(tm.dir, "host-mount.json", F_OK, AT_SYMLINK_NOFOLLOW))
+  unsigned char *rec = read_record(tm.dir, &slen);
+  const unsigned char *vs, *ve;
+  if (!absent_or_empty(rec, slen, "ext") || has_hooks(rec, slen, "poststop") ||
+      member(rec, rec + slen, "creating", &vs, &ve) ||
+      !faccessat(tm.dir, "host-mount.json", F_OK, AT_SYMLINK_NOFOLLOW))
     fallback();
-  free(state);
+  free(rec);
   if (init_alive(tm.pid, tm.start)) {
     // Running: only with -f. Created (exec.fifo there): killed, as runc does.
     if (!force && faccessat(tm.dir, EXEC_FIFO, F_OK, AT_SYMLINK_NOFOLLOW)) fallback();
