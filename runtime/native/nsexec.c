@@ -372,8 +372,11 @@ int main(int argc, char **argv) {
     die("cannot change to the working directory %s: chdir %s: %s", pl.cwd, pl.cwd, why(errno));
   int slave = pl.terminal ? make_terminal(&pl, in_userns) : -1;
   if (pidns < 0) {
-    // The container shares capsule's PID namespace: no fork, this process becomes the program.
+    // The container shares capsule's PID namespace: no fork, this process becomes the program,
+    // which must not die with capsule (a death signal is kept across execve: an `exec -d` was
+    // killed as capsule exited). Cleared before seccomp, which may refuse prctl.
     join_cgroups(&pl, cgfd, 0);
+    prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
     for (int i = 0; i < pl.ncgroup; i++) close(cgfd_dir[i]);
     close(host_proc);
     become_program(&pl);

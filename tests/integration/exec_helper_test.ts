@@ -320,3 +320,33 @@ rootTest(
     }
   },
 );
+
+rootTest(
+  "exec -d into a container without a PID namespace of its own: the program outlives capsule",
+  async (root) => {
+    // The helper becomes the program there (no fork): capsule's death signal for the helper
+    // (PR_SET_PDEATHSIG, kept across execve) killed the program as soon as capsule exited.
+    const b = await makeBundle("sleep 1000", (s) => {
+      s.linux!.namespaces = s.linux!.namespaces!.filter((n) => n.type !== "pid");
+    });
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "xn1"])).code, 0);
+      const pidFile = `${b}/exec.pid`;
+      // (--pid-file: the program keeps the caller's stdio, so they go to files, not pipes.)
+      const r = await capsule(root, ["exec", "-d", "--pid-file", pidFile, "xn1", "sleep", "77"], {
+        stdio: "file",
+      });
+      assertEquals(r.code, 0, r.stderr);
+      const pid = Number(Deno.readTextFileSync(pidFile));
+      await new Promise((ok) => setTimeout(ok, 300));
+      let cmd = "";
+      try {
+        cmd = Deno.readTextFileSync(`/proc/${pid}/cmdline`);
+      } catch { /* gone */ }
+      assertEquals(cmd, "sleep\u000077\u0000", `the exec'd program (pid ${pid}) is gone`);
+      assertEquals((await capsule(root, ["delete", "-f", "xn1"])).code, 0);
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
