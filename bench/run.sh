@@ -294,7 +294,7 @@ row "create peak RSS (CLI)" "$(mb "$c")" "$(mb "$rr")" "$(mb "$cr")" "$(mb "$(rs
 # create + start (the engines' way), then `run -d`, have returned.
 log "what stays resident per container"
 resident() { # COMMAND...: prints "N (M MB)"
-  local before after p n=0 kb=0 host
+  local before after p v n=0 kb=0 host
   host=$(readlink /proc/self/ns/pid)
   before=$(ps -e -o pid= | sort)
   "$@" </dev/null >/dev/null 2>&1 || { echo "failed"; return; }
@@ -302,7 +302,10 @@ resident() { # COMMAND...: prints "N (M MB)"
   after=$(ps -e -o pid= | sort)
   for p in $(comm -13 <(echo "$before") <(echo "$after")); do
     [ "$(readlink "/proc/$p/ns/pid" 2>/dev/null)" = "$host" ] || continue
-    n=$((n + 1)) kb=$((kb + $(awk '/^VmRSS/ {print $2}' "/proc/$p/status" 2>/dev/null || echo 0)))
+    # A process that is running (not a zombie left for its parent), and its RSS.
+    v=$(awk '/^State:/ && $2 == "Z" {z = 1} /^VmRSS/ {r = $2} END {if (!z) print r + 0}' "/proc/$p/status" 2>/dev/null || true)
+    [ -n "$v" ] || continue
+    n=$((n + 1)) kb=$((kb + v))
   done
   echo "$n ($((kb / 1024)) MB)"
 }
