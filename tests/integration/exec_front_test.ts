@@ -467,7 +467,7 @@ rootTest(
         const state = async (id: string) => JSON.parse((await b.run(["state", id])).stdout);
         // Deleted natively: no state, no cgroup, no init; a nested "capsule" parent it was the
         // last container of is gone too.
-        const gone = async (id: string, pid: number, parents: string[]) => {
+        const gone = (id: string, pid: number, parents: string[]) => {
           assert(!existsSync(`${root}/${id}`), `${id}: state directory left`);
           assertEquals(cgroupDirsNamed(id), [], `${id}: cgroups left`);
           assert(!existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readStatus(pid)), "init alive");
@@ -485,7 +485,7 @@ rootTest(
         let rec = record("d1");
         const d1 = await b.run(["delete", "d1"], { nodeno: true });
         assertEquals(d1.code, 0, d1.stderr);
-        await gone("d1", rec.pid, rec.cgroupParents ?? []);
+        gone("d1", rec.pid, rec.cgroupParents ?? []);
         // Running: the CLI's refusal without -f; with it (as engines pass it), native.
         assertEquals((await b.run(["run", "-d", "-b", bundle, "d2"])).code, 0);
         rec = record("d2");
@@ -495,13 +495,13 @@ rootTest(
         const engine = ["--root", root, "--log", log, "--log-format", "json", "delete", "--force"];
         const d2 = await b.run([...engine, "d2"], { nodeno: true, ownRoot: true });
         assertEquals(d2.code, 0, d2.stderr);
-        await gone("d2", rec.pid, rec.cgroupParents ?? []);
+        gone("d2", rec.pid, rec.cgroupParents ?? []);
         // Stopped (its program done): removed (rm is delete).
         assertEquals((await b.run(["run", "-d", "-b", quick, "d3"])).code, 0);
         await waitFor(async () => (await state("d3")).status === "stopped", 5000);
         rec = record("d3");
         assertEquals((await b.run(["rm", "d3"], { nodeno: true })).code, 0);
-        await gone("d3", rec.pid, rec.cgroupParents ?? []);
+        gone("d3", rec.pid, rec.cgroupParents ?? []);
         // Poststop hooks, a rootfs bound on the host (no mount namespace): the CLI's.
         await create("d4", hooked);
         await handedOn(["delete", "-f", "d4"]);
@@ -519,7 +519,7 @@ rootTest(
         await handedOn(["delete", "-f", "d6"]);
         const d6 = await b.run(["delete", "-f", "d6"]);
         assertEquals(d6.code, 0, d6.stderr);
-        await gone("d6", rec.pid, []);
+        gone("d6", rec.pid, []);
         // Extensions in the record's own "ext" (a network's, an image's), after hooks that hold an
         // "ext" member of their own (a hook's unknown keys are kept): the CLI's, which releases
         // what they hold (the first "ext" in the text used to be taken for the record's).
