@@ -47,6 +47,9 @@ int is_ptmx(const struct stat *st);
 void *list(size_t n, size_t size);
 // A small /proc file into buf (NUL-terminated); 0 on success.
 int read_proc(const char *path, char *buf, size_t size);
+// Whether /proc/PID is the process that started at `start_time` (field 22 of /proc/PID/stat, as
+// runtime/state.ts initAlive) and is not a zombie: a pid taken over by another process is not.
+int process_is(unsigned long long pid, const char *start_time);
 // Dies unless /proc in this process's root is a procfs (not a directory or link of an image's):
 // whatever is reached through /proc (fds by /proc/self/fd/N, sysctls) must be the kernel's.
 void require_procfs(const char *what);

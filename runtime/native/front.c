@@ -156,24 +156,8 @@ static char *dup_str(const unsigned char *d, uint32_t n) {
   return s;
 }
 
-// Whether /proc/PID is the init create started: the same start time (field 22 of its stat) and
-// not a zombie (runtime/state.ts initAlive).
-static int init_alive(unsigned long long pid, const char *start) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%llu/stat", pid);
-  if (read_proc(path, buf, sizeof buf)) return 0;
-  char *p = strrchr(buf, ')');
-  if (!p || p[1] != ' ') return 0;
-  p += 2;
-  char state = *p;
-  for (int field = 3; field < 22 && p; field++) {
-    p = strchr(p, ' ');
-    if (p) p++;
-  }
-  if (!p || state == 'Z' || state == 'X') return 0;
-  size_t len = strcspn(p, " ");
-  return len == strlen(start) && !strncmp(p, start, len);
-}
+// Whether /proc/PID is the init create started (process_is: its start time, not a zombie).
+static int init_alive(unsigned long long pid, const char *start) { return process_is(pid, start); }
 
 // Whether the freezer file holds its thawed value (trailing whitespace ignored).
 static int thawed(const char *path, const char *value) {

@@ -114,30 +114,10 @@ static char *read_passwd(void) {
   return read_small(fd);
 }
 
-// Whether /proc/PID is still the container's init (its start time, field 22 of /proc/PID/stat,
-// as state.ts initAlive), and not a zombie: checked after its namespaces and root were opened,
-// so that they are the init's, not those of a process that took its pid meanwhile.
-static int init_alive(struct plan *pl) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%llu/stat", (unsigned long long)pl->pid);
-  int f = open(path, O_RDONLY | O_CLOEXEC);
-  if (f < 0) return 0;
-  ssize_t n = read(f, buf, sizeof buf - 1);
-  close(f);
-  if (n <= 0) return 0;
-  buf[n] = 0;
-  char *p = strrchr(buf, ')');
-  if (!p || p[1] != ' ') return 0;
-  p += 2;
-  char state = *p;
-  for (int field = 3; field < 22 && p; field++) {
-    p = strchr(p, ' ');
-    if (p) p++;
-  }
-  if (!p || state == 'Z' || state == 'X') return 0;
-  size_t len = strcspn(p, " ");
-  return len == strlen(pl->start_time) && !strncmp(p, pl->start_time, len);
-}
+// Whether /proc/PID is still the container's init (process_is): checked after its namespaces
+// and root were opened, so that they are the init's, not those of a process that took its pid
+// meanwhile.
+static int init_alive(struct plan *pl) { return process_is(pl->pid, pl->start_time); }
 
 // The pty for process.terminal, from the container's own devpts (so `tty` names a device the
 // container can see), as init.ts makeTerminal: the slave is checked to be a pty's (UNIX98

@@ -50,6 +50,23 @@ int read_proc(const char *path, char *buf, size_t size) {
   return 0;
 }
 
+int process_is(unsigned long long pid, const char *start_time) {
+  char path[64], buf[1024];
+  snprintf(path, sizeof path, "/proc/%llu/stat", pid);
+  if (read_proc(path, buf, sizeof buf)) return 0;
+  char *p = strrchr(buf, ')'); // after the command name, which may hold spaces and parentheses
+  if (!p || p[1] != ' ') return 0;
+  p += 2;
+  char state = *p;
+  for (int field = 3; field < 22 && p; field++) {
+    p = strchr(p, ' ');
+    if (p) p++;
+  }
+  if (!p || state == 'Z' || state == 'X') return 0;
+  size_t len = strcspn(p, " ");
+  return len == strlen(start_time) && !strncmp(p, start_time, len);
+}
+
 void require_procfs(const char *what) {
   int p = open("/proc", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
   struct statfs sf;
