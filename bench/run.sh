@@ -2,7 +2,8 @@
 # Every row of issue 14's targets table in one command, as root:
 #   run true               `run` of `true` (create + start + wait + delete in one command)
 #   create+start+delete    three CLI calls, against three empty Deno starts + 15 ms
-#   exec true              into a running container (`sleep`), each runtime into its own
+#   exec true              into a running container (`sleep`), each runtime into its own; then
+#                          as engines call it, `exec --process FILE`
 #   image create           of a busybox + padding archive (IMAGE_MB, incompressible) vs GNU tar -xf
 #                          into a directory on the same filesystem; of a gzip of a tar holding one
 #                          file of ZEROS_MB of zeros vs GNU tar -xzf
@@ -137,17 +138,23 @@ row "create+start+delete" "$(ms "$c")" "$(ms "$rr")" "$(ms "$cr")" "$(ms "$f3") 
 
 # 3: exec true into a running container (each runtime into its own).
 log "exec true ($RUNS runs each)"
-cmds_exec=()
+cmds_exec=() cmds_pexec=()
 for r in capsule runc crun; do
   b=$(bin "$r") s="$work/state-$r"
   "$b" --root "$s" create -b "$work/sleeper" "ex-$r" </dev/null >"$work/ex-$r.log" 2>&1 &&
     "$b" --root "$s" start "ex-$r" >>"$work/ex-$r.log" 2>&1 || { log "$r: the sleeper did not start:"; cat "$work/ex-$r.log" >&2; }
   cmds_exec+=("$b --root $s exec ex-$r true")
+  cmds_pexec+=("$b --root $s exec --process $work/process.json ex-$r")
 done
+# The form engines use (podman's conmon, containerd's shim): the process as an OCI process file.
+jq '.process | .args = ["true"] | .terminal = false' "$work/bundle/config.json" >"$work/process.json"
 rounds "$work/exec.json" -N -i -w 3 -n capsule -n runc -n crun "${cmds_exec[@]}"
+rounds "$work/pexec.json" -N -i -w 3 -n capsule -n runc -n crun "${cmds_pexec[@]}"
 for r in capsule runc crun; do "$(bin "$r")" --root "$work/state-$r" delete -f "ex-$r" >/dev/null 2>&1 || true; done
 c=$(med "$work/exec.json" capsule) rr=$(med "$work/exec.json" runc) cr=$(med "$work/exec.json" crun)
 row "exec true" "$(ms "$c")" "$(ms "$rr")" "$(ms "$cr")" "$(ms "$floor")" "$(ratio "$c" "$rr") of runc" "<= 1.5x runc" "$(failed_of "$work/exec.json")"
+c=$(med "$work/pexec.json" capsule) rr=$(med "$work/pexec.json" runc) cr=$(med "$work/pexec.json" crun)
+row "exec --process (engines' form) of true" "$(ms "$c")" "$(ms "$rr")" "$(ms "$cr")" "$(ms "$floor")" "$(ratio "$c" "$rr") of runc" "<= 1.5x runc" "$(failed_of "$work/pexec.json")"
 
 # 4: the archives, built offline. big.tar: the busybox rootfs plus IMAGE_MB of incompressible
 # padding, half in 8 KiB files (a language's packages), half in 16 MiB files (data, binaries).
@@ -318,7 +325,7 @@ for r in capsule runc crun; do
   "$b" --root "$s" delete -f "rd-$r" >/dev/null 2>&1 || true
 done
 row "resident per container after create + start: processes (RSS)" "${res_cs[capsule]}" "${res_cs[runc]}" "${res_cs[crun]}" - - "0 resident" ""
-row "resident per container after run -d: processes (RSS)" "${res_rd[capsule]}" "${res_rd[runc]}" "${res_rd[crun]}" - - "reported (waiter, log writer)" ""
+row "resident per container after run -d: processes (RSS)" "${res_rd[capsule]}" "${res_rd[runc]}" "${res_rd[crun]}" - - "0 resident" ""
 
 # Where create's milliseconds go: one `--debug run` of true.
 "$CAPSULE" --debug --root "$S" run -b "$work/bundle" debug-run >"$work/debug.txt" 2>&1 || true

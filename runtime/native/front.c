@@ -26,6 +26,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +64,48 @@
 #define MAX_TEMPLATE (16u << 20)
 
 static char **deno_argv; // the Deno command, then capsule's arguments: what a fallback runs
+static const char *log_file, *log_format = "text"; // --log, --log-format (cli/output.ts Logger)
+
+// A failure after the point of no hand-over, said as the CLI says it: "capsule: MSG" on stderr,
+// and a level=error line in --log (text: time="..." level=error msg="..."; json: {"level",
+// "msg","time"}), where engines read runc's errors. Returns 1, the CLI's status for it.
+__attribute__((format(printf, 1, 2))) static int failure(const char *fmt, ...) {
+  char msg[2048], esc[4200], line[4400], when[40];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  dprintf(2, "capsule: %s\n", msg);
+  if (!log_file) return 1;
+  size_t o = 0; // the message as a JSON string's contents
+  for (const unsigned char *c = (const unsigned char *)msg; *c && o + 8 < sizeof esc; c++) {
+    if (*c == '"' || *c == '\\') {
+      esc[o++] = '\\';
+      esc[o++] = (char)*c;
+    } else if (*c < 0x20) {
+      o += (size_t)snprintf(esc + o, sizeof esc - o, "\\u%04x", *c);
+    } else {
+      esc[o++] = (char)*c;
+    }
+  }
+  esc[o] = 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm;
+  gmtime_r(&ts.tv_sec, &tm);
+  size_t w = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(when + w, sizeof when - w, ".%03ldZ", ts.tv_nsec / 1000000);
+  int n = strcmp(log_format, "json")
+              ? snprintf(line, sizeof line, "time=\"%s\" level=error msg=\"%s\"\n", when, esc)
+              : snprintf(line, sizeof line, "{\"level\":\"error\",\"msg\":\"%s\",\"time\":\"%s\"}\n",
+                         esc, when);
+  int f = open(log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (f >= 0) {
+    if (write(f, line, (size_t)n) < 0) { /* the log is best effort: stderr has it */ }
+    close(f);
+  }
+  return 1;
+}
 
 // Hands the command line to capsule's Deno CLI, unchanged (every fd opened here is close-on-exec).
 __attribute__((noreturn)) static void fallback(void) {
@@ -442,8 +485,7 @@ static int front_start(const char *root, const char *id) {
   }
   close(fd);
   if (unlinkat(tm.dir, EXEC_FIFO, 0) && errno != ENOENT) {
-    dprintf(2, "capsule: cannot remove %s/%s/%s: %s\n", root, id, EXEC_FIFO, why(errno));
-    return 1;
+    return failure("cannot remove %s/%s/%s: %s", root, id, EXEC_FIFO, why(errno));
   }
   return 0;
 }
@@ -569,8 +611,7 @@ static int front_delete(const char *root, const char *id, int force) {
     if (!remove_files(tm.dir)) fallback();
     if (!unlinkat(rootfd, id, AT_REMOVEDIR) || errno == ENOENT) return 0;
     if (errno != ENOTEMPTY || round == 5) {
-      dprintf(2, "capsule: cannot remove %s/%s: %s\n", root, id, why(errno));
-      return 1;
+      return failure("cannot remove %s/%s: %s", root, id, why(errno));
     }
   }
 }
@@ -730,13 +771,14 @@ int front_main(int argc, char **argv) {
     const char *a = args[i], *format = NULL;
     if (!strcmp(a, "--root") && i + 1 < nargs) root = args[++i];
     else if (!strncmp(a, "--root=", 7)) root = a + 7;
-    else if (!strcmp(a, "--log") && i + 1 < nargs) logged = ++i;
-    else if (!strncmp(a, "--log=", 6)) logged = 1;
+    else if (!strcmp(a, "--log") && i + 1 < nargs) log_file = args[++i];
+    else if (!strncmp(a, "--log=", 6)) log_file = a + 6;
     else if (!strcmp(a, "--log-format") && i + 1 < nargs) format = args[++i];
     else if (!strncmp(a, "--log-format=", 13)) format = a + 13;
     else if (strcmp(a, "--systemd-cgroup")) fallback();
     if (format && strcmp(format, "text") && strcmp(format, "json")) fallback();
-    if (format) logged = 1;
+    if (format) log_format = format;
+    logged = logged || log_file || format;
     i++;
   }
   if (i + 1 >= nargs || !*root || root[0] == '-' || dotted(root) || getuid() != 0 ||
