@@ -48,6 +48,8 @@ export const INIT_WORD = "@INIT@";
 
 const PRCTL = Deno.build.arch === "aarch64" ? 167 : 157;
 
+// state.json's own pids are read at its top level only: StateStore writes it with two spaces of
+// indentation, so `\n  "pid":` is the record's, never a hook's kept key of the same name (deeper).
 // Arguments: STATE_DIR N CLEANUP_ARGV(N words) CAPSULE_ARGV... The marker
 // line tells the caller the exit code of the capsule run under it. CLEANUP_ARGV (--rm's
 // destroyc, or a kept image container's `stop --exited`) runs once the init has exited, a word
@@ -70,8 +72,8 @@ setsid(); chdir "/";
 my ($init, $start, $reap) = (0, "", 0);
 if (open(my $s, "<", "$dir/state.json")) {
   local $/; my $t = <$s>;
-  $init = $1 if $t =~ /"pid":\\s*(\\d+)/; $start = $1 if $t =~ /"pidStartTime":\\s*"(\\d+)"/;
-  $reap = $1 if $t =~ /"waitPid":\\s*(\\d+)/;
+  $init = $1 if $t =~ /\\n  "pid":\\s*(\\d+)/; $start = $1 if $t =~ /\\n  "pidStartTime":\\s*"(\\d+)"/;
+  $reap = $1 if $t =~ /\\n  "waitPid":\\s*(\\d+)/;
 }
 $reap ||= $init;
 my $run = "$init:$start"; @clean = map { $_ eq '${INIT_WORD}' ? $run : $_ } @clean;
@@ -86,7 +88,7 @@ for (;;) {
     my $x = $sig ? 128 + $sig : $? >> 8;
     my $at = strftime("%Y-%m-%dT%H:%M:%SZ", gmtime);
     my $now = 0;
-    if (open(my $s, "<", "$dir/state.json")) { local $/; my $t = <$s>; $now = $1 if $t =~ /"pid":\\s*(\\d+)/; }
+    if (open(my $s, "<", "$dir/state.json")) { local $/; my $t = <$s>; $now = $1 if $t =~ /\\n  "pid":\\s*(\\d+)/; }
     # util-linux 2.38's unshare exits 1 when its child was killed by SIGKILL (it cannot
     # re-raise that one): from a wrapper, 1 is no status at all.
     my $known = !($reap != $init && !$sig && $x == 1);

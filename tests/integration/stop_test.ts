@@ -147,3 +147,25 @@ rootTest(
     }
   },
 );
+
+rootTest(
+  "run -d: the waiter reads the record's own pids, not a hook's keys of the same names",
+  async (root) => {
+    // A hook's unknown keys are kept in the record (after its own pid fields): the waiter's
+    // first match of "waitPid" used to be this hook's, and no exit status was kept.
+    const b = await makeBundle("sleep 0.3; exit 6", (s) => {
+      s.hooks = {
+        poststart: [{ path: "/bin/true", waitPid: 1, pid: 1 } as unknown as { path: string }],
+      };
+    });
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "xw"])).code, 0);
+      const rec = Deno.readTextFileSync(`${root}/xw/state.json`);
+      assert(/"waitPid": 1/.test(rec), `the hook's keys were not kept: ${rec}`);
+      assertEquals(await exitCodeOf(root, "xw"), 6);
+      assertEquals((await capsule(root, ["delete", "xw"])).code, 0);
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
