@@ -21,6 +21,19 @@ extern int cap_last;
 // /proc/self/setgroups says "deny" (a user namespace made by an unprivileged user).
 extern int setgroups_denied;
 
+// A walk over a plan's records (runtime/nsexec.ts Records): tag (1 byte) | u32 LE length | data.
+struct records {
+  const unsigned char *buf;
+  size_t total, off;
+  unsigned char tag;   // the current record's
+  const unsigned char *d;
+  uint32_t len;
+};
+#define RECORDS(b, t) {.buf = (b), .total = (t)}
+// The next record into r: 1; 0 at the end; -1 for a malformed one (cut short, overrunning).
+int records_next(struct records *r);
+// The u32 little-endian at p.
+uint32_t le32(const unsigned char *p);
 // exec's native front end (front.c): `capsule-nsexec front N DENO-COMMAND... -- ARGS...`;
 // returns the exit status, or execs the Deno command with ARGS.
 int front_main(int argc, char **argv);

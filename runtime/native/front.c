@@ -166,24 +166,18 @@ static unsigned char *read_file(int fd, size_t *len) {
   return buf;
 }
 
-static uint32_t le32(const unsigned char *p) {
-  return p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 // The first record `tag` among the records buf[0..len): its data and length; 0 when absent or
 // when the records are malformed.
 static int find(const unsigned char *buf, size_t len, char tag, const unsigned char **data,
                 uint32_t *dlen) {
-  size_t off = 0;
-  while (off + 5 <= len) {
-    uint32_t n = le32(buf + off + 1);
-    if (n > len - off - 5) return 0;
-    if (buf[off] == (unsigned char)tag) {
-      *data = buf + off + 5;
-      *dlen = n;
+  struct records r = RECORDS(buf, len);
+  int n;
+  while ((n = records_next(&r)) > 0) {
+    if (r.tag == (unsigned char)tag) {
+      *data = r.d;
+      *dlen = r.len;
       return 1;
     }
-    off += 5 + (size_t)n;
   }
   return 0;
 }
@@ -198,9 +192,6 @@ static char *dup_str(const unsigned char *d, uint32_t n) {
   }
   return s;
 }
-
-// Whether /proc/PID is the init create started (process_is: its start time, not a zombie).
-static int init_alive(unsigned long long pid, const char *start) { return process_is(pid, start); }
 
 // Whether the freezer file holds its thawed value (trailing whitespace ignored).
 static int thawed(const char *path, const char *value) {
@@ -334,7 +325,7 @@ static void load(const char *root, const char *id, struct tmpl *tm, int alive) {
   unsigned long long pid = 0;
   for (int b = 7; b >= 0; b--) pid = pid << 8 | d[b];
   char *start = find(plan, plen, 'X', &d, &dn) ? dup_str(d, dn) : NULL;
-  if (!pid || pid > INT_MAX || !start || (alive && !init_alive(pid, start))) fallback();
+  if (!pid || pid > INT_MAX || !start || (alive && !process_is(pid, start))) fallback();
   if (find(front, flen, 'z', &d, &dn)) {
     char *file = dup_str(d, dn);
     const unsigned char *v;
@@ -463,7 +454,7 @@ static int front_start(const char *root, const char *id) {
       close(fd);
       fallback();
     }
-    if (!init_alive(tm.pid, tm.start)) {
+    if (!process_is(tm.pid, tm.start)) {
       // It may have written between the read and this look, then run its program to the end.
       if (read(fd, &b, 1) == 1) break;
       close(fd);
@@ -490,22 +481,20 @@ static int front_start(const char *root, const char *id) {
   return 0;
 }
 
-// Each record `tag` in buf[0..len), as a NUL-terminated string, to fn; 0 when one is malformed.
+// Each record `tag` in buf[0..len), as a NUL-terminated string, to fn; 0 when one is malformed
+// or fn says 0.
 static int each(const unsigned char *buf, size_t len, char tag, int (*fn)(const char *, void *),
                 void *arg) {
-  size_t off = 0;
-  while (off + 5 <= len) {
-    uint32_t n = le32(buf + off + 1);
-    if (n > len - off - 5) return 0;
-    if (buf[off] == (unsigned char)tag) {
-      char *v = dup_str(buf + off + 5, n);
-      int ok = v && fn(v, arg);
-      free(v);
-      if (!ok) return 0;
-    }
-    off += 5 + (size_t)n;
+  struct records r = RECORDS(buf, len);
+  int n;
+  while ((n = records_next(&r)) > 0) {
+    if (r.tag != (unsigned char)tag) continue;
+    char *v = dup_str(r.d, r.len);
+    int ok = v && fn(v, arg);
+    free(v);
+    if (!ok) return 0;
   }
-  return 1;
+  return n == 0;
 }
 
 // A cgroup directory the container no longer uses: gone already, or with no process left.
@@ -589,11 +578,11 @@ static int front_delete(const char *root, const char *id, int force) {
       !faccessat(tm.dir, "host-mount.json", F_OK, AT_SYMLINK_NOFOLLOW))
     fallback();
   free(rec);
-  if (init_alive(tm.pid, tm.start)) {
+  if (process_is(tm.pid, tm.start)) {
     // Running: only with -f. Created (exec.fifo there): killed, as runc does.
     if (!force && faccessat(tm.dir, EXEC_FIFO, F_OK, AT_SYMLINK_NOFOLLOW)) fallback();
     int pfd = (int)syscall(SYS_pidfd_open, (pid_t)tm.pid, 0);
-    if (pfd < 0 || !init_alive(tm.pid, tm.start)) fallback(); // the pid is not the init's now
+    if (pfd < 0 || !process_is(tm.pid, tm.start)) fallback(); // the pid is not the init's now
     if (syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0)) fallback();
     struct pollfd p = {.fd = pfd, .events = POLLIN};
     if (poll(&p, 1, 10000) != 1) fallback(); // readable once it has exited
@@ -640,7 +629,7 @@ static int front_exec(const char *root, const char *id, char **cmd, int ncmd) {
     if (a != b || memcmp(theirs, mine, (size_t)a)) join[njoin++] = ORDER[j];
   }
   // The links were the init's, not those of a process that took its pid meanwhile.
-  if (!init_alive(pid, start)) fallback();
+  if (!process_is(pid, start)) fallback();
 
   size_t total = plen;
   for (int j = 0; j < njoin; j++) total += 5 + strlen(join[j]);

@@ -181,7 +181,8 @@ void *list(size_t n, size_t size) {
   return p;
 }
 
-static uint32_t u32(const unsigned char *p) {
+uint32_t le32(const unsigned char *p) {
+
   return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24;
 }
 static uint64_t u64(const unsigned char *p, uint32_t len) {
@@ -209,26 +210,23 @@ static void read_all(void *buf, size_t len, const char *what) {
 }
 
 // Records of buf[0..total), read one at a time by next(): the current one's tag and data.
-struct records {
-  const unsigned char *buf;
-  size_t total, off;
-  unsigned char tag;
-  const unsigned char *d;
-  uint32_t len;
-};
-#define RECORDS(b, t) {.buf = (b), .total = (t)}
-
-// The next record into r: 0 at the end; dies on a malformed one.
-static int next(struct records *r) {
+int records_next(struct records *r) {
   if (r->off >= r->total) return 0;
-  if (r->total - r->off < 5) die("capsule-nsexec: a record header is cut short");
+  if (r->total - r->off < 5) return -1;
   r->tag = r->buf[r->off];
-  r->len = u32(r->buf + r->off + 1);
+  r->len = le32(r->buf + r->off + 1);
   r->off += 5;
-  if (r->len > r->total - r->off) die("capsule-nsexec: record '%c' overruns the plan", r->tag);
+  if (r->len > r->total - r->off) return -1;
   r->d = r->buf + r->off;
   r->off += r->len;
   return 1;
+}
+
+// The next record into r: 0 at the end; dies on a malformed one.
+static int next(struct records *r) {
+  int n = records_next(r);
+  if (n < 0) die("capsule-nsexec: a record is cut short or overruns the plan");
+  return n;
 }
 
 // How many records of `tag` buf[0..total) holds (lists are allocated once, at their size; each
@@ -359,7 +357,7 @@ static int init_record(struct plan *pl, unsigned char tag, const unsigned char *
 void read_plan(struct plan *pl, int init) {
   unsigned char hdr[4];
   read_all(hdr, 4, "the plan's length");
-  uint32_t total = u32(hdr);
+  uint32_t total = le32(hdr);
   if (total > MAX_PLAN) die("capsule-nsexec: a plan of %u bytes", total);
   unsigned char *buf = list(total ? total : 1, 1);
   read_all(buf, total, "the plan");
