@@ -30,10 +30,13 @@ function configUser(bundle: string): { uid: number; gid: number; additionalGids?
   return { uid: u?.uid ?? 0, gid: u?.gid ?? 0, additionalGids: u?.additionalGids ?? [] };
 }
 
-async function readProcessFile(path: string): Promise<Process> {
+/** A --process file: the process it holds, validated, and its bytes as read. */
+async function readProcessFile(path: string): Promise<{ process: Process; bytes: Uint8Array }> {
   let raw: unknown;
+  let bytes: Uint8Array;
   try {
-    raw = JSON.parse(await Deno.readTextFile(path));
+    bytes = await Deno.readFile(path);
+    raw = JSON.parse(new TextDecoder().decode(bytes));
   } catch (e) {
     throw new CapsuleError(`Invalid process file "${path}": ${(e as Error).message}`);
   }
@@ -47,7 +50,7 @@ async function readProcessFile(path: string): Promise<Process> {
     { ociVersion: "1.0.0", process: raw, root: { path: "/" } },
     `process file ${path}`,
   );
-  return spec.process!;
+  return { process: spec.process!, bytes };
 }
 
 /** All of `b` to stdout (a pipe may take less per write). */
@@ -77,7 +80,8 @@ export function processCommands(globals: () => Globals): CommandDef[] {
   /** exec's work; the command turns its failures into exit status 255. */
   const execCommand = async ({ flags, args }: Parsed): Promise<number> => {
     const [id, ...cmd] = args;
-    const process = flags.process ? await readProcessFile(flags.process as string) : undefined;
+    const file = flags.process ? await readProcessFile(flags.process as string) : undefined;
+    const process = file?.process;
     if (!process && !cmd.length) {
       throw new UsageError(
         `capsule exec: give the command to run in "${id}" (or --process FILE)`,
@@ -108,6 +112,9 @@ export function processCommands(globals: () => Globals): CommandDef[] {
       cwd: flags.cwd as string | undefined,
       user,
       process,
+      // Its bytes as they were read: the front end runs the same file's process again (not
+      // once --no-new-privs changed it).
+      processFile: flags["no-new-privs"] ? undefined : file?.bytes,
       detach: flags.detach === true,
       keepStdio: engine,
       pidFile: pidFileOption(flags["pid-file"]),

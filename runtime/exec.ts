@@ -10,8 +10,10 @@ import { CapsuleError, StateTransitionError } from "./errors.ts";
 import { warmMigration } from "./cgroup_warm.ts";
 import { type SealedExe, sealedExe } from "./exe_seal.ts";
 import {
+  decodeRecords,
   encodeFrontRecords,
-  encodeNsexecPlan,
+  encodeNsexecParts,
+  framed,
   NSEXEC,
   nsexecPath,
   type NsexecPlan,
@@ -38,6 +40,12 @@ export interface ExecOptions {
   user?: { uid: number; gid: number; additionalGids?: number[] };
   /** A whole OCI process (exec --process FILE, as podman and containerd send it). */
   process?: Process;
+  /**
+   * The bytes `process` was read from, unchanged (the --process file's). With them, a
+   * successful exec keeps its verdict on that process for the native front end
+   * (writeExecProcess), which then runs the same file's process without Deno.
+   */
+  processFile?: Uint8Array;
   /** Output to the exec's own log; returns at once with the exec id. */
   detach?: boolean;
   /**
@@ -204,10 +212,12 @@ export async function exec(
     const limits = validLimits(rec.logLimits) ? rec.logLimits : LOG_DEFAULTS;
     plan.logFd = openLog(execLogFile(ctx.store.dir(id), execId), limits).fd;
   }
+  let parts: ReturnType<typeof encodeNsexecParts>;
   let encoded: Uint8Array<ArrayBuffer>;
   let exe: SealedExe;
   try {
-    encoded = encodeNsexecPlan(plan); // a NUL in an argument is refused before any spawn
+    parts = encodeNsexecParts(plan); // a NUL in an argument is refused before any spawn
+    encoded = framed(parts.header, parts.process);
     step("plan made");
     exe = sealedExe(nsexecPath());
   } catch (e) {
@@ -281,6 +291,14 @@ export async function exec(
   } finally {
     closeFd(parentEnd);
   }
+  // The verdict on this process file, for the front end's next exec of it (a terminal's or
+  // passed fds' are not its to take).
+  if (opts.process && opts.processFile && !proc.terminal && !passFds?.length) {
+    try {
+      writeExecProcess(ctx.store.dir(id), opts.processFile, parts.process);
+      step("process kept for the front end");
+    } catch { /* only a later exec's speed depends on it */ }
+  }
   if (opts.pidFile) writeFileAtomic(opts.pidFile, `${execPid}`);
   if (opts.detach) {
     child.unref(); // reaped here once it ends, by whoever adopts it once this process is gone
@@ -330,7 +348,9 @@ export const EXEC_PLAN = "exec.plan";
  * `capsule [GLOBAL FLAGS] start|delete ID` without starting Deno. For exec: what exec() would hand
  * the helper for that command line, without the command (`a` records) and the namespaces
  * (`n`, which the front end reads from /proc/PID/ns as exec() does). Before it, a frame of the
- * front end's own: the helper build it is for (`h`, helperStamp), the container's id (`i`),
+ * front end's own: the helper build it is for (`h`, helperStamp), the container's id (`i`), the
+ * length of the plan's header (`o`: the records before the process's, encodeNsexecParts, which
+ * an exec of a kept --process file puts before that file's process records, writeExecProcess),
  * the freezer file and its thawed value (`z`, `Z`: a paused container is the CLI's), `H`
  * when start has poststart hooks to run (then start is the CLI's), and for delete the cgroup
  * directories (`g`, each once) and the nested "capsule" parents that go with their last
@@ -348,7 +368,7 @@ export function writeExecPlan(ctx: RuntimeContext, rec: ContainerRecord, dir: st
   const paths = rec.cgroupPaths && Object.keys(rec.cgroupPaths).length
     ? rec.cgroupPaths
     : undefined;
-  const plan = encodeNsexecPlan({
+  const { header, process } = encodeNsexecParts({
     pid: rec.pid,
     pidStartTime: rec.pidStartTime,
     namespaces: [],
@@ -358,17 +378,95 @@ export function writeExecPlan(ctx: RuntimeContext, rec: ContainerRecord, dir: st
     detach: false,
   });
   const freezer = paths && ctx.cgroups?.freezerFile(paths);
-  const records: [string, string][] = [["h", helperStamp(nsexecPath())], ["i", rec.id]];
+  const records: [string, string][] = [
+    ["h", helperStamp(nsexecPath())],
+    ["i", rec.id],
+    ["o", String(header.length)],
+  ];
   if (freezer) records.push(["z", freezer.path], ["Z", freezer.thawed]);
   if (rec.hooks?.poststart?.length) records.push(["H", "1"]);
   // For delete: the cgroup directories (each once) and the nested parents that go with the last.
   for (const dir of new Set(Object.values(paths ?? {}))) records.push(["g", dir]);
   for (const parent of rec.cgroupParents ?? []) records.push(["q", parent]);
   const front = encodeFrontRecords(records);
+  const plan = framed(header, process);
   const out = new Uint8Array(front.length + plan.length);
   out.set(front);
   out.set(plan, front.length);
   writeFileAtomic(`${dir}/${EXEC_PLAN}`, out, 0o600);
+}
+
+/**
+ * The file in a container's state directory that keeps exec's verdicts on --process files for
+ * the native front end (writeExecProcess).
+ */
+export const EXEC_PROCESSES = "exec.processes";
+
+/** How many process files exec.processes keeps (the newest), and the largest it keeps (bytes). */
+const KEPT_PROCESSES = 16;
+const KEPT_PROCESS_BYTES = 64 << 10;
+
+/**
+ * Keeps exec's verdict on a --process file in `<dir>/exec.processes` (0600, atomically): the
+ * file's bytes (`source`, as read) and the process records exec made of them (`records`,
+ * encodeNsexecParts's `process`). The native front end (runtime/native/front.c) runs an
+ * `exec --process FILE [--detach] [--pid-file PATH] ID` whose file holds exactly these bytes
+ * with these records and exec.plan's header, without Deno: engines send the same process again
+ * and again (Kubernetes' exec probes), and its validation (checkConfig) and plan depend only on
+ * those bytes, this build and what create recorded, none of which changes while the container
+ * lives. Layout: u32 LE length, `h` (helperStamp: a file written by another build is not
+ * taken), then one `E` record per process, newest first, each holding `j` (the bytes) and `r`
+ * (the records); at most KEPT_PROCESSES of them, of at most KEPT_PROCESS_BYTES each. Nothing is
+ * written for a container without exec.plan (the front end takes no exec into it). Throws a
+ * Deno error when the file cannot be written.
+ */
+export function writeExecProcess(dir: string, source: Uint8Array, records: Uint8Array): void {
+  if (source.length > KEPT_PROCESS_BYTES) return;
+  try {
+    Deno.lstatSync(`${dir}/${EXEC_PLAN}`);
+  } catch {
+    return;
+  }
+  const stamp = helperStamp(nsexecPath());
+  const file = `${dir}/${EXEC_PROCESSES}`;
+  const kept = readExecProcesses(file, stamp);
+  if (kept.length && sameBytes(kept[0][0], source) && sameBytes(kept[0][1], records)) return;
+  const entries = [[source, records], ...kept.filter(([s]) => !sameBytes(s, source))]
+    .slice(0, KEPT_PROCESSES)
+    .map(([j, r]) =>
+      ["E", encodeFrontRecords([["j", j], ["r", r]], false)] as [string, Uint8Array]
+    );
+  writeFileAtomic(file, encodeFrontRecords([["h", stamp], ...entries]), 0o600);
+}
+
+/**
+ * The entries of an exec.processes file written for the helper build `stamp`, newest first, as
+ * [source, records]; none when it is missing, cut short or another build's.
+ */
+export function readExecProcesses(file: string, stamp: string): [Uint8Array, Uint8Array][] {
+  let bytes: Uint8Array;
+  try {
+    bytes = Deno.readFileSync(file);
+  } catch {
+    return [];
+  }
+  const len = bytes.length >= 4 ? new DataView(bytes.buffer).getUint32(0, true) : -1;
+  const top = len === bytes.length - 4 ? decodeRecords(bytes.subarray(4)) : undefined;
+  if (!top?.length || top[0][0] !== "h" || new TextDecoder().decode(top[0][1]) !== stamp) {
+    return [];
+  }
+  const out: [Uint8Array, Uint8Array][] = [];
+  for (const [tag, data] of top.slice(1)) {
+    const inner = tag === "E" ? decodeRecords(data) : undefined;
+    const j = inner?.find(([t]) => t === "j")?.[1];
+    const r = inner?.find(([t]) => t === "r")?.[1];
+    if (j && r) out.push([j, r]);
+  }
+  return out;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
 /**

@@ -88,12 +88,11 @@ class Records {
     fill(inner);
     this.rec(tag, inner.bytes(false));
   }
-  /** The records, after a u32 LE length of them all when `framed` (the plan's outer form). */
-  bytes(framed = true): Uint8Array<ArrayBuffer> {
-    const head = framed ? 4 : 0;
-    const out = new Uint8Array(head + this.size);
-    if (framed) new DataView(out.buffer).setUint32(0, this.size, true);
-    let off = head;
+  /** The records, after a u32 LE length of them all when `frame` (the plan's outer form). */
+  bytes(frame = true): Uint8Array<ArrayBuffer> {
+    if (frame) return framed(...this.#parts);
+    const out = new Uint8Array(this.size);
+    let off = 0;
     for (const part of this.#parts) {
       out.set(part, off);
       off += part.length;
@@ -136,7 +135,58 @@ function processRecords(r: Records, p: ProcessPlan): void {
  * strings as UTF-8 (a NUL byte is refused here), numbers as u64 LE. Throws CapsuleError.
  */
 export function encodeNsexecPlan(plan: NsexecPlan): Uint8Array<ArrayBuffer> {
-  const r = new Records();
+  const { header, process } = encodeNsexecParts(plan);
+  return framed(header, process);
+}
+
+/** `parts` one after the other, after a u32 LE length of them all (the plan's outer form). */
+export function framed(...parts: Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const size = parts.reduce((n, p) => n + p.length, 0);
+  const out = new Uint8Array(4 + size);
+  new DataView(out.buffer).setUint32(0, size, true);
+  let off = 4;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/**
+ * The records of `bytes` (tag | u32 LE length | data, unframed) as [tag, data] pairs, data as
+ * views of `bytes`; undefined when they are cut short.
+ */
+export function decodeRecords(bytes: Uint8Array): [tag: string, data: Uint8Array][] | undefined {
+  const out: [string, Uint8Array][] = [];
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+  for (let off = 0; off < bytes.length;) {
+    if (off + 5 > bytes.length) return undefined;
+    const len = view.getUint32(off + 1, true);
+    if (off + 5 + len > bytes.length) return undefined;
+    out.push([String.fromCharCode(bytes[off]), bytes.subarray(off + 5, off + 5 + len)]);
+    off += 5 + len;
+  }
+  return out;
+}
+
+/**
+ * The two parts of an exec plan, each as its records without a frame: what reaches the
+ * container (pid, start time, namespaces, cgroups, setsid, detach, log fd) and the process. The
+ * plan is `u32 LE length of both | header | process`; the helper reads the records in any
+ * order, and the last of a number wins. The native front end puts them together (exec.ts
+ * writeExecPlan, writeExecProcess). Throws CapsuleError for a string holding a NUL byte.
+ */
+export function encodeNsexecParts(
+  plan: NsexecPlan,
+): { header: Uint8Array<ArrayBuffer>; process: Uint8Array<ArrayBuffer> } {
+  const h = new Records();
+  headerRecords(h, plan);
+  const p = new Records();
+  processRecords(p, plan.process);
+  return { header: h.bytes(false), process: p.bytes(false) };
+}
+
+function headerRecords(r: Records, plan: NsexecPlan): void {
   r.num("p", plan.pid);
   r.str("X", plan.pidStartTime);
   for (const ns of plan.namespaces) r.str("n", ns);
@@ -144,18 +194,23 @@ export function encodeNsexecPlan(plan: NsexecPlan): Uint8Array<ArrayBuffer> {
   r.num("s", plan.setsid ? 1 : 0);
   r.num("x", plan.detach ? 1 : 0);
   if (plan.logFd !== undefined) r.num("O", plan.logFd);
-  processRecords(r, plan.process);
-  return r.bytes();
 }
 
 /**
- * String records (`tag`, value) after a u32 LE length of them all, in the plan's format: the
- * front end's part of exec.plan (exec.ts writeExecPlan). Throws CapsuleError for a NUL byte.
+ * Records (`tag`, value) in the plan's format, after a u32 LE length of them all when `framed`:
+ * the front end's part of exec.plan and the entries of exec.processes (exec.ts writeExecPlan,
+ * writeExecProcess). A string is UTF-8 (CapsuleError for a NUL byte), bytes go as they are.
  */
-export function encodeFrontRecords(records: [tag: string, value: string][]): Uint8Array {
+export function encodeFrontRecords(
+  records: [tag: string, value: string | Uint8Array][],
+  framed = true,
+): Uint8Array<ArrayBuffer> {
   const r = new Records();
-  for (const [tag, value] of records) r.str(tag, value);
-  return r.bytes();
+  for (const [tag, value] of records) {
+    if (typeof value === "string") r.str(tag, value);
+    else r.rec(tag, value);
+  }
+  return r.bytes(framed);
 }
 
 function hookRecords(r: Records, h: HookPlan): void {

@@ -1,5 +1,7 @@
-// capsule's native front end: `exec ID COMMAND...`, `start ID` and `delete [-f] ID` without
-// starting Deno (docs/DESIGN.md "The native front end"). The launcher (scripts/build.ts runDeno)
+// capsule's native front end: `exec ID COMMAND...`, `exec --process FILE [--detach]
+// [--pid-file PATH] ID` (a file whose process an earlier exec kept), `start ID` and
+// `delete [-f] ID` without starting Deno (docs/DESIGN.md "The native front end"). The launcher
+// (scripts/build.ts runDeno)
 // runs
 //   capsule-nsexec front N DENO-COMMAND(N words) -- CAPSULE-ARGUMENTS...
 // for a command line whose command is exec, start, delete or rm. This mode takes only what it
@@ -32,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <linux/magic.h>
 #include <sys/socket.h>
@@ -61,6 +64,7 @@
 #define DEFAULT_ROOT "/var/run/capsule" // runtime/state.ts DEFAULT_ROOT (root's default)
 #define EXEC_PLAN "exec.plan"          // runtime/exec.ts EXEC_PLAN
 #define EXEC_FIFO "exec.fifo"          // runtime/state.ts EXEC_FIFO
+#define EXEC_PROCESSES "exec.processes" // runtime/exec.ts EXEC_PROCESSES
 #define MAX_TEMPLATE (16u << 20)
 
 static char **deno_argv; // the Deno command, then capsule's arguments: what a fallback runs
@@ -211,6 +215,15 @@ static void put(unsigned char *out, size_t *off, char tag, const char *s) {
   *off += 5 + n;
 }
 
+// Appends one number record (u64 LE) to out at *off.
+static void put_num(unsigned char *out, size_t *off, char tag, uint64_t v) {
+  out[*off] = (unsigned char)tag;
+  out[*off + 1] = 8;
+  out[*off + 2] = out[*off + 3] = out[*off + 4] = 0;
+  for (int i = 0; i < 8; i++) out[*off + 5 + i] = v >> (8 * i) & 255;
+  *off += 13;
+}
+
 // overlayfs's escaping of ':' and '\' in a lowerdir path (exe_seal.ts escapeLowerDir).
 static void escape_lower(char *out, size_t size, const char *path) {
   size_t o = 0;
@@ -278,6 +291,18 @@ static const char *signal_name(int s) {
   return buf;
 }
 
+// Whether d[0..n) is this binary's build stamp, exec.ts helperStamp's DEV:INO:SIZE:MTIME_MS of
+// /proc/self/exe: a file written for another build of the helper is not taken.
+static int is_stamp(const unsigned char *d, uint32_t n) {
+  struct stat self;
+  char stamp[96];
+  if (stat("/proc/self/exe", &self)) return 0;
+  snprintf(stamp, sizeof stamp, "%llu:%llu:%llu:%lld", (unsigned long long)self.st_dev,
+           (unsigned long long)self.st_ino, (unsigned long long)self.st_size,
+           (long long)self.st_mtim.tv_sec * 1000 + self.st_mtim.tv_nsec / 1000000);
+  return n == strlen(stamp) && !memcmp(d, stamp, n);
+}
+
 // What create left for the front end (exec.ts writeExecPlan), checked: the state root and the
 // container's directory root's and writable by no one else, the file too, whole, written for this
 // very build of the helper and for this id, its init alive with the recorded start time and its
@@ -312,13 +337,7 @@ static void load(const char *root, const char *id, struct tmpl *tm, int alive) {
   const unsigned char *d;
   uint32_t dn;
   // Written for this very build of the helper (exec.ts helperStamp), or not taken.
-  struct stat self;
-  char stamp[96];
-  if (stat("/proc/self/exe", &self)) fallback();
-  snprintf(stamp, sizeof stamp, "%llu:%llu:%llu:%lld", (unsigned long long)self.st_dev,
-           (unsigned long long)self.st_ino, (unsigned long long)self.st_size,
-           (long long)self.st_mtim.tv_sec * 1000 + self.st_mtim.tv_nsec / 1000000);
-  if (!find(front, flen, 'h', &d, &dn) || dn != strlen(stamp) || memcmp(d, stamp, dn)) fallback();
+  if (!find(front, flen, 'h', &d, &dn) || !is_stamp(d, dn)) fallback();
   // Written for this container (a plan copied under another id is not its).
   if (!find(front, flen, 'i', &d, &dn) || dn != strlen(id) || memcmp(d, id, dn)) fallback();
   if (!find(plan, plen, 'p', &d, &dn) || dn != 8) fallback();
@@ -605,15 +624,115 @@ static int front_delete(const char *root, const char *id, int force) {
   }
 }
 
-// `exec ID COMMAND...`: every word after the id is the command's (cli/process.ts stopAfter).
-static int front_exec(const char *root, const char *id, char **cmd, int ncmd) {
+// The process records exec.ts made of a --process file holding exactly `src` (exec.processes,
+// exec.ts writeExecProcess: written by this build, after an exec of those bytes succeeded), in
+// the container's state directory `dir`; NULL when there are none (the CLI's, which keeps them).
+static const unsigned char *kept_process(int dir, const unsigned char *src, size_t slen,
+                                         uint32_t *rlen) {
+  int f = openat(dir, EXEC_PROCESSES, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (f < 0) return NULL;
+  size_t len;
+  unsigned char *buf = ours(f, S_IFREG) ? read_file(f, &len) : NULL;
+  close(f);
+  if (!buf || le32(buf) != len - 4) return NULL;
+  struct records r = RECORDS(buf + 4, len - 4);
+  if (records_next(&r) <= 0 || r.tag != 'h' || !is_stamp(r.d, r.len)) return NULL;
+  while (records_next(&r) > 0) {
+    const unsigned char *j = NULL, *rec = NULL;
+    uint32_t jn = 0, rn = 0;
+    if (r.tag != 'E' || !find(r.d, r.len, 'j', &j, &jn) || !find(r.d, r.len, 'r', &rec, &rn))
+      continue;
+    if (jn == slen && !memcmp(j, src, slen)) {
+      *rlen = rn;
+      return rec; // in buf, kept until this process ends
+    }
+  }
+  return NULL;
+}
+
+// Writes the program's pid to `path` as exec.ts does (state.ts writeFileAtomic: PATH.XXXXXXXX.tmp,
+// mode 0644, renamed over PATH); 0 and errno on a failure.
+static int write_pid_file(const char *path, long long pid) {
+  char tmp[PATH_MAX], text[24];
+  unsigned char rnd[4];
+  if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) return 0;
+  if (snprintf(tmp, sizeof tmp, "%s.%02x%02x%02x%02x.tmp", path, rnd[0], rnd[1], rnd[2], rnd[3]) >=
+      (int)sizeof tmp) {
+    errno = ENAMETOOLONG;
+    return 0;
+  }
+  int n = snprintf(text, sizeof text, "%lld", pid);
+  int f = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+  if (f < 0) return 0;
+  int ok = !fchmod(f, 0644) && write(f, text, (size_t)n) == n;
+  int e = errno;
+  if (close(f)) ok = 0;
+  if (ok && !rename(tmp, path)) return 1;
+  e = ok ? errno : e;
+  unlink(tmp);
+  errno = e;
+  return 0;
+}
+
+// Whether `path`'s directory exists (cli/output.ts pidFileOption: the CLI refuses otherwise).
+static int pid_file_dir(const char *path) {
+  size_t n = strlen(path);
+  if (!n || path[n - 1] == '/' || n >= PATH_MAX) return 0;
+  char dir[PATH_MAX];
+  const char *slash = strrchr(path, '/');
+  if (!slash) snprintf(dir, sizeof dir, ".");
+  else if (slash == path) snprintf(dir, sizeof dir, "/");
+  else snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+  struct stat st;
+  return !stat(dir, &st) && S_ISDIR(st.st_mode);
+}
+
+// What an exec runs: a command (`cmd`, every word after the id: cli/process.ts stopAfter), or
+// the process of a --process file (`process`), as engines send it, with --detach and --pid-file.
+struct exec_req {
+  char **cmd;
+  int ncmd;
+  const char *process, *pid_file;
+  int detach;
+};
+
+// `exec ID COMMAND...`, or `exec --process FILE [--detach] [--pid-file PATH] ID` for a file
+// whose bytes an earlier exec kept with its process records (kept_process).
+static int front_exec(const char *root, const char *id, const struct exec_req *rq) {
+  unsigned char *src = NULL;
+  size_t slen = 0;
+  if (rq->process) {
+    // Read as the CLI reads it (following symlinks, as the caller): a regular file, whole.
+    int pf = open(rq->process, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    struct stat st;
+    if (pf < 0 || fstat(pf, &st) || !S_ISREG(st.st_mode)) fallback();
+    src = read_file(pf, &slen);
+    close(pf);
+    if (!src) fallback();
+  }
+  if (rq->pid_file && !pid_file_dir(rq->pid_file)) fallback(); // the CLI says why
   struct tmpl tm;
   load(root, id, &tm, 1);
-  close(tm.dir);
   unsigned long long pid = tm.pid;
   const char *start = tm.start;
-  const unsigned char *plan = tm.plan;
-  uint32_t plen = tm.plen;
+  const unsigned char *plan = tm.plan, *proc = NULL;
+  uint32_t plen = tm.plen, hlen = 0, prlen = 0;
+  if (src) {
+    // exec.plan's header (the records before its process's), then the kept process records.
+    const unsigned char *d;
+    uint32_t dn;
+    char num[16];
+    if (!find(tm.front, tm.flen, 'o', &d, &dn) || dn == 0 || dn >= sizeof num) fallback();
+    memcpy(num, d, dn);
+    num[dn] = 0;
+    char *e;
+    unsigned long v = strtoul(num, &e, 10);
+    if (*e || v > plen) fallback();
+    hlen = (uint32_t)v;
+    proc = kept_process(tm.dir, src, slen, &prlen);
+    if (!proc) fallback();
+  }
+  close(tm.dir);
 
   // The namespaces that differ from this process's, in exec.ts NAMESPACE_ORDER.
   static const char *const ORDER[] = {"user", "pid", "ipc", "uts", "net", "cgroup", "mnt"};
@@ -631,17 +750,28 @@ static int front_exec(const char *root, const char *id, char **cmd, int ncmd) {
   // The links were the init's, not those of a process that took its pid meanwhile.
   if (!process_is(pid, start)) fallback();
 
-  size_t total = plen;
+  size_t total = proc ? (size_t)hlen + 13 + prlen : plen;
   for (int j = 0; j < njoin; j++) total += 5 + strlen(join[j]);
-  for (int j = 0; j < ncmd; j++) total += 5 + strlen(cmd[j]);
+  for (int j = 0; j < rq->ncmd; j++) total += 5 + strlen(rq->cmd[j]);
   if (total > MAX_TEMPLATE) fallback();
   unsigned char *out = malloc(4 + total);
   if (!out) fallback();
   for (int b = 0; b < 4; b++) out[b] = (uint32_t)total >> (8 * b) & 255;
-  memcpy(out + 4, plan, plen);
-  size_t off = 4 + plen;
+  size_t off = 4;
+  if (proc) {
+    // The helper reads records in any order and the last of a number wins: detach over the
+    // header's (setsid stays 0: engines keep the program's stdio).
+    memcpy(out + off, plan, hlen);
+    off += hlen;
+    put_num(out, &off, 'x', rq->detach ? 1 : 0);
+    memcpy(out + off, proc, prlen);
+    off += prlen;
+  } else {
+    memcpy(out + off, plan, plen);
+    off += plen;
+  }
   for (int j = 0; j < njoin; j++) put(out, &off, 'n', join[j]);
-  for (int j = 0; j < ncmd; j++) put(out, &off, 'a', cmd[j]);
+  for (int j = 0; j < rq->ncmd; j++) put(out, &off, 'a', rq->cmd[j]);
 
   // stdio closed by the caller (the socket would take its place): the CLI puts /dev/null there.
   for (int fd = 0; fd < 3; fd++)
@@ -667,11 +797,10 @@ static int front_exec(const char *root, const char *id, char **cmd, int ncmd) {
   sigprocmask(SIG_SETMASK, &none, NULL);
   signal(SIGCHLD, SIG_DFL);
 
-  // From here on this is the exec: its failures are said, as exec.ts says them.
+  // From here on this is the exec: its failures are said as exec.ts says them, with runc's 255.
   pid_t h = fork();
   if (h < 0) {
-    dprintf(2, "capsule: Cannot exec in container \"%s\": cannot start capsule-nsexec: %s\n", id,
-            why(errno));
+    failure("Cannot exec in container \"%s\": cannot start capsule-nsexec: %s", id, why(errno));
     return 255;
   }
   if (h == 0) {
@@ -693,7 +822,7 @@ static int front_exec(const char *root, const char *id, char **cmd, int ncmd) {
   }
   char *error = NULL;
   long long program = -1;
-  for (;;) {
+  for (;;) { // until the helper closes its end: the program runs, or it failed
     unsigned char hdr[5];
     if (!read_n(sv[0], hdr, 5)) break;
     uint32_t len = le32(hdr + 1);
@@ -723,9 +852,14 @@ static int front_exec(const char *root, const char *id, char **cmd, int ncmd) {
         snprintf(gone, sizeof gone, "capsule-nsexec exited with status %d before the program started",
                  WEXITSTATUS(st));
     }
-    dprintf(2, "capsule: Cannot exec in container \"%s\": %s\n", id, error ? error : gone);
+    failure("Cannot exec in container \"%s\": %s", id, error ? error : gone);
     return 255;
   }
+  if (rq->pid_file && !write_pid_file(rq->pid_file, program)) {
+    failure("cannot write %s: %s", rq->pid_file, why(errno));
+    return 255;
+  }
+  if (rq->detach) return 0; // the helper has exited (exec.ts: the program is the caller's now)
   helper = h;
   static const int FORWARDED[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
   struct sigaction fw = {.sa_handler = forward};
@@ -734,6 +868,30 @@ static int front_exec(const char *root, const char *id, char **cmd, int ncmd) {
   while (waitpid(h, &st, 0) < 0)
     if (errno != EINTR) return 255;
   return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+// exec's flags as the front end takes them: --process FILE (-p), --detach (-d) with --pid-file
+// (the engines' form: without it the CLI logs the output and prints an exec id), --pid-file PATH;
+// the id; a command only without --process. 0 for anything else (the CLI's).
+static int exec_request(char **args, int n, const char **id, struct exec_req *rq) {
+  int i = 0;
+  *rq = (struct exec_req){0};
+  for (; i < n && args[i][0] == '-'; i++) {
+    const char *a = args[i];
+    if ((!strcmp(a, "--process") || !strcmp(a, "-p")) && i + 1 < n) rq->process = args[++i];
+    else if (!strncmp(a, "--process=", 10)) rq->process = a + 10;
+    else if (!strcmp(a, "--pid-file") && i + 1 < n) rq->pid_file = args[++i];
+    else if (!strncmp(a, "--pid-file=", 11)) rq->pid_file = a + 11;
+    else if (!strcmp(a, "--detach") || !strcmp(a, "-d")) rq->detach = 1;
+    else return 0;
+  }
+  if (i >= n || !valid_id(args[i])) return 0;
+  *id = args[i];
+  rq->cmd = args + i + 1;
+  rq->ncmd = n - i - 1;
+  if (rq->process ? rq->ncmd != 0 || !*rq->process : rq->ncmd == 0 || rq->pid_file || rq->detach)
+    return 0;
+  return !rq->detach || rq->pid_file;
 }
 
 int front_main(int argc, char **argv) {
@@ -753,9 +911,10 @@ int front_main(int argc, char **argv) {
   for (int i = 0; i < nargs; i++) deno_argv[k++] = args[i];
 
   // Global flags (cli/main.ts GLOBAL_FLAGS): --root; --log, --log-format and --systemd-cgroup
-  // as engines pass them (a success logs nothing), for start only. Any other: the CLI's.
+  // as engines pass them (a success logs nothing; a failure here is logged as the CLI logs it).
+  // Any other: the CLI's.
   const char *root = DEFAULT_ROOT;
-  int logged = 0, i = 0;
+  int i = 0;
   while (i < nargs && args[i][0] == '-') {
     const char *a = args[i], *format = NULL;
     if (!strcmp(a, "--root") && i + 1 < nargs) root = args[++i];
@@ -767,14 +926,15 @@ int front_main(int argc, char **argv) {
     else if (strcmp(a, "--systemd-cgroup")) fallback();
     if (format && strcmp(format, "text") && strcmp(format, "json")) fallback();
     if (format) log_format = format;
-    logged = logged || log_file || format;
     i++;
   }
   if (i + 1 >= nargs || !*root || root[0] == '-' || dotted(root) || getuid() != 0 ||
       geteuid() != 0)
     fallback();
-  if (!strcmp(args[i], "exec") && !logged && nargs - i >= 3 && valid_id(args[i + 1]))
-    return front_exec(root, args[i + 1], args + i + 2, nargs - i - 2);
+  const char *id;
+  struct exec_req rq;
+  if (!strcmp(args[i], "exec") && exec_request(args + i + 1, nargs - i - 1, &id, &rq))
+    return front_exec(root, id, &rq);
   if (!strcmp(args[i], "start") && nargs - i == 2 && valid_id(args[i + 1])) return front_start(root, args[i + 1]);
   if ((!strcmp(args[i], "delete") || !strcmp(args[i], "rm")) && nargs - i == 2 &&
       valid_id(args[i + 1]))

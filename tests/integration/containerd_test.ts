@@ -80,9 +80,26 @@ async function withContainerd(fn: (c: Containerd) => Promise<void>): Promise<voi
   const launcher = `${dir}/capsule`;
   Deno.writeTextFileSync(
     launcher,
-    `#!/bin/sh\nexec ${capsuleCommand().join(" ")} "$@"\n`,
+    `#!/bin/sh\n[ -e ${dir}/native-only ] && exec ${dir}/capsule-nodeno "$@"\n` +
+      `exec ${capsuleCommand().join(" ")} "$@"\n`,
     { mode: 0o755 },
   );
+  // With ${dir}/native-only: the built launcher with a Deno that does not exist, so that only
+  // what its native front end takes works (exec_front_test.ts does the same).
+  const built = capsuleCommand();
+  if (built.length === 1) {
+    const text = Deno.readTextFileSync(built[0]);
+    const deno = JSON.stringify(Deno.execPath());
+    if (text.includes(deno)) {
+      // Its helper and bundle from the launcher's own directory, as the launcher finds them.
+      const home = built[0].slice(0, built[0].lastIndexOf("/"));
+      Deno.writeTextFileSync(
+        `${dir}/capsule-nodeno`,
+        text.replaceAll(deno, '"/nonexistent/deno"').replaceAll("${dir:-/}", home),
+        { mode: 0o755 },
+      );
+    }
+  }
   const daemon = new Deno.Command("containerd", {
     args: ["--config", `${dir}/config.toml`],
     env,
@@ -149,7 +166,7 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () =>
-    withContainerd(async ({ ctr, launcher, image }) => {
+    withContainerd(async ({ ctr, launcher, image, dir }) => {
       const r = await ctr(
         "run",
         "--rm",
@@ -179,6 +196,23 @@ Deno.test({
       );
       assertEquals(ex.code, 5, ex.stderr);
       assertEquals(ex.stdout, "in-exec\n");
+      // The same process again (an exec probe's way): the front end runs it without Deno, from
+      // what the first exec kept (exec.ts writeExecProcess).
+      if (exists(`${dir}/capsule-nodeno`)) {
+        Deno.writeTextFileSync(`${dir}/native-only`, "");
+        const again = await ctr(
+          "task",
+          "exec",
+          "--exec-id",
+          "e2",
+          "c2",
+          "sh",
+          "-c",
+          "echo in-exec; exit 5",
+        );
+        Deno.removeSync(`${dir}/native-only`);
+        assertEquals([again.code, again.stdout], [5, "in-exec\n"], again.stderr);
+      }
       assertEquals((await ctr("task", "pause", "c2")).code, 0);
       assertMatch((await ctr("task", "ls")).stdout, /c2\s+\d+\s+PAUSED/);
       assertEquals((await ctr("task", "resume", "c2")).code, 0);

@@ -110,8 +110,8 @@ const WHO = "id; grep -E '^(Uid|Gid|Groups|Cap...|NoNewPrivs|Seccomp)' /proc/sel
 async function sameAsDeno(b: Built, id: string): Promise<void> {
   const native = await b.run(["exec", id, "sh", "-c", WHO], { nodeno: true });
   assertEquals(native.code, 0, native.stderr);
-  // --log /dev/null: the same exec, by the TypeScript CLI (the front end takes no flag).
-  const deno = await b.run(["--log", "/dev/null", "exec", id, "sh", "-c", WHO]);
+  // --debug: the same exec, by the TypeScript CLI (the front end takes no such flag).
+  const deno = await b.run(["--debug", "exec", id, "sh", "-c", WHO]);
   assertEquals(deno.code, 0, deno.stderr);
   // $$ differs by one exec to the next; everything else is the same process.
   const norm = (s: string) => s.split("\n").filter((l) => !l.startsWith("pid=")).join("\n");
@@ -552,4 +552,175 @@ function readStatus(pid: number): string {
   } catch {
     return "";
   }
+}
+
+rootTest(
+  "exec front end: --process as engines send it, once an exec of the same file kept its plan",
+  async (root) => {
+    const bundle = await makeBundle("sleep 1000", (s) => {
+      const p = s.process!;
+      p.user = { uid: 1000, gid: 1000, additionalGids: [10], umask: 0o027 };
+      p.env = ["A=1", "PATH=/bin:/usr/bin"];
+      p.rlimits = [{ type: "RLIMIT_NOFILE", soft: 100, hard: 200 }];
+      s.linux!.seccomp = {
+        defaultAction: "SCMP_ACT_ALLOW",
+        architectures: ["SCMP_ARCH_X86_64"],
+        syscalls: [{ names: ["mkdirat", "mkdir"], action: "SCMP_ACT_ERRNO" }],
+      };
+    });
+    const plain = await makeBundle("sleep 1000");
+    const dir = await Deno.makeTempDir({ prefix: "capsule-front-process-" });
+    try {
+      await withBuild(root, async (b) => {
+        const handedOn = async (args: string[], o: RunOptions = {}) => {
+          const r = await b.run(args, { ...o, nodeno: true });
+          assertEquals(r.code, 127, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
+          assertMatch(r.stderr, /cannot start \/nonexistent\/deno/);
+        };
+        assertEquals((await b.run(["run", "-d", "-b", bundle, "x1"])).code, 0);
+        const spec = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`)) as Spec;
+        // As containerd writes it: the container's process, other args, its own environment, no
+        // capabilities (then the container's), user 0.
+        const write = (name: string, change: Record<string, unknown>) => {
+          const file = `${dir}/${name}.json`;
+          const { capabilities: _, ...proc } = spec.process!;
+          Deno.writeTextFileSync(file, JSON.stringify({ ...proc, ...change }));
+          return file;
+        };
+        const who = write("who", {
+          args: ["sh", "-c", WHO],
+          env: ["FROM=process", "PATH=/bin"],
+          user: { uid: 0, gid: 0 },
+          cwd: "/dev",
+        });
+        const kept = `${root}/x1/exec.processes`;
+        // Not seen yet: the CLI's, which keeps its plan.
+        await handedOn(["exec", "--process", who, "x1"]);
+        assert(!existsSync(kept), "exec.processes before any exec --process");
+        const deno = await b.run(["--debug", "exec", "--process", who, "x1"]);
+        assertEquals(deno.code, 0, deno.stderr);
+        assertEquals(Deno.statSync(kept).mode! & 0o777, 0o600);
+        const native = await b.run(["exec", "--process", who, "x1"], { nodeno: true });
+        assertEquals(native.code, 0, native.stderr);
+        const norm = (s: string) => s.split("\n").filter((l) => !l.startsWith("pid=")).join("\n");
+        assertEquals(norm(native.stdout), norm(deno.stdout));
+        assertMatch(native.stdout, /FROM=process/);
+        assertMatch(native.stdout, /cwd=\/dev /);
+        // The same bytes under another name (engines write a new file per exec): taken; one
+        // byte more: not.
+        Deno.copyFileSync(who, `${dir}/copy.json`);
+        const copy = await b.run(["exec", "-p", `${dir}/copy.json`, "x1"], { nodeno: true });
+        assertEquals(norm(copy.stdout), norm(deno.stdout));
+        Deno.writeTextFileSync(`${dir}/copy.json`, " ", { append: true });
+        await handedOn(["exec", "-p", `${dir}/copy.json`, "x1"]);
+        // The container's seccomp profile holds.
+        const mk = write("mk", { args: ["mkdir", "/dev/shm/d"] });
+        assert((await b.run(["exec", "--process", mk, "x1"])).code !== 0, "mkdir (CLI)");
+        assert(
+          (await b.run(["exec", "--process", mk, "x1"], { nodeno: true })).code !== 0,
+          "mkdir passed the container's seccomp profile",
+        );
+
+        // As containerd calls it: --log in json, --detach, --pid-file; nothing logged.
+        const log = `${dir}/log.json`;
+        const engine = ["--root", root, "--log", log, "--log-format", "json"];
+        const sleep = write("sleep", { args: ["sleep", "1001"] });
+        const initNs = Deno.readLinkSync(
+          `/proc/${JSON.parse((await b.run(["state", "x1"])).stdout).pid}/ns/pid`,
+        );
+        for (const nodeno of [false, true]) {
+          const pidFile = `${dir}/pid-${nodeno}`;
+          const r = await b.run(
+            [...engine, "exec", "--process", sleep, "--detach", "--pid-file", pidFile, "x1"],
+            // Not piped: the program keeps the caller's stdio, as engines want it.
+            { nodeno, ownRoot: true, quiet: true },
+          );
+          assertEquals(r.code, 0);
+          const pid = Number(Deno.readTextFileSync(pidFile));
+          assertEquals(Deno.readTextFileSync(`/proc/${pid}/cmdline`), "sleep\u00001001\u0000");
+          assertEquals(Deno.readLinkSync(`/proc/${pid}/ns/pid`), initNs);
+          assertEquals(Deno.statSync(pidFile).mode! & 0o777, 0o644);
+          Deno.kill(pid, "SIGKILL");
+        }
+        assert(!existsSync(log), "an exec that succeeded wrote the log");
+
+        // What it leaves to the CLI: -d without --pid-file (an exec id and its log), a command
+        // beside --process, --no-new-privs (another process than the file's), -t, a pid file in
+        // a missing directory, a missing file.
+        await handedOn(["exec", "-d", "--process", sleep, "x1"]);
+        await handedOn(["exec", "--process", who, "x1", "true"]);
+        await handedOn(["exec", "--no-new-privs", "--process", who, "x1"]);
+        await handedOn(["exec", "-t", "--process", who, "x1"]);
+        await handedOn(["exec", "--pid-file", `${dir}/no/pid`, "--process", who, "x1"]);
+        await handedOn(["exec", "--process", `${dir}/none.json`, "x1"]);
+        // --no-new-privs changed the process: nothing is kept for the file's bytes.
+        const nnp = write("nnp", { args: ["true"] });
+        assertEquals((await b.run(["exec", "--no-new-privs", "--process", nnp, "x1"])).code, 0);
+        await handedOn(["exec", "--process", nnp, "x1"]);
+
+        // exec.processes that others may write, from another build, or cut short: not taken.
+        const bytes = Deno.readFileSync(kept);
+        Deno.chmodSync(kept, 0o620);
+        await handedOn(["exec", "--process", who, "x1"]);
+        Deno.chmodSync(kept, 0o600);
+        const helper = `${b.dist}/capsule-nsexec`;
+        const st = Deno.statSync(helper);
+        Deno.writeFileSync(kept, bytes); // written by this build: taken
+        assertEquals((await b.run(["exec", "--process", who, "x1"], { nodeno: true })).code, 0);
+        Deno.utimeSync(helper, new Date(), new Date(st.mtime!.getTime() - 5000));
+        // exec.plan was written by the touched build too: rewrite it for this one, so that only
+        // exec.processes is another build's.
+        const plan = Deno.readFileSync(`${root}/x1/exec.plan`);
+        const oldStamp = `${st.dev}:${st.ino}:${st.size}:${st.mtime!.getTime()}`;
+        const now = Deno.statSync(helper);
+        const newStamp = `${now.dev}:${now.ino}:${now.size}:${now.mtime!.getTime()}`;
+        assertEquals(oldStamp.length, newStamp.length);
+        Deno.writeFileSync(`${root}/x1/exec.plan`, replaceBytes(plan, oldStamp, newStamp));
+        assertEquals((await b.run(["exec", "x1", "true"], { nodeno: true })).code, 0);
+        await handedOn(["exec", "--process", who, "x1"]);
+        Deno.utimeSync(helper, st.atime!, st.mtime!);
+        Deno.writeFileSync(`${root}/x1/exec.plan`, plan);
+        Deno.writeFileSync(kept, bytes.subarray(0, bytes.length - 2));
+        await handedOn(["exec", "--process", who, "x1"]);
+        Deno.writeFileSync(kept, bytes);
+        assertEquals((await b.run(["exec", "--process", who, "x1"], { nodeno: true })).code, 0);
+
+        // A failure after the hand-over (its working directory gone since it was kept): said as
+        // the CLI says it, status 255, and in --log as a json error line. (In a container
+        // without x1's seccomp profile, which refuses mkdir.)
+        assertEquals((await b.run(["run", "-d", "-b", plain, "x2"])).code, 0);
+        assertEquals((await b.run(["exec", "x2", "mkdir", "-p", "/dev/shm/gone"])).code, 0);
+        const gone = write("gone", { args: ["true"], cwd: "/dev/shm/gone" });
+        assertEquals((await b.run(["exec", "--process", gone, "x2"])).code, 0);
+        assertEquals((await b.run(["exec", "x2", "rmdir", "/dev/shm/gone"])).code, 0);
+        const cli = await b.run(["--debug", "exec", "--process", gone, "x2"]);
+        const failed = await b.run([...engine, "exec", "--process", gone, "x2"], {
+          nodeno: true,
+          ownRoot: true,
+        });
+        assertEquals([cli.code, failed.code], [255, 255]);
+        const said = failed.stderr.trim();
+        assertMatch(said, /^capsule: Cannot exec in container "x2": .*\/dev\/shm\/gone/);
+        assert(cli.stderr.includes(said), `the CLI said: ${cli.stderr}`);
+        const line = JSON.parse(Deno.readTextFileSync(log).trim());
+        assertEquals([line.level, `capsule: ${line.msg}`], ["error", said]);
+        for (const id of ["x1", "x2"]) assertEquals((await b.run(["delete", "-f", id])).code, 0);
+      });
+    } finally {
+      await removeAll(bundle, plain, dir);
+    }
+  },
+);
+
+/** `bytes` with the first occurrence of the ASCII text `from` replaced by `to`, of its length. */
+function replaceBytes(bytes: Uint8Array, from: string, to: string): Uint8Array {
+  const f = new TextEncoder().encode(from);
+  for (let i = 0; i + f.length <= bytes.length; i++) {
+    if (f.every((c, k) => bytes[i + k] === c)) {
+      const out = bytes.slice();
+      out.set(new TextEncoder().encode(to), i);
+      return out;
+    }
+  }
+  throw new Error(`"${from}" not found`);
 }

@@ -10,6 +10,15 @@ import {
   removeAll,
 } from "../helpers.ts";
 
+const exists = (p: string) => {
+  try {
+    Deno.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 function which(cmd: string): boolean {
   return ["/usr/bin", "/usr/local/bin", "/bin"].some((d) => {
     try {
@@ -31,9 +40,23 @@ Deno.test({
     const launcher = `${dir}/capsule`;
     await Deno.writeTextFile(
       launcher,
-      `#!/bin/sh\nexec ${capsuleCommand().join(" ")} --root ${dir}/state "$@"\n`,
+      `#!/bin/sh\n[ -e ${dir}/native-only ] && exec ${dir}/capsule-nodeno --root ${dir}/state "$@"\n` +
+        `exec ${capsuleCommand().join(" ")} --root ${dir}/state "$@"\n`,
       { mode: 0o755 },
     );
+    // With ${dir}/native-only: the built launcher with a Deno that does not exist, so that only
+    // what its native front end takes works (exec_front_test.ts does the same).
+    const built = capsuleCommand();
+    const deno = JSON.stringify(Deno.execPath());
+    if (built.length === 1 && Deno.readTextFileSync(built[0]).includes(deno)) {
+      const home = built[0].slice(0, built[0].lastIndexOf("/"));
+      Deno.writeTextFileSync(
+        `${dir}/capsule-nodeno`,
+        Deno.readTextFileSync(built[0]).replaceAll(deno, '"/nonexistent/deno"')
+          .replaceAll("${dir:-/}", home),
+        { mode: 0o755 },
+      );
+    }
     await Deno.writeTextFile(
       `${dir}/containers.conf`,
       `[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n` +
@@ -113,6 +136,14 @@ Deno.test({
       const e = await podman(["exec", "pmweb", "sh", "-c", "echo in-exec; exit 3"]);
       assertEquals(e.code, 3, e.stderr);
       assertEquals(e.stdout, "in-exec\n");
+      // The same exec again (a healthcheck's way): the front end runs it without Deno, from what
+      // the first one kept (exec.ts writeExecProcess).
+      if (exists(`${dir}/capsule-nodeno`)) {
+        Deno.writeTextFileSync(`${dir}/native-only`, "");
+        const again = await podman(["exec", "pmweb", "sh", "-c", "echo in-exec; exit 3"]);
+        Deno.removeSync(`${dir}/native-only`);
+        assertEquals([again.code, again.stdout], [3, "in-exec\n"], again.stderr);
+      }
       const i = await podman(["exec", "-i", "pmweb", "cat"], "piped-in\n");
       assertEquals(i.stdout, "piped-in\n");
       const t = await podman(["exec", "-t", "pmweb", "tty"]);

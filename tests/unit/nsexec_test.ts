@@ -2,22 +2,25 @@
 // answers it reads, and what the helper binary (dist/capsule-nsexec, built by tests/run.sh)
 // says of a plan it cannot carry out.
 import * as libc from "../../ffi/libc.ts";
-import { encodeNsexecPlan, nsexecPath, readNsexecAnswer } from "../../runtime/nsexec.ts";
+import {
+  decodeRecords,
+  encodeNsexecParts,
+  encodeNsexecPlan,
+  framed,
+  nsexecPath,
+  readNsexecAnswer,
+} from "../../runtime/nsexec.ts";
+import { helperStamp, readExecProcesses, writeExecProcess } from "../../runtime/exec.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
 import { assert, assertEquals, assertThrows } from "./helpers.ts";
 import { basePlan } from "./nsexec_fixtures.ts";
 
 /** The records of an encoded plan, as nsexec.c reads them: [tag, data] in order. */
 function records(plan: Uint8Array): [string, Uint8Array][] {
-  const v = new DataView(plan.buffer, plan.byteOffset);
-  assertEquals(v.getUint32(0, true), plan.length - 4);
-  const out: [string, Uint8Array][] = [];
-  for (let off = 4; off < plan.length;) {
-    const len = v.getUint32(off + 1, true);
-    out.push([String.fromCharCode(plan[off]), plan.slice(off + 5, off + 5 + len)]);
-    off += 5 + len;
-  }
-  return out;
+  assertEquals(new DataView(plan.buffer, plan.byteOffset).getUint32(0, true), plan.length - 4);
+  const out = decodeRecords(plan.subarray(4));
+  assert(out, "records cut short");
+  return out.map(([t, d]) => [t, d.slice()]);
 }
 
 const u64 = (b: Uint8Array, at = 0) => new DataView(b.buffer).getBigUint64(at, true);
@@ -187,5 +190,57 @@ Deno.test("capsule-nsexec: started by anything but capsule, it exits 2 and does 
       .output();
     assertEquals(out.code, 2, args.join(" "));
     assert(/started by capsule only/.test(new TextDecoder().decode(out.stderr)));
+  }
+});
+
+Deno.test("nsexec plan: its header and process parts, put together, are the plan", () => {
+  const plan = basePlan();
+  const { header, process } = encodeNsexecParts(plan);
+  assertEquals(framed(header, process), encodeNsexecPlan(plan));
+  assertEquals(decodeRecords(header)!.map(([t]) => t), [
+    "p",
+    "X",
+    "n",
+    "n",
+    "n",
+    "c",
+    "s",
+    "x",
+    "O",
+  ]);
+  assertEquals(decodeRecords(process)![0][0], "u");
+  assertEquals(decodeRecords(process.subarray(0, process.length - 1)), undefined);
+});
+
+Deno.test("exec.processes: newest first, each file's bytes once, at most 16, this build's", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "capsule-kept-" });
+  try {
+    const file = `${dir}/exec.processes`;
+    const stamp = helperStamp(nsexecPath());
+    const enc = (s: string) => new TextEncoder().encode(s);
+    // No exec.plan: the front end takes no exec into this container, so nothing is kept.
+    writeExecProcess(dir, enc("{}"), enc("r0"));
+    assertThrows(() => Deno.statSync(file));
+    Deno.writeTextFileSync(`${dir}/exec.plan`, "");
+    for (let i = 0; i < 20; i++) writeExecProcess(dir, enc(`{"n":${i}}`), enc(`r${i}`));
+    writeExecProcess(dir, enc(`{"n":10}`), enc("again"));
+    const kept = readExecProcesses(file, stamp).map(([j, r]) => [text(j), text(r)]);
+    assertEquals(kept.length, 16);
+    assertEquals(kept.slice(0, 3), [[`{"n":10}`, "again"], [`{"n":19}`, "r19"], [
+      `{"n":18}`,
+      "r18",
+    ]]);
+    assertEquals(kept.filter(([j]) => j === `{"n":10}`).length, 1);
+    assertEquals(Deno.statSync(file).mode! & 0o777, 0o600);
+    // A file over 64 KiB is not kept; another build's file is none.
+    writeExecProcess(dir, new Uint8Array(65 << 10), enc("big"));
+    assertEquals(readExecProcesses(file, stamp).length, 16);
+    assertEquals(readExecProcesses(file, "0:0:0:0"), []);
+    // Cut short: none.
+    const bytes = Deno.readFileSync(file);
+    Deno.writeFileSync(file, bytes.subarray(0, bytes.length - 1));
+    assertEquals(readExecProcesses(file, stamp), []);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
   }
 });
