@@ -10,6 +10,29 @@ export function capsuleCommand(): string[] {
   return [Deno.execPath(), "run", "-A", "--quiet", `${REPO}/main.ts`];
 }
 
+/** Whether a path exists (a dangling symlink too): state.ts's. */
+export { exists } from "../runtime/state.ts";
+
+/**
+ * Writes to `path` a copy of the launcher `launcher` (a built dist/capsule) whose Deno does not
+ * exist, its helper and bundle still found beside `launcher`: a command it runs works only when
+ * the native front end takes it (the Deno CLI fails with "cannot start /nonexistent/deno", 127).
+ * Returns false, writing nothing, when `launcher` is not such a launcher (capsule from source).
+ */
+export function writeNoDenoLauncher(path: string, launcher = capsuleCommand()): boolean {
+  if (launcher.length !== 1) return false;
+  const text = Deno.readTextFileSync(launcher[0]);
+  const deno = JSON.stringify(Deno.execPath());
+  if (!text.includes(deno)) return false;
+  const home = launcher[0].slice(0, launcher[0].lastIndexOf("/"));
+  Deno.writeTextFileSync(
+    path,
+    text.replaceAll(deno, '"/nonexistent/deno"').replaceAll("${dir:-/}", home),
+    { mode: 0o755 },
+  );
+  return true;
+}
+
 export interface Result {
   code: number;
   stdout: string;

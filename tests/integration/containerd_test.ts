@@ -10,19 +10,12 @@ import {
   buildBusyboxRootfs,
   capsuleCommand,
   cgroupDirsNamed,
+  exists,
   isRoot,
   removeAll,
   sleep,
+  writeNoDenoLauncher,
 } from "../helpers.ts";
-
-const exists = (p: string) => {
-  try {
-    Deno.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
 const have = (p: string) => {
   try {
     return Deno.statSync(p).isFile;
@@ -86,20 +79,7 @@ async function withContainerd(fn: (c: Containerd) => Promise<void>): Promise<voi
   );
   // With ${dir}/native-only: the built launcher with a Deno that does not exist, so that only
   // what its native front end takes works (exec_front_test.ts does the same).
-  const built = capsuleCommand();
-  if (built.length === 1) {
-    const text = Deno.readTextFileSync(built[0]);
-    const deno = JSON.stringify(Deno.execPath());
-    if (text.includes(deno)) {
-      // Its helper and bundle from the launcher's own directory, as the launcher finds them.
-      const home = built[0].slice(0, built[0].lastIndexOf("/"));
-      Deno.writeTextFileSync(
-        `${dir}/capsule-nodeno`,
-        text.replaceAll(deno, '"/nonexistent/deno"').replaceAll("${dir:-/}", home),
-        { mode: 0o755 },
-      );
-    }
-  }
+  writeNoDenoLauncher(`${dir}/capsule-nodeno`);
   const daemon = new Deno.Command("containerd", {
     args: ["--config", `${dir}/config.toml`],
     env,

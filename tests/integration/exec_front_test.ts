@@ -9,6 +9,7 @@ import {
   assertEquals,
   assertMatch,
   cgroupDirsNamed,
+  exists,
   inUserNamespace,
   makeBundle,
   removeAll,
@@ -16,6 +17,7 @@ import {
   type Result,
   rootTest,
   waitFor,
+  writeNoDenoLauncher,
 } from "../helpers.ts";
 import type { Spec } from "../../runtime/spec.ts";
 
@@ -43,6 +45,8 @@ interface Built {
   /** Runs the built launcher (or `capsule-nodeno` with `nodeno`) with `--root root`. */
   run(args: string[], o?: RunOptions): Promise<Result>;
   spawn(args: string[]): Deno.ChildProcess;
+  /** Asserts that the front end hands `args` to the Deno CLI (through `capsule-nodeno`: 127). */
+  handedOn(args: string[], o?: RunOptions): Promise<void>;
   dist: string;
 }
 
@@ -64,12 +68,10 @@ async function withBuild(root: string, fn: (b: Built) => Promise<void>): Promise
     }
     const launcher = await build(`${tmp}/dist`);
     const dist = `${tmp}/dist`;
-    const text = Deno.readTextFileSync(launcher);
-    const deno = JSON.stringify(Deno.execPath());
-    assert(text.includes(deno), "the launcher names this Deno");
-    Deno.writeTextFileSync(`${dist}/capsule-nodeno`, text.replaceAll(deno, '"/nonexistent/deno"'), {
-      mode: 0o755,
-    });
+    assert(
+      writeNoDenoLauncher(`${dist}/capsule-nodeno`, [launcher]),
+      "the launcher names this Deno",
+    );
     const dec = new TextDecoder();
     // Under a soft open-files limit of 256 (the hard one stays): the program's, when its config
     // sets none, is what the CLI's Deno passes on (its soft limit raised to the hard one).
@@ -85,12 +87,18 @@ async function withBuild(root: string, fn: (b: Built) => Promise<void>): Promise
         stdout: quiet ? "null" : "piped",
         stderr: quiet ? "null" : "piped",
       });
+    const run = async (args: string[], o: RunOptions = {}) => {
+      const out = await cmd(args, o).output();
+      if (o.quiet) return { code: out.code, stdout: "", stderr: "" };
+      return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+    };
     await fn({
       dist,
-      run: async (args, o = {}) => {
-        const out = await cmd(args, o).output();
-        if (o.quiet) return { code: out.code, stdout: "", stderr: "" };
-        return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+      run,
+      handedOn: async (args, o = {}) => {
+        const r = await run(args, { ...o, nodeno: true });
+        assertEquals(r.code, 127, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
+        assertMatch(r.stderr, /cannot start \/nonexistent\/deno/);
       },
       spawn: (args) => cmd(args).spawn(),
     });
@@ -202,11 +210,7 @@ rootTest(
       await withBuild(root, async (b) => {
         assertEquals((await b.run(["run", "-d", "-b", bundle, "g1"])).code, 0);
         const native = (args: string[]) => b.run(args, { nodeno: true });
-        const handedOn = async (args: string[], o: RunOptions = {}) => {
-          const r = await b.run(args, { ...o, nodeno: true });
-          assertEquals(r.code, 127, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
-          assertMatch(r.stderr, /cannot start \/nonexistent\/deno/);
-        };
+        const handedOn = b.handedOn;
         assertEquals((await native(["exec", "g1", "true"])).code, 0);
         // Flags, other commands, an unknown or invalid id: the CLI's.
         await handedOn(["exec", "-t", "g1", "sh"]);
@@ -365,11 +369,7 @@ rootTest(
     try {
       await withBuild(root, async (b) => {
         const status = async (id: string) => JSON.parse((await b.run(["state", id])).stdout).status;
-        const handedOn = async (args: string[], o: RunOptions = {}) => {
-          const r = await b.run(args, { ...o, nodeno: true });
-          assertEquals(r.code, 127, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
-          assertMatch(r.stderr, /cannot start \/nonexistent\/deno/);
-        };
+        const handedOn = b.handedOn;
         const create = async (id: string, bundle: string) =>
           assertEquals((await b.run(["create", "-b", bundle, id], { quiet: true })).code, 0);
         await create("s1", bundle);
@@ -377,7 +377,7 @@ rootTest(
         const started = await b.run(["start", "s1"], { nodeno: true });
         assertEquals(started.code, 0, started.stderr);
         assertEquals(await status("s1"), "running");
-        assert(!existsSync(`${root}/s1/exec.fifo`), "exec.fifo is left");
+        assert(!exists(`${root}/s1/exec.fifo`), "exec.fifo is left");
         const ps = await b.run(["exec", "s1", "cat", "/proc/1/cmdline"], { nodeno: true });
         assertEquals(ps.stdout, "sleep\u00001000\u0000");
         // Running now: the CLI's refusal.
@@ -390,7 +390,7 @@ rootTest(
         const e = await b.run([...engine, "start", "s2"], { nodeno: true, ownRoot: true });
         assertEquals(e.code, 0, e.stderr);
         assertEquals(await status("s2"), "running");
-        assert(!existsSync(log), "a start that succeeded wrote the log");
+        assert(!exists(log), "a start that succeeded wrote the log");
         // A program that is done before start looks: started all the same.
         await create("s3", quick);
         assertEquals((await b.run(["start", "s3"], { nodeno: true })).code, 0);
@@ -434,15 +434,6 @@ rootTest(
   },
 );
 
-function existsSync(path: string): boolean {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 rootTest(
   "delete front end: created, stopped and (-f) running containers removed without Deno; what it does not take goes to the CLI",
   async (root) => {
@@ -459,21 +450,17 @@ rootTest(
     });
     try {
       await withBuild(root, async (b) => {
-        const handedOn = async (args: string[], o: RunOptions = {}) => {
-          const r = await b.run(args, { ...o, nodeno: true });
-          assertEquals(r.code, 127, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
-          assertMatch(r.stderr, /cannot start \/nonexistent\/deno/);
-        };
+        const handedOn = b.handedOn;
         const state = async (id: string) => JSON.parse((await b.run(["state", id])).stdout);
         // Deleted natively: no state, no cgroup, no init; a nested "capsule" parent it was the
         // last container of is gone too.
         const gone = (id: string, pid: number, parents: string[]) => {
-          assert(!existsSync(`${root}/${id}`), `${id}: state directory left`);
+          assert(!exists(`${root}/${id}`), `${id}: state directory left`);
           assertEquals(cgroupDirsNamed(id), [], `${id}: cgroups left`);
-          assert(!existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readStatus(pid)), "init alive");
+          assert(!exists(`/proc/${pid}`) || /^State:\s+Z/m.test(readStatus(pid)), "init alive");
           for (const p of parents) {
-            const left = existsSync(p) ? [...Deno.readDirSync(p)].filter((e) => e.isDirectory) : [];
-            assert(!existsSync(p) || left.length > 0, `${p} left empty`);
+            const left = exists(p) ? [...Deno.readDirSync(p)].filter((e) => e.isDirectory) : [];
+            assert(!exists(p) || left.length > 0, `${p} left empty`);
           }
         };
         const record = (id: string) =>
@@ -572,11 +559,7 @@ rootTest(
     const dir = await Deno.makeTempDir({ prefix: "capsule-front-process-" });
     try {
       await withBuild(root, async (b) => {
-        const handedOn = async (args: string[], o: RunOptions = {}) => {
-          const r = await b.run(args, { ...o, nodeno: true });
-          assertEquals(r.code, 127, `${args.join(" ")}: ${r.stdout}${r.stderr}`);
-          assertMatch(r.stderr, /cannot start \/nonexistent\/deno/);
-        };
+        const handedOn = b.handedOn;
         assertEquals((await b.run(["run", "-d", "-b", bundle, "x1"])).code, 0);
         const spec = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`)) as Spec;
         // As containerd writes it: the container's process, other args, its own environment, no
@@ -596,7 +579,7 @@ rootTest(
         const kept = `${root}/x1/exec.processes`;
         // Not seen yet: the CLI's, which keeps its plan.
         await handedOn(["exec", "--process", who, "x1"]);
-        assert(!existsSync(kept), "exec.processes before any exec --process");
+        assert(!exists(kept), "exec.processes before any exec --process");
         const deno = await b.run(["--debug", "exec", "--process", who, "x1"]);
         assertEquals(deno.code, 0, deno.stderr);
         assertEquals(Deno.statSync(kept).mode! & 0o777, 0o600);
@@ -642,7 +625,7 @@ rootTest(
           assertEquals(Deno.statSync(pidFile).mode! & 0o777, 0o644);
           Deno.kill(pid, "SIGKILL");
         }
-        assert(!existsSync(log), "an exec that succeeded wrote the log");
+        assert(!exists(log), "an exec that succeeded wrote the log");
 
         // What it leaves to the CLI: -d without --pid-file (an exec id and its log), a command
         // beside --process, --no-new-privs (another process than the file's), -t, a pid file in

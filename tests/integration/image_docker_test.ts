@@ -6,6 +6,7 @@ import {
   assertMatch,
   capsule,
   capsuleCommand,
+  exists,
   makeBundle,
   removeAll,
   type Result,
@@ -13,15 +14,6 @@ import {
   waitFor,
   withImage,
 } from "../helpers.ts";
-
-const exists = (path: string) => {
-  try {
-    Deno.lstatSync(path);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 const containers = (store: string) => {
   try {

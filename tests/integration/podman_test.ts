@@ -6,18 +6,11 @@ import {
   assertMatch,
   buildBusyboxRootfs,
   capsuleCommand,
+  exists,
   isRoot,
   removeAll,
+  writeNoDenoLauncher,
 } from "../helpers.ts";
-
-const exists = (p: string) => {
-  try {
-    Deno.lstatSync(p);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 function which(cmd: string): boolean {
   return ["/usr/bin", "/usr/local/bin", "/bin"].some((d) => {
@@ -46,17 +39,7 @@ Deno.test({
     );
     // With ${dir}/native-only: the built launcher with a Deno that does not exist, so that only
     // what its native front end takes works (exec_front_test.ts does the same).
-    const built = capsuleCommand();
-    const deno = JSON.stringify(Deno.execPath());
-    if (built.length === 1 && Deno.readTextFileSync(built[0]).includes(deno)) {
-      const home = built[0].slice(0, built[0].lastIndexOf("/"));
-      Deno.writeTextFileSync(
-        `${dir}/capsule-nodeno`,
-        Deno.readTextFileSync(built[0]).replaceAll(deno, '"/nonexistent/deno"')
-          .replaceAll("${dir:-/}", home),
-        { mode: 0o755 },
-      );
-    }
+    writeNoDenoLauncher(`${dir}/capsule-nodeno`);
     await Deno.writeTextFile(
       `${dir}/containers.conf`,
       `[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n` +
