@@ -36,7 +36,7 @@ import { writeExecPlan } from "./exec.ts";
 import { ociState } from "./query.ts";
 import type { Spec } from "./spec.ts";
 import { OCI_VERSION } from "./version.ts";
-import { type ContainerRecord, isoTime, LOG_FILE, procStat, writeFileAtomic } from "./state.ts";
+import { type ContainerRecord, isoTime, LOG_FILE, procStat, writePidFile } from "./state.ts";
 
 export type { CreateOptions };
 
@@ -367,5 +367,5 @@ async function markCreated(c: Creating): Promise<void> {
       c.step(`exec.plan not written (${(e as Error).message})`);
     }
   }
-  if (c.opts.pidFile) writeFileAtomic(c.opts.pidFile, `${c.pid}`);
+  if (c.opts.pidFile) writePidFile(c.opts.pidFile, c.pid);
 }

@@ -25,7 +25,13 @@ import type { SeccompFilter, SeccompProfile } from "./seccomp.ts";
 import { type HelperProcess, spawnHelper } from "./helper_process.ts";
 import { callerFds, exitCode, forwardSignals, relayed } from "./spawn.ts";
 import type { Process, Spec } from "./spec.ts";
-import { type ContainerRecord, execLogFile, initAlive, writeFileAtomic } from "./state.ts";
+import {
+  type ContainerRecord,
+  execLogFile,
+  initAlive,
+  writeFileAtomic,
+  writePidFile,
+} from "./state.ts";
 import { sendToConsoleSocket } from "./terminal.ts";
 
 /** What to run in the container, and how (capsule exec's flags). */
@@ -295,11 +301,11 @@ export async function exec(
   // passed fds' are not its to take).
   if (opts.process && opts.processFile && !proc.terminal && !passFds?.length) {
     try {
-      writeExecProcess(ctx.store.dir(id), opts.processFile, parts.process);
+      writeExecProcess(ctx.store.dir(id), execInstance(rec), opts.processFile, parts.process);
       step("process kept for the front end");
     } catch { /* only a later exec's speed depends on it */ }
   }
-  if (opts.pidFile) writeFileAtomic(opts.pidFile, `${execPid}`);
+  if (opts.pidFile) writePidFile(opts.pidFile, execPid);
   if (opts.detach) {
     child.unref(); // reaped here once it ends, by whoever adopts it once this process is gone
     return { execId, pid: execPid };
@@ -407,6 +413,15 @@ const KEPT_PROCESSES = 16;
 const KEPT_PROCESS_BYTES = 64 << 10;
 
 /**
+ * Which container a kept verdict is for: `ID:PID:START` of its init (record.pid, pidStartTime).
+ * A container deleted and made again under the same id has another; so has every other
+ * container, should the file be copied.
+ */
+export function execInstance(rec: Pick<ContainerRecord, "id" | "pid" | "pidStartTime">): string {
+  return `${rec.id}:${rec.pid}:${rec.pidStartTime}`;
+}
+
+/**
  * Keeps exec's verdict on a --process file in `<dir>/exec.processes` (0600, atomically): the
  * file's bytes (`source`, as read) and the process records exec made of them (`records`,
  * encodeNsexecParts's `process`). The native front end (runtime/native/front.c) runs an
@@ -415,12 +430,19 @@ const KEPT_PROCESS_BYTES = 64 << 10;
  * and again (Kubernetes' exec probes), and its validation (checkConfig) and plan depend only on
  * those bytes, this build and what create recorded, none of which changes while the container
  * lives. Layout: u32 LE length, `h` (helperStamp: a file written by another build is not
- * taken), then one `E` record per process, newest first, each holding `j` (the bytes) and `r`
- * (the records); at most KEPT_PROCESSES of them, of at most KEPT_PROCESS_BYTES each. Nothing is
- * written for a container without exec.plan (the front end takes no exec into it). Throws a
- * Deno error when the file cannot be written.
+ * taken), `c` (`instance`, execInstance: the container it was written for, so that an exec
+ * that raced a delete and a create under the same id leaves nothing the new one takes), then
+ * one `E` record per process, newest first, each holding `j` (the bytes) and `r` (the records);
+ * at most KEPT_PROCESSES of them, of at most KEPT_PROCESS_BYTES each. Nothing is written for a
+ * container without exec.plan (the front end takes no exec into it). Throws a Deno error when
+ * the file cannot be written.
  */
-export function writeExecProcess(dir: string, source: Uint8Array, records: Uint8Array): void {
+export function writeExecProcess(
+  dir: string,
+  instance: string,
+  source: Uint8Array,
+  records: Uint8Array,
+): void {
   if (source.length > KEPT_PROCESS_BYTES) return;
   try {
     Deno.lstatSync(`${dir}/${EXEC_PLAN}`);
@@ -429,21 +451,26 @@ export function writeExecProcess(dir: string, source: Uint8Array, records: Uint8
   }
   const stamp = helperStamp(nsexecPath());
   const file = `${dir}/${EXEC_PROCESSES}`;
-  const kept = readExecProcesses(file, stamp);
+  const kept = readExecProcesses(file, stamp, instance);
   if (kept.length && sameBytes(kept[0][0], source) && sameBytes(kept[0][1], records)) return;
   const entries = [[source, records], ...kept.filter(([s]) => !sameBytes(s, source))]
     .slice(0, KEPT_PROCESSES)
     .map(([j, r]) =>
       ["E", encodeFrontRecords([["j", j], ["r", r]], false)] as [string, Uint8Array]
     );
-  writeFileAtomic(file, encodeFrontRecords([["h", stamp], ...entries]), 0o600);
+  writeFileAtomic(file, encodeFrontRecords([["h", stamp], ["c", instance], ...entries]), 0o600);
 }
 
 /**
- * The entries of an exec.processes file written for the helper build `stamp`, newest first, as
- * [source, records]; none when it is missing, cut short or another build's.
+ * The entries of an exec.processes file written by the helper build `stamp` for the container
+ * `instance` (execInstance), newest first, as [source, records]; none when it is missing, cut
+ * short, another build's or another container's.
  */
-export function readExecProcesses(file: string, stamp: string): [Uint8Array, Uint8Array][] {
+export function readExecProcesses(
+  file: string,
+  stamp: string,
+  instance: string,
+): [Uint8Array, Uint8Array][] {
   let bytes: Uint8Array;
   try {
     bytes = Deno.readFileSync(file);
@@ -452,11 +479,15 @@ export function readExecProcesses(file: string, stamp: string): [Uint8Array, Uin
   }
   const len = bytes.length >= 4 ? new DataView(bytes.buffer).getUint32(0, true) : -1;
   const top = len === bytes.length - 4 ? decodeRecords(bytes.subarray(4)) : undefined;
-  if (!top?.length || top[0][0] !== "h" || new TextDecoder().decode(top[0][1]) !== stamp) {
+  const text = (b: Uint8Array) => new TextDecoder().decode(b);
+  if (
+    !top || top.length < 2 || top[0][0] !== "h" || text(top[0][1]) !== stamp ||
+    top[1][0] !== "c" || text(top[1][1]) !== instance
+  ) {
     return [];
   }
   const out: [Uint8Array, Uint8Array][] = [];
-  for (const [tag, data] of top.slice(1)) {
+  for (const [tag, data] of top.slice(2)) {
     const inner = tag === "E" ? decodeRecords(data) : undefined;
     const j = inner?.find(([t]) => t === "j")?.[1];
     const r = inner?.find(([t]) => t === "r")?.[1];

@@ -260,6 +260,19 @@ export function writeFileAtomic(path: string, data: string | Uint8Array, mode = 
   }
 }
 
+/**
+ * Writes `pid` to `path` as runc does (--pid-file: the decimal pid, no newline), atomically
+ * (writeFileAtomic: `PATH.XXXXXXXX.tmp`, 0644, renamed over PATH). Throws a CapsuleError naming
+ * the file and why it cannot be written (a directory there, no room, a read-only file system).
+ */
+export function writePidFile(path: string, pid: number): void {
+  try {
+    writeFileAtomic(path, `${pid}`);
+  } catch (e) {
+    throw new CapsuleError(`Cannot write the pid file "${path}": ${(e as Error).message}`);
+  }
+}
+
 /** Reads `freezer.state`-style extra status; set by the cgroup layer (paused). */
 export type PausedProbe = (rec: ContainerRecord) => boolean;
 

@@ -81,11 +81,15 @@ __attribute__((format(printf, 1, 2))) static int failure(const char *fmt, ...) {
   va_end(ap);
   dprintf(2, "capsule: %s\n", msg);
   if (!log_file) return 1;
-  size_t o = 0; // the message as a JSON string's contents
+  size_t o = 0; // the message as a JSON string's contents, as JSON.stringify writes them
+  static const char SHORT[] = {['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
   for (const unsigned char *c = (const unsigned char *)msg; *c && o + 8 < sizeof esc; c++) {
     if (*c == '"' || *c == '\\') {
       esc[o++] = '\\';
       esc[o++] = (char)*c;
+    } else if (*c < sizeof SHORT && SHORT[*c]) {
+      esc[o++] = '\\';
+      esc[o++] = SHORT[*c];
     } else if (*c < 0x20) {
       o += (size_t)snprintf(esc + o, sizeof esc - o, "\\u%04x", *c);
     } else {
@@ -103,7 +107,7 @@ __attribute__((format(printf, 1, 2))) static int failure(const char *fmt, ...) {
               ? snprintf(line, sizeof line, "time=\"%s\" level=error msg=\"%s\"\n", when, esc)
               : snprintf(line, sizeof line, "{\"level\":\"error\",\"msg\":\"%s\",\"time\":\"%s\"}\n",
                          esc, when);
-  int f = open(log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  int f = open(log_file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0666); // as Deno creates it
   if (f >= 0) {
     if (write(f, line, (size_t)n) < 0) { /* the log is best effort: stderr has it */ }
     close(f);
@@ -129,6 +133,32 @@ static int valid_id(const char *s) {
   }
   return 1;
 }
+
+// Whether `s` is valid UTF-8 (no overlong form, surrogate or code point above U+10FFFF). Deno
+// hands the CLI its arguments decoded, with U+FFFD for what is not: such an argument is the
+// CLI's, so that both run the same program with the same words.
+static int utf8(const char *str) {
+  for (const unsigned char *s = (const unsigned char *)str; *s;) {
+    unsigned c = *s;
+    int n = c < 0x80 ? 0 : c >= 0xc2 && c <= 0xdf ? 1 : c >= 0xe0 && c <= 0xef ? 2
+          : c >= 0xf0 && c <= 0xf4 ? 3 : -1;
+    if (n < 0) return 0;
+    unsigned lo = 0x80, hi = 0xbf; // the second byte's range (RFC 3629's table)
+    if (c == 0xe0) lo = 0xa0;
+    else if (c == 0xed) hi = 0x9f;
+    else if (c == 0xf0) lo = 0x90;
+    else if (c == 0xf4) hi = 0x8f;
+    s++;
+    for (int i = 0; i < n; i++, s++) {
+      if (*s < (i ? 0x80 : lo) || *s > (i ? 0xbf : hi)) return 0;
+    }
+  }
+  return 1;
+}
+
+// Whether `s` asks for help: the CLI prints it for "-h" or "--help" among the words before a
+// command's own (cli/main.ts), whatever flag they would otherwise be the value of.
+static int help(const char *s) { return !strcmp(s, "-h") || !strcmp(s, "--help"); }
 
 // Whether `path` has a "." or ".." component: the CLI resolves those on the text, before any
 // symlink (state.ts absolutePath, as runc does), the kernel after: such a --root is the CLI's.
@@ -625,10 +655,11 @@ static int front_delete(const char *root, const char *id, int force) {
 }
 
 // The process records exec.ts made of a --process file holding exactly `src` (exec.processes,
-// exec.ts writeExecProcess: written by this build, after an exec of those bytes succeeded), in
-// the container's state directory `dir`; NULL when there are none (the CLI's, which keeps them).
-static const unsigned char *kept_process(int dir, const unsigned char *src, size_t slen,
-                                         uint32_t *rlen) {
+// exec.ts writeExecProcess: written by this build for this container, `instance`, after an exec
+// of those bytes succeeded), in the container's state directory `dir`; NULL when there are none
+// (the CLI's, which keeps them).
+static const unsigned char *kept_process(int dir, const char *instance, const unsigned char *src,
+                                         size_t slen, uint32_t *rlen) {
   int f = openat(dir, EXEC_PROCESSES, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
   if (f < 0) return NULL;
   size_t len;
@@ -637,6 +668,10 @@ static const unsigned char *kept_process(int dir, const unsigned char *src, size
   if (!buf || le32(buf) != len - 4) return NULL;
   struct records r = RECORDS(buf + 4, len - 4);
   if (records_next(&r) <= 0 || r.tag != 'h' || !is_stamp(r.d, r.len)) return NULL;
+  // Written for this very container (exec.ts execInstance: ID:PID:START of its init).
+  if (records_next(&r) <= 0 || r.tag != 'c' || r.len != strlen(instance) ||
+      memcmp(r.d, instance, r.len))
+    return NULL;
   while (records_next(&r) > 0) {
     const unsigned char *j = NULL, *rec = NULL;
     uint32_t jn = 0, rn = 0;
@@ -650,28 +685,45 @@ static const unsigned char *kept_process(int dir, const unsigned char *src, size
   return NULL;
 }
 
-// Writes the program's pid to `path` as exec.ts does (state.ts writeFileAtomic: PATH.XXXXXXXX.tmp,
-// mode 0644, renamed over PATH); 0 and errno on a failure.
+// Writes the program's pid to `path` as exec.ts does (state.ts writePidFile: PATH.XXXXXXXX.tmp,
+// mode 0644, renamed over PATH); on a failure, says so as it does (Deno's words for the error:
+// "Is a directory (os error 21): rename 'A' -> 'B'") and returns 0.
 static int write_pid_file(const char *path, long long pid) {
   char tmp[PATH_MAX], text[24];
   unsigned char rnd[4];
-  if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd) return 0;
-  if (snprintf(tmp, sizeof tmp, "%s.%02x%02x%02x%02x.tmp", path, rnd[0], rnd[1], rnd[2], rnd[3]) >=
-      (int)sizeof tmp) {
-    errno = ENAMETOOLONG;
+  if (getrandom(rnd, sizeof rnd, 0) != sizeof rnd ||
+      snprintf(tmp, sizeof tmp, "%s.%02x%02x%02x%02x.tmp", path, rnd[0], rnd[1], rnd[2], rnd[3]) >=
+          (int)sizeof tmp) {
+    failure("Cannot write the pid file \"%s\": %s", path, why(errno ? errno : ENAMETOOLONG));
     return 0;
   }
   int n = snprintf(text, sizeof text, "%lld", pid);
   int f = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-  if (f < 0) return 0;
+  if (f < 0) {
+    failure("Cannot write the pid file \"%s\": %s (os error %d): open '%s'", path, strerror(errno),
+            errno, tmp);
+    return 0;
+  }
   int ok = !fchmod(f, 0644) && write(f, text, (size_t)n) == n;
   int e = errno;
-  if (close(f)) ok = 0;
-  if (ok && !rename(tmp, path)) return 1;
-  e = ok ? errno : e;
-  unlink(tmp);
-  errno = e;
-  return 0;
+  if (close(f) && ok) {
+    ok = 0;
+    e = errno;
+  }
+  if (!ok) {
+    unlink(tmp);
+    failure("Cannot write the pid file \"%s\": %s (os error %d): write '%s'", path, strerror(e), e,
+            tmp);
+    return 0;
+  }
+  if (rename(tmp, path)) {
+    e = errno;
+    unlink(tmp);
+    failure("Cannot write the pid file \"%s\": %s (os error %d): rename '%s' -> '%s'", path,
+            strerror(e), e, tmp, path);
+    return 0;
+  }
+  return 1;
 }
 
 // Whether `path`'s directory exists (cli/output.ts pidFileOption: the CLI refuses otherwise).
@@ -729,7 +781,9 @@ static int front_exec(const char *root, const char *id, const struct exec_req *r
     unsigned long v = strtoul(num, &e, 10);
     if (*e || v > plen) fallback();
     hlen = (uint32_t)v;
-    proc = kept_process(tm.dir, src, slen, &prlen);
+    char instance[256];
+    snprintf(instance, sizeof instance, "%s:%llu:%s", id, pid, start);
+    proc = kept_process(tm.dir, instance, src, slen, &prlen);
     if (!proc) fallback();
   }
   close(tm.dir);
@@ -855,10 +909,7 @@ static int front_exec(const char *root, const char *id, const struct exec_req *r
     failure("Cannot exec in container \"%s\": %s", id, error ? error : gone);
     return 255;
   }
-  if (rq->pid_file && !write_pid_file(rq->pid_file, program)) {
-    failure("cannot write %s: %s", rq->pid_file, why(errno));
-    return 255;
-  }
+  if (rq->pid_file && !write_pid_file(rq->pid_file, program)) return 255;
   if (rq->detach) return 0; // the helper has exited (exec.ts: the program is the caller's now)
   helper = h;
   static const int FORWARDED[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2};
@@ -878,6 +929,7 @@ static int exec_request(char **args, int n, const char **id, struct exec_req *rq
   *rq = (struct exec_req){0};
   for (; i < n && args[i][0] == '-'; i++) {
     const char *a = args[i];
+    if (help(a) || (i + 1 < n && help(args[i + 1]))) return 0;
     if ((!strcmp(a, "--process") || !strcmp(a, "-p")) && i + 1 < n) rq->process = args[++i];
     else if (!strncmp(a, "--process=", 10)) rq->process = a + 10;
     else if (!strcmp(a, "--pid-file") && i + 1 < n) rq->pid_file = args[++i];
@@ -910,6 +962,8 @@ int front_main(int argc, char **argv) {
   int nargs = argc - 4 - (int)n;
   for (int i = 0; i < nargs; i++) deno_argv[k++] = args[i];
 
+  for (int j = 0; j < nargs; j++)
+    if (!utf8(args[j])) fallback();
   // Global flags (cli/main.ts GLOBAL_FLAGS): --root; --log, --log-format and --systemd-cgroup
   // as engines pass them (a success logs nothing; a failure here is logged as the CLI logs it).
   // Any other: the CLI's.
@@ -917,6 +971,7 @@ int front_main(int argc, char **argv) {
   int i = 0;
   while (i < nargs && args[i][0] == '-') {
     const char *a = args[i], *format = NULL;
+    if (help(a) || (i + 1 < nargs && help(args[i + 1]))) fallback();
     if (!strcmp(a, "--root") && i + 1 < nargs) root = args[++i];
     else if (!strncmp(a, "--root=", 7)) root = a + 7;
     else if (!strcmp(a, "--log") && i + 1 < nargs) log_file = args[++i];

@@ -687,6 +687,71 @@ rootTest(
         assert(cli.stderr.includes(said), `the CLI said: ${cli.stderr}`);
         const line = JSON.parse(Deno.readTextFileSync(log).trim());
         assertEquals([line.level, `capsule: ${line.msg}`], ["error", said]);
+        // The CLI's Logger's line: JSON.stringify's escapes (a tab as \t), in either format.
+        for (const format of ["json", "text"]) {
+          const [mine, theirs] = [`${dir}/front.log`, `${dir}/cli.log`];
+          const tab = ["--log-format", format, "exec", "x2", "no\tsuch"];
+          assertEquals((await b.run(["--log", mine, ...tab], { nodeno: true })).code, 255);
+          assertEquals((await b.run(["--debug", "--log", theirs, ...tab])).code, 255);
+          const error = (f: string) =>
+            Deno.readTextFileSync(f).split("\n").filter((l) => /level.{0,3}error/.test(l))
+              .map((l) => l.replace(/"time":"[^"]*"|time="[^"]*"/, "TIME"));
+          assertEquals(error(mine), error(theirs));
+          assertMatch(error(mine)[0], /no\\tsuch/);
+        }
+
+        // A pid file that cannot be written (a directory there): the CLI's words, status 255,
+        // no stack trace; the same from the front end. create's: status 1, no container left.
+        const t = write("t", { args: ["true"] });
+        assertEquals((await b.run(["exec", "--process", t, "x2"])).code, 0);
+        const piddir = `${dir}/piddir`;
+        Deno.mkdirSync(piddir);
+        const pidArgs = ["exec", "--pid-file", piddir, "--process", t, "x2"];
+        const tmpName = (s: string) => s.replace(/\.[0-9a-f]{8}\.tmp/g, ".X.tmp");
+        const cliPid = await b.run(pidArgs);
+        assertEquals(cliPid.code, 255);
+        assertMatch(
+          cliPid.stderr,
+          /^capsule: Cannot write the pid file ".*piddir": Is a directory/,
+        );
+        assert(!/\n\s+at /.test(cliPid.stderr), cliPid.stderr);
+        const nativePid = await b.run(pidArgs, { nodeno: true });
+        assertEquals([nativePid.code, tmpName(nativePid.stderr)], [255, tmpName(cliPid.stderr)]);
+        const made = await b.run(["create", "--pid-file", piddir, "-b", plain, "x3"], {
+          quiet: true,
+        });
+        assertEquals(made.code, 1);
+        assertEquals((await b.run(["state", "x3"])).code, 1, "create left x3");
+
+        // -h or --help among the words before the command's own: the CLI's (it prints help).
+        await handedOn(["exec", "--process", t, "--pid-file", "-h", "x2"]);
+        await handedOn(["--log", "--help", "exec", "x2", "true"]);
+        assertEquals(
+          (await b.run(["exec", "x2", "echo", "--help"], { nodeno: true })).stdout,
+          "--help\n",
+        );
+        // A word that is not UTF-8: the CLI's, which Deno hands it decoded (U+FFFD).
+        const raw = await new Deno.Command("sh", {
+          args: [
+            "-c",
+            `exec "$0" --root "$1" exec x2 echo "$(printf 'a\\377b')"`,
+            `${b.dist}/capsule-nodeno`,
+            root,
+          ],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assertEquals(raw.code, 127, new TextDecoder().decode(raw.stderr));
+
+        // exec.processes of the container that had x1's id before (deleted, made again from
+        // another bundle), or copied into another container's directory: not taken.
+        const keptBytes = Deno.readFileSync(kept);
+        Deno.writeFileSync(`${root}/x2/exec.processes`, keptBytes, { mode: 0o600 });
+        await handedOn(["exec", "--process", who, "x2"]);
+        assertEquals((await b.run(["delete", "-f", "x1"])).code, 0);
+        assertEquals((await b.run(["run", "-d", "-b", plain, "x1"])).code, 0);
+        Deno.writeFileSync(kept, keptBytes, { mode: 0o600 });
+        await handedOn(["exec", "--process", who, "x1"]);
         for (const id of ["x1", "x2"]) assertEquals((await b.run(["delete", "-f", id])).code, 0);
       });
     } finally {

@@ -10,7 +10,12 @@ import {
   nsexecPath,
   readNsexecAnswer,
 } from "../../runtime/nsexec.ts";
-import { helperStamp, readExecProcesses, writeExecProcess } from "../../runtime/exec.ts";
+import {
+  execInstance,
+  helperStamp,
+  readExecProcesses,
+  writeExecProcess,
+} from "../../runtime/exec.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
 import { assert, assertEquals, assertThrows } from "./helpers.ts";
 import { basePlan } from "./nsexec_fixtures.ts";
@@ -212,19 +217,20 @@ Deno.test("nsexec plan: its header and process parts, put together, are the plan
   assertEquals(decodeRecords(process.subarray(0, process.length - 1)), undefined);
 });
 
-Deno.test("exec.processes: newest first, each file's bytes once, at most 16, this build's", () => {
+Deno.test("exec.processes: newest first, each file's bytes once, at most 16, this build's and container's", () => {
   const dir = Deno.makeTempDirSync({ prefix: "capsule-kept-" });
   try {
     const file = `${dir}/exec.processes`;
     const stamp = helperStamp(nsexecPath());
+    const me = execInstance({ id: "c1", pid: 42, pidStartTime: "777" });
     const enc = (s: string) => new TextEncoder().encode(s);
     // No exec.plan: the front end takes no exec into this container, so nothing is kept.
-    writeExecProcess(dir, enc("{}"), enc("r0"));
+    writeExecProcess(dir, me, enc("{}"), enc("r0"));
     assertThrows(() => Deno.statSync(file));
     Deno.writeTextFileSync(`${dir}/exec.plan`, "");
-    for (let i = 0; i < 20; i++) writeExecProcess(dir, enc(`{"n":${i}}`), enc(`r${i}`));
-    writeExecProcess(dir, enc(`{"n":10}`), enc("again"));
-    const kept = readExecProcesses(file, stamp).map(([j, r]) => [text(j), text(r)]);
+    for (let i = 0; i < 20; i++) writeExecProcess(dir, me, enc(`{"n":${i}}`), enc(`r${i}`));
+    writeExecProcess(dir, me, enc(`{"n":10}`), enc("again"));
+    const kept = readExecProcesses(file, stamp, me).map(([j, r]) => [text(j), text(r)]);
     assertEquals(kept.length, 16);
     assertEquals(kept.slice(0, 3), [[`{"n":10}`, "again"], [`{"n":19}`, "r19"], [
       `{"n":18}`,
@@ -233,13 +239,18 @@ Deno.test("exec.processes: newest first, each file's bytes once, at most 16, thi
     assertEquals(kept.filter(([j]) => j === `{"n":10}`).length, 1);
     assertEquals(Deno.statSync(file).mode! & 0o777, 0o600);
     // A file over 64 KiB is not kept; another build's file is none.
-    writeExecProcess(dir, new Uint8Array(65 << 10), enc("big"));
-    assertEquals(readExecProcesses(file, stamp).length, 16);
-    assertEquals(readExecProcesses(file, "0:0:0:0"), []);
+    writeExecProcess(dir, me, new Uint8Array(65 << 10), enc("big"));
+    assertEquals(readExecProcesses(file, stamp, me).length, 16);
+    assertEquals(readExecProcesses(file, "0:0:0:0", me), []);
+    // Another container's (the same id made again: another init), or a copy in another's: none.
+    assertEquals(readExecProcesses(file, stamp, "c1:43:778"), []);
+    assertEquals(readExecProcesses(file, stamp, "c2:42:777"), []);
+    writeExecProcess(dir, "c1:43:778", enc(`{"n":99}`), enc("new"));
+    assertEquals(readExecProcesses(file, stamp, "c1:43:778").length, 1, "the old ones went");
     // Cut short: none.
     const bytes = Deno.readFileSync(file);
     Deno.writeFileSync(file, bytes.subarray(0, bytes.length - 1));
-    assertEquals(readExecProcesses(file, stamp), []);
+    assertEquals(readExecProcesses(file, stamp, me), []);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
