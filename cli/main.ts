@@ -102,6 +102,25 @@ export function brokenPipe(e: unknown): boolean {
   return false;
 }
 
+/**
+ * Refuses a state root or store that exists and is not a directory (a file at --root's path):
+ * every command would otherwise fail on its first read below it. A missing one is made when a
+ * command first writes there. Throws CapsuleError naming the flag and the path.
+ */
+function notADirectory(path: string, flag: string): void {
+  let st: Deno.FileInfo;
+  try {
+    st = Deno.statSync(path);
+  } catch {
+    return; // missing (made when needed), or unreachable: the command says why
+  }
+  if (!st.isDirectory) {
+    throw new CapsuleError(
+      `${flag} "${path}" is not a directory: give ${flag} a directory (it is made when missing)`,
+    );
+  }
+}
+
 /** Runs the CLI; returns the exit status (never throws for user errors). */
 export async function main(argv: string[]): Promise<number> {
   let logger = new Logger();
@@ -194,6 +213,8 @@ export async function main(argv: string[]): Promise<number> {
         `${where}: unexpected argument "${parsed.args[max]}"; see "${where} --help"`,
       );
     }
+    notADirectory(g.root, "--root");
+    notADirectory(g.store, "--store");
     const ctx: Parsed = { flags: parsed.flags, args: parsed.args, command: cmd, path };
     const code = await cmd.run!(ctx);
     return typeof code === "number" ? code : 0;
