@@ -348,7 +348,11 @@ export function lifecycleCommands(globals: () => Globals): CommandDef[] {
           if (e instanceof Deno.errors.NotFound) {
             throw new CapsuleError(`Bundle directory "${dir}" does not exist`);
           }
-          throw e;
+          if (e instanceof Deno.errors.NotADirectory) {
+            throw new CapsuleError(`Bundle "${dir}" is not a directory: give -b a directory`);
+          }
+          // Read-only, no room, no permission: the system's word, naming the file.
+          throw new CapsuleError(`Cannot write ${path}: ${(e as Error).message}`);
         }
       },
     },

@@ -41,6 +41,12 @@ Deno.test("cli: a --root or --store that is a file is refused by name, exit 1, n
         what,
       );
     }
+    // spec's bundle: a file, or a directory it cannot write in.
+    const spec = cli(["spec", "-b", file]);
+    assertEquals(
+      [spec.code, spec.stderr],
+      [1, `capsule: Bundle "${file}" is not a directory: give -b a directory\n`],
+    );
     // Help needs neither.
     const help = cli(["--root", file, "list", "--help"]);
     assertEquals(help.code, 0, help.stderr);
