@@ -97,6 +97,7 @@ const ERRNO_NAMES: Record<number, string> = {
   111: "ECONNREFUSED",
 };
 
+/** strerror's text (in lower case) of each errno ERRNO_NAMES names: "NAME" alone is no reason. */
 const ERRNO_TEXT: Record<string, string> = {
   EPERM: "operation not permitted",
   ENOENT: "no such file or directory",
@@ -120,7 +121,27 @@ const ERRNO_TEXT: Record<string, string> = {
   ENOTEMPTY: "directory not empty",
   EXDEV: "invalid cross-device link",
   ENODEV: "no such device",
+  EINTR: "interrupted system call",
+  EIO: "input/output error",
+  E2BIG: "argument list too long",
+  ECHILD: "no child processes",
+  EFAULT: "bad address",
+  ENOTTY: "inappropriate ioctl for device",
+  ETXTBSY: "text file busy",
+  EFBIG: "file too large",
+  EPIPE: "broken pipe",
+  ERANGE: "numerical result out of range",
+  ENAMETOOLONG: "file name too long",
+  EOPNOTSUPP: "operation not supported",
+  EADDRINUSE: "address already in use",
+  ECONNRESET: "connection reset by peer",
+  ECONNREFUSED: "connection refused",
 };
+
+/** Each errno name this module knows, with its text: the messages SysError makes of them. */
+export function errnoTexts(): [name: string, text: string | undefined][] {
+  return Object.values(ERRNO_NAMES).map((n) => [n, ERRNO_TEXT[n]]);
+}
 
 function errnoName(errno: number): string {
   if (errno === 0) return "errno not set";

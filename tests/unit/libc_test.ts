@@ -139,3 +139,9 @@ Deno.test("pollIn: false after the timeout on an empty fifo, true once there is 
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("SysError: every errno it names has a text, never the name twice", () => {
+  for (const [name, text] of libc.errnoTexts()) assert(text, `${name} has no text`);
+  const e = new libc.SysError("connect", 111, "/run/x.sock");
+  assertEquals(e.message, "connect /run/x.sock: connection refused (ECONNREFUSED)");
+});
