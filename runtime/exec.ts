@@ -303,7 +303,10 @@ export async function exec(
     try {
       writeExecProcess(ctx.store.dir(id), execInstance(rec), opts.processFile, parts.process);
       step("process kept for the front end");
-    } catch { /* only a later exec's speed depends on it */ }
+    } catch (e) {
+      // Only a later exec's speed depends on it: said in --debug, as exec.plan's.
+      step(`process not kept (${(e as Error).message})`);
+    }
   }
   if (opts.pidFile) writePidFile(opts.pidFile, execPid);
   if (opts.detach) {

@@ -237,21 +237,23 @@ static int thawed(const char *path, const char *value) {
 }
 
 // Appends one record to out at *off.
-static void put(unsigned char *out, size_t *off, char tag, const char *s) {
-  uint32_t n = (uint32_t)strlen(s);
+static void put_rec(unsigned char *out, size_t *off, char tag, const void *d, uint32_t n) {
   out[*off] = (unsigned char)tag;
   for (int i = 0; i < 4; i++) out[*off + 1 + i] = n >> (8 * i) & 255;
-  memcpy(out + *off + 5, s, n);
+  memcpy(out + *off + 5, d, n);
   *off += 5 + n;
 }
 
-// Appends one number record (u64 LE) to out at *off.
+// A string record.
+static void put(unsigned char *out, size_t *off, char tag, const char *s) {
+  put_rec(out, off, tag, s, (uint32_t)strlen(s));
+}
+
+// A number record (u64 LE, nsexec.ts Records.num).
 static void put_num(unsigned char *out, size_t *off, char tag, uint64_t v) {
-  out[*off] = (unsigned char)tag;
-  out[*off + 1] = 8;
-  out[*off + 2] = out[*off + 3] = out[*off + 4] = 0;
-  for (int i = 0; i < 8; i++) out[*off + 5 + i] = v >> (8 * i) & 255;
-  *off += 13;
+  unsigned char le[8];
+  for (int i = 0; i < 8; i++) le[i] = v >> (8 * i) & 255;
+  put_rec(out, off, tag, le, sizeof le);
 }
 
 // overlayfs's escaping of ':' and '\' in a lowerdir path (exe_seal.ts escapeLowerDir).
