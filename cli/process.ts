@@ -297,11 +297,14 @@ export function processCommands(globals: () => Globals): CommandDef[] {
           cur?.file.close();
           return;
         }
-        // Until the container stopped and its log writer wrote its last lines and exited
-        // (a writer that outlives it, held open by an escaped process, is given 2 s).
-        const { procStat } = await import("../runtime/state.ts");
+        // Until the container stopped and the monitor wrote its log's last lines (a log held
+        // open by an escaped process is given 2 s). A record of a build before the monitor names
+        // its log writer process instead.
+        const { procStat, exists } = await import("../runtime/state.ts");
         const writer = flags.exec ? undefined : rec.logWriter;
+        const doneFile = flags.exec ? undefined : rec.logDone;
         const writerGone = () => {
+          if (doneFile) return exists(doneFile);
           const st = writer && procStat(writer.pid);
           return !st || st.startTime !== writer!.startTime || st.state === "Z";
         };
@@ -310,8 +313,9 @@ export function processCommands(globals: () => Globals): CommandDef[] {
           let done = false;
           if (runtime.status(rec) === "stopped") {
             stoppedAt ||= Date.now();
-            done = (writer ? writerGone() : false) ||
-              Date.now() - stoppedAt > (writer ? 2000 : 300);
+            const waited = writer || doneFile;
+            done = (waited ? writerGone() : false) ||
+              Date.now() - stoppedAt > (waited ? 2000 : 300);
           }
           const step = followStep(file, cur, toStdout);
           cur = step.cur;

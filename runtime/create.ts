@@ -248,10 +248,7 @@ async function validateSpec(c: Creating): Promise<void> {
   if (c.opts.detach && !c.terminal) {
     c.record.logFile = `${c.dir}/${LOG_FILE}`;
     c.record.logLimits = c.logLimits;
-    if (c.logWriterPid) {
-      const startTime = procStat(c.logWriterPid)?.startTime;
-      if (startTime) c.record.logWriter = { pid: c.logWriterPid, startTime };
-    }
+    c.record.logDone = c.logDone;
   }
 }
 

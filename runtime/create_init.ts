@@ -65,8 +65,8 @@ export function closeGate(c: Creating): void {
 /**
  * Starts the init first: its start-up overlaps the steps below. It inherits (no
  * CLOEXEC) what it needs so that it never reaches the state directory by path: its end of
- * the channel, the fifo (O_PATH) and, detached, the write end of the pipe to the log writer
- * (log_writer.ts: rotated by size, no Deno process stays for it); closed here once it runs.
+ * the channel, the fifo (O_PATH) and, detached, the write end of the pipe to the root's
+ * monitor (log_writer.ts: rotated by size, one process for the whole root); closed here once it runs.
  */
 export async function spawnTheInit(c: Creating): Promise<void> {
   const inherited = [c.childEnd];
@@ -76,7 +76,7 @@ export async function spawnTheInit(c: Creating): Promise<void> {
   const terminal = (c.opts.tty ?? c.raw.process?.terminal) === true;
   if (c.opts.detach && !terminal) {
     try {
-      // Only a detached container loads the log writer and starts one (log_writer.ts).
+      // Only a detached container loads log_writer.ts and hands its log to the monitor.
       const { LOG_DEFAULTS, openLog, validLimits } = await import("./log_writer.ts");
       if (c.opts.log !== undefined && !validLimits(c.opts.log)) {
         throw new CapsuleError(
@@ -85,9 +85,9 @@ export async function spawnTheInit(c: Creating): Promise<void> {
         );
       }
       c.logLimits = c.opts.log ?? LOG_DEFAULTS;
-      const log = openLog(`${c.dir}/${LOG_FILE}`, c.logLimits);
+      const log = openLog(`${c.dir}/${LOG_FILE}`, c.logLimits, c.ctx.store.root);
       c.logFd = log.fd;
-      c.logWriterPid = log.writerPid;
+      c.logDone = log.done;
     } catch (e) {
       for (const f of inherited) libc.close(f);
       throw e;

@@ -66,10 +66,10 @@ export class Creating {
   fifoFd = -1;
   /** The caller's fds the program gets (--preserve-fds), found before any fd of ours opened. */
   passFds: number[] | undefined;
-  /** Detached: the write end of the log writer's pipe (or the log itself), for the init. */
+  /** Detached: the write end of the pipe to the root's monitor, for the init. */
   logFd: number | undefined;
-  /** Detached: the log writer's host pid (log_writer.ts), undefined without one. */
-  logWriterPid: number | undefined;
+  /** Detached: the file that appears once the log has its last bytes (log_writer.ts). */
+  logDone: string | undefined;
   /** Detached: the log's rotation in force (the option, else the defaults). */
   logLimits: LogLimits | undefined;
   record!: ContainerRecord;

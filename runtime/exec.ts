@@ -211,12 +211,12 @@ export async function exec(
     setsid: (opts.detach && !opts.keepStdio) ?? false,
     detach: opts.detach ?? false,
   };
-  // Detached: the exec's own log, rotated by its own log writer with the container's limits
+  // Detached: the exec's own log, rotated by the root's monitor with the container's limits
   // (log_writer.ts); the helper inherits the pipe to it.
   if (opts.detach && !opts.keepStdio && !proc.terminal) {
     const { LOG_DEFAULTS, openLog, validLimits } = await import("./log_writer.ts");
     const limits = validLimits(rec.logLimits) ? rec.logLimits : LOG_DEFAULTS;
-    plan.logFd = openLog(execLogFile(ctx.store.dir(id), execId), limits).fd;
+    plan.logFd = openLog(execLogFile(ctx.store.dir(id), execId), limits, ctx.store.root).fd;
   }
   let parts: ReturnType<typeof encodeNsexecParts>;
   let encoded: Uint8Array<ArrayBuffer>;

@@ -57,8 +57,13 @@ export interface ContainerRecord {
   /** Detached run: the log's rotation (log_writer.ts), for detached execs too. */
   logLimits?: { maxSize: number; maxFiles: number };
   /**
-   * Detached run: the log writer process (host pid, and field 22 of /proc/<pid>/stat), so
-   * that `log -f` can wait for the last lines it writes after the container stopped.
+   * Detached run: the file the root's monitor creates once the log has its last bytes
+   * (log_writer.ts logDoneFile), so that `log -f` can wait for them after the container stopped.
+   */
+  logDone?: string;
+  /**
+   * Detached run of a build before the monitor: its log writer process (host pid, and field 22
+   * of /proc/<pid>/stat), which `log -f` waits for as it waits for `logDone`.
    */
   logWriter?: { pid: number; startTime: string };
   /** Data that layers above the runtime keep with the container (network endpoint, image). */

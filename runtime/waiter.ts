@@ -2,22 +2,21 @@
 // exit status.
 //
 // A detached container's init outlives capsule, so its exit status goes to whoever reaps it
-// (runc leaves this to conmon or containerd-shim, subreapers that stay resident). capsule
-// keeps the smallest such process it can without a build step: a Perl script (perl-base is
-// Essential on Debian: always there), ~5 MB RSS, asleep in waitpid/sleep. It makes itself a
-// child subreaper (prctl PR_SET_CHILD_SUBREAPER), runs the real capsule command under it
-// (which creates and starts the container and exits), and so adopts the init. When the init
-// exits it writes the status to <root>/<id>/exit.json (docker's convention: 128+N for a
-// signal) unless the state now belongs to another container of that id, reaps any other
-// orphan, and exits once it has no child left (the container's log writer, log_writer.ts,
-// is adopted too when create's capsule exits: it is reaped here once the container's last
-// process is gone). The log is not the waiter's: the log writer rotates it before each
-// write, with the limits create was given. Nothing here is on the path of create/start: only
-// the CLI of a detached run loads it.
+// (runc leaves this to conmon or containerd-shim, one resident subreaper per container). capsule
+// keeps one per state root instead: the monitor (runtime/native/monitor.c, `capsule-nsexec
+// monitor`), a child subreaper started by the first detached run of the root and gone once the
+// root has no detached container or log left. A detached run asks it to run the real capsule
+// command as its child (which creates and starts the container and exits), so the monitor adopts
+// the init. When the init exits it writes the status to <root>/<id>/exit.json (docker's
+// convention: 128+N for a signal) unless the state now belongs to another container of that id,
+// then runs the run's cleanup. The same process writes every detached log of the root
+// (log_writer.ts). Nothing here is on the path of create/start: only the CLI of a detached run
+// loads it.
 import { CapsuleError } from "./errors.ts";
 import { LOG_DEFAULTS, type LogLimits } from "./log_writer.ts";
 import { v8FlagsFor } from "./v8_flags.ts";
-import { EXIT_FILE } from "./state.ts";
+import { EXIT_FILE, privateDir } from "./state.ts";
+import { nsexecPath } from "./nsexec.ts";
 
 export { LOG_DEFAULTS };
 
@@ -46,67 +45,11 @@ export interface ExitStatus {
  */
 export const INIT_WORD = "@INIT@";
 
-const PRCTL = Deno.build.arch === "aarch64" ? 167 : 157;
-
-// state.json's own pids are read at its top level only: StateStore writes it with two spaces of
-// indentation, so `\n  "pid":` is the record's, never a hook's kept key of the same name (deeper).
-// Arguments: STATE_DIR N CLEANUP_ARGV(N words) CAPSULE_ARGV... The marker
-// line tells the caller the exit code of the capsule run under it. CLEANUP_ARGV (--rm's
-// destroyc, or a kept image container's `stop --exited`) runs once the init has exited, a word
-// INIT_WORD in it replaced by PID:START of that init (as state.json had them when it started),
-// so that it acts on that run only.
-const SCRIPT = `
-use strict; use warnings; use POSIX qw(:sys_wait_h setsid strftime);
-my ($dir, $n, @rest) = @ARGV;
-my @clean = splice(@rest, 0, $n); my @cmd = @rest;
-syscall(${PRCTL}, 36, 1, 0, 0, 0) == 0 or die "capsule: cannot become a child subreaper: $!\\n";
-$| = 1;
-my $c = fork() // die "capsule: fork: $!\\n";
-if (!$c) { exec { $cmd[0] } @cmd or die "capsule: exec $cmd[0]: $!\\n"; }
-waitpid($c, 0);
-my $code = $? & 127 ? 128 + ($? & 127) : $? >> 8;
-print "\\ncapsule-waiter-exit $code\\n";
-exit $code if $code;
-open(STDIN, "<", "/dev/null"); open(STDOUT, ">", "/dev/null"); open(STDERR, ">", "/dev/null");
-setsid(); chdir "/";
-my ($init, $start, $reap) = (0, "", 0);
-if (open(my $s, "<", "$dir/state.json")) {
-  local $/; my $t = <$s>;
-  $init = $1 if $t =~ /\\n  "pid":\\s*(\\d+)/; $start = $1 if $t =~ /\\n  "pidStartTime":\\s*"(\\d+)"/;
-  $reap = $1 if $t =~ /\\n  "waitPid":\\s*(\\d+)/;
-}
-$reap ||= $init;
-my $run = "$init:$start"; @clean = map { $_ eq '${INIT_WORD}' ? $run : $_ } @clean;
-$SIG{CHLD} = sub {};
-for (;;) {
-  for (;;) {
-    my $p = waitpid(-1, WNOHANG);
-    exit 0 if $p < 0;
-    last if $p == 0;
-    next unless $p == $reap;
-    my $sig = $? & 127;
-    my $x = $sig ? 128 + $sig : $? >> 8;
-    my $at = strftime("%Y-%m-%dT%H:%M:%SZ", gmtime);
-    my $now = 0;
-    if (open(my $s, "<", "$dir/state.json")) { local $/; my $t = <$s>; $now = $1 if $t =~ /\\n  "pid":\\s*(\\d+)/; }
-    # util-linux 2.38's unshare exits 1 when its child was killed by SIGKILL (it cannot
-    # re-raise that one): from a wrapper, 1 is no status at all.
-    my $known = !($reap != $init && !$sig && $x == 1);
-    if ($known && $now == $init && open(my $f, ">", "$dir/exit.json.tmp")) {
-      print $f "{\\"exitCode\\": $x, \\"signal\\": $sig, \\"finishedAt\\": \\"$at\\"}\\n";
-      close $f; rename("$dir/exit.json.tmp", "$dir/exit.json");
-    }
-    $reap = -1;
-    if (@clean) { my $k = fork(); if (defined $k && !$k) { exec { $clean[0] } @clean; exit 127; } }
-  }
-  sleep 1;
-}
-`;
-
-/** Whether the waiter can run here (perl at /usr/bin/perl). */
+/** Whether the waiter can run here: capsule's native helper, which holds the monitor, is built. */
 export function waiterAvailable(): boolean {
   try {
-    return Deno.statSync("/usr/bin/perl").isFile;
+    nsexecPath();
+    return true;
   } catch {
     return false;
   }
@@ -150,25 +93,28 @@ export function releaseCommand(root: string, store: string, id: string): string[
 }
 
 /**
- * Runs this same capsule command again under a waiter for the container whose state
- * directory is `stateDir` (see the module comment). Prints what the command printed and
- * resolves to its exit code; the waiter stays behind, detached, until the init exits, then
- * runs `cleanup` (a command line: --rm's destroyc, or releaseCommand) if one is given, its
- * INIT_WORD replaced by PID:START of that init.
- * Throws CapsuleError if the waiter cannot be started.
+ * Runs this same capsule command again as a child of its root's monitor (see the module comment),
+ * for the container whose state directory is `stateDir` (`<root>/<id>`). Its output goes to this
+ * process's stdout and stderr; resolves to its exit code (128+N for a signal N). The monitor stays
+ * behind until the init exits, then runs `cleanup` (a command line: --rm's destroyc, or
+ * releaseCommand) if one is given, its INIT_WORD replaced by PID:START of that init.
+ * Throws CapsuleError if the monitor's client cannot be started.
  */
 export async function runUnderWaiter(
   id: string,
   stateDir: string,
   cleanup: string[] = [],
 ): Promise<number> {
-  if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`; // it chdirs to /
+  if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`; // the monitor is in /
+  const root = stateDir.slice(0, stateDir.lastIndexOf("/")) || "/";
+  privateDir(root, "--root"); // where the monitor's socket goes: closed to other users
   let child: Deno.ChildProcess;
   try {
-    child = new Deno.Command("/usr/bin/perl", {
+    child = new Deno.Command(nsexecPath(), {
       args: [
-        "-e",
-        SCRIPT,
+        "monitor",
+        "run",
+        root,
         stateDir,
         String(cleanup.length),
         ...cleanup,
@@ -177,20 +123,13 @@ export async function runUnderWaiter(
       ],
       env: { [WAITED_ENV]: id },
       stdin: "null",
-      stdout: "piped",
+      stdout: "inherit",
       stderr: "inherit",
     }).spawn();
   } catch (e) {
-    throw new CapsuleError(`Cannot start the container's waiter (perl): ${(e as Error).message}`);
+    throw new CapsuleError(`Cannot start the container's monitor: ${(e as Error).message}`);
   }
-  const out = await new Response(child.stdout).text();
-  child.unref();
-  const m = /\ncapsule-waiter-exit (\d+)\n$/.exec(out);
-  const text = m ? out.slice(0, m.index) : out;
-  if (text) Deno.stdout.writeSync(new TextEncoder().encode(text));
-  if (m) return Number(m[1]);
-  const st = await child.status;
-  return st.code || 1;
+  return (await child.status).code; // 128+N when a signal N ended it (Deno's status)
 }
 
 /** The exit status the waiter kept for a stopped container, if any. */

@@ -11,7 +11,8 @@ export function capsuleCommand(): string[] {
 }
 
 /** Whether a path exists (a dangling symlink too): state.ts's. */
-export { exists } from "../runtime/state.ts";
+import { exists } from "../runtime/state.ts";
+export { exists };
 
 /**
  * Writes to `path` a copy of the launcher `launcher` (a built dist/capsule) whose Deno does not
@@ -323,8 +324,14 @@ export async function withStateRoot(fn: (root: string) => Promise<void>): Promis
   try {
     await fn(root);
   } finally {
+    await monitorLeaves(root); // with the root's last detached container or log
     left = [...Deno.readDirSync(root)].map((e) => e.name);
-    for (const id of left) await capsule(root, ["delete", "-f", id]);
+    for (const id of left.filter((n) => !n.startsWith("."))) {
+      await capsule(root, ["delete", "-f", id]);
+    }
+    if (!await monitorLeaves(root)) {
+      for (const pid of monitorsOf(root)) Deno.kill(pid, "SIGKILL");
+    }
     cgroups = capsuleCgroups().filter((d) => !before.has(d));
     for (const d of cgroups) await removeCgroup(d);
     await removeAll(root);
@@ -332,6 +339,33 @@ export async function withStateRoot(fn: (root: string) => Promise<void>): Promis
   // Reached only when fn passed: a failure's own error is the one to report.
   if (left.length) throw new Error(`test left containers behind: ${left.join(", ")}`);
   if (cgroups.length) throw new Error(`test left cgroups behind: ${cgroups.join(", ")}`);
+}
+
+/** The pids of the monitors of state root `root` (runtime/native/monitor.c). */
+export function monitorsOf(root: string): number[] {
+  const out: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const zombie = stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
+      if (!zombie && argv === `capsule-nsexec\0monitor\0serve\0${root}\0`) out.push(+e.name);
+    } catch { /* gone */ }
+  }
+  return out;
+}
+
+/**
+ * Waits (at most 3 s) until the monitor of `root` has exited, which it does with the root's last
+ * detached container or log, removing its socket and lock; whether it did.
+ */
+export async function monitorLeaves(root: string): Promise<boolean> {
+  for (let i = 0; i < 60; i++) {
+    if (!exists(`${root}/.monitor.sock`) && !monitorsOf(root).length) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
 }
 
 /** Test wrapper: root-only, `fn` runs inside `withStateRoot` (cleaned up also on failure). */

@@ -37,6 +37,9 @@ uint32_t le32(const unsigned char *p);
 // exec's native front end (front.c): `capsule-nsexec front N DENO-COMMAND... -- ARGS...`;
 // returns the exit status, or execs the Deno command with ARGS.
 int front_main(int argc, char **argv);
+// The waiter and log writer of a state root (monitor.c): `capsule-nsexec monitor run|log|serve
+// ...`; returns the exit status.
+int monitor_main(int argc, char **argv);
 // strerror in lower case with the errno name: "no such file or directory (ENOENT)".
 const char *why(int e);
 // One frame to capsule: type (1 byte) | u32 LE length | data.

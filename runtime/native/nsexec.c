@@ -241,6 +241,7 @@ int main(int argc, char **argv) {
   // (PR_SET_DUMPABLE 0 holds until execve).
   prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
   if (argc > 1 && !strcmp(argv[1], "front")) return front_main(argc, argv);
+  if (argc > 1 && !strcmp(argv[1], "monitor")) return monitor_main(argc, argv);
   // init: `init CHAN [EXE]`, EXE the sealed binary's fd that util-linux's unshare passed on
   // (user namespaces: runtime/userns.ts), closed at once.
   int init = (argc == 3 || argc == 4) && !strcmp(argv[1], "init");

@@ -268,7 +268,7 @@ function processesWith(text: string): number[] {
 }
 
 rootTest(
-  "image run -d: the exit status is kept (exit, stop, OOM); the waiter goes",
+  "image run -d: the exit status is kept (exit, stop, OOM) by one monitor for the root, which goes",
   async (root) => {
     await withImage(async (c, store) => {
       const a = await c("image", "run", "-d", "--name", "e3", "bb", "sh", "-c", "exit 3");
@@ -276,9 +276,11 @@ rootTest(
       assertEquals(await exitCode(c, "e3"), 3);
       const b = await c("image", "run", "-d", "--name", "ek", "bb", "sleep", "1000");
       assertEquals(b.code, 0, b.stderr);
-      // The waiter (its state directory is an argument) and the log writer (names its log).
-      assert(processesWith(`\0${root}/ek\0`).length === 1, "no waiter for ek");
-      assertEquals(processesWith(`capsule-log ${root}/ek/container.log`).length, 1);
+      // Nothing per container: the root's one monitor waits for both and writes both logs.
+      const monitor = `capsule-nsexec\0monitor\0serve\0${root}\0`;
+      assertEquals(processesWith(monitor).length, 1, "not one monitor for the root");
+      assertEquals(processesWith(`${root}/ek`), [], "a process of ek's own");
+      assertEquals(processesWith("capsule-log"), [], "a log writer of ek's own");
       assertEquals((await c("stop", "-t", "0", "ek")).code, 0);
       assertEquals(await exitCode(c, "ek"), 137);
       const list = await c("list");
@@ -314,6 +316,11 @@ rootTest(
       }
       assertEquals(containers(store), [], "--rm -d left its layer");
       assertEquals((await c("state", "rmd")).code, 1);
+      // With no detached container left, the monitor has gone too.
+      for (let i = 0; i < 50 && processesWith(monitor).length; i++) {
+        await new Promise((res) => setTimeout(res, 100));
+      }
+      assertEquals(processesWith(monitor), [], "the monitor outlived the root's last container");
     }, root);
   },
 );

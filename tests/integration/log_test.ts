@@ -1,6 +1,7 @@
-// Detached containers' logs (issue 15): a log writer process reads the container's stdout and
-// stderr from a pipe and rotates by rename before each write (runtime/log_writer.ts), so a
-// fast writer never overshoots --log-max-size; `capsule log` reads across the rotated files.
+// Detached containers' logs (issue 15): the root's monitor reads the container's stdout and
+// stderr from a pipe and rotates by rename before each write (runtime/log_writer.ts,
+// runtime/native/monitor.c), so a fast writer never overshoots --log-max-size; `capsule log`
+// reads across the rotated files.
 import {
   assert,
   assertEquals,
@@ -8,6 +9,7 @@ import {
   capsule,
   capsuleCommand,
   makeBundle,
+  monitorLeaves,
   removeAll,
   rootTest,
   sleep,
@@ -28,14 +30,21 @@ function logFiles(log: string): Map<string, number> {
   return out;
 }
 
-/** Pids of the processes whose command line names `path` (the log writer names its log). */
+/** Pids of the processes that hold `path` open (the root's monitor, while it writes the log). */
 function holders(path: string): number[] {
   const pids: number[] = [];
   for (const e of Deno.readDirSync("/proc")) {
     if (!/^\d+$/.test(e.name) || Number(e.name) === Deno.pid) continue;
     try {
-      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).replaceAll("\0", " ");
-      if (cmd.includes(path)) pids.push(Number(e.name));
+      for (const f of Deno.readDirSync(`/proc/${e.name}/fd`)) {
+        try {
+          if (Deno.readLinkSync(`/proc/${e.name}/fd/${f.name}`) !== path) continue;
+        } catch {
+          continue; // closed meanwhile
+        }
+        pids.push(Number(e.name));
+        break;
+      }
     } catch { /* gone */ }
   }
   return pids;
@@ -253,6 +262,7 @@ rootTest("log: run -d of a bundle; a failed detached create leaves no log writer
     assertEquals(f.code, 1, f.stdout);
     assertMatch(f.stderr, /intelRdt/);
     await waitFor(() => holders(`${root}/bf/container.log`).length === 0, 5000, "no log writer");
+    assert(await monitorLeaves(root), "the root's monitor stayed with nothing to do");
     assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
   } finally {
     await removeAll(good, bad);

@@ -1,40 +1,86 @@
-// The log writer (runtime/log_writer.ts) and reading across its rotated files
+// The monitor's log writing (runtime/log_writer.ts, runtime/native/monitor.c) and reading across its rotated files
 // (runtime/log_files.ts), without root: a pipe written here, files in a temp directory.
-import { assert, assertEquals } from "./helpers.ts";
+import { assert, assertEquals, assertNotEquals } from "./helpers.ts";
 import * as libc from "../../ffi/libc.ts";
 import { openLog } from "../../runtime/log_writer.ts";
+import { nsexecPath } from "../../runtime/nsexec.ts";
 import { followStep, printLog, rotatedNames, tailStart } from "../../runtime/log_files.ts";
 
-const perl = (() => {
+// The monitor (runtime/native/monitor.c) is in capsule's native helper: `deno task build`.
+const helper = (() => {
   try {
-    return Deno.statSync("/usr/bin/perl").isFile;
+    nsexecPath();
+    return true;
   } catch {
     return false;
   }
 })();
 
-async function gone(pid: number): Promise<void> {
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits for `file` to appear (the monitor's LOG.done), at most 5 s. */
+async function appears(file: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
     try {
-      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
-      if (stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z")) return;
-    } catch {
+      Deno.statSync(file);
       return;
-    }
-    await new Promise((r) => setTimeout(r, 25));
+    } catch { /* not yet */ }
+    await sleep(25);
   }
-  throw new Error(`log writer ${pid} did not exit`);
+  throw new Error(`${file} did not appear`);
 }
 
-/** Writes `lines` "line N" lines (N from 1) through a log writer; resolves once it exited. */
+/** The pid of the monitor of `root`, if one runs. */
+function monitorOf(root: string): number | undefined {
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const argv = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+      if (argv === `capsule-nsexec\0monitor\0serve\0${root}\0`) return Number(e.name);
+    } catch { /* gone */ }
+  }
+  return undefined;
+}
+
+/** Waits until the monitor of `root` has gone (its socket removed, its process ended). */
+async function monitorGone(root: string): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    let sock = true;
+    try {
+      Deno.statSync(`${root}/.monitor.sock`);
+    } catch {
+      sock = false;
+    }
+    const pid = monitorOf(root);
+    let live = false;
+    if (pid) {
+      try {
+        const st = Deno.readTextFileSync(`/proc/${pid}/stat`);
+        live = !st.slice(st.lastIndexOf(")") + 2).startsWith("Z");
+      } catch { /* gone */ }
+    }
+    if (!sock && !live) return;
+    await sleep(25);
+  }
+  throw new Error(`the monitor of ${root} did not exit`);
+}
+
+/** A temp root with a directory `c` for the logs (the monitor's files stay in the root). */
+function tempRoot(): { root: string; dir: string } {
+  const root = Deno.makeTempDirSync();
+  Deno.mkdirSync(`${root}/c`);
+  return { root, dir: `${root}/c` };
+}
+
+/** Writes `lines` "line N" lines (N from 1) through the monitor; resolves once it wrote them. */
 async function writeThrough(
+  root: string,
   path: string,
   limits: { maxSize: number; maxFiles: number },
   lines: number,
   chunk = 1000,
 ): Promise<void> {
-  const { fd, writerPid } = openLog(path, limits);
-  assert(writerPid, "no log writer started");
+  const { fd, done } = openLog(path, limits, root);
   assert(libc.isCloexec(fd), "the write end must be close-on-exec until the spawn");
   try {
     for (let i = 1; i <= lines; i += chunk) {
@@ -45,12 +91,15 @@ async function writeThrough(
   } finally {
     libc.close(fd);
   }
-  await gone(writerPid);
+  await appears(done);
 }
 
+/** The logs in `dir` and their sizes (LOG.done files left out). */
 function files(dir: string): Map<string, number> {
   return new Map(
-    [...Deno.readDirSync(dir)].map((e) => [e.name, Deno.statSync(`${dir}/${e.name}`).size]),
+    [...Deno.readDirSync(dir)].filter((e) => !e.name.endsWith(".done")).map((
+      e,
+    ) => [e.name, Deno.statSync(`${dir}/${e.name}`).size]),
   );
 }
 
@@ -64,12 +113,12 @@ function collect(): { write: (b: Uint8Array) => void; text: () => string } {
 
 Deno.test({
   name: "log writer: rotates by rename before a write would pass max-size; files end on lines",
-  ignore: !perl,
+  ignore: !helper,
   fn: async () => {
-    const dir = Deno.makeTempDirSync();
+    const { root, dir } = tempRoot();
     try {
       const log = `${dir}/c.log`;
-      await writeThrough(log, { maxSize: 4096, maxFiles: 3 }, 20000);
+      await writeThrough(root, log, { maxSize: 4096, maxFiles: 3 }, 20000);
       const f = files(dir);
       assertEquals([...f.keys()].sort(), ["c.log", "c.log.1", "c.log.2"]);
       for (const [name, size] of f) assert(size <= 4096, `${name}: ${size} bytes`);
@@ -93,71 +142,87 @@ Deno.test({
       assertEquals(t.text().trim().split("\n").length, n);
       assert(t.text().endsWith("line 20000\n"));
     } finally {
-      Deno.removeSync(dir, { recursive: true });
+      await monitorGone(root);
+      Deno.removeSync(root, { recursive: true });
     }
   },
 });
 
 Deno.test({
   name: "log writer: max-files 1 replaces the file; a max-size below a read cuts at max-size",
-  ignore: !perl,
+  ignore: !helper,
   fn: async () => {
-    const dir = Deno.makeTempDirSync();
+    const { root, dir } = tempRoot();
     try {
-      await writeThrough(`${dir}/a.log`, { maxSize: 1000, maxFiles: 1 }, 5000);
+      await writeThrough(root, `${dir}/a.log`, { maxSize: 1000, maxFiles: 1 }, 5000);
       const f = files(dir);
       assertEquals([...f.keys()], ["a.log"]);
       assert(f.get("a.log")! <= 1000);
       assert(Deno.readTextFileSync(`${dir}/a.log`).endsWith("line 5000\n"));
       // Lines longer than max-size: each file is cut at exactly max-size.
-      const { fd, writerPid } = openLog(`${dir}/b.log`, { maxSize: 100, maxFiles: 2 });
+      const { fd, done } = openLog(`${dir}/b.log`, { maxSize: 100, maxFiles: 2 }, root);
       libc.writeAll(fd, new Uint8Array(1000).fill(120) as Uint8Array<ArrayBuffer>);
       libc.close(fd);
-      await gone(writerPid!);
+      await appears(done);
       assertEquals(files(dir).get("b.log"), 100);
       assertEquals(files(dir).get("b.log.1"), 100);
       // 0: never rotated.
-      await writeThrough(`${dir}/c.log`, { maxSize: 0, maxFiles: 2 }, 3000);
+      await writeThrough(root, `${dir}/c.log`, { maxSize: 0, maxFiles: 2 }, 3000);
       assert(!files(dir).has("c.log.1"));
     } finally {
-      Deno.removeSync(dir, { recursive: true });
+      await monitorGone(root);
+      Deno.removeSync(root, { recursive: true });
     }
   },
 });
 
 Deno.test({
-  name: "log writer: holds nothing but the pipe's read end and the log, in a session of its own",
-  ignore: !perl,
+  name: "monitor: one per root for every log, keeps no fd or environment of its callers, " +
+    "leaves their session and directory, and exits with its last log",
+  ignore: !helper,
   fn: async () => {
-    const dir = Deno.makeTempDirSync();
+    const { root, dir } = tempRoot();
     // What a caller has open without close-on-exec (create's channel end to the init).
     const [a, b] = libc.socketpair();
-    const { fd, writerPid } = openLog(`${dir}/c.log`, { maxSize: 100, maxFiles: 2 });
-    try {
-      const pid = writerPid!;
-      for (let i = 0; i < 200; i++) {
-        if (Deno.readTextFileSync(`/proc/${pid}/cmdline`).startsWith("capsule-log ")) break;
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      assertEquals(Deno.readTextFileSync(`/proc/${pid}/cmdline`), `capsule-log ${dir}/c.log\0`);
-      const held = [...Deno.readDirSync(`/proc/${pid}/fd`)].map((e) =>
+    const held = (pid: number) =>
+      [...Deno.readDirSync(`/proc/${pid}/fd`)].map((e) =>
         Deno.readLinkSync(`/proc/${pid}/fd/${e.name}`)
-      ).sort();
-      assertEquals(held.filter((l) => l.startsWith("socket:")), []);
-      assertEquals(held.filter((l) => l === "/dev/null").length, 3);
-      assertEquals(held.filter((l) => l.startsWith("pipe:")).length, 1);
-      assertEquals(held.filter((l) => l === `${dir}/c.log`).length, 1);
-      assertEquals(held.length, 5);
+      );
+    const first = openLog(`${dir}/c.log`, { maxSize: 100, maxFiles: 2 }, root);
+    let second: { fd: number; done: string } | undefined;
+    try {
+      const pid = monitorOf(root);
+      assert(pid, "no monitor of the root");
+      assertEquals((Deno.statSync(`${root}/.monitor.sock`).mode! & 0o777).toString(8), "700");
+      second = openLog(`${dir}/d.log`, { maxSize: 100, maxFiles: 2 }, root);
+      assertEquals(monitorOf(root), pid, "a second monitor for the same root");
       const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      assertEquals(fields[3], String(pid), "not a session leader"); // the session id
-      assertEquals(Deno.readLinkSync(`/proc/${pid}/cwd`), "/");
+      const mine = Deno.readTextFileSync("/proc/self/stat");
+      const myFields = mine.slice(mine.lastIndexOf(")") + 2).split(" ");
+      assertNotEquals(fields[3], myFields[3], "in the caller's session"); // the session id
+      if (Deno.uid() === 0) { // the helper is not dumpable: its /proc entries are root's
+        assertEquals(Deno.readLinkSync(`/proc/${pid}/cwd`), "/");
+        assertEquals(Deno.readTextFileSync(`/proc/${pid}/environ`), "");
+        const fds = held(pid);
+        const pair = [a, b].map((f) => Deno.readLinkSync(`/proc/self/fd/${f}`));
+        assertEquals(fds.filter((l) => pair.includes(l)), [], "holds the caller's socket");
+        assertEquals(fds.filter((l) => l.startsWith("socket:")).length, 1); // its own
+        assertEquals(fds.filter((l) => l.startsWith("pipe:")).length, 2);
+        assertEquals(fds.filter((l) => l === `${dir}/c.log` || l === `${dir}/d.log`).length, 2);
+      }
+      libc.close(first.fd);
+      await appears(first.done);
+      assertEquals(monitorOf(root), pid, "the monitor left with a log still open");
     } finally {
       libc.close(a);
       libc.close(b);
-      libc.close(fd);
-      await gone(writerPid!);
-      Deno.removeSync(dir, { recursive: true });
+      try {
+        libc.close(first.fd);
+      } catch { /* closed */ }
+      if (second) libc.close(second.fd);
+      await monitorGone(root);
+      Deno.removeSync(root, { recursive: true });
     }
   },
 });
