@@ -29,6 +29,7 @@
 // its session; what it runs gets the environment of the request that asked for it.
 #include "capsule.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -55,7 +56,7 @@
 #define SOCK_NAME ".monitor.sock"
 #define LOCK_NAME ".monitor.lock"
 #define MAX_REQUEST (8u << 20) // bytes of one request (arguments and environment)
-#define MAX_FDS 4
+#define MAX_FDS 253 // SCM_MAX_FD: the stdout, stderr and directory, and the inherited fds
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...) {
@@ -263,9 +264,42 @@ static void pass_signal(int sig) {
   errno = e;
 }
 
+// The fds from 3 up that this process inherited (open, not close-on-exec: every fd capsule opens
+// is), ascending: the caller's, which capsule passes on as --preserve-fds asks. At most `max`
+// into `fds`; -1 if there are more, or /proc/self/fd cannot be read.
+static int inherited_fds(int *fds, int max) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d));) {
+    char *end;
+    long fd = strtol(e->d_name, &end, 10);
+    if (*end || e->d_name[0] == '.' || fd < 3 || fd == dirfd(d)) continue;
+    int f = fcntl((int)fd, F_GETFD);
+    if (f < 0 || (f & FD_CLOEXEC)) continue;
+    if (n == max) {
+      closedir(d);
+      return -1;
+    }
+    int i = n++;
+    for (; i > 0 && fds[i - 1] > fd; i--) fds[i] = fds[i - 1];
+    fds[i] = (int)fd;
+  }
+  closedir(d);
+  return n;
+}
+
 static int client_run(int argc, char **argv) {
   // run ROOT STATE_DIR N CLEANUP... COMMAND...
   if (argc < 6) return 2;
+  int fds[MAX_FDS] = {1, 2, -1};
+  int kept = inherited_fds(fds + 3, MAX_FDS - 3);
+  if (kept < 0) {
+    say("cannot pass the open fds on to the program: more than %d (or /proc/self/fd cannot be "
+        "read)",
+        MAX_FDS - 3);
+    return 1;
+  }
   const char *root = argv[3], *state = argv[4];
   char *end;
   long n = strtol(argv[5], &end, 10);
@@ -287,6 +321,8 @@ static int client_run(int argc, char **argv) {
     put_num(&b, l.rlim_cur);
     put_num(&b, l.rlim_max);
   }
+  put_num(&b, (unsigned long long)kept);
+  for (int i = 0; i < kept; i++) put_num(&b, (unsigned long long)fds[3 + i]);
   put_num(&b, (unsigned long long)n);
   for (int i = 0; i < n; i++) put(&b, argv[6 + i]);
   put_num(&b, (unsigned long long)(argc - cmd));
@@ -301,11 +337,11 @@ static int client_run(int argc, char **argv) {
     say("cannot open the current directory: %s", why(errno));
     return 1;
   }
+  fds[2] = cwd;
   int lock;
   int s = connect_monitor(root, &lock);
   if (s < 0) return 1;
-  int fds[3] = {1, 2, cwd};
-  if (send_request(s, &b, fds, 3) || accepted(s)) {
+  if (send_request(s, &b, fds, 3 + kept) || accepted(s)) {
     say("the monitor of %s refused the request", root);
     return 1;
   }
@@ -606,10 +642,9 @@ static int number(char **p, const char *end, unsigned long long *v) {
 }
 
 static int take_run(int conn, char *mem, size_t len, int *fds, int nfds) {
-  if (nfds != 3) return -1;
   char *p = mem + 2, *end = mem + len;
   struct job j = {.state = JOB_CLI, .conn = conn, .mem = mem};
-  unsigned long long mask, n;
+  unsigned long long mask, n, kept, target[MAX_FDS];
   struct rlimit lim[RLIM_NLIMITS];
   j.dir = p;
   p += strlen(p) + 1;
@@ -619,6 +654,13 @@ static int take_run(int conn, char *mem, size_t len, int *fds, int nfds) {
     if (number(&p, end, &cur) || number(&p, end, &max)) return -1;
     lim[r].rlim_cur = cur;
     lim[r].rlim_max = max;
+  }
+  // The caller's inherited fds: their numbers, in the order sent after the first three.
+  if (number(&p, end, &kept) || kept > MAX_FDS - 3 || nfds != 3 + (int)kept) return -1;
+  unsigned long long top = 2;
+  for (unsigned long long i = 0; i < kept; i++) {
+    if (number(&p, end, &target[i]) || target[i] < 3 || target[i] > 1 << 20) return -1;
+    if (target[i] > top) top = target[i];
   }
   char **cmd = NULL;
   if (number(&p, end, &n) || !(j.clean = words(&p, end, n)) || number(&p, end, &n) || !n ||
@@ -647,7 +689,18 @@ static int take_run(int conn, char *mem, size_t len, int *fds, int nfds) {
       _exit(127);
     umask((mode_t)mask);
     for (int r = 0; r < RLIM_NLIMITS; r++) setrlimit(r, &lim[r]); // what can be had
-    syscall(SYS_close_range, 3, ~0U, 0);
+    // The caller's fds at their own numbers: moved above them all first, so that none is
+    // overwritten before it is placed.
+    for (unsigned long long i = 0; i < kept; i++)
+      if ((fds[3 + i] = fcntl(fds[3 + i], F_DUPFD_CLOEXEC, (int)top + 1)) < 0) _exit(127);
+    for (unsigned long long i = 0; i < kept; i++)
+      if (dup2(fds[3 + i], (int)target[i]) < 0) _exit(127);
+    syscall(SYS_close_range, (unsigned)top + 1, ~0U, 0);
+    for (unsigned fd = 3; fd <= top; fd++) {
+      int keep = 0;
+      for (unsigned long long i = 0; i < kept; i++) keep |= target[i] == fd;
+      if (!keep) close((int)fd);
+    }
     execve(cmd[0], cmd, j.env);
     dprintf(2, "capsule: cannot run %s: %s\n", cmd[0], why(errno));
     _exit(127);

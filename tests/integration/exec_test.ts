@@ -224,6 +224,18 @@ rootTest(
         const ran = await shell(`${capsuleCmd} run --preserve-fds 2 -b ${b2} pf2 3<a 4<b 5<a`);
         assertEquals(ran.code, 0, ran.stderr);
         assertEquals(ran.stdout, "from-a\nfrom-b\n");
+        // Detached too: the root's monitor runs capsule with the caller's fds at their numbers.
+        const det = await shell(`${capsuleCmd} run -d --preserve-fds 2 -b ${b2} pf5 3<a 4<b 5<a`);
+        assertEquals(det.code, 0, det.stderr);
+        await waitFor(
+          async () =>
+            JSON.parse((await capsule(root, ["state", "pf5"])).stdout).status === "stopped",
+          5000,
+          "pf5 to exit",
+        );
+        const log = await capsule(root, ["log", "-f", "pf5"]);
+        assertEquals(log.stdout, "from-a\nfrom-b\n", log.stderr);
+        assertEquals((await capsule(root, ["delete", "pf5"])).code, 0);
         // systemd socket activation (LISTEN_PID is capsule's pid): the LISTEN_FDS fds come
         // first, then --preserve-fds's; the program is told, as its own pid (runc's).
         const b3 = await makeBundle(
