@@ -350,7 +350,9 @@ export function monitorsOf(root: string): number[] {
       const argv = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
       const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
       const zombie = stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-      if (!zombie && argv === `capsule-nsexec\0monitor\0serve\0${root}\0`) out.push(+e.name);
+      if (!zombie && argv.startsWith(`capsule-nsexec\0monitor\0serve\0${root}\0`)) {
+        out.push(+e.name);
+      }
     } catch { /* gone */ }
   }
   return out;
@@ -362,7 +364,8 @@ export function monitorsOf(root: string): number[] {
  */
 export async function monitorLeaves(root: string): Promise<boolean> {
   for (let i = 0; i < 60; i++) {
-    if (!exists(`${root}/.monitor.sock`) && !monitorsOf(root).length) return true;
+    const files = [...Deno.readDirSync(root)].some((e) => e.name.startsWith(".monitor-"));
+    if (!files && !monitorsOf(root).length) return true;
     await new Promise((r) => setTimeout(r, 50));
   }
   return false;

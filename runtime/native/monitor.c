@@ -16,11 +16,11 @@
 //     hands the read end of a process's stdout/stderr pipe and its log (opened O_APPEND) to the
 //     monitor, which appends what it reads, rotating by size (runtime/log_writer.ts), until every
 //     writer has closed the pipe; then it creates DONE (empty), which `capsule log -f` waits for.
-//   capsule-nsexec monitor serve ROOT
+//   capsule-nsexec monitor serve ROOT HASH
 //     the monitor itself, started by the first client of a root that has none (never by hand).
 //
-// A client takes ROOT/.monitor.lock, connects to ROOT/.monitor.sock (starting the monitor if none
-// answers), sends its request with its fds (SCM_RIGHTS) and lets the lock go once the monitor
+// A client takes ROOT/.monitor-HASH.lock, connects to ROOT/.monitor-HASH.sock (starting the
+// monitor if none answers; HASH: its context, see context_hash), sends its request with its fds (SCM_RIGHTS) and lets the lock go once the monitor
 // accepted it. The monitor exits once it has no child, no log and no request, holding the same
 // lock, after removing its socket and the lock: a client never connects to a monitor on its way
 // out, and the root is left as it was. Names
@@ -53,8 +53,10 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-#define SOCK_NAME ".monitor.sock"
-#define LOCK_NAME ".monitor.lock"
+// ".monitor-HASH.sock" and ".monitor-HASH.lock", HASH the caller's context (context_hash).
+static char sock_name[48], lock_name[48];
+#define SOCK_NAME sock_name
+#define LOCK_NAME lock_name
 #define MAX_REQUEST (8u << 20) // bytes of one request (arguments and environment)
 #define MAX_FDS 253 // SCM_MAX_FD: the stdout, stderr and directory, and the inherited fds
 
@@ -76,7 +78,7 @@ static void say(const char *fmt, ...) {
 static socklen_t sock_addr(struct sockaddr_un *a, int dir) {
   memset(a, 0, sizeof *a);
   a->sun_family = AF_UNIX;
-  snprintf(a->sun_path, sizeof a->sun_path, "/proc/self/fd/%d/" SOCK_NAME, dir);
+  snprintf(a->sun_path, sizeof a->sun_path, "/proc/self/fd/%d/%s", dir, SOCK_NAME);
   return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(a->sun_path) + 1);
 }
 
@@ -102,6 +104,52 @@ static int read_all(int fd, void *p, size_t n) {
     n -= (size_t)r;
   }
   return 0;
+}
+
+// What a command run by the monitor inherits from it rather than from its caller: namespaces,
+// cgroups, root directory, ids, capabilities, no_new_privs, seccomp, LSM label. A monitor is
+// shared only by callers alike in all of these (the hash of their text names its socket), so a
+// command runs as its caller would have run it itself: `ip netns exec` or a systemd unit gets a
+// monitor of its own, in its own namespaces and cgroup.
+static void set_names(unsigned long long hash) {
+  snprintf(sock_name, sizeof sock_name, ".monitor-%016llx.sock", hash);
+  snprintf(lock_name, sizeof lock_name, ".monitor-%016llx.lock", hash);
+}
+
+static unsigned long long fnv(unsigned long long h, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
+  return h;
+}
+
+static unsigned long long context_hash(void) {
+  unsigned long long h = 0xcbf29ce484222325ULL;
+  static const char *ns[] = {"cgroup", "ipc",  "mnt",  "net",  "pid", "pid_for_children",
+                             "time",   "time_for_children", "user", "uts"};
+  char path[64], buf[8192];
+  for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
+    snprintf(path, sizeof path, "/proc/self/ns/%s", ns[i]);
+    ssize_t n = readlink(path, buf, sizeof buf);
+    h = fnv(h, buf, n > 0 ? (size_t)n : 0);
+    h = fnv(h, "\n", 1);
+  }
+  ssize_t n = readlink("/proc/self/root", buf, sizeof buf);
+  h = fnv(h, buf, n > 0 ? (size_t)n : 0);
+  const char *files[] = {"/proc/self/cgroup", "/proc/self/attr/current"};
+  for (size_t i = 0; i < 2; i++) {
+    if (read_proc(files[i], buf, sizeof buf)) buf[0] = 0;
+    h = fnv(h, buf, strlen(buf) + 1);
+  }
+  if (read_proc("/proc/self/status", buf, sizeof buf)) buf[0] = 0;
+  static const char *keys[] = {"Uid:",    "Gid:",    "Groups:", "CapInh:",     "CapPrm:",
+                               "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"};
+  for (char *line = buf; *line;) {
+    char *end = strchr(line, '\n');
+    size_t len = end ? (size_t)(end - line) : strlen(line);
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
+      if (!strncmp(line, keys[k], strlen(keys[k]))) h = fnv(h, line, len + (end ? 1 : 0));
+    line += len + (end ? 1 : 0);
+  }
+  return h;
 }
 
 // ---- the client side ----
@@ -162,7 +210,9 @@ static int start_monitor(int dir, const char *root) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
-    char *argv[] = {"capsule-nsexec", "monitor", "serve", (char *)root, NULL};
+    char hash[24];
+    snprintf(hash, sizeof hash, "%.16s", sock_name + 9);
+    char *argv[] = {"capsule-nsexec", "monitor", "serve", (char *)root, hash, NULL};
     char *envp[] = {NULL};
     execve("/proc/self/exe", argv, envp);
     _exit(127);
@@ -205,7 +255,7 @@ static int connect_monitor(const char *root, int *lock) {
   for (;;) {
     *lock = openat(dir, LOCK_NAME, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (*lock < 0) {
-      say("cannot open %s/" LOCK_NAME ": %s", root, why(errno));
+      say("cannot open %s/%s: %s", root, LOCK_NAME, why(errno));
       close(dir);
       return -1;
     }
@@ -986,9 +1036,17 @@ static int serve(const char *root) {
 }
 
 int monitor_main(int argc, char **argv) {
+  if (argc >= 3 && (!strcmp(argv[2], "run") || !strcmp(argv[2], "log")))
+    set_names(context_hash());
   if (argc >= 3 && !strcmp(argv[2], "run")) return client_run(argc, argv);
   if (argc >= 3 && !strcmp(argv[2], "log")) return client_log(argc, argv);
-  if (argc == 4 && !strcmp(argv[2], "serve")) return serve(argv[3]);
+  if (argc == 5 && !strcmp(argv[2], "serve")) {
+    char *end;
+    unsigned long long hash = strtoull(argv[4], &end, 16);
+    if (*end || strlen(argv[4]) != 16) return 2;
+    set_names(hash);
+    return serve(argv[3]);
+  }
   dprintf(2, "capsule-nsexec: started by capsule only\n");
   return 2;
 }

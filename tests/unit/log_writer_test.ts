@@ -36,7 +36,7 @@ function monitorOf(root: string): number | undefined {
     if (!/^\d+$/.test(e.name)) continue;
     try {
       const argv = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
-      if (argv === `capsule-nsexec\0monitor\0serve\0${root}\0`) return Number(e.name);
+      if (argv.startsWith(`capsule-nsexec\0monitor\0serve\0${root}\0`)) return Number(e.name);
     } catch { /* gone */ }
   }
   return undefined;
@@ -45,12 +45,7 @@ function monitorOf(root: string): number | undefined {
 /** Waits until the monitor of `root` has gone (its socket removed, its process ended). */
 async function monitorGone(root: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    let sock = true;
-    try {
-      Deno.statSync(`${root}/.monitor.sock`);
-    } catch {
-      sock = false;
-    }
+    const sock = [...Deno.readDirSync(root)].some((e) => e.name.startsWith(".monitor-"));
     const pid = monitorOf(root);
     let live = false;
     if (pid) {
@@ -193,7 +188,11 @@ Deno.test({
     try {
       const pid = monitorOf(root);
       assert(pid, "no monitor of the root");
-      assertEquals((Deno.statSync(`${root}/.monitor.sock`).mode! & 0o777).toString(8), "700");
+      const sock = [...Deno.readDirSync(root)].find((e) =>
+        /^\.monitor-[0-9a-f]{16}\.sock$/.test(e.name)
+      );
+      assert(sock, "no socket of the monitor in the root");
+      assertEquals((Deno.statSync(`${root}/${sock.name}`).mode! & 0o777).toString(8), "700");
       second = openLog(`${dir}/d.log`, { maxSize: 100, maxFiles: 2 }, root);
       assertEquals(monitorOf(root), pid, "a second monitor for the same root");
       const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
