@@ -22,7 +22,15 @@ export const NSEXEC_CFLAGS = [
 ];
 
 /** The helper's C sources (runtime/native/): exec (nsexec.c), the init and what they share. */
-export const NSEXEC_SOURCES = ["nsexec.c", "plan.c", "init.c", "rootfs.c", "hooks.c", "front.c", "monitor.c"];
+export const NSEXEC_SOURCES = [
+  "nsexec.c",
+  "plan.c",
+  "init.c",
+  "rootfs.c",
+  "hooks.c",
+  "front.c",
+  "monitor.c",
+];
 
 /**
  * Compiles runtime/native/*.c (NSEXEC_SOURCES) into `out` with gcc (`CC` overrides it). Throws naming what
