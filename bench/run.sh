@@ -21,7 +21,8 @@
 #                          total wall time, per-container median, leftovers (must be 0)
 #   create peak RSS        of one `create` (the CLI process; /usr/bin/time -v) vs runc and crun
 #   resident               processes left on the host (not in the container's PID namespace)
-#                          once create + start, then `run -d`, returned, with their RSS
+#                          once create + start, then a root's first and a second `run -d`,
+#                          returned, with their RSS
 #   floor                  `deno run` of an empty module with the flags dist/capsule uses
 # Prints one table (capsule, runc, crun, floor, ratio, target, failed runs) and writes
 # bench/RESULTS.md (machine, kernel, versions, date, the table, `--debug` phase timings),
@@ -330,16 +331,21 @@ resident() { # COMMAND...: prints "N (M MB)"
   done
   echo "$n ($((kb / 1024)) MB)"
 }
-declare -A res_cs res_rd
+# A root's first `run -d` starts capsule's monitor (one per state root: runtime/native/monitor.c);
+# a second one while the first runs shows what each further container adds.
+declare -A res_cs res_rd res_rd2
 for r in capsule runc crun; do
   b=$(bin "$r") s="$work/state-$r"
   res_cs[$r]=$(resident sh -c "'$b' --root '$s' create -b '$work/sleeper' res-$r && '$b' --root '$s' start res-$r")
   "$b" --root "$s" delete -f "res-$r" >/dev/null 2>&1 || true
   res_rd[$r]=$(resident "$b" --root "$s" run -d -b "$work/sleeper" "rd-$r")
+  res_rd2[$r]=$(resident "$b" --root "$s" run -d -b "$work/sleeper" "rd2-$r")
   "$b" --root "$s" delete -f "rd-$r" >/dev/null 2>&1 || true
+  "$b" --root "$s" delete -f "rd2-$r" >/dev/null 2>&1 || true
 done
 row "resident per container after create + start: processes (RSS)" "${res_cs[capsule]}" "${res_cs[runc]}" "${res_cs[crun]}" - - "0 resident" ""
-row "resident per container after run -d: processes (RSS)" "${res_rd[capsule]}" "${res_rd[runc]}" "${res_rd[crun]}" - - "0 resident" ""
+row "resident after a root's first run -d: processes (RSS)" "${res_rd[capsule]}" "${res_rd[runc]}" "${res_rd[crun]}" - - "1 per root" ""
+row "resident per container after a further run -d: processes (RSS)" "${res_rd2[capsule]}" "${res_rd2[runc]}" "${res_rd2[crun]}" - - "0 resident" ""
 
 # Where create's milliseconds go: one `--debug run` of true.
 "$CAPSULE" --debug --root "$S" run -b "$work/bundle" debug-run >"$work/debug.txt" 2>&1 || true

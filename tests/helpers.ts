@@ -341,6 +341,14 @@ export async function withStateRoot(fn: (root: string) => Promise<void>): Promis
   if (cgroups.length) throw new Error(`test left cgroups behind: ${cgroups.join(", ")}`);
 }
 
+/**
+ * The names in state root `root`, but the root's monitor's socket and lock (`.monitor-*`, there
+ * while it runs: it exits a moment after the root's last detached container).
+ */
+export function rootNames(root: string): string[] {
+  return [...Deno.readDirSync(root)].map((e) => e.name).filter((n) => !n.startsWith(".monitor-"));
+}
+
 /** The pids of the monitors of state root `root` (runtime/native/monitor.c). */
 export function monitorsOf(root: string): number[] {
   const out: number[] = [];

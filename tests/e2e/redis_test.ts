@@ -5,7 +5,15 @@
 // port on 127.0.0.1, and the data surviving the server's container. Root only. Everything runs
 // inside a network namespace the test makes ("the host" of capsule): its bridge, iptables rules
 // and sysctls never touch the real host's, and traffic only goes to addresses inside it.
-import { assert, assertEquals, assertMatch, e2eTeardown, REPO, type Result } from "../helpers.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  e2eTeardown,
+  REPO,
+  type Result,
+  rootNames,
+} from "../helpers.ts";
 
 const HERE = new URL(".", import.meta.url).pathname;
 const BUILD = [`${HERE}rootfs.sh`, "redis", "redis-server,redis-tools"];
@@ -190,7 +198,7 @@ class Lab {
     };
     let ids: string[] = [];
     try {
-      ids = [...Deno.readDirSync(this.root)].map((e) => e.name).filter((n) => !n.startsWith("_"));
+      ids = rootNames(this.root).filter((n) => !n.startsWith("_"));
     } catch { /* no root */ }
     try {
       for (const e of Deno.readDirSync(`${this.store}/containers`)) {
@@ -273,7 +281,7 @@ Deno.test({
         r = await lab.cli("cache", "get", "k");
         assertEquals([r.code, r.stdout.trim()], [0, "v"], r.stderr);
         // --rm left nothing behind: only the server is there.
-        const ids = [...Deno.readDirSync(lab.root)].map((e) => e.name).filter((n) => n[0] !== "_");
+        const ids = rootNames(lab.root).filter((n) => n[0] !== "_");
         assertEquals(ids, ["cache"]);
       });
 
@@ -296,7 +304,7 @@ Deno.test({
           assertEquals([r.code, r.stdout.trim()], [0, "OK"], r.stderr);
           await lab.mustCap("image", "destroyc", "-f", "cache");
           assertEquals(
-            [...Deno.readDirSync(lab.root)].map((e) => e.name).filter((n) => n[0] !== "_"),
+            rootNames(lab.root).filter((n) => n[0] !== "_"),
             [],
           );
           assertMatch(await lab.mustCap("volume", "list"), /\nredisdata\s/);

@@ -12,6 +12,7 @@ import {
   removeAll,
   REPO,
   type Result,
+  rootNames,
   rootTest,
   sleep,
 } from "../helpers.ts";
@@ -93,7 +94,7 @@ for (const [kind, text] of Object.entries(DAMAGE)) {
         for (let i = 0; i < 50 && running(marker).length; i++) await sleep(20);
         assertEquals(running(marker), [], "the container's processes are gone");
         assertEquals(cgroupDirsNamed(id), [], "its cgroups are gone");
-        assertEquals([...Deno.readDirSync(root)].map((e) => e.name), [], "its state is gone");
+        assertEquals(rootNames(root), [], "its state is gone");
       } finally {
         await c("delete", "-f", id);
         for (const p of running(marker)) Deno.kill(p, "SIGKILL");
@@ -130,7 +131,7 @@ rootTest(
       const del = await c("delete", "-f", "n1");
       assertEquals(del.code, 0, del.stderr);
       assertEquals(cgroupDirsNamed("n1"), [], "cgroups gone");
-      assertEquals([...Deno.readDirSync(root)].filter((e) => e.name === "n1"), [], "state gone");
+      assertEquals(rootNames(root).filter((n) => n === "n1"), [], "state gone");
       assert((await links()).split("\n").length < before.split("\n").length, "its veth is gone");
       // Its address and port are free: the next container gets both.
       const r2 = await c("run", "-d", "-b", bundle, "--network", "dnet", "-p", "8131:80", "n2");

@@ -12,6 +12,7 @@ import {
   removeAll,
   REPO,
   type Result,
+  rootNames,
   rootTest,
   waitFor,
 } from "../helpers.ts";
@@ -139,7 +140,7 @@ class Lab {
   }
 
   async down(keepStore = false): Promise<void> {
-    for (const id of [...Deno.readDirSync(this.root)].map((e) => e.name)) {
+    for (const id of rootNames(this.root)) {
       if (!id.startsWith("_")) await this.cap(["delete", "-f", id]);
     }
     if (!keepStore) await this.cap(["network", "prune"]);
@@ -212,7 +213,7 @@ rootTest(
         assertMatch(r.stderr, /port 8080\/tcp .*container "srv" already publishes it/);
         r = await l.cap(["run", "-d", "-b", client, "--network", "nonet", "x"]);
         assertMatch(r.stderr, /Network "nonet" does not exist/);
-        assertEquals([...Deno.readDirSync(root)].map((e) => e.name).sort(), ["_networks", "srv"]);
+        assertEquals(rootNames(root).sort(), ["_networks", "srv"]);
 
         // The host namespace reaches the container, and the published port on 127.0.0.1.
         await waitFor(
@@ -413,7 +414,7 @@ rootTest(
               `0\\.0\\.0\\.0:8090 \\(busybox \\(pid ${host.pid}\\)\\)`,
           ),
         );
-        assertEquals([...Deno.readDirSync(root)].map((e) => e.name), ["_networks"]);
+        assertEquals(rootNames(root), ["_networks"]);
         // The host service still answers: nothing hijacked it.
         assertEquals((await l.in(["busybox", "nc", "127.0.0.1", "8090"])).stdout, "host\n");
       });
@@ -606,7 +607,7 @@ rootTest(
         assertMatch(r.stdout, /\nweb\s.*\s0\.0\.0\.0:8086->80\/tcp(\s|\n)/);
       }, { store, keepStore: true }); // the namespace (bridge, rules) and --root's state go
       // "After the reboot": a new namespace, the same (now empty) --root, the same store.
-      assertEquals([...Deno.readDirSync(root)], []);
+      assertEquals(rootNames(root), []);
       await lab(root, async (l) => {
         let r = await l.cap(["network", "list"]);
         assertMatch(r.stdout, /\nkeep\s+10\.126\.0\.1\s+10\.126\.0\.0\/24\s+bridge\s+0\s+down\n/);
@@ -716,7 +717,7 @@ rootTest("network: capsule under ip netns exec says why cgroups are missing", as
       ]);
       assertEquals(r.code, 1, r.stderr);
       assertMatch(r.stderr, /`ip netns exec` does\); enter only the network namespace instead/);
-      assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+      assertEquals(rootNames(root), []);
       // With containers (two: never a line for each): every command that reads cgroups says it
       // once, and fails.
       for (const id of ["n1", "n2"]) {
@@ -824,7 +825,7 @@ rootTest(
             ),
           );
           assertEquals(
-            [...Deno.readDirSync(root)].map((e) => e.name).filter((n) => n[0] !== "_"),
+            rootNames(root).filter((n) => n[0] !== "_"),
             [],
           );
           assertEquals(await leftovers(l), []);
@@ -894,7 +895,7 @@ rootTest(
           assertEquals((await B(["list", "-q"])).stdout, "");
           assertEquals((await l.cap(["list", "-q"])).stdout, "a1\n");
           assertEquals(
-            [...Deno.readDirSync(rootB)].map((e) => e.name).filter((n) => n[0] !== "_"),
+            rootNames(rootB).filter((n) => n[0] !== "_"),
             [],
           );
           assertEquals([...Deno.readDirSync(`${rootB}/_networks/shared/ips`)], []);
@@ -942,7 +943,7 @@ rootTest(
           assertEquals(r.code, 0, r.stderr);
           assertEquals(await leftovers(l), []);
         } finally {
-          for (const id of [...Deno.readDirSync(rootB)].map((e) => e.name)) {
+          for (const id of rootNames(rootB)) {
             if (!id.startsWith("_")) await B(["delete", "-f", id]);
           }
           for (const id of ["b1", "a2"]) await l.cap(["image", "destroyc", "-f", id]);

@@ -8,6 +8,7 @@ import {
   capsule,
   makeBundle,
   removeAll,
+  rootNames,
   rootTest,
   state,
   waitFor,
@@ -73,7 +74,7 @@ rootTest("a failing or timed-out prestart hook fails create and leaves nothing",
     assertEquals(r2.code, 1);
     assertMatch(r2.stderr, /createRuntime hook \/bin\/sh timed out after 1 s/);
     assert(Date.now() - t0 < 10_000, `the timeout was not honoured (${Date.now() - t0} ms)`);
-    assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+    assertEquals(rootNames(root), []);
   } finally {
     await removeAll(b1, b2, out);
   }
@@ -98,7 +99,7 @@ rootTest(
       assertEquals(r1.code, 1);
       assertMatch(r1.stderr, /createContainer hook \/bin\/sh timed out after 1 s/);
       assert(Date.now() - t0 < 10_000, `the timeout was not honoured (${Date.now() - t0} ms)`);
-      assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+      assertEquals(rootNames(root), []);
       t0 = Date.now();
       const r2 = await capsule(root, ["run", "-b", b2, "h8"]);
       assert(r2.code !== 0, "run succeeded though its startContainer hook timed out");
@@ -213,7 +214,7 @@ rootTest(
       const r = await capsule(root, ["create", "-b", b, "h5"]);
       assertEquals(r.code, 1, r.stderr);
       assertMatch(r.stderr, /capabilities/);
-      assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+      assertEquals(rootNames(root), []);
     } finally {
       await removeAll(b);
     }
@@ -238,7 +239,7 @@ rootTest(
         r.stderr,
         /--console-socket \/tmp\/none\.sock is used only with process\.terminal/,
       );
-      assertEquals([...Deno.readDirSync(root)].map((e) => e.name), []);
+      assertEquals(rootNames(root), []);
     } finally {
       await removeAll(b);
     }
@@ -323,7 +324,7 @@ rootTest(
         assertEquals(r.code, 1, `${what}: ${r.stderr}`);
         assertMatch(r.stderr, re);
         assertEquals(
-          [...Deno.readDirSync(root)].map((e) => e.name),
+          rootNames(root),
           [],
         );
       } finally {

@@ -8,6 +8,7 @@ import {
   makeBundle,
   removeAll,
   REPO,
+  rootNames,
   rootTest,
   sleep,
   spawnCapsule,
@@ -239,7 +240,7 @@ rootTest("run: a missing program is named, and nothing is left", async (root) =>
     const r = await capsule(root, ["run", "-b", b, "missing"]);
     assertEquals(r.code, 1);
     assertMatch(r.stderr, /exec: "no-such-program": executable file not found in \$PATH/);
-    assertEquals([...Deno.readDirSync(root)].length, 0);
+    assertEquals(rootNames(root).length, 0);
   } finally {
     await removeAll(b);
   }

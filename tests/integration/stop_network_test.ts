@@ -106,7 +106,7 @@ async function withLab(root: string, fn: (l: NetLab) => Promise<void>): Promise<
     await fn(l);
   } finally {
     for (const e of [...Deno.readDirSync(root)]) {
-      if (!e.name.startsWith("_")) await l.cap("image", "destroyc", "-f", e.name);
+      if (!/^[_.]/.test(e.name)) await l.cap("image", "destroyc", "-f", e.name);
     }
     for (const id of (await l.cap("list", "-q")).stdout.split("\n").filter(Boolean)) {
       await l.cap("image", "destroyc", "-f", id);
