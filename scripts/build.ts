@@ -30,6 +30,7 @@ export const NSEXEC_SOURCES = [
   "hooks.c",
   "front.c",
   "monitor.c",
+  "process_delta.c",
 ];
 
 /**

@@ -37,6 +37,13 @@ uint32_t le32(const unsigned char *p);
 // exec's native front end (front.c): `capsule-nsexec front N DENO-COMMAND... -- ARGS...`;
 // returns the exit status, or execs the Deno command with ARGS.
 int front_main(int argc, char **argv);
+// The process records of a --process file `src` that differs from the kept file `kept` only in the
+// values of its top-level args, env and cwd (process_delta.c): the kept `records` with those
+// three replaced, in a new buffer of *out_len bytes; NULL when it differs otherwise, or when a
+// value breaks the rules config.json's process has for it.
+unsigned char *process_delta(const unsigned char *kept, size_t klen, const unsigned char *records,
+                             uint32_t rlen, const unsigned char *src, size_t slen,
+                             uint32_t *out_len);
 // The waiter and log writer of a state root (monitor.c): `capsule-nsexec monitor run|log|serve
 // ...`; returns the exit status.
 int monitor_main(int argc, char **argv);

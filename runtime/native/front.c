@@ -658,8 +658,9 @@ static int front_delete(const char *root, const char *id, int force) {
 
 // The process records exec.ts made of a --process file holding exactly `src` (exec.processes,
 // exec.ts writeExecProcess: written by this build for this container, `instance`, after an exec
-// of those bytes succeeded), in the container's state directory `dir`; NULL when there are none
-// (the CLI's, which keeps them).
+// of those bytes succeeded), in the container's state directory `dir`; or, for a file that
+// differs from a kept one only in its args, env and cwd, that one's records with those replaced
+// (process_delta.c). NULL when there are none (the CLI's, which keeps them).
 static const unsigned char *kept_process(int dir, const char *instance, const unsigned char *src,
                                          size_t slen, uint32_t *rlen) {
   int f = openat(dir, EXEC_PROCESSES, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -674,6 +675,9 @@ static const unsigned char *kept_process(int dir, const char *instance, const un
   if (records_next(&r) <= 0 || r.tag != 'c' || r.len != strlen(instance) ||
       memcmp(r.d, instance, r.len))
     return NULL;
+  const unsigned char *entry[64];
+  uint32_t elen[64];
+  int count = 0;
   while (records_next(&r) > 0) {
     const unsigned char *j = NULL, *rec = NULL;
     uint32_t jn = 0, rn = 0;
@@ -683,6 +687,21 @@ static const unsigned char *kept_process(int dir, const char *instance, const un
       *rlen = rn;
       return rec; // in buf, kept until this process ends
     }
+    if (count < 64) {
+      entry[count] = r.d;
+      elen[count++] = r.len;
+    }
+  }
+  // None the same: one that differs only in args, env and cwd (process_delta.c), the newest
+  // first (exec.ts writes them oldest first).
+  while (count-- > 0) {
+    const unsigned char *j = NULL, *rec = NULL;
+    uint32_t jn = 0, rn = 0;
+    if (!find(entry[count], elen[count], 'j', &j, &jn) ||
+        !find(entry[count], elen[count], 'r', &rec, &rn))
+      continue;
+    const unsigned char *made = process_delta(j, jn, rec, rn, src, slen, rlen);
+    if (made) return made; // kept until this process ends
   }
   return NULL;
 }

@@ -560,7 +560,8 @@ rootTest(
     try {
       await withBuild(root, async (b) => {
         const handedOn = b.handedOn;
-        assertEquals((await b.run(["run", "-d", "-b", bundle, "x1"])).code, 0);
+        const x1 = await b.run(["run", "-d", "-b", bundle, "x1"]);
+        assertEquals(x1.code, 0, x1.stderr);
         const spec = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`)) as Spec;
         // As containerd writes it: the container's process, other args, its own environment, no
         // capabilities (then the container's), user 0.
@@ -637,7 +638,7 @@ rootTest(
         await handedOn(["exec", "--pid-file", `${dir}/no/pid`, "--process", who, "x1"]);
         await handedOn(["exec", "--process", `${dir}/none.json`, "x1"]);
         // --no-new-privs changed the process: nothing is kept for the file's bytes.
-        const nnp = write("nnp", { args: ["true"] });
+        const nnp = write("nnp", { args: ["true"], oomScoreAdj: 3 }); // unlike any kept one
         assertEquals((await b.run(["exec", "--no-new-privs", "--process", nnp, "x1"])).code, 0);
         await handedOn(["exec", "--process", nnp, "x1"]);
 
@@ -772,3 +773,85 @@ function replaceBytes(bytes: Uint8Array, from: string, to: string): Uint8Array {
   }
   throw new Error(`"${from}" not found`);
 }
+
+rootTest(
+  "exec front end: a --process file that differs from a kept one only in args, env and cwd " +
+    "is taken, as the CLI would run it; any other difference or a value it refuses is not",
+  async (root) => {
+    const bundle = await makeBundle("sleep 1000");
+    const dir = await Deno.makeTempDir({ prefix: "capsule-front-delta-" });
+    try {
+      await withBuild(root, async (b) => {
+        assertEquals((await b.run(["run", "-d", "-b", bundle, "d1"])).code, 0);
+        const spec = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`)) as Spec;
+        const { capabilities: _, ...proc } = spec.process!;
+        // The file's text with the three values written as given (JSON text, verbatim).
+        const SHOW = `printf '<%s>' "$@"; echo; env | sort; pwd`;
+        const text = (args: string, env: string, cwd: string) =>
+          JSON.stringify({ ...proc, args: "@A@", env: "@E@", cwd: "@C@" }, null, 2)
+            .replace('"@A@"', args).replace('"@E@"', env).replace('"@C@"', cwd);
+        const args = (...more: string[]) =>
+          `["sh", "-c", ${JSON.stringify(SHOW)}, "s"${more.map((m) => `, ${m}`).join("")}]`;
+        let n = 0;
+        const file = (t: string | Uint8Array) => {
+          const f = `${dir}/p${n++}.json`;
+          if (typeof t === "string") Deno.writeTextFileSync(f, t);
+          else Deno.writeFileSync(f, t);
+          return f;
+        };
+        const base = file(text(args('"base"'), '["PATH=/bin", "A=1"]', '"/"'));
+        const first = await b.run(["exec", "--process", base, "d1"]);
+        assertEquals(first.code, 0, first.stderr);
+        assertMatch(first.stdout, /^<base>\nA=1\n(.*\n)*PATH=\/bin\n(.*\n)*\/\n$/);
+        // Taken: the front end's exec prints what the CLI's does for the same file.
+        const taken: [string, string, string][] = [
+          [args('"a b"', '""', '"x=y"'), '["PATH=/bin", "B=c=d", "N=line\\nnext"]', '"/tmp"'],
+          [args('"\\u00e9\\ud83d\\ude00"', '"é"', '"q\\"\\\\\\/\\t"'), "[]", '"\\/dev"'],
+          [args(), '[ "PATH=/bin" ,\t"Z=" ]', '"/"'],
+          ['[\r\n"echo", "one"]', '["PATH=/bin"]', '"/"'],
+        ];
+        for (const [a, e, c] of taken) {
+          const f = file(text(a, e, c));
+          const native = await b.run(["exec", "--process", f, "d1"], { nodeno: true });
+          assertEquals(native.code, 0, `${a} ${e} ${c}: ${native.stderr}`);
+          const deno = await b.run(["--debug", "exec", "--process", f, "d1"]);
+          assertEquals([native.stdout, native.stderr], [deno.stdout, ""], `${a} ${e} ${c}`);
+        }
+        // Not taken: the CLI says what is wrong with it, or runs it (its own reading).
+        const refused: (string | Uint8Array)[] = [
+          text("[]", '["PATH=/bin"]', '"/"'), // args: at least one
+          text('"sh"', '["PATH=/bin"]', '"/"'),
+          text("[1]", '["PATH=/bin"]', '"/"'),
+          text(args("null"), '["PATH=/bin"]', '"/"'),
+          text(args(), '["=x"]', '"/"'), // env: KEY=...
+          text(args(), '["NOEQ"]', '"/"'),
+          text(args(), "null", '"/"'),
+          text(args(), '["PATH=/bin"]', '"tmp"'), // cwd: absolute
+          text(args(), '["PATH=/bin"]', '""'),
+          text(args(), '["PATH=/bin"]', "5"),
+          text(args('"a\\u0000b"'), '["PATH=/bin"]', '"/"'), // a NUL
+          text(args('"\\ud800"'), '["PATH=/bin"]', '"/"'), // a lone surrogate
+          text(args('"\\udc00x"'), '["PATH=/bin"]', '"/"'),
+          text(args('"tab\there"'), '["PATH=/bin"]', '"/"'), // a raw control character
+          text(args('"\\x"'), '["PATH=/bin"]', '"/"'), // not an escape
+          text(args('"a"'), '["PATH=/bin"]', '"/"').replace('"terminal"', '"terminal" '),
+          text(args('"a"'), '["PATH=/bin"]', '"/"').replace('"uid": 0', '"uid": 1'),
+          text(args('"a"'), '["PATH=/bin"]', '"/"').replace("{", '{"args": ["x"],'), // twice
+          text(args('"a"'), '["PATH=/bin"]', '"/"').replace('"args"', '"\\u0061rgs"'),
+          text(args('"a"'), '["PATH=/bin"]', '"/"') + "\n",
+          text(args('"a"'), '["PATH=/bin"]', '"/"').replace(/,\s*"env": \[[^\]]*\]/, ""),
+        ];
+        const bad = new TextEncoder().encode(text(args('"@"'), '["PATH=/bin"]', '"/"'));
+        bad[bad.indexOf(64)] = 0xff; // not UTF-8
+        refused.push(bad);
+        for (const t of refused) {
+          const f = file(t);
+          await b.handedOn(["exec", "--process", f, "d1"]);
+        }
+        assertEquals((await b.run(["delete", "-f", "d1"])).code, 0);
+      });
+    } finally {
+      await removeAll(bundle, dir);
+    }
+  },
+);
