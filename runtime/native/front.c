@@ -693,12 +693,11 @@ static const unsigned char *kept_process(int dir, const char *instance, const un
     }
   }
   // None the same: one that differs only in args, env and cwd (process_delta.c), the newest
-  // first (exec.ts writes them oldest first).
-  while (count-- > 0) {
+  // first (as exec.ts writes them).
+  for (int k = 0; k < count; k++) {
     const unsigned char *j = NULL, *rec = NULL;
     uint32_t jn = 0, rn = 0;
-    if (!find(entry[count], elen[count], 'j', &j, &jn) ||
-        !find(entry[count], elen[count], 'r', &rec, &rn))
+    if (!find(entry[k], elen[k], 'j', &j, &jn) || !find(entry[k], elen[k], 'r', &rec, &rn))
       continue;
     const unsigned char *made = process_delta(j, jn, rec, rn, src, slen, rlen);
     if (made) return made; // kept until this process ends

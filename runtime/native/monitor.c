@@ -20,13 +20,14 @@
 //     the monitor itself, started by the first client of a root that has none (never by hand).
 //
 // A client takes ROOT/.monitor-HASH.lock, connects to ROOT/.monitor-HASH.sock (starting the
-// monitor if none answers; HASH: its context, see context_hash), sends its request with its fds (SCM_RIGHTS) and lets the lock go once the monitor
-// accepted it. The monitor exits once it has no child, no log and no request, holding the same
+// monitor if none answers; HASH: its context, see context_hash), sends its request with its fds
+// and a pidfd of itself (SCM_RIGHTS; the kernel adds its pid, SCM_CREDENTIALS) and lets the lock
+// go once the monitor accepted it. The monitor answers only a sender of its own uid whose context
+// hashes to its own (peer_matches). It exits once it has no job and no log, holding the same
 // lock, after removing its socket and the lock: a client never connects to a monitor on its way
-// out, and the root is left as it was. Names
-// starting with '.' are never container ids (runtime/ids.ts). The monitor answers only its own
-// user (SO_PEERCRED), keeps nothing of its first caller (environment, fds, directory) and leaves
-// its session; what it runs gets the environment of the request that asked for it.
+// out, and the root is left as it was. Names starting with '.' are never container ids
+// (runtime/ids.ts). The monitor keeps nothing of its first caller (environment, fds, directory)
+// and leaves its session; what it runs gets the environment of the request that asked for it.
 #include "capsule.h"
 
 #include <dirent.h>
@@ -107,10 +108,14 @@ static int read_all(int fd, void *p, size_t n) {
 }
 
 // What a command run by the monitor inherits from it rather than from its caller: namespaces,
-// cgroups, root directory, ids, capabilities, no_new_privs, seccomp, LSM label. A monitor is
-// shared only by callers alike in all of these (the hash of their text names its socket), so a
-// command runs as its caller would have run it itself: `ip netns exec` or a systemd unit gets a
-// monitor of its own, in its own namespaces and cgroup.
+// root directory, cgroups, ids, capabilities, no_new_privs, seccomp, LSM label, audit loginuid,
+// nice value, scheduling policy and priority, I/O priority, CPU and memory-node affinity,
+// oom_score_adj, personality. A monitor is shared only by callers alike in all of these (the hash
+// of them names its socket, and the monitor checks it of every caller, through the caller's own
+// pidfd), so a command runs as its caller would have run it itself (`unshare -n` or a systemd
+// unit gets a monitor of its own), and no caller gets more than it has. A caller under a seccomp
+// filter gets a monitor of its own (two filters cannot be compared): its pid and start time are in
+// its hash.
 static void set_names(unsigned long long hash) {
   snprintf(sock_name, sizeof sock_name, ".monitor-%016llx.sock", hash);
   snprintf(lock_name, sizeof lock_name, ".monitor-%016llx.lock", hash);
@@ -121,35 +126,95 @@ static unsigned long long fnv(unsigned long long h, const char *s, size_t n) {
   return h;
 }
 
-static unsigned long long context_hash(void) {
+// A small file under the /proc/PID directory `proc` into buf (NUL-terminated, "" when absent:
+// attr/current without an LSM); -1 when it exists and cannot be read.
+static int read_at(int proc, const char *name, char *buf, size_t size) {
+  buf[0] = 0;
+  int fd = openat(proc, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT || errno == EINVAL ? 0 : -1;
+  size_t got = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf + got, size - 1 - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINVAL && got == 0) break; // attr/current of no LSM
+    if (n < 0) {
+      close(fd);
+      return -1;
+    }
+    if (n == 0 || (got += (size_t)n) == size - 1) break;
+  }
+  buf[got] = 0;
+  close(fd);
+  return 0;
+}
+
+// Field `field` (1-based, as proc(5) numbers them) of a stat line; "" when short.
+static void stat_field(const char *stat, int field, char *out, size_t size) {
+  out[0] = 0;
+  const char *p = strrchr(stat, ')');
+  if (!p || field < 3) return;
+  p += 2;
+  for (int f = 3; f < field && p; f++) {
+    p = strchr(p, ' ');
+    if (p) p++;
+  }
+  if (!p) return;
+  size_t n = strcspn(p, " \n");
+  if (n >= size) n = size - 1;
+  memcpy(out, p, n);
+  out[n] = 0;
+}
+
+// The context of the process whose /proc directory is `proc` (pid `pid`), hashed; 0 when some
+// of it cannot be read (then nothing is shared with it).
+static unsigned long long context_hash(int proc, pid_t pid) {
   unsigned long long h = 0xcbf29ce484222325ULL;
-  static const char *ns[] = {"cgroup", "ipc",  "mnt",  "net",  "pid", "pid_for_children",
-                             "time",   "time_for_children", "user", "uts"};
-  char path[64], buf[8192];
-  for (size_t i = 0; i < sizeof ns / sizeof *ns; i++) {
-    snprintf(path, sizeof path, "/proc/self/ns/%s", ns[i]);
-    ssize_t n = readlink(path, buf, sizeof buf);
+  static const char *links[] = {"ns/cgroup", "ns/ipc",  "ns/mnt",  "ns/net",
+                                "ns/pid",    "ns/pid_for_children", "ns/time",
+                                "ns/time_for_children", "ns/user", "ns/uts", "root"};
+  char buf[8192], f[64];
+  for (size_t i = 0; i < sizeof links / sizeof *links; i++) {
+    ssize_t n = readlinkat(proc, links[i], buf, sizeof buf);
+    if (n < 0 && errno != ENOENT) return 0;
     h = fnv(h, buf, n > 0 ? (size_t)n : 0);
     h = fnv(h, "\n", 1);
   }
-  ssize_t n = readlink("/proc/self/root", buf, sizeof buf);
-  h = fnv(h, buf, n > 0 ? (size_t)n : 0);
-  const char *files[] = {"/proc/self/cgroup", "/proc/self/attr/current"};
-  for (size_t i = 0; i < 2; i++) {
-    if (read_proc(files[i], buf, sizeof buf)) buf[0] = 0;
+  static const char *files[] = {"cgroup", "attr/current", "oom_score_adj", "loginuid",
+                                "personality"};
+  for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
+    if (read_at(proc, files[i], buf, sizeof buf)) return 0;
     h = fnv(h, buf, strlen(buf) + 1);
   }
-  if (read_proc("/proc/self/status", buf, sizeof buf)) buf[0] = 0;
-  static const char *keys[] = {"Uid:",    "Gid:",    "Groups:", "CapInh:",     "CapPrm:",
-                               "CapEff:", "CapBnd:", "CapAmb:", "NoNewPrivs:", "Seccomp:"};
+  if (read_at(proc, "stat", buf, sizeof buf) || !buf[0]) return 0;
+  static const int fields[] = {19, 40, 41}; // nice, rt_priority, policy
+  for (size_t i = 0; i < sizeof fields / sizeof *fields; i++) {
+    stat_field(buf, fields[i], f, sizeof f);
+    h = fnv(h, f, strlen(f) + 1);
+  }
+  char start[64];
+  stat_field(buf, 22, start, sizeof start);
+  long io = syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, pid);
+  snprintf(f, sizeof f, "io=%ld", io);
+  h = fnv(h, f, strlen(f) + 1);
+  if (read_at(proc, "status", buf, sizeof buf) || !buf[0]) return 0;
+  static const char *keys[] = {"Uid:",       "Gid:",         "Groups:",      "CapInh:",
+                               "CapPrm:",    "CapEff:",      "CapBnd:",      "CapAmb:",
+                               "NoNewPrivs:", "Seccomp:",    "Cpus_allowed:", "Mems_allowed:"};
   for (char *line = buf; *line;) {
     char *end = strchr(line, '\n');
     size_t len = end ? (size_t)(end - line) : strlen(line);
-    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++)
-      if (!strncmp(line, keys[k], strlen(keys[k]))) h = fnv(h, line, len + (end ? 1 : 0));
+    for (size_t k = 0; k < sizeof keys / sizeof *keys; k++) {
+      if (strncmp(line, keys[k], strlen(keys[k]))) continue;
+      h = fnv(h, line, len + (end ? 1 : 0));
+      // Under a seccomp filter: a monitor of its own (its pid and start time).
+      if (k == 9 && strtol(line + strlen(keys[k]), NULL, 10) != 0) {
+        snprintf(f, sizeof f, "%d:%s", pid, start);
+        h = fnv(h, f, strlen(f));
+      }
+    }
     line += len + (end ? 1 : 0);
   }
-  return h;
+  return h ? h : 1;
 }
 
 // ---- the client side ----
@@ -278,13 +343,20 @@ static int connect_monitor(const char *root, int *lock) {
 }
 
 // Sends `b` (u32 length, then the words) with `fds` attached.
-static int send_request(int s, struct buf *b, const int *fds, int nfds) {
+// Once the monitor says 'G' (its socket now passes credentials), with a pidfd of this process
+// after `fds`: how the monitor knows who asks (take_request).
+static int send_request(int s, struct buf *b, const int *given, int ngiven) {
+  char go;
+  if (read_all(s, &go, 1) || go != 'G') return -1;
+  int fds[MAX_FDS], nfds = ngiven + 1;
+  memcpy(fds, given, sizeof(int) * (size_t)ngiven);
+  if ((fds[ngiven] = (int)syscall(SYS_pidfd_open, getpid(), 0)) < 0) return -1;
   uint32_t len = (uint32_t)b->len;
   char ctl[CMSG_SPACE(sizeof(int) * MAX_FDS)];
   memset(ctl, 0, sizeof ctl);
   struct iovec iov = {.iov_base = &len, .iov_len = sizeof len};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (nfds) {
+  {
     m.msg_control = ctl;
     m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
     struct cmsghdr *c = CMSG_FIRSTHDR(&m);
@@ -296,6 +368,7 @@ static int send_request(int s, struct buf *b, const int *fds, int nfds) {
   ssize_t w;
   do w = sendmsg(s, &m, MSG_NOSIGNAL);
   while (w < 0 && errno == EINTR);
+  close(fds[ngiven]);
   if (w != sizeof len) return -1;
   return write_all(s, b->d, b->len);
 }
@@ -343,11 +416,11 @@ static int client_run(int argc, char **argv) {
   // run ROOT STATE_DIR N CLEANUP... COMMAND...
   if (argc < 6) return 2;
   int fds[MAX_FDS] = {1, 2, -1};
-  int kept = inherited_fds(fds + 3, MAX_FDS - 3);
+  int kept = inherited_fds(fds + 3, MAX_FDS - 4); // and the pidfd
   if (kept < 0) {
     say("cannot pass the open fds on to the program: more than %d (or /proc/self/fd cannot be "
         "read)",
-        MAX_FDS - 3);
+        MAX_FDS - 4);
     return 1;
   }
   const char *root = argv[3], *state = argv[4];
@@ -562,20 +635,25 @@ static void drop_job(size_t i) {
   jobs[i] = jobs[--njobs];
 }
 
-// The container's process `reap` exited with `status`: exit.json, then the cleanup.
-static void finish(size_t i, int status) {
+// The container's process `reap` exited with `status` (have_status 0: it was not this monitor's
+// to reap; capsule's run reaped an init that exited before it did, and kept its status): exit.json,
+// then the cleanup, both only while state.json still names that init (the cleanup also once the
+// state is gone): never for another container that took the id since.
+static void finish(size_t i, int status, int have_status) {
   struct job *j = &jobs[i];
   int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
   int code = sig ? 128 + sig : WEXITSTATUS(status);
   // util-linux 2.38's unshare exits 1 when its child was killed by SIGKILL (it cannot re-raise
   // that one): from a wrapper, 1 is no status at all.
-  int known = !(j->reap != j->init && !sig && code == 1);
+  int known = have_status && !(j->reap != j->init && !sig && code == 1);
   char *text = read_state(j->dir), now[24] = "";
   if (text) state_field(text, "pid", now);
-  free(text);
   char init[24];
   snprintf(init, sizeof init, "%d", j->init);
-  if (known && !strcmp(now, init)) {
+  int ours = !strcmp(now, init);
+  if (!text && (errno == ENOENT || errno == ENOTDIR)) ours = -1; // deleted: the cleanup only
+  free(text);
+  if (known && ours == 1) {
     char tmp[4200], path[4200], at[32];
     time_t t = time(NULL);
     struct tm tm;
@@ -589,7 +667,7 @@ static void finish(size_t i, int status) {
       if (close(fd) == 0 && ok) rename(tmp, path);
     }
   }
-  run_cleanup(j);
+  if (ours) run_cleanup(j);
   drop_job(i);
 }
 
@@ -627,10 +705,15 @@ static void cli_ended(size_t i, int status) {
     if (j->reap == j->init && strcmp(early[k].start, j->start)) continue;
     int st = early[k].status;
     early[k] = early[--nearly];
-    finish(i, st);
-    break;
+    finish(i, st, 1);
+    if (!running) nearly = 0;
+    return;
   }
   if (!running) nearly = 0; // no command left whose init could be among them
+  // Not this monitor's child: capsule's run reaped it (an init that exited before run -d did).
+  siginfo_t si;
+  if (waitid(P_PID, (id_t)j->reap, &si, WEXITED | WNOHANG | WNOWAIT) && errno == ECHILD)
+    finish(i, 0, 0);
 }
 
 static void reap_children(void) {
@@ -649,8 +732,10 @@ static void reap_children(void) {
         cli_ended(i, status);
         break;
       }
-      if (jobs[i].state == JOB_INIT && jobs[i].reap == pid) {
-        finish(i, status);
+      // The init's own start time too (a pid taken over by another process is not it).
+      if (jobs[i].state == JOB_INIT && jobs[i].reap == pid &&
+          (jobs[i].reap != jobs[i].init || !start[0] || !strcmp(start, jobs[i].start))) {
+        finish(i, status, 1);
         break;
       }
     }
@@ -788,6 +873,32 @@ static int take_log(char *mem, size_t len, int *fds, int nfds) {
   return 0;
 }
 
+// The monitor's own context hash (its socket's name).
+static unsigned long long my_hash;
+
+// Whether `pidfd` is a pidfd of the live process `pid` (the request's sender, as the kernel
+// said in SCM_CREDENTIALS) whose context hashes to the monitor's: read through /proc/PID while
+// the pidfd says that process is alive, before and after (its pid cannot go to another process
+// in between).
+static int peer_matches(int pidfd, pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", pidfd);
+  ssize_t n = readlink(path, buf, sizeof buf - 1);
+  if (n != 18 || memcmp(buf, "anon_inode:[pidfd]", 18)) return 0;
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
+  if (read_proc(path, buf, sizeof buf)) return 0;
+  char *p = strstr(buf, "\nPid:\t");
+  if (!p || strtol(p + 6, NULL, 10) != pid) return 0;
+  if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0)) return 0;
+  snprintf(path, sizeof path, "/proc/%d", pid);
+  int proc = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (proc < 0) return 0;
+  unsigned long long h = context_hash(proc, pid);
+  close(proc);
+  if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0)) return 0;
+  return h == my_hash;
+}
+
 // One request from a new connection (its client sends it at once: a short timeout).
 static void take_request(int listen_fd) {
   int c = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
@@ -796,20 +907,28 @@ static void take_request(int listen_fd) {
   socklen_t cl = sizeof cred;
   struct timeval tv = {.tv_sec = 5};
   setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &cl) || cred.uid != geteuid()) {
+  int one = 1;
+  if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &cl) || cred.uid != geteuid() ||
+      setsockopt(c, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) || write_all(c, "G", 1)) {
     close(c);
     return;
   }
   uint32_t len;
-  char ctl[CMSG_SPACE(sizeof(int) * MAX_FDS)];
+  char ctl[CMSG_SPACE(sizeof(int) * MAX_FDS) + CMSG_SPACE(sizeof(struct ucred))];
   struct iovec iov = {.iov_base = &len, .iov_len = sizeof len};
   struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
                      .msg_controllen = sizeof ctl};
   ssize_t r;
   do r = recvmsg(c, &m, MSG_CMSG_CLOEXEC | MSG_WAITALL);
   while (r < 0 && errno == EINTR);
-  int fds[MAX_FDS], nfds = 0;
+  int fds[MAX_FDS], nfds = 0, sender = 0;
   for (struct cmsghdr *h = r > 0 ? CMSG_FIRSTHDR(&m) : NULL; h; h = CMSG_NXTHDR(&m, h)) {
+    if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_CREDENTIALS &&
+        h->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
+      struct ucred u;
+      memcpy(&u, CMSG_DATA(h), sizeof u);
+      sender = u.uid == geteuid() ? u.pid : 0;
+    }
     if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
     int k = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
     for (int i = 0; i < k; i++) {
@@ -819,9 +938,12 @@ static void take_request(int listen_fd) {
       else close(fd);
     }
   }
+  // The last fd: the sender's pidfd, by which its context is read and checked.
+  int who = nfds > 0 && sender > 0 && peer_matches(fds[nfds - 1], sender);
+  if (nfds > 0) close(fds[--nfds]);
   char *mem = NULL, kind = 0;
-  int ok = r == sizeof len && !(m.msg_flags & MSG_CTRUNC) && len >= 2 && len <= MAX_REQUEST &&
-           (mem = malloc(len + 1)) && read_all(c, mem, len) == 0;
+  int ok = who && r == sizeof len && !(m.msg_flags & MSG_CTRUNC) && len >= 2 &&
+           len <= MAX_REQUEST && (mem = malloc(len + 1)) && read_all(c, mem, len) == 0;
   if (ok) {
     mem[len] = 0;
     kind = mem[0];
@@ -990,21 +1112,20 @@ static int serve(const char *root) {
     // With no child left, no container of a job can end here any more (its init was reaped by
     // another, or never came to this monitor): the job goes, as the perl waiter did.
     if (njobs && no_child())
-      while (njobs) drop_job(njobs - 1);
+      while (njobs) finish(njobs - 1, 0, 0);
     if (!njobs && !nlogs) {
-      // No child at all (ECHILD): nothing can come back; exit unless a client holds the lock.
-      if (no_child()) {
-        if (flock(lock, LOCK_EX | LOCK_NB) == 0) {
-          struct pollfd p = {.fd = ls, .events = POLLIN};
-          if (poll(&p, 1, 0) == 0) {
-            unlinkat(dir, SOCK_NAME, 0);
-            unlinkat(dir, LOCK_NAME, 0); // still held: a client waiting on it takes a new one
-            return 0;
-          }
-          flock(lock, LOCK_UN);
+      // Nothing left to wait for or to write (a process a hook left behind and this monitor
+      // adopted goes on without it): exit unless a client holds the lock.
+      if (flock(lock, LOCK_EX | LOCK_NB) == 0) {
+        struct pollfd p = {.fd = ls, .events = POLLIN};
+        if (poll(&p, 1, 0) == 0) {
+          unlinkat(dir, SOCK_NAME, 0);
+          unlinkat(dir, LOCK_NAME, 0); // still held: a client waiting on it takes a new one
+          return 0;
         }
-        idle = 1;
+        flock(lock, LOCK_UN);
       }
+      idle = 1;
     }
     if (poll(pf, n, idle ? 50 : -1) < 0 && errno != EINTR) return 1;
     size_t nj = njobs, nl = nlogs;
@@ -1036,15 +1157,23 @@ static int serve(const char *root) {
 }
 
 int monitor_main(int argc, char **argv) {
-  if (argc >= 3 && (!strcmp(argv[2], "run") || !strcmp(argv[2], "log")))
-    set_names(context_hash());
+  if (argc >= 3 && (!strcmp(argv[2], "run") || !strcmp(argv[2], "log"))) {
+    int self = open("/proc/self", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    unsigned long long hash = self < 0 ? 0 : context_hash(self, getpid());
+    if (!hash) {
+      say("cannot read this process's context under /proc/self: %s", why(errno));
+      return 1;
+    }
+    close(self);
+    set_names(hash);
+  }
   if (argc >= 3 && !strcmp(argv[2], "run")) return client_run(argc, argv);
   if (argc >= 3 && !strcmp(argv[2], "log")) return client_log(argc, argv);
   if (argc == 5 && !strcmp(argv[2], "serve")) {
     char *end;
     unsigned long long hash = strtoull(argv[4], &end, 16);
     if (*end || strlen(argv[4]) != 16) return 2;
-    set_names(hash);
+    set_names(my_hash = hash);
     return serve(argv[3]);
   }
   dprintf(2, "capsule-nsexec: started by capsule only\n");

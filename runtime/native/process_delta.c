@@ -122,7 +122,10 @@ static int hex4(const unsigned char *p, size_t i, size_t n) {
 static size_t utf8_seq(const unsigned char *p, size_t i, size_t n) {
   unsigned char c = p[i];
   if (c < 0x80) return 1;
-  size_t len = c >= 0xc2 && c <= 0xdf ? 2 : c >= 0xe0 && c <= 0xef ? 3 : c >= 0xf0 && c <= 0xf4 ? 4 : 0;
+  size_t len = c >= 0xc2 && c <= 0xdf   ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 0;
   if (!len || i + len > n) return 0;
   for (size_t k = 1; k < len; k++)
     if ((p[i + k] & 0xc0) != 0x80) return 0;

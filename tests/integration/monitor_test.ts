@@ -4,15 +4,22 @@
 import {
   assert,
   assertEquals,
+  assertMatch,
   capsule,
   capsuleCommand,
+  exists,
   makeBundle,
   monitorLeaves,
   monitorsOf,
   removeAll,
+  REPO,
   rootTest,
   state,
+  withImage,
 } from "../helpers.ts";
+
+/** Every name in the root, the monitor's files too. */
+const rootNamesAll = (root: string) => [...Deno.readDirSync(root)].map((e) => e.name);
 
 const netns = (pid: number | string) => Deno.readLinkSync(`/proc/${pid}/ns/net`);
 
@@ -63,5 +70,120 @@ rootTest(
     } finally {
       await removeAll(b);
     }
+  },
+);
+
+const run = async (cmd: string[]) => {
+  const out = await new Deno.Command(cmd[0], { args: cmd.slice(1), stdin: "null" }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, stdout: dec.decode(out.stdout), stderr: dec.decode(out.stderr) };
+};
+
+rootTest(
+  "monitor: a process of the same uid without its capabilities cannot make it run anything",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    const out = await Deno.makeTempDir({ prefix: "capsule-monitor-req-" });
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "m1"])).code, 0);
+      const sock = rootNamesAll(root).find((n) => /^\.monitor-[0-9a-f]{16}\.sock$/.test(n));
+      assert(sock, "no monitor socket");
+      const req = [
+        "python3",
+        `${REPO}/tests/fixtures/monitor_request.py`,
+        `${root}/${sock}`,
+        `${out}/caps`,
+      ];
+      // uid 0 with no capability left (as a hardened service's root can be): refused.
+      const stripped = await run([
+        "setpriv",
+        "--no-new-privs",
+        "--bounding-set=-all",
+        "--inh-caps=-all",
+        "--",
+        ...req,
+      ]);
+      assertEquals(stripped.stdout.trim(), "refused", stripped.stderr);
+      assert(!exists(`${out}/caps`), "the monitor ran a stripped caller's command");
+      // The same request from a caller alike the monitor's first: taken (the test can fail).
+      const alike = await run(req);
+      assertMatch(alike.stdout, /^accepted 0\n$/, alike.stderr);
+      assertMatch(Deno.readTextFileSync(`${out}/caps`), /CapEff:\s+0*1?f+/);
+      assertEquals((await capsule(root, ["delete", "-f", "m1"])).code, 0);
+    } finally {
+      await removeAll(b, out);
+    }
+  },
+);
+
+rootTest(
+  "monitor: a caller's nice value and oom_score_adj are its container's, not the first caller's",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    try {
+      const [cmd, ...pre] = capsuleCommand();
+      const first = await run([
+        "nice",
+        "-n",
+        "15",
+        "choom",
+        "-n",
+        "700",
+        "--",
+        cmd,
+        ...pre,
+        "--root",
+        root,
+        "run",
+        "-d",
+        "-b",
+        b,
+        "a1",
+      ]);
+      assertEquals(first.code, 0, first.stderr);
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "a2"])).code, 0);
+      const attrs = async (id: string) => {
+        const pid = (await state(root, id)).pid as number;
+        const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+        const nice = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[16];
+        return `nice=${nice} oom=${Deno.readTextFileSync(`/proc/${pid}/oom_score_adj`).trim()}`;
+      };
+      assertEquals(await attrs("a1"), "nice=15 oom=700");
+      assertEquals(
+        await attrs("a2"),
+        `nice=0 oom=${Deno.readTextFileSync("/proc/self/oom_score_adj").trim()}`,
+      );
+      assertEquals(monitorsOf(root).length, 2, "one monitor for callers of two contexts");
+      for (const id of ["a1", "a2"]) {
+        assertEquals((await capsule(root, ["delete", "-f", id])).code, 0);
+      }
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "image run -d --rm: removed even when its program ends before run -d returns (4 x 8 at once)",
+  async (root) => {
+    await withImage(async (c, store) => {
+      const lane = async (l: number) => {
+        for (let i = 0; i < 8; i++) {
+          const r = await c("image", "run", "-d", "--rm", "--name", `q${l}-${i}`, "bb", "true");
+          assertEquals(r.code, 0, r.stderr);
+        }
+      };
+      await Promise.all([0, 1, 2, 3].map(lane));
+      const left = () => {
+        try {
+          return [...Deno.readDirSync(`${store}/containers`)].map((e) => e.name);
+        } catch {
+          return [];
+        }
+      };
+      for (let i = 0; i < 100 && left().length; i++) await new Promise((r) => setTimeout(r, 100));
+      assertEquals(left(), [], "--rm containers left behind");
+      assert(await monitorLeaves(root), "the monitor stayed");
+    }, root);
   },
 );
