@@ -1158,6 +1158,10 @@ static int serve(const char *root) {
 
 int monitor_main(int argc, char **argv) {
   if (argc >= 3 && (!strcmp(argv[2], "run") || !strcmp(argv[2], "log"))) {
+    // A client holds nothing of its own to hide, and its /proc entries must be its user's (not
+    // root's, as the helper's undumpable start leaves them): it reads them, and the monitor, of
+    // an unprivileged user too, reads them of it.
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
     int self = open("/proc/self", O_PATH | O_DIRECTORY | O_CLOEXEC);
     unsigned long long hash = self < 0 ? 0 : context_hash(self, getpid());
     if (!hash) {
