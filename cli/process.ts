@@ -40,17 +40,9 @@ async function readProcessFile(path: string): Promise<{ process: Process; bytes:
   } catch (e) {
     throw new CapsuleError(`Invalid process file "${path}": ${(e as Error).message}`);
   }
-  // As runc reads it: a process without "user" runs as uid 0, gid 0 (Go's zero value).
-  if (raw && typeof raw === "object" && !Array.isArray(raw) && !("user" in raw)) {
-    raw = { ...raw, user: { uid: 0, gid: 0 } };
-  }
-  // The same rules as config.json's process: validate it as one.
-  const { checkConfig } = await import("../runtime/validate.ts");
-  const spec = await checkConfig(
-    { ociVersion: "1.0.0", process: raw, root: { path: "/" } },
-    `process file ${path}`,
-  );
-  return { process: spec.process!, bytes };
+  // As runc reads it, by config.json's rules for its process (exec.ts processFromFile).
+  const { processFromFile } = await import("../runtime/exec.ts");
+  return { process: await processFromFile(raw, `process file ${path}`), bytes };
 }
 
 /** All of `b` to stdout (a pipe may take less per write). */

@@ -32,7 +32,7 @@ import type { HelperProcess } from "./helper_process.ts";
 import { callerFds } from "./spawn.ts";
 import { bindRootfsOnHost, releaseHostMount } from "./host_mount.ts";
 import { validateId } from "./ids.ts";
-import { writeExecPlan } from "./exec.ts";
+import { keepConfigProcess, writeExecPlan } from "./exec.ts";
 import { ociState } from "./query.ts";
 import type { Spec } from "./spec.ts";
 import { OCI_VERSION } from "./version.ts";
@@ -100,7 +100,7 @@ export async function createContainer(
   opts: CreateOptions,
   foreground: boolean,
 ): Promise<Created> {
-  const { bundle, raw } = readBundle(id, opts);
+  const { bundle, raw, text } = readBundle(id, opts);
   // Before any fd of create's own is open (see callerFds).
   const listen = opts.listenFds ?? 0, preserve = opts.preserveFds ?? 0;
   const passFds = listen + preserve
@@ -113,6 +113,7 @@ export async function createContainer(
     : undefined;
   const c = new Creating(ctx, id, opts, foreground, bundle, raw);
   c.passFds = passFds;
+  c.configText = text;
   const begun: Step[] = [];
   try {
     for (const s of STEPS) {
@@ -163,7 +164,10 @@ function realDir(path: string, what: string): string {
 }
 
 /** The bundle's real path and its config.json, parsed but not yet validated. */
-function readBundle(id: string, opts: CreateOptions): { bundle: string; raw: Spec } {
+function readBundle(
+  id: string,
+  opts: CreateOptions,
+): { bundle: string; raw: Spec; text: string } {
   validateId(id);
   const bundle = realDir(opts.bundle ?? Deno.cwd(), "Bundle");
   let text: string;
@@ -175,7 +179,7 @@ function readBundle(id: string, opts: CreateOptions): { bundle: string; raw: Spe
     );
   }
   try {
-    return { bundle, raw: JSON.parse(text) };
+    return { bundle, raw: JSON.parse(text), text };
   } catch (e) {
     throw new CapsuleError(
       `Invalid ${bundle}/config.json: not valid JSON: ${(e as Error).message}`,
@@ -360,6 +364,8 @@ async function markCreated(c: Creating): Promise<void> {
   if (!c.foreground) {
     try {
       writeExecPlan(c.ctx, c.record, c.dir);
+      // config.json's own process, as an exec of it would keep it: engines' first exec.
+      await keepConfigProcess(c.record, c.dir, c.configText);
     } catch (e) {
       c.step(`exec.plan not written (${(e as Error).message})`);
     }

@@ -64,6 +64,8 @@ export class Creating {
   /** The init's host pid (under unshare, its forked child). */
   pid = 0;
   fifoFd = -1;
+  /** config.json's text as read (its process is kept for the front end: exec.ts). */
+  configText = "";
   /** The caller's fds the program gets (--preserve-fds), found before any fd of ours opened. */
   passFds: number[] | undefined;
   /** Detached: the write end of the pipe to the root's monitor, for the init. */

@@ -107,6 +107,33 @@ async function execBase(
   return { base: config.process, seccomp: compileSeccomp(profile) };
 }
 
+/**
+ * The process an exec runs for a --process file's `file` process (validated: processFromFile):
+ * what the file leaves out comes from the container's `base`, as runc does: its capabilities
+ * (never capsule's own, which are the host's) and its rlimits.
+ */
+export function fileProcess(file: Process, base: Process | undefined): Process {
+  return {
+    ...file,
+    capabilities: file.capabilities ?? base?.capabilities,
+    rlimits: file.rlimits?.length ? file.rlimits : base?.rlimits,
+  };
+}
+
+/**
+ * A --process file's process, parsed from its JSON value `raw`, as runc reads one (no "user":
+ * uid 0, gid 0, Go's zero value) and validated by config.json's rules for its process
+ * (validate.ts checkConfig). `where` names it in errors. Throws CapsuleError.
+ */
+export async function processFromFile(raw: unknown, where: string): Promise<Process> {
+  if (raw && typeof raw === "object" && !Array.isArray(raw) && !("user" in raw)) {
+    raw = { ...raw, user: { uid: 0, gid: 0 } };
+  }
+  const { checkConfig } = await import("./validate.ts");
+  const spec = await checkConfig({ ociVersion: "1.0.0", process: raw, root: { path: "/" } }, where);
+  return spec.process!;
+}
+
 export async function exec(
   ctx: RuntimeContext,
   id: string,
@@ -135,13 +162,7 @@ export async function exec(
   const { base, seccomp } = await execBase(id, rec);
   let proc: Process;
   if (opts.process) {
-    // What a --process file leaves out comes from the container, as runc does: its
-    // capabilities (never capsule's own, which are the host's) and its rlimits.
-    proc = {
-      ...opts.process,
-      capabilities: opts.process.capabilities ?? base?.capabilities,
-      rlimits: opts.process.rlimits?.length ? opts.process.rlimits : base?.rlimits,
-    };
+    proc = fileProcess(opts.process, base);
   } else {
     if (!opts.args?.length) {
       throw new CapsuleError(`Cannot exec in container "${id}": no command given`);
@@ -403,6 +424,108 @@ export function writeExecPlan(ctx: RuntimeContext, rec: ContainerRecord, dir: st
   out.set(front);
   out.set(plan, front.length);
   writeFileAtomic(`${dir}/${EXEC_PLAN}`, out, 0o600);
+}
+
+/**
+ * The span [start, end) of the value of the top-level member `key` of the JSON object `text`
+ * (a config.json JSON.parse took), in UTF-16 indices; undefined when it is absent, there twice,
+ * or when a key is written with an escape (JSON.parse would read another name than its text).
+ */
+export function topLevelMember(text: string, key: string): [number, number] | undefined {
+  const n = text.length;
+  const ws = (i: number) => {
+    while (i < n && " \t\n\r".includes(text[i])) i++;
+    return i;
+  };
+  const stringEnd = (i: number) => { // i at '"': just past its closing quote
+    for (i++; i < n; i++) {
+      if (text[i] === "\\") i++;
+      else if (text[i] === '"') return i + 1;
+    }
+    return -1;
+  };
+  const valueEnd = (i: number): number => {
+    if (text[i] === '"') return stringEnd(i);
+    if (text[i] === "{" || text[i] === "[") {
+      for (let depth = 0; i < n; i++) {
+        const c = text[i];
+        if (c === '"') {
+          const e = stringEnd(i);
+          if (e < 0) return -1;
+          i = e - 1;
+        } else if (c === "{" || c === "[") depth++;
+        else if ((c === "}" || c === "]") && --depth === 0) return i + 1;
+      }
+      return -1;
+    }
+    while (i < n && !",}] \t\n\r".includes(text[i])) i++;
+    return i;
+  };
+  let i = ws(0);
+  if (text[i] !== "{") return undefined;
+  i = ws(i + 1);
+  let found: [number, number] | undefined;
+  if (text[i] === "}") return undefined;
+  for (;;) {
+    if (text[i] !== '"') return undefined;
+    const ke = stringEnd(i);
+    if (ke < 0) return undefined;
+    const name = text.slice(i + 1, ke - 1);
+    if (name.includes("\\")) return undefined;
+    i = ws(ke);
+    if (text[i] !== ":") return undefined;
+    i = ws(i + 1);
+    const ve = valueEnd(i);
+    if (ve < 0) return undefined;
+    if (name === key) {
+      if (found) return undefined;
+      found = [i, ve];
+    }
+    i = ws(ve);
+    if (text[i] === ",") {
+      i = ws(i + 1);
+      continue;
+    }
+    return text[i] === "}" ? found : undefined;
+  }
+}
+
+/**
+ * Keeps config.json's own process (`configText`'s "process", its exact text) in exec.processes as
+ * exec would after running it as a --process file: engines write an exec's process file as they
+ * wrote config.json's (containerd's shim: the container's process, its args replaced), so the
+ * front end takes even the first exec into the container of one that differs from it only in
+ * args, env and cwd (runtime/native/process_delta.c). Nothing for a terminal's process (as
+ * exec keeps none), or when anything of it is not as an exec would take it. Throws nothing:
+ * only a later exec's speed depends on it.
+ */
+export async function keepConfigProcess(
+  rec: ContainerRecord,
+  dir: string,
+  configText: string,
+): Promise<void> {
+  try {
+    if (!rec.exec) return;
+    const span = topLevelMember(configText, "process");
+    if (!span) return;
+    const source = new TextEncoder().encode(configText.slice(...span));
+    if (source.length > KEPT_PROCESS_BYTES) return;
+    const proc = fileProcess(
+      await processFromFile(JSON.parse(configText.slice(...span)), "config.json's process"),
+      rec.exec.process,
+    );
+    if (proc.terminal || !proc.cwd?.startsWith("/")) return;
+    const { process } = encodeNsexecParts({
+      pid: rec.pid,
+      pidStartTime: rec.pidStartTime,
+      namespaces: [],
+      cgroupProcs: [],
+      process: { ...buildProcessPlan(proc), seccomp: rec.exec.seccomp, preserveFds: undefined },
+      setsid: false,
+      detach: false,
+    });
+    writeExecProcess(dir, execInstance(rec), source, process);
+  } catch { /* not kept: its first exec is the CLI's */ }
 }
 
 /**

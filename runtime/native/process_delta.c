@@ -7,7 +7,8 @@
 // strings each "KEY=..." with a KEY that holds no '='; cwd: a string starting with '/'), and none
 // may hold a NUL byte (runtime/nsexec.ts refuses one). Anything else (a key written with escapes,
 // one of the three twice, a lone surrogate, bytes that are not UTF-8, other whitespace) is not
-// taken here: the Deno CLI reads that file. tests/integration/exec_front_test.ts runs the same
+// taken here: the Deno CLI reads that file. What JSON.parse ignores around the object (a BOM,
+// whitespace, a final newline) may differ. tests/integration/exec_front_test.ts runs the same
 // files through both.
 #include "capsule.h"
 
@@ -65,8 +66,6 @@ static size_t value_end(const unsigned char *p, size_t i, size_t n) {
 static int kept_spans(const unsigned char *p, size_t n, struct span out[3]) {
   int count = 0, seen[3] = {0, 0, 0};
   size_t i = 0;
-  if (n >= 3 && p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf) i = 3; // TextDecoder drops a BOM
-  i = ws(p, i, n);
   if (i >= n || p[i] != '{') return -1;
   i = ws(p, i + 1, n);
   if (i < n && p[i] == '}') return 0;
@@ -95,7 +94,7 @@ static int kept_spans(const unsigned char *p, size_t n, struct span out[3]) {
       i = ws(p, i + 1, n);
       continue;
     }
-    return i < n && p[i] == '}' ? count : -1;
+    return i + 1 == n && p[i] == '}' ? count : -1; // trimmed: the object is the whole text
   }
 }
 
@@ -248,9 +247,22 @@ static int value_records(int key, const unsigned char *p, size_t *i, size_t n, u
   return 1;
 }
 
+// The file's JSON text without what JSON.parse (after TextDecoder) ignores around it: a BOM and
+// whitespace before, whitespace after (a file ending in a newline, or not).
+static void trim(const unsigned char **p, size_t *n) {
+  size_t i = 0, e = *n;
+  if (e >= 3 && (*p)[0] == 0xef && (*p)[1] == 0xbb && (*p)[2] == 0xbf) i = 3;
+  i = ws(*p, i, e);
+  while (e > i && strchr(" \t\n\r", (*p)[e - 1])) e--;
+  *p += i;
+  *n = e - i;
+}
+
 unsigned char *process_delta(const unsigned char *kept, size_t klen, const unsigned char *records,
                              uint32_t rlen, const unsigned char *src, size_t slen,
                              uint32_t *out_len) {
+  trim(&kept, &klen);
+  trim(&src, &slen);
   struct span sp[3];
   int count = kept_spans(kept, klen, sp);
   if (count <= 0) return NULL;
@@ -277,8 +289,6 @@ unsigned char *process_delta(const unsigned char *kept, size_t klen, const unsig
     ki = sp[k].e;
   }
   if (slen - si != klen - ki || memcmp(src + si, kept + ki, klen - ki)) goto fail;
-  // The same bytes as the kept file: the kept records (front.c takes those without this).
-  if (slen == klen && !memcmp(src, kept, klen)) goto fail;
   if (off > UINT32_MAX) goto fail;
   free(tmp);
   *out_len = (uint32_t)off;

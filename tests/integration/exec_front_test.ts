@@ -580,7 +580,6 @@ rootTest(
         const kept = `${root}/x1/exec.processes`;
         // Not seen yet: the CLI's, which keeps its plan.
         await handedOn(["exec", "--process", who, "x1"]);
-        assert(!exists(kept), "exec.processes before any exec --process");
         const deno = await b.run(["--debug", "exec", "--process", who, "x1"]);
         assertEquals(deno.code, 0, deno.stderr);
         assertEquals(Deno.statSync(kept).mode! & 0o777, 0o600);
@@ -590,12 +589,16 @@ rootTest(
         assertEquals(norm(native.stdout), norm(deno.stdout));
         assertMatch(native.stdout, /FROM=process/);
         assertMatch(native.stdout, /cwd=\/dev /);
-        // The same bytes under another name (engines write a new file per exec): taken; one
-        // byte more: not.
+        // The same bytes under another name (engines write a new file per exec): taken; with
+        // a final newline too; with one member more: not.
         Deno.copyFileSync(who, `${dir}/copy.json`);
         const copy = await b.run(["exec", "-p", `${dir}/copy.json`, "x1"], { nodeno: true });
         assertEquals(norm(copy.stdout), norm(deno.stdout));
-        Deno.writeTextFileSync(`${dir}/copy.json`, " ", { append: true });
+        Deno.writeTextFileSync(`${dir}/copy.json`, "\n", { append: true });
+        const nl = await b.run(["exec", "-p", `${dir}/copy.json`, "x1"], { nodeno: true });
+        assertEquals(norm(nl.stdout), norm(deno.stdout));
+        const more = Deno.readTextFileSync(who).replace("{", '{"x":1,');
+        Deno.writeTextFileSync(`${dir}/copy.json`, more);
         await handedOn(["exec", "-p", `${dir}/copy.json`, "x1"]);
         // The container's seccomp profile holds.
         const mk = write("mk", { args: ["mkdir", "/dev/shm/d"] });
@@ -852,6 +855,51 @@ rootTest(
       });
     } finally {
       await removeAll(bundle, dir);
+    }
+  },
+);
+
+rootTest(
+  "exec front end: config.json's own process, kept at create, serves an engine's first exec " +
+    "of it with other args, env and cwd",
+  async (root) => {
+    // As containerd writes both files (Go's json.Marshal: compact, its own key order).
+    const compact = async () => {
+      const bundle = await makeBundle("sleep 1000");
+      const spec = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`)) as Spec;
+      Deno.writeTextFileSync(`${bundle}/config.json`, JSON.stringify(spec));
+      return { bundle, spec };
+    };
+    const plain = await compact();
+    const dir = await Deno.makeTempDir({ prefix: "capsule-front-seed-" });
+    try {
+      await withBuild(root, async (b) => {
+        const r = await b.run(["run", "-d", "-b", plain.bundle, "k1"]);
+        assertEquals(r.code, 0, r.stderr);
+        const file = `${dir}/p.json`;
+        Deno.writeTextFileSync(
+          file,
+          JSON.stringify({
+            ...plain.spec.process,
+            args: ["sh", "-c", 'echo "$0 $FROM $(pwd)"', "first"],
+            env: ["FROM=engine", "PATH=/bin"],
+            cwd: "/dev",
+          }),
+        );
+        // The first exec into the container: no exec --process ran before it.
+        const native = await b.run(["exec", "--process", file, "k1"], { nodeno: true });
+        assertEquals([native.code, native.stdout], [0, "first engine /dev\n"], native.stderr);
+        const deno = await b.run(["--debug", "exec", "--process", file, "k1"]);
+        assertEquals(deno.stdout, native.stdout);
+        // Another user than config.json's: not its verdict, the CLI's.
+        const other = JSON.parse(Deno.readTextFileSync(file));
+        other.user = { uid: 1, gid: 1 };
+        Deno.writeTextFileSync(`${dir}/q.json`, JSON.stringify(other));
+        await b.handedOn(["exec", "--process", `${dir}/q.json`, "k1"]);
+        assertEquals((await b.run(["delete", "-f", "k1"])).code, 0);
+      });
+    } finally {
+      await removeAll(plain.bundle, dir);
     }
   },
 );
