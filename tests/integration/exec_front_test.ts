@@ -841,7 +841,7 @@ rootTest(
           text(args('"a"'), '["PATH=/bin"]', '"/"').replace('"uid": 0', '"uid": 1'),
           text(args('"a"'), '["PATH=/bin"]', '"/"').replace("{", '{"args": ["x"],'), // twice
           text(args('"a"'), '["PATH=/bin"]', '"/"').replace('"args"', '"\\u0061rgs"'),
-          text(args('"a"'), '["PATH=/bin"]', '"/"') + "\n",
+          text(args('"a"'), '["PATH=/bin"]', '"/"').replace("{", "{ "), // not only around it
           text(args('"a"'), '["PATH=/bin"]', '"/"').replace(/,\s*"env": \[[^\]]*\]/, ""),
         ];
         const bad = new TextEncoder().encode(text(args('"@"'), '["PATH=/bin"]', '"/"'));
