@@ -364,8 +364,10 @@ async function markCreated(c: Creating): Promise<void> {
   if (!c.foreground) {
     try {
       writeExecPlan(c.ctx, c.record, c.dir);
+      c.step("exec.plan written");
       // config.json's own process, as an exec of it would keep it: engines' first exec.
       await keepConfigProcess(c.record, c.dir, c.configText);
+      c.step("config.json's process kept");
     } catch (e) {
       c.step(`exec.plan not written (${(e as Error).message})`);
     }
