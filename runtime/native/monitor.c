@@ -40,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -110,7 +111,7 @@ static int read_all(int fd, void *p, size_t n) {
 // What a command run by the monitor inherits from it rather than from its caller: namespaces,
 // root directory, cgroups, ids, capabilities, no_new_privs, seccomp, LSM label, audit loginuid,
 // nice value, scheduling policy and priority, I/O priority, CPU and memory-node affinity,
-// oom_score_adj, personality. A monitor is shared only by callers alike in all of these (the hash
+// oom_score_adj (personality, which any process may set, comes with a request). A monitor is shared only by callers alike in all of these (the hash
 // of them names its socket, and the monitor checks it of every caller, through the caller's own
 // pidfd), so a command runs as its caller would have run it itself (`unshare -n` or a systemd
 // unit gets a monitor of its own), and no caller gets more than it has. A caller under a seccomp
@@ -179,8 +180,9 @@ static unsigned long long context_hash(int proc, pid_t pid) {
     h = fnv(h, buf, n > 0 ? (size_t)n : 0);
     h = fnv(h, "\n", 1);
   }
-  static const char *files[] = {"cgroup", "attr/current", "oom_score_adj", "loginuid",
-                                "personality"};
+  // Not personality: reading another process's needs ptrace's attach mode, which Yama refuses
+  // to an unprivileged monitor; any process may set its own, so a request carries it instead.
+  static const char *files[] = {"cgroup", "attr/current", "oom_score_adj", "loginuid"};
   for (size_t i = 0; i < sizeof files / sizeof *files; i++) {
     if (read_at(proc, files[i], buf, sizeof buf)) return 0;
     h = fnv(h, buf, strlen(buf) + 1);
@@ -215,6 +217,32 @@ static unsigned long long context_hash(int proc, pid_t pid) {
     line += len + (end ? 1 : 0);
   }
   return h ? h : 1;
+}
+
+// This process's context hash: the monitor's (its socket's name), or a client's own.
+static unsigned long long my_hash;
+
+// Whether `pidfd` is a pidfd of the live process `pid` (the other end's sender, as the kernel
+// said in SCM_CREDENTIALS) whose context hashes to this process's (my_hash): read through /proc/PID while
+// the pidfd says that process is alive, before and after (its pid cannot go to another process
+// in between).
+static int peer_matches(int pidfd, pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/self/fd/%d", pidfd);
+  ssize_t n = readlink(path, buf, sizeof buf - 1);
+  if (n != 18 || memcmp(buf, "anon_inode:[pidfd]", 18)) return 0;
+  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
+  if (read_proc(path, buf, sizeof buf)) return 0;
+  char *p = strstr(buf, "\nPid:\t");
+  if (!p || strtol(p + 6, NULL, 10) != pid) return 0;
+  if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0)) return 0;
+  snprintf(path, sizeof path, "/proc/%d", pid);
+  int proc = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (proc < 0) return 0;
+  unsigned long long h = context_hash(proc, pid);
+  close(proc);
+  if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0)) return 0;
+  return h == my_hash;
 }
 
 // ---- the client side ----
@@ -298,8 +326,13 @@ static int start_monitor(int dir, const char *root) {
 }
 
 static int try_connect(int dir) {
-  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
   if (s < 0) return -1;
+  // The monitor's 'G' then comes with its pid, as the kernel says it (recv_go).
+  if (setsockopt(s, SOL_SOCKET, SO_PASSCRED, &one, sizeof one)) {
+    close(s);
+    return -1;
+  }
   struct sockaddr_un a;
   socklen_t len = sock_addr(&a, dir);
   if (connect(s, (struct sockaddr *)&a, len) == 0) return s;
@@ -345,9 +378,43 @@ static int connect_monitor(const char *root, int *lock) {
 // Sends `b` (u32 length, then the words) with `fds` attached.
 // Once the monitor says 'G' (its socket now passes credentials), with a pidfd of this process
 // after `fds`: how the monitor knows who asks (take_request).
+// The monitor's 'G', with its pidfd and the kernel's word on its pid: it must be a monitor in
+// this client's own context (a root process without capabilities, which may replace the socket
+// in the root it owns, is not one), or nothing of the request is sent.
+static int recv_go(int s) {
+  char go = 0;
+  char ctl[CMSG_SPACE(sizeof(int)) + CMSG_SPACE(sizeof(struct ucred))];
+  struct iovec iov = {.iov_base = &go, .iov_len = 1};
+  struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                     .msg_controllen = sizeof ctl};
+  ssize_t r;
+  do r = recvmsg(s, &m, MSG_CMSG_CLOEXEC);
+  while (r < 0 && errno == EINTR);
+  int pidfd = -1, npidfd = 0;
+  pid_t sender = 0;
+  for (struct cmsghdr *h = r == 1 ? CMSG_FIRSTHDR(&m) : NULL; h; h = CMSG_NXTHDR(&m, h)) {
+    if (h->cmsg_level != SOL_SOCKET) continue;
+    if (h->cmsg_type == SCM_CREDENTIALS && h->cmsg_len == CMSG_LEN(sizeof(struct ucred))) {
+      struct ucred u;
+      memcpy(&u, CMSG_DATA(h), sizeof u);
+      sender = u.uid == geteuid() ? u.pid : 0;
+    } else if (h->cmsg_type == SCM_RIGHTS) {
+      for (size_t k = 0; k < (h->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
+        int fd;
+        memcpy(&fd, CMSG_DATA(h) + k * sizeof(int), sizeof fd);
+        if (npidfd++) close(fd);
+        else pidfd = fd;
+      }
+    }
+  }
+  int ok = r == 1 && go == 'G' && !(m.msg_flags & MSG_CTRUNC) && npidfd == 1 && sender > 0 &&
+           peer_matches(pidfd, sender);
+  if (pidfd >= 0) close(pidfd);
+  return ok ? 0 : -1;
+}
+
 static int send_request(int s, struct buf *b, const int *given, int ngiven) {
-  char go;
-  if (read_all(s, &go, 1) || go != 'G') return -1;
+  if (recv_go(s)) return -1;
   int fds[MAX_FDS], nfds = ngiven + 1;
   memcpy(fds, given, sizeof(int) * (size_t)ngiven);
   if ((fds[ngiven] = (int)syscall(SYS_pidfd_open, getpid(), 0)) < 0) return -1;
@@ -438,6 +505,7 @@ static int client_run(int argc, char **argv) {
   mode_t mask = umask(0);
   umask(mask);
   put_num(&b, mask);
+  put_num(&b, (unsigned long long)(unsigned)personality(0xffffffff));
   for (int r = 0; r < RLIM_NLIMITS; r++) {
     struct rlimit l;
     if (getrlimit(r, &l)) l.rlim_cur = l.rlim_max = RLIM_INFINITY;
@@ -783,7 +851,10 @@ static int take_run(int conn, char *mem, size_t len, int *fds, int nfds) {
   struct rlimit lim[RLIM_NLIMITS];
   j.dir = p;
   p += strlen(p) + 1;
-  if (j.dir[0] != '/' || number(&p, end, &mask)) return -1;
+  unsigned long long persona;
+  if (j.dir[0] != '/' || number(&p, end, &mask) || number(&p, end, &persona) ||
+      persona > 0xffffffffULL)
+    return -1;
   for (int r = 0; r < RLIM_NLIMITS; r++) {
     unsigned long long cur, max;
     if (number(&p, end, &cur) || number(&p, end, &max)) return -1;
@@ -823,6 +894,7 @@ static int take_run(int conn, char *mem, size_t len, int *fds, int nfds) {
         fchdir(fds[2]))
       _exit(127);
     umask((mode_t)mask);
+    personality((unsigned long)persona);
     for (int r = 0; r < RLIM_NLIMITS; r++) setrlimit(r, &lim[r]); // what can be had
     // The caller's fds at their own numbers: moved above them all first, so that none is
     // overwritten before it is placed.
@@ -873,31 +945,8 @@ static int take_log(char *mem, size_t len, int *fds, int nfds) {
   return 0;
 }
 
-// The monitor's own context hash (its socket's name).
-static unsigned long long my_hash;
-
-// Whether `pidfd` is a pidfd of the live process `pid` (the request's sender, as the kernel
-// said in SCM_CREDENTIALS) whose context hashes to the monitor's: read through /proc/PID while
-// the pidfd says that process is alive, before and after (its pid cannot go to another process
-// in between).
-static int peer_matches(int pidfd, pid_t pid) {
-  char path[64], buf[512];
-  snprintf(path, sizeof path, "/proc/self/fd/%d", pidfd);
-  ssize_t n = readlink(path, buf, sizeof buf - 1);
-  if (n != 18 || memcmp(buf, "anon_inode:[pidfd]", 18)) return 0;
-  snprintf(path, sizeof path, "/proc/self/fdinfo/%d", pidfd);
-  if (read_proc(path, buf, sizeof buf)) return 0;
-  char *p = strstr(buf, "\nPid:\t");
-  if (!p || strtol(p + 6, NULL, 10) != pid) return 0;
-  if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0)) return 0;
-  snprintf(path, sizeof path, "/proc/%d", pid);
-  int proc = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
-  if (proc < 0) return 0;
-  unsigned long long h = context_hash(proc, pid);
-  close(proc);
-  if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0)) return 0;
-  return h == my_hash;
-}
+// A pidfd of the monitor itself, sent with each 'G'.
+static int self_pidfd = -1;
 
 // One request from a new connection (its client sends it at once: a short timeout).
 static void take_request(int listen_fd) {
@@ -908,8 +957,20 @@ static void take_request(int listen_fd) {
   struct timeval tv = {.tv_sec = 5};
   setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   int one = 1;
+  // 'G' with the monitor's own pidfd (the kernel adds its pid): the client checks it (recv_go).
+  char gctl[CMSG_SPACE(sizeof(int))];
+  memset(gctl, 0, sizeof gctl);
+  struct iovec giov = {.iov_base = "G", .iov_len = 1};
+  struct msghdr g = {.msg_iov = &giov, .msg_iovlen = 1, .msg_control = gctl,
+                     .msg_controllen = sizeof gctl};
+  struct cmsghdr *gc = CMSG_FIRSTHDR(&g);
+  gc->cmsg_level = SOL_SOCKET;
+  gc->cmsg_type = SCM_RIGHTS;
+  gc->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(gc), &self_pidfd, sizeof(int));
   if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &cred, &cl) || cred.uid != geteuid() ||
-      setsockopt(c, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) || write_all(c, "G", 1)) {
+      setsockopt(c, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) ||
+      sendmsg(c, &g, MSG_NOSIGNAL) != 1) {
     close(c);
     return;
   }
@@ -1068,12 +1129,24 @@ static int serve(const char *root) {
   fcntl(ready, F_SETFD, FD_CLOEXEC);
   char fail[600];
   prctl(PR_SET_NAME, "capsule-monitor", 0, 0, 0);
+  // Its clients check it through /proc/PID, as it checks them: an unprivileged user's client
+  // must be able to read it (a root monitor stays out of reach of a root process without its
+  // capabilities: ptrace's capability check).
+  prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
   if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) {
     snprintf(fail, sizeof fail, "Fcannot become a child subreaper: %s", why(errno));
     if (write(ready, fail, strlen(fail))) {
     }
     return 1;
   }
+  self_pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+  if (self_pidfd < 0) {
+    snprintf(fail, sizeof fail, "Fpidfd_open: %s", why(errno));
+    if (write(ready, fail, strlen(fail))) {
+    }
+    return 1;
+  }
+  fcntl(self_pidfd, F_SETFD, FD_CLOEXEC);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   signal(SIGINT, SIG_IGN);
@@ -1169,7 +1242,7 @@ int monitor_main(int argc, char **argv) {
       return 1;
     }
     close(self);
-    set_names(hash);
+    set_names(my_hash = hash);
   }
   if (argc >= 3 && !strcmp(argv[2], "run")) return client_run(argc, argv);
   if (argc >= 3 && !strcmp(argv[2], "log")) return client_log(argc, argv);

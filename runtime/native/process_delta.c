@@ -56,7 +56,7 @@ static size_t value_end(const unsigned char *p, size_t i, size_t n) {
     }
     return 0;
   }
-  while (i < n && !strchr(",}] \t\n\r", p[i])) i++; // a number, true, false, null
+  while (i < n && p[i] && !strchr(",}] \t\n\r", p[i])) i++; // a number, true, false, null
   return i;
 }
 
@@ -253,7 +253,9 @@ static void trim(const unsigned char **p, size_t *n) {
   size_t i = 0, e = *n;
   if (e >= 3 && (*p)[0] == 0xef && (*p)[1] == 0xbb && (*p)[2] == 0xbf) i = 3;
   i = ws(*p, i, e);
-  while (e > i && strchr(" \t\n\r", (*p)[e - 1])) e--;
+  while (e > i && ((*p)[e - 1] == ' ' || (*p)[e - 1] == '\t' || (*p)[e - 1] == '\n' ||
+                    (*p)[e - 1] == '\r'))
+    e--;
   *p += i;
   *n = e - i;
 }

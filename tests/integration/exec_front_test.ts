@@ -844,6 +844,7 @@ rootTest(
           text(args('"a"'), '["PATH=/bin"]', '"/"').replace("{", "{ "), // not only around it
           text(args('"a"'), '["PATH=/bin"]', '"/"').replace(/,\s*"env": \[[^\]]*\]/, ""),
         ];
+        refused.push(text(args('"a"'), '["PATH=/bin"]', '"/"') + "\0"); // not whitespace
         const bad = new TextEncoder().encode(text(args('"@"'), '["PATH=/bin"]', '"/"'));
         bad[bad.indexOf(64)] = 0xff; // not UTF-8
         refused.push(bad);

@@ -117,6 +117,56 @@ rootTest(
 );
 
 rootTest(
+  "monitor: a client sends nothing to a process posing as the monitor that is not in its context",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    const out = await Deno.makeTempDir({ prefix: "capsule-monitor-fake-" });
+    let fake: Deno.ChildProcess | undefined;
+    try {
+      assertEquals((await capsule(root, ["run", "-d", "-b", b, "f1"])).code, 0);
+      const sock = rootNamesAll(root).find((n) => /^\.monitor-[0-9a-f]{16}\.sock$/.test(n));
+      assert(sock, "no monitor socket");
+      // A root process without capabilities owns the root as much as capsule does: it replaces
+      // the monitor's socket with its own.
+      fake = new Deno.Command("setpriv", {
+        args: [
+          "--no-new-privs",
+          "--bounding-set=-all",
+          "--inh-caps=-all",
+          "--",
+          "python3",
+          `${REPO}/tests/fixtures/monitor_impostor.py`,
+          `${root}/${sock}`,
+          `${out}/got`,
+        ],
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      for (let i = 0; i < 100 && !exists(`${out}/got.ready`); i++) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      assert(exists(`${out}/got.ready`), "the impostor did not start");
+      const r = await capsule(root, ["run", "-d", "-b", b, "f2"]);
+      assert(r.code !== 0, "run -d went on with an impostor for a monitor");
+      assertMatch(r.stderr, /monitor/);
+      await fake.status;
+      fake = undefined;
+      assertEquals(Deno.readTextFileSync(`${out}/got`), "0 bytes 0 fds\n");
+      assertEquals((await capsule(root, ["delete", "-f", "f1"])).code, 0);
+    } finally {
+      if (fake) {
+        try {
+          fake.kill("SIGKILL");
+        } catch { /* gone */ }
+        await fake.status;
+      }
+      await removeAll(b, out);
+    }
+  },
+);
+
+rootTest(
   "monitor: a caller's nice value and oom_score_adj are its container's, not the first caller's",
   async (root) => {
     const b = await makeBundle("sleep 1000");

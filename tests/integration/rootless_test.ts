@@ -56,7 +56,8 @@ Deno.test({
       assertEquals(run.stdout, `0\n 0 ${NOBODY} 1\n`);
       cfg.process.args = ["sleep", "60"];
       Deno.writeTextFileSync(`${dir}/b/config.json`, JSON.stringify(cfg));
-      assertEquals((await as(["run", "-d", "r2"])).code, 0);
+      const r2 = await as(["run", "-d", "r2"]);
+      assertEquals(r2.code, 0, r2.stderr);
       const ex = await as(["exec", "r2", "sh", "-c", "id -u; echo $$"]);
       assertEquals(ex.code, 0, ex.stderr);
       assertMatch(ex.stdout, /^0\n\d+\n$/);
