@@ -111,12 +111,12 @@ static int read_all(int fd, void *p, size_t n) {
 // What a command run by the monitor inherits from it rather than from its caller: namespaces,
 // root directory, cgroups, ids, capabilities, no_new_privs, seccomp, LSM label, audit loginuid,
 // nice value, scheduling policy and priority, I/O priority, CPU and memory-node affinity,
-// oom_score_adj (personality, which any process may set, comes with a request). A monitor is shared only by callers alike in all of these (the hash
-// of them names its socket, and the monitor checks it of every caller, through the caller's own
-// pidfd), so a command runs as its caller would have run it itself (`unshare -n` or a systemd
-// unit gets a monitor of its own), and no caller gets more than it has. A caller under a seccomp
-// filter gets a monitor of its own (two filters cannot be compared): its pid and start time are in
-// its hash.
+// oom_score_adj (personality, which any process may set, comes with a request). A monitor is
+// shared only by callers alike in all of these (the hash of them names its socket, and the
+// monitor and every caller check it of each other through pidfds), so a command runs as its
+// caller would have run it itself (`unshare -n` or a systemd unit gets a monitor of its own), and
+// no caller gets more than it has. A caller under a seccomp filter gets a monitor of its own (two
+// filters cannot be compared): its pid and start time are in its hash.
 static void set_names(unsigned long long hash) {
   snprintf(sock_name, sizeof sock_name, ".monitor-%016llx.sock", hash);
   snprintf(lock_name, sizeof lock_name, ".monitor-%016llx.lock", hash);
@@ -223,9 +223,9 @@ static unsigned long long context_hash(int proc, pid_t pid) {
 static unsigned long long my_hash;
 
 // Whether `pidfd` is a pidfd of the live process `pid` (the other end's sender, as the kernel
-// said in SCM_CREDENTIALS) whose context hashes to this process's (my_hash): read through /proc/PID while
-// the pidfd says that process is alive, before and after (its pid cannot go to another process
-// in between).
+// said in SCM_CREDENTIALS) whose context hashes to this process's (my_hash): read through
+// /proc/PID while the pidfd says that process is alive, before and after (its pid cannot go to
+// another process in between).
 static int peer_matches(int pidfd, pid_t pid) {
   char path[64], buf[512];
   snprintf(path, sizeof path, "/proc/self/fd/%d", pidfd);
