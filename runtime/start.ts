@@ -40,6 +40,14 @@ export async function start(
       if (n === 1) break;
       if (afterPoll) hungUp = true;
       afterPoll = false;
+      // Another start read the init's byte and removed the fifo (runc: the container is running
+      // now). Looked at on every turn: a start that opened the fifo after that byte was read and
+      // its writer gone sees no hang-up, and waited out the 10 s deadline.
+      try {
+        Deno.lstatSync(fifo);
+      } catch {
+        throw new StateTransitionError(id, "start", "running", ["created"]);
+      }
       if (!initAlive(rec)) {
         // It may have written between the read above and this look, then run its program to
         // the end (`echo`): the byte in the fifo says it started.
