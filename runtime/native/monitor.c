@@ -630,19 +630,7 @@ static void start_time(pid_t pid, char out[24]) {
   char path[64], stat[1024];
   out[0] = 0;
   snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  if (read_proc(path, stat, sizeof stat)) return;
-  char *p = strrchr(stat, ')');
-  if (!p) return;
-  p += 2;
-  for (int f = 3; f < 22 && p; f++) {
-    p = strchr(p, ' ');
-    if (p) p++;
-  }
-  if (!p) return;
-  size_t n = strcspn(p, " ");
-  if (n >= 24) return;
-  memcpy(out, p, n);
-  out[n] = 0;
+  if (!read_proc(path, stat, sizeof stat)) stat_field(stat, 22, out, 24);
 }
 
 // The number after `key` at the top level of state.json's text (StateStore indents by two
