@@ -104,6 +104,8 @@ export async function build(dist: string, deno = Deno.execPath()): Promise<strin
   const final = dist;
   dist = `${final}.new`;
   await Deno.remove(dist, { recursive: true }).catch(() => {});
+  const raw = `${final}.raw`;
+  await Deno.remove(raw, { recursive: true }).catch(() => {});
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "bundle",
@@ -113,14 +115,19 @@ export async function build(dist: string, deno = Deno.execPath()): Promise<strin
       "--code-splitting",
       "--minify",
       "--outdir",
-      dist,
+      raw,
       `${repo}main.ts`,
     ],
     cwd: repo,
   }).output();
-  if (!out.success) {
+  try {
+    if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+    await rechunk(raw, dist);
+  } catch (e) {
     await Deno.remove(dist, { recursive: true }).catch(() => {});
-    throw new Error(new TextDecoder().decode(out.stderr));
+    throw e;
+  } finally {
+    await Deno.remove(raw, { recursive: true }).catch(() => {});
   }
   deferDynamicImports(dist);
   await buildNsexec(`${dist}/${NSEXEC}`);
@@ -140,6 +147,75 @@ ${runDeno(JSON.stringify(deno), '"${dir:-/}/main.js"', `"\${dir:-/}/${NSEXEC}"`)
 }
 
 /**
+ * The chunks of deno bundle's output (named for the module they were split at: `lifecycle-*.js`
+ * is runtime/lifecycle.ts) that `create`, `run`, `state` and `list` import on every call: the
+ * command tree (cli/main.ts), the lifecycle and both cgroup drivers with their detection.
+ */
+export const HOT_ENTRIES = ["main", "lifecycle", "detect", "v1", "v2"];
+
+/** The name rechunk gives the one chunk of the hot path (`core-HASH.js`). */
+export const CORE_CHUNK = "core";
+
+/**
+ * Regroups deno bundle's chunks in `raw` (a directory with main.js) into `out` with rollup: the
+ * static closure of main.js and of the HOT_ENTRIES chunks becomes one chunk, CORE_CHUNK; every
+ * other chunk (zod, image, network, seccomp...) stays as it was, loaded when its import runs.
+ * main.js keeps only its own code (a chunk that imported main.js would wait on its top-level
+ * await, which is the whole command).
+ *
+ * Why: esbuild splits at every set of entries that shares a module, so `run` read main.js and
+ * ~24 chunks; Deno spends ~0.1-0.2 ms on each module whatever its size (25 chunks imported in
+ * order: 8-9 ms). One chunk made `run` of `true` ~5 ms faster (58.0 -> 53.0 ms, runc 38.5) and
+ * `--version` 27.3 -> 24.9 ms (docs/DESIGN.md, "One module for the CLI's hot path").
+ * esbuild has no option to merge chunks; rollup (npm, build time only) does this with
+ * manualChunks and leaves the minified code as it is (treeshake off: esbuild already did it).
+ * Throws with rollup's message.
+ */
+export async function rechunk(raw: string, out: string): Promise<void> {
+  const { rollup } = await import("rollup");
+  const hot = new RegExp(`/(${HOT_ENTRIES.join("|")})-[A-Z0-9]+\\.js$`);
+  const mainJs = `${raw}/main.js`;
+  let core: Set<string> | undefined;
+  const bundle = await rollup({
+    input: mainJs,
+    treeshake: false,
+    // Deno's and node's built-ins stay imports (the bundle makes none today).
+    external: (id) => !id.startsWith(".") && !id.startsWith("/"),
+    onwarn: (w, warn) => {
+      if (w.code !== "CIRCULAR_DEPENDENCY") warn(w);
+    },
+    plugins: [],
+  });
+  try {
+    await bundle.write({
+      dir: out,
+      format: "es",
+      entryFileNames: "main.js",
+      // esbuild's hash off the name (`config-L7F4X5II` -> `config-<rollup's hash>.js`).
+      chunkFileNames: (c) => `${c.name.replace(/-[A-Z0-9]{8}$/, "")}-[hash].js`,
+      compact: true,
+      manualChunks(id, { getModuleIds, getModuleInfo }) {
+        if (!core) {
+          // The static closure of main.js's imports and of the hot chunks, main.js itself out.
+          core = new Set();
+          const todo = [...getModuleIds()].filter((m) => hot.test(m));
+          todo.push(...(getModuleInfo(mainJs)?.importedIds ?? []));
+          while (todo.length) {
+            const m = todo.pop()!;
+            if (m === mainJs || core.has(m)) continue;
+            core.add(m);
+            todo.push(...(getModuleInfo(m)?.importedIds ?? []));
+          }
+        }
+        return core.has(id) ? CORE_CHUNK : undefined;
+      },
+    });
+  } finally {
+    await bundle.close();
+  }
+}
+
+/**
  * Deno builds the module graph of `deno run` with every dynamic import whose specifier is a
  * string literal: it reads and parses each lazily imported chunk (image, network, zod...) at
  * start, though none runs; that cost ~15 ms on every CLI call (`capsule --version` 39 ms
@@ -151,10 +227,13 @@ export function deferDynamicImports(dist: string): number {
   let n = 0;
   const rewrite = (file: string) => {
     const text = Deno.readTextFileSync(file);
-    const out = text.replace(/\bimport\("(\.{1,2}\/[^"\\]+\.js)"\)/g, (_, spec: string) => {
-      n++;
-      return `import(new URL(${JSON.stringify(spec)},import.meta.url).href)`;
-    });
+    const out = text.replace(
+      /\bimport\((["'])(\.{1,2}\/[^"'\\]+\.js)\1\)/g,
+      (_, _q, spec: string) => {
+        n++;
+        return `import(new URL(${JSON.stringify(spec)},import.meta.url).href)`;
+      },
+    );
     if (out !== text) Deno.writeTextFileSync(file, out);
   };
   for (const e of Deno.readDirSync(dist)) {

@@ -52,13 +52,15 @@ Deno.test({
     if (build.code !== 0) {
       throw new Error(`tests/vm/build.sh failed (${build.code}):\n${build.out}`);
     }
-    // The VM has no network: the npm packages main.ts needs must be in the shared deno cache.
+    // The VM has no network: the npm packages main.ts and the build (exec_front_test's; rollup)
+    // need must be in the shared deno cache.
     const cache = await run(Deno.execPath(), [
       "cache",
       "--quiet",
       "--no-lock",
       "main.ts",
       "tests/helpers.ts",
+      "scripts/build.ts",
     ]);
     if (cache.code !== 0) throw new Error(`deno cache failed (${cache.code}):\n${cache.out}`);
 

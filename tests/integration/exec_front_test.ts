@@ -1,6 +1,6 @@
 // exec's native front end (runtime/native/front.c): the launcher's `exec ID COMMAND...` run
-// without Deno. Each test builds the bundle and its launcher (scripts/build.ts, ~2 s) into a temp
-// dir and runs every command through it, as a user does. Beside the launcher, `capsule-nodeno` is
+// without Deno. The file builds the bundle and its launcher once (scripts/build.ts), each test
+// copies them into a temp dir and runs every command through its copy, as a user does. Beside the launcher, `capsule-nodeno` is
 // the same launcher with a Deno that does not exist: a command it runs is native, and one the
 // front end hands to the CLI fails with "cannot start". Root only.
 import { build } from "../../scripts/build.ts";
@@ -50,24 +50,46 @@ interface Built {
   dist: string;
 }
 
+/**
+ * The file's one build (scripts/build.ts: deno bundle, rollup, gcc; ~5 s here and minutes under
+ * the cgroup v2 VM's software emulation), made by the first test that needs it and removed when
+ * the file ends. Each test runs a copy of it: one replaces the helper on disk.
+ */
+let shared: Promise<string> | undefined;
+function sharedBuild(): Promise<string> {
+  return shared ??= (async () => {
+    const tmp = await Deno.makeTempDir({ prefix: "capsule-front-build-" });
+    globalThis.addEventListener("unload", () => Deno.removeSync(tmp, { recursive: true }));
+    const cc = Deno.env.get("CC");
+    try {
+      // No compiler (the cgroup v2 VM): the helper tests/run.sh built from the same sources,
+      // copied by a stand-in for gcc.
+      if (!cc && !new Deno.Command("sh", { args: ["-c", "command -v gcc"] }).outputSync().success) {
+        const helper = `${REPO}/dist/capsule-nsexec`;
+        Deno.writeTextFileSync(
+          `${tmp}/cc`,
+          `#!/bin/sh\nwhile [ "$1" != -o ]; do shift; done; exec cp '${helper}' "$2"\n`,
+          { mode: 0o755 },
+        );
+        Deno.env.set("CC", `${tmp}/cc`);
+      }
+      await build(`${tmp}/dist`);
+      return `${tmp}/dist`;
+    } finally {
+      if (cc === undefined) Deno.env.delete("CC");
+    }
+  })();
+}
+
 async function withBuild(root: string, fn: (b: Built) => Promise<void>): Promise<void> {
+  const built = await sharedBuild();
   const tmp = await Deno.makeTempDir({ prefix: "capsule-front-" });
-  const cc = Deno.env.get("CC");
   try {
     Deno.chmodSync(tmp, 0o755); // another user runs the launcher too
-    // No compiler (the cgroup v2 VM): the helper tests/run.sh built from the same sources, copied
-    // by a stand-in for gcc.
-    if (!cc && !new Deno.Command("sh", { args: ["-c", "command -v gcc"] }).outputSync().success) {
-      const helper = `${REPO}/dist/capsule-nsexec`;
-      Deno.writeTextFileSync(
-        `${tmp}/cc`,
-        `#!/bin/sh\nwhile [ "$1" != -o ]; do shift; done; exec cp '${helper}' "$2"\n`,
-        { mode: 0o755 },
-      );
-      Deno.env.set("CC", `${tmp}/cc`);
-    }
-    const launcher = await build(`${tmp}/dist`);
     const dist = `${tmp}/dist`;
+    const cp = await new Deno.Command("cp", { args: ["-a", built, dist] }).output();
+    assert(cp.success, new TextDecoder().decode(cp.stderr));
+    const launcher = `${dist}/capsule`;
     assert(
       writeNoDenoLauncher(`${dist}/capsule-nodeno`, [launcher]),
       "the launcher names this Deno",
@@ -103,7 +125,6 @@ async function withBuild(root: string, fn: (b: Built) => Promise<void>): Promise
       spawn: (args) => cmd(args).spawn(),
     });
   } finally {
-    if (cc === undefined) Deno.env.delete("CC");
     await removeAll(tmp);
   }
 }

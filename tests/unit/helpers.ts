@@ -4,6 +4,7 @@ export {
   assert,
   assertEquals,
   AssertionError,
+  assertMatch,
   assertNotEquals,
   assertRejects,
   assertStringIncludes,
