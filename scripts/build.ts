@@ -149,7 +149,8 @@ ${runDeno(JSON.stringify(deno), '"${dir:-/}/main.js"', `"\${dir:-/}/${NSEXEC}"`)
 /**
  * The chunks of deno bundle's output (named for the module they were split at: `lifecycle-*.js`
  * is runtime/lifecycle.ts) that `create`, `run`, `state` and `list` import on every call: the
- * command tree (cli/main.ts), the lifecycle and both cgroup drivers with their detection.
+ * command tree (cli/main.ts), the lifecycle and both cgroup drivers with their detection (`kill`
+ * too: each of these read the same 26 chunks before).
  */
 export const HOT_ENTRIES = ["main", "lifecycle", "detect", "v1", "v2"];
 
@@ -169,7 +170,7 @@ export const CORE_CHUNK = "core";
  * `--version` 27.3 -> 24.9 ms (docs/DESIGN.md, "One module for the CLI's hot path").
  * esbuild has no option to merge chunks; rollup (npm, build time only) does this with
  * manualChunks and leaves the minified code as it is (treeshake off: esbuild already did it).
- * Throws with rollup's message.
+ * Throws with rollup's message, or when a chunk would import main.js.
  */
 export async function rechunk(raw: string, out: string): Promise<void> {
   const { rollup } = await import("rollup");
@@ -184,10 +185,9 @@ export async function rechunk(raw: string, out: string): Promise<void> {
     onwarn: (w, warn) => {
       if (w.code !== "CIRCULAR_DEPENDENCY") warn(w);
     },
-    plugins: [],
   });
   try {
-    await bundle.write({
+    const { output } = await bundle.write({
       dir: out,
       format: "es",
       entryFileNames: "main.js",
@@ -210,6 +210,15 @@ export async function rechunk(raw: string, out: string): Promise<void> {
         return core.has(id) ? CORE_CHUNK : undefined;
       },
     });
+    // A chunk that imported main.js would wait on its top-level await (the whole command):
+    // such a bundle hangs, so it is no build.
+    for (const c of output) {
+      if (
+        c.type === "chunk" && !c.isEntry && [...c.imports, ...c.dynamicImports].includes("main.js")
+      ) {
+        throw new Error(`rechunk: ${c.fileName} imports main.js, which would deadlock the CLI`);
+      }
+    }
   } finally {
     await bundle.close();
   }

@@ -1,8 +1,8 @@
 // exec's native front end (runtime/native/front.c): the launcher's `exec ID COMMAND...` run
-// without Deno. The file builds the bundle and its launcher once (scripts/build.ts), each test
-// copies them into a temp dir and runs every command through its copy, as a user does. Beside the launcher, `capsule-nodeno` is
-// the same launcher with a Deno that does not exist: a command it runs is native, and one the
-// front end hands to the CLI fails with "cannot start". Root only.
+// without Deno. The file builds the bundle and its launcher once (scripts/build.ts); each test
+// copies them into a temp dir and runs every command through its copy, as a user does. Beside the
+// launcher, `capsule-nodeno` is the same launcher with a Deno that does not exist: a command it
+// runs is native, and one the front end hands to the CLI fails with "cannot start". Root only.
 import { build } from "../../scripts/build.ts";
 import {
   assert,
