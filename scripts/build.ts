@@ -148,7 +148,7 @@ ${runDeno(JSON.stringify(deno), '"${dir:-/}/main.js"', `"\${dir:-/}/${NSEXEC}"`)
 
 /**
  * The chunks of deno bundle's output (named for the module they were split at: `lifecycle-*.js`
- * is runtime/lifecycle.ts) that `create`, `run`, `state` and `list` import on every call: the
+ * is cli/lifecycle.ts, `detect-*.js` runtime/cgroups/detect.ts) that `create`, `run`, `state` and `list` import on every call: the
  * command tree (cli/main.ts), the lifecycle and both cgroup drivers with their detection (`kill`
  * too: each of these read the same 26 chunks before).
  */
@@ -170,11 +170,11 @@ export const CORE_CHUNK = "core";
  * `--version` 27.3 -> 24.9 ms (docs/DESIGN.md, "One module for the CLI's hot path").
  * esbuild has no option to merge chunks; rollup (npm, build time only) does this with
  * manualChunks and leaves the minified code as it is (treeshake off: esbuild already did it).
- * Throws with rollup's message, or when a chunk would import main.js.
+ * Throws with rollup's message, when a HOT_ENTRIES name matches no chunk, or when a chunk would
+ * import main.js.
  */
 export async function rechunk(raw: string, out: string): Promise<void> {
   const { rollup } = await import("rollup");
-  const hot = new RegExp(`/(${HOT_ENTRIES.join("|")})-[A-Z0-9]+\\.js$`);
   const mainJs = `${raw}/main.js`;
   let core: Set<string> | undefined;
   const bundle = await rollup({
@@ -198,8 +198,21 @@ export async function rechunk(raw: string, out: string): Promise<void> {
         if (!core) {
           // The static closure of main.js's imports and of the hot chunks, main.js itself out.
           core = new Set();
-          const todo = [...getModuleIds()].filter((m) => hot.test(m));
-          todo.push(...(getModuleInfo(mainJs)?.importedIds ?? []));
+          const ids = [...getModuleIds()];
+          const hot = HOT_ENTRIES.map((e) => {
+            const re = new RegExp(`/${e}-[A-Z0-9]+\\.js$`);
+            return ids.filter((m) => re.test(m));
+          });
+          // A renamed module (or esbuild naming chunks otherwise) would leave its chunk lazy and
+          // the hot path quietly read several modules again.
+          const missing = HOT_ENTRIES.filter((_, i) => hot[i].length === 0);
+          if (missing.length) {
+            throw new Error(
+              `rechunk: deno bundle made no chunk named ${missing.join(", ")} (HOT_ENTRIES in ` +
+                `scripts/build.ts): name the chunks of the CLI's hot path there`,
+            );
+          }
+          const todo = hot.flat().concat(getModuleInfo(mainJs)?.importedIds ?? []);
           while (todo.length) {
             const m = todo.pop()!;
             if (m === mainJs || core.has(m)) continue;

@@ -2,8 +2,7 @@
 # Installs capsule from this checkout, once, with network: Deno (pinned in tools/package.json,
 # from the npm registry into tools/node_modules), capsule's npm dependencies (zod, and rollup for
 # the build only, exactly as deno.lock pins them, into node_modules/) and the bundle (dist/main.js
-# + chunks, and the
-# dist/capsule launcher). Afterwards no capsule command touches the network: the bundle
+# + chunks, and the dist/capsule launcher). Afterwards no capsule command touches the network: the bundle
 # holds zod, and running from source finds it in node_modules/. Idempotent; works as root and
 # through sudo (which drops the environment that gave npm and Deno their TLS trust or proxy).
 # Needs Node.js and npm (only here: the release tarball needs neither), and gcc with the static C

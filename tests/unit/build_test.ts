@@ -2,7 +2,7 @@
 // with shell builtins (no readlink/dirname processes on each call, and no PATH needed), also
 // when called by a relative path or through a symlink to it. Deno's start-up graph of main.js
 // holds only the modules every command loads, not the lazily imported chunks.
-import { build, CORE_CHUNK, runDeno } from "../../scripts/build.ts";
+import { build, CORE_CHUNK, HOT_ENTRIES, runDeno } from "../../scripts/build.ts";
 import { V8_FLAGS, V8_FLAGS_IMAGE } from "../../runtime/v8_flags.ts";
 import { LAUNCHER } from "../../scripts/release.ts";
 import { assert, assertEquals, assertMatch } from "./helpers.ts";
@@ -56,6 +56,10 @@ Deno.test("build: Deno's start-up graph of dist/main.js is main.js and the hot p
     // Every chunk is still there, and a lazily imported one still runs.
     const names = [...Deno.readDirSync(`${dir}/dist`)].map((e) => e.name);
     assert(names.some((n) => n.startsWith("config-")), names.join(" "));
+    // The hot path's chunks are inside core, not beside it (they are imported lazily, so Deno's
+    // start-up graph above would not show them).
+    const apart = names.filter((n) => HOT_ENTRIES.some((e) => n.startsWith(`${e}-`)));
+    assertEquals(apart, [], `chunks of the hot path left out of core: ${apart}`);
     // No chunk imports main.js: its top-level await is the whole command, so such an import
     // would wait on itself.
     for (const n of names.filter((n) => n.endsWith(".js"))) {
