@@ -1,5 +1,6 @@
 // The cgroup lock's warm-up, for exec and create: started by main.ts before the command tree is
-// even loaded, and by exec and create themselves (once per process).
+// evaluated (in the bundle, once the hot path's chunk has loaded: main.ts), and by exec and create
+// themselves (once per process).
 
 /**
  * The first cgroup migration after a quiet while waits for an RCU grace period (5-18 ms here:

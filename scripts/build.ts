@@ -120,17 +120,18 @@ export async function build(dist: string, deno = Deno.execPath()): Promise<strin
     ],
     cwd: repo,
   }).output();
+  // A failure at any step (bundle, rollup, the rewrite, gcc) leaves no half-made dist.new.
   try {
     if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
     await rechunk(raw, dist);
+    deferDynamicImports(dist);
+    await buildNsexec(`${dist}/${NSEXEC}`);
   } catch (e) {
     await Deno.remove(dist, { recursive: true }).catch(() => {});
     throw e;
   } finally {
     await Deno.remove(raw, { recursive: true }).catch(() => {});
   }
-  deferDynamicImports(dist);
-  await buildNsexec(`${dist}/${NSEXEC}`);
   // main.js is found beside the launcher with shell builtins only: a readlink and a dirname
   // process cost ~2-4 ms on every call. Only a launcher reached through a symlink to it (not
   // through a linked directory, which resolves main.js just as well) needs readlink -f.
@@ -148,14 +149,17 @@ ${runDeno(JSON.stringify(deno), '"${dir:-/}/main.js"', `"\${dir:-/}/${NSEXEC}"`)
 
 /**
  * The chunks of deno bundle's output (named for the module they were split at: `lifecycle-*.js`
- * is cli/lifecycle.ts, `detect-*.js` runtime/cgroups/detect.ts) that `create`, `run`, `state` and `list` import on every call: the
- * command tree (cli/main.ts), the lifecycle and both cgroup drivers with their detection (`kill`
- * too: each of these read the same 26 chunks before).
+ * is cli/lifecycle.ts, `detect-*.js` runtime/cgroups/detect.ts) that `create`, `run`, `state`,
+ * `kill` and `list` import on every call (each read the same 26 chunks before): the command tree
+ * (cli/main.ts), the lifecycle and both cgroup drivers with their detection.
  */
 export const HOT_ENTRIES = ["main", "lifecycle", "detect", "v1", "v2"];
 
 /** The name rechunk gives the one chunk of the hot path (`core-HASH.js`). */
 export const CORE_CHUNK = "core";
+
+/** The hash esbuild (deno bundle) puts in a chunk's name: `config-L7F4X5II.js`. */
+const ESBUILD_HASH = "-[A-Z0-9]{8}";
 
 /**
  * Regroups deno bundle's chunks in `raw` (a directory with main.js) into `out` with rollup: the
@@ -180,7 +184,7 @@ export async function rechunk(raw: string, out: string): Promise<void> {
   const bundle = await rollup({
     input: mainJs,
     treeshake: false,
-    // Deno's and node's built-ins stay imports (the bundle makes none today).
+    // Deno's and node's built-ins stay imports (the image path's lazy node:zlib, node:crypto).
     external: (id) => !id.startsWith(".") && !id.startsWith("/"),
     onwarn: (w, warn) => {
       if (w.code !== "CIRCULAR_DEPENDENCY") warn(w);
@@ -192,7 +196,7 @@ export async function rechunk(raw: string, out: string): Promise<void> {
       format: "es",
       entryFileNames: "main.js",
       // esbuild's hash off the name (`config-L7F4X5II` -> `config-<rollup's hash>.js`).
-      chunkFileNames: (c) => `${c.name.replace(/-[A-Z0-9]{8}$/, "")}-[hash].js`,
+      chunkFileNames: (c) => `${c.name.replace(new RegExp(`${ESBUILD_HASH}$`), "")}-[hash].js`,
       compact: true,
       manualChunks(id, { getModuleIds, getModuleInfo }) {
         if (!core) {
@@ -200,7 +204,7 @@ export async function rechunk(raw: string, out: string): Promise<void> {
           core = new Set();
           const ids = [...getModuleIds()];
           const hot = HOT_ENTRIES.map((e) => {
-            const re = new RegExp(`/${e}-[A-Z0-9]+\\.js$`);
+            const re = new RegExp(`/${e}${ESBUILD_HASH}\\.js$`);
             return ids.filter((m) => re.test(m));
           });
           // A renamed module (or esbuild naming chunks otherwise) would leave its chunk lazy and

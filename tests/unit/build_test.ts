@@ -173,3 +173,22 @@ Deno.test("launchers: V8's flags for short commands, and the multi-threaded ones
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("build: a build that fails (here gcc, its last step) keeps the old dist and leaves nothing beside it", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "capsule-build-" });
+  const cc = Deno.env.get("CC");
+  try {
+    Deno.mkdirSync(`${dir}/dist`);
+    Deno.writeTextFileSync(`${dir}/dist/main.js`, "// the old build\n");
+    Deno.env.set("CC", "false");
+    let err = "";
+    await build(`${dir}/dist`).catch((e) => err = (e as Error).message);
+    assertMatch(err, /could not build capsule's native helper/);
+    assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["dist"]);
+    assertEquals(Deno.readTextFileSync(`${dir}/dist/main.js`), "// the old build\n");
+  } finally {
+    if (cc === undefined) Deno.env.delete("CC");
+    else Deno.env.set("CC", cc);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
