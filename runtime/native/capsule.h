@@ -44,6 +44,14 @@ int front_main(int argc, char **argv);
 unsigned char *process_delta(const unsigned char *kept, size_t klen, const unsigned char *records,
                              uint32_t rlen, const unsigned char *src, size_t slen,
                              uint32_t *out_len);
+// The process records exec.ts would make of a --process file `src` (processFromFile,
+// fileProcess, buildProcessPlan) that no exec kept, with `base`, exec.plan's process records,
+// giving what the file leaves to the container (rlimits, capabilities) and its seccomp filter
+// (process_delta.c); in a new buffer of *out_len bytes. NULL for a file it is not sure of
+// (malformed, a terminal, a number written other than as a plain integer, a value the CLI would
+// refuse): the CLI reads that one.
+unsigned char *process_records(const unsigned char *src, size_t slen, const unsigned char *base,
+                               uint32_t blen, uint32_t *out_len);
 // The waiter and log writer of a state root (monitor.c): `capsule-nsexec monitor run|log|serve
 // ...`; returns the exit status.
 int monitor_main(int argc, char **argv);

@@ -1,5 +1,6 @@
 // capsule's native front end: `exec ID COMMAND...`, `exec --process FILE [--detach]
-// [--pid-file PATH] ID` (a file whose process an earlier exec kept), `start ID` and
+// [--pid-file PATH] ID` (a file whose process an earlier exec kept, or one it reads whole:
+// process_delta.c), `start ID` and
 // `delete [-f] ID` without starting Deno (docs/DESIGN.md "The native front end"). The launcher
 // (scripts/build.ts runDeno)
 // runs
@@ -773,7 +774,8 @@ struct exec_req {
 };
 
 // `exec ID COMMAND...`, or `exec --process FILE [--detach] [--pid-file PATH] ID` for a file
-// whose bytes an earlier exec kept with its process records (kept_process).
+// whose bytes an earlier exec kept with its process records (kept_process), or that
+// process_records reads whole.
 static int front_exec(const char *root, const char *id, const struct exec_req *rq) {
   unsigned char *src = NULL;
   size_t slen = 0;
@@ -808,6 +810,9 @@ static int front_exec(const char *root, const char *id, const struct exec_req *r
     char instance[256];
     snprintf(instance, sizeof instance, "%s:%llu:%s", id, pid, start);
     proc = kept_process(tm.dir, instance, src, slen, &prlen);
+    // Like none kept: read whole (process_delta.c process_records), with exec.plan's process
+    // for what the file leaves to the container (rlimits, capabilities, seccomp).
+    if (!proc) proc = process_records(src, slen, plan + hlen, plen - hlen, &prlen);
     if (!proc) fallback();
   }
   close(tm.dir);

@@ -562,8 +562,19 @@ function readStatus(pid: number): string {
   }
 }
 
+/**
+ * The JSON text of a process `json` with "user" written twice (JSON.parse keeps the last, so the
+ * CLI runs the same process): the front end's whole reading (process_delta.c process_records)
+ * declines such a file, and only a verdict an exec kept serves it natively.
+ */
+function declined(json: string): string {
+  assert(json.includes('"user"'), "the process names its user");
+  return json.replace("{", '{"user":{"uid":0,"gid":0},');
+}
+
 rootTest(
-  "exec front end: --process as engines send it, once an exec of the same file kept its plan",
+  "exec front end: --process as engines send it, once an exec of the same file kept its plan " +
+    "(a file the front end does not read whole)",
   async (root) => {
     const bundle = await makeBundle("sleep 1000", (s) => {
       const p = s.process!;
@@ -586,10 +597,12 @@ rootTest(
         const spec = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`)) as Spec;
         // As containerd writes it: the container's process, other args, its own environment, no
         // capabilities (then the container's), user 0.
-        const write = (name: string, change: Record<string, unknown>) => {
+        // Those that are `kept` only (declined): what the front end does not read whole.
+        const write = (name: string, change: Record<string, unknown>, kept = false) => {
           const file = `${dir}/${name}.json`;
           const { capabilities: _, ...proc } = spec.process!;
-          Deno.writeTextFileSync(file, JSON.stringify({ ...proc, ...change }));
+          const text = JSON.stringify({ ...proc, ...change });
+          Deno.writeTextFileSync(file, kept ? declined(text) : text);
           return file;
         };
         const who = write("who", {
@@ -597,7 +610,7 @@ rootTest(
           env: ["FROM=process", "PATH=/bin"],
           user: { uid: 0, gid: 0 },
           cwd: "/dev",
-        });
+        }, true);
         const kept = `${root}/x1/exec.processes`;
         // Not seen yet: the CLI's, which keeps its plan.
         await handedOn(["exec", "--process", who, "x1"]);
@@ -662,7 +675,7 @@ rootTest(
         await handedOn(["exec", "--pid-file", `${dir}/no/pid`, "--process", who, "x1"]);
         await handedOn(["exec", "--process", `${dir}/none.json`, "x1"]);
         // --no-new-privs changed the process: nothing is kept for the file's bytes.
-        const nnp = write("nnp", { args: ["true"], oomScoreAdj: 3 }); // unlike any kept one
+        const nnp = write("nnp", { args: ["true"], oomScoreAdj: 3 }, true); // unlike any kept one
         assertEquals((await b.run(["exec", "--no-new-privs", "--process", nnp, "x1"])).code, 0);
         await handedOn(["exec", "--process", nnp, "x1"]);
 
@@ -800,7 +813,8 @@ function replaceBytes(bytes: Uint8Array, from: string, to: string): Uint8Array {
 
 rootTest(
   "exec front end: a --process file that differs from a kept one only in args, env and cwd " +
-    "is taken, as the CLI would run it; any other difference or a value it refuses is not",
+    "is taken, as the CLI would run it; any other difference or a value it refuses is not " +
+    "(files the front end does not read whole)",
   async (root) => {
     const bundle = await makeBundle("sleep 1000");
     const dir = await Deno.makeTempDir({ prefix: "capsule-front-delta-" });
@@ -812,7 +826,7 @@ rootTest(
         // The file's text with the three values written as given (JSON text, verbatim).
         const SHOW = `printf '<%s>' "$@"; echo; env | sort; pwd`;
         const text = (args: string, env: string, cwd: string) =>
-          JSON.stringify({ ...proc, args: "@A@", env: "@E@", cwd: "@C@" }, null, 2)
+          declined(JSON.stringify({ ...proc, args: "@A@", env: "@E@", cwd: "@C@" }, null, 2))
             .replace('"@A@"', args).replace('"@E@"', env).replace('"@C@"', cwd);
         const args = (...more: string[]) =>
           `["sh", "-c", ${JSON.stringify(SHOW)}, "s"${more.map((m) => `, ${m}`).join("")}]`;
@@ -860,6 +874,7 @@ rootTest(
           text(args('"\\x"'), '["PATH=/bin"]', '"/"'), // not an escape
           text(args('"a"'), '["PATH=/bin"]', '"/"').replace('"terminal"', '"terminal" '),
           text(args('"a"'), '["PATH=/bin"]', '"/"').replace('"uid": 0', '"uid": 1'),
+          text(args('"a"'), '["PATH=/bin"]', '"/"').replace('"uid":0', '"uid":1'),
           text(args('"a"'), '["PATH=/bin"]', '"/"').replace("{", '{"args": ["x"],'), // twice
           text(args('"a"'), '["PATH=/bin"]', '"/"').replace('"args"', '"\\u0061rgs"'),
           text(args('"a"'), '["PATH=/bin"]', '"/"').replace("{", "{ "), // not only around it
@@ -883,13 +898,18 @@ rootTest(
 
 rootTest(
   "exec front end: config.json's own process, kept at create, serves an engine's first exec " +
-    "of it with other args, env and cwd",
+    "of it with other args, env and cwd (a file the front end does not read whole)",
   async (root) => {
     // As containerd writes both files (Go's json.Marshal: compact, its own key order).
     const compact = async () => {
       const bundle = await makeBundle("sleep 1000");
       const spec = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`)) as Spec;
-      Deno.writeTextFileSync(`${bundle}/config.json`, JSON.stringify(spec));
+      const text = JSON.stringify(spec);
+      const at = text.indexOf('"process":{') + '"process":'.length;
+      Deno.writeTextFileSync(
+        `${bundle}/config.json`,
+        text.slice(0, at) + declined(text.slice(at)),
+      );
       return { bundle, spec };
     };
     const plain = await compact();
@@ -899,29 +919,110 @@ rootTest(
         const r = await b.run(["run", "-d", "-b", plain.bundle, "k1"]);
         assertEquals(r.code, 0, r.stderr);
         const file = `${dir}/p.json`;
-        Deno.writeTextFileSync(
-          file,
-          JSON.stringify({
-            ...plain.spec.process,
-            args: ["sh", "-c", 'echo "$0 $FROM $(pwd)"', "first"],
-            env: ["FROM=engine", "PATH=/bin"],
-            cwd: "/dev",
-          }),
-        );
+        const process = {
+          ...plain.spec.process,
+          args: ["sh", "-c", 'echo "$0 $FROM $(pwd)"', "first"],
+          env: ["FROM=engine", "PATH=/bin"],
+          cwd: "/dev",
+        };
+        Deno.writeTextFileSync(file, declined(JSON.stringify(process)));
         // The first exec into the container: no exec --process ran before it.
         const native = await b.run(["exec", "--process", file, "k1"], { nodeno: true });
         assertEquals([native.code, native.stdout], [0, "first engine /dev\n"], native.stderr);
         const deno = await b.run(["--debug", "exec", "--process", file, "k1"]);
         assertEquals(deno.stdout, native.stdout);
         // Another user than config.json's: not its verdict, the CLI's.
-        const other = JSON.parse(Deno.readTextFileSync(file));
-        other.user = { uid: 1, gid: 1 };
-        Deno.writeTextFileSync(`${dir}/q.json`, JSON.stringify(other));
+        const other = { ...process, user: { uid: 1, gid: 1 } };
+        Deno.writeTextFileSync(`${dir}/q.json`, declined(JSON.stringify(other)));
         await b.handedOn(["exec", "--process", `${dir}/q.json`, "k1"]);
         assertEquals((await b.run(["delete", "-f", "k1"])).code, 0);
       });
     } finally {
       await removeAll(plain.bundle, dir);
+    }
+  },
+);
+
+rootTest(
+  "exec front end: a --process file like no kept one is read whole (user, umask, groups, " +
+    "capabilities, rlimits, no_new_privs, oom_score_adj): the CLI's process; what it refuses is the CLI's",
+  async (root) => {
+    const bundle = await makeBundle("sleep 1000", (s) => {
+      const p = s.process!;
+      p.rlimits = [{ type: "RLIMIT_NOFILE", soft: 100, hard: 200 }];
+      s.linux!.seccomp = {
+        defaultAction: "SCMP_ACT_ALLOW",
+        architectures: ["SCMP_ARCH_X86_64"],
+        syscalls: [{ names: ["mkdirat", "mkdir"], action: "SCMP_ACT_ERRNO" }],
+      };
+    });
+    const dir = await Deno.makeTempDir({ prefix: "capsule-front-whole-" });
+    try {
+      await withBuild(root, async (b) => {
+        assertEquals((await b.run(["run", "-d", "-b", bundle, "w1"])).code, 0);
+        const spec = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`)) as Spec;
+        const kept = `${root}/w1/exec.processes`;
+        let n = 0;
+        const file = (change: Record<string, unknown>) => {
+          const f = `${dir}/w${n++}.json`;
+          const proc = { ...spec.process, args: ["sh", "-c", WHO], ...change };
+          Deno.writeTextFileSync(f, JSON.stringify(proc));
+          return f;
+        };
+        const norm = (s: string) => s.split("\n").filter((l) => !l.startsWith("pid=")).join("\n");
+        const taken: Record<string, unknown>[] = [
+          { user: { uid: 1000, gid: 1000, additionalGids: [10, 20], umask: 0o077 } },
+          { user: { uid: 0, gid: 0, umask: 0o002 }, noNewPrivileges: false },
+          {
+            capabilities: {
+              bounding: ["CAP_KILL", "CAP_CHOWN"],
+              effective: ["cap_kill"],
+              permitted: ["CAP_KILL"],
+            },
+          },
+          { capabilities: undefined, rlimits: [] }, // the container's
+          { rlimits: [{ type: "RLIMIT_NOFILE", soft: 50, hard: 60 }], oomScoreAdj: 7 },
+          {
+            env: undefined,
+            cwd: "/tmp",
+            apparmorProfile: "",
+            consoleSize: { height: 2, width: 3 },
+          },
+        ];
+        for (const change of taken) {
+          const f = file(change);
+          const native = await b.run(["exec", "--process", f, "w1"], { nodeno: true });
+          assertEquals(native.code, 0, `${JSON.stringify(change)}: ${native.stderr}`);
+          const deno = await b.run(["--debug", "exec", "--process", f, "w1"]);
+          assertEquals(deno.code, 0, deno.stderr);
+          assertEquals(norm(native.stdout), norm(deno.stdout), JSON.stringify(change));
+          assertMatch(native.stdout, /Seccomp:\s+2/);
+          // Read whole, never kept: the CLI's exec above kept it, the front end's keeps nothing.
+          Deno.removeSync(kept);
+        }
+        // The container's seccomp profile holds for a file read whole.
+        const mk = file({ args: ["mkdir", "/dev/shm/d"], user: { uid: 0, gid: 0, umask: 0 } });
+        assert(
+          (await b.run(["exec", "--process", mk, "w1"], { nodeno: true })).code !== 0,
+          "mkdir passed the container's seccomp profile",
+        );
+        // What the CLI refuses, or reads another way: left to it.
+        const refused: Record<string, unknown>[] = [
+          { user: { uid: 2147483648, gid: 0 } },
+          { user: { uid: 0 } },
+          { capabilities: { bounding: ["CAP_NOPE"] } },
+          { rlimits: [{ type: "RLIMIT_NOFILE", soft: 61, hard: 60 }] },
+          { rlimits: [{ type: "RLIMIT_NOPE", soft: 1, hard: 2 }] },
+          { oomScoreAdj: 1001 },
+          { noNewPrivileges: "yes" },
+          { terminal: true },
+          { cwd: "tmp" },
+        ];
+        for (const change of refused) await b.handedOn(["exec", "--process", file(change), "w1"]);
+        assertEquals((await b.run(["delete", "-f", "w1"])).code, 0);
+      });
+    } finally {
+      await removeAll(bundle, dir);
     }
   },
 );
