@@ -25,6 +25,7 @@ import {
   spawnTheInit,
 } from "./create_init.ts";
 import { checkConfig } from "./validate.ts";
+import { refuseUnappliedProcess } from "./config_check.ts";
 import { type CreateOptions, Creating } from "./create_state.ts";
 import { CapsuleError } from "./errors.ts";
 import { runHooks } from "./hooks.ts";
@@ -259,13 +260,13 @@ async function validateSpec(c: Creating): Promise<void> {
 /**
  * What capsule cannot give, refused naming the field rather than ignored (runtime spec: an
  * unsupported value is an error; runc refuses each of these on a host like this one): RDMA
- * limits (no rdma controller is driven), Intel RDT, an AppArmor profile (capsule applies none:
- * `capsule features` says apparmor is not enabled).
+ * limits (no rdma controller is driven), Intel RDT, and what config_check.ts
+ * refuseUnappliedProcess refuses of the process (an AppArmor profile).
  */
 function refuseUnsupported(c: Creating): void {
+  refuseUnappliedProcess(c.spec.process, `${c.bundle}/config.json`);
   const linux = (c.spec.linux ?? {}) as Record<string, unknown>;
   const resources = (linux.resources ?? {}) as Record<string, unknown>;
-  const proc = (c.spec.process ?? {}) as Record<string, unknown>;
   const fields: [string, boolean, string][] = [
     [
       "linux.resources.rdma",
@@ -273,11 +274,6 @@ function refuseUnsupported(c: Creating): void {
       "capsule sets no RDMA limits",
     ],
     ["linux.intelRdt", linux.intelRdt !== undefined, "capsule does not support Intel RDT"],
-    [
-      "process.apparmorProfile",
-      typeof proc.apparmorProfile === "string" && proc.apparmorProfile !== "",
-      "capsule applies no AppArmor profile",
-    ],
   ];
   for (const [field, set, why] of fields) {
     if (!set) continue;

@@ -8,6 +8,7 @@ import { subCgroupPaths } from "./cgroups/util.ts";
 import type { RuntimeContext } from "./context.ts";
 import { CapsuleError, StateTransitionError } from "./errors.ts";
 import { warmMigration } from "./cgroup_warm.ts";
+import { refuseUnappliedProcess } from "./config_check.ts";
 import { type SealedExe, sealedExe } from "./exe_seal.ts";
 import {
   decodeRecords,
@@ -123,7 +124,9 @@ export function fileProcess(file: Process, base: Process | undefined): Process {
 /**
  * A --process file's process, parsed from its JSON value `raw`, as runc reads one (no "user":
  * uid 0, gid 0, Go's zero value) and validated by config.json's rules for its process
- * (validate.ts checkConfig). `where` names it in errors. Throws CapsuleError.
+ * (validate.ts checkConfig), what capsule cannot apply refused as create refuses it
+ * (config_check.ts refuseUnappliedProcess: an AppArmor profile). `where` names it in errors.
+ * Throws CapsuleError.
  */
 export async function processFromFile(raw: unknown, where: string): Promise<Process> {
   if (raw && typeof raw === "object" && !Array.isArray(raw) && !("user" in raw)) {
@@ -131,6 +134,7 @@ export async function processFromFile(raw: unknown, where: string): Promise<Proc
   }
   const { checkConfig } = await import("./validate.ts");
   const spec = await checkConfig({ ociVersion: "1.0.0", process: raw, root: { path: "/" } }, where);
+  refuseUnappliedProcess(spec.process, where);
   return spec.process!;
 }
 

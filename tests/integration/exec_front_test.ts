@@ -1017,8 +1017,12 @@ rootTest(
           { noNewPrivileges: "yes" },
           { terminal: true },
           { cwd: "tmp" },
+          { apparmorProfile: "docker-default" }, // capsule applies none: refused, not ignored
         ];
         for (const change of refused) await b.handedOn(["exec", "--process", file(change), "w1"]);
+        const aa = await b.run(["exec", "--process", file(refused.at(-1)!), "w1"]);
+        assertEquals(aa.code, 255, aa.stderr); // exec's failures, as runc's
+        assertMatch(aa.stderr, /process\.apparmorProfile: capsule applies no AppArmor profile/);
         assertEquals((await b.run(["delete", "-f", "w1"])).code, 0);
       });
     } finally {

@@ -391,3 +391,20 @@ Deno.test("process_records: the C reading of a --process file gives the CLI's re
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("processFromFile: an AppArmor profile is refused, as create refuses it (capsule applies none); an empty one is none", async () => {
+  const file = { args: ["true"], cwd: "/", apparmorProfile: "docker-default" };
+  let said = "";
+  try {
+    await processFromFile(file, "process file p.json");
+  } catch (e) {
+    said = (e as Error).message;
+  }
+  assertEquals(
+    said,
+    "Invalid process file p.json: process.apparmorProfile: capsule applies no AppArmor profile; " +
+      "drop it to run without it",
+  );
+  const none = await processFromFile({ ...file, apparmorProfile: "" }, "p.json");
+  assertEquals(none.args, ["true"]);
+});
