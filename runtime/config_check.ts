@@ -134,19 +134,22 @@ export function schemaAccepts(raw: unknown): boolean {
 
 /**
  * Refuses what capsule cannot apply to a process, naming the field rather than ignoring it
- * (runtime spec: an unsupported value is an error; runc fails on it on a host without AppArmor): a
- * non-empty `process.apparmorProfile` (config.md "POSIX process"; `capsule features` says apparmor
- * is not enabled). For config.json's process at create and an exec's --process file alike: exec
- * never runs a process with fewer restrictions than it asks for. `file` names it in the error.
- * Throws CapsuleError.
+ * (runtime spec: an unsupported value is an error; runc fails on each on a host without AppArmor
+ * and SELinux): a non-empty `process.apparmorProfile` or `process.selinuxLabel` (config.md "POSIX
+ * process"; `capsule features` says neither is enabled). For config.json's process at create and
+ * an exec's --process file alike: exec never runs a process with fewer restrictions than it asks
+ * for. `file` names it in the error. Throws CapsuleError.
  */
 export function refuseUnappliedProcess(proc: unknown, file: string): void {
-  const profile = isObject(proc) ? proc.apparmorProfile : undefined;
-  if (typeof profile === "string" && profile !== "") {
-    throw new CapsuleError(
-      `Invalid ${file}: process.apparmorProfile: capsule applies no AppArmor profile; drop it to ` +
-        `run without it`,
-    );
+  const fields: [string, string][] = [
+    ["apparmorProfile", "capsule applies no AppArmor profile"],
+    ["selinuxLabel", "capsule applies no SELinux label"],
+  ];
+  for (const [key, why] of fields) {
+    const value = isObject(proc) ? proc[key] : undefined;
+    if (typeof value === "string" && value !== "") {
+      throw new CapsuleError(`Invalid ${file}: process.${key}: ${why}; drop it to run without it`);
+    }
   }
 }
 

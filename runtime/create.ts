@@ -260,8 +260,9 @@ async function validateSpec(c: Creating): Promise<void> {
 /**
  * What capsule cannot give, refused naming the field rather than ignored (runtime spec: an
  * unsupported value is an error; runc refuses each of these on a host like this one): RDMA
- * limits (no rdma controller is driven), Intel RDT, and what config_check.ts
- * refuseUnappliedProcess refuses of the process (an AppArmor profile).
+ * limits (no rdma controller is driven), Intel RDT, an SELinux mount label, and what
+ * config_check.ts refuseUnappliedProcess refuses of the process (an AppArmor profile, an SELinux
+ * label).
  */
 function refuseUnsupported(c: Creating): void {
   refuseUnappliedProcess(c.spec.process, `${c.bundle}/config.json`);
@@ -274,6 +275,11 @@ function refuseUnsupported(c: Creating): void {
       "capsule sets no RDMA limits",
     ],
     ["linux.intelRdt", linux.intelRdt !== undefined, "capsule does not support Intel RDT"],
+    [
+      "linux.mountLabel",
+      typeof linux.mountLabel === "string" && linux.mountLabel !== "",
+      "capsule applies no SELinux label",
+    ],
   ];
   for (const [field, set, why] of fields) {
     if (!set) continue;

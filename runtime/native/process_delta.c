@@ -544,10 +544,11 @@ static int cap_mask(const unsigned char *p, size_t i, size_t n, unsigned char *t
 unsigned char *process_records(const unsigned char *src, size_t slen, const unsigned char *base,
                                uint32_t blen, uint32_t *out_len) {
   trim(&src, &slen);
-  enum { TERMINAL, CONSOLE, USER, ARGS, ENV, CWD, CAPS, RLIMITS, NNP, OOM, APPARMOR, NKEYS };
+  enum { TERMINAL, CONSOLE, USER, ARGS, ENV, CWD, CAPS, RLIMITS, NNP, OOM, APPARMOR, SELINUX,
+         NKEYS };
   static const char *const KEYS[] = {"terminal", "consoleSize", "user", "args", "env",
                                      "cwd", "capabilities", "rlimits", "noNewPrivileges",
-                                     "oomScoreAdj", "apparmorProfile"};
+                                     "oomScoreAdj", "apparmorProfile", "selinuxLabel"};
   size_t at[NKEYS];
   struct out o = {0};
   unsigned char *tmp = malloc(slen + 1);
@@ -557,9 +558,10 @@ unsigned char *process_records(const unsigned char *src, size_t slen, const unsi
   if (!at[ARGS] || !at[CWD]) goto fail;
   if (at[TERMINAL] && !(slen - at[TERMINAL] >= 5 && !memcmp(src + at[TERMINAL], "false", 5)))
     goto fail; // a terminal (or not a boolean): the CLI's
-  // An AppArmor profile: refused by the CLI (config_check.ts refuseUnappliedProcess); "" is none.
-  if (at[APPARMOR] && !(slen - at[APPARMOR] >= 2 && !memcmp(src + at[APPARMOR], "\"\"", 2)))
-    goto fail;
+  // An AppArmor profile or an SELinux label: refused by the CLI (config_check.ts
+  // refuseUnappliedProcess); "" is none.
+  for (int k = APPARMOR; k <= SELINUX; k++)
+    if (at[k] && !(slen - at[k] >= 2 && !memcmp(src + at[k], "\"\"", 2))) goto fail;
   // user (processFromFile: none is uid 0, gid 0), then its checks (schema: u32; buildProcessPlan:
   // uid, gid and additionalGids at most MAX_ID).
   int64_t uid = 0, gid = 0, umask_v = 022, gids[256];

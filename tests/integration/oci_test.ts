@@ -306,6 +306,16 @@ rootTest(
         /process\.apparmorProfile: capsule applies no AppArmor profile/,
       ],
       [
+        "selinuxLabel",
+        (s) => s.process!.selinuxLabel = "system_u:system_r:container_t:s0",
+        /process\.selinuxLabel: capsule applies no SELinux label/,
+      ],
+      [
+        "mountLabel",
+        (s) => s.linux!.mountLabel = "system_u:object_r:container_file_t:s0",
+        /linux\.mountLabel: capsule applies no SELinux label/,
+      ],
+      [
         "idmap",
         (s) =>
           s.mounts!.push({

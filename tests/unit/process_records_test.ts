@@ -392,19 +392,24 @@ Deno.test("process_records: the C reading of a --process file gives the CLI's re
   }
 });
 
-Deno.test("processFromFile: an AppArmor profile is refused, as create refuses it (capsule applies none); an empty one is none", async () => {
-  const file = { args: ["true"], cwd: "/", apparmorProfile: "docker-default" };
-  let said = "";
-  try {
-    await processFromFile(file, "process file p.json");
-  } catch (e) {
-    said = (e as Error).message;
+Deno.test("processFromFile: an AppArmor profile or an SELinux label is refused, as create refuses it (capsule applies none, as runc fails on them here); an empty one is none", async () => {
+  const cases: [string, string, string][] = [
+    ["apparmorProfile", "docker-default", "capsule applies no AppArmor profile"],
+    ["selinuxLabel", "system_u:system_r:container_t:s0", "capsule applies no SELinux label"],
+  ];
+  for (const [key, value, why] of cases) {
+    const file = { args: ["true"], cwd: "/", [key]: value };
+    let said = "";
+    try {
+      await processFromFile(file, "process file p.json");
+    } catch (e) {
+      said = (e as Error).message;
+    }
+    assertEquals(
+      said,
+      `Invalid process file p.json: process.${key}: ${why}; drop it to run without it`,
+    );
+    const none = await processFromFile({ ...file, [key]: "" }, "p.json");
+    assertEquals(none.args, ["true"]);
   }
-  assertEquals(
-    said,
-    "Invalid process file p.json: process.apparmorProfile: capsule applies no AppArmor profile; " +
-      "drop it to run without it",
-  );
-  const none = await processFromFile({ ...file, apparmorProfile: "" }, "p.json");
-  assertEquals(none.args, ["true"]);
 });
