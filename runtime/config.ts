@@ -13,6 +13,18 @@ export { checkNamespacedSettings } from "./config_check.ts";
 const u32 = z.int().check(z.minimum(0), z.maximum(0xffffffff));
 const absPath = z.string().check(z.startsWith("/", "must be an absolute path"));
 const strings = z.array(z.string());
+/**
+ * An rlimit value of config.json (a uint64): an integer JSON carries exactly (0 to 2^53-1), or
+ * 18446744073709551615, RLIM_INFINITY as Go writes ^uint64(0), which runc takes: JSON.parse reads
+ * it as 2^64 (unlimited, plan.ts rlimitValue). Other values past 2^53-1 would be read as another
+ * number than the file's: refused.
+ */
+const rlimitNumber = z.number().check(
+  z.refine(
+    (n) => (Number.isSafeInteger(n) && n >= 0) || n === 2 ** 64,
+    "must be an integer 0 to 9007199254740991, or 18446744073709551615 (unlimited)",
+  ),
+);
 
 const hook = z.looseObject({
   path: absPath,
@@ -50,8 +62,8 @@ export const schema = z.looseObject({
     })),
     rlimits: z.optional(z.array(z.looseObject({
       type: z.string().check(z.regex(/^RLIMIT_[A-Z]+$/, "must be an RLIMIT_* name")),
-      hard: z.int().check(z.minimum(0)),
-      soft: z.int().check(z.minimum(0)),
+      hard: rlimitNumber,
+      soft: rlimitNumber,
     }))),
     noNewPrivileges: z.optional(z.boolean()),
     oomScoreAdj: z.optional(z.int().check(z.minimum(-1000), z.maximum(1000))),

@@ -20,6 +20,8 @@ const num: Check = (v) => typeof v === "number" && Number.isFinite(v);
 const int = (min = -Number.MAX_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): Check => (v) =>
   Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max;
 const u32 = int(0, 0xffffffff);
+/** config.ts's rlimitNumber: 0 to 2^53-1, or 2^64 (18446744073709551615, unlimited). */
+const rlimitNumber: Check = (v) => (Number.isSafeInteger(v) && (v as number) >= 0) || v === 2 ** 64;
 const re = (r: RegExp): Check => (v) => typeof v === "string" && r.test(v);
 const absPath: Check = (v) => typeof v === "string" && v.startsWith("/");
 const oneOf = (...values: string[]): Check => (v) => typeof v === "string" && values.includes(v);
@@ -52,7 +54,9 @@ const accepts = obj({
       permitted: opt(strings),
       ambient: opt(strings),
     })),
-    rlimits: opt(array(obj({ type: re(/^RLIMIT_[A-Z]+$/), hard: int(0), soft: int(0) }))),
+    rlimits: opt(
+      array(obj({ type: re(/^RLIMIT_[A-Z]+$/), hard: rlimitNumber, soft: rlimitNumber })),
+    ),
     noNewPrivileges: opt(bool),
     oomScoreAdj: opt(int(-1000, 1000)),
   })),

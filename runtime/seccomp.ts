@@ -178,6 +178,17 @@ function argCheck(prog: Ins[], a: SeccompArg, fail: string, label: () => string,
   if (!(a.index >= 0 && a.index <= 5)) {
     throw new CapsuleError(`Invalid linux.seccomp syscalls.${ri}: argument index ${a.index}`);
   }
+  // JSON.parse gives the nearest double: past 2^53-1 that is another number than the file's
+  // (18446744073709551615 reads as 2^64, which asUintN would make 0). Refused, never compared.
+  for (const [key, n] of [["value", a.value], ["valueTwo", a.valueTwo]] as const) {
+    if (n !== undefined && !Number.isSafeInteger(n)) {
+      throw new CapsuleError(
+        `Invalid linux.seccomp syscalls.${ri}: argument ${a.index}'s ${key} ${n} cannot be read ` +
+          `exactly (JSON numbers are exact only as integers up to 2^53-1); write the rule ` +
+          `with a smaller value or a mask (SCMP_CMP_MASKED_EQ)`,
+      );
+    }
+  }
   const v = BigInt.asUintN(64, BigInt(a.value));
   const hi = Number(v >> 32n), lo = Number(v & 0xffffffffn);
   const ok = label();

@@ -104,20 +104,33 @@ rootTest("sysctl: net.ipv4.ip_forward=1 with the default spec reads 1 inside", a
 });
 
 rootTest(
-  "rlimits: a small RLIMIT_AS and NOFILE reach the program (run and exec), not the init's Deno",
+  "rlimits: a small RLIMIT_AS and NOFILE and an unlimited RLIMIT_CORE (18446744073709551615) reach the program (run and exec), not the init's Deno",
   async (root) => {
     const limits = (s: Spec) => {
       s.process!.rlimits = [
         { type: "RLIMIT_AS", soft: 64 << 20, hard: 64 << 20 },
         { type: "RLIMIT_NOFILE", soft: 32, hard: 32 },
+        // Made 18446744073709551615 below (RLIM_INFINITY as Go writes it; runc takes it).
+        { type: "RLIMIT_CORE", soft: 0, hard: 123456789 },
       ];
     };
-    const b = await makeBundle("echo as=$(ulimit -v) nofile=$(ulimit -n)", limits);
+    const b = await makeBundle(
+      "echo as=$(ulimit -v) nofile=$(ulimit -n) core=$(ulimit -Hc)",
+      limits,
+    );
     const d = await makeBundle("sleep 30", limits);
+    for (const bundle of [b, d]) {
+      const text = Deno.readTextFileSync(`${bundle}/config.json`);
+      assert(text.includes("123456789"));
+      Deno.writeTextFileSync(
+        `${bundle}/config.json`,
+        text.replace("123456789", "18446744073709551615"),
+      );
+    }
     try {
       const r = await capsule(root, ["run", "-b", b, "rl1"]);
       assertEquals(r.code, 0, r.stderr);
-      assertEquals(r.stdout.trim(), "as=65536 nofile=32");
+      assertEquals(r.stdout.trim(), "as=65536 nofile=32 core=unlimited");
       assertEquals((await capsule(root, ["run", "-d", "-b", d, "rl2"])).code, 0);
       const e = await capsule(root, ["exec", "rl2", "sh", "-c", "echo as=$(ulimit -v)"]);
       assertEquals(e.code, 0, e.stderr);

@@ -1,6 +1,8 @@
 // Unit tests of runtime/config.ts: config.json parsing and validation (OCI runtime spec).
 import { parseConfig, validateConfig } from "../../runtime/config.ts";
 import { defaultSpec } from "../../runtime/spec.ts";
+import { checkConfig } from "../../runtime/validate.ts";
+import { buildProcessPlan } from "../../runtime/plan.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
 import { assertEquals, assertStringIncludes, assertThrows } from "./helpers.ts";
 
@@ -171,6 +173,30 @@ Deno.test("validateConfig: rlimits need an RLIMIT_* type and numeric soft/hard",
   const d = good();
   d.process.rlimits = [{ type: "RLIMIT_NOFILE", soft: "1024", hard: 1024 }];
   rejects(d, "process.rlimits.0.soft");
+});
+
+Deno.test("config.json: an rlimit of 18446744073709551615 (RLIM_INFINITY, as Go writes ^uint64(0)) is unlimited, as runc takes it; below 0, not an integer or past 2^53-1 is refused", async () => {
+  const base = good();
+  delete base.process.rlimits;
+  const text = JSON.stringify(base).replace(
+    '"process":{',
+    '"process":{"rlimits":[{"type":"RLIMIT_CORE","soft":18446744073709551615,' +
+      '"hard":18446744073709551615},{"type":"RLIMIT_AS","soft":9007199254740991,"hard":' +
+      "18446744073709551615}],",
+  );
+  for (const check of [checkConfig, (raw: unknown) => Promise.resolve(validateConfig(raw))]) {
+    const spec = await check(JSON.parse(text));
+    assertEquals(buildProcessPlan(spec.process!).rlimits, [
+      { resource: 4, soft: "18446744073709551615", hard: "18446744073709551615" },
+      { resource: 9, soft: "9007199254740991", hard: "18446744073709551615" },
+    ]);
+  }
+  // Past 2^53-1 JSON.parse reads another number than the file's: refused (but RLIM_INFINITY).
+  for (const bad of [-1, 1.5, 2 ** 65, JSON.parse("9007199254740993")]) {
+    const c = good();
+    c.process.rlimits = [{ type: "RLIMIT_NOFILE", soft: 1, hard: bad }];
+    rejects(c, "process.rlimits.0.hard");
+  }
 });
 
 Deno.test("validateConfig: the error names the file given", () => {

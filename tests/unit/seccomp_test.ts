@@ -247,3 +247,37 @@ Deno.test("seccomp: what cannot be expressed is refused by name", () => {
     "SCMP_CMP_FOO",
   );
 });
+
+Deno.test("seccomp: an argument value JSON cannot carry exactly (past 2^53-1, a fraction) is refused, never compared as another number", () => {
+  // JSON.parse reads 18446744073709551615 as 2^64, which BigInt.asUintN(64) would make 0.
+  for (
+    const [value, valueTwo] of [[JSON.parse("18446744073709551615"), undefined], [1.5, undefined], [
+      0xff,
+      2 ** 53,
+    ]]
+  ) {
+    const p: SeccompProfile = {
+      defaultAction: "SCMP_ACT_ALLOW",
+      syscalls: [{
+        names: ["personality"],
+        action: "SCMP_ACT_ERRNO",
+        args: [{ index: 0, value: value!, valueTwo, op: "SCMP_CMP_MASKED_EQ" }],
+      }],
+    };
+    const e = assertThrows(() => compileSeccomp(p), CapsuleError);
+    assertEquals(
+      e.message.startsWith("Invalid linux.seccomp syscalls.0: argument 0's value"),
+      true,
+      e.message,
+    );
+  }
+  // The largest integer JSON carries exactly is taken.
+  compileSeccomp({
+    defaultAction: "SCMP_ACT_ALLOW",
+    syscalls: [{
+      names: ["personality"],
+      action: "SCMP_ACT_ERRNO",
+      args: [{ index: 0, value: 2 ** 53 - 1, op: "SCMP_CMP_EQ" }],
+    }],
+  });
+});
