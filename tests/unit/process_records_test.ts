@@ -100,6 +100,11 @@ function planProcess(b: Base): Uint8Array {
     cwd: b.process.cwd ?? "/",
     user: b.process.user ?? { uid: 0, gid: 0 },
   };
+  return processRecords(proc, b);
+}
+
+/** The process records exec.ts hands the helper for `proc` in a container of `b`. */
+function processRecords(proc: Process, b: Base): Uint8Array {
   return encodeNsexecParts({
     pid: 1,
     pidStartTime: "1",
@@ -118,15 +123,7 @@ async function cliRecords(bytes: Uint8Array, b: Base): Promise<Uint8Array | unde
     const proc = fileProcess(await processFromFile(raw, "process file"), b.process);
     if (proc.terminal) return undefined; // the front end never takes a terminal's
     if (!proc.cwd?.startsWith("/")) return undefined;
-    return encodeNsexecParts({
-      pid: 1,
-      pidStartTime: "1",
-      namespaces: [],
-      cgroupProcs: [],
-      process: { ...buildProcessPlan(proc), seccomp: b.seccomp },
-      setsid: false,
-      detach: false,
-    }).process;
+    return processRecords(proc, b);
   } catch {
     return undefined;
   }
