@@ -396,10 +396,12 @@ rootTest(
           s.linux!.namespaces!.push({ type, path: fifo } as never);
         });
         try {
-          // Killed after 10 s: an open(2) of a FIFO for reading waits for a writer. The
-          // output goes to a file: a helper left waiting would keep a pipe open.
+          // Killed after 60 s: an open(2) of a FIFO for reading waits for a writer. (A `run`
+          // takes ~0.1 s on the host; in the cgroup v2 VM's software emulation on a loaded
+          // machine one took more than 10 s, the limit before.) The output goes to a file: a helper left
+          // waiting would keep a pipe open.
           const q = (a: string) => `'${a.replaceAll("'", `'\\''`)}'`;
-          const line = ["timeout", "-s", "KILL", "10", ...capsuleCommand(), "--root", root]
+          const line = ["timeout", "-s", "KILL", "60", ...capsuleCommand(), "--root", root]
             .concat(["run", "-b", b, "pl-fifo"]).map(q).join(" ") + ` >/dev/null 2>${dir}/err`;
           const out = await new Deno.Command("sh", { args: ["-c", line], stdin: "null" }).output();
           const err = Deno.readTextFileSync(`${dir}/err`);
