@@ -183,9 +183,10 @@ function argCheck(prog: Ins[], a: SeccompArg, fail: string, label: () => string,
   for (const [key, n] of [["value", a.value], ["valueTwo", a.valueTwo]] as const) {
     if (n !== undefined && !Number.isSafeInteger(n)) {
       throw new CapsuleError(
-        `Invalid linux.seccomp syscalls.${ri}: argument ${a.index}'s ${key} ${n} cannot be read ` +
-          `exactly (JSON numbers are exact only as integers up to 2^53-1); write the rule ` +
-          `with a smaller value or a mask (SCMP_CMP_MASKED_EQ)`,
+        `Invalid linux.seccomp syscalls.${ri}: argument ${a.index}'s ${key} cannot be read ` +
+          `exactly (it reads as ${n}; JSON numbers are exact only as integers of magnitude up ` +
+          `to 9007199254740991): write a value of 2^63 or more as the negative number with the ` +
+          `same 64 bits (18446744073709551615 as -1)`,
       );
     }
   }

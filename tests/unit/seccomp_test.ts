@@ -271,7 +271,17 @@ Deno.test("seccomp: an argument value JSON cannot carry exactly (past 2^53-1, a 
       e.message,
     );
   }
-  // The largest integer JSON carries exactly is taken.
+  // The largest integer JSON carries exactly is taken, and -1 is all 64 bits set.
+  const minus1: SeccompProfile = {
+    defaultAction: "SCMP_ACT_ALLOW",
+    syscalls: [{
+      names: ["personality"],
+      action: "SCMP_ACT_ERRNO",
+      args: [{ index: 0, value: -1, op: "SCMP_CMP_EQ" }],
+    }],
+  };
+  assertEquals(run(minus1, "personality", [0xffffffffffffffffn]), errno(1));
+  assertEquals(run(minus1, "personality", [0xffffffffn]), SECCOMP_RET.ALLOW);
   compileSeccomp({
     defaultAction: "SCMP_ACT_ALLOW",
     syscalls: [{
