@@ -30,7 +30,7 @@
 # Prints one table (capsule, runc, crun, floor, ratio, target, failed runs) and writes
 # bench/RESULTS.md (machine, kernel, versions, date, the table, `--debug` phase timings),
 # keeping the hand-written part of an existing RESULTS.md (below its `<!-- notes -->` line).
-# Medians of RUNS (default 30) runs with hyperfine; RUNS_IMPORT (default 3) for image create.
+# Medians of RUNS (default 30) runs with hyperfine; RUNS_IMPORT (default 5) for image create.
 # The start rows (run, create + start + delete, exec) and image run go in ROUNDS (default 5)
 # rounds of RUNS/ROUNDS runs, the commands in turn each round, pooled: hyperfine runs one
 # command's runs all together, and a minute of load on a shared machine then fell on one
@@ -57,7 +57,7 @@ if [ -n "$QUICK" ]; then
   ROUNDS=${ROUNDS:-1}
   NET_N=${NET_N:-5} RESULTS=${RESULTS:-}
 else
-  RUNS=${RUNS:-30} RUNS_IMPORT=${RUNS_IMPORT:-3} IMAGE_MB=${IMAGE_MB:-500} ZEROS_MB=${ZEROS_MB:-2048}
+  RUNS=${RUNS:-30} RUNS_IMPORT=${RUNS_IMPORT:-5} IMAGE_MB=${IMAGE_MB:-500} ZEROS_MB=${ZEROS_MB:-2048}
   ROUNDS=${ROUNDS:-5}
   NET_N=${NET_N:-50} RESULTS=${RESULTS-$repo/bench/RESULTS.md}
 fi
@@ -220,10 +220,12 @@ zst_kb=$(($(stat -c %s "$work/zeros.tar.zst") / 1024))
 # from one run to the next. And each side's time ends with its files on disk (`&& sync` in the
 # timed command): neither syncs by itself, and how much of 500 MB the kernel has written back when
 # the command returns decided this row (2.33x of tar in one full run, 0.74x in the next, the same
-# archive; capsule 3.79 s and tar 3.63 s in a spot check with a sync before each).
-log "image create vs tar -xf ($RUNS_IMPORT runs each)"
+# archive; capsule 3.79 s and tar 3.63 s in a spot check with a sync before each). The two sides
+# alternate, one run each per round (rounds): this machine's I/O changes from minute to minute
+# (tar alone took 3.7 s, then 6.3 s), and a slow minute fell on one side only.
+log "image create vs tar -xf ($RUNS_IMPORT runs each, alternating)"
 cat "$work/big.tar" >/dev/null
-hyperfine -N -i -r "$RUNS_IMPORT" --export-json "$work/import.json" \
+RUNS=$RUNS_IMPORT ROUNDS=$RUNS_IMPORT rounds "$work/import.json" -N -i \
   --prepare "sh -c 'rm -rf $work/store-import $work/tar-target && sync'" \
   -n capsule "sh -c '$CAPSULE --root $S --store $work/store-import image create big $work/big.tar && sync'" \
   --prepare "sh -c 'rm -rf $work/store-import $work/tar-target && mkdir $work/tar-target && sync'" \
@@ -231,8 +233,8 @@ hyperfine -N -i -r "$RUNS_IMPORT" --export-json "$work/import.json" \
 rm -rf "$work/store-import" "$work/tar-target"
 c=$(med "$work/import.json" capsule) t=$(med "$work/import.json" tar)
 row "image create ($big_mb MB, $big_files entries), then sync" "$(ms "$c")" - - "tar $(ms "$t")" "$(ratio "$c" "$t") of tar" "<= 1.5x tar" "$(failed_of "$work/import.json")"
-log "image create vs tar -xzf of the gzip of $ZEROS_MB MB of zeros ($RUNS_IMPORT runs each)"
-hyperfine -N -i -r "$RUNS_IMPORT" --export-json "$work/import-zeros.json" \
+log "image create vs tar -xzf of the gzip of $ZEROS_MB MB of zeros ($RUNS_IMPORT runs each, alternating)"
+RUNS=$RUNS_IMPORT ROUNDS=$RUNS_IMPORT rounds "$work/import-zeros.json" -N -i \
   --prepare "sh -c 'rm -rf $work/store-import $work/tar-target && sync'" \
   -n capsule "$CAPSULE --root $S --store $work/store-import image create zeros $work/zeros.tar.gz" \
   --prepare "sh -c 'rm -rf $work/store-import $work/tar-target && mkdir $work/tar-target && sync'" \
