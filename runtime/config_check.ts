@@ -150,8 +150,9 @@ export function refuseUnappliedProcess(proc: unknown, file: string): void {
     ["selinuxLabel", "capsule applies no SELinux label"],
   ];
   for (const [key, why] of fields) {
+    // Of any type (runc cannot even read a value that is not a string); null and "" are none.
     const value = isObject(proc) ? proc[key] : undefined;
-    if (typeof value === "string" && value !== "") {
+    if (value !== undefined && value !== null && value !== "") {
       throw new CapsuleError(`Invalid ${file}: process.${key}: ${why}; drop it to run without it`);
     }
   }

@@ -277,7 +277,7 @@ function refuseUnsupported(c: Creating): void {
     ["linux.intelRdt", linux.intelRdt !== undefined, "capsule does not support Intel RDT"],
     [
       "linux.mountLabel",
-      typeof linux.mountLabel === "string" && linux.mountLabel !== "",
+      linux.mountLabel !== undefined && linux.mountLabel !== null && linux.mountLabel !== "",
       "capsule applies no SELinux label",
     ],
   ];

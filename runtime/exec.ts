@@ -110,14 +110,18 @@ async function execBase(
 
 /**
  * The process an exec runs for a --process file's `file` process (validated: processFromFile):
- * what the file leaves out comes from the container's `base`, as runc does: its capabilities
- * (never capsule's own, which are the host's) and its rlimits.
+ * what the file leaves out comes from the container's `base`: its capabilities (never capsule's
+ * own, which are the host's, as runc takes the container's), its rlimits (runc 1.1.5 leaves its
+ * own here: capsule's caller's would reach the program) and its oomScoreAdj (runc gives the
+ * container's; an engine's shim runs at a score near -1000, which would make the program all but
+ * immune to the OOM killer).
  */
 export function fileProcess(file: Process, base: Process | undefined): Process {
   return {
     ...file,
     capabilities: file.capabilities ?? base?.capabilities,
     rlimits: file.rlimits?.length ? file.rlimits : base?.rlimits,
+    oomScoreAdj: file.oomScoreAdj ?? base?.oomScoreAdj,
   };
 }
 
@@ -135,6 +139,7 @@ export async function processFromFile(raw: unknown, where: string): Promise<Proc
   const { checkConfig } = await import("./validate.ts");
   const spec = await checkConfig({ ociVersion: "1.0.0", process: raw, root: { path: "/" } }, where);
   refuseUnappliedProcess(spec.process, where);
+  buildProcessPlan(spec.process!, where); // its names and limits, refused naming this file
   return spec.process!;
 }
 

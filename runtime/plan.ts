@@ -338,12 +338,12 @@ const DEFAULT_DEVICES: [string, number, number][] = [
   ["/dev/tty", 5, 0],
 ];
 
-function capNumbers(names: string[] | undefined, field: string): number[] {
+function capNumbers(names: string[] | undefined, field: string, file: string): number[] {
   return (names ?? []).map((n) => {
     const i = CAPABILITIES.indexOf(n.toUpperCase());
     if (i < 0) {
       throw new CapsuleError(
-        `Invalid config.json: process.capabilities.${field}: unknown capability "${n}"`,
+        `Invalid ${file}: process.capabilities.${field}: unknown capability "${n}"`,
       );
     }
     return i;
@@ -385,8 +385,12 @@ function joinPath(dir: string, p: string): string {
  */
 export const MAX_ID = 2147483647;
 
-/** An OCI process (config.json's, or exec's --process file) as the init carries it out. */
-export function buildProcessPlan(proc: Process): ProcessPlan {
+/**
+ * An OCI process (config.json's, or exec's --process file) as the init carries it out. Throws
+ * CapsuleError naming `file` for an id out of range, an unknown capability or rlimit, or a soft
+ * limit above its hard one.
+ */
+export function buildProcessPlan(proc: Process, file = "config.json"): ProcessPlan {
   const ids = [proc.user.uid, proc.user.gid, ...(proc.user.additionalGids ?? [])];
   const bad = ids.find((v) => !Number.isInteger(v) || v < 0 || v > MAX_ID);
   if (bad !== undefined) {
@@ -396,11 +400,11 @@ export function buildProcessPlan(proc: Process): ProcessPlan {
   }
   const caps = proc.capabilities
     ? {
-      bounding: capNumbers(proc.capabilities.bounding, "bounding"),
-      effective: capNumbers(proc.capabilities.effective, "effective"),
-      permitted: capNumbers(proc.capabilities.permitted, "permitted"),
-      inheritable: capNumbers(proc.capabilities.inheritable, "inheritable"),
-      ambient: capNumbers(proc.capabilities.ambient, "ambient"),
+      bounding: capNumbers(proc.capabilities.bounding, "bounding", file),
+      effective: capNumbers(proc.capabilities.effective, "effective", file),
+      permitted: capNumbers(proc.capabilities.permitted, "permitted", file),
+      inheritable: capNumbers(proc.capabilities.inheritable, "inheritable", file),
+      ambient: capNumbers(proc.capabilities.ambient, "ambient", file),
     }
     : undefined;
   return {
@@ -416,12 +420,12 @@ export function buildProcessPlan(proc: Process): ProcessPlan {
     rlimits: (proc.rlimits ?? []).map((r) => {
       const resource = RLIMITS[r.type];
       if (resource === undefined) {
-        throw new CapsuleError(`Invalid config.json: process.rlimits: unknown limit "${r.type}"`);
+        throw new CapsuleError(`Invalid ${file}: process.rlimits: unknown limit "${r.type}"`);
       }
       const soft = rlimitValue(r.soft), hard = rlimitValue(r.hard);
       if (BigInt(soft) > BigInt(hard)) {
         throw new CapsuleError(
-          `Invalid config.json: process.rlimits: ${r.type} soft limit ${soft} is above its ` +
+          `Invalid ${file}: process.rlimits: ${r.type} soft limit ${soft} is above its ` +
             `hard limit ${hard}: lower soft or raise hard`,
         );
       }

@@ -46,7 +46,8 @@ unsigned char *process_delta(const unsigned char *kept, size_t klen, const unsig
                              uint32_t *out_len);
 // The process records exec.ts would make of a --process file `src` (processFromFile,
 // fileProcess, buildProcessPlan) that no exec kept, with `base`, exec.plan's process records,
-// giving what the file leaves to the container (rlimits, capabilities) and its seccomp filter
+// giving what the file leaves to the container (rlimits, capabilities, oomScoreAdj) and its
+// seccomp filter
 // (process_delta.c); in a new buffer of *out_len bytes. NULL for a file it is not sure of
 // (malformed, a terminal, a number written other than as a plain integer, a value the CLI would
 // refuse): the CLI reads that one.

@@ -596,6 +596,11 @@ unsigned char *process_records(const unsigned char *src, size_t slen, const unsi
   if (at[OOM]) {
     if (!integer(src, at[OOM], slen, -1000, 1000, &v)) goto fail;
     out_num(&o, 'o', v);
+  } else {
+    // None in the file: the container's (fileProcess), never the caller's.
+    struct records b = RECORDS(base, blen);
+    while (records_next(&b) > 0)
+      if (b.tag == 'o') out_rec(&o, 'o', b.d, b.len);
   }
   if (at[CONSOLE]) {
     static const char *const C[] = {"height", "width"};
@@ -641,7 +646,7 @@ unsigned char *process_records(const unsigned char *src, size_t slen, const unsi
     }
   }
   // From exec.plan's process (the container's, as create recorded it): its rlimits and
-  // capabilities where the file has none, and its seccomp filter always.
+  // capabilities where the file has none (its oomScoreAdj above), and its seccomp filter always.
   struct records r = RECORDS(base, blen);
   int more;
   while ((more = records_next(&r)) > 0) {

@@ -950,6 +950,7 @@ rootTest(
     const bundle = await makeBundle("sleep 1000", (s) => {
       const p = s.process!;
       p.rlimits = [{ type: "RLIMIT_NOFILE", soft: 100, hard: 200 }];
+      p.oomScoreAdj = 100;
       s.linux!.seccomp = {
         defaultAction: "SCMP_ACT_ALLOW",
         architectures: ["SCMP_ARCH_X86_64"],
@@ -1000,6 +1001,29 @@ rootTest(
           // Read whole, never kept: the CLI's exec above kept it, the front end's keeps nothing.
           Deno.removeSync(kept);
         }
+        // A file without oomScoreAdj: the container's, not the caller's (an engine's shim runs
+        // near -1000), both ways.
+        const oom = file({ args: ["cat", "/proc/self/oom_score_adj"] });
+        // Native, then the CLI's (--debug: the front end hands it over).
+        for (const [launcher, ...flags] of [["capsule-nodeno"], ["capsule", "--debug"]]) {
+          const r = await new Deno.Command("sh", {
+            args: [
+              "-c",
+              'echo 500 >/proc/self/oom_score_adj && exec "$@"',
+              "sh",
+              `${b.dist}/${launcher}`,
+              "--root",
+              root,
+              ...flags,
+              "exec",
+              "--process",
+              oom,
+              "w1",
+            ],
+          }).output();
+          const out = new TextDecoder().decode(r.stdout).trim();
+          assertEquals([r.code, out], [0, "100"], new TextDecoder().decode(r.stderr));
+        }
         // The container's seccomp profile holds for a file read whole.
         const mk = file({ args: ["mkdir", "/dev/shm/d"], user: { uid: 0, gid: 0, umask: 0 } });
         assert(
@@ -1017,6 +1041,7 @@ rootTest(
           { noNewPrivileges: "yes" },
           { terminal: true },
           { cwd: "tmp" },
+          { selinuxLabel: { user: "system_u" } },
           { apparmorProfile: "docker-default" }, // capsule applies none: refused, not ignored
         ];
         for (const change of refused) await b.handedOn(["exec", "--process", file(change), "w1"]);

@@ -316,6 +316,16 @@ rootTest(
         /linux\.mountLabel: capsule applies no SELinux label/,
       ],
       [
+        "apparmor, not a string",
+        (s) => (s.process as unknown as Record<string, unknown>).apparmorProfile = ["x"],
+        /process\.apparmorProfile: capsule applies no AppArmor profile/,
+      ],
+      [
+        "mountLabel, not a string",
+        (s) => (s.linux as unknown as Record<string, unknown>).mountLabel = {},
+        /linux\.mountLabel: capsule applies no SELinux label/,
+      ],
+      [
         "idmap",
         (s) =>
           s.mounts!.push({

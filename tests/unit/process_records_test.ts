@@ -141,6 +141,7 @@ const BASES: Base[] = [
       capabilities: { bounding: CAPS, effective: CAPS, permitted: CAPS },
       rlimits: [{ type: "RLIMIT_NOFILE", soft: 1024, hard: 4096 }],
       noNewPrivileges: true,
+      oomScoreAdj: 100,
     },
     seccomp: { program: btoa("\x06\x00\x00\x00\x00\x00\xff\x7f"), flags: 4 },
   },
@@ -389,10 +390,13 @@ Deno.test("process_records: the C reading of a --process file gives the CLI's re
   }
 });
 
-Deno.test("processFromFile: an AppArmor profile or an SELinux label is refused, as create refuses it (capsule applies none, as runc fails on them here); an empty one is none", async () => {
-  const cases: [string, string, string][] = [
+Deno.test("processFromFile: an AppArmor profile or an SELinux label (of any type) is refused, as create refuses it (capsule applies none, as runc fails on them here); an empty one or null is none", async () => {
+  const cases: [string, unknown, string][] = [
     ["apparmorProfile", "docker-default", "capsule applies no AppArmor profile"],
+    ["apparmorProfile", ["docker-default"], "capsule applies no AppArmor profile"],
     ["selinuxLabel", "system_u:system_r:container_t:s0", "capsule applies no SELinux label"],
+    ["selinuxLabel", { user: "system_u" }, "capsule applies no SELinux label"],
+    ["selinuxLabel", 1, "capsule applies no SELinux label"],
   ];
   for (const [key, value, why] of cases) {
     const file = { args: ["true"], cwd: "/", [key]: value };
@@ -406,7 +410,45 @@ Deno.test("processFromFile: an AppArmor profile or an SELinux label is refused, 
       said,
       `Invalid process file p.json: process.${key}: ${why}; drop it to run without it`,
     );
-    const none = await processFromFile({ ...file, [key]: "" }, "p.json");
-    assertEquals(none.args, ["true"]);
+    for (const empty of ["", null]) {
+      const none = await processFromFile({ ...file, [key]: empty }, "p.json");
+      assertEquals(none.args, ["true"]);
+    }
   }
+});
+
+Deno.test("processFromFile: an unknown capability or rlimit is refused naming the process file, not config.json", async () => {
+  const cases: [Record<string, unknown>, string][] = [
+    [{ capabilities: { bounding: ["CAP_NOPE"] } }, "process.capabilities.bounding"],
+    [{ rlimits: [{ type: "RLIMIT_NOPE", soft: 1, hard: 1 }] }, "process.rlimits"],
+    [{ rlimits: [{ type: "RLIMIT_NOFILE", soft: 2, hard: 1 }] }, "process.rlimits"],
+  ];
+  for (const [change, field] of cases) {
+    let said = "";
+    try {
+      await processFromFile({ args: ["true"], cwd: "/", ...change }, "process file p.json");
+    } catch (e) {
+      said = (e as Error).message;
+    }
+    assert(said.startsWith(`Invalid process file p.json: ${field}`), said);
+  }
+});
+
+Deno.test("fileProcess: what the file leaves out comes from the container: capabilities, rlimits and oomScoreAdj (the engine's own score never reaches the program)", () => {
+  const base: Process = {
+    args: ["sleep"],
+    cwd: "/",
+    user: { uid: 0, gid: 0 },
+    capabilities: { bounding: ["CAP_KILL"] },
+    rlimits: [{ type: "RLIMIT_NOFILE", soft: 1, hard: 2 }],
+    oomScoreAdj: 100,
+  };
+  const file: Process = { args: ["true"], cwd: "/", user: { uid: 0, gid: 0 } };
+  const p = fileProcess(file, base);
+  assertEquals([p.capabilities, p.rlimits, p.oomScoreAdj], [
+    base.capabilities,
+    base.rlimits,
+    100,
+  ]);
+  assertEquals(fileProcess({ ...file, oomScoreAdj: -5 }, base).oomScoreAdj, -5);
 });
