@@ -139,8 +139,8 @@ export function schemaAccepts(raw: unknown): boolean {
 /**
  * Refuses what capsule cannot apply to a process, naming the field rather than ignoring it
  * (runtime spec: an unsupported value is an error; runc fails on each on a host without AppArmor
- * and SELinux): a non-empty `process.apparmorProfile` or `process.selinuxLabel` (config.md "POSIX
- * process"; `capsule features` says neither is enabled). For config.json's process at create and
+ * and SELinux): a `process.apparmorProfile` or `process.selinuxLabel` other than "" or null, of
+ * any type (config.md "POSIX process"; `capsule features` says neither is enabled). For config.json's process at create and
  * an exec's --process file alike: exec never runs a process with fewer restrictions than it asks
  * for. `file` names it in the error. Throws CapsuleError.
  */

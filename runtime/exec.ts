@@ -129,7 +129,8 @@ export function fileProcess(file: Process, base: Process | undefined): Process {
  * A --process file's process, parsed from its JSON value `raw`, as runc reads one (no "user":
  * uid 0, gid 0, Go's zero value) and validated by config.json's rules for its process
  * (validate.ts checkConfig), what capsule cannot apply refused as create refuses it
- * (config_check.ts refuseUnappliedProcess: an AppArmor profile, an SELinux label). `where` names it in errors.
+ * (config_check.ts refuseUnappliedProcess: an AppArmor profile, an SELinux label), and its
+ * capability and rlimit names checked (plan.ts buildProcessPlan). `where` names it in errors.
  * Throws CapsuleError.
  */
 export async function processFromFile(raw: unknown, where: string): Promise<Process> {

@@ -553,8 +553,9 @@ unsigned char *process_records(const unsigned char *src, size_t slen, const unsi
   struct out o = {0};
   unsigned char *tmp = malloc(slen + 1);
   if (!tmp) return NULL;
-  // The whole text is one object (JSON.parse: nothing after it).
-  if (members(src, 0, slen, tmp, KEYS, NKEYS, at) != slen) goto fail;
+  // The whole text is one object (JSON.parse: nothing after it; an empty text is none).
+  size_t end = members(src, 0, slen, tmp, KEYS, NKEYS, at);
+  if (!end || end != slen) goto fail;
   if (!at[ARGS] || !at[CWD]) goto fail;
   if (at[TERMINAL] && !(slen - at[TERMINAL] >= 5 && !memcmp(src + at[TERMINAL], "false", 5)))
     goto fail; // a terminal (or not a boolean): the CLI's
