@@ -808,18 +808,59 @@ export function lchown(path: string, uid: number, gid: number): number {
   return sysErrno(SYS.fchownat, AT_FDCWD, ptr(cstr(path)), uid, gid, AT_SYMLINK_NOFOLLOW);
 }
 
-/** atime and mtime (seconds, fractional) of the path itself. */
-export function lutimes(path: string, mtime: number): number {
+/** A struct timespec[2] (atime, mtime) for utimensat, both `mtime` (seconds, fractional). */
+function timespecs(mtime: number): Uint8Array {
   const sec = BigInt(Math.floor(mtime));
   const nsec = BigInt(Math.round((mtime - Math.floor(mtime)) * 1e9));
-  const ts = new BigInt64Array([sec, nsec, sec, nsec]);
+  return new Uint8Array(new BigInt64Array([sec, nsec, sec, nsec]).buffer);
+}
+
+/** atime and mtime (seconds, fractional) of the path itself. */
+export function lutimes(path: string, mtime: number): number {
   return sysErrno(
     SYS.utimensat,
     AT_FDCWD,
     ptr(cstr(path)),
-    ptr(new Uint8Array(ts.buffer)),
+    ptr(timespecs(mtime)),
     AT_SYMLINK_NOFOLLOW,
   );
+}
+
+// ---- calls on an open file (image extraction: a file is set up through the fd it was
+// created with, never looked up by path again) -------------------------------------------
+
+const SYS_FD = {
+  lseek: ARM ? 62 : 8,
+  ftruncate: ARM ? 46 : 77,
+  fchmod: ARM ? 52 : 91,
+} as const;
+
+/** Flags of a file created for writing, exclusively, never through a final symlink. */
+export const O_CREATE_NEW = O.WRONLY | O.CREAT | O.EXCL | O.NOFOLLOW | O.CLOEXEC;
+
+/** The owner of an open file (fchown); returns 0 or the errno (the caller decides). */
+export function fchown(fd: number, uid: number, gid: number): number {
+  return sysErrno(SYS.fchownat, fd, ptr(cstr("")), uid, gid, AT_EMPTY_PATH);
+}
+
+/** fchmod(2): permission bits (07777) of an open file. Throws SysError. */
+export function fchmod(fd: number, mode: number, path?: string): void {
+  invoke(() => sys(SYS_FD.fchmod, fd, mode & 0o7777), "fchmod", path);
+}
+
+/** atime and mtime (seconds, fractional) of an open file (futimens); returns 0 or the errno. */
+export function futimes(fd: number, mtime: number): number {
+  return sysErrno(SYS.utimensat, fd, 0, ptr(timespecs(mtime)), 0);
+}
+
+/** lseek(fd, n, SEEK_CUR): moves the offset n bytes on (past the end leaves a hole). */
+export function seekCurrent(fd: number, n: number, path?: string): void {
+  invoke(() => sys(SYS_FD.lseek, fd, n, 1 /* SEEK_CUR */), "lseek", path);
+}
+
+/** ftruncate(2): the file's size becomes `size` bytes. Throws SysError. */
+export function ftruncate(fd: number, size: number, path?: string): void {
+  invoke(() => sys(SYS_FD.ftruncate, fd, size), "ftruncate", path);
 }
 
 export function lsetxattr(path: string, name: string, value: Uint8Array): number {

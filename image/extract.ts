@@ -5,7 +5,7 @@
 // chroot); one that climbs out refuses the archive. The last component is never followed: an
 // existing entry is removed first (once an exclusive create found it there), files are created with O_EXCL.
 import { entryPath, type TarEntry, type TarHeader } from "./tar.ts";
-import { lchown, lsetxattr, lutimes, makeNode } from "./sys.ts";
+import { FdFile, lchown, lsetxattr, lutimes, makeNode } from "./sys.ts";
 
 /** The archive tries to write outside the image directory. */
 export class EscapeError extends Error {
@@ -34,6 +34,13 @@ export interface ApplyStats {
   skipped: number;
   /** Extended attributes the file system refused. */
   xattrsSkipped: number;
+  /** Bytes of the regular files this stream created (their sizes, holes included). */
+  bytes: number;
+  /**
+   * Something was removed (a whiteout, an entry that replaced another): `bytes` of this and
+   * earlier streams may then count files that are gone, and only a walk of the tree is exact.
+   */
+  removed: boolean;
 }
 
 const MAX_LINKS = 40;
@@ -78,6 +85,13 @@ export function allZero(b: Uint8Array): boolean {
   return true;
 }
 
+/** What SparseWriter calls of a file: a Deno.FsFile's synchronous calls, or an FdFile's. */
+type SyncFile = {
+  writeSync(b: Uint8Array): number;
+  seekSync(n: number, whence: Deno.SeekMode.Current): unknown;
+  truncateSync(size: number): void;
+};
+
 /**
  * Writes a new (empty) file's data in order, synchronously (so nothing waits in memory), and
  * leaves a hole for every HOLE-aligned run of zeros: seeks over it instead of writing it, and
@@ -85,12 +99,12 @@ export function allZero(b: Uint8Array): boolean {
  * (a sparse file in the archive, /var/log/lastlog) takes no disk and no write time.
  */
 export class SparseWriter {
-  #f: Deno.FsFile;
+  #f: SyncFile;
   /** Bytes handed to write() so far: the file's size at the end. */
   size = 0;
   /** Zeros skipped and not yet followed by a write. */
   #pending = 0;
-  constructor(f: Deno.FsFile) {
+  constructor(f: SyncFile) {
     this.#f = f;
   }
   #put(b: Uint8Array): void {
@@ -132,7 +146,7 @@ export async function applyTar(
   opts: ApplyOptions = {},
 ): Promise<ApplyStats> {
   const owners = opts.owners ?? Deno.uid() === 0;
-  const stats: ApplyStats = { entries: 0, skipped: 0, xattrsSkipped: 0 };
+  const stats: ApplyStats = { entries: 0, skipped: 0, xattrsSkipped: 0, bytes: 0, removed: false };
   /** Directory paths as named in the archive -> resolved path under root ("" is root). */
   const dirCache = new Map<string, string>();
   /** What this layer wrote (opaque whiteouts keep these). */
@@ -185,6 +199,7 @@ export async function applyTar(
       } else if (!info.isDirectory) {
         if (!create) throw new EscapeError(`entry "${entry}": "${key}" is not a directory`);
         removeAny(path, info);
+        stats.removed = true;
         Deno.mkdirSync(path, { mode: 0o755 });
         Deno.chmodSync(path, 0o755);
       }
@@ -200,6 +215,7 @@ export async function applyTar(
     const info = lstat(full(rel));
     if (!info) return false;
     removeAny(full(rel), info);
+    stats.removed = true;
     if (info.isDirectory || info.isSymlink) dirCache.clear();
     return true;
   };
@@ -290,15 +306,16 @@ export async function applyTar(
         break;
       }
       case "file": {
-        const f = fresh(() => Deno.openSync(path, { write: true, createNew: true, mode: 0o600 }));
+        const f = fresh(() => new FdFile(path));
         try {
           const w = new SparseWriter(f);
           await entry.pipe((piece) => w.write(piece));
           w.end();
+          stats.bytes += w.size;
+          f.finish(owners ? h.uid : undefined, h.gid, h.mode, h.mtime);
         } finally {
           f.close();
         }
-        setMeta(path, h);
         break;
       }
       case "link": {

@@ -5,8 +5,8 @@
 // import leaves no half image. Only this command loads the tar code.
 import { CapsuleError } from "../runtime/errors.ts";
 import { ChunkReader, entryPath, readTar, type TarEntry, TarError } from "./tar.ts";
-import { applyTar, EscapeError, SparseWriter } from "./extract.ts";
-import { decompress, DecompressError, release, sniff } from "./decompress.ts";
+import { type ApplyStats, applyTar, EscapeError, SparseWriter } from "./extract.ts";
+import { decompress, DecompressError, sniff } from "./decompress.ts";
 import {
   exists,
   type ImageConfig,
@@ -17,15 +17,7 @@ import {
   storeDir,
 } from "./store.ts";
 
-type Hash = { update(b: Uint8Array): Hash; digest(enc: "hex"): string };
-let createHash: ((alg: string) => Hash) | undefined;
-async function sha256(): Promise<Hash> {
-  createHash ??= (await import("node:crypto")).createHash as unknown as (alg: string) => Hash;
-  return createHash("sha256");
-}
-async function sha256Hex(data: Uint8Array): Promise<string> {
-  return (await sha256()).update(data).digest("hex");
-}
+import { sha256Of, sha256Stream, type StreamHash } from "./hash.ts";
 
 /** Bytes read and the rate, on one line of a terminal (stdout only when it is one). */
 export class Progress {
@@ -69,7 +61,7 @@ function interrupted(): Error {
 /**
  * The bytes of a file region as chunks; `skip(n)` moves on without reading (for the tar
  * index of an uncompressed archive). A chunk is valid until the next one is asked for: then
- * its memory is released (so that reading gigabytes leaves no garbage for the collector).
+ * its buffer is read into again (so that reading gigabytes leaves no garbage for the collector).
  */
 class FileSource implements AsyncIterable<Uint8Array> {
   #pos: number;
@@ -78,7 +70,14 @@ class FileSource implements AsyncIterable<Uint8Array> {
     readonly path: string,
     offset = 0,
     size = Infinity,
-    readonly opts: { chunk?: number; progress?: Progress; hash?: Hash; signal?: Interrupt } = {},
+    readonly opts: {
+      chunk?: number;
+      progress?: Progress;
+      hash?: StreamHash;
+      signal?: Interrupt;
+      /** Read the next chunk while the caller works on this one (default true). */
+      readAhead?: boolean;
+    } = {},
   ) {
     this.#pos = offset;
     this.#end = offset + size;
@@ -86,27 +85,56 @@ class FileSource implements AsyncIterable<Uint8Array> {
   skip(n: number): void {
     this.#pos += n;
   }
+  /**
+   * Two buffers, reused: chunk k is read into one while the caller works on chunk k-1 in the
+   * other (a read is an async op, done on another thread while the import writes files on this
+   * one). The caller is done with a chunk once it asks for the next (see ChunkReader), so the
+   * buffer it had is free for the read after next. A `skip` discards the read ahead.
+   */
   async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
     const f = await Deno.open(this.path);
+    const size = this.opts.chunk ?? 1 << 20;
+    const ahead = this.opts.readAhead ?? true;
+    const bufs = [new Uint8Array(size), new Uint8Array(size)];
+    let next = 0;
+    /** Where the file's offset is (a read moves it): a seek only after a skip. */
+    let at = -1;
+    let pending: { pos: number; buf: Uint8Array; read: Promise<number | null> } | undefined;
+    const start = (pos: number) => {
+      const want = Math.min(size, this.#end - pos);
+      if (want <= 0) return undefined;
+      const buf = bufs[next];
+      next ^= 1;
+      const read = (async () => {
+        if (at !== pos) await f.seek(pos, Deno.SeekMode.Start);
+        at = pos;
+        const n = await f.read(buf.subarray(0, want));
+        at = pos + (n ?? 0);
+        return n;
+      })();
+      return { pos, buf, read };
+    };
     try {
-      const size = this.opts.chunk ?? 1 << 20;
       for (;;) {
         if (this.opts.signal?.aborted) throw interrupted();
-        const want = Math.min(size, this.#end - this.#pos);
-        if (want <= 0) return;
-        await f.seek(this.#pos, Deno.SeekMode.Start);
-        const buf = new Uint8Array(want);
-        const n = await f.read(buf);
+        if (pending?.pos !== this.#pos) {
+          await pending?.read.catch(() => {});
+          pending = start(this.#pos);
+        }
+        if (!pending) return;
+        const { buf, read } = pending;
+        pending = undefined;
+        const n = await read;
         if (n === null || n === 0) return;
         this.#pos += n;
+        if (ahead) pending = start(this.#pos);
         const chunk = buf.subarray(0, n);
-        this.opts.hash?.update(chunk);
+        await this.opts.hash?.update(chunk);
         this.opts.progress?.add(n);
         yield chunk;
-        // Asked for the next: the reader is done with this one (see ChunkReader).
-        release(buf.buffer);
       }
     } finally {
+      await pending?.read.catch(() => {});
       f.close();
     }
   }
@@ -127,7 +155,7 @@ const ARCHIVE_NAME =
 interface ArchiveSource {
   has(path: string): boolean;
   read(path: string): Promise<Uint8Array>;
-  chunks(path: string, extra?: { hash?: Hash }): AsyncIterable<Uint8Array>;
+  chunks(path: string, extra?: { hash?: StreamHash }): AsyncIterable<Uint8Array>;
   size(path: string): number;
 }
 
@@ -145,7 +173,9 @@ async function tarIndex(
   signal: Interrupt,
 ): Promise<ArchiveSource> {
   const index = new Map<string, IndexEntry>();
-  const reader = new ChunkReader(new FileSource(file, 0, Infinity, { chunk: 64 << 10 }));
+  const reader = new ChunkReader(
+    new FileSource(file, 0, Infinity, { chunk: 64 << 10, readAhead: false }),
+  );
   for await (const e of readTar(reader)) {
     const parts = entryPath(e.header.name);
     if (!parts?.length) continue;
@@ -285,8 +315,8 @@ async function dockerPlan(src: ArchiveSource, what: string): Promise<Plan> {
   const manifestBytes = await src.read("manifest.json");
   return {
     format: "docker-archive",
-    id: `sha256:${await sha256Hex(configBytes)}`,
-    digest: `sha256:${await sha256Hex(manifestBytes)}`,
+    id: await sha256Of(configBytes),
+    digest: await sha256Of(manifestBytes),
     config: pickConfig(config),
     layers: m.Layers.map((path) => ({ path })),
     layerIds: (config?.rootfs?.diff_ids as string[] | undefined) ?? [],
@@ -311,7 +341,7 @@ async function ociPlan(src: ArchiveSource, what: string): Promise<Plan> {
   };
   const verified = async (d: string) => {
     const bytes = await src.read(blob(d));
-    if (`sha256:${await sha256Hex(bytes)}` !== d) {
+    if (await sha256Of(bytes) !== d) {
       throw new CapsuleError(`Cannot import ${what}: blob ${d} does not match its digest`);
     }
     return bytes;
@@ -370,30 +400,57 @@ async function archivePlan(src: ArchiveSource, what: string): Promise<Plan> {
   );
 }
 
+/** What the layers wrote: the image's size when nothing was removed (see `imageSize`). */
+interface Tally {
+  bytes: number;
+  removed: boolean;
+}
+
+function addTally(t: Tally, s: ApplyStats): void {
+  t.bytes += s.bytes;
+  t.removed ||= s.removed;
+}
+
+/**
+ * The size `image list` shows: the sum of the regular files' sizes, a hard-linked file once.
+ * When nothing was removed that is what the extraction counted (each file it created, a hard
+ * link none); after a whiteout or a replaced entry, a walk of the tree (`treeSize`). The walk
+ * is an lstat per file: 0.2-0.3 s of a 32,000-file import.
+ */
+function imageSize(rootfs: string, t: Tally): number {
+  return t.removed ? treeSize(rootfs) : t.bytes;
+}
+
 async function applyLayers(
   src: ArchiveSource,
   plan: Plan,
   rootfs: string,
   signal: Interrupt,
   what: string,
-): Promise<void> {
+): Promise<Tally> {
+  const tally: Tally = { bytes: 0, removed: false };
   for (const [i, layer] of plan.layers.entries()) {
-    const hash = layer.digest ? await sha256() : undefined;
+    const hash = layer.digest ? await sha256Stream(src.size(layer.path)) : undefined;
     const name = `layer ${i + 1}/${plan.layers.length} ("${layer.path}")`;
     const reader = new ChunkReader(decompress(src.chunks(layer.path, { hash })));
+    let digest: string | undefined;
     try {
-      await applyTar(readTar(reader), rootfs, { layer: true, signal });
+      addTally(tally, await applyTar(readTar(reader), rootfs, { layer: true, signal }));
       await reader.drain();
+      digest = await hash?.digest();
     } catch (e) {
       if (e instanceof TarError || e instanceof DecompressError) {
         throw new CapsuleError(`Cannot import ${what}: ${name}: ${e.message}`);
       }
       throw e;
+    } finally {
+      hash?.close();
     }
-    if (hash && `sha256:${hash.digest("hex")}` !== layer.digest) {
+    if (hash && digest !== layer.digest) {
       throw new CapsuleError(`Cannot import ${what}: ${name} does not match its digest`);
     }
   }
+  return tally;
 }
 
 // ---- the import ---------------------------------------------------------------------------
@@ -476,20 +533,20 @@ export async function importImage(o: ImportOptions): Promise<ImageRecord> {
     (o.progress ?? Deno.stdout.isTerminal()) && info.isFile,
   );
   try {
-    let plan: Plan;
+    let plan: Plan, tally: Tally;
     if (info.isDirectory) {
       const src = dirSource(file, progress, signal);
       plan = await archivePlan(src, what);
-      await applyLayers(src, plan, rootfs, signal, what);
+      tally = await applyLayers(src, plan, rootfs, signal, what);
     } else {
-      plan = await importFile(file, what, rootfs, tmp, progress, signal);
+      ({ plan, tally } = await importFile(file, what, rootfs, tmp, progress, signal));
     }
     progress.end();
     const record: ImageRecord = {
       name,
       id: plan.id,
       created: new Date().toISOString(),
-      size: treeSize(rootfs),
+      size: imageSize(rootfs, tally),
       digest: plan.digest,
       format: plan.format,
       source: file,
@@ -547,8 +604,24 @@ async function importFile(
   tmp: string,
   progress: Progress,
   signal: Interrupt,
-): Promise<Plan> {
-  const hash = await sha256();
+): Promise<{ plan: Plan; tally: Tally }> {
+  const hash = await sha256Stream(Deno.statSync(file).size);
+  try {
+    return await importStream(file, what, rootfs, tmp, progress, signal, hash);
+  } finally {
+    hash.close();
+  }
+}
+
+async function importStream(
+  file: string,
+  what: string,
+  rootfs: string,
+  tmp: string,
+  progress: Progress,
+  signal: Interrupt,
+  hash: StreamHash,
+): Promise<{ plan: Plan; tally: Tally }> {
   const raw = new FileSource(file, 0, Infinity, { progress, hash, signal });
   const head = new Uint8Array(4);
   {
@@ -573,12 +646,21 @@ async function importFile(
     break;
   }
   if (!archive) {
-    await applyTar(chain(taken, entries), rootfs, { signal });
+    const stats = await applyTar(chain(taken, entries), rootfs, { signal });
     await reader.drain();
-    const digest = `sha256:${hash.digest("hex")}`;
-    return { format: "rootfs", id: digest, digest, config: {}, layers: [], layerIds: [digest] };
+    const digest = await hash.digest();
+    const plan: Plan = {
+      format: "rootfs",
+      id: digest,
+      digest,
+      config: {},
+      layers: [],
+      layerIds: [digest],
+    };
+    return { plan, tally: { bytes: stats.bytes, removed: stats.removed } };
   }
   await reader.cancel();
+  hash.close();
   let tarFile = file;
   if (compressed) {
     // A compressed archive is read by seeking: decompress it once into the temp directory.
@@ -595,6 +677,5 @@ async function importFile(
   }
   const src = await tarIndex(tarFile, progress, signal);
   const plan = await archivePlan(src, what);
-  await applyLayers(src, plan, rootfs, signal, what);
-  return plan;
+  return { plan, tally: await applyLayers(src, plan, rootfs, signal, what) };
 }

@@ -90,6 +90,12 @@ Deno.test({
           const want = c.seg.subarray(at % SEG, at % SEG + 4096);
           assertEquals(readAt(path, at, want.length), want, `${c.archive} at byte ${at}`);
         }
+        // The id of a flat rootfs is the archive's digest: hashed inline (a compressed one,
+        // under image/hash.ts SMALL) or on a worker thread (the 2 GiB tar), the same bytes.
+        const image = JSON.parse(Deno.readTextFileSync(`${store}/images/${name}/image.json`));
+        const sum = new Deno.Command("sha256sum", { args: [`${tmp}/${c.archive}`] }).outputSync();
+        const hex = new TextDecoder().decode(sum.stdout).split(" ")[0];
+        assertEquals(image.id, `sha256:${hex}`, `${c.archive}: the image id`);
         Deno.removeSync(`${store}/images/${name}`, { recursive: true });
       }
       console.log(`peak RSS: ${peaks.join(", ")}`);

@@ -1,7 +1,7 @@
 // Unit tests of image/import.ts (no root needed): the three formats built in the test (flat
 // rootfs, docker-archive, OCI layout and oci-archive, gzip or not), the image record, and
 // failures that must leave nothing in the store.
-import { importImage } from "../../image/import.ts";
+import { importImage, treeSize } from "../../image/import.ts";
 import { buildTar, type WriteEntry } from "../../image/tar.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
 import { assert, assertEquals, assertRejects, withTempDir } from "./helpers.ts";
@@ -80,6 +80,33 @@ Deno.test("import: a flat rootfs tarball, gzip-compressed", async () => {
   });
 });
 
+Deno.test("import: the size is the tree's (a hard link once, a replaced file not at all)", async () => {
+  await withTempDir(async (tmp) => {
+    const cases: [string, WriteEntry[], number][] = [
+      // Nothing removed: the extraction's own count.
+      ["counted", [
+        { name: "a", data: "0123456789" },
+        { name: "b", type: "link", linkname: "a" },
+        { name: "d/e", data: "abc" },
+      ], 13],
+      // "c" given twice: the first is gone, so the tree is walked.
+      ["walked", [
+        { name: "a", data: "0123456789" },
+        { name: "b", type: "link", linkname: "a" },
+        { name: "c", data: "12345" },
+        { name: "c", data: "1234567" },
+      ], 17],
+    ];
+    for (const [name, entries, size] of cases) {
+      const file = `${tmp}/${name}.tar`;
+      Deno.writeFileSync(file, buildTar(entries));
+      const rec = await importImage({ store: `${tmp}/store`, name, file, progress: false });
+      assertEquals(rec.size, size, name);
+      assertEquals(rec.size, treeSize(`${tmp}/store/images/${name}/rootfs`), name);
+    }
+  });
+});
+
 Deno.test("import: a docker-archive with two layers and whiteouts", async () => {
   await withTempDir(async (tmp) => {
     const config = enc.encode(JSON.stringify(CONFIG));
@@ -115,6 +142,7 @@ Deno.test("import: a docker-archive with two layers and whiteouts", async () => 
       Labels: { app: "demo" },
     });
     assertEquals(listTree(`${tmp}/store/images/dock/rootfs`), EXPECTED);
+    assertEquals(rec.size, treeSize(`${tmp}/store/images/dock/rootfs`));
     // The same archive gzip-compressed as a whole.
     Deno.writeFileSync(`${tmp}/img.tar.gz`, await gzip(archive));
     const rec2 = await importImage({
