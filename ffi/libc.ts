@@ -279,16 +279,32 @@ export const SYS = {
 } as const;
 
 function sys(nr: number, ...args: (number | bigint)[]): number {
-  const a = [0, 1, 2, 3, 4, 5].map((i) => BigInt(args[i] ?? 0));
-  return Number(libc().syscall(BigInt(nr), a[0], a[1], a[2], a[3], a[4], a[5]));
+  try {
+    const a = [0, 1, 2, 3, 4, 5].map((i) => BigInt(args[i] ?? 0));
+    return Number(libc().syscall(BigInt(nr), a[0], a[1], a[2], a[3], a[4], a[5]));
+  } finally {
+    pinned.length = 0;
+  }
 }
 
 function sysCheck(name: string, nr: number, ...args: (number | bigint)[]): number {
   return invoke(() => sys(nr, ...args), name);
 }
 
+/**
+ * Buffers whose addresses ptr() handed out since the last system call returned. A call is given
+ * bare addresses (i64), which do not keep a buffer alive: a temporary such as `ptr(cstr(path))`
+ * is garbage as soon as its address is taken, and sys() allocates (the BigInts) before the call,
+ * so a collection there could free what the kernel is about to read. Held here, every such buffer
+ * lives until the call that uses it returned (sys() and spawn() empty the list). Every pointer
+ * ptr() gives is used by the next call: nothing keeps one across calls.
+ */
+const pinned: unknown[] = [];
+
 function ptr(buf: Uint8Array | BigUint64Array | Int32Array | null): bigint {
-  return buf ? BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array))) : 0n;
+  if (!buf) return 0n;
+  pinned.push(buf);
+  return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array)));
 }
 
 // ---- the wrappers -----------------------------------------------------------------------
@@ -478,21 +494,26 @@ export function kill(pid: number, sig: number): void {
  * not close-on-exec. Returns its pid; throws SysError (posix_spawn, with the exec's errno).
  */
 export function spawn(path: string, argv: string[], env: string[]): number {
-  const strings = [...argv, ...env].map(cstr); // alive until the call returned
+  const strings = [...argv, ...env].map(cstr); // pinned by ptr() until the call returned
   const vector = (from: number, n: number) => {
     const v = new BigUint64Array(n + 1); // NULL-terminated
     for (let i = 0; i < n; i++) v[i] = ptr(strings[from + i]);
     return v;
   };
   const pid = new Int32Array(1);
-  const rc = libc().posix_spawn(
-    pid,
-    cstr(path),
-    null,
-    null,
-    vector(0, argv.length),
-    vector(argv.length, env.length),
-  );
+  let rc: number;
+  try {
+    rc = libc().posix_spawn(
+      pid,
+      cstr(path),
+      null,
+      null,
+      vector(0, argv.length),
+      vector(argv.length, env.length),
+    );
+  } finally {
+    pinned.length = 0;
+  }
   if (rc !== 0) throw new SysError("posix_spawn", rc, path);
   return pid[0];
 }
@@ -720,8 +741,9 @@ function awaitConnect(fd: number, path: string): void {
   }
 }
 
-export function write(fd: number, data: Uint8Array<ArrayBuffer>): number {
-  return invoke(() => sys(SYS.write, fd, ptr(data), data.length), "write");
+/** write(2) once: the bytes written. Throws SysError (naming `path` when given). */
+export function write(fd: number, data: Uint8Array<ArrayBuffer>, path?: string): number {
+  return invoke(() => sys(SYS.write, fd, ptr(data), data.length), "write", path);
 }
 
 // ---- fd-relative calls (the init's rootfs setup: nothing is reached through a path) -----
@@ -808,20 +830,35 @@ export function lchown(path: string, uid: number, gid: number): number {
   return sysErrno(SYS.fchownat, AT_FDCWD, ptr(cstr(path)), uid, gid, AT_SYMLINK_NOFOLLOW);
 }
 
-/** A struct timespec[2] (atime, mtime) for utimensat, both `mtime` (seconds, fractional). */
-function timespecs(mtime: number): Uint8Array {
-  const sec = BigInt(Math.floor(mtime));
-  const nsec = BigInt(Math.round((mtime - Math.floor(mtime)) * 1e9));
+/**
+ * A struct timespec[2] (atime, mtime) for utimensat, both `mtime` (seconds, fractional), or
+ * exactly `ns` (nanoseconds since the epoch) when given.
+ */
+export function timespecs(mtime: number, ns?: bigint): Uint8Array {
+  let sec: bigint, nsec: bigint;
+  if (ns !== undefined) {
+    sec = ns / 1_000_000_000n;
+    nsec = ns % 1_000_000_000n;
+    if (nsec < 0n) sec -= 1n, nsec += 1_000_000_000n; // BigInt division truncates
+  } else {
+    let s = Math.floor(mtime);
+    let n = Math.round((mtime - s) * 1e9);
+    // A fraction within half a nanosecond of 1 rounds up to the next second (utimensat
+    // refuses a tv_nsec of 10^9 with EINVAL).
+    if (n >= 1e9) s += 1, n -= 1e9;
+    sec = BigInt(s);
+    nsec = BigInt(n);
+  }
   return new Uint8Array(new BigInt64Array([sec, nsec, sec, nsec]).buffer);
 }
 
-/** atime and mtime (seconds, fractional) of the path itself. */
-export function lutimes(path: string, mtime: number): number {
+/** atime and mtime (seconds, fractional; or `ns` exactly) of the path itself. */
+export function lutimes(path: string, mtime: number, ns?: bigint): number {
   return sysErrno(
     SYS.utimensat,
     AT_FDCWD,
     ptr(cstr(path)),
-    ptr(timespecs(mtime)),
+    ptr(timespecs(mtime, ns)),
     AT_SYMLINK_NOFOLLOW,
   );
 }
@@ -848,9 +885,12 @@ export function fchmod(fd: number, mode: number, path?: string): void {
   invoke(() => sys(SYS_FD.fchmod, fd, mode & 0o7777), "fchmod", path);
 }
 
-/** atime and mtime (seconds, fractional) of an open file (futimens); returns 0 or the errno. */
-export function futimes(fd: number, mtime: number): number {
-  return sysErrno(SYS.utimensat, fd, 0, ptr(timespecs(mtime)), 0);
+/**
+ * atime and mtime (seconds, fractional; or `ns` exactly) of an open file (futimens); returns 0
+ * or the errno.
+ */
+export function futimes(fd: number, mtime: number, ns?: bigint): number {
+  return sysErrno(SYS.utimensat, fd, 0, ptr(timespecs(mtime, ns)), 0);
 }
 
 /** lseek(fd, n, SEEK_CUR): moves the offset n bytes on (past the end leaves a hole). */

@@ -47,6 +47,7 @@ interface NodeTransform extends AsyncIterable<Uint8Array> {
   write(chunk: Uint8Array, cb: (err?: Error | null) => void): boolean;
   end(): void;
   destroy(error?: Error): void;
+  readonly destroyed: boolean;
   once(ev: "close", f: () => void): void;
   off(ev: "close", f: () => void): void;
 }
@@ -246,7 +247,9 @@ async function* through(
         await write(c);
         if (stop) break;
       }
-      if (!stop) t.end();
+      // Not on a stream that failed: ending it throws its error again, uncaught (node:zlib's
+      // zstd flush), and outside this function's watch for it.
+      if (!stop && !t.destroyed) t.end();
     } catch (e) {
       srcError = { e };
       t.destroy(e instanceof Error ? e : new Error(String(e)));
@@ -256,6 +259,17 @@ async function* through(
   let full: ArrayBufferLike | undefined;
   /** The output buffer `t` is filling, released once `t` is gone. */
   let last: ArrayBufferLike | undefined;
+  // Deno's node:zlib throws some decoder errors (a zstd frame whose checksum does not match)
+  // from a callback instead of emitting them on the stream: uncaught, they ended the process
+  // with a stack trace and left the import's temporary directory. While `t` runs, an uncaught
+  // error thrown from node:zlib is taken as `t`'s own.
+  const onUncaught = (e: ErrorEvent) => {
+    const err = e.error;
+    if (!(err instanceof Error) || !/ext:deno_node\/zlib/.test(err.stack ?? "")) return;
+    e.preventDefault();
+    t.destroy(err);
+  };
+  globalThis.addEventListener("error", onUncaught);
   try {
     for await (const c of t) {
       // node:zlib fills an output buffer of `size` bytes with one or more chunks (in order),
@@ -278,6 +292,7 @@ async function* through(
       `the ${kind} data is corrupt or truncated (${(e as Error).message ?? e})`,
     );
   } finally {
+    globalThis.removeEventListener("error", onUncaught);
     stop = true;
     t.destroy();
     await feed;

@@ -46,7 +46,7 @@ export interface ApplyStats {
 const MAX_LINKS = 40;
 
 /** What a directory entry sets once its directory is complete. */
-type DirMeta = Pick<TarHeader, "uid" | "gid" | "mode" | "mtime">;
+type DirMeta = Pick<TarHeader, "uid" | "gid" | "mode" | "mtime" | "mtimeNs">;
 const OPAQUE = new TextEncoder().encode("y");
 
 function lstat(path: string): Deno.FileInfo | undefined {
@@ -159,6 +159,7 @@ export async function applyTar(
     gid: h.gid,
     mode: h.mode,
     mtime: h.mtime,
+    mtimeNs: h.mtimeNs,
   });
   const full = (rel: string) => rel ? `${root}/${rel}` : root;
 
@@ -223,7 +224,7 @@ export async function applyTar(
   const setMeta = (path: string, h: TarHeader, symlink = false) => {
     if (owners) lchown(path, h.uid, h.gid);
     if (!symlink) Deno.chmodSync(path, h.mode);
-    lutimes(path, h.mtime);
+    lutimes(path, h.mtime, h.mtimeNs);
   };
 
   for await (const entry of entries) {
@@ -312,7 +313,7 @@ export async function applyTar(
           await entry.pipe((piece) => w.write(piece));
           w.end();
           stats.bytes += w.size;
-          f.finish(owners ? h.uid : undefined, h.gid, h.mode, h.mtime);
+          f.finish(owners ? h.uid : undefined, h.gid, h.mode, h.mtime, h.mtimeNs);
         } finally {
           f.close();
         }
@@ -391,7 +392,7 @@ export async function applyTar(
     if (!real || !info?.isDirectory) continue;
     if (owners) lchown(path, h.uid, h.gid);
     Deno.chmodSync(path, h.mode);
-    lutimes(path, h.mtime);
+    lutimes(path, h.mtime, h.mtimeNs);
   }
   return stats;
 }

@@ -74,15 +74,26 @@ let workerUrl: string | undefined;
  */
 const IN_FLIGHT = 24;
 
+/** Bytes kept (copied) before the worker is started: an archive's probe reads less. */
+const HOLD = 2 << 20;
+
 class WorkerHash implements StreamHash {
   #w: Worker | undefined;
+  /** Copies of the first bytes, until there are more than HOLD (then the worker starts). */
+  #held: Uint8Array[] | undefined = [];
+  #heldBytes = 0;
   #pool: ArrayBuffer[] = [];
   #out = 0;
   #wake: (() => void) | undefined;
   #error: Error | undefined;
   #hex: ((hex: string) => void) | undefined;
 
-  constructor() {
+  /**
+   * The worker starts only when more than HOLD bytes came: `image create` of an image archive
+   * reads the first entries of the file and then reads it by layer, so this hash ends (closed,
+   * unused) without a thread.
+   */
+  #start(): Worker {
     workerUrl ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "text/javascript" }));
     const w = new Worker(workerUrl, { type: "module" });
     w.onmessage = (e: MessageEvent) => {
@@ -99,6 +110,12 @@ class WorkerHash implements StreamHash {
     };
     w.onmessageerror = () => this.#fail(new Error("the hashing thread sent a broken message"));
     this.#w = w;
+    for (const c of this.#held!) {
+      this.#out++;
+      w.postMessage({ buf: c.buffer, n: c.length }, [c.buffer as ArrayBuffer]);
+    }
+    this.#held = undefined;
+    return w;
   }
 
   #wakeUp(): void {
@@ -114,6 +131,13 @@ class WorkerHash implements StreamHash {
   }
 
   async update(b: Uint8Array): Promise<void> {
+    if (this.#error) throw this.#error;
+    if (this.#held) {
+      this.#held.push(b.slice());
+      this.#heldBytes += b.length;
+      if (this.#heldBytes > HOLD) this.#start();
+      return;
+    }
     while (!this.#error && this.#out >= IN_FLIGHT) {
       await new Promise<void>((r) => this.#wake = r);
     }
@@ -128,6 +152,13 @@ class WorkerHash implements StreamHash {
 
   async digest(): Promise<string> {
     if (this.#error) throw this.#error;
+    if (this.#held) {
+      // Never started: the few bytes there were are hashed here.
+      const h = await nodeHash();
+      for (const c of this.#held) h.update(c);
+      this.close();
+      return `sha256:${h.digest("hex")}`;
+    }
     const w = this.#w;
     if (!w) throw new Error("the hash is finished");
     const hex = await new Promise<string>((resolve, reject) => {
@@ -144,6 +175,7 @@ class WorkerHash implements StreamHash {
   close(): void {
     this.#w?.terminate();
     this.#w = undefined;
+    this.#held = undefined;
     this.#pool = [];
   }
 }

@@ -140,6 +140,17 @@ class FileSource implements AsyncIterable<Uint8Array> {
   }
 }
 
+/** The chunks of `src`, each given to `hash` (when there is one) before it is handed on. */
+async function* tap(
+  src: AsyncIterable<Uint8Array>,
+  hash: StreamHash | undefined,
+): AsyncGenerator<Uint8Array> {
+  for await (const c of src) {
+    await hash?.update(c);
+    yield c;
+  }
+}
+
 /** Entries after a probe: the ones already taken, then the rest of the generator. */
 async function* chain(head: TarEntry[], rest: AsyncGenerator<TarEntry>): AsyncGenerator<TarEntry> {
   yield* head;
@@ -176,15 +187,21 @@ async function tarIndex(
   const reader = new ChunkReader(
     new FileSource(file, 0, Infinity, { chunk: 64 << 10, readAhead: false }),
   );
-  for await (const e of readTar(reader)) {
-    const parts = entryPath(e.header.name);
-    if (!parts?.length) continue;
-    index.set(parts.join("/"), {
-      offset: e.offset,
-      size: e.header.size,
-      type: e.header.type,
-      linkname: e.header.linkname,
-    });
+  try {
+    for await (const e of readTar(reader)) {
+      const parts = entryPath(e.header.name);
+      if (!parts?.length) continue;
+      index.set(parts.join("/"), {
+        offset: e.offset,
+        size: e.header.size,
+        type: e.header.type,
+        linkname: e.header.linkname,
+      });
+    }
+  } finally {
+    // The reader stops at the end marker, not the file's end: close the file now (a library
+    // caller imports many archives in one process).
+    await reader.cancel();
   }
   const resolve = (path: string, depth = 0): IndexEntry => {
     const parts = entryPath(path);
@@ -269,6 +286,8 @@ interface Layer {
   path: string;
   /** Verified while reading when set (OCI blobs are named by their digest). */
   digest?: string;
+  /** The digest of the layer's tar once decompressed (config.rootfs.diff_ids), verified too. */
+  diffId?: string;
 }
 
 interface Plan {
@@ -281,6 +300,37 @@ interface Plan {
 }
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/;
+
+/**
+ * The layers with their diff_ids (image config `rootfs.diff_ids`: the sha256 of each layer's
+ * uncompressed tar, in order; docker, podman and the OCI image spec write one per layer), which
+ * applyLayers checks. A config without the list is taken as it is; one whose list does not
+ * name each layer once, or names one with something not a sha256 digest, is refused.
+ */
+function withDiffIds(
+  layers: Layer[],
+  config: { rootfs?: { diff_ids?: unknown } } | undefined,
+  what: string,
+): Layer[] {
+  const ids = config?.rootfs?.diff_ids;
+  if (ids === undefined || ids === null) return layers;
+  if (!Array.isArray(ids) || ids.length !== layers.length) {
+    throw new CapsuleError(
+      `Cannot import ${what}: its image config's rootfs.diff_ids lists ` +
+        `${Array.isArray(ids) ? ids.length : "no"} layer digests for ${layers.length} layers`,
+    );
+  }
+  return layers.map((l, i) => {
+    if (typeof ids[i] !== "string" || !DIGEST.test(ids[i])) {
+      throw new CapsuleError(
+        `Cannot import ${what}: rootfs.diff_ids[${i}] ${
+          JSON.stringify(ids[i])
+        } is not a sha256 digest`,
+      );
+    }
+    return { ...l, diffId: ids[i] };
+  });
+}
 
 function pickConfig(raw: Record<string, unknown> | undefined): ImageConfig {
   const c = (raw?.config ?? {}) as Record<string, unknown>;
@@ -318,7 +368,7 @@ async function dockerPlan(src: ArchiveSource, what: string): Promise<Plan> {
     id: await sha256Of(configBytes),
     digest: await sha256Of(manifestBytes),
     config: pickConfig(config),
-    layers: m.Layers.map((path) => ({ path })),
+    layers: withDiffIds(m.Layers.map((path) => ({ path })), config, what),
     layerIds: (config?.rootfs?.diff_ids as string[] | undefined) ?? [],
   };
 }
@@ -381,10 +431,11 @@ async function ociPlan(src: ArchiveSource, what: string): Promise<Plan> {
     id: manifest.config.digest,
     digest: desc.digest,
     config: pickConfig(config),
-    layers: (manifest.layers as Descriptor[]).map((l) => ({
-      path: blob(l.digest),
-      digest: l.digest,
-    })),
+    layers: withDiffIds(
+      (manifest.layers as Descriptor[]).map((l) => ({ path: blob(l.digest), digest: l.digest })),
+      config,
+      what,
+    ),
     layerIds: (config?.rootfs?.diff_ids as string[] | undefined) ??
       (manifest.layers as Descriptor[]).map((l) => l.digest),
   };
@@ -430,14 +481,20 @@ async function applyLayers(
 ): Promise<Tally> {
   const tally: Tally = { bytes: 0, removed: false };
   for (const [i, layer] of plan.layers.entries()) {
-    const hash = layer.digest ? await sha256Stream(src.size(layer.path)) : undefined;
+    const size = src.size(layer.path);
+    const hash = layer.digest ? await sha256Stream(size) : undefined;
+    // An uncompressed layer's diff_id is its digest: one hash then.
+    const diff = layer.diffId && layer.diffId !== layer.digest
+      ? await sha256Stream(size)
+      : undefined;
     const name = `layer ${i + 1}/${plan.layers.length} ("${layer.path}")`;
-    const reader = new ChunkReader(decompress(src.chunks(layer.path, { hash })));
-    let digest: string | undefined;
+    const reader = new ChunkReader(tap(decompress(src.chunks(layer.path, { hash })), diff));
+    let digest: string | undefined, diffId: string | undefined;
     try {
       addTally(tally, await applyTar(readTar(reader), rootfs, { layer: true, signal }));
       await reader.drain();
       digest = await hash?.digest();
+      diffId = await diff?.digest();
     } catch (e) {
       if (e instanceof TarError || e instanceof DecompressError) {
         throw new CapsuleError(`Cannot import ${what}: ${name}: ${e.message}`);
@@ -445,9 +502,17 @@ async function applyLayers(
       throw e;
     } finally {
       hash?.close();
+      diff?.close();
+      await reader.cancel(); // the layer's file, when it failed halfway
     }
     if (hash && digest !== layer.digest) {
       throw new CapsuleError(`Cannot import ${what}: ${name} does not match its digest`);
+    }
+    if (diff && diffId !== layer.diffId) {
+      throw new CapsuleError(
+        `Cannot import ${what}: ${name} does not match its diff_id in the image config ` +
+          `(${layer.diffId}; its uncompressed tar is ${diffId})`,
+      );
     }
   }
   return tally;
@@ -459,12 +524,23 @@ async function applyLayers(
 export function treeSize(dir: string): number {
   let total = 0;
   const seen = new Set<string>();
+  // A directory the archive gave no permissions, imported without root, cannot be read or
+  // searched: its files go uncounted (the import itself succeeded; root reads any directory).
+  const denied = <T>(f: () => T): T | undefined => {
+    try {
+      return f();
+    } catch (e) {
+      if (e instanceof Deno.errors.PermissionDenied) return undefined;
+      throw e;
+    }
+  };
   const walk = (d: string) => {
-    for (const e of Deno.readDirSync(d)) {
+    for (const e of denied(() => [...Deno.readDirSync(d)]) ?? []) {
       const p = `${d}/${e.name}`;
       if (e.isDirectory) walk(p);
       else if (e.isFile) {
-        const st = Deno.lstatSync(p);
+        const st = denied(() => Deno.lstatSync(p));
+        if (!st) continue;
         if (st.nlink !== null && st.nlink > 1) {
           const key = `${st.dev}:${st.ino}`;
           if (seen.has(key)) continue;
@@ -580,7 +656,7 @@ export async function importImage(o: ImportOptions): Promise<ImageRecord> {
     if (e instanceof TarError) {
       throw new CapsuleError(
         `Cannot import ${what}: ${e.message}${
-          e.truncated
+          e.truncated || e.entry
             ? ""
             : "; capsule reads a rootfs tarball (docker export), a docker-archive or an OCI archive"
         }`,
@@ -607,7 +683,7 @@ async function importFile(
 ): Promise<{ plan: Plan; tally: Tally }> {
   const hash = await sha256Stream(Deno.statSync(file).size);
   try {
-    return await importStream(file, what, rootfs, tmp, progress, signal, hash);
+    return await importStream(file, what, rootfs, tmp, { progress, signal, hash });
   } finally {
     hash.close();
   }
@@ -618,10 +694,9 @@ async function importStream(
   what: string,
   rootfs: string,
   tmp: string,
-  progress: Progress,
-  signal: Interrupt,
-  hash: StreamHash,
+  read: { progress: Progress; signal: Interrupt; hash: StreamHash },
 ): Promise<{ plan: Plan; tally: Tally }> {
+  const { progress, signal, hash } = read;
   const raw = new FileSource(file, 0, Infinity, { progress, hash, signal });
   const head = new Uint8Array(4);
   {
@@ -636,30 +711,34 @@ async function importStream(
   // carry no data: they can wait in `taken` while the stream goes on).
   const taken: TarEntry[] = [];
   let archive = false;
-  for (;;) {
-    const r = await entries.next();
-    if (r.done) break;
-    taken.push(r.value);
-    if (r.value.header.type === "dir") continue;
-    const parts = entryPath(r.value.header.name);
-    archive = parts !== null && ARCHIVE_NAME.test(parts.join("/"));
-    break;
+  try {
+    for (;;) {
+      const r = await entries.next();
+      if (r.done) break;
+      taken.push(r.value);
+      if (r.value.header.type === "dir") continue;
+      const parts = entryPath(r.value.header.name);
+      archive = parts !== null && ARCHIVE_NAME.test(parts.join("/"));
+      break;
+    }
+    if (!archive) {
+      const stats = await applyTar(chain(taken, entries), rootfs, { signal });
+      await reader.drain();
+      const digest = await hash.digest();
+      const plan: Plan = {
+        format: "rootfs",
+        id: digest,
+        digest,
+        config: {},
+        layers: [],
+        layerIds: [digest],
+      };
+      return { plan, tally: { bytes: stats.bytes, removed: stats.removed } };
+    }
+  } finally {
+    // Read to its end, stopped after the probe, or failed halfway: the file is closed.
+    await reader.cancel();
   }
-  if (!archive) {
-    const stats = await applyTar(chain(taken, entries), rootfs, { signal });
-    await reader.drain();
-    const digest = await hash.digest();
-    const plan: Plan = {
-      format: "rootfs",
-      id: digest,
-      digest,
-      config: {},
-      layers: [],
-      layerIds: [digest],
-    };
-    return { plan, tally: { bytes: stats.bytes, removed: stats.removed } };
-  }
-  await reader.cancel();
   hash.close();
   let tarFile = file;
   if (compressed) {

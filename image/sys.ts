@@ -33,7 +33,7 @@ export class FdFile {
   }
   /** write(2) once; returns the bytes written. */
   writeSync(b: Uint8Array): number {
-    return write(this.fd, b as Uint8Array<ArrayBuffer>);
+    return write(this.fd, b as Uint8Array<ArrayBuffer>, this.path);
   }
   /** Moves n bytes on from the current offset (SparseWriter's holes). */
   seekSync(n: number, _whence: Deno.SeekMode.Current): void {
@@ -43,10 +43,10 @@ export class FdFile {
     ftruncate(this.fd, size, this.path);
   }
   /** Owner (root only; an error is ignored, as lchown's), then mode, then times. */
-  finish(uid: number | undefined, gid: number, mode: number, mtime: number): void {
+  finish(uid: number | undefined, gid: number, mode: number, mtime: number, ns?: bigint): void {
     if (uid !== undefined) fchown(this.fd, uid, gid);
     fchmod(this.fd, mode, this.path);
-    futimes(this.fd, mtime);
+    futimes(this.fd, mtime, ns);
   }
   close(): void {
     close(this.fd);

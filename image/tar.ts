@@ -24,6 +24,8 @@ export interface TarHeader {
   size: number;
   /** Seconds since the epoch (fractional with pax). */
   mtime: number;
+  /** With a pax mtime that has a fraction: the same time exactly, in nanoseconds. */
+  mtimeNs?: bigint;
   linkname: string;
   devmajor: number;
   devminor: number;
@@ -34,7 +36,11 @@ export interface TarHeader {
 /** Thrown for input that is not a tar archive or ends early; the caller names the file. */
 export class TarError extends Error {
   override name = "TarError";
-  constructor(message: string, readonly truncated = false) {
+  /**
+   * `truncated`: the input ends early. `entry`: the input is tar, one entry of it is what
+   * capsule refuses (so no "capsule reads ..." hint about the archive's format).
+   */
+  constructor(message: string, readonly truncated = false, readonly entry = false) {
     super(message);
   }
 }
@@ -210,6 +216,18 @@ export function parsePax(data: Uint8Array): Map<string, Uint8Array> {
   return out;
 }
 
+/** A pax number: decimal digits (a fraction and a sign only where `pattern` allows them). */
+function paxNumber(h: TarHeader, key: string, text: string, pattern = /^\d{1,15}$/): number {
+  if (!pattern.test(text)) {
+    throw new TarError(
+      `invalid ${key} "${text.slice(0, 40)}" in a pax header for "${h.name}"`,
+      false,
+      true,
+    );
+  }
+  return Number(text);
+}
+
 function applyPax(h: TarHeader, pax: Map<string, Uint8Array>): void {
   for (const [k, v] of pax) {
     const s = () => dec.decode(v);
@@ -221,18 +239,26 @@ function applyPax(h: TarHeader, pax: Map<string, Uint8Array>): void {
         h.linkname = s();
         break;
       case "size":
-        h.size = Number(s());
+        h.size = paxNumber(h, k, s());
         break;
       case "uid":
-        h.uid = Number(s());
+        h.uid = paxNumber(h, k, s());
         break;
       case "gid":
-        h.gid = Number(s());
+        h.gid = paxNumber(h, k, s());
         break;
-      case "mtime":
-        h.mtime = Number(s());
+      case "mtime": {
+        // Seconds, with a fraction and before 1970 a sign (POSIX pax, GNU tar). A double
+        // keeps ~0.2 us of a recent time: the nanoseconds are kept apart, exactly.
+        const text = s();
+        h.mtime = paxNumber(h, k, text, /^-?\d{1,15}(\.\d{1,20})?$/);
+        const [whole, frac = ""] = text.replace("-", "").split(".");
+        const ns = BigInt(whole) * 1_000_000_000n + BigInt((frac + "000000000").slice(0, 9));
+        h.mtimeNs = text.startsWith("-") ? -ns : ns;
         break;
+      }
       default:
+        if (k.startsWith("GNU.sparse.")) throw sparse(h);
         if (k.startsWith("SCHILY.xattr.")) h.xattrs[k.slice(13)] = v;
         else if (k.startsWith("LIBARCHIVE.xattr.")) {
           // base64 of the value, name URL-encoded
@@ -247,6 +273,28 @@ function applyPax(h: TarHeader, pax: Map<string, Uint8Array>): void {
   }
   if (!Number.isSafeInteger(h.size) || h.size < 0) {
     throw new TarError(`invalid size in a pax header for "${h.name}"`);
+  }
+}
+
+/**
+ * A GNU sparse file (type S, or pax GNU.sparse.* records): its data is a map of holes that
+ * capsule does not read. Extracted as a plain entry it would be a wrong file (or none).
+ */
+function sparse(h: TarHeader): TarError {
+  return new TarError(
+    `"${h.name}" is a GNU sparse file, which capsule does not read; ` +
+      `make the archive without --sparse (holes are kept anyway: runs of zeros are not written)`,
+    false,
+    true,
+  );
+}
+
+/** uid and gid are 32-bit: a larger value would wrap to another owner (GNU tar refuses it). */
+function checkOwner(h: TarHeader): void {
+  for (const [what, id] of [["uid", h.uid], ["gid", h.gid]] as const) {
+    if (id > 0xffffffff) {
+      throw new TarError(`"${h.name}" has ${what} ${id}, past 4294967295 (32 bits)`, false, true);
+    }
   }
 }
 
@@ -334,6 +382,8 @@ export async function* readTar(reader: ChunkReader): AsyncGenerator<TarEntry> {
     if (globalPax.size) applyPax(h, globalPax);
     if (localPax) applyPax(h, localPax);
     longName = longLink = localPax = undefined;
+    if (flag === "S") throw sparse(h);
+    checkOwner(h);
     // Only these carry data in the archive (a hard link's size is 0 or ignored).
     const dataSize = h.type === "file" || h.type === "other" ? h.size : 0;
     let consumed = false;

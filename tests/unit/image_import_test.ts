@@ -41,8 +41,14 @@ const CONFIG = {
     ExposedPorts: { "80/tcp": {} },
     Healthcheck: { Test: ["NONE"] },
   },
-  rootfs: { type: "layers", diff_ids: ["sha256:aa", "sha256:bb"] },
+  rootfs: { type: "layers", diff_ids: [] as string[] },
 };
+
+/** CONFIG with the diff_ids of these layer tars (uncompressed), as docker and podman write. */
+async function configOf(...tars: Uint8Array[]): Promise<Uint8Array> {
+  const diff_ids = await Promise.all(tars.map(async (t) => `sha256:${await sha(t)}`));
+  return enc.encode(JSON.stringify({ ...CONFIG, rootfs: { type: "layers", diff_ids } }));
+}
 
 function listTree(dir: string): string[] {
   const out: string[] = [];
@@ -109,9 +115,9 @@ Deno.test("import: the size is the tree's (a hard link once, a replaced file not
 
 Deno.test("import: a docker-archive with two layers and whiteouts", async () => {
   await withTempDir(async (tmp) => {
-    const config = enc.encode(JSON.stringify(CONFIG));
-    const cfgName = `${await sha(config)}.json`;
     const l1 = buildTar(LAYER1), l2 = await gzip(buildTar(LAYER2));
+    const config = await configOf(l1, buildTar(LAYER2), buildTar(LAYER2));
+    const cfgName = `${await sha(config)}.json`;
     const archive = buildTar([
       { name: "aaaa/", type: "dir" },
       { name: "aaaa/layer.tar", data: l1 },
@@ -133,7 +139,8 @@ Deno.test("import: a docker-archive with two layers and whiteouts", async () => 
     const rec = await importImage({ store: `${tmp}/store`, name: "dock", file, progress: false });
     assertEquals(rec.format, "docker-archive");
     assertEquals(rec.id, `sha256:${await sha(config)}`);
-    assertEquals(rec.layers, ["sha256:aa", "sha256:bb"]);
+    const l2id = `sha256:${await sha(buildTar(LAYER2))}`;
+    assertEquals(rec.layers, [`sha256:${await sha(l1)}`, l2id, l2id]);
     assertEquals(rec.config, {
       Env: ["PATH=/bin", "FOO=img"],
       Cmd: ["sh", "-c", "echo"],
@@ -165,7 +172,7 @@ async function ociLayout(): Promise<
     blobs.push({ name: `blobs/sha256/${d}`, data });
     return { digest: `sha256:${d}`, size: data.length };
   };
-  const config = await blob(enc.encode(JSON.stringify(CONFIG)));
+  const config = await blob(await configOf(buildTar(LAYER1), buildTar(LAYER2)));
   const l1 = await blob(await gzip(buildTar(LAYER1)));
   const l2 = await blob(buildTar(LAYER2));
   const manifest = enc.encode(JSON.stringify({
@@ -240,6 +247,52 @@ Deno.test("import: a blob that does not match its digest is refused", async () =
   });
 });
 
+Deno.test("import: a layer whose tar does not match its diff_id is refused", async () => {
+  await withTempDir(async (tmp) => {
+    const store = `${tmp}/store`;
+    // docker save's layout: layer files carry no digest of their own, only the config's
+    // diff_ids name them. A layer changed after the config was written (another file's data).
+    const l1 = buildTar(LAYER1);
+    const config = await configOf(l1);
+    const cfgName = `${await sha(config)}.json`;
+    const changed = l1.slice();
+    changed[l1.indexOf(0x23, 1024)] ^= 1; // "#" of bin/sh's data "#!sh": still a valid tar
+    const docker = (layer: Uint8Array, cfg = config) =>
+      buildTar([
+        { name: "aaaa/layer.tar", data: layer },
+        { name: cfgName, data: cfg },
+        {
+          name: "manifest.json",
+          data: JSON.stringify([{ Config: cfgName, Layers: ["aaaa/layer.tar"] }]),
+        },
+      ]);
+    Deno.writeFileSync(`${tmp}/d.tar`, docker(changed));
+    await assertRejects(
+      () => importImage({ store, name: "d", file: `${tmp}/d.tar` }),
+      CapsuleError,
+      "does not match its diff_id",
+    );
+    // A gzip layer: the diff_id is of the tar inside, not of the gzip.
+    Deno.writeFileSync(`${tmp}/g.tar`, docker(await gzip(changed)));
+    await assertRejects(
+      () => importImage({ store, name: "g", file: `${tmp}/g.tar` }),
+      CapsuleError,
+      "does not match its diff_id",
+    );
+    Deno.writeFileSync(`${tmp}/ok.tar`, docker(await gzip(l1)));
+    await importImage({ store, name: "ok", file: `${tmp}/ok.tar` });
+    // A config that names another count of layers, or no digest, is refused.
+    const two = await configOf(l1, l1);
+    Deno.writeFileSync(`${tmp}/n.tar`, docker(l1, two));
+    await assertRejects(
+      () => importImage({ store, name: "n", file: `${tmp}/n.tar` }),
+      CapsuleError,
+      "lists 2 layer digests for 1 layers",
+    );
+    assertEquals([...Deno.readDirSync(`${store}/images`)].map((e) => e.name), ["ok"]);
+  });
+});
+
 Deno.test("import: failures name the file and leave nothing behind", async () => {
   await withTempDir(async (tmp) => {
     const store = `${tmp}/store`;
@@ -311,5 +364,43 @@ Deno.test("import: a reference as the name (redis:7 style), found by every spell
     const a = Deno.statSync(`${store}/images/app/rootfs/bin/sh`);
     const b = Deno.statSync(`${store}/images/team%2Fapp%3A1.2/rootfs/bin/sh`);
     assertEquals(a.ino, b.ino);
+  });
+});
+
+Deno.test("import: no file of an archive stays open, imported or failed halfway", async () => {
+  await withTempDir(async (tmp) => {
+    const config = await configOf(buildTar(LAYER1));
+    const cfgName = `${await sha(config)}.json`;
+    const docker = buildTar([
+      { name: "aaaa/layer.tar", data: buildTar(LAYER1) },
+      { name: cfgName, data: config },
+      {
+        name: "manifest.json",
+        data: JSON.stringify([{ Config: cfgName, Layers: ["aaaa/layer.tar"] }]),
+      },
+    ]);
+    Deno.writeFileSync(`${tmp}/docker.tar`, docker);
+    // A flat rootfs that fails halfway: a file, then an entry that climbs out.
+    Deno.writeFileSync(
+      `${tmp}/bad.tar`,
+      buildTar([{ name: "a", data: "x".repeat(3000) }, { name: "../out", data: "y" }]),
+    );
+    const open = () =>
+      [...Deno.readDirSync("/proc/self/fd")].filter((e) => {
+        try {
+          return Deno.readLinkSync(`/proc/self/fd/${e.name}`).startsWith(tmp);
+        } catch {
+          return false;
+        }
+      }).length;
+    for (let i = 0; i < 3; i++) {
+      await importImage({ store: `${tmp}/store`, name: `d${i}`, file: `${tmp}/docker.tar` });
+      await assertRejects(
+        () => importImage({ store: `${tmp}/store`, name: `b${i}`, file: `${tmp}/bad.tar` }),
+        CapsuleError,
+        "outside",
+      );
+    }
+    assertEquals(open(), 0, "files of the archives still open");
   });
 });

@@ -172,3 +172,51 @@ Deno.test("readTar: a binary pax xattr (a file capability with bytes >= 0x80) is
   assertEquals(got[0].h.name, "ping");
   assertEquals(got[0].h.xattrs["security.capability"], cap);
 });
+
+/** The header at `at` given another type flag, its checksum made again. */
+function retype(bytes: Uint8Array, at: number, flag: string): Uint8Array {
+  const out = bytes.slice();
+  out[at + 156] = flag.charCodeAt(0);
+  out.fill(0x20, at + 148, at + 156);
+  let sum = 0;
+  for (let i = 0; i < 512; i++) sum += out[at + i];
+  out.set(new TextEncoder().encode(sum.toString(8).padStart(6, "0") + "\0 "), at + 148);
+  return out;
+}
+
+Deno.test("readTar: pax numbers that are not numbers are a TarError, not a crash", async () => {
+  const one = (pax: Record<string, string>) => entries(buildTar([{ name: "f", data: "x", pax }]));
+  // A fraction and a sign are mtime's only.
+  assertEquals((await one({ mtime: "-1.5" }))[0].h.mtime, -1.5);
+  assertEquals((await one({ mtime: "-1.5" }))[0].h.mtimeNs, -1500000000n);
+  const ns = (await one({ mtime: "1600000000.123456789" }))[0].h;
+  assertEquals([ns.mtime, ns.mtimeNs], [1600000000.123456789, 1600000000123456789n]);
+  assertEquals((await one({ uid: "4294967295", gid: "7" }))[0].h.uid, 4294967295);
+  for (
+    const [key, value] of [
+      ["mtime", "abc"],
+      ["mtime", ""],
+      ["mtime", "1e9"],
+      ["uid", "12.5"],
+      ["uid", "-1"],
+      ["gid", "0x10"],
+      ["size", "1.0"],
+    ]
+  ) {
+    await assertRejects(() => one({ [key]: value }), TarError, `invalid ${key}`);
+  }
+  // 32-bit owners: a larger one would wrap to another user.
+  await assertRejects(() => one({ uid: "4294968296" }), TarError, "past 4294967295");
+  await assertRejects(() => one({ gid: "4294967296" }), TarError, "past 4294967295");
+});
+
+Deno.test("readTar: a GNU sparse file (type S, or pax GNU.sparse.*) is refused, never dropped", async () => {
+  const plain = buildTar([{ name: "d/", type: "dir" }, { name: "d/s", data: "x" }]);
+  await assertRejects(() => entries(retype(plain, 512, "S")), TarError, "GNU sparse file");
+  const pax = buildTar([{
+    name: "GNUSparseFile.0/s",
+    data: "1\n0\n1\n",
+    pax: { "GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "s" },
+  }]);
+  await assertRejects(() => entries(pax), TarError, "GNU sparse file");
+});

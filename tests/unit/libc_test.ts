@@ -145,3 +145,47 @@ Deno.test("SysError: every errno it names has a text, never the name twice", () 
   const e = new libc.SysError("connect", 111, "/run/x.sock");
   assertEquals(e.message, "connect /run/x.sock: connection refused (ECONNREFUSED)");
 });
+
+Deno.test("timespecs: a fraction that rounds to a whole second moves to the next second", () => {
+  const ts = (t: number) => [...new BigInt64Array(libc.timespecs(t).buffer)].map(Number);
+  assertEquals(ts(1.9999999999), [2, 0, 2, 0]);
+  assertEquals(ts(1600000000.5), [1600000000, 500000000, 1600000000, 500000000]);
+  assertEquals(ts(-0.5), [-1, 500000000, -1, 500000000]);
+  assertEquals(ts(0), [0, 0, 0, 0]);
+  // Exact nanoseconds when given (a pax mtime): a double holds ~0.2 us of a recent time.
+  const exact = (ns: bigint) => [...new BigInt64Array(libc.timespecs(0, ns).buffer)];
+  assertEquals(exact(1600000000123456789n), [1600000000n, 123456789n, 1600000000n, 123456789n]);
+  assertEquals(exact(-1500000000n), [-2n, 500000000n, -2n, 500000000n]);
+});
+
+Deno.test("fd calls: a file made with O_CREATE_NEW gets its mode and times through the fd", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const path = `${dir}/f`;
+    const fd = libc.open(path, libc.O_CREATE_NEW, 0o600);
+    try {
+      assertEquals(libc.write(fd, new TextEncoder().encode("abc"), path), 3);
+      libc.seekCurrent(fd, 5, path);
+      libc.ftruncate(fd, 8, path);
+      // The owner first: chown clears a setuid bit (FdFile.finish's order).
+      assertEquals(libc.fchown(fd, Deno.uid()!, Deno.gid()!), 0);
+      libc.fchmod(fd, 0o4751, path);
+      // utimensat refuses a tv_nsec of 10^9: this one must land on 2 s, not fail.
+      assertEquals(libc.futimes(fd, 1.9999999999), 0);
+    } finally {
+      libc.close(fd);
+    }
+    const st = Deno.lstatSync(path);
+    assertEquals(st.mode! & 0o7777, 0o4751);
+    assertEquals(st.mtime?.getTime(), 2000);
+    assertEquals(st.size, 8);
+    // Exclusive, and never through a symlink: both are EEXIST.
+    Deno.symlinkSync(`${dir}/nowhere`, `${dir}/l`);
+    for (const p of [path, `${dir}/l`]) {
+      const e = assertThrows(() => libc.open(p, libc.O_CREATE_NEW, 0o600), libc.SysError);
+      assertEquals(e.code, "EEXIST");
+    }
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
