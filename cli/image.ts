@@ -61,7 +61,8 @@ export const imageRunFlags: FlagDef[] = [
     name: "ulimit",
     type: "list",
     arg: "NAME=SOFT[:HARD]",
-    help: "process limit, e.g. nofile=65536:65536 (default nofile: capsule's own hard limit)",
+    help: "process limit, e.g. nofile=65536:65536, core=-1 (-1: unlimited; default nofile: " +
+      "capsule's own hard limit)",
   },
   ...networkFlags,
   { name: "label", short: "l", type: "list", arg: "KEY=VALUE", help: "annotation" },

@@ -51,26 +51,33 @@ const ULIMIT_NAMES = [
   "stack",
 ];
 
+/** What an rlimit of config.json reads as unlimited (RLIM_INFINITY, 2^64-1: see config.ts). */
+const UNLIMITED = 2 ** 64;
+
 /**
- * --ulimit values (docker's syntax: `NAME=SOFT[:HARD]`, one value sets both) into rlimits,
- * a later one for the same name replacing an earlier one. Throws CapsuleError naming the value
- * for an unknown name, a value that is no whole number (unlimited is not offered: JSON numbers
- * cannot carry 2^64-1 exactly), or a soft limit above the hard one.
+ * --ulimit values (docker's syntax: `NAME=SOFT[:HARD]`, one value sets both; -1, as docker
+ * takes it, or `unlimited` for no limit) into rlimits, a later one for the same name replacing
+ * an earlier one. Throws CapsuleError naming the value for an unknown name, a value that is no
+ * whole number of at most 15 digits, or a soft limit above the hard one.
  */
 export function parseUlimits(values: string[]): Rlimit[] {
   const out = new Map<string, Rlimit>();
+  const limit = (t: string) => t === "-1" || t === "unlimited" ? UNLIMITED : Number(t);
+  const show = (n: number) => n === UNLIMITED ? "unlimited" : String(n);
   for (const v of values) {
-    const m = /^([a-z]+)=(\d{1,15})(?::(\d{1,15}))?$/.exec(v);
+    const m = /^([a-z]+)=(-1|unlimited|\d{1,15})(?::(-1|unlimited|\d{1,15}))?$/.exec(v);
     if (!m || !ULIMIT_NAMES.includes(m[1])) {
       throw new CapsuleError(
-        `Invalid --ulimit "${v}": use NAME=SOFT[:HARD] with whole numbers, e.g. nofile=65536:65536 ` +
-          `(names: ${ULIMIT_NAMES.join(", ")})`,
+        `Invalid --ulimit "${v}": use NAME=SOFT[:HARD] with whole numbers or -1 (unlimited), ` +
+          `e.g. nofile=65536:65536 (names: ${ULIMIT_NAMES.join(", ")})`,
       );
     }
-    const soft = Number(m[2]), hard = Number(m[3] ?? m[2]);
+    const soft = limit(m[2]), hard = limit(m[3] ?? m[2]);
     if (soft > hard) {
       throw new CapsuleError(
-        `Invalid --ulimit "${v}": the soft limit ${soft} is above the hard limit ${hard}`,
+        `Invalid --ulimit "${v}": the soft limit ${show(soft)} is above the hard limit ${
+          show(hard)
+        }`,
       );
     }
     out.set(m[1], { type: `RLIMIT_${m[1].toUpperCase()}`, soft, hard });

@@ -176,9 +176,20 @@ Deno.test("--ulimit: docker's syntax; the default nofile is capsule's own hard l
     { type: "RLIMIT_NOFILE", soft: 300, hard: 400 },
     { type: "RLIMIT_NPROC", soft: 50, hard: 50 },
   ]);
-  for (const bad of ["nofile", "nofile=a", "files=1", "nofile=-1", "nofile=2:1", "NOFILE=1"]) {
+  for (const bad of ["nofile", "nofile=a", "files=1", "nofile=-2", "nofile=2:1", "NOFILE=1"]) {
     assertThrows(() => parseUlimits([bad]), CapsuleError, "--ulimit");
   }
+  // -1 (docker's) or "unlimited": no limit, as config.json carries it (2^64, RLIM_INFINITY).
+  assertEquals(parseUlimits(["memlock=-1:-1", "core=0:unlimited", "stack=-1"]), [
+    { type: "RLIMIT_MEMLOCK", soft: 2 ** 64, hard: 2 ** 64 },
+    { type: "RLIMIT_CORE", soft: 0, hard: 2 ** 64 },
+    { type: "RLIMIT_STACK", soft: 2 ** 64, hard: 2 ** 64 },
+  ]);
+  assertThrows(
+    () => parseUlimits(["nofile=-1:1024"]),
+    CapsuleError,
+    "soft limit unlimited is above the hard limit 1024",
+  );
   assertEquals(defaultNofile([1024n, 524288n]), {
     type: "RLIMIT_NOFILE",
     soft: 524288,
