@@ -185,6 +185,20 @@ export function errno(): number {
   return errnoCell()[0];
 }
 
+/**
+ * Buffers whose addresses ptr() handed out since the last system call returned. A call is given
+ * bare addresses (i64), which do not keep a buffer alive: a temporary such as `ptr(cstr(path))`
+ * is garbage as soon as its address is taken, and sys() allocates (the BigInts) before the call,
+ * so a collection there could free what the kernel is about to read. Held here, every such buffer
+ * lives until the call that uses it returned: `invoke` empties the list when it is done, retries
+ * after EINTR included (their addresses may have been taken before it began), a bare sys() and
+ * spawn() when they return. Every pointer ptr() gives is used by the next call: nothing keeps
+ * one across calls.
+ */
+const pinned: unknown[] = [];
+/** invoke() calls under way (they nest only in tests): sys() leaves `pinned` to them. */
+let invoking = 0;
+
 const EINTR = 4;
 
 /** How a wrapper treats EINTR: "retry" the call (safe for nearly all), or "fail". */
@@ -205,13 +219,19 @@ export function invoke(
   onEintr: OnEintr = "retry",
   cell: Int32Array = errnoCell(),
 ): number {
-  for (;;) {
-    cell[0] = 0;
-    const n = Number(call());
-    if (n !== -1) return n;
-    const e = cell[0];
-    if (e === EINTR && onEintr === "retry") continue;
-    throw new SysError(syscall, e, path);
+  // The buffers pinned for this call stay pinned through its retries (see `pinned`).
+  invoking++;
+  try {
+    for (;;) {
+      cell[0] = 0;
+      const n = Number(call());
+      if (n !== -1) return n;
+      const e = cell[0];
+      if (e === EINTR && onEintr === "retry") continue;
+      throw new SysError(syscall, e, path);
+    }
+  } finally {
+    if (--invoking === 0) pinned.length = 0;
   }
 }
 
@@ -283,7 +303,7 @@ function sys(nr: number, ...args: (number | bigint)[]): number {
     const a = [0, 1, 2, 3, 4, 5].map((i) => BigInt(args[i] ?? 0));
     return Number(libc().syscall(BigInt(nr), a[0], a[1], a[2], a[3], a[4], a[5]));
   } finally {
-    pinned.length = 0;
+    if (invoking === 0) pinned.length = 0;
   }
 }
 
@@ -291,17 +311,16 @@ function sysCheck(name: string, nr: number, ...args: (number | bigint)[]): numbe
   return invoke(() => sys(nr, ...args), name);
 }
 
-/**
- * Buffers whose addresses ptr() handed out since the last system call returned. A call is given
- * bare addresses (i64), which do not keep a buffer alive: a temporary such as `ptr(cstr(path))`
- * is garbage as soon as its address is taken, and sys() allocates (the BigInts) before the call,
- * so a collection there could free what the kernel is about to read. Held here, every such buffer
- * lives until the call that uses it returned (sys() and spawn() empty the list). Every pointer
- * ptr() gives is used by the next call: nothing keeps one across calls.
- */
-const pinned: unknown[] = [];
+/** How many buffers are pinned now (tests: none once a call has returned). */
+export function pinnedCount(): number {
+  return pinned.length;
+}
 
-function ptr(buf: Uint8Array | BigUint64Array | Int32Array | null): bigint {
+/**
+ * The address of `buf` for a system call's argument (0 for null), pinned until that call
+ * returns (see `pinned`). Exported for tests.
+ */
+export function ptr(buf: Uint8Array | BigUint64Array | Int32Array | null): bigint {
   if (!buf) return 0n;
   pinned.push(buf);
   return BigInt(Deno.UnsafePointer.value(Deno.UnsafePointer.of(buf as Uint8Array)));

@@ -213,6 +213,40 @@ export function release(buf: ArrayBufferLike): void {
   } catch { /* not detachable (a Wasm memory, a buffer Deno pinned): the collector frees it */ }
 }
 
+/** The zstd decoders `through` is feeding (a write under way) or ending. */
+const busyDecoders = new Set<NodeTransform>();
+
+/**
+ * Deno's node:zlib throws a zstd decoder's error found while it works through a write (a frame
+ * whose checksum does not match, when the frame's end comes with a full output buffer) from a
+ * callback instead of emitting it on the stream, and the write never completes: uncaught, it
+ * ended the process with a stack trace and left the import's temporary directory. Such an
+ * error ("Zstd decompress error: ...") is taken as the decoder's own when exactly one decoder
+ * of ours is busy, and destroys it (the import fails with a clear error). Any other uncaught
+ * error, or one that cannot be told apart (two imports in one process at that moment), is left
+ * alone: it is a caller's own, or it ends the process as before.
+ */
+function onUncaughtZstd(e: ErrorEvent): void {
+  const err = e.error;
+  if (!(err instanceof Error) || !err.message.startsWith("Zstd decompress error")) return;
+  if (busyDecoders.size !== 1) return;
+  e.preventDefault();
+  const [t] = busyDecoders;
+  busyDecoders.delete(t);
+  t.destroy(err);
+}
+
+/** Marks a zstd decoder busy or not; the listener is there while any is. */
+function busy(t: NodeTransform, on: boolean): void {
+  const before = busyDecoders.size;
+  if (on) busyDecoders.add(t);
+  else busyDecoders.delete(t);
+  if (before === 0 && busyDecoders.size > 0) globalThis.addEventListener("error", onUncaughtZstd);
+  if (before > 0 && busyDecoders.size === 0) {
+    globalThis.removeEventListener("error", onUncaughtZstd);
+  }
+}
+
 /**
  * Runs `src` through the transform `t` with back-pressure both ways: the next input chunk is
  * read once `t` has consumed the previous one (its write callback), and `t` produces output
@@ -231,13 +265,16 @@ async function* through(
   let srcError: { e: unknown } | undefined;
   let stop = false;
   /** Resolves when `t` has consumed chunk c, or is closed (destroyed, failed). */
+  const zstd = kind === "zstd";
   const write = (c: Uint8Array) =>
     new Promise<void>((res) => {
       const done = () => {
         t.off("close", done);
+        if (zstd) busy(t, false);
         res();
       };
       t.once("close", done);
+      if (zstd) busy(t, true);
       t.write(c, done);
     });
   const feed = (async () => {
@@ -247,9 +284,11 @@ async function* through(
         await write(c);
         if (stop) break;
       }
-      // Not on a stream that failed: ending it throws its error again, uncaught (node:zlib's
-      // zstd flush), and outside this function's watch for it.
-      if (!stop && !t.destroyed) t.end();
+      // Not on a stream that failed: ending it throws its error again, uncaught.
+      if (!stop && !t.destroyed) {
+        if (zstd) busy(t, true); // until it is gone (below)
+        t.end();
+      }
     } catch (e) {
       srcError = { e };
       t.destroy(e instanceof Error ? e : new Error(String(e)));
@@ -259,17 +298,6 @@ async function* through(
   let full: ArrayBufferLike | undefined;
   /** The output buffer `t` is filling, released once `t` is gone. */
   let last: ArrayBufferLike | undefined;
-  // Deno's node:zlib throws some decoder errors (a zstd frame whose checksum does not match)
-  // from a callback instead of emitting them on the stream: uncaught, they ended the process
-  // with a stack trace and left the import's temporary directory. While `t` runs, an uncaught
-  // error thrown from node:zlib is taken as `t`'s own.
-  const onUncaught = (e: ErrorEvent) => {
-    const err = e.error;
-    if (!(err instanceof Error) || !/ext:deno_node\/zlib/.test(err.stack ?? "")) return;
-    e.preventDefault();
-    t.destroy(err);
-  };
-  globalThis.addEventListener("error", onUncaught);
   try {
     for await (const c of t) {
       // node:zlib fills an output buffer of `size` bytes with one or more chunks (in order),
@@ -292,7 +320,7 @@ async function* through(
       `the ${kind} data is corrupt or truncated (${(e as Error).message ?? e})`,
     );
   } finally {
-    globalThis.removeEventListener("error", onUncaught);
+    busy(t, false);
     stop = true;
     t.destroy();
     await feed;

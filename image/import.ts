@@ -491,7 +491,10 @@ async function applyLayers(
     const reader = new ChunkReader(tap(decompress(src.chunks(layer.path, { hash })), diff));
     let digest: string | undefined, diffId: string | undefined;
     try {
-      addTally(tally, await applyTar(readTar(reader), rootfs, { layer: true, signal }));
+      addTally(
+        tally,
+        await applyTar(readTar(reader, { layer: true }), rootfs, { layer: true, signal }),
+      );
       await reader.drain();
       digest = await hash?.digest();
       diffId = await diff?.digest();

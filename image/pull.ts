@@ -352,7 +352,7 @@ async function pullLayer(ctx: Ctx, desc: Descriptor, diffId: string, row: number
     };
     const reader = new ChunkReader(plain());
     try {
-      await applyTar(readTar(reader), `${tmp}/diff`, {
+      await applyTar(readTar(reader, { layer: true }), `${tmp}/diff`, {
         layer: true,
         overlayWhiteouts: true,
         signal: ctx.interrupt,

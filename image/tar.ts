@@ -157,12 +157,18 @@ function cstring(b: Uint8Array): string {
   return dec.decode(end < 0 ? b : b.subarray(0, end));
 }
 
-/** An octal field, or GNU base-256 (high bit of the first byte set) for large values. */
+/**
+ * An octal field, or GNU base-256 (high bit of the first byte set) for large values: big-endian
+ * two's complement after that bit, so a first byte 0xff is a negative number (GNU tar writes a
+ * time before 1970 so).
+ */
 export function parseNumber(b: Uint8Array): number {
   if (b[0] & 0x80) {
-    let n = b[0] & 0x7f;
-    for (let i = 1; i < b.length; i++) n = n * 256 + b[i];
-    return n;
+    const negative = (b[0] & 0x40) !== 0;
+    const inv = negative ? 0xff : 0;
+    let n = (b[0] ^ inv) & 0x7f;
+    for (let i = 1; i < b.length; i++) n = n * 256 + (b[i] ^ inv);
+    return negative ? -(n + 1) : n;
   }
   const s = cstring(b).trim();
   if (s === "") return 0;
@@ -250,8 +256,10 @@ function applyPax(h: TarHeader, pax: Map<string, Uint8Array>): void {
       case "mtime": {
         // Seconds, with a fraction and before 1970 a sign (POSIX pax, GNU tar). A double
         // keeps ~0.2 us of a recent time: the nanoseconds are kept apart, exactly.
+        // Python's tarfile writes str(float): 1e-05 for a time within 0.1 ms of 1970.
         const text = s();
-        h.mtime = paxNumber(h, k, text, /^-?\d{1,15}(\.\d{1,20})?$/);
+        h.mtime = paxNumber(h, k, text, /^-?\d{1,15}(\.\d{1,20})?(e-\d{1,2})?$/);
+        if (text.includes("e")) break;
         const [whole, frac = ""] = text.replace("-", "").split(".");
         const ns = BigInt(whole) * 1_000_000_000n + BigInt((frac + "000000000").slice(0, 9));
         h.mtimeNs = text.startsWith("-") ? -ns : ns;
@@ -282,8 +290,9 @@ function applyPax(h: TarHeader, pax: Map<string, Uint8Array>): void {
  */
 function sparse(h: TarHeader): TarError {
   return new TarError(
-    `"${h.name}" is a GNU sparse file, which capsule does not read; ` +
-      `make the archive without --sparse (holes are kept anyway: runs of zeros are not written)`,
+    `"${h.name}" is a GNU sparse file, which capsule does not read; make the archive without ` +
+      `sparse entries (GNU tar: without --sparse; bsdtar: --no-read-sparse); holes are kept ` +
+      `anyway: runs of zeros are not written`,
     false,
     true,
   );
@@ -292,8 +301,12 @@ function sparse(h: TarHeader): TarError {
 /** uid and gid are 32-bit: a larger value would wrap to another owner (GNU tar refuses it). */
 function checkOwner(h: TarHeader): void {
   for (const [what, id] of [["uid", h.uid], ["gid", h.gid]] as const) {
-    if (id > 0xffffffff) {
-      throw new TarError(`"${h.name}" has ${what} ${id}, past 4294967295 (32 bits)`, false, true);
+    if (id < 0 || id > 0xffffffff) {
+      throw new TarError(
+        `"${h.name}" has ${what} ${id}, not 0 to 4294967295 (32 bits)`,
+        false,
+        true,
+      );
     }
   }
 }
@@ -315,7 +328,16 @@ const pad = (n: number) => (512 - (n % 512)) % 512;
  * they describe. Throws TarError when the input is not tar (bad checksum on the first header)
  * or ends before the end-of-archive marker.
  */
-export async function* readTar(reader: ChunkReader): AsyncGenerator<TarEntry> {
+export async function* readTar(
+  reader: ChunkReader,
+  opts: {
+    /**
+     * An image layer: an archive with no entries (its end marker alone, or no bytes at all) is
+     * a layer that changes nothing, as docker saves one, not "not a tar archive".
+     */
+    layer?: boolean;
+  } = {},
+): AsyncGenerator<TarEntry> {
   let globalPax = new Map<string, Uint8Array>();
   let localPax: Map<string, Uint8Array> | undefined;
   let longName: string | undefined;
@@ -324,11 +346,14 @@ export async function* readTar(reader: ChunkReader): AsyncGenerator<TarEntry> {
   for (;;) {
     const block = await reader.read(512);
     if (block === null) {
+      if (first && opts.layer) return;
       if (first) throw new TarError("the file is empty", true);
       throw new TarError("the archive ends without its end marker (truncated?)", true);
     }
     if (isZero(block)) {
-      if (first) throw new TarError("not a tar archive (it starts with an empty block)");
+      if (first && !opts.layer) {
+        throw new TarError("not a tar archive (it starts with an empty block)");
+      }
       return; // end of archive (a second zero block and padding may follow: not read)
     }
     if (!checksumOk(block)) {

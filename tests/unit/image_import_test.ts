@@ -281,6 +281,25 @@ Deno.test("import: a layer whose tar does not match its diff_id is refused", asy
     );
     Deno.writeFileSync(`${tmp}/ok.tar`, docker(await gzip(l1)));
     await importImage({ store, name: "ok", file: `${tmp}/ok.tar` });
+    // docker's empty layer (a layer that changes nothing: the end marker alone), with its id.
+    const empty = new Uint8Array(1024);
+    const withEmpty = buildTar([
+      { name: "aaaa/layer.tar", data: l1 },
+      { name: "bbbb/layer.tar", data: empty },
+      { name: "c.json", data: await configOf(l1, empty) },
+      {
+        name: "manifest.json",
+        data: JSON.stringify([{ Config: "c.json", Layers: ["aaaa/layer.tar", "bbbb/layer.tar"] }]),
+      },
+    ]);
+    Deno.writeFileSync(`${tmp}/e.tar`, withEmpty);
+    const e = await importImage({ store, name: "e", file: `${tmp}/e.tar` });
+    assertEquals(
+      e.layers[1],
+      "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef",
+    );
+    assertEquals(listTree(`${store}/images/e/rootfs`), ["bin/sh", "etc/old", "var/cache/a"]);
+    Deno.removeSync(`${store}/images/e`, { recursive: true });
     // A config that names another count of layers, or no digest, is refused.
     const two = await configOf(l1, l1);
     Deno.writeFileSync(`${tmp}/n.tar`, docker(l1, two));

@@ -126,6 +126,16 @@ Deno.test("readTar: GNU base-256 numbers", () => {
   b[8] = 0x01; // 2^24
   assertEquals(parseNumber(b), 1 << 24);
   assertEquals(parseNumber(new TextEncoder().encode("0000644\0")), 0o644);
+  // Negative: two's complement, as GNU tar writes a time before 1970 (-2: 0xff ... 0xfe).
+  const minus = (n: number) => {
+    const f = new Uint8Array(12).fill(0xff);
+    let v = n - 1; // the bytes of -n are those of n-1 inverted
+    for (let i = 11; i > 0 && v > 0; i--, v = Math.floor(v / 256)) f[i] = 0xff ^ (v % 256);
+    return f;
+  };
+  assertEquals(parseNumber(minus(2)), -2);
+  assertEquals(parseNumber(minus(1)), -1);
+  assertEquals(parseNumber(minus(315619200)), -315619200);
 });
 
 Deno.test("readTar: not a tar, empty, truncated, no end marker", async () => {
@@ -189,6 +199,8 @@ Deno.test("readTar: pax numbers that are not numbers are a TarError, not a crash
   // A fraction and a sign are mtime's only.
   assertEquals((await one({ mtime: "-1.5" }))[0].h.mtime, -1.5);
   assertEquals((await one({ mtime: "-1.5" }))[0].h.mtimeNs, -1500000000n);
+  // Python's tarfile writes str(float), an exponent for a time within 0.1 ms of 1970.
+  assertEquals((await one({ mtime: "1e-05" }))[0].h.mtime, 0.00001);
   const ns = (await one({ mtime: "1600000000.123456789" }))[0].h;
   assertEquals([ns.mtime, ns.mtimeNs], [1600000000.123456789, 1600000000123456789n]);
   assertEquals((await one({ uid: "4294967295", gid: "7" }))[0].h.uid, 4294967295);
@@ -196,7 +208,9 @@ Deno.test("readTar: pax numbers that are not numbers are a TarError, not a crash
     const [key, value] of [
       ["mtime", "abc"],
       ["mtime", ""],
-      ["mtime", "1e9"],
+      ["mtime", "1e999"],
+      ["mtime", "1E9"],
+      ["mtime", "1e99"],
       ["uid", "12.5"],
       ["uid", "-1"],
       ["gid", "0x10"],
@@ -206,8 +220,8 @@ Deno.test("readTar: pax numbers that are not numbers are a TarError, not a crash
     await assertRejects(() => one({ [key]: value }), TarError, `invalid ${key}`);
   }
   // 32-bit owners: a larger one would wrap to another user.
-  await assertRejects(() => one({ uid: "4294968296" }), TarError, "past 4294967295");
-  await assertRejects(() => one({ gid: "4294967296" }), TarError, "past 4294967295");
+  await assertRejects(() => one({ uid: "4294968296" }), TarError, "not 0 to 4294967295");
+  await assertRejects(() => one({ gid: "4294967296" }), TarError, "not 0 to 4294967295");
 });
 
 Deno.test("readTar: a GNU sparse file (type S, or pax GNU.sparse.*) is refused, never dropped", async () => {
@@ -219,4 +233,17 @@ Deno.test("readTar: a GNU sparse file (type S, or pax GNU.sparse.*) is refused, 
     pax: { "GNU.sparse.major": "1", "GNU.sparse.minor": "0", "GNU.sparse.name": "s" },
   }]);
   await assertRejects(() => entries(pax), TarError, "GNU sparse file");
+});
+
+Deno.test("readTar: a layer with no entries (docker's empty layer) is read as none", async () => {
+  const none = async (b: Uint8Array) => {
+    const out = [];
+    for await (const e of readTar(new ChunkReader(chunked(b, 512)), { layer: true })) out.push(e);
+    return out.length;
+  };
+  assertEquals(await none(new Uint8Array(1024)), 0); // sha256:5f70bf18... in docker saves
+  assertEquals(await none(new Uint8Array(0)), 0);
+  assertEquals(await none(buildTar([{ name: "a", data: "x" }])), 1);
+  // Not a layer: an empty block first is still "not a tar archive" (a rootfs import).
+  await assertRejects(() => entries(new Uint8Array(1024)), TarError, "not a tar archive");
 });

@@ -189,3 +189,31 @@ Deno.test("fd calls: a file made with O_CREATE_NEW gets its mode and times throu
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("ptr: a buffer stays pinned through an EINTR retry, and not after the call", () => {
+  // sysCheck/sysErrno callers take addresses before invoke() begins; the call inside may run
+  // other system calls (sys() used to empty the list after each one).
+  const cell = new Int32Array(1);
+  const seen: number[] = [];
+  let attempts = 0;
+  libc.ptr(new Uint8Array(8));
+  libc.invoke(
+    () => {
+      libc.getpid(); // a system call of its own, through sys()
+      seen.push(libc.pinnedCount());
+      if (attempts++ > 0) return 0;
+      cell[0] = 4; // EINTR: invoke tries again
+      return -1;
+    },
+    "test",
+    undefined,
+    "retry",
+    cell,
+  );
+  assertEquals(seen, [1, 1]);
+  assertEquals(libc.pinnedCount(), 0);
+  // A bare sys() call (getpid) empties it when it returns.
+  libc.ptr(new Uint8Array(8));
+  libc.getpid();
+  assertEquals(libc.pinnedCount(), 0);
+});
