@@ -31,7 +31,11 @@ function logFiles(log: string): Map<string, number> {
   return out;
 }
 
-/** Pids of the processes that hold `path` open (the root's monitor, while it writes the log). */
+/**
+ * Pids of the processes that hold `path` open for writing (the root's monitor, while it writes
+ * the log). A reader (`log -f`, which opens the log at each read) is not a writer: counted, it
+ * made a sample that fell within its read see two.
+ */
 function holders(path: string): number[] {
   const pids: number[] = [];
   for (const e of Deno.readDirSync("/proc")) {
@@ -40,6 +44,9 @@ function holders(path: string): number[] {
       for (const f of Deno.readDirSync(`/proc/${e.name}/fd`)) {
         try {
           if (Deno.readLinkSync(`/proc/${e.name}/fd/${f.name}`) !== path) continue;
+          const info = Deno.readTextFileSync(`/proc/${e.name}/fdinfo/${f.name}`);
+          const flags = parseInt(/^flags:\s*([0-7]+)/m.exec(info)?.[1] ?? "0", 8);
+          if ((flags & 3) === 0) continue; // O_RDONLY
         } catch {
           continue; // closed meanwhile
         }
