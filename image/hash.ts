@@ -21,10 +21,12 @@ export interface StreamHash {
 /** Inputs below this many bytes are hashed inline. */
 export const SMALL = 64 << 20;
 
-type NodeHash = { update(b: Uint8Array): NodeHash; digest(enc: "hex"): string };
+/** node:crypto's SHA-256 object: update() in place, digest("hex") once. */
+export type NodeHash = { update(b: Uint8Array): NodeHash; digest(enc: "hex"): string };
 let createHash: ((alg: string) => NodeHash) | undefined;
 
-async function nodeHash(): Promise<NodeHash> {
+/** An inline SHA-256 (node:crypto, loaded on first use): for a pull's streams, small inputs. */
+export async function nodeHash(): Promise<NodeHash> {
   createHash ??= (await import("node:crypto")).createHash as unknown as (a: string) => NodeHash;
   return createHash("sha256");
 }

@@ -32,12 +32,7 @@ import {
   storeDir,
 } from "./store.ts";
 import { ChunkReader, readTar, TarError } from "./tar.ts";
-
-type Hash = { update(b: Uint8Array): Hash; digest(enc: "hex"): string };
-async function sha256(): Promise<Hash> {
-  const { createHash } = await import("node:crypto");
-  return createHash("sha256") as unknown as Hash;
-}
+import { nodeHash } from "./hash.ts";
 
 /** The platform to pick from an index: os/architecture[/variant]. */
 export interface Platform {
@@ -320,8 +315,8 @@ async function pullLayer(ctx: Ctx, desc: Descriptor, diffId: string, row: number
     Deno.chmodSync(`${tmp}/diff`, 0o755);
     const res = await ctx.reg.blob(desc.digest);
     ctx.progress.set(row, "downloading");
-    const blobHash = await sha256();
-    const diffHash = await sha256();
+    const blobHash = await nodeHash();
+    const diffHash = await nodeHash();
     let n = 0;
     body = res.body!.getReader();
     const reader0 = body;
@@ -462,7 +457,7 @@ async function smallBlob(reg: Registry, d: Descriptor, what: string, max: number
     bytes.set(p.subarray(0, Math.min(p.length, n - at)), at);
     at += p.length;
   }
-  const h = await sha256();
+  const h = await nodeHash();
   if (n !== d.size || `sha256:${h.update(bytes).digest("hex")}` !== d.digest) {
     throw new RegistryError(
       `Cannot pull ${what}: its config blob does not match its digest ${d.digest}`,
