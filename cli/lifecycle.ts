@@ -1,6 +1,7 @@
 // The OCI lifecycle commands: spec, create, start, run, state, list, kill, delete.
 import { CapsuleError, NotFoundError, UsageError } from "../runtime/errors.ts";
 import { ID_PATTERN, validateId } from "../runtime/ids.ts";
+import { parseJson } from "../runtime/json.ts";
 import { parseSignal } from "../runtime/signals.ts";
 import { exists, sameDir } from "../runtime/state.ts";
 import { OCI_VERSION } from "../runtime/version.ts";
@@ -161,7 +162,8 @@ async function keptImageContainers(
     const bundle = paths.container(g.store, info.id);
     let annotations: Record<string, string> = {};
     try {
-      annotations = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`)).annotations ?? {};
+      const config = parseJson(Deno.readTextFileSync(`${bundle}/config.json`));
+      annotations = (config as { annotations?: Record<string, string> }).annotations ?? {};
     } catch { /* shown without */ }
     // A foreground run's exit status, kept in the store (image/run.ts).
     const exit = readExitStatus(bundle);

@@ -1,5 +1,6 @@
 // Processes in a container: exec, ps, log.
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
+import { parseJson } from "../runtime/json.ts";
 import type { Process, Spec } from "../runtime/spec.ts";
 import type { CommandDef, Globals, Parsed } from "./types.ts";
 import { ExitWith, formatFlag, pidFileOption, preserveFdsOption } from "./output.ts";
@@ -8,7 +9,12 @@ import { openRuntime } from "./runtime.ts";
 function parseUser(v: string): { uid: number; gid: number } {
   const m = /^(\d+)(?::(\d+))?$/.exec(v.trim());
   if (!m) throw new CapsuleError(`Invalid user "${v}": use UID or UID:GID (numbers)`);
-  return { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) };
+  const uid = Number(m[1]), gid = Number(m[2] ?? m[1]);
+  // Refused here as written (a number past 2^53-1 would be named rounded).
+  if (uid > 0xffffffff || gid > 0xffffffff) {
+    throw new CapsuleError(`Invalid user "${v}": a uid or gid is at most 4294967295`);
+  }
+  return { uid, gid };
 }
 
 function parseGid(v: string): number {
@@ -22,7 +28,7 @@ function parseGid(v: string): number {
 function configUser(bundle: string): { uid: number; gid: number; additionalGids?: number[] } {
   let cfg: Spec;
   try {
-    cfg = JSON.parse(Deno.readTextFileSync(`${bundle}/config.json`));
+    cfg = parseJson(Deno.readTextFileSync(`${bundle}/config.json`)) as Spec;
   } catch (e) {
     throw new CapsuleError(`Cannot read ${bundle}/config.json: ${(e as Error).message}`);
   }
@@ -36,7 +42,7 @@ async function readProcessFile(path: string): Promise<{ process: Process; bytes:
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
-    raw = JSON.parse(new TextDecoder().decode(bytes));
+    raw = parseJson(new TextDecoder().decode(bytes));
   } catch (e) {
     throw new CapsuleError(`Invalid process file "${path}": ${(e as Error).message}`);
   }

@@ -1,15 +1,21 @@
 // Resource commands: update, pause, resume, events.
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
+import { parseJson } from "../runtime/json.ts";
 import type { LinuxResources } from "../runtime/cgroups/mod.ts";
 import type { CommandDef, Globals } from "./types.ts";
 import { openRuntime } from "./runtime.ts";
 
-function int(flag: string, v: string | undefined): number | undefined {
+/**
+ * A whole number flag, exact: a bigint past 2^53-1 (the runtime spec's int64 and uint64 fields;
+ * validateResources checks each one's range, as runc reads them).
+ */
+function int(flag: string, v: string | undefined): number | bigint | undefined {
   if (v === undefined) return undefined;
   if (!/^-?\d+$/.test(v.trim())) {
     throw new CapsuleError(`Invalid --${flag} "${v}": expected a whole number`);
   }
-  return Number(v);
+  const n = Number(v);
+  return Number.isSafeInteger(n) ? n : BigInt(v.trim());
 }
 
 /** Builds LinuxResources from update's flags (or a --resources file, as podman sends it). */
@@ -29,7 +35,7 @@ export async function resourcesFromFlags(
       throw new CapsuleError(`Cannot read resources file "${file}": ${(e as Error).message}`);
     }
     try {
-      r = JSON.parse(text);
+      r = parseJson(text) as LinuxResources;
       if (typeof r !== "object" || r === null || Array.isArray(r)) {
         throw new Error("not a JSON object");
       }
@@ -38,7 +44,13 @@ export async function resourcesFromFlags(
     }
   }
   const s = (k: string) => flags[k] as string | undefined;
-  const mem = (k: string) => (s(k) === undefined ? undefined : parseMemory(s(k)!, `--${k}`));
+  // A plain byte count past 2^53-1 (runc's int64) is exact; parseMemory's units stay below.
+  const mem = (k: string) =>
+    s(k) === undefined
+      ? undefined
+      : /^\s*\d{16,}\s*$/.test(s(k)!)
+      ? int(k, s(k))
+      : parseMemory(s(k)!, `--${k}`);
   const memory = {
     ...r.memory,
     ...defined({

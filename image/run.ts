@@ -3,6 +3,7 @@
 import type { Runtime } from "../runtime/container.ts";
 import { CapsuleError } from "../runtime/errors.ts";
 import { validateId } from "../runtime/ids.ts";
+import { stringifyJson } from "../runtime/json.ts";
 import type { Mount } from "../runtime/spec.ts";
 import { privateDir, sameDir, writeFileAtomic } from "../runtime/state.ts";
 import type { ImageRunOptions } from "./mod.ts";
@@ -361,7 +362,8 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
       ...(req.log && req.keepLog ? { log: req.log } : {}),
     };
     writeFileAtomic(`${dir}/container.json`, JSON.stringify(record, null, 2) + "\n");
-    writeFileAtomic(`${dir}/config.json`, JSON.stringify(spec, null, 2) + "\n");
+    // Exact integers: an unlimited --ulimit is 18446744073709551615, a bigint (runspec.ts).
+    writeFileAtomic(`${dir}/config.json`, stringifyJson(spec, 2) + "\n");
     const rt = await open({ image: true, network: req.network !== undefined });
     const ext: Record<string, unknown> = {
       image: { image: image.name, rm: req.rm === true } satisfies ImageRunOptions,

@@ -27,8 +27,9 @@ export interface RunFlags {
 /** One process rlimit of config.json (runtime spec "POSIX process" rlimits). */
 export interface Rlimit {
   type: string;
-  soft: number;
-  hard: number;
+  /** A uint64: RLIM_INFINITY is the bigint 18446744073709551615. */
+  soft: number | bigint;
+  hard: number | bigint;
 }
 
 /** docker's --ulimit names (setrlimit(2) without RLIMIT_, lowercase). */
@@ -51,8 +52,11 @@ const ULIMIT_NAMES = [
   "stack",
 ];
 
-/** What an rlimit of config.json reads as unlimited (RLIM_INFINITY, 2^64-1: see config.ts). */
-const UNLIMITED = 2 ** 64;
+/**
+ * An unlimited rlimit of config.json: RLIM_INFINITY, 2^64-1, as Go writes ^uint64(0) (a bigint:
+ * runtime/json.ts stringifyJson writes it exactly).
+ */
+const UNLIMITED = 18446744073709551615n;
 
 /**
  * --ulimit values (docker's syntax: `NAME=SOFT[:HARD]`, one value sets both; -1, as docker
@@ -63,7 +67,7 @@ const UNLIMITED = 2 ** 64;
 export function parseUlimits(values: string[]): Rlimit[] {
   const out = new Map<string, Rlimit>();
   const limit = (t: string) => t === "-1" || t === "unlimited" ? UNLIMITED : Number(t);
-  const show = (n: number) => n === UNLIMITED ? "unlimited" : String(n);
+  const show = (n: number | bigint) => n === UNLIMITED ? "unlimited" : String(n);
   for (const v of values) {
     const m = /^([a-z]+)=(-1|unlimited|\d{1,15})(?::(-1|unlimited|\d{1,15}))?$/.exec(v);
     if (!m || !ULIMIT_NAMES.includes(m[1])) {

@@ -6,31 +6,46 @@ import * as z from "zod/mini";
 // zod/mini (tree-shaken, ~half the start-up cost of full zod) with English messages.
 z.config(z.locales.en());
 import { CapsuleError } from "./errors.ts";
+import { parseJson } from "./json.ts";
 import type { Spec } from "./spec.ts";
-import { checkRules } from "./config_check.ts";
+import { checkRules, isRlimitValue, isSeccompValue } from "./config_check.ts";
 export { checkNamespacedSettings } from "./config_check.ts";
 
-const u32 = z.int().check(z.minimum(0), z.maximum(0xffffffff));
+/**
+ * zod's options for an integer field capsule reads as a number (of `min` to `max`): an integer
+ * literal past 2^53-1, which parseJson reads as a bigint, is refused naming its value as written
+ * and the range (zod would say "expected number, received bigint").
+ */
+const bigintRefused = (min: number, max: number) => ({
+  error: (issue: { input?: unknown }) =>
+    typeof issue.input === "bigint"
+      ? `${issue.input} is out of range: must be an integer ${min} to ${max}`
+      : undefined,
+});
+const SAFE = Number.MAX_SAFE_INTEGER;
+const u32 = z.int(bigintRefused(0, 0xffffffff)).check(z.minimum(0), z.maximum(0xffffffff));
 const absPath = z.string().check(z.startsWith("/", "must be an absolute path"));
 const strings = z.array(z.string());
 /**
- * An rlimit value of config.json (a uint64): an integer JSON carries exactly (0 to 2^53-1), or
- * 18446744073709551615, RLIM_INFINITY as Go writes ^uint64(0), which runc takes: JSON.parse reads
- * it as 2^64 (unlimited, plan.ts rlimitValue). Other values past 2^53-1 would be read as another
- * number than the file's: refused.
+ * An rlimit value of config.json (a uint64, config_check.ts isRlimitValue): an integer 0 to
+ * 18446744073709551615 (RLIM_INFINITY as Go writes ^uint64(0), unlimited, as runc takes it), a
+ * bigint past 2^53-1 (parseJson), exact.
  */
-const rlimitNumber = z.number().check(
-  z.refine(
-    (n) => (Number.isSafeInteger(n) && n >= 0) || n === 2 ** 64,
-    "must be an integer 0 to 9007199254740991, or 18446744073709551615 (unlimited)",
-  ),
+const rlimitNumber = z.custom<number | bigint>(
+  isRlimitValue,
+  "must be an integer 0 to 18446744073709551615 (18446744073709551615: unlimited)",
+);
+/** A seccomp argument value (a uint64, or the negative int64 of its bits): isSeccompValue. */
+const seccompValue = z.custom<number | bigint>(
+  isSeccompValue,
+  "must be an integer -9223372036854775808 to 18446744073709551615",
 );
 
 const hook = z.looseObject({
   path: absPath,
   args: z.optional(strings),
   env: z.optional(strings),
-  timeout: z.optional(z.int().check(z.positive())),
+  timeout: z.optional(z.int(bigintRefused(1, SAFE)).check(z.positive())),
 });
 
 const NS_TYPES = ["pid", "network", "mount", "ipc", "uts", "user", "cgroup", "time"] as const;
@@ -66,7 +81,9 @@ export const schema = z.looseObject({
       soft: rlimitNumber,
     }))),
     noNewPrivileges: z.optional(z.boolean()),
-    oomScoreAdj: z.optional(z.int().check(z.minimum(-1000), z.maximum(1000))),
+    oomScoreAdj: z.optional(
+      z.int(bigintRefused(-1000, 1000)).check(z.minimum(-1000), z.maximum(1000)),
+    ),
   })),
   root: z.optional(
     z.looseObject({ path: z.string().check(z.minLength(1)), readonly: z.optional(z.boolean()) }),
@@ -95,8 +112,8 @@ export const schema = z.looseObject({
     devices: z.optional(z.array(z.looseObject({
       type: z.enum(["c", "b", "u", "p"]),
       path: absPath,
-      major: z.optional(z.int()),
-      minor: z.optional(z.int()),
+      major: z.optional(z.int(bigintRefused(-SAFE, SAFE))),
+      minor: z.optional(z.int(bigintRefused(-SAFE, SAFE))),
       fileMode: z.optional(u32),
       uid: z.optional(u32),
       gid: z.optional(u32),
@@ -128,9 +145,9 @@ export const schema = z.looseObject({
         action: z.string(),
         errnoRet: z.optional(u32),
         args: z.optional(z.array(z.looseObject({
-          index: z.int().check(z.minimum(0), z.maximum(5)),
-          value: z.number(),
-          valueTwo: z.optional(z.number()),
+          index: z.int(bigintRefused(0, 5)).check(z.minimum(0), z.maximum(5)),
+          value: seccompValue,
+          valueTwo: z.optional(seccompValue),
           op: z.string(),
         }))),
       }))),
@@ -145,7 +162,7 @@ export const schema = z.looseObject({
 export function parseConfig(text: string, file = "config.json"): Spec {
   let raw: unknown;
   try {
-    raw = JSON.parse(text);
+    raw = parseJson(text);
   } catch (e) {
     throw new CapsuleError(`${file} is not valid JSON: ${(e as Error).message}`);
   }

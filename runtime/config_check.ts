@@ -16,12 +16,31 @@ const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);
 const str: Check = (v) => typeof v === "string";
 const bool: Check = (v) => typeof v === "boolean";
-const num: Check = (v) => typeof v === "number" && Number.isFinite(v);
 const int = (min = -Number.MAX_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): Check => (v) =>
   Number.isSafeInteger(v) && (v as number) >= min && (v as number) <= max;
 const u32 = int(0, 0xffffffff);
-/** config.ts's rlimitNumber: 0 to 2^53-1, or 2^64 (18446744073709551615, unlimited). */
-const rlimitNumber: Check = (v) => (Number.isSafeInteger(v) && (v as number) >= 0) || v === 2 ** 64;
+const U64_MAX = 2n ** 64n - 1n, I64_MIN = -(2n ** 63n);
+
+/**
+ * An rlimit value of config.json, a uint64 as parseJson reads it: an integer 0 to 2^64-1 (a
+ * bigint past 2^53-1), 18446744073709551615 (RLIM_INFINITY, as Go writes ^uint64(0)) being
+ * unlimited; or a value that reads as the double 2^64, which is how RLIM_INFINITY was read
+ * before integers were exact (JSON.parse) and written back (18446744073709552000): unlimited too.
+ */
+export function isRlimitValue(v: unknown): boolean {
+  if (typeof v === "bigint") return (v >= 0n && v <= U64_MAX) || Number(v) === 2 ** 64;
+  return (Number.isSafeInteger(v) && (v as number) >= 0) || v === 2 ** 64;
+}
+
+/**
+ * A seccomp argument value (value, valueTwo) of config.json: a uint64, or the negative int64
+ * of the same 64 bits (-1 for 18446744073709551615), as parseJson reads it: a number (seccomp.ts
+ * refuses one that is not an exact integer), or a bigint of -2^63 to 2^64-1.
+ */
+export function isSeccompValue(v: unknown): boolean {
+  if (typeof v === "bigint") return v >= I64_MIN && v <= U64_MAX;
+  return typeof v === "number" && Number.isFinite(v);
+}
 const re = (r: RegExp): Check => (v) => typeof v === "string" && r.test(v);
 const absPath: Check = (v) => typeof v === "string" && v.startsWith("/");
 const oneOf = (...values: string[]): Check => (v) => typeof v === "string" && values.includes(v);
@@ -55,7 +74,7 @@ const accepts = obj({
       ambient: opt(strings),
     })),
     rlimits: opt(
-      array(obj({ type: re(/^RLIMIT_[A-Z]+$/), hard: rlimitNumber, soft: rlimitNumber })),
+      array(obj({ type: re(/^RLIMIT_[A-Z]+$/), hard: isRlimitValue, soft: isRlimitValue })),
     ),
     noNewPrivileges: opt(bool),
     oomScoreAdj: opt(int(-1000, 1000)),
@@ -118,7 +137,12 @@ const accepts = obj({
         names: strings,
         action: str,
         errnoRet: opt(u32),
-        args: opt(array(obj({ index: int(0, 5), value: num, valueTwo: opt(num), op: str }))),
+        args: opt(array(obj({
+          index: int(0, 5),
+          value: isSeccompValue,
+          valueTwo: opt(isSeccompValue),
+          op: str,
+        }))),
       }))),
     })),
   })),

@@ -33,6 +33,7 @@ import type { HelperProcess } from "./helper_process.ts";
 import { callerFds } from "./spawn.ts";
 import { bindRootfsOnHost, releaseHostMount } from "./host_mount.ts";
 import { validateId } from "./ids.ts";
+import { parseJson } from "./json.ts";
 import { keepConfigProcess, writeExecPlan } from "./exec.ts";
 import { ociState } from "./query.ts";
 import type { Spec } from "./spec.ts";
@@ -180,7 +181,7 @@ function readBundle(
     );
   }
   try {
-    return { bundle, raw: JSON.parse(text), text };
+    return { bundle, raw: parseJson(text) as Spec, text };
   } catch (e) {
     throw new CapsuleError(
       `Invalid ${bundle}/config.json: not valid JSON: ${(e as Error).message}`,

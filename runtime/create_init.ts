@@ -303,7 +303,7 @@ function oomHint(c: Creating): string {
     const memory = c.spec?.linux?.resources?.memory as { limit?: unknown } | undefined;
     const limit = memory?.limit;
     return ` (out of memory: the memory limit${
-      typeof limit === "number" ? ` of ${limit} bytes` : ""
+      typeof limit === "number" || typeof limit === "bigint" ? ` of ${limit} bytes` : ""
     } is less than the init and the program need to start; raise linux.resources.memory.limit)`;
   } catch {
     return "";

@@ -20,6 +20,7 @@ import {
   type NsexecPlan,
   readNsexecAnswer,
 } from "./nsexec.ts";
+import { parseJson } from "./json.ts";
 import { buildProcessPlan } from "./plan.ts";
 import { status } from "./query.ts";
 import type { SeccompFilter, SeccompProfile } from "./seccomp.ts";
@@ -94,7 +95,7 @@ async function execBase(
   if (rec.exec) return { base: rec.exec.process, seccomp: rec.exec.seccomp };
   let config: Spec;
   try {
-    config = JSON.parse(Deno.readTextFileSync(`${rec.bundle}/config.json`)) as Spec;
+    config = parseJson(Deno.readTextFileSync(`${rec.bundle}/config.json`)) as Spec;
   } catch (e) {
     throw new CapsuleError(
       `Cannot exec in container "${id}": its configuration was not recorded and ` +
@@ -438,8 +439,8 @@ export function writeExecPlan(ctx: RuntimeContext, rec: ContainerRecord, dir: st
 
 /**
  * The span [start, end) of the value of the top-level member `key` of the JSON object `text`
- * (a config.json JSON.parse took), in UTF-16 indices; undefined when it is absent, there twice,
- * or when a key is written with an escape (JSON.parse would read another name than its text).
+ * (a config.json parseJson took), in UTF-16 indices; undefined when it is absent, there twice,
+ * or when a key is written with an escape (parseJson would read another name than its text).
  */
 export function topLevelMember(text: string, key: string): [number, number] | undefined {
   const n = text.length;
@@ -521,7 +522,7 @@ export async function keepConfigProcess(
     const source = new TextEncoder().encode(configText.slice(...span));
     if (source.length > KEPT_PROCESS_BYTES) return;
     const proc = fileProcess(
-      await processFromFile(JSON.parse(configText.slice(...span)), "config.json's process"),
+      await processFromFile(parseJson(configText.slice(...span)), "config.json's process"),
       rec.exec.process,
     );
     if (proc.terminal || !proc.cwd?.startsWith("/")) return;

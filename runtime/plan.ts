@@ -369,9 +369,14 @@ export function sysctlPath(key: string): string | undefined {
 
 const U64_MAX = "18446744073709551615";
 
-/** An rlimit value of config.json as a decimal u64 (JSON numbers past 2^64 are "unlimited"). */
-function rlimitValue(n: number): string {
-  return n >= 2 ** 64 ? U64_MAX : BigInt(Math.trunc(n)).toString();
+/**
+ * A validated rlimit value of config.json (config_check.ts isRlimitValue) as a decimal u64: one
+ * past 2^64-1 is the double 2^64 as RLIM_INFINITY was read and written before integers were
+ * exact (18446744073709552000): unlimited.
+ */
+function rlimitValue(n: number | bigint): string {
+  const v = BigInt(typeof n === "number" ? Math.trunc(Math.min(n, 2 ** 64)) : n);
+  return v > 18446744073709551615n ? U64_MAX : v.toString();
 }
 
 function joinPath(dir: string, p: string): string {

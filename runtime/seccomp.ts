@@ -6,8 +6,9 @@ import { SYSCALLS_X86_64 } from "./syscalls_x86_64.ts";
 
 export interface SeccompArg {
   index: number;
-  value: number;
-  valueTwo?: number;
+  /** A uint64 (or the negative int64 of its bits); a bigint past 2^53-1, as parseJson reads it. */
+  value: number | bigint;
+  valueTwo?: number | bigint;
   op: string;
 }
 
@@ -178,15 +179,19 @@ function argCheck(prog: Ins[], a: SeccompArg, fail: string, label: () => string,
   if (!(a.index >= 0 && a.index <= 5)) {
     throw new CapsuleError(`Invalid linux.seccomp syscalls.${ri}: argument index ${a.index}`);
   }
-  // JSON.parse gives the nearest double: past 2^53-1 that is another number than the file's
-  // (18446744073709551615 reads as 2^64, which asUintN would make 0). Refused, never compared.
+  // An integer literal is exact (parseJson: a bigint past 2^53-1). A number that is not a safe
+  // integer was written with a fraction or an exponent (1.8446744073709552e19 reads as 2^64,
+  // which asUintN would make 0): refused, never compared as another number.
   for (const [key, n] of [["value", a.value], ["valueTwo", a.valueTwo]] as const) {
-    if (n !== undefined && !Number.isSafeInteger(n)) {
+    if (n === undefined) continue;
+    const exact = typeof n === "bigint"
+      ? n >= -(2n ** 63n) && n < 2n ** 64n
+      : Number.isSafeInteger(n);
+    if (!exact) {
       throw new CapsuleError(
-        `Invalid linux.seccomp syscalls.${ri}: argument ${a.index}'s ${key} cannot be read ` +
-          `exactly (it reads as ${n}; JSON numbers are exact only as integers of magnitude up ` +
-          `to 9007199254740991): write a value of 2^63 or more as the negative number with the ` +
-          `same 64 bits (18446744073709551615 as -1)`,
+        `Invalid linux.seccomp syscalls.${ri}: argument ${a.index}'s ${key} ${n} is not an ` +
+          `exact integer of -9223372036854775808 to 18446744073709551615: write it as a plain ` +
+          `integer (no fraction, no exponent)`,
       );
     }
   }

@@ -56,8 +56,11 @@ export interface Process {
     permitted?: string[];
     ambient?: string[];
   };
-  /** setrlimit(2) limits: type like "RLIMIT_NOFILE", in the resource's units. */
-  rlimits?: { type: string; hard: number; soft: number }[];
+  /**
+   * setrlimit(2) limits: type like "RLIMIT_NOFILE", in the resource's units; uint64s, a bigint
+   * past 2^53-1 (as runtime/json.ts parseJson reads one); 18446744073709551615 is unlimited.
+   */
+  rlimits?: { type: string; hard: number | bigint; soft: number | bigint }[];
   /** Set PR_SET_NO_NEW_PRIVS (setuid binaries gain nothing). */
   noNewPrivileges?: boolean;
   /** /proc/self/oom_score_adj, -1000 to 1000. */

@@ -5,6 +5,7 @@ import { CapsuleError, NotFoundError } from "./errors.ts";
 import type { SeccompFilter } from "./seccomp.ts";
 import type { Process } from "./spec.ts";
 import { ID_PATTERN, validateId } from "./ids.ts";
+import { parseJson, stringifyJson } from "./json.ts";
 
 /** A container's status (runtime spec "State"), derived from the kernel each time. */
 export type Status = "creating" | "created" | "running" | "paused" | "stopped";
@@ -314,7 +315,9 @@ export class StateStore {
 
   /** Writes the record (temp file + rename: a reader never sees half of it). */
   write(rec: ContainerRecord): void {
-    writeFileAtomic(`${this.dir(rec.id)}/${STATE_FILE}`, JSON.stringify(rec, null, 2) + "\n");
+    // Exact integers: the process exec takes (rlimits, and what config.json adds) may hold
+    // uint64s past 2^53-1, parseJson's bigints, which JSON.stringify cannot write.
+    writeFileAtomic(`${this.dir(rec.id)}/${STATE_FILE}`, stringifyJson(rec, 2) + "\n");
   }
 
   /** The record, or undefined for a directory a crash left without one. Throws if no dir. */
@@ -329,7 +332,7 @@ export class StateStore {
       throw new NotFoundError(id);
     }
     try {
-      const rec = JSON.parse(text) as ContainerRecord;
+      const rec = parseJson(text) as ContainerRecord;
       if (rec.id !== id || typeof rec.pid !== "number") throw new Error("fields missing");
       return rec;
     } catch (e) {

@@ -107,14 +107,14 @@ export class FakeCgroupDriver implements CgroupDriver {
 
   stats(paths: CgroupPaths): CgroupStats {
     const g = this.#must("stats", paths);
-    const entry = { usage: 0, limit: g.resources.memory?.limit ?? 0, max: 0, failcnt: 0 };
+    const entry = { usage: 0, limit: Number(g.resources.memory?.limit ?? 0), max: 0, failcnt: 0 };
     return {
       cpu: {
         usage: { total: 0, kernel: 0, user: 0 },
         throttling: { periods: 0, throttledPeriods: 0, throttledTime: 0 },
       },
       memory: { cache: 0, usage: entry, swap: { ...entry }, stats: {} },
-      pids: { current: g.pids.size, limit: Math.max(0, g.resources.pids?.limit ?? 0) },
+      pids: { current: g.pids.size, limit: Math.max(0, Number(g.resources.pids?.limit ?? 0)) },
       oomKillCount: 0,
     };
   }

@@ -21,46 +21,70 @@ export interface LinuxDeviceCgroup {
  * on v2.
  */
 export interface ThrottleDevice {
-  /** The block device's major number. */
-  major: number;
-  /** The block device's minor number. */
-  minor: number;
-  /** The limit: bytes per second in the *Bps* lists, operations per second in the *IOPS* ones. */
-  rate: number;
+  /** The block device's major number (int64). */
+  major: number | bigint;
+  /** The block device's minor number (int64). */
+  minor: number | bigint;
+  /**
+   * The limit (uint64): bytes per second in the *Bps* lists, operations per second in the
+   * *IOPS* ones.
+   */
+  rate: number | bigint;
 }
 
-/** OCI linux.resources (the parts capsule applies). Numbers as in config.json. */
+/**
+ * OCI linux.resources (the parts capsule applies). Integers as in config.json, of the runtime
+ * spec's Go types (in parentheses), whose ranges validateResources checks: a number, or a bigint
+ * past 2^53-1 (how runtime/json.ts parseJson reads such a literal, exactly; validateResources
+ * makes a smaller bigint a number).
+ */
 export interface LinuxResources {
   /** Memory in bytes. */
   memory?: {
-    limit?: number;
-    reservation?: number;
-    /** memory + swap (cgroup v1 semantics, as in OCI); -1 unlimited. */
-    swap?: number;
-    /** Deprecated; ignored (as runc >= 1.2 does). */
-    kernel?: number;
-    /** cgroup v1: memory.kmem.tcp.limit_in_bytes; refused on v2, which has no such limit. */
-    kernelTCP?: number;
-    swappiness?: number;
+    /** int64; -1 unlimited. */
+    limit?: number | bigint;
+    /** int64. */
+    reservation?: number | bigint;
+    /** memory + swap (cgroup v1 semantics, as in OCI), int64; -1 unlimited. */
+    swap?: number | bigint;
+    /** Deprecated; ignored (as runc >= 1.2 does). int64. */
+    kernel?: number | bigint;
+    /** cgroup v1: memory.kmem.tcp.limit_in_bytes; refused on v2, which has no such limit. int64. */
+    kernelTCP?: number | bigint;
+    /** 0 to 100 (uint64). */
+    swappiness?: number | bigint;
     disableOOMKiller?: boolean;
   };
   /** shares: relative weight (1024 = one share); quota and period in microseconds. */
   cpu?: {
-    shares?: number;
-    quota?: number;
-    period?: number;
-    realtimeRuntime?: number;
-    realtimePeriod?: number;
+    /** 2 to 262144 (uint64). */
+    shares?: number | bigint;
+    /** int64; -1 unlimited. */
+    quota?: number | bigint;
+    /** 1000 to 1000000 (uint64). */
+    period?: number | bigint;
+    /** int64. */
+    realtimeRuntime?: number | bigint;
+    /** uint64. */
+    realtimePeriod?: number | bigint;
     cpus?: string;
     mems?: string;
   };
-  /** Most processes at once (0 or -1: no limit). */
-  pids?: { limit?: number };
+  /** Most processes at once (0 or -1: no limit); int64. */
+  pids?: { limit?: number | bigint };
   /** Block I/O: relative weights 10-1000 (per device too) and per-device throttles. */
   blockIO?: {
-    weight?: number;
-    leafWeight?: number;
-    weightDevice?: { major: number; minor: number; weight?: number; leafWeight?: number }[];
+    /** 10 to 1000 (uint16). */
+    weight?: number | bigint;
+    /** uint16. */
+    leafWeight?: number | bigint;
+    /** major and minor int64, weights uint16. */
+    weightDevice?: {
+      major: number | bigint;
+      minor: number | bigint;
+      weight?: number | bigint;
+      leafWeight?: number | bigint;
+    }[];
     /** Bytes per second. */
     throttleReadBpsDevice?: ThrottleDevice[];
     /** Bytes per second. */
@@ -70,10 +94,13 @@ export interface LinuxResources {
     /** Operations per second. */
     throttleWriteIOPSDevice?: ThrottleDevice[];
   };
-  /** Huge pages per page size ("2MB", "1GB"): the most bytes of that size. */
-  hugepageLimits?: { pageSize: string; limit: number }[];
-  /** cgroup v1 only: net_cls class id and net_prio priorities per interface. */
-  network?: { classID?: number; priorities?: { name: string; priority: number }[] };
+  /** Huge pages per page size ("2MB", "1GB"): the most bytes of that size (uint64). */
+  hugepageLimits?: { pageSize: string; limit: number | bigint }[];
+  /** cgroup v1 only: net_cls class id and net_prio priorities per interface (uint32s). */
+  network?: {
+    classID?: number | bigint;
+    priorities?: { name: string; priority: number | bigint }[];
+  };
   /** Device rules, applied in order (the last that matches wins). */
   devices?: LinuxDeviceCgroup[];
   /** cgroup v2 only: file name -> value, written as given. */

@@ -3,6 +3,7 @@
 // (rollback on refusal), recursive removal and validation of linux.resources.
 
 import { CapsuleError } from "../errors.ts";
+import { stringifyJson } from "../json.ts";
 import type { LinuxDeviceCgroup, LinuxResources } from "./types.ts";
 
 /**
@@ -460,29 +461,100 @@ export function distinctDirs(paths: Record<string, string>): string[] {
 // ---------------------------------------------------------------------------------------------
 // Validation (before anything is written) and conversions
 
-function field(path: string, v: unknown, check: (n: number) => string | undefined): void {
+/** The Go integer types of the runtime spec's linux.resources fields, and their ranges. */
+const RANGES = {
+  int64: [-(2n ** 63n), 2n ** 63n - 1n],
+  uint64: [0n, 2n ** 64n - 1n],
+  uint32: [0n, 2n ** 32n - 1n],
+  uint16: [0n, 2n ** 16n - 1n],
+} as const;
+
+/** A value as config.json writes it, for a message (a bigint as its digits, never a TypeError). */
+const shown = (v: unknown) => stringifyJson(v) ?? String(v);
+
+/**
+ * Refuses the integer field `path` unless `v` is absent, an integer (a safe one, or a bigint
+ * as parseJson reads one past 2^53-1) that `check` (given it exactly) finds nothing against,
+ * within the range of its runtime spec `type`. Throws CapsuleError naming the field, the value
+ * as written and the reason.
+ */
+function field(
+  path: string,
+  v: unknown,
+  type: keyof typeof RANGES,
+  check?: (n: bigint) => string | undefined,
+): void {
   if (v === undefined || v === null) return;
-  if (typeof v !== "number" || !Number.isSafeInteger(v)) {
-    throw new CapsuleError(`Invalid ${path} ${JSON.stringify(v)}: expected an integer`);
+  if (typeof v !== "bigint" && !Number.isSafeInteger(v)) {
+    throw new CapsuleError(`Invalid ${path} ${shown(v)}: expected an integer`);
   }
-  const why = check(v);
-  if (why) throw new CapsuleError(`Invalid ${path} ${v}: ${why}`);
+  const n = BigInt(v as number | bigint);
+  const why = check?.(n);
+  if (why) throw new CapsuleError(`Invalid ${path} ${n}: ${why}`);
+  const [min, max] = RANGES[type];
+  if (n < min || n > max) {
+    throw new CapsuleError(
+      `Invalid ${path} ${n}: out of range: must be an integer ${min} to ${max} (${type})`,
+    );
+  }
+}
+
+/** Each entry of the list `v` (undefined or null: none), with its path; a non-list refused. */
+function entries(path: string, v: unknown): [string, Record<string, unknown>][] {
+  if (v === undefined || v === null) return [];
+  if (!Array.isArray(v)) throw new CapsuleError(`Invalid ${path}: expected a list`);
+  return v.map((e, i) => {
+    if (typeof e !== "object" || e === null) {
+      throw new CapsuleError(`Invalid ${path}[${i}]: expected an object`);
+    }
+    return [`${path}[${i}]`, e];
+  });
 }
 
 const LIST_RE = /^\s*(\d+(-\d+)?)(\s*,\s*\d+(-\d+)?)*\s*$/;
 
-/** Throw a CapsuleError naming the first bad value of linux.resources. */
-export function validateResources(r: LinuxResources, version: 1 | 2): void {
+/**
+ * `v` with every bigint of the safe range (-(2^53-1) to 2^53-1) made a number, so that a value
+ * is a bigint only past 2^53-1 (as parseJson gives them): -1, 0 and the small fields compare and
+ * compute as numbers. `v` itself when it holds no bigint.
+ */
+function safeNumbers<T>(v: T): T {
+  if (typeof v === "bigint") {
+    return (v >= -BigInt(Number.MAX_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER)
+      ? Number(v)
+      : v) as T;
+  }
+  if (typeof v !== "object" || v === null) return v;
+  let out: T | undefined;
+  for (const [k, x] of Object.entries(v)) {
+    const y = safeNumbers(x);
+    if (y === x) continue;
+    out ??= (Array.isArray(v) ? [...v] : { ...v }) as T;
+    (out as Record<string, unknown>)[k] = y;
+  }
+  return out ?? v;
+}
+
+/**
+ * Throws a CapsuleError naming the first bad value of linux.resources (its field, the value as
+ * written, the reason: a value out of its runtime spec type's range too); returns `r` with
+ * bigints only past 2^53-1 (safeNumbers), for the drivers to write.
+ */
+export function validateResources(r: LinuxResources, version: 1 | 2): LinuxResources {
   const p = "linux.resources";
   if (typeof r !== "object" || r === null) {
     throw new CapsuleError(`Invalid ${p}: expected an object`);
   }
+  r = safeNumbers(r);
   const m = r.memory ?? {};
-  const limitOrMinus1 = (n: number) => n < -1 ? "must be -1 (unlimited) or a byte count" : "";
-  field(`${p}.memory.limit`, m.limit, limitOrMinus1);
-  field(`${p}.memory.reservation`, m.reservation, limitOrMinus1);
-  field(`${p}.memory.swap`, m.swap, limitOrMinus1);
-  field(`${p}.memory.swappiness`, m.swappiness, (n) => n > 100 ? "must be 0 to 100" : "");
+  const limitOrMinus1 = (n: bigint) => n < -1n ? "must be -1 (unlimited) or a byte count" : "";
+  field(`${p}.memory.limit`, m.limit, "int64", limitOrMinus1);
+  field(`${p}.memory.reservation`, m.reservation, "int64", limitOrMinus1);
+  field(`${p}.memory.swap`, m.swap, "int64", limitOrMinus1);
+  field(`${p}.memory.kernel`, m.kernel, "int64");
+  field(`${p}.memory.kernelTCP`, m.kernelTCP, "int64");
+  // A negative swappiness is none (planV1 writes none), as before: int64, not the spec's uint64.
+  field(`${p}.memory.swappiness`, m.swappiness, "int64", (n) => n > 100n ? "must be 0 to 100" : "");
   if (m.swap && m.swap > 0) {
     if (version === 2 && !(m.limit && m.limit > 0)) {
       throw new CapsuleError(
@@ -502,20 +574,28 @@ export function validateResources(r: LinuxResources, version: 1 | 2): void {
   field(
     `${p}.cpu.shares`,
     c.shares,
-    (n) => n !== 0 && (n < 2 || n > 262144) ? "must be 2 to 262144" : "",
+    "uint64",
+    (n) => n !== 0n && (n < 2n || n > 262144n) ? "must be 2 to 262144" : "",
   );
   field(
     `${p}.cpu.quota`,
     c.quota,
-    (n) => n !== 0 && n !== -1 && n < 1000 ? "must be -1 (unlimited) or >= 1000 µs" : "",
+    "int64",
+    (n) => n !== 0n && n !== -1n && n < 1000n ? "must be -1 (unlimited) or >= 1000 µs" : "",
   );
   field(
     `${p}.cpu.period`,
     c.period,
-    (n) => n !== 0 && (n < 1000 || n > 1000000) ? "must be 1000 to 1000000 µs" : "",
+    "uint64",
+    (n) => n !== 0n && (n < 1000n || n > 1000000n) ? "must be 1000 to 1000000 µs" : "",
   );
-  field(`${p}.cpu.realtimeRuntime`, c.realtimeRuntime, (n) => n < -1 ? "must be >= -1" : "");
-  field(`${p}.cpu.realtimePeriod`, c.realtimePeriod, (n) => n < 0 ? "must be >= 0" : "");
+  field(
+    `${p}.cpu.realtimeRuntime`,
+    c.realtimeRuntime,
+    "int64",
+    (n) => n < -1n ? "must be >= -1" : "",
+  );
+  field(`${p}.cpu.realtimePeriod`, c.realtimePeriod, "uint64", (n) => n < 0n ? "must be >= 0" : "");
   if (version === 2 && (c.realtimeRuntime || c.realtimePeriod)) {
     throw new CapsuleError(
       `Invalid ${p}.cpu.realtimeRuntime/realtimePeriod: not supported on cgroup v2`,
@@ -526,16 +606,42 @@ export function validateResources(r: LinuxResources, version: 1 | 2): void {
     if (v === undefined || v === null || v === "") continue;
     if (typeof v !== "string" || !LIST_RE.test(v)) {
       throw new CapsuleError(
-        `Invalid ${p}.cpu.${k} ${JSON.stringify(v)}: expected a list like "0-2,4"`,
+        `Invalid ${p}.cpu.${k} ${shown(v)}: expected a list like "0-2,4"`,
       );
     }
   }
-  field(`${p}.pids.limit`, r.pids?.limit, () => "");
-  field(
-    `${p}.blockIO.weight`,
-    r.blockIO?.weight,
-    (n) => n !== 0 && (n < 10 || n > 1000) ? "must be 10 to 1000" : "",
-  );
+  field(`${p}.pids.limit`, r.pids?.limit, "int64");
+  const bio = r.blockIO ?? {};
+  const weight = (n: bigint) => n !== 0n && (n < 10n || n > 1000n) ? "must be 10 to 1000" : "";
+  field(`${p}.blockIO.weight`, bio.weight, "uint16", weight);
+  field(`${p}.blockIO.leafWeight`, bio.leafWeight, "uint16");
+  for (const [at, d] of entries(`${p}.blockIO.weightDevice`, bio.weightDevice)) {
+    field(`${at}.major`, d.major, "int64");
+    field(`${at}.minor`, d.minor, "int64");
+    field(`${at}.weight`, d.weight, "uint16");
+    field(`${at}.leafWeight`, d.leafWeight, "uint16");
+  }
+  for (
+    const key of [
+      "throttleReadBpsDevice",
+      "throttleWriteBpsDevice",
+      "throttleReadIOPSDevice",
+      "throttleWriteIOPSDevice",
+    ] as const
+  ) {
+    for (const [at, d] of entries(`${p}.blockIO.${key}`, bio[key])) {
+      field(`${at}.major`, d.major, "int64");
+      field(`${at}.minor`, d.minor, "int64");
+      field(`${at}.rate`, d.rate, "uint64");
+    }
+  }
+  for (const [at, h] of entries(`${p}.hugepageLimits`, r.hugepageLimits)) {
+    field(`${at}.limit`, h.limit, "uint64");
+  }
+  field(`${p}.network.classID`, r.network?.classID, "uint32");
+  for (const [at, n] of entries(`${p}.network.priorities`, r.network?.priorities)) {
+    field(`${at}.priority`, n.priority, "uint32");
+  }
   if (r.devices !== undefined && r.devices !== null) {
     if (!Array.isArray(r.devices)) throw new CapsuleError(`Invalid ${p}.devices: expected a list`);
     r.devices.forEach((d, i) => deviceRule(d, `${p}.devices[${i}]`));
@@ -551,10 +657,11 @@ export function validateResources(r: LinuxResources, version: 1 | 2): void {
         );
       }
       if (typeof v !== "string") {
-        throw new CapsuleError(`Invalid ${p}.unified.${k} ${JSON.stringify(v)}: expected a string`);
+        throw new CapsuleError(`Invalid ${p}.unified.${k} ${shown(v)}: expected a string`);
       }
     }
   }
+  return r;
 }
 
 /**
@@ -566,7 +673,7 @@ export function deviceAccess(d: LinuxDeviceCgroup, where = "device rule"): strin
   const access = d.access ?? "rwm";
   if (typeof access !== "string") {
     throw new CapsuleError(
-      `Invalid ${where}.access ${JSON.stringify(access)}: expected a string of r, w, m`,
+      `Invalid ${where}.access ${shown(access)}: expected a string of r, w, m`,
     );
   }
   return [..."rwm"].filter((c) => access.includes(c)).join("");
@@ -582,12 +689,12 @@ export function deviceRule(d: LinuxDeviceCgroup, where = "device rule"): string 
   }
   const type = d.type ?? "a";
   if (!["a", "b", "c"].includes(type)) {
-    throw new CapsuleError(`Invalid ${where}.type ${JSON.stringify(type)}: expected a, b or c`);
+    throw new CapsuleError(`Invalid ${where}.type ${shown(type)}: expected a, b or c`);
   }
   const num = (v: number | null | undefined, k: string) => {
     if (v === undefined || v === null || v === -1) return "*";
     if (!Number.isSafeInteger(v) || v < 0) {
-      throw new CapsuleError(`Invalid ${where}.${k} ${JSON.stringify(v)}: expected a number`);
+      throw new CapsuleError(`Invalid ${where}.${k} ${shown(v)}: expected a number`);
     }
     return String(v);
   };

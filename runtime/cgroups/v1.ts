@@ -50,7 +50,8 @@ const THROTTLE_FILES = [
 
 /** Current values the plan depends on (read from the cgroup; injectable for tests). */
 export interface V1Current {
-  memoryLimit?: number;
+  /** memory.limit_in_bytes (exact: near 2^63 when unlimited); NaN when unreadable. */
+  memoryLimit?: number | bigint;
   hasMemsw: boolean;
   blkioWeightFile?: string;
 }
@@ -66,7 +67,7 @@ function readCurrent(paths: CgroupPaths, r: LinuxResources): V1Current {
     ? paths.blkio
     : undefined;
   return {
-    memoryLimit: mem ? Number(readFile(`${mem}/memory.limit_in_bytes`)?.trim() ?? NaN) : undefined,
+    memoryLimit: mem ? exactNumber(readFile(`${mem}/memory.limit_in_bytes`)) : undefined,
     hasMemsw: mem ? exists(`${mem}/memory.memsw.limit_in_bytes`) : false,
     blkioWeightFile: !blk
       ? undefined
@@ -76,6 +77,14 @@ function readCurrent(paths: CgroupPaths, r: LinuxResources): V1Current {
       ? "blkio.bfq.weight"
       : undefined,
   };
+}
+
+/** The integer a cgroup file holds, exactly (a bigint past 2^53-1); NaN when it holds none. */
+function exactNumber(text: string | undefined): number | bigint {
+  const t = text?.trim() ?? "";
+  if (!/^-?\d+$/.test(t)) return NaN;
+  const n = Number(t);
+  return Number.isSafeInteger(n) ? n : BigInt(t);
 }
 
 function need(paths: CgroupPaths, ctrl: string, what: string): string {
@@ -91,7 +100,7 @@ function need(paths: CgroupPaths, ctrl: string, what: string): string {
 /** The writes for linux.resources on cgroup v1, in the order the kernel accepts them. */
 export function planV1(paths: CgroupPaths, r: LinuxResources, cur: V1Current): WriteOp[] {
   const ops: WriteOp[] = [];
-  const op = (ctrl: string, file: string, value: string | number, what: string, x = {}) =>
+  const op = (ctrl: string, file: string, value: string | number | bigint, what: string, x = {}) =>
     ops.push({
       file: `${need(paths, ctrl, what)}/${file}`,
       value: String(value),
@@ -267,7 +276,7 @@ export class CgroupV1Driver implements CgroupDriver {
     resources?: LinuxResources,
     onExisting?: (existing: CgroupPaths) => void,
   ): void {
-    if (resources) validateResources(resources, 1);
+    if (resources) resources = validateResources(resources, 1);
     const created: string[] = [];
     const existing: CgroupPaths = {};
     try {
@@ -345,7 +354,7 @@ export class CgroupV1Driver implements CgroupDriver {
   }
 
   apply(paths: CgroupPaths, resources: LinuxResources): void {
-    validateResources(resources, 1);
+    resources = validateResources(resources, 1);
     executePlan(planV1(paths, resources, readCurrent(paths, resources)));
   }
 

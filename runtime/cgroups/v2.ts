@@ -45,8 +45,11 @@ import {
 export const UNLIMITED = 18446744073709551615;
 const FREEZE_TIMEOUT_MS = 2000;
 
-/** runc's ConvertMemorySwapToCgroupV2Value: OCI memory+swap -> memory.swap.max. */
-export function swapToV2(swap: number, limit: number): number {
+/**
+ * runc's ConvertMemorySwapToCgroupV2Value: OCI memory+swap -> memory.swap.max. Exact for int64s
+ * (validateResources: a bigint only past 2^53-1); a number when the result is a safe integer.
+ */
+export function swapToV2(swap: number | bigint, limit: number | bigint): number | bigint {
   if (limit === -1 && swap === 0) return -1;
   if (swap === -1 || swap === 0) return swap;
   if (limit === 0 || limit === -1) {
@@ -59,10 +62,11 @@ export function swapToV2(swap: number, limit: number): number {
       `Invalid linux.resources.memory.swap ${swap}: memory+swap must be >= memory.limit ${limit}`,
     );
   }
-  return swap - limit;
+  const d = BigInt(swap) - BigInt(limit);
+  return d <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(d) : d;
 }
 
-const maxOr = (n: number) => (n === -1 ? "max" : String(n));
+const maxOr = (n: number | bigint) => (n === -1 ? "max" : String(n));
 
 /** The writes for linux.resources on cgroup v2 (dir: the container's cgroup). */
 /** linux.resources.blockIO throttle fields and their io.max keys. */
@@ -81,7 +85,7 @@ function unsupportedV2(field: string): never {
 
 export function planV2(dir: string, r: LinuxResources): WriteOp[] {
   const ops: WriteOp[] = [];
-  const op = (ctrl: string, file: string, value: string | number, what: string, x = {}) =>
+  const op = (ctrl: string, file: string, value: string | number | bigint, what: string, x = {}) =>
     ops.push({
       file: `${dir}/${file}`,
       value: String(value),
@@ -92,7 +96,8 @@ export function planV2(dir: string, r: LinuxResources): WriteOp[] {
 
   const c = r.cpu ?? {};
   if (c.shares) {
-    op("cpu", "cpu.weight", sharesToWeight(c.shares), `cpu weight (shares ${c.shares})`);
+    // 2 to 262144 (validateResources): a number.
+    op("cpu", "cpu.weight", sharesToWeight(Number(c.shares)), `cpu weight (shares ${c.shares})`);
   }
   if (c.quota || c.period) {
     // cpu.max is "$MAX $PERIOD"; keep what is not given.
@@ -125,7 +130,7 @@ export function planV2(dir: string, r: LinuxResources): WriteOp[] {
   const bfq = exists(`${dir}/io.bfq.weight`);
   if (w) {
     if (bfq) op("io", "io.bfq.weight", w, "io weight (bfq)");
-    else op("io", "io.weight", blkioToIoWeight(w), `io weight (blkio weight ${w})`);
+    else op("io", "io.weight", blkioToIoWeight(Number(w)), `io weight (blkio weight ${w})`);
   }
   // Runtime spec: what cgroup v2 cannot apply is refused, naming the field.
   if (bio.leafWeight) unsupportedV2("linux.resources.blockIO.leafWeight");
@@ -139,7 +144,7 @@ export function planV2(dir: string, r: LinuxResources): WriteOp[] {
       op(
         "io",
         "io.weight",
-        `${dev} ${blkioToIoWeight(d.weight)}`,
+        `${dev} ${blkioToIoWeight(Number(d.weight))}`,
         "linux.resources.blockIO.weightDevice",
         {
           restore: false,
@@ -226,8 +231,7 @@ export class CgroupV2Driver implements CgroupDriver {
     resources?: LinuxResources,
     onExisting?: (existing: CgroupPaths) => void,
   ): void {
-    const r = resources ?? {};
-    validateResources(r, 2);
+    const r = validateResources(resources ?? {}, 2);
     const dir = this.#dir(paths);
     const created: string[] = [];
     try {
@@ -273,7 +277,7 @@ export class CgroupV2Driver implements CgroupDriver {
   }
 
   apply(paths: CgroupPaths, resources: LinuxResources): void {
-    validateResources(resources, 2);
+    resources = validateResources(resources, 2);
     const dir = this.#dir(paths);
     executePlan(planV2(dir, resources));
     this.#applyDevices(dir, resources.devices);

@@ -303,7 +303,7 @@ fail:
 
 // ---------------------------------------------------------------------------------------------
 // A --process file like no kept one (process_records): its process read whole, as exec.ts reads
-// it (cli/process.ts readProcessFile: TextDecoder, JSON.parse; exec.ts processFromFile, the fast
+// it (cli/process.ts readProcessFile: TextDecoder, parseJson; exec.ts processFromFile, the fast
 // check config_check.ts schemaAccepts, fileProcess; plan.ts buildProcessPlan; nsexec.ts
 // processRecords). Everything here may only be STRICTER than that path: what it is unsure of
 // (a number not written as a plain integer, a capability name that is not ASCII, a key of the
@@ -445,7 +445,8 @@ static size_t members(const unsigned char *p, size_t i, size_t n, unsigned char 
 
 // The integer at p[i] written plainly (-?(0|[1-9][0-9]{0,14}): a safe integer, read exactly as
 // JSON.parse reads it) within [min, max]; 0 when it is written otherwise ("1.0", "1e3", "-0",
-// 16 digits or more: the CLI judges those) or out of range.
+// 16 digits or more: the CLI judges those, reading one past 2^53-1 exactly, runtime/json.ts
+// parseJson) or out of range.
 static int integer(const unsigned char *p, size_t i, size_t n, int64_t min, int64_t max,
                    int64_t *v) {
   size_t e = number_end(p, i, n);

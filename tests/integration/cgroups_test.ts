@@ -45,6 +45,78 @@ rootTest(
   },
 );
 
+/** `bundle`'s config.json with every `placeholder` number made the literal `literal`. */
+function withLiteral(bundle: string, placeholder: number, literal: string): void {
+  const text = Deno.readTextFileSync(`${bundle}/config.json`);
+  assert(text.includes(String(placeholder)));
+  Deno.writeTextFileSync(
+    `${bundle}/config.json`,
+    text.replaceAll(String(placeholder), literal),
+  );
+}
+
+rootTest(
+  "int64 limits past 2^53-1 are read exactly: memory.limit 9223372036854775807 runs and the cgroup holds the kernel's value for it, as with runc; update --resources takes it too; pids.limit 9223372036854775807 is the kernel's refusal, named",
+  async (root) => {
+    const PLACEHOLDER = 123454321;
+    const big = await makeBundle("true", (s) => {
+      s.linux!.resources = { memory: { limit: PLACEHOLDER, swap: PLACEHOLDER } };
+    });
+    const sleeper = await makeBundle("sleep 30", (s) => {
+      s.linux!.resources = { memory: { limit: PLACEHOLDER, swap: PLACEHOLDER } };
+    });
+    const pids = await makeBundle("true", (s) => {
+      s.linux!.resources = { pids: { limit: PLACEHOLDER } };
+    });
+    for (const b of [big, sleeper, pids]) withLiteral(b, PLACEHOLDER, "9223372036854775807");
+    const file = await Deno.makeTempFile();
+    try {
+      const r = await capsule(root, ["run", "-b", big, "bigmem1"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals((await capsule(root, ["run", "-d", "-b", sleeper, "bigmem2"])).code, 0);
+      const paths = (await state(root, "bigmem2", true)).detail.cgroupPaths;
+      // The kernel keeps whole pages: v1 reads back 2^63-1 rounded down to a page (what runc's
+      // container shows), v2 "max".
+      const page = 4096n; // x86_64's
+      const kernels = (2n ** 63n - 1n) / page * page;
+      const limitFile = paths.memory ? "memory.limit_in_bytes" : "memory.max";
+      const want = paths.memory ? String(kernels) : "max";
+      assertEquals(cgFile(paths, "memory", limitFile), want);
+      // update: back to 64 MiB, then 2^63-1 again from a --resources file (as podman sends it).
+      const u = await capsule(root, [
+        "update",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "64m",
+        "bigmem2",
+      ]);
+      assertEquals(u.code, 0, u.stderr);
+      assertEquals(cgFile(paths, "memory", limitFile), String(64 * MiB));
+      await Deno.writeTextFile(
+        file,
+        '{"memory": {"limit": 9223372036854775807, "swap": 9223372036854775807}}',
+      );
+      const f = await capsule(root, ["update", "--resources", file, "bigmem2"]);
+      assertEquals(f.code, 0, f.stderr);
+      assertEquals(cgFile(paths, "memory", limitFile), want);
+      assertEquals((await capsule(root, ["delete", "-f", "bigmem2"])).code, 0);
+      // runc: "failed to write "9223372036854775807": write .../pids.max: invalid argument".
+      const p = await capsule(root, ["run", "-b", pids, "bigpids"]);
+      assertEquals(p.code, 1, p.stderr);
+      assertMatch(
+        p.stderr,
+        /Cannot set pids limit 9223372036854775807 in \S+\/pids\.max: invalid argument/,
+      );
+      assert(!/^\s+at /m.test(p.stderr), p.stderr);
+      assertEquals(cgroupDirsNamed("bigpids"), []);
+    } finally {
+      await capsule(root, ["delete", "-f", "bigmem2"]);
+      await removeAll(big, sleeper, pids, file);
+    }
+  },
+);
+
 rootTest("pids limit 20 stops a fork loop at 20", async (root) => {
   // ash gives up on the first failed fork: the loop runs in an inner shell, and PID 1 then
   // reports without forking (echo is built in, exec replaces the shell).

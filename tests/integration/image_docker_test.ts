@@ -65,7 +65,7 @@ const nofile = (limits: string) => /^Max open files\s+(\d+)\s+(\d+)/m.exec(limit
 rootTest(
   "image run: --ulimit, and the default nofile is capsule's own hard limit",
   async (root) => {
-    await withImage(async (c) => {
+    await withImage(async (c, store) => {
       const u = await c(
         "image",
         "run",
@@ -92,6 +92,22 @@ rootTest(
       const bad = await c("image", "run", "--rm", "--ulimit", "nofile=9:1", "bb", "true");
       assertEquals(bad.code, 1);
       assertMatch(bad.stderr, /Invalid --ulimit "nofile=9:1": the soft limit 9 is above/);
+      // Unlimited (-1, docker's): RLIM_INFINITY, in config.json as Go writes ^uint64(0).
+      const inf = await c(
+        "image",
+        "run",
+        "--name",
+        "ulim",
+        "--ulimit",
+        "core=-1",
+        "bb",
+        "cat",
+        "/proc/self/limits",
+      );
+      assertEquals(inf.code, 0, inf.stderr);
+      assertMatch(inf.stdout, /^Max core file size\s+unlimited\s+unlimited/m);
+      const config = Deno.readTextFileSync(`${store}/containers/ulim/config.json`);
+      assertMatch(config, /"type": "RLIMIT_CORE",\s+"soft": 18446744073709551615,/);
     }, root);
   },
 );

@@ -143,6 +143,63 @@ rootTest(
 );
 
 rootTest(
+  "rlimits are uint64s read exactly: 18446744073709551614 reaches the program as itself (run, and exec --process), as with runc; 18446744073709551615 is unlimited",
+  async (root) => {
+    const limits = (s: Spec) => {
+      s.process!.rlimits = [
+        // Made 18446744073709551614 and 18446744073709551615 below (past 2^53-1).
+        { type: "RLIMIT_CPU", soft: 123454321, hard: 123454321 },
+        { type: "RLIMIT_CORE", soft: 0, hard: 987656789 },
+      ];
+    };
+    const script = "echo cpu=$(ulimit -St):$(ulimit -Ht) core=$(ulimit -Hc)";
+    const b = await makeBundle(script, limits);
+    const d = await makeBundle("sleep 30", limits);
+    const literal = (text: string) =>
+      text.replaceAll("123454321", "18446744073709551614").replace(
+        "987656789",
+        "18446744073709551615",
+      );
+    for (const bundle of [b, d]) {
+      const text = Deno.readTextFileSync(`${bundle}/config.json`);
+      assert(text.includes("123454321") && text.includes("987656789"));
+      Deno.writeTextFileSync(`${bundle}/config.json`, literal(text));
+    }
+    const file = await Deno.makeTempFile({ suffix: ".json" });
+    try {
+      // runc prints "cpu=18446744073709551614:18446744073709551614 core=unlimited" here.
+      const r = await capsule(root, ["run", "-b", b, "rlbig1"]);
+      assertEquals(r.code, 0, r.stderr);
+      assertEquals(r.stdout.trim(), "cpu=18446744073709551614:18446744073709551614 core=unlimited");
+      assertEquals((await capsule(root, ["run", "-d", "-b", d, "rlbig2"])).code, 0);
+      const e = await capsule(root, ["exec", "rlbig2", "sh", "-c", script]);
+      assertEquals(e.code, 0, e.stderr);
+      assertEquals(e.stdout.trim(), "cpu=18446744073709551614:18446744073709551614 core=unlimited");
+      // A --process file of its own (the native front end leaves 16-digit numbers to the CLI).
+      Deno.writeTextFileSync(
+        file,
+        literal(JSON.stringify({
+          args: ["sh", "-c", script],
+          cwd: "/",
+          rlimits: [
+            { type: "RLIMIT_CPU", soft: 123454321, hard: 123454321 },
+            { type: "RLIMIT_CORE", soft: 0, hard: 987656789 },
+          ],
+        })).replace('"soft":18446744073709551614', '"soft":9007199254740993'),
+      );
+      for (let i = 0; i < 2; i++) { // the second: a kept verdict, if the first was kept
+        const p = await capsule(root, ["exec", "--process", file, "rlbig2"]);
+        assertEquals(p.code, 0, p.stderr);
+        assertEquals(p.stdout.trim(), "cpu=9007199254740993:18446744073709551614 core=unlimited");
+      }
+    } finally {
+      await capsule(root, ["delete", "-f", "rlbig2"]);
+      await removeAll(b, d, file);
+    }
+  },
+);
+
+rootTest(
   "HOME: from the container's /etc/passwd when process.env has none (run and exec)",
   async (root) => {
     const noHome = (uid: number, env: string[] = []) => (s: Spec) => {

@@ -874,3 +874,207 @@ Deno.test("exec --cgroup: sub-cgroups below the container's, never above it", ()
     assertStringIncludes(e.message, msg);
   }
 });
+
+// ---------------------------------------------------------------------------------------------
+// Integers past 2^53-1: config.json's int64 and uint64 fields, read exactly (runtime/json.ts
+// parseJson gives a bigint), written exactly as runc writes them (the decimal value).
+
+const I64_MAX = 2n ** 63n - 1n, U64_MAX = 2n ** 64n - 1n;
+
+Deno.test("v1: int64 and uint64 resources past 2^53-1 are written exactly, as runc writes them", () => {
+  const paths: CgroupPaths = {
+    cpu: "/c",
+    memory: "/m",
+    pids: "/p",
+    blkio: "/b",
+    hugetlb: "/h",
+  };
+  const r = {
+    cpu: {
+      shares: 1024,
+      quota: I64_MAX,
+      period: 100000,
+      realtimeRuntime: I64_MAX,
+      realtimePeriod: U64_MAX,
+    },
+    memory: {
+      limit: I64_MAX,
+      swap: I64_MAX,
+      reservation: I64_MAX,
+      kernel: I64_MAX,
+      kernelTCP: I64_MAX,
+    },
+    pids: { limit: I64_MAX },
+    blockIO: {
+      throttleReadBpsDevice: [{ major: 8, minor: 0, rate: U64_MAX }],
+      throttleWriteIOPSDevice: [{ major: 8, minor: 16, rate: 9007199254740993n }],
+    },
+    hugepageLimits: [{ pageSize: "2MB", limit: U64_MAX }],
+  };
+  const checked = validateResources(r, 1);
+  const ops = planV1(paths, checked, { memoryLimit: 9223372036854771712, hasMemsw: true })
+    .map((o) => `${o.file} ${o.value}`);
+  assertEquals(ops, [
+    "/c/cpu.shares 1024",
+    "/c/cpu.cfs_period_us 100000",
+    "/c/cpu.cfs_quota_us 9223372036854775807",
+    "/c/cpu.rt_period_us 18446744073709551615",
+    "/c/cpu.rt_runtime_us 9223372036854775807",
+    // memsw first: the new one is above the limit in force (the kernel keeps limit <= memsw)
+    "/m/memory.memsw.limit_in_bytes 9223372036854775807",
+    "/m/memory.limit_in_bytes 9223372036854775807",
+    "/m/memory.soft_limit_in_bytes 9223372036854775807",
+    "/m/memory.kmem.tcp.limit_in_bytes 9223372036854775807",
+    "/p/pids.max 9223372036854775807",
+    "/b/blkio.throttle.read_bps_device 8:0 18446744073709551615",
+    "/b/blkio.throttle.write_iops_device 8:16 9007199254740993",
+    "/h/hugetlb.2MB.limit_in_bytes 18446744073709551615",
+  ]);
+  // Lowering from the kernel's unlimited: the limit first.
+  assertEquals(
+    planV1(paths, validateResources({ memory: { limit: 1n << 60n, swap: I64_MAX } }, 1), {
+      memoryLimit: Number(I64_MAX),
+      hasMemsw: true,
+    }).map((o) => o.file),
+    ["/m/memory.limit_in_bytes", "/m/memory.memsw.limit_in_bytes"],
+  );
+});
+
+Deno.test("v2: int64 and uint64 resources past 2^53-1 are written exactly; memory+swap converts exactly", () => {
+  assertEquals(swapToV2(I64_MAX, I64_MAX), 0);
+  assertEquals(swapToV2(I64_MAX, 1024), I64_MAX - 1024n);
+  assertEquals(swapToV2(I64_MAX, I64_MAX - 1n), 1);
+  assertThrows(() => swapToV2(I64_MAX, -1), CapsuleError, "needs a memory limit");
+  assertThrows(() => swapToV2(I64_MAX - 1n, I64_MAX), CapsuleError, "memory+swap");
+  const root = tmp();
+  try {
+    const x = v2Tree(root);
+    const r = validateResources({
+      cpu: { quota: I64_MAX, period: 100000 },
+      memory: { limit: I64_MAX - 4096n, swap: I64_MAX, reservation: I64_MAX },
+      pids: { limit: I64_MAX },
+      blockIO: { throttleReadBpsDevice: [{ major: 8, minor: 0, rate: U64_MAX }] },
+      hugepageLimits: [{ pageSize: "1GB", limit: U64_MAX }],
+    }, 2);
+    assertEquals(planV2(x, r).map((o) => `${o.file.slice(x.length + 1)} ${o.value}`), [
+      "cpu.max 9223372036854775807 100000",
+      "memory.swap.max 4096",
+      "memory.max 9223372036854771711",
+      "memory.low 9223372036854775807",
+      "pids.max 9223372036854775807",
+      "io.max 8:0 rbps=18446744073709551615",
+      "hugetlb.1GB.max 18446744073709551615",
+    ]);
+  } finally {
+    Deno.removeSync(root, { recursive: true });
+  }
+});
+
+Deno.test("validation: a value past its runtime spec type's range is refused naming the field, the value and the range; small bigints are numbers", () => {
+  const cases: [unknown, string][] = [
+    [
+      { memory: { limit: I64_MAX + 1n } },
+      "linux.resources.memory.limit 9223372036854775808: out of range: must be an integer -9223372036854775808 to 9223372036854775807 (int64)",
+    ],
+    [
+      { memory: { swap: -(2n ** 63n) - 1n } },
+      "linux.resources.memory.swap -9223372036854775809: must be -1 (unlimited) or a byte count",
+    ],
+    [
+      { memory: { reservation: 2n ** 64n } },
+      "linux.resources.memory.reservation 18446744073709551616: out of range",
+    ],
+    [
+      { memory: { kernelTCP: I64_MAX + 1n } },
+      "linux.resources.memory.kernelTCP 9223372036854775808: out of range: must be an integer -9223372036854775808 to 9223372036854775807 (int64)",
+    ],
+    [{ memory: { kernel: "1" } }, 'linux.resources.memory.kernel "1": expected an integer'],
+    [
+      { cpu: { shares: U64_MAX } },
+      "linux.resources.cpu.shares 18446744073709551615: must be 2 to 262144",
+    ],
+    [
+      { cpu: { quota: I64_MAX + 1n } },
+      "linux.resources.cpu.quota 9223372036854775808: out of range",
+    ],
+    [
+      { cpu: { realtimePeriod: U64_MAX + 1n } },
+      "linux.resources.cpu.realtimePeriod 18446744073709551616: out of range: must be an integer 0 to 18446744073709551615 (uint64)",
+    ],
+    [
+      { pids: { limit: I64_MAX + 1n } },
+      "linux.resources.pids.limit 9223372036854775808: out of range: must be an integer -9223372036854775808 to 9223372036854775807 (int64)",
+    ],
+    [
+      { pids: { limit: 1e19 } },
+      "linux.resources.pids.limit 10000000000000000000: expected an integer",
+    ],
+    [
+      { hugepageLimits: [{ pageSize: "2MB", limit: -1 }] },
+      "linux.resources.hugepageLimits[0].limit -1: out of range: must be an integer 0 to 18446744073709551615 (uint64)",
+    ],
+    [
+      { hugepageLimits: [{ pageSize: "2MB", limit: U64_MAX + 1n }] },
+      "linux.resources.hugepageLimits[0].limit 18446744073709551616: out of range",
+    ],
+    [
+      { blockIO: { throttleReadBpsDevice: [{ major: 8, minor: 0, rate: U64_MAX + 1n }] } },
+      "linux.resources.blockIO.throttleReadBpsDevice[0].rate 18446744073709551616: out of range: must be an integer 0 to 18446744073709551615 (uint64)",
+    ],
+    [
+      { blockIO: { throttleWriteBpsDevice: [{ major: I64_MAX + 1n, minor: 0, rate: 1 }] } },
+      "linux.resources.blockIO.throttleWriteBpsDevice[0].major 9223372036854775808: out of range",
+    ],
+    [
+      { blockIO: { weightDevice: [{ major: 8, minor: 0, weight: 2n ** 16n }] } },
+      "linux.resources.blockIO.weightDevice[0].weight 65536: out of range: must be an integer 0 to 65535 (uint16)",
+    ],
+    [
+      { blockIO: { leafWeight: 2n ** 64n } },
+      "linux.resources.blockIO.leafWeight 18446744073709551616",
+    ],
+    [
+      { network: { classID: 2n ** 32n } },
+      "linux.resources.network.classID 4294967296: out of range: must be an integer 0 to 4294967295 (uint32)",
+    ],
+    [
+      { network: { priorities: [{ name: "eth0", priority: -1 }] } },
+      "linux.resources.network.priorities[0].priority -1: out of range",
+    ],
+    // Never a TypeError (JSON.stringify of a bigint): the value as written.
+    [
+      { cpu: { cpus: 12345678901234567890n } },
+      "linux.resources.cpu.cpus 12345678901234567890: expected a list",
+    ],
+    [
+      { devices: [{ allow: true, type: "c", major: 12345678901234567890n, minor: 1 }] },
+      "devices[0].major 12345678901234567890: expected a number",
+    ],
+    [
+      { devices: [{ allow: true, type: 12345678901234567890n }] },
+      "devices[0].type 12345678901234567890",
+    ],
+    [
+      { devices: [{ allow: true, access: 12345678901234567890n }] },
+      "devices[0].access 12345678901234567890",
+    ],
+    [
+      { unified: { "memory.high": 12345678901234567890n } },
+      "linux.resources.unified.memory.high 12345678901234567890: expected a string",
+    ],
+  ];
+  for (const [r, msg] of cases) {
+    const e = assertThrows(() => validateResources(r as never, 2), CapsuleError);
+    assertStringIncludes(e.message, msg);
+  }
+  // A bigint of the safe range (a library caller's) is its number: -1 is still "unlimited".
+  const r = validateResources({ memory: { limit: -1n, swap: 0n }, cpu: { shares: 512n } }, 2);
+  assertEquals(r.memory, { limit: -1, swap: 0 });
+  assertEquals(planV2("/g", r).map((o) => `${o.file} ${o.value}`), [
+    "/g/cpu.weight 20",
+    "/g/memory.max max",
+  ]);
+  // Without a bigint, what was given.
+  const plain = { memory: { limit: 1024 } };
+  assertEquals(validateResources(plain, 1), plain);
+});

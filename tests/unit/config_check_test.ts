@@ -5,6 +5,7 @@
 import { schema, validateConfig } from "../../runtime/config.ts";
 import { schemaAccepts } from "../../runtime/config_check.ts";
 import { checkConfig } from "../../runtime/validate.ts";
+import { parseJson, stringifyJson } from "../../runtime/json.ts";
 import { defaultSpec, rootlessSpec, type Spec, starterSpec } from "../../runtime/spec.ts";
 import { assert, assertEquals } from "./helpers.ts";
 
@@ -29,7 +30,11 @@ const RICH: Json = {
       permitted: ["CAP_KILL"],
       ambient: [],
     },
-    rlimits: [{ type: "RLIMIT_NOFILE", hard: 1024, soft: 1024 }],
+    rlimits: [
+      { type: "RLIMIT_NOFILE", hard: 1024, soft: 1024 },
+      // uint64 past 2^53-1, as parseJson reads it: exact (a bigint).
+      { type: "RLIMIT_CORE", hard: 18446744073709551615n, soft: 18446744073709551614n },
+    ],
     noNewPrivileges: true,
     oomScoreAdj: 100,
   },
@@ -69,7 +74,15 @@ const RICH: Json = {
         names: ["read"],
         action: "SCMP_ACT_ALLOW",
         errnoRet: 1,
-        args: [{ index: 0, value: 1, valueTwo: 2, op: "SCMP_CMP_EQ" }],
+        args: [
+          { index: 0, value: 1, valueTwo: 2, op: "SCMP_CMP_EQ" },
+          {
+            index: 1,
+            value: 18446744073709551615n,
+            valueTwo: -9223372036854775808n,
+            op: "SCMP_CMP_EQ",
+          },
+        ],
       }],
     },
   },
@@ -123,7 +136,7 @@ Deno.test("config_check: the fixture covers every path of config.ts's schema", (
 
 Deno.test("config_check: the common configs take the fast path", () => {
   for (const c of [RICH, defaultSpec(), starterSpec(), rootlessSpec(1000, 1000)]) {
-    assert(schemaAccepts(JSON.parse(JSON.stringify(c))), JSON.stringify(c));
+    assert(schemaAccepts(parseJson(stringifyJson(c))), stringifyJson(c));
   }
   assertEquals(schema.safeParse(RICH).success, true);
 });
@@ -145,6 +158,16 @@ const VALUES: Json[] = [
   2 ** 32,
   2 ** 53,
   1e400, // JSON.parse's Infinity
+  // Integer literals past 2^53-1, as parseJson reads them (bigints): the uint64 and int64 ends.
+  9007199254740993n,
+  9999999999999999999n,
+  2n ** 63n - 1n,
+  2n ** 63n,
+  -(2n ** 63n),
+  -(2n ** 63n) - 1n,
+  2n ** 64n - 1n,
+  2n ** 64n,
+  18446744073709552000n, // 2^64 as JSON.stringify wrote the double
   "",
   "x",
   "/x",
@@ -171,7 +194,7 @@ const VALUES: Json[] = [
 
 async function outcome(f: () => Spec | Promise<Spec>): Promise<string> {
   try {
-    return `ok ${JSON.stringify(await f())}`;
+    return `ok ${stringifyJson(await f())}`;
   } catch (e) {
     return `error ${(e as Error).message}`;
   }
@@ -197,7 +220,7 @@ Deno.test("config_check: every mutation of every value gets zod's verdict and me
         assertEquals(
           await outcome(() => checkConfig(structuredClone(m), file)),
           await outcome(() => validateConfig(structuredClone(m), file)),
-          `${keys.join(".")} = ${JSON.stringify(value)}`,
+          `${keys.join(".")} = ${stringifyJson(value)}`,
         );
       }
     }

@@ -1,9 +1,11 @@
 // Unit tests of runtime/config.ts: config.json parsing and validation (OCI runtime spec).
 import { parseConfig, validateConfig } from "../../runtime/config.ts";
-import { defaultSpec } from "../../runtime/spec.ts";
+import { defaultSpec, type Spec } from "../../runtime/spec.ts";
+import type { SeccompProfile } from "../../runtime/seccomp.ts";
 import { checkConfig } from "../../runtime/validate.ts";
 import { buildProcessPlan } from "../../runtime/plan.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
+import { parseJson } from "../../runtime/json.ts";
 import { assertEquals, assertStringIncludes, assertThrows } from "./helpers.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -175,28 +177,157 @@ Deno.test("validateConfig: rlimits need an RLIMIT_* type and numeric soft/hard",
   rejects(d, "process.rlimits.0.soft");
 });
 
-Deno.test("config.json: an rlimit of 18446744073709551615 (RLIM_INFINITY, as Go writes ^uint64(0)) is unlimited, as runc takes it; below 0, not an integer or past 2^53-1 is refused", async () => {
+Deno.test("config.json: rlimits are uint64, read exactly: 18446744073709551615 (RLIM_INFINITY, as Go writes ^uint64(0)) is unlimited and 18446744073709551614 is itself, as runc takes them; below 0, not an integer or past 2^64-1 is refused", async () => {
   const base = good();
   delete base.process.rlimits;
   const text = JSON.stringify(base).replace(
     '"process":{',
     '"process":{"rlimits":[{"type":"RLIMIT_CORE","soft":18446744073709551615,' +
       '"hard":18446744073709551615},{"type":"RLIMIT_AS","soft":9007199254740991,"hard":' +
-      "18446744073709551615}],",
+      '18446744073709551615},{"type":"RLIMIT_CPU","soft":9007199254740993,"hard":' +
+      '18446744073709551614},{"type":"RLIMIT_FSIZE","soft":18446744073709552000,"hard":' +
+      "18446744073709552000}],",
   );
   for (const check of [checkConfig, (raw: unknown) => Promise.resolve(validateConfig(raw))]) {
-    const spec = await check(JSON.parse(text));
+    const spec = await check(parseJson(text));
     assertEquals(buildProcessPlan(spec.process!).rlimits, [
       { resource: 4, soft: "18446744073709551615", hard: "18446744073709551615" },
       { resource: 9, soft: "9007199254740991", hard: "18446744073709551615" },
+      { resource: 0, soft: "9007199254740993", hard: "18446744073709551614" },
+      // 2^64 as an older capsule wrote it (JSON.stringify of the double): unlimited, as before.
+      { resource: 1, soft: "18446744073709551615", hard: "18446744073709551615" },
     ]);
   }
-  // Past 2^53-1 JSON.parse reads another number than the file's: refused (but RLIM_INFINITY).
-  for (const bad of [-1, 1.5, 2 ** 65, JSON.parse("9007199254740993")]) {
+  // What JSON.parse made of RLIM_INFINITY before (the double 2^64) is still unlimited.
+  const old = good();
+  old.process.rlimits = [{
+    type: "RLIMIT_CORE",
+    soft: 2 ** 64,
+    hard: JSON.parse("18446744073709551615"),
+  }];
+  assertEquals(buildProcessPlan(validateConfig(old).process!).rlimits, [
+    { resource: 4, soft: "18446744073709551615", hard: "18446744073709551615" },
+  ]);
+  for (const bad of [-1, 1.5, 2 ** 65, JSON.parse("9007199254740993"), -1n, 2n ** 64n + 4096n]) {
     const c = good();
     c.process.rlimits = [{ type: "RLIMIT_NOFILE", soft: 1, hard: bad }];
-    rejects(c, "process.rlimits.0.hard");
+    rejects(c, "process.rlimits.0.hard", "0 to 18446744073709551615");
+    assertEquals(
+      await checkConfig(c).then(() => "accepted", (e) => e.message),
+      rejects(c),
+    );
   }
+});
+
+Deno.test("parseConfig: integers past 2^53-1 keep their exact value (linux.resources, seccomp arguments)", () => {
+  const c = good();
+  c.linux.resources = { memory: { limit: 123456789, swap: 123456789 }, pids: { limit: 987654321 } };
+  c.linux.seccomp = {
+    defaultAction: "SCMP_ACT_ALLOW",
+    syscalls: [{
+      names: ["personality"],
+      action: "SCMP_ACT_ERRNO",
+      args: [{ index: 0, value: 1, valueTwo: 2, op: "SCMP_CMP_MASKED_EQ" }],
+    }],
+  };
+  const text = JSON.stringify(c).replaceAll("123456789", "9223372036854775807")
+    .replace("987654321", "-9223372036854775808")
+    .replace('"value":1', '"value":18446744073709551615')
+    .replace('"valueTwo":2', '"valueTwo":9223372036854775808');
+  const spec = parseConfig(text);
+  assertEquals(spec.linux!.resources, {
+    memory: { limit: 9223372036854775807n, swap: 9223372036854775807n },
+    pids: { limit: -9223372036854775808n },
+  });
+  assertEquals((spec.linux!.seccomp as SeccompProfile).syscalls![0].args![0], {
+    index: 0,
+    value: 18446744073709551615n,
+    valueTwo: 9223372036854775808n,
+    op: "SCMP_CMP_MASKED_EQ",
+  });
+});
+
+Deno.test("config.json: a seccomp argument value is a uint64 (or the negative int64 of the same 64 bits): past that range is refused, naming the field and the range", async () => {
+  for (
+    const [value, ok] of [
+      [18446744073709551615n, true],
+      [-9223372036854775808n, true],
+      [18446744073709551616n, false],
+      [-9223372036854775809n, false],
+    ] as const
+  ) {
+    const c = good();
+    c.linux.seccomp = {
+      defaultAction: "SCMP_ACT_ALLOW",
+      syscalls: [{
+        names: ["read"],
+        action: "SCMP_ACT_ERRNO",
+        args: [{ index: 0, value, op: "SCMP_CMP_EQ" }],
+      }],
+    };
+    if (ok) {
+      const arg = (spec: Spec) => (spec.linux!.seccomp as SeccompProfile).syscalls![0].args![0];
+      assertEquals(arg(validateConfig(c)).value, value);
+      assertEquals(arg(await checkConfig(c)).value, value);
+    } else {
+      const msg = rejects(
+        c,
+        "linux.seccomp.syscalls.0.args.0.value",
+        "-9223372036854775808 to 18446744073709551615",
+      );
+      assertEquals(await checkConfig(c).then(() => "accepted", (e) => e.message), msg);
+    }
+  }
+});
+
+Deno.test("config.json: an integer field capsule reads as a number refuses a literal past 2^53-1 naming the field and the value as written, never a rounded one", async () => {
+  const cases: [(c: Json) => void, string, string][] = [
+    [(c) => c.process.user.uid = 9999999999999999999n, "process.user.uid", "0 to 4294967295"],
+    [(c) => c.process.user.gid = 9999999999999999999n, "process.user.gid", "0 to 4294967295"],
+    [
+      (c) => c.process.user.additionalGids = [9999999999999999999n],
+      "process.user.additionalGids.0",
+      "0 to 4294967295",
+    ],
+    [(c) => c.process.oomScoreAdj = 9999999999999999999n, "process.oomScoreAdj", "-1000 to 1000"],
+    [
+      (c) => c.process.consoleSize = { height: 9999999999999999999n, width: 80 },
+      "process.consoleSize.height",
+      "0 to 4294967295",
+    ],
+    [
+      (c) => c.hooks = { prestart: [{ path: "/bin/true", timeout: 9999999999999999999n }] },
+      "hooks.prestart.0.timeout",
+      "1 to 9007199254740991",
+    ],
+    [
+      (c) =>
+        c.linux.devices = [{ type: "c", path: "/dev/x", major: 9999999999999999999n, minor: 1 }],
+      "linux.devices.0.major",
+      "-9007199254740991 to 9007199254740991",
+    ],
+    [
+      (c) => c.linux.uidMappings = [{ containerID: 0, hostID: 9999999999999999999n, size: 1 }],
+      "linux.uidMappings.0.hostID",
+      "0 to 4294967295",
+    ],
+  ];
+  for (const [mutate, field, range] of cases) {
+    const c = good();
+    mutate(c);
+    const msg = rejects(
+      c,
+      `${field}: 9999999999999999999 is out of range: must be an integer ${range}`,
+    );
+    assertEquals(await checkConfig(c).then(() => "accepted", (e) => e.message), msg);
+  }
+  // From the text, as create reads it.
+  const text = JSON.stringify(good()).replace('"uid":0', '"uid":9999999999999999999');
+  assertThrows(
+    () => parseConfig(text),
+    CapsuleError,
+    "process.user.uid: 9999999999999999999 is out of range",
+  );
 });
 
 Deno.test("validateConfig: the error names the file given", () => {

@@ -179,11 +179,13 @@ Deno.test("--ulimit: docker's syntax; the default nofile is capsule's own hard l
   for (const bad of ["nofile", "nofile=a", "files=1", "nofile=-2", "nofile=2:1", "NOFILE=1"]) {
     assertThrows(() => parseUlimits([bad]), CapsuleError, "--ulimit");
   }
-  // -1 (docker's) or "unlimited": no limit, as config.json carries it (2^64, RLIM_INFINITY).
+  // -1 (docker's) or "unlimited": no limit, as config.json carries it (RLIM_INFINITY, 2^64-1,
+  // exactly as Go writes ^uint64(0): a bigint, written by stringifyJson).
+  const inf = 18446744073709551615n;
   assertEquals(parseUlimits(["memlock=-1:-1", "core=0:unlimited", "stack=-1"]), [
-    { type: "RLIMIT_MEMLOCK", soft: 2 ** 64, hard: 2 ** 64 },
-    { type: "RLIMIT_CORE", soft: 0, hard: 2 ** 64 },
-    { type: "RLIMIT_STACK", soft: 2 ** 64, hard: 2 ** 64 },
+    { type: "RLIMIT_MEMLOCK", soft: inf, hard: inf },
+    { type: "RLIMIT_CORE", soft: 0, hard: inf },
+    { type: "RLIMIT_STACK", soft: inf, hard: inf },
   ]);
   assertThrows(
     () => parseUlimits(["nofile=-1:1024"]),

@@ -489,6 +489,40 @@ Deno.test("buildInitPlan: rlimits past 2^64 mean unlimited; soft above hard is r
   );
 });
 
+Deno.test("buildInitPlan: rlimits past 2^53-1 (bigints, as parseJson reads them) are exact; a soft one above its hard one is named exactly", () => {
+  const p = buildInitPlan(
+    spec((s) => {
+      s.process!.rlimits = [
+        { type: "RLIMIT_CPU", soft: 18446744073709551614n, hard: 18446744073709551614n },
+        { type: "RLIMIT_CORE", soft: 9007199254740993n, hard: 18446744073709551615n },
+        // 2^64 as an older capsule wrote RLIM_INFINITY (JSON.stringify of the double 2^64).
+        { type: "RLIMIT_FSIZE", soft: 1024, hard: 18446744073709552000n },
+      ];
+    }),
+    OPTS,
+  );
+  assertEquals(p.process.rlimits.map((r) => [r.resource, r.soft, r.hard]), [
+    [0, "18446744073709551614", "18446744073709551614"],
+    [4, "9007199254740993", "18446744073709551615"],
+    [1, "1024", "18446744073709551615"],
+  ]);
+  assertThrows(
+    () =>
+      buildInitPlan(
+        spec((s) =>
+          s.process!.rlimits = [{
+            type: "RLIMIT_CPU",
+            soft: 18446744073709551615n,
+            hard: 18446744073709551614n,
+          }]
+        ),
+        OPTS,
+      ),
+    CapsuleError,
+    "RLIMIT_CPU soft limit 18446744073709551615 is above its hard limit 18446744073709551614",
+  );
+});
+
 Deno.test("buildInitPlan: no mount namespace in linux.namespaces -> hostMountNs", () => {
   assertEquals(buildInitPlan(spec(), OPTS).hostMountNs, undefined);
   const p = buildInitPlan(

@@ -1,5 +1,5 @@
 // The native front end's reading of a --process file no exec kept (runtime/native/process_delta.c
-// process_records) against the CLI's (cli/process.ts readProcessFile: TextDecoder, JSON.parse;
+// process_records) against the CLI's (cli/process.ts readProcessFile: TextDecoder, parseJson;
 // exec.ts processFromFile and fileProcess; plan.ts buildProcessPlan; nsexec.ts's records). For
 // every file, mutations of real ones included, the C reading must give the CLI's records byte for
 // byte, or decline (the CLI then reads the file); it must never take a file the CLI refuses. A
@@ -12,6 +12,7 @@ import { buildProcessPlan } from "../../runtime/plan.ts";
 import type { SeccompFilter } from "../../runtime/seccomp.ts";
 import type { Process } from "../../runtime/spec.ts";
 import { NSEXEC_SOURCES } from "../../scripts/build.ts";
+import { parseJson } from "../../runtime/json.ts";
 import { assert, assertEquals } from "./helpers.ts";
 
 const repo = new URL("../../", import.meta.url).pathname;
@@ -119,7 +120,7 @@ function processRecords(proc: Process, b: Base): Uint8Array {
 /** The CLI's records for the file `bytes` in a container of `b`; undefined when it refuses it. */
 async function cliRecords(bytes: Uint8Array, b: Base): Promise<Uint8Array | undefined> {
   try {
-    const raw = JSON.parse(new TextDecoder().decode(bytes));
+    const raw = parseJson(new TextDecoder().decode(bytes));
     const proc = fileProcess(await processFromFile(raw, "process file"), b.process);
     if (proc.terminal) return undefined; // the front end never takes a terminal's
     if (!proc.cwd?.startsWith("/")) return undefined;
@@ -239,6 +240,16 @@ const ALTERNATES: unknown[] = [
   [{ type: "RLIMIT_NPROC", soft: 5, hard: 10 }],
   [{ type: "RLIMIT_NOPE", soft: 5, hard: 10 }],
   [{ type: "RLIMIT_AS", soft: "@N:1e3", hard: 10000 }],
+  // uint64 limits past 2^53-1, read exactly by the CLI (parseJson): 2^64-1 is unlimited.
+  "@N:9007199254740993",
+  "@N:9223372036854775807",
+  "@N:18446744073709551614",
+  "@N:18446744073709551615",
+  "@N:18446744073709552000",
+  "@N:18446744073709551616000",
+  [{ type: "RLIMIT_CPU", soft: "@N:18446744073709551614", hard: "@N:18446744073709551615" }],
+  [{ type: "RLIMIT_CPU", soft: "@N:18446744073709551615", hard: "@N:18446744073709551614" }],
+  [{ type: "RLIMIT_CORE", soft: 0, hard: "@N:9223372036854775807" }],
   {},
   { uid: 1, gid: 2 },
   { uid: 1 },

@@ -248,8 +248,9 @@ Deno.test("seccomp: what cannot be expressed is refused by name", () => {
   );
 });
 
-Deno.test("seccomp: an argument value JSON cannot carry exactly (past 2^53-1, a fraction) is refused, never compared as another number", () => {
-  // JSON.parse reads 18446744073709551615 as 2^64, which BigInt.asUintN(64) would make 0.
+Deno.test("seccomp: an argument value that is not an exact integer (a fraction, a double past 2^53-1) is refused, never compared as another number", () => {
+  // JSON.parse reads 18446744073709551615 as 2^64, which BigInt.asUintN(64) would make 0 (capsule
+  // reads config.json with parseJson, which gives the exact bigint).
   for (
     const [value, valueTwo] of [[JSON.parse("18446744073709551615"), undefined], [1.5, undefined], [
       0xff,
@@ -290,4 +291,43 @@ Deno.test("seccomp: an argument value JSON cannot carry exactly (past 2^53-1, a 
       args: [{ index: 0, value: 2 ** 53 - 1, op: "SCMP_CMP_EQ" }],
     }],
   });
+});
+
+Deno.test("seccomp: uint64 argument values past 2^53-1 (bigints, as parseJson reads them) are compared exactly, the same as the negative int64 of the same 64 bits", () => {
+  const profile = (value: number | bigint, valueTwo: number | bigint | undefined, op: string) =>
+    ({
+      defaultAction: "SCMP_ACT_ALLOW",
+      syscalls: [{
+        names: ["personality"],
+        action: "SCMP_ACT_ERRNO",
+        args: [{ index: 0, value, valueTwo, op }],
+      }],
+    }) satisfies SeccompProfile;
+  for (
+    const [big, negative] of [
+      [18446744073709551615n, -1],
+      [18446744073709551614n, -2],
+      [9223372036854775808n, -9223372036854775808n],
+      [9223372036854775807n, 9223372036854775807n],
+    ] as const
+  ) {
+    for (const op of ["SCMP_CMP_EQ", "SCMP_CMP_NE", "SCMP_CMP_GT", "SCMP_CMP_LE"]) {
+      assertEquals(
+        compileSeccomp(profile(big, undefined, op)).program,
+        compileSeccomp(profile(negative, undefined, op)).program,
+        `${big} ${op}`,
+      );
+    }
+    assertEquals(run(profile(big, undefined, "SCMP_CMP_EQ"), "personality", [big]), errno(1));
+    assertEquals(
+      run(profile(big, undefined, "SCMP_CMP_EQ"), "personality", [big - 1n]),
+      SECCOMP_RET.ALLOW,
+    );
+  }
+  // A mask and a datum past 2^53-1: (arg & value) == valueTwo, exactly.
+  const masked = profile(0x8000000000000001n, 0x8000000000000000n, "SCMP_CMP_MASKED_EQ");
+  assertEquals(run(masked, "personality", [0x8000000000000000n]), errno(1));
+  assertEquals(run(masked, "personality", [0x8000000000000002n]), errno(1));
+  assertEquals(run(masked, "personality", [0x8000000000000001n]), SECCOMP_RET.ALLOW);
+  assertEquals(run(masked, "personality", [0x1n]), SECCOMP_RET.ALLOW);
 });

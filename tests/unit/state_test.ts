@@ -14,6 +14,7 @@ import {
 } from "../../runtime/state.ts";
 import { CapsuleError, NotFoundError } from "../../runtime/errors.ts";
 import { userName } from "../../runtime/query.ts";
+import { buildProcessPlan } from "../../runtime/plan.ts";
 import {
   assert,
   assertEquals,
@@ -149,6 +150,37 @@ Deno.test("StateStore: write then read returns the record", () =>
     assertEquals(store.read("c1"), rec);
     assertEquals(store.load("c1"), rec);
     assertEquals(names(`${dir}/c1`), [STATE_FILE]);
+  }));
+
+Deno.test("StateStore: the recorded process keeps integers past 2^53-1 exact (rlimits, unknown fields), written and read back; 2^64 as an older capsule wrote it reads as unlimited", () =>
+  withTempDir((dir) => {
+    const store = new StateStore(dir);
+    store.claim("big");
+    const process = {
+      args: ["sh"],
+      cwd: "/",
+      user: { uid: 0, gid: 0 },
+      rlimits: [{ type: "RLIMIT_CPU", soft: 18446744073709551614n, hard: 18446744073709551615n }],
+      scheduler: { policy: "SCHED_DEADLINE", runtime: 9007199254740993n },
+    };
+    const rec = record("big", {
+      exec: { process },
+      hooks: { poststop: [{ path: "/h", x: 2n ** 64n - 1n } as never] },
+    });
+    store.write(rec);
+    const text = Deno.readTextFileSync(`${dir}/big/${STATE_FILE}`);
+    assertStringIncludes(text, '"soft": 18446744073709551614');
+    assertStringIncludes(text, '"runtime": 9007199254740993');
+    assertEquals(store.read("big"), rec);
+    // A record of before: RLIM_INFINITY as JSON.stringify wrote the double 2^64.
+    Deno.writeTextFileSync(
+      `${dir}/big/${STATE_FILE}`,
+      text.replace("18446744073709551615", "18446744073709552000"),
+    );
+    const old = store.read("big")!.exec!.process;
+    assertEquals(buildProcessPlan(old).rlimits, [
+      { resource: 0, soft: "18446744073709551614", hard: "18446744073709551615" },
+    ]);
   }));
 
 Deno.test("StateStore.read: a claimed dir without state.json -> undefined; load -> CapsuleError", () =>

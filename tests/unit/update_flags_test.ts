@@ -63,3 +63,35 @@ Deno.test("events --interval: Go durations as runc takes them, or seconds", () =
     assertEquals(err instanceof CapsuleError, true, bad);
   }
 });
+
+Deno.test("update: integers past 2^53-1 are exact, from a --resources file and from the flags, as runc reads them", async () => {
+  const file = Deno.makeTempFileSync();
+  try {
+    Deno.writeTextFileSync(
+      file,
+      '{"memory": {"limit": 9223372036854775807, "swap": -1}, "cpu": {"realtimePeriod": ' +
+        '18446744073709551615}, "hugepageLimits": [{"pageSize": "2MB", "limit": 18446744073709551614}]}',
+    );
+    const r = await resourcesFromFlags(flagsOf(["-r", file]));
+    assertEquals(r.memory, { limit: 9223372036854775807n, swap: -1 });
+    assertEquals(r.cpu, { realtimePeriod: 18446744073709551615n });
+    assertEquals(r.hugepageLimits, [{ pageSize: "2MB", limit: 18446744073709551614n }]);
+  } finally {
+    Deno.removeSync(file);
+  }
+  const f = await resourcesFromFlags(flagsOf([
+    "--memory",
+    "9223372036854775807",
+    "--memory-swap",
+    "9223372036854775807",
+    "--pids-limit",
+    "9223372036854775807",
+    "--cpu-quota",
+    "-9223372036854775808",
+    "--cpu-rt-period",
+    "18446744073709551615",
+  ]));
+  assertEquals(f.memory, { limit: 9223372036854775807n, swap: 9223372036854775807n });
+  assertEquals(f.pids, { limit: 9223372036854775807n });
+  assertEquals(f.cpu, { quota: -9223372036854775808n, realtimePeriod: 18446744073709551615n });
+});
