@@ -1,7 +1,7 @@
 // Resource commands: update, pause, resume, events.
 import { CapsuleError, UsageError } from "../runtime/errors.ts";
 import { parseJson } from "../runtime/json.ts";
-import type { LinuxResources } from "../runtime/cgroups/mod.ts";
+import type { CgroupStats, LinuxResources } from "../runtime/cgroups/mod.ts";
 import type { CommandDef, Globals } from "./types.ts";
 import { openRuntime } from "./runtime.ts";
 
@@ -202,12 +202,12 @@ export function resourceCommands(globals: () => Globals): CommandDef[] {
       ],
       run: async ({ flags, args }) => {
         const r = await rt(args[0]);
-        const { toRuncStats } = await import("../runtime/cgroups/mod.ts");
+        const { runcStatsJson } = await import("../runtime/cgroups/mod.ts");
         const id = args[0];
-        const emit = (type: string, data?: unknown) =>
-          console.log(JSON.stringify({ type, id, ...(data ? { data } : {}) }));
+        const emitStats = (s: CgroupStats) =>
+          console.log(runcStatsJson(s, (data) => ({ type: "stats", id, data })));
         if (flags.stats) {
-          emit("stats", toRuncStats(r.stats(id)));
+          emitStats(r.stats(id));
           return;
         }
         const interval = parseInterval((flags.interval as string | undefined) ?? "5s");
@@ -217,10 +217,10 @@ export function resourceCommands(globals: () => Globals): CommandDef[] {
           const rec = r.store.read(id);
           if (!rec || r.status(rec) === "stopped") return;
           const st = r.stats(id);
-          if (st.oomKillCount > ooms) emit("oom");
+          if (st.oomKillCount > ooms) console.log(JSON.stringify({ type: "oom", id }));
           ooms = st.oomKillCount;
           if (Date.now() >= next) {
-            emit("stats", toRuncStats(st));
+            emitStats(st);
             next = Date.now() + interval * 1000;
           }
           await new Promise((res) => setTimeout(res, 200));

@@ -8,6 +8,7 @@
 
 import { CapsuleError } from "../errors.ts";
 import type { CgroupDriver, CgroupStats, MemoryEntry } from "./types.ts";
+import { stringifyJson } from "../json.ts";
 import { type DetectOptions, hostHierarchies } from "./detect.ts";
 import { CgroupV1Driver } from "./v1.ts";
 import { CgroupV2Driver } from "./v2.ts";
@@ -67,6 +68,29 @@ export function parseMemory(value: string, flag?: string): number {
   const n = Math.floor(Number(m[1]) * UNITS[m[2].toLowerCase()]);
   if (!Number.isSafeInteger(n)) throw bad();
   return n;
+}
+
+/**
+ * runc's `events --stats` "data" (toRuncStats) as JSON text, with every integer exact as Go's
+ * encoding/json writes a uint64: a count past 2^53-1 (v1's unlimited memory.limit_in_bytes,
+ * 9223372036854771712, or a hierarchical limit in memory.stat) as the integer its double holds,
+ * where JSON.stringify writes the shortest digits that read back (9223372036854772000), and v2's
+ * "max" (UNLIMITED, the double 2^64) as 18446744073709551615, which a Go reader takes (it cannot
+ * read 18446744073709552000 into a uint64).
+ */
+export function runcStatsJson(s: CgroupStats, wrap = (data: unknown) => data): string {
+  return stringifyJson(wrap(exactIntegers(toRuncStats(s))));
+}
+
+/** `v` with each integer past 2^53-1 a bigint of the same value (2^64 and past: u64's max). */
+function exactIntegers(v: unknown): unknown {
+  if (typeof v === "number") {
+    if (!Number.isInteger(v) || Math.abs(v) <= Number.MAX_SAFE_INTEGER) return v;
+    return v >= 2 ** 64 ? 2n ** 64n - 1n : BigInt(v);
+  }
+  if (Array.isArray(v)) return v.map(exactIntegers);
+  if (typeof v !== "object" || v === null) return v;
+  return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, exactIntegers(x)]));
 }
 
 /** A CgroupStats in the JSON shape of runc's `events --stats` "data" (types.Stats). */

@@ -13,13 +13,15 @@ import {
 import { CapsuleError } from "../../runtime/errors.ts";
 import {
   type CgroupPaths,
+  type CgroupStats,
   detectCgroups,
   FakeCgroupDriver,
   parseMemory,
+  runcStatsJson,
   toRuncStats,
 } from "../../runtime/cgroups/mod.ts";
 import { planV1, UNIFIED, type V1Current } from "../../runtime/cgroups/v1.ts";
-import { planV2, swapToV2 } from "../../runtime/cgroups/v2.ts";
+import { planV2, swapToV2, UNLIMITED } from "../../runtime/cgroups/v2.ts";
 import {
   blkioToIoWeight,
   executePlan,
@@ -1077,4 +1079,29 @@ Deno.test("validation: a value past its runtime spec type's range is refused nam
   // Without a bigint, what was given.
   const plain = { memory: { limit: 1024 } };
   assertEquals(validateResources(plain, 1), plain);
+});
+
+Deno.test("toRuncStats: integers past 2^53-1 are written exactly, v2's max as Go's MaxUint64", () => {
+  const entry = (limit: number) => ({ usage: 4096, limit, max: 8192, failcnt: 0 });
+  const s: CgroupStats = {
+    cpu: {
+      usage: { total: 1, kernel: 0, user: 1 },
+      throttling: { periods: 0, throttledPeriods: 0, throttledTime: 0 },
+    },
+    memory: {
+      cache: 0,
+      // v1's unlimited memory.limit_in_bytes (2^63-4096, a double exactly) and v2's "max".
+      usage: entry(9223372036854771712),
+      swap: entry(UNLIMITED),
+      stats: { hierarchical_memory_limit: 9223372036854771712 },
+    },
+    pids: { current: 1, limit: 0 },
+    oomKillCount: 0,
+  };
+  const text = runcStatsJson(s);
+  assert(text.includes('"limit":9223372036854771712'), text);
+  assert(text.includes('"limit":18446744073709551615'), text);
+  assert(text.includes('"hierarchical_memory_limit":9223372036854771712'), text);
+  assert(!/\d{17}000/.test(text), text);
+  assertEquals(JSON.parse(text).memory.usage.usage, 4096);
 });
