@@ -144,9 +144,7 @@ rootTest("pids limit 20 stops a fork loop at 20", async (root) => {
     // No memory limit: the kernel's own value, exactly as runc prints it (a uint64 past 2^53-1:
     // v1's 9223372036854771712, v2's "max" as 18446744073709551615).
     const v2 = paths[""] !== undefined;
-    const memLimit = v2
-      ? "18446744073709551615"
-      : cgFile(paths, "memory", "memory.limit_in_bytes");
+    const memLimit = v2 ? "18446744073709551615" : cgFile(paths, "memory", "memory.limit_in_bytes");
     assert(out.includes(`"usage":{"limit":${memLimit},`), `memory limit ${memLimit}: ${out}`);
     assertEquals(st.data.pids.current, current);
     assertEquals(st.data.pids.limit, 20);
