@@ -49,13 +49,21 @@ export interface RuntimeNeeds {
   root?: string;
 }
 
-/** The extensions a container's state names; all of them when its state.json is damaged. */
+/**
+ * The extensions a container's state names; all of them when its state.json is damaged, or
+ * missing from a directory that exists (delete -f finds what each holds from the id alone).
+ */
 function extKeys(root: string, id: string): string[] {
   let text: string;
   try {
     text = Deno.readTextFileSync(`${root}/${id}/state.json`);
-  } catch {
-    return [];
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) return [];
+    try {
+      return Deno.statSync(`${root}/${id}`).isDirectory ? ["image", "network"] : [];
+    } catch {
+      return [];
+    }
   }
   try {
     return Object.keys(JSON.parse(text).ext ?? {});

@@ -210,6 +210,8 @@ function writeRecord(c: Creating): void {
     created: isoTime(),
     annotations: {},
     creating: true,
+    creatorPid: Deno.pid,
+    creatorStartTime: procStat(Deno.pid)?.startTime ?? "",
   };
   const paths = cgroupPaths(c);
   if (paths) c.record.cgroupPaths = paths;
@@ -360,6 +362,8 @@ async function markCreated(c: Creating): Promise<void> {
   // The helper that cloned the init ended as it sent the init's pid: reaped, no zombie is left.
   if (c.firstStage && !c.firstStage.poll()) await c.firstStage.status;
   delete c.record.creating;
+  delete c.record.creatorPid;
+  delete c.record.creatorStartTime;
   c.save();
   // Only the native front end reads it: without it, exec, start and delete run in Deno. A
   // foreground run starts and deletes its container itself: writing the file and removing it

@@ -73,15 +73,16 @@ async function deleteLocked(ctx: RuntimeContext, id: string, opts: DeleteOptions
     return await deleteDamaged(ctx, id);
   }
   if (!rec) {
-    // A directory a crash left without a state: only -f removes it (nothing else to undo).
+    // A directory without a state: a create that crashed before writing it, or a state.json
+    // removed by hand under a live container. Only -f removes it, with what the id alone gives
+    // (its default cgroup's processes, leases, ports, a host bind: deleteDamaged), so that no
+    // orphan keeps an address or a port that would be handed out again.
     if (!opts.force) {
       throw new CapsuleError(
         `Container "${id}" was never fully created; remove it with "capsule delete -f ${id}"`,
       );
     }
-    releaseHostMount(ctx.store.dir(id)); // a crash between the bind and the record
-    ctx.store.remove(id);
-    return;
+    return await deleteDamaged(ctx, id);
   }
   const st = opts.reaped ? "stopped" : status(ctx, rec);
   if (st !== "stopped" && st !== "created" && !opts.force) {
@@ -141,7 +142,8 @@ function removeCgroups(ctx: RuntimeContext, rec: ContainerRecord): void {
 }
 
 /**
- * `delete -f` of a container whose state.json cannot be read: everything the id owns, found
+ * `delete -f` of a container whose state.json cannot be read or is missing from its directory:
+ * everything the id owns, found
  * from the id alone. Processes: those in the default cgroup capsule/<id> (SIGKILL, frozen
  * meanwhile); the cgroup itself; each extension's releaseAllFor(id) (network: veth, chain,
  * leases and ports keyed by the id), or its deleted() with a record of the id and no data

@@ -34,8 +34,17 @@ export interface ContainerRecord {
   created: string;
   /** config.json's annotations. */
   annotations: Record<string, string>;
-  /** True until create finished; a crash leaves it set, and the container counts as stopped. */
+  /**
+   * True until create finished. While the process that creates it lives (creatorPid), the
+   * container is creating, whatever `pid` says (until "created", `pid` may name the helper that
+   * cloned the init and has exited); once that process is gone (a crash), the init decides: a
+   * live one is creating, a dead one stopped (delete removes it).
+   */
   creating?: boolean;
+  /** While creating: the pid of the process that creates it (the CLI, or a library caller). */
+  creatorPid?: number;
+  /** While creating: field 22 of that process's /proc/<pid>/stat (a recycled pid never matches). */
+  creatorStartTime?: string;
   /** cgroup directories of the container, by controller (or "" for v2). */
   cgroupPaths?: Record<string, string>;
   /**
@@ -394,10 +403,16 @@ export class StateStore {
   }
 
   /**
-   * The status now: stopped unless the init lives with the same start time (a recycled pid
-   * never counts), creating until create finished, created while exec.fifo exists.
+   * The status now: creating while the process that creates it lives (creatorPid); else
+   * stopped unless the init lives with the same start time (a recycled pid never counts),
+   * creating until create finished (a crashed create's live init), created while exec.fifo
+   * exists.
    */
   status(rec: ContainerRecord, paused?: PausedProbe): Status {
+    if (
+      rec.creating && rec.creatorPid &&
+      initAlive({ pid: rec.creatorPid, pidStartTime: rec.creatorStartTime ?? "" })
+    ) return "creating";
     if (!initAlive(rec)) return "stopped";
     if (rec.creating) return "creating";
     if (paused?.(rec)) return "paused";

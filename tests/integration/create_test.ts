@@ -10,6 +10,7 @@ import {
   removeAll,
   rootNames,
   rootTest,
+  spawnCapsule,
   state,
   waitFor,
 } from "../helpers.ts";
@@ -134,3 +135,38 @@ rootTest("create: bad input is refused clearly and leaves nothing", async (root)
     await removeAll(good, badJson, wrongType, noRootfs, noConfig, userNs);
   }
 });
+
+rootTest(
+  "create: the state is creating while create runs (a createRuntime hook holds it there), never stopped; delete without -f is refused then",
+  async (root) => {
+    // createRuntime hooks run after the init was cloned and before create saves its pid: the
+    // record still names the helper that cloned it, which has exited.
+    const flag = await Deno.makeTempFile({ prefix: "capsule-hook-" });
+    const b = await makeBundle("true", (s) => {
+      s.hooks = {
+        createRuntime: [{
+          path: "/bin/sh",
+          args: ["sh", "-c", `echo in > ${flag}; sleep 3`],
+        }],
+      };
+    });
+    const child = spawnCapsule(root, ["create", "-b", b, "ck1"]);
+    try {
+      await waitFor(() => Deno.readTextFileSync(flag).includes("in"), 10_000, "the hook");
+      const st = await state(root, "ck1");
+      assertEquals(st.status, "creating", JSON.stringify(st));
+      const del = await capsule(root, ["delete", "ck1"]);
+      assertEquals(del.code, 1, del.stderr);
+      assertMatch(del.stderr, /creating/);
+      // The init keeps create's stdout and stderr (pipes here) until it ends: the status only.
+      assertEquals((await child.status).code, 0);
+      assertEquals((await state(root, "ck1")).status, "created");
+    } finally {
+      await capsule(root, ["delete", "-f", "ck1"]);
+      await child.status.catch(() => {});
+      await child.stdout.cancel().catch(() => {});
+      await child.stderr.cancel().catch(() => {});
+      await removeAll(b, flag);
+    }
+  },
+);

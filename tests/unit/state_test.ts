@@ -306,6 +306,26 @@ Deno.test("status: creating: true with a live init -> creating; with a dead one 
     assertEquals(store.status(record("k", { pid: 999999999, creating: true })), "stopped");
   }));
 
+Deno.test("status: while the process that creates it lives, creating, whatever the pid recorded (the helper that cloned the init exits before the init's pid is saved); a crashed creator's record is judged by its init", () =>
+  withTempDir((dir) => {
+    const store = new StateStore(dir);
+    store.claim("k");
+    const self = procStat(Deno.pid)!;
+    const creator = { creatorPid: Deno.pid, creatorStartTime: self.startTime };
+    // The first stage has exited; the record still names it.
+    assertEquals(
+      store.status(record("k", { pid: 999999999, creating: true, ...creator })),
+      "creating",
+    );
+    assertEquals(store.status(record("k", { pid: 0, creating: true, ...creator })), "creating");
+    // The creator is gone (a crash): its init decides, as before.
+    const gone = { creatorPid: Deno.pid, creatorStartTime: "1" };
+    assertEquals(store.status(record("k", { pid: 999999999, creating: true, ...gone })), "stopped");
+    assertEquals(store.status(selfRecord("k", { creating: true, ...gone })), "creating");
+    // Once created, the creator's fields mean nothing.
+    assertEquals(store.status(record("k", { pid: 999999999, ...creator })), "stopped");
+  }));
+
 Deno.test("status: a pid that does not exist -> stopped", () =>
   withTempDir((dir) => {
     const store = new StateStore(dir);
