@@ -27,6 +27,7 @@ import {
   type ImageConfig,
   imageKey,
   type ImageRecord,
+  ownTree,
   paths,
   readImage,
   storeDir,
@@ -572,7 +573,7 @@ export async function pullImage(o: PullOptions): Promise<ImageRecord> {
     // The store and what a container can write into stay closed to other users (0700).
     storeDir(o.store, "images");
     Deno.mkdirSync(layersDir, { recursive: true, mode: 0o700 });
-    privateDir(layersDir, "--store directory");
+    privateDir(layersDir, "--store directory", ownTree);
     sweep(layersDir);
     sweep(paths.images(o.store));
     // A shared lock: `image delete` collects unused layers only under the exclusive one.

@@ -19,6 +19,7 @@ import {
   type ImageRecord,
   listContainerInfos,
   liveUsers,
+  ownTree,
   paths,
   readContainerInfo,
   readImage,
@@ -129,8 +130,8 @@ function volumeSources(
       // above it keep other host users out.
       if (fresh) Deno.mkdirSync(source, { mode: 0o755 });
     } else {
-      privateDir(`${storeDir(store, "volumes")}/_anon`, "--store directory");
-      privateDir(paths.anon(store, id), "--store directory");
+      privateDir(`${storeDir(store, "volumes")}/_anon`, "--store directory", ownTree);
+      privateDir(paths.anon(store, id), "--store directory", ownTree);
       source = `${paths.anon(store, id)}/${n}`;
       fresh = true;
       Deno.mkdirSync(source, { recursive: true, mode: 0o755 });

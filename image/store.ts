@@ -184,11 +184,20 @@ export { exists };
  * privateDir) for a store that is not capsule's own.
  */
 export function storeDir(store: string, sub: "images" | "containers" | "volumes"): string {
-  privateDir(store, "--store");
+  privateDir(store, "--store", storeOwns);
   const dir = `${store}/${sub}`;
-  privateDir(dir, `--store directory`);
+  privateDir(dir, `--store directory`, ownTree);
   return dir;
 }
+
+/** The entries capsule makes at the top of a store (privateDir's `owns` for `--store`). */
+const STORE_ENTRIES = new Set(["images", "containers", "volumes", "layers", "networks"]);
+
+/** privateDir's `owns` for a store: only the entries capsule makes there (STORE_ENTRIES). */
+export const storeOwns = (_dir: string, name: string): boolean => STORE_ENTRIES.has(name);
+
+/** privateDir's `owns` for a directory inside a store capsule owns: all of it is capsule's. */
+export const ownTree = (): boolean => true;
 
 /** The image's record; a CapsuleError naming what to do when there is none. */
 export function readImage(store: string, name: string): ImageRecord {

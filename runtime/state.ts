@@ -1,6 +1,7 @@
 // Where containers live on disk: <root>/<id>/state.json (written atomically), exec.fifo,
 // container.log. Status is never stored: it is derived from the kernel (is the init alive,
 // with the same start time?) and from the fifo (still there = not started).
+import * as libc from "../ffi/libc.ts";
 import { CapsuleError, NotFoundError } from "./errors.ts";
 import type { SeccompFilter } from "./seccomp.ts";
 import type { Process } from "./spec.ts";
@@ -153,14 +154,20 @@ export function initAlive(rec: Pick<ContainerRecord, "pid" | "pidStartTime">): b
 
 /**
  * Makes `path` a directory that only its owner can enter (0700), whatever made it first:
- * created 0700 (missing parents 0755, as `mkdir -p`), or, when it exists with group or other
- * permission bits, tightened to 0700. capsule keeps state, logs, images and volumes (whose
+ * created 0700 (missing parents 0755, as `mkdir -p`), or, when it exists empty with group or
+ * other permission bits, tightened to 0700 (tightenOwnDir; a looser one holding anything, or a
+ * symlink to one, is refused). capsule keeps state, logs, images and volumes (whose
  * contents containers write, setuid files included) below such directories, so no other
  * local user reaches them. `what` names the directory in errors (e.g. "--root").
- * Throws CapsuleError when `path` is not a directory, belongs to another user, or is a shared
- * sticky directory such as /tmp (tightening that would break the host).
+ * Throws CapsuleError when `path` is not a directory, belongs to another user, is a shared
+ * sticky directory such as /tmp (tightening that would break the host), or is looser and holds
+ * anything or is reached through a symlink (another program's: never changed).
  */
-export function privateDir(path: string, what: string): void {
+export function privateDir(
+  path: string,
+  what: string,
+  owns: (dir: string, name: string) => boolean = () => false,
+): void {
   // Looked at first: it is there nearly always, and a mkdir's EEXIST is a thrown error (Deno's
   // first in a process costs ~0.4 ms).
   let st: Deno.FileInfo;
@@ -198,7 +205,77 @@ export function privateDir(path: string, what: string): void {
         `choose a directory of capsule's own, e.g. ${path.replace(/\/+$/, "")}/capsule`,
     );
   }
-  Deno.chmodSync(path, mode & 0o7700);
+  tightenOwnDir(path, what, mode, owns);
+}
+
+/**
+ * privateDir's `owns` for a state root (--root): an entry capsule makes there, a container's
+ * directory (one holding state.json, or empty: a create claimed it), the networks' state
+ * (`_networks`) or a monitor's socket and lock (`.monitor-*`).
+ */
+export function rootOwns(dir: string, name: string): boolean {
+  if (name === "_networks" || /^\.monitor-[0-9a-f]{16}\.(sock|lock)$/.test(name)) return true;
+  if (!ID_PATTERN.test(name)) return false;
+  try {
+    const st = Deno.lstatSync(`${dir}/${name}`);
+    if (!st.isDirectory) return false;
+    const it = Deno.readDirSync(`${dir}/${name}`);
+    return it.next().done === true || Deno.lstatSync(`${dir}/${name}/${STATE_FILE}`).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * chmod go-rwx of the looser directory `path` (mode `mode`), only when capsule may take it as its
+ * own: reached by its own name (opened O_NOFOLLOW: never a symlink another user placed, which
+ * would have capsule change /etc) and holding nothing but what `owns` says capsule puts there
+ * (empty: made for capsule, e.g. by mkdir under a 022 umask; or left loose by an older capsule).
+ * One holding anything else is another program's (`--root /run`, `--store /var/lib` by
+ * mistake): refused with a CapsuleError, never changed; runc and podman never change an
+ * existing root.
+ */
+function tightenOwnDir(
+  path: string,
+  what: string,
+  mode: number,
+  owns: (dir: string, name: string) => boolean,
+): void {
+  const refuse = (why: string) =>
+    new CapsuleError(
+      `Cannot use ${what} ${path}: other users can enter it (mode ${
+        mode.toString(8)
+      }) and ${why}; ` +
+        `capsule keeps its directories closed to other users and never changes another ` +
+        `program's: give a directory of capsule's own (e.g. ${
+          path.replace(/\/+$/, "")
+        }/capsule), ` +
+        `or run "chmod go-rwx ${path}" if this one is capsule's`,
+    );
+  let fd: number;
+  try {
+    fd = libc.open(path, libc.O.RDONLY | libc.O.DIRECTORY | libc.O.NOFOLLOW | libc.O.CLOEXEC);
+  } catch (e) {
+    // O_NOFOLLOW|O_DIRECTORY on a symlink: ELOOP, or ENOTDIR (what stat followed was a directory).
+    if (e instanceof libc.SysError && (e.code === "ELOOP" || e.code === "ENOTDIR")) {
+      throw refuse("it is a symbolic link");
+    }
+    throw e;
+  }
+  try {
+    // The directory the fd holds, whatever its path names by now.
+    const own = `/proc/self/fd/${fd}`;
+    const st = Deno.statSync(own);
+    if (st.uid !== Deno.uid()) throw refuse(`it belongs to uid ${st.uid}`);
+    for (const e of Deno.readDirSync(own)) {
+      if (!owns(own, e.name)) {
+        throw refuse(`it holds ${JSON.stringify(e.name)}, which capsule did not put there`);
+      }
+    }
+    libc.fchmod(fd, (st.mode ?? mode) & 0o7700, path);
+  } finally {
+    libc.close(fd);
+  }
 }
 
 /** Is there an entry at `path` (a dangling symlink counts)? */
@@ -307,7 +384,7 @@ export class StateStore {
   /** Makes the container's directory; exactly one of two racing creates of an id wins. */
   claim(id: string): string {
     const dir = this.dir(id);
-    privateDir(this.root, "--root");
+    privateDir(this.root, "--root", rootOwns);
     try {
       Deno.mkdirSync(dir, { mode: 0o700 });
     } catch (e) {

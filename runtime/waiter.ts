@@ -15,7 +15,7 @@
 import { CapsuleError } from "./errors.ts";
 import { LOG_DEFAULTS, type LogLimits } from "./log_writer.ts";
 import { v8FlagsFor } from "./v8_flags.ts";
-import { EXIT_FILE, privateDir } from "./state.ts";
+import { EXIT_FILE, privateDir, rootOwns } from "./state.ts";
 import { nsexecPath } from "./nsexec.ts";
 
 export { LOG_DEFAULTS };
@@ -107,7 +107,7 @@ export async function runUnderWaiter(
 ): Promise<number> {
   if (!stateDir.startsWith("/")) stateDir = `${Deno.cwd()}/${stateDir}`; // the monitor is in /
   const root = stateDir.slice(0, stateDir.lastIndexOf("/")) || "/";
-  privateDir(root, "--root"); // where the monitor's socket goes: closed to other users
+  privateDir(root, "--root", rootOwns); // where the monitor's socket goes: closed to others
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(nsexecPath(), {
