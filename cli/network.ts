@@ -23,12 +23,14 @@ export function networkCommands(globals: () => Globals): CommandDef[] {
             type: "string",
             arg: "CIDR",
             help: "IPv4 subnet, /16 to /30, e.g. 10.89.0.0/24 (default: a free one, as docker)",
+            once: true,
           },
           {
             name: "gateway",
             type: "string",
             arg: "IP",
             help: "gateway address (default: the first of the subnet)",
+            once: true,
           },
         ],
         run: async ({ flags, args }) => {
@@ -58,7 +60,7 @@ export function networkCommands(globals: () => Globals): CommandDef[] {
         summary: "list networks",
         flags: listFlags,
         run: async ({ flags }) => {
-          const all = (await nets()).list();
+          const all = await (await nets()).list();
           printListing(
             flags,
             all,
@@ -74,7 +76,7 @@ export function networkCommands(globals: () => Globals): CommandDef[] {
         usage: "<name>",
         args: [1, 1],
         run: async ({ args }) => {
-          printJson((await nets()).show(args[0]));
+          printJson(await (await nets()).show(args[0]));
         },
       },
       {

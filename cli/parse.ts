@@ -83,6 +83,10 @@ export function parseFlags(
       const cur = (flags[def.name] as string[] | undefined) ?? [];
       cur.push(value);
       flags[def.name] = cur;
+    } else if (def.once && flags[def.name] !== undefined) {
+      throw new UsageError(
+        `${where}: --${def.name} is given twice ("${flags[def.name]}", "${value}"): give it once`,
+      );
     } else flags[def.name] = value;
   }
   return { flags, args };

@@ -12,6 +12,12 @@ export interface FlagDef {
   /** Placeholder shown in help, e.g. DIR. */
   arg?: string;
   hidden?: boolean;
+  /**
+   * A string flag that may be given once (a network's one subnet): a second is a UsageError
+   * naming both values, where other string flags keep the last (Go's flag package does, and
+   * runc's callers rely on it).
+   */
+  once?: boolean;
 }
 
 /** A command of the tree: its flags and arguments, and `run` (or subcommands). */

@@ -1,6 +1,7 @@
 // Host sockets that a published port would hijack: /proc/net/{tcp,tcp6,udp,udp6} of the
 // caller's network namespace (listening TCP sockets, unconnected bound UDP sockets), and the
 // process holding one (a walk of /proc/*/fd, done only when there is a conflict).
+import { notUnicast, parseIp } from "./ipam.ts";
 
 /** A bound socket of the host: IPv4 address (or "0.0.0.0" for any), port, socket inode. */
 export interface HostSocket {
@@ -124,7 +125,8 @@ export function isLocalAddress(ip: string): boolean {
 
 /**
  * The IPv4 addresses of this network namespace (the "/32 host LOCAL" entries of
- * /proc/net/fib_trie), each once, in the trie's (numeric) order.
+ * /proc/net/fib_trie), each once, in the trie's (numeric) order. An interface given a
+ * multicast or reserved address (224.0.0.1/24) shows it as LOCAL too: those are left out.
  */
 export function parseFibTrie(text: string): string[] {
   const out: string[] = [];
@@ -135,7 +137,9 @@ export function parseFibTrie(text: string): string[] {
       last = leaf[1];
       continue;
     }
-    if (last && /^\s*\/32 host LOCAL\s*$/.test(line) && !out.includes(last)) out.push(last);
+    if (last && /^\s*\/32 host LOCAL\s*$/.test(line) && !out.includes(last)) {
+      if (!notUnicast(parseIp(last) ?? 0)) out.push(last);
+    }
   }
   return out;
 }

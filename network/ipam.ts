@@ -29,6 +29,40 @@ export function formatSubnet(s: Subnet): string {
   return `${formatIp(s.base)}/${s.prefix}`;
 }
 
+/**
+ * IPv4 ranges that no bridge network may use (docker refuses them too, or they cannot work):
+ * `unicast: false` for those whose addresses no interface may have as its own ("this
+ * network", multicast, reserved with the limited broadcast address), the others being the
+ * host's own already (loopback) or meaningful on one link only (link-local).
+ */
+export const RESERVED_RANGES: readonly { range: string; what: string; unicast: boolean }[] = [
+  { range: "0.0.0.0/8", what: '"this network"', unicast: false },
+  { range: "127.0.0.0/8", what: "loopback: the host's own addresses", unicast: true },
+  { range: "169.254.0.0/16", what: "link-local", unicast: true },
+  { range: "224.0.0.0/4", what: "multicast", unicast: false },
+  { range: "240.0.0.0/4", what: "reserved, and the broadcast address", unicast: false },
+];
+
+const reserved = () =>
+  RESERVED_RANGES.map((r) => {
+    const [ip, prefix] = r.range.split("/");
+    return { ...r, subnet: { base: parseIp(ip)!, prefix: Number(prefix) } };
+  });
+
+/** The reserved range (RESERVED_RANGES) that `s` overlaps, undefined if none. */
+export function reservedRange(s: Subnet): { range: string; what: string } | undefined {
+  const r = reserved().find((r) => overlaps(s, r.subnet));
+  return r && { range: r.range, what: r.what };
+}
+
+/**
+ * Is `ip` an address that no interface may have as its own: in 0.0.0.0/8, 224.0.0.0/4
+ * (multicast) or 240.0.0.0/4?
+ */
+export function notUnicast(ip: number): boolean {
+  return reserved().some((r) => !r.unicast && contains(r.subnet, ip));
+}
+
 /** Parses "10.1.0.0/24" for a bridge network: /16 to /30, the network address given exactly. */
 export function parseSubnet(text: string): Subnet {
   const m = /^([0-9.]+)\/(\d{1,2})$/.exec(text);

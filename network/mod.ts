@@ -16,11 +16,13 @@ import {
   formatSubnet,
   gatewayOf,
   listAllocations,
+  notUnicast,
   overlaps,
   parseIp,
   parseSubnet,
   release,
   releaseFile,
+  reservedRange,
   type Subnet,
 } from "./ipam.ts";
 import {
@@ -40,7 +42,7 @@ import {
   vethName,
 } from "./rules.ts";
 import { conflicts, ephemeralRange, type HostSocket } from "./hostports.ts";
-import { type BridgeInfo, type Runner, shownAlias, SystemRunner } from "./runner.ts";
+import { type BridgeInfo, type LinkInfo, type Runner, shownLink, SystemRunner } from "./runner.ts";
 import {
   DEFAULT_NETWORK,
   NETWORK_NAME,
@@ -50,7 +52,7 @@ import {
 } from "./store.ts";
 
 export { DEFAULT_NETWORK, type NetworkRecord, validateNetworkName } from "./store.ts";
-export { type BridgeInfo, type Runner, SystemRunner } from "./runner.ts";
+export { type BridgeInfo, type LinkInfo, type Runner, SystemRunner } from "./runner.ts";
 
 /**
  * A bridge is a host-global object, leases and published ports are per --root: exactly one
@@ -116,9 +118,24 @@ export interface NetworkInfo extends NetworkRecord {
 /**
  * What `network list` shows of a network: "up" (bridge present), "down" (bridge missing, as
  * after a reboot: made again when a container joins), "deleting" (a delete was interrupted:
- * `network delete NAME` or `network prune` finishes it).
+ * `network delete NAME` or `network prune` finishes it), "conflict" (an interface capsule did
+ * not make has the bridge's name: containers cannot join until it is removed or renamed, or
+ * the network deleted; capsule leaves it alone).
  */
-export type NetworkStatus = "up" | "down" | "deleting";
+export type NetworkStatus = "up" | "down" | "deleting" | "conflict";
+
+/**
+ * Whose the interface named as a network's bridge is: none there, this root's bridge, another
+ * --root's (a bridge with capsule's alias naming another root), or foreign (anything else: not
+ * a bridge, or a bridge without capsule's alias; never taken over, changed or deleted).
+ */
+type Holder = "none" | "mine" | "capsule" | "foreign";
+
+/** A read of the interface named as a bridge (Runner.link): what it found, or its error. */
+interface LinkRead {
+  link?: LinkInfo;
+  error?: unknown;
+}
 
 /** What a container's own /etc/hosts is made from (kept as hosts.json in its state dir). */
 interface HostsInputFile {
@@ -184,6 +201,67 @@ export class Networks {
     }
   }
 
+  /** The interface named as network `n`'s bridge (kind and alias), undefined if none. */
+  async #readLink(n: NetworkRecord): Promise<LinkInfo | undefined> {
+    try {
+      return await this.runner.link(n.bridge);
+    } catch (e) {
+      throw new CapsuleError(
+        `Cannot read the bridge "${n.bridge}" of network "${n.name}": ${(e as Error).message}`,
+      );
+    }
+  }
+
+  /**
+   * Whose `link` (the interface named as a network's bridge) is: capsule's bridges are
+   * bridges whose alias capsule set (OWNER_ALIAS_PREFIX or OWNER_HASH_PREFIX and a root).
+   */
+  #holder(link: LinkInfo | undefined): Holder {
+    if (!link) return "none";
+    if (link.kind !== "bridge") return "foreign";
+    if (link.alias === this.ownerAlias) return "mine";
+    return link.alias.startsWith(OWNER_ALIAS_PREFIX) || link.alias.startsWith(OWNER_HASH_PREFIX)
+      ? "capsule"
+      : "foreign";
+  }
+
+  /** Whose the interface named as network `n`'s bridge is now (#holder). */
+  async #holderOf(n: NetworkRecord): Promise<Holder> {
+    return this.runner.links().has(n.bridge) ? this.#holder(await this.#readLink(n)) : "none";
+  }
+
+  /**
+   * The CapsuleError for network `n` whose bridge's name an interface capsule did not make has
+   * (`link`): what it is, that capsule leaves it alone, and what to do.
+   */
+  #foreign(n: NetworkRecord, link: LinkInfo | undefined): CapsuleError {
+    const what = link?.kind === "bridge"
+      ? link.alias
+        ? `a bridge with the alias ${JSON.stringify(link.alias)}`
+        : "a bridge without capsule's alias"
+      : link?.kind
+      ? `a ${link.kind} interface`
+      : "an interface";
+    const b = n.bridge;
+    return new CapsuleError(
+      `Cannot use network "${n.name}": the host's interface "${b}" has the name of its bridge ` +
+        `but is not a bridge capsule made (${what}); capsule leaves it alone. Remove or rename ` +
+        `that interface if it is not needed ("ip link del ${b}", "ip link set dev ${b} name ` +
+        `NEWNAME"), or delete the network ("capsule network rm ${n.name}": the interface ` +
+        `stays) and create it again (its bridge then gets another name)`,
+    );
+  }
+
+  /**
+   * Removes network `n`'s own firewall rules (its chains; the shared ones stay): they name its
+   * bridge, and an interface capsule did not make has that name now. #setup adds them again
+   * when capsule makes the bridge again.
+   */
+  async #dropRules(n: NetworkRecord): Promise<void> {
+    const text = networkTeardown(n.name, await this.#save(), false);
+    if (text) await this.#restore(text, `Cannot remove the firewall rules of network "${n.name}"`);
+  }
+
   /**
    * Makes sure this --root may use network `n`'s bridge (attach, delete): it has it up (the
    * bridge's alias names it), or the bridge is missing (brought up now, marked as this root's,
@@ -191,9 +269,11 @@ export class Networks {
    * container holding an address on the network (no state dir of a lease's owner under it: it
    * was removed, or its containers deleted or stopped) and no interface other than this root's
    * containers' veths is enslaved to the bridge (a live endpoint of another root, of a root
-   * whose state was removed by hand, or one made by hand). A bridge without capsule's alias
-   * (made by hand, or by an older capsule) is taken over on the same terms. Otherwise throws a
-   * CapsuleError naming the network, the root that has it up and what to do.
+   * whose state was removed by hand, or one made by hand). Otherwise throws a CapsuleError
+   * naming the network, the root that has it up and what to do. An interface of the bridge's
+   * name that capsule did not make (not a bridge, or a bridge without capsule's alias: made by
+   * hand, by another program, by an older capsule) is never taken over: #foreign's
+   * CapsuleError, after the network's own rules, which name it, are removed.
    *
    * Racing an attach under the owning root without a lock: that one reserves its address, then
    * reads the alias; this one sets the alias, then looks for addresses: one of the two sees the
@@ -202,20 +282,25 @@ export class Networks {
   async #own(n: NetworkRecord, opts: { bringUp: boolean; locked: boolean }): Promise<void> {
     const mine = this.ownerAlias;
     if (!opts.locked) {
-      if ((await this.#bridge(n))?.alias === mine) return; // the common case: no lock
+      if ((await this.#holderOf(n)) === "mine") return; // the common case: no lock
       return await this.store.withLock(() => this.#own(n, { ...opts, locked: true }));
     }
-    const b = await this.#bridge(n);
-    if (!b) {
+    const link = this.runner.links().has(n.bridge) ? await this.#readLink(n) : undefined;
+    const holder = this.#holder(link);
+    if (holder === "none") {
       if (opts.bringUp) await this.#setup(n);
       return;
     }
-    if (b.alias === mine) return;
+    if (holder === "mine") return;
+    if (holder === "foreign") {
+      await this.#dropRules(n).catch(() => {});
+      throw this.#foreign(n, link);
+    }
     await this.#setAlias(n, mine);
     try {
-      await this.#refuseInUse(n, b.alias);
+      await this.#refuseInUse(n, link!.alias);
     } catch (e) {
-      await this.#setAlias(n, b.alias).catch(() => {});
+      await this.#setAlias(n, link!.alias).catch(() => {});
       throw e;
     }
     if (opts.bringUp) await this.#setup(n); // its rules, if someone flushed them
@@ -223,22 +308,24 @@ export class Networks {
 
   /**
    * Whether this --root may use network `name`'s bridge now (see #own), changing nothing: a
-   * CapsuleError as #own's when another root has it up and in use. `image start` asks first,
-   * so that a refused start leaves the stopped container as it was.
+   * CapsuleError as #own's when another root has it up and in use, or an interface capsule
+   * did not make has its name. `image start` asks first, so that a refused start leaves the
+   * stopped container as it was.
    */
   async checkOwner(name?: string): Promise<void> {
     const want = name === undefined || name === "default" ? DEFAULT_NETWORK : name;
     const n = this.store.read(validateNetworkName(want));
-    if (!n) return; // made (or refused) by the create itself
-    const b = await this.#bridge(n);
-    if (!b || b.alias === this.ownerAlias) return;
-    await this.#refuseInUse(n, b.alias);
+    if (!n || !this.runner.links().has(n.bridge)) return; // made (or refused) by the create
+    const link = await this.#readLink(n);
+    const holder = this.#holder(link);
+    if (holder === "foreign") throw this.#foreign(n, link);
+    if (holder === "capsule") await this.#refuseInUse(n, link!.alias);
   }
 
   /**
-   * Throws #own's CapsuleError when the root that the alias `alias` names (or something else)
-   * still uses network `n`'s bridge: a container of that root holding an address on it, or an
-   * interface enslaved to it other than this root's containers' veths.
+   * Throws #own's CapsuleError when the root that the capsule alias `alias` names still uses
+   * network `n`'s bridge: a container of that root holding an address on it, or an interface
+   * enslaved to it other than this root's containers' veths.
    */
   async #refuseInUse(n: NetworkRecord, alias: string): Promise<void> {
     const other = alias.startsWith(OWNER_ALIAS_PREFIX)
@@ -250,11 +337,7 @@ export class Networks {
     if (!users.length && !foreign.length) return;
     const who = other !== undefined
       ? `--root ${other}`
-      : alias.startsWith(OWNER_HASH_PREFIX)
-      ? `another --root (its path is too long to name; alias ${alias})`
-      : alias
-      ? `something else (its bridge "${n.bridge}" has the alias ${JSON.stringify(alias)})`
-      : `something else (its bridge "${n.bridge}" is not marked by a capsule --root)`;
+      : `another --root (its path is too long to name; alias ${alias})`;
     const uses = users.length
       ? `containers ${users.map((u) => `"${u}"`).join(", ")} there use it`
       : `interfaces ${foreign.map((f) => `"${f}"`).join(", ")} are enslaved to its bridge ` +
@@ -288,13 +371,15 @@ export class Networks {
     return this.#run(["iptables-restore", "-w", "5", "--noflush"], text, what);
   }
 
-  /** Subnets of host routes (not capsule's own bridges, not the default route). */
+  /**
+   * Subnets of host routes (not the default route, nor the route of a network's subnet on its
+   * bridge: another interface of that name may have other routes, which count).
+   */
   #hostRoutes(): { subnet: Subnet; dev: string }[] {
-    const ours = new Set(this.store.list().map((n) => n.bridge));
-    return this.runner.routes().filter((r) => r.prefix > 0 && !ours.has(r.dev)).map((r) => ({
-      subnet: { base: parseIp(r.dest)!, prefix: r.prefix },
-      dev: r.dev,
-    }));
+    const ours = new Set(this.store.list().map((n) => `${n.subnet} ${n.bridge}`));
+    return this.runner.routes().filter((r) =>
+      r.prefix > 0 && !ours.has(`${r.dest}/${r.prefix} ${r.dev}`)
+    ).map((r) => ({ subnet: { base: parseIp(r.dest)!, prefix: r.prefix }, dev: r.dev }));
   }
 
   #overlap(s: Subnet): string | undefined {
@@ -321,7 +406,8 @@ export class Networks {
    * Creates a bridge network: its record, the bridge with the gateway address, NAT rules.
    * Without `subnet`, the first of DEFAULT_SUBNETS that no network or host route overlaps (as
    * docker takes one from its address pools). Throws CapsuleError for a bad name, driver,
-   * subnet or gateway (a gateway without a subnet), an existing name, an overlapping subnet.
+   * subnet or gateway (a gateway without a subnet), an existing name, an overlapping subnet, a
+   * subnet in a reserved range (RESERVED_RANGES: loopback, link-local, multicast...).
    */
   create(
     name: string,
@@ -349,6 +435,13 @@ export class Networks {
       });
     }
     const subnet = parseSubnet(opts.subnet);
+    const bad = reservedRange(subnet);
+    if (bad) {
+      throw new CapsuleError(
+        `Cannot create network "${name}": subnet ${formatSubnet(subnet)} is in ${bad.range} ` +
+          `(${bad.what}), which a bridge network cannot use; choose another subnet`,
+      );
+    }
     const gateway = gatewayOf(subnet, opts.gateway);
     return this.store.withLock(() => this.#createLocked(name, subnet, gateway));
   }
@@ -387,17 +480,40 @@ export class Networks {
     return rec;
   }
 
-  /** Bridge (if missing), forwarding, route_localnet and the network's rules. Idempotent. */
+  /**
+   * Bridge (if missing), forwarding, route_localnet and the network's rules. Idempotent. An
+   * interface of the bridge's name must be this root's bridge (callers took it over, #own):
+   * else #foreign's CapsuleError, nothing changed. The bridge is made, then marked (its
+   * alias) before anything else: a bridge without the mark is never capsule's (made, but the
+   * mark failed: deleted again).
+   */
   async #setup(n: NetworkRecord): Promise<void> {
     const prefix = n.subnet.split("/")[1];
-    if (!this.runner.links().has(n.bridge)) {
+    if (this.runner.links().has(n.bridge)) {
+      const link = await this.#readLink(n);
+      const holder = this.#holder(link);
+      if (holder === "foreign") throw this.#foreign(n, link);
+      if (holder === "capsule") {
+        throw new CapsuleError(
+          `Network "${n.name}" was taken over meanwhile by another --root (its bridge ` +
+            `"${n.bridge}" has the alias ${JSON.stringify(link!.alias)}); try again`,
+        );
+      }
+    } else {
+      const what = `Cannot make the bridge "${n.bridge}" of network "${n.name}"`;
+      // Fails (File exists) if an interface of that name appeared meanwhile: not ours.
+      await this.#run(["ip", "link", "add", "name", n.bridge, "type", "bridge"], undefined, what);
+      try {
+        await this.#setAlias(n, this.ownerAlias);
+      } catch (e) {
+        await this.runner.run(["ip", "link", "del", "dev", n.bridge]).catch(() => {});
+        throw e;
+      }
       await this.#run(
         ["ip", "-batch", "-"],
-        `link add name ${n.bridge} type bridge\naddr replace ${n.gateway}/${prefix} dev ${n.bridge}\n` +
-          `link set dev ${n.bridge} up\n`,
-        `Cannot make the bridge "${n.bridge}" of network "${n.name}"`,
+        `addr replace ${n.gateway}/${prefix} dev ${n.bridge}\nlink set dev ${n.bridge} up\n`,
+        what,
       );
-      await this.#setAlias(n, this.ownerAlias);
     }
     try {
       this.runner.sysctl("net/ipv4/ip_forward", "1");
@@ -413,8 +529,12 @@ export class Networks {
     );
   }
 
+  /**
+   * Removes the network's bridge, if this root's (an interface of that name that is not, or
+   * another root's, stays as it is), and the network's rules.
+   */
   async #teardown(n: NetworkRecord): Promise<void> {
-    if (this.runner.links().has(n.bridge)) {
+    if ((await this.#holderOf(n)) === "mine") {
       await this.#run(
         ["ip", "link", "del", "dev", n.bridge],
         undefined,
@@ -450,7 +570,11 @@ export class Networks {
   async #deleteLocked(name: string): Promise<void> {
     const file = this.store.file(name), aside = this.store.deletingFile(name);
     const rec = this.store.read(name) ?? this.store.readDeleting(name);
-    if (rec) await this.#own(rec, { bringUp: false, locked: true });
+    // Another root's bridge: taken over if unused, else refused. One capsule did not make is
+    // left alone (#teardown deletes only this root's bridge): the network goes without it.
+    if (rec && (await this.#holderOf(rec)) === "capsule") {
+      await this.#own(rec, { bringUp: false, locked: true });
+    }
     let n = this.store.read(name);
     if (n) Deno.renameSync(file, aside);
     else n = this.store.readDeleting(name) ?? this.store.load(name); // load throws: unknown
@@ -474,25 +598,28 @@ export class Networks {
     this.store.remove(name);
   }
 
-  /** Every network (half-deleted ones included) with its number of containers and status. */
-  list(): (NetworkRecord & { containers: number; status: NetworkStatus })[] {
-    const links = this.runner.links();
-    return this.store.list({ deleting: true }).map((n) => {
-      const { deleting, ...rec } = n;
-      const status: NetworkStatus = deleting ? "deleting" : links.has(n.bridge) ? "up" : "down";
-      return { ...rec, containers: this.attached(n.name).length, status };
-    });
+  /** A live network's status: up, down, or conflict (see NetworkStatus). */
+  async #status(n: NetworkRecord): Promise<NetworkStatus> {
+    const holder = await this.#holderOf(n);
+    return holder === "none" ? "down" : holder === "foreign" ? "conflict" : "up";
   }
 
-  show(name: string): NetworkInfo & { status: NetworkStatus } {
+  /** Every network (half-deleted ones included) with its number of containers and status. */
+  async list(): Promise<(NetworkRecord & { containers: number; status: NetworkStatus })[]> {
+    const out: (NetworkRecord & { containers: number; status: NetworkStatus })[] = [];
+    for (const n of this.store.list({ deleting: true })) {
+      const { deleting, ...rec } = n;
+      const status = deleting ? "deleting" : await this.#status(rec);
+      out.push({ ...rec, containers: this.attached(n.name).length, status });
+    }
+    return out;
+  }
+
+  async show(name: string): Promise<NetworkInfo & { status: NetworkStatus }> {
     validateNetworkName(name);
     const live = this.store.read(name);
     const n = live ?? this.store.readDeleting(name) ?? this.store.load(name);
-    const status: NetworkStatus = !live
-      ? "deleting"
-      : this.runner.links().has(n.bridge)
-      ? "up"
-      : "down";
+    const status = !live ? "deleting" : await this.#status(n);
     return { ...n, status, containers: this.attached(name) };
   }
 
@@ -536,13 +663,34 @@ export class Networks {
     });
   }
 
-  /** Makes sure the network's bridge exists (gone after a reboot: made again, with its rules). */
+  /**
+   * Makes sure the network's bridge is up and this root's before anything is put on it: made
+   * again when missing (after a reboot, with its rules), taken over from another root that
+   * does not use it. Throws #own's CapsuleError when another root uses it, or an interface
+   * capsule did not make has its name (which stays as it is).
+   */
   async ensureUp(n: NetworkRecord): Promise<void> {
-    if (this.runner.links().has(n.bridge)) return;
-    await this.store.withLock(async () => {
-      if (!this.runner.links().has(n.bridge)) await this.#own(n, { bringUp: true, locked: true });
-    });
+    await this.#ready(n);
   }
+
+  /**
+   * ensureUp, with the bridge's kind and alias read already (`read`: attach starts the read,
+   * so that it runs while the container is made).
+   */
+  async #ready(n: NetworkRecord, read?: Promise<LinkRead>): Promise<void> {
+    const r = read ? await read : undefined;
+    if (r?.error) throw r.error;
+    const link = r
+      ? r.link
+      : this.runner.links().has(n.bridge)
+      ? await this.#readLink(n)
+      : undefined;
+    if (this.#holder(link) === "mine") return;
+    await this.#own(n, { bringUp: true, locked: false });
+  }
+
+  /** Reads of bridges that attach started, by container id, for plug (#ready). */
+  #reads = new Map<string, Promise<LinkRead>>();
 
   // ---- containers ----
 
@@ -579,7 +727,8 @@ export class Networks {
     const checked = new Set<string>();
     for (const p of wanted) {
       if (p.hostIp === undefined || p.hostIp === "0.0.0.0" || checked.has(p.hostIp)) continue;
-      if (!this.runner.localAddress(p.hostIp)) {
+      // No host has a multicast or reserved address as its own (a bind to one works).
+      if (notUnicast(parseIp(p.hostIp)!) || !this.runner.localAddress(p.hostIp)) {
         const has = this.runner.addresses();
         throw new CapsuleError(
           `Cannot publish port ${p.containerPort}/${p.proto} of container "${ctx.id}" on ` +
@@ -593,6 +742,14 @@ export class Networks {
     const links = (o.links ?? []).map((l) => this.#link(l));
     const n = await this.resolve(o.name);
     const subnet = parseSubnet(n.subnet);
+    const bad = reservedRange(subnet);
+    if (bad) { // made by an older capsule, which took such subnets
+      throw new CapsuleError(
+        `Cannot attach container "${ctx.id}" to network "${n.name}": its subnet ${n.subnet} is ` +
+          `in ${bad.range} (${bad.what}), which a bridge network cannot use; delete the ` +
+          `network and create it with another subnet`,
+      );
+    }
     const ipsDir = this.store.ipsDir(n.name);
     const ip = allocate(
       { dir: ipsDir, subnet, gateway: parseIp(n.gateway)! },
@@ -617,10 +774,16 @@ export class Networks {
     const ports: PortMapping[] = [];
     try {
       // A bridge missing (after a reboot): brought up now, marked as this root's. One that is
-      // up: whose it is is read in `plug`, in the batch that plugs the veth (no process more
-      // here); the address is taken first, as #own needs.
+      // there: whose it is (this root's, another root's, or an interface capsule did not make)
+      // is read now, while the runtime makes the container, and `plug` waits for it before it
+      // puts anything on the bridge; the address is taken first, as #own needs.
       if (!this.runner.links().has(n.bridge)) {
         await this.#own(n, { bringUp: true, locked: false });
+      } else {
+        this.#reads.set(
+          ctx.id,
+          this.#readLink(n).then((link) => ({ link }), (error) => ({ error })),
+        );
       }
       // In the state at once: a crash from here on is undone by delete -f.
       ctx.save?.(endpoint([]));
@@ -656,6 +819,7 @@ export class Networks {
       } catch { /* none */ }
       Deno.writeTextFileSync(`${ctx.dir}/resolv.conf`, resolvConf(hostResolv));
     } catch (e) {
+      this.#reads.delete(ctx.id);
       for (const p of ports) {
         releaseFile(this.store.portsDir, `${p.proto}-${p.hostPort}`, ctx.id);
       }
@@ -903,9 +1067,13 @@ export class Networks {
   async plug(pid: number, id: string, d: Endpoint): Promise<Endpoint> {
     const t0 = performance.now();
     const n = this.store.load(d.network);
-    await this.ensureUp(n);
+    const read = this.#reads.get(id);
+    this.#reads.delete(id);
+    // Nothing is put on a bridge before it is known to be this root's (see #own).
+    await this.#ready(n, read);
     const what = `Cannot connect container "${id}" to network "${d.network}"`;
-    // First the bridge's alias: whose it is (see #own); this root's address is taken already.
+    // The bridge shown first, in the batch: a bridge that changed hands since #ready read it
+    // is found (a missing one stops the batch before the veth is made).
     // Names after "name"/"dev": iproute2 takes a bare "m" for an abbreviated keyword.
     // Hairpin: with br_netfilter, a container's packets to its own published port are
     // DNATed at the bridge and must go back out of the port they came in by.
@@ -913,9 +1081,10 @@ export class Networks {
       `link add name ${d.veth} master ${d.bridge} up type veth peer name eth0 ` +
       `address ${macOf(d.ip)} netns ${pid}\n` +
       `link set dev ${d.veth} type bridge_slave hairpin on\n`;
-    const r = await this.runner.run(["ip", "-j", "-batch", "-"], batch);
-    if (shownAlias(r.stdout) !== this.ownerAlias) {
-      // Another root's (refused: the runtime undoes the create), or one to take over.
+    const r = await this.runner.run(["ip", "-j", "-d", "-batch", "-"], batch);
+    if (this.#holder(shownLink(r.stdout)) !== "mine") {
+      // Another root's (refused: the runtime undoes the create), or one to take over; one
+      // capsule did not make (refused).
       await this.#own(n, { bringUp: true, locked: false });
     }
     if (r.code !== 0) {
@@ -945,6 +1114,7 @@ export class Networks {
 
   /** Undoes attach and plug, whatever part of them happened; safe to repeat. */
   async unplug(id: string, d: Endpoint): Promise<void> {
+    this.#reads.delete(id);
     const errors: string[] = [];
     if (d.veth && IFNAME.test(d.veth) && this.runner.links().has(d.veth)) {
       const r = await this.runner.run(["ip", "link", "del", "dev", d.veth]);

@@ -41,10 +41,26 @@ export interface Runner {
   /** The IPv4 addresses of this network namespace, for messages. */
   addresses(): string[];
   /**
+   * The interface `name` of this network namespace: its kind and alias (one `ip -j -d link
+   * show dev NAME`); undefined when there is no such interface.
+   */
+  link(name: string): Promise<LinkInfo | undefined>;
+  /**
    * A bridge of this network namespace: its alias (`ip link set dev BR alias ...`, "" when
    * none) and the interfaces enslaved to it; undefined when there is no such interface.
    */
   bridge(name: string): Promise<BridgeInfo | undefined>;
+}
+
+/** What `Runner.link` reports of an interface. */
+export interface LinkInfo {
+  /**
+   * Its kind (`ip -d`'s linkinfo.info_kind: "bridge", "veth", "wireguard", "dummy"...), ""
+   * for one without (a network card, lo).
+   */
+  kind: string;
+  /** The link's alias (IFLA_IFALIAS, at most 255 bytes), "" when it has none. */
+  alias: string;
 }
 
 /** What `Runner.bridge` reports of a bridge. */
@@ -55,19 +71,33 @@ export interface BridgeInfo {
   ports: string[];
 }
 
-/**
- * The alias of the link that `ip -j -batch -` printed for a first line `link show dev BR`: its
- * output's first line is that JSON array (one line: ip prints compact JSON); "" when it has no
- * alias or nothing was shown (no such link).
- */
-export function shownAlias(stdout: string): string {
-  const nl = stdout.indexOf("\n");
+/** Kind and alias of one entry of `ip -j -d link show`'s array. */
+function linkOf(l: unknown): LinkInfo | undefined {
+  if (!l || typeof l !== "object") return undefined;
+  const o = l as { ifalias?: unknown; linkinfo?: { info_kind?: unknown } };
+  return {
+    kind: typeof o.linkinfo?.info_kind === "string" ? o.linkinfo.info_kind : "",
+    alias: typeof o.ifalias === "string" ? o.ifalias : "",
+  };
+}
+
+/** Reads `ip -j -d link show dev NAME`: that link's kind and alias; undefined if unreadable. */
+export function parseLink(json: string): LinkInfo | undefined {
   try {
-    const links = JSON.parse(nl < 0 ? stdout : stdout.slice(0, nl));
-    return typeof links?.[0]?.ifalias === "string" ? links[0].ifalias : "";
+    return linkOf(JSON.parse(json)?.[0]);
   } catch {
-    return "";
+    return undefined;
   }
+}
+
+/**
+ * The link that `ip -j -d -batch -` printed for a first line `link show dev BR`: its output's
+ * first line is that JSON array (one line: ip prints compact JSON); undefined when nothing was
+ * shown (no such link: the batch stopped there).
+ */
+export function shownLink(stdout: string): LinkInfo | undefined {
+  const nl = stdout.indexOf("\n");
+  return parseLink(nl < 0 ? stdout : stdout.slice(0, nl));
 }
 
 /** Reads `ip -j link show` (every link of the namespace): the bridge `name`, if present. */
@@ -181,6 +211,21 @@ export class SystemRunner implements Runner {
     return hostAddresses();
   }
 
+  /**
+   * One `ip -j -d link show dev NAME`, about 2 ms (/sys/class/net would be quicker, but it
+   * shows the namespace of whoever mounted /sys).
+   */
+  async link(name: string): Promise<LinkInfo | undefined> {
+    const r = await this.run(["ip", "-j", "-d", "link", "show", "dev", name]);
+    if (r.code !== 0) {
+      if (!this.links().has(name)) return undefined;
+      throw new Error(`ip link show failed: ${r.stderr.trim() || `status ${r.code}`}`);
+    }
+    const info = parseLink(r.stdout);
+    if (!info) throw new Error(`ip link show printed no link: ${r.stdout.slice(0, 200)}`);
+    return info;
+  }
+
   /** One `ip -j link show`, about 2 ms (/sys/class/net is the namespace of whoever mounted /sys). */
   async bridge(name: string): Promise<BridgeInfo | undefined> {
     const r = await this.run(["ip", "-j", "link", "show"]);
@@ -214,6 +259,8 @@ export class FakeRunner implements Runner {
   /** Link aliases (`ip link set dev X alias A`) and masters (`link add name V master BR`). */
   aliases = new Map<string, string>();
   masters = new Map<string, string>();
+  /** Link kinds (`link add ... type KIND`); a link without one has none (a network card). */
+  kinds = new Map<string, string>();
 
   run(argv: string[], stdin?: string): Promise<RunResult> {
     this.calls.push({ argv, stdin });
@@ -223,24 +270,42 @@ export class FakeRunner implements Runner {
       this.ifaces.delete(dev);
       this.aliases.delete(dev);
       this.masters.delete(dev);
+      this.kinds.delete(dev);
       for (const [k, v] of this.masters) if (v === dev) this.masters.delete(k);
+    };
+    /** `link add` as the kernel takes it: an error message, or undefined when made. */
+    const add = (f: string[]): string | undefined => {
+      const dev = f[2] === "name" ? f[3] : f[2];
+      const m = f.indexOf("master"), master = m > 0 ? f[m + 1] : undefined;
+      if (this.ifaces.has(dev)) return "RTNETLINK answers: File exists";
+      if (master !== undefined && !this.ifaces.has(master)) {
+        return `Cannot find device "${master}"`;
+      }
+      if (master !== undefined && this.kinds.get(master) !== "bridge") {
+        return "RTNETLINK answers: Operation not supported";
+      }
+      this.ifaces.add(dev);
+      const t = f.indexOf("type");
+      if (t > 0) this.kinds.set(dev, f[t + 1]);
+      if (master !== undefined) this.masters.set(dev, master);
+      return undefined;
     };
     let out = "";
     if (argv.includes("-batch") && !argv.includes("nsenter") && argv[0] !== "nsenter") {
-      for (const line of (stdin ?? "").split("\n")) {
-        const f = line.trim().split(/\s+/);
-        if (f[0] === "link" && f[1] === "add") {
-          const dev = f[2] === "name" ? f[3] : f[2];
-          this.ifaces.add(dev);
-          const m = f.indexOf("master");
-          if (m > 0) this.masters.set(dev, f[m + 1]);
-        }
-        if (f[0] === "link" && f[1] === "show" && f[2] === "dev" && argv.includes("-j")) {
-          const alias = this.aliases.get(f[3]);
-          if (this.ifaces.has(f[3])) {
+      // As ip -batch: commands in order, stopping at the first that fails.
+      const lines = (stdin ?? "").split("\n");
+      for (let i = 0; i < lines.length; i++) {
+        const f = lines[i].trim().split(/\s+/);
+        let err: string | undefined;
+        if (f[0] === "link" && f[1] === "add") err = add(f);
+        if (f[0] === "link" && f[1] === "show" && f[2] === "dev") {
+          if (!this.ifaces.has(f[3])) err = `Device "${f[3]}" does not exist.`;
+          else if (argv.includes("-j")) {
+            const alias = this.aliases.get(f[3]), kind = this.kinds.get(f[3]);
             out += JSON.stringify([{
               ifname: f[3],
               flags: ["BROADCAST", "MULTICAST"], // as ip prints them: a "]" before the alias
+              ...(argv.includes("-d") && kind ? { linkinfo: { info_kind: kind } } : {}),
               ...(alias ? { ifalias: alias } : {}),
             }]) + "\n";
           }
@@ -248,13 +313,37 @@ export class FakeRunner implements Runner {
         if (f[0] === "link" && (f[1] === "del" || f[1] === "delete")) {
           del(f[2] === "dev" ? f[3] : f[2]);
         }
+        if (err) {
+          return Promise.resolve({
+            code: 1,
+            stdout: out,
+            stderr: `${err}\nCommand failed -:${i + 1}\n`,
+          });
+        }
       }
     }
     const a = argv.join(" ");
     const m = /^ip link set dev (\S+) alias/.exec(a);
     if (m && argv.length === 7) this.aliases.set(m[1], argv[6]);
     if (/^ip link del dev \S+$/.test(a)) del(argv[4]);
+    if (/^ip link add /.test(a)) {
+      const err = add(argv.slice(1));
+      if (err) return Promise.resolve({ code: 2, stdout: "", stderr: `${err}\n` });
+    }
     return Promise.resolve({ code: 0, stdout: out, stderr: "" });
+  }
+
+  /** How many times `link` was asked (an `ip -j -d link show dev NAME` on a real host). */
+  linkReads = 0;
+
+  /** Answered from the interface set, kinds and aliases (counted in `linkReads`). */
+  link(name: string): Promise<LinkInfo | undefined> {
+    this.linkReads++;
+    if (!this.ifaces.has(name)) return Promise.resolve(undefined);
+    return Promise.resolve({
+      kind: this.kinds.get(name) ?? "",
+      alias: this.aliases.get(name) ?? "",
+    });
   }
 
   /** How many times `bridge` was asked (a separate `ip -j link show` on a real host). */

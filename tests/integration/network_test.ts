@@ -954,3 +954,142 @@ rootTest(
     }
   },
 );
+
+rootTest(
+  "network: a host interface with a network's bridge name is never adopted, changed or deleted",
+  async (root) => {
+    const b = await makeBundle("sleep 1000");
+    try {
+      await lab(root, async (l) => {
+        const ip = async (...a: string[]) => {
+          const r = await l.in(["ip", ...a]);
+          assertEquals(r.code, 0, `ip ${a.join(" ")}: ${r.stderr}`);
+          return r.stdout;
+        };
+        /** What capsule might change of an interface (no timers, no counters). */
+        const link = async (dev: string) => {
+          const l = JSON.parse(await ip("-j", "-d", "addr", "show", "dev", dev))[0];
+          return {
+            kind: l.linkinfo?.info_kind,
+            alias: l.ifalias,
+            flags: l.flags,
+            mtu: l.mtu,
+            mac: l.address,
+            master: l.master,
+            addrs: l.addr_info.map((a: { local: string; prefixlen: number }) =>
+              `${a.local}/${a.prefixlen}`
+            ),
+          };
+        };
+        /** What iptables holds that names `dev`. */
+        const rulesOn = async (dev: string) =>
+          (await l.in(["iptables-save"])).stdout.split("\n").filter((x) =>
+            new RegExp(`-[io] ${dev}( |$)`).test(x)
+          );
+        const status = async (name: string) =>
+          new RegExp(`\\n${name}\\s.*\\s(\\S+)\\n`).exec((await l.cap(["network", "list"])).stdout)
+            ?.[1];
+
+        // v9: the bridge gone (a reboot), a veth of that name in its place, with an address.
+        let r = await l.cap(["network", "create", "v9", "--subnet", "10.72.0.0/24"]);
+        assertEquals(r.code, 0, r.stderr);
+        await ip("link", "del", "v9");
+        await ip("link", "add", "v9", "type", "veth", "peer", "name", "v9p");
+        await ip("addr", "add", "192.168.77.1/24", "dev", "v9");
+        const before = await link("v9");
+        assertEquals(await status("v9"), "conflict");
+        r = await l.cap(["run", "-d", "--network", "v9", "-b", b, "x1"]);
+        assertEquals(r.code, 1, r.stderr);
+        assertMatch(r.stderr, /interface "v9" .*not a bridge capsule made/);
+        assertMatch(r.stderr, /ip link del v9/);
+        assertMatch(r.stderr, /capsule network rm v9/);
+        assertEquals(rootNames(root).filter((n) => n[0] !== "_"), []);
+        assertEquals(await leftovers(l), []);
+        assertEquals(await link("v9"), before, "v9 unchanged: no alias, same addresses, down");
+        assertEquals(await rulesOn("v9"), []);
+        // rm: capsule's record and rules go, the host's interface stays as it was.
+        r = await l.cap(["network", "rm", "v9"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals(await link("v9"), before);
+        assertEquals(await status("v9"), undefined);
+
+        // b7: a bridge someone else made (no capsule alias), up, with an address.
+        r = await l.cap(["network", "create", "b7", "--subnet", "10.73.0.0/24"]);
+        assertEquals(r.code, 0, r.stderr);
+        await ip("link", "del", "b7");
+        await ip("link", "add", "b7", "type", "bridge");
+        await ip("addr", "add", "192.168.78.1/24", "dev", "b7");
+        await ip("link", "set", "b7", "up");
+        const bridge = await link("b7");
+        assertEquals(await status("b7"), "conflict");
+        r = await l.cap(["run", "-d", "--network", "b7", "-b", b, "x2"]);
+        assertEquals(r.code, 1, r.stderr);
+        assertMatch(r.stderr, /interface "b7" .*not a bridge capsule made/);
+        assertEquals(await ip("link", "show", "master", "b7"), "", "nothing was put on it");
+        assertEquals(await link("b7"), bridge);
+        assertEquals(await rulesOn("b7"), []);
+        assertEquals(await leftovers(l), []);
+        // Once the host's bridge is gone, capsule makes its own again and the run works.
+        await ip("link", "del", "b7");
+        r = await l.cap(["run", "-d", "--network", "b7", "-b", b, "x3"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals(await status("b7"), "up");
+        assertEquals((await link("b7")).alias, `capsule-root:${root}`);
+        assertEquals((await l.cap(["delete", "-f", "x3"])).code, 0);
+        r = await l.cap(["network", "rm", "b7"]);
+        assertEquals(r.code, 0, r.stderr);
+        assertEquals((await l.in(["ip", "link", "show", "dev", "b7"])).code, 1, "its own: deleted");
+        await ip("link", "del", "v9");
+      });
+    } finally {
+      await removeAll(b);
+    }
+  },
+);
+
+rootTest(
+  "network: create refuses reserved subnets and a repeated --subnet or --gateway",
+  async (root) => {
+    await lab(root, async (l) => {
+      for (
+        const [subnet, range] of [
+          ["224.0.0.0/24", "224.0.0.0/4"],
+          ["127.0.0.0/24", "127.0.0.0/8"],
+          ["169.254.0.0/16", "169.254.0.0/16"],
+          ["240.0.0.0/24", "240.0.0.0/4"],
+          ["0.0.0.0/16", "0.0.0.0/8"],
+        ]
+      ) {
+        const r = await l.cap(["network", "create", "n17", "--subnet", subnet]);
+        assertEquals(r.code, 1, r.stderr);
+        assertMatch(r.stderr, new RegExp(`subnet ${subnet} is in ${range}`));
+      }
+      let r = await l.cap([
+        "network",
+        "create",
+        "h7",
+        "--subnet",
+        "10.64.0.0/24",
+        "--subnet",
+        "10.65.0.0/24",
+      ]);
+      assertEquals(r.code, 2, r.stderr);
+      assertMatch(r.stderr, /--subnet is given twice/);
+      r = await l.cap([
+        "network",
+        "create",
+        "h7",
+        "--subnet",
+        "10.64.0.0/24",
+        "--gateway",
+        "10.64.0.1",
+        "--gateway",
+        "10.64.0.2",
+      ]);
+      assertEquals(r.code, 2, r.stderr);
+      assertMatch(r.stderr, /--gateway is given twice/);
+      assertEquals((await l.cap(["network", "list", "-q"])).stdout, "");
+      assertEquals((await l.in(["ip", "-o", "link", "show", "type", "bridge"])).stdout, "");
+    });
+  },
+);

@@ -80,12 +80,14 @@ Deno.test("network mod: create makes the bridge, sysctls and rules; list/show/de
       "10.5.0.0/24",
       "web",
     ]);
-    const ip = fake.calls.find((c) => c.argv[0] === "ip")!;
-    assertEquals(ip.argv, ["ip", "-batch", "-"]);
-    assertEquals(
-      ip.stdin,
-      "link add name web type bridge\naddr replace 10.5.0.1/24 dev web\nlink set dev web up\n",
-    );
+    // Made, marked as this root's (before anything else), then its address and up.
+    const ip = fake.of("ip");
+    assertEquals(ip.map((c) => c.argv.join(" ")), [
+      "ip link add name web type bridge",
+      `ip link set dev web alias capsule-root:${root}`,
+      "ip -batch -",
+    ]);
+    assertEquals(ip[2].stdin, "addr replace 10.5.0.1/24 dev web\nlink set dev web up\n");
     assertEquals(fake.sysctls, [
       ["net/ipv4/ip_forward", "1"],
       ["net/ipv4/conf/web/route_localnet", "1"],
@@ -94,14 +96,14 @@ Deno.test("network mod: create makes the bridge, sysctls and rules; list/show/de
     assertEquals(restore.length, 1);
     assertEquals(restore[0].argv, ["iptables-restore", "-w", "5", "--noflush"]);
     assertStringIncludes(restore[0].stdin!, "-A CAPSULE-FORWARD -j " + networkChain("web"));
-    assertEquals(nets.list().map((x) => [x.name, x.containers]), [["web", 0]]);
-    assertEquals(nets.show("web").containers, []);
+    assertEquals((await nets.list()).map((x) => [x.name, x.containers]), [["web", 0]]);
+    assertEquals((await nets.show("web")).containers, []);
 
     fake.calls = [];
     await nets.delete("web");
     assertEquals(fake.of("ip")[0].argv, ["ip", "link", "del", "dev", "web"]);
     assertEquals(fake.of("iptables-save").length, 1);
-    assertEquals(nets.list(), []);
+    assertEquals(await nets.list(), []);
     await assertRejects(() => nets.delete("web"), CapsuleError, 'Network "web" does not exist');
   });
 });
@@ -145,7 +147,7 @@ Deno.test("network mod: bad input is refused before anything is made", async () 
       CapsuleError,
       'Invalid gateway "10.8.0.1"',
     );
-    assertEquals(nets.list().map((n) => n.name), ["a"]);
+    assertEquals((await nets.list()).map((n) => n.name), ["a"]);
     const x = networkExtension({ root, runner: fake });
     await assertRejects(
       async () => await x.prepare!(ctxFor(root, "c1", { name: "nope", ports: [], links: [] })),
@@ -172,7 +174,7 @@ Deno.test("network mod: bad input is refused before anything is made", async () 
       CapsuleError,
       'container "ghost" does not exist',
     );
-    assertEquals(nets.show("a").containers, []);
+    assertEquals((await nets.show("a")).containers, []);
   });
 });
 
@@ -192,7 +194,8 @@ Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DN
     ]);
     assert(p.mounts![0].flags & MS.RDONLY);
     assertStringIncludes(Deno.readTextFileSync(`${root}/c1/hosts`), "10.5.0.2\tbox c1 c1.web\n");
-    assertEquals(fake.calls, [], "prepare runs no command");
+    assertEquals(fake.calls, [], "prepare runs no command but the bridge's read");
+    assertEquals(fake.linkReads, 1, "whose the bridge is: read while the container is made");
     // Saved before anything else was made: the address, then the ports.
     assertEquals(ctx.saved.map((x) => (x as { ports: unknown[] }).ports.length), [0, 1]);
 
@@ -201,8 +204,8 @@ Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DN
     const veth = d.veth as string;
     assert(veth.length <= 15 && veth.startsWith("cap"));
     assertEquals(fake.calls.map((c) => c.argv[0]), ["ip", "nsenter", "iptables-restore"]);
-    assertEquals(fake.bridgeReads, 0, "the owner is read in the batch: no process more");
-    assertEquals(fake.calls[0].argv, ["ip", "-j", "-batch", "-"]);
+    assertEquals([fake.bridgeReads, fake.linkReads], [0, 1], "plug used prepare's read");
+    assertEquals(fake.calls[0].argv, ["ip", "-j", "-d", "-batch", "-"]);
     assertEquals(
       fake.calls[0].stdin,
       `link show dev web\n` +
@@ -228,7 +231,10 @@ Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DN
       CapsuleError,
       'container "c1" already publishes it',
     );
-    assertEquals(new Networks(root, fake).show("web").containers, [{ id: "c1", ip: "10.5.0.2" }]);
+    assertEquals((await new Networks(root, fake).show("web")).containers, [{
+      id: "c1",
+      ip: "10.5.0.2",
+    }]);
     await assertRejects(
       () => new Networks(root, fake).delete("web"),
       CapsuleError,
@@ -242,7 +248,7 @@ Deno.test("network mod: a container gets veth, eth0, lo, route, hosts mounts, DN
       "iptables-restore -w 5 --noflush",
     ]);
     assertStringIncludes(fake.calls[1].stdin!, `-X ${containerChain("c1")}`);
-    assertEquals(new Networks(root, fake).show("web").containers, []);
+    assertEquals((await new Networks(root, fake).show("web")).containers, []);
     // Idempotent: a second delete finds nothing to remove and does not fail.
     fake.respond = (argv) =>
       argv[0] === "iptables-restore" ? { code: 1, stdout: "", stderr: "no chain" } : undefined;
@@ -256,7 +262,7 @@ Deno.test("network mod: default network avoids host routes; --link adds the alia
     const fake = new FakeRunner();
     fake.hostRoutes = [{ dest: "172.30.0.0", prefix: 16, dev: "eth0" }];
     const a = await createOne(root, fake, "c1", { ports: [], links: [] });
-    const n = new Networks(root, fake).show(DEFAULT_NETWORK);
+    const n = await new Networks(root, fake).show(DEFAULT_NETWORK);
     assertEquals([n.subnet, n.gateway, n.bridge], ["172.31.0.0/16", "172.31.0.1", DEFAULT_NETWORK]);
     assertEquals(a.ip, "172.31.0.2");
     await createOne(root, fake, "c2", { name: "default", links: ["c1:db"] });
@@ -279,7 +285,7 @@ Deno.test("network mod: create without a subnet takes the first free one, as doc
       CapsuleError,
       "--gateway needs --subnet",
     );
-    assertEquals(nets.list().map((n) => n.name).sort(), ["a", "b"]);
+    assertEquals((await nets.list()).map((n) => n.name).sort(), ["a", "b"]);
   });
 });
 
@@ -295,7 +301,7 @@ Deno.test("network mod: a joined namespace (path) is left alone", async () => {
     }));
     assertEquals(r, undefined);
     assertEquals(fake.calls, []);
-    assertEquals(new Networks(root, fake).list(), []);
+    assertEquals(await new Networks(root, fake).list(), []);
   });
 });
 
@@ -306,7 +312,7 @@ Deno.test("network mod: a vanished bridge is made again at the next create", asy
     fake.ifaces.delete("web"); // a reboot
     fake.calls = [];
     await createOne(root, fake, "c1", { name: "web" });
-    assertEquals(fake.calls[0].stdin!.split("\n")[0], "link add name web type bridge");
+    assertEquals(fake.calls[0].argv.join(" "), "ip link add name web type bridge");
     assertEquals(fake.of("iptables-restore").length, 1, "network rules again; no ports");
   });
 });
@@ -340,7 +346,7 @@ Deno.test("network mod: a host port a host process listens on is refused, naming
       'find it with "ss -ulnp sport = :53"',
     );
     // Nothing kept: no address, no port reservation.
-    assertEquals(new Networks(root, fake).show(DEFAULT_NETWORK).containers, []);
+    assertEquals((await new Networks(root, fake).show(DEFAULT_NETWORK)).containers, []);
     assertEquals([...Deno.readDirSync(`${root}/_networks/_ports`)], []);
     // Another address than the listener's, another protocol, another port: allowed; so is a
     // port that only a client's connection holds (the quick bind fails, no listener has it).
@@ -477,15 +483,18 @@ Deno.test("network mod: definitions live in the store; run-time state under the 
     Deno.removeSync(root, { recursive: true });
     fake.ifaces.delete("web");
     const after = new Networks(root, fake, store);
-    assertEquals(after.list().map((n) => [n.name, n.status]), [["old", "down"], ["web", "down"]]);
+    assertEquals((await after.list()).map((n) => [n.name, n.status]), [["old", "down"], [
+      "web",
+      "down",
+    ]]);
     fake.calls = [];
     const x = networkExtension({ root, store, runner: fake });
     const ctx = ctxFor(root, "c1", { name: "web" });
     const p = (await x.prepare!(ctx))!;
     const record = recordOf("c1", 5, { network: p.data });
     await x.created!({ ...ctx, pid: 5, record } as CreateContext);
-    assertEquals(fake.calls[0].stdin!.split("\n")[0], "link add name web type bridge");
-    assertEquals(after.list().map((n) => [n.name, n.status, n.containers]), [
+    assertEquals(fake.calls[0].argv.join(" "), "ip link add name web type bridge");
+    assertEquals((await after.list()).map((n) => [n.name, n.status, n.containers]), [
       ["old", "down", 0],
       ["web", "up", 1],
     ]);
@@ -504,11 +513,11 @@ Deno.test("network mod: an interrupted delete is listed and finished by delete/p
         : undefined;
     await assertRejects(() => nets.delete("web"), CapsuleError, "left half-deleted");
     await assertRejects(() => nets.delete("api"), CapsuleError, "left half-deleted");
-    assertEquals(nets.list().map((n) => [n.name, n.status]), [
+    assertEquals((await nets.list()).map((n) => [n.name, n.status]), [
       ["api", "deleting"],
       ["web", "deleting"],
     ]);
-    assertEquals(nets.show("web").status, "deleting");
+    assertEquals((await nets.show("web")).status, "deleting");
     fake.respond = undefined;
     await nets.delete("web");
     // The chains it removes are found by name from iptables-save.
@@ -523,7 +532,7 @@ Deno.test("network mod: an interrupted delete is listed and finished by delete/p
     fake.calls = [];
     assertEquals(await nets.prune(), ["api"]);
     assertStringIncludes(fake.of("iptables-restore")[0].stdin!, `-X ${networkChain("api")}`);
-    assertEquals(nets.list(), []);
+    assertEquals(await nets.list(), []);
     assertEquals([...Deno.readDirSync(`${root}/_networks`)].map((e) => e.name), []);
   });
 });
@@ -551,7 +560,10 @@ Deno.test("network mod: releaseAllFor(id) frees what the id holds, without its s
     assertEquals(fake.calls[0].argv.join(" "), `ip link del dev ${d.veth}`);
     assertStringIncludes(fake.calls[2].stdin!, `-D CAPSULE-PORTS -j ${chain}`);
     assertEquals([...Deno.readDirSync(`${root}/_networks/_ports`)], []);
-    assertEquals(new Networks(root, fake).show("web").containers, [{ id: "a", ip: "10.5.0.2" }]);
+    assertEquals((await new Networks(root, fake).show("web")).containers, [{
+      id: "a",
+      ip: "10.5.0.2",
+    }]);
     assertEquals(Deno.readTextFileSync(`${root}/a/hosts`).split("\n").length, 4);
     // Again: nothing left to do, no error.
     fake.respond = undefined;
@@ -694,7 +706,7 @@ Deno.test("network mod: a bridge up under one --root is refused to another", asy
     assertStringIncludes(de.message, `Network "web" is up under --root ${a}`);
     assertEquals(await nb.prune(), []);
     assert(fake.ifaces.has("web"), "bridge kept");
-    assertEquals(nb.list().map((n) => n.name), ["web"]);
+    assertEquals((await nb.list()).map((n) => n.name), ["web"]);
 
     // Under A nothing changes: a second container joins.
     assertEquals((await createIn(a, store, fake, "a2", { name: "web" })).ip, "10.5.0.3");
@@ -736,17 +748,230 @@ Deno.test("network mod: a root whose state is gone is taken over; foreign ports 
     await nb.delete("web");
     assert(!fake.ifaces.has("web"), "bridge deleted");
 
-    // A bridge of that name without capsule's alias (made by hand) with a port: refused.
+    // A bridge of that name without capsule's alias (made by hand, or by an older capsule),
+    // with a port or without: never taken over.
     await nb.create("lan", { subnet: "10.6.0.0/24" });
     fake.aliases.delete("lan");
     fake.ifaces.add("vhand");
     fake.masters.set("vhand", "lan");
     e = await refusedIn(b, store, fake, "b1", { name: "lan" });
-    assertStringIncludes(e.message, `"vhand"`);
+    assertStringIncludes(e.message, `the host's interface "lan"`);
     assertEquals(fake.aliases.get("lan") ?? "", "");
-    // Without the port: claimed.
     fake.masters.delete("vhand");
-    await createIn(b, store, fake, "b2", { name: "lan" });
-    assertEquals(fake.aliases.get("lan"), `capsule-root:${b}`);
+    e = await refusedIn(b, store, fake, "b2", { name: "lan" });
+    assertStringIncludes(e.message, "not a bridge capsule made (a bridge without capsule's alias)");
+    assertEquals(fake.aliases.get("lan") ?? "", "");
+  });
+});
+
+// ---- an interface capsule did not make, holding a network's bridge name ----
+
+/** Every call that names `dev` otherwise than to read it (ip link show, ip -j link show). */
+function touching(fake: FakeRunner, dev: string): string[] {
+  const names = new RegExp(`(^|[\\s/])${dev.replaceAll(".", "\\.")}($|[\\s/])`);
+  return fake.calls.flatMap((c) => {
+    const lines = c.stdin === undefined ? [c.argv.join(" ")] : [
+      c.argv.join(" "),
+      ...c.stdin.split("\n").filter((l) => !/^link show dev /.test(l)),
+    ];
+    return lines.filter((l) => names.test(l) && !/^ip( -j)?( -d)? link show/.test(l));
+  }).concat(fake.sysctls.filter(([p]) => p.includes(`/${dev}/`)).map(([p]) => p));
+}
+
+Deno.test("network mod: a host interface with a bridge's name is never adopted or deleted", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    const nets = new Networks(root, fake);
+    await nets.create("v9", { subnet: "10.72.0.0/24" });
+    assertEquals(fake.aliases.get("v9"), `capsule-root:${root}`);
+    // A reboot (the bridge gone), then the host makes an interface of that name: a veth.
+    fake.ifaces.delete("v9");
+    fake.aliases.delete("v9");
+    await fake.run(["ip", "-batch", "-"], "link add name v9 type veth peer name v9p\n");
+    fake.calls = [];
+    fake.sysctls = [];
+    // The network's rules (they name "v9") are still there.
+    const chain = networkChain("v9");
+    fake.respond = (argv) =>
+      argv[0] === "iptables-save"
+        ? {
+          code: 0,
+          stderr: "",
+          stdout: `*filter\n:${chain} - [0:0]\n-A ${chain} -i v9 -j ACCEPT\n` +
+            `-A CAPSULE-FORWARD -j ${chain}\nCOMMIT\n`,
+        }
+        : undefined;
+    assertEquals((await nets.list()).map((n) => [n.name, n.status]), [["v9", "conflict"]]);
+    assertEquals((await nets.show("v9")).status, "conflict");
+
+    // Joining it is refused, naming the interface and what to do; nothing is left.
+    const x = networkExtension({ root, runner: fake });
+    const ctx = ctxFor(root, "x1", { name: "v9" });
+    let e: CapsuleError | undefined;
+    try {
+      const p = await x.prepare!(ctx);
+      const record = recordOf("x1", 4242, { network: p!.data });
+      try {
+        await x.created!({ ...ctx, pid: 4242, record } as CreateContext);
+      } finally {
+        await x.deleted!(record, p!.data); // what the runtime does when create fails
+      }
+    } catch (err) {
+      e = err as CapsuleError;
+    }
+    assert(e instanceof CapsuleError, `refused: ${e}`);
+    // Its rules, which would apply to the host's interface, are removed.
+    assertStringIncludes(fake.of("iptables-restore")[0]?.stdin ?? "", `-X ${chain}`);
+    assertStringIncludes(e.message, `interface "v9"`);
+    assertStringIncludes(e.message, "not a bridge capsule made");
+    assertStringIncludes(e.message, "ip link del v9");
+    assertStringIncludes(e.message, "capsule network rm v9");
+    assertEquals((await nets.show("v9")).containers, []);
+    assert(!fake.ifaces.has(vethName("x1")), "no veth");
+    assertEquals(touching(fake, "v9"), []);
+    assertEquals(fake.aliases.get("v9") ?? "", "");
+    // image start's check refuses it too.
+    await assertRejects(async () => await x.check!("x1", { name: "v9" }), CapsuleError, '"v9"');
+
+    // Delete: capsule's record and rules go, the host's interface stays.
+    fake.calls = [];
+    await nets.delete("v9");
+    assert(fake.ifaces.has("v9"), "the host's interface is kept");
+    assertEquals(touching(fake, "v9"), []);
+    assertStringIncludes(fake.of("iptables-restore")[0]?.stdin ?? "", `-X ${chain}`);
+    assertEquals(await nets.list(), []);
+  });
+});
+
+Deno.test("network mod: a bridge of that name without capsule's mark is foreign too", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    const nets = new Networks(root, fake);
+    await nets.create("b7", { subnet: "10.73.0.0/24" });
+    await nets.create("b8", { subnet: "10.74.0.0/24" });
+    for (const b of ["b7", "b8"]) {
+      fake.ifaces.delete(b);
+      fake.aliases.delete(b);
+      await fake.run(["ip", "-batch", "-"], `link add name ${b} type bridge\n`);
+    }
+    fake.aliases.set("b8", "libvirt"); // someone else's alias
+    fake.calls = [];
+    fake.sysctls = [];
+    assertEquals((await nets.list()).map((n) => n.status), ["conflict", "conflict"]);
+    for (const b of ["b7", "b8"]) {
+      const x = networkExtension({ root, runner: fake });
+      const ctx = ctxFor(root, `c${b}`, { name: b });
+      const p = await x.prepare!(ctx);
+      const record = recordOf(`c${b}`, 4242, { network: p!.data });
+      await assertRejects(
+        () => x.created!({ ...ctx, pid: 4242, record } as CreateContext) as Promise<unknown>,
+        CapsuleError,
+        `interface "${b}"`,
+      );
+      await x.deleted!(record, p!.data);
+      assertEquals(touching(fake, b), [], "no veth put on it, no alias, no rule");
+    }
+    assertEquals(fake.aliases.get("b7") ?? "", "");
+    assertEquals(fake.aliases.get("b8"), "libvirt");
+    // prune removes both networks, and leaves both bridges.
+    assertEquals((await nets.prune()).sort(), ["b7", "b8"]);
+    assert(fake.ifaces.has("b7") && fake.ifaces.has("b8"));
+    assertEquals(touching(fake, "b7").concat(touching(fake, "b8")), []);
+  });
+});
+
+Deno.test("network mod: a failed create never deletes an interface that appeared meanwhile", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    // The name is free when capsule picks it; the host makes it just before capsule does.
+    fake.respond = (argv, stdin) => {
+      if (argv[0] === "ip" && /link add name web\b/.test(`${argv.join(" ")} ${stdin ?? ""}`)) {
+        fake.ifaces.add("web");
+        return { code: 2, stdout: "", stderr: "RTNETLINK answers: File exists" };
+      }
+      return undefined;
+    };
+    const nets = new Networks(root, fake);
+    await assertRejects(
+      () => nets.create("web", { subnet: "10.5.0.0/24" }),
+      CapsuleError,
+      "File exists",
+    );
+    assert(fake.ifaces.has("web"), "the host's interface is kept");
+    assertEquals(touching(fake, "web").filter((l) => !/link add name web/.test(l)), []);
+    assertEquals(await nets.list(), []);
+  });
+});
+
+Deno.test("network mod: routes of a host interface with a bridge's name count as host routes", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    const nets = new Networks(root, fake);
+    await nets.create("v9", { subnet: "10.72.0.0/24" });
+    fake.hostRoutes = [
+      { dest: "10.72.0.0", prefix: 24, dev: "v9" }, // its own bridge's: not a host route
+      { dest: "192.168.77.0", prefix: 24, dev: "v9" }, // another interface named v9 now
+    ];
+    await assertRejects(
+      () => nets.create("x", { subnet: "192.168.77.0/24" }),
+      CapsuleError,
+      "overlaps the host route 192.168.77.0/24 on v9",
+    );
+    await assertRejects(
+      () => nets.create("y", { subnet: "10.72.0.0/16" }),
+      CapsuleError,
+      'overlaps network "v9"',
+    );
+  });
+});
+
+Deno.test("network mod: reserved subnets are refused at create, naming the range", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    const nets = new Networks(root, fake);
+    for (
+      const [subnet, range] of [
+        ["0.1.0.0/16", "0.0.0.0/8"],
+        ["127.0.0.0/24", "127.0.0.0/8"],
+        ["127.200.0.0/16", "127.0.0.0/8"],
+        ["169.254.0.0/16", "169.254.0.0/16"],
+        ["169.254.7.0/24", "169.254.0.0/16"],
+        ["224.0.0.0/24", "224.0.0.0/4"],
+        ["239.255.0.0/16", "224.0.0.0/4"],
+        ["240.0.0.0/24", "240.0.0.0/4"],
+        ["255.255.255.0/24", "240.0.0.0/4"],
+      ]
+    ) {
+      await assertRejects(
+        () => nets.create("r", { subnet }),
+        CapsuleError,
+        `Cannot create network "r": subnet ${subnet} is in ${range}`,
+      );
+    }
+    assertEquals(fake.calls, []);
+    assertEquals(await nets.list(), []);
+    // Their neighbours are fine.
+    await nets.create("ok1", { subnet: "1.0.0.0/24" });
+    await nets.create("ok2", { subnet: "223.255.255.0/24" });
+    await nets.create("ok3", { subnet: "169.253.0.0/16" });
+  });
+});
+
+Deno.test("network mod: -p on a multicast or reserved address is refused", async () => {
+  await withTempDir(async (root) => {
+    const fake = new FakeRunner();
+    fake.hostAddrs.push("224.0.0.1"); // as a bridge with 224.0.0.1/24 shows in fib_trie
+    // A bind to a multicast address works: the kernel does not refuse it.
+    fake.localAddress = (ip: string) =>
+      ip.startsWith("127.") || ip.startsWith("224.") || fake.hostAddrs.includes(ip);
+    const x = networkExtension({ root, runner: fake });
+    for (const ip of ["224.0.0.1", "239.1.2.3", "240.0.0.1", "0.1.2.3"]) {
+      await assertRejects(
+        async () => await x.prepare!(ctxFor(root, "c1", { ports: [`${ip}:8080:80`] })),
+        CapsuleError,
+        `${ip} is not an address of this host`,
+      );
+    }
+    assertEquals([...Deno.readDirSync(root)].map((e) => e.name), ["c1"]);
   });
 });

@@ -17,7 +17,13 @@ import {
 } from "../../network/rules.ts";
 import { conflicts, parseFibTrie, parseProcNet } from "../../network/hostports.ts";
 import { hostsFile, resolvConf } from "../../network/hosts.ts";
-import { parseBridge, parseProcNetDev, parseProcRoutes, shownAlias } from "../../network/runner.ts";
+import {
+  parseBridge,
+  parseLink,
+  parseProcNetDev,
+  parseProcRoutes,
+  shownLink,
+} from "../../network/runner.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
 import { assert, assertEquals, assertStringIncludes, assertThrows } from "./helpers.ts";
 
@@ -376,6 +382,25 @@ Local:
   assertEquals(parseFibTrie(""), []);
 });
 
+Deno.test("parseFibTrie: multicast and reserved addresses are no host addresses", () => {
+  // An interface given 224.0.0.1/24 (what a bridge in 224.0.0.0/24 got) shows it as LOCAL.
+  const trie = `Local:
+  +-- 0.0.0.0/0 2 0 2
+     +-- 127.0.0.0/8 2 0 2
+           |-- 127.0.0.1
+              /32 host LOCAL
+     |-- 198.51.100.1
+        /32 host LOCAL
+     |-- 224.0.0.1
+        /32 host LOCAL
+     |-- 240.0.0.1
+        /32 host LOCAL
+     |-- 0.1.2.3
+        /32 host LOCAL
+`;
+  assertEquals(parseFibTrie(trie), ["127.0.0.1", "198.51.100.1"]);
+});
+
 Deno.test("network runner: a bridge's alias and ports, as ip -j shows them", () => {
   const json = JSON.stringify([
     { ifname: "lo" },
@@ -394,14 +419,22 @@ Deno.test("network runner: a bridge's alias and ports, as ip -j shows them", () 
   assertEquals(parseBridge("not json", "web"), undefined);
 });
 
-Deno.test("network runner: the alias of a bridge shown first in an ip -j batch", () => {
-  // What `ip -j -batch -` printed here for "link show dev brx" and then a link add.
+Deno.test("network runner: the kind and alias of a bridge shown first in an ip -j -d batch", () => {
+  // What `ip -j -d -batch -` printed here for "link show dev brx" and then a link add.
   const out = '[{"ifindex":2,"ifname":"brx","flags":["BROADCAST","MULTICAST"],"mtu":1500,' +
     '"qdisc":"noop","operstate":"DOWN","linkmode":"DEFAULT","group":"default","txqlen":1000,' +
     '"link_type":"ether","address":"d6:97:9c:f0:1b:1e","broadcast":"ff:ff:ff:ff:ff:ff",' +
+    '"linkinfo":{"info_kind":"bridge","info_data":{"forward_delay":1500,"stp_state":0}},' +
     '"ifalias":"capsule-root:/tmp/a ] b"}]\n';
-  assertEquals(shownAlias(out), "capsule-root:/tmp/a ] b");
-  assertEquals(shownAlias(out.replace(/,"ifalias":"[^"]*"/, "")), "");
-  assertEquals(shownAlias(""), ""); // no such link: nothing shown
-  assertEquals(shownAlias("garbage"), "");
+  assertEquals(shownLink(out), { kind: "bridge", alias: "capsule-root:/tmp/a ] b" });
+  assertEquals(shownLink(out.replace(/,"ifalias":"[^"]*"/, "")), { kind: "bridge", alias: "" });
+  assertEquals(shownLink(""), undefined); // no such link: nothing shown
+  assertEquals(shownLink("garbage"), undefined);
+  // ip -j -d link show dev NAME of a veth (a kind), and of a network card (none).
+  assertEquals(
+    parseLink('[{"ifname":"v9","link":"v9p","linkinfo":{"info_kind":"veth"},"ifalias":"x"}]'),
+    { kind: "veth", alias: "x" },
+  );
+  assertEquals(parseLink('[{"ifname":"eth0","flags":["UP"]}]'), { kind: "", alias: "" });
+  assertEquals(parseLink("[]"), undefined);
 });
