@@ -18,6 +18,8 @@ import {
 } from "./store.ts";
 
 import { sha256Of, sha256Stream, type StreamHash } from "./hash.ts";
+import { kindOf, openDir, openUnder, reopen, statFd } from "./confined.ts";
+import * as libc from "../ffi/libc.ts";
 
 /** Bytes read and the rate, on one line of a terminal (stdout only when it is one). */
 export class Progress {
@@ -77,6 +79,8 @@ class FileSource implements AsyncIterable<Uint8Array> {
       signal?: Interrupt;
       /** Read the next chunk while the caller works on this one (default true). */
       readAhead?: boolean;
+      /** Opens the file (default: by `path`). */
+      open?: () => Promise<Deno.FsFile>;
     } = {},
   ) {
     this.#pos = offset;
@@ -92,7 +96,7 @@ class FileSource implements AsyncIterable<Uint8Array> {
    * buffer it had is free for the read after next. A `skip` discards the read ahead.
    */
   async *[Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
-    const f = await Deno.open(this.path);
+    const f = await (this.opts.open?.() ?? Deno.open(this.path));
     const size = this.opts.chunk ?? 1 << 20;
     const ahead = this.opts.readAhead ?? true;
     const bufs = [new Uint8Array(size), new Uint8Array(size)];
@@ -164,6 +168,7 @@ const ARCHIVE_NAME =
 // ---- archives: a tar index or a directory, read by path ----------------------------------
 
 interface ArchiveSource {
+  /** Whether it has `path` (throws CapsuleError for one it refuses: see dirSource). */
   has(path: string): boolean;
   read(path: string): Promise<Uint8Array>;
   chunks(path: string, extra?: { hash?: StreamHash }): AsyncIterable<Uint8Array>;
@@ -250,19 +255,122 @@ async function tarIndex(
   };
 }
 
-function dirSource(dir: string, progress: Progress, signal: Interrupt): ArchiveSource {
-  const at = (p: string) => {
+/**
+ * An unpacked archive directory (docker save's, an OCI layout). Every file is opened beneath
+ * the directory's fd (openat2 RESOLVE_BENEATH, no magic links): a symlink that stays inside
+ * it is followed (docker before 25 links a repeated layer to "../<id>/layer.tar"), one that
+ * leads out (absolute, or ".." past the top) is refused, and so is anything not a regular
+ * file (a FIFO would hang the read, a device be read): a CapsuleError naming the file. The
+ * directory is opened once; `close` when done.
+ */
+function dirSource(
+  dir: string,
+  what: string,
+  progress: Progress,
+  signal: Interrupt,
+): ArchiveSource & { close(): void } {
+  const root = openDir(dir);
+  /** An O_PATH fd on the regular file `p` and its size; undefined when there is none. */
+  const find = (p: string): { fd: number; size: number } | undefined => {
     const parts = entryPath(p);
-    if (!parts?.length) throw new CapsuleError(`Cannot import ${dir}: invalid path "${p}"`);
-    return `${dir}/${parts.join("/")}`;
+    if (!parts?.length) throw new CapsuleError(`Cannot import ${what}: invalid path "${p}"`);
+    let fd: number | undefined;
+    for (let tries = 0; fd === undefined; tries++) {
+      try {
+        fd = openUnder(root, parts.join("/"), "beneath");
+      } catch (e) {
+        if (!(e instanceof libc.SysError)) throw e;
+        if (e.code === "EAGAIN" && tries < 8) continue; // a rename raced the walk
+        if (e.code === "ENOENT" || e.code === "ENOTDIR") return undefined;
+        if (e.code === "EXDEV") {
+          throw new CapsuleError(
+            `Refusing to import ${what}: "${p}" leads out of the directory (a symlink to an ` +
+              `absolute path or above the directory); copy the file into it instead`,
+          );
+        }
+        if (e.code === "ELOOP") {
+          throw new CapsuleError(
+            `Cannot import ${what}: "${p}": too many levels of symbolic links (or a link ` +
+              `through /proc)`,
+          );
+        }
+        throw new CapsuleError(`Cannot import ${what}: cannot open "${p}": ${e.message}`);
+      }
+    }
+    let st: Deno.FileInfo;
+    try {
+      st = statFd(fd);
+    } catch (e) {
+      libc.close(fd);
+      throw e;
+    }
+    if (!st.isFile) {
+      libc.close(fd);
+      throw new CapsuleError(
+        `Refusing to import ${what}: "${p}" is ${kindOf(st)}, not a regular file`,
+      );
+    }
+    return { fd, size: st.size };
+  };
+  const need = (p: string) => {
+    const f = find(p);
+    if (!f) throw new CapsuleError(`Cannot import ${what}: it has no "${p}"`);
+    return f;
+  };
+  /** The file `p` open for reading (its O_PATH fd closed). */
+  const open = async (p: string) => {
+    const { fd } = need(p);
+    try {
+      return await reopen(fd);
+    } finally {
+      libc.close(fd);
+    }
   };
   return {
-    has: (p) => exists(at(p)),
-    size: (p) => Deno.statSync(at(p)).size,
-    read: (p) => Deno.readFile(at(p)),
+    has: (p) => {
+      const f = find(p);
+      if (f) libc.close(f.fd);
+      return f !== undefined;
+    },
+    size: (p) => {
+      const { fd, size } = need(p);
+      libc.close(fd);
+      return size;
+    },
+    read: async (p) => {
+      const f = await open(p);
+      try {
+        return await readAll(f);
+      } finally {
+        f.close();
+      }
+    },
     chunks: (p, extra) =>
-      new FileSource(at(p), 0, Infinity, { progress, hash: extra?.hash, signal }),
+      new FileSource(p, 0, Infinity, {
+        progress,
+        hash: extra?.hash,
+        signal,
+        open: () => open(p),
+      }),
+    close: () => libc.close(root),
   };
+}
+
+/** The rest of `f` (left open). */
+async function readAll(f: Deno.FsFile): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const buf = new Uint8Array(64 << 10);
+    const n = await f.read(buf);
+    if (n === null) break;
+    parts.push(buf.subarray(0, n));
+    total += n;
+  }
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) out.set(p, at), at += p.length;
+  return out;
 }
 
 async function readJson<T>(src: ArchiveSource, path: string, what: string): Promise<T> {
@@ -614,9 +722,13 @@ export async function importImage(o: ImportOptions): Promise<ImageRecord> {
   try {
     let plan: Plan, tally: Tally;
     if (info.isDirectory) {
-      const src = dirSource(file, progress, signal);
-      plan = await archivePlan(src, what);
-      tally = await applyLayers(src, plan, rootfs, signal, what);
+      const src = dirSource(file, what, progress, signal);
+      try {
+        plan = await archivePlan(src, what);
+        tally = await applyLayers(src, plan, rootfs, signal, what);
+      } finally {
+        src.close();
+      }
     } else {
       ({ plan, tally } = await importFile(file, what, rootfs, tmp, progress, signal));
     }

@@ -27,10 +27,12 @@ import {
   unmountAll,
   validateName,
 } from "./store.ts";
-import { MS } from "../runtime/consts.ts";
+import { MNT_DETACH, MS } from "../runtime/consts.ts";
 import { EXIT_FILE } from "../runtime/state.ts";
 import { type LogLimits, validLimits } from "../runtime/log_writer.ts";
 import * as libc from "../ffi/libc.ts";
+import { escapeLowerDir } from "../runtime/exe_seal.ts";
+import { openDir, openUnder, readUpTo, statFd } from "./confined.ts";
 
 export interface Needs {
   id?: string;
@@ -54,29 +56,118 @@ export interface RunRequest extends RunFlags {
   keepLog?: boolean;
 }
 
-function readText(path: string): string | undefined {
+/** The most capsule reads of an image's /etc/passwd or /etc/group (as the init: 4 MiB). */
+export const MAX_IMAGE_FILE = 4 << 20;
+
+/** EAGAIN from openat2 (a rename raced a ".." walk): tried again this many times. */
+const AGAIN = 8;
+
+/**
+ * The file `rel` of the image open as `root` (its one directory, or its layers' overlay), as
+ * the container will see it: resolved inside the image (RESOLVE_IN_ROOT: an absolute or ".."
+ * link stays in it, a link to itself is a loop), a regular file only (a whiteout, FIFO,
+ * device or directory is none). Throws CapsuleError for one over MAX_IMAGE_FILE.
+ */
+function readImageFile(root: number, rel: string): string | undefined {
+  let fd: number | undefined;
+  for (let i = 0; fd === undefined; i++) {
+    try {
+      fd = openUnder(root, rel, "in-root");
+    } catch (e) {
+      if (e instanceof libc.SysError && e.code === "EAGAIN" && i < AGAIN) continue;
+      if (e instanceof libc.SysError) return undefined;
+      throw e;
+    }
+  }
   try {
-    return Deno.readTextFileSync(path);
-  } catch {
-    return undefined;
+    const st = statFd(fd);
+    if (!st.isFile) return undefined;
+    const { data, more } = readUpTo(fd, MAX_IMAGE_FILE);
+    if (more || st.size > MAX_IMAGE_FILE) {
+      throw new CapsuleError(
+        `The image's /${rel} is larger than 4 MiB (${st.size} bytes), more than capsule ` +
+          `reads: give the user as numbers (-u UID:GID)`,
+      );
+    }
+    return new TextDecoder().decode(data);
+  } finally {
+    libc.close(fd);
   }
 }
 
 /**
- * A file of the image as the container will see it, from its layers top first: the first
- * layer that has it as a regular file wins; a whiteout (0/0 character device) hides it.
+ * Files of the image (`rels`, relative to its root, e.g. "etc/passwd") as the container will
+ * see them, or undefined for one it has not as a regular file: read from the image's one
+ * directory, or from a read-only overlay of its layers (`lowers`, top first: whiteouts, opaque
+ * directories and links across layers as the container's root has them) mounted detached
+ * (fsmount: reachable by no path, gone when its fd is closed). Never through a symlink out
+ * of the image (see readImageFile). Throws CapsuleError.
  */
-function imageText(lowers: string[], rel: string): string | undefined {
-  for (const l of lowers) {
-    let st: Deno.FileInfo;
-    try {
-      st = Deno.lstatSync(`${l}/${rel}`);
-    } catch {
-      continue;
-    }
-    return st.isFile ? readText(`${l}/${rel}`) : undefined;
+export function imageFiles(lowers: string[], rels: string[]): (string | undefined)[] {
+  let root: number;
+  try {
+    root = lowers.length === 1 ? openDir(lowers[0]) : layersView(lowers);
+  } catch (e) {
+    throw new CapsuleError(
+      `Cannot read the image's /${rels.join(" and /")}: cannot open its ${
+        lowers.length === 1 ? `directory ${lowers[0]}` : `${lowers.length} layers`
+      }: ${(e as Error).message}`,
+    );
   }
-  return undefined;
+  try {
+    return rels.map((rel) => readImageFile(root, rel));
+  } finally {
+    libc.close(root);
+  }
+}
+
+/**
+ * An fd on a read-only overlay of `lowers` (top first) that no path reaches: fsmount'ed
+ * detached; fsconfig takes a string of at most 255 bytes, so a longer list goes one layer at
+ * a time ("lowerdir+", Linux 6.8). Where neither works (an older kernel), mount(2) (a page of
+ * options) on a new temporary directory of capsule's own, opened, then detached at once (the
+ * fd keeps the mount). Throws SysError.
+ */
+function layersView(lowers: string[]): number {
+  const joined = lowers.map(escapeLowerDir).join(":");
+  try {
+    return libc.fsmountReadOnly("overlay", [
+      ...(joined.length < 256
+        ? [["lowerdir", joined] as [string, string]]
+        : lowers.map((l) => ["lowerdir+", l] as [string, string])),
+      ["xino", "off"],
+    ]);
+  } catch { /* mount(2) below */ }
+  const at = Deno.makeTempDirSync({ prefix: "capsule-layers-" });
+  try {
+    libc.mount(
+      "overlay",
+      at,
+      "overlay",
+      MS.RDONLY | MS.NOSUID | MS.NODEV,
+      `lowerdir=${joined},xino=off`,
+    );
+    try {
+      return openDir(at);
+    } finally {
+      libc.umount2(at, MNT_DETACH);
+    }
+  } finally {
+    Deno.removeSync(at);
+  }
+}
+
+/**
+ * The image's /etc/passwd and /etc/group for the user `user` (-u, or the image's User) names:
+ * none read when there is no user, or it is given as UID:GID numbers.
+ */
+function userFiles(
+  lowers: string[],
+  user: string | undefined,
+): { passwd?: string; group?: string } {
+  if (!user || /^\d+:\d+$/.test(user)) return {};
+  const [passwd, group] = imageFiles(lowers, ["etc/passwd", "etc/group"]);
+  return { passwd, group };
 }
 
 /**
@@ -150,12 +241,53 @@ function volumeSources(
 }
 
 /**
+ * The real path of `path` (absolute) also when it does not exist yet: its deepest existing
+ * ancestor's real path, then the rest as given.
+ */
+function realish(path: string): string {
+  const parts = (path.startsWith("/") ? path : `${Deno.cwd()}/${path}`).split("/").filter((c) =>
+    c !== "" && c !== "."
+  );
+  for (let n = parts.length; n >= 0; n--) {
+    try {
+      const base = Deno.realPathSync(`/${parts.slice(0, n).join("/")}`).replace(/\/$/, "");
+      return `${base}/${parts.slice(n).join("/")}`.replace(/\/$/, "") || "/";
+    } catch { /* missing: try its parent */ }
+  }
+  return path;
+}
+
+/**
+ * Whether `path` or a directory above it is the directory `dir` (by device and inode: the
+ * same directory reached through a bind mount of it elsewhere).
+ */
+function sameInode(path: string, dir: string): boolean {
+  let d: Deno.FileInfo;
+  try {
+    d = Deno.statSync(dir);
+  } catch {
+    return false;
+  }
+  for (let p = path; p.length > 1; p = p.slice(0, p.lastIndexOf("/")) || "/") {
+    try {
+      const st = Deno.statSync(p);
+      if (st.dev === d.dev && st.ino === d.ino) return true;
+    } catch { /* missing: its parent */ }
+  }
+  return false;
+}
+
+/**
  * A -v bind's host path: `real` is its real path (symlinks resolved), also when it does not
  * exist yet (the real path of its deepest existing ancestor, then the rest); `missing` the
  * directories to make for it, outermost first. A relative source (`./data`, `../x`) is taken
  * relative to `cwd` (the caller's working directory, as docker's CLI does). Throws CapsuleError
  * for a path inside the store (an image's rootfs or layers, a container's writable layer:
- * capsule's own, never the user's directory), a missing part with "..", a dangling symlink,
+ * capsule's own, never the user's directory) or inside the state root `root` (its exec.plan
+ * files are trusted by the native front end), compared by real paths (also of a store or root
+ * not made yet) and by inode (the same directory bound elsewhere); a directory that holds
+ * either (`-v /:/host`) is taken, as docker takes it; a missing part with "..", a dangling
+ * symlink,
  * or a path whose real path names another directory than the kernel reaches through it (a
  * magic link such as /proc/PID/root: its text "/" is not the directory it leads to).
  */
@@ -163,6 +295,7 @@ export function resolveBindSource(
   source: string,
   store: string,
   cwd: string = Deno.cwd(),
+  root?: string,
 ): { real: string; missing: string[] } {
   if (source.startsWith("~")) {
     throw new CapsuleError(
@@ -220,13 +353,24 @@ export function resolveBindSource(
   const base = (real ?? "/").replace(/\/$/, "");
   const missing = rest.map((_, i) => `${base}/${rest.slice(0, i + 1).join("/")}`);
   const full = rest.length ? missing[missing.length - 1] : base || "/";
-  let storeReal = store;
-  try {
-    storeReal = Deno.realPathSync(store);
-  } catch { /* not made yet */ }
-  if (full === storeReal || full.startsWith(`${storeReal}/`)) {
+  for (
+    const [dir, name, why] of [
+      [store, "store", "every image's layers and every container's writable layer"],
+      ...(root === undefined ? [] : [[
+        root,
+        "state root",
+        "the containers' run-time state, which capsule trusts",
+      ]]),
+    ]
+  ) {
+    const real = realish(dir);
+    // A directory that holds it (`-v /:/host`, `-v /run:/run`) is the user's to give, as
+    // docker takes it: such a container reaches the whole host anyway.
+    const inside = full === real || full.startsWith(`${real}/`) || sameInode(full, real);
+    if (!inside) continue;
     throw new CapsuleError(
-      `Volume host path "${source}" (${full}) is inside capsule's store ${storeReal}: ` +
+      `Volume host path "${source}" (${full}) is inside capsule's ${name} ${real} ` +
+        `(--${name === "store" ? "store" : "root"}), which holds ${why}: ` +
         `give a directory of your own, or a named volume (-v NAME:/path)`,
     );
   }
@@ -290,7 +434,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
   const toMake: string[] = [];
   for (const v of vols) {
     if (v.kind !== "bind") continue;
-    const { real, missing } = resolveBindSource(v.source, req.store);
+    const { real, missing } = resolveBindSource(v.source, req.store, undefined, req.root);
     v.source = real;
     toMake.push(...missing);
   }
@@ -316,8 +460,7 @@ export async function runImage(req: RunRequest, open: OpenRuntime): Promise<numb
     mounts: [],
     hostEnv: (k) => Deno.env.get(k),
     nofile: ownNofile(),
-    passwd: imageText(lowers, "etc/passwd"),
-    group: imageText(lowers, "etc/group"),
+    ...userFiles(lowers, req.user ?? image.config.User),
   });
   storeDir(req.store, "containers");
   try {
@@ -547,7 +690,7 @@ export async function startContainer(
   const toMake: string[] = [];
   for (const v of info.volumes ?? []) {
     if (v.kind !== "bind" || typeof v.source !== "string") continue;
-    const { real, missing } = resolveBindSource(v.source, store);
+    const { real, missing } = resolveBindSource(v.source, store, undefined, stateRoot);
     if (real !== v.source) {
       throw new CapsuleError(
         `Volume host path "${v.source}" of container "${id}" now leads to ${real}: a symlink ` +

@@ -120,3 +120,50 @@ Deno.test({
     });
   },
 });
+
+Deno.test("-v: the store and the state root (and what is inside them) are refused, also through a symlink; a directory holding them is the user's to give (as docker); siblings are not refused", async () => {
+  await withTmp((tmp) => {
+    const store = `${tmp}/lib/capsule`, root = `${tmp}/run/capsule`;
+    Deno.mkdirSync(store, { recursive: true });
+    Deno.mkdirSync(`${root}/c1`, { recursive: true });
+    Deno.mkdirSync(`${tmp}/lib/other`);
+    Deno.symlinkSync(`${tmp}/run`, `${tmp}/varrun`);
+    Deno.symlinkSync(`${tmp}/lib`, `${tmp}/liblink`);
+    const refused: [string, string][] = [
+      [root, `is inside capsule's state root ${root}`],
+      [`${tmp}/varrun/capsule`, `is inside capsule's state root ${root}`],
+      [`${root}/c1`, `is inside capsule's state root ${root}`],
+      [`${root}/new/dir`, `is inside capsule's state root ${root}`],
+      [store, `is inside capsule's store ${store}`],
+      [`${tmp}/liblink/capsule/images`, `is inside capsule's store ${store}`],
+    ];
+    for (const [src, why] of refused) {
+      assertThrows(() => resolveBindSource(src, store, tmp, root), CapsuleError, why);
+    }
+    // The state root given through a symlink (/var/run -> /run) is compared by its real path.
+    assertThrows(
+      () => resolveBindSource(`${root}/c1`, store, tmp, `${tmp}/varrun/capsule`),
+      CapsuleError,
+      `is inside capsule's state root ${root}`,
+    );
+    // Neither made yet: the real path of the deepest existing directory, then the rest.
+    assertThrows(
+      () => resolveBindSource(`${tmp}/lib/new/store/x`, `${tmp}/liblink/new/store`, tmp, root),
+      CapsuleError,
+      `is inside capsule's store ${tmp}/lib/new/store`,
+    );
+    // Directories that hold them (-v /:/host), siblings, and names that only start the same.
+    for (
+      const src of [
+        `${tmp}/lib`,
+        tmp,
+        `${tmp}/run`,
+        `${tmp}/lib/other`,
+        `${tmp}/lib/capsule2`,
+        `${tmp}/run/capsulex`,
+      ]
+    ) {
+      assertEquals(resolveBindSource(src, store, tmp, root).real, src);
+    }
+  });
+});

@@ -4,7 +4,7 @@
 import { importImage, treeSize } from "../../image/import.ts";
 import { buildTar, type WriteEntry } from "../../image/tar.ts";
 import { CapsuleError } from "../../runtime/errors.ts";
-import { assert, assertEquals, assertRejects, withTempDir } from "./helpers.ts";
+import { assert, assertEquals, assertMatch, assertRejects, withTempDir } from "./helpers.ts";
 
 const enc = new TextEncoder();
 
@@ -343,6 +343,97 @@ Deno.test("import: failures name the file and leave nothing behind", async () =>
     assertEquals(Deno.readTextFileSync(`${store}/images/taken/image.json`), before);
     assertEquals([...Deno.readDirSync(`${store}/images`)].map((e) => e.name), ["taken"]);
     assert(!outside(tmp, "evil"));
+  });
+});
+
+/** A docker-save directory (pre-25 layout): `files` written, `links` made as symlinks. */
+function dockerDir(dir: string, files: Record<string, Uint8Array>, links: Record<string, string>) {
+  const parent = (p: string) => Deno.mkdirSync(p.slice(0, p.lastIndexOf("/")), { recursive: true });
+  for (const [name, data] of Object.entries(files)) {
+    parent(`${dir}/${name}`);
+    Deno.writeFileSync(`${dir}/${name}`, data);
+  }
+  for (const [name, target] of Object.entries(links)) {
+    parent(`${dir}/${name}`);
+    Deno.symlinkSync(target, `${dir}/${name}`);
+  }
+}
+
+const manifestOf = (cfg: string, layers: string[]) =>
+  enc.encode(JSON.stringify([{ Config: cfg, RepoTags: ["x:1"], Layers: layers }]));
+
+Deno.test("import: a docker-save directory whose repeated layer links to another (../ID/layer.tar)", async () => {
+  await withTempDir(async (tmp) => {
+    const l1 = buildTar(LAYER1), l2 = buildTar(LAYER2);
+    const config = await configOf(l1, l2, l2);
+    const dir = `${tmp}/saved`;
+    dockerDir(dir, {
+      "aaaa/layer.tar": l1,
+      "bbbb/layer.tar": l2,
+      "c.json": config,
+      "m.json": manifestOf("c.json", ["aaaa/layer.tar", "bbbb/layer.tar", "cccc/layer.tar"]),
+    }, {
+      "cccc/layer.tar": "../bbbb/layer.tar",
+      // docker 25+ links files of its OCI layout the same way; a link to a link inside works.
+      "manifest.json": "m.json",
+    });
+    const rec = await importImage({ store: `${tmp}/store`, name: "d", file: dir, progress: false });
+    assertEquals(rec.format, "docker-archive");
+    assertEquals(listTree(`${tmp}/store/images/d/rootfs`), EXPECTED);
+  });
+});
+
+Deno.test("import: a directory's file that leads out of it, a FIFO or a device is refused, naming it", async () => {
+  await withTempDir(async (tmp) => {
+    const store = `${tmp}/store`;
+    const secret = buildTar([{ name: "secret", data: "TOPSECRET\n" }]);
+    Deno.writeFileSync(`${tmp}/hostsecret.tar`, secret);
+    const cfg = enc.encode(JSON.stringify({ architecture: "amd64", os: "linux", config: {} }));
+    const imp = (name: string, file: string) => importImage({ store, name, file, progress: false });
+    const cases: [string, Record<string, string>, RegExp][] = [
+      ["abs", { "l/layer.tar": `${tmp}/hostsecret.tar` }, /"l\/layer\.tar".* leads out of/],
+      ["up", { "l/layer.tar": "../../hostsecret.tar" }, /"l\/layer\.tar".* leads out of/],
+      ["dirup", { "l": "../sec" }, /"l\/layer\.tar".* leads out of/],
+      ["cfg", { "cfg.json": "/etc/hostname" }, /"cfg\.json".* leads out of/],
+      ["fifo", {}, /"l\/layer\.tar" is a FIFO/],
+      ["dev", { "l/layer.tar": "/dev/null" }, /"l\/layer\.tar".* leads out of/],
+      ["loop", { "l/layer.tar": "layer.tar" }, /"l\/layer\.tar".*symbolic links/],
+    ];
+    Deno.mkdirSync(`${tmp}/sec`);
+    Deno.copyFileSync(`${tmp}/hostsecret.tar`, `${tmp}/sec/layer.tar`);
+    for (const [name, links, why] of cases) {
+      const dir = `${tmp}/${name}`;
+      const files: Record<string, Uint8Array> = {
+        "manifest.json": manifestOf("cfg.json", ["l/layer.tar"]),
+      };
+      if (!("cfg.json" in links)) files["cfg.json"] = cfg;
+      if (name === "cfg") files["l/layer.tar"] = secret;
+      dockerDir(dir, files, links);
+      if (name === "fifo") {
+        Deno.mkdirSync(`${dir}/l`);
+        new Deno.Command("mkfifo", { args: [`${dir}/l/layer.tar`] }).outputSync();
+      }
+      const e = await assertRejects(() => imp(name, dir), CapsuleError);
+      assertMatch((e as Error).message, why, name);
+      assertEquals([...Deno.readDirSync(`${store}/images`)].map((e) => e.name), [], name);
+    }
+    // A device node in the directory itself (root only: mknod).
+    if (Deno.uid() === 0) {
+      const dir = `${tmp}/node`;
+      dockerDir(
+        dir,
+        { "manifest.json": manifestOf("cfg.json", ["l/layer.tar"]), "cfg.json": cfg },
+        {},
+      );
+      Deno.mkdirSync(`${dir}/l`);
+      new Deno.Command("mknod", { args: [`${dir}/l/layer.tar`, "c", "1", "3"] }).outputSync();
+      await assertRejects(
+        () => imp("node", dir),
+        CapsuleError,
+        `"l/layer.tar" is a character device`,
+      );
+    }
+    assertEquals([...Deno.readDirSync(`${store}/images`)].map((e) => e.name), []);
   });
 });
 
