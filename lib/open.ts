@@ -49,21 +49,13 @@ export interface RuntimeNeeds {
   root?: string;
 }
 
-/**
- * The extensions a container's state names; all of them when its state.json is damaged, or
- * missing from a directory that exists (delete -f finds what each holds from the id alone).
- */
+/** The extensions a container's state names; all of them when its state.json is damaged. */
 function extKeys(root: string, id: string): string[] {
   let text: string;
   try {
     text = Deno.readTextFileSync(`${root}/${id}/state.json`);
-  } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) return [];
-    try {
-      return Deno.statSync(`${root}/${id}`).isDirectory ? ["image", "network"] : [];
-    } catch {
-      return [];
-    }
+  } catch {
+    return [];
   }
   try {
     return Object.keys(JSON.parse(text).ext ?? {});

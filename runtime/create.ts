@@ -152,6 +152,7 @@ export async function createContainer(
     throw e;
   } finally {
     if (c.fd >= 0) closeFd(c.fd);
+    c.idLock?.close(); // after the undo: a waiting delete finds a container, or nothing
   }
 }
 
@@ -191,6 +192,16 @@ function readBundle(
 
 function claimStateDir(c: Creating): void {
   c.dir = c.ctx.store.claim(c.id);
+  // Nobody waits on a directory this create just made, but a delete -f may have taken it in
+  // between: then it is gone, and so is this create.
+  c.idLock = c.ctx.store.lock(c.id);
+  if (!c.idLock) {
+    c.dir = "";
+    throw new CapsuleError(
+      `Cannot create container "${c.id}": its state directory was removed as it was made ` +
+        `(a delete of the id ran at the same time)`,
+    );
+  }
 }
 
 function removeStateDir(c: Creating): void {

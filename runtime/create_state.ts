@@ -46,6 +46,12 @@ export interface CreateOptions {
 export class Creating {
   readonly step: (name: string) => void;
   dir = "";
+  /**
+   * The id's lock (StateStore.lock), held from the claim until create ended or was undone: a
+   * delete -f of the id waits for it instead of removing the directory and cgroups while the
+   * create goes on (which left an init nothing lists).
+   */
+  idLock: Deno.FsFile | undefined;
   /** Our end of the channel to the init. */
   fd = -1;
   /** The init's end of the channel: it inherits it, closed here once it runs. */

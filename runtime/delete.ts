@@ -49,13 +49,32 @@ export async function deleteContainer(
   opts: DeleteOptions = {},
 ): Promise<void> {
   validateId(id);
-  // Held until the state is gone: a release of the stopped container (stop.ts) waits.
+  if (!opts.force) refuseWhileCreating(ctx, id);
+  // Held until the state is gone: a release of the stopped container (stop.ts) waits, and so
+  // does this delete for a create of the id (create holds it until it ended or was undone).
   const lock = ctx.store.lock(id);
   try {
     await deleteLocked(ctx, id, opts);
   } finally {
     lock?.close();
     reapEnded(); // an init this process started (the library's create) is no zombie of it
+  }
+}
+
+/**
+ * A plain delete of a container that is being created (its creator lives) is refused at once,
+ * where waiting for the create's lock would delete what it just made (runc: "cannot delete
+ * container that is not stopped").
+ */
+function refuseWhileCreating(ctx: RuntimeContext, id: string): void {
+  let rec: ContainerRecord | undefined;
+  try {
+    rec = ctx.store.read(id);
+  } catch {
+    return; // unknown or damaged: deleteLocked says so
+  }
+  if (rec?.creating && ctx.store.status(rec) === "creating") {
+    throw new StateTransitionError(id, "delete", "creating", ["stopped"]);
   }
 }
 
@@ -73,16 +92,18 @@ async function deleteLocked(ctx: RuntimeContext, id: string, opts: DeleteOptions
     return await deleteDamaged(ctx, id);
   }
   if (!rec) {
-    // A directory without a state: a create that crashed before writing it, or a state.json
-    // removed by hand under a live container. Only -f removes it, with what the id alone gives
-    // (its default cgroup's processes, leases, ports, a host bind: deleteDamaged), so that no
-    // orphan keeps an address or a port that would be handed out again.
+    // A directory without a state: a create that crashed before writing it, which is before it
+    // made cgroups or joined a network, so nothing of the id outside the directory is this
+    // root's (the default cgroup capsule/<id> and the id's veth may be another root's container
+    // by now: not touched). Only -f removes it.
     if (!opts.force) {
       throw new CapsuleError(
         `Container "${id}" was never fully created; remove it with "capsule delete -f ${id}"`,
       );
     }
-    return await deleteDamaged(ctx, id);
+    releaseHostMount(ctx.store.dir(id)); // a crash between the bind and the record
+    ctx.store.remove(id);
+    return;
   }
   const st = opts.reaped ? "stopped" : status(ctx, rec);
   if (st !== "stopped" && st !== "created" && !opts.force) {
@@ -142,8 +163,7 @@ function removeCgroups(ctx: RuntimeContext, rec: ContainerRecord): void {
 }
 
 /**
- * `delete -f` of a container whose state.json cannot be read or is missing from its directory:
- * everything the id owns, found
+ * `delete -f` of a container whose state.json cannot be read: everything the id owns, found
  * from the id alone. Processes: those in the default cgroup capsule/<id> (SIGKILL, frozen
  * meanwhile); the cgroup itself; each extension's releaseAllFor(id) (network: veth, chain,
  * leases and ports keyed by the id), or its deleted() with a record of the id and no data

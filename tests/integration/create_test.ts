@@ -150,22 +150,51 @@ rootTest(
         }],
       };
     });
-    const child = spawnCapsule(root, ["create", "-b", b, "ck1"]);
     try {
-      await waitFor(() => Deno.readTextFileSync(flag).includes("in"), 10_000, "the hook");
-      const st = await state(root, "ck1");
-      assertEquals(st.status, "creating", JSON.stringify(st));
-      const del = await capsule(root, ["delete", "ck1"]);
-      assertEquals(del.code, 1, del.stderr);
-      assertMatch(del.stderr, /creating/);
-      // The init keeps create's stdout and stderr (pipes here) until it ends: the status only.
-      assertEquals((await child.status).code, 0);
-      assertEquals((await state(root, "ck1")).status, "created");
+      const child = spawnCapsule(root, ["create", "-b", b, "ck1"]);
+      try {
+        await waitFor(() => Deno.readTextFileSync(flag).includes("in"), 10_000, "the hook");
+        const st = await state(root, "ck1");
+        assertEquals(st.status, "creating", JSON.stringify(st));
+        const del = await capsule(root, ["delete", "ck1"]);
+        assertEquals(del.code, 1, del.stderr);
+        assertMatch(del.stderr, /creating/);
+        // The init keeps create's stdout and stderr (pipes here) until it ends: the status only.
+        assertEquals((await child.status).code, 0);
+        assertEquals((await state(root, "ck1")).status, "created");
+      } finally {
+        await capsule(root, ["delete", "-f", "ck1"]);
+        await child.status.catch(() => {});
+        await child.stdout.cancel().catch(() => {});
+        await child.stderr.cancel().catch(() => {});
+      }
+      // delete -f while create runs waits for it (the id's lock), then removes what it made:
+      // before, it removed the directory and cgroups under the create, which went on and left an
+      // init in a cgroup that nothing listed, both commands exiting 0.
+      Deno.writeTextFileSync(flag, "");
+      const second = spawnCapsule(root, ["create", "-b", b, "ck1"]);
+      try {
+        await waitFor(() => Deno.readTextFileSync(flag).includes("in"), 10_000, "the hook");
+        const del = await capsule(root, ["delete", "-f", "ck1"]);
+        assertEquals(del.code, 0, del.stderr);
+        // The create ran to its end (its undo would have failed it) before delete -f went on.
+        assertEquals((await second.status).code, 0, "create ran to its end first");
+        assertEquals(cgroupDirsNamed("ck1"), [], "no cgroup of ck1 is left");
+        assertEquals(rootNames(root).filter((n) => n === "ck1"), [], "no state of ck1 is left");
+        const ps = await new Deno.Command("pgrep", { args: ["-f", "^/proc/self/fd/[0-9]+ init"] })
+          .output();
+        const inits = new TextDecoder().decode(ps.stdout).trim().split("\n").filter(Boolean);
+        for (const pid of inits) {
+          const cg = Deno.readTextFileSync(`/proc/${pid}/cgroup`);
+          assert(!cg.includes("/ck1\n"), `init ${pid} of ck1 is left: ${cg}`);
+        }
+      } finally {
+        await capsule(root, ["delete", "-f", "ck1"]);
+        await second.status.catch(() => {});
+        await second.stdout.cancel().catch(() => {});
+        await second.stderr.cancel().catch(() => {});
+      }
     } finally {
-      await capsule(root, ["delete", "-f", "ck1"]);
-      await child.status.catch(() => {});
-      await child.stdout.cancel().catch(() => {});
-      await child.stderr.cancel().catch(() => {});
       await removeAll(b, flag);
     }
   },
