@@ -210,8 +210,8 @@ export function privateDir(
 
 /**
  * privateDir's `owns` for a state root (--root): an entry capsule makes there, a container's
- * directory (one holding state.json, or empty: a create claimed it), the networks' state
- * (`_networks`) or a monitor's socket and lock (`.monitor-*`).
+ * directory (one holding state.json: an empty one may be anybody's, e.g. /srv's), the networks'
+ * state (`_networks`) or a monitor's socket and lock (`.monitor-*`).
  */
 export function rootOwns(dir: string, name: string): boolean {
   if (name === "_networks" || /^\.monitor-[0-9a-f]{16}\.(sock|lock)$/.test(name)) return true;
@@ -219,8 +219,7 @@ export function rootOwns(dir: string, name: string): boolean {
   try {
     const st = Deno.lstatSync(`${dir}/${name}`);
     if (!st.isDirectory) return false;
-    const it = Deno.readDirSync(`${dir}/${name}`);
-    return it.next().done === true || Deno.lstatSync(`${dir}/${name}/${STATE_FILE}`).isFile;
+    return Deno.lstatSync(`${dir}/${name}/${STATE_FILE}`).isFile;
   } catch {
     return false;
   }

@@ -78,14 +78,17 @@ Deno.test("privateDir: a loose root or store holding only what capsule puts ther
     const root = `${dir}/root`, store = `${dir}/store`;
     Deno.mkdirSync(`${root}/c1`, { recursive: true });
     Deno.writeTextFileSync(`${root}/c1/state.json`, "{}");
-    Deno.mkdirSync(`${root}/claimed`);
     Deno.mkdirSync(`${root}/_networks`);
     Deno.writeTextFileSync(`${root}/.monitor-0123456789abcdef.lock`, "");
     Deno.chmodSync(root, 0o711);
     privateDir(root, "--root", rootOwns);
     assertEquals(mode(root), 0o700);
-    // A directory without state.json that holds something is not a container's.
+    // A directory without state.json, even an empty one (/srv/sub1), is not a container's.
     Deno.chmodSync(root, 0o755);
+    Deno.mkdirSync(`${root}/sub1`);
+    assertThrows(() => privateDir(root, "--root", rootOwns), CapsuleError, '"sub1"');
+    assertEquals(mode(root), 0o755);
+    Deno.removeSync(`${root}/sub1`);
     Deno.mkdirSync(`${root}/www`);
     Deno.writeTextFileSync(`${root}/www/index.html`, "");
     assertThrows(() => privateDir(root, "--root", rootOwns), CapsuleError, '"www"');
